@@ -1,0 +1,36 @@
+#!/bin/sh
+# Installs the Debian packages ember needs to build, test and benchmark.
+# Idempotent: asks dpkg first and only calls apt-get for what is missing.
+#   deploy/install-deps.sh            build + test dependencies
+#   deploy/install-deps.sh --bench    also python3-torch/numpy for bench/torch_reference.py
+#   deploy/install-deps.sh --runtime  only the shared libraries emberd/ember need at run time
+set -eu
+
+build="build-essential cmake pkg-config libopenblas-dev libcmocka-dev libzip-dev libjansson-dev"
+runtime="libopenblas0-pthread libzip4 libjansson4"
+bench="python3-torch python3-numpy"
+
+want="$build"
+case "${1:-}" in
+  --bench) want="$build $bench" ;;
+  --runtime) want="$runtime" ;;
+  "") ;;
+  *) echo "usage: $0 [--bench|--runtime]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+    echo "install-deps: missing packages:$missing (run as root)" >&2; exit 1
+  fi
+else SUDO=""; fi
+echo "install-deps: installing$missing" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,99 @@
+/* ember/base.h - error codes, error messages, seeded random streams, a tiny thread pool.
+ *
+ * Every libember function that can fail returns 0 or a negative EMBER_E* code and, when the
+ * caller passes an ember_err, writes a sentence saying what was wrong:
+ *
+ *     ember_err err;
+ *     ember_dataset ds;
+ *     if (ember_dataset_read("demo.csv", -1, 1, &ds, &err) < 0)
+ *         fprintf(stderr, "ember: %s\n", err.msg);   // "demo.csv:7: expected 3 columns, found 2"
+ *
+ * Randomness comes from ember_rng (xoshiro256**), seeded from a (seed, stream) pair so that
+ * every query row, thread or training step can own an independent, reproducible stream.
+ * Nothing in libember calls rand() or keeps global state.
+ */
+#ifndef EMBER_BASE_H
+#define EMBER_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+  EMBER_OK = 0,
+  EMBER_EINVAL = -1,   /* bad argument or option */
+  EMBER_ENOMEM = -2,   /* allocation failed */
+  EMBER_EIO = -3,      /* a file could not be read or written */
+  EMBER_EFORMAT = -4,  /* a file's contents are malformed */
+  EMBER_ERANGE = -5,   /* a value is out of range (NaN, Inf, too large) */
+  EMBER_ENOTSUP = -6,  /* valid but not supported (e.g. a method not built yet) */
+  EMBER_ECANCELED = -7 /* a long operation was cancelled by its caller */
+};
+
+#define EMBER_ERR_MAX 512
+
+typedef struct ember_err {
+  int code;
+  char msg[EMBER_ERR_MAX];
+} ember_err;
+
+/* Name of an error code ("invalid argument", ...). Never NULL. */
+const char *ember_strerror(int code);
+
+/* Records code and a printf-style message in err (if not NULL) and returns code, so that
+ * failure paths read `return ember_fail(err, EMBER_EINVAL, "x has %d values", n);`. */
+int ember_fail(ember_err *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---- random streams ---------------------------------------------------------------- */
+
+typedef struct ember_rng {
+  uint64_t s[4];
+} ember_rng;
+
+/* Seeds rng from (seed, stream) through splitmix64; different streams are independent. */
+void ember_rng_seed(ember_rng *rng, uint64_t seed, uint64_t stream);
+uint64_t ember_rng_u64(ember_rng *rng);
+/* Uniform float in [0, 1). */
+float ember_rng_uniform(ember_rng *rng);
+/* Uniform double in (0, 1]: never 0, safe under log(). */
+double ember_rng_uniform_pos(ember_rng *rng);
+/* Standard normal (Box-Muller, both values used: pairs are cached in no hidden state, so
+ * this draws two uniforms and returns one; use ember_rng_normal_fill for bulk). */
+float ember_rng_normal(ember_rng *rng);
+/* n standard normals into out. */
+void ember_rng_normal_fill(ember_rng *rng, float *out, size_t n);
+/* Uniform integer in [0, n). */
+uint32_t ember_rng_below(ember_rng *rng, uint32_t n);
+
+/* ---- thread pool ------------------------------------------------------------------- */
+
+/* A fixed set of threads that runs `ntasks` calls of fn(ctx, task, thread) and returns when
+ * all are done. thread is in [0, ember_pool_threads(pool)) and identifies a per-thread
+ * workspace. A NULL pool runs everything on the calling thread as thread 0. Tasks are handed
+ * out in a fixed, deterministic split (task t goes to thread t % threads), so results that
+ * depend on which thread computed what are still reproducible for a fixed thread count. */
+typedef struct ember_pool ember_pool;
+typedef void (*ember_task_fn)(void *ctx, int task, int thread);
+
+int ember_pool_create(ember_pool **out, int threads, ember_err *err);
+void ember_pool_destroy(ember_pool *pool);
+int ember_pool_threads(const ember_pool *pool);
+void ember_pool_run(ember_pool *pool, int ntasks, ember_task_fn fn, void *ctx);
+
+/* Makes OpenBLAS use one thread (ember parallelises above BLAS). Safe to call repeatedly. */
+void ember_blas_single_thread(void);
+
+/* Monotonic clock in seconds. */
+double ember_now(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,54 @@
+/* ember/dataset.h - (x, y) datasets from CSV and NumPy .npz files.
+ *
+ * CSV: comma-separated numbers, one example per line, an optional header line (recognised
+ * because one of its fields is not a number). The last y_dim columns are y, the rest x.
+ * .npz: a NumPy zip archive (stored or deflated) holding arrays `x` and `y` (x.npy, y.npy),
+ * float32 or float64, C or Fortran order, 1-D meaning one column.
+ *
+ * Nothing is dropped silently: NaN/Inf, ragged rows, empty files, missing arrays and
+ * dimension mismatches are refused with a message naming the file and the line (CSV, 1-based,
+ * counting the header) or the array and flat index (.npz).
+ *
+ *     ember_dataset ds;
+ *     ember_err err;
+ *     if (ember_dataset_read("pairs.csv", -1, 2, &ds, &err) < 0) { puts(err.msg); return 1; }
+ *     // ds.n rows, ds.x (n, x_dim), ds.y (n, 2)
+ *     ember_dataset_free(&ds);
+ */
+#ifndef EMBER_DATASET_H
+#define EMBER_DATASET_H
+
+#include "ember/base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ember_dataset {
+  int n;      /* rows */
+  int x_dim;  /* columns of x (>= 1) */
+  int y_dim;  /* columns of y (0 for inputs-only files) */
+  float *x;   /* (n, x_dim), row-major */
+  float *y;   /* (n, y_dim), row-major; NULL when y_dim == 0 */
+} ember_dataset;
+
+/* Reads a dataset from path ("-" = standard input). The format is chosen by content: a zip
+ * signature means .npz, anything else is CSV.
+ *   x_dim: expected number of x columns, or -1 to take whatever the file has.
+ *   y_dim: number of y columns. 0 reads inputs only (CSV: every column is x; .npz: only `x` is
+ *          needed). For CSV, -1 means 1. For .npz, -1 takes y's width from the array and a
+ *          positive value must match it.
+ * On success fills *ds (caller frees with ember_dataset_free) and returns 0; on failure *ds is
+ * left empty and an EMBER_E* code is returned with the reason in err. */
+int ember_dataset_read(const char *path, int x_dim, int y_dim, ember_dataset *ds, ember_err *err);
+
+/* The same from a memory buffer; name is used in messages only. */
+int ember_dataset_read_mem(const void *buf, size_t len, const char *name, int x_dim, int y_dim,
+                           ember_dataset *ds, ember_err *err);
+
+void ember_dataset_free(ember_dataset *ds);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

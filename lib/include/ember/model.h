@@ -1,0 +1,97 @@
+/* ember/model.h - a trained model and its safetensors checkpoint.
+ *
+ * A model is a network plus everything needed to use it: the method it was trained with,
+ * x/y normalisation, the sampling bounds (in normalised y units) and default inference
+ * options. Checkpoints are safetensors files: an 8-byte little-endian header length, a JSON
+ * header, raw little-endian F32 tensors named as PyTorch's state_dict would name them
+ * ("proj.weight", "blocks.0.0.bias", "out.weight", ...). `__metadata__` holds strings:
+ *
+ *   format=ember  format_version=1  method=dfo|mse  x_dim  y_dim  arch=resnet|mlp  width  depth
+ *   x_mean x_std y_mean y_std y_lo y_hi   (JSON arrays of numbers, as text)
+ *   infer.samples infer.iters infer.sigma infer.shrink infer.temperature
+ *   train.steps train.seed train.batch train.negatives train.lr train.temperature train.loss
+ *
+ * Saving is atomic (temporary file in the same directory, fsync, rename). Loading validates
+ * everything and names the problem: header size cap, offsets inside the file, no overlap or
+ * gap between tensors, dtype, shapes, finite values, known names, sane metadata.
+ *
+ *     ember_model m;  ember_err err;
+ *     if (ember_model_load("policy.safetensors", &m, &err) < 0) { puts(err.msg); return 1; }
+ *     ...
+ *     ember_model_free(&m);
+ */
+#ifndef EMBER_MODEL_H
+#define EMBER_MODEL_H
+
+#include "ember/base.h"
+#include "ember/net.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  EMBER_METHOD_DFO = 0,      /* Method A: InfoNCE + derivative-free optimisation */
+  EMBER_METHOD_MSE = 1,      /* explicit baseline: regress y from x */
+  EMBER_METHOD_ARDFO = 2,    /* Method B (not built yet) */
+  EMBER_METHOD_LANGEVIN = 3  /* Method C (not built yet) */
+} ember_method;
+
+const char *ember_method_name(ember_method m);
+int ember_method_parse(const char *s, ember_method *out);
+const char *ember_arch_name(ember_arch a);
+int ember_arch_parse(const char *s, ember_arch *out);
+
+/* Inference options; a model stores defaults, every call may override them. */
+typedef struct ember_infer_opts {
+  int samples;       /* DFO population per query (default 16384) */
+  int iters;         /* DFO iterations (3) */
+  float sigma;       /* initial noise standard deviation, normalised y units (0.33) */
+  float shrink;      /* sigma multiplier per iteration, in (0, 1] (0.5) */
+  float temperature; /* probabilities are softmax(-E / temperature) (1) */
+} ember_infer_opts;
+
+#define EMBER_INFER_DEFAULTS {16384, 3, 0.33f, 0.5f, 1.0f}
+
+/* Checks an options struct; names the first bad field. */
+int ember_infer_opts_check(const ember_infer_opts *o, ember_err *err);
+
+typedef struct ember_model {
+  ember_method method;
+  int x_dim, y_dim;
+  ember_net net;          /* energy net (in_x = x_dim, in_y = y_dim, out = 1) or, for mse,
+                             regressor (in_y = 0, out = y_dim) */
+  float *x_mean, *x_std;  /* (x_dim): x_normalised = (x - mean) / std */
+  float *y_mean, *y_std;  /* (y_dim) */
+  float *y_lo, *y_hi;     /* (y_dim): sampling bounds in normalised y units */
+  ember_infer_opts infer; /* default inference options */
+  /* how it was trained (informational, kept in the checkpoint) */
+  int64_t train_steps;
+  uint64_t train_seed;
+  int train_batch, train_negatives;
+  float train_lr, train_temperature, train_loss;
+  float *stats; /* the one allocation behind the six vectors above */
+} ember_model;
+
+/* Allocates a model: network parameters zeroed, mean 0, std 1, bounds [-1, 1], default
+ * inference options. The net's shape is derived from method and dims; arch, width and depth
+ * come from the arguments. */
+int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, ember_arch arch,
+                     int width, int depth, ember_err *err);
+void ember_model_free(ember_model *m);
+
+int ember_model_save(const ember_model *m, const char *path, ember_err *err);
+int ember_model_load(const char *path, ember_model *m, ember_err *err);
+/* The same from memory; name is used in messages only. */
+int ember_model_load_mem(const void *buf, size_t len, const char *name, ember_model *m,
+                         ember_err *err);
+
+/* Normalisation helpers: n rows of x or y, raw <-> normalised. */
+void ember_model_norm_x(const ember_model *m, const float *x, int n, float *xn);
+void ember_model_norm_y(const ember_model *m, const float *y, int n, float *yn);
+void ember_model_denorm_y(const ember_model *m, const float *yn, int n, float *y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

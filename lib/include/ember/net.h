@@ -1,0 +1,111 @@
+/* ember/net.h - the energy network: plain MLP or pre-activation ResNet MLP, batched on sgemm.
+ *
+ * Shapes (PyTorch nn.Linear layout: weight is (out, in), input columns are x then y):
+ *   MLP    : hidden.0 (in_x+in_y -> W), hidden.i (W -> W) for i < depth, ReLU after each,
+ *            out (W -> out).
+ *   ResNet : proj (in_x+in_y -> W); depth/2 blocks, block b computes
+ *            h += blocks.b.1( relu( blocks.b.0( relu(h) ) ) ); then out (W -> out), no final
+ *            activation (as IBC's ResNetPreActivation + energy projection).
+ * `out` is 1 for an energy model and y_dim for the explicit (MSE) baseline, whose in_y is 0.
+ *
+ * Late fusion: the first layer is W_x x + W_y y + b. ember_net_fuse_x computes W_x x + b once
+ * per query; ember_net_forward adds W_y y for each of the query's candidate rows. Candidate
+ * rows are grouped by query: rows [q*per_query, (q+1)*per_query) belong to query q.
+ *
+ * All parameters live in one flat buffer (net->params, net->nparams floats); layer i's weight
+ * and bias point into it. Gradients and Adam moments use the same layout, so optimisers and
+ * checkpoints are single loops. Backward *adds* into gradients.
+ *
+ *     ember_net net;  ember_net_ws ws;  ember_rng rng;
+ *     ember_net_shape s = {EMBER_ARCH_RESNET, 8, 2, 256, 2, 1};
+ *     ember_net_init(&net, &s, NULL);  ember_rng_seed(&rng, 1, 0);  ember_net_init_params(&net, &rng);
+ *     ember_net_ws_init(&ws, &s, 1024, 1, NULL);
+ *     ember_net_fuse_x(&net, x, 1, ws.hx);                   // x: (1, 8)
+ *     ember_net_forward(&net, &ws, ws.hx, y, 1, 1024, e);     // y: (1024, 2) -> e: (1024, 1)
+ */
+#ifndef EMBER_NET_H
+#define EMBER_NET_H
+
+#include "ember/base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { EMBER_ARCH_MLP = 0, EMBER_ARCH_RESNET = 1 } ember_arch;
+
+typedef struct ember_net_shape {
+  ember_arch arch;
+  int in_x;  /* x inputs (>= 1) */
+  int in_y;  /* y inputs (>= 0; 0 for the explicit baseline) */
+  int width; /* hidden width (>= 1) */
+  int depth; /* hidden dense layers; even and >= 2 for ResNet */
+  int out;   /* outputs (1 for energies) */
+} ember_net_shape;
+
+typedef struct ember_dense {
+  int in, out;
+  float *w; /* (out, in) */
+  float *b; /* (out) */
+} ember_dense;
+
+typedef struct ember_net {
+  ember_net_shape shape;
+  int nlayers;
+  ember_dense *layers; /* (nlayers): first layer, hidden layers in order, output layer */
+  size_t nparams;
+  float *params; /* (nparams), owned */
+} ember_net;
+
+/* Checks a shape and says what is wrong with it. */
+int ember_net_shape_check(const ember_net_shape *s, ember_err *err);
+/* Number of dense layers and parameters a shape has. */
+int ember_net_shape_layers(const ember_net_shape *s);
+size_t ember_net_shape_params(const ember_net_shape *s);
+
+/* Allocates the parameter buffer (zeroed) and the layer table. */
+int ember_net_init(ember_net *net, const ember_net_shape *shape, ember_err *err);
+void ember_net_free(ember_net *net);
+/* PyTorch's nn.Linear default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)). */
+void ember_net_init_params(ember_net *net, ember_rng *rng);
+/* Name prefix of layer i ("proj", "blocks.0.1", "hidden.2", "out"); tensors are
+ * "<prefix>.weight" and "<prefix>.bias". Returns 0, or EMBER_EINVAL for a bad index. */
+int ember_net_layer_name(const ember_net *net, int layer, char *buf, size_t len);
+/* Multiply-adds per candidate row for one forward pass, excluding the x part of the first
+ * layer (which late fusion computes once per query); FLOPs are twice this. */
+double ember_net_row_macs(const ember_net_shape *s);
+
+/* Activations kept between forward and backward, sized for up to max_rows candidate rows
+ * and max_queries queries. One workspace per thread. */
+typedef struct ember_net_ws {
+  int max_rows, max_queries, width;
+  int nact;       /* number of (max_rows, width) activation buffers */
+  float *act;     /* (nact, max_rows, width) */
+  float *d0, *d1; /* (max_rows, width) backward scratch */
+  float *hx;      /* (max_queries, width): a place for ember_net_fuse_x's output */
+  float *dhx;     /* (max_queries, width) backward scratch */
+  float *mem;     /* the single allocation behind all of the above */
+} ember_net_ws;
+
+int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, int max_queries,
+                      ember_err *err);
+void ember_net_ws_free(ember_net_ws *ws);
+
+/* hx = W_x x + b for nq queries. x: (nq, in_x) -> hx: (nq, width). */
+void ember_net_fuse_x(const ember_net *net, const float *x, int nq, float *hx);
+
+/* Forward over nq * per_query candidate rows. hx: (nq, width) from ember_net_fuse_x,
+ * y: (nq * per_query, in_y) (NULL when in_y == 0), out: (nq * per_query, out). */
+void ember_net_forward(const ember_net *net, ember_net_ws *ws, const float *hx, const float *y,
+                       int nq, int per_query, float *out);
+
+/* Backward of the last forward on ws (same hx/y/nq/per_query). dout: (rows, out).
+ * grad: (nparams) accumulated into, or NULL. dy: (rows, in_y) overwritten, or NULL.
+ * x: (nq, in_x) is needed for the x part of the first layer's weight gradient. */
+void ember_net_backward(const ember_net *net, ember_net_ws *ws, const float *x, const float *y,
+                        int nq, int per_query, const float *dout, float *grad, float *dy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

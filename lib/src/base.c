@@ -1,0 +1,250 @@
+/* base.c - errors, random streams, the thread pool, clocks.
+ *
+ * The random generator is xoshiro256** seeded through splitmix64 from (seed, stream): cheap,
+ * 256 bits of state, and streams that never share a starting point for distinct pairs, which
+ * is what makes "row i of a request uses stream i" reproducible however requests are batched.
+ *
+ * The pool is deliberately small: a fixed set of threads, one job at a time, tasks handed out
+ * by a fixed rule (task t runs on thread t % threads) so that per-thread partial results are
+ * combined in the same order on every run. The calling thread takes part as thread 0, so a
+ * pool of 1 costs nothing. It is not a general scheduler; emberd has its own worker pool and
+ * gives each worker a NULL (inline) pool.
+ */
+#include "ember/base.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cblas.h>
+
+#define EMBER_TWO_PI 6.283185307179586476925
+
+const char *ember_strerror(int code) {
+  switch (code) {
+  case EMBER_OK: return "ok";
+  case EMBER_EINVAL: return "invalid argument";
+  case EMBER_ENOMEM: return "out of memory";
+  case EMBER_EIO: return "input/output error";
+  case EMBER_EFORMAT: return "malformed file";
+  case EMBER_ERANGE: return "value out of range";
+  case EMBER_ENOTSUP: return "not supported";
+  case EMBER_ECANCELED: return "cancelled";
+  default: return "unknown error";
+  }
+}
+
+int ember_fail(ember_err *err, int code, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    err->code = code;
+  }
+  return code;
+}
+
+/* ---- random streams ---------------------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *x) {
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+void ember_rng_seed(ember_rng *rng, uint64_t seed, uint64_t stream) {
+  uint64_t x = seed;
+  uint64_t mixed = splitmix64(&x) ^ (stream * 0xd1b54a32d192ed03ULL + 0x8cb92ba72f3d8dd7ULL);
+  for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&mixed);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t ember_rng_u64(ember_rng *rng) {
+  uint64_t *s = rng->s;
+  uint64_t result = rotl(s[1] * 5, 7) * 9;
+  uint64_t t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return result;
+}
+
+float ember_rng_uniform(ember_rng *rng) {
+  return (float)(ember_rng_u64(rng) >> 40) * 0x1.0p-24f;
+}
+
+double ember_rng_uniform_pos(ember_rng *rng) {
+  return ((double)(ember_rng_u64(rng) >> 11) + 1.0) * 0x1.0p-53;
+}
+
+float ember_rng_normal(ember_rng *rng) {
+  double u1 = ember_rng_uniform_pos(rng);
+  double u2 = (double)(ember_rng_u64(rng) >> 11) * 0x1.0p-53;
+  return (float)(sqrt(-2.0 * log(u1)) * cos(EMBER_TWO_PI * u2));
+}
+
+void ember_rng_normal_fill(ember_rng *rng, float *out, size_t n) {
+  size_t i = 0;
+  for (; i + 1 < n; i += 2) {
+    double u1 = ember_rng_uniform_pos(rng);
+    double u2 = (double)(ember_rng_u64(rng) >> 11) * 0x1.0p-53;
+    double r = sqrt(-2.0 * log(u1));
+    out[i] = (float)(r * cos(EMBER_TWO_PI * u2));
+    out[i + 1] = (float)(r * sin(EMBER_TWO_PI * u2));
+  }
+  if (i < n) out[i] = ember_rng_normal(rng);
+}
+
+uint32_t ember_rng_below(ember_rng *rng, uint32_t n) {
+  /* Lemire's multiply-shift with rejection: unbiased. */
+  uint64_t m = (uint64_t)(uint32_t)(ember_rng_u64(rng) >> 32) * n;
+  uint32_t lo = (uint32_t)m;
+  if (lo < n) {
+    uint32_t threshold = (uint32_t)(-n) % n;
+    while (lo < threshold) {
+      m = (uint64_t)(uint32_t)(ember_rng_u64(rng) >> 32) * n;
+      lo = (uint32_t)m;
+    }
+  }
+  return (uint32_t)(m >> 32);
+}
+
+/* ---- thread pool ------------------------------------------------------------------- */
+
+struct ember_pool {
+  int threads;
+  pthread_t *tids;
+  pthread_mutex_t mu;
+  pthread_cond_t start;
+  pthread_cond_t done;
+  uint64_t generation; /* bumped for every job */
+  int running;         /* helper threads still working on the current job */
+  int quit;
+  int ntasks;
+  ember_task_fn fn;
+  void *ctx;
+};
+
+struct pool_arg {
+  ember_pool *pool;
+  int thread;
+};
+
+static void pool_do_share(ember_pool *p, int thread, int ntasks, ember_task_fn fn, void *ctx) {
+  for (int t = thread; t < ntasks; t += p->threads) fn(ctx, t, thread);
+}
+
+static void *pool_main(void *arg) {
+  struct pool_arg a = *(struct pool_arg *)arg;
+  free(arg);
+  ember_pool *p = a.pool;
+  uint64_t seen = 0;
+  ember_blas_single_thread();
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (!p->quit && p->generation == seen) pthread_cond_wait(&p->start, &p->mu);
+    if (p->quit) break;
+    seen = p->generation;
+    int ntasks = p->ntasks;
+    ember_task_fn fn = p->fn;
+    void *ctx = p->ctx;
+    pthread_mutex_unlock(&p->mu);
+    pool_do_share(p, a.thread, ntasks, fn, ctx);
+    pthread_mutex_lock(&p->mu);
+    if (--p->running == 0) pthread_cond_signal(&p->done);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+int ember_pool_create(ember_pool **out, int threads, ember_err *err) {
+  *out = NULL;
+  if (threads < 1 || threads > 1024)
+    return ember_fail(err, EMBER_EINVAL, "thread count must be 1..1024, got %d", threads);
+  ember_pool *p = calloc(1, sizeof *p);
+  if (!p) return ember_fail(err, EMBER_ENOMEM, "out of memory creating a thread pool");
+  p->threads = threads;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->start, NULL);
+  pthread_cond_init(&p->done, NULL);
+  if (threads > 1) {
+    p->tids = calloc((size_t)threads, sizeof *p->tids);
+    if (!p->tids) goto fail;
+    for (int i = 1; i < threads; i++) {
+      struct pool_arg *a = malloc(sizeof *a);
+      if (!a) goto fail_threads;
+      a->pool = p;
+      a->thread = i;
+      if (pthread_create(&p->tids[i], NULL, pool_main, a) != 0) {
+        free(a);
+        goto fail_threads;
+      }
+      continue;
+    fail_threads:
+      p->threads = i; /* only threads 1..i-1 exist */
+      ember_pool_destroy(p);
+      return ember_fail(err, EMBER_ENOMEM, "could not start thread %d of %d", i, threads);
+    }
+  }
+  *out = p;
+  return 0;
+fail:
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->start);
+  pthread_cond_destroy(&p->done);
+  free(p);
+  return ember_fail(err, EMBER_ENOMEM, "out of memory creating a thread pool");
+}
+
+void ember_pool_destroy(ember_pool *p) {
+  if (!p) return;
+  pthread_mutex_lock(&p->mu);
+  p->quit = 1;
+  pthread_cond_broadcast(&p->start);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 1; i < p->threads; i++) pthread_join(p->tids[i], NULL);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->start);
+  pthread_cond_destroy(&p->done);
+  free(p->tids);
+  free(p);
+}
+
+int ember_pool_threads(const ember_pool *p) { return p ? p->threads : 1; }
+
+void ember_pool_run(ember_pool *p, int ntasks, ember_task_fn fn, void *ctx) {
+  if (!p || p->threads == 1 || ntasks <= 1) {
+    for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
+    return;
+  }
+  pthread_mutex_lock(&p->mu);
+  p->ntasks = ntasks;
+  p->fn = fn;
+  p->ctx = ctx;
+  p->running = p->threads - 1;
+  p->generation++;
+  pthread_cond_broadcast(&p->start);
+  pthread_mutex_unlock(&p->mu);
+  pool_do_share(p, 0, ntasks, fn, ctx);
+  pthread_mutex_lock(&p->mu);
+  while (p->running > 0) pthread_cond_wait(&p->done, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+}
+
+void ember_blas_single_thread(void) { openblas_set_num_threads(1); }
+
+double ember_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}

@@ -1,0 +1,127 @@
+/* model.c - the model struct: allocation, names of methods and architectures, normalisation.
+ *
+ * Checkpoint reading and writing live in checkpoint.c; training in train.c; inference in
+ * infer.c. This file only knows how a model is laid out in memory.
+ */
+#include "ember/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const method_names[] = {"dfo", "mse", "ardfo", "langevin"};
+static const char *const arch_names[] = {"mlp", "resnet"};
+
+const char *ember_method_name(ember_method m) {
+  return (unsigned)m < sizeof method_names / sizeof *method_names ? method_names[m] : "unknown";
+}
+
+int ember_method_parse(const char *s, ember_method *out) {
+  for (unsigned i = 0; i < sizeof method_names / sizeof *method_names; i++)
+    if (s && strcmp(s, method_names[i]) == 0) {
+      *out = (ember_method)i;
+      return 0;
+    }
+  return EMBER_EINVAL;
+}
+
+const char *ember_arch_name(ember_arch a) {
+  return (unsigned)a < sizeof arch_names / sizeof *arch_names ? arch_names[a] : "unknown";
+}
+
+int ember_arch_parse(const char *s, ember_arch *out) {
+  for (unsigned i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
+    if (s && strcmp(s, arch_names[i]) == 0) {
+      *out = (ember_arch)i;
+      return 0;
+    }
+  return EMBER_EINVAL;
+}
+
+int ember_infer_opts_check(const ember_infer_opts *o, ember_err *err) {
+  if (o->samples < 1 || o->samples > (1 << 24))
+    return ember_fail(err, EMBER_EINVAL, "samples must be 1..16777216, got %d", o->samples);
+  if (o->iters < 1 || o->iters > 1000)
+    return ember_fail(err, EMBER_EINVAL, "iterations must be 1..1000, got %d", o->iters);
+  if (!(o->sigma >= 0.0f && o->sigma <= 1e3f))
+    return ember_fail(err, EMBER_EINVAL, "sigma must be a number in [0, 1000], got %g",
+                      (double)o->sigma);
+  if (!(o->shrink > 0.0f && o->shrink <= 1.0f))
+    return ember_fail(err, EMBER_EINVAL, "shrink must be in (0, 1], got %g", (double)o->shrink);
+  if (!(o->temperature > 1e-6f && o->temperature <= 1e6f))
+    return ember_fail(err, EMBER_EINVAL, "temperature must be in (1e-6, 1e6], got %g",
+                      (double)o->temperature);
+  return 0;
+}
+
+int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, ember_arch arch,
+                     int width, int depth, ember_err *err) {
+  memset(m, 0, sizeof *m);
+  if (method != EMBER_METHOD_DFO && method != EMBER_METHOD_MSE)
+    return ember_fail(err, EMBER_ENOTSUP, "method '%s' is not available in this build",
+                      ember_method_name(method));
+  if (x_dim < 1 || x_dim > 65536)
+    return ember_fail(err, EMBER_EINVAL, "x_dim must be 1..65536, got %d", x_dim);
+  if (y_dim < 1 || y_dim > 4096)
+    return ember_fail(err, EMBER_EINVAL, "y_dim must be 1..4096, got %d", y_dim);
+  ember_net_shape s = {arch, x_dim, y_dim, width, depth, 1};
+  if (method == EMBER_METHOD_MSE) {
+    s.in_y = 0;
+    s.out = y_dim;
+  }
+  int rc = ember_net_init(&m->net, &s, err);
+  if (rc < 0) return rc;
+  size_t nstats = 2 * (size_t)x_dim + 4 * (size_t)y_dim;
+  m->stats = malloc(nstats * sizeof *m->stats);
+  if (!m->stats) {
+    ember_net_free(&m->net);
+    return ember_fail(err, EMBER_ENOMEM, "out of memory allocating model statistics");
+  }
+  m->method = method;
+  m->x_dim = x_dim;
+  m->y_dim = y_dim;
+  m->x_mean = m->stats;
+  m->x_std = m->x_mean + x_dim;
+  m->y_mean = m->x_std + x_dim;
+  m->y_std = m->y_mean + y_dim;
+  m->y_lo = m->y_std + y_dim;
+  m->y_hi = m->y_lo + y_dim;
+  for (int i = 0; i < x_dim; i++) m->x_mean[i] = 0.0f, m->x_std[i] = 1.0f;
+  for (int i = 0; i < y_dim; i++) {
+    m->y_mean[i] = 0.0f;
+    m->y_std[i] = 1.0f;
+    m->y_lo[i] = -1.0f;
+    m->y_hi[i] = 1.0f;
+  }
+  ember_infer_opts d = EMBER_INFER_DEFAULTS;
+  m->infer = d;
+  return 0;
+}
+
+void ember_model_free(ember_model *m) {
+  if (!m) return;
+  ember_net_free(&m->net);
+  free(m->stats);
+  memset(m, 0, sizeof *m);
+}
+
+void ember_model_norm_x(const ember_model *m, const float *x, int n, float *xn) {
+  int d = m->x_dim;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < d; j++)
+      xn[(size_t)i * d + j] = (x[(size_t)i * d + j] - m->x_mean[j]) / m->x_std[j];
+}
+
+void ember_model_norm_y(const ember_model *m, const float *y, int n, float *yn) {
+  int d = m->y_dim;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < d; j++)
+      yn[(size_t)i * d + j] = (y[(size_t)i * d + j] - m->y_mean[j]) / m->y_std[j];
+}
+
+void ember_model_denorm_y(const ember_model *m, const float *yn, int n, float *y) {
+  int d = m->y_dim;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < d; j++)
+      y[(size_t)i * d + j] = yn[(size_t)i * d + j] * m->y_std[j] + m->y_mean[j];
+}

@@ -1,0 +1,383 @@
+/* net.c - the energy network's forward and backward passes on sgemm.
+ *
+ * Why it is built this way:
+ * - Candidates, not examples, are the rows of every matrix. A DFO query with 1024 samples or
+ *   a training example with 257 candidates becomes 1024 or 257 rows, and the dense layers run
+ *   as one sgemm over all of them: that is where the time goes, and sgemm is near peak there.
+ * - Late fusion: the first layer's x part (and its bias) is computed once per query into hx
+ *   and broadcast to the query's rows, so x_dim costs nothing per candidate.
+ * - Elementwise work (bias, ReLU, residual add) is fused into single passes over each
+ *   activation, and the buffers are sized up front in ember_net_ws: nothing allocates here.
+ * - ReLU's derivative at exactly 0 is taken as 0 (mask = activation > 0).
+ *
+ * What it does not do: choose chunk sizes or threads (callers split rows across workspaces),
+ * or know about losses. OpenBLAS is expected to run single-threaded (ember_blas_single_thread).
+ */
+#include "ember/net.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+int ember_net_shape_check(const ember_net_shape *s, ember_err *err) {
+  if (s->arch != EMBER_ARCH_MLP && s->arch != EMBER_ARCH_RESNET)
+    return ember_fail(err, EMBER_EINVAL, "unknown architecture %d", (int)s->arch);
+  if (s->in_x < 1 || s->in_x > 65536)
+    return ember_fail(err, EMBER_EINVAL, "network x inputs must be 1..65536, got %d", s->in_x);
+  if (s->in_y < 0 || s->in_y > 4096)
+    return ember_fail(err, EMBER_EINVAL, "network y inputs must be 0..4096, got %d", s->in_y);
+  if (s->width < 1 || s->width > 16384)
+    return ember_fail(err, EMBER_EINVAL, "width must be 1..16384, got %d", s->width);
+  if (s->depth < 1 || s->depth > 256)
+    return ember_fail(err, EMBER_EINVAL, "depth must be 1..256, got %d", s->depth);
+  if (s->arch == EMBER_ARCH_RESNET && (s->depth < 2 || s->depth % 2 != 0))
+    return ember_fail(err, EMBER_EINVAL,
+                      "a ResNet's depth counts dense layers in blocks of two: it must be even "
+                      "and >= 2, got %d",
+                      s->depth);
+  if (s->out < 1 || s->out > 4096)
+    return ember_fail(err, EMBER_EINVAL, "network outputs must be 1..4096, got %d", s->out);
+  return 0;
+}
+
+/* first layer + hidden (MLP: depth-1 more; ResNet: depth in blocks) + output */
+int ember_net_shape_layers(const ember_net_shape *s) {
+  return s->arch == EMBER_ARCH_RESNET ? s->depth + 2 : s->depth + 1;
+}
+
+static void layer_dims(const ember_net_shape *s, int i, int *in, int *out) {
+  int n = ember_net_shape_layers(s);
+  *in = i == 0 ? s->in_x + s->in_y : s->width;
+  *out = i == n - 1 ? s->out : s->width;
+}
+
+size_t ember_net_shape_params(const ember_net_shape *s) {
+  size_t total = 0;
+  int n = ember_net_shape_layers(s);
+  for (int i = 0; i < n; i++) {
+    int in, out;
+    layer_dims(s, i, &in, &out);
+    total += (size_t)out * (size_t)in + (size_t)out;
+  }
+  return total;
+}
+
+double ember_net_row_macs(const ember_net_shape *s) {
+  double macs = 0;
+  int n = ember_net_shape_layers(s);
+  for (int i = 0; i < n; i++) {
+    int in, out;
+    layer_dims(s, i, &in, &out);
+    if (i == 0) in = s->in_y; /* the x part is fused once per query */
+    macs += (double)in * out;
+  }
+  return macs;
+}
+
+int ember_net_init(ember_net *net, const ember_net_shape *shape, ember_err *err) {
+  memset(net, 0, sizeof *net);
+  int rc = ember_net_shape_check(shape, err);
+  if (rc < 0) return rc;
+  int n = ember_net_shape_layers(shape);
+  size_t np = ember_net_shape_params(shape);
+  net->layers = calloc((size_t)n, sizeof *net->layers);
+  net->params = calloc(np, sizeof *net->params);
+  if (!net->layers || !net->params) {
+    ember_net_free(net);
+    return ember_fail(err, EMBER_ENOMEM, "out of memory allocating %zu parameters", np);
+  }
+  net->shape = *shape;
+  net->nlayers = n;
+  net->nparams = np;
+  float *p = net->params;
+  for (int i = 0; i < n; i++) {
+    ember_dense *l = &net->layers[i];
+    layer_dims(shape, i, &l->in, &l->out);
+    l->w = p;
+    p += (size_t)l->out * l->in;
+    l->b = p;
+    p += l->out;
+  }
+  return 0;
+}
+
+void ember_net_free(ember_net *net) {
+  if (!net) return;
+  free(net->layers);
+  free(net->params);
+  memset(net, 0, sizeof *net);
+}
+
+void ember_net_init_params(ember_net *net, ember_rng *rng) {
+  for (int i = 0; i < net->nlayers; i++) {
+    ember_dense *l = &net->layers[i];
+    float bound = 1.0f / sqrtf((float)l->in);
+    size_t nw = (size_t)l->out * l->in;
+    for (size_t k = 0; k < nw; k++) l->w[k] = (2.0f * ember_rng_uniform(rng) - 1.0f) * bound;
+    for (int k = 0; k < l->out; k++) l->b[k] = (2.0f * ember_rng_uniform(rng) - 1.0f) * bound;
+  }
+}
+
+int ember_net_layer_name(const ember_net *net, int layer, char *buf, size_t len) {
+  int n = net->nlayers;
+  if (layer < 0 || layer >= n) return EMBER_EINVAL;
+  if (layer == n - 1)
+    snprintf(buf, len, "out");
+  else if (net->shape.arch == EMBER_ARCH_RESNET)
+    snprintf(buf, len, layer == 0 ? "proj" : "blocks.%d.%d", (layer - 1) / 2, (layer - 1) % 2);
+  else
+    snprintf(buf, len, "hidden.%d", layer);
+  return 0;
+}
+
+/* ---- workspace ----------------------------------------------------------------------- */
+
+static int ws_nact(const ember_net_shape *s) {
+  return s->arch == EMBER_ARCH_RESNET ? 1 + s->depth : s->depth;
+}
+
+int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, int max_queries,
+                      ember_err *err) {
+  memset(ws, 0, sizeof *ws);
+  if (max_rows < 1 || max_queries < 1)
+    return ember_fail(err, EMBER_EINVAL, "workspace needs at least one row and one query");
+  size_t rw = (size_t)max_rows * s->width;
+  size_t qw = (size_t)max_queries * s->width;
+  int nact = ws_nact(s);
+  size_t total = (size_t)nact * rw + 2 * rw + 2 * qw;
+  ws->mem = malloc(total * sizeof(float));
+  if (!ws->mem)
+    return ember_fail(err, EMBER_ENOMEM, "out of memory: network workspace of %zu MiB",
+                      total * sizeof(float) >> 20);
+  ws->max_rows = max_rows;
+  ws->max_queries = max_queries;
+  ws->width = s->width;
+  ws->nact = nact;
+  ws->act = ws->mem;
+  ws->d0 = ws->act + (size_t)nact * rw;
+  ws->d1 = ws->d0 + rw;
+  ws->hx = ws->d1 + rw;
+  ws->dhx = ws->hx + qw;
+  return 0;
+}
+
+void ember_net_ws_free(ember_net_ws *ws) {
+  if (!ws) return;
+  free(ws->mem);
+  memset(ws, 0, sizeof *ws);
+}
+
+static float *act_buf(ember_net_ws *ws, int i) { return ws->act + (size_t)i * ws->max_rows * ws->width; }
+
+/* ---- forward --------------------------------------------------------------------------- */
+
+void ember_net_fuse_x(const ember_net *net, const float *x, int nq, float *hx) {
+  const ember_dense *l0 = &net->layers[0];
+  int w = net->shape.width, in = l0->in;
+  for (int q = 0; q < nq; q++) memcpy(hx + (size_t)q * w, l0->b, (size_t)w * sizeof(float));
+  /* hx (nq, w) += x (nq, in_x) . W_x^T, W_x = the first in_x columns of W (lda = in) */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, w, net->shape.in_x, 1.0f, x,
+              net->shape.in_x, l0->w, in, 1.0f, hx, w);
+}
+
+/* h (rows, w) = hx[q(row)] + y . W_y^T */
+static void first_layer(const ember_net *net, const float *hx, const float *y, int nq, int per,
+                        float *h) {
+  const ember_dense *l0 = &net->layers[0];
+  int w = net->shape.width, in_y = net->shape.in_y;
+  int rows = nq * per;
+  for (int q = 0; q < nq; q++)
+    for (int r = 0; r < per; r++)
+      memcpy(h + ((size_t)q * per + r) * w, hx + (size_t)q * w, (size_t)w * sizeof(float));
+  if (in_y > 0)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, w, in_y, 1.0f, y, in_y,
+                l0->w + net->shape.in_x, l0->in, 1.0f, h, w);
+}
+
+/* a = relu(a + b) over (rows, w) */
+static void bias_relu(float *restrict a, const float *restrict b, size_t rows, int w) {
+  for (size_t r = 0; r < rows; r++) {
+    float *row = a + r * w;
+    for (int j = 0; j < w; j++) {
+      float v = row[j] + b[j];
+      row[j] = v > 0.0f ? v : 0.0f;
+    }
+  }
+}
+
+/* h += b (if b), a = relu(h) */
+static void bias_relu_copy(float *restrict h, const float *restrict b, float *restrict a,
+                           size_t rows, int w) {
+  for (size_t r = 0; r < rows; r++) {
+    float *hr = h + r * w, *ar = a + r * w;
+    if (b)
+      for (int j = 0; j < w; j++) hr[j] += b[j];
+    for (int j = 0; j < w; j++) ar[j] = hr[j] > 0.0f ? hr[j] : 0.0f;
+  }
+}
+
+static void add_bias(float *restrict a, const float *restrict b, size_t rows, int w) {
+  for (size_t r = 0; r < rows; r++)
+    for (int j = 0; j < w; j++) a[r * w + j] += b[j];
+}
+
+/* out (rows, n_out) = a (rows, w) . W^T + b */
+static void output_layer(const ember_dense *l, const float *a, int rows, float *out) {
+  if (l->out == 1) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, l->in, 1.0f, a, l->in, l->w, 1, 0.0f, out, 1);
+    for (int r = 0; r < rows; r++) out[r] += l->b[0];
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, l->out, l->in, 1.0f, a, l->in,
+                l->w, l->in, 0.0f, out, l->out);
+    add_bias(out, l->b, (size_t)rows, l->out);
+  }
+}
+
+void ember_net_forward(const ember_net *net, ember_net_ws *ws, const float *hx, const float *y,
+                       int nq, int per_query, float *out) {
+  int w = net->shape.width, rows = nq * per_query;
+  const ember_dense *L = net->layers;
+  if (net->shape.arch == EMBER_ARCH_RESNET) {
+    int nb = net->shape.depth / 2;
+    float *h = act_buf(ws, 0);
+    first_layer(net, hx, y, nq, per_query, h);
+    for (int b = 0; b < nb; b++) {
+      const ember_dense *l0 = &L[1 + 2 * b], *l1 = &L[2 + 2 * b];
+      float *a1 = act_buf(ws, 1 + 2 * b), *a2 = act_buf(ws, 2 + 2 * b);
+      /* the previous block's second bias is added here, fused with this block's ReLU */
+      bias_relu_copy(h, b > 0 ? L[2 * b].b : NULL, a1, (size_t)rows, w);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, w, w, 1.0f, a1, w, l0->w, w,
+                  0.0f, a2, w);
+      bias_relu(a2, l0->b, (size_t)rows, w);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, w, w, 1.0f, a2, w, l1->w, w,
+                  1.0f, h, w);
+    }
+    add_bias(h, L[2 * nb].b, (size_t)rows, w);
+    output_layer(&L[net->nlayers - 1], h, rows, out);
+  } else {
+    int depth = net->shape.depth;
+    float *a = act_buf(ws, 0);
+    first_layer(net, hx, y, nq, per_query, a);
+    /* the first layer's bias is already in hx */
+    for (size_t k = 0; k < (size_t)rows * w; k++) a[k] = a[k] > 0.0f ? a[k] : 0.0f;
+    for (int i = 1; i < depth; i++) {
+      float *next = act_buf(ws, i);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, w, w, 1.0f, a, w, L[i].w, w,
+                  0.0f, next, w);
+      bias_relu(next, L[i].b, (size_t)rows, w);
+      a = next;
+    }
+    output_layer(&L[net->nlayers - 1], a, rows, out);
+  }
+}
+
+/* ---- backward -------------------------------------------------------------------------- */
+
+static void colsum_add(const float *restrict d, size_t rows, int w, float *restrict g) {
+  for (size_t r = 0; r < rows; r++)
+    for (int j = 0; j < w; j++) g[j] += d[r * w + j];
+}
+
+static void relu_mask(float *restrict d, const float *restrict a, size_t n) {
+  for (size_t k = 0; k < n; k++)
+    if (!(a[k] > 0.0f)) d[k] = 0.0f;
+}
+
+static float *grad_of(const ember_net *net, float *grad, const float *p) {
+  return grad + (p - net->params);
+}
+
+/* dh (rows, w) = dout (rows, n_out) . W; grads of W_out and b_out from input a. */
+static void output_backward(const ember_net *net, const ember_dense *l, const float *a, int rows,
+                            const float *dout, float *grad, float *dh) {
+  int w = l->in;
+  if (l->out == 1) {
+    for (int r = 0; r < rows; r++)
+      for (int j = 0; j < w; j++) dh[(size_t)r * w + j] = dout[r] * l->w[j];
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, w, l->out, 1.0f, dout, l->out,
+                l->w, w, 0.0f, dh, w);
+  }
+  if (grad) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->out, w, rows, 1.0f, dout, l->out, a,
+                w, 1.0f, grad_of(net, grad, l->w), w);
+    colsum_add(dout, (size_t)rows, l->out, grad_of(net, grad, l->b));
+  }
+}
+
+/* dense layer W (w, w): grads from dz and its input a; dprev = dz . W (if dprev) */
+static void hidden_backward(const ember_net *net, const ember_dense *l, const float *a,
+                            const float *dz, int rows, float *grad, float *dprev) {
+  int w = l->in;
+  if (grad) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->out, w, rows, 1.0f, dz, l->out, a, w,
+                1.0f, grad_of(net, grad, l->w), w);
+    colsum_add(dz, (size_t)rows, l->out, grad_of(net, grad, l->b));
+  }
+  if (dprev)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, w, l->out, 1.0f, dz, l->out,
+                l->w, w, 0.0f, dprev, w);
+}
+
+static void first_backward(const ember_net *net, ember_net_ws *ws, const float *x, const float *y,
+                           int nq, int per, const float *dh, float *grad, float *dy) {
+  const ember_dense *l0 = &net->layers[0];
+  int w = net->shape.width, in_x = net->shape.in_x, in_y = net->shape.in_y, in = l0->in;
+  int rows = nq * per;
+  if (grad) {
+    float *gw = grad_of(net, grad, l0->w);
+    float *dhx = ws->dhx;
+    memset(dhx, 0, (size_t)nq * w * sizeof(float));
+    for (int q = 0; q < nq; q++) colsum_add(dh + (size_t)q * per * w, (size_t)per, w, dhx + (size_t)q * w);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, in_x, nq, 1.0f, dhx, w, x, in_x, 1.0f,
+                gw, in);
+    colsum_add(dhx, (size_t)nq, w, grad_of(net, grad, l0->b));
+    if (in_y > 0)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, in_y, rows, 1.0f, dh, w, y, in_y,
+                  1.0f, gw + in_x, in);
+  }
+  if (dy && in_y > 0)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, in_y, w, 1.0f, dh, w,
+                l0->w + in_x, in, 0.0f, dy, in_y);
+}
+
+void ember_net_backward(const ember_net *net, ember_net_ws *ws, const float *x, const float *y,
+                        int nq, int per_query, const float *dout, float *grad, float *dy) {
+  int w = net->shape.width, rows = nq * per_query;
+  size_t n = (size_t)rows * w;
+  const ember_dense *L = net->layers;
+  const ember_dense *lout = &L[net->nlayers - 1];
+  if (net->shape.arch == EMBER_ARCH_RESNET) {
+    int nb = net->shape.depth / 2;
+    float *h = act_buf(ws, 0), *dh = ws->d0, *dz1 = ws->d1;
+    output_backward(net, lout, h, rows, dout, grad, dh);
+    for (int b = nb - 1; b >= 0; b--) {
+      const ember_dense *l0 = &L[1 + 2 * b], *l1 = &L[2 + 2 * b];
+      float *a1 = act_buf(ws, 1 + 2 * b), *a2 = act_buf(ws, 2 + 2 * b);
+      /* residual branch output gradient is dh; its input a2 */
+      hidden_backward(net, l1, a2, dh, rows, grad, dz1);
+      relu_mask(dz1, a2, n);
+      /* a2 is no longer needed: reuse it for d(a1) */
+      hidden_backward(net, l0, a1, dz1, rows, grad, a2);
+      for (size_t k = 0; k < n; k++)
+        if (a1[k] > 0.0f) dh[k] += a2[k];
+    }
+    first_backward(net, ws, x, y, nq, per_query, dh, grad, dy);
+  } else {
+    int depth = net->shape.depth;
+    float *d = ws->d0, *dnext = ws->d1;
+    output_backward(net, lout, act_buf(ws, depth - 1), rows, dout, grad, d);
+    for (int i = depth - 1; i >= 1; i--) {
+      relu_mask(d, act_buf(ws, i), n);
+      hidden_backward(net, &L[i], act_buf(ws, i - 1), d, rows, grad, dnext);
+      float *t = d;
+      d = dnext;
+      dnext = t;
+    }
+    relu_mask(d, act_buf(ws, 0), n);
+    first_backward(net, ws, x, y, nq, per_query, d, grad, dy);
+  }
+}

@@ -1,0 +1,23 @@
+/* testutil.h - small helpers shared by the cmocka tests: scratch files and float checks. */
+#ifndef EMBER_TESTUTIL_H
+#define EMBER_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "ember/base.h"
+
+/* A fresh path "<tmpdir>/<name>" in a per-process scratch directory (EMBER_TEST_TMP, else
+ * /tmp). The returned string lives until the next call with the same slot (0..7). */
+const char *tu_path(int slot, const char *name);
+/* Writes len bytes to path; fails the test on error. */
+void tu_write_file(const char *path, const void *data, size_t len);
+/* Reads a whole file (caller frees); fails the test on error. */
+void *tu_read_file(const char *path, size_t *len);
+/* Largest |a[i] - b[i]| / max(1, |a[i]|, |b[i]|). */
+double tu_max_rel_diff(const float *a, const float *b, size_t n);
+
+#endif
