@@ -9,6 +9,15 @@
  * dimension mismatches are refused with a message naming the file and the line (CSV, 1-based,
  * counting the header) or the array and flat index (.npz).
  *
+ * CSV details: numbers are plain decimals ("-1.5e3"; no hex, no quotes), read the same in any
+ * locale; spaces around fields, CRLF line ends, a UTF-8 byte order mark and blank lines at the
+ * end are accepted, blank lines before data are not. Only the first line can be a header, and
+ * only when none of its fields is a number (NaN and Inf count as numbers): a first line that
+ * mixes names and numbers is refused, so a bad data row is never taken for a header. The
+ * header, when present, must have as many columns as the data.
+ * .npz details: value errors name the array's own index, "y[12,0]" (2-D) or "y[12]" (1-D).
+ * Limits: 4 GiB per file (and per .npy member), 2^31-1 rows, 65536 columns.
+ *
  *     ember_dataset ds;
  *     ember_err err;
  *     if (ember_dataset_read("pairs.csv", -1, 2, &ds, &err) < 0) { puts(err.msg); return 1; }

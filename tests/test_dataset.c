@@ -1,0 +1,674 @@
+/* test_dataset.c - CSV and .npz datasets: values that must round trip and inputs that must be
+ * refused with a message naming the file and the line, column, array or index at fault.
+ *
+ * The .npz archives are built here: .npy byte buffers written by hand (float32 and float64,
+ * C and Fortran order, 1-D and 2-D, format versions 1.0 and 2.0) and zipped with libzip,
+ * stored or deflated, so the tests need no Python. Every failing read is also checked to
+ * leave the dataset zeroed.
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zip.h>
+
+#include "ember/dataset.h"
+
+#define assert_msg(err, s)                                                                     \
+  do {                                                                                         \
+    if (!strstr((err).msg, (s))) fail_msg("message \"%s\" lacks \"%s\"", (err).msg, (s));      \
+  } while (0)
+
+static void assert_zeroed(const ember_dataset *ds) {
+  assert_int_equal(ds->n, 0);
+  assert_int_equal(ds->x_dim, 0);
+  assert_int_equal(ds->y_dim, 0);
+  assert_null(ds->x);
+  assert_null(ds->y);
+}
+
+/* Reads CSV text from memory as "data.csv". */
+static int csv(const char *text, int x_dim, int y_dim, ember_dataset *ds, ember_err *err) {
+  memset(ds, 0x5a, sizeof *ds); /* the reader must clear whatever was there */
+  memset(err, 0, sizeof *err);
+  return ember_dataset_read_mem(text, strlen(text), "data.csv", x_dim, y_dim, ds, err);
+}
+
+/* A read that must fail with code and a message containing each of the NULL-ended needles. */
+static void csv_refused(const char *text, int x_dim, int y_dim, int code, ...) {
+  ember_dataset ds;
+  ember_err err;
+  int rc = csv(text, x_dim, y_dim, &ds, &err);
+  if (rc != code) fail_msg("rc %d (want %d) for %s: %s", rc, code, text, err.msg);
+  assert_int_equal(err.code, code);
+  assert_zeroed(&ds);
+  assert_int_equal(strncmp(err.msg, "data.csv", 8), 0);
+  va_list ap;
+  va_start(ap, code);
+  for (const char *s; (s = va_arg(ap, const char *));) assert_msg(err, s);
+  va_end(ap);
+  ember_dataset_free(&ds);
+}
+
+/* ---- CSV ------------------------------------------------------------------------------ */
+
+static void test_csv_header(void **state) {
+  ember_dataset ds;
+  ember_err err;
+  assert_int_equal(csv("x0,x1,y\n1,2,3\n4.5,-5e-1,+6.25\n", -1, -1, &ds, &err), 0);
+  assert_int_equal(ds.n, 2);
+  assert_int_equal(ds.x_dim, 2);
+  assert_int_equal(ds.y_dim, 1);
+  const float x[] = {1, 2, 4.5f, -0.5f}, y[] = {3, 6.25f};
+  assert_memory_equal(ds.x, x, sizeof x);
+  assert_memory_equal(ds.y, y, sizeof y);
+  ember_dataset_free(&ds);
+  assert_zeroed(&ds);
+
+  /* pandas with its index: an empty first header name; and a UTF-8 byte order mark */
+  assert_int_equal(csv("\xEF\xBB\xBF,a,b\n0,1,2\n1,3,4\n", -1, 1, &ds, &err), 0);
+  assert_int_equal(ds.n, 2);
+  assert_int_equal(ds.x_dim, 2);
+  assert_true(ds.x[2] == 1 && ds.x[3] == 3 && ds.y[1] == 4);
+  ember_dataset_free(&ds);
+}
+
+static void test_csv_no_header(void **state) {
+  ember_dataset ds;
+  ember_err err;
+  assert_int_equal(csv("0.25,1e3,.5\n-7,8.,0\n9,10,11", -1, 1, &ds, &err), 0);
+  assert_int_equal(ds.n, 3);
+  assert_int_equal(ds.x_dim, 2);
+  const float x[] = {0.25f, 1000, -7, 8, 9, 10}, y[] = {0.5f, 0, 11};
+  assert_memory_equal(ds.x, x, sizeof x);
+  assert_memory_equal(ds.y, y, sizeof y);
+  ember_dataset_free(&ds);
+
+  /* values that round to float32 correctly and subnormal underflow kept */
+  assert_int_equal(csv("0.1,1e-45\n", -1, 1, &ds, &err), 0);
+  assert_true(ds.x[0] == 0.1f);
+  assert_true(ds.y[0] == 1e-45f && ds.y[0] > 0);
+  ember_dataset_free(&ds);
+}
+
+static void test_csv_crlf_spaces_trailing_blank(void **state) {
+  ember_dataset ds;
+  ember_err err;
+  assert_int_equal(csv("a , b ,c\r\n 1 ,\t2, 3 \r\n4,5,6\r\n\r\n  \n\n", -1, 1, &ds, &err), 0);
+  assert_int_equal(ds.n, 2);
+  assert_int_equal(ds.x_dim, 2);
+  const float x[] = {1, 2, 4, 5}, y[] = {3, 6};
+  assert_memory_equal(ds.x, x, sizeof x);
+  assert_memory_equal(ds.y, y, sizeof y);
+  ember_dataset_free(&ds);
+}
+
+static void test_csv_x_dim(void **state) {
+  ember_dataset ds;
+  ember_err err;
+  const char *text = "1,2,3,4,5\n6,7,8,9,10\n";
+  assert_int_equal(csv(text, -1, 1, &ds, &err), 0);
+  assert_int_equal(ds.x_dim, 4);
+  ember_dataset_free(&ds);
+  assert_int_equal(csv(text, 4, 1, &ds, &err), 0);
+  assert_int_equal(ds.x_dim, 4);
+  assert_true(ds.x[4] == 6 && ds.y[1] == 10);
+  ember_dataset_free(&ds);
+  assert_int_equal(csv(text, 3, 2, &ds, &err), 0);
+  assert_int_equal(ds.x_dim, 3);
+  ember_dataset_free(&ds);
+
+  csv_refused("h1,h2,h3,h4,h5,h6,h7,h8,h9\n1,2,3,4,5,6,7,8,9\n1,2,3,4,5,6,7\n", 8, 1,
+              EMBER_EFORMAT, "data.csv:3: expected 9 columns (8 x + 1 y), found 7", NULL);
+  csv_refused(text, 3, 1, EMBER_EFORMAT, "data.csv:1: expected 4 columns (3 x + 1 y), found 5",
+              NULL);
+  csv_refused(text, 4, 0, EMBER_EFORMAT, "data.csv:1: expected 4 columns (4 x), found 5", NULL);
+}
+
+static void test_csv_y_dim_2(void **state) {
+  ember_dataset ds;
+  ember_err err;
+  assert_int_equal(csv("x,ya,yb\n1,2,3\n4,5,6\n", -1, 2, &ds, &err), 0);
+  assert_int_equal(ds.n, 2);
+  assert_int_equal(ds.x_dim, 1);
+  assert_int_equal(ds.y_dim, 2);
+  const float x[] = {1, 4}, y[] = {2, 3, 5, 6};
+  assert_memory_equal(ds.x, x, sizeof x);
+  assert_memory_equal(ds.y, y, sizeof y);
+  ember_dataset_free(&ds);
+}
+
+static void test_csv_inputs_only(void **state) {
+  ember_dataset ds;
+  ember_err err;
+  assert_int_equal(csv("1,2,3\n4,5,6\n", -1, 0, &ds, &err), 0);
+  assert_int_equal(ds.n, 2);
+  assert_int_equal(ds.x_dim, 3);
+  assert_int_equal(ds.y_dim, 0);
+  assert_null(ds.y);
+  const float x[] = {1, 2, 3, 4, 5, 6};
+  assert_memory_equal(ds.x, x, sizeof x);
+  ember_dataset_free(&ds);
+  /* a single column is fine as inputs */
+  assert_int_equal(csv("v\n7\n", -1, 0, &ds, &err), 0);
+  assert_int_equal(ds.n, 1);
+  assert_int_equal(ds.x_dim, 1);
+  assert_true(ds.x[0] == 7);
+  ember_dataset_free(&ds);
+}
+
+static void test_csv_ragged(void **state) {
+  csv_refused("a,b,c\n1,2,3\n4,5,6\n7,8\n9,10,11\n", -1, 1, EMBER_EFORMAT,
+              "data.csv:4: expected 3 columns", "found 2", NULL);
+  csv_refused("1,2\n3,4,5\n", -1, 1, EMBER_EFORMAT, "data.csv:2: expected 2 columns",
+              "found 3", NULL);
+  /* the header counts too */
+  csv_refused("a,b\n1,2,3\n", -1, 1, EMBER_EFORMAT, "data.csv:2:", "found 3", NULL);
+  /* a trailing comma is an extra, empty column */
+  csv_refused("1,2\n3,4,\n", -1, 1, EMBER_EFORMAT, "data.csv:2:", NULL);
+}
+
+static void test_csv_bad_values(void **state) {
+  csv_refused("a,b\n1,2\n3,nan\n", -1, 1, EMBER_ERANGE, "data.csv:3: column 2 is NaN", NULL);
+  csv_refused("1,2\n3,4\n-Inf,6\n", -1, 1, EMBER_ERANGE, "data.csv:3: column 1 is infinite",
+              NULL);
+  csv_refused("1,2\nNaN,4\n", -1, 1, EMBER_ERANGE, "data.csv:2: column 1 is NaN", NULL);
+  csv_refused("1,2\n3,infinity\n", -1, 1, EMBER_ERANGE, "data.csv:2: column 2", NULL);
+  csv_refused("1,2\n3,1e39\n", -1, 1, EMBER_ERANGE, "data.csv:2: column 2", "1e39",
+              "out of float32 range", NULL);
+  csv_refused("1,2\n1.2abc,4\n", -1, 1, EMBER_EFORMAT,
+              "data.csv:2: column 1: \"1.2abc\" is not a number", NULL);
+  csv_refused("1,2,3\n4,,6\n", -1, 1, EMBER_EFORMAT, "data.csv:2: column 2 is empty", NULL);
+  csv_refused("1,2\n0x10,4\n", -1, 1, EMBER_EFORMAT, "data.csv:2: column 1", NULL);
+  csv_refused("1,2\n3,1e\n", -1, 1, EMBER_EFORMAT, "data.csv:2: column 2", NULL);
+  csv_refused("1,2\n3,\"4\"\n", -1, 1, EMBER_EFORMAT, "data.csv:2: column 2", NULL);
+  /* only the first line may be a header */
+  csv_refused("a,b\n1,2\nc,d\n", -1, 1, EMBER_EFORMAT, "data.csv:3: column 1", NULL);
+  /* a first line mixing names and numbers is neither a header nor data */
+  csv_refused("1,NA,3\n4,5,6\n", -1, 1, EMBER_EFORMAT, "data.csv:1: column 2: \"NA\"",
+              "header", NULL);
+  /* a first line with a NaN is data, not a header: refused, not dropped */
+  csv_refused("nan,1\n2,3\n", -1, 1, EMBER_ERANGE, "data.csv:1: column 1 is NaN", NULL);
+}
+
+static void test_csv_blank_line_inside(void **state) {
+  csv_refused("1,2\n3,4\n\n5,6\n", -1, 1, EMBER_EFORMAT, "data.csv:3: blank line", NULL);
+  csv_refused("a,b\n1,2\n \r\n5,6\n", -1, 1, EMBER_EFORMAT, "data.csv:3: blank line", NULL);
+  csv_refused("\n1,2\n", -1, 1, EMBER_EFORMAT, "data.csv:1: blank line", NULL);
+}
+
+static void test_csv_no_rows(void **state) {
+  csv_refused("", -1, 1, EMBER_EFORMAT, "data.csv: no data rows", "empty", NULL);
+  csv_refused("\n\r\n  \n", -1, 1, EMBER_EFORMAT, "data.csv: no data rows", NULL);
+  csv_refused("x0,x1,y\n", -1, 1, EMBER_EFORMAT, "data.csv: no data rows", "header", NULL);
+  csv_refused("x0,x1,y\n\n\n", -1, 1, EMBER_EFORMAT, "no data rows", "header", NULL);
+}
+
+static void test_csv_too_few_columns(void **state) {
+  csv_refused("1\n2\n", -1, 1, EMBER_EFORMAT, "data.csv:1: found 1 column", "at least 2",
+              NULL);
+  csv_refused("y\n2\n", -1, -1, EMBER_EFORMAT, "data.csv:1: found 1 column", NULL);
+  csv_refused("1,2\n3,4\n", -1, 2, EMBER_EFORMAT, "data.csv:1: found 2 columns", "at least 3",
+              NULL);
+}
+
+static void test_csv_file_and_args(void **state) {
+  ember_dataset ds;
+  ember_err err;
+  const char *path = tu_path(0, "pairs.csv");
+  const char *text = "x,y\n1.5,2.5\n3.5,4.5\n";
+  tu_write_file(path, text, strlen(text));
+  assert_int_equal(ember_dataset_read(path, -1, -1, &ds, &err), 0);
+  assert_int_equal(ds.n, 2);
+  assert_true(ds.x[1] == 3.5f && ds.y[1] == 4.5f);
+  ember_dataset_free(&ds);
+  ember_dataset_free(&ds); /* safe twice */
+
+  const char *bad = "x,y\n1.5,2.5\n3.5\n";
+  tu_write_file(path, bad, strlen(bad));
+  assert_int_equal(ember_dataset_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
+  assert_int_equal(strncmp(err.msg, path, strlen(path)), 0);
+  assert_msg(err, ":3:");
+  assert_zeroed(&ds);
+
+  const char *missing = tu_path(1, "no-such-file.csv");
+  memset(&ds, 0x5a, sizeof ds);
+  assert_int_equal(ember_dataset_read(missing, -1, -1, &ds, &err), EMBER_EIO);
+  assert_msg(err, missing);
+  assert_zeroed(&ds);
+
+  assert_int_equal(csv("1,2\n", 0, 1, &ds, &err), EMBER_EINVAL);
+  assert_zeroed(&ds);
+  assert_int_equal(csv("1,2\n", -1, -2, &ds, &err), EMBER_EINVAL);
+  assert_int_equal(csv("1,2\n", -1, 70000, &ds, &err), EMBER_EINVAL);
+  assert_int_equal(ember_dataset_read(NULL, -1, 1, &ds, &err), EMBER_EINVAL);
+  assert_int_equal(ember_dataset_read_mem("1,2\n", 4, "m", -1, 1, NULL, &err), EMBER_EINVAL);
+
+  /* a NULL err is allowed */
+  assert_int_equal(ember_dataset_read_mem("1\n", 2, "m", -1, 1, &ds, NULL), EMBER_EFORMAT);
+  assert_zeroed(&ds);
+
+  ember_dataset zero = {0};
+  ember_dataset_free(&zero);
+  ember_dataset_free(NULL);
+}
+
+static void test_csv_too_many_columns(void **state) {
+  size_t cols = 65537, len = cols * 2;
+  char *text = malloc(len + 1);
+  assert_non_null(text);
+  for (size_t i = 0; i < cols; i++) text[2 * i] = '1', text[2 * i + 1] = ',';
+  text[len - 1] = '\n';
+  text[len] = 0;
+  csv_refused(text, -1, 1, EMBER_ENOTSUP, "data.csv:1: more than 65536 columns", NULL);
+  text[len - 3] = '\n'; /* 65536 columns: fine */
+  text[len - 2] = 0;
+  ember_dataset ds;
+  ember_err err;
+  assert_int_equal(csv(text, -1, 1, &ds, &err), 0);
+  assert_int_equal(ds.x_dim, 65535);
+  ember_dataset_free(&ds);
+  free(text);
+}
+
+/* ---- .npz ----------------------------------------------------------------------------- */
+
+/* A .npy file: magic, version, header dict padded to 64 bytes, then data (host order, which
+ * is little-endian on every machine these tests run on). shape NULL with ndim 0 is (). */
+static unsigned char *npy_make(const char *descr, int fortran, int ndim, const long *shape,
+                               const void *data, size_t data_len, int version, size_t *len) {
+  char dict[256], dims[128] = "(";
+  for (int i = 0; i < ndim; i++)
+    snprintf(dims + strlen(dims), sizeof dims - strlen(dims), "%s%ld", i ? ", " : "", shape[i]);
+  strcat(dims, ndim == 1 ? ",)" : ")");
+  snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }", descr,
+           fortran ? "True" : "False", dims);
+  size_t pre = version == 1 ? 10 : 12, hlen = strlen(dict) + 1;
+  hlen += (64 - (pre + hlen) % 64) % 64;
+  unsigned char *b = malloc(pre + hlen + data_len);
+  assert_non_null(b);
+  memcpy(b, "\x93NUMPY", 6);
+  b[6] = (unsigned char)version;
+  b[7] = 0;
+  b[8] = (unsigned char)(hlen & 0xff);
+  b[9] = (unsigned char)(hlen >> 8);
+  if (version != 1) b[10] = b[11] = 0;
+  memset(b + pre, ' ', hlen);
+  memcpy(b + pre, dict, strlen(dict));
+  b[pre + hlen - 1] = '\n';
+  if (data_len) memcpy(b + pre + hlen, data, data_len);
+  *len = pre + hlen + data_len;
+  return b;
+}
+
+typedef struct member {
+  const char *name;
+  unsigned char *data; /* owned; freed by npz_write */
+  size_t len;
+  int deflate;
+} member;
+
+static member mem_f32(const char *name, int ndim, long r, long c, const float *v, int fortran) {
+  long shape[2] = {r, c};
+  member m = {name, NULL, 0, 0};
+  m.data = npy_make("<f4", fortran, ndim, shape, v, (size_t)(r * c) * sizeof(float), 1, &m.len);
+  return m;
+}
+
+static member mem_f64(const char *name, int ndim, long r, long c, const double *v, int fortran) {
+  long shape[2] = {r, c};
+  member m = {name, NULL, 0, 0};
+  m.data = npy_make("<f8", fortran, ndim, shape, v, (size_t)(r * c) * sizeof(double), 1, &m.len);
+  return m;
+}
+
+static void npz_write(const char *path, member *m, int count) {
+  int zerr = 0;
+  remove(path);
+  zip_t *za = zip_open(path, ZIP_CREATE | ZIP_TRUNCATE, &zerr);
+  if (!za) fail_msg("zip_open %s: %d", path, zerr);
+  for (int i = 0; i < count; i++) {
+    zip_source_t *src = zip_source_buffer(za, m[i].data, m[i].len, 0);
+    assert_non_null(src);
+    zip_int64_t idx = zip_file_add(za, m[i].name, src, ZIP_FL_OVERWRITE);
+    if (idx < 0) fail_msg("zip_file_add: %s", zip_strerror(za));
+    assert_int_equal(
+        zip_set_file_compression(za, (zip_uint64_t)idx, m[i].deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE, 0),
+        0);
+  }
+  if (zip_close(za) != 0) fail_msg("zip_close: %s", zip_strerror(za));
+  for (int i = 0; i < count; i++) free(m[i].data);
+}
+
+/* Reads path; on failure checks ds was zeroed and the message starts with the path. */
+static int npz_read(const char *path, int x_dim, int y_dim, ember_dataset *ds, ember_err *err) {
+  memset(ds, 0x5a, sizeof *ds);
+  memset(err, 0, sizeof *err);
+  int rc = ember_dataset_read(path, x_dim, y_dim, ds, err);
+  if (rc < 0) {
+    assert_zeroed(ds);
+    assert_int_equal(strncmp(err->msg, path, strlen(path)), 0);
+  }
+  return rc;
+}
+
+static void test_npz_f32_roundtrip(void **state) {
+  const float x[] = {1.5f, -2, 3.25f, 1e-3f, 5e7f, -0.0f}, y[] = {7, 8, 9};
+  member m[] = {mem_f32("x.npy", 2, 3, 2, x, 0), mem_f32("y.npy", 2, 3, 1, y, 0)};
+  const char *path = tu_path(0, "f32.npz");
+  npz_write(path, m, 2);
+  ember_dataset ds;
+  ember_err err;
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), 0);
+  assert_int_equal(ds.n, 3);
+  assert_int_equal(ds.x_dim, 2);
+  assert_int_equal(ds.y_dim, 1);
+  assert_memory_equal(ds.x, x, sizeof x);
+  assert_memory_equal(ds.y, y, sizeof y);
+  ember_dataset_free(&ds);
+  /* explicit dims that match */
+  assert_int_equal(npz_read(path, 2, 1, &ds, &err), 0);
+  ember_dataset_free(&ds);
+}
+
+static void test_npz_f64_fortran_1d_deflate(void **state) {
+  /* x is (3, 2) [[1, 2], [3, 4], [5, 6]] stored column-major; y is 1-D float64, deflated. */
+  const double xf[] = {1, 3, 5, 2, 4, 6}, y[] = {0.1, -1e-30, 1e30};
+  member m[] = {mem_f64("x.npy", 2, 3, 2, xf, 1), mem_f64("y.npy", 1, 3, 1, y, 0)};
+  m[1].deflate = 1;
+  const char *path = tu_path(0, "f64.npz");
+  npz_write(path, m, 2);
+  ember_dataset ds;
+  ember_err err;
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), 0);
+  assert_int_equal(ds.n, 3);
+  assert_int_equal(ds.x_dim, 2);
+  assert_int_equal(ds.y_dim, 1);
+  const float x[] = {1, 2, 3, 4, 5, 6}, yf[] = {(float)0.1, (float)-1e-30, (float)1e30};
+  assert_memory_equal(ds.x, x, sizeof x);
+  assert_memory_equal(ds.y, yf, sizeof yf);
+  ember_dataset_free(&ds);
+}
+
+static void test_npz_deflate_large_and_v2(void **state) {
+  /* A member bigger than one read chunk, deflated, in format version 2.0, Fortran order. */
+  enum { R = 5000, C = 7 };
+  float *xf = malloc(sizeof(float) * R * C), *y = malloc(sizeof(float) * R * 2);
+  assert_non_null(xf);
+  assert_non_null(y);
+  for (int c = 0; c < C; c++)
+    for (int r = 0; r < R; r++) xf[c * R + r] = (float)(r * 10 + c);
+  for (int i = 0; i < R * 2; i++) y[i] = (float)i * 0.5f;
+  long xs[2] = {R, C}, ys[2] = {R, 2};
+  member m[2] = {{"x.npy", NULL, 0, 1}, {"y.npy", NULL, 0, 1}};
+  m[0].data = npy_make("<f4", 1, 2, xs, xf, sizeof(float) * R * C, 2, &m[0].len);
+  m[1].data = npy_make("<f4", 0, 2, ys, y, sizeof(float) * R * 2, 3, &m[1].len);
+  const char *path = tu_path(0, "big.npz");
+  npz_write(path, m, 2);
+  ember_dataset ds;
+  ember_err err;
+  assert_int_equal(npz_read(path, C, 2, &ds, &err), 0);
+  assert_int_equal(ds.n, R);
+  assert_int_equal(ds.y_dim, 2);
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < C; c++) assert_true(ds.x[r * C + c] == (float)(r * 10 + c));
+  assert_memory_equal(ds.y, y, sizeof(float) * R * 2);
+  ember_dataset_free(&ds);
+  free(xf);
+  free(y);
+}
+
+static void test_npz_inputs_only_and_missing(void **state) {
+  const float x[] = {1, 2, 3, 4};
+  member m[] = {mem_f32("x.npy", 2, 2, 2, x, 0)};
+  const char *path = tu_path(0, "xonly.npz");
+  npz_write(path, m, 1);
+  ember_dataset ds;
+  ember_err err;
+  assert_int_equal(npz_read(path, -1, 0, &ds, &err), 0);
+  assert_int_equal(ds.n, 2);
+  assert_int_equal(ds.x_dim, 2);
+  assert_int_equal(ds.y_dim, 0);
+  assert_null(ds.y);
+  assert_memory_equal(ds.x, x, sizeof x);
+  ember_dataset_free(&ds);
+
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "'y'");
+  assert_msg(err, "y.npy");
+  assert_int_equal(npz_read(path, -1, 1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "'y'");
+
+  /* y present but y_dim 0: ignored, even if y is unusable */
+  const float y[] = {1};
+  member m2[] = {mem_f32("x.npy", 2, 2, 2, x, 0), mem_f32("y.npy", 2, 1, 1, y, 0)};
+  npz_write(path, m2, 2);
+  assert_int_equal(npz_read(path, -1, 0, &ds, &err), 0);
+  assert_null(ds.y);
+  ember_dataset_free(&ds);
+
+  member m3[] = {mem_f32("y.npy", 2, 2, 1, x, 0)};
+  npz_write(path, m3, 1);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "'x'");
+}
+
+static void test_npz_dims(void **state) {
+  const float x[] = {1, 2, 3, 4, 5, 6}, y[] = {1, 2, 3, 4, 5, 6, 7, 8};
+  const char *path = tu_path(0, "dims.npz");
+  ember_dataset ds;
+  ember_err err;
+
+  member m[] = {mem_f32("x.npy", 2, 3, 2, x, 0), mem_f32("y.npy", 2, 3, 2, y, 0)};
+  npz_write(path, m, 2);
+  assert_int_equal(npz_read(path, -1, 2, &ds, &err), 0);
+  assert_int_equal(ds.y_dim, 2);
+  ember_dataset_free(&ds);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), 0);
+  assert_int_equal(ds.y_dim, 2);
+  ember_dataset_free(&ds);
+  assert_int_equal(npz_read(path, -1, 1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "y has 2 columns, expected 1");
+  assert_int_equal(npz_read(path, 3, -1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "x has 2 columns, expected 3");
+
+  member m2[] = {mem_f32("x.npy", 2, 3, 2, x, 0), mem_f32("y.npy", 1, 4, 1, y, 0)};
+  npz_write(path, m2, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "x has 3 rows but y has 4");
+
+  long s3[3] = {1, 2, 3};
+  member m3[2] = {{"x.npy", NULL, 0, 0}, mem_f32("y.npy", 1, 1, 1, y, 0)};
+  m3[0].data = npy_make("<f4", 0, 3, s3, x, sizeof x, 1, &m3[0].len);
+  npz_write(path, m3, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_ENOTSUP);
+  assert_msg(err, "x.npy: has 3 dimensions");
+
+  member m4[2] = {mem_f32("x.npy", 2, 1, 1, x, 0), {"y.npy", NULL, 0, 0}};
+  m4[1].data = npy_make("<f4", 0, 0, NULL, y, sizeof(float), 1, &m4[1].len);
+  npz_write(path, m4, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "y.npy: is a scalar");
+
+  member m5[] = {mem_f32("x.npy", 2, 0, 2, x, 0), mem_f32("y.npy", 1, 0, 1, y, 0)};
+  npz_write(path, m5, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "x.npy");
+  assert_msg(err, "no data");
+}
+
+static void test_npz_nonfinite(void **state) {
+  const char *path = tu_path(0, "nan.npz");
+  ember_dataset ds;
+  ember_err err;
+  double y[20], x[20];
+  for (int i = 0; i < 20; i++) y[i] = i, x[i] = -i;
+  y[12] = NAN;
+  member m[] = {mem_f64("x.npy", 2, 20, 1, x, 0), mem_f64("y.npy", 2, 20, 1, y, 0)};
+  npz_write(path, m, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_ERANGE);
+  assert_msg(err, "y[12,0] is NaN");
+
+  /* Fortran order: the index is the array's, not the file offset's. x is (4, 5), column-major;
+   * flat file element 9 is row 1, column 2. */
+  float xf[20];
+  for (int i = 0; i < 20; i++) xf[i] = (float)i;
+  xf[9] = INFINITY;
+  const float y4[] = {1, 2, 3, 4};
+  member m2[] = {mem_f32("x.npy", 2, 4, 5, xf, 1), mem_f32("y.npy", 1, 4, 1, y4, 0)};
+  npz_write(path, m2, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_ERANGE);
+  assert_msg(err, "x[1,2] is infinite");
+
+  /* finite in float64, infinite in float32; 1-D arrays are indexed as 1-D */
+  double yb[] = {1, 2, 1e300};
+  const float x3[] = {1, 2, 3};
+  member m3[] = {mem_f32("x.npy", 1, 3, 1, x3, 0), mem_f64("y.npy", 1, 3, 1, yb, 0)};
+  npz_write(path, m3, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_ERANGE);
+  assert_msg(err, "y[2]");
+  assert_msg(err, "out of float32 range");
+}
+
+static void test_npz_dtype(void **state) {
+  const char *path = tu_path(0, "dtype.npz");
+  ember_dataset ds;
+  ember_err err;
+  const int xi[] = {1, 2};
+  const float y[] = {1, 2};
+  long s[1] = {2};
+  const char *bad[] = {"<i4", ">f4", ">f8", "<f2", "|u1"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    member m[2] = {{"x.npy", NULL, 0, 0}, mem_f32("y.npy", 1, 2, 1, y, 0)};
+    m[0].data = npy_make(bad[i], 0, 1, s, xi, sizeof xi, 1, &m[0].len);
+    npz_write(path, m, 2);
+    assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_ENOTSUP);
+    assert_msg(err, "x.npy");
+    assert_msg(err, bad[i]);
+  }
+}
+
+static void test_npz_truncated(void **state) {
+  const char *path = tu_path(0, "trunc.npz");
+  ember_dataset ds;
+  ember_err err;
+  const float x[] = {1, 2, 3, 4, 5, 6}, y[] = {1, 2, 3};
+  member m[] = {mem_f32("x.npy", 2, 3, 2, x, 0), mem_f32("y.npy", 2, 3, 1, y, 0)};
+  m[0].len -= 4; /* the last float is missing */
+  npz_write(path, m, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "x.npy");
+  assert_msg(err, "truncated");
+
+  member m2[] = {mem_f32("x.npy", 2, 3, 2, x, 0), mem_f32("y.npy", 2, 3, 1, y, 0)};
+  m2[1].len = 30; /* inside the header */
+  m2[1].deflate = 1;
+  npz_write(path, m2, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "y.npy");
+
+  member m3[] = {mem_f32("x.npy", 2, 3, 2, x, 0), {"y.npy", NULL, 0, 0}};
+  m3[1].data = malloc(16);
+  memcpy(m3[1].data, "not numpy at all", 16);
+  m3[1].len = 16;
+  npz_write(path, m3, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "y.npy: not a .npy");
+}
+
+static void test_npz_corrupt_zip(void **state) {
+  ember_dataset ds;
+  ember_err err;
+  static const char garbage[] = "PK\x03\x04 this is not really a zip archive at all";
+  memset(&ds, 0x5a, sizeof ds);
+  assert_true(ember_dataset_read_mem(garbage, sizeof garbage - 1, "bad.npz", -1, -1, &ds, &err) <
+              0);
+  assert_zeroed(&ds);
+  assert_int_equal(strncmp(err.msg, "bad.npz: ", 9), 0);
+
+  /* an empty archive is a zip without x */
+  static const unsigned char empty[22] = {'P', 'K', 5, 6};
+  assert_int_equal(ember_dataset_read_mem(empty, sizeof empty, "e.npz", -1, -1, &ds, &err),
+                   EMBER_EFORMAT);
+  assert_msg(err, "e.npz: no array 'x'");
+
+  /* A valid archive cut short, and one with a flipped bit in stored data: the value stays
+   * finite, so only the CRC check catches it. */
+  const float x[] = {1, 2, 12345.678f, 4}, y[] = {1, 2};
+  member m[] = {mem_f32("x.npy", 2, 2, 2, x, 0), mem_f32("y.npy", 2, 2, 1, y, 0)};
+  const char *path = tu_path(0, "crc.npz");
+  npz_write(path, m, 2);
+  size_t len;
+  unsigned char *buf = tu_read_file(path, &len);
+  assert_int_equal(ember_dataset_read_mem(buf, len, "ok.npz", -1, -1, &ds, &err), 0);
+  assert_memory_equal(ds.x, x, sizeof x);
+  ember_dataset_free(&ds);
+
+  assert_true(ember_dataset_read_mem(buf, len / 2, "half.npz", -1, -1, &ds, &err) < 0);
+  assert_zeroed(&ds);
+  assert_int_equal(strncmp(err.msg, "half.npz: ", 10), 0);
+
+  unsigned char *hit = NULL;
+  for (size_t i = 0; i + 4 <= len && !hit; i++)
+    if (memcmp(buf + i, &x[2], 4) == 0) hit = buf + i;
+  assert_non_null(hit);
+  hit[0] ^= 1;
+  assert_true(ember_dataset_read_mem(buf, len, "crc.npz", -1, -1, &ds, &err) < 0);
+  assert_zeroed(&ds);
+  assert_msg(err, "crc.npz: x.npy");
+  free(buf);
+}
+
+static void test_npz_read_mem(void **state) {
+  const double x[] = {1, 2, 3, 4}, y[] = {5, 6};
+  member m[] = {mem_f64("x.npy", 2, 2, 2, x, 1), mem_f64("y.npy", 1, 2, 1, y, 0)};
+  m[0].deflate = 1;
+  const char *path = tu_path(0, "mem.npz");
+  npz_write(path, m, 2);
+  size_t len;
+  void *buf = tu_read_file(path, &len);
+  ember_dataset ds;
+  ember_err err;
+  assert_int_equal(ember_dataset_read_mem(buf, len, "mem.npz", 2, 1, &ds, &err), 0);
+  const float xe[] = {1, 3, 2, 4}, ye[] = {5, 6}; /* x was Fortran order */
+  assert_int_equal(ds.n, 2);
+  assert_memory_equal(ds.x, xe, sizeof xe);
+  assert_memory_equal(ds.y, ye, sizeof ye);
+  ember_dataset_free(&ds);
+  assert_int_equal(ember_dataset_read_mem(buf, len, "mem.npz", 2, 3, &ds, &err), EMBER_EFORMAT);
+  assert_int_equal(strncmp(err.msg, "mem.npz: y has 1 column, expected 3", 35), 0);
+  assert_zeroed(&ds);
+  free(buf);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_csv_header),
+      cmocka_unit_test(test_csv_no_header),
+      cmocka_unit_test(test_csv_crlf_spaces_trailing_blank),
+      cmocka_unit_test(test_csv_x_dim),
+      cmocka_unit_test(test_csv_y_dim_2),
+      cmocka_unit_test(test_csv_inputs_only),
+      cmocka_unit_test(test_csv_ragged),
+      cmocka_unit_test(test_csv_bad_values),
+      cmocka_unit_test(test_csv_blank_line_inside),
+      cmocka_unit_test(test_csv_no_rows),
+      cmocka_unit_test(test_csv_too_few_columns),
+      cmocka_unit_test(test_csv_file_and_args),
+      cmocka_unit_test(test_csv_too_many_columns),
+      cmocka_unit_test(test_npz_f32_roundtrip),
+      cmocka_unit_test(test_npz_f64_fortran_1d_deflate),
+      cmocka_unit_test(test_npz_deflate_large_and_v2),
+      cmocka_unit_test(test_npz_inputs_only_and_missing),
+      cmocka_unit_test(test_npz_dims),
+      cmocka_unit_test(test_npz_nonfinite),
+      cmocka_unit_test(test_npz_dtype),
+      cmocka_unit_test(test_npz_truncated),
+      cmocka_unit_test(test_npz_corrupt_zip),
+      cmocka_unit_test(test_npz_read_mem),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
