@@ -1,0 +1,101 @@
+/* ember/dfo.h - Method A's derivative-free optimiser and mode extraction, on any energy.
+ *
+ * The optimiser only sees an energy callback, so it can be tested on analytic energies and
+ * driven by a network, a batch of server requests or anything else. For each of nq queries:
+ *
+ *   population: `samples` candidates uniform in [lo, hi]
+ *   repeat `iters` times:
+ *     E = energy(population); p = softmax(-E / temperature)
+ *     if not the last iteration:
+ *       resample `samples` candidates with replacement by p; add N(0, sigma^2) noise;
+ *       clip to [lo, hi]; sigma *= shrink
+ *   answer: the candidate with the highest p (lowest E) of the last evaluation
+ *
+ * This is the method text's loop with its final resample left out: after the last evaluation
+ * a resample/noise step cannot change which candidate has the highest probability, so it would
+ * only cost time (IBC's code does the same). The last evaluated population and its energies
+ * stay in the workspace for ember_modes.
+ *
+ * Modes: the population's distinct minimisers, found by quick-shift at scale `radius`: each
+ * candidate (of the 2048 lowest-energy ones) links to its nearest lower-energy neighbour within
+ * the radius, and one without such a neighbour is a local minimum that roots a mode. A mode's
+ * mass is the softmax(-E / temperature) weight of the candidates that lead to it (the rest join
+ * the nearest root). Modes with less than `min_mass` are dropped; the others are returned
+ * sorted by energy, at most k, each optionally polished by gradient descent on E (with
+ * backtracking, inside the bounds).
+ *
+ *     ember_dfo_ws ws;
+ *     ember_dfo_ws_init(&ws, 1, 1024, 2, NULL);
+ *     ember_infer_opts o = {1024, 3, 0.33f, 0.5f, 1.0f};
+ *     ember_dfo_run(&ws, my_energy, ctx, 1, lo, hi, &o, &rng, best_y, best_e);
+ */
+#ifndef EMBER_DFO_H
+#define EMBER_DFO_H
+
+#include "ember/base.h"
+#include "ember/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Energies of nq * n candidates: y (nq, n, ydim) -> e (nq, n). Query q's candidates are
+ * rows [q*n, (q+1)*n). */
+typedef void (*ember_energy_fn)(void *ctx, int nq, int n, const float *y, float *e);
+/* The same plus dE/dy: dy (nq, n, ydim). Used to polish modes. */
+typedef void (*ember_energy_grad_fn)(void *ctx, int nq, int n, const float *y, float *e, float *dy);
+
+typedef struct ember_dfo_ws {
+  int max_queries, max_samples, ydim;
+  float *y;     /* (max_queries, max_samples, ydim): the population */
+  float *ynext; /* same size: resampling target */
+  float *e;     /* (max_queries, max_samples): energies of the last evaluation */
+  double *cdf;  /* (max_samples) */
+  float *noise; /* (max_samples * ydim) */
+  void *mem;
+} ember_dfo_ws;
+
+int ember_dfo_ws_init(ember_dfo_ws *ws, int max_queries, int max_samples, int ydim, ember_err *err);
+void ember_dfo_ws_free(ember_dfo_ws *ws);
+
+/* Runs the optimiser for nq <= max_queries queries with opts->samples <= max_samples.
+ * lo, hi: (ydim) bounds. rngs: (nq) one stream per query. best_y: (nq, ydim), best_e: (nq);
+ * either may be NULL. Returns 0 or EMBER_EINVAL for bad options or sizes. */
+int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const float *lo,
+                  const float *hi, const ember_infer_opts *opts, ember_rng *rngs, float *best_y,
+                  float *best_e, ember_err *err);
+
+/* Draws n indices with replacement from non-negative weights p (n, any positive total) into
+ * idx: a running sum and a binary search per draw. Exposed for tests. cdf: (n) scratch. */
+void ember_resample(const float *p, int n, ember_rng *rng, double *cdf, int *idx);
+
+typedef struct ember_modes_opts {
+  int k;            /* at most this many modes per query (>= 1) */
+  float radius;     /* linking scale of mode finding, normalised y units (0.25) */
+  float min_mass;   /* modes with less probability mass are dropped (0.01) */
+  int polish_steps; /* gradient-descent steps on E per mode, 0 = off (0) */
+  float polish_lr;  /* initial step of polishing, normalised units (0.05) */
+} ember_modes_opts;
+
+#define EMBER_MODES_DEFAULTS {2, 0.25f, 0.01f, 0, 0.05f}
+
+int ember_modes_opts_check(const ember_modes_opts *o, ember_err *err);
+
+/* Modes of one query's population y (n, ydim) with energies e (n): writes up to mo->k modes
+ * to mode_y (k, ydim), mode_e (k), mode_w (k) and returns how many (>= 1 when n >= 1).
+ * Weights are softmax(-e / temperature) summed per mode. iscratch: (3n) ints, fscratch: (n) floats. */
+int ember_modes_find(const float *y, const float *e, int n, int ydim, float temperature,
+                     const ember_modes_opts *mo, int *iscratch, float *fscratch, float *mode_y,
+                     float *mode_e, float *mode_w);
+
+/* Polishes nq * m points y (nq, m, ydim) in place by gradient descent on E with per-point
+ * backtracking: a step that raises E is undone and that point's step halved; an accepted
+ * step grows it by 1.2. Points stay inside [lo, hi]. e (nq, m) gets the final energies.
+ * work: (3 * nq * m * ydim + 2 * nq * m) floats. */
+void ember_polish(ember_energy_grad_fn fn, void *ctx, int nq, int m, int ydim, float *y, float *e,
+                  const float *lo, const float *hi, int steps, float lr, float *work);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

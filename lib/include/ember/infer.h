@@ -1,0 +1,61 @@
+/* ember/infer.h - implicit inference with a trained model: argmin_y E(x, y) and its modes.
+ *
+ * An ember_infer holds everything one caller needs to run a model (per-thread network
+ * workspaces, the DFO population, scratch); it grows when a call asks for more samples or
+ * queries than before and never allocates inside the optimiser loop. It is not shared
+ * between threads: give each server worker its own (and a NULL pool), or give one caller a
+ * pool to spread each call's candidates over several threads.
+ *
+ * Inputs and outputs are in the user's units: x is normalised, y de-normalised, inside.
+ * Query i of a call draws from random stream (seed, stream0 + i), so row i of a request
+ * gives the same answer alone, in a batch, or with any thread count.
+ *
+ *     ember_infer *inf;
+ *     ember_infer_create(&inf, &model, NULL, &err);
+ *     ember_infer_opts o = model.infer;   o.samples = 1024;
+ *     ember_infer_predict(inf, x, 1, &o, 42, 0, y, energy, &err);   // x (1, x_dim) -> y (1, y_dim)
+ *     ember_infer_destroy(inf);
+ *
+ * For the explicit baseline (method mse) predict is a forward pass, energies are reported as
+ * 0 and modes are the single prediction with mass 1.
+ */
+#ifndef EMBER_INFER_H
+#define EMBER_INFER_H
+
+#include "ember/base.h"
+#include "ember/dfo.h"
+#include "ember/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ember_infer ember_infer;
+
+/* The model must outlive the ember_infer; pool may be NULL (single-threaded). */
+int ember_infer_create(ember_infer **out, const ember_model *m, ember_pool *pool, ember_err *err);
+void ember_infer_destroy(ember_infer *inf);
+
+/* Best y for nq queries. x: (nq, x_dim); y: (nq, y_dim); energy: (nq) or NULL.
+ * o == NULL uses the model's defaults. */
+int ember_infer_predict(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
+                        uint64_t seed, uint64_t stream0, float *y, float *energy, ember_err *err);
+
+/* Up to mo->k modes per query, sorted by energy. mode_y: (nq, k, y_dim), mode_e and mode_w:
+ * (nq, k), count: (nq) modes found for each query (the rest of its slots are zero). */
+int ember_infer_modes(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
+                      const ember_modes_opts *mo, uint64_t seed, uint64_t stream0, float *mode_y,
+                      float *mode_e, float *mode_w, int *count, ember_err *err);
+
+/* Energies of given candidates: x (nq, x_dim), y (nq, n, y_dim) raw units -> e (nq, n).
+ * Energy models only. */
+int ember_infer_energy(ember_infer *inf, const float *x, int nq, const float *y, int n, float *e,
+                       ember_err *err);
+
+/* FLOPs one query costs with options o (dense layers only; x part once per query). */
+double ember_infer_flops(const ember_model *m, const ember_infer_opts *o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,96 @@
+/* ember/train.h - training an energy model (Method A, InfoNCE) or the explicit MSE baseline.
+ *
+ * Method A, as the method text and the paper's defaults say: x and y normalised per dimension
+ * to zero mean / unit variance; sampling bounds = data min/max (normalised) widened by
+ * `bound_margin` (5%) of the range on each side; each step takes `batch` examples, pairs every
+ * true y with `negatives` counter-examples drawn uniformly inside the bounds, and minimises
+ * InfoNCE over softmax(-E / temperature) with Adam (0.9, 0.999), the learning rate decayed
+ * x0.99 every 100 steps. The MSE baseline regresses normalised y from normalised x with the
+ * same network family and optimiser.
+ *
+ * A step's candidates are cut into tasks of a few examples each (every task does its own
+ * forward, loss and backward while its activations are still in cache) and spread over the
+ * pool; per-thread gradients are summed in a fixed order, and example i of step t draws its
+ * counter-examples from stream (seed, t * batch + i), so a fixed seed and thread count give
+ * a bit-identical model.
+ *
+ *     ember_train_opts o;
+ *     ember_train_opts_default(&o);
+ *     o.steps = 2000;  o.seed = 7;
+ *     ember_model m;
+ *     if (ember_train(&ds, &o, pool, &m, &err) < 0) ...;
+ *     ember_model_save(&m, "model.safetensors", &err);
+ */
+#ifndef EMBER_TRAIN_H
+#define EMBER_TRAIN_H
+
+#include "ember/base.h"
+#include "ember/dataset.h"
+#include "ember/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ember_train_progress {
+  int64_t step, steps; /* steps done, steps planned */
+  float loss;          /* mean loss of the last step */
+  float loss_avg;      /* mean loss over the last (up to) 100 steps */
+  float lr;            /* learning rate of the last step */
+  double elapsed_s, steps_per_s, eta_s;
+} ember_train_progress;
+
+/* Called after every step; return non-zero to cancel training (ember_train then returns
+ * EMBER_ECANCELED and no model). */
+typedef int (*ember_progress_fn)(void *ctx, const ember_train_progress *p);
+
+typedef struct ember_train_opts {
+  ember_method method;  /* dfo or mse */
+  ember_arch arch;      /* resnet */
+  int width, depth;     /* 256, 2 */
+  int64_t steps;        /* 2000 */
+  int batch;            /* 512 */
+  int negatives;        /* 256 counter-examples per example */
+  float lr;             /* 1e-3 */
+  float lr_decay;       /* 0.99 ... */
+  int decay_steps;      /* ... every 100 steps */
+  float temperature;    /* InfoNCE temperature, 1 */
+  float bound_margin;   /* 0.05 of the range on each side */
+  uint64_t seed;        /* 0 */
+  ember_infer_opts infer; /* inference defaults stored in the model */
+  ember_progress_fn progress;
+  void *progress_ctx;
+} ember_train_opts;
+
+void ember_train_opts_default(ember_train_opts *o);
+int ember_train_opts_check(const ember_train_opts *o, ember_err *err);
+
+/* Trains a new model on ds (n >= 1 rows, y_dim >= 1). pool may be NULL. On success *out is a
+ * model the caller frees with ember_model_free. */
+int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *pool,
+                ember_model *out, ember_err *err);
+
+/* ---- pieces, exposed for tests and benchmarks ---------------------------------------- */
+
+/* Sets the model's normalisation and bounds from the data. */
+void ember_train_fit_stats(ember_model *m, const ember_dataset *ds, float bound_margin);
+
+/* A training session on a prepared model: one step at a time. */
+typedef struct ember_trainer ember_trainer;
+int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_dataset *ds,
+                         const ember_train_opts *o, ember_pool *pool, ember_err *err);
+void ember_trainer_destroy(ember_trainer *t);
+/* One optimisation step; returns the batch's mean loss in *loss. */
+int ember_trainer_step(ember_trainer *t, float *loss);
+/* Computes the mean loss and its gradient (trainer's gradient buffer, returned) of step
+ * `step`'s batch at the current parameters, without updating them. */
+const float *ember_trainer_grad(ember_trainer *t, int64_t step, double *loss);
+/* Learning rate the next step will use. */
+float ember_trainer_lr(const ember_trainer *t);
+/* FLOPs of one training step (dense layers, forward + backward). */
+double ember_train_step_flops(const ember_model *m, const ember_train_opts *o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,299 @@
+/* dfo.c - Method A's derivative-free optimiser, mode extraction and gradient polishing.
+ *
+ * The optimiser works on whole populations: every iteration makes one call of the energy
+ * callback for all queries' candidates together, so a network behind it runs one batched
+ * pass (one sgemm per layer) per iteration. Everything between those calls (softmax,
+ * resampling, noise, clipping) is O(samples) per query and allocation-free.
+ *
+ * Resampling is multinomial with replacement, as the method text says: a running sum of the
+ * unnormalised weights exp(-(E - Emin)/T) and a binary search per draw. Energies that are not
+ * finite get weight 0, and a query whose energies are all non-finite resamples uniformly, so a
+ * broken model produces a useless answer, never a crash or NaN weights.
+ *
+ * Each query draws from its own random stream, so a query's answer does not depend on which
+ * other queries share the batch or on the thread count.
+ */
+#include "ember/dfo.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ember_dfo_ws_init(ember_dfo_ws *ws, int max_queries, int max_samples, int ydim, ember_err *err) {
+  memset(ws, 0, sizeof *ws);
+  if (max_queries < 1 || max_samples < 1 || ydim < 1)
+    return ember_fail(err, EMBER_EINVAL, "DFO workspace needs positive sizes");
+  size_t pop = (size_t)max_queries * max_samples;
+  size_t bytes = 2 * pop * ydim * sizeof(float) + pop * sizeof(float) +
+                 (size_t)max_samples * sizeof(double) + (size_t)max_samples * ydim * sizeof(float);
+  char *mem = malloc(bytes);
+  if (!mem)
+    return ember_fail(err, EMBER_ENOMEM, "out of memory: DFO workspace of %zu MiB", bytes >> 20);
+  ws->mem = mem;
+  ws->cdf = (double *)mem; /* doubles first, for alignment */
+  ws->y = (float *)(ws->cdf + max_samples);
+  ws->ynext = ws->y + pop * ydim;
+  ws->e = ws->ynext + pop * ydim;
+  ws->noise = ws->e + pop;
+  ws->max_queries = max_queries;
+  ws->max_samples = max_samples;
+  ws->ydim = ydim;
+  return 0;
+}
+
+void ember_dfo_ws_free(ember_dfo_ws *ws) {
+  if (!ws) return;
+  free(ws->mem);
+  memset(ws, 0, sizeof *ws);
+}
+
+/* cdf[i] = sum_{j <= i} w_j with w = exp(-(E - Emin)/T) (non-finite E -> 0). Returns total. */
+static double weights_cdf(const float *e, int n, float temperature, double *cdf) {
+  float emin = INFINITY;
+  for (int i = 0; i < n; i++)
+    if (isfinite(e[i]) && e[i] < emin) emin = e[i];
+  double acc = 0.0;
+  if (!isfinite(emin)) { /* nothing finite: uniform */
+    for (int i = 0; i < n; i++) cdf[i] = (double)(i + 1);
+    return (double)n;
+  }
+  double inv_t = 1.0 / temperature;
+  for (int i = 0; i < n; i++) {
+    if (isfinite(e[i])) acc += exp(-((double)e[i] - emin) * inv_t);
+    cdf[i] = acc;
+  }
+  return acc;
+}
+
+/* first index i with cdf[i] > u (cdf non-decreasing, u < cdf[n-1]) */
+static int cdf_search(const double *cdf, int n, double u) {
+  int lo = 0, hi = n - 1;
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    if (cdf[mid] > u) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+void ember_resample(const float *p, int n, ember_rng *rng, double *cdf, int *idx) {
+  double acc = 0.0;
+  for (int i = 0; i < n; i++) {
+    acc += p[i] > 0.0f ? p[i] : 0.0f;
+    cdf[i] = acc;
+  }
+  if (!(acc > 0.0))
+    for (int i = 0; i < n; i++) cdf[i] = (double)(i + 1), acc = (double)n;
+  for (int k = 0; k < n; k++) idx[k] = cdf_search(cdf, n, ember_rng_uniform(rng) * acc);
+}
+
+int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const float *lo,
+                  const float *hi, const ember_infer_opts *opts, ember_rng *rngs, float *best_y,
+                  float *best_e, ember_err *err) {
+  int rc = ember_infer_opts_check(opts, err);
+  if (rc < 0) return rc;
+  const int n = opts->samples, d = ws->ydim;
+  if (nq < 1 || nq > ws->max_queries || n > ws->max_samples)
+    return ember_fail(err, EMBER_EINVAL,
+                      "DFO batch of %d queries x %d samples exceeds the workspace (%d x %d)", nq,
+                      n, ws->max_queries, ws->max_samples);
+  for (int j = 0; j < d; j++)
+    if (!(lo[j] < hi[j]))
+      return ember_fail(err, EMBER_EINVAL, "bounds of y%d are empty: [%g, %g]", j,
+                        (double)lo[j], (double)hi[j]);
+
+  const size_t qstride = (size_t)n * d;
+  float *y = ws->y, *ynext = ws->ynext;
+  for (int q = 0; q < nq; q++) {
+    float *yq = y + q * qstride;
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < d; j++)
+        yq[(size_t)i * d + j] = lo[j] + (hi[j] - lo[j]) * ember_rng_uniform(&rngs[q]);
+  }
+
+  float sigma = opts->sigma;
+  for (int it = 0; it < opts->iters; it++) {
+    fn(ctx, nq, n, y, ws->e);
+    if (it == opts->iters - 1) break;
+    for (int q = 0; q < nq; q++) {
+      const float *yq = y + q * qstride;
+      float *yn = ynext + q * qstride;
+      double total = weights_cdf(ws->e + (size_t)q * n, n, opts->temperature, ws->cdf);
+      ember_rng_normal_fill(&rngs[q], ws->noise, qstride);
+      for (int i = 0; i < n; i++) {
+        int src = cdf_search(ws->cdf, n, ember_rng_uniform(&rngs[q]) * total);
+        for (int j = 0; j < d; j++) {
+          float v = yq[(size_t)src * d + j] + sigma * ws->noise[(size_t)i * d + j];
+          yn[(size_t)i * d + j] = v < lo[j] ? lo[j] : (v > hi[j] ? hi[j] : v);
+        }
+      }
+    }
+    float *t = y;
+    y = ynext;
+    ynext = t;
+    sigma *= opts->shrink;
+  }
+  if (y != ws->y) memcpy(ws->y, y, (size_t)nq * qstride * sizeof(float));
+
+  for (int q = 0; q < nq; q++) {
+    const float *eq = ws->e + (size_t)q * n;
+    int best = 0;
+    for (int i = 1; i < n; i++)
+      if (eq[i] < eq[best] || (!isfinite(eq[best]) && isfinite(eq[i]))) best = i;
+    if (best_y) memcpy(best_y + (size_t)q * d, ws->y + q * qstride + (size_t)best * d, (size_t)d * sizeof(float));
+    if (best_e) best_e[q] = eq[best];
+  }
+  return 0;
+}
+
+/* ---- modes ------------------------------------------------------------------------------ */
+
+int ember_modes_opts_check(const ember_modes_opts *o, ember_err *err) {
+  if (o->k < 1 || o->k > 1024)
+    return ember_fail(err, EMBER_EINVAL, "modes must be 1..1024, got %d", o->k);
+  if (!(o->radius > 0.0f) || !isfinite(o->radius))
+    return ember_fail(err, EMBER_EINVAL, "mode radius must be positive, got %g", (double)o->radius);
+  if (!(o->min_mass >= 0.0f && o->min_mass < 1.0f))
+    return ember_fail(err, EMBER_EINVAL, "minimum mode mass must be in [0, 1), got %g",
+                      (double)o->min_mass);
+  if (o->polish_steps < 0 || o->polish_steps > 10000)
+    return ember_fail(err, EMBER_EINVAL, "polish steps must be 0..10000, got %d", o->polish_steps);
+  if (!(o->polish_lr > 0.0f) || !isfinite(o->polish_lr))
+    return ember_fail(err, EMBER_EINVAL, "polish step must be positive, got %g", (double)o->polish_lr);
+  return 0;
+}
+
+/* Stable bottom-up merge sort of idx by e (NaN last): qsort has no context argument, and a
+ * global would make the module non-re-entrant. */
+static void sort_by_energy(int *idx, int *tmp, int n, const float *e) {
+  for (int width = 1; width < n; width *= 2) {
+    for (int lo = 0; lo < n; lo += 2 * width) {
+      int mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+      int i = lo, j = mid, k = lo;
+      while (i < mid && j < hi) {
+        float a = e[idx[i]], b = e[idx[j]];
+        int take_right = (b < a) || (isnan(a) && !isnan(b));
+        tmp[k++] = take_right ? idx[j++] : idx[i++];
+      }
+      while (i < mid) tmp[k++] = idx[i++];
+      while (j < hi) tmp[k++] = idx[j++];
+    }
+    memcpy(idx, tmp, (size_t)n * sizeof *idx);
+  }
+}
+
+static float dist2(const float *a, const float *b, int d) {
+  float s = 0.0f;
+  for (int j = 0; j < d; j++) {
+    float t = a[j] - b[j];
+    s += t * t;
+  }
+  return s;
+}
+
+#define EMBER_MAX_CENTRES 256 /* roots kept; more are folded into their nearest root */
+#define EMBER_LINK_POINTS 2048 /* lowest-energy candidates that take part in linking */
+
+/* Quick-shift at scale `radius`: each of the lowest-energy candidates links to the nearest
+ * candidate of lower energy within the radius; one with no such neighbour is a local minimum
+ * at that scale and roots a mode. A mode's mass is the softmax weight of its tree plus that of
+ * the remaining (higher-energy) candidates nearest to its root. Unlike clustering by distance
+ * to the best point alone, the edge of a wide basin links inward instead of starting a mode. */
+int ember_modes_find(const float *y, const float *e, int n, int ydim, float temperature,
+                     const ember_modes_opts *mo, int *iscratch, float *fscratch, float *mode_y,
+                     float *mode_e, float *mode_w) {
+  if (n < 1) return 0;
+  int *order = iscratch, *tmp = iscratch + n, *root = iscratch + 2 * n;
+  float *w = fscratch;
+  float mass[EMBER_MAX_CENTRES];
+  int centre[EMBER_MAX_CENTRES]; /* position in `order` of each root */
+  for (int i = 0; i < n; i++) order[i] = i;
+  sort_by_energy(order, tmp, n, e);
+
+  /* softmax weights over the whole population */
+  float emin = e[order[0]];
+  double z = 0.0;
+  for (int i = 0; i < n; i++) {
+    double v = isfinite(e[i]) && isfinite(emin) ? exp(-((double)e[i] - emin) / temperature) : 0.0;
+    w[i] = (float)v;
+    z += v;
+  }
+  for (int i = 0; i < n; i++) w[i] = z > 0.0 ? (float)(w[i] / z) : 1.0f / (float)n;
+
+  const float r2 = mo->radius * mo->radius;
+  const int linked = n < EMBER_LINK_POINTS ? n : EMBER_LINK_POINTS;
+  int nc = 0;
+  for (int k = 0; k < linked; k++) {
+    const float *yi = y + (size_t)order[k] * ydim;
+    int best = -1;
+    float bd = r2;
+    for (int k2 = 0; k2 < k; k2++) {
+      float dd = dist2(yi, y + (size_t)order[k2] * ydim, ydim);
+      if (dd <= bd) bd = dd, best = k2;
+    }
+    if (best < 0 && nc < EMBER_MAX_CENTRES) {
+      root[k] = nc;
+      centre[nc++] = k;
+    } else if (best < 0) { /* too many roots: join the nearest existing one */
+      int c0 = 0;
+      float cd = INFINITY;
+      for (int c = 0; c < nc; c++) {
+        float dd = dist2(yi, y + (size_t)order[centre[c]] * ydim, ydim);
+        if (dd < cd) cd = dd, c0 = c;
+      }
+      root[k] = c0;
+    } else {
+      root[k] = root[best];
+    }
+  }
+  for (int c = 0; c < nc; c++) mass[c] = 0.0f;
+  for (int k = 0; k < linked; k++) mass[root[k]] += w[order[k]];
+  for (int k = linked; k < n; k++) {
+    const float *yi = y + (size_t)order[k] * ydim;
+    int c0 = 0;
+    float cd = INFINITY;
+    for (int c = 0; c < nc; c++) {
+      float dd = dist2(yi, y + (size_t)order[centre[c]] * ydim, ydim);
+      if (dd < cd) cd = dd, c0 = c;
+    }
+    mass[c0] += w[order[k]];
+  }
+  /* roots are in energy order; keep those with enough mass (always the first) */
+  int out = 0;
+  for (int c = 0; c < nc && out < mo->k; c++) {
+    if (c > 0 && mass[c] < mo->min_mass) continue;
+    int i = order[centre[c]];
+    memcpy(mode_y + (size_t)out * ydim, y + (size_t)i * ydim, (size_t)ydim * sizeof(float));
+    mode_e[out] = e[i];
+    mode_w[out] = mass[c];
+    out++;
+  }
+  return out;
+}
+
+void ember_polish(ember_energy_grad_fn fn, void *ctx, int nq, int m, int ydim, float *y, float *e,
+                  const float *lo, const float *hi, int steps, float lr, float *work) {
+  size_t npts = (size_t)nq * m, nv = npts * ydim;
+  float *g = work, *yt = g + nv, *gt = yt + nv, *et = gt + nv, *step = et + npts;
+  if (steps <= 0) return;
+  fn(ctx, nq, m, y, e, g);
+  for (size_t i = 0; i < npts; i++) step[i] = lr;
+  for (int s = 0; s < steps; s++) {
+    for (size_t i = 0; i < npts; i++)
+      for (int j = 0; j < ydim; j++) {
+        float v = y[i * ydim + j] - step[i] * g[i * ydim + j];
+        yt[i * ydim + j] = v < lo[j] ? lo[j] : (v > hi[j] ? hi[j] : v);
+      }
+    fn(ctx, nq, m, yt, et, gt);
+    for (size_t i = 0; i < npts; i++) {
+      if (et[i] <= e[i]) {
+        memcpy(y + i * ydim, yt + i * ydim, (size_t)ydim * sizeof(float));
+        memcpy(g + i * ydim, gt + i * ydim, (size_t)ydim * sizeof(float));
+        e[i] = et[i];
+        step[i] *= 1.2f;
+      } else {
+        step[i] *= 0.5f;
+      }
+    }
+  }
+}

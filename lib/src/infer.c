@@ -1,0 +1,432 @@
+/* infer.c - running a trained model: DFO argmin, modes, energies, the explicit baseline.
+ *
+ * A call is cut into groups of queries whose populations fit a row budget; each group is one
+ * ember_dfo_run whose energy callback evaluates every candidate of the group at once. The
+ * callback splits the rows into tasks of at most EMBER_CHUNK_ROWS (never straddling queries
+ * in the middle of a task's hx slice) and hands them to the pool, one network workspace per
+ * thread. x is normalised and its first-layer projection computed once per query (late
+ * fusion) before the optimiser starts.
+ *
+ * Workspaces grow on demand at the start of a call (never inside the optimiser), so the
+ * first call with a new size allocates and later ones do not.
+ */
+#include "ember/infer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ember/net.h"
+
+#define EMBER_CHUNK_ROWS 1024  /* rows per network task: ~1 MiB per activation at width 256 */
+#define EMBER_MIN_CHUNK 128
+#define EMBER_GROUP_ROWS 65536 /* candidate rows per DFO group */
+
+struct ember_infer {
+  const ember_model *m;
+  ember_pool *pool;
+  int threads;
+  ember_net_ws *ws; /* (threads) */
+  ember_dfo_ws dfo;
+  int cap_q;       /* queries the per-group buffers hold */
+  float *xn;       /* (cap_q, x_dim) */
+  float *hx;       /* (cap_q, width) */
+  float *out;      /* (cap_q, y_dim) mse outputs / best y normalised */
+  ember_rng *rngs; /* (cap_q) */
+  int cap_modes;   /* mode slots (cap_q * k) the mode buffers hold */
+  float *my, *me, *mw, *pwork;
+  int *iscratch;   /* (3 * max_samples) */
+  float *fscratch; /* (max_samples) */
+  int cap_samples;
+  /* the pass in progress, read by the tasks */
+  const float *pass_hx, *pass_y;
+  float *pass_e, *pass_dy;
+  int pass_n, pass_nq, pass_chunk, pass_pieces;
+};
+
+int ember_infer_create(ember_infer **out, const ember_model *m, ember_pool *pool, ember_err *err) {
+  *out = NULL;
+  ember_infer *inf = calloc(1, sizeof *inf);
+  if (!inf) return ember_fail(err, EMBER_ENOMEM, "out of memory creating an inference context");
+  inf->m = m;
+  inf->pool = pool;
+  inf->threads = ember_pool_threads(pool);
+  inf->ws = calloc((size_t)inf->threads, sizeof *inf->ws);
+  if (!inf->ws) {
+    free(inf);
+    return ember_fail(err, EMBER_ENOMEM, "out of memory creating an inference context");
+  }
+  for (int t = 0; t < inf->threads; t++) {
+    int rc = ember_net_ws_init(&inf->ws[t], &m->net.shape, EMBER_CHUNK_ROWS, EMBER_CHUNK_ROWS, err);
+    if (rc < 0) {
+      ember_infer_destroy(inf);
+      return rc;
+    }
+  }
+  *out = inf;
+  return 0;
+}
+
+static void free_groups(ember_infer *inf) {
+  free(inf->xn);
+  free(inf->hx);
+  free(inf->out);
+  free(inf->rngs);
+  inf->xn = inf->hx = inf->out = NULL;
+  inf->rngs = NULL;
+  inf->cap_q = 0;
+}
+
+static void free_modes(ember_infer *inf) {
+  free(inf->my);
+  free(inf->me);
+  free(inf->mw);
+  free(inf->pwork);
+  inf->my = inf->me = inf->mw = inf->pwork = NULL;
+  inf->cap_modes = 0;
+}
+
+void ember_infer_destroy(ember_infer *inf) {
+  if (!inf) return;
+  for (int t = 0; t < inf->threads; t++) ember_net_ws_free(&inf->ws[t]);
+  free(inf->ws);
+  ember_dfo_ws_free(&inf->dfo);
+  free_groups(inf);
+  free_modes(inf);
+  free(inf->iscratch);
+  free(inf->fscratch);
+  free(inf);
+}
+
+/* Makes room for groups of gq queries of n samples (n = 0: no population). */
+static int reserve(ember_infer *inf, int gq, int n, ember_err *err) {
+  const ember_model *m = inf->m;
+  if (gq > inf->cap_q) {
+    free_groups(inf);
+    inf->xn = malloc((size_t)gq * m->x_dim * sizeof(float));
+    inf->hx = malloc((size_t)gq * m->net.shape.width * sizeof(float));
+    inf->out = malloc((size_t)gq * m->y_dim * sizeof(float));
+    inf->rngs = malloc((size_t)gq * sizeof *inf->rngs);
+    if (!inf->xn || !inf->hx || !inf->out || !inf->rngs) goto nomem;
+    inf->cap_q = gq;
+  }
+  if (n > 0 && (gq > inf->dfo.max_queries || n > inf->dfo.max_samples)) {
+    int mq = gq > inf->dfo.max_queries ? gq : inf->dfo.max_queries;
+    int ms = n > inf->dfo.max_samples ? n : inf->dfo.max_samples;
+    ember_dfo_ws_free(&inf->dfo);
+    int rc = ember_dfo_ws_init(&inf->dfo, mq, ms, m->y_dim, err);
+    if (rc < 0) return rc;
+  }
+  if (n > inf->cap_samples) {
+    free(inf->iscratch);
+    free(inf->fscratch);
+    inf->iscratch = malloc((size_t)3 * n * sizeof(int));
+    inf->fscratch = malloc((size_t)n * sizeof(float));
+    if (!inf->iscratch || !inf->fscratch) {
+      free(inf->iscratch);
+      free(inf->fscratch);
+      inf->iscratch = NULL;
+      inf->fscratch = NULL;
+      inf->cap_samples = 0;
+      goto nomem;
+    }
+    inf->cap_samples = n;
+  }
+  return 0;
+nomem:
+  free_groups(inf);
+  return ember_fail(err, EMBER_ENOMEM, "out of memory for %d queries x %d samples", gq, n);
+}
+
+static int reserve_modes(ember_infer *inf, int slots, ember_err *err) {
+  if (slots <= inf->cap_modes) return 0;
+  free_modes(inf);
+  int d = inf->m->y_dim;
+  inf->my = malloc((size_t)slots * d * sizeof(float));
+  inf->me = malloc((size_t)slots * sizeof(float));
+  inf->mw = malloc((size_t)slots * sizeof(float));
+  inf->pwork = malloc(((size_t)3 * slots * d + 2 * (size_t)slots) * sizeof(float));
+  if (!inf->my || !inf->me || !inf->mw || !inf->pwork) {
+    free_modes(inf);
+    return ember_fail(err, EMBER_ENOMEM, "out of memory for %d modes", slots);
+  }
+  inf->cap_modes = slots;
+  return 0;
+}
+
+/* ---- the batched energy pass --------------------------------------------------------- */
+
+/* Task layout: a query with more rows than a chunk is cut into `pieces` tasks; otherwise a
+ * task takes `chunk / n` whole queries. */
+static void pass_plan(ember_infer *inf, int nq, int n) {
+  long total = (long)nq * n;
+  long per_thread = (total + inf->threads - 1) / inf->threads;
+  int chunk = per_thread > EMBER_CHUNK_ROWS ? EMBER_CHUNK_ROWS
+              : per_thread < EMBER_MIN_CHUNK ? EMBER_MIN_CHUNK : (int)per_thread;
+  inf->pass_nq = nq;
+  inf->pass_n = n;
+  inf->pass_chunk = chunk;
+  inf->pass_pieces = n >= chunk ? (n + chunk - 1) / chunk : 0;
+}
+
+static int pass_tasks(const ember_infer *inf) {
+  if (inf->pass_pieces > 0) return inf->pass_nq * inf->pass_pieces;
+  int per = inf->pass_chunk / inf->pass_n;
+  if (per > EMBER_CHUNK_ROWS) per = EMBER_CHUNK_ROWS; /* hx rows a workspace holds */
+  return (inf->pass_nq + per - 1) / per;
+}
+
+static void pass_task(void *ctx, int task, int thread) {
+  ember_infer *inf = ctx;
+  const ember_net *net = &inf->m->net;
+  ember_net_ws *ws = &inf->ws[thread];
+  int n = inf->pass_n, d = net->shape.in_y, w = net->shape.width;
+  int q0, nq, per;
+  size_t row0;
+  if (inf->pass_pieces > 0) {
+    int q = task / inf->pass_pieces, piece = task % inf->pass_pieces;
+    int r0 = piece * inf->pass_chunk;
+    q0 = q;
+    nq = 1;
+    per = n - r0 < inf->pass_chunk ? n - r0 : inf->pass_chunk;
+    row0 = (size_t)q * n + r0;
+  } else {
+    int group = inf->pass_chunk / n;
+    if (group > EMBER_CHUNK_ROWS) group = EMBER_CHUNK_ROWS;
+    q0 = task * group;
+    nq = inf->pass_nq - q0 < group ? inf->pass_nq - q0 : group;
+    per = n;
+    row0 = (size_t)q0 * n;
+  }
+  const float *y = inf->pass_y ? inf->pass_y + row0 * d : NULL;
+  ember_net_forward(net, ws, inf->pass_hx + (size_t)q0 * w, y, nq, per, inf->pass_e + row0 * net->shape.out);
+  if (inf->pass_dy) {
+    float ones[EMBER_CHUNK_ROWS];
+    for (int r = 0; r < nq * per; r++) ones[r] = 1.0f;
+    ember_net_backward(net, ws, NULL, y, nq, per, ones, NULL, inf->pass_dy + row0 * d);
+  }
+}
+
+static void run_pass(ember_infer *inf, int nq, int n, const float *y, float *e, float *dy) {
+  pass_plan(inf, nq, n);
+  inf->pass_hx = inf->hx;
+  inf->pass_y = y;
+  inf->pass_e = e;
+  inf->pass_dy = dy;
+  ember_pool_run(inf->pool, pass_tasks(inf), pass_task, inf);
+}
+
+static void energy_cb(void *ctx, int nq, int n, const float *y, float *e) {
+  run_pass(ctx, nq, n, y, e, NULL);
+}
+
+static void energy_grad_cb(void *ctx, int nq, int n, const float *y, float *e, float *dy) {
+  run_pass(ctx, nq, n, y, e, dy);
+}
+
+/* ---- calls ------------------------------------------------------------------------------ */
+
+static int check_x(const ember_model *m, const float *x, int nq, ember_err *err) {
+  if (nq < 1) return ember_fail(err, EMBER_EINVAL, "no input rows");
+  for (size_t i = 0; i < (size_t)nq * m->x_dim; i++)
+    if (!isfinite(x[i]))
+      return ember_fail(err, EMBER_ERANGE, "x[%zu,%zu] is not a finite number", i / m->x_dim,
+                        i % m->x_dim);
+  return 0;
+}
+
+static int group_size(int nq, int n) {
+  long g = n > 0 ? EMBER_GROUP_ROWS / n : EMBER_CHUNK_ROWS;
+  if (g < 1) g = 1;
+  return g < nq ? (int)g : nq;
+}
+
+/* normalise x rows [q0, q0+g) and project them into inf->hx */
+static void prepare_group(ember_infer *inf, const float *x, int q0, int g) {
+  const ember_model *m = inf->m;
+  ember_model_norm_x(m, x + (size_t)q0 * m->x_dim, g, inf->xn);
+  ember_net_fuse_x(&m->net, inf->xn, g, inf->hx);
+}
+
+static int predict_mse(ember_infer *inf, const float *x, int nq, float *y, float *energy,
+                       ember_err *err) {
+  const ember_model *m = inf->m;
+  int g = group_size(nq, 0);
+  int rc = reserve(inf, g, 0, err);
+  if (rc < 0) return rc;
+  for (int q0 = 0; q0 < nq; q0 += g) {
+    int gq = nq - q0 < g ? nq - q0 : g;
+    prepare_group(inf, x, q0, gq);
+    run_pass(inf, gq, 1, NULL, inf->out, NULL);
+    ember_model_denorm_y(m, inf->out, gq, y + (size_t)q0 * m->y_dim);
+    if (energy)
+      for (int q = 0; q < gq; q++) energy[q0 + q] = 0.0f;
+  }
+  return 0;
+}
+
+static int begin_call(ember_infer *inf, const float *x, int nq, const ember_infer_opts **o,
+                      ember_err *err) {
+  const ember_model *m = inf->m;
+  if (!*o) *o = &m->infer;
+  int rc = check_x(m, x, nq, err);
+  if (rc < 0) return rc;
+  if (m->method != EMBER_METHOD_MSE) {
+    rc = ember_infer_opts_check(*o, err);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const ember_infer_opts *o,
+                     uint64_t seed, uint64_t stream0, ember_err *err) {
+  const ember_model *m = inf->m;
+  prepare_group(inf, x, q0, gq);
+  for (int q = 0; q < gq; q++) ember_rng_seed(&inf->rngs[q], seed, stream0 + (uint64_t)(q0 + q));
+  return ember_dfo_run(&inf->dfo, energy_cb, inf, gq, m->y_lo, m->y_hi, o, inf->rngs, inf->out,
+                       NULL, err);
+}
+
+int ember_infer_predict(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
+                        uint64_t seed, uint64_t stream0, float *y, float *energy, ember_err *err) {
+  const ember_model *m = inf->m;
+  int rc = begin_call(inf, x, nq, &o, err);
+  if (rc < 0) return rc;
+  if (m->method == EMBER_METHOD_MSE) return predict_mse(inf, x, nq, y, energy, err);
+  int g = group_size(nq, o->samples);
+  rc = reserve(inf, g, o->samples, err);
+  if (rc < 0) return rc;
+  for (int q0 = 0; q0 < nq; q0 += g) {
+    int gq = nq - q0 < g ? nq - q0 : g;
+    rc = dfo_group(inf, x, q0, gq, o, seed, stream0, err);
+    if (rc < 0) return rc;
+    for (int q = 0; q < gq; q++) {
+      const float *eq = inf->dfo.e + (size_t)q * o->samples;
+      float best = eq[0];
+      for (int i = 1; i < o->samples; i++) best = eq[i] < best ? eq[i] : best;
+      if (energy) energy[q0 + q] = best;
+    }
+    ember_model_denorm_y(m, inf->out, gq, y + (size_t)q0 * m->y_dim);
+  }
+  return 0;
+}
+
+/* sorts one query's modes by energy and merges any that polishing brought together */
+static int tidy_modes(float *my, float *me, float *mw, int count, int d, float radius) {
+  for (int i = 1; i < count; i++) /* insertion sort: count is small */
+    for (int j = i; j > 0 && me[j] < me[j - 1]; j--) {
+      float t = me[j]; me[j] = me[j - 1]; me[j - 1] = t;
+      t = mw[j]; mw[j] = mw[j - 1]; mw[j - 1] = t;
+      for (int k = 0; k < d; k++) {
+        t = my[j * d + k]; my[j * d + k] = my[(j - 1) * d + k]; my[(j - 1) * d + k] = t;
+      }
+    }
+  int out = 0;
+  const float r2 = 0.25f * radius * radius;
+  for (int i = 0; i < count; i++) {
+    int dup = -1;
+    for (int j = 0; j < out && dup < 0; j++) {
+      float s = 0.0f;
+      for (int k = 0; k < d; k++) s += (my[i * d + k] - my[j * d + k]) * (my[i * d + k] - my[j * d + k]);
+      if (s <= r2) dup = j;
+    }
+    if (dup >= 0) {
+      mw[dup] += mw[i];
+      continue;
+    }
+    if (out != i) {
+      memcpy(my + out * d, my + i * d, (size_t)d * sizeof(float));
+      me[out] = me[i];
+      mw[out] = mw[i];
+    }
+    out++;
+  }
+  return out;
+}
+
+int ember_infer_modes(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
+                      const ember_modes_opts *mo, uint64_t seed, uint64_t stream0, float *mode_y,
+                      float *mode_e, float *mode_w, int *count, ember_err *err) {
+  const ember_model *m = inf->m;
+  const int d = m->y_dim, k = mo->k;
+  int rc = begin_call(inf, x, nq, &o, err);
+  if (rc < 0) return rc;
+  rc = ember_modes_opts_check(mo, err);
+  if (rc < 0) return rc;
+  memset(mode_y, 0, (size_t)nq * k * d * sizeof(float));
+  memset(mode_e, 0, (size_t)nq * k * sizeof(float));
+  memset(mode_w, 0, (size_t)nq * k * sizeof(float));
+  if (m->method == EMBER_METHOD_MSE) {
+    float *y1 = malloc((size_t)nq * d * sizeof(float));
+    if (!y1) return ember_fail(err, EMBER_ENOMEM, "out of memory for %d predictions", nq);
+    rc = predict_mse(inf, x, nq, y1, NULL, err);
+    for (int q = 0; rc == 0 && q < nq; q++) {
+      memcpy(mode_y + (size_t)q * k * d, y1 + (size_t)q * d, (size_t)d * sizeof(float));
+      mode_w[(size_t)q * k] = 1.0f;
+      count[q] = 1;
+    }
+    free(y1);
+    return rc;
+  }
+  const int n = o->samples;
+  int g = group_size(nq, n);
+  rc = reserve(inf, g, n, err);
+  if (rc == 0) rc = reserve_modes(inf, g * k, err);
+  if (rc < 0) return rc;
+  for (int q0 = 0; q0 < nq; q0 += g) {
+    int gq = nq - q0 < g ? nq - q0 : g;
+    rc = dfo_group(inf, x, q0, gq, o, seed, stream0, err);
+    if (rc < 0) return rc;
+    for (int q = 0; q < gq; q++) {
+      int c = ember_modes_find(inf->dfo.y + (size_t)q * n * d, inf->dfo.e + (size_t)q * n, n, d,
+                               o->temperature, mo, inf->iscratch, inf->fscratch,
+                               inf->my + (size_t)q * k * d, inf->me + (size_t)q * k,
+                               inf->mw + (size_t)q * k);
+      for (int j = c; j < k; j++) { /* pad with copies so polishing sees k points per query */
+        memcpy(inf->my + ((size_t)q * k + j) * d, inf->my + (size_t)q * k * d, (size_t)d * sizeof(float));
+        inf->me[(size_t)q * k + j] = inf->me[(size_t)q * k];
+        inf->mw[(size_t)q * k + j] = 0.0f;
+      }
+      count[q0 + q] = c;
+    }
+    if (mo->polish_steps > 0)
+      ember_polish(energy_grad_cb, inf, gq, k, d, inf->my, inf->me, m->y_lo, m->y_hi,
+                   mo->polish_steps, mo->polish_lr, inf->pwork);
+    for (int q = 0; q < gq; q++) {
+      float *my = inf->my + (size_t)q * k * d, *me = inf->me + (size_t)q * k, *mw = inf->mw + (size_t)q * k;
+      int c = tidy_modes(my, me, mw, count[q0 + q], d, mo->radius);
+      count[q0 + q] = c;
+      ember_model_denorm_y(m, my, c, mode_y + (size_t)(q0 + q) * k * d);
+      memcpy(mode_e + (size_t)(q0 + q) * k, me, (size_t)c * sizeof(float));
+      memcpy(mode_w + (size_t)(q0 + q) * k, mw, (size_t)c * sizeof(float));
+    }
+  }
+  return 0;
+}
+
+int ember_infer_energy(ember_infer *inf, const float *x, int nq, const float *y, int n, float *e,
+                       ember_err *err) {
+  const ember_model *m = inf->m;
+  if (m->method == EMBER_METHOD_MSE)
+    return ember_fail(err, EMBER_EINVAL, "an explicit (mse) model has no energy");
+  int rc = check_x(m, x, nq, err);
+  if (rc < 0) return rc;
+  if (n < 1) return ember_fail(err, EMBER_EINVAL, "no candidates");
+  int g = group_size(nq, n);
+  rc = reserve(inf, g, n, err);
+  if (rc < 0) return rc;
+  const int d = m->y_dim;
+  for (int q0 = 0; q0 < nq; q0 += g) {
+    int gq = nq - q0 < g ? nq - q0 : g;
+    prepare_group(inf, x, q0, gq);
+    ember_model_norm_y(m, y + (size_t)q0 * n * d, gq * n, inf->dfo.y);
+    run_pass(inf, gq, n, inf->dfo.y, e + (size_t)q0 * n, NULL);
+  }
+  return 0;
+}
+
+double ember_infer_flops(const ember_model *m, const ember_infer_opts *o) {
+  double row = 2.0 * ember_net_row_macs(&m->net.shape);
+  if (m->method == EMBER_METHOD_MSE) return row;
+  return row * (double)o->samples * o->iters;
+}

@@ -1,0 +1,45 @@
+/* loss.c - InfoNCE and MSE with their gradients.
+ *
+ * InfoNCE is a log-softmax over each example's candidates, computed with the max subtracted
+ * so that energies of any magnitude neither overflow nor underflow. Sums are accumulated in
+ * double: a batch holds 512 x 257 terms and the loss is reported to the user.
+ */
+#include "ember/loss.h"
+
+#include <math.h>
+#include <stddef.h>
+
+double ember_infonce(const float *e, int nq, int c, float temperature, float scale, float *de) {
+  double total = 0.0;
+  const double inv_t = 1.0 / (double)temperature;
+  for (int i = 0; i < nq; i++) {
+    const float *ei = e + (size_t)i * c;
+    /* logits l_j = -E_j / tau; max logit = -min E / tau */
+    float emin = ei[0];
+    for (int j = 1; j < c; j++) emin = ei[j] < emin ? ei[j] : emin;
+    double z = 0.0;
+    for (int j = 0; j < c; j++) z += exp(-((double)ei[j] - emin) * inv_t);
+    double log_z = log(z); /* logsumexp(l) - max l */
+    total += ((double)ei[0] - emin) * inv_t + log_z;
+    if (de) {
+      /* d loss / d E_j = (1/tau) (1[j == 0] - p_j) */
+      float *di = de + (size_t)i * c;
+      for (int j = 0; j < c; j++) {
+        double p = exp(-((double)ei[j] - emin) * inv_t - log_z);
+        di[j] = (float)(scale * inv_t * ((j == 0 ? 1.0 : 0.0) - p));
+      }
+    }
+  }
+  return total;
+}
+
+double ember_mse(const float *pred, const float *y, int n, int d, float scale, float *dpred) {
+  double total = 0.0;
+  size_t count = (size_t)n * d;
+  for (size_t k = 0; k < count; k++) {
+    double diff = (double)pred[k] - y[k];
+    total += diff * diff;
+    if (dpred) dpred[k] = (float)(2.0 * scale * diff);
+  }
+  return total;
+}

@@ -1,0 +1,352 @@
+/* train.c - InfoNCE training (Method A) and the MSE baseline.
+ *
+ * A step is cut into tasks of a few examples (about EMBER_TASK_ROWS candidate rows). A task
+ * builds its candidates (the true y first, then uniform counter-examples), runs the network
+ * forward, the loss, and the backward pass into its thread's gradient buffer, all while the
+ * task's activations are still in cache; the loop never materialises the whole batch x
+ * candidates activation tensor (512 x 257 x 256 floats per layer at the paper's defaults).
+ * Per-thread gradients are then summed in thread order and Adam updates the flat buffer.
+ *
+ * Reproducibility: the batch of step t is drawn from stream (seed, EMBER_BATCH_STREAM + t)
+ * and example i's counter-examples from stream (seed, t * batch + i); tasks go to threads by
+ * a fixed rule, so a fixed seed and thread count give bit-identical parameters.
+ */
+#include "ember/train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ember/loss.h"
+#include "ember/net.h"
+#include "ember/optim.h"
+
+#define EMBER_TASK_ROWS 1024
+#define EMBER_BATCH_STREAM (UINT64_C(1) << 62)
+#define EMBER_INIT_STREAM (UINT64_C(3) << 62)
+#define EMBER_LOSS_WINDOW 100
+
+void ember_train_opts_default(ember_train_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->method = EMBER_METHOD_DFO;
+  o->arch = EMBER_ARCH_RESNET;
+  o->width = 256;
+  o->depth = 2;
+  o->steps = 2000;
+  o->batch = 512;
+  o->negatives = 256;
+  o->lr = 1e-3f;
+  o->lr_decay = 0.99f;
+  o->decay_steps = 100;
+  o->temperature = 1.0f;
+  o->bound_margin = 0.05f;
+  o->seed = 0;
+  ember_infer_opts d = EMBER_INFER_DEFAULTS;
+  o->infer = d;
+}
+
+int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
+  if (o->method != EMBER_METHOD_DFO && o->method != EMBER_METHOD_MSE)
+    return ember_fail(err, EMBER_ENOTSUP, "training method '%s' is not available in this build",
+                      ember_method_name(o->method));
+  if (o->steps < 0 || o->steps > INT64_C(1) << 40)
+    return ember_fail(err, EMBER_EINVAL, "steps must be >= 0, got %lld", (long long)o->steps);
+  if (o->batch < 1 || o->batch > 1 << 20)
+    return ember_fail(err, EMBER_EINVAL, "batch must be 1..1048576, got %d", o->batch);
+  if (o->method == EMBER_METHOD_DFO && (o->negatives < 1 || o->negatives > 1 << 16))
+    return ember_fail(err, EMBER_EINVAL, "negatives must be 1..65536, got %d", o->negatives);
+  if (!(o->lr > 0.0f && o->lr < 10.0f))
+    return ember_fail(err, EMBER_EINVAL, "learning rate must be in (0, 10), got %g", (double)o->lr);
+  if (!(o->lr_decay > 0.0f && o->lr_decay <= 1.0f))
+    return ember_fail(err, EMBER_EINVAL, "lr decay must be in (0, 1], got %g", (double)o->lr_decay);
+  if (o->decay_steps < 1)
+    return ember_fail(err, EMBER_EINVAL, "decay steps must be >= 1, got %d", o->decay_steps);
+  if (!(o->temperature > 1e-6f && o->temperature <= 1e6f))
+    return ember_fail(err, EMBER_EINVAL, "temperature must be in (1e-6, 1e6], got %g",
+                      (double)o->temperature);
+  if (!(o->bound_margin >= 0.0f && o->bound_margin <= 10.0f))
+    return ember_fail(err, EMBER_EINVAL, "bound margin must be in [0, 10], got %g",
+                      (double)o->bound_margin);
+  ember_net_shape s = {o->arch, 1, 1, o->width, o->depth, 1};
+  int rc = ember_net_shape_check(&s, err);
+  if (rc < 0) return rc;
+  return ember_infer_opts_check(&o->infer, err);
+}
+
+static void mean_std(const float *v, int n, int d, int j, float *mean, float *std) {
+  double s = 0.0, s2 = 0.0;
+  for (int i = 0; i < n; i++) s += v[(size_t)i * d + j];
+  double mu = s / n;
+  for (int i = 0; i < n; i++) {
+    double t = v[(size_t)i * d + j] - mu;
+    s2 += t * t;
+  }
+  double sd = sqrt(s2 / n);
+  *mean = (float)mu;
+  *std = sd > 1e-6 * (1.0 + fabs(mu)) ? (float)sd : 1.0f; /* constant column: leave unscaled */
+}
+
+void ember_train_fit_stats(ember_model *m, const ember_dataset *ds, float bound_margin) {
+  for (int j = 0; j < m->x_dim; j++) mean_std(ds->x, ds->n, m->x_dim, j, &m->x_mean[j], &m->x_std[j]);
+  for (int j = 0; j < m->y_dim; j++) {
+    mean_std(ds->y, ds->n, m->y_dim, j, &m->y_mean[j], &m->y_std[j]);
+    float lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < ds->n; i++) {
+      float v = (ds->y[(size_t)i * m->y_dim + j] - m->y_mean[j]) / m->y_std[j];
+      lo = v < lo ? v : lo;
+      hi = v > hi ? v : hi;
+    }
+    float range = hi - lo;
+    if (range < 1e-6f) range = 1.0f;
+    m->y_lo[j] = lo - bound_margin * range;
+    m->y_hi[j] = hi + bound_margin * range;
+    if (!(m->y_lo[j] < m->y_hi[j])) m->y_lo[j] = lo - 0.5f, m->y_hi[j] = hi + 0.5f;
+  }
+}
+
+/* ---- trainer ---------------------------------------------------------------------------- */
+
+struct ember_trainer {
+  ember_model *m;
+  const ember_dataset *ds;
+  ember_train_opts o;
+  ember_pool *pool;
+  int threads;
+  ember_adam opt;
+  ember_net_ws *ws; /* (threads) */
+  float *tgrad;     /* (threads, nparams); thread 0's slice is the summed gradient */
+  double *tloss;    /* (threads) */
+  float *scratch;   /* (threads, scratch_stride) */
+  size_t scratch_stride;
+  float *xn, *yn; /* normalised data: (n, x_dim), (n, y_dim) */
+  int *batch_idx; /* (batch) */
+  int per_task;   /* examples per task */
+  int cand;       /* candidates per example: negatives + 1, or 1 for mse */
+  int64_t step, pass_step;
+};
+
+static void thread_scratch(ember_trainer *t, int thread, float **xb, float **yb, float **e,
+                           float **de) {
+  const ember_model *m = t->m;
+  size_t rows = (size_t)t->per_task * t->cand;
+  int out = m->net.shape.out;
+  *xb = t->scratch + (size_t)thread * t->scratch_stride;
+  *yb = *xb + (size_t)t->per_task * m->x_dim;
+  *e = *yb + rows * m->y_dim;
+  *de = *e + rows * out;
+}
+
+int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_dataset *ds,
+                         const ember_train_opts *o, ember_pool *pool, ember_err *err) {
+  *out = NULL;
+  ember_trainer *t = calloc(1, sizeof *t);
+  if (!t) return ember_fail(err, EMBER_ENOMEM, "out of memory creating a trainer");
+  int rc = EMBER_ENOMEM;
+  t->m = m;
+  t->ds = ds;
+  t->o = *o;
+  t->pool = pool;
+  t->threads = ember_pool_threads(pool);
+  t->cand = m->method == EMBER_METHOD_MSE ? 1 : o->negatives + 1;
+  t->per_task = (EMBER_TASK_ROWS + t->cand / 2) / t->cand;
+  if (t->per_task < 1) t->per_task = 1;
+  if (t->per_task > o->batch) t->per_task = o->batch;
+  size_t rows = (size_t)t->per_task * t->cand;
+  size_t np = m->net.nparams;
+  t->scratch_stride = (size_t)t->per_task * m->x_dim + rows * m->y_dim + 2 * rows * m->net.shape.out;
+  t->ws = calloc((size_t)t->threads, sizeof *t->ws);
+  t->tgrad = malloc((size_t)t->threads * np * sizeof(float));
+  t->tloss = calloc((size_t)t->threads, sizeof *t->tloss);
+  t->scratch = malloc((size_t)t->threads * t->scratch_stride * sizeof(float));
+  t->xn = malloc((size_t)ds->n * m->x_dim * sizeof(float));
+  t->yn = malloc((size_t)ds->n * m->y_dim * sizeof(float));
+  t->batch_idx = malloc((size_t)o->batch * sizeof(int));
+  if (!t->ws || !t->tgrad || !t->tloss || !t->scratch || !t->xn || !t->yn || !t->batch_idx) {
+    ember_fail(err, EMBER_ENOMEM, "out of memory creating a trainer for %d rows", ds->n);
+    goto fail;
+  }
+  for (int i = 0; i < t->threads; i++) {
+    rc = ember_net_ws_init(&t->ws[i], &m->net.shape, (int)rows, t->per_task, err);
+    if (rc < 0) goto fail;
+  }
+  rc = ember_adam_init(&t->opt, np, o->lr, err);
+  if (rc < 0) goto fail;
+  t->opt.decay = o->lr_decay;
+  t->opt.decay_steps = o->decay_steps;
+  ember_model_norm_x(m, ds->x, ds->n, t->xn);
+  ember_model_norm_y(m, ds->y, ds->n, t->yn);
+  *out = t;
+  return 0;
+fail:
+  ember_trainer_destroy(t);
+  return rc;
+}
+
+void ember_trainer_destroy(ember_trainer *t) {
+  if (!t) return;
+  if (t->ws)
+    for (int i = 0; i < t->threads; i++) ember_net_ws_free(&t->ws[i]);
+  free(t->ws);
+  ember_adam_free(&t->opt);
+  free(t->tgrad);
+  free(t->tloss);
+  free(t->scratch);
+  free(t->xn);
+  free(t->yn);
+  free(t->batch_idx);
+  free(t);
+}
+
+static void step_task(void *ctx, int task, int thread) {
+  ember_trainer *t = ctx;
+  const ember_model *m = t->m;
+  const int dx = m->x_dim, dy = m->y_dim, c = t->cand, B = t->o.batch;
+  int i0 = task * t->per_task;
+  int ne = B - i0 < t->per_task ? B - i0 : t->per_task;
+  float *xb, *yb, *e, *de;
+  thread_scratch(t, thread, &xb, &yb, &e, &de);
+  ember_net_ws *ws = &t->ws[thread];
+  float *grad = t->tgrad + (size_t)thread * m->net.nparams;
+
+  for (int k = 0; k < ne; k++) {
+    int row = t->batch_idx[i0 + k];
+    memcpy(xb + (size_t)k * dx, t->xn + (size_t)row * dx, (size_t)dx * sizeof(float));
+    float *yk = yb + (size_t)k * c * dy;
+    memcpy(yk, t->yn + (size_t)row * dy, (size_t)dy * sizeof(float));
+    if (c > 1) {
+      ember_rng rng;
+      ember_rng_seed(&rng, t->o.seed, (uint64_t)t->pass_step * (uint64_t)B + (uint64_t)(i0 + k));
+      for (int j = 1; j < c; j++)
+        for (int a = 0; a < dy; a++)
+          yk[(size_t)j * dy + a] = m->y_lo[a] + (m->y_hi[a] - m->y_lo[a]) * ember_rng_uniform(&rng);
+    }
+  }
+  ember_net_fuse_x(&m->net, xb, ne, ws->hx);
+  if (m->method == EMBER_METHOD_MSE) {
+    ember_net_forward(&m->net, ws, ws->hx, NULL, ne, 1, e);
+    float scale = 1.0f / ((float)B * dy);
+    t->tloss[thread] += ember_mse(e, yb, ne, dy, scale, de) / dy;
+    ember_net_backward(&m->net, ws, xb, NULL, ne, 1, de, grad, NULL);
+  } else {
+    ember_net_forward(&m->net, ws, ws->hx, yb, ne, c, e);
+    t->tloss[thread] += ember_infonce(e, ne, c, t->o.temperature, 1.0f / (float)B, de);
+    ember_net_backward(&m->net, ws, xb, yb, ne, c, de, grad, NULL);
+  }
+}
+
+const float *ember_trainer_grad(ember_trainer *t, int64_t step, double *loss) {
+  const size_t np = t->m->net.nparams;
+  ember_rng rng;
+  ember_rng_seed(&rng, t->o.seed, EMBER_BATCH_STREAM + (uint64_t)step);
+  for (int i = 0; i < t->o.batch; i++) t->batch_idx[i] = (int)ember_rng_below(&rng, (uint32_t)t->ds->n);
+  memset(t->tgrad, 0, (size_t)t->threads * np * sizeof(float));
+  memset(t->tloss, 0, (size_t)t->threads * sizeof(double));
+  t->pass_step = step;
+  int ntasks = (t->o.batch + t->per_task - 1) / t->per_task;
+  ember_pool_run(t->pool, ntasks, step_task, t);
+  double total = 0.0;
+  for (int k = 0; k < t->threads; k++) total += t->tloss[k];
+  for (int k = 1; k < t->threads; k++) {
+    const float *g = t->tgrad + (size_t)k * np;
+    for (size_t i = 0; i < np; i++) t->tgrad[i] += g[i];
+  }
+  *loss = total / t->o.batch;
+  return t->tgrad;
+}
+
+int ember_trainer_step(ember_trainer *t, float *loss) {
+  double l;
+  ember_trainer_grad(t, t->step, &l);
+  ember_adam_step(&t->opt, t->m->net.params, t->tgrad);
+  t->step++;
+  if (loss) *loss = (float)l;
+  return isfinite(l) ? 0 : EMBER_ERANGE;
+}
+
+float ember_trainer_lr(const ember_trainer *t) { return ember_adam_lr(&t->opt); }
+
+double ember_train_step_flops(const ember_model *m, const ember_train_opts *o) {
+  double rows = (double)o->batch * (m->method == EMBER_METHOD_MSE ? 1 : o->negatives + 1);
+  double fwd = 2.0 * ember_net_row_macs(&m->net.shape);
+  if (m->method == EMBER_METHOD_MSE) fwd += 2.0 * m->x_dim * m->net.shape.width;
+  return 3.0 * fwd * rows;
+}
+
+/* ---- the whole run ---------------------------------------------------------------------- */
+
+static int check_data(const ember_dataset *ds, ember_err *err) {
+  if (ds->n < 1) return ember_fail(err, EMBER_EINVAL, "the dataset has no rows");
+  if (ds->x_dim < 1 || ds->y_dim < 1 || !ds->x || !ds->y)
+    return ember_fail(err, EMBER_EINVAL, "training needs x and y columns (x_dim %d, y_dim %d)",
+                      ds->x_dim, ds->y_dim);
+  for (size_t i = 0; i < (size_t)ds->n * ds->x_dim; i++)
+    if (!isfinite(ds->x[i]))
+      return ember_fail(err, EMBER_ERANGE, "x[%zu,%zu] is not finite", i / ds->x_dim, i % ds->x_dim);
+  for (size_t i = 0; i < (size_t)ds->n * ds->y_dim; i++)
+    if (!isfinite(ds->y[i]))
+      return ember_fail(err, EMBER_ERANGE, "y[%zu,%zu] is not finite", i / ds->y_dim, i % ds->y_dim);
+  return 0;
+}
+
+int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *pool,
+                ember_model *out, ember_err *err) {
+  ember_trainer *t = NULL;
+  memset(out, 0, sizeof *out);
+  int rc = ember_train_opts_check(o, err);
+  if (rc == 0) rc = check_data(ds, err);
+  if (rc == 0) rc = ember_model_init(out, o->method, ds->x_dim, ds->y_dim, o->arch, o->width, o->depth, err);
+  if (rc < 0) return rc;
+  ember_train_fit_stats(out, ds, o->bound_margin);
+  ember_rng rng;
+  ember_rng_seed(&rng, o->seed, EMBER_INIT_STREAM);
+  ember_net_init_params(&out->net, &rng);
+  out->infer = o->infer;
+  out->train_seed = o->seed;
+  out->train_batch = o->batch;
+  out->train_negatives = o->method == EMBER_METHOD_MSE ? 0 : o->negatives;
+  out->train_lr = o->lr;
+  out->train_temperature = o->temperature;
+
+  rc = ember_trainer_create(&t, out, ds, o, pool, err);
+  if (rc < 0) goto fail;
+  float window[EMBER_LOSS_WINDOW];
+  double wsum = 0.0;
+  double t0 = ember_now();
+  for (int64_t s = 0; s < o->steps; s++) {
+    float lr = ember_trainer_lr(t), loss;
+    if (ember_trainer_step(t, &loss) < 0) {
+      rc = ember_fail(err, EMBER_ERANGE,
+                      "training diverged at step %lld (loss is not finite); try a lower --lr",
+                      (long long)s);
+      goto fail;
+    }
+    int slot = (int)(s % EMBER_LOSS_WINDOW);
+    if (s >= EMBER_LOSS_WINDOW) wsum -= window[slot];
+    window[slot] = loss;
+    wsum += loss;
+    int64_t nwin = s + 1 < EMBER_LOSS_WINDOW ? s + 1 : EMBER_LOSS_WINDOW;
+    out->train_steps = s + 1;
+    out->train_loss = (float)(wsum / nwin);
+    if (o->progress) {
+      ember_train_progress p;
+      p.step = s + 1;
+      p.steps = o->steps;
+      p.loss = loss;
+      p.loss_avg = out->train_loss;
+      p.lr = lr;
+      p.elapsed_s = ember_now() - t0;
+      p.steps_per_s = p.elapsed_s > 0 ? (double)p.step / p.elapsed_s : 0.0;
+      p.eta_s = p.steps_per_s > 0 ? (double)(o->steps - p.step) / p.steps_per_s : 0.0;
+      if (o->progress(o->progress_ctx, &p)) {
+        rc = ember_fail(err, EMBER_ECANCELED, "training cancelled at step %lld", (long long)p.step);
+        goto fail;
+      }
+    }
+  }
+  ember_trainer_destroy(t);
+  return 0;
+fail:
+  ember_trainer_destroy(t);
+  ember_model_free(out);
+  return rc;
+}

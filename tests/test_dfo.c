@@ -1,0 +1,240 @@
+/* test_dfo.c - Method A's optimiser, resampling, modes and polishing on analytic energies. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ember/dfo.h"
+
+/* E_q(y) = a * |y - centre_q|^2, one centre per query (2-D) */
+typedef struct bowl {
+  const float *centres;
+  float a;
+  int calls;
+} bowl;
+
+static void bowl_energy(void *ctx, int nq, int n, const float *y, float *e) {
+  bowl *b = ctx;
+  b->calls++;
+  for (int q = 0; q < nq; q++)
+    for (int i = 0; i < n; i++) {
+      const float *yi = y + ((size_t)q * n + i) * 2, *c = b->centres + 2 * q;
+      e[(size_t)q * n + i] = b->a * ((yi[0] - c[0]) * (yi[0] - c[0]) + (yi[1] - c[1]) * (yi[1] - c[1]));
+    }
+}
+
+static void bowl_energy_grad(void *ctx, int nq, int n, const float *y, float *e, float *dy) {
+  bowl *b = ctx;
+  bowl_energy(ctx, nq, n, y, e);
+  for (int q = 0; q < nq; q++)
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < 2; j++) {
+        size_t k = ((size_t)q * n + i) * 2 + j;
+        dy[k] = 2.0f * b->a * (y[k] - b->centres[2 * q + j]);
+      }
+}
+
+static const float lo2[2] = {-1, -1}, hi2[2] = {1, 1};
+
+static void run(int nq, const float *centres, const ember_infer_opts *o, uint64_t seed,
+                float *best, float *best_e) {
+  ember_dfo_ws ws;
+  assert_int_equal(ember_dfo_ws_init(&ws, nq, o->samples, 2, NULL), 0);
+  ember_rng rngs[8];
+  for (int q = 0; q < nq; q++) ember_rng_seed(&rngs[q], seed, (uint64_t)q);
+  bowl b = {centres, 50.0f, 0};
+  ember_err err;
+  assert_int_equal(ember_dfo_run(&ws, bowl_energy, &b, nq, lo2, hi2, o, rngs, best, best_e, &err), 0);
+  /* iters evaluations, each covering all queries at once */
+  assert_int_equal(b.calls, o->iters);
+  ember_dfo_ws_free(&ws);
+}
+
+static void test_recovers_argmin_of_quadratics(void **state) {
+  (void)state;
+  const float centres[6] = {0.3f, -0.5f, -0.8f, 0.9f, 0.0f, 0.05f};
+  ember_infer_opts o = {4096, 3, 0.33f, 0.5f, 1.0f};
+  float best[6], best_e[3];
+  run(3, centres, &o, 1, best, best_e);
+  for (int q = 0; q < 3; q++) {
+    float dx = best[2 * q] - centres[2 * q], dy = best[2 * q + 1] - centres[2 * q + 1];
+    float d = sqrtf(dx * dx + dy * dy);
+    if (d > 0.05f) fail_msg("query %d: found (%g, %g), argmin (%g, %g)", q, (double)best[2 * q],
+                            (double)best[2 * q + 1], (double)centres[2 * q], (double)centres[2 * q + 1]);
+    assert_float_equal(best_e[q], 50.0f * d * d, 1e-4);
+  }
+  /* more iterations refine further */
+  ember_infer_opts o6 = {4096, 6, 0.33f, 0.5f, 1.0f};
+  run(1, centres, &o6, 1, best, best_e);
+  assert_true(hypotf(best[0] - 0.3f, best[1] + 0.5f) < 0.02f);
+}
+
+static void test_argmin_on_the_boundary(void **state) {
+  (void)state;
+  const float centres[2] = {1.5f, -3.0f}; /* outside the bounds: the answer is the corner */
+  ember_infer_opts o = {2048, 3, 0.33f, 0.5f, 1.0f};
+  float best[2];
+  run(1, centres, &o, 9, best, NULL);
+  assert_true(best[0] <= 1.0f && best[0] > 0.95f);
+  assert_true(best[1] >= -1.0f && best[1] < -0.95f);
+}
+
+static void test_reproducible_and_independent_of_batch(void **state) {
+  (void)state;
+  const float centres[4] = {0.3f, -0.5f, -0.2f, 0.4f};
+  ember_infer_opts o = {512, 3, 0.33f, 0.5f, 1.0f};
+  float a[4], b[4], alone[2], other[4];
+  run(2, centres, &o, 42, a, NULL);
+  run(2, centres, &o, 42, b, NULL);
+  assert_memory_equal(a, b, sizeof a);
+  run(1, centres, &o, 42, alone, NULL); /* query 0 alone draws the same stream */
+  assert_memory_equal(alone, a, sizeof alone);
+  run(2, centres, &o, 43, other, NULL);
+  assert_memory_not_equal(other, a, sizeof a);
+}
+
+static void test_rejects_bad_options(void **state) {
+  (void)state;
+  ember_dfo_ws ws;
+  assert_int_equal(ember_dfo_ws_init(&ws, 1, 64, 2, NULL), 0);
+  ember_rng rng;
+  ember_rng_seed(&rng, 1, 0);
+  const float c[2] = {0, 0};
+  bowl b = {c, 1.0f, 0};
+  ember_err err;
+  struct { ember_infer_opts o; const char *msg; } cases[] = {
+      {{0, 3, 0.33f, 0.5f, 1.0f}, "samples"},
+      {{65, 3, 0.33f, 0.5f, 1.0f}, "exceeds the workspace"},
+      {{64, 0, 0.33f, 0.5f, 1.0f}, "iterations"},
+      {{64, 3, NAN, 0.5f, 1.0f}, "sigma"},
+      {{64, 3, 0.33f, 0.0f, 1.0f}, "shrink"},
+      {{64, 3, 0.33f, 1.5f, 1.0f}, "shrink"},
+      {{64, 3, 0.33f, 0.5f, 0.0f}, "temperature"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    assert_int_equal(ember_dfo_run(&ws, bowl_energy, &b, 1, lo2, hi2, &cases[i].o, &rng, NULL, NULL, &err),
+                     EMBER_EINVAL);
+    if (!strstr(err.msg, cases[i].msg)) fail_msg("case %zu: message '%s'", i, err.msg);
+  }
+  const float empty_hi[2] = {-1, 1};
+  ember_infer_opts ok = {64, 3, 0.33f, 0.5f, 1.0f};
+  assert_int_equal(ember_dfo_run(&ws, bowl_energy, &b, 1, lo2, empty_hi, &ok, &rng, NULL, NULL, &err),
+                   EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "bounds of y0"));
+  assert_int_equal(b.calls, 0);
+  ember_dfo_ws_free(&ws);
+}
+
+/* NaN above y0 = 0.5: the optimiser must ignore those candidates, not spread NaN */
+static void nan_energy(void *ctx, int nq, int n, const float *y, float *e) {
+  (void)ctx;
+  for (int i = 0; i < nq * n; i++)
+    e[i] = y[2 * i] > 0.5f ? NAN : (y[2 * i] - 0.4f) * (y[2 * i] - 0.4f) + y[2 * i + 1] * y[2 * i + 1];
+}
+
+static void test_non_finite_energies_are_ignored(void **state) {
+  (void)state;
+  ember_dfo_ws ws;
+  assert_int_equal(ember_dfo_ws_init(&ws, 1, 1024, 2, NULL), 0);
+  ember_rng rng;
+  ember_rng_seed(&rng, 5, 0);
+  ember_infer_opts o = {1024, 3, 0.33f, 0.5f, 0.05f};
+  float best[2], e;
+  assert_int_equal(ember_dfo_run(&ws, nan_energy, NULL, 1, lo2, hi2, &o, &rng, best, &e, NULL), 0);
+  assert_true(isfinite(e));
+  assert_true(best[0] <= 0.5f);
+  assert_true(fabsf(best[0] - 0.4f) < 0.1f);
+  ember_dfo_ws_free(&ws);
+}
+
+static void test_resampling_follows_the_weights(void **state) {
+  (void)state;
+  enum { N = 4, DRAWS = 200000 };
+  const float p[N] = {0.1f, 0.0f, 0.2f, 0.7f};
+  double cdf[N];
+  int idx[N], counts[N] = {0};
+  ember_rng rng;
+  ember_rng_seed(&rng, 17, 0);
+  for (int r = 0; r < DRAWS / N; r++) {
+    ember_resample(p, N, &rng, cdf, idx);
+    for (int k = 0; k < N; k++) counts[idx[k]]++;
+  }
+  assert_int_equal(counts[1], 0);
+  for (int k = 0; k < N; k++) assert_float_equal((double)counts[k] / DRAWS, p[k], 0.006);
+  /* all-zero weights fall back to uniform */
+  const float z[N] = {0, 0, 0, 0};
+  memset(counts, 0, sizeof counts);
+  for (int r = 0; r < DRAWS / N; r++) {
+    ember_resample(z, N, &rng, cdf, idx);
+    for (int k = 0; k < N; k++) counts[idx[k]]++;
+  }
+  for (int k = 0; k < N; k++) assert_float_equal((double)counts[k] / DRAWS, 0.25, 0.006);
+}
+
+/* 1-D double well: minima at -0.6 (depth 0) and 0.5 (depth 0.05) */
+static void two_wells(void *ctx, int nq, int n, const float *y, float *e) {
+  (void)ctx;
+  for (int i = 0; i < nq * n; i++) {
+    float a = 30.0f * (y[i] + 0.6f) * (y[i] + 0.6f), b = 30.0f * (y[i] - 0.5f) * (y[i] - 0.5f) + 0.05f;
+    e[i] = a < b ? a : b;
+  }
+}
+
+static void test_modes_of_a_double_well(void **state) {
+  (void)state;
+  enum { N = 2048 };
+  const float lo[1] = {-1}, hi[1] = {1};
+  ember_dfo_ws ws;
+  assert_int_equal(ember_dfo_ws_init(&ws, 1, N, 1, NULL), 0);
+  ember_rng rng;
+  ember_rng_seed(&rng, 2, 0);
+  ember_infer_opts o = {N, 3, 0.33f, 0.5f, 1.0f};
+  assert_int_equal(ember_dfo_run(&ws, two_wells, NULL, 1, lo, hi, &o, &rng, NULL, NULL, NULL), 0);
+  ember_modes_opts mo = EMBER_MODES_DEFAULTS;
+  mo.k = 3;
+  int iscratch[3 * N];
+  float fscratch[N], my[3], me[3], mw[3];
+  int c = ember_modes_find(ws.y, ws.e, N, 1, 1.0f, &mo, iscratch, fscratch, my, me, mw);
+  assert_int_equal(c, 2);
+  /* sorted by energy: the deeper well first */
+  assert_true(fabsf(my[0] + 0.6f) < 0.1f);
+  assert_true(fabsf(my[1] - 0.5f) < 0.1f);
+  assert_true(me[0] <= me[1]);
+  /* both wells hold real mass; together nearly all of it */
+  assert_true(mw[0] > 0.2f && mw[1] > 0.2f);
+  assert_true(mw[0] + mw[1] > 0.95f);
+  /* k = 1 returns only the best */
+  mo.k = 1;
+  assert_int_equal(ember_modes_find(ws.y, ws.e, N, 1, 1.0f, &mo, iscratch, fscratch, my, me, mw), 1);
+  assert_true(fabsf(my[0] + 0.6f) < 0.1f);
+  ember_dfo_ws_free(&ws);
+}
+
+static void test_polish_descends(void **state) {
+  (void)state;
+  const float centres[4] = {0.3f, -0.5f, -0.2f, 0.4f};
+  bowl b = {centres, 5.0f, 0};
+  /* two queries, two points each */
+  float y[8] = {0.9f, 0.9f, -0.9f, -0.9f, 0.0f, 0.0f, 0.5f, -0.5f}, e[4], work[3 * 8 + 2 * 4];
+  ember_polish(bowl_energy_grad, &b, 2, 2, 2, y, e, lo2, hi2, 40, 0.05f, work);
+  for (int p = 0; p < 4; p++) {
+    const float *c = centres + 2 * (p / 2);
+    assert_true(hypotf(y[2 * p] - c[0], y[2 * p + 1] - c[1]) < 1e-3f);
+    assert_true(e[p] < 1e-5f);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_recovers_argmin_of_quadratics),
+      cmocka_unit_test(test_argmin_on_the_boundary),
+      cmocka_unit_test(test_reproducible_and_independent_of_batch),
+      cmocka_unit_test(test_rejects_bad_options),
+      cmocka_unit_test(test_non_finite_energies_are_ignored),
+      cmocka_unit_test(test_resampling_follows_the_weights),
+      cmocka_unit_test(test_modes_of_a_double_well),
+      cmocka_unit_test(test_polish_descends),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

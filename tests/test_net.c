@@ -1,0 +1,233 @@
+/* test_net.c - the energy network: forward against a naive reference, finite-difference checks
+ * of every parameter gradient and of dE/dy, for both architectures and the regressor shape.
+ *
+ * ReLU kinks are handled knowingly: a central difference that straddles a kink disagrees
+ * with itself at two step sizes; such parameters are counted, must be rare, and are not
+ * compared. Every other parameter must match the analytic gradient.
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ember/net.h"
+
+typedef struct fixture {
+  ember_net net;
+  ember_net_ws ws;
+  int nq, per;
+  float *x, *y, *hx, *out, *c;
+} fixture;
+
+static void setup(fixture *f, ember_arch arch, int in_x, int in_y, int width, int depth, int out,
+                  int nq, int per, uint64_t seed) {
+  ember_net_shape s = {arch, in_x, in_y, width, depth, out};
+  ember_err err;
+  assert_int_equal(ember_net_init(&f->net, &s, &err), 0);
+  assert_int_equal(ember_net_ws_init(&f->ws, &s, nq * per, nq, &err), 0);
+  ember_rng rng;
+  ember_rng_seed(&rng, seed, 0);
+  ember_net_init_params(&f->net, &rng);
+  /* larger weights than the default init make the test sensitive to every layer */
+  for (size_t i = 0; i < f->net.nparams; i++) f->net.params[i] *= 2.0f;
+  f->nq = nq;
+  f->per = per;
+  int rows = nq * per;
+  f->x = malloc(sizeof(float) * (size_t)nq * in_x);
+  f->y = malloc(sizeof(float) * (size_t)rows * (in_y > 0 ? in_y : 1));
+  f->hx = malloc(sizeof(float) * (size_t)nq * width);
+  f->out = malloc(sizeof(float) * (size_t)rows * out);
+  f->c = malloc(sizeof(float) * (size_t)rows * out);
+  for (int i = 0; i < nq * in_x; i++) f->x[i] = ember_rng_normal(&rng);
+  for (int i = 0; i < rows * in_y; i++) f->y[i] = ember_rng_normal(&rng);
+  for (int i = 0; i < rows * out; i++) f->c[i] = ember_rng_normal(&rng);
+}
+
+static void teardown(fixture *f) {
+  ember_net_free(&f->net);
+  ember_net_ws_free(&f->ws);
+  free(f->x);
+  free(f->y);
+  free(f->hx);
+  free(f->out);
+  free(f->c);
+}
+
+/* L = sum c * net(x, y), in double for the finite differences */
+static double objective(fixture *f) {
+  ember_net_fuse_x(&f->net, f->x, f->nq, f->hx);
+  ember_net_forward(&f->net, &f->ws, f->hx, f->net.shape.in_y ? f->y : NULL, f->nq, f->per, f->out);
+  double s = 0;
+  for (int i = 0; i < f->nq * f->per * f->net.shape.out; i++) s += (double)f->c[i] * f->out[i];
+  return s;
+}
+
+static double central(fixture *f, float *p, float h) {
+  float keep = *p;
+  *p = keep + h;
+  double a = objective(f);
+  *p = keep - h;
+  double b = objective(f);
+  *p = keep;
+  return (a - b) / (2.0 * h);
+}
+
+/* compares analytic g with finite differences of the values at ptrs; returns kinks skipped */
+static int check_grad(fixture *f, float **ptrs, const float *g, int n, const char *what) {
+  int kinks = 0;
+  for (int i = 0; i < n; i++) {
+    double fd1 = central(f, ptrs[i], 2e-3f), fd2 = central(f, ptrs[i], 1e-3f);
+    double scale = fmax(1.0, fabs(fd2));
+    if (fabs(fd1 - fd2) > 2e-2 * scale) { /* the stencil crosses a ReLU kink */
+      kinks++;
+      continue;
+    }
+    double diff = fabs(fd2 - g[i]);
+    if (diff > 1e-2 * scale)
+      fail_msg("%s[%d]: analytic %.6f vs finite difference %.6f", what, i, (double)g[i], fd2);
+  }
+  if (kinks * 20 > n) fail_msg("%s: %d of %d checks straddled kinks", what, kinks, n);
+  return kinks;
+}
+
+static void grad_test(ember_arch arch, int in_y, int depth, int out) {
+  fixture f;
+  setup(&f, arch, 3, in_y, 6, depth, out, 2, 3, 11 + (uint64_t)depth);
+  size_t np = f.net.nparams;
+  int rows = f.nq * f.per;
+  float *grad = calloc(np, sizeof(float));
+  float *dy = calloc((size_t)rows * (in_y ? in_y : 1), sizeof(float));
+  objective(&f);
+  ember_net_backward(&f.net, &f.ws, f.x, in_y ? f.y : NULL, f.nq, f.per, f.c, grad,
+                     in_y ? dy : NULL);
+
+  float **ptrs = malloc(np * sizeof *ptrs);
+  for (size_t i = 0; i < np; i++) ptrs[i] = &f.net.params[i];
+  check_grad(&f, ptrs, grad, (int)np, "dparams");
+  if (in_y) {
+    for (int i = 0; i < rows * in_y; i++) ptrs[i] = &f.y[i];
+    check_grad(&f, ptrs, dy, rows * in_y, "dy");
+  }
+  /* backward adds into grad: a second call doubles it */
+  float *grad2 = malloc(np * sizeof(float));
+  memcpy(grad2, grad, np * sizeof(float));
+  objective(&f);
+  ember_net_backward(&f.net, &f.ws, f.x, in_y ? f.y : NULL, f.nq, f.per, f.c, grad2, NULL);
+  for (size_t i = 0; i < np; i++) assert_float_equal(grad2[i], 2.0f * grad[i], 1e-5f * (1 + fabsf(grad[i])));
+  free(grad2);
+  free(ptrs);
+  free(grad);
+  free(dy);
+  teardown(&f);
+}
+
+static void test_resnet_gradients(void **state) {
+  (void)state;
+  grad_test(EMBER_ARCH_RESNET, 2, 2, 1);
+  grad_test(EMBER_ARCH_RESNET, 2, 4, 1);
+}
+
+static void test_mlp_gradients(void **state) {
+  (void)state;
+  grad_test(EMBER_ARCH_MLP, 2, 1, 1);
+  grad_test(EMBER_ARCH_MLP, 1, 3, 1);
+}
+
+static void test_regressor_gradients(void **state) {
+  (void)state;
+  grad_test(EMBER_ARCH_RESNET, 0, 2, 3);
+  grad_test(EMBER_ARCH_MLP, 0, 2, 2);
+}
+
+/* naive reference: concatenate x and y, apply the layers one row at a time */
+static void naive_dense(const ember_dense *l, const double *in, double *out) {
+  for (int o = 0; o < l->out; o++) {
+    double s = l->b[o];
+    for (int i = 0; i < l->in; i++) s += (double)l->w[(size_t)o * l->in + i] * in[i];
+    out[o] = s;
+  }
+}
+
+static double naive_energy(const ember_net *net, const float *x, const float *y) {
+  const ember_net_shape *s = &net->shape;
+  double in[64], h[64], a[64], t[64], e[8];
+  for (int i = 0; i < s->in_x; i++) in[i] = x[i];
+  for (int i = 0; i < s->in_y; i++) in[s->in_x + i] = y[i];
+  naive_dense(&net->layers[0], in, h);
+  if (s->arch == EMBER_ARCH_RESNET) {
+    for (int b = 0; b < s->depth / 2; b++) {
+      for (int j = 0; j < s->width; j++) a[j] = h[j] > 0 ? h[j] : 0;
+      naive_dense(&net->layers[1 + 2 * b], a, t);
+      for (int j = 0; j < s->width; j++) a[j] = t[j] > 0 ? t[j] : 0;
+      naive_dense(&net->layers[2 + 2 * b], a, t);
+      for (int j = 0; j < s->width; j++) h[j] += t[j];
+    }
+  } else {
+    for (int j = 0; j < s->width; j++) h[j] = h[j] > 0 ? h[j] : 0;
+    for (int i = 1; i < s->depth; i++) {
+      naive_dense(&net->layers[i], h, t);
+      for (int j = 0; j < s->width; j++) h[j] = t[j] > 0 ? t[j] : 0;
+    }
+  }
+  naive_dense(&net->layers[net->nlayers - 1], h, e);
+  return e[0];
+}
+
+static void test_forward_matches_reference_and_fuses_x(void **state) {
+  (void)state;
+  for (int arch = 0; arch < 2; arch++) {
+    fixture f;
+    setup(&f, (ember_arch)arch, 5, 2, 16, 4, 1, 3, 7, 5);
+    objective(&f);
+    for (int q = 0; q < f.nq; q++)
+      for (int r = 0; r < f.per; r++) {
+        int row = q * f.per + r;
+        double ref = naive_energy(&f.net, f.x + q * 5, f.y + row * 2);
+        assert_float_equal(f.out[row], ref, 1e-4 * (1 + fabs(ref)));
+      }
+    teardown(&f);
+  }
+}
+
+static void test_layer_names_and_sizes(void **state) {
+  (void)state;
+  ember_net net;
+  ember_net_shape s = {EMBER_ARCH_RESNET, 8, 2, 256, 2, 1};
+  assert_int_equal(ember_net_init(&net, &s, NULL), 0);
+  assert_int_equal(net.nlayers, 4);
+  /* proj 256x10+256, two 256x256+256, out 256+1 */
+  assert_int_equal(net.nparams, 256 * 10 + 256 + 2 * (256 * 256 + 256) + 257);
+  char name[32];
+  const char *want[] = {"proj", "blocks.0.0", "blocks.0.1", "out"};
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(ember_net_layer_name(&net, i, name, sizeof name), 0);
+    assert_string_equal(name, want[i]);
+  }
+  assert_int_equal(ember_net_layer_name(&net, 4, name, sizeof name), EMBER_EINVAL);
+  /* late fusion: the x part is not counted per row */
+  assert_float_equal(ember_net_row_macs(&s), 2 * 256 + 2 * 256 * 256 + 256, 0.5);
+  ember_net_free(&net);
+
+  ember_net_shape bad = {EMBER_ARCH_RESNET, 8, 2, 256, 3, 1};
+  ember_err err;
+  assert_int_equal(ember_net_init(&net, &bad, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "even"));
+  ember_net_shape mlp = {EMBER_ARCH_MLP, 1, 1, 4, 3, 1};
+  assert_int_equal(ember_net_init(&net, &mlp, NULL), 0);
+  assert_int_equal(ember_net_layer_name(&net, 2, name, sizeof name), 0);
+  assert_string_equal(name, "hidden.2");
+  ember_net_free(&net);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_forward_matches_reference_and_fuses_x),
+      cmocka_unit_test(test_resnet_gradients),
+      cmocka_unit_test(test_mlp_gradients),
+      cmocka_unit_test(test_regressor_gradients),
+      cmocka_unit_test(test_layer_names_and_sizes),
+  };
+  ember_blas_single_thread();
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
