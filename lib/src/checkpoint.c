@@ -1,0 +1,907 @@
+/* checkpoint.c - models to and from safetensors files.
+ *
+ * A checkpoint is an 8-byte little-endian header length N, N bytes of JSON, then the data
+ * region: every layer's weight ([out, in]) and bias ([out]) as little-endian float32, in
+ * layer order, weight before bias, back to back. The JSON maps each tensor name to
+ * {"dtype","shape","data_offsets"} (offsets relative to the data region) and holds the rest
+ * of the model as strings under "__metadata__". The header is padded with spaces so the data
+ * region starts 8-byte aligned, as the Python safetensors writer does. So a PyTorch user can
+ * read an ember model with safetensors.torch.load_file, and an IBC network exported from
+ * PyTorch (plus the metadata) loads here.
+ *
+ * Why it is built this way:
+ * - Saving is atomic: a temporary file in the target's directory is written, fsynced and
+ *   renamed over the target, then the directory is fsynced. emberd hot-reloads models from
+ *   a directory that `ember train` writes into, so a reader must never see half a file.
+ * - A model is refused at save time if loading it back would fail (non-finite values,
+ *   std <= 0, empty sampling box, bad inference options): the error belongs to whoever made
+ *   the model, not to whoever loads it later.
+ * - Loading trusts nothing. Files come from disk, from other tools and over the network, so
+ *   every length, offset and value is checked before it is used, offsets are JSON integers
+ *   compared without overflow, the data region must be covered exactly once, and the network
+ *   is allocated only once the data region is known to be big enough to fill it (so a
+ *   header cannot make us allocate more than the file's own size). Every failure says what
+ *   is wrong, prefixed with the file's name, and leaves the output model zeroed.
+ * - Floats in the metadata are printed with %.9g, which round-trips float32 exactly, and read
+ *   back with strtof; a loaded model is bit-identical to the saved one.
+ *
+ * What it does not do: map files (a checkpoint is read into memory, copied once into the
+ * model and freed), accept dtypes other than F32, or keep tensors it does not know.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ember/model.h"
+
+/* Tensors are copied between the file and the model with memcpy: both are little-endian
+ * float32 only on a little-endian host. A big-endian port needs a byte-swapping copy here. */
+#if !defined(__BYTE_ORDER__) || !defined(__ORDER_LITTLE_ENDIAN__) || \
+    __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "checkpoint.c assumes a little-endian host: add a byte-swapping tensor copy"
+#endif
+_Static_assert(sizeof(float) == 4, "checkpoints store IEEE-754 binary32");
+
+#define CKPT_FORMAT "ember"
+#define CKPT_VERSION 1
+#define CKPT_HEADER_MAX ((uint64_t)100 << 20) /* as the Python safetensors reader */
+#define CKPT_FILE_MAX ((uint64_t)16 << 30)
+#define CKPT_TMP_TRIES 100
+#define CKPT_NAME_MAX 48 /* "blocks.127.1.weight" and the like */
+
+/* One tensor the model has: its name, its shape and where its floats live in the model. */
+typedef struct ckpt_tensor {
+  char name[CKPT_NAME_MAX];
+  int rows, cols; /* weight: (out, in); bias: (out, 0) */
+  size_t numel;
+  float *p;            /* into net->params */
+  uint64_t begin, end; /* byte offsets in the data region (load: as found) */
+  int seen;
+} ckpt_tensor;
+
+static const char *errno_text(int e, char *buf, size_t len) {
+  if (strerror_r(e, buf, len) != 0) snprintf(buf, len, "error %d", e);
+  return buf;
+}
+
+/* The network a model of this method and size has; must agree with ember_model_init. */
+static ember_net_shape model_shape(ember_method method, int x_dim, int y_dim, ember_arch arch,
+                                   int width, int depth) {
+  ember_net_shape s = {arch, x_dim, y_dim, width, depth, 1};
+  if (method == EMBER_METHOD_MSE) {
+    s.in_y = 0;
+    s.out = y_dim;
+  }
+  return s;
+}
+
+/* Lists the model's 2 * nlayers tensors in file order. */
+static int tensor_table(const ember_net *net, ckpt_tensor **out, int *n, ember_err *err) {
+  *out = NULL;
+  *n = 0;
+  ckpt_tensor *t = calloc((size_t)net->nlayers * 2, sizeof *t);
+  if (!t) return ember_fail(err, EMBER_ENOMEM, "out of memory listing tensors");
+  for (int i = 0; i < net->nlayers; i++) {
+    const ember_dense *l = &net->layers[i];
+    char prefix[CKPT_NAME_MAX - 8];
+    if (ember_net_layer_name(net, i, prefix, sizeof prefix) < 0) {
+      free(t);
+      return ember_fail(err, EMBER_EINVAL, "network has no name for layer %d", i);
+    }
+    ckpt_tensor *w = &t[2 * i], *b = &t[2 * i + 1];
+    snprintf(w->name, sizeof w->name, "%s.weight", prefix);
+    snprintf(b->name, sizeof b->name, "%s.bias", prefix);
+    w->rows = l->out;
+    w->cols = l->in;
+    w->numel = (size_t)l->out * (size_t)l->in;
+    w->p = l->w;
+    b->rows = l->out;
+    b->cols = 0;
+    b->numel = (size_t)l->out;
+    b->p = l->b;
+  }
+  *out = t;
+  *n = 2 * net->nlayers;
+  return 0;
+}
+
+static int check_tensors_finite(const ckpt_tensor *t, int n, const char *name, ember_err *err) {
+  for (int k = 0; k < n; k++)
+    for (size_t i = 0; i < t[k].numel; i++)
+      if (!isfinite(t[k].p[i]))
+        return ember_fail(err, EMBER_ERANGE,
+                          "%s: tensor \"%s\" has a non-finite value (%g) at index %zu", name,
+                          t[k].name, (double)t[k].p[i], i);
+  return 0;
+}
+
+/* Normalisation, bounds and options: what both save and load insist on. `bad` is the code
+ * for a finite but unusable value (EINVAL when saving, EFORMAT when loading). */
+static int check_model_values(const ember_model *m, const char *name, int bad, ember_err *err) {
+  const struct {
+    const char *key;
+    const float *v;
+    int n;
+  } vecs[] = {{"x_mean", m->x_mean, m->x_dim}, {"x_std", m->x_std, m->x_dim},
+              {"y_mean", m->y_mean, m->y_dim}, {"y_std", m->y_std, m->y_dim},
+              {"y_lo", m->y_lo, m->y_dim},     {"y_hi", m->y_hi, m->y_dim}};
+  for (size_t k = 0; k < sizeof vecs / sizeof *vecs; k++)
+    for (int i = 0; i < vecs[k].n; i++)
+      if (!isfinite(vecs[k].v[i]))
+        return ember_fail(err, EMBER_ERANGE, "%s: %s[%d] is not finite (%g)", name, vecs[k].key, i,
+                          (double)vecs[k].v[i]);
+  for (int i = 0; i < m->x_dim; i++)
+    if (!(m->x_std[i] > 0.0f))
+      return ember_fail(err, bad, "%s: x_std[%d] must be > 0, got %.9g", name, i,
+                        (double)m->x_std[i]);
+  for (int i = 0; i < m->y_dim; i++) {
+    if (!(m->y_std[i] > 0.0f))
+      return ember_fail(err, bad, "%s: y_std[%d] must be > 0, got %.9g", name, i,
+                        (double)m->y_std[i]);
+    if (!(m->y_lo[i] < m->y_hi[i]))
+      return ember_fail(err, bad, "%s: y_lo[%d] = %.9g must be below y_hi[%d] = %.9g", name, i,
+                        (double)m->y_lo[i], i, (double)m->y_hi[i]);
+  }
+  ember_err e;
+  if (ember_infer_opts_check(&m->infer, &e) < 0)
+    return ember_fail(err, bad, "%s: default inference options: %s", name, e.msg);
+  if (m->train_steps < 0 || m->train_batch < 0 || m->train_negatives < 0)
+    return ember_fail(err, bad,
+                      "%s: training record must not be negative (steps %" PRId64
+                      ", batch %d, negatives %d)",
+                      name, m->train_steps, m->train_batch, m->train_negatives);
+  const struct {
+    const char *key;
+    float v;
+  } scal[] = {{"train.lr", m->train_lr},
+              {"train.temperature", m->train_temperature},
+              {"train.loss", m->train_loss}};
+  for (size_t k = 0; k < sizeof scal / sizeof *scal; k++)
+    if (!isfinite(scal[k].v))
+      return ember_fail(err, EMBER_ERANGE, "%s: %s is not finite (%g)", name, scal[k].key,
+                        (double)scal[k].v);
+  return 0;
+}
+
+/* ---- save ------------------------------------------------------------------------------ */
+
+static int meta_set(json_t *meta, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static int meta_set(json_t *meta, const char *key, const char *fmt, ...) {
+  char buf[64];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  return json_object_set_new(meta, key, json_string(buf));
+}
+
+/* "[v0,v1,...]" with %.9g, as a JSON string value of meta. */
+static int meta_set_vec(json_t *meta, const char *key, const float *v, int n) {
+  size_t cap = (size_t)n * 20 + 3, len = 0;
+  char *s = malloc(cap);
+  if (!s) return -1;
+  s[len++] = '[';
+  for (int i = 0; i < n; i++)
+    len += (size_t)snprintf(s + len, cap - len, i ? ",%.9g" : "%.9g", (double)v[i]);
+  s[len++] = ']';
+  s[len] = 0;
+  int rc = json_object_set_new(meta, key, json_string(s));
+  free(s);
+  return rc;
+}
+
+/* The JSON header, unpadded (caller frees). Keys in a fixed order: metadata, then tensors
+ * in file order, so equal models give byte-identical files. */
+static char *header_json(const ember_model *m, ckpt_tensor *t, int nt) {
+  json_t *root = json_object(), *meta = json_object();
+  char *text = NULL;
+  int bad = !root || !meta;
+  if (!bad) bad |= json_object_set(root, "__metadata__", meta);
+  const ember_net_shape *s = &m->net.shape;
+  if (!bad) {
+    bad |= meta_set(meta, "format", "%s", CKPT_FORMAT);
+    bad |= meta_set(meta, "format_version", "%d", CKPT_VERSION);
+    bad |= meta_set(meta, "method", "%s", ember_method_name(m->method));
+    bad |= meta_set(meta, "x_dim", "%d", m->x_dim);
+    bad |= meta_set(meta, "y_dim", "%d", m->y_dim);
+    bad |= meta_set(meta, "arch", "%s", ember_arch_name(s->arch));
+    bad |= meta_set(meta, "width", "%d", s->width);
+    bad |= meta_set(meta, "depth", "%d", s->depth);
+    bad |= meta_set_vec(meta, "x_mean", m->x_mean, m->x_dim);
+    bad |= meta_set_vec(meta, "x_std", m->x_std, m->x_dim);
+    bad |= meta_set_vec(meta, "y_mean", m->y_mean, m->y_dim);
+    bad |= meta_set_vec(meta, "y_std", m->y_std, m->y_dim);
+    bad |= meta_set_vec(meta, "y_lo", m->y_lo, m->y_dim);
+    bad |= meta_set_vec(meta, "y_hi", m->y_hi, m->y_dim);
+    bad |= meta_set(meta, "infer.samples", "%d", m->infer.samples);
+    bad |= meta_set(meta, "infer.iters", "%d", m->infer.iters);
+    bad |= meta_set(meta, "infer.sigma", "%.9g", (double)m->infer.sigma);
+    bad |= meta_set(meta, "infer.shrink", "%.9g", (double)m->infer.shrink);
+    bad |= meta_set(meta, "infer.temperature", "%.9g", (double)m->infer.temperature);
+    bad |= meta_set(meta, "train.steps", "%" PRId64, m->train_steps);
+    bad |= meta_set(meta, "train.seed", "%" PRIu64, m->train_seed);
+    bad |= meta_set(meta, "train.batch", "%d", m->train_batch);
+    bad |= meta_set(meta, "train.negatives", "%d", m->train_negatives);
+    bad |= meta_set(meta, "train.lr", "%.9g", (double)m->train_lr);
+    bad |= meta_set(meta, "train.temperature", "%.9g", (double)m->train_temperature);
+    bad |= meta_set(meta, "train.loss", "%.9g", (double)m->train_loss);
+  }
+  uint64_t off = 0;
+  for (int k = 0; k < nt && !bad; k++) {
+    t[k].begin = off;
+    t[k].end = off += (uint64_t)t[k].numel * sizeof(float);
+    json_t *shape =
+        t[k].cols ? json_pack("[ii]", t[k].rows, t[k].cols) : json_pack("[i]", t[k].rows);
+    json_t *e = json_pack("{s:s, s:o, s:[II]}", "dtype", "F32", "shape", shape, "data_offsets",
+                          (json_int_t)t[k].begin, (json_int_t)t[k].end);
+    bad |= !e || json_object_set_new(root, t[k].name, e);
+  }
+  if (!bad) text = json_dumps(root, JSON_COMPACT);
+  json_decref(meta);
+  json_decref(root);
+  return text;
+}
+
+static int write_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len > ((size_t)1 << 30) ? ((size_t)1 << 30) : len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = EIO; /* no progress and no reason: do not spin */
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* fsync of the directory makes the rename itself durable. File systems that cannot sync a
+ * directory say EINVAL; there is nothing more to do there. */
+static int sync_dir(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+  if (!dir) return -1;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int e = errno;
+  free(dir);
+  if (fd < 0) {
+    errno = e;
+    return -1;
+  }
+  int rc = fsync(fd);
+  e = errno;
+  close(fd);
+  if (rc < 0 && e == EINVAL) rc = 0;
+  errno = e;
+  return rc;
+}
+
+int ember_model_save(const ember_model *m, const char *path, ember_err *err) {
+  ckpt_tensor *t = NULL;
+  char *json = NULL, *head = NULL, *tmp = NULL;
+  int nt = 0, fd = -1, rc;
+  char ebuf[128];
+  if (!m || !path || !*path) {
+    rc = ember_fail(err, EMBER_EINVAL, "ember_model_save needs a model and a path");
+    goto fail;
+  }
+  if (!m->net.layers || !m->net.params || !m->stats) {
+    rc = ember_fail(err, EMBER_EINVAL, "%s: cannot save a model that was not initialised", path);
+    goto fail;
+  }
+  const ember_net_shape *have = &m->net.shape;
+  ember_net_shape want =
+      model_shape(m->method, m->x_dim, m->y_dim, have->arch, have->width, have->depth);
+  if ((unsigned)m->method > EMBER_METHOD_LANGEVIN || have->in_x != want.in_x ||
+      have->in_y != want.in_y || have->out != want.out || ember_net_shape_check(have, NULL) < 0 ||
+      m->net.nlayers != ember_net_shape_layers(have)) {
+    rc = ember_fail(err, EMBER_EINVAL,
+                    "%s: the network's shape does not match a %s model with x_dim %d, y_dim %d",
+                    path, ember_method_name(m->method), m->x_dim, m->y_dim);
+    goto fail;
+  }
+  if ((rc = tensor_table(&m->net, &t, &nt, err)) < 0) goto fail;
+  if ((rc = check_tensors_finite(t, nt, path, err)) < 0) goto fail;
+  if ((rc = check_model_values(m, path, EMBER_EINVAL, err)) < 0) goto fail;
+
+  json = header_json(m, t, nt);
+  if (!json) {
+    rc = ember_fail(err, EMBER_ENOMEM, "%s: out of memory building the header", path);
+    goto fail;
+  }
+  /* header: 8-byte length, JSON, spaces up to the next multiple of 8 */
+  size_t jlen = strlen(json), hlen = (jlen + 7) / 8 * 8;
+  head = malloc(8 + hlen);
+  size_t tmpcap = strlen(path) + 64;
+  tmp = malloc(tmpcap);
+  if (!head || !tmp) {
+    rc = ember_fail(err, EMBER_ENOMEM, "%s: out of memory", path);
+    goto fail;
+  }
+  for (int i = 0; i < 8; i++) head[i] = (char)(uint8_t)((uint64_t)hlen >> (8 * i));
+  memcpy(head + 8, json, jlen);
+  memset(head + 8 + jlen, ' ', hlen - jlen);
+
+  /* <path>.tmp.<pid>.<n>: O_EXCL so concurrent savers (threads or processes) never share */
+  for (int n = 0; n < CKPT_TMP_TRIES && fd < 0; n++) {
+    snprintf(tmp, tmpcap, "%s.tmp.%ld.%d", path, (long)getpid(), n);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  if (fd < 0) {
+    int e = errno;
+    tmp[0] = 0; /* nothing of ours to remove */
+    rc = ember_fail(err, EMBER_EIO, "%s: cannot write: %s", path, errno_text(e, ebuf, sizeof ebuf));
+    goto fail;
+  }
+  int bad = write_all(fd, head, 8 + hlen) < 0;
+  for (int k = 0; k < nt && !bad; k++) bad = write_all(fd, t[k].p, t[k].numel * sizeof(float)) < 0;
+  if (!bad) bad = fsync(fd) < 0;
+  int e = errno;
+  if (close(fd) < 0 && !bad) {
+    bad = 1;
+    e = errno;
+  }
+  fd = -1;
+  if (!bad && rename(tmp, path) < 0) {
+    bad = 1;
+    e = errno;
+  }
+  if (bad) {
+    rc = ember_fail(err, EMBER_EIO, "%s: cannot write: %s", path, errno_text(e, ebuf, sizeof ebuf));
+    goto fail;
+  }
+  tmp[0] = 0; /* renamed: the file is in place */
+  if (sync_dir(path) < 0) {
+    e = errno;
+    rc = ember_fail(err, EMBER_EIO, "%s: cannot sync its directory: %s", path,
+                    errno_text(e, ebuf, sizeof ebuf));
+    goto fail;
+  }
+  rc = 0;
+fail:
+  if (fd >= 0) close(fd);
+  if (tmp && tmp[0]) unlink(tmp);
+  free(tmp);
+  free(head);
+  free(json);
+  free(t);
+  return rc;
+}
+
+/* ---- load: metadata -------------------------------------------------------------------- */
+
+static int meta_get(const json_t *meta, const char *key, const char *name, const char **out,
+                    ember_err *err) {
+  const json_t *v = json_object_get(meta, key);
+  if (!v) return ember_fail(err, EMBER_EFORMAT, "%s: metadata key \"%s\" is missing", name, key);
+  if (!json_is_string(v))
+    return ember_fail(err, EMBER_EFORMAT, "%s: metadata key \"%s\" must be a string", name, key);
+  *out = json_string_value(v);
+  return 0;
+}
+
+/* Decimal integer: optional '-', digits, nothing else. */
+static int meta_i64(const json_t *meta, const char *key, const char *name, int64_t lo, int64_t hi,
+                    int64_t *out, ember_err *err) {
+  const char *s = "";
+  int rc = meta_get(meta, key, name, &s, err);
+  if (rc < 0) return rc;
+  const char *d = s + (*s == '-');
+  int ok = *d != 0;
+  for (const char *q = d; *q && ok; q++) ok = *q >= '0' && *q <= '9';
+  if (ok) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    ok = errno == 0 && *end == 0 && v >= lo && v <= hi;
+    if (ok) *out = v;
+  }
+  if (!ok && lo == INT_MIN && hi == INT_MAX)
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: metadata key \"%s\" must be a decimal integer, got \"%.40s\"", name, key,
+                      s);
+  if (!ok)
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: metadata key \"%s\" must be a decimal integer >= %" PRId64
+                      ", got \"%.40s\"",
+                      name, key, lo, s);
+  return 0;
+}
+
+static int meta_int(const json_t *meta, const char *key, const char *name, int lo, int *out,
+                    ember_err *err) {
+  int64_t v = 0;
+  int rc = meta_i64(meta, key, name, lo, INT_MAX, &v, err);
+  if (rc == 0) *out = (int)v;
+  return rc;
+}
+
+static int meta_u64(const json_t *meta, const char *key, const char *name, uint64_t *out,
+                    ember_err *err) {
+  const char *s = "";
+  int rc = meta_get(meta, key, name, &s, err);
+  if (rc < 0) return rc;
+  int ok = *s != 0;
+  for (const char *q = s; *q && ok; q++) ok = *q >= '0' && *q <= '9';
+  if (ok) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    ok = errno == 0 && *end == 0;
+    if (ok) *out = v;
+  }
+  if (!ok)
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: metadata key \"%s\" must be an unsigned 64-bit integer, got \"%.40s\"",
+                      name, key, s);
+  return 0;
+}
+
+/* One float at s: what strtof reads, restricted to decimal syntax (digits, sign, point,
+ * exponent) unless the value is NaN or infinite, which callers report as such. Subnormals
+ * are kept (strtof's ERANGE for them is not an error here). */
+static int scan_float(const char *s, const char **end, float *out) {
+  char *e;
+  if (!*s || *s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') return -1;
+  float v = strtof(s, &e);
+  if (e == s) return -1;
+  if (isfinite(v))
+    for (const char *q = s; q < e; q++)
+      if (!strchr("0123456789+-.eE", *q)) return -1;
+  *end = e;
+  *out = v;
+  return 0;
+}
+
+static int meta_float(const json_t *meta, const char *key, const char *name, float *out,
+                      ember_err *err) {
+  const char *s = "", *end = "";
+  int rc = meta_get(meta, key, name, &s, err);
+  if (rc < 0) return rc;
+  if (scan_float(s, &end, out) < 0 || *end)
+    return ember_fail(err, EMBER_EFORMAT, "%s: metadata key \"%s\" must be a number, got \"%.40s\"",
+                      name, key, s);
+  if (!isfinite(*out))
+    return ember_fail(err, EMBER_ERANGE, "%s: metadata key \"%s\" is not finite (\"%.40s\")", name,
+                      key, s);
+  return 0;
+}
+
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* A JSON array of exactly n numbers, as text: "[0.5,1.25]". */
+static int meta_vec(const json_t *meta, const char *key, const char *dim, const char *name,
+                    float *out, int n, ember_err *err) {
+  const char *s = "";
+  int rc = meta_get(meta, key, name, &s, err);
+  if (rc < 0) return rc;
+  const char *p = s;
+  size_t count = 0;
+  while (is_ws(*p)) p++;
+  if (*p++ != '[') goto syntax;
+  while (is_ws(*p)) p++;
+  if (*p == ']') {
+    p++;
+  } else {
+    for (;;) {
+      float v;
+      const char *e;
+      if (scan_float(p, &e, &v) < 0) goto syntax;
+      if (!isfinite(v))
+        return ember_fail(err, EMBER_ERANGE, "%s: metadata %s[%zu] is not finite (%.*s)", name, key,
+                          count, (int)(e - p < 40 ? e - p : 40), p);
+      if (count < (size_t)n) out[count] = v;
+      count++;
+      p = e;
+      while (is_ws(*p)) p++;
+      if (*p == ']') {
+        p++;
+        break;
+      }
+      if (*p++ != ',') goto syntax;
+      while (is_ws(*p)) p++;
+    }
+  }
+  while (is_ws(*p)) p++;
+  if (*p) goto syntax;
+  if (count != (size_t)n)
+    return ember_fail(err, EMBER_EFORMAT, "%s: metadata %s has %zu values, expected %d (%s)", name,
+                      key, count, n, dim);
+  return 0;
+syntax:
+  return ember_fail(err, EMBER_EFORMAT,
+                    "%s: metadata key \"%s\" must be a JSON array of numbers, got \"%.40s\"", name,
+                    key, s);
+}
+
+/* Reads __metadata__ and allocates the model it describes into m. data_len bounds the
+ * network's size before anything is allocated. */
+static int load_metadata(const json_t *root, const char *name, size_t data_len, ember_model *m,
+                         ember_err *err) {
+  int rc;
+  const json_t *meta = json_object_get(root, "__metadata__");
+  if (!meta)
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: header has no \"__metadata__\"; not an ember "
+                      "checkpoint",
+                      name);
+  if (!json_is_object(meta))
+    return ember_fail(err, EMBER_EFORMAT, "%s: \"__metadata__\" must be an object", name);
+  const char *key;
+  const json_t *val;
+  json_object_foreach((json_t *)meta, key, val) {
+    if (!json_is_string(val))
+      return ember_fail(err, EMBER_EFORMAT, "%s: metadata key \"%s\" must be a string", name, key);
+  }
+  const char *s = "";
+  if ((rc = meta_get(meta, "format", name, &s, err)) < 0) return rc;
+  if (strcmp(s, CKPT_FORMAT) != 0)
+    return ember_fail(err, EMBER_EFORMAT, "%s: metadata format is \"%.40s\", expected \"%s\"", name,
+                      s, CKPT_FORMAT);
+  int64_t version = 0;
+  if ((rc = meta_i64(meta, "format_version", name, 1, INT64_MAX, &version, err)) < 0) return rc;
+  if (version != CKPT_VERSION)
+    return ember_fail(err, EMBER_ENOTSUP,
+                      "%s: format_version %" PRId64 " is newer than this build reads (%d)", name,
+                      version, CKPT_VERSION);
+
+  ember_method method = EMBER_METHOD_DFO;
+  ember_arch arch = EMBER_ARCH_MLP;
+  int x_dim = 0, y_dim = 0, width = 0, depth = 0;
+  if ((rc = meta_get(meta, "method", name, &s, err)) < 0) return rc;
+  if (ember_method_parse(s, &method) < 0)
+    return ember_fail(err, EMBER_EFORMAT, "%s: unknown method \"%.40s\"", name, s);
+  if ((rc = meta_int(meta, "x_dim", name, INT_MIN, &x_dim, err)) < 0) return rc;
+  if ((rc = meta_int(meta, "y_dim", name, INT_MIN, &y_dim, err)) < 0) return rc;
+  if ((rc = meta_get(meta, "arch", name, &s, err)) < 0) return rc;
+  if (ember_arch_parse(s, &arch) < 0)
+    return ember_fail(err, EMBER_EFORMAT, "%s: unknown architecture \"%.40s\"", name, s);
+  if ((rc = meta_int(meta, "width", name, INT_MIN, &width, err)) < 0) return rc;
+  if ((rc = meta_int(meta, "depth", name, INT_MIN, &depth, err)) < 0) return rc;
+
+  /* Never allocate more parameters than the data region can hold: the header alone must
+   * not be able to make us allocate gigabytes. Methods other than these two are refused
+   * by ember_model_init before it allocates. */
+  ember_net_shape shape = model_shape(method, x_dim, y_dim, arch, width, depth);
+  if ((method == EMBER_METHOD_DFO || method == EMBER_METHOD_MSE) &&
+      ember_net_shape_check(&shape, NULL) == 0) {
+    size_t np = ember_net_shape_params(&shape);
+    if (np > data_len / sizeof(float))
+      return ember_fail(err, EMBER_EFORMAT,
+                        "%s: data region is %zu bytes, but a %s model (%s, width %d, depth %d) "
+                        "has %zu parameters (%zu bytes)",
+                        name, data_len, ember_method_name(method), ember_arch_name(arch), width,
+                        depth, np, np * sizeof(float));
+  }
+  ember_err e;
+  rc = ember_model_init(m, method, x_dim, y_dim, arch, width, depth, &e);
+  if (rc < 0)
+    return ember_fail(err, rc == EMBER_EINVAL ? EMBER_EFORMAT : rc, "%s: %s", name, e.msg);
+
+  if ((rc = meta_vec(meta, "x_mean", "x_dim", name, m->x_mean, x_dim, err)) < 0) return rc;
+  if ((rc = meta_vec(meta, "x_std", "x_dim", name, m->x_std, x_dim, err)) < 0) return rc;
+  if ((rc = meta_vec(meta, "y_mean", "y_dim", name, m->y_mean, y_dim, err)) < 0) return rc;
+  if ((rc = meta_vec(meta, "y_std", "y_dim", name, m->y_std, y_dim, err)) < 0) return rc;
+  if ((rc = meta_vec(meta, "y_lo", "y_dim", name, m->y_lo, y_dim, err)) < 0) return rc;
+  if ((rc = meta_vec(meta, "y_hi", "y_dim", name, m->y_hi, y_dim, err)) < 0) return rc;
+  if ((rc = meta_int(meta, "infer.samples", name, INT_MIN, &m->infer.samples, err)) < 0 ||
+      (rc = meta_int(meta, "infer.iters", name, INT_MIN, &m->infer.iters, err)) < 0 ||
+      (rc = meta_float(meta, "infer.sigma", name, &m->infer.sigma, err)) < 0 ||
+      (rc = meta_float(meta, "infer.shrink", name, &m->infer.shrink, err)) < 0 ||
+      (rc = meta_float(meta, "infer.temperature", name, &m->infer.temperature, err)) < 0)
+    return rc;
+  if ((rc = meta_i64(meta, "train.steps", name, 0, INT64_MAX, &m->train_steps, err)) < 0 ||
+      (rc = meta_u64(meta, "train.seed", name, &m->train_seed, err)) < 0 ||
+      (rc = meta_int(meta, "train.batch", name, 0, &m->train_batch, err)) < 0 ||
+      (rc = meta_int(meta, "train.negatives", name, 0, &m->train_negatives, err)) < 0 ||
+      (rc = meta_float(meta, "train.lr", name, &m->train_lr, err)) < 0 ||
+      (rc = meta_float(meta, "train.temperature", name, &m->train_temperature, err)) < 0 ||
+      (rc = meta_float(meta, "train.loss", name, &m->train_loss, err)) < 0)
+    return rc;
+  return check_model_values(m, name, EMBER_EFORMAT, err);
+}
+
+/* ---- load: tensors --------------------------------------------------------------------- */
+
+/* A JSON value that is an integer >= 0 (offsets, dimensions). */
+static int json_count(const json_t *v, uint64_t *out) {
+  if (!json_is_integer(v) || json_integer_value(v) < 0) return -1;
+  *out = (uint64_t)json_integer_value(v);
+  return 0;
+}
+
+static void shape_text(const json_t *shape, char *buf, size_t len) {
+  size_t n = 0;
+  n += (size_t)snprintf(buf, len, "[");
+  for (size_t i = 0; i < json_array_size(shape) && n < len; i++)
+    n += (size_t)snprintf(buf + n, len - n, i ? ", %" JSON_INTEGER_FORMAT : "%" JSON_INTEGER_FORMAT,
+                          json_integer_value(json_array_get(shape, i)));
+  if (n < len) snprintf(buf + n, len - n, "]");
+}
+
+static int tensor_entry(const char *key, const json_t *v, ckpt_tensor *t, uint64_t data_len,
+                        const char *name, ember_err *err) {
+  const char *k;
+  const json_t *f;
+  if (!json_is_object(v))
+    return ember_fail(err, EMBER_EFORMAT, "%s: tensor \"%s\" must be an object", name, key);
+  json_object_foreach((json_t *)v, k, f) {
+    if (strcmp(k, "dtype") != 0 && strcmp(k, "shape") != 0 && strcmp(k, "data_offsets") != 0)
+      return ember_fail(err, EMBER_EFORMAT, "%s: tensor \"%s\" has an unknown field \"%.40s\"",
+                        name, key, k);
+  }
+  const json_t *dtype = json_object_get(v, "dtype"), *shape = json_object_get(v, "shape"),
+               *offs = json_object_get(v, "data_offsets");
+  if (!json_is_string(dtype))
+    return ember_fail(err, EMBER_EFORMAT, "%s: tensor \"%s\" has no dtype string", name, key);
+  if (strcmp(json_string_value(dtype), "F32") != 0)
+    return ember_fail(err, EMBER_EFORMAT, "%s: tensor \"%s\" has dtype %.20s, expected F32", name,
+                      key, json_string_value(dtype));
+  size_t rank = json_array_size(shape);
+  int ok = json_is_array(shape);
+  for (size_t i = 0; i < rank && ok; i++) {
+    uint64_t d;
+    ok = json_count(json_array_get(shape, i), &d) == 0;
+  }
+  if (!ok)
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: tensor \"%s\" shape must be an array of non-negative integers", name,
+                      key);
+  size_t want_rank = t->cols ? 2 : 1;
+  ok = rank == want_rank && json_integer_value(json_array_get(shape, 0)) == t->rows &&
+       (rank < 2 || json_integer_value(json_array_get(shape, 1)) == t->cols);
+  if (!ok) {
+    char found[96], want[48];
+    shape_text(shape, found, sizeof found);
+    if (t->cols)
+      snprintf(want, sizeof want, "[%d, %d]", t->rows, t->cols);
+    else
+      snprintf(want, sizeof want, "[%d]", t->rows);
+    return ember_fail(err, EMBER_EFORMAT, "%s: tensor \"%s\" has shape %s, expected %s", name, key,
+                      found, want);
+  }
+  uint64_t b, e;
+  if (!json_is_array(offs) || json_array_size(offs) != 2 ||
+      json_count(json_array_get(offs, 0), &b) < 0 || json_count(json_array_get(offs, 1), &e) < 0)
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: tensor \"%s\" data_offsets must be [begin, end], two non-negative "
+                      "integers",
+                      name, key);
+  if (b > e)
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: tensor \"%s\" data_offsets [%" PRIu64 ", %" PRIu64
+                      "] end before they "
+                      "begin",
+                      name, key, b, e);
+  if (e > data_len)
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: tensor \"%s\" data_offsets end at %" PRIu64 ", beyond the %" PRIu64
+                      "-byte data region",
+                      name, key, e, data_len);
+  /* numel <= data_len / 4 here (the data region was checked against the parameter count) */
+  if (e - b != (uint64_t)t->numel * sizeof(float))
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: tensor \"%s\" data_offsets span %" PRIu64 " bytes, its shape needs %zu",
+                      name, key, e - b, t->numel * sizeof(float));
+  t->begin = b;
+  t->end = e;
+  t->seen = 1;
+  return 0;
+}
+
+static int by_begin(const void *a, const void *b) {
+  const ckpt_tensor *x = *(const ckpt_tensor *const *)a, *y = *(const ckpt_tensor *const *)b;
+  return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+static int load_tensors(const json_t *root, const char *name, const unsigned char *data,
+                        size_t data_len, ember_model *m, ember_err *err) {
+  ckpt_tensor *t = NULL, **order = NULL;
+  int nt = 0, rc;
+  const char *key;
+  const json_t *v;
+  if ((rc = tensor_table(&m->net, &t, &nt, err)) < 0) goto fail;
+  json_object_foreach((json_t *)root, key, v) {
+    if (strcmp(key, "__metadata__") == 0) continue;
+    int k = 0;
+    while (k < nt && strcmp(t[k].name, key) != 0) k++;
+    if (k == nt) {
+      rc = ember_fail(err, EMBER_EFORMAT,
+                      "%s: unknown tensor \"%.60s\" (not part of a %s net of depth %d)", name, key,
+                      ember_arch_name(m->net.shape.arch), m->net.shape.depth);
+      goto fail;
+    }
+    if ((rc = tensor_entry(key, v, &t[k], data_len, name, err)) < 0) goto fail;
+  }
+  for (int k = 0; k < nt; k++)
+    if (!t[k].seen) {
+      rc = ember_fail(err, EMBER_EFORMAT, "%s: missing tensor \"%s\"", name, t[k].name);
+      goto fail;
+    }
+  /* the data region is exactly the tensors, back to back in some order */
+  order = malloc((size_t)nt * sizeof *order);
+  if (!order) {
+    rc = ember_fail(err, EMBER_ENOMEM, "%s: out of memory", name);
+    goto fail;
+  }
+  for (int k = 0; k < nt; k++) order[k] = &t[k];
+  qsort(order, (size_t)nt, sizeof *order, by_begin);
+  uint64_t at = 0;
+  for (int k = 0; k < nt; k++) {
+    if (order[k]->begin > at) {
+      rc = ember_fail(err, EMBER_EFORMAT,
+                      "%s: data region bytes [%" PRIu64 ", %" PRIu64 ") belong to no tensor", name,
+                      at, order[k]->begin);
+      goto fail;
+    }
+    if (order[k]->begin < at) {
+      rc =
+          ember_fail(err, EMBER_EFORMAT, "%s: tensors \"%s\" and \"%s\" overlap in the data region",
+                     name, order[k - 1]->name, order[k]->name);
+      goto fail;
+    }
+    at = order[k]->end;
+  }
+  if (at != data_len) {
+    rc = ember_fail(err, EMBER_EFORMAT,
+                    "%s: data region bytes [%" PRIu64 ", %zu) belong to no tensor", name, at,
+                    data_len);
+    goto fail;
+  }
+  for (int k = 0; k < nt; k++) memcpy(t[k].p, data + t[k].begin, t[k].numel * sizeof(float));
+  rc = check_tensors_finite(t, nt, name, err);
+fail:
+  free(order);
+  free(t);
+  return rc;
+}
+
+/* ---- load ------------------------------------------------------------------------------ */
+
+int ember_model_load_mem(const void *buf, size_t len, const char *name, ember_model *m,
+                         ember_err *err) {
+  ember_model tmp;
+  json_t *root = NULL;
+  int rc;
+  memset(&tmp, 0, sizeof tmp);
+  if (!name) name = "<memory>";
+  if (!m) {
+    rc = ember_fail(err, EMBER_EINVAL, "%s: ember_model_load_mem needs a model", name);
+    goto fail;
+  }
+  memset(m, 0, sizeof *m);
+  const unsigned char *p = buf;
+  if (!p || len < 8) {
+    rc = ember_fail(err, EMBER_EFORMAT,
+                    "%s: file is %zu bytes, too short for the 8-byte header length", name,
+                    p ? len : 0);
+    goto fail;
+  }
+  uint64_t hlen = 0;
+  for (int i = 0; i < 8; i++) hlen |= (uint64_t)p[i] << (8 * i);
+  if (hlen > CKPT_HEADER_MAX) {
+    rc = ember_fail(err, EMBER_EFORMAT,
+                    "%s: header length %" PRIu64 " exceeds the %" PRIu64 "-byte limit", name, hlen,
+                    CKPT_HEADER_MAX);
+    goto fail;
+  }
+  if (hlen > len - 8) {
+    rc = ember_fail(err, EMBER_EFORMAT,
+                    "%s: header length %" PRIu64
+                    " exceeds file size (%zu bytes after the "
+                    "length)",
+                    name, hlen, len - 8);
+    goto fail;
+  }
+  json_error_t jerr;
+  root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+  if (!root) {
+    rc = ember_fail(err, EMBER_EFORMAT, "%s: header is not valid JSON: %s (line %d, column %d)",
+                    name, jerr.text, jerr.line, jerr.column);
+    goto fail;
+  }
+  if (!json_is_object(root)) {
+    rc = ember_fail(err, EMBER_EFORMAT, "%s: header is not a JSON object", name);
+    goto fail;
+  }
+  size_t data_len = len - 8 - (size_t)hlen;
+  if ((rc = load_metadata(root, name, data_len, &tmp, err)) < 0) goto fail;
+  if ((rc = load_tensors(root, name, p + 8 + hlen, data_len, &tmp, err)) < 0) goto fail;
+  *m = tmp;
+  memset(&tmp, 0, sizeof tmp);
+  rc = 0;
+fail:
+  json_decref(root);
+  ember_model_free(&tmp);
+  return rc;
+}
+
+/* The whole file, up to CKPT_FILE_MAX bytes (caller frees). */
+static int read_file(const char *path, unsigned char **out, size_t *len, ember_err *err) {
+  unsigned char *buf = NULL;
+  size_t n = 0, cap;
+  char ebuf[128];
+  int rc, fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  *out = NULL;
+  *len = 0;
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    rc = ember_fail(err, EMBER_EIO, "%s: cannot read: %s", path,
+                    errno_text(errno, ebuf, sizeof ebuf));
+    goto fail;
+  }
+  if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > CKPT_FILE_MAX) {
+    rc =
+        ember_fail(err, EMBER_ERANGE, "%s: file is %lld bytes, more than the %" PRIu64 " GiB limit",
+                   path, (long long)st.st_size, CKPT_FILE_MAX >> 30);
+    goto fail;
+  }
+  /* a regular file's size is a good first guess; +1 sees it end (or grow) */
+  cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : (size_t)1 << 16;
+  for (;;) {
+    if (n == cap || !buf) {
+      if (buf) cap = cap > CKPT_FILE_MAX / 2 ? (size_t)CKPT_FILE_MAX + 1 : cap * 2;
+      unsigned char *nb = realloc(buf, cap);
+      if (!nb) {
+        rc = ember_fail(err, EMBER_ENOMEM, "%s: out of memory reading %zu bytes", path, cap);
+        goto fail;
+      }
+      buf = nb;
+    }
+    ssize_t r = read(fd, buf + n, cap - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      rc = ember_fail(err, EMBER_EIO, "%s: cannot read: %s", path,
+                      errno_text(errno, ebuf, sizeof ebuf));
+      goto fail;
+    }
+    if (r == 0) break;
+    n += (size_t)r;
+    if (n > CKPT_FILE_MAX) {
+      rc = ember_fail(err, EMBER_ERANGE, "%s: file is more than the %" PRIu64 " GiB limit", path,
+                      CKPT_FILE_MAX >> 30);
+      goto fail;
+    }
+  }
+  *out = buf;
+  *len = n;
+  buf = NULL;
+  rc = 0;
+fail:
+  if (fd >= 0) close(fd);
+  free(buf);
+  return rc;
+}
+
+int ember_model_load(const char *path, ember_model *m, ember_err *err) {
+  unsigned char *buf = NULL;
+  size_t len = 0;
+  int rc;
+  if (m) memset(m, 0, sizeof *m);
+  if (!path || !m) {
+    rc = ember_fail(err, EMBER_EINVAL, "ember_model_load needs a path and a model");
+    goto fail;
+  }
+  if ((rc = read_file(path, &buf, &len, err)) < 0) goto fail;
+  rc = ember_model_load_mem(buf, len, path, m, err);
+fail:
+  free(buf);
+  return rc;
+}
