@@ -1,0 +1,271 @@
+/* cmd_bench.c - `ember bench infer|train`: speed on random networks of a given shape.
+ *
+ * One line per configuration, key=value, so scripts and people can both read it. Each line
+ * carries the sgemm peak measured in the same run with the same thread count (every thread
+ * running its own single-threaded sgemm, best of several shapes and rounds), so efficiency
+ * is judged against what this machine can do right now, not against a datasheet.
+ * List-valued options (--threads 1,2 --samples 64,1024) run every combination.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "args.h"
+#include "cli.h"
+#include "ember/dataset.h"
+#include "ember/infer.h"
+#include "ember/model.h"
+#include "ember/train.h"
+
+/* ---- sgemm peak ----------------------------------------------------------------------- */
+
+typedef struct peak_ctx {
+  int m, n, k, reps;
+  float **a, **b, **c;
+} peak_ctx;
+
+static void peak_task(void *ctx, int task, int thread) {
+  peak_ctx *p = ctx;
+  (void)thread;
+  for (int r = 0; r < p->reps; r++)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p->m, p->n, p->k, 1.0f, p->a[task], p->k,
+                p->b[task], p->k, 0.0f, p->c[task], p->n);
+}
+
+/* Best GFLOP/s of `threads` concurrent single-threaded sgemms over a few shapes. */
+static double sgemm_peak(ember_pool *pool, int threads) {
+  static const int shapes[][3] = {{1024, 256, 256}, {512, 512, 512}, {1024, 1024, 1024}};
+  double best = 0.0;
+  float **bufs = calloc((size_t)threads * 3, sizeof *bufs);
+  if (!bufs) return 0.0;
+  size_t maxel = 1024 * 1024;
+  for (int i = 0; i < threads * 3; i++) {
+    bufs[i] = malloc(maxel * sizeof(float));
+    if (!bufs[i]) goto done;
+    for (size_t j = 0; j < maxel; j++) bufs[i][j] = (float)((j * 7 + (size_t)i) % 13) * 0.01f;
+  }
+  for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+    peak_ctx p = {shapes[s][0], shapes[s][1], shapes[s][2], 1, bufs, bufs + threads, bufs + 2 * threads};
+    double flops = 2.0 * p.m * p.n * p.k;
+    p.reps = (int)(0.05e9 * 2.0 / flops * 40) + 1; /* ~40 ms per round at 100 GFLOP/s */
+    ember_pool_run(pool, threads, peak_task, &p); /* warm up */
+    for (int round = 0; round < 4; round++) {
+      double t0 = ember_now();
+      ember_pool_run(pool, threads, peak_task, &p);
+      double g = flops * p.reps * threads / (ember_now() - t0) / 1e9;
+      if (g > best) best = g;
+    }
+  }
+done:
+  for (int i = 0; i < threads * 3; i++) free(bufs[i]);
+  free(bufs);
+  return best;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double percentile(const double *sorted, int n, double q) {
+  int i = (int)(q * (n - 1) + 0.5);
+  return sorted[i < 0 ? 0 : (i >= n ? n - 1 : i)];
+}
+
+/* ---- bench infer ------------------------------------------------------------------------ */
+
+static int bench_infer(int argc, char **argv) {
+  int x_dim = 8, y_dim = 2, depth = 2, iters = 3, reps = 200, warmup = 20;
+  const char *arch = "resnet";
+  uint64_t seed = 1;
+  int_list widths = {1, {256}}, samples = {1, {1024}}, queries = {1, {1}};
+  int_list threads = {1, {cli_default_threads()}};
+  opt_spec specs[] = {
+      {"x-dim", OPT_INT, &x_dim, NULL, "x dimensions", 0},
+      {"y-dim", OPT_INT, &y_dim, NULL, "y dimensions", 0},
+      {"arch", OPT_STR, &arch, "A", "resnet or mlp", 0},
+      {"width", OPT_LIST, &widths, NULL, "hidden width(s)", 0},
+      {"depth", OPT_INT, &depth, NULL, "hidden dense layers", 0},
+      {"samples", OPT_LIST, &samples, NULL, "DFO samples per query", 0},
+      {"iters", OPT_INT, &iters, NULL, "DFO iterations", 0},
+      {"queries", OPT_LIST, &queries, NULL, "queries per call (batched together)", 0},
+      {"threads", OPT_LIST, &threads, NULL, "threads", 0},
+      {"reps", OPT_INT, &reps, NULL, "timed calls per configuration", 0},
+      {"warmup", OPT_INT, &warmup, NULL, "untimed calls first", 0},
+      {"seed", OPT_U64, &seed, NULL, "random seed for weights and inputs", 0},
+  };
+  int nspecs = (int)(sizeof specs / sizeof *specs);
+  int rc = args_parse("bench infer", "[options]", specs, nspecs, argc, argv);
+  if (rc != 0) return rc < 0 ? 2 : 0;
+  ember_arch a;
+  if (ember_arch_parse(arch, &a) < 0 || reps < 1 || warmup < 0) {
+    fprintf(stderr, "ember bench infer: bad --arch, --reps or --warmup\n");
+    return 2;
+  }
+  ember_err err;
+  for (int ti = 0; ti < threads.n; ti++) {
+    ember_pool *pool;
+    if (cli_pool("bench infer", threads.v[ti], &pool) < 0) return 2;
+    double peak = sgemm_peak(pool, threads.v[ti]);
+    for (int wi = 0; wi < widths.n; wi++)
+      for (int si = 0; si < samples.n; si++)
+        for (int qi = 0; qi < queries.n; qi++) {
+          ember_model m;
+          ember_infer *inf = NULL;
+          int nq = queries.v[qi];
+          float *x = NULL, *y = NULL;
+          double *times = NULL;
+          if (ember_model_init(&m, EMBER_METHOD_DFO, x_dim, y_dim, a, widths.v[wi], depth, &err) < 0) {
+            fprintf(stderr, "ember bench infer: %s\n", err.msg);
+            ember_pool_destroy(pool);
+            return 2;
+          }
+          ember_rng rng;
+          ember_rng_seed(&rng, seed, 0);
+          ember_net_init_params(&m.net, &rng);
+          ember_infer_opts o = {samples.v[si], iters, 0.33f, 0.5f, 1.0f};
+          x = malloc((size_t)(nq > 0 ? nq : 1) * x_dim * sizeof(float));
+          y = malloc((size_t)(nq > 0 ? nq : 1) * y_dim * sizeof(float));
+          times = malloc((size_t)reps * sizeof(double));
+          rc = !x || !y || !times ? ember_fail(&err, EMBER_ENOMEM, "out of memory") : 0;
+          if (rc == 0) rc = ember_infer_create(&inf, &m, pool, &err);
+          if (rc == 0 && nq < 1) rc = ember_fail(&err, EMBER_EINVAL, "--queries must be >= 1");
+          for (int i = 0; rc == 0 && i < nq * x_dim; i++) x[i] = ember_rng_normal(&rng);
+          for (int r = 0; rc == 0 && r < warmup; r++) rc = ember_infer_predict(inf, x, nq, &o, seed, 0, y, NULL, &err);
+          for (int r = 0; rc == 0 && r < reps; r++) {
+            double t0 = ember_now();
+            rc = ember_infer_predict(inf, x, nq, &o, seed + (uint64_t)r, 0, y, NULL, &err);
+            times[r] = ember_now() - t0;
+          }
+          if (rc == 0) {
+            qsort(times, (size_t)reps, sizeof *times, cmp_double);
+            double p50 = percentile(times, reps, 0.5);
+            double flops = ember_infer_flops(&m, &o) * nq;
+            printf("infer arch=%s width=%d depth=%d x_dim=%d y_dim=%d samples=%d iters=%d queries=%d "
+                   "threads=%d p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f queries_per_s=%.1f gflops=%.1f "
+                   "sgemm_peak_gflops=%.1f efficiency=%.0f%%\n",
+                   arch, widths.v[wi], depth, x_dim, y_dim, o.samples, iters, nq, threads.v[ti],
+                   p50 * 1e3, percentile(times, reps, 0.9) * 1e3, percentile(times, reps, 0.99) * 1e3,
+                   nq / p50, flops / p50 / 1e9, peak, 100.0 * flops / p50 / 1e9 / peak);
+            fflush(stdout);
+          } else {
+            fprintf(stderr, "ember bench infer: %s\n", err.msg);
+          }
+          ember_infer_destroy(inf);
+          ember_model_free(&m);
+          free(x);
+          free(y);
+          free(times);
+          if (rc != 0) {
+            ember_pool_destroy(pool);
+            return 1;
+          }
+        }
+    ember_pool_destroy(pool);
+  }
+  return 0;
+}
+
+/* ---- bench train ------------------------------------------------------------------------ */
+
+static int bench_train(int argc, char **argv) {
+  ember_train_opts o;
+  ember_train_opts_default(&o);
+  int x_dim = 8, y_dim = 2, steps = 10, warmup = 2, rows = 4096;
+  const char *arch = "resnet", *method = "dfo";
+  int_list threads = {1, {cli_default_threads()}};
+  opt_spec specs[] = {
+      {"method", OPT_STR, &method, "M", "dfo or mse", 0},
+      {"x-dim", OPT_INT, &x_dim, NULL, "x dimensions", 0},
+      {"y-dim", OPT_INT, &y_dim, NULL, "y dimensions", 0},
+      {"arch", OPT_STR, &arch, "A", "resnet or mlp", 0},
+      {"width", OPT_INT, &o.width, NULL, "hidden width", 0},
+      {"depth", OPT_INT, &o.depth, NULL, "hidden dense layers", 0},
+      {"batch", OPT_INT, &o.batch, NULL, "examples per step", 0},
+      {"negatives", OPT_INT, &o.negatives, NULL, "counter-examples per example", 0},
+      {"rows", OPT_INT, &rows, NULL, "rows of the random dataset", 0},
+      {"steps", OPT_INT, &steps, NULL, "timed steps", 0},
+      {"warmup", OPT_INT, &warmup, NULL, "untimed steps first", 0},
+      {"threads", OPT_LIST, &threads, NULL, "threads", 0},
+      {"seed", OPT_U64, &o.seed, NULL, "random seed", 0},
+  };
+  int nspecs = (int)(sizeof specs / sizeof *specs);
+  int rc = args_parse("bench train", "[options]", specs, nspecs, argc, argv);
+  if (rc != 0) return rc < 0 ? 2 : 0;
+  ember_err err;
+  if (ember_arch_parse(arch, &o.arch) < 0 || ember_method_parse(method, &o.method) < 0 ||
+      steps < 1 || warmup < 0 || rows < 1 || x_dim < 1 || y_dim < 1) {
+    fprintf(stderr, "ember bench train: bad --arch, --method, --steps, --warmup, --rows or dims\n");
+    return 2;
+  }
+  if (ember_train_opts_check(&o, &err) < 0) {
+    fprintf(stderr, "ember bench train: %s\n", err.msg);
+    return 2;
+  }
+  ember_dataset ds = {rows, x_dim, y_dim, malloc((size_t)rows * x_dim * sizeof(float)),
+                      malloc((size_t)rows * y_dim * sizeof(float))};
+  if (!ds.x || !ds.y) {
+    fprintf(stderr, "ember bench train: out of memory\n");
+    ember_dataset_free(&ds);
+    return 1;
+  }
+  ember_rng rng;
+  ember_rng_seed(&rng, o.seed, 0);
+  for (size_t i = 0; i < (size_t)rows * x_dim; i++) ds.x[i] = ember_rng_normal(&rng);
+  for (size_t i = 0; i < (size_t)rows * y_dim; i++) ds.y[i] = 2.0f * ember_rng_uniform(&rng) - 1.0f;
+  rc = 0;
+  for (int ti = 0; ti < threads.n && rc == 0; ti++) {
+    ember_pool *pool;
+    if (cli_pool("bench train", threads.v[ti], &pool) < 0) {
+      rc = 2;
+      break;
+    }
+    double peak = sgemm_peak(pool, threads.v[ti]);
+    ember_model m;
+    ember_trainer *t = NULL;
+    rc = ember_model_init(&m, o.method, x_dim, y_dim, o.arch, o.width, o.depth, &err);
+    if (rc == 0) {
+      ember_train_fit_stats(&m, &ds, o.bound_margin);
+      ember_net_init_params(&m.net, &rng);
+      rc = ember_trainer_create(&t, &m, &ds, &o, pool, &err);
+    }
+    float loss = 0.0f;
+    for (int s = 0; rc == 0 && s < warmup; s++) ember_trainer_step(t, &loss);
+    double t0 = ember_now();
+    for (int s = 0; rc == 0 && s < steps; s++) ember_trainer_step(t, &loss);
+    double dt = ember_now() - t0;
+    if (rc == 0) {
+      double sps = steps / dt;
+      double pairs = (double)o.batch * (o.method == EMBER_METHOD_MSE ? 1 : o.negatives + 1);
+      double gflops = ember_train_step_flops(&m, &o) * sps / 1e9;
+      printf("train method=%s arch=%s width=%d depth=%d x_dim=%d y_dim=%d batch=%d negatives=%d "
+             "threads=%d step_ms=%.1f steps_per_s=%.3f pairs_per_s=%.0f gflops=%.1f "
+             "sgemm_peak_gflops=%.1f efficiency=%.0f%% loss=%.4f\n",
+             method, arch, o.width, o.depth, x_dim, y_dim, o.batch,
+             o.method == EMBER_METHOD_MSE ? 0 : o.negatives, threads.v[ti], 1e3 / sps, sps,
+             pairs * sps, gflops, peak, 100.0 * gflops / peak, (double)loss);
+      fflush(stdout);
+    } else {
+      fprintf(stderr, "ember bench train: %s\n", err.msg);
+      rc = 1;
+    }
+    ember_trainer_destroy(t);
+    ember_model_free(&m);
+    ember_pool_destroy(pool);
+  }
+  ember_dataset_free(&ds);
+  return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+  if (argc >= 1 && strcmp(argv[0], "infer") == 0) return bench_infer(argc - 1, argv + 1);
+  if (argc >= 1 && strcmp(argv[0], "train") == 0) return bench_train(argc - 1, argv + 1);
+  if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+    printf("usage: ember bench infer|train [options]   (ember bench infer --help)\n");
+    return 0;
+  }
+  fprintf(stderr, "usage: ember bench infer|train [options]   (ember bench infer --help)\n");
+  return 2;
+}

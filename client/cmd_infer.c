@@ -1,0 +1,237 @@
+/* cmd_infer.c - `ember predict`, `ember sample` and `ember info`: run a checkpoint locally.
+ *
+ * Inputs hold x rows only (CSV with an optional header, or .npz with an `x` array; "-" reads
+ * standard input). Results are CSV on stdout with a header:
+ *   predict: y0..y{K-1} [,energy]           one row per input row
+ *   sample:  row,rank,energy,weight,y0..     up to --modes rows per input row, rank 0 lowest
+ * Input row i uses random stream (seed, i): the same seed gives the same answers however the
+ * rows are split into calls, and emberd does the same per request.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "cli.h"
+#include "ember/dataset.h"
+#include "ember/infer.h"
+#include "ember/model.h"
+
+typedef struct infer_cli {
+  const char *model, *input;
+  ember_infer_opts o;
+  uint64_t seed;
+  int threads;
+} infer_cli;
+
+#define INFER_SPECS(c)                                                                          \
+  {"model", OPT_STR, &(c).model, "FILE", "model checkpoint (.safetensors)", 0},                \
+  {"input", OPT_STR, &(c).input, "FILE|-", "x rows: CSV or .npz (array x); - reads stdin", 0}, \
+  {"samples", OPT_INT, &(c).o.samples, NULL, "DFO samples per row (default: the model's)", 0}, \
+  {"iters", OPT_INT, &(c).o.iters, NULL, "DFO iterations (default: the model's)", 0},         \
+  {"sigma", OPT_FLOAT, &(c).o.sigma, NULL, "initial noise, normalised units (default: the model's)", 0}, \
+  {"shrink", OPT_FLOAT, &(c).o.shrink, NULL, "noise factor per iteration (default: the model's)", 0},   \
+  {"temperature", OPT_FLOAT, &(c).o.temperature, NULL, "softmax temperature (default: the model's)", 0}, \
+  {"seed", OPT_U64, &(c).seed, NULL, "random seed", 0},                                        \
+  {"threads", OPT_INT, &(c).threads, NULL, "worker threads", 0}
+
+/* Loads model and inputs; options not given on the command line come from the model. */
+static int open_all(const char *verb, infer_cli *c, const opt_spec *specs, int nspecs,
+                    ember_model *m, ember_dataset *ds, ember_pool **pool, ember_infer **inf) {
+  ember_err err;
+  *pool = NULL;
+  *inf = NULL;
+  if (!c->model || !c->input) {
+    fprintf(stderr, "ember %s: --model and --input are required (see ember %s --help)\n", verb, verb);
+    return 2;
+  }
+  if (ember_model_load(c->model, m, &err) < 0) {
+    fprintf(stderr, "ember %s: %s\n", verb, err.msg);
+    return 1;
+  }
+  if (!args_given(specs, nspecs, "samples")) c->o.samples = m->infer.samples;
+  if (!args_given(specs, nspecs, "iters")) c->o.iters = m->infer.iters;
+  if (!args_given(specs, nspecs, "sigma")) c->o.sigma = m->infer.sigma;
+  if (!args_given(specs, nspecs, "shrink")) c->o.shrink = m->infer.shrink;
+  if (!args_given(specs, nspecs, "temperature")) c->o.temperature = m->infer.temperature;
+  if (m->method != EMBER_METHOD_MSE && ember_infer_opts_check(&c->o, &err) < 0) {
+    fprintf(stderr, "ember %s: %s\n", verb, err.msg);
+    ember_model_free(m);
+    return 2;
+  }
+  if (ember_dataset_read(c->input, m->x_dim, 0, ds, &err) < 0) {
+    fprintf(stderr, "ember %s: %s (the model takes %d x values per row)\n", verb, err.msg, m->x_dim);
+    ember_model_free(m);
+    return 1;
+  }
+  if (cli_pool(verb, c->threads, pool) < 0) {
+    ember_dataset_free(ds);
+    ember_model_free(m);
+    return 2;
+  }
+  if (ember_infer_create(inf, m, *pool, &err) < 0) {
+    fprintf(stderr, "ember %s: %s\n", verb, err.msg);
+    ember_pool_destroy(*pool);
+    ember_dataset_free(ds);
+    ember_model_free(m);
+    return 1;
+  }
+  return 0;
+}
+
+static void close_all(ember_model *m, ember_dataset *ds, ember_pool *pool, ember_infer *inf) {
+  ember_infer_destroy(inf);
+  ember_pool_destroy(pool);
+  ember_dataset_free(ds);
+  ember_model_free(m);
+}
+
+static void init_cli(infer_cli *c) {
+  memset(c, 0, sizeof *c);
+  ember_infer_opts d = EMBER_INFER_DEFAULTS;
+  c->o = d;
+  c->threads = cli_default_threads();
+}
+
+int cmd_predict(int argc, char **argv) {
+  infer_cli c;
+  init_cli(&c);
+  int with_energy = 0;
+  opt_spec specs[] = {INFER_SPECS(c),
+                      {"energy", OPT_FLAG, &with_energy, NULL, "add an energy column", 0}};
+  int nspecs = (int)(sizeof specs / sizeof *specs);
+  int rc = args_parse("predict", "--model MODEL --input FILE|- [options]", specs, nspecs, argc, argv);
+  if (rc != 0) return rc < 0 ? 2 : 0;
+  ember_model m;
+  ember_dataset ds;
+  ember_pool *pool;
+  ember_infer *inf;
+  rc = open_all("predict", &c, specs, nspecs, &m, &ds, &pool, &inf);
+  if (rc) return rc;
+  float *y = malloc((size_t)ds.n * m.y_dim * sizeof(float));
+  float *e = malloc((size_t)ds.n * sizeof(float));
+  ember_err err;
+  if (!y || !e) {
+    fprintf(stderr, "ember predict: out of memory for %d rows\n", ds.n);
+    rc = 1;
+  } else if (ember_infer_predict(inf, ds.x, ds.n, &c.o, c.seed, 0, y, e, &err) < 0) {
+    fprintf(stderr, "ember predict: %s\n", err.msg);
+    rc = 1;
+  } else {
+    for (int j = 0; j < m.y_dim; j++) printf("%sy%d", j ? "," : "", j);
+    printf(with_energy ? ",energy\n" : "\n");
+    for (int i = 0; i < ds.n; i++) {
+      for (int j = 0; j < m.y_dim; j++) printf("%s%.7g", j ? "," : "", (double)y[(size_t)i * m.y_dim + j]);
+      if (with_energy) printf(",%.7g", (double)e[i]);
+      putchar('\n');
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+      fprintf(stderr, "ember predict: could not write the results\n");
+      rc = 1;
+    }
+  }
+  free(y);
+  free(e);
+  close_all(&m, &ds, pool, inf);
+  return rc;
+}
+
+int cmd_sample(int argc, char **argv) {
+  infer_cli c;
+  init_cli(&c);
+  ember_modes_opts mo = EMBER_MODES_DEFAULTS;
+  opt_spec specs[] = {INFER_SPECS(c),
+                      {"modes", OPT_INT, &mo.k, "K", "modes (distinct minimisers) per row", 0},
+                      {"radius", OPT_FLOAT, &mo.radius, NULL, "mode-finding scale, normalised y units", 0},
+                      {"min-mass", OPT_FLOAT, &mo.min_mass, NULL, "drop modes with less probability mass", 0},
+                      {"polish", OPT_INT, &mo.polish_steps, NULL, "gradient-descent steps on E per mode", 0},
+                      {"polish-lr", OPT_FLOAT, &mo.polish_lr, NULL, "initial polishing step", 0}};
+  int nspecs = (int)(sizeof specs / sizeof *specs);
+  int rc = args_parse("sample", "--model MODEL --input FILE|- --modes K [options]", specs, nspecs, argc, argv);
+  if (rc != 0) return rc < 0 ? 2 : 0;
+  ember_err err;
+  if (ember_modes_opts_check(&mo, &err) < 0) {
+    fprintf(stderr, "ember sample: %s\n", err.msg);
+    return 2;
+  }
+  ember_model m;
+  ember_dataset ds;
+  ember_pool *pool;
+  ember_infer *inf;
+  rc = open_all("sample", &c, specs, nspecs, &m, &ds, &pool, &inf);
+  if (rc) return rc;
+  const int k = mo.k, d = m.y_dim;
+  float *my = malloc((size_t)ds.n * k * d * sizeof(float));
+  float *me = malloc((size_t)ds.n * k * sizeof(float));
+  float *mw = malloc((size_t)ds.n * k * sizeof(float));
+  int *count = malloc((size_t)ds.n * sizeof(int));
+  if (!my || !me || !mw || !count) {
+    fprintf(stderr, "ember sample: out of memory for %d rows x %d modes\n", ds.n, k);
+    rc = 1;
+  } else if (ember_infer_modes(inf, ds.x, ds.n, &c.o, &mo, c.seed, 0, my, me, mw, count, &err) < 0) {
+    fprintf(stderr, "ember sample: %s\n", err.msg);
+    rc = 1;
+  } else {
+    printf("row,rank,energy,weight");
+    for (int j = 0; j < d; j++) printf(",y%d", j);
+    putchar('\n');
+    for (int i = 0; i < ds.n; i++)
+      for (int r = 0; r < count[i]; r++) {
+        size_t slot = (size_t)i * k + r;
+        printf("%d,%d,%.7g,%.5g", i, r, (double)me[slot], (double)mw[slot]);
+        for (int j = 0; j < d; j++) printf(",%.7g", (double)my[slot * d + j]);
+        putchar('\n');
+      }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+      fprintf(stderr, "ember sample: could not write the results\n");
+      rc = 1;
+    }
+  }
+  free(my);
+  free(me);
+  free(mw);
+  free(count);
+  close_all(&m, &ds, pool, inf);
+  return rc;
+}
+
+static void print_vec(const char *name, const float *v, int n) {
+  printf("%-18s [", name);
+  for (int i = 0; i < n; i++) printf("%s%.6g", i ? ", " : "", (double)v[i]);
+  printf("]\n");
+}
+
+int cmd_info(int argc, char **argv) {
+  const char *path = NULL;
+  opt_spec specs[] = {{"model", OPT_STR, &path, "FILE", "model checkpoint (.safetensors)", 0}};
+  int rc = args_parse("info", "--model MODEL", specs, 1, argc, argv);
+  if (rc != 0) return rc < 0 ? 2 : 0;
+  if (!path) {
+    fprintf(stderr, "ember info: --model is required\n");
+    return 2;
+  }
+  ember_model m;
+  ember_err err;
+  if (ember_model_load(path, &m, &err) < 0) {
+    fprintf(stderr, "ember info: %s\n", err.msg);
+    return 1;
+  }
+  printf("%-18s %s\n", "method", ember_method_name(m.method));
+  printf("%-18s %d\n%-18s %d\n", "x_dim", m.x_dim, "y_dim", m.y_dim);
+  printf("%-18s %s %dx%d (%zu parameters)\n", "network", ember_arch_name(m.net.shape.arch),
+         m.net.shape.width, m.net.shape.depth, m.net.nparams);
+  print_vec("x_mean", m.x_mean, m.x_dim);
+  print_vec("x_std", m.x_std, m.x_dim);
+  print_vec("y_mean", m.y_mean, m.y_dim);
+  print_vec("y_std", m.y_std, m.y_dim);
+  print_vec("y_lo (normalised)", m.y_lo, m.y_dim);
+  print_vec("y_hi (normalised)", m.y_hi, m.y_dim);
+  printf("%-18s samples %d, iters %d, sigma %g, shrink %g, temperature %g\n", "inference",
+         m.infer.samples, m.infer.iters, (double)m.infer.sigma, (double)m.infer.shrink,
+         (double)m.infer.temperature);
+  printf("%-18s %lld steps, batch %d, negatives %d, lr %g, seed %llu, final loss %.4f\n", "training",
+         (long long)m.train_steps, m.train_batch, m.train_negatives, (double)m.train_lr,
+         (unsigned long long)m.train_seed, (double)m.train_loss);
+  ember_model_free(&m);
+  return 0;
+}

@@ -1,0 +1,168 @@
+/* cmd_train.c - `ember train`: read a dataset, train, write a checkpoint.
+ *
+ * Progress goes to stderr: a bar redrawn in place when stderr is a terminal, plain lines
+ * (about twenty per run, at least one every ten seconds) otherwise, so logs stay readable.
+ * Ctrl-C stops training cleanly and writes nothing; the checkpoint is written atomically, so
+ * an existing file at --out is either the old model or the new one, never half of each.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "cli.h"
+#include "ember/dataset.h"
+#include "ember/model.h"
+#include "ember/train.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+typedef struct progress_state {
+  int tty, quiet;
+  double last_print;
+  int64_t every;
+} progress_state;
+
+static void fmt_duration(double s, char *buf, size_t len) {
+  long t = (long)(s + 0.5);
+  if (t >= 3600) snprintf(buf, len, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+  else if (t >= 60) snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+  else snprintf(buf, len, "%lds", t);
+}
+
+static int on_progress(void *ctx, const ember_train_progress *p) {
+  progress_state *st = ctx;
+  if (interrupted) return 1;
+  if (st->quiet) return 0;
+  double now = p->elapsed_s;
+  int last = p->step == p->steps;
+  char eta[32];
+  fmt_duration(p->eta_s, eta, sizeof eta);
+  if (st->tty) {
+    if (!last && now - st->last_print < 0.1) return 0;
+    st->last_print = now;
+    int width = 24, fill = (int)(width * p->step / (p->steps ? p->steps : 1));
+    char bar[32];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r[%s] step %lld/%lld  loss %.4f  %.1f steps/s  ETA %s   ", bar,
+            (long long)p->step, (long long)p->steps, (double)p->loss_avg, p->steps_per_s, eta);
+    if (last) fputc('\n', stderr);
+  } else {
+    if (!last && p->step % st->every != 0 && now - st->last_print < 10.0) return 0;
+    st->last_print = now;
+    fprintf(stderr, "step %lld/%lld loss %.4f avg %.4f lr %.3g %.1f steps/s eta %s\n",
+            (long long)p->step, (long long)p->steps, (double)p->loss, (double)p->loss_avg,
+            (double)p->lr, p->steps_per_s, eta);
+  }
+  fflush(stderr);
+  return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+  ember_train_opts o;
+  ember_train_opts_default(&o);
+  const char *data = NULL, *out = NULL, *method = "dfo", *arch = "resnet";
+  int y_dim = -1, threads = cli_default_threads(), quiet = 0;
+  opt_spec specs[] = {
+      {"data", OPT_STR, &data, "FILE", "training pairs: CSV (last --y-dim columns are y) or .npz with x and y", 0},
+      {"out", OPT_STR, &out, "FILE", "where to write the model (.safetensors)", 0},
+      {"method", OPT_STR, &method, "M", "dfo (implicit, InfoNCE) or mse (explicit baseline)", 0},
+      {"y-dim", OPT_INT, &y_dim, NULL, "columns of y (CSV: default 1; .npz: from the y array)", 0},
+      {"steps", OPT_I64, &o.steps, NULL, "training steps", 0},
+      {"batch", OPT_INT, &o.batch, NULL, "examples per step", 0},
+      {"negatives", OPT_INT, &o.negatives, NULL, "uniform counter-examples per example", 0},
+      {"arch", OPT_STR, &arch, "A", "resnet (pre-activation ResNet MLP) or mlp", 0},
+      {"width", OPT_INT, &o.width, NULL, "hidden width", 0},
+      {"depth", OPT_INT, &o.depth, NULL, "hidden dense layers (even for resnet)", 0},
+      {"lr", OPT_FLOAT, &o.lr, NULL, "Adam learning rate", 0},
+      {"lr-decay", OPT_FLOAT, &o.lr_decay, NULL, "learning-rate factor per --decay-steps", 0},
+      {"decay-steps", OPT_INT, &o.decay_steps, NULL, "steps per learning-rate decay", 0},
+      {"temperature", OPT_FLOAT, &o.temperature, NULL, "InfoNCE softmax temperature", 0},
+      {"bound-margin", OPT_FLOAT, &o.bound_margin, NULL, "sampling bounds widen the data range by this fraction per side", 0},
+      {"seed", OPT_U64, &o.seed, NULL, "random seed (same seed + threads = same model)", 0},
+      {"threads", OPT_INT, &threads, NULL, "worker threads", 0},
+      {"samples", OPT_INT, &o.infer.samples, NULL, "default inference samples stored in the model", 0},
+      {"iters", OPT_INT, &o.infer.iters, NULL, "default inference iterations stored in the model", 0},
+      {"sigma", OPT_FLOAT, &o.infer.sigma, NULL, "default initial inference noise (normalised units)", 0},
+      {"shrink", OPT_FLOAT, &o.infer.shrink, NULL, "default noise shrink per iteration", 0},
+      {"quiet", OPT_FLAG, &quiet, NULL, "no progress output", 0},
+  };
+  int nspecs = (int)(sizeof specs / sizeof *specs);
+  int rc = args_parse("train", "--data FILE --out MODEL.safetensors [options]", specs, nspecs, argc, argv);
+  if (rc != 0) return rc < 0 ? 2 : 0;
+  if (!data || !out) {
+    fprintf(stderr, "ember train: --data and --out are required (see ember train --help)\n");
+    return 2;
+  }
+  if (ember_method_parse(method, &o.method) < 0 || (o.method != EMBER_METHOD_DFO && o.method != EMBER_METHOD_MSE)) {
+    fprintf(stderr, "ember train: --method must be dfo or mse, got '%s'%s\n", method,
+            (strcmp(method, "ardfo") == 0 || strcmp(method, "langevin") == 0) ? " (not available in this build yet)" : "");
+    return 2;
+  }
+  if (ember_arch_parse(arch, &o.arch) < 0) {
+    fprintf(stderr, "ember train: --arch must be resnet or mlp, got '%s'\n", arch);
+    return 2;
+  }
+  if (y_dim == 0 || y_dim < -1) {
+    fprintf(stderr, "ember train: --y-dim must be >= 1, got %d\n", y_dim);
+    return 2;
+  }
+  ember_err err;
+  if (ember_train_opts_check(&o, &err) < 0) {
+    fprintf(stderr, "ember train: %s\n", err.msg);
+    return 2;
+  }
+  ember_pool *pool;
+  if (cli_pool("train", threads, &pool) < 0) return 2;
+
+  ember_dataset ds;
+  if (ember_dataset_read(data, -1, y_dim, &ds, &err) < 0) {
+    fprintf(stderr, "ember train: %s\n", err.msg);
+    ember_pool_destroy(pool);
+    return 1;
+  }
+  if (ds.x_dim < 1) {
+    fprintf(stderr, "ember train: %s has no x columns left after %d y column(s)\n", data, ds.y_dim);
+    ember_dataset_free(&ds);
+    ember_pool_destroy(pool);
+    return 1;
+  }
+  progress_state st = {isatty(STDERR_FILENO), quiet, 0.0, o.steps / 20 > 0 ? o.steps / 20 : 1};
+  o.progress = on_progress;
+  o.progress_ctx = &st;
+  if (!quiet)
+    fprintf(stderr, "training %s on %d rows (x_dim %d, y_dim %d): %s %dx%d, %lld steps, batch %d%s",
+            ember_method_name(o.method), ds.n, ds.x_dim, ds.y_dim, ember_arch_name(o.arch), o.width,
+            o.depth, (long long)o.steps, o.batch, o.method == EMBER_METHOD_DFO ? "" : "\n");
+  if (!quiet && o.method == EMBER_METHOD_DFO) fprintf(stderr, ", %d negatives\n", o.negatives);
+  signal(SIGINT, on_sigint);
+  ember_model m;
+  double t0 = ember_now();
+  rc = ember_train(&ds, &o, pool, &m, &err);
+  signal(SIGINT, SIG_DFL);
+  ember_dataset_free(&ds);
+  ember_pool_destroy(pool);
+  if (rc < 0) {
+    if (st.tty && !quiet) fputc('\n', stderr);
+    fprintf(stderr, "ember train: %s%s\n", err.msg, rc == EMBER_ECANCELED ? "; nothing written" : "");
+    return rc == EMBER_ECANCELED ? 130 : 1;
+  }
+  rc = ember_model_save(&m, out, &err);
+  if (rc < 0) {
+    fprintf(stderr, "ember train: %s\n", err.msg);
+    ember_model_free(&m);
+    return 1;
+  }
+  if (!quiet)
+    fprintf(stderr, "trained %lld steps in %.1fs, final loss %.4f; wrote %s\n",
+            (long long)m.train_steps, ember_now() - t0, (double)m.train_loss, out);
+  ember_model_free(&m);
+  return 0;
+}
