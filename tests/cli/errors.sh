@@ -1,0 +1,37 @@
+# Bad input: a non-zero exit, a message saying what is wrong, nothing on stdout.
+. "$(dirname "$0")/common.inc"
+
+printf 'x,y\n0.1,1\n0.2,2\n0.3,3\n0.4,4\n' > "$T/ok.csv"
+printf 'x,y\n0.1,1\n0.2\n' > "$T/ragged.csv"
+printf 'x,y\n0.1,1\n0.2,nan\n' > "$T/nan.csv"
+: > "$T/empty.csv"
+"$EMBER" train --data "$T/ok.csv" --out "$T/m.safetensors" --steps 2 --batch 4 --negatives 4 --width 4 --quiet
+
+expect_error "no arguments" "--data and --out are required" "$EMBER" train
+expect_error "unknown option" "unknown option '--stepz'" "$EMBER" train --stepz 3
+expect_error "bad number" "--steps expects an integer, got 'ten'" "$EMBER" train --steps ten
+expect_error "missing value" "--out needs a value" "$EMBER" train --data "$T/ok.csv" --out
+expect_error "missing file" "nope.csv" "$EMBER" train --data "$T/nope.csv" --out "$T/x.safetensors"
+expect_error "ragged row" ":3:" "$EMBER" train --data "$T/ragged.csv" --out "$T/x.safetensors"
+expect_error "NaN" ":3:" "$EMBER" train --data "$T/nan.csv" --out "$T/x.safetensors"
+expect_error "empty file" "empty.csv" "$EMBER" train --data "$T/empty.csv" --out "$T/x.safetensors"
+expect_error "unknown method" "--method must be dfo or mse" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --method foo
+expect_error "odd resnet depth" "even" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --depth 3
+expect_error "y-dim too large" "column" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --y-dim 2
+expect_error "unwritable output" "cannot" "$EMBER" train --data "$T/ok.csv" --out "$T/no/dir/m.safetensors" --steps 1 --batch 2 --negatives 2 --width 4 --quiet
+[ ! -e "$T/x.safetensors" ] || fail "a failed train left a checkpoint"
+
+printf 'a,b\n1,2\n' > "$T/wide.csv"
+expect_error "wrong x width" "expected 1 column" "$EMBER" predict --model "$T/m.safetensors" --input "$T/wide.csv"
+expect_error "zero samples" "samples must be" "$EMBER" predict --model "$T/m.safetensors" --input "$T/ok.csv" --samples 0
+expect_error "bad shrink" "shrink" "$EMBER" predict --model "$T/m.safetensors" --input "$T/ok.csv" --shrink 2
+expect_error "zero modes" "modes must be" "$EMBER" sample --model "$T/m.safetensors" --input "$T/ok.csv" --modes 0
+head -c 100 "$T/m.safetensors" > "$T/cut.safetensors"
+expect_error "truncated model" "cut.safetensors" "$EMBER" predict --model "$T/cut.safetensors" --input "$T/ok.csv"
+printf 'not a model' > "$T/junk.safetensors"
+expect_error "junk model" "junk.safetensors" "$EMBER" predict --model "$T/junk.safetensors" --input "$T/ok.csv"
+expect_error "unknown verb" "unknown verb" "$EMBER" frobnicate
+expect_error "remote mode" "--server" "$EMBER" --server localhost:50051 predict
+"$EMBER" train --help | grep -q -- "--negatives" || fail "train --help lacks --negatives"
+"$EMBER" sample --help | grep -q -- "--modes" || fail "sample --help lacks --modes"
+echo "ok - help"

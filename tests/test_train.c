@@ -1,0 +1,244 @@
+/* test_train.c - training and inference through the library: the whole InfoNCE and MSE
+ * training gradients against finite differences, statistics and bounds, reproducibility,
+ * cancellation, bad data, and inference that does not depend on batching or threads. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ember/infer.h"
+#include "ember/train.h"
+
+/* y = sin(3 x0) + x1 > 0 ? 1 : -1 ... a small 2-in 1-out dataset with a jump */
+static void make_data(ember_dataset *ds, int n, uint64_t seed) {
+  ds->n = n;
+  ds->x_dim = 2;
+  ds->y_dim = 1;
+  ds->x = malloc(sizeof(float) * (size_t)n * 2);
+  ds->y = malloc(sizeof(float) * (size_t)n);
+  ember_rng rng;
+  ember_rng_seed(&rng, seed, 0);
+  for (int i = 0; i < n; i++) {
+    float a = 2.0f * ember_rng_uniform(&rng) - 1.0f, b = 2.0f * ember_rng_uniform(&rng) - 1.0f;
+    ds->x[2 * i] = 3.0f + a; /* offset and scale: normalisation must handle it */
+    ds->x[2 * i + 1] = 10.0f * b;
+    ds->y[i] = (a + b > 0 ? 5.0f : 2.0f) + 0.1f * a;
+  }
+}
+
+static void small_opts(ember_train_opts *o, ember_method method) {
+  ember_train_opts_default(o);
+  o->method = method;
+  o->width = 8;
+  o->depth = 2;
+  o->batch = 7;        /* not a multiple of the task size */
+  o->negatives = 300;  /* > 1024 / 4: tasks of 3 examples */
+  o->steps = 3;
+  o->seed = 5;
+  o->infer.samples = 256;
+}
+
+static void check_training_gradient(ember_method method, int threads) {
+  ember_dataset ds;
+  make_data(&ds, 50, 1);
+  ember_train_opts o;
+  small_opts(&o, method);
+  ember_pool *pool = NULL;
+  if (threads > 1) assert_int_equal(ember_pool_create(&pool, threads, NULL), 0);
+  ember_model m;
+  assert_int_equal(ember_model_init(&m, method, 2, 1, EMBER_ARCH_RESNET, 8, 2, NULL), 0);
+  ember_train_fit_stats(&m, &ds, 0.05f);
+  ember_rng rng;
+  ember_rng_seed(&rng, 3, 0);
+  ember_net_init_params(&m.net, &rng);
+  for (size_t i = 0; i < m.net.nparams; i++) m.net.params[i] *= 2.0f;
+  ember_trainer *t;
+  assert_int_equal(ember_trainer_create(&t, &m, &ds, &o, pool, NULL), 0);
+  double loss;
+  size_t np = m.net.nparams;
+  float *g = malloc(np * sizeof(float));
+  memcpy(g, ember_trainer_grad(t, 4, &loss), np * sizeof(float));
+  assert_true(isfinite(loss) && loss > 0);
+  int kinks = 0;
+  for (size_t i = 0; i < np; i++) {
+    float keep = m.net.params[i];
+    double fd[2];
+    const float hs[2] = {2e-3f, 1e-3f};
+    for (int k = 0; k < 2; k++) {
+      double a, b;
+      m.net.params[i] = keep + hs[k];
+      ember_trainer_grad(t, 4, &a);
+      m.net.params[i] = keep - hs[k];
+      ember_trainer_grad(t, 4, &b);
+      fd[k] = (a - b) / (2.0 * hs[k]);
+    }
+    m.net.params[i] = keep;
+    double scale = fmax(0.05, fabs(fd[1]));
+    if (fabs(fd[0] - fd[1]) > 2e-2 * scale) {
+      kinks++;
+      continue;
+    }
+    if (fabs(fd[1] - g[i]) > 2e-2 * scale)
+      fail_msg("%s param %zu: analytic %g, finite difference %g", ember_method_name(method), i,
+               (double)g[i], fd[1]);
+  }
+  assert_true(kinks * 20 < (int)np);
+  free(g);
+  ember_trainer_destroy(t);
+  ember_model_free(&m);
+  ember_pool_destroy(pool);
+  ember_dataset_free(&ds);
+}
+
+static void test_infonce_training_gradient(void **state) {
+  (void)state;
+  check_training_gradient(EMBER_METHOD_DFO, 1);
+  check_training_gradient(EMBER_METHOD_DFO, 2);
+}
+
+static void test_mse_training_gradient(void **state) {
+  (void)state;
+  check_training_gradient(EMBER_METHOD_MSE, 1);
+}
+
+static void test_statistics_and_bounds(void **state) {
+  (void)state;
+  float x[4] = {1, 2, 3, 4}, y[4 * 2] = {0, 7, 1, 7, 2, 7, 3, 7};
+  ember_dataset ds = {4, 1, 2, x, y};
+  ember_model m;
+  assert_int_equal(ember_model_init(&m, EMBER_METHOD_DFO, 1, 2, EMBER_ARCH_RESNET, 4, 2, NULL), 0);
+  ember_train_fit_stats(&m, &ds, 0.05f);
+  assert_float_equal(m.x_mean[0], 2.5, 1e-6);
+  assert_float_equal(m.x_std[0], sqrt(1.25), 1e-6);
+  assert_float_equal(m.y_mean[0], 1.5, 1e-6);
+  /* normalised y0 spans [-1.5, 1.5] / sqrt(1.25); bounds add 5% of that range per side */
+  double lo = -1.5 / sqrt(1.25), range = 3.0 / sqrt(1.25);
+  assert_float_equal(m.y_lo[0], lo - 0.05 * range, 1e-5);
+  assert_float_equal(m.y_hi[0], -lo + 0.05 * range, 1e-5);
+  /* a constant column keeps std 1 and gets non-empty bounds */
+  assert_float_equal(m.y_std[1], 1.0, 0);
+  assert_true(m.y_lo[1] < 0.0f && m.y_hi[1] > 0.0f);
+  ember_model_free(&m);
+}
+
+static void test_training_is_reproducible(void **state) {
+  (void)state;
+  ember_dataset ds;
+  make_data(&ds, 64, 2);
+  ember_train_opts o;
+  small_opts(&o, EMBER_METHOD_DFO);
+  o.steps = 20;
+  ember_pool *pool;
+  assert_int_equal(ember_pool_create(&pool, 2, NULL), 0);
+  ember_model a, b, c;
+  assert_int_equal(ember_train(&ds, &o, pool, &a, NULL), 0);
+  assert_int_equal(ember_train(&ds, &o, pool, &b, NULL), 0);
+  assert_memory_equal(a.net.params, b.net.params, a.net.nparams * sizeof(float));
+  assert_int_equal(a.train_steps, 20);
+  o.seed = 6;
+  assert_int_equal(ember_train(&ds, &o, pool, &c, NULL), 0);
+  assert_memory_not_equal(a.net.params, c.net.params, a.net.nparams * sizeof(float));
+  ember_model_free(&a);
+  ember_model_free(&b);
+  ember_model_free(&c);
+  ember_pool_destroy(pool);
+  ember_dataset_free(&ds);
+}
+
+static int cancel_at_3(void *ctx, const ember_train_progress *p) {
+  int *calls = ctx;
+  (*calls)++;
+  assert_true(p->step >= 1 && p->step <= p->steps);
+  assert_true(isfinite(p->loss) && p->lr > 0);
+  return p->step == 3;
+}
+
+static void test_cancel_and_bad_data(void **state) {
+  (void)state;
+  ember_dataset ds;
+  make_data(&ds, 32, 3);
+  ember_train_opts o;
+  small_opts(&o, EMBER_METHOD_DFO);
+  o.steps = 100;
+  int calls = 0;
+  o.progress = cancel_at_3;
+  o.progress_ctx = &calls;
+  ember_model m;
+  ember_err err;
+  assert_int_equal(ember_train(&ds, &o, NULL, &m, &err), EMBER_ECANCELED);
+  assert_int_equal(calls, 3);
+  assert_null(m.net.params);
+  o.progress = NULL;
+  ds.y[7] = NAN;
+  assert_int_equal(ember_train(&ds, &o, NULL, &m, &err), EMBER_ERANGE);
+  assert_non_null(strstr(err.msg, "y[7,0]"));
+  ds.y[7] = 1;
+  o.method = EMBER_METHOD_LANGEVIN;
+  assert_int_equal(ember_train(&ds, &o, NULL, &m, &err), EMBER_ENOTSUP);
+  o.method = EMBER_METHOD_DFO;
+  o.depth = 3;
+  assert_int_equal(ember_train(&ds, &o, NULL, &m, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "even"));
+  ember_dataset_free(&ds);
+}
+
+/* A trained model answers row i the same alone, in a batch, and with 1 or 2 threads. */
+static void test_inference_independent_of_batching(void **state) {
+  (void)state;
+  ember_dataset ds;
+  make_data(&ds, 200, 4);
+  ember_train_opts o;
+  small_opts(&o, EMBER_METHOD_DFO);
+  o.width = 32;
+  o.steps = 30;
+  o.negatives = 32;
+  o.batch = 32;
+  ember_model m;
+  assert_int_equal(ember_train(&ds, &o, NULL, &m, NULL), 0);
+  ember_pool *pool;
+  assert_int_equal(ember_pool_create(&pool, 2, NULL), 0);
+  ember_infer *one, *two;
+  assert_int_equal(ember_infer_create(&one, &m, NULL, NULL), 0);
+  assert_int_equal(ember_infer_create(&two, &m, pool, NULL), 0);
+  ember_infer_opts io = {2048, 3, 0.33f, 0.5f, 1.0f};
+  enum { Q = 5 };
+  float yb[Q], eb[Q], y2[Q], e2[Q], ya, ea;
+  assert_int_equal(ember_infer_predict(one, ds.x, Q, &io, 9, 0, yb, eb, NULL), 0);
+  assert_int_equal(ember_infer_predict(two, ds.x, Q, &io, 9, 0, y2, e2, NULL), 0);
+  assert_memory_equal(yb, y2, sizeof yb);
+  for (int q = 0; q < Q; q++) {
+    assert_int_equal(ember_infer_predict(one, ds.x + 2 * q, 1, &io, 9, (uint64_t)q, &ya, &ea, NULL), 0);
+    assert_float_equal(ya, yb[q], 0);
+    assert_float_equal(ea, eb[q], 0);
+  }
+  /* the reported energy is the model's energy at the answer */
+  float echeck[Q];
+  assert_int_equal(ember_infer_energy(one, ds.x, Q, yb, 1, echeck, NULL), 0);
+  for (int q = 0; q < Q; q++) assert_float_equal(echeck[q], eb[q], 1e-4 * (1 + fabsf(eb[q])));
+  /* bad input is refused, naming it */
+  ember_err err;
+  float bad[2] = {1.0f, INFINITY};
+  assert_int_equal(ember_infer_predict(one, bad, 1, &io, 9, 0, &ya, &ea, &err), EMBER_ERANGE);
+  assert_non_null(strstr(err.msg, "x[0,1]"));
+  io.samples = 0;
+  assert_int_equal(ember_infer_predict(one, ds.x, 1, &io, 9, 0, &ya, &ea, &err), EMBER_EINVAL);
+  ember_infer_destroy(one);
+  ember_infer_destroy(two);
+  ember_pool_destroy(pool);
+  ember_model_free(&m);
+  ember_dataset_free(&ds);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_infonce_training_gradient),
+      cmocka_unit_test(test_mse_training_gradient),
+      cmocka_unit_test(test_statistics_and_bounds),
+      cmocka_unit_test(test_training_is_reproducible),
+      cmocka_unit_test(test_cancel_and_bad_data),
+      cmocka_unit_test(test_inference_independent_of_batching),
+  };
+  ember_blas_single_thread();
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
