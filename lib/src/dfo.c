@@ -24,7 +24,7 @@ int ember_dfo_ws_init(ember_dfo_ws *ws, int max_queries, int max_samples, int yd
   if (max_queries < 1 || max_samples < 1 || ydim < 1)
     return ember_fail(err, EMBER_EINVAL, "DFO workspace needs positive sizes");
   size_t pop = (size_t)max_queries * max_samples;
-  size_t bytes = 2 * pop * ydim * sizeof(float) + pop * sizeof(float) +
+  size_t bytes = 3 * pop * ydim * sizeof(float) + 2 * pop * sizeof(float) +
                  (size_t)max_samples * sizeof(double) + (size_t)max_samples * ydim * sizeof(float);
   char *mem = malloc(bytes);
   if (!mem)
@@ -35,6 +35,8 @@ int ember_dfo_ws_init(ember_dfo_ws *ws, int max_queries, int max_samples, int yd
   ws->ynext = ws->y + pop * ydim;
   ws->e = ws->ynext + pop * ydim;
   ws->noise = ws->e + pop;
+  ws->y0 = ws->noise + (size_t)max_samples * ydim;
+  ws->e0 = ws->y0 + pop * ydim;
   ws->max_queries = max_queries;
   ws->max_samples = max_samples;
   ws->ydim = ydim;
@@ -114,6 +116,10 @@ int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const
   float sigma = opts->sigma;
   for (int it = 0; it < opts->iters; it++) {
     fn(ctx, nq, n, y, ws->e);
+    if (it == 0 && ws->keep_initial) {
+      memcpy(ws->y0, y, (size_t)nq * qstride * sizeof(float));
+      memcpy(ws->e0, ws->e, (size_t)nq * n * sizeof(float));
+    }
     if (it == opts->iters - 1) break;
     for (int q = 0; q < nq; q++) {
       const float *yq = y + q * qstride;
@@ -194,24 +200,11 @@ static float dist2(const float *a, const float *b, int d) {
 #define EMBER_MAX_CENTRES 256 /* roots kept; more are folded into their nearest root */
 #define EMBER_LINK_POINTS 2048 /* lowest-energy candidates that take part in linking */
 
-/* Quick-shift at scale `radius`: each of the lowest-energy candidates links to the nearest
- * candidate of lower energy within the radius; one with no such neighbour is a local minimum
- * at that scale and roots a mode. A mode's mass is the softmax weight of its tree plus that of
- * the remaining (higher-energy) candidates nearest to its root. Unlike clustering by distance
- * to the best point alone, the edge of a wide basin links inward instead of starting a mode. */
-int ember_modes_find(const float *y, const float *e, int n, int ydim, float temperature,
-                     const ember_modes_opts *mo, int *iscratch, float *fscratch, float *mode_y,
-                     float *mode_e, float *mode_w) {
-  if (n < 1) return 0;
-  int *order = iscratch, *tmp = iscratch + n, *root = iscratch + 2 * n;
-  float *w = fscratch;
-  float mass[EMBER_MAX_CENTRES];
-  int centre[EMBER_MAX_CENTRES]; /* position in `order` of each root */
-  for (int i = 0; i < n; i++) order[i] = i;
-  sort_by_energy(order, tmp, n, e);
-
-  /* softmax weights over the whole population */
-  float emin = e[order[0]];
+/* softmax(-e / temperature) into w (n); all-non-finite energies give uniform weights */
+static void softmax_weights(const float *e, int n, float temperature, float *w) {
+  float emin = INFINITY;
+  for (int i = 0; i < n; i++)
+    if (isfinite(e[i]) && e[i] < emin) emin = e[i];
   double z = 0.0;
   for (int i = 0; i < n; i++) {
     double v = isfinite(e[i]) && isfinite(emin) ? exp(-((double)e[i] - emin) / temperature) : 0.0;
@@ -219,6 +212,32 @@ int ember_modes_find(const float *y, const float *e, int n, int ydim, float temp
     z += v;
   }
   for (int i = 0; i < n; i++) w[i] = z > 0.0 ? (float)(w[i] / z) : 1.0f / (float)n;
+}
+
+static int nearest(const float *yi, const float *y, const int *order, const int *centre, int nc,
+                   int ydim) {
+  int c0 = 0;
+  float cd = INFINITY;
+  for (int c = 0; c < nc; c++) {
+    float dd = dist2(yi, y + (size_t)order[centre[c]] * ydim, ydim);
+    if (dd < cd) cd = dd, c0 = c;
+  }
+  return c0;
+}
+
+/* Quick-shift at scale `radius`: each of the lowest-energy candidates links to the nearest
+ * candidate of lower energy within the radius; one with no such neighbour is a local minimum
+ * at that scale and roots a mode. Unlike clustering by distance to the best point alone, the
+ * edge of a wide basin links inward instead of starting a mode of its own. */
+int ember_modes_find(const float *y, const float *e, int n, const float *y0, const float *e0,
+                     int n0, int ydim, float temperature, const ember_modes_opts *mo,
+                     int *iscratch, float *fscratch, float *mode_y, float *mode_e, float *mode_w) {
+  if (n < 1) return 0;
+  int *order = iscratch, *tmp = iscratch + n, *root = iscratch + 2 * n;
+  float mass[EMBER_MAX_CENTRES];
+  int centre[EMBER_MAX_CENTRES]; /* position in `order` of each root */
+  for (int i = 0; i < n; i++) order[i] = i;
+  sort_by_energy(order, tmp, n, e);
 
   const float r2 = mo->radius * mo->radius;
   const int linked = n < EMBER_LINK_POINTS ? n : EMBER_LINK_POINTS;
@@ -231,33 +250,24 @@ int ember_modes_find(const float *y, const float *e, int n, int ydim, float temp
       float dd = dist2(yi, y + (size_t)order[k2] * ydim, ydim);
       if (dd <= bd) bd = dd, best = k2;
     }
-    if (best < 0 && nc < EMBER_MAX_CENTRES) {
-      root[k] = nc;
-      centre[nc++] = k;
-    } else if (best < 0) { /* too many roots: join the nearest existing one */
-      int c0 = 0;
-      float cd = INFINITY;
-      for (int c = 0; c < nc; c++) {
-        float dd = dist2(yi, y + (size_t)order[centre[c]] * ydim, ydim);
-        if (dd < cd) cd = dd, c0 = c;
-      }
-      root[k] = c0;
-    } else {
-      root[k] = root[best];
-    }
+    if (best >= 0) root[k] = root[best];
+    else if (nc < EMBER_MAX_CENTRES) root[k] = nc, centre[nc++] = k;
+    else root[k] = nearest(yi, y, order, centre, nc, ydim); /* too many roots */
   }
+
+  /* mass: importance weights of the uniform population, or the final population's */
   for (int c = 0; c < nc; c++) mass[c] = 0.0f;
-  for (int k = 0; k < linked; k++) mass[root[k]] += w[order[k]];
-  for (int k = linked; k < n; k++) {
-    const float *yi = y + (size_t)order[k] * ydim;
-    int c0 = 0;
-    float cd = INFINITY;
-    for (int c = 0; c < nc; c++) {
-      float dd = dist2(yi, y + (size_t)order[centre[c]] * ydim, ydim);
-      if (dd < cd) cd = dd, c0 = c;
-    }
-    mass[c0] += w[order[k]];
+  float *w = fscratch;
+  if (y0 && e0 && n0 > 0) {
+    softmax_weights(e0, n0, temperature, w);
+    for (int i = 0; i < n0; i++) mass[nearest(y0 + (size_t)i * ydim, y, order, centre, nc, ydim)] += w[i];
+  } else {
+    softmax_weights(e, n, temperature, w);
+    for (int k = 0; k < linked; k++) mass[root[k]] += w[order[k]];
+    for (int k = linked; k < n; k++)
+      mass[nearest(y + (size_t)order[k] * ydim, y, order, centre, nc, ydim)] += w[order[k]];
   }
+
   /* roots are in energy order; keep those with enough mass (always the first) */
   int out = 0;
   for (int c = 0; c < nc && out < mo->k; c++) {

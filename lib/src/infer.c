@@ -375,10 +375,13 @@ int ember_infer_modes(ember_infer *inf, const float *x, int nq, const ember_infe
   if (rc < 0) return rc;
   for (int q0 = 0; q0 < nq; q0 += g) {
     int gq = nq - q0 < g ? nq - q0 : g;
+    inf->dfo.keep_initial = 1;
     rc = dfo_group(inf, x, q0, gq, o, seed, stream0, err);
+    inf->dfo.keep_initial = 0;
     if (rc < 0) return rc;
     for (int q = 0; q < gq; q++) {
-      int c = ember_modes_find(inf->dfo.y + (size_t)q * n * d, inf->dfo.e + (size_t)q * n, n, d,
+      int c = ember_modes_find(inf->dfo.y + (size_t)q * n * d, inf->dfo.e + (size_t)q * n, n,
+                               inf->dfo.y0 + (size_t)q * n * d, inf->dfo.e0 + (size_t)q * n, n, d,
                                o->temperature, mo, inf->iscratch, inf->fscratch,
                                inf->my + (size_t)q * k * d, inf->me + (size_t)q * k,
                                inf->mw + (size_t)q * k);

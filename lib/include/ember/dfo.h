@@ -19,8 +19,11 @@
  * Modes: the population's distinct minimisers, found by quick-shift at scale `radius`: each
  * candidate (of the 2048 lowest-energy ones) links to its nearest lower-energy neighbour within
  * the radius, and one without such a neighbour is a local minimum that roots a mode. A mode's
- * mass is the softmax(-E / temperature) weight of the candidates that lead to it (the rest join
- * the nearest root). Modes with less than `min_mass` are dropped; the others are returned
+ * mass estimates the probability of the mode's basin under p(y|x) = softmax(-E / temperature):
+ * the self-normalised importance weights of the *uniform starting population* (an unbiased
+ * sample of the bounds), each joining the nearest root. The final population cannot give that
+ * estimate: resampling has already multiplied it by exp(-E) several times and lets one basin
+ * drift ahead of another. Modes with less than `min_mass` are dropped; the others are returned
  * sorted by energy, at most k, each optionally polished by gradient descent on E (with
  * backtracking, inside the bounds).
  *
@@ -52,6 +55,9 @@ typedef struct ember_dfo_ws {
   float *e;     /* (max_queries, max_samples): energies of the last evaluation */
   double *cdf;  /* (max_samples) */
   float *noise; /* (max_samples * ydim) */
+  float *y0;    /* (max_queries, max_samples, ydim): the uniform starting population ... */
+  float *e0;    /* (max_queries, max_samples): ... and its energies, kept if keep_initial */
+  int keep_initial;
   void *mem;
 } ember_dfo_ws;
 
@@ -81,12 +87,14 @@ typedef struct ember_modes_opts {
 
 int ember_modes_opts_check(const ember_modes_opts *o, ember_err *err);
 
-/* Modes of one query's population y (n, ydim) with energies e (n): writes up to mo->k modes
- * to mode_y (k, ydim), mode_e (k), mode_w (k) and returns how many (>= 1 when n >= 1).
- * Weights are softmax(-e / temperature) summed per mode. iscratch: (3n) ints, fscratch: (n) floats. */
-int ember_modes_find(const float *y, const float *e, int n, int ydim, float temperature,
-                     const ember_modes_opts *mo, int *iscratch, float *fscratch, float *mode_y,
-                     float *mode_e, float *mode_w);
+/* Modes of one query's final population y (n, ydim) with energies e (n): writes up to mo->k
+ * modes to mode_y (k, ydim), mode_e (k), mode_w (k) and returns how many (>= 1 when n >= 1).
+ * Masses come from the uniform population y0 (n0, ydim) with energies e0 (n0); with y0 NULL
+ * they come from the final population instead. iscratch: (3n) ints, fscratch: (max(n, n0))
+ * floats. */
+int ember_modes_find(const float *y, const float *e, int n, const float *y0, const float *e0,
+                     int n0, int ydim, float temperature, const ember_modes_opts *mo,
+                     int *iscratch, float *fscratch, float *mode_y, float *mode_e, float *mode_w);
 
 /* Polishes nq * m points y (nq, m, ydim) in place by gradient descent on E with per-point
  * backtracking: a step that raises E is undone and that point's step halved; an accepted
