@@ -235,7 +235,7 @@ def export_fixture(args):
             "infer.shrink": "0.5", "infer.temperature": "1",
             "train.steps": "0", "train.seed": "20240611", "train.batch": "512",
             "train.negatives": "256", "train.lr": "0.001", "train.temperature": "1",
-            "train.loss": "infonce"}
+            "train.loss": "0"}
         write_safetensors(os.path.join(args.path, f"{arch}.safetensors"), tensors, meta)
 
         net64 = net.double()  # reference values in float64 from the float32 weights
