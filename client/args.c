@@ -46,7 +46,7 @@ void args_help(FILE *f, const char *verb, const char *usage, const opt_spec *spe
     snprintf(left, sizeof left, "--%s%s%s", s->name, s->type == OPT_FLAG ? "" : " ",
              s->type == OPT_FLAG ? "" : (s->metavar ? s->metavar : type_metavar(s->type)));
     fprintf(f, "  %-24s %s", left, s->help);
-    print_default(f, s);
+    if (!s->hide_default) print_default(f, s);
     fprintf(f, "\n");
   }
   fprintf(f, "  %-24s %s\n", "--help", "show this help");

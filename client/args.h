@@ -27,6 +27,7 @@ typedef struct opt_spec {
   const char *metavar;
   const char *help;
   int min_set;      /* set to 1 by args_parse when the option was given */
+  int hide_default; /* the help text states the default itself */
 } opt_spec;
 
 /* Parses argv[0..argc) (the verb's arguments, without the verb). Returns 0, 1 if --help was

@@ -83,18 +83,18 @@ static int bench_infer(int argc, char **argv) {
   int_list widths = {1, {256}}, samples = {1, {1024}}, queries = {1, {1}};
   int_list threads = {1, {cli_default_threads()}};
   opt_spec specs[] = {
-      {"x-dim", OPT_INT, &x_dim, NULL, "x dimensions", 0},
-      {"y-dim", OPT_INT, &y_dim, NULL, "y dimensions", 0},
-      {"arch", OPT_STR, &arch, "A", "resnet or mlp", 0},
-      {"width", OPT_LIST, &widths, NULL, "hidden width(s)", 0},
-      {"depth", OPT_INT, &depth, NULL, "hidden dense layers", 0},
-      {"samples", OPT_LIST, &samples, NULL, "DFO samples per query", 0},
-      {"iters", OPT_INT, &iters, NULL, "DFO iterations", 0},
-      {"queries", OPT_LIST, &queries, NULL, "queries per call (batched together)", 0},
-      {"threads", OPT_LIST, &threads, NULL, "threads", 0},
-      {"reps", OPT_INT, &reps, NULL, "timed calls per configuration", 0},
-      {"warmup", OPT_INT, &warmup, NULL, "untimed calls first", 0},
-      {"seed", OPT_U64, &seed, NULL, "random seed for weights and inputs", 0},
+      {"x-dim", OPT_INT, &x_dim, NULL, "x dimensions", 0, 0},
+      {"y-dim", OPT_INT, &y_dim, NULL, "y dimensions", 0, 0},
+      {"arch", OPT_STR, &arch, "A", "resnet or mlp", 0, 0},
+      {"width", OPT_LIST, &widths, NULL, "hidden width(s)", 0, 0},
+      {"depth", OPT_INT, &depth, NULL, "hidden dense layers", 0, 0},
+      {"samples", OPT_LIST, &samples, NULL, "DFO samples per query", 0, 0},
+      {"iters", OPT_INT, &iters, NULL, "DFO iterations", 0, 0},
+      {"queries", OPT_LIST, &queries, NULL, "queries per call (batched together)", 0, 0},
+      {"threads", OPT_LIST, &threads, NULL, "threads (default: online CPUs)", 0, 1},
+      {"reps", OPT_INT, &reps, NULL, "timed calls per configuration", 0, 0},
+      {"warmup", OPT_INT, &warmup, NULL, "untimed calls first", 0, 0},
+      {"seed", OPT_U64, &seed, NULL, "random seed for weights and inputs", 0, 0},
   };
   int nspecs = (int)(sizeof specs / sizeof *specs);
   int rc = args_parse("bench infer", "[options]", specs, nspecs, argc, argv);
@@ -177,19 +177,19 @@ static int bench_train(int argc, char **argv) {
   const char *arch = "resnet", *method = "dfo";
   int_list threads = {1, {cli_default_threads()}};
   opt_spec specs[] = {
-      {"method", OPT_STR, &method, "M", "dfo or mse", 0},
-      {"x-dim", OPT_INT, &x_dim, NULL, "x dimensions", 0},
-      {"y-dim", OPT_INT, &y_dim, NULL, "y dimensions", 0},
-      {"arch", OPT_STR, &arch, "A", "resnet or mlp", 0},
-      {"width", OPT_INT, &o.width, NULL, "hidden width", 0},
-      {"depth", OPT_INT, &o.depth, NULL, "hidden dense layers", 0},
-      {"batch", OPT_INT, &o.batch, NULL, "examples per step", 0},
-      {"negatives", OPT_INT, &o.negatives, NULL, "counter-examples per example", 0},
-      {"rows", OPT_INT, &rows, NULL, "rows of the random dataset", 0},
-      {"steps", OPT_INT, &steps, NULL, "timed steps", 0},
-      {"warmup", OPT_INT, &warmup, NULL, "untimed steps first", 0},
-      {"threads", OPT_LIST, &threads, NULL, "threads", 0},
-      {"seed", OPT_U64, &o.seed, NULL, "random seed", 0},
+      {"method", OPT_STR, &method, "M", "dfo or mse", 0, 0},
+      {"x-dim", OPT_INT, &x_dim, NULL, "x dimensions", 0, 0},
+      {"y-dim", OPT_INT, &y_dim, NULL, "y dimensions", 0, 0},
+      {"arch", OPT_STR, &arch, "A", "resnet or mlp", 0, 0},
+      {"width", OPT_INT, &o.width, NULL, "hidden width", 0, 0},
+      {"depth", OPT_INT, &o.depth, NULL, "hidden dense layers", 0, 0},
+      {"batch", OPT_INT, &o.batch, NULL, "examples per step", 0, 0},
+      {"negatives", OPT_INT, &o.negatives, NULL, "counter-examples per example", 0, 0},
+      {"rows", OPT_INT, &rows, NULL, "rows of the random dataset", 0, 0},
+      {"steps", OPT_INT, &steps, NULL, "timed steps", 0, 0},
+      {"warmup", OPT_INT, &warmup, NULL, "untimed steps first", 0, 0},
+      {"threads", OPT_LIST, &threads, NULL, "threads (default: online CPUs)", 0, 1},
+      {"seed", OPT_U64, &o.seed, NULL, "random seed", 0, 0},
   };
   int nspecs = (int)(sizeof specs / sizeof *specs);
   int rc = args_parse("bench train", "[options]", specs, nspecs, argc, argv);

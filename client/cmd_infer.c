@@ -25,15 +25,15 @@ typedef struct infer_cli {
 } infer_cli;
 
 #define INFER_SPECS(c)                                                                          \
-  {"model", OPT_STR, &(c).model, "FILE", "model checkpoint (.safetensors)", 0},                \
-  {"input", OPT_STR, &(c).input, "FILE|-", "x rows: CSV or .npz (array x); - reads stdin", 0}, \
-  {"samples", OPT_INT, &(c).o.samples, NULL, "DFO samples per row (default: the model's)", 0}, \
-  {"iters", OPT_INT, &(c).o.iters, NULL, "DFO iterations (default: the model's)", 0},         \
-  {"sigma", OPT_FLOAT, &(c).o.sigma, NULL, "initial noise, normalised units (default: the model's)", 0}, \
-  {"shrink", OPT_FLOAT, &(c).o.shrink, NULL, "noise factor per iteration (default: the model's)", 0},   \
-  {"temperature", OPT_FLOAT, &(c).o.temperature, NULL, "softmax temperature (default: the model's)", 0}, \
-  {"seed", OPT_U64, &(c).seed, NULL, "random seed", 0},                                        \
-  {"threads", OPT_INT, &(c).threads, NULL, "worker threads", 0}
+  {"model", OPT_STR, &(c).model, "FILE", "model checkpoint (.safetensors)", 0, 0},                \
+  {"input", OPT_STR, &(c).input, "FILE|-", "x rows: CSV or .npz (array x); - reads stdin", 0, 0}, \
+  {"samples", OPT_INT, &(c).o.samples, NULL, "DFO samples per row (default: the model's)", 0, 1}, \
+  {"iters", OPT_INT, &(c).o.iters, NULL, "DFO iterations (default: the model's)", 0, 1},         \
+  {"sigma", OPT_FLOAT, &(c).o.sigma, NULL, "initial noise, normalised units (default: the model's)", 0, 1}, \
+  {"shrink", OPT_FLOAT, &(c).o.shrink, NULL, "noise factor per iteration (default: the model's)", 0, 1},   \
+  {"temperature", OPT_FLOAT, &(c).o.temperature, NULL, "softmax temperature (default: the model's)", 0, 1}, \
+  {"seed", OPT_U64, &(c).seed, NULL, "random seed", 0, 0},                                        \
+  {"threads", OPT_INT, &(c).threads, NULL, "worker threads (default: online CPUs)", 0, 1}
 
 /* Loads model and inputs; options not given on the command line come from the model. */
 static int open_all(const char *verb, infer_cli *c, const opt_spec *specs, int nspecs,
@@ -98,7 +98,7 @@ int cmd_predict(int argc, char **argv) {
   init_cli(&c);
   int with_energy = 0;
   opt_spec specs[] = {INFER_SPECS(c),
-                      {"energy", OPT_FLAG, &with_energy, NULL, "add an energy column", 0}};
+                      {"energy", OPT_FLAG, &with_energy, NULL, "add an energy column", 0, 0}};
   int nspecs = (int)(sizeof specs / sizeof *specs);
   int rc = args_parse("predict", "--model MODEL --input FILE|- [options]", specs, nspecs, argc, argv);
   if (rc != 0) return rc < 0 ? 2 : 0;
@@ -141,11 +141,11 @@ int cmd_sample(int argc, char **argv) {
   init_cli(&c);
   ember_modes_opts mo = EMBER_MODES_DEFAULTS;
   opt_spec specs[] = {INFER_SPECS(c),
-                      {"modes", OPT_INT, &mo.k, "K", "modes (distinct minimisers) per row", 0},
-                      {"radius", OPT_FLOAT, &mo.radius, NULL, "mode-finding scale, normalised y units", 0},
-                      {"min-mass", OPT_FLOAT, &mo.min_mass, NULL, "drop modes with less probability mass", 0},
-                      {"polish", OPT_INT, &mo.polish_steps, NULL, "gradient-descent steps on E per mode", 0},
-                      {"polish-lr", OPT_FLOAT, &mo.polish_lr, NULL, "initial polishing step", 0}};
+                      {"modes", OPT_INT, &mo.k, "K", "modes (distinct minimisers) per row", 0, 0},
+                      {"radius", OPT_FLOAT, &mo.radius, NULL, "mode-finding scale, normalised y units", 0, 0},
+                      {"min-mass", OPT_FLOAT, &mo.min_mass, NULL, "drop modes with less probability mass", 0, 0},
+                      {"polish", OPT_INT, &mo.polish_steps, NULL, "gradient-descent steps on E per mode", 0, 0},
+                      {"polish-lr", OPT_FLOAT, &mo.polish_lr, NULL, "initial polishing step", 0, 0}};
   int nspecs = (int)(sizeof specs / sizeof *specs);
   int rc = args_parse("sample", "--model MODEL --input FILE|- --modes K [options]", specs, nspecs, argc, argv);
   if (rc != 0) return rc < 0 ? 2 : 0;
@@ -203,7 +203,7 @@ static void print_vec(const char *name, const float *v, int n) {
 
 int cmd_info(int argc, char **argv) {
   const char *path = NULL;
-  opt_spec specs[] = {{"model", OPT_STR, &path, "FILE", "model checkpoint (.safetensors)", 0}};
+  opt_spec specs[] = {{"model", OPT_STR, &path, "FILE", "model checkpoint (.safetensors)", 0, 0}};
   int rc = args_parse("info", "--model MODEL", specs, 1, argc, argv);
   if (rc != 0) return rc < 0 ? 2 : 0;
   if (!path) {
