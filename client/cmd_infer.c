@@ -86,6 +86,13 @@ static void close_all(ember_model *m, ember_dataset *ds, ember_pool *pool, ember
   ember_model_free(m);
 }
 
+/* Results are only complete if they reached stdout (a full disk or closed pipe is an error). */
+static int finish_stdout(const char *verb) {
+  if (fflush(stdout) == 0 && !ferror(stdout)) return 0;
+  fprintf(stderr, "ember %s: could not write the results\n", verb);
+  return 1;
+}
+
 static void init_cli(infer_cli *c) {
   memset(c, 0, sizeof *c);
   ember_infer_opts d = EMBER_INFER_DEFAULTS;
@@ -125,10 +132,7 @@ int cmd_predict(int argc, char **argv) {
       if (with_energy) printf(",%.7g", (double)e[i]);
       putchar('\n');
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-      fprintf(stderr, "ember predict: could not write the results\n");
-      rc = 1;
-    }
+    rc = finish_stdout("predict");
   }
   free(y);
   free(e);
@@ -182,10 +186,7 @@ int cmd_sample(int argc, char **argv) {
         for (int j = 0; j < d; j++) printf(",%.7g", (double)my[slot * d + j]);
         putchar('\n');
       }
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-      fprintf(stderr, "ember sample: could not write the results\n");
-      rc = 1;
-    }
+    rc = finish_stdout("sample");
   }
   free(my);
   free(me);

@@ -12,30 +12,32 @@
 static const char *const method_names[] = {"dfo", "mse", "ardfo", "langevin"};
 static const char *const arch_names[] = {"mlp", "resnet"};
 
+#define COUNT(a) (sizeof(a) / sizeof *(a))
+
+static int lookup(const char *const *names, unsigned n, const char *s) {
+  for (unsigned i = 0; s && i < n; i++)
+    if (strcmp(s, names[i]) == 0) return (int)i;
+  return EMBER_EINVAL;
+}
+
 const char *ember_method_name(ember_method m) {
-  return (unsigned)m < sizeof method_names / sizeof *method_names ? method_names[m] : "unknown";
+  return (unsigned)m < COUNT(method_names) ? method_names[m] : "unknown";
 }
 
 int ember_method_parse(const char *s, ember_method *out) {
-  for (unsigned i = 0; i < sizeof method_names / sizeof *method_names; i++)
-    if (s && strcmp(s, method_names[i]) == 0) {
-      *out = (ember_method)i;
-      return 0;
-    }
-  return EMBER_EINVAL;
+  int i = lookup(method_names, COUNT(method_names), s);
+  if (i >= 0) *out = (ember_method)i;
+  return i < 0 ? i : 0;
 }
 
 const char *ember_arch_name(ember_arch a) {
-  return (unsigned)a < sizeof arch_names / sizeof *arch_names ? arch_names[a] : "unknown";
+  return (unsigned)a < COUNT(arch_names) ? arch_names[a] : "unknown";
 }
 
 int ember_arch_parse(const char *s, ember_arch *out) {
-  for (unsigned i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
-    if (s && strcmp(s, arch_names[i]) == 0) {
-      *out = (ember_arch)i;
-      return 0;
-    }
-  return EMBER_EINVAL;
+  int i = lookup(arch_names, COUNT(arch_names), s);
+  if (i >= 0) *out = (ember_arch)i;
+  return i < 0 ? i : 0;
 }
 
 int ember_infer_opts_check(const ember_infer_opts *o, ember_err *err) {
