@@ -64,6 +64,11 @@ done:
   return best;
 }
 
+static int usage_error(const char *what, const char *msg) {
+  fprintf(stderr, "ember bench %s: %s\n", what, msg);
+  return 2;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -100,11 +105,16 @@ static int bench_infer(int argc, char **argv) {
   int rc = args_parse("bench infer", "[options]", specs, nspecs, argc, argv);
   if (rc != 0) return rc < 0 ? 2 : 0;
   ember_arch a;
-  if (ember_arch_parse(arch, &a) < 0 || reps < 1 || warmup < 0) {
-    fprintf(stderr, "ember bench infer: bad --arch, --reps or --warmup\n");
-    return 2;
-  }
+  if (ember_arch_parse(arch, &a) < 0) return usage_error("infer", "--arch must be resnet or mlp");
+  if (reps < 1) return usage_error("infer", "--reps must be >= 1");
+  if (warmup < 0) return usage_error("infer", "--warmup must be >= 0");
+  for (int i = 0; i < queries.n; i++)
+    if (queries.v[i] < 1) return usage_error("infer", "--queries must be >= 1");
   ember_err err;
+  for (int i = 0; i < samples.n; i++) {
+    ember_infer_opts chk = {samples.v[i], iters, 0.33f, 0.5f, 1.0f};
+    if (ember_infer_opts_check(&chk, &err) < 0) return usage_error("infer", err.msg);
+  }
   for (int ti = 0; ti < threads.n; ti++) {
     ember_pool *pool;
     if (cli_pool("bench infer", threads.v[ti], &pool) < 0) return 2;
@@ -131,7 +141,6 @@ static int bench_infer(int argc, char **argv) {
           times = malloc((size_t)reps * sizeof(double));
           rc = !x || !y || !times ? ember_fail(&err, EMBER_ENOMEM, "out of memory") : 0;
           if (rc == 0) rc = ember_infer_create(&inf, &m, pool, &err);
-          if (rc == 0 && nq < 1) rc = ember_fail(&err, EMBER_EINVAL, "--queries must be >= 1");
           for (int i = 0; rc == 0 && i < nq * x_dim; i++) x[i] = ember_rng_normal(&rng);
           for (int r = 0; rc == 0 && r < warmup; r++) rc = ember_infer_predict(inf, x, nq, &o, seed, 0, y, NULL, &err);
           for (int r = 0; rc == 0 && r < reps; r++) {
@@ -195,11 +204,12 @@ static int bench_train(int argc, char **argv) {
   int rc = args_parse("bench train", "[options]", specs, nspecs, argc, argv);
   if (rc != 0) return rc < 0 ? 2 : 0;
   ember_err err;
-  if (ember_arch_parse(arch, &o.arch) < 0 || ember_method_parse(method, &o.method) < 0 ||
-      steps < 1 || warmup < 0 || rows < 1 || x_dim < 1 || y_dim < 1) {
-    fprintf(stderr, "ember bench train: bad --arch, --method, --steps, --warmup, --rows or dims\n");
-    return 2;
-  }
+  if (ember_arch_parse(arch, &o.arch) < 0) return usage_error("train", "--arch must be resnet or mlp");
+  if (ember_method_parse(method, &o.method) < 0) return usage_error("train", "--method must be dfo or mse");
+  if (steps < 1) return usage_error("train", "--steps must be >= 1");
+  if (warmup < 0) return usage_error("train", "--warmup must be >= 0");
+  if (rows < 1) return usage_error("train", "--rows must be >= 1");
+  if (x_dim < 1 || y_dim < 1) return usage_error("train", "--x-dim and --y-dim must be >= 1");
   if (ember_train_opts_check(&o, &err) < 0) {
     fprintf(stderr, "ember bench train: %s\n", err.msg);
     return 2;
@@ -266,6 +276,7 @@ int cmd_bench(int argc, char **argv) {
     printf("usage: ember bench infer|train [options]   (ember bench infer --help)\n");
     return 0;
   }
+  if (argc >= 1) fprintf(stderr, "ember bench: unknown benchmark '%s'\n", argv[0]);
   fprintf(stderr, "usage: ember bench infer|train [options]   (ember bench infer --help)\n");
   return 2;
 }

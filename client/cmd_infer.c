@@ -54,13 +54,13 @@ static int open_all(const char *verb, infer_cli *c, const opt_spec *specs, int n
   if (!args_given(specs, nspecs, "sigma")) c->o.sigma = m->infer.sigma;
   if (!args_given(specs, nspecs, "shrink")) c->o.shrink = m->infer.shrink;
   if (!args_given(specs, nspecs, "temperature")) c->o.temperature = m->infer.temperature;
-  if (m->method != EMBER_METHOD_MSE && ember_infer_opts_check(&c->o, &err) < 0) {
+  if (ember_infer_opts_check(&c->o, &err) < 0) {
     fprintf(stderr, "ember %s: %s\n", verb, err.msg);
     ember_model_free(m);
     return 2;
   }
   if (ember_dataset_read(c->input, m->x_dim, 0, ds, &err) < 0) {
-    fprintf(stderr, "ember %s: %s (the model takes %d x values per row)\n", verb, err.msg, m->x_dim);
+    fprintf(stderr, "ember %s: %s\n", verb, err.msg);
     ember_model_free(m);
     return 1;
   }
@@ -115,6 +115,11 @@ int cmd_predict(int argc, char **argv) {
   ember_infer *inf;
   rc = open_all("predict", &c, specs, nspecs, &m, &ds, &pool, &inf);
   if (rc) return rc;
+  if (with_energy && m.method == EMBER_METHOD_MSE) {
+    fprintf(stderr, "ember predict: --energy: %s is an explicit (mse) model, which has no energy\n", c.model);
+    close_all(&m, &ds, pool, inf);
+    return 2;
+  }
   float *y = malloc((size_t)ds.n * m.y_dim * sizeof(float));
   float *e = malloc((size_t)ds.n * sizeof(float));
   ember_err err;
@@ -164,6 +169,12 @@ int cmd_sample(int argc, char **argv) {
   ember_infer *inf;
   rc = open_all("sample", &c, specs, nspecs, &m, &ds, &pool, &inf);
   if (rc) return rc;
+  if (m.method == EMBER_METHOD_MSE) {
+    fprintf(stderr, "ember sample: %s is an explicit (mse) model: it has one answer per input and "
+                    "no energy to find modes in; use ember predict\n", c.model);
+    close_all(&m, &ds, pool, inf);
+    return 2;
+  }
   const int k = mo.k, d = m.y_dim;
   float *my = malloc((size_t)ds.n * k * d * sizeof(float));
   float *me = malloc((size_t)ds.n * k * sizeof(float));
@@ -227,9 +238,12 @@ int cmd_info(int argc, char **argv) {
   print_vec("y_std", m.y_std, m.y_dim);
   print_vec("y_lo (normalised)", m.y_lo, m.y_dim);
   print_vec("y_hi (normalised)", m.y_hi, m.y_dim);
-  printf("%-18s samples %d, iters %d, sigma %g, shrink %g, temperature %g\n", "inference",
-         m.infer.samples, m.infer.iters, (double)m.infer.sigma, (double)m.infer.shrink,
-         (double)m.infer.temperature);
+  if (m.method == EMBER_METHOD_MSE)
+    printf("%-18s one forward pass (explicit model)\n", "inference");
+  else
+    printf("%-18s samples %d, iters %d, sigma %g, shrink %g, temperature %g\n", "inference",
+           m.infer.samples, m.infer.iters, (double)m.infer.sigma, (double)m.infer.shrink,
+           (double)m.infer.temperature);
   printf("%-18s %lld steps, batch %d, negatives %d, lr %g, seed %llu, final loss %.4f\n", "training",
          (long long)m.train_steps, m.train_batch, m.train_negatives, (double)m.train_lr,
          (unsigned long long)m.train_seed, (double)m.train_loss);

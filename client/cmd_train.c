@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "args.h"
@@ -99,6 +100,16 @@ int cmd_train(int argc, char **argv) {
   if (rc != 0) return rc < 0 ? 2 : 0;
   if (!data || !out) {
     fprintf(stderr, "ember train: --data and --out are required (see ember train --help)\n");
+    return 2;
+  }
+  struct stat sd, so;
+  if (strcmp(out, "-") == 0) {
+    fprintf(stderr, "ember train: --out needs a file name (a checkpoint cannot go to stdout)\n");
+    return 2;
+  }
+  if (strcmp(data, "-") != 0 && stat(data, &sd) == 0 && stat(out, &so) == 0 && sd.st_dev == so.st_dev &&
+      sd.st_ino == so.st_ino) {
+    fprintf(stderr, "ember train: --out %s is the training data file; refusing to overwrite it\n", out);
     return 2;
   }
   if (ember_method_parse(method, &o.method) < 0 || (o.method != EMBER_METHOD_DFO && o.method != EMBER_METHOD_MSE)) {

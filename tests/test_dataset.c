@@ -125,7 +125,7 @@ static void test_csv_x_dim(void **state) {
               EMBER_EFORMAT, "data.csv:3: expected 9 columns (8 x + 1 y), found 7", NULL);
   csv_refused(text, 3, 1, EMBER_EFORMAT, "data.csv:1: expected 4 columns (3 x + 1 y), found 5",
               NULL);
-  csv_refused(text, 4, 0, EMBER_EFORMAT, "data.csv:1: expected 4 columns (4 x), found 5", NULL);
+  csv_refused(text, 4, 0, EMBER_EFORMAT, "data.csv:1: expected 4 columns (x), found 5", NULL);
 }
 
 static void test_csv_y_dim_2(void **state) {

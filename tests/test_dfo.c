@@ -192,11 +192,10 @@ static void test_modes_of_a_double_well(void **state) {
   ember_infer_opts o = {N, 3, 0.33f, 0.5f, 1.0f};
   ember_modes_opts mo = EMBER_MODES_DEFAULTS;
   mo.k = 3;
-  int iscratch[3 * N];
   float fscratch[N], my[3], me[3], mw[3];
   ws.keep_initial = 1;
   assert_int_equal(ember_dfo_run(&ws, two_wells, NULL, 1, lo, hi, &o, &rng, NULL, NULL, NULL), 0);
-  int c = ember_modes_find(ws.y, ws.e, N, ws.y0, ws.e0, N, 1, 1.0f, &mo, iscratch, fscratch, my, me, mw);
+  int c = ember_modes_find(ws.y, ws.e, N, ws.y0, ws.e0, N, 1, 1.0f, &mo, fscratch, my, me, mw);
   assert_int_equal(c, 2);
   /* sorted by energy: the deeper well first */
   assert_true(fabsf(my[0] + 0.6f) < 0.1f);
@@ -208,13 +207,50 @@ static void test_modes_of_a_double_well(void **state) {
   assert_float_equal(mw[1], 0.488, 0.04);
   assert_float_equal(mw[0] + mw[1], 1.0, 1e-5);
   /* from the final population instead, both still get real mass */
-  assert_int_equal(ember_modes_find(ws.y, ws.e, N, NULL, NULL, 0, 1, 1.0f, &mo, iscratch, fscratch, my, me, mw), 2);
+  assert_int_equal(ember_modes_find(ws.y, ws.e, N, NULL, NULL, 0, 1, 1.0f, &mo, fscratch, my, me, mw), 2);
   assert_true(mw[0] > 0.05f && mw[1] > 0.05f);
   /* k = 1 returns only the best */
   mo.k = 1;
-  assert_int_equal(ember_modes_find(ws.y, ws.e, N, ws.y0, ws.e0, N, 1, 1.0f, &mo, iscratch, fscratch, my, me, mw), 1);
+  assert_int_equal(ember_modes_find(ws.y, ws.e, N, ws.y0, ws.e0, N, 1, 1.0f, &mo, fscratch, my, me, mw), 1);
   assert_true(fabsf(my[0] + 0.6f) < 0.1f);
   ember_dfo_ws_free(&ws);
+}
+
+/* wells at -0.6 (depth 0) and 0.5 (depth 1.0): many iterations starve the shallow well in the
+ * final population, but it is still a mode, with its probability e^-1 / (1 + e^-1) = 0.27 */
+static void unequal_wells(void *ctx, int nq, int n, const float *y, float *e) {
+  (void)ctx;
+  for (int i = 0; i < nq * n; i++) {
+    float a = 30.0f * (y[i] + 0.6f) * (y[i] + 0.6f), b = 30.0f * (y[i] - 0.5f) * (y[i] - 0.5f) + 1.0f;
+    e[i] = a < b ? a : b;
+  }
+}
+
+static void test_modes_survive_a_starved_branch(void **state) {
+  (void)state;
+  const float lo[1] = {-1}, hi[1] = {1};
+  const int sizes[2] = {2048, 65536}, iters[2] = {8, 3};
+  for (int t = 0; t < 2; t++) {
+    int n = sizes[t];
+    ember_dfo_ws ws;
+    assert_int_equal(ember_dfo_ws_init(&ws, 1, n, 1, NULL), 0);
+    ws.keep_initial = 1;
+    ember_rng rng;
+    ember_rng_seed(&rng, 4, 0);
+    ember_infer_opts o = {n, iters[t], 0.33f, 0.5f, 1.0f};
+    assert_int_equal(ember_dfo_run(&ws, unequal_wells, NULL, 1, lo, hi, &o, &rng, NULL, NULL, NULL), 0);
+    int in_shallow = 0;
+    for (int i = 0; i < n; i++) in_shallow += ws.y[i] > 0.0f;
+    ember_modes_opts mo = EMBER_MODES_DEFAULTS;
+    float *fscratch = malloc(sizeof(float) * (size_t)n), my[2], me[2], mw[2];
+    int c = ember_modes_find(ws.y, ws.e, n, ws.y0, ws.e0, n, 1, 1.0f, &mo, fscratch, my, me, mw);
+    if (c != 2) fail_msg("n=%d iters=%d: %d modes (%d of the final population in the shallow well)", n,
+                         iters[t], c, in_shallow);
+    assert_true(fabsf(my[0] + 0.6f) < 0.05f && fabsf(my[1] - 0.5f) < 0.05f);
+    assert_float_equal(mw[1], 0.269, 0.04);
+    free(fscratch);
+    ember_dfo_ws_free(&ws);
+  }
 }
 
 static void test_polish_descends(void **state) {
@@ -240,6 +276,7 @@ int main(void) {
       cmocka_unit_test(test_non_finite_energies_are_ignored),
       cmocka_unit_test(test_resampling_follows_the_weights),
       cmocka_unit_test(test_modes_of_a_double_well),
+      cmocka_unit_test(test_modes_survive_a_starved_branch),
       cmocka_unit_test(test_polish_descends),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

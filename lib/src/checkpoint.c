@@ -796,10 +796,16 @@ int ember_model_load_mem(const void *buf, size_t len, const char *name, ember_mo
   }
   uint64_t hlen = 0;
   for (int i = 0; i < 8; i++) hlen |= (uint64_t)p[i] << (8 * i);
-  if (hlen > CKPT_HEADER_MAX) {
-    rc = ember_fail(err, EMBER_EFORMAT,
-                    "%s: header length %" PRIu64 " exceeds the %" PRIu64 "-byte limit", name, hlen,
-                    CKPT_HEADER_MAX);
+  if (hlen > CKPT_HEADER_MAX || (hlen > 0 && hlen <= len - 8 && p[8] != '{')) {
+    /* a CSV, a zip or any other file lands here: say what it is not before the details */
+    if (hlen > CKPT_HEADER_MAX)
+      rc = ember_fail(err, EMBER_EFORMAT,
+                      "%s: not a safetensors checkpoint (header length %" PRIu64
+                      " exceeds the %" PRIu64 "-byte limit)",
+                      name, hlen, CKPT_HEADER_MAX);
+    else
+      rc = ember_fail(err, EMBER_EFORMAT,
+                      "%s: not a safetensors checkpoint (the header is not a JSON object)", name);
     goto fail;
   }
   if (hlen > len - 8) {

@@ -287,8 +287,8 @@ mismatch:
     rc = ember_fail(err, EMBER_EFORMAT, "%s:%lld: expected %d columns (%d x + %d y), found %d",
                     r->name, line, r->x_dim + r->y_dim, r->x_dim, r->y_dim, found);
   else if (r->x_dim > 0)
-    rc = ember_fail(err, EMBER_EFORMAT, "%s:%lld: expected %d columns (%d x), found %d",
-                    r->name, line, r->x_dim, r->x_dim, found);
+    rc = ember_fail(err, EMBER_EFORMAT, "%s:%lld: expected %d column%s (x), found %d",
+                    r->name, line, r->x_dim, r->x_dim == 1 ? "" : "s", found);
   else
     rc = ember_fail(err, EMBER_EFORMAT,
                     "%s:%lld: expected %d columns (as in line 1), found %d", r->name,
@@ -732,7 +732,7 @@ static int npz_read(const void *buf, size_t len, const char *name, int x_dim, in
   }
   if (y_dim != 0 && yi < 0) {
     rc = ember_fail(err, EMBER_EFORMAT,
-                    "%s: no array 'y' (y.npy) in the archive (y_dim 0 reads inputs only)", name);
+                    "%s: no array 'y' (y.npy) in the archive; training needs x and y", name);
     goto fail;
   }
   if ((rc = npz_array(za, xi, name, "x", x_dim, "x_dim", &x, &xr, &xc, err)) < 0) goto fail;

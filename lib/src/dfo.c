@@ -198,7 +198,7 @@ static float dist2(const float *a, const float *b, int d) {
 }
 
 #define EMBER_MAX_CENTRES 256 /* roots kept; more are folded into their nearest root */
-#define EMBER_LINK_POINTS 2048 /* lowest-energy candidates that take part in linking */
+#define EMBER_LINK_POINTS 2048 /* candidates that take part in linking */
 
 /* softmax(-e / temperature) into w (n); all-non-finite energies give uniform weights */
 static void softmax_weights(const float *e, int n, float temperature, float *w) {
@@ -214,67 +214,132 @@ static void softmax_weights(const float *e, int n, float temperature, float *w) 
   for (int i = 0; i < n; i++) w[i] = z > 0.0 ? (float)(w[i] / z) : 1.0f / (float)n;
 }
 
-static int nearest(const float *yi, const float *y, const int *order, const int *centre, int nc,
-                   int ydim) {
+/* k-th smallest (0-based) of a (n), reordering a: quickselect */
+static float kth_smallest(float *a, int n, int k) {
+  int lo = 0, hi = n - 1;
+  while (lo < hi) {
+    float pivot = a[lo + (hi - lo) / 2];
+    int i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        float t = a[i];
+        a[i++] = a[j];
+        a[j--] = t;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else break;
+  }
+  return a[k];
+}
+
+/* The candidates that take part in mode finding: "link points". Index v < n is final
+ * population candidate v, v >= n is uniform-population candidate v - n. */
+typedef struct link_set {
+  const float *y, *e, *y0, *e0;
+  int n, ydim;
+} link_set;
+
+static const float *lp_y(const link_set *s, int v) {
+  return v < s->n ? s->y + (size_t)v * s->ydim : s->y0 + (size_t)(v - s->n) * s->ydim;
+}
+
+static float lp_e(const link_set *s, int v) { return v < s->n ? s->e[v] : s->e0[v - s->n]; }
+
+static int nearest_root(const link_set *s, const float *yi, const int *root_v, const int *alive,
+                        int nc) {
   int c0 = 0;
   float cd = INFINITY;
   for (int c = 0; c < nc; c++) {
-    float dd = dist2(yi, y + (size_t)order[centre[c]] * ydim, ydim);
+    if (!alive[c]) continue;
+    float dd = dist2(yi, lp_y(s, root_v[c]), s->ydim);
     if (dd < cd) cd = dd, c0 = c;
   }
   return c0;
 }
 
-/* Quick-shift at scale `radius`: each of the lowest-energy candidates links to the nearest
- * candidate of lower energy within the radius; one with no such neighbour is a local minimum
- * at that scale and roots a mode. Unlike clustering by distance to the best point alone, the
- * edge of a wide basin links inward instead of starting a mode of its own. */
+/* Quick-shift at scale `radius` over the link points: each links to its nearest lower-energy
+ * link point within the radius; one with no such neighbour is a local minimum at that scale
+ * and roots a mode. Unlike clustering by distance to the best points, the edge of a wide basin
+ * links inward instead of starting a mode of its own.
+ *
+ * Link points: an even sample of the final population (not its lowest energies: resampling
+ * can fill those with one branch), plus the lowest-energy candidates of the uniform starting
+ * population, which still holds every branch that the iterations let shrink or vanish. A root
+ * that only the uniform population supports, with fewer than 3 link points leading to it, is
+ * an isolated sample rather than a basin (common in high dimensions) and is dissolved. */
 int ember_modes_find(const float *y, const float *e, int n, const float *y0, const float *e0,
                      int n0, int ydim, float temperature, const ember_modes_opts *mo,
-                     int *iscratch, float *fscratch, float *mode_y, float *mode_e, float *mode_w) {
+                     float *fscratch, float *mode_y, float *mode_e, float *mode_w) {
   if (n < 1) return 0;
-  int *order = iscratch, *tmp = iscratch + n, *root = iscratch + 2 * n;
+  enum { L = EMBER_LINK_POINTS };
+  int lv[L], order[L], tmp[L], root[L];
+  float key[L];
+  int root_v[EMBER_MAX_CENTRES], size[EMBER_MAX_CENTRES], alive[EMBER_MAX_CENTRES];
   float mass[EMBER_MAX_CENTRES];
-  int centre[EMBER_MAX_CENTRES]; /* position in `order` of each root */
-  for (int i = 0; i < n; i++) order[i] = i;
-  sort_by_energy(order, tmp, n, e);
+  const int uniform = y0 && e0 && n0 > 0;
+  link_set s = {y, e, y0, e0, n, ydim};
+
+  int nl = 0, half = uniform ? L / 2 : L;
+  if (n <= half)
+    for (int i = 0; i < n; i++) lv[nl++] = i;
+  else
+    for (int k = 0; k < half; k++) lv[nl++] = (int)((int64_t)k * n / half);
+  if (uniform) {
+    int take = n0 < L / 2 ? n0 : L / 2;
+    float thr = INFINITY;
+    if (take < n0) {
+      for (int i = 0; i < n0; i++) fscratch[i] = isfinite(e0[i]) ? e0[i] : INFINITY;
+      thr = kth_smallest(fscratch, n0, take - 1);
+    }
+    for (int i = 0; i < n0 && nl < L; i++)
+      if (isfinite(e0[i]) && e0[i] <= thr) lv[nl++] = n + i;
+  }
+  for (int k = 0; k < nl; k++) order[k] = k, key[k] = lp_e(&s, lv[k]);
+  sort_by_energy(order, tmp, nl, key);
 
   const float r2 = mo->radius * mo->radius;
-  const int linked = n < EMBER_LINK_POINTS ? n : EMBER_LINK_POINTS;
   int nc = 0;
-  for (int k = 0; k < linked; k++) {
-    const float *yi = y + (size_t)order[k] * ydim;
+  for (int k = 0; k < nl; k++) {
+    const float *yi = lp_y(&s, lv[order[k]]);
     int best = -1;
     float bd = r2;
     for (int k2 = 0; k2 < k; k2++) {
-      float dd = dist2(yi, y + (size_t)order[k2] * ydim, ydim);
+      float dd = dist2(yi, lp_y(&s, lv[order[k2]]), ydim);
       if (dd <= bd) bd = dd, best = k2;
     }
-    if (best >= 0) root[k] = root[best];
-    else if (nc < EMBER_MAX_CENTRES) root[k] = nc, centre[nc++] = k;
-    else root[k] = nearest(yi, y, order, centre, nc, ydim); /* too many roots */
+    if (best >= 0) {
+      root[k] = root[best];
+    } else if (nc < EMBER_MAX_CENTRES) {
+      root[k] = nc;
+      root_v[nc] = lv[order[k]];
+      alive[nc] = 1;
+      size[nc++] = 0;
+    } else { /* too many roots: join the nearest */
+      root[k] = nearest_root(&s, yi, root_v, alive, nc);
+    }
+    size[root[k]]++;
   }
+  for (int c = 1; c < nc; c++)
+    if (root_v[c] >= n && size[c] < 3) alive[c] = 0;
 
   /* mass: importance weights of the uniform population, or the final population's */
   for (int c = 0; c < nc; c++) mass[c] = 0.0f;
-  float *w = fscratch;
-  if (y0 && e0 && n0 > 0) {
-    softmax_weights(e0, n0, temperature, w);
-    for (int i = 0; i < n0; i++) mass[nearest(y0 + (size_t)i * ydim, y, order, centre, nc, ydim)] += w[i];
-  } else {
-    softmax_weights(e, n, temperature, w);
-    for (int k = 0; k < linked; k++) mass[root[k]] += w[order[k]];
-    for (int k = linked; k < n; k++)
-      mass[nearest(y + (size_t)order[k] * ydim, y, order, centre, nc, ydim)] += w[order[k]];
-  }
+  const float *my = uniform ? y0 : y, *me = uniform ? e0 : e;
+  int mn = uniform ? n0 : n;
+  softmax_weights(me, mn, temperature, fscratch);
+  for (int i = 0; i < mn; i++)
+    mass[nearest_root(&s, my + (size_t)i * ydim, root_v, alive, nc)] += fscratch[i];
 
   /* roots are in energy order; keep those with enough mass (always the first) */
   int out = 0;
   for (int c = 0; c < nc && out < mo->k; c++) {
-    if (c > 0 && mass[c] < mo->min_mass) continue;
-    int i = order[centre[c]];
-    memcpy(mode_y + (size_t)out * ydim, y + (size_t)i * ydim, (size_t)ydim * sizeof(float));
-    mode_e[out] = e[i];
+    if (!alive[c] || (c > 0 && mass[c] < mo->min_mass)) continue;
+    memcpy(mode_y + (size_t)out * ydim, lp_y(&s, root_v[c]), (size_t)ydim * sizeof(float));
+    mode_e[out] = lp_e(&s, root_v[c]);
     mode_w[out] = mass[c];
     out++;
   }

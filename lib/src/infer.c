@@ -35,7 +35,6 @@ struct ember_infer {
   ember_rng *rngs; /* (cap_q) */
   int cap_modes;   /* mode slots (cap_q * k) the mode buffers hold */
   float *my, *me, *mw, *pwork;
-  int *iscratch;   /* (3 * max_samples) */
   float *fscratch; /* (max_samples) */
   int cap_samples;
   /* the pass in progress, read by the tasks */
@@ -93,7 +92,6 @@ void ember_infer_destroy(ember_infer *inf) {
   ember_dfo_ws_free(&inf->dfo);
   free_groups(inf);
   free_modes(inf);
-  free(inf->iscratch);
   free(inf->fscratch);
   free(inf);
 }
@@ -118,15 +116,9 @@ static int reserve(ember_infer *inf, int gq, int n, ember_err *err) {
     if (rc < 0) return rc;
   }
   if (n > inf->cap_samples) {
-    free(inf->iscratch);
     free(inf->fscratch);
-    inf->iscratch = malloc((size_t)3 * n * sizeof(int));
     inf->fscratch = malloc((size_t)n * sizeof(float));
-    if (!inf->iscratch || !inf->fscratch) {
-      free(inf->iscratch);
-      free(inf->fscratch);
-      inf->iscratch = NULL;
-      inf->fscratch = NULL;
+    if (!inf->fscratch) {
       inf->cap_samples = 0;
       goto nomem;
     }
@@ -382,7 +374,7 @@ int ember_infer_modes(ember_infer *inf, const float *x, int nq, const ember_infe
     for (int q = 0; q < gq; q++) {
       int c = ember_modes_find(inf->dfo.y + (size_t)q * n * d, inf->dfo.e + (size_t)q * n, n,
                                inf->dfo.y0 + (size_t)q * n * d, inf->dfo.e0 + (size_t)q * n, n, d,
-                               o->temperature, mo, inf->iscratch, inf->fscratch,
+                               o->temperature, mo, inf->fscratch,
                                inf->my + (size_t)q * k * d, inf->me + (size_t)q * k,
                                inf->mw + (size_t)q * k);
       for (int j = c; j < k; j++) { /* pad with copies so polishing sees k points per query */
