@@ -192,7 +192,8 @@ static void test_modes_of_a_double_well(void **state) {
   ember_infer_opts o = {N, 3, 0.33f, 0.5f, 1.0f};
   ember_modes_opts mo = EMBER_MODES_DEFAULTS;
   mo.k = 3;
-  float fscratch[N], my[3], me[3], mw[3];
+  static float fscratch[N + EMBER_MODES_LINK];
+  float my[3], me[3], mw[3];
   ws.keep_initial = 1;
   assert_int_equal(ember_dfo_run(&ws, two_wells, NULL, 1, lo, hi, &o, &rng, NULL, NULL, NULL), 0);
   int c = ember_modes_find(ws.y, ws.e, N, ws.y0, ws.e0, N, 1, 1.0f, &mo, fscratch, my, me, mw);
@@ -242,7 +243,7 @@ static void test_modes_survive_a_starved_branch(void **state) {
     int in_shallow = 0;
     for (int i = 0; i < n; i++) in_shallow += ws.y[i] > 0.0f;
     ember_modes_opts mo = EMBER_MODES_DEFAULTS;
-    float *fscratch = malloc(sizeof(float) * (size_t)n), my[2], me[2], mw[2];
+    float *fscratch = malloc(sizeof(float) * ((size_t)n + EMBER_MODES_LINK)), my[2], me[2], mw[2];
     int c = ember_modes_find(ws.y, ws.e, n, ws.y0, ws.e0, n, 1, 1.0f, &mo, fscratch, my, me, mw);
     if (c != 2) fail_msg("n=%d iters=%d: %d modes (%d of the final population in the shallow well)", n,
                          iters[t], c, in_shallow);

@@ -198,7 +198,6 @@ static float dist2(const float *a, const float *b, int d) {
 }
 
 #define EMBER_MAX_CENTRES 256 /* roots kept; more are folded into their nearest root */
-#define EMBER_LINK_POINTS 2048 /* candidates that take part in linking */
 
 /* softmax(-e / temperature) into w (n); all-non-finite energies give uniform weights */
 static void softmax_weights(const float *e, int n, float temperature, float *w) {
@@ -261,10 +260,11 @@ static int nearest_root(const link_set *s, const float *yi, const int *root_v, c
   return c0;
 }
 
-/* Quick-shift at scale `radius` over the link points: each links to its nearest lower-energy
- * link point within the radius; one with no such neighbour is a local minimum at that scale
- * and roots a mode. Unlike clustering by distance to the best points, the edge of a wide basin
- * links inward instead of starting a mode of its own.
+/* Mode seeking at scale `radius` over the link points, in order of energy: each links to the
+ * lowest-energy earlier point within the radius (a steepest-descent step at that scale); one
+ * with no such neighbour is a local minimum and roots a mode. Unlike clustering by distance to
+ * the best points, the edge of a wide basin links inward instead of starting a mode of its own,
+ * and the scan stops at the first hit, so the usual cost is far below nl^2.
  *
  * Link points: an even sample of the final population (not its lowest energies: resampling
  * can fill those with one branch), plus the lowest-energy candidates of the uniform starting
@@ -275,7 +275,7 @@ int ember_modes_find(const float *y, const float *e, int n, const float *y0, con
                      int n0, int ydim, float temperature, const ember_modes_opts *mo,
                      float *fscratch, float *mode_y, float *mode_e, float *mode_w) {
   if (n < 1) return 0;
-  enum { L = EMBER_LINK_POINTS };
+  enum { L = EMBER_MODES_LINK };
   int lv[L], order[L], tmp[L], root[L];
   float key[L];
   int root_v[EMBER_MAX_CENTRES], size[EMBER_MAX_CENTRES], alive[EMBER_MAX_CENTRES];
@@ -301,16 +301,35 @@ int ember_modes_find(const float *y, const float *e, int n, const float *y0, con
   for (int k = 0; k < nl; k++) order[k] = k, key[k] = lp_e(&s, lv[k]);
   sort_by_energy(order, tmp, nl, key);
 
+  /* link points in energy order, one contiguous row per dimension, so the O(nl^2) distance
+   * scan below is a vectorised stream */
+  float *pts = fscratch + (n > n0 ? n : n0), *dd = key; /* key is free once sorted */
+  for (int k = 0; k < nl; k++) {
+    const float *src = lp_y(&s, lv[order[k]]);
+    for (int j = 0; j < ydim; j++) pts[(size_t)j * nl + k] = src[j];
+  }
   const float r2 = mo->radius * mo->radius;
   int nc = 0;
   for (int k = 0; k < nl; k++) {
-    const float *yi = lp_y(&s, lv[order[k]]);
+    /* the first (lowest-energy) earlier point within the radius, scanned in blocks */
     int best = -1;
-    float bd = r2;
-    for (int k2 = 0; k2 < k; k2++) {
-      float dd = dist2(yi, lp_y(&s, lv[order[k2]]), ydim);
-      if (dd <= bd) bd = dd, best = k2;
+    for (int b0 = 0; b0 < k && best < 0; b0 += 64) {
+      int b1 = b0 + 64 < k ? b0 + 64 : k;
+      for (int k2 = b0; k2 < b1; k2++) dd[k2] = 0.0f;
+      for (int j = 0; j < ydim; j++) {
+        const float *row = pts + (size_t)j * nl, c = row[k];
+        for (int k2 = b0; k2 < b1; k2++) {
+          float t = row[k2] - c;
+          dd[k2] += t * t;
+        }
+      }
+      for (int k2 = b0; k2 < b1; k2++)
+        if (dd[k2] <= r2) {
+          best = k2;
+          break;
+        }
     }
+    const float *yi = lp_y(&s, lv[order[k]]);
     if (best >= 0) {
       root[k] = root[best];
     } else if (nc < EMBER_MAX_CENTRES) {

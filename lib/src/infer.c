@@ -117,7 +117,7 @@ static int reserve(ember_infer *inf, int gq, int n, ember_err *err) {
   }
   if (n > inf->cap_samples) {
     free(inf->fscratch);
-    inf->fscratch = malloc((size_t)n * sizeof(float));
+    inf->fscratch = malloc(((size_t)n + (size_t)EMBER_MODES_LINK * m->y_dim) * sizeof(float));
     if (!inf->fscratch) {
       inf->cap_samples = 0;
       goto nomem;

@@ -16,11 +16,11 @@
  * only cost time (IBC's code does the same). The last evaluated population and its energies
  * stay in the workspace for ember_modes.
  *
- * Modes: the distinct minimisers, found by quick-shift at scale `radius` over up to 2048
+ * Modes: the distinct minimisers, found by mode seeking at scale `radius` over up to 2048
  * candidates (an even sample of the final population and the lowest-energy candidates of the
- * uniform starting population, which keeps branches that the iterations let vanish): each
- * links to its nearest lower-energy neighbour within the radius, and one without such a
- * neighbour is a local minimum that roots a mode. A mode's
+ * uniform starting population, which keeps branches that the iterations let vanish): in order
+ * of energy, each links to the lowest-energy earlier candidate within the radius, and one
+ * without such a neighbour is a local minimum that roots a mode. A mode's
  * mass estimates the probability of the mode's basin under p(y|x) = softmax(-E / temperature):
  * the self-normalised importance weights of the *uniform starting population* (an unbiased
  * sample of the bounds), each joining the nearest root. The final population cannot give that
@@ -85,6 +85,9 @@ typedef struct ember_modes_opts {
   float polish_lr;  /* initial step of polishing, normalised units (0.05) */
 } ember_modes_opts;
 
+/* most candidates mode finding links (its cost grows with the square of this) */
+#define EMBER_MODES_LINK 2048
+
 #define EMBER_MODES_DEFAULTS {2, 0.25f, 0.01f, 0, 0.05f}
 
 int ember_modes_opts_check(const ember_modes_opts *o, ember_err *err);
@@ -92,7 +95,8 @@ int ember_modes_opts_check(const ember_modes_opts *o, ember_err *err);
 /* Modes of one query from its final population y (n, ydim) with energies e (n) and its uniform
  * starting population y0 (n0, ydim) with energies e0 (n0): writes up to mo->k modes to mode_y
  * (k, ydim), mode_e (k), mode_w (k) and returns how many (>= 1 when n >= 1). With y0 NULL only
- * the final population is used, for roots and masses. fscratch: (max(n, n0)) floats. */
+ * the final population is used, for roots and masses.
+ * fscratch: (max(n, n0) + EMBER_MODES_LINK * ydim) floats. */
 int ember_modes_find(const float *y, const float *e, int n, const float *y0, const float *e0,
                      int n0, int ydim, float temperature, const ember_modes_opts *mo,
                      float *fscratch, float *mode_y, float *mode_e, float *mode_w);
