@@ -212,6 +212,15 @@ static void test_inference_independent_of_batching(void **state) {
     assert_float_equal(ya, yb[q], 0);
     assert_float_equal(ea, eb[q], 0);
   }
+  /* rows with their own seeds and streams answer as they would alone */
+  uint64_t seeds[Q], streams[Q];
+  float yr[Q], er[Q];
+  for (int q = 0; q < Q; q++) seeds[q] = 100 + (uint64_t)q, streams[q] = 7;
+  assert_int_equal(ember_infer_predict_rows(two, ds.x, Q, &io, seeds, streams, yr, er, NULL), 0);
+  for (int q = 0; q < Q; q++) {
+    assert_int_equal(ember_infer_predict(one, ds.x + 2 * q, 1, &io, 100 + (uint64_t)q, 7, &ya, &ea, NULL), 0);
+    assert_float_equal(ya, yr[q], 0);
+  }
   /* the reported energy is the model's energy at the answer */
   float echeck[Q];
   assert_int_equal(ember_infer_energy(one, ds.x, Q, yb, 1, echeck, NULL), 0);

@@ -270,17 +270,27 @@ static int begin_call(ember_infer *inf, const float *x, int nq, const ember_infe
   return 0;
 }
 
+/* Where each row's random stream comes from: (seed, stream0 + i), or per-row arrays. */
+typedef struct row_seeds {
+  uint64_t seed, stream0;
+  const uint64_t *seeds, *streams;
+} row_seeds;
+
 static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const ember_infer_opts *o,
-                     uint64_t seed, uint64_t stream0, ember_err *err) {
+                     const row_seeds *rs, ember_err *err) {
   const ember_model *m = inf->m;
   prepare_group(inf, x, q0, gq);
-  for (int q = 0; q < gq; q++) ember_rng_seed(&inf->rngs[q], seed, stream0 + (uint64_t)(q0 + q));
+  for (int q = 0; q < gq; q++) {
+    int i = q0 + q;
+    ember_rng_seed(&inf->rngs[q], rs->seeds ? rs->seeds[i] : rs->seed,
+                   rs->streams ? rs->streams[i] : rs->stream0 + (uint64_t)i);
+  }
   return ember_dfo_run(&inf->dfo, energy_cb, inf, gq, m->y_lo, m->y_hi, o, inf->rngs, inf->out,
                        NULL, err);
 }
 
-int ember_infer_predict(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
-                        uint64_t seed, uint64_t stream0, float *y, float *energy, ember_err *err) {
+static int predict(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
+                   const row_seeds *rs, float *y, float *energy, ember_err *err) {
   const ember_model *m = inf->m;
   int rc = begin_call(inf, x, nq, &o, err);
   if (rc < 0) return rc;
@@ -290,7 +300,7 @@ int ember_infer_predict(ember_infer *inf, const float *x, int nq, const ember_in
   if (rc < 0) return rc;
   for (int q0 = 0; q0 < nq; q0 += g) {
     int gq = nq - q0 < g ? nq - q0 : g;
-    rc = dfo_group(inf, x, q0, gq, o, seed, stream0, err);
+    rc = dfo_group(inf, x, q0, gq, o, rs, err);
     if (rc < 0) return rc;
     for (int q = 0; q < gq; q++) {
       const float *eq = inf->dfo.e + (size_t)q * o->samples;
@@ -336,9 +346,9 @@ static int tidy_modes(float *my, float *me, float *mw, int count, int d, float r
   return out;
 }
 
-int ember_infer_modes(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
-                      const ember_modes_opts *mo, uint64_t seed, uint64_t stream0, float *mode_y,
-                      float *mode_e, float *mode_w, int *count, ember_err *err) {
+static int modes(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
+                 const ember_modes_opts *mo, const row_seeds *rs, float *mode_y, float *mode_e,
+                 float *mode_w, int *count, ember_err *err) {
   const ember_model *m = inf->m;
   const int d = m->y_dim, k = mo->k;
   int rc = begin_call(inf, x, nq, &o, err);
@@ -368,7 +378,7 @@ int ember_infer_modes(ember_infer *inf, const float *x, int nq, const ember_infe
   for (int q0 = 0; q0 < nq; q0 += g) {
     int gq = nq - q0 < g ? nq - q0 : g;
     inf->dfo.keep_initial = 1;
-    rc = dfo_group(inf, x, q0, gq, o, seed, stream0, err);
+    rc = dfo_group(inf, x, q0, gq, o, rs, err);
     inf->dfo.keep_initial = 0;
     if (rc < 0) return rc;
     for (int q = 0; q < gq; q++) {
@@ -397,6 +407,34 @@ int ember_infer_modes(ember_infer *inf, const float *x, int nq, const ember_infe
     }
   }
   return 0;
+}
+
+int ember_infer_predict(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
+                        uint64_t seed, uint64_t stream0, float *y, float *energy, ember_err *err) {
+  row_seeds rs = {seed, stream0, NULL, NULL};
+  return predict(inf, x, nq, o, &rs, y, energy, err);
+}
+
+int ember_infer_predict_rows(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
+                             const uint64_t *seeds, const uint64_t *streams, float *y,
+                             float *energy, ember_err *err) {
+  row_seeds rs = {0, 0, seeds, streams};
+  return predict(inf, x, nq, o, &rs, y, energy, err);
+}
+
+int ember_infer_modes(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
+                      const ember_modes_opts *mo, uint64_t seed, uint64_t stream0, float *mode_y,
+                      float *mode_e, float *mode_w, int *count, ember_err *err) {
+  row_seeds rs = {seed, stream0, NULL, NULL};
+  return modes(inf, x, nq, o, mo, &rs, mode_y, mode_e, mode_w, count, err);
+}
+
+int ember_infer_modes_rows(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
+                           const ember_modes_opts *mo, const uint64_t *seeds,
+                           const uint64_t *streams, float *mode_y, float *mode_e, float *mode_w,
+                           int *count, ember_err *err) {
+  row_seeds rs = {0, 0, seeds, streams};
+  return modes(inf, x, nq, o, mo, &rs, mode_y, mode_e, mode_w, count, err);
 }
 
 int ember_infer_energy(ember_infer *inf, const float *x, int nq, const float *y, int n, float *e,
