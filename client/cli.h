@@ -14,5 +14,19 @@ int cmd_info(int argc, char **argv);
 int cli_default_threads(void);
 /* A pool of `threads` threads (NULL for 1) or an error message; returns 0 or -1. */
 int cli_pool(const char *verb, int threads, ember_pool **pool);
+/* Best GFLOP/s of `threads` concurrent single-threaded sgemms over a few shapes (a second or
+ * two of work): what this machine can do right now, the yardstick of every benchmark. */
+double cli_sgemm_peak(ember_pool *pool, int threads);
+
+#ifdef EMBER_REMOTE
+/* Remote mode (remote_*.c, built only with the server): `ember --server HOST:PORT VERB`.
+ * Each takes the verb's arguments (after the verb) and returns the process exit status. */
+int remote_cmd_predict(const char *server, int argc, char **argv);
+int remote_cmd_sample(const char *server, int argc, char **argv);
+int remote_cmd_info(const char *server, int argc, char **argv);
+int remote_cmd_models(const char *server, int argc, char **argv);
+/* `ember bench serve`; server is NULL when it comes as the verb's own --server option. */
+int remote_cmd_bench_serve(const char *server, int argc, char **argv);
+#endif
 
 #endif

@@ -1,4 +1,5 @@
 /* cmd_bench.c - `ember bench infer|train`: speed on random networks of a given shape.
+ * (`ember bench serve`, load on an emberd server, lives in remote_bench.c.)
  *
  * One line per configuration, key=value, so scripts and people can both read it. Each line
  * carries the sgemm peak measured in the same run with the same thread count (every thread
@@ -34,8 +35,7 @@ static void peak_task(void *ctx, int task, int thread) {
                 p->b[task], p->k, 0.0f, p->c[task], p->n);
 }
 
-/* Best GFLOP/s of `threads` concurrent single-threaded sgemms over a few shapes. */
-static double sgemm_peak(ember_pool *pool, int threads) {
+double cli_sgemm_peak(ember_pool *pool, int threads) {
   static const int shapes[][3] = {{1024, 256, 256}, {512, 512, 512}, {1024, 1024, 1024}};
   double best = 0.0;
   float **bufs = calloc((size_t)threads * 3, sizeof *bufs);
@@ -118,7 +118,7 @@ static int bench_infer(int argc, char **argv) {
   for (int ti = 0; ti < threads.n; ti++) {
     ember_pool *pool;
     if (cli_pool("bench infer", threads.v[ti], &pool) < 0) return 2;
-    double peak = sgemm_peak(pool, threads.v[ti]);
+    double peak = cli_sgemm_peak(pool, threads.v[ti]);
     for (int wi = 0; wi < widths.n; wi++)
       for (int si = 0; si < samples.n; si++)
         for (int qi = 0; qi < queries.n; qi++) {
@@ -232,7 +232,7 @@ static int bench_train(int argc, char **argv) {
       rc = 2;
       break;
     }
-    double peak = sgemm_peak(pool, threads.v[ti]);
+    double peak = cli_sgemm_peak(pool, threads.v[ti]);
     ember_model m;
     ember_trainer *t = NULL;
     rc = ember_model_init(&m, o.method, x_dim, y_dim, o.arch, o.width, o.depth, &err);
@@ -269,14 +269,24 @@ static int bench_train(int argc, char **argv) {
   return rc;
 }
 
+#define BENCH_USAGE "usage: ember bench infer|train|serve [options]   (ember bench infer --help)\n"
+
 int cmd_bench(int argc, char **argv) {
   if (argc >= 1 && strcmp(argv[0], "infer") == 0) return bench_infer(argc - 1, argv + 1);
   if (argc >= 1 && strcmp(argv[0], "train") == 0) return bench_train(argc - 1, argv + 1);
+  if (argc >= 1 && strcmp(argv[0], "serve") == 0) {
+#ifdef EMBER_REMOTE
+    return remote_cmd_bench_serve(NULL, argc - 1, argv + 1);
+#else
+    fprintf(stderr, "ember bench serve: this build has no remote mode (configure with -DEMBER_SERVER=ON)\n");
+    return 2;
+#endif
+  }
   if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
-    printf("usage: ember bench infer|train [options]   (ember bench infer --help)\n");
+    printf(BENCH_USAGE);
     return 0;
   }
   if (argc >= 1) fprintf(stderr, "ember bench: unknown benchmark '%s'\n", argv[0]);
-  fprintf(stderr, "usage: ember bench infer|train [options]   (ember bench infer --help)\n");
+  fprintf(stderr, BENCH_USAGE);
   return 2;
 }

@@ -16,24 +16,7 @@
 #include "ember/dataset.h"
 #include "ember/infer.h"
 #include "ember/model.h"
-
-typedef struct infer_cli {
-  const char *model, *input;
-  ember_infer_opts o;
-  uint64_t seed;
-  int threads;
-} infer_cli;
-
-#define INFER_SPECS(c)                                                                          \
-  {"model", OPT_STR, &(c).model, "FILE", "model checkpoint (.safetensors)", 0, 0},                \
-  {"input", OPT_STR, &(c).input, "FILE|-", "x rows: CSV or .npz (array x); - reads stdin", 0, 0}, \
-  {"samples", OPT_INT, &(c).o.samples, NULL, "DFO samples per row (default: the model's)", 0, 1}, \
-  {"iters", OPT_INT, &(c).o.iters, NULL, "DFO iterations (default: the model's)", 0, 1},         \
-  {"sigma", OPT_FLOAT, &(c).o.sigma, NULL, "initial noise, normalised units (default: the model's)", 0, 1}, \
-  {"shrink", OPT_FLOAT, &(c).o.shrink, NULL, "noise factor per iteration (default: the model's)", 0, 1},   \
-  {"temperature", OPT_FLOAT, &(c).o.temperature, NULL, "softmax temperature (default: the model's)", 0, 1}, \
-  {"seed", OPT_U64, &(c).seed, NULL, "random seed", 0, 0},                                        \
-  {"threads", OPT_INT, &(c).threads, NULL, "worker threads (default: online CPUs)", 0, 1}
+#include "infer_cli.h"
 
 /* Loads model and inputs; options not given on the command line come from the model. */
 static int open_all(const char *verb, infer_cli *c, const opt_spec *specs, int nspecs,
@@ -87,24 +70,51 @@ static void close_all(ember_model *m, ember_dataset *ds, ember_pool *pool, ember
 }
 
 /* Results are only complete if they reached stdout (a full disk or closed pipe is an error). */
-static int finish_stdout(const char *verb) {
+int cli_finish_stdout(const char *verb) {
   if (fflush(stdout) == 0 && !ferror(stdout)) return 0;
   fprintf(stderr, "ember %s: could not write the results\n", verb);
   return 1;
 }
 
-static void init_cli(infer_cli *c) {
+void infer_cli_init(infer_cli *c) {
   memset(c, 0, sizeof *c);
   ember_infer_opts d = EMBER_INFER_DEFAULTS;
   c->o = d;
   c->threads = cli_default_threads();
 }
 
+void cli_print_predict(const float *y, const float *e, int n, int d, int with_energy) {
+  for (int j = 0; j < d; j++) printf("%sy%d", j ? "," : "", j);
+  printf(with_energy ? ",energy\n" : "\n");
+  for (int i = 0; i < n; i++) {
+    for (int j = 0; j < d; j++) printf("%s%.7g", j ? "," : "", (double)y[(size_t)i * d + j]);
+    if (with_energy) printf(",%.7g", (double)e[i]);
+    putchar('\n');
+  }
+}
+
+void cli_print_modes(const float *my, const float *me, const float *mw, const int *count, int n,
+                     int k, int d) {
+  printf("row,rank,energy,weight");
+  for (int j = 0; j < d; j++) printf(",y%d", j);
+  putchar('\n');
+  for (int i = 0; i < n; i++)
+    for (int r = 0; r < count[i]; r++) {
+      size_t slot = (size_t)i * k + r;
+      printf("%d,%d,%.7g,%.5g", i, r, (double)me[slot], (double)mw[slot]);
+      for (int j = 0; j < d; j++) printf(",%.7g", (double)my[slot * d + j]);
+      putchar('\n');
+    }
+}
+
+#define LOCAL_MODEL_HELP "model checkpoint (.safetensors)"
+#define LOCAL_THREADS_HELP "worker threads (default: online CPUs)"
+
 int cmd_predict(int argc, char **argv) {
   infer_cli c;
-  init_cli(&c);
+  infer_cli_init(&c);
   int with_energy = 0;
-  opt_spec specs[] = {INFER_SPECS(c),
+  opt_spec specs[] = {INFER_SPECS(c, "FILE", LOCAL_MODEL_HELP, LOCAL_THREADS_HELP),
                       {"energy", OPT_FLAG, &with_energy, NULL, "add an energy column", 0, 0}};
   int nspecs = (int)(sizeof specs / sizeof *specs);
   int rc = args_parse("predict", "--model MODEL --input FILE|- [options]", specs, nspecs, argc, argv);
@@ -130,14 +140,8 @@ int cmd_predict(int argc, char **argv) {
     fprintf(stderr, "ember predict: %s\n", err.msg);
     rc = 1;
   } else {
-    for (int j = 0; j < m.y_dim; j++) printf("%sy%d", j ? "," : "", j);
-    printf(with_energy ? ",energy\n" : "\n");
-    for (int i = 0; i < ds.n; i++) {
-      for (int j = 0; j < m.y_dim; j++) printf("%s%.7g", j ? "," : "", (double)y[(size_t)i * m.y_dim + j]);
-      if (with_energy) printf(",%.7g", (double)e[i]);
-      putchar('\n');
-    }
-    rc = finish_stdout("predict");
+    cli_print_predict(y, e, ds.n, m.y_dim, with_energy);
+    rc = cli_finish_stdout("predict");
   }
   free(y);
   free(e);
@@ -147,14 +151,9 @@ int cmd_predict(int argc, char **argv) {
 
 int cmd_sample(int argc, char **argv) {
   infer_cli c;
-  init_cli(&c);
+  infer_cli_init(&c);
   ember_modes_opts mo = EMBER_MODES_DEFAULTS;
-  opt_spec specs[] = {INFER_SPECS(c),
-                      {"modes", OPT_INT, &mo.k, "K", "modes (distinct minimisers) per row", 0, 0},
-                      {"radius", OPT_FLOAT, &mo.radius, NULL, "mode-finding scale, normalised y units", 0, 0},
-                      {"min-mass", OPT_FLOAT, &mo.min_mass, NULL, "drop modes with less probability mass", 0, 0},
-                      {"polish", OPT_INT, &mo.polish_steps, NULL, "gradient-descent steps on E per mode", 0, 0},
-                      {"polish-lr", OPT_FLOAT, &mo.polish_lr, NULL, "initial polishing step", 0, 0}};
+  opt_spec specs[] = {INFER_SPECS(c, "FILE", LOCAL_MODEL_HELP, LOCAL_THREADS_HELP), MODES_SPECS(mo)};
   int nspecs = (int)(sizeof specs / sizeof *specs);
   int rc = args_parse("sample", "--model MODEL --input FILE|- --modes K [options]", specs, nspecs, argc, argv);
   if (rc != 0) return rc < 0 ? 2 : 0;
@@ -187,17 +186,8 @@ int cmd_sample(int argc, char **argv) {
     fprintf(stderr, "ember sample: %s\n", err.msg);
     rc = 1;
   } else {
-    printf("row,rank,energy,weight");
-    for (int j = 0; j < d; j++) printf(",y%d", j);
-    putchar('\n');
-    for (int i = 0; i < ds.n; i++)
-      for (int r = 0; r < count[i]; r++) {
-        size_t slot = (size_t)i * k + r;
-        printf("%d,%d,%.7g,%.5g", i, r, (double)me[slot], (double)mw[slot]);
-        for (int j = 0; j < d; j++) printf(",%.7g", (double)my[slot * d + j]);
-        putchar('\n');
-      }
-    rc = finish_stdout("sample");
+    cli_print_modes(my, me, mw, count, ds.n, k, d);
+    rc = cli_finish_stdout("sample");
   }
   free(my);
   free(me);
@@ -207,7 +197,7 @@ int cmd_sample(int argc, char **argv) {
   return rc;
 }
 
-static void print_vec(const char *name, const float *v, int n) {
+void cli_print_vec(const char *name, const float *v, int n) {
   printf("%-18s [", name);
   for (int i = 0; i < n; i++) printf("%s%.6g", i ? ", " : "", (double)v[i]);
   printf("]\n");
@@ -215,7 +205,7 @@ static void print_vec(const char *name, const float *v, int n) {
 
 int cmd_info(int argc, char **argv) {
   const char *path = NULL;
-  opt_spec specs[] = {{"model", OPT_STR, &path, "FILE", "model checkpoint (.safetensors)", 0, 0}};
+  opt_spec specs[] = {{"model", OPT_STR, &path, "FILE", LOCAL_MODEL_HELP, 0, 0}};
   int rc = args_parse("info", "--model MODEL", specs, 1, argc, argv);
   if (rc != 0) return rc < 0 ? 2 : 0;
   if (!path) {
@@ -232,12 +222,12 @@ int cmd_info(int argc, char **argv) {
   printf("%-18s %d\n%-18s %d\n", "x_dim", m.x_dim, "y_dim", m.y_dim);
   printf("%-18s %s %dx%d (%zu parameters)\n", "network", ember_arch_name(m.net.shape.arch),
          m.net.shape.width, m.net.shape.depth, m.net.nparams);
-  print_vec("x_mean", m.x_mean, m.x_dim);
-  print_vec("x_std", m.x_std, m.x_dim);
-  print_vec("y_mean", m.y_mean, m.y_dim);
-  print_vec("y_std", m.y_std, m.y_dim);
-  print_vec("y_lo (normalised)", m.y_lo, m.y_dim);
-  print_vec("y_hi (normalised)", m.y_hi, m.y_dim);
+  cli_print_vec("x_mean", m.x_mean, m.x_dim);
+  cli_print_vec("x_std", m.x_std, m.x_dim);
+  cli_print_vec("y_mean", m.y_mean, m.y_dim);
+  cli_print_vec("y_std", m.y_std, m.y_dim);
+  cli_print_vec("y_lo (normalised)", m.y_lo, m.y_dim);
+  cli_print_vec("y_hi (normalised)", m.y_hi, m.y_dim);
   if (m.method == EMBER_METHOD_MSE)
     printf("%-18s one forward pass (explicit model)\n", "inference");
   else

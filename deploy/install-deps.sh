@@ -6,13 +6,16 @@
 #   deploy/install-deps.sh --runtime  only the shared libraries emberd/ember need at run time
 set -eu
 
-build="build-essential cmake pkg-config libopenblas-dev libcmocka-dev libzip-dev libjansson-dev"
-runtime="libopenblas0-pthread libzip4 libjansson4"
+# build: the library, CLI and server; test: what the integration tests drive them with
+build="build-essential cmake pkg-config libopenblas-dev libcmocka-dev libzip-dev libjansson-dev
+  libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler libuv1-dev grpc-proto"
+test="python3 python3-grpcio python3-grpc-tools"
+runtime="libopenblas0-pthread libzip4 libjansson4 libgrpc29 libprotobuf-c1 libuv1"
 bench="python3-torch python3-numpy"
 
-want="$build"
+want="$build $test"
 case "${1:-}" in
-  --bench) want="$build $bench" ;;
+  --bench) want="$build $test $bench" ;;
   --runtime) want="$runtime" ;;
   "") ;;
   *) echo "usage: $0 [--bench|--runtime]" >&2; exit 2 ;;

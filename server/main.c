@@ -1,1 +1,251 @@
-int main(void) { return 0; }
+/* main.c - emberd: start-up, the completion-queue bridge, and the shutdown sequence.
+ *
+ * The gRPC completion queue is drained by one thread (cq_main) that does nothing but move
+ * (tag, ok) pairs into a mutex-protected array and wake the libuv loop; the loop thread then
+ * handles every event, so all server state lives on one thread and needs no locks.
+ *
+ * Shutdown order (each step is safe to repeat; see server_begin_shutdown):
+ *   1. SIGINT/SIGTERM: health NOT_SERVING (watchers told), new Predict/Sample answered
+ *      UNAVAILABLE, queued and running calls still answered; wait --drain-ms.
+ *   2. grpc_server_shutdown_and_notify: no new calls; health watches end; registry stops.
+ *   3. after --grace-ms (or at a second signal): grpc_server_cancel_all_calls and queued
+ *      requests answered UNAVAILABLE.
+ *   4. when the shutdown tag is back, no call is alive and no batch runs: destroy the server,
+ *      shut down and drain the completion queue, join its thread, close every loop handle.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/grpc_security.h>
+
+#include "server.h"
+
+uint64_t srv_now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* ---- the completion-queue thread -------------------------------------------------------- */
+
+static void cq_main(void *arg) {
+  server *s = arg;
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    if (ev.type != GRPC_OP_COMPLETE) continue;
+    uv_mutex_lock(&s->evmu);
+    if (s->nevents == s->capevents) {
+      int cap = s->capevents ? 2 * s->capevents : 256;
+      cq_event *grown = realloc(s->events, (size_t)cap * sizeof *grown);
+      if (!grown) { /* cannot queue: the event would be lost, which must not happen */
+        srv_log(LOG_ERROR, "out of memory in the completion-queue thread", "%s", "");
+        abort();
+      }
+      s->events = grown;
+      s->capevents = cap;
+    }
+    s->events[s->nevents++] = (cq_event){ev.tag, ev.success};
+    uv_mutex_unlock(&s->evmu);
+    uv_async_send(&s->wake);
+  }
+}
+
+void srv_call_event(srv_call *c, int ok); /* calls.c */
+
+static void dispatch(server *s, void *tag, int ok) {
+  switch (*(srv_tag_kind *)tag) {
+  case TAG_CALL:
+    srv_call_event((srv_call *)tag, ok);
+    break;
+  case TAG_WATCH_CLOSED:
+    health_watch_closed(tag, ok);
+    break;
+  case TAG_SHUTDOWN:
+    s->shutdown_done = 1;
+    srv_log(LOG_INFO, "gRPC server shut down", "%s", "");
+    server_maybe_finish(s);
+    break;
+  }
+}
+
+static void on_wake(uv_async_t *a) {
+  server *s = a->data;
+  for (;;) {
+    uv_mutex_lock(&s->evmu);
+    int n = s->nevents;
+    cq_event batch[256];
+    if (n > 256) n = 256;
+    memcpy(batch, s->events, (size_t)n * sizeof *batch);
+    memmove(s->events, s->events + n, (size_t)(s->nevents - n) * sizeof *batch);
+    s->nevents -= n;
+    uv_mutex_unlock(&s->evmu);
+    if (n == 0) break;
+    for (int i = 0; i < n; i++) dispatch(s, batch[i].tag, batch[i].ok);
+  }
+}
+
+/* ---- shutdown ----------------------------------------------------------------------------- */
+
+static void close_cb(uv_handle_t *h) { (void)h; }
+
+static void on_grace(uv_timer_t *t) {
+  server *s = t->data;
+  srv_log(LOG_WARN, "grace period over: cancelling remaining calls", "%s", "");
+  batcher_flush(s, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
+  grpc_server_cancel_all_calls(s->grpc);
+}
+
+static void start_grpc_shutdown(server *s) {
+  if (s->shutting_down) return;
+  s->shutting_down = 1;
+  srv_log(LOG_INFO, "shutting down", "grace_ms=%d", s->cfg.grace_ms);
+  registry_stop(s);
+  health_set_serving(s, 0); /* ends watch streams now that shutdown has begun */
+  grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
+  uv_timer_start(&s->grace_timer, on_grace, (uint64_t)s->cfg.grace_ms, 0);
+}
+
+static void on_drained(uv_timer_t *t) { start_grpc_shutdown(t->data); }
+
+void server_begin_shutdown(server *s, const char *why) {
+  if (s->shutting_down) { /* asked again: stop waiting */
+    on_grace(&s->grace_timer);
+    return;
+  }
+  if (s->draining) {
+    uv_timer_stop(&s->drain_timer);
+    start_grpc_shutdown(s);
+    on_grace(&s->grace_timer);
+    return;
+  }
+  s->draining = 1;
+  srv_log(LOG_INFO, "draining", "reason=%s drain_ms=%d", why, s->cfg.drain_ms);
+  health_set_serving(s, 0);
+  uv_timer_start(&s->drain_timer, on_drained, (uint64_t)s->cfg.drain_ms, 0);
+}
+
+void server_maybe_finish(server *s) {
+  if (!s->shutdown_done || s->calls_alive > 0 || !batcher_idle(s) || s->scan_running) return;
+  if (!s->grpc) return; /* already finished */
+  grpc_server_destroy(s->grpc);
+  s->grpc = NULL;
+  grpc_completion_queue_shutdown(s->cq);
+  uv_thread_join(&s->cq_thread);
+  on_wake(&s->wake); /* nothing should be left; drain anyway */
+  uv_timer_stop(&s->grace_timer);
+  uv_close((uv_handle_t *)&s->wake, close_cb);
+  uv_close((uv_handle_t *)&s->sigint, close_cb);
+  uv_close((uv_handle_t *)&s->sigterm, close_cb);
+  uv_close((uv_handle_t *)&s->drain_timer, close_cb);
+  uv_close((uv_handle_t *)&s->grace_timer, close_cb);
+  batcher_close(s);
+  srv_log(LOG_INFO, "stopped", "%s", "");
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  server_begin_shutdown(h->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+/* ---- start-up ----------------------------------------------------------------------------- */
+
+static const struct {
+  srv_rpc rpc;
+  const char *path;
+  grpc_server_register_method_payload_handling payload;
+} methods[] = {
+    {RPC_PREDICT, "/ember.v1.Ember/Predict", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
+    {RPC_SAMPLE, "/ember.v1.Ember/Sample", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
+    {RPC_LIST_MODELS, "/ember.v1.Ember/ListModels", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
+    {RPC_GET_MODEL, "/ember.v1.Ember/GetModel", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
+    {RPC_HEALTH_CHECK, "/grpc.health.v1.Health/Check", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
+    {RPC_HEALTH_WATCH, "/grpc.health.v1.Health/Watch", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
+    {RPC_REFLECTION_V1, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", GRPC_SRM_PAYLOAD_NONE},
+    {RPC_REFLECTION_V1ALPHA, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", GRPC_SRM_PAYLOAD_NONE},
+};
+
+/* calls kept armed per method, so a burst does not wait for re-arming */
+static int armed_per_method(srv_rpc rpc) {
+  return rpc == RPC_PREDICT || rpc == RPC_SAMPLE ? 32 : 2;
+}
+
+int main(int argc, char **argv) {
+  static server srv;
+  server *s = &srv;
+  int rc = srv_config_parse(&s->cfg, argc, argv);
+  if (rc != 0) return rc > 0 ? 0 : 2;
+  srv_log_init(s->cfg.log_level);
+  signal(SIGPIPE, SIG_IGN);
+  char threads[16];
+  snprintf(threads, sizeof threads, "%d", s->cfg.workers + 1); /* + 1 for model loading */
+  setenv("UV_THREADPOOL_SIZE", threads, 1);
+  ember_blas_single_thread();
+
+  grpc_init();
+  s->loop = uv_default_loop();
+  s->shutdown_tag = TAG_SHUTDOWN;
+  uv_mutex_init(&s->evmu);
+  uv_async_init(s->loop, &s->wake, on_wake);
+  s->wake.data = s;
+  uv_timer_init(s->loop, &s->drain_timer);
+  uv_timer_init(s->loop, &s->grace_timer);
+  s->drain_timer.data = s->grace_timer.data = s;
+
+  grpc_arg args[2] = {
+      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
+  };
+  grpc_channel_args chargs = {2, args};
+  s->grpc = grpc_server_create(&chargs, NULL);
+  s->cq = grpc_completion_queue_create_for_next(NULL);
+  grpc_server_register_completion_queue(s->grpc, s->cq, NULL);
+  for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
+    s->methods[methods[i].rpc] =
+        grpc_server_register_method(s->grpc, methods[i].path, NULL, methods[i].payload, 0);
+  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  int port = grpc_server_add_http2_port(s->grpc, s->cfg.listen, creds);
+  grpc_server_credentials_release(creds);
+  if (port == 0) {
+    fprintf(stderr, "emberd: cannot listen on %s (address in use, or not host:port?)\n", s->cfg.listen);
+    grpc_server_destroy(s->grpc);
+    grpc_completion_queue_shutdown(s->cq);
+    while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {}
+    grpc_completion_queue_destroy(s->cq);
+    grpc_shutdown();
+    return 1;
+  }
+  batcher_init(s);
+  if (registry_start(s) < 0) {
+    grpc_server_destroy(s->grpc);
+    grpc_completion_queue_shutdown(s->cq);
+    while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {}
+    grpc_completion_queue_destroy(s->cq);
+    grpc_shutdown();
+    return 1;
+  }
+  grpc_server_start(s->grpc);
+  for (int r = 0; r < RPC_COUNT; r++)
+    for (int k = 0; k < armed_per_method((srv_rpc)r); k++) srv_call_request(s, (srv_rpc)r);
+  uv_thread_create(&s->cq_thread, cq_main, s);
+  uv_signal_init(s->loop, &s->sigint);
+  uv_signal_init(s->loop, &s->sigterm);
+  s->sigint.data = s->sigterm.data = s;
+  uv_signal_start(&s->sigint, on_signal, SIGINT);
+  uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+  health_set_serving(s, 1);
+  srv_log(LOG_INFO, "serving", "listen=%s port=%d workers=%d max_batch=%d max_delay_us=%d max_queue=%d",
+          s->cfg.listen, port, s->cfg.workers, s->cfg.max_batch, s->cfg.max_delay_us, s->cfg.max_queue);
+
+  uv_run(s->loop, UV_RUN_DEFAULT);
+
+  registry_free(s);
+  grpc_completion_queue_destroy(s->cq);
+  free(s->events);
+  uv_mutex_destroy(&s->evmu);
+  uv_loop_close(s->loop);
+  grpc_shutdown();
+  return 0;
+}

@@ -1,0 +1,58 @@
+/* infer_cli.h - what `ember predict` and `ember sample` share between local mode (cmd_infer.c)
+ * and remote mode (remote_infer.c, `ember --server HOST:PORT ...`): the option tables and the
+ * CSV printers. Both modes parse the same options into the same structs and print through the
+ * same functions, so a remote answer that carries the same floats prints the same bytes.
+ */
+#ifndef EMBER_INFER_CLI_H
+#define EMBER_INFER_CLI_H
+
+#include <stdint.h>
+
+#include "args.h"
+#include "ember/dfo.h"
+#include "ember/model.h"
+
+typedef struct infer_cli {
+  const char *model, *input;
+  ember_infer_opts o;
+  uint64_t seed;
+  int threads;
+} infer_cli;
+
+/* Options common to predict and sample. The --model text differs between modes (a file
+ * locally, a name on the server), and so does what --threads means. */
+#define INFER_SPECS(c, model_meta, model_help, threads_help)                                    \
+  {"model", OPT_STR, &(c).model, model_meta, model_help, 0, 0},                                   \
+  {"input", OPT_STR, &(c).input, "FILE|-", "x rows: CSV or .npz (array x); - reads stdin", 0, 0}, \
+  {"samples", OPT_INT, &(c).o.samples, NULL, "DFO samples per row (default: the model's)", 0, 1}, \
+  {"iters", OPT_INT, &(c).o.iters, NULL, "DFO iterations (default: the model's)", 0, 1},         \
+  {"sigma", OPT_FLOAT, &(c).o.sigma, NULL, "initial noise, normalised units (default: the model's)", 0, 1}, \
+  {"shrink", OPT_FLOAT, &(c).o.shrink, NULL, "noise factor per iteration (default: the model's)", 0, 1},   \
+  {"temperature", OPT_FLOAT, &(c).o.temperature, NULL, "softmax temperature (default: the model's)", 0, 1}, \
+  {"seed", OPT_U64, &(c).seed, NULL, "random seed", 0, 0},                                        \
+  {"threads", OPT_INT, &(c).threads, NULL, threads_help, 0, 1}
+
+/* sample's own options. */
+#define MODES_SPECS(mo)                                                                          \
+  {"modes", OPT_INT, &(mo).k, "K", "modes (distinct minimisers) per row", 0, 0},                 \
+  {"radius", OPT_FLOAT, &(mo).radius, NULL, "mode-finding scale, normalised y units", 0, 0},     \
+  {"min-mass", OPT_FLOAT, &(mo).min_mass, NULL, "drop modes with less probability mass", 0, 0},  \
+  {"polish", OPT_INT, &(mo).polish_steps, NULL, "gradient-descent steps on E per mode", 0, 0},   \
+  {"polish-lr", OPT_FLOAT, &(mo).polish_lr, NULL, "initial polishing step", 0, 0}
+
+/* Zeroes c, sets the library's default inference options and --threads to online CPUs. */
+void infer_cli_init(infer_cli *c);
+
+/* predict's CSV: header y0..y{d-1}[,energy], then n rows. y: (n, d); e: (n), read only when
+ * with_energy. */
+void cli_print_predict(const float *y, const float *e, int n, int d, int with_energy);
+/* sample's CSV: header row,rank,energy,weight,y0..; then count[i] modes of each row i.
+ * my: (n, k, d); me, mw: (n, k); count: (n). */
+void cli_print_modes(const float *my, const float *me, const float *mw, const int *count, int n,
+                     int k, int d);
+/* 0 if everything printed reached stdout, else 1 after saying so (full disk, closed pipe). */
+int cli_finish_stdout(const char *verb);
+/* "name               [v0, v1]" as `ember info` prints vectors. */
+void cli_print_vec(const char *name, const float *v, int n);
+
+#endif

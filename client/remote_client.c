@@ -1,0 +1,298 @@
+/* remote_client.c - synchronous unary calls to emberd over the gRPC core C API.
+ *
+ * Each call is one batch of all six client operations on a call created from a method handle
+ * registered when the channel opened, plucked from the client's own queue by its tag (the
+ * call's state struct). Everything a call allocates - the request's byte buffer, the
+ * response's, both metadata arrays, the details slice, the call itself - is released on the
+ * one exit path of remote_call, whatever happened.
+ *
+ * A call that fails with UNAVAILABLE or DEADLINE_EXCEEDED before any call of this client got
+ * an answer, on a channel that is not connected, is reported as "could not reach HOST:PORT":
+ * that is what a refused or black-holed connection looks like from here. Calls are fail-fast
+ * (no wait-for-ready), so a refused connection fails at once rather than at the deadline.
+ *
+ * Shutdown order (remote_close, then remote_shutdown): every call is already unreferenced
+ * when remote_call returns; destroy the channel; shut the queue down and pluck until it says
+ * GRPC_QUEUE_SHUTDOWN; destroy the queue; grpc_shutdown.
+ */
+#include "remote_client.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+static const char *const method_paths[REMOTE_NMETHODS] = {
+    [REMOTE_PREDICT] = "/ember.v1.Ember/Predict",
+    [REMOTE_SAMPLE] = "/ember.v1.Ember/Sample",
+    [REMOTE_LIST_MODELS] = "/ember.v1.Ember/ListModels",
+    [REMOTE_GET_MODEL] = "/ember.v1.Ember/GetModel",
+};
+
+static const ProtobufCMessageDescriptor *const response_types[REMOTE_NMETHODS] = {
+    [REMOTE_PREDICT] = &ember__v1__predict_response__descriptor,
+    [REMOTE_SAMPLE] = &ember__v1__sample_response__descriptor,
+    [REMOTE_LIST_MODELS] = &ember__v1__list_models_response__descriptor,
+    [REMOTE_GET_MODEL] = &ember__v1__model_info__descriptor,
+};
+
+static const char *const code_names[] = {
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+    "UNAUTHENTICATED"};
+
+const char *remote_code_name(grpc_status_code code, char *buf) {
+  if ((int)code >= 0 && (size_t)code < sizeof code_names / sizeof *code_names) return code_names[code];
+  snprintf(buf, 16, "CODE_%d", (int)code);
+  return buf;
+}
+
+grpc_status_code remote_fail(remote_status *st, grpc_status_code code, const char *fmt, ...) {
+  st->code = code;
+  st->origin = REMOTE_FROM_CLIENT;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(st->details, sizeof st->details, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+void remote_report(const char *verb, const remote_status *st) {
+  char buf[16];
+  const char *name = remote_code_name(st->code, buf);
+  switch (st->origin) {
+  case REMOTE_FROM_CLIENT:
+    fprintf(stderr, "ember %s: %s\n", verb, st->details);
+    break;
+  case REMOTE_UNREACHABLE:
+    fprintf(stderr, "ember %s: %s: %s\n", verb, name, st->details);
+    break;
+  case REMOTE_FROM_SERVER:
+    if (st->details[0]) fprintf(stderr, "ember %s: server says %s: %s\n", verb, name, st->details);
+    else fprintf(stderr, "ember %s: server says %s\n", verb, name);
+    break;
+  }
+}
+
+void remote_init(void) { grpc_init(); }
+
+void remote_shutdown(void) { grpc_shutdown(); }
+
+gpr_timespec remote_deadline(int ms) {
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+grpc_status_code remote_open(remote_client *c, const char *target, int deadline_ms,
+                             remote_status *st) {
+  memset(c, 0, sizeof *c);
+  memset(st, 0, sizeof *st);
+  c->target = target;
+  c->deadline_ms = deadline_ms;
+  /* Answers are as large as the rows asked for; the server bounds requests, not us. */
+  grpc_arg args[] = {{.type = GRPC_ARG_INTEGER,
+                      .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                      .value.integer = -1}};
+  grpc_channel_args chargs = {sizeof args / sizeof *args, args};
+  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+  c->channel = grpc_channel_create(target, creds, &chargs);
+  grpc_channel_credentials_release(creds);
+  if (!c->channel) return remote_fail(st, GRPC_STATUS_INVALID_ARGUMENT, "cannot use '%s' as a server address", target);
+  c->cq = grpc_completion_queue_create_for_pluck(NULL);
+  for (int m = 0; m < REMOTE_NMETHODS; m++)
+    c->methods[m] = grpc_channel_register_call(c->channel, method_paths[m], NULL, NULL);
+  return GRPC_STATUS_OK;
+}
+
+void remote_close(remote_client *c) {
+  if (c->channel) grpc_channel_destroy(c->channel);
+  c->channel = NULL;
+  if (c->cq) {
+    grpc_completion_queue_shutdown(c->cq);
+    /* Every batch was plucked already; this returns GRPC_QUEUE_SHUTDOWN at once. */
+    while (grpc_completion_queue_pluck(c->cq, c, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(c->cq);
+  }
+  c->cq = NULL;
+}
+
+void *remote_method_handle(const remote_client *c, remote_method m) { return c->methods[m]; }
+
+grpc_byte_buffer *remote_pack(const ProtobufCMessage *msg) {
+  size_t n = protobuf_c_message_get_packed_size(msg);
+  grpc_slice s = grpc_slice_malloc(n);
+  protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return bb;
+}
+
+ProtobufCMessage *remote_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d) {
+  grpc_byte_buffer_reader r;
+  if (!grpc_byte_buffer_reader_init(&r, bb)) return NULL;
+  grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+  grpc_byte_buffer_reader_destroy(&r);
+  ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+  grpc_slice_unref(s);
+  return m;
+}
+
+/* The state of one synchronous call; its address is the batch's tag. */
+typedef enum { UNARY_CALL = 1 } unary_kind;
+
+typedef struct unary_call {
+  unary_kind kind;
+  grpc_call *call;
+  grpc_byte_buffer *send, *recv;
+  grpc_metadata_array initial_md, trailing_md;
+  grpc_status_code status;
+  grpc_slice details;
+} unary_call;
+
+static void copy_details(remote_status *st, grpc_slice details) {
+  size_t n = GRPC_SLICE_LENGTH(details);
+  if (n >= sizeof st->details) n = sizeof st->details - 1;
+  memcpy(st->details, GRPC_SLICE_START_PTR(details), n);
+  st->details[n] = '\0';
+}
+
+/* Turns a transport failure on a never-connected channel into "could not reach". */
+static void classify(remote_client *c, remote_status *st) {
+  if (st->code == GRPC_STATUS_OK) {
+    c->reached = 1;
+    return;
+  }
+  int transport = st->code == GRPC_STATUS_UNAVAILABLE || st->code == GRPC_STATUS_DEADLINE_EXCEEDED;
+  if (!transport || c->reached ||
+      grpc_channel_check_connectivity_state(c->channel, 0) == GRPC_CHANNEL_READY) {
+    c->reached = 1;
+    return;
+  }
+  char why[REMOTE_DETAILS_MAX];
+  memcpy(why, st->details, sizeof why);
+  st->origin = REMOTE_UNREACHABLE;
+  if (st->code == GRPC_STATUS_DEADLINE_EXCEEDED)
+    snprintf(st->details, sizeof st->details, "could not reach %s within %d ms%s%.900s%s", c->target,
+             c->deadline_ms, why[0] ? " (" : "", why, why[0] ? ")" : "");
+  else
+    snprintf(st->details, sizeof st->details, "could not reach %s%s%.900s%s", c->target,
+             why[0] ? " (" : "", why, why[0] ? ")" : "");
+}
+
+grpc_status_code remote_call(remote_client *c, remote_method m, const ProtobufCMessage *req,
+                             ProtobufCMessage **resp, remote_status *st) {
+  unary_call u = {.kind = UNARY_CALL};
+  grpc_metadata_array_init(&u.initial_md);
+  grpc_metadata_array_init(&u.trailing_md);
+  u.details = grpc_empty_slice();
+  *resp = NULL;
+  memset(st, 0, sizeof *st);
+  grpc_status_code rc;
+
+  u.send = remote_pack(req);
+  if (!u.send) {
+    rc = remote_fail(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the request");
+    goto done;
+  }
+  u.call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq,
+                                               c->methods[m], remote_deadline(c->deadline_ms), NULL);
+  if (!u.call) {
+    rc = remote_fail(st, GRPC_STATUS_INTERNAL, "could not create a call to %s", method_paths[m]);
+    goto done;
+  }
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = u.send;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &u.initial_md;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &u.recv;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &u.trailing_md;
+  ops[5].data.recv_status_on_client.status = &u.status;
+  ops[5].data.recv_status_on_client.status_details = &u.details;
+  grpc_call_error ce = grpc_call_start_batch(u.call, ops, sizeof ops / sizeof *ops, &u, NULL);
+  if (ce != GRPC_CALL_OK) {
+    rc = remote_fail(st, GRPC_STATUS_INTERNAL, "could not start a call to %s (call error %d)",
+                     method_paths[m], (int)ce);
+    goto done;
+  }
+  /* The call's deadline bounds the wait: the batch completes by then whatever the server does. */
+  grpc_event ev = grpc_completion_queue_pluck(c->cq, &u, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  if (ev.type != GRPC_OP_COMPLETE || ev.tag != &u) {
+    rc = remote_fail(st, GRPC_STATUS_INTERNAL, "the completion queue failed (event %d)", (int)ev.type);
+    goto done;
+  }
+  st->code = u.status;
+  st->origin = REMOTE_FROM_SERVER;
+  copy_details(st, u.details);
+  classify(c, st);
+  rc = st->code;
+  if (rc != GRPC_STATUS_OK) goto done;
+  if (!u.recv) {
+    rc = remote_fail(st, GRPC_STATUS_INTERNAL, "the server answered %s with OK but no message",
+                     method_paths[m]);
+    goto done;
+  }
+  *resp = remote_unpack(u.recv, response_types[m]);
+  if (!*resp)
+    rc = remote_fail(st, GRPC_STATUS_INTERNAL, "the server's answer to %s does not parse as %s",
+                     method_paths[m], response_types[m]->name);
+
+done:
+  if (u.call) grpc_call_unref(u.call);
+  if (u.send) grpc_byte_buffer_destroy(u.send);
+  if (u.recv) grpc_byte_buffer_destroy(u.recv);
+  grpc_metadata_array_destroy(&u.initial_md);
+  grpc_metadata_array_destroy(&u.trailing_md);
+  grpc_slice_unref(u.details);
+  return rc;
+}
+
+/* The typed wrappers convert through a local ProtobufCMessage pointer rather than by casting
+ * the caller's pointer-to-pointer, which strict aliasing would not allow. */
+grpc_status_code remote_get_model(remote_client *c, const char *name, int64_t version,
+                                  Ember__V1__ModelInfo **out, remote_status *st) {
+  Ember__V1__GetModelRequest req = EMBER__V1__GET_MODEL_REQUEST__INIT;
+  req.model = (char *)name;
+  req.version = version;
+  ProtobufCMessage *r;
+  grpc_status_code rc = remote_call(c, REMOTE_GET_MODEL, &req.base, &r, st);
+  *out = (Ember__V1__ModelInfo *)r;
+  return rc;
+}
+
+grpc_status_code remote_list_models(remote_client *c, Ember__V1__ListModelsResponse **out,
+                                    remote_status *st) {
+  Ember__V1__ListModelsRequest req = EMBER__V1__LIST_MODELS_REQUEST__INIT;
+  ProtobufCMessage *r;
+  grpc_status_code rc = remote_call(c, REMOTE_LIST_MODELS, &req.base, &r, st);
+  *out = (Ember__V1__ListModelsResponse *)r;
+  return rc;
+}
+
+grpc_status_code remote_predict(remote_client *c, const Ember__V1__PredictRequest *req,
+                                Ember__V1__PredictResponse **out, remote_status *st) {
+  ProtobufCMessage *r;
+  grpc_status_code rc = remote_call(c, REMOTE_PREDICT, &req->base, &r, st);
+  *out = (Ember__V1__PredictResponse *)r;
+  return rc;
+}
+
+grpc_status_code remote_sample(remote_client *c, const Ember__V1__SampleRequest *req,
+                               Ember__V1__SampleResponse **out, remote_status *st) {
+  ProtobufCMessage *r;
+  grpc_status_code rc = remote_call(c, REMOTE_SAMPLE, &req->base, &r, st);
+  *out = (Ember__V1__SampleResponse *)r;
+  return rc;
+}

@@ -1,0 +1,108 @@
+/* remote_client.h - a small synchronous ember.v1 client over the gRPC core C API.
+ *
+ * One channel (insecure, to HOST:PORT), one completion queue created for pluck, the four
+ * methods registered once when the channel opens. Each call packs a protobuf-c request, runs
+ * one unary call as a single batch (send metadata, message and close; receive metadata,
+ * message and status) under a deadline, and unpacks the response. Calls return the gRPC
+ * status code and fill a remote_status with its name and the details text.
+ *
+ *     remote_client c;  remote_status st;
+ *     remote_init();
+ *     if (remote_open(&c, "127.0.0.1:50051", 10000, &st) == GRPC_STATUS_OK) {
+ *       Ember__V1__ModelInfo *info;
+ *       if (remote_get_model(&c, "toy", 0, &info, &st) == GRPC_STATUS_OK) {
+ *         ...;  ember__v1__model_info__free_unpacked(info, NULL);
+ *       } else remote_report("info", &st);       // "ember info: server says NOT_FOUND: ..."
+ *       remote_close(&c);
+ *     }
+ *     remote_shutdown();
+ *
+ * The channel and its registered methods are also what remote_bench.c drives asynchronously
+ * on its own completion queue (remote_method_handle, remote_pack, remote_unpack).
+ * Not thread-safe: one caller at a time.
+ */
+#ifndef EMBER_REMOTE_CLIENT_H
+#define EMBER_REMOTE_CLIENT_H
+
+#include <grpc/grpc.h>
+
+#include "ember/v1/ember.pb-c.h"
+
+typedef enum {
+  REMOTE_PREDICT,
+  REMOTE_SAMPLE,
+  REMOTE_LIST_MODELS,
+  REMOTE_GET_MODEL,
+  REMOTE_NMETHODS
+} remote_method;
+
+#define REMOTE_DETAILS_MAX 1024
+
+/* Who produced a status: the server (or the gRPC stack on its behalf), a connection that never
+ * reached the server, or this client finding the answer malformed. */
+typedef enum { REMOTE_FROM_SERVER, REMOTE_UNREACHABLE, REMOTE_FROM_CLIENT } remote_origin;
+
+typedef struct remote_status {
+  grpc_status_code code;
+  remote_origin origin;
+  char details[REMOTE_DETAILS_MAX]; /* the status details (server's message), or ours */
+} remote_status;
+
+typedef struct remote_client {
+  const char *target;     /* HOST:PORT as given (not owned) */
+  int deadline_ms;        /* per call */
+  int reached;            /* some call got an answer from the server */
+  grpc_channel *channel;
+  grpc_completion_queue *cq; /* pluck: the synchronous calls' queue */
+  void *methods[REMOTE_NMETHODS];
+} remote_client;
+
+/* grpc_init / grpc_shutdown: once per process, around everything else here. */
+void remote_init(void);
+void remote_shutdown(void);
+
+/* Creates the channel and queue (connecting is lazy: the first call connects). Returns
+ * GRPC_STATUS_OK, or an error in st (bad target); on error nothing needs closing. */
+grpc_status_code remote_open(remote_client *c, const char *target, int deadline_ms,
+                             remote_status *st);
+/* Destroys the channel and drains and destroys the queue. Safe on a zeroed client. */
+void remote_close(remote_client *c);
+
+/* One unary call of method m: req packed, the answer unpacked into *resp (caller frees with
+ * protobuf_c_message_free_unpacked) on GRPC_STATUS_OK, else *resp = NULL and st says why. */
+grpc_status_code remote_call(remote_client *c, remote_method m, const ProtobufCMessage *req,
+                             ProtobufCMessage **resp, remote_status *st);
+
+grpc_status_code remote_get_model(remote_client *c, const char *name, int64_t version,
+                                  Ember__V1__ModelInfo **out, remote_status *st);
+grpc_status_code remote_list_models(remote_client *c, Ember__V1__ListModelsResponse **out,
+                                    remote_status *st);
+grpc_status_code remote_predict(remote_client *c, const Ember__V1__PredictRequest *req,
+                                Ember__V1__PredictResponse **out, remote_status *st);
+grpc_status_code remote_sample(remote_client *c, const Ember__V1__SampleRequest *req,
+                               Ember__V1__SampleResponse **out, remote_status *st);
+
+/* "INVALID_ARGUMENT" for GRPC_STATUS_INVALID_ARGUMENT; "CODE_<n>" past the known ones (buf
+ * holds at least 16 bytes and is used only then). */
+const char *remote_code_name(grpc_status_code code, char *buf);
+/* Prints to stderr "ember VERB: server says CODE: details"; for a server never reached
+ * "ember VERB: CODE: could not reach HOST:PORT (details)"; for a client-side error
+ * "ember VERB: details". */
+void remote_report(const char *verb, const remote_status *st);
+/* Fills st with a client-side error (a malformed answer, an allocation) and returns code. */
+grpc_status_code remote_fail(remote_status *st, grpc_status_code code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* For asynchronous users of the same channel. */
+void *remote_method_handle(const remote_client *c, remote_method m);
+/* A byte buffer holding msg's encoding (caller destroys), or NULL when out of memory. */
+grpc_byte_buffer *remote_pack(const ProtobufCMessage *msg);
+/* Decodes bb as a message of type d, or NULL if it does not parse. */
+ProtobufCMessage *remote_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
+/* A deadline ms milliseconds from now. */
+gpr_timespec remote_deadline(int ms);
+
+#endif

@@ -1,0 +1,308 @@
+/* batcher.c - dynamic batching: many robots' requests, one optimiser run.
+ *
+ * Requests for the same model version, method and options wait in one queue. A queue is cut
+ * into a batch when a worker is free and either the queue holds --max-batch rows, or its
+ * oldest request has waited --max-delay-us, or the server is draining. While every worker is
+ * busy nothing is cut, so under load requests pile up and the next free worker takes a full
+ * batch at once: batching grows with load, and an idle server adds at most max-delay-us.
+ *
+ * A batch runs on libuv's threadpool (at most --workers at a time, so the pool never holds a
+ * backlog: the backlog stays here, where it can still be batched and where deadlines are
+ * checked). Each row keeps its request's seed and random stream (row_offset + i), so an
+ * answer does not depend on what else shared the batch. Requests whose deadline has passed
+ * are answered DEADLINE_EXCEEDED before compute; a full queue answers RESOURCE_EXHAUSTED at
+ * once.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+typedef struct bqueue {
+  model_version *v;
+  srv_rpc rpc;
+  ember_infer_opts o;
+  ember_modes_opts mo;
+  srv_call *head, *tail;
+  int nreq, rows;
+  struct bqueue *next;
+} bqueue;
+
+typedef struct job {
+  uv_work_t work;
+  server *s;
+  model_version *v;
+  srv_rpc rpc;
+  ember_infer_opts o;
+  ember_modes_opts mo;
+  srv_call **calls;
+  int ncalls, rows;
+  ember_infer *inf;
+  /* filled on the worker */
+  float *x, *y, *e, *my, *me, *mw;
+  uint64_t *seeds, *streams;
+  int *count;
+  int rc;
+  ember_err err;
+  uint64_t start_ns, end_ns;
+} job;
+
+static int same_key(const bqueue *q, const srv_call *c) {
+  const ember_infer_opts *a = &q->o, *b = &c->opts;
+  if (q->v != c->version || q->rpc != c->rpc) return 0;
+  if (a->samples != b->samples || a->iters != b->iters || a->sigma != b->sigma ||
+      a->shrink != b->shrink || a->temperature != b->temperature)
+    return 0;
+  if (c->rpc != RPC_SAMPLE) return 1;
+  const ember_modes_opts *m = &q->mo, *n = &c->modes;
+  return m->k == n->k && m->radius == n->radius && m->min_mass == n->min_mass &&
+         m->polish_steps == n->polish_steps && m->polish_lr == n->polish_lr;
+}
+
+void batcher_init(server *s) {
+  uv_timer_init(s->loop, &s->batch_timer);
+  s->batch_timer.data = s;
+}
+
+static void timer_closed(uv_handle_t *h) { (void)h; }
+
+void batcher_close(server *s) { uv_close((uv_handle_t *)&s->batch_timer, timer_closed); }
+
+int batcher_idle(server *s) { return s->queued == 0 && s->running_batches == 0; }
+
+static int expired(const srv_call *c) {
+  gpr_timespec now = gpr_now(c->deadline.clock_type);
+  return gpr_time_cmp(now, c->deadline) > 0;
+}
+
+static void fail_counted(srv_call *c, grpc_status_code code, const char *msg) {
+  if (c->entry) c->entry->stats.failures[code]++;
+  srv_call_fail(c, code, "%s", msg);
+}
+
+/* ---- on a worker ------------------------------------------------------------------------ */
+
+static void work_cb(uv_work_t *w) {
+  job *j = w->data;
+  const ember_model *m = &j->v->model;
+  const int dx = m->x_dim, dy = m->y_dim, k = j->mo.k;
+  j->rc = 0;
+  if (!j->inf && (j->rc = ember_infer_create(&j->inf, m, NULL, &j->err)) < 0) return;
+  size_t rows = (size_t)j->rows;
+  j->x = malloc(rows * dx * sizeof(float));
+  j->seeds = malloc(rows * sizeof(uint64_t));
+  j->streams = malloc(rows * sizeof(uint64_t));
+  if (j->rpc == RPC_PREDICT) {
+    j->y = malloc(rows * dy * sizeof(float));
+    j->e = malloc(rows * sizeof(float));
+  } else {
+    j->my = malloc(rows * k * dy * sizeof(float));
+    j->me = malloc(rows * k * sizeof(float));
+    j->mw = malloc(rows * k * sizeof(float));
+    j->count = malloc(rows * sizeof(int));
+  }
+  if (!j->x || !j->seeds || !j->streams || (j->rpc == RPC_PREDICT ? !j->y || !j->e : !j->my || !j->me || !j->mw || !j->count)) {
+    j->rc = ember_fail(&j->err, EMBER_ENOMEM, "out of memory for a batch of %d rows", j->rows);
+    return;
+  }
+  size_t at = 0;
+  for (int i = 0; i < j->ncalls; i++) {
+    const srv_call *c = j->calls[i];
+    memcpy(j->x + at * dx, c->x, (size_t)c->rows * dx * sizeof(float));
+    for (int r = 0; r < c->rows; r++) {
+      j->seeds[at + r] = c->seed;
+      j->streams[at + r] = c->row_offset + (uint64_t)r;
+    }
+    at += (size_t)c->rows;
+  }
+  j->start_ns = srv_now_ns();
+  if (j->rpc == RPC_PREDICT)
+    j->rc = ember_infer_predict_rows(j->inf, j->x, j->rows, &j->o, j->seeds, j->streams, j->y, j->e, &j->err);
+  else
+    j->rc = ember_infer_modes_rows(j->inf, j->x, j->rows, &j->o, &j->mo, j->seeds, j->streams, j->my,
+                                   j->me, j->mw, j->count, &j->err);
+  j->end_ns = srv_now_ns();
+}
+
+/* ---- back on the loop ------------------------------------------------------------------- */
+
+static void try_dispatch(server *s);
+
+static void after_work_cb(uv_work_t *w, int status) {
+  job *j = w->data;
+  server *s = j->s;
+  model_version *v = j->v;
+  model_stats *st = &v->entry->stats;
+  const int dy = v->model.y_dim, k = j->mo.k;
+  s->running_batches--;
+  if (status == 0 && j->rc == 0) {
+    st->batches++;
+    st->batched_requests += (uint64_t)j->ncalls;
+    st->batched_rows += (uint64_t)j->rows;
+    st->compute_ms_sum += (double)(j->end_ns - j->start_ns) / 1e6;
+  }
+  size_t at = 0;
+  for (int i = 0; i < j->ncalls; i++) {
+    srv_call *c = j->calls[i];
+    if (status != 0 || j->rc != 0) {
+      st->failures[GRPC_STATUS_INTERNAL]++;
+      srv_call_fail(c, GRPC_STATUS_INTERNAL, "inference failed: %s", status ? "cancelled" : j->err.msg);
+    } else {
+      st->queue_ms_sum += (double)(j->start_ns - c->arrived_ns) / 1e6;
+      st->ok++;
+      if (j->rpc == RPC_PREDICT)
+        rpc_ember_complete(c, j->y + at * dy, j->e + at, NULL, NULL, NULL, NULL);
+      else
+        rpc_ember_complete(c, NULL, NULL, j->my + at * k * dy, j->me + at * k, j->mw + at * k, j->count + at);
+    }
+    at += (size_t)c->rows;
+  }
+  if (j->inf) {
+    if (v->nidle < s->cfg.workers) v->idle[v->nidle++] = j->inf;
+    else ember_infer_destroy(j->inf);
+  }
+  version_unref(v);
+  free(j->calls);
+  free(j->x);
+  free(j->y);
+  free(j->e);
+  free(j->my);
+  free(j->me);
+  free(j->mw);
+  free(j->count);
+  free(j->seeds);
+  free(j->streams);
+  free(j);
+  try_dispatch(s);
+  server_maybe_finish(s);
+}
+
+static void unlink_queue(server *s, bqueue *q) {
+  bqueue **pp = (bqueue **)&s->batch_queues;
+  while (*pp && *pp != q) pp = &(*pp)->next;
+  if (*pp) *pp = q->next;
+  free(q);
+}
+
+/* Takes up to max_batch rows of q (at least one request) and starts them on a worker. */
+static void cut(server *s, bqueue *q) {
+  job *j = calloc(1, sizeof *j);
+  srv_call **calls = calloc((size_t)q->nreq, sizeof *calls);
+  if (!j || !calls) {
+    free(j);
+    free(calls);
+    while (q->head) {
+      srv_call *c = q->head;
+      q->head = c->next;
+      s->queued--;
+      fail_counted(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory forming a batch");
+    }
+    unlink_queue(s, q);
+    return;
+  }
+  int n = 0, rows = 0;
+  while (q->head && (n == 0 || rows + q->head->rows <= s->cfg.max_batch)) {
+    srv_call *c = q->head;
+    q->head = c->next;
+    q->nreq--;
+    q->rows -= c->rows;
+    s->queued--;
+    c->next = NULL;
+    if (expired(c)) {
+      fail_counted(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
+      continue;
+    }
+    c->state = CALL_RUNNING;
+    calls[n++] = c;
+    rows += c->rows;
+  }
+  model_version *v = q->v;
+  j->s = s;
+  j->v = v;
+  j->rpc = q->rpc;
+  j->o = q->o;
+  j->mo = q->mo;
+  j->calls = calls;
+  j->ncalls = n;
+  j->rows = rows;
+  if (!q->head) unlink_queue(s, q);
+  if (n == 0) {
+    free(calls);
+    free(j);
+    return;
+  }
+  version_ref(v);
+  j->inf = v->nidle > 0 ? v->idle[--v->nidle] : NULL;
+  j->work.data = j;
+  s->running_batches++;
+  uv_queue_work(s->loop, &j->work, work_cb, after_work_cb);
+}
+
+static void on_batch_timer(uv_timer_t *t) { try_dispatch(t->data); }
+
+static void try_dispatch(server *s) {
+  while (s->running_batches < s->cfg.workers && s->batch_queues) {
+    uint64_t now = srv_now_ns(), delay = (uint64_t)s->cfg.max_delay_us * 1000u;
+    bqueue *ready = NULL;
+    uint64_t wait = UINT64_MAX;
+    for (bqueue *q = s->batch_queues; q; q = q->next) {
+      uint64_t age = now - q->head->arrived_ns;
+      if (q->rows >= s->cfg.max_batch || age >= delay || s->draining) {
+        if (!ready || q->head->arrived_ns < ready->head->arrived_ns) ready = q;
+      } else if (delay - age < wait) {
+        wait = delay - age;
+      }
+    }
+    if (!ready) {
+      uint64_t ms = (wait + 999999u) / 1000000u; /* libuv timers have millisecond resolution */
+      uv_timer_start(&s->batch_timer, on_batch_timer, ms ? ms : 1, 0);
+      return;
+    }
+    cut(s, ready);
+  }
+}
+
+void batcher_submit(server *s, srv_call *c) {
+  if (s->queued >= s->cfg.max_queue) {
+    fail_counted(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                 "the server's queue is full (--max-queue requests waiting); retry later");
+    return;
+  }
+  bqueue *q = s->batch_queues;
+  while (q && !same_key(q, c)) q = q->next;
+  if (!q) {
+    q = calloc(1, sizeof *q);
+    if (!q) {
+      fail_counted(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory queueing the request");
+      return;
+    }
+    q->v = c->version;
+    q->rpc = c->rpc;
+    q->o = c->opts;
+    q->mo = c->modes;
+    q->next = s->batch_queues;
+    s->batch_queues = q;
+  }
+  c->state = CALL_QUEUED;
+  c->next = NULL;
+  if (q->tail && q->head) q->tail->next = c;
+  else q->head = c;
+  q->tail = c;
+  q->nreq++;
+  q->rows += c->rows;
+  s->queued++;
+  try_dispatch(s);
+}
+
+void batcher_flush(server *s, grpc_status_code code, const char *why) {
+  while (s->batch_queues) {
+    bqueue *q = s->batch_queues;
+    while (q->head) {
+      srv_call *c = q->head;
+      q->head = c->next;
+      s->queued--;
+      fail_counted(c, code, why);
+    }
+    unlink_queue(s, q);
+  }
+}

@@ -1,0 +1,185 @@
+/* calls.c - the life of a call: armed, arrived, answered, freed.
+ *
+ * Each method keeps a few calls armed with grpc_server_request_registered_call (unknown
+ * methods with grpc_server_request_call); an arrival re-arms its method before it is handled.
+ * A unary call ends with one batch (initial metadata, message if OK, status, close) whose tag
+ * is the call itself in state CALL_FINISHING; when it comes back the call is freed. Streaming
+ * calls (health watch, reflection) move through CALL_STREAMING and are driven by their own
+ * files.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/support/alloc.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "server.h"
+
+static const char *const status_names[] = {
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+    "UNAUTHENTICATED"};
+
+const char *srv_status_name(grpc_status_code code) {
+  return (unsigned)code < sizeof status_names / sizeof *status_names ? status_names[code] : "UNKNOWN";
+}
+
+void srv_call_request(server *s, srv_rpc rpc) {
+  srv_call *c = calloc(1, sizeof *c);
+  if (!c) {
+    srv_log(LOG_ERROR, "out of memory arming a call", "rpc=%d", (int)rpc);
+    return;
+  }
+  c->kind = TAG_CALL;
+  c->state = CALL_WAITING;
+  c->rpc = rpc;
+  c->srv = s;
+  c->status_details = grpc_empty_slice();
+  grpc_metadata_array_init(&c->md);
+  grpc_call_error err;
+  if (rpc == RPC_UNKNOWN) {
+    grpc_call_details_init(&c->details);
+    err = grpc_server_request_call(s->grpc, &c->call, &c->details, &c->md, s->cq, s->cq, c);
+  } else {
+    int has_payload = rpc != RPC_REFLECTION_V1 && rpc != RPC_REFLECTION_V1ALPHA;
+    err = grpc_server_request_registered_call(s->grpc, s->methods[rpc], &c->call, &c->deadline,
+                                              &c->md, has_payload ? &c->payload : NULL, s->cq,
+                                              s->cq, c);
+  }
+  if (err != GRPC_CALL_OK) {
+    srv_log(LOG_ERROR, "could not arm a call", "rpc=%d error=%d", (int)rpc, (int)err);
+    grpc_metadata_array_destroy(&c->md);
+    if (rpc == RPC_UNKNOWN) grpc_call_details_destroy(&c->details);
+    free(c);
+    return;
+  }
+  s->calls_alive++;
+}
+
+void srv_call_free(srv_call *c) {
+  server *s = c->srv;
+  if (c->call) grpc_call_unref(c->call);
+  grpc_metadata_array_destroy(&c->md);
+  if (c->rpc == RPC_UNKNOWN) grpc_call_details_destroy(&c->details);
+  if (c->payload) grpc_byte_buffer_destroy(c->payload);
+  if (c->send) grpc_byte_buffer_destroy(c->send);
+  grpc_slice_unref(c->status_details);
+  if (c->version) version_unref(c->version);
+  free(c->x);
+  free(c);
+  s->calls_alive--;
+  server_maybe_finish(s);
+}
+
+grpc_byte_buffer *srv_pack(const void *msg) {
+  size_t len = protobuf_c_message_get_packed_size(msg);
+  grpc_slice slice = grpc_slice_malloc(len);
+  protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);
+  return bb;
+}
+
+long srv_bytes(grpc_byte_buffer *bb, uint8_t **buf) {
+  *buf = NULL;
+  grpc_byte_buffer_reader r;
+  if (!bb || !grpc_byte_buffer_reader_init(&r, bb)) return bb ? -1 : 0;
+  grpc_slice all = grpc_byte_buffer_reader_readall(&r);
+  grpc_byte_buffer_reader_destroy(&r);
+  size_t len = GRPC_SLICE_LENGTH(all);
+  *buf = malloc(len ? len : 1);
+  if (*buf) memcpy(*buf, GRPC_SLICE_START_PTR(all), len);
+  grpc_slice_unref(all);
+  return *buf ? (long)len : -1;
+}
+
+static void finish(srv_call *c, grpc_status_code code, const void *msg) {
+  grpc_op ops[4];
+  memset(ops, 0, sizeof ops);
+  int n = 0;
+  ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  if (msg) {
+    c->send = srv_pack(msg);
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = c->send;
+  }
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = code;
+  ops[n++].data.send_status_from_server.status_details = code == GRPC_STATUS_OK ? NULL : &c->status_details;
+  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+  c->state = CALL_FINISHING;
+  grpc_call_error err = grpc_call_start_batch(c->call, ops, (size_t)n, c, NULL);
+  if (err != GRPC_CALL_OK) {
+    srv_log(LOG_ERROR, "could not send a reply", "error=%d", (int)err);
+    srv_call_free(c);
+  }
+}
+
+void srv_call_reply(srv_call *c, const void *msg) { finish(c, GRPC_STATUS_OK, msg); }
+
+void srv_call_fail(srv_call *c, grpc_status_code code, const char *fmt, ...) {
+  char text[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  grpc_slice_unref(c->status_details);
+  c->status_details = grpc_slice_from_copied_string(text);
+  srv_log(code == GRPC_STATUS_INTERNAL ? LOG_ERROR : LOG_DEBUG, "call failed", "rpc=%d status=%s details=\"%s\"",
+          (int)c->rpc, srv_status_name(code), text);
+  finish(c, code, NULL);
+}
+
+/* An event for a call: it arrived (CALL_WAITING), its reply was sent (CALL_FINISHING), or a
+ * streaming batch completed. */
+void srv_call_event(srv_call *c, int ok);
+void srv_call_event(srv_call *c, int ok) {
+  server *s = c->srv;
+  switch (c->state) {
+  case CALL_WAITING:
+    if (!ok) { /* the server is shutting down: this armed call will never arrive */
+      srv_call_free(c);
+      return;
+    }
+    if (!s->shutting_down) srv_call_request(s, c->rpc);
+    c->arrived_ns = srv_now_ns();
+    switch (c->rpc) {
+    case RPC_PREDICT:
+    case RPC_SAMPLE:
+    case RPC_LIST_MODELS:
+    case RPC_GET_MODEL:
+      rpc_ember_handle(c);
+      break;
+    case RPC_HEALTH_CHECK:
+    case RPC_HEALTH_WATCH:
+      health_handle(c);
+      break;
+    case RPC_REFLECTION_V1:
+    case RPC_REFLECTION_V1ALPHA:
+      reflection_handle(c);
+      break;
+    default: {
+      char *method = grpc_slice_to_c_string(c->details.method);
+      srv_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "method %s is not served here", method);
+      gpr_free(method);
+      break;
+    }
+    }
+    break;
+  case CALL_FINISHING:
+    srv_call_free(c);
+    break;
+  case CALL_STREAMING:
+    if (c->rpc == RPC_HEALTH_WATCH) health_event(c, ok);
+    else reflection_event(c, ok);
+    break;
+  default:
+    srv_log(LOG_ERROR, "event for a call in an unexpected state", "state=%d", (int)c->state);
+    break;
+  }
+}

@@ -1,0 +1,123 @@
+/* config.c - emberd's command line. Every flag is documented in --help with its default. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server.h"
+
+typedef struct flag {
+  const char *name, *metavar, *help;
+  int *ival;          /* integer flags */
+  const char **sval;  /* string flags */
+  int min, max;
+} flag;
+
+static void usage(FILE *f, const flag *flags, int n) {
+  fprintf(f,
+          "emberd - serve ember energy models over gRPC (service ember.v1.Ember, plus\n"
+          "grpc.health.v1.Health and server reflection)\n\n"
+          "usage: emberd (--models DIR | --model FILE) [options]\n\n"
+          "The repository DIR holds DIR/<name>/<version>.safetensors (version a positive integer;\n"
+          "the highest is served by default). It is watched: new versions are loaded, removed ones\n"
+          "retired, and a version that fails to load is reported (GetModel, logs) while the others\n"
+          "keep serving. --model FILE serves one checkpoint as model <file name without extension>,\n"
+          "version 1.\n\noptions:\n");
+  for (int i = 0; i < n; i++) {
+    char left[48];
+    snprintf(left, sizeof left, "--%s %s", flags[i].name, flags[i].metavar);
+    fprintf(f, "  %-26s %s", left, flags[i].help);
+    if (flags[i].ival) fprintf(f, " (default %d)", *flags[i].ival);
+    else if (flags[i].sval && *flags[i].sval) fprintf(f, " (default %s)", *flags[i].sval);
+    fputc('\n', f);
+  }
+  fprintf(f, "  %-26s %s\n\n", "--help", "show this help");
+  fprintf(f, "Signals: SIGINT/SIGTERM drain (health NOT_SERVING, new calls UNAVAILABLE, queued and\n"
+             "running calls answered), then shut down; a second signal cancels what is left.\n");
+}
+
+int srv_config_parse(srv_config *c, int argc, char **argv) {
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  static const char *level = "info";
+  memset(c, 0, sizeof *c);
+  c->listen = "127.0.0.1:50051";
+  c->workers = ncpu < 1 ? 1 : (int)ncpu;
+  c->max_batch = 64;
+  c->max_delay_us = 200;
+  c->max_queue = 1024;
+  c->max_rows = 1024;
+  c->max_samples = 65536;
+  c->max_message = 16 << 20;
+  c->poll_ms = 2000;
+  c->drain_ms = 500;
+  c->grace_ms = 5000;
+  flag flags[] = {
+      {"listen", "HOST:PORT", "address to listen on (0.0.0.0:PORT for every interface)", NULL, &c->listen, 0, 0},
+      {"models", "DIR", "model repository: DIR/<name>/<version>.safetensors", NULL, &c->models_dir, 0, 0},
+      {"model", "FILE", "serve one checkpoint (name = file name without extension, version 1)", NULL, &c->model_file, 0, 0},
+      {"workers", "N", "inference threads, one BLAS thread each (default: online CPUs)", &c->workers, NULL, 1, 256},
+      {"max-batch", "ROWS", "most rows (queries) one optimiser run serves", &c->max_batch, NULL, 1, 65536},
+      {"max-delay-us", "US", "how long a batch may wait for more requests while a worker is idle", &c->max_delay_us, NULL, 0, 10000000},
+      {"max-queue", "N", "requests waiting for a worker; more get RESOURCE_EXHAUSTED", &c->max_queue, NULL, 1, 1 << 24},
+      {"max-rows", "N", "rows of x per request", &c->max_rows, NULL, 1, 1 << 20},
+      {"max-samples", "N", "DFO samples per row a request may ask for", &c->max_samples, NULL, 1, 1 << 24},
+      {"max-message", "BYTES", "largest request or response message", &c->max_message, NULL, 1024, 1 << 30},
+      {"poll-ms", "MS", "repository rescan period, a backstop for file events", &c->poll_ms, NULL, 50, 3600000},
+      {"drain-ms", "MS", "on SIGTERM: how long to report NOT_SERVING before shutting down", &c->drain_ms, NULL, 0, 600000},
+      {"grace-ms", "MS", "then how long in-flight calls get before they are cancelled", &c->grace_ms, NULL, 0, 600000},
+      {"log-level", "LEVEL", "debug, info, warn or error", NULL, &level, 0, 0},
+  };
+  int n = (int)(sizeof flags / sizeof *flags);
+  struct option longopts[32];
+  for (int i = 0; i < n; i++) longopts[i] = (struct option){flags[i].name, required_argument, NULL, i};
+  longopts[n] = (struct option){"help", no_argument, NULL, 'h'};
+  longopts[n + 1] = (struct option){NULL, 0, NULL, 0};
+  opterr = 0;
+  optind = 1;
+  int workers_default = c->workers;
+  for (;;) {
+    int idx = getopt_long(argc, argv, "h", longopts, NULL);
+    if (idx == -1) break;
+    if (idx == 'h') {
+      c->workers = workers_default;
+      usage(stdout, flags, n);
+      return 1;
+    }
+    if (idx == '?' || idx == ':') {
+      fprintf(stderr, "emberd: unknown option or missing value: %s (see emberd --help)\n", argv[optind - 1]);
+      return -1;
+    }
+    flag *f = &flags[idx];
+    if (f->sval) {
+      *f->sval = optarg;
+      continue;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(optarg, &end, 10);
+    if (!*optarg || *end || errno || v < f->min || v > f->max) {
+      fprintf(stderr, "emberd: --%s expects an integer in [%d, %d], got '%s'\n", f->name, f->min, f->max, optarg);
+      return -1;
+    }
+    *f->ival = (int)v;
+  }
+  if (optind < argc) {
+    fprintf(stderr, "emberd: unexpected argument '%s' (see emberd --help)\n", argv[optind]);
+    return -1;
+  }
+  if (!c->models_dir == !c->model_file) {
+    fprintf(stderr, "emberd: give exactly one of --models DIR and --model FILE (see emberd --help)\n");
+    return -1;
+  }
+  const char *levels[] = {"debug", "info", "warn", "error"};
+  c->log_level = -1;
+  for (int i = 0; i < 4; i++)
+    if (strcmp(level, levels[i]) == 0) c->log_level = i;
+  if (c->log_level < 0) {
+    fprintf(stderr, "emberd: --log-level must be debug, info, warn or error, got '%s'\n", level);
+    return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,508 @@
+/* registry.c - the model repository and hot reload.
+ *
+ * The repository is DIR/<name>/<version>.safetensors (or one --model FILE). A scan lists the
+ * files and loads every new or changed one; it runs on the threadpool, because reading and
+ * validating a checkpoint is I/O and compute that must not stall the loop. Its result is
+ * applied on the loop: new versions appear, versions whose files are gone are retired,
+ * failures are recorded per version (and not retried until the file changes) while every
+ * other version keeps serving.
+ *
+ * Versions are reference counted: the registry holds one reference while a version is listed
+ * and each batch holds one while it runs, so a batch finishes on the version it started with
+ * and a retired version is freed as soon as its last batch ends (memory does not grow over
+ * reload cycles).
+ *
+ * Scans are triggered by inotify (uv_fs_event on the repository and each model directory,
+ * debounced by 100 ms) and by a --poll-ms timer as a backstop. Writers should publish with an
+ * atomic rename (ember train does); a half-written file fails to load, is reported, and is
+ * loaded when it changes again.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "server.h"
+
+typedef struct known_file {
+  char name[72];
+  int64_t version, mtime, size;
+} known_file;
+
+typedef struct scan_item {
+  char name[72];
+  int64_t version, mtime, size;
+  char *path;
+  int status; /* 0 unchanged, 1 loaded, 2 failed */
+  ember_model model;
+  char *error;
+} scan_item;
+
+typedef struct scan_job {
+  uv_work_t work;
+  server *s;
+  known_file *known;
+  int nknown;
+  scan_item *items;
+  int nitems, capitems;
+  char **dirs;
+  int ndirs, capdirs;
+  char *fatal;
+} scan_job;
+
+static int valid_model_name(const char *n) {
+  size_t len = strlen(n);
+  if (len < 1 || len > 64 || n[0] == '.') return 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = n[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+          ch == '_' || ch == '.' || ch == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+/* "<positive integer>.safetensors" -> version, else 0 */
+static int64_t version_of(const char *file) {
+  const char *dot = strrchr(file, '.');
+  if (!dot || strcmp(dot, ".safetensors") != 0 || dot == file || file[0] == '0') return 0;
+  int64_t v = 0;
+  for (const char *p = file; p < dot; p++) {
+    if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10) return 0;
+    v = v * 10 + (*p - '0');
+  }
+  return v;
+}
+
+static char *dup_str(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+static char *dup_printf(const char *a, const char *b) {
+  size_t n = strlen(a) + strlen(b) + 2;
+  char *d = malloc(n);
+  if (d) snprintf(d, n, "%s/%s", a, b);
+  return d;
+}
+
+/* ---- the scan (threadpool) -------------------------------------------------------------- */
+
+static void add_file(scan_job *j, const char *name, int64_t version, const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return;
+  if (j->nitems == j->capitems) {
+    int cap = j->capitems ? 2 * j->capitems : 16;
+    scan_item *grown = realloc(j->items, (size_t)cap * sizeof *grown);
+    if (!grown) return;
+    j->items = grown;
+    j->capitems = cap;
+  }
+  scan_item *it = &j->items[j->nitems];
+  memset(it, 0, sizeof *it);
+  snprintf(it->name, sizeof it->name, "%s", name);
+  it->version = version;
+  it->mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+  it->size = (int64_t)st.st_size;
+  it->path = dup_str(path);
+  if (!it->path) return;
+  j->nitems++;
+  for (int k = 0; k < j->nknown; k++)
+    if (j->known[k].version == version && strcmp(j->known[k].name, name) == 0 &&
+        j->known[k].mtime == it->mtime && j->known[k].size == it->size)
+      return; /* unchanged: status 0 */
+  ember_err err;
+  if (ember_model_load(path, &it->model, &err) == 0) {
+    it->status = 1;
+  } else {
+    it->status = 2;
+    it->error = dup_str(err.msg);
+  }
+}
+
+static void add_dir(scan_job *j, const char *path) {
+  if (j->ndirs == j->capdirs) {
+    int cap = j->capdirs ? 2 * j->capdirs : 8;
+    char **grown = realloc(j->dirs, (size_t)cap * sizeof *grown);
+    if (!grown) return;
+    j->dirs = grown;
+    j->capdirs = cap;
+  }
+  char *d = dup_str(path);
+  if (d) j->dirs[j->ndirs++] = d;
+}
+
+static void scan_work(uv_work_t *w) {
+  scan_job *j = w->data;
+  const srv_config *cfg = &j->s->cfg;
+  if (cfg->model_file) {
+    const char *base = strrchr(cfg->model_file, '/');
+    base = base ? base + 1 : cfg->model_file;
+    char name[72];
+    snprintf(name, sizeof name, "%s", base);
+    char *dot = strrchr(name, '.');
+    if (dot && dot != name) *dot = 0;
+    if (!valid_model_name(name)) snprintf(name, sizeof name, "model");
+    add_file(j, name, 1, cfg->model_file);
+    return;
+  }
+  DIR *root = opendir(cfg->models_dir);
+  if (!root) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "cannot open the model repository %s: %s", cfg->models_dir, strerror(errno));
+    j->fatal = dup_str(msg);
+    return;
+  }
+  add_dir(j, cfg->models_dir);
+  struct dirent *de;
+  while ((de = readdir(root))) {
+    if (!valid_model_name(de->d_name)) continue;
+    char *sub = dup_printf(cfg->models_dir, de->d_name);
+    if (!sub) continue;
+    DIR *d = opendir(sub);
+    if (d) {
+      add_dir(j, sub);
+      struct dirent *fe;
+      while ((fe = readdir(d))) {
+        int64_t v = version_of(fe->d_name);
+        if (v <= 0) continue;
+        char *path = dup_printf(sub, fe->d_name);
+        if (path) add_file(j, de->d_name, v, path);
+        free(path);
+      }
+      closedir(d);
+    }
+    free(sub);
+  }
+  closedir(root);
+}
+
+static void free_job(scan_job *j) {
+  for (int i = 0; i < j->nitems; i++) {
+    free(j->items[i].path);
+    free(j->items[i].error);
+    ember_model_free(&j->items[i].model); /* zeroed when applied */
+  }
+  for (int i = 0; i < j->ndirs; i++) free(j->dirs[i]);
+  free(j->items);
+  free(j->dirs);
+  free(j->known);
+  free(j->fatal);
+  free(j);
+}
+
+/* ---- versions and entries (loop) --------------------------------------------------------- */
+
+void version_ref(model_version *v) { v->refs++; }
+
+void version_unref(model_version *v) {
+  if (--v->refs > 0) return;
+  for (int i = 0; i < v->nidle; i++) ember_infer_destroy(v->idle[i]);
+  free(v->idle);
+  ember_model_free(&v->model);
+  free(v->path);
+  free(v);
+}
+
+model_entry *registry_find(server *s, const char *name) {
+  for (model_entry *e = s->models; e; e = e->next)
+    if (strcmp(e->name, name) == 0) return e;
+  return NULL;
+}
+
+model_version *registry_version(model_entry *e, int64_t version) {
+  if (e->nversions == 0) return NULL;
+  if (version == 0) return e->versions[e->nversions - 1];
+  for (int i = 0; i < e->nversions; i++)
+    if (e->versions[i]->version == version) return e->versions[i];
+  return NULL;
+}
+
+static model_entry *entry_get(server *s, const char *name) {
+  model_entry *e = registry_find(s, name);
+  if (e) return e;
+  e = calloc(1, sizeof *e);
+  if (!e) return NULL;
+  snprintf(e->name, sizeof e->name, "%s", name);
+  model_entry **pp = &s->models; /* keep the list sorted by name */
+  while (*pp && strcmp((*pp)->name, name) < 0) pp = &(*pp)->next;
+  e->next = *pp;
+  *pp = e;
+  return e;
+}
+
+static void retire(model_entry *e, int idx, const char *why) {
+  model_version *v = e->versions[idx];
+  srv_log(LOG_INFO, "model version retired", "model=%s version=%lld reason=%s", e->name, (long long)v->version, why);
+  memmove(e->versions + idx, e->versions + idx + 1, (size_t)(e->nversions - idx - 1) * sizeof *e->versions);
+  e->nversions--;
+  version_unref(v);
+}
+
+static void drop_error(model_entry *e, int idx) {
+  free(e->errors[idx].path);
+  free(e->errors[idx].message);
+  memmove(e->errors + idx, e->errors + idx + 1, (size_t)(e->nerrors - idx - 1) * sizeof *e->errors);
+  e->nerrors--;
+}
+
+static int find_error(model_entry *e, int64_t version) {
+  for (int i = 0; i < e->nerrors; i++)
+    if (e->errors[i].version == version) return i;
+  return -1;
+}
+
+static void install(server *s, model_entry *e, scan_item *it) {
+  model_version *v = calloc(1, sizeof *v);
+  model_version **grown = realloc(e->versions, (size_t)(e->nversions + 1) * sizeof *grown);
+  ember_infer **idle = calloc((size_t)s->cfg.workers, sizeof *idle);
+  if (grown) e->versions = grown;
+  if (!v || !grown || !idle) {
+    free(v);
+    free(idle);
+    srv_log(LOG_ERROR, "out of memory installing a model", "model=%s", e->name);
+    return;
+  }
+  for (int i = 0; i < e->nversions; i++)
+    if (e->versions[i]->version == it->version) {
+      retire(e, i, "replaced");
+      break;
+    }
+  v->entry = e;
+  v->version = it->version;
+  v->path = it->path;
+  it->path = NULL;
+  v->mtime = it->mtime;
+  v->size = it->size;
+  v->model = it->model;
+  memset(&it->model, 0, sizeof it->model);
+  v->idle = idle;
+  v->refs = 1;
+  int at = e->nversions;
+  while (at > 0 && e->versions[at - 1]->version > v->version) at--;
+  memmove(e->versions + at + 1, e->versions + at, (size_t)(e->nversions - at) * sizeof *e->versions);
+  e->versions[at] = v;
+  e->nversions++;
+  int ei = find_error(e, v->version);
+  if (ei >= 0) drop_error(e, ei);
+  srv_log(LOG_INFO, "model version loaded", "model=%s version=%lld method=%s x_dim=%d y_dim=%d path=%s", e->name,
+          (long long)v->version, ember_method_name(v->model.method), v->model.x_dim, v->model.y_dim, v->path);
+}
+
+static void record_failure(model_entry *e, scan_item *it) {
+  int ei = find_error(e, it->version);
+  if (ei < 0) {
+    load_error *grown = realloc(e->errors, (size_t)(e->nerrors + 1) * sizeof *grown);
+    if (!grown) return;
+    e->errors = grown;
+    ei = e->nerrors++;
+  } else {
+    free(e->errors[ei].path);
+    free(e->errors[ei].message);
+  }
+  load_error *le = &e->errors[ei];
+  le->version = it->version;
+  le->path = it->path;
+  it->path = NULL;
+  le->message = it->error;
+  it->error = NULL;
+  le->when = (int64_t)time(NULL);
+  le->mtime = it->mtime;
+  le->size = it->size;
+  srv_log(LOG_WARN, "model version failed to load", "model=%s version=%lld error=\"%s\"", e->name,
+          (long long)le->version, le->message ? le->message : "");
+}
+
+static int present(const scan_job *j, const char *name, int64_t version) {
+  for (int i = 0; i < j->nitems; i++)
+    if (j->items[i].version == version && strcmp(j->items[i].name, name) == 0) return 1;
+  return 0;
+}
+
+static void watch_dirs(server *s, scan_job *j);
+
+static void apply(server *s, scan_job *j) {
+  for (int i = 0; i < j->nitems; i++) {
+    scan_item *it = &j->items[i];
+    if (it->status == 0) continue;
+    model_entry *e = entry_get(s, it->name);
+    if (!e) continue;
+    if (it->status == 1) install(s, e, it);
+    else record_failure(e, it);
+  }
+  for (model_entry *e = s->models; e; e = e->next) {
+    for (int i = e->nversions - 1; i >= 0; i--)
+      if (!present(j, e->name, e->versions[i]->version)) retire(e, i, "file removed");
+    for (int i = e->nerrors - 1; i >= 0; i--)
+      if (!present(j, e->name, e->errors[i].version)) drop_error(e, i);
+  }
+  watch_dirs(s, j);
+}
+
+static known_file *snapshot(server *s, int *n) {
+  int count = 0;
+  for (model_entry *e = s->models; e; e = e->next) count += e->nversions + e->nerrors;
+  known_file *k = calloc((size_t)count + 1, sizeof *k);
+  if (!k) {
+    *n = 0;
+    return NULL;
+  }
+  int at = 0;
+  for (model_entry *e = s->models; e; e = e->next) {
+    for (int i = 0; i < e->nversions; i++, at++) {
+      snprintf(k[at].name, sizeof k[at].name, "%s", e->name);
+      k[at].version = e->versions[i]->version;
+      k[at].mtime = e->versions[i]->mtime;
+      k[at].size = e->versions[i]->size;
+    }
+    for (int i = 0; i < e->nerrors; i++, at++) {
+      snprintf(k[at].name, sizeof k[at].name, "%s", e->name);
+      k[at].version = e->errors[i].version;
+      k[at].mtime = e->errors[i].mtime;
+      k[at].size = e->errors[i].size;
+    }
+  }
+  *n = at;
+  return k;
+}
+
+/* ---- triggering scans ---------------------------------------------------------------------- */
+
+static void request_scan(server *s);
+
+static void scan_done(uv_work_t *w, int status) {
+  scan_job *j = w->data;
+  server *s = j->s;
+  s->scan_running = 0;
+  if (status == 0 && !s->shutting_down) {
+    if (j->fatal) srv_log(LOG_ERROR, "repository scan failed", "error=\"%s\"", j->fatal);
+    else apply(s, j);
+  }
+  free_job(j);
+  if (s->scan_again && !s->shutting_down) {
+    s->scan_again = 0;
+    request_scan(s);
+  }
+  server_maybe_finish(s);
+}
+
+static scan_job *new_job(server *s) {
+  scan_job *j = calloc(1, sizeof *j);
+  if (!j) return NULL;
+  j->s = s;
+  j->known = snapshot(s, &j->nknown);
+  j->work.data = j;
+  return j;
+}
+
+static void request_scan(server *s) {
+  if (s->shutting_down) return;
+  if (s->scan_running) {
+    s->scan_again = 1;
+    return;
+  }
+  scan_job *j = new_job(s);
+  if (!j) return;
+  s->scan_running = 1;
+  uv_queue_work(s->loop, &j->work, scan_work, scan_done);
+}
+
+static void on_timer(uv_timer_t *t) { request_scan(t->data); }
+
+static void on_fs_event(uv_fs_event_t *h, const char *file, int events, int status) {
+  (void)file;
+  (void)events;
+  (void)status;
+  server *s = h->data;
+  if (!s->shutting_down) uv_timer_start(&s->rescan_timer, on_timer, 100, 0);
+}
+
+static void free_handle(uv_handle_t *h) { free(h); }
+
+static void watch_dirs(server *s, scan_job *j) {
+  for (int d = 0; d < j->ndirs; d++) {
+    int have = 0;
+    for (int i = 0; i < s->nwatches && !have; i++) have = strcmp(s->watch_paths[i], j->dirs[d]) == 0;
+    if (have) continue;
+    uv_fs_event_t *h = malloc(sizeof *h);
+    uv_fs_event_t **gw = realloc(s->watches, (size_t)(s->nwatches + 1) * sizeof *gw);
+    if (gw) s->watches = (void *)gw;
+    char **gp = realloc(s->watch_paths, (size_t)(s->nwatches + 1) * sizeof *gp);
+    if (gp) s->watch_paths = gp;
+    char *path = dup_str(j->dirs[d]);
+    if (!h || !gw || !gp || !path) {
+      free(h);
+      free(path);
+      continue;
+    }
+    uv_fs_event_init(s->loop, h);
+    h->data = s;
+    if (uv_fs_event_start(h, on_fs_event, path, 0) != 0) {
+      uv_close((uv_handle_t *)h, free_handle);
+      free(path);
+      continue; /* the poll timer still covers it */
+    }
+    ((uv_fs_event_t **)s->watches)[s->nwatches] = h;
+    s->watch_paths[s->nwatches++] = path;
+  }
+}
+
+int registry_start(server *s) {
+  uv_timer_init(s->loop, &s->poll_timer);
+  uv_timer_init(s->loop, &s->rescan_timer);
+  s->poll_timer.data = s->rescan_timer.data = s;
+  /* the first scan runs before serving, so the server starts with its models */
+  scan_job *j = new_job(s);
+  if (!j) return -1;
+  scan_work(&j->work);
+  if (j->fatal) {
+    fprintf(stderr, "emberd: %s\n", j->fatal);
+    free_job(j);
+    uv_close((uv_handle_t *)&s->poll_timer, NULL);
+    uv_close((uv_handle_t *)&s->rescan_timer, NULL);
+    uv_run(s->loop, UV_RUN_NOWAIT);
+    return -1;
+  }
+  apply(s, j);
+  int loaded = 0;
+  for (model_entry *e = s->models; e; e = e->next) loaded += e->nversions;
+  if (loaded == 0) srv_log(LOG_WARN, "no model loaded yet; the repository is watched", "%s", "");
+  free_job(j);
+  uv_timer_start(&s->poll_timer, on_timer, (uint64_t)s->cfg.poll_ms, (uint64_t)s->cfg.poll_ms);
+  return 0;
+}
+
+void registry_stop(server *s) {
+  uv_timer_stop(&s->poll_timer);
+  uv_timer_stop(&s->rescan_timer);
+  if (!uv_is_closing((uv_handle_t *)&s->poll_timer)) uv_close((uv_handle_t *)&s->poll_timer, NULL);
+  if (!uv_is_closing((uv_handle_t *)&s->rescan_timer)) uv_close((uv_handle_t *)&s->rescan_timer, NULL);
+  for (int i = 0; i < s->nwatches; i++) {
+    uv_fs_event_t *h = ((uv_fs_event_t **)s->watches)[i];
+    uv_fs_event_stop(h);
+    uv_close((uv_handle_t *)h, free_handle);
+    free(s->watch_paths[i]);
+  }
+  free(s->watches);
+  free(s->watch_paths);
+  s->watches = NULL;
+  s->watch_paths = NULL;
+  s->nwatches = 0;
+}
+
+void registry_free(server *s) {
+  while (s->models) {
+    model_entry *e = s->models;
+    s->models = e->next;
+    while (e->nversions > 0) retire(e, e->nversions - 1, "server stopped");
+    while (e->nerrors > 0) drop_error(e, e->nerrors - 1);
+    free(e->versions);
+    free(e->errors);
+    free(e);
+  }
+}

@@ -1,0 +1,419 @@
+/* rpc_ember.c - the ember.v1.Ember service: parse, validate, answer.
+ *
+ * Predict and Sample are validated completely on the loop (model, version, shape, finite
+ * values, options against the server's limits) so that a bad request is answered at once with
+ * a status that says what was expected, and only good ones reach the batcher. ListModels and
+ * GetModel are answered from the registry without touching a worker.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ember/v1/ember.pb-c.h"
+#include "server.h"
+
+static int valid_name(const char *n) {
+  size_t len = n ? strlen(n) : 0;
+  if (len < 1 || len > 64) return 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = n[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+          ch == '_' || ch == '.' || ch == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+static void count_failure(srv_call *c, grpc_status_code code) {
+  if (c->entry && (unsigned)code < 17) c->entry->stats.failures[code]++;
+}
+
+static void versions_text(const model_entry *e, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = 0;
+  for (int i = 0; i < e->nversions && used + 24 < len; i++)
+    used += (size_t)snprintf(buf + used, len - used, "%s%lld", i ? ", " : "", (long long)e->versions[i]->version);
+  if (e->nversions == 0) snprintf(buf, len, "none");
+}
+
+/* Finds the model and version of a request, or answers NOT_FOUND/INVALID_ARGUMENT. */
+static model_version *resolve(srv_call *c, const char *name, int64_t version) {
+  server *s = c->srv;
+  if (!valid_name(name)) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                  "model name '%.80s' is not valid: expected 1-64 characters of [A-Za-z0-9_.-]", name ? name : "");
+    return NULL;
+  }
+  model_entry *e = registry_find(s, name);
+  if (!e) {
+    char known[256] = "";
+    size_t used = 0;
+    for (model_entry *m = s->models; m && used + 70 < sizeof known; m = m->next)
+      used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", used ? ", " : "", m->name);
+    srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "model '%s' not found (serving: %s)", name, used ? known : "none");
+    return NULL;
+  }
+  c->entry = e;
+  if (c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE) e->stats.requests++;
+  if (version < 0) {
+    count_failure(c, GRPC_STATUS_INVALID_ARGUMENT);
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "version must be >= 0 (0 = latest), got %lld", (long long)version);
+    return NULL;
+  }
+  model_version *v = registry_version(e, version);
+  if (!v) {
+    char have[256];
+    versions_text(e, have, sizeof have);
+    count_failure(c, GRPC_STATUS_NOT_FOUND);
+    if (version == 0)
+      srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "model '%s' has no loaded version", name);
+    else
+      srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "version %lld of model '%s' is not loaded (loaded: %s)",
+                    (long long)version, name, have);
+    return NULL;
+  }
+  return v;
+}
+
+/* Merges request options with the model's defaults and checks them against the limits. */
+static int resolve_options(srv_call *c, const model_version *v, const Ember__V1__InferenceOptions *o) {
+  const ember_model *m = &v->model;
+  const srv_config *cfg = &c->srv->cfg;
+  ember_infer_opts r = m->infer;
+  uint64_t seed = 0;
+  if (o) {
+    if (o->samples) r.samples = o->samples > (uint32_t)INT32_MAX ? INT32_MAX : (int)o->samples;
+    if (o->iterations) r.iters = o->iterations > 100000u ? 100000 : (int)o->iterations;
+    if (o->sigma != 0.0f) r.sigma = o->sigma;
+    if (o->shrink != 0.0f) r.shrink = o->shrink;
+    if (o->temperature != 0.0f) r.temperature = o->temperature;
+    seed = o->seed;
+  }
+  if (m->method != EMBER_METHOD_MSE && r.samples > cfg->max_samples) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                  "options.samples is %u; this server allows at most %d samples per row (--max-samples)",
+                  o ? o->samples : 0u, cfg->max_samples);
+    return -1;
+  }
+  ember_err err;
+  if (ember_infer_opts_check(&r, &err) < 0) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "options: %s", err.msg);
+    return -1;
+  }
+  c->opts = r;
+  c->seed = seed;
+  return 0;
+}
+
+static int take_x(srv_call *c, const model_version *v, const float *x, size_t n) {
+  const int d = v->model.x_dim;
+  const srv_config *cfg = &c->srv->cfg;
+  if (n == 0) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "x is empty: expected one or more rows of %d values (row-major)", d);
+    return -1;
+  }
+  if (n % (size_t)d != 0) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                  "x has %zu values: expected a multiple of the model's x_dim %d (row-major rows)", n, d);
+    return -1;
+  }
+  size_t rows = n / (size_t)d;
+  if (rows > (size_t)cfg->max_rows) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                  "x has %zu rows; this server takes at most %d rows per request (--max-rows)", rows, cfg->max_rows);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(x[i])) {
+      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "x[%zu] (row %zu, column %zu) is %s: every value must be finite",
+                    i, i / (size_t)d, i % (size_t)d, isnan(x[i]) ? "NaN" : "infinite");
+      return -1;
+    }
+  c->x = malloc(n * sizeof(float));
+  if (!c->x) {
+    srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu rows", rows);
+    return -1;
+  }
+  memcpy(c->x, x, n * sizeof(float));
+  c->rows = (int)rows;
+  return 0;
+}
+
+/* Unpacks the request payload; answers INVALID_ARGUMENT if it is not a valid message. */
+static void *unpack(srv_call *c, const ProtobufCMessageDescriptor *desc) {
+  uint8_t *bytes;
+  long len = srv_bytes(c->payload, &bytes);
+  void *msg = len >= 0 ? protobuf_c_message_unpack(desc, NULL, (size_t)len, bytes) : NULL;
+  free(bytes);
+  if (!msg)
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid %s message", desc->name);
+  return msg;
+}
+
+static void handle_predict(srv_call *c) {
+  Ember__V1__PredictRequest *req = unpack(c, &ember__v1__predict_request__descriptor);
+  if (!req) return;
+  model_version *v = resolve(c, req->model, req->version);
+  if (v) {
+    if (resolve_options(c, v, req->options) == 0 && take_x(c, v, req->x, req->n_x) == 0) {
+      c->row_offset = req->row_offset;
+      version_ref(v);
+      c->version = v;
+      batcher_submit(c->srv, c);
+    } else {
+      c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
+    }
+  }
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void handle_sample(srv_call *c) {
+  Ember__V1__SampleRequest *req = unpack(c, &ember__v1__sample_request__descriptor);
+  if (!req) return;
+  model_version *v = resolve(c, req->model, req->version);
+  if (v) {
+    ember_modes_opts mo = EMBER_MODES_DEFAULTS;
+    ember_err err;
+    if (req->modes) mo.k = req->modes > 1024u ? 1025 : (int)req->modes;
+    if (req->radius != 0.0f) mo.radius = req->radius;
+    if (req->min_mass != 0.0f) mo.min_mass = req->min_mass < 0.0f ? 0.0f : req->min_mass;
+    mo.polish_steps = req->polish_steps > 10000u ? 10001 : (int)req->polish_steps;
+    if (v->model.method == EMBER_METHOD_MSE) {
+      c->entry->stats.failures[GRPC_STATUS_FAILED_PRECONDITION]++;
+      srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
+                    "model '%s' is explicit (mse): it has one answer per input and no energy to sample; use Predict",
+                    req->model);
+    } else if (ember_modes_opts_check(&mo, &err) < 0) {
+      c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
+      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
+    } else if (resolve_options(c, v, req->options) == 0 && take_x(c, v, req->x, req->n_x) == 0) {
+      c->modes = mo;
+      c->row_offset = req->row_offset;
+      version_ref(v);
+      c->version = v;
+      batcher_submit(c->srv, c);
+    } else {
+      c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
+    }
+  }
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ---- ModelInfo ------------------------------------------------------------------------------ */
+
+/* Everything a ModelInfo points to, freed together. */
+typedef struct info_mem {
+  Ember__V1__ModelInfo info;
+  Ember__V1__InferenceOptions defaults;
+  Ember__V1__ModelStats stats;
+  Ember__V1__ModelStats__FailuresEntry fail[17];
+  Ember__V1__ModelStats__FailuresEntry *failp[17];
+  Ember__V1__LoadError *errors;
+  Ember__V1__LoadError **errorp;
+  int64_t *versions;
+  float *lo, *hi;
+} info_mem;
+
+static int fill_info(info_mem *im, const model_entry *e, const model_version *v) {
+  memset(im, 0, sizeof *im);
+  ember__v1__model_info__init(&im->info);
+  ember__v1__inference_options__init(&im->defaults);
+  ember__v1__model_stats__init(&im->stats);
+  Ember__V1__ModelInfo *info = &im->info;
+  info->name = (char *)e->name;
+  im->versions = malloc(sizeof(int64_t) * (size_t)(e->nversions + 1));
+  im->errors = calloc((size_t)e->nerrors + 1, sizeof *im->errors);
+  im->errorp = calloc((size_t)e->nerrors + 1, sizeof *im->errorp);
+  if (!im->versions || !im->errors || !im->errorp) return -1;
+  for (int i = 0; i < e->nversions; i++) im->versions[i] = e->versions[i]->version;
+  info->n_versions = (size_t)e->nversions;
+  info->versions = im->versions;
+  for (int i = 0; i < e->nerrors; i++) {
+    ember__v1__load_error__init(&im->errors[i]);
+    im->errors[i].version = e->errors[i].version;
+    im->errors[i].path = e->errors[i].path;
+    im->errors[i].message = e->errors[i].message;
+    im->errors[i].unix_time = e->errors[i].when;
+    im->errorp[i] = &im->errors[i];
+  }
+  info->n_load_errors = (size_t)e->nerrors;
+  info->load_errors = im->errorp;
+  if (v) {
+    const ember_model *m = &v->model;
+    info->version = v->version;
+    info->method = (char *)ember_method_name(m->method);
+    info->x_dim = (uint32_t)m->x_dim;
+    info->y_dim = (uint32_t)m->y_dim;
+    info->arch = (char *)ember_arch_name(m->net.shape.arch);
+    info->width = (uint32_t)m->net.shape.width;
+    info->depth = (uint32_t)m->net.shape.depth;
+    im->lo = malloc(sizeof(float) * (size_t)m->y_dim);
+    im->hi = malloc(sizeof(float) * (size_t)m->y_dim);
+    if (!im->lo || !im->hi) return -1;
+    ember_model_denorm_y(m, m->y_lo, 1, im->lo);
+    ember_model_denorm_y(m, m->y_hi, 1, im->hi);
+    info->n_y_lo = info->n_y_hi = (size_t)m->y_dim;
+    info->y_lo = im->lo;
+    info->y_hi = im->hi;
+    im->defaults.samples = (uint32_t)m->infer.samples;
+    im->defaults.iterations = (uint32_t)m->infer.iters;
+    im->defaults.sigma = m->infer.sigma;
+    im->defaults.shrink = m->infer.shrink;
+    im->defaults.temperature = m->infer.temperature;
+    info->defaults = &im->defaults;
+  }
+  const model_stats *st = &e->stats;
+  im->stats.requests = st->requests;
+  im->stats.ok = st->ok;
+  size_t nf = 0;
+  for (int code = 1; code < 17; code++)
+    if (st->failures[code]) {
+      ember__v1__model_stats__failures_entry__init(&im->fail[nf]);
+      im->fail[nf].key = (char *)srv_status_name((grpc_status_code)code);
+      im->fail[nf].value = st->failures[code];
+      im->failp[nf] = &im->fail[nf];
+      nf++;
+    }
+  im->stats.n_failures = nf;
+  im->stats.failures = im->failp;
+  im->stats.batches = st->batches;
+  im->stats.batched_requests = st->batched_requests;
+  im->stats.batched_rows = st->batched_rows;
+  if (st->batches) {
+    im->stats.avg_batch_requests = (double)st->batched_requests / (double)st->batches;
+    im->stats.avg_batch_rows = (double)st->batched_rows / (double)st->batches;
+    im->stats.avg_compute_ms = st->compute_ms_sum / (double)st->batches;
+  }
+  if (st->batched_requests) im->stats.avg_queue_ms = st->queue_ms_sum / (double)st->batched_requests;
+  info->stats = &im->stats;
+  return 0;
+}
+
+static void free_info(info_mem *im) {
+  free(im->versions);
+  free(im->errors);
+  free(im->errorp);
+  free(im->lo);
+  free(im->hi);
+}
+
+static void handle_get_model(srv_call *c) {
+  Ember__V1__GetModelRequest *req = unpack(c, &ember__v1__get_model_request__descriptor);
+  if (!req) return;
+  server *s = c->srv;
+  model_entry *e = valid_name(req->model) ? registry_find(s, req->model) : NULL;
+  if (!e) {
+    resolve(c, req->model, req->version); /* answers with the right status and message */
+  } else {
+    model_version *v = registry_version(e, req->version);
+    if (req->version != 0 && !v) {
+      resolve(c, req->model, req->version);
+    } else {
+      info_mem im;
+      if (fill_info(&im, e, v) == 0) srv_call_reply(c, &im.info);
+      else srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory describing model '%s'", e->name);
+      free_info(&im);
+    }
+  }
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void handle_list_models(srv_call *c) {
+  Ember__V1__ListModelsRequest *req = unpack(c, &ember__v1__list_models_request__descriptor);
+  if (!req) return;
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+  server *s = c->srv;
+  int n = 0;
+  for (model_entry *e = s->models; e; e = e->next) n++;
+  info_mem *ims = calloc((size_t)n + 1, sizeof *ims);
+  Ember__V1__ModelInfo **infos = calloc((size_t)n + 1, sizeof *infos);
+  int ok = ims && infos;
+  int i = 0;
+  for (model_entry *e = s->models; ok && e; e = e->next, i++) {
+    ok = fill_info(&ims[i], e, registry_version(e, 0)) == 0;
+    infos[i] = &ims[i].info;
+  }
+  if (ok) {
+    Ember__V1__ListModelsResponse resp = EMBER__V1__LIST_MODELS_RESPONSE__INIT;
+    resp.n_models = (size_t)n;
+    resp.models = infos;
+    srv_call_reply(c, &resp);
+  } else {
+    srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory listing models");
+  }
+  for (int k = 0; ims && k < i; k++) free_info(&ims[k]);
+  free(ims);
+  free(infos);
+}
+
+void rpc_ember_handle(srv_call *c) {
+  server *s = c->srv;
+  if (s->draining && (c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE)) {
+    srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
+    return;
+  }
+  switch (c->rpc) {
+  case RPC_PREDICT: handle_predict(c); break;
+  case RPC_SAMPLE: handle_sample(c); break;
+  case RPC_GET_MODEL: handle_get_model(c); break;
+  case RPC_LIST_MODELS: handle_list_models(c); break;
+  default: srv_call_fail(c, GRPC_STATUS_INTERNAL, "unexpected method"); break;
+  }
+}
+
+/* ---- answers after compute ------------------------------------------------------------------ */
+
+void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float *my,
+                        const float *me, const float *mw, const int *count) {
+  const ember_model *m = &c->version->model;
+  const int d = m->y_dim;
+  if (c->rpc == RPC_PREDICT) {
+    Ember__V1__PredictResponse resp = EMBER__V1__PREDICT_RESPONSE__INIT;
+    resp.n_y = (size_t)c->rows * (size_t)d;
+    resp.y = (float *)y;
+    resp.n_energy = (size_t)c->rows;
+    resp.energy = (float *)e;
+    resp.model_version = c->version->version;
+    resp.y_dim = (uint32_t)d;
+    srv_call_reply(c, &resp);
+    return;
+  }
+  const int k = c->modes.k;
+  int total = 0;
+  for (int r = 0; r < c->rows; r++) total += count[r];
+  Ember__V1__SampleRow *rows = calloc((size_t)c->rows, sizeof *rows);
+  Ember__V1__SampleRow **rowp = calloc((size_t)c->rows, sizeof *rowp);
+  Ember__V1__Mode *modes = calloc((size_t)total + 1, sizeof *modes);
+  Ember__V1__Mode **modep = calloc((size_t)total + 1, sizeof *modep);
+  if (!rows || !rowp || !modes || !modep) {
+    srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory building the answer");
+  } else {
+    int at = 0;
+    for (int r = 0; r < c->rows; r++) {
+      ember__v1__sample_row__init(&rows[r]);
+      rows[r].n_modes = (size_t)count[r];
+      rows[r].modes = modep + at;
+      for (int j = 0; j < count[r]; j++, at++) {
+        size_t slot = (size_t)r * k + j;
+        ember__v1__mode__init(&modes[at]);
+        modes[at].n_y = (size_t)d;
+        modes[at].y = (float *)my + slot * d;
+        modes[at].energy = me[slot];
+        modes[at].weight = mw[slot];
+        modep[at] = &modes[at];
+      }
+      rowp[r] = &rows[r];
+    }
+    Ember__V1__SampleResponse resp = EMBER__V1__SAMPLE_RESPONSE__INIT;
+    resp.n_rows = (size_t)c->rows;
+    resp.rows = rowp;
+    resp.model_version = c->version->version;
+    resp.y_dim = (uint32_t)d;
+    srv_call_reply(c, &resp);
+  }
+  free(rows);
+  free(rowp);
+  free(modes);
+  free(modep);
+}

@@ -1,0 +1,251 @@
+/* server.h - emberd's shared state and the interfaces between its files.
+ *
+ * Threads: one thread blocks in grpc_completion_queue_next and forwards every event to the
+ * libuv loop (cq.c). The loop thread owns everything below (calls, queues, the model registry,
+ * counters) and needs no locks; inference and model loading run on libuv's threadpool
+ * (batcher.c, registry.c) and hand their results back to the loop in after_work callbacks.
+ *
+ * Every completion-queue tag is a pointer to a struct whose first field is a srv_tag_kind.
+ */
+#ifndef EMBERD_SERVER_H
+#define EMBERD_SERVER_H
+
+#include <stdint.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <uv.h>
+
+#include "ember/dfo.h"
+#include "ember/infer.h"
+#include "ember/model.h"
+
+/* ---- configuration --------------------------------------------------------------------- */
+
+typedef struct srv_config {
+  const char *listen;       /* host:port */
+  const char *models_dir;   /* --models DIR, or NULL */
+  const char *model_file;   /* --model FILE, or NULL */
+  int workers;              /* inference threads */
+  int max_batch;            /* rows per executed batch */
+  int max_delay_us;         /* how long a batch may wait to fill while a worker is idle */
+  int max_queue;            /* requests waiting for a worker, server-wide */
+  int max_rows;             /* rows per request */
+  int max_samples;          /* samples per row */
+  int max_message;          /* bytes per message, either direction */
+  int poll_ms;              /* repository rescan period (a backstop for file events) */
+  int drain_ms;             /* after SIGTERM: NOT_SERVING, new calls UNAVAILABLE, for this long */
+  int grace_ms;             /* then in-flight calls get this long before they are cancelled */
+  int log_level;            /* 0 debug, 1 info, 2 warn, 3 error */
+} srv_config;
+
+int srv_config_parse(srv_config *c, int argc, char **argv); /* 0 ok, 1 help shown, -1 error */
+
+/* ---- logging: one line per event, key=value ---------------------------------------------- */
+
+enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+void srv_log_init(int level);
+/* srv_log(LOG_INFO, "model loaded", "model=%s version=%lld", name, v) */
+void srv_log(int level, const char *msg, const char *kv_fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---- tags and calls ------------------------------------------------------------------- */
+
+typedef enum {
+  TAG_CALL = 1,    /* a srv_call: request arrived, or one of its batches completed */
+  TAG_SHUTDOWN = 2, /* grpc_server_shutdown_and_notify finished */
+  TAG_WATCH_CLOSED = 3 /* a health watch's RECV_CLOSE_ON_SERVER completed (health.c) */
+} srv_tag_kind;
+
+typedef enum {
+  RPC_PREDICT,
+  RPC_SAMPLE,
+  RPC_LIST_MODELS,
+  RPC_GET_MODEL,
+  RPC_HEALTH_CHECK,
+  RPC_HEALTH_WATCH,
+  RPC_REFLECTION_V1,
+  RPC_REFLECTION_V1ALPHA,
+  RPC_UNKNOWN, /* any other method: answered UNIMPLEMENTED */
+  RPC_COUNT
+} srv_rpc;
+
+typedef enum {
+  CALL_WAITING,   /* requested from the server, no call yet */
+  CALL_QUEUED,    /* parsed, waiting in a batch queue */
+  CALL_RUNNING,   /* in a batch on a worker */
+  CALL_STREAMING, /* a streaming call (health watch, reflection) between its batches */
+  CALL_FINISHING  /* status sent; the tag comes back once more, then the call is freed */
+} srv_call_state;
+
+struct server;
+struct model_version;
+struct model_entry;
+
+typedef struct srv_call {
+  srv_tag_kind kind; /* TAG_CALL: must stay first */
+  srv_call_state state;
+  srv_rpc rpc;
+  struct server *srv;
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array md;
+  grpc_call_details details; /* unregistered calls only */
+  grpc_byte_buffer *payload; /* the request (unary) or the last message received (streams) */
+  grpc_byte_buffer *send;    /* response in flight */
+  grpc_slice status_details;
+  int cancelled;             /* set by RECV_CLOSE_ON_SERVER */
+  int ops_pending;           /* streaming calls: batches started and not completed */
+  uint64_t arrived_ns;
+  /* a Predict or Sample request, once parsed */
+  struct model_version *version;
+  struct model_entry *entry;
+  float *x;
+  int rows;
+  uint64_t seed, row_offset;
+  ember_infer_opts opts;
+  ember_modes_opts modes;
+  struct srv_call *next; /* batch queue / list link */
+  void *stream;          /* per-kind state of streaming calls */
+} srv_call;
+
+/* Arms a new call for method `rpc` (re-arming after each arrival keeps one always waiting). */
+void srv_call_request(struct server *s, srv_rpc rpc);
+/* Ends a unary call: sends `msg` (a protobuf-c message, may be NULL) with OK, or status and
+ * details (printf-style) without a message. The call is freed when the send completes. */
+void srv_call_reply(srv_call *c, const void *msg);
+void srv_call_fail(srv_call *c, grpc_status_code code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Packs a protobuf-c message into a new byte buffer. */
+grpc_byte_buffer *srv_pack(const void *msg);
+/* Copies a byte buffer's bytes into buf (caller frees); returns length or -1. */
+long srv_bytes(grpc_byte_buffer *bb, uint8_t **buf);
+const char *srv_status_name(grpc_status_code code);
+void srv_call_free(srv_call *c);
+
+/* ---- the model registry (registry.c) ---------------------------------------------------- */
+
+typedef struct load_error {
+  int64_t version;
+  char *path;
+  char *message;
+  int64_t when;
+  int64_t mtime, size; /* the file as it was when it failed: not retried until it changes */
+} load_error;
+
+typedef struct model_stats {
+  uint64_t requests, ok;
+  uint64_t failures[17]; /* by grpc_status_code */
+  uint64_t batches, batched_requests, batched_rows;
+  double queue_ms_sum, compute_ms_sum;
+} model_stats;
+
+typedef struct model_version {
+  struct model_entry *entry;
+  int64_t version;
+  char *path;
+  int64_t mtime, size;
+  ember_model model;
+  int refs;         /* the registry's own (while listed) + one per batch in flight */
+  ember_infer **idle; /* inference contexts not in use, at most srv->cfg.workers */
+  int nidle;
+} model_version;
+
+typedef struct model_entry {
+  char name[72];
+  model_version **versions; /* ascending */
+  int nversions;
+  load_error *errors;
+  int nerrors;
+  model_stats stats;
+  struct model_entry *next;
+} model_entry;
+
+int registry_start(struct server *s);  /* first scan, watchers, poll timer */
+void registry_stop(struct server *s);  /* close handles; versions freed when unreferenced */
+void registry_free(struct server *s);  /* after the loop ends */
+model_entry *registry_find(struct server *s, const char *name);
+/* The version to serve: version 0 = latest. NULL if absent. */
+model_version *registry_version(model_entry *e, int64_t version);
+void version_ref(model_version *v);
+void version_unref(model_version *v);
+
+/* ---- batching and workers (batcher.c) --------------------------------------------------- */
+
+/* Queues a parsed Predict/Sample (c->version referenced). Answers RESOURCE_EXHAUSTED at once
+ * when the queue is full. */
+void batcher_submit(struct server *s, srv_call *c);
+/* Answers every queued call with `code` (shutdown). */
+void batcher_flush(struct server *s, grpc_status_code code, const char *why);
+int batcher_idle(struct server *s); /* nothing queued or running */
+void batcher_init(struct server *s);
+void batcher_close(struct server *s);
+
+/* ---- RPC handlers ------------------------------------------------------------------------ */
+
+void rpc_ember_handle(srv_call *c);                        /* rpc_ember.c */
+void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float *my,
+                        const float *me, const float *mw, const int *count); /* after compute */
+void health_handle(srv_call *c);                           /* health.c */
+void health_event(srv_call *c, int ok);                    /* a watch's batch completed */
+void health_watch_closed(void *tag, int ok);              /* TAG_WATCH_CLOSED */
+void health_set_serving(struct server *s, int serving);
+void reflection_handle(srv_call *c);                       /* reflection.c */
+void reflection_event(srv_call *c, int ok);
+
+/* ---- the server --------------------------------------------------------------------------- */
+
+typedef struct cq_event {
+  void *tag;
+  int ok;
+} cq_event;
+
+typedef struct server {
+  srv_config cfg;
+  uv_loop_t *loop;
+  grpc_server *grpc;
+  grpc_completion_queue *cq;
+  void *methods[RPC_COUNT]; /* registered method handles */
+  /* cq thread -> loop */
+  uv_thread_t cq_thread;
+  uv_async_t wake;
+  uv_mutex_t evmu;
+  cq_event *events;
+  int nevents, capevents;
+  /* lifecycle */
+  int serving;          /* health SERVING */
+  int draining;         /* new Predict/Sample get UNAVAILABLE */
+  int shutting_down;    /* grpc_server_shutdown_and_notify called */
+  int shutdown_done;    /* its tag came back */
+  int calls_alive;      /* srv_call structs allocated */
+  srv_tag_kind shutdown_tag;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t drain_timer, grace_timer;
+  /* registry */
+  model_entry *models;
+  uv_timer_t poll_timer, rescan_timer;
+  uv_fs_event_t *watches;
+  char **watch_paths;
+  int nwatches;
+  int scan_running, scan_again;
+  /* batcher */
+  void *batch_queues;
+  int queued, running_batches;
+  uv_timer_t batch_timer;
+  /* health watches */
+  srv_call *watchers;
+} server;
+
+uint64_t srv_now_ns(void);
+/* Starts the shutdown sequence (idempotent): drain, then shutdown_and_notify, then cancel. */
+void server_begin_shutdown(server *s, const char *why);
+/* Called by the loop when a call is freed or a batch ends, to finish shutdown when idle. */
+void server_maybe_finish(server *s);
+
+#endif
