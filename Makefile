@@ -1,5 +1,6 @@
 # Thin wrapper over CMake. The two commands a user needs:
-#   make run    install dependencies if missing, build, train the demo model once, query it
+#   make run    install dependencies if missing, build, train the demo model once, serve it
+#               with emberd on 127.0.0.1:50051
 #   make test   install dependencies if missing, build with ASan+UBSan, run the whole suite
 # Also: make build (release binaries in build/release), make bench, make clean.
 
@@ -25,7 +26,7 @@ test: deps
 	@cd $(TEST_BUILD) && ctest --output-on-failure -j$(JOBS)
 
 run: build
-	@deploy/demo.sh $(BUILD)/ember
+	@deploy/demo.sh $(BUILD)
 
 bench: build
 	@$(BUILD)/ember bench infer

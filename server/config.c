@@ -29,7 +29,7 @@ static void usage(FILE *f, const flag *flags, int n) {
     char left[48];
     snprintf(left, sizeof left, "--%s %s", flags[i].name, flags[i].metavar);
     fprintf(f, "  %-26s %s", left, flags[i].help);
-    if (flags[i].ival) fprintf(f, " (default %d)", *flags[i].ival);
+    if (flags[i].ival && strcmp(flags[i].name, "workers") != 0) fprintf(f, " (default %d)", *flags[i].ival);
     else if (flags[i].sval && *flags[i].sval) fprintf(f, " (default %s)", *flags[i].sval);
     fputc('\n', f);
   }
