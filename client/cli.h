@@ -17,6 +17,9 @@ int cli_pool(const char *verb, int threads, ember_pool **pool);
 /* Best GFLOP/s of `threads` concurrent single-threaded sgemms over a few shapes (a second or
  * two of work): what this machine can do right now, the yardstick of every benchmark. */
 double cli_sgemm_peak(ember_pool *pool, int threads);
+/* qsort comparator for doubles, and the q-quantile (0..1) of n sorted values (nearest rank). */
+int cli_cmp_double(const void *a, const void *b);
+double cli_percentile(const double *sorted, int n, double q);
 
 #ifdef EMBER_REMOTE
 /* Remote mode (remote_*.c, built only with the server): `ember --server HOST:PORT VERB`.

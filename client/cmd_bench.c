@@ -69,12 +69,12 @@ static int usage_error(const char *what, const char *msg) {
   return 2;
 }
 
-static int cmp_double(const void *a, const void *b) {
+int cli_cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
 }
 
-static double percentile(const double *sorted, int n, double q) {
+double cli_percentile(const double *sorted, int n, double q) {
   int i = (int)(q * (n - 1) + 0.5);
   return sorted[i < 0 ? 0 : (i >= n ? n - 1 : i)];
 }
@@ -149,14 +149,14 @@ static int bench_infer(int argc, char **argv) {
             times[r] = ember_now() - t0;
           }
           if (rc == 0) {
-            qsort(times, (size_t)reps, sizeof *times, cmp_double);
-            double p50 = percentile(times, reps, 0.5);
+            qsort(times, (size_t)reps, sizeof *times, cli_cmp_double);
+            double p50 = cli_percentile(times, reps, 0.5);
             double flops = ember_infer_flops(&m, &o) * nq;
             printf("infer arch=%s width=%d depth=%d x_dim=%d y_dim=%d samples=%d iters=%d queries=%d "
                    "threads=%d p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f queries_per_s=%.1f gflops=%.1f "
                    "sgemm_peak_gflops=%.1f efficiency=%.0f%%\n",
                    arch, widths.v[wi], depth, x_dim, y_dim, o.samples, iters, nq, threads.v[ti],
-                   p50 * 1e3, percentile(times, reps, 0.9) * 1e3, percentile(times, reps, 0.99) * 1e3,
+                   p50 * 1e3, cli_percentile(times, reps, 0.9) * 1e3, cli_percentile(times, reps, 0.99) * 1e3,
                    nq / p50, flops / p50 / 1e9, peak, 100.0 * flops / p50 / 1e9 / peak);
             fflush(stdout);
           } else {

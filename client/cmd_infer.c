@@ -5,7 +5,8 @@
  *   predict: y0..y{K-1} [,energy]           one row per input row
  *   sample:  row,rank,energy,weight,y0..     up to --modes rows per input row, rank 0 lowest
  * Input row i uses random stream (seed, i): the same seed gives the same answers however the
- * rows are split into calls, and emberd does the same per request.
+ * rows are split into calls, and emberd does the same per request. The option tables and the
+ * printers live here and in infer_cli.h, shared with remote mode (remote_infer.c).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -188,7 +188,7 @@ static void classify(remote_client *c, remote_status *st) {
 
 grpc_status_code remote_call(remote_client *c, remote_method m, const ProtobufCMessage *req,
                              ProtobufCMessage **resp, remote_status *st) {
-  unary_call u = {.kind = UNARY_CALL};
+  unary_call u = {.kind = UNARY_CALL, .status = GRPC_STATUS_UNKNOWN};
   grpc_metadata_array_init(&u.initial_md);
   grpc_metadata_array_init(&u.trailing_md);
   u.details = grpc_empty_slice();
@@ -229,8 +229,9 @@ grpc_status_code remote_call(remote_client *c, remote_method m, const ProtobufCM
   }
   /* The call's deadline bounds the wait: the batch completes by then whatever the server does. */
   grpc_event ev = grpc_completion_queue_pluck(c->cq, &u, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-  if (ev.type != GRPC_OP_COMPLETE || ev.tag != &u) {
-    rc = remote_fail(st, GRPC_STATUS_INTERNAL, "the completion queue failed (event %d)", (int)ev.type);
+  if (ev.type != GRPC_OP_COMPLETE || ev.tag != &u || !ev.success) {
+    rc = remote_fail(st, GRPC_STATUS_INTERNAL, "the call to %s failed in the client (event %d, success %d)",
+                     method_paths[m], (int)ev.type, ev.success);
     goto done;
   }
   st->code = u.status;

@@ -26,6 +26,7 @@
 
 #include <grpc/grpc.h>
 
+#include "ember/net.h"
 #include "ember/v1/ember.pb-c.h"
 
 typedef enum {
@@ -104,5 +105,10 @@ grpc_byte_buffer *remote_pack(const ProtobufCMessage *msg);
 ProtobufCMessage *remote_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
 /* A deadline ms milliseconds from now. */
 gpr_timespec remote_deadline(int ms);
+
+/* The network GetModel describes (arch, width, depth, dims; an mse model's net maps x to y),
+ * for parameter and FLOP counts. 0, or -1 if the description is not a valid shape.
+ * (Defined in remote_infer.c.) */
+int remote_model_shape(const Ember__V1__ModelInfo *m, ember_net_shape *shape);
 
 #endif

@@ -1,0 +1,512 @@
+/* remote_bench.c - `ember bench serve`: load on an emberd server, one key=value line per
+ * configuration.
+ *
+ * A load generator on the gRPC core asynchronous API: one completion queue, one thread, every
+ * tag a pointer to a bench_call whose first field says what it is (a Predict of the load, or
+ * the GetModel that reads the server's counters when the timed window opens). Two shapes:
+ *
+ *   closed loop (default): --streams N calls in flight; each stream sends its next Predict as
+ *     soon as the previous one returns. Latency runs from the send.
+ *   open loop (--rate R): requests arrive at R per second, at fixed intervals (or Poisson
+ *     with --poisson), whether or not earlier ones have returned; at most --streams are in
+ *     flight, later arrivals wait for a free stream. Latency runs from the *scheduled* arrival,
+ *     so a server (or client) that falls behind shows it instead of hiding it (no coordinated
+ *     omission). Each call's deadline also runs from its arrival: an arrival still waiting when
+ *     its deadline has passed is counted as DEADLINE_EXCEEDED without being sent.
+ *
+ * Each configuration runs --warmup seconds, then the timed window of --duration seconds, then
+ * stops sending and drains every call still in flight (each has a deadline, so this ends).
+ * queries_per_s counts rows of requests answered OK inside the window; latencies and errors
+ * are those of requests that arrived (or were sent) inside it, followed until they finish.
+ * avg_batch_* come from the server's counters (GetModel) read when the window opens and after
+ * the drain: delta batched_requests (rows) / delta batches. gflops is queries_per_s x the FLOPs
+ * of one row (2 x samples x iters x ember_net_row_macs of the model's shape), roofline its
+ * share of the sgemm peak measured on this machine before the load, with --threads threads:
+ * meaningful when the server runs here with that many threads.
+ *
+ * Shutdown order: stop sending; drain the queue until no call is in flight (each call is
+ * unreferenced and its buffers freed as it completes); read the final counters; after the last
+ * configuration shut the queue down, drain it to GRPC_QUEUE_SHUTDOWN and destroy it; then
+ * close the synchronous client (channel) and shut gRPC down.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/support/time.h>
+
+#include "args.h"
+#include "cli.h"
+#include "ember/model.h"
+#include "ember/net.h"
+#include "remote_client.h"
+
+#define NCODES 17          /* gRPC status codes 0..16 */
+#define NPAYLOADS 16       /* distinct requests, cycled */
+
+typedef enum { CALL_PREDICT = 1, CALL_STATS } call_kind;
+
+/* One stream's call (or the counters' GetModel): the completion-queue tag. */
+typedef struct bench_call {
+  call_kind kind;
+  int busy;
+  grpc_call *call;
+  grpc_byte_buffer *send, *recv;
+  grpc_metadata_array initial_md, trailing_md;
+  grpc_status_code status;
+  grpc_slice details;
+  double origin; /* latency runs from here: send time (closed) or arrival (open) */
+  int measured;  /* origin inside the timed window */
+} bench_call;
+
+typedef struct counters {
+  int valid;
+  uint64_t batches, batched_requests, batched_rows;
+} counters;
+
+/* One configuration's run. */
+typedef struct bench_run {
+  remote_client *client;
+  grpc_completion_queue *cq;
+  const char *model;
+  int64_t version;
+  int open, poisson, nstreams, rows, deadline_ms;
+  double rate;
+  ember_rng rng;
+  grpc_slice payloads[NPAYLOADS];
+  int next_payload;
+  bench_call *streams;
+  int *free_streams, nfree; /* open loop: streams not in flight */
+  bench_call stats;         /* GetModel when the window opens */
+  counters before, after;
+  double t_begin, t_measure, t_end, next_arrival;
+  int inflight, max_inflight;
+  /* results */
+  double *lat;
+  size_t nlat, cap;
+  uint64_t ok_in_window, measured_calls;
+  uint64_t expired_unsent; /* open loop: arrivals whose deadline passed before a stream was free */
+  uint64_t errors[NCODES + 1]; /* last: failures to start a call */
+} bench_run;
+
+static gpr_timespec deadline_at(double t) {
+  double us = (t - ember_now()) * 1e6;
+  if (us < 0) us = 0;
+  if (us > 3600e6) us = 3600e6;
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_micros((int64_t)us, GPR_TIMESPAN));
+}
+
+static void call_release(bench_call *bc) {
+  if (bc->call) grpc_call_unref(bc->call);
+  if (bc->send) grpc_byte_buffer_destroy(bc->send);
+  if (bc->recv) grpc_byte_buffer_destroy(bc->recv);
+  grpc_metadata_array_destroy(&bc->initial_md);
+  grpc_metadata_array_destroy(&bc->trailing_md);
+  grpc_slice_unref(bc->details);
+  bc->call = NULL;
+  bc->send = bc->recv = NULL;
+  bc->busy = 0;
+}
+
+/* Starts one unary call on bc; send is consumed. 0, or -1 with bc released. */
+static int call_start(bench_run *b, bench_call *bc, remote_method m, grpc_byte_buffer *send,
+                      double deadline) {
+  bc->send = send;
+  bc->recv = NULL;
+  grpc_metadata_array_init(&bc->initial_md);
+  grpc_metadata_array_init(&bc->trailing_md);
+  bc->details = grpc_empty_slice();
+  bc->status = GRPC_STATUS_UNKNOWN;
+  bc->call = grpc_channel_create_registered_call(b->client->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                                 b->cq, remote_method_handle(b->client, m),
+                                                 deadline_at(deadline), NULL);
+  if (!bc->call) {
+    call_release(bc);
+    return -1;
+  }
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = bc->send;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &bc->initial_md;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &bc->recv;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &bc->trailing_md;
+  ops[5].data.recv_status_on_client.status = &bc->status;
+  ops[5].data.recv_status_on_client.status_details = &bc->details;
+  if (grpc_call_start_batch(bc->call, ops, sizeof ops / sizeof *ops, bc, NULL) != GRPC_CALL_OK) {
+    call_release(bc);
+    return -1;
+  }
+  bc->busy = 1;
+  return 0;
+}
+
+static void record_error(bench_run *b, int code) {
+  b->errors[code >= 0 && code < NCODES ? code : NCODES]++;
+}
+
+/* Sends the next Predict on stream bc, its latency running from origin. */
+static void send_predict(bench_run *b, bench_call *bc, double origin) {
+  bc->origin = origin;
+  bc->measured = origin >= b->t_measure && origin < b->t_end;
+  if (bc->measured) b->measured_calls++;
+  grpc_slice s = b->payloads[b->next_payload++ % NPAYLOADS];
+  if (call_start(b, bc, REMOTE_PREDICT, grpc_raw_byte_buffer_create(&s, 1),
+                 origin + b->deadline_ms / 1e3) < 0) {
+    if (bc->measured) record_error(b, NCODES);
+    if (b->open) b->free_streams[b->nfree++] = (int)(bc - b->streams);
+    return;
+  }
+  if (++b->inflight > b->max_inflight) b->max_inflight = b->inflight;
+}
+
+static double next_gap(bench_run *b) {
+  if (!b->poisson) return 1.0 / b->rate;
+  return -log(ember_rng_uniform_pos(&b->rng)) / b->rate;
+}
+
+/* Open loop: sends every arrival that is due while a stream is free. */
+static void open_arrivals(bench_run *b, double now) {
+  while (b->next_arrival <= now && b->next_arrival < b->t_end) {
+    double origin = b->next_arrival;
+    if (origin + b->deadline_ms / 1e3 <= now) {
+      /* waited past its deadline for a stream: it would have failed anyway */
+      if (origin >= b->t_measure) {
+        b->measured_calls++;
+        b->expired_unsent++;
+        record_error(b, GRPC_STATUS_DEADLINE_EXCEEDED);
+      }
+    } else {
+      if (b->nfree == 0) return;
+      send_predict(b, &b->streams[b->free_streams[--b->nfree]], origin);
+    }
+    b->next_arrival += next_gap(b);
+  }
+}
+
+static int push_latency(bench_run *b, double t) {
+  if (b->nlat == b->cap) {
+    size_t cap = b->cap ? 2 * b->cap : 4096;
+    double *lat = realloc(b->lat, cap * sizeof *lat);
+    if (!lat) return -1;
+    b->lat = lat;
+    b->cap = cap;
+  }
+  b->lat[b->nlat++] = t;
+  return 0;
+}
+
+static void read_counters(const Ember__V1__ModelInfo *info, counters *c) {
+  memset(c, 0, sizeof *c);
+  if (!info || !info->stats) return;
+  c->valid = 1;
+  c->batches = info->stats->batches;
+  c->batched_requests = info->stats->batched_requests;
+  c->batched_rows = info->stats->batched_rows;
+}
+
+static void finish_predict(bench_run *b, bench_call *bc, double now) {
+  b->inflight--;
+  if (bc->status == GRPC_STATUS_OK && now >= b->t_measure && now < b->t_end) b->ok_in_window++;
+  if (bc->measured) {
+    if (bc->status != GRPC_STATUS_OK) record_error(b, bc->status);
+    else if (push_latency(b, now - bc->origin) < 0) record_error(b, NCODES);
+  }
+  call_release(bc);
+  if (!b->open) {
+    if (now < b->t_end) send_predict(b, bc, now);
+  } else {
+    b->free_streams[b->nfree++] = (int)(bc - b->streams);
+  }
+}
+
+static void finish_stats(bench_run *b, bench_call *bc) {
+  if (bc->status == GRPC_STATUS_OK && bc->recv) {
+    Ember__V1__ModelInfo *info =
+        (Ember__V1__ModelInfo *)remote_unpack(bc->recv, &ember__v1__model_info__descriptor);
+    read_counters(info, &b->before);
+    if (info) ember__v1__model_info__free_unpacked(info, NULL);
+  }
+  call_release(bc);
+}
+
+static void start_stats(bench_run *b) {
+  Ember__V1__GetModelRequest req = EMBER__V1__GET_MODEL_REQUEST__INIT;
+  req.model = (char *)b->model;
+  req.version = b->version;
+  b->stats.kind = CALL_STATS;
+  call_start(b, &b->stats, REMOTE_GET_MODEL, remote_pack(&req.base), ember_now() + b->deadline_ms / 1e3);
+}
+
+/* The event loop of one configuration: warm-up, window, drain. */
+static void run_load(bench_run *b, double warmup, double duration) {
+  b->t_begin = ember_now();
+  b->t_measure = b->t_begin + warmup;
+  b->t_end = b->t_measure + duration;
+  b->next_arrival = b->t_begin;
+  int stats_issued = 0;
+  if (!b->open)
+    for (int i = 0; i < b->nstreams; i++) send_predict(b, &b->streams[i], ember_now());
+  for (;;) {
+    double now = ember_now();
+    if (!stats_issued && now >= b->t_measure) {
+      start_stats(b);
+      stats_issued = 1;
+    }
+    if (b->open) open_arrivals(b, now);
+    int sending = b->open ? b->next_arrival < b->t_end : now < b->t_end;
+    if (!sending && stats_issued && b->inflight == 0 && !b->stats.busy) break;
+    /* Wake for the next arrival (when it can be sent), the window's start, or a completion. */
+    double wake = now + 0.1;
+    if (!stats_issued && b->t_measure < wake) wake = b->t_measure;
+    if (b->open && b->nfree > 0 && b->next_arrival < b->t_end && b->next_arrival < wake)
+      wake = b->next_arrival;
+    grpc_event ev = grpc_completion_queue_next(b->cq, deadline_at(wake), NULL);
+    switch (ev.type) {
+    case GRPC_OP_COMPLETE: {
+      bench_call *bc = ev.tag;
+      if (!ev.success) bc->status = GRPC_STATUS_UNKNOWN; /* the batch failed in our own stack */
+      switch (bc->kind) {
+      case CALL_PREDICT: finish_predict(b, bc, ember_now()); break;
+      case CALL_STATS: finish_stats(b, bc); break;
+      }
+      break;
+    }
+    case GRPC_QUEUE_TIMEOUT: break;     /* time to send or to open the window */
+    case GRPC_QUEUE_SHUTDOWN: return;   /* not before the caller shuts it down */
+    }
+  }
+}
+
+/* ---- configuration and output -------------------------------------------------------------- */
+
+typedef struct serve_opts {
+  const char *server, *model;
+  int64_t version;
+  int_list streams, samples, rates;
+  int iters, rows, threads, deadline_ms, poisson;
+  float duration, warmup;
+  uint64_t seed;
+} serve_opts;
+
+/* NPAYLOADS packed Predict requests of `rows` random normal x rows each. */
+static int make_payloads(bench_run *b, const Ember__V1__ModelInfo *info, int samples,
+                         const serve_opts *o) {
+  size_t nx = (size_t)o->rows * info->x_dim;
+  float *x = malloc(nx * sizeof(float));
+  if (!x) return -1;
+  ember_rng rng;
+  ember_rng_seed(&rng, o->seed, 0);
+  for (int p = 0; p < NPAYLOADS; p++) {
+    ember_rng_normal_fill(&rng, x, nx);
+    Ember__V1__InferenceOptions opts = EMBER__V1__INFERENCE_OPTIONS__INIT;
+    opts.samples = (uint32_t)samples;
+    opts.iterations = (uint32_t)o->iters;
+    opts.seed = o->seed + (uint64_t)p;
+    Ember__V1__PredictRequest req = EMBER__V1__PREDICT_REQUEST__INIT;
+    req.model = (char *)o->model;
+    req.version = info->version;
+    req.n_x = nx;
+    req.x = x;
+    req.options = &opts;
+    req.row_offset = (uint64_t)p * (uint64_t)o->rows;
+    size_t len = ember__v1__predict_request__get_packed_size(&req);
+    b->payloads[p] = grpc_slice_malloc(len);
+    ember__v1__predict_request__pack(&req, GRPC_SLICE_START_PTR(b->payloads[p]));
+  }
+  free(x);
+  return 0;
+}
+
+static void print_errors(const bench_run *b) {
+  uint64_t total = 0;
+  for (int i = 0; i <= NCODES; i++) total += b->errors[i];
+  printf(" errors=%llu", (unsigned long long)total);
+  if (!total) return;
+  char buf[16];
+  const char *sep = " errors_by_status=";
+  for (int i = 0; i <= NCODES; i++)
+    if (b->errors[i]) {
+      printf("%s%s:%llu", sep, i == NCODES ? "CLIENT" : remote_code_name((grpc_status_code)i, buf),
+             (unsigned long long)b->errors[i]);
+      sep = ",";
+    }
+}
+
+static double ratio(uint64_t num, uint64_t den) { return den ? (double)num / (double)den : NAN; }
+
+/* One configuration: load, drain, counters, one line. 0, or 1 if no call succeeded. */
+static int run_config(remote_client *client, grpc_completion_queue *cq,
+                      const Ember__V1__ModelInfo *info, const serve_opts *o, int nstreams,
+                      int samples, int rate, double peak) {
+  bench_run b;
+  memset(&b, 0, sizeof b);
+  b.client = client;
+  b.cq = cq;
+  b.model = o->model;
+  b.version = info->version;
+  b.open = rate > 0;
+  b.poisson = o->poisson;
+  b.rate = rate;
+  b.nstreams = nstreams;
+  b.rows = o->rows;
+  b.deadline_ms = o->deadline_ms;
+  ember_rng_seed(&b.rng, o->seed, 1);
+  b.streams = calloc((size_t)nstreams, sizeof *b.streams);
+  b.free_streams = malloc((size_t)nstreams * sizeof *b.free_streams);
+  int rc = 1;
+  if (!b.streams || !b.free_streams || make_payloads(&b, info, samples, o) < 0) {
+    fprintf(stderr, "ember bench serve: out of memory for %d streams\n", nstreams);
+    goto done;
+  }
+  for (int i = 0; i < nstreams; i++) {
+    b.streams[i].kind = CALL_PREDICT;
+    b.free_streams[b.nfree++] = nstreams - 1 - i;
+  }
+  run_load(&b, o->warmup, o->duration);
+
+  Ember__V1__ModelInfo *after = NULL;
+  remote_status st;
+  if (remote_get_model(client, o->model, info->version, &after, &st) == GRPC_STATUS_OK)
+    read_counters(after, &b.after);
+  if (after) ember__v1__model_info__free_unpacked(after, NULL);
+
+  qsort(b.lat, b.nlat, sizeof *b.lat, cli_cmp_double);
+  int nl = (int)b.nlat;
+  double p50 = nl ? cli_percentile(b.lat, nl, 0.5) * 1e3 : NAN;
+  double p90 = nl ? cli_percentile(b.lat, nl, 0.9) * 1e3 : NAN;
+  double p99 = nl ? cli_percentile(b.lat, nl, 0.99) * 1e3 : NAN;
+  double rps = (double)b.ok_in_window / o->duration, qps = rps * o->rows;
+  ember_net_shape shape;
+  double flop_per_query = NAN;
+  if (remote_model_shape(info, &shape) == 0) {
+    double macs = ember_net_row_macs(&shape);
+    flop_per_query = strcmp(info->method, "mse") == 0
+                         ? 2.0 * (macs + (double)shape.in_x * shape.width)
+                         : 2.0 * samples * o->iters * macs;
+  }
+  double gflops = qps * flop_per_query / 1e9;
+  int have = b.before.valid && b.after.valid && b.after.batches >= b.before.batches;
+  double abr = have ? ratio(b.after.batched_requests - b.before.batched_requests, b.after.batches - b.before.batches) : NAN;
+  double abw = have ? ratio(b.after.batched_rows - b.before.batched_rows, b.after.batches - b.before.batches) : NAN;
+  printf("serve mode=%s model=%s version=%lld streams=%d rate=%d samples=%d iters=%d rows=%d "
+         "duration_s=%g requests=%llu requests_per_s=%.1f queries_per_s=%.1f p50_ms=%.3f "
+         "p90_ms=%.3f p99_ms=%.3f",
+         b.open ? "open" : "closed", o->model, (long long)info->version, nstreams, rate, samples,
+         o->iters, o->rows, (double)o->duration, (unsigned long long)b.measured_calls, rps, qps, p50,
+         p90, p99);
+  print_errors(&b);
+  if (b.open)
+    printf(" expired_unsent=%llu max_in_flight=%d", (unsigned long long)b.expired_unsent, b.max_inflight);
+  printf(" avg_batch_requests=%.2f avg_batch_rows=%.2f gflops=%.1f sgemm_peak_gflops=%.1f "
+         "roofline=%.0f%%\n",
+         abr, abw, gflops, peak, 100.0 * gflops / peak);
+  fflush(stdout);
+  rc = b.ok_in_window > 0 ? 0 : 1;
+  if (rc) fprintf(stderr, "ember bench serve: no request succeeded in the window\n");
+done:
+  for (int p = 0; p < NPAYLOADS; p++) grpc_slice_unref(b.payloads[p]);
+  free(b.lat);
+  free(b.streams);
+  free(b.free_streams);
+  return rc;
+}
+
+static int usage_error(const char *msg) {
+  fprintf(stderr, "ember bench serve: %s\n", msg);
+  return 2;
+}
+
+int remote_cmd_bench_serve(const char *server, int argc, char **argv) {
+  serve_opts o = {.server = NULL, .model = NULL, .version = 0, .streams = {1, {64}},
+                  .samples = {1, {1024}}, .rates = {0, {0}}, .iters = 3, .rows = 1,
+                  .threads = cli_default_threads(), .deadline_ms = 10000, .poisson = 0,
+                  .duration = 10.0f, .warmup = 2.0f, .seed = 1};
+  opt_spec specs[] = {
+      {"server", OPT_STR, &o.server, "HOST:PORT", "the emberd server (or ember --server HOST:PORT bench serve)", 0, 0},
+      {"model", OPT_STR, &o.model, "NAME", "model name on the server", 0, 0},
+      {"version", OPT_I64, &o.version, NULL, "model version (0 = the latest loaded)", 0, 0},
+      {"streams", OPT_LIST, &o.streams, NULL, "closed loop: calls in flight (default 64); with --rate: "
+       "the most in flight (default 1024)", 0, 1},
+      {"rate", OPT_LIST, &o.rates, "R[,R...]", "open loop: requests per second (default: closed loop)", 0, 1},
+      {"poisson", OPT_FLAG, &o.poisson, NULL, "open loop: Poisson arrivals instead of fixed intervals", 0, 0},
+      {"samples", OPT_LIST, &o.samples, NULL, "DFO samples per row", 0, 0},
+      {"iters", OPT_INT, &o.iters, NULL, "DFO iterations", 0, 0},
+      {"rows", OPT_INT, &o.rows, NULL, "x rows per request", 0, 0},
+      {"duration", OPT_FLOAT, &o.duration, "S", "timed seconds per configuration", 0, 0},
+      {"warmup", OPT_FLOAT, &o.warmup, "S", "untimed seconds of load first", 0, 0},
+      {"deadline-ms", OPT_INT, &o.deadline_ms, NULL, "deadline of each request, milliseconds", 0, 0},
+      {"seed", OPT_U64, &o.seed, NULL, "random seed for inputs and requests", 0, 0},
+      {"threads", OPT_INT, &o.threads, NULL, "threads for the sgemm peak (default: online CPUs)", 0, 1},
+  };
+  int nspecs = (int)(sizeof specs / sizeof *specs);
+  int rc = args_parse("bench serve", "--server HOST:PORT --model NAME [options]", specs, nspecs, argc, argv);
+  if (rc != 0) return rc < 0 ? 2 : 0;
+  if (!o.server) o.server = server;
+  if (!o.server || !o.model) return usage_error("--server HOST:PORT and --model NAME are required");
+  if (o.rates.n > 0 && !args_given(specs, nspecs, "streams")) o.streams.v[0] = 1024;
+  for (int i = 0; i < o.streams.n; i++)
+    if (o.streams.v[i] < 1 || o.streams.v[i] > 100000) return usage_error("--streams must be 1..100000");
+  for (int i = 0; i < o.rates.n; i++)
+    if (o.rates.v[i] < 1) return usage_error("--rate must be >= 1 request per second");
+  if (o.rows < 1) return usage_error("--rows must be >= 1");
+  if (!(o.duration > 0.0f) || o.duration > 86400.0f) return usage_error("--duration must be in (0, 86400] seconds");
+  if (!(o.warmup >= 0.0f) || o.warmup > 86400.0f) return usage_error("--warmup must be in [0, 86400] seconds");
+  if (o.deadline_ms < 1) return usage_error("--deadline-ms must be >= 1");
+  if (o.version < 0) return usage_error("--version must be >= 0");
+  ember_err err;
+  for (int i = 0; i < o.samples.n; i++) {
+    ember_infer_opts chk = {o.samples.v[i], o.iters, 0.33f, 0.5f, 1.0f};
+    if (ember_infer_opts_check(&chk, &err) < 0) return usage_error(err.msg);
+  }
+
+  ember_pool *pool;
+  if (cli_pool("bench serve", o.threads, &pool) < 0) return 2;
+
+  remote_client client;
+  remote_status st;
+  Ember__V1__ModelInfo *info = NULL;
+  grpc_completion_queue *cq = NULL;
+  remote_init();
+  if (remote_open(&client, o.server, o.deadline_ms, &st) != GRPC_STATUS_OK ||
+      remote_get_model(&client, o.model, o.version, &info, &st) != GRPC_STATUS_OK) {
+    remote_report("bench serve", &st);
+    rc = 1;
+    goto done;
+  }
+  if (info->x_dim < 1 || info->x_dim > 65536) {
+    fprintf(stderr, "ember bench serve: the server describes %s with x_dim %u\n", o.model, info->x_dim);
+    rc = 1;
+    goto done;
+  }
+  /* The yardstick, measured before any load (and after the server answered, so a wrong
+   * address fails at once). */
+  double peak = cli_sgemm_peak(pool, o.threads);
+  cq = grpc_completion_queue_create_for_next(NULL);
+  int nrates = o.rates.n > 0 ? o.rates.n : 1;
+  for (int si = 0; si < o.streams.n; si++)
+    for (int ni = 0; ni < o.samples.n; ni++)
+      for (int ri = 0; ri < nrates; ri++) {
+        int rate = o.rates.n > 0 ? o.rates.v[ri] : 0;
+        if (run_config(&client, cq, info, &o, o.streams.v[si], o.samples.v[ni], rate, peak)) rc = 1;
+      }
+done:
+  if (cq) {
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(cq);
+  }
+  if (info) ember__v1__model_info__free_unpacked(info, NULL);
+  remote_close(&client);
+  remote_shutdown();
+  ember_pool_destroy(pool);
+  return rc;
+}

@@ -1,0 +1,544 @@
+/* remote_infer.c - `ember --server HOST:PORT predict|sample|info|models`: the local verbs, asked
+ * of an emberd server.
+ *
+ * predict and sample take the local options (infer_cli.h) with --model naming a model on the
+ * server, plus --version, --deadline-ms and --chunk-rows, and print through the same CSV
+ * printers as local mode. Each run first asks GetModel for the model's dimensions (the input
+ * is read and checked against its x_dim, with the local reader's messages) and pins the
+ * version it describes, so a model reloaded mid-run cannot answer half the rows. The rows
+ * then go in requests of --chunk-rows rows, each with row_offset = its first row's index:
+ * row i draws from random stream (seed, i) however the rows are split, so the answers equal
+ * one big request's and local `ember predict`'s with the same seed.
+ *
+ * Only options given on the command line are sent; the rest stay 0, which the protocol reads
+ * as "the model's default". Given values are checked here with the library's own checks, so
+ * a bad value gets the same message as locally. Two local values have no protocol spelling:
+ * --sigma 0 (0 means "default" on the wire; refused) and --polish-lr (no field; refused
+ * unless it is the default). --min-mass 0 ("keep every mode") is sent as -1, the protocol's
+ * "keep all".
+ *
+ * Results are printed only when every request has succeeded: a failure prints one line on
+ * stderr, nothing on stdout, and exits 1 (2 for usage errors).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "args.h"
+#include "cli.h"
+#include "ember/dataset.h"
+#include "ember/net.h"
+#include "infer_cli.h"
+#include "remote_client.h"
+
+#define REMOTE_MODEL_HELP "model name on the server"
+#define REMOTE_THREADS_HELP "ignored with --server (the server has its own workers)"
+
+typedef struct remote_opts {
+  int64_t version;
+  int deadline_ms;
+  int chunk_rows;
+} remote_opts;
+
+#define REMOTE_SPECS(r)                                                                          \
+  {"version", OPT_I64, &(r).version, NULL, "model version (0 = the latest loaded)", 0, 0},        \
+  {"deadline-ms", OPT_INT, &(r).deadline_ms, NULL, "deadline of each request, milliseconds", 0, 0}, \
+  {"chunk-rows", OPT_INT, &(r).chunk_rows, NULL, "input rows per request", 0, 0}
+
+static void remote_opts_init(remote_opts *r) {
+  r->version = 0;
+  r->deadline_ms = 10000;
+  r->chunk_rows = 256;
+}
+
+/* What a predict or sample run holds: the connection, the model's description, the input. */
+typedef struct session {
+  const char *verb;
+  int grpc_up;
+  remote_client client;
+  Ember__V1__ModelInfo *info;
+  ember_dataset ds;
+} session;
+
+static void session_close(session *s) {
+  if (s->info) ember__v1__model_info__free_unpacked(s->info, NULL);
+  ember_dataset_free(&s->ds);
+  if (s->grpc_up) {
+    remote_close(&s->client);
+    remote_shutdown();
+  }
+  s->info = NULL;
+  s->grpc_up = 0;
+}
+
+static int check_remote_opts(const char *verb, const remote_opts *r) {
+  if (r->version < 0) {
+    fprintf(stderr, "ember %s: --version must be >= 0 (0 = the latest), got %lld\n", verb, (long long)r->version);
+    return 2;
+  }
+  if (r->deadline_ms < 1) {
+    fprintf(stderr, "ember %s: --deadline-ms must be >= 1, got %d\n", verb, r->deadline_ms);
+    return 2;
+  }
+  if (r->chunk_rows < 1) {
+    fprintf(stderr, "ember %s: --chunk-rows must be >= 1, got %d\n", verb, r->chunk_rows);
+    return 2;
+  }
+  return 0;
+}
+
+/* Connects and asks GetModel; the caller closes the session whatever this returns. */
+static int session_connect(session *s, const char *server, const char *model, const remote_opts *r) {
+  remote_status st;
+  remote_init();
+  s->grpc_up = 1;
+  if (remote_open(&s->client, server, r->deadline_ms, &st) != GRPC_STATUS_OK ||
+      remote_get_model(&s->client, model, r->version, &s->info, &st) != GRPC_STATUS_OK) {
+    remote_report(s->verb, &st);
+    return 1;
+  }
+  const Ember__V1__ModelInfo *m = s->info;
+  if (m->x_dim < 1 || m->x_dim > 65536 || m->y_dim < 1 || m->y_dim > 65536) {
+    fprintf(stderr, "ember %s: the server describes %s with x_dim %u and y_dim %u\n", s->verb,
+            model, m->x_dim, m->y_dim);
+    return 1;
+  }
+  return 0;
+}
+
+/* Checks the given options as local mode would and sets up the wire options: only the given
+ * ones, and the seed, which has no "default" value. */
+static int wire_options(const char *verb, const infer_cli *c, const opt_spec *specs, int nspecs,
+                        Ember__V1__InferenceOptions *w) {
+  ember_infer_opts chk = EMBER_INFER_DEFAULTS;
+  ember__v1__inference_options__init(w);
+  if (args_given(specs, nspecs, "samples")) chk.samples = c->o.samples;
+  if (args_given(specs, nspecs, "iters")) chk.iters = c->o.iters;
+  if (args_given(specs, nspecs, "sigma")) chk.sigma = c->o.sigma;
+  if (args_given(specs, nspecs, "shrink")) chk.shrink = c->o.shrink;
+  if (args_given(specs, nspecs, "temperature")) chk.temperature = c->o.temperature;
+  ember_err err;
+  if (ember_infer_opts_check(&chk, &err) < 0) {
+    fprintf(stderr, "ember %s: %s\n", verb, err.msg);
+    return 2;
+  }
+  if (args_given(specs, nspecs, "sigma") && chk.sigma == 0.0f) {
+    fprintf(stderr, "ember %s: --sigma 0 cannot be sent with --server (0 means the model's default "
+                    "in ember.v1); use a tiny positive value\n", verb);
+    return 2;
+  }
+  if (args_given(specs, nspecs, "samples")) w->samples = (uint32_t)chk.samples;
+  if (args_given(specs, nspecs, "iters")) w->iterations = (uint32_t)chk.iters;
+  if (args_given(specs, nspecs, "sigma")) w->sigma = chk.sigma;
+  if (args_given(specs, nspecs, "shrink")) w->shrink = chk.shrink;
+  if (args_given(specs, nspecs, "temperature")) w->temperature = chk.temperature;
+  w->seed = c->seed;
+  return 0;
+}
+
+/* Parses, checks, connects and reads the input: everything predict and sample share. */
+static int session_open(session *s, const char *server, infer_cli *c, const remote_opts *r,
+                        const opt_spec *specs, int nspecs, Ember__V1__InferenceOptions *w) {
+  if (!c->model || !c->input) {
+    fprintf(stderr, "ember %s: --model NAME and --input are required (with --server, --model names a "
+                    "model on the server; see ember --server %s %s --help)\n", s->verb, server, s->verb);
+    return 2;
+  }
+  int rc = check_remote_opts(s->verb, r);
+  if (rc == 0) rc = wire_options(s->verb, c, specs, nspecs, w);
+  if (rc) return rc;
+  rc = session_connect(s, server, c->model, r);
+  if (rc) return rc;
+  ember_err err;
+  if (ember_dataset_read(c->input, (int)s->info->x_dim, 0, &s->ds, &err) < 0) {
+    fprintf(stderr, "ember %s: %s\n", s->verb, err.msg);
+    return 1;
+  }
+  return 0;
+}
+
+/* The server must answer with the version asked for (when it said which). */
+static int check_version(session *s, int64_t answered) {
+  if (s->info->version == 0 || answered == 0 || answered == s->info->version) return 0;
+  fprintf(stderr, "ember %s: the server answered with version %lld of %s, not %lld\n", s->verb,
+          (long long)answered, s->info->name, (long long)s->info->version);
+  return 1;
+}
+
+static int malformed(session *s, const char *what, int off) {
+  fprintf(stderr, "ember %s: the server's answer for rows from %d is malformed: %s\n", s->verb, off, what);
+  return 1;
+}
+
+int remote_cmd_predict(const char *server, int argc, char **argv) {
+  infer_cli c;
+  infer_cli_init(&c);
+  remote_opts r;
+  remote_opts_init(&r);
+  int with_energy = 0;
+  opt_spec specs[] = {INFER_SPECS(c, "NAME", REMOTE_MODEL_HELP, REMOTE_THREADS_HELP),
+                      {"energy", OPT_FLAG, &with_energy, NULL, "add an energy column", 0, 0},
+                      REMOTE_SPECS(r)};
+  int nspecs = (int)(sizeof specs / sizeof *specs);
+  int rc = args_parse("predict", "--model NAME --input FILE|- [options]   (after --server HOST:PORT)",
+                      specs, nspecs, argc, argv);
+  if (rc != 0) return rc < 0 ? 2 : 0;
+  session s = {.verb = "predict"};
+  Ember__V1__InferenceOptions w;
+  float *y = NULL, *e = NULL;
+  rc = session_open(&s, server, &c, &r, specs, nspecs, &w);
+  if (rc) goto done;
+  const int n = s.ds.n, xd = (int)s.info->x_dim, d = (int)s.info->y_dim;
+  if (with_energy && strcmp(s.info->method, "mse") == 0) {
+    fprintf(stderr, "ember predict: --energy: %s is an explicit (mse) model, which has no energy\n", c.model);
+    rc = 2;
+    goto done;
+  }
+  y = malloc((size_t)n * d * sizeof(float));
+  e = calloc((size_t)n, sizeof(float));
+  if (!y || !e) {
+    fprintf(stderr, "ember predict: out of memory for %d rows\n", n);
+    rc = 1;
+    goto done;
+  }
+  for (int off = 0; off < n && rc == 0; off += r.chunk_rows) {
+    int rows = n - off < r.chunk_rows ? n - off : r.chunk_rows;
+    Ember__V1__PredictRequest req = EMBER__V1__PREDICT_REQUEST__INIT;
+    req.model = (char *)c.model;
+    req.version = s.info->version;
+    req.n_x = (size_t)rows * xd;
+    req.x = s.ds.x + (size_t)off * xd;
+    req.options = &w;
+    req.row_offset = (uint64_t)off;
+    Ember__V1__PredictResponse *resp;
+    remote_status st;
+    if (remote_predict(&s.client, &req, &resp, &st) != GRPC_STATUS_OK) {
+      remote_report("predict", &st);
+      rc = 1;
+      break;
+    }
+    if (resp->y_dim != 0 && resp->y_dim != (uint32_t)d) rc = malformed(&s, "y_dim differs from GetModel's", off);
+    else if (resp->n_y != (size_t)rows * d) rc = malformed(&s, "wrong number of y values", off);
+    else if (resp->n_energy != (size_t)rows && !(resp->n_energy == 0 && !with_energy))
+      rc = malformed(&s, "wrong number of energies", off);
+    else rc = check_version(&s, resp->model_version);
+    if (rc == 0) {
+      memcpy(y + (size_t)off * d, resp->y, (size_t)rows * d * sizeof(float));
+      if (resp->n_energy) memcpy(e + off, resp->energy, (size_t)rows * sizeof(float));
+    }
+    ember__v1__predict_response__free_unpacked(resp, NULL);
+  }
+  if (rc == 0) {
+    cli_print_predict(y, e, n, d, with_energy);
+    rc = cli_finish_stdout("predict");
+  }
+done:
+  free(y);
+  free(e);
+  session_close(&s);
+  return rc;
+}
+
+/* Fills the sample request's mode options from those given; 0 if they can be sent. */
+static int wire_modes(const ember_modes_opts *mo, const opt_spec *specs, int nspecs,
+                      Ember__V1__SampleRequest *req) {
+  ember_err err;
+  if (ember_modes_opts_check(mo, &err) < 0) {
+    fprintf(stderr, "ember sample: %s\n", err.msg);
+    return 2;
+  }
+  ember_modes_opts d = EMBER_MODES_DEFAULTS;
+  if (args_given(specs, nspecs, "polish-lr") && mo->polish_lr != d.polish_lr) {
+    fprintf(stderr, "ember sample: --polish-lr cannot be sent with --server (ember.v1 has no field "
+                    "for it; the server polishes with its default %g)\n", (double)d.polish_lr);
+    return 2;
+  }
+  if (args_given(specs, nspecs, "modes")) req->modes = (uint32_t)mo->k;
+  if (args_given(specs, nspecs, "radius")) req->radius = mo->radius;
+  /* Locally 0 drops nothing; on the wire 0 means the default and < 0 keeps all. */
+  if (args_given(specs, nspecs, "min-mass")) req->min_mass = mo->min_mass > 0.0f ? mo->min_mass : -1.0f;
+  if (args_given(specs, nspecs, "polish")) req->polish_steps = (uint32_t)mo->polish_steps;
+  return 0;
+}
+
+int remote_cmd_sample(const char *server, int argc, char **argv) {
+  infer_cli c;
+  infer_cli_init(&c);
+  remote_opts r;
+  remote_opts_init(&r);
+  ember_modes_opts mo = EMBER_MODES_DEFAULTS;
+  opt_spec specs[] = {INFER_SPECS(c, "NAME", REMOTE_MODEL_HELP, REMOTE_THREADS_HELP), MODES_SPECS(mo),
+                      REMOTE_SPECS(r)};
+  int nspecs = (int)(sizeof specs / sizeof *specs);
+  int rc = args_parse("sample", "--model NAME --input FILE|- --modes K [options]   (after --server HOST:PORT)",
+                      specs, nspecs, argc, argv);
+  if (rc != 0) return rc < 0 ? 2 : 0;
+  Ember__V1__SampleRequest proto = EMBER__V1__SAMPLE_REQUEST__INIT;
+  rc = wire_modes(&mo, specs, nspecs, &proto);
+  if (rc) return rc;
+  session s = {.verb = "sample"};
+  Ember__V1__InferenceOptions w;
+  float *my = NULL, *me = NULL, *mw = NULL;
+  int *count = NULL;
+  rc = session_open(&s, server, &c, &r, specs, nspecs, &w);
+  if (rc) goto done;
+  const int n = s.ds.n, xd = (int)s.info->x_dim, d = (int)s.info->y_dim, k = mo.k;
+  my = calloc((size_t)n * k * d, sizeof(float));
+  me = calloc((size_t)n * k, sizeof(float));
+  mw = calloc((size_t)n * k, sizeof(float));
+  count = calloc((size_t)n, sizeof(int));
+  if (!my || !me || !mw || !count) {
+    fprintf(stderr, "ember sample: out of memory for %d rows x %d modes\n", n, k);
+    rc = 1;
+    goto done;
+  }
+  for (int off = 0; off < n && rc == 0; off += r.chunk_rows) {
+    int rows = n - off < r.chunk_rows ? n - off : r.chunk_rows;
+    Ember__V1__SampleRequest req = proto;
+    req.model = (char *)c.model;
+    req.version = s.info->version;
+    req.n_x = (size_t)rows * xd;
+    req.x = s.ds.x + (size_t)off * xd;
+    req.options = &w;
+    req.row_offset = (uint64_t)off;
+    Ember__V1__SampleResponse *resp;
+    remote_status st;
+    if (remote_sample(&s.client, &req, &resp, &st) != GRPC_STATUS_OK) {
+      remote_report("sample", &st);
+      rc = 1;
+      break;
+    }
+    if (resp->y_dim != 0 && resp->y_dim != (uint32_t)d) rc = malformed(&s, "y_dim differs from GetModel's", off);
+    else if (resp->n_rows != (size_t)rows) rc = malformed(&s, "wrong number of rows", off);
+    else rc = check_version(&s, resp->model_version);
+    for (int i = 0; i < rows && rc == 0; i++) {
+      const Ember__V1__SampleRow *row = resp->rows[i];
+      if (row->n_modes > (size_t)k) {
+        rc = malformed(&s, "more modes than asked for", off);
+        break;
+      }
+      for (size_t m = 0; m < row->n_modes && rc == 0; m++) {
+        const Ember__V1__Mode *md = row->modes[m];
+        if (md->n_y != (size_t)d) {
+          rc = malformed(&s, "a mode with the wrong number of y values", off);
+          break;
+        }
+        size_t slot = (size_t)(off + i) * k + m;
+        memcpy(my + slot * d, md->y, (size_t)d * sizeof(float));
+        me[slot] = md->energy;
+        mw[slot] = md->weight;
+      }
+      count[off + i] = (int)row->n_modes;
+    }
+    ember__v1__sample_response__free_unpacked(resp, NULL);
+  }
+  if (rc == 0) {
+    cli_print_modes(my, me, mw, count, n, k, d);
+    rc = cli_finish_stdout("sample");
+  }
+done:
+  free(my);
+  free(me);
+  free(mw);
+  free(count);
+  session_close(&s);
+  return rc;
+}
+
+/* ---- info and models -------------------------------------------------------------------- */
+
+int remote_model_shape(const Ember__V1__ModelInfo *m, ember_net_shape *shape) {
+  ember_arch a;
+  if (ember_arch_parse(m->arch, &a) < 0) return -1;
+  int mse = strcmp(m->method, "mse") == 0;
+  ember_net_shape s = {a, (int)m->x_dim, mse ? 0 : (int)m->y_dim, (int)m->width, (int)m->depth,
+                       mse ? (int)m->y_dim : 1};
+  if (ember_net_shape_check(&s, NULL) < 0) return -1;
+  *shape = s;
+  return 0;
+}
+
+static void join_versions(const Ember__V1__ModelInfo *m, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < m->n_versions; i++) {
+    int w = snprintf(buf + used, len - used, "%s%lld", i ? "," : "", (long long)m->versions[i]);
+    if (w < 0 || (size_t)w >= len - used) {
+      if (len > 4) strcpy(buf + len - 4, "...");
+      return;
+    }
+    used += (size_t)w;
+  }
+  if (m->n_versions == 0) snprintf(buf, len, "-");
+}
+
+static void format_time(int64_t unix_time, char *buf, size_t len) {
+  time_t t = (time_t)unix_time;
+  struct tm tm;
+  if (unix_time <= 0 || !gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%SZ", &tm))
+    snprintf(buf, len, "unknown time");
+}
+
+static void print_load_errors(const Ember__V1__ModelInfo *m, const char *indent, int with_name) {
+  for (size_t i = 0; i < m->n_load_errors; i++) {
+    const Ember__V1__LoadError *le = m->load_errors[i];
+    char when[64];
+    format_time(le->unix_time, when, sizeof when);
+    printf("%s%s%sversion %lld (%s, %s): %s\n", indent, with_name ? m->name : "", with_name ? " " : "",
+           (long long)le->version, le->path, when, le->message);
+  }
+}
+
+static void print_info(const Ember__V1__ModelInfo *m) {
+  char versions[256];
+  join_versions(m, versions, sizeof versions);
+  printf("%-18s %s\n", "name", m->name);
+  printf("%-18s %lld (loaded: %s)\n", "version", (long long)m->version, versions);
+  printf("%-18s %s\n", "method", m->method);
+  printf("%-18s %u\n%-18s %u\n", "x_dim", m->x_dim, "y_dim", m->y_dim);
+  ember_net_shape shape;
+  if (remote_model_shape(m, &shape) == 0)
+    printf("%-18s %s %ux%u (%zu parameters)\n", "network", m->arch, m->width, m->depth,
+           ember_net_shape_params(&shape));
+  else
+    printf("%-18s %s %ux%u\n", "network", m->arch, m->width, m->depth);
+  cli_print_vec("y_lo", m->y_lo, (int)m->n_y_lo);
+  cli_print_vec("y_hi", m->y_hi, (int)m->n_y_hi);
+  const Ember__V1__InferenceOptions *o = m->defaults;
+  if (strcmp(m->method, "mse") == 0)
+    printf("%-18s one forward pass (explicit model)\n", "inference");
+  else if (o)
+    printf("%-18s samples %u, iters %u, sigma %g, shrink %g, temperature %g\n", "inference",
+           o->samples, o->iterations, (double)o->sigma, (double)o->shrink, (double)o->temperature);
+  if (m->n_load_errors == 0) {
+    printf("%-18s none\n", "load errors");
+  } else {
+    printf("%-18s %zu\n", "load errors", m->n_load_errors);
+    print_load_errors(m, "  ", 0);
+  }
+  const Ember__V1__ModelStats *s = m->stats;
+  if (!s) return;
+  printf("%-18s %llu (ok %llu", "requests", (unsigned long long)s->requests, (unsigned long long)s->ok);
+  for (size_t i = 0; i < s->n_failures; i++)
+    printf(", %s %llu", s->failures[i]->key, (unsigned long long)s->failures[i]->value);
+  printf(")\n");
+  printf("%-18s %llu (%llu requests, %llu rows; per batch %.2f requests, %.2f rows)\n", "batches",
+         (unsigned long long)s->batches, (unsigned long long)s->batched_requests,
+         (unsigned long long)s->batched_rows, s->avg_batch_requests, s->avg_batch_rows);
+  printf("%-18s queue %.3f ms per request, compute %.3f ms per batch\n", "average time",
+         s->avg_queue_ms, s->avg_compute_ms);
+}
+
+int remote_cmd_info(const char *server, int argc, char **argv) {
+  const char *model = NULL;
+  remote_opts r;
+  remote_opts_init(&r);
+  opt_spec specs[] = {
+      {"model", OPT_STR, &model, "NAME", REMOTE_MODEL_HELP, 0, 0},
+      {"version", OPT_I64, &r.version, NULL, "model version (0 = the latest loaded)", 0, 0},
+      {"deadline-ms", OPT_INT, &r.deadline_ms, NULL, "deadline of the request, milliseconds", 0, 0},
+  };
+  int nspecs = (int)(sizeof specs / sizeof *specs);
+  int rc = args_parse("info", "--model NAME [--version N]   (after --server HOST:PORT)", specs, nspecs, argc, argv);
+  if (rc != 0) return rc < 0 ? 2 : 0;
+  if (!model) {
+    fprintf(stderr, "ember info: --model NAME is required (with --server, a model name on the server)\n");
+    return 2;
+  }
+  rc = check_remote_opts("info", &r);
+  if (rc) return rc;
+  session s = {.verb = "info"};
+  rc = session_connect(&s, server, model, &r);
+  if (rc == 0) {
+    print_info(s.info);
+    rc = cli_finish_stdout("info");
+  }
+  session_close(&s);
+  return rc;
+}
+
+/* ---- models: a table ------------------------------------------------------------------- */
+
+enum { COL_NAME, COL_VERSIONS, COL_METHOD, COL_NETWORK, COL_XDIM, COL_YDIM, COL_REQUESTS,
+       COL_BATCH, COL_ERRORS, NCOLS };
+#define CELL 96
+
+static const char *const col_titles[NCOLS] = {"NAME", "VERSIONS", "METHOD", "NETWORK", "X_DIM",
+                                              "Y_DIM", "REQUESTS", "AVG_BATCH", "LOAD_ERRORS"};
+
+static void model_row(const Ember__V1__ModelInfo *m, char (*cells)[CELL]) {
+  const Ember__V1__ModelStats *s = m->stats;
+  snprintf(cells[COL_NAME], CELL, "%s", m->name);
+  join_versions(m, cells[COL_VERSIONS], CELL);
+  snprintf(cells[COL_METHOD], CELL, "%s", m->method[0] ? m->method : "-");
+  if (m->arch[0]) snprintf(cells[COL_NETWORK], CELL, "%s %ux%u", m->arch, m->width, m->depth);
+  else snprintf(cells[COL_NETWORK], CELL, "-");
+  snprintf(cells[COL_XDIM], CELL, "%u", m->x_dim);
+  snprintf(cells[COL_YDIM], CELL, "%u", m->y_dim);
+  snprintf(cells[COL_REQUESTS], CELL, "%llu", s ? (unsigned long long)s->requests : 0ULL);
+  snprintf(cells[COL_BATCH], CELL, "%.2f", s ? s->avg_batch_requests : 0.0);
+  snprintf(cells[COL_ERRORS], CELL, "%zu", m->n_load_errors);
+}
+
+static void print_row(char (*cells)[CELL], const int *width) {
+  for (int j = 0; j < NCOLS; j++) {
+    if (j == NCOLS - 1) printf("%s\n", cells[j]);
+    else printf("%-*s  ", width[j], cells[j]);
+  }
+}
+
+int remote_cmd_models(const char *server, int argc, char **argv) {
+  remote_opts r;
+  remote_opts_init(&r);
+  opt_spec specs[] = {
+      {"deadline-ms", OPT_INT, &r.deadline_ms, NULL, "deadline of the request, milliseconds", 0, 0},
+  };
+  int rc = args_parse("models", "[options]   (after --server HOST:PORT)", specs, 1, argc, argv);
+  if (rc != 0) return rc < 0 ? 2 : 0;
+  rc = check_remote_opts("models", &r);
+  if (rc) return rc;
+  remote_client client;
+  remote_status st;
+  Ember__V1__ListModelsResponse *list = NULL;
+  char (*cells)[NCOLS][CELL] = NULL;
+  remote_init();
+  if (remote_open(&client, server, r.deadline_ms, &st) != GRPC_STATUS_OK ||
+      remote_list_models(&client, &list, &st) != GRPC_STATUS_OK) {
+    remote_report("models", &st);
+    rc = 1;
+    goto done;
+  }
+  size_t n = list->n_models;
+  cells = calloc(n + 1, sizeof *cells);
+  if (!cells) {
+    fprintf(stderr, "ember models: out of memory for %zu models\n", n);
+    rc = 1;
+    goto done;
+  }
+  int width[NCOLS];
+  for (int j = 0; j < NCOLS; j++) {
+    snprintf(cells[0][j], CELL, "%s", col_titles[j]);
+    width[j] = (int)strlen(cells[0][j]);
+  }
+  for (size_t i = 0; i < n; i++) {
+    model_row(list->models[i], cells[i + 1]);
+    for (int j = 0; j < NCOLS; j++)
+      if ((int)strlen(cells[i + 1][j]) > width[j]) width[j] = (int)strlen(cells[i + 1][j]);
+  }
+  for (size_t i = 0; i <= n; i++) print_row(cells[i], width);
+  size_t nerr = 0;
+  for (size_t i = 0; i < n; i++) nerr += list->models[i]->n_load_errors;
+  if (nerr) {
+    printf("\nload errors (versions not served):\n");
+    for (size_t i = 0; i < n; i++) print_load_errors(list->models[i], "  ", 1);
+  }
+  rc = cli_finish_stdout("models");
+done:
+  free(cells);
+  if (list) ember__v1__list_models_response__free_unpacked(list, NULL);
+  remote_close(&client);
+  remote_shutdown();
+  return rc;
+}
