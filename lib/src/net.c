@@ -135,6 +135,12 @@ int ember_net_layer_name(const ember_net *net, int layer, char *buf, size_t len)
 
 /* ---- workspace ----------------------------------------------------------------------- */
 
+/* Rows are computed in blocks of 16: OpenBLAS's kernels treat the rows of a ragged tail with
+ * other instructions than full blocks, so without padding a candidate's energy could change in
+ * its last bit with the number of rows it was computed with, and answers would depend on how
+ * requests were batched. Padding rows are zeros and their results are dropped. */
+#define EMBER_PAD_ROWS(r) (((r) + 15) & ~15)
+
 static int ws_nact(const ember_net_shape *s) {
   return s->arch == EMBER_ARCH_RESNET ? 1 + s->depth : s->depth;
 }
@@ -144,10 +150,11 @@ int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, 
   memset(ws, 0, sizeof *ws);
   if (max_rows < 1 || max_queries < 1)
     return ember_fail(err, EMBER_EINVAL, "workspace needs at least one row and one query");
+  max_rows = EMBER_PAD_ROWS(max_rows);
   size_t rw = (size_t)max_rows * s->width;
   size_t qw = (size_t)max_queries * s->width;
   int nact = ws_nact(s);
-  size_t total = (size_t)nact * rw + 2 * rw + 2 * qw;
+  size_t total = (size_t)nact * rw + 2 * rw + 2 * qw + (size_t)s->in_y * s->width;
   ws->mem = malloc(total * sizeof(float));
   if (!ws->mem)
     return ember_fail(err, EMBER_ENOMEM, "out of memory: network workspace of %zu MiB",
@@ -161,6 +168,7 @@ int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, 
   ws->d1 = ws->d0 + rw;
   ws->hx = ws->d1 + rw;
   ws->dhx = ws->hx + qw;
+  ws->wy = ws->dhx + qw;
   return 0;
 }
 
@@ -183,18 +191,27 @@ void ember_net_fuse_x(const ember_net *net, const float *x, int nq, float *hx) {
               net->shape.in_x, l0->w, in, 1.0f, hx, w);
 }
 
-/* h (rows, w) = hx[q(row)] + y . W_y^T */
-static void first_layer(const ember_net *net, const float *hx, const float *y, int nq, int per,
-                        float *h) {
+/* h (rows, w) = hx[q(row)] + y . W_y^T, rows [rows, pad) zero. The y part is an explicit loop
+ * over a transposed copy of W_y (in_y is small), so each row's sum is formed the same way
+ * whatever the number of rows. */
+static void first_layer(const ember_net *net, ember_net_ws *ws, const float *hx, const float *y,
+                        int nq, int per, float *h) {
   const ember_dense *l0 = &net->layers[0];
-  int w = net->shape.width, in_y = net->shape.in_y;
-  int rows = nq * per;
+  const int w = net->shape.width, in_y = net->shape.in_y, in_x = net->shape.in_x;
+  const int rows = nq * per, pad = EMBER_PAD_ROWS(rows);
+  for (int k = 0; k < in_y; k++)
+    for (int j = 0; j < w; j++) ws->wy[(size_t)k * w + j] = l0->w[(size_t)j * l0->in + in_x + k];
   for (int q = 0; q < nq; q++)
-    for (int r = 0; r < per; r++)
-      memcpy(h + ((size_t)q * per + r) * w, hx + (size_t)q * w, (size_t)w * sizeof(float));
-  if (in_y > 0)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, w, in_y, 1.0f, y, in_y,
-                l0->w + net->shape.in_x, l0->in, 1.0f, h, w);
+    for (int r = 0; r < per; r++) {
+      size_t row = (size_t)q * per + r;
+      float *restrict hr = h + row * w;
+      memcpy(hr, hx + (size_t)q * w, (size_t)w * sizeof(float));
+      for (int k = 0; k < in_y; k++) {
+        const float yk = y[row * in_y + k], *restrict wk = ws->wy + (size_t)k * w;
+        for (int j = 0; j < w; j++) hr[j] += yk * wk[j];
+      }
+    }
+  memset(h + (size_t)rows * w, 0, (size_t)(pad - rows) * w * sizeof(float));
 }
 
 /* a = relu(a + b) over (rows, w) */
@@ -224,50 +241,61 @@ static void add_bias(float *restrict a, const float *restrict b, size_t rows, in
     for (int j = 0; j < w; j++) a[r * w + j] += b[j];
 }
 
-/* out (rows, n_out) = a (rows, w) . W^T + b */
+/* Dot product in 16 fixed lanes: vectorisable without reassociating at the compiler's whim,
+ * and the same summation order for every row. */
+static float dot16(const float *restrict a, const float *restrict b, int n) {
+  float lane[16] = {0};
+  int j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int l = 0; l < 16; l++) lane[l] += a[j + l] * b[j + l];
+  for (int l = 0; j < n; j++, l++) lane[l] += a[j] * b[j];
+  float s = 0.0f;
+  for (int l = 0; l < 16; l++) s += lane[l];
+  return s;
+}
+
+/* out (rows, n_out) = a (rows, w) . W^T + b, one dot product per output: cheap next to the
+ * hidden layers, and the same for a row whatever the number of rows */
 static void output_layer(const ember_dense *l, const float *a, int rows, float *out) {
-  if (l->out == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, l->in, 1.0f, a, l->in, l->w, 1, 0.0f, out, 1);
-    for (int r = 0; r < rows; r++) out[r] += l->b[0];
-  } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, l->out, l->in, 1.0f, a, l->in,
-                l->w, l->in, 0.0f, out, l->out);
-    add_bias(out, l->b, (size_t)rows, l->out);
+  for (int r = 0; r < rows; r++) {
+    const float *restrict ar = a + (size_t)r * l->in;
+    for (int o = 0; o < l->out; o++)
+      out[(size_t)r * l->out + o] = dot16(ar, l->w + (size_t)o * l->in, l->in) + l->b[o];
   }
 }
 
 void ember_net_forward(const ember_net *net, ember_net_ws *ws, const float *hx, const float *y,
                        int nq, int per_query, float *out) {
-  int w = net->shape.width, rows = nq * per_query;
+  int w = net->shape.width, rows = nq * per_query, pad = EMBER_PAD_ROWS(rows);
   const ember_dense *L = net->layers;
   if (net->shape.arch == EMBER_ARCH_RESNET) {
     int nb = net->shape.depth / 2;
     float *h = act_buf(ws, 0);
-    first_layer(net, hx, y, nq, per_query, h);
+    first_layer(net, ws, hx, y, nq, per_query, h);
     for (int b = 0; b < nb; b++) {
       const ember_dense *l0 = &L[1 + 2 * b], *l1 = &L[2 + 2 * b];
       float *a1 = act_buf(ws, 1 + 2 * b), *a2 = act_buf(ws, 2 + 2 * b);
       /* the previous block's second bias is added here, fused with this block's ReLU */
-      bias_relu_copy(h, b > 0 ? L[2 * b].b : NULL, a1, (size_t)rows, w);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, w, w, 1.0f, a1, w, l0->w, w,
+      bias_relu_copy(h, b > 0 ? L[2 * b].b : NULL, a1, (size_t)pad, w);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pad, w, w, 1.0f, a1, w, l0->w, w,
                   0.0f, a2, w);
-      bias_relu(a2, l0->b, (size_t)rows, w);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, w, w, 1.0f, a2, w, l1->w, w,
+      bias_relu(a2, l0->b, (size_t)pad, w);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pad, w, w, 1.0f, a2, w, l1->w, w,
                   1.0f, h, w);
     }
-    add_bias(h, L[2 * nb].b, (size_t)rows, w);
+    add_bias(h, L[2 * nb].b, (size_t)pad, w);
     output_layer(&L[net->nlayers - 1], h, rows, out);
   } else {
     int depth = net->shape.depth;
     float *a = act_buf(ws, 0);
-    first_layer(net, hx, y, nq, per_query, a);
+    first_layer(net, ws, hx, y, nq, per_query, a);
     /* the first layer's bias is already in hx */
-    for (size_t k = 0; k < (size_t)rows * w; k++) a[k] = a[k] > 0.0f ? a[k] : 0.0f;
+    for (size_t k = 0; k < (size_t)pad * w; k++) a[k] = a[k] > 0.0f ? a[k] : 0.0f;
     for (int i = 1; i < depth; i++) {
       float *next = act_buf(ws, i);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, w, w, 1.0f, a, w, L[i].w, w,
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pad, w, w, 1.0f, a, w, L[i].w, w,
                   0.0f, next, w);
-      bias_relu(next, L[i].b, (size_t)rows, w);
+      bias_relu(next, L[i].b, (size_t)pad, w);
       a = next;
     }
     output_layer(&L[net->nlayers - 1], a, rows, out);
@@ -308,9 +336,10 @@ static void output_backward(const ember_net *net, const ember_dense *l, const fl
   }
 }
 
-/* dense layer W (w, w): grads from dz and its input a; dprev = dz . W (if dprev) */
+/* dense layer W (w, w): grads from dz and its input a (rows); dprev = dz . W (if dprev) over
+ * the padded rows (dz is zero there), for the same reason as the forward pass */
 static void hidden_backward(const ember_net *net, const ember_dense *l, const float *a,
-                            const float *dz, int rows, float *grad, float *dprev) {
+                            const float *dz, int rows, int pad, float *grad, float *dprev) {
   int w = l->in;
   if (grad) {
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->out, w, rows, 1.0f, dz, l->out, a, w,
@@ -318,7 +347,7 @@ static void hidden_backward(const ember_net *net, const ember_dense *l, const fl
     colsum_add(dz, (size_t)rows, l->out, grad_of(net, grad, l->b));
   }
   if (dprev)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, w, l->out, 1.0f, dz, l->out,
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pad, w, l->out, 1.0f, dz, l->out,
                 l->w, w, 0.0f, dprev, w);
 }
 
@@ -339,29 +368,32 @@ static void first_backward(const ember_net *net, ember_net_ws *ws, const float *
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, in_y, rows, 1.0f, dh, w, y, in_y,
                   1.0f, gw + in_x, in);
   }
-  if (dy && in_y > 0)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, in_y, w, 1.0f, dh, w,
-                l0->w + in_x, in, 0.0f, dy, in_y);
+  /* dy = dh . W_y, with the transposed W_y the forward pass left in ws->wy */
+  for (int r = 0; dy && r < rows; r++) {
+    const float *restrict dr = dh + (size_t)r * w;
+    for (int k = 0; k < in_y; k++) dy[(size_t)r * in_y + k] = dot16(dr, ws->wy + (size_t)k * w, w);
+  }
 }
 
 void ember_net_backward(const ember_net *net, ember_net_ws *ws, const float *x, const float *y,
                         int nq, int per_query, const float *dout, float *grad, float *dy) {
-  int w = net->shape.width, rows = nq * per_query;
-  size_t n = (size_t)rows * w;
+  int w = net->shape.width, rows = nq * per_query, pad = EMBER_PAD_ROWS(rows);
+  size_t n = (size_t)pad * w;
   const ember_dense *L = net->layers;
   const ember_dense *lout = &L[net->nlayers - 1];
   if (net->shape.arch == EMBER_ARCH_RESNET) {
     int nb = net->shape.depth / 2;
     float *h = act_buf(ws, 0), *dh = ws->d0, *dz1 = ws->d1;
     output_backward(net, lout, h, rows, dout, grad, dh);
+    memset(dh + (size_t)rows * w, 0, (size_t)(pad - rows) * w * sizeof(float));
     for (int b = nb - 1; b >= 0; b--) {
       const ember_dense *l0 = &L[1 + 2 * b], *l1 = &L[2 + 2 * b];
       float *a1 = act_buf(ws, 1 + 2 * b), *a2 = act_buf(ws, 2 + 2 * b);
       /* residual branch output gradient is dh; its input a2 */
-      hidden_backward(net, l1, a2, dh, rows, grad, dz1);
+      hidden_backward(net, l1, a2, dh, rows, pad, grad, dz1);
       relu_mask(dz1, a2, n);
       /* a2 is no longer needed: reuse it for d(a1) */
-      hidden_backward(net, l0, a1, dz1, rows, grad, a2);
+      hidden_backward(net, l0, a1, dz1, rows, pad, grad, a2);
       for (size_t k = 0; k < n; k++)
         if (a1[k] > 0.0f) dh[k] += a2[k];
     }
@@ -370,9 +402,10 @@ void ember_net_backward(const ember_net *net, ember_net_ws *ws, const float *x, 
     int depth = net->shape.depth;
     float *d = ws->d0, *dnext = ws->d1;
     output_backward(net, lout, act_buf(ws, depth - 1), rows, dout, grad, d);
+    memset(d + (size_t)rows * w, 0, (size_t)(pad - rows) * w * sizeof(float));
     for (int i = depth - 1; i >= 1; i--) {
       relu_mask(d, act_buf(ws, i), n);
-      hidden_backward(net, &L[i], act_buf(ws, i - 1), d, rows, grad, dnext);
+      hidden_backward(net, &L[i], act_buf(ws, i - 1), d, rows, pad, grad, dnext);
       float *t = d;
       d = dnext;
       dnext = t;

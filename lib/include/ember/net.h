@@ -76,7 +76,9 @@ int ember_net_layer_name(const ember_net *net, int layer, char *buf, size_t len)
 double ember_net_row_macs(const ember_net_shape *s);
 
 /* Activations kept between forward and backward, sized for up to max_rows candidate rows
- * and max_queries queries. One workspace per thread. */
+ * (rounded up to a multiple of 16: rows are computed in padded blocks so that a row's result
+ * does not depend on how many rows share the call) and max_queries queries. One workspace per
+ * thread. */
 typedef struct ember_net_ws {
   int max_rows, max_queries, width;
   int nact;       /* number of (max_rows, width) activation buffers */
@@ -84,6 +86,7 @@ typedef struct ember_net_ws {
   float *d0, *d1; /* (max_rows, width) backward scratch */
   float *hx;      /* (max_queries, width): a place for ember_net_fuse_x's output */
   float *dhx;     /* (max_queries, width) backward scratch */
+  float *wy;      /* (in_y, width): W_y transposed, refreshed by every forward pass */
   float *mem;     /* the single allocation behind all of the above */
 } ember_net_ws;
 
