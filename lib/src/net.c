@@ -135,11 +135,18 @@ int ember_net_layer_name(const ember_net *net, int layer, char *buf, size_t len)
 
 /* ---- workspace ----------------------------------------------------------------------- */
 
-/* Rows are computed in blocks of 16: OpenBLAS's kernels treat the rows of a ragged tail with
- * other instructions than full blocks, so without padding a candidate's energy could change in
- * its last bit with the number of rows it was computed with, and answers would depend on how
- * requests were batched. Padding rows are zeros and their results are dropped. */
-#define EMBER_PAD_ROWS(r) (((r) + 15) & ~15)
+/* Rows are computed in zero-padded blocks of 16, and never fewer than 2^20 / width^2 of them:
+ * OpenBLAS treats a ragged tail of rows with other instructions than full blocks, and small
+ * products (below about a million multiply-adds) with another kernel altogether, so without
+ * padding a candidate's energy could change in its last bit with the number of rows it was
+ * computed with, and answers would depend on how requests were batched. The padding costs at
+ * most ~2 MFLOP per layer per call; padding rows are zeros and their results are dropped. */
+static int pad_rows(int rows, int width) {
+  long min = ((1L << 20) + (long)width * width - 1) / ((long)width * width);
+  long r = rows > min ? rows : min;
+  return (int)((r + 15) & ~15L);
+}
+#define EMBER_PAD_ROWS(r) pad_rows((r), net->shape.width)
 
 static int ws_nact(const ember_net_shape *s) {
   return s->arch == EMBER_ARCH_RESNET ? 1 + s->depth : s->depth;
@@ -150,7 +157,7 @@ int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, 
   memset(ws, 0, sizeof *ws);
   if (max_rows < 1 || max_queries < 1)
     return ember_fail(err, EMBER_EINVAL, "workspace needs at least one row and one query");
-  max_rows = EMBER_PAD_ROWS(max_rows);
+  max_rows = pad_rows(max_rows, s->width);
   size_t rw = (size_t)max_rows * s->width;
   size_t qw = (size_t)max_queries * s->width;
   int nact = ws_nact(s);
