@@ -28,6 +28,7 @@ static void usage(FILE *f) {
           "  bench     measure inference (bench infer), training (bench train) or a server (bench serve)\n"
           "  info      print a checkpoint's metadata (with --server: a served model's, and its counters)\n"
           "  models    list a server's models (needs --server)\n"
+          "  health    ask a server's health service; exit 0 only if SERVING (needs --server)\n"
           "\n"
           "global options:\n"
 #ifdef EMBER_REMOTE
@@ -73,6 +74,7 @@ static int remote_dispatch(const char *server, const char *verb, int argc, char 
   if (strcmp(verb, "sample") == 0) return remote_cmd_sample(server, argc, argv);
   if (strcmp(verb, "info") == 0) return remote_cmd_info(server, argc, argv);
   if (strcmp(verb, "models") == 0) return remote_cmd_models(server, argc, argv);
+  if (strcmp(verb, "health") == 0) return remote_cmd_health(server, argc, argv);
   if (strcmp(verb, "bench") == 0) {
     if (argc >= 1 && strcmp(argv[0], "serve") == 0)
       return remote_cmd_bench_serve(server, argc - 1, argv + 1);
@@ -128,8 +130,8 @@ int main(int argc, char **argv) {
   if (strcmp(verb, "sample") == 0) return cmd_sample(vargc, vargv);
   if (strcmp(verb, "bench") == 0) return cmd_bench(vargc, vargv);
   if (strcmp(verb, "info") == 0) return cmd_info(vargc, vargv);
-  if (strcmp(verb, "models") == 0) {
-    fprintf(stderr, "ember models: lists a server's models: ember --server HOST:PORT models\n");
+  if (strcmp(verb, "models") == 0 || strcmp(verb, "health") == 0) {
+    fprintf(stderr, "ember %s: asks a server: ember --server HOST:PORT %s\n", verb, verb);
     return 2;
   }
   fprintf(stderr, "ember: unknown verb '%s'\n\n", verb);

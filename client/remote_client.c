@@ -32,6 +32,7 @@ static const char *const method_paths[REMOTE_NMETHODS] = {
     [REMOTE_SAMPLE] = "/ember.v1.Ember/Sample",
     [REMOTE_LIST_MODELS] = "/ember.v1.Ember/ListModels",
     [REMOTE_GET_MODEL] = "/ember.v1.Ember/GetModel",
+    [REMOTE_HEALTH_CHECK] = "/grpc.health.v1.Health/Check",
 };
 
 static const ProtobufCMessageDescriptor *const response_types[REMOTE_NMETHODS] = {
@@ -39,6 +40,7 @@ static const ProtobufCMessageDescriptor *const response_types[REMOTE_NMETHODS] =
     [REMOTE_SAMPLE] = &ember__v1__sample_response__descriptor,
     [REMOTE_LIST_MODELS] = &ember__v1__list_models_response__descriptor,
     [REMOTE_GET_MODEL] = &ember__v1__model_info__descriptor,
+    [REMOTE_HEALTH_CHECK] = &grpc__health__v1__health_check_response__descriptor,
 };
 
 static const char *const code_names[] = {

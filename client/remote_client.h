@@ -28,12 +28,14 @@
 
 #include "ember/net.h"
 #include "ember/v1/ember.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
 
 typedef enum {
   REMOTE_PREDICT,
   REMOTE_SAMPLE,
   REMOTE_LIST_MODELS,
   REMOTE_GET_MODEL,
+  REMOTE_HEALTH_CHECK, /* grpc.health.v1.Health/Check */
   REMOTE_NMETHODS
 } remote_method;
 

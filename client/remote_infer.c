@@ -542,3 +542,41 @@ done:
   remote_shutdown();
   return rc;
 }
+
+/* `ember --server HOST:PORT health [--service NAME]`: one grpc.health.v1 Check, for scripts and
+ * container health checks. Prints the status; exits 0 only for SERVING and 1 for anything
+ * else (never 2, which Docker reserves), including an unreachable server. */
+int remote_cmd_health(const char *server, int argc, char **argv) {
+  remote_opts r;
+  remote_opts_init(&r);
+  r.deadline_ms = 3000;
+  const char *service = "";
+  opt_spec specs[] = {
+      {"service", OPT_STR, &service, "NAME", "service to ask about (\"\" = the whole server, or ember.v1.Ember)", 0, 1},
+      {"deadline-ms", OPT_INT, &r.deadline_ms, NULL, "deadline of the check, milliseconds", 0, 0},
+  };
+  int rc = args_parse("health", "[options]   (after --server HOST:PORT)", specs, 2, argc, argv);
+  if (rc != 0) return rc < 0 ? 1 : 0;
+  if (check_remote_opts("health", &r)) return 1;
+  remote_client client;
+  remote_status st;
+  Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  req.service = (char *)service;
+  ProtobufCMessage *resp = NULL;
+  remote_init();
+  if (remote_open(&client, server, r.deadline_ms, &st) != GRPC_STATUS_OK ||
+      remote_call(&client, REMOTE_HEALTH_CHECK, &req.base, &resp, &st) != GRPC_STATUS_OK) {
+    remote_report("health", &st);
+    rc = 1;
+  } else {
+    static const char *const names[] = {"UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"};
+    int status = (int)((Grpc__Health__V1__HealthCheckResponse *)resp)->status;
+    printf("%s\n", status >= 0 && status < 4 ? names[status] : "UNKNOWN");
+    rc = status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING ? 0 : 1;
+    if (cli_finish_stdout("health")) rc = 1;
+  }
+  if (resp) protobuf_c_message_free_unpacked(resp, NULL);
+  remote_close(&client);
+  remote_shutdown();
+  return rc;
+}
