@@ -1,24 +1,28 @@
 #!/bin/sh
 # Installs the Debian packages ember needs to build, test and benchmark.
 # Idempotent: asks dpkg first and only calls apt-get for what is missing.
-#   deploy/install-deps.sh            build + test dependencies
-#   deploy/install-deps.sh --bench    also python3-torch/numpy for bench/torch_reference.py
-#   deploy/install-deps.sh --runtime  only the shared libraries emberd/ember need at run time
+#   deploy/install-deps.sh              build + test dependencies
+#   deploy/install-deps.sh --build-only only what building emberd/ember needs (-DEMBER_TESTS=OFF);
+#                                       the Dockerfile's build stage uses it
+#   deploy/install-deps.sh --bench      also python3-torch/numpy for bench/torch_reference.py
+#   deploy/install-deps.sh --runtime    only the shared libraries emberd/ember need at run time
 set -eu
 
-# build: the library, CLI and server; test: what the integration tests drive them with
-build="build-essential cmake pkg-config libopenblas-dev libcmocka-dev libzip-dev libjansson-dev
+# build: the library, CLI and server; test: the unit tests' framework and what the
+# integration tests drive the binaries with
+build="build-essential cmake pkg-config libopenblas-dev libzip-dev libjansson-dev
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler libuv1-dev grpc-proto"
-test="python3 python3-grpcio python3-grpc-tools"
+test="libcmocka-dev python3 python3-grpcio python3-grpc-tools"
 runtime="libopenblas0-pthread libzip4 libjansson4 libgrpc29 libprotobuf-c1 libuv1"
 bench="python3-torch python3-numpy"
 
 want="$build $test"
 case "${1:-}" in
   --bench) want="$build $test $bench" ;;
+  --build-only) want="$build" ;;
   --runtime) want="$runtime" ;;
   "") ;;
-  *) echo "usage: $0 [--bench|--runtime]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--build-only|--bench|--runtime]" >&2; exit 2 ;;
 esac
 
 missing=""
