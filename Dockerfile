@@ -32,8 +32,6 @@ USER 10001:10001
 VOLUME /models
 EXPOSE 50051
 # grpc.health.v1.Health/Check on the server's own port; exits 0 only when it answers SERVING.
-# NOTE: the `health` verb is not in the CLI yet (see deploy/docker.md); until it is, this check
-# fails and Docker reports the container "unhealthy" (the server itself is unaffected).
 # If you change --listen's port, change it here too.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
   CMD ["ember", "--server", "127.0.0.1:50051", "health"]
