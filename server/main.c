@@ -194,6 +194,21 @@ int main(int argc, char **argv) {
   uv_timer_init(s->loop, &s->grace_timer);
   s->drain_timer.data = s->grace_timer.data = s;
 
+  /* The first repository scan runs before the server exists, so a bad --models/--model ends
+   * start-up without a gRPC server to tear down. */
+  batcher_init(s);
+  if (registry_start(s) < 0) {
+    batcher_close(s);
+    uv_close((uv_handle_t *)&s->wake, NULL);
+    uv_close((uv_handle_t *)&s->drain_timer, NULL);
+    uv_close((uv_handle_t *)&s->grace_timer, NULL);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    registry_free(s);
+    uv_loop_close(s->loop);
+    grpc_shutdown();
+    return 1;
+  }
+
   grpc_arg args[2] = {
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
@@ -208,21 +223,20 @@ int main(int argc, char **argv) {
   grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
   int port = grpc_server_add_http2_port(s->grpc, s->cfg.listen, creds);
   grpc_server_credentials_release(creds);
-  if (port == 0) {
+  if (port == 0) { /* no listener was added, so the server can be destroyed unstarted */
     fprintf(stderr, "emberd: cannot listen on %s (address in use, or not host:port?)\n", s->cfg.listen);
     grpc_server_destroy(s->grpc);
     grpc_completion_queue_shutdown(s->cq);
     while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {}
     grpc_completion_queue_destroy(s->cq);
-    grpc_shutdown();
-    return 1;
-  }
-  batcher_init(s);
-  if (registry_start(s) < 0) {
-    grpc_server_destroy(s->grpc);
-    grpc_completion_queue_shutdown(s->cq);
-    while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {}
-    grpc_completion_queue_destroy(s->cq);
+    registry_stop(s);
+    batcher_close(s);
+    uv_close((uv_handle_t *)&s->wake, NULL);
+    uv_close((uv_handle_t *)&s->drain_timer, NULL);
+    uv_close((uv_handle_t *)&s->grace_timer, NULL);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    registry_free(s);
+    uv_loop_close(s->loop);
     grpc_shutdown();
     return 1;
   }

@@ -95,7 +95,16 @@ static char *dup_printf(const char *a, const char *b) {
 
 static void add_file(scan_job *j, const char *name, int64_t version, const char *path) {
   struct stat st;
-  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return;
+  int serr = stat(path, &st) != 0 ? errno : 0;
+  if (serr || !S_ISREG(st.st_mode)) {
+    if (j->s->cfg.model_file) { /* the one file asked for: say why it cannot be served */
+      char msg[600];
+      snprintf(msg, sizeof msg, "cannot serve --model %s: %s", path,
+               serr ? strerror(serr) : "not a regular file");
+      j->fatal = dup_str(msg);
+    }
+    return;
+  }
   if (j->nitems == j->capitems) {
     int cap = j->capitems ? 2 * j->capitems : 16;
     scan_item *grown = realloc(j->items, (size_t)cap * sizeof *grown);
@@ -468,10 +477,20 @@ int registry_start(server *s) {
     uv_run(s->loop, UV_RUN_NOWAIT);
     return -1;
   }
+  if (s->cfg.model_file && j->nitems == 1 && j->items[0].status == 2) {
+    /* one model asked for and it does not load: nothing to serve, say so and stop */
+    fprintf(stderr, "emberd: %s\n", j->items[0].error ? j->items[0].error : "cannot load the model");
+    free_job(j);
+    uv_close((uv_handle_t *)&s->poll_timer, NULL);
+    uv_close((uv_handle_t *)&s->rescan_timer, NULL);
+    uv_run(s->loop, UV_RUN_NOWAIT);
+    return -1;
+  }
   apply(s, j);
   int loaded = 0;
   for (model_entry *e = s->models; e; e = e->next) loaded += e->nversions;
-  if (loaded == 0) srv_log(LOG_WARN, "no model loaded yet; the repository is watched", "%s", "");
+  if (loaded == 0)
+    srv_log(LOG_WARN, "no model loaded yet", "watching=%s", s->cfg.models_dir ? s->cfg.models_dir : s->cfg.model_file);
   free_job(j);
   uv_timer_start(&s->poll_timer, on_timer, (uint64_t)s->cfg.poll_ms, (uint64_t)s->cfg.poll_ms);
   return 0;

@@ -25,8 +25,10 @@ static int valid_name(const char *n) {
   return 1;
 }
 
+/* counters are about inference: GetModel/ListModels lookups are not counted */
 static void count_failure(srv_call *c, grpc_status_code code) {
-  if (c->entry && (unsigned)code < 17) c->entry->stats.failures[code]++;
+  if (c->entry && (unsigned)code < 17 && (c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE))
+    c->entry->stats.failures[code]++;
 }
 
 static void versions_text(const model_entry *e, char *buf, size_t len) {
@@ -82,9 +84,13 @@ static int resolve_options(srv_call *c, const model_version *v, const Ember__V1_
   const srv_config *cfg = &c->srv->cfg;
   ember_infer_opts r = m->infer;
   uint64_t seed = 0;
+  if (o && o->iterations > 1000u) { /* before converting: report the value that was sent */
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "options: iterations must be 1..1000, got %u", o->iterations);
+    return -1;
+  }
   if (o) {
     if (o->samples) r.samples = o->samples > (uint32_t)INT32_MAX ? INT32_MAX : (int)o->samples;
-    if (o->iterations) r.iters = o->iterations > 100000u ? 100000 : (int)o->iterations;
+    if (o->iterations) r.iters = (int)o->iterations;
     if (o->sigma != 0.0f) r.sigma = o->sigma;
     if (o->shrink != 0.0f) r.shrink = o->shrink;
     if (o->temperature != 0.0f) r.temperature = o->temperature;
@@ -175,15 +181,21 @@ static void handle_sample(srv_call *c) {
   if (v) {
     ember_modes_opts mo = EMBER_MODES_DEFAULTS;
     ember_err err;
-    if (req->modes) mo.k = req->modes > 1024u ? 1025 : (int)req->modes;
+    if (req->modes) mo.k = req->modes > 1024u ? 0 : (int)req->modes;
     if (req->radius != 0.0f) mo.radius = req->radius;
     if (req->min_mass != 0.0f) mo.min_mass = req->min_mass < 0.0f ? 0.0f : req->min_mass;
-    mo.polish_steps = req->polish_steps > 10000u ? 10001 : (int)req->polish_steps;
+    mo.polish_steps = req->polish_steps > 10000u ? -1 : (int)req->polish_steps;
     if (v->model.method == EMBER_METHOD_MSE) {
       c->entry->stats.failures[GRPC_STATUS_FAILED_PRECONDITION]++;
       srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
                     "model '%s' is explicit (mse): it has one answer per input and no energy to sample; use Predict",
                     req->model);
+    } else if (req->modes > 1024u || req->polish_steps > 10000u) {
+      c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
+      if (req->modes > 1024u)
+        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "modes must be 1..1024, got %u", req->modes);
+      else
+        srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "polish_steps must be 0..10000, got %u", req->polish_steps);
     } else if (ember_modes_opts_check(&mo, &err) < 0) {
       c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
       srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);

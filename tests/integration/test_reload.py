@@ -1,0 +1,211 @@
+"""Hot reload under load: versions published, broken, fixed and removed while clients keep
+calling Predict; no call may fail and the right version must answer."""
+import os
+import random
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True  # keep the source tree clean of __pycache__
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ember_it as it  # noqa: E402
+
+import grpc  # noqa: E402
+
+LOADERS = 4
+
+
+class Load:
+    """Client threads calling Predict in a loop; each result is (start time, code, version,
+    details)."""
+
+    def __init__(self, srv, model):
+        self.srv, self.model = srv, model
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.results = []
+        self.errors = []
+        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True) for i in range(LOADERS)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, i):
+        try:
+            rng = random.Random(i)
+            ch = self.srv.new_channel()
+            stub = it.pbg.EmberStub(ch)
+            while not self.stop.is_set():
+                x = [it.grid_value(rng), it.grid_value(rng)]
+                req = it.pb.PredictRequest(model=self.model, x=x,
+                                           options=it.pb.InferenceOptions(seed=rng.randrange(1 << 30), samples=64))
+                t0 = time.monotonic()
+                code, resp, details = it.call(stub.Predict, req, timeout=10)
+                with self.lock:
+                    self.results.append((t0, code, resp.model_version if resp else None, details))
+            ch.close()
+        except Exception as e:
+            self.errors.append("loader %d: %r" % (i, e))
+
+    def since(self, t):
+        with self.lock:
+            return [r for r in self.results if r[0] >= t]
+
+    def wait_version(self, version, timeout=20):
+        """Waits until a call started now answers `version`; returns that moment."""
+        t = time.monotonic()
+        it.wait_until("an answer from version %d" % version,
+                      lambda: any(r[2] == version for r in self.since(t)), timeout=timeout)
+        return t
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+        return [t for t in self.threads if t.is_alive()]
+
+    def failures(self):
+        with self.lock:
+            return [r for r in self.results if r[1] != grpc.StatusCode.OK]
+
+
+class HotReload(it.EmberTest):
+    def setUp(self):
+        super().setUp()
+        data = it.jump_data(os.path.join(self.tmp, "jump.csv"))
+        self.build = os.path.join(self.tmp, "build")
+        self.a = self.train(os.path.join(self.build, "a.safetensors"), data, seed=1)
+        self.b = self.train(os.path.join(self.build, "b.safetensors"), data, seed=2, width=24)
+        self.c = self.train(os.path.join(self.build, "c.safetensors"), data, seed=3, width=16)
+        self.repo = os.path.join(self.tmp, "repo")
+        self.mdir = os.path.join(self.repo, "m")
+        os.makedirs(self.mdir)
+        self.publish(self.a, os.path.join(self.mdir, "1.safetensors"))
+
+    def info(self, srv, version=0):
+        return srv.stub.GetModel(it.pb.GetModelRequest(model="m", version=version), timeout=it.RPC_TIMEOUT)
+
+    def test_publish_break_fix_remove_under_load(self):
+        srv = self.start("--models", self.repo, "--poll-ms", 200, "--workers", 2)
+        self.assertEqual(list(self.info(srv).versions), [1])
+        load = Load(srv, "m")
+        try:
+            load.wait_version(1)
+
+            # version 2 appears by atomic rename; calls switch to it and none fails
+            self.publish(self.b, os.path.join(self.mdir, "2.safetensors"))
+            load.wait_version(2)
+            it.wait_until("GetModel to list versions 1, 2", lambda: list(self.info(srv).versions) == [1, 2])
+            self.assertEqual(self.info(srv).width, 24, "the latest version is described by default")
+            self.assertEqual(self.info(srv, 1).width, 32)
+
+            # a corrupt version 3: reported, not served; version 2 keeps answering
+            with open(self.c, "rb") as f:
+                head = f.read(200)
+            broken = os.path.join(self.build, "broken.safetensors")
+            with open(broken, "wb") as f:
+                f.write(head)
+            t3 = time.monotonic()
+            self.publish(broken, os.path.join(self.mdir, "3.safetensors"))
+            info = it.wait_until("a load error for version 3",
+                                 lambda: (lambda i: i if i.load_errors else None)(self.info(srv)))
+            self.assertEqual(len(info.load_errors), 1)
+            le = info.load_errors[0]
+            self.assertEqual(le.version, 3)
+            self.assertTrue(le.path.endswith(os.path.join("m", "3.safetensors")), le.path)
+            self.assertIn("3.safetensors", le.message, "the load error should name the file")
+            self.assertRegex(le.message, r"size|truncat|short|end of file", "the message should say what is wrong")
+            self.assertLess(abs(le.unix_time - time.time()), 120, "unix_time %d" % le.unix_time)
+            self.assertEqual(list(info.versions), [1, 2])
+            self.assertEqual(info.version, 2)
+            time.sleep(0.6)  # several poll periods: the broken file must not be retried into service
+            after = load.since(t3)
+            self.assertTrue(after, "no calls completed while version 3 was broken")
+            self.assertEqual({r[2] for r in after if r[1] == grpc.StatusCode.OK}, {2},
+                             "calls during the broken version 3 must be answered by version 2")
+            self.expect(srv.stub.Predict, it.pb.PredictRequest(model="m", version=3, x=[0.5, 0.5]),
+                        grpc.StatusCode.NOT_FOUND, "version 3", "loaded: 1, 2")
+            self.assertEqual(len(self.info(srv).load_errors), 1)
+            failed = [l for l in srv.log().splitlines()
+                      if 'msg="model version failed to load" model=m version=3 ' in l]
+            self.assertEqual(len(failed), 1, "an unchanged broken file must not be retried:\n" + "\n".join(failed))
+
+            # fixed: the good file replaces the broken one and is served; the error goes away
+            self.publish(self.c, os.path.join(self.mdir, "3.safetensors"))
+            load.wait_version(3)
+            info = it.wait_until("the load error to clear",
+                                 lambda: (lambda i: i if not i.load_errors else None)(self.info(srv)))
+            self.assertEqual(list(info.versions), [1, 2, 3])
+            self.assertEqual(info.width, 16)
+
+            # removed: version 3 retires and calls started afterwards are answered by version 2
+            os.remove(os.path.join(self.mdir, "3.safetensors"))
+            it.wait_until("version 3 to retire", lambda: list(self.info(srv).versions) == [1, 2])
+            t_gone = time.monotonic()
+            it.wait_until("calls answered after the retirement",
+                          lambda: len([r for r in load.since(t_gone) if r[1] == grpc.StatusCode.OK]) >= 8)
+            self.assertEqual({r[2] for r in load.since(t_gone)}, {2})
+            self.assertIn("retired", srv.log())
+        finally:
+            alive = load.finish()
+        self.assertEqual(alive, [], "loader threads did not stop")
+        self.assertEqual(load.errors, [])
+        self.assertEqual(load.failures(), [], "calls failed during reloads")
+        self.assertGreater(len(load.results), 20)
+        versions = [r[2] for r in sorted(load.results)]
+        self.assertTrue({1, 2, 3} <= set(versions), set(versions))
+
+        # each version answers as its own checkpoint does locally
+        q = it.write_csv(os.path.join(self.tmp, "q.csv"), ["a", "b"], [[0.25, -0.5], [-0.75, 0.125]])
+        for version, path in ((1, self.a), (2, self.b)):
+            resp = srv.stub.Predict(it.pb.PredictRequest(model="m", version=version, x=[0.25, -0.5, -0.75, 0.125],
+                                                         options=it.pb.InferenceOptions(seed=9)),
+                                    timeout=it.RPC_TIMEOUT)
+            self.assertEqual(resp.model_version, version)
+            self.assertEqual(it.format_predict(resp, 1),
+                             self.cli("predict", "--model", path, "--input", q, "--seed", 9, "--energy"))
+        st = self.info(srv).stats
+        self.assertEqual(st.requests, st.ok + sum(st.failures.values()))
+        srv.stop_clean(self)
+
+    def test_replace_in_place_and_new_model(self):
+        """Overwriting an existing version (atomic rename over it) reloads it; a new model
+        directory is picked up; removing every version leaves the model with none."""
+        srv = self.start("--models", self.repo, "--poll-ms", 200, "--workers", 1)
+        self.assertEqual(self.info(srv).width, 32)
+        self.publish(self.b, os.path.join(self.mdir, "1.safetensors"))
+        it.wait_until("version 1 replaced", lambda: self.info(srv).width == 24)
+        self.assertEqual(list(self.info(srv).versions), [1])
+        # a broken file over a loaded version: reported, and the loaded model keeps serving
+        broken = os.path.join(self.build, "broken.safetensors")
+        with open(broken, "wb") as f:
+            f.write(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+        self.publish(broken, os.path.join(self.mdir, "1.safetensors"))
+        info = it.wait_until("a load error for version 1",
+                             lambda: (lambda i: i if i.load_errors else None)(self.info(srv)))
+        self.assertEqual([e.version for e in info.load_errors], [1])
+        self.assertEqual((list(info.versions), info.width), ([1], 24))
+        resp = srv.stub.Predict(it.pb.PredictRequest(model="m", x=[0.5, 0.5]), timeout=it.RPC_TIMEOUT)
+        self.assertEqual(resp.model_version, 1)
+        self.publish(self.a, os.path.join(self.mdir, "1.safetensors"))
+        it.wait_until("version 1 fixed", lambda: (lambda i: i.width == 32 and not i.load_errors)(self.info(srv)))
+
+        os.makedirs(os.path.join(self.repo, "fresh"))
+        self.publish(self.c, os.path.join(self.repo, "fresh", "7.safetensors"))
+        lm = it.wait_until("the new model listed",
+                           lambda: (lambda r: r if [m.name for m in r.models] == ["fresh", "m"] else None)(
+                               srv.stub.ListModels(it.pb.ListModelsRequest(), timeout=it.RPC_TIMEOUT)))
+        self.assertEqual(list(lm.models[0].versions), [7])
+        resp = srv.stub.Predict(it.pb.PredictRequest(model="fresh", x=[0.5, 0.5]), timeout=it.RPC_TIMEOUT)
+        self.assertEqual(resp.model_version, 7)
+
+        os.remove(os.path.join(self.repo, "fresh", "7.safetensors"))
+        it.wait_until("fresh version 7 retired",
+                      lambda: list(srv.stub.GetModel(it.pb.GetModelRequest(model="fresh"),
+                                                     timeout=it.RPC_TIMEOUT).versions) == [])
+        self.expect(srv.stub.Predict, it.pb.PredictRequest(model="fresh", x=[0.5, 0.5]),
+                    grpc.StatusCode.NOT_FOUND, "fresh", "no loaded version")
+        srv.stop_clean(self)
+
+
+if __name__ == "__main__":
+    sys.exit(it.main())
