@@ -6,6 +6,11 @@
  * busy nothing is cut, so under load requests pile up and the next free worker takes a full
  * batch at once: batching grows with load, and an idle server adds at most max-delay-us.
  *
+ * libuv timers count milliseconds, so a delay under 1 ms is served by a prepare hook instead
+ * (redis's beforeSleep): when the loop has handled every event that arrived together and is
+ * about to sleep, the waiting queues are cut. Requests that arrive together share a batch and
+ * an idle server adds no delay at all.
+ *
  * A batch runs on libuv's threadpool (at most --workers at a time, so the pool never holds a
  * backlog: the backlog stays here, where it can still be batched and where deadlines are
  * checked). Each row keeps its request's seed and random stream (row_offset + i), so an
@@ -59,14 +64,28 @@ static int same_key(const bqueue *q, const srv_call *c) {
          m->polish_steps == n->polish_steps && m->polish_lr == n->polish_lr;
 }
 
+static void try_dispatch(server *s);
+
+static void on_prepare(uv_prepare_t *h) {
+  server *s = h->data;
+  uv_prepare_stop(h);
+  s->flush_at_prepare = 1;
+  try_dispatch(s);
+  s->flush_at_prepare = 0;
+}
+
 void batcher_init(server *s) {
   uv_timer_init(s->loop, &s->batch_timer);
-  s->batch_timer.data = s;
+  uv_prepare_init(s->loop, &s->batch_prepare);
+  s->batch_timer.data = s->batch_prepare.data = s;
 }
 
 static void timer_closed(uv_handle_t *h) { (void)h; }
 
-void batcher_close(server *s) { uv_close((uv_handle_t *)&s->batch_timer, timer_closed); }
+void batcher_close(server *s) {
+  uv_close((uv_handle_t *)&s->batch_timer, timer_closed);
+  uv_close((uv_handle_t *)&s->batch_prepare, timer_closed);
+}
 
 int batcher_idle(server *s) { return s->queued == 0 && s->running_batches == 0; }
 
@@ -125,8 +144,6 @@ static void work_cb(uv_work_t *w) {
 }
 
 /* ---- back on the loop ------------------------------------------------------------------- */
-
-static void try_dispatch(server *s);
 
 static void after_work_cb(uv_work_t *w, int status) {
   job *j = w->data;
@@ -247,15 +264,19 @@ static void try_dispatch(server *s) {
     uint64_t wait = UINT64_MAX;
     for (bqueue *q = s->batch_queues; q; q = q->next) {
       uint64_t age = now - q->head->arrived_ns;
-      if (q->rows >= s->cfg.max_batch || age >= delay || s->draining) {
+      if (q->rows >= s->cfg.max_batch || age >= delay || s->draining || s->flush_at_prepare) {
         if (!ready || q->head->arrived_ns < ready->head->arrived_ns) ready = q;
       } else if (delay - age < wait) {
         wait = delay - age;
       }
     }
     if (!ready) {
-      uint64_t ms = (wait + 999999u) / 1000000u; /* libuv timers have millisecond resolution */
-      uv_timer_start(&s->batch_timer, on_batch_timer, ms ? ms : 1, 0);
+      if (delay < 1000000u) { /* sub-millisecond: cut before the loop sleeps */
+        uv_prepare_start(&s->batch_prepare, on_prepare);
+      } else {
+        uint64_t ms = (wait + 999999u) / 1000000u; /* libuv timers count milliseconds */
+        uv_timer_start(&s->batch_timer, on_batch_timer, ms ? ms : 1, 0);
+      }
       return;
     }
     cut(s, ready);

@@ -238,6 +238,8 @@ typedef struct server {
   void *batch_queues;
   int queued, running_batches;
   uv_timer_t batch_timer;
+  uv_prepare_t batch_prepare; /* cuts waiting batches just before the loop sleeps */
+  int flush_at_prepare;
   /* health watches */
   srv_call *watchers;
 } server;
