@@ -167,6 +167,19 @@ static const struct {
     {RPC_REFLECTION_V1ALPHA, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", GRPC_SRM_PAYLOAD_NONE},
 };
 
+/* Undoes start-up before the gRPC server runs: closes the loop's handles, frees the models. */
+static int startup_failed(server *s) {
+  batcher_close(s);
+  uv_close((uv_handle_t *)&s->wake, NULL);
+  uv_close((uv_handle_t *)&s->drain_timer, NULL);
+  uv_close((uv_handle_t *)&s->grace_timer, NULL);
+  uv_run(s->loop, UV_RUN_DEFAULT);
+  registry_free(s);
+  uv_loop_close(s->loop);
+  grpc_shutdown();
+  return 1;
+}
+
 /* calls kept armed per method, so a burst does not wait for re-arming */
 static int armed_per_method(srv_rpc rpc) {
   return rpc == RPC_PREDICT || rpc == RPC_SAMPLE ? 32 : 2;
@@ -197,17 +210,7 @@ int main(int argc, char **argv) {
   /* The first repository scan runs before the server exists, so a bad --models/--model ends
    * start-up without a gRPC server to tear down. */
   batcher_init(s);
-  if (registry_start(s) < 0) {
-    batcher_close(s);
-    uv_close((uv_handle_t *)&s->wake, NULL);
-    uv_close((uv_handle_t *)&s->drain_timer, NULL);
-    uv_close((uv_handle_t *)&s->grace_timer, NULL);
-    uv_run(s->loop, UV_RUN_DEFAULT);
-    registry_free(s);
-    uv_loop_close(s->loop);
-    grpc_shutdown();
-    return 1;
-  }
+  if (registry_start(s) < 0) return startup_failed(s);
 
   grpc_arg args[2] = {
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
@@ -230,15 +233,7 @@ int main(int argc, char **argv) {
     while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {}
     grpc_completion_queue_destroy(s->cq);
     registry_stop(s);
-    batcher_close(s);
-    uv_close((uv_handle_t *)&s->wake, NULL);
-    uv_close((uv_handle_t *)&s->drain_timer, NULL);
-    uv_close((uv_handle_t *)&s->grace_timer, NULL);
-    uv_run(s->loop, UV_RUN_DEFAULT);
-    registry_free(s);
-    uv_loop_close(s->loop);
-    grpc_shutdown();
-    return 1;
+    return startup_failed(s);
   }
   grpc_server_start(s->grpc);
   for (int r = 0; r < RPC_COUNT; r++)

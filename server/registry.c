@@ -53,8 +53,8 @@ typedef struct scan_job {
   char *fatal;
 } scan_job;
 
-static int valid_model_name(const char *n) {
-  size_t len = strlen(n);
+int srv_valid_model_name(const char *n) {
+  size_t len = n ? strlen(n) : 0;
   if (len < 1 || len > 64 || n[0] == '.') return 0;
   for (size_t i = 0; i < len; i++) {
     char ch = n[i];
@@ -156,7 +156,7 @@ static void scan_work(uv_work_t *w) {
     snprintf(name, sizeof name, "%s", base);
     char *dot = strrchr(name, '.');
     if (dot && dot != name) *dot = 0;
-    if (!valid_model_name(name)) snprintf(name, sizeof name, "model");
+    if (!srv_valid_model_name(name)) snprintf(name, sizeof name, "model");
     add_file(j, name, 1, cfg->model_file);
     return;
   }
@@ -170,7 +170,7 @@ static void scan_work(uv_work_t *w) {
   add_dir(j, cfg->models_dir);
   struct dirent *de;
   while ((de = readdir(root))) {
-    if (!valid_model_name(de->d_name)) continue;
+    if (!srv_valid_model_name(de->d_name)) continue;
     char *sub = dup_printf(cfg->models_dir, de->d_name);
     if (!sub) continue;
     DIR *d = opendir(sub);

@@ -13,18 +13,6 @@
 #include "ember/v1/ember.pb-c.h"
 #include "server.h"
 
-static int valid_name(const char *n) {
-  size_t len = n ? strlen(n) : 0;
-  if (len < 1 || len > 64) return 0;
-  for (size_t i = 0; i < len; i++) {
-    char ch = n[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-          ch == '_' || ch == '.' || ch == '-'))
-      return 0;
-  }
-  return 1;
-}
-
 /* counters are about inference: GetModel/ListModels lookups are not counted */
 static void count_failure(srv_call *c, grpc_status_code code) {
   if (c->entry && (unsigned)code < 17 && (c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE))
@@ -42,9 +30,9 @@ static void versions_text(const model_entry *e, char *buf, size_t len) {
 /* Finds the model and version of a request, or answers NOT_FOUND/INVALID_ARGUMENT. */
 static model_version *resolve(srv_call *c, const char *name, int64_t version) {
   server *s = c->srv;
-  if (!valid_name(name)) {
+  if (!srv_valid_model_name(name)) {
     srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                  "model name '%.80s' is not valid: expected 1-64 characters of [A-Za-z0-9_.-]", name ? name : "");
+                  "model name '%.80s' is not valid: expected 1-64 characters of [A-Za-z0-9_.-], not starting with '.'", name ? name : "");
     return NULL;
   }
   model_entry *e = registry_find(s, name);
@@ -157,20 +145,24 @@ static void *unpack(srv_call *c, const ProtobufCMessageDescriptor *desc) {
   return msg;
 }
 
+/* Options and x of a Predict/Sample on version v: queued for the batcher, or answered. */
+static void submit(srv_call *c, model_version *v, const Ember__V1__InferenceOptions *options,
+                   const float *x, size_t n_x, uint64_t row_offset) {
+  if (resolve_options(c, v, options) == 0 && take_x(c, v, x, n_x) == 0) {
+    c->row_offset = row_offset;
+    version_ref(v);
+    c->version = v;
+    batcher_submit(c->srv, c);
+  } else {
+    c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
+  }
+}
+
 static void handle_predict(srv_call *c) {
   Ember__V1__PredictRequest *req = unpack(c, &ember__v1__predict_request__descriptor);
   if (!req) return;
   model_version *v = resolve(c, req->model, req->version);
-  if (v) {
-    if (resolve_options(c, v, req->options) == 0 && take_x(c, v, req->x, req->n_x) == 0) {
-      c->row_offset = req->row_offset;
-      version_ref(v);
-      c->version = v;
-      batcher_submit(c->srv, c);
-    } else {
-      c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
-    }
-  }
+  if (v) submit(c, v, req->options, req->x, req->n_x, req->row_offset);
   protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -199,14 +191,9 @@ static void handle_sample(srv_call *c) {
     } else if (ember_modes_opts_check(&mo, &err) < 0) {
       c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
       srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
-    } else if (resolve_options(c, v, req->options) == 0 && take_x(c, v, req->x, req->n_x) == 0) {
-      c->modes = mo;
-      c->row_offset = req->row_offset;
-      version_ref(v);
-      c->version = v;
-      batcher_submit(c->srv, c);
     } else {
-      c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
+      c->modes = mo;
+      submit(c, v, req->options, req->x, req->n_x, req->row_offset);
     }
   }
   protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -314,7 +301,7 @@ static void handle_get_model(srv_call *c) {
   Ember__V1__GetModelRequest *req = unpack(c, &ember__v1__get_model_request__descriptor);
   if (!req) return;
   server *s = c->srv;
-  model_entry *e = valid_name(req->model) ? registry_find(s, req->model) : NULL;
+  model_entry *e = srv_valid_model_name(req->model) ? registry_find(s, req->model) : NULL;
   if (!e) {
     resolve(c, req->model, req->version); /* answers with the right status and message */
   } else {
