@@ -28,6 +28,7 @@ typedef struct bqueue {
   srv_rpc rpc;
   ember_infer_opts o;
   ember_modes_opts mo;
+  int want_samples;
   srv_call *head, *tail;
   int nreq, rows;
   struct bqueue *next;
@@ -40,11 +41,12 @@ typedef struct job {
   srv_rpc rpc;
   ember_infer_opts o;
   ember_modes_opts mo;
+  int want_samples;
   srv_call **calls;
   int ncalls, rows;
   ember_infer *inf;
   /* filled on the worker */
-  float *x, *y, *e, *my, *me, *mw;
+  float *x, *y, *e, *my, *me, *mw, *pop_y, *pop_e;
   uint64_t *seeds, *streams;
   int *count;
   int rc;
@@ -60,7 +62,7 @@ static int same_key(const bqueue *q, const srv_call *c) {
     return 0;
   if (c->rpc != RPC_SAMPLE) return 1;
   const ember_modes_opts *m = &q->mo, *n = &c->modes;
-  return m->k == n->k && m->radius == n->radius && m->min_mass == n->min_mass &&
+  return q->want_samples == c->want_samples && m->k == n->k && m->radius == n->radius && m->min_mass == n->min_mass &&
          m->polish_steps == n->polish_steps && m->polish_lr == n->polish_lr;
 }
 
@@ -119,6 +121,15 @@ static void work_cb(uv_work_t *w) {
     j->me = malloc(rows * k * sizeof(float));
     j->mw = malloc(rows * k * sizeof(float));
     j->count = malloc(rows * sizeof(int));
+    if (j->want_samples) {
+      size_t n = m->method == EMBER_METHOD_MSE ? 1 : (size_t)j->o.samples;
+      j->pop_y = malloc(rows * n * dy * sizeof(float));
+      j->pop_e = malloc(rows * n * sizeof(float));
+      if (!j->pop_y || !j->pop_e) {
+        j->rc = ember_fail(&j->err, EMBER_ENOMEM, "out of memory for the populations of %d rows", j->rows);
+        return;
+      }
+    }
   }
   if (!j->x || !j->seeds || !j->streams || (j->rpc == RPC_PREDICT ? !j->y || !j->e : !j->my || !j->me || !j->mw || !j->count)) {
     j->rc = ember_fail(&j->err, EMBER_ENOMEM, "out of memory for a batch of %d rows", j->rows);
@@ -139,7 +150,7 @@ static void work_cb(uv_work_t *w) {
     j->rc = ember_infer_predict_rows(j->inf, j->x, j->rows, &j->o, j->seeds, j->streams, j->y, j->e, &j->err);
   else
     j->rc = ember_infer_modes_rows(j->inf, j->x, j->rows, &j->o, &j->mo, j->seeds, j->streams, j->my,
-                                   j->me, j->mw, j->count, &j->err);
+                                   j->me, j->mw, j->count, j->pop_y, j->pop_e, &j->err);
   j->end_ns = srv_now_ns();
 }
 
@@ -167,10 +178,12 @@ static void after_work_cb(uv_work_t *w, int status) {
     } else {
       st->queue_ms_sum += (double)(j->start_ns - c->arrived_ns) / 1e6;
       st->ok++;
+      size_t n = (size_t)j->o.samples;
       if (j->rpc == RPC_PREDICT)
-        rpc_ember_complete(c, j->y + at * dy, j->e + at, NULL, NULL, NULL, NULL);
+        rpc_ember_complete(c, j->y + at * dy, j->e + at, NULL, NULL, NULL, NULL, NULL, NULL);
       else
-        rpc_ember_complete(c, NULL, NULL, j->my + at * k * dy, j->me + at * k, j->mw + at * k, j->count + at);
+        rpc_ember_complete(c, NULL, NULL, j->my + at * k * dy, j->me + at * k, j->mw + at * k, j->count + at,
+                           j->pop_y ? j->pop_y + at * n * dy : NULL, j->pop_e ? j->pop_e + at * n : NULL);
     }
     at += (size_t)c->rows;
   }
@@ -187,6 +200,8 @@ static void after_work_cb(uv_work_t *w, int status) {
   free(j->me);
   free(j->mw);
   free(j->count);
+  free(j->pop_y);
+  free(j->pop_e);
   free(j->seeds);
   free(j->streams);
   free(j);
@@ -239,6 +254,7 @@ static void cut(server *s, bqueue *q) {
   j->rpc = q->rpc;
   j->o = q->o;
   j->mo = q->mo;
+  j->want_samples = q->want_samples;
   j->calls = calls;
   j->ncalls = n;
   j->rows = rows;
@@ -301,6 +317,7 @@ void batcher_submit(server *s, srv_call *c) {
     q->rpc = c->rpc;
     q->o = c->opts;
     q->mo = c->modes;
+    q->want_samples = c->want_samples;
     q->next = s->batch_queues;
     s->batch_queues = q;
   }

@@ -149,6 +149,15 @@ static void *unpack(srv_call *c, const ProtobufCMessageDescriptor *desc) {
 static void submit(srv_call *c, model_version *v, const Ember__V1__InferenceOptions *options,
                    const float *x, size_t n_x, uint64_t row_offset) {
   if (resolve_options(c, v, options) == 0 && take_x(c, v, x, n_x) == 0) {
+    double bytes = 4.0 * c->rows * c->opts.samples * (v->model.y_dim + 1);
+    if (c->want_samples && bytes > (double)c->srv->cfg.max_message) {
+      c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
+      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                    "return_samples: %d rows x %d samples x %d values would exceed the %d-byte "
+                    "message limit (--max-message); ask for fewer rows or samples",
+                    c->rows, c->opts.samples, v->model.y_dim + 1, c->srv->cfg.max_message);
+      return;
+    }
     c->row_offset = row_offset;
     version_ref(v);
     c->version = v;
@@ -193,6 +202,7 @@ static void handle_sample(srv_call *c) {
       srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     } else {
       c->modes = mo;
+      c->want_samples = req->return_samples;
       submit(c, v, req->options, req->x, req->n_x, req->row_offset);
     }
   }
@@ -364,7 +374,8 @@ void rpc_ember_handle(srv_call *c) {
 /* ---- answers after compute ------------------------------------------------------------------ */
 
 void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float *my,
-                        const float *me, const float *mw, const int *count) {
+                        const float *me, const float *mw, const int *count, const float *pop_y,
+                        const float *pop_e) {
   const ember_model *m = &c->version->model;
   const int d = m->y_dim;
   if (c->rpc == RPC_PREDICT) {
@@ -393,6 +404,13 @@ void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float
       ember__v1__sample_row__init(&rows[r]);
       rows[r].n_modes = (size_t)count[r];
       rows[r].modes = modep + at;
+      if (c->want_samples && pop_y && pop_e) {
+        size_t n = (size_t)c->opts.samples;
+        rows[r].n_samples = n * d;
+        rows[r].samples = (float *)pop_y + (size_t)r * n * d;
+        rows[r].n_sample_energy = n;
+        rows[r].sample_energy = (float *)pop_e + (size_t)r * n;
+      }
       for (int j = 0; j < count[r]; j++, at++) {
         size_t slot = (size_t)r * k + j;
         ember__v1__mode__init(&modes[at]);

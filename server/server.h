@@ -108,6 +108,7 @@ typedef struct srv_call {
   uint64_t seed, row_offset;
   ember_infer_opts opts;
   ember_modes_opts modes;
+  int want_samples;      /* Sample with return_samples */
   struct srv_call *next; /* batch queue / list link */
   void *stream;          /* per-kind state of streaming calls */
 } srv_call;
@@ -193,7 +194,8 @@ void batcher_close(struct server *s);
 
 void rpc_ember_handle(srv_call *c);                        /* rpc_ember.c */
 void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float *my,
-                        const float *me, const float *mw, const int *count); /* after compute */
+                        const float *me, const float *mw, const int *count, const float *pop_y,
+                        const float *pop_e); /* after compute */
 void health_handle(srv_call *c);                           /* health.c */
 void health_event(srv_call *c, int ok);                    /* a watch's batch completed */
 void health_watch_closed(void *tag, int ok);              /* TAG_WATCH_CLOSED */

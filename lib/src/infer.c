@@ -348,7 +348,7 @@ static int tidy_modes(float *my, float *me, float *mw, int count, int d, float r
 
 static int modes(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
                  const ember_modes_opts *mo, const row_seeds *rs, float *mode_y, float *mode_e,
-                 float *mode_w, int *count, ember_err *err) {
+                 float *mode_w, int *count, float *pop_y, float *pop_e, ember_err *err) {
   const ember_model *m = inf->m;
   const int d = m->y_dim, k = mo->k;
   int rc = begin_call(inf, x, nq, &o, err);
@@ -366,6 +366,8 @@ static int modes(ember_infer *inf, const float *x, int nq, const ember_infer_opt
       memcpy(mode_y + (size_t)q * k * d, y1 + (size_t)q * d, (size_t)d * sizeof(float));
       mode_w[(size_t)q * k] = 1.0f;
       count[q] = 1;
+      if (pop_y) memcpy(pop_y + (size_t)q * d, y1 + (size_t)q * d, (size_t)d * sizeof(float));
+      if (pop_e) pop_e[q] = 0.0f;
     }
     free(y1);
     return rc;
@@ -381,6 +383,8 @@ static int modes(ember_infer *inf, const float *x, int nq, const ember_infer_opt
     rc = dfo_group(inf, x, q0, gq, o, rs, err);
     inf->dfo.keep_initial = 0;
     if (rc < 0) return rc;
+    if (pop_y) ember_model_denorm_y(m, inf->dfo.y, gq * n, pop_y + (size_t)q0 * n * d);
+    if (pop_e) memcpy(pop_e + (size_t)q0 * n, inf->dfo.e, (size_t)gq * n * sizeof(float));
     for (int q = 0; q < gq; q++) {
       int c = ember_modes_find(inf->dfo.y + (size_t)q * n * d, inf->dfo.e + (size_t)q * n, n,
                                inf->dfo.y0 + (size_t)q * n * d, inf->dfo.e0 + (size_t)q * n, n, d,
@@ -426,15 +430,15 @@ int ember_infer_modes(ember_infer *inf, const float *x, int nq, const ember_infe
                       const ember_modes_opts *mo, uint64_t seed, uint64_t stream0, float *mode_y,
                       float *mode_e, float *mode_w, int *count, ember_err *err) {
   row_seeds rs = {seed, stream0, NULL, NULL};
-  return modes(inf, x, nq, o, mo, &rs, mode_y, mode_e, mode_w, count, err);
+  return modes(inf, x, nq, o, mo, &rs, mode_y, mode_e, mode_w, count, NULL, NULL, err);
 }
 
 int ember_infer_modes_rows(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
                            const ember_modes_opts *mo, const uint64_t *seeds,
                            const uint64_t *streams, float *mode_y, float *mode_e, float *mode_w,
-                           int *count, ember_err *err) {
+                           int *count, float *pop_y, float *pop_e, ember_err *err) {
   row_seeds rs = {0, 0, seeds, streams};
-  return modes(inf, x, nq, o, mo, &rs, mode_y, mode_e, mode_w, count, err);
+  return modes(inf, x, nq, o, mo, &rs, mode_y, mode_e, mode_w, count, pop_y, pop_e, err);
 }
 
 int ember_infer_energy(ember_infer *inf, const float *x, int nq, const float *y, int n, float *e,

@@ -99,6 +99,39 @@ class PredictMatchesCli(it.EmberTest):
         self.assertEqual(list(a.y) + list(b.y), list(whole2.y))
         self.srv.stop_clean(self)
 
+    def test_sample_returns_the_population(self):
+        """return_samples: each row's final population (options.samples candidates, in y units,
+        inside the model's bounds) and energies; its best candidate is Predict's answer for the
+        same seed, since Sample and Predict run the same optimiser on the same random stream."""
+        info = self.srv.stub.GetModel(it.pb.GetModelRequest(model="two"), timeout=it.RPC_TIMEOUT)
+        opts = it.pb.InferenceOptions(seed=9, samples=200)
+        rows = self.x1[:3]
+        req = it.pb.SampleRequest(model="two", x=[v for r in rows for v in r], modes=2, return_samples=True)
+        req.options.CopyFrom(opts)
+        code, resp, details = call(self.srv.stub.Sample, req)
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        pred = self.predict("two", rows, options=opts)
+        self.assertEqual(len(resp.rows), 3)
+        for r, row in enumerate(resp.rows):
+            self.assertEqual(len(row.samples), 200 * 2)
+            self.assertEqual(len(row.sample_energy), 200)
+            for i, v in enumerate(row.samples):
+                j = i % 2
+                self.assertTrue(info.y_lo[j] - 1e-4 <= v <= info.y_hi[j] + 1e-4, "sample %d = %g" % (i, v))
+            best = min(range(200), key=lambda i: (row.sample_energy[i], i))
+            self.assertEqual(row.sample_energy[best], pred.energy[r])
+            self.assertEqual(list(row.samples[2 * best:2 * best + 2]), list(pred.y[2 * r:2 * r + 2]))
+        # without the flag, no population comes back
+        req.return_samples = False
+        code, resp, details = call(self.srv.stub.Sample, req)
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        self.assertEqual([len(r.samples) for r in resp.rows], [0, 0, 0])
+        # a population too large for one message is refused up front
+        big = it.pb.SampleRequest(model="two", x=[0.1] * 1000, return_samples=True,
+                                  options=it.pb.InferenceOptions(samples=65536))
+        self.expect(self.srv.stub.Sample, big, grpc.StatusCode.INVALID_ARGUMENT, "return_samples", "--max-message")
+        self.srv.stop_clean(self)
+
     def test_sample_equals_cli(self):
         for model, path, q, rows, ydim in (("jump", self.jump, self.q2, self.x2, 1),
                                            ("two", self.two, self.q1, self.x1, 2)):

@@ -49,14 +49,16 @@ int ember_infer_modes(ember_infer *inf, const float *x, int nq, const ember_infe
 
 /* The same with a random stream per row: row i draws from (seeds[i], streams[i]). A server
  * batching requests that carry different seeds calls these; each request's answers are then
- * those it would get alone. */
+ * those it would get alone. modes_rows can also return each row's final population, in y
+ * units, with its energies: pop_y (nq, samples, y_dim), pop_e (nq, samples), either NULL (an
+ * explicit model's population is its one prediction, energy 0). */
 int ember_infer_predict_rows(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
                              const uint64_t *seeds, const uint64_t *streams, float *y,
                              float *energy, ember_err *err);
 int ember_infer_modes_rows(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
                            const ember_modes_opts *mo, const uint64_t *seeds,
                            const uint64_t *streams, float *mode_y, float *mode_e, float *mode_w,
-                           int *count, ember_err *err);
+                           int *count, float *pop_y, float *pop_e, ember_err *err);
 
 /* Energies of given candidates: x (nq, x_dim), y (nq, n, y_dim) raw units -> e (nq, n).
  * Energy models only. */
