@@ -212,11 +212,14 @@ int main(int argc, char **argv) {
   batcher_init(s);
   if (registry_start(s) < 0) return startup_failed(s);
 
-  grpc_arg args[2] = {
+  grpc_arg args[3] = {
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
+      /* gRPC sets SO_REUSEPORT by default: a second emberd on the same port would start and
+       * split the connections with the first. Refuse instead. */
+      {GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
   };
-  grpc_channel_args chargs = {2, args};
+  grpc_channel_args chargs = {3, args};
   s->grpc = grpc_server_create(&chargs, NULL);
   s->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(s->grpc, s->cq, NULL);

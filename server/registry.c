@@ -218,11 +218,20 @@ void version_unref(model_version *v) {
   free(v);
 }
 
-model_entry *registry_find(server *s, const char *name) {
+/* Entries of models whose files are all gone stay allocated (in-flight calls and versions
+ * point at them, and their counters survive a re-publication) but are not found or listed. */
+static model_entry *entry_lookup(server *s, const char *name) {
   for (model_entry *e = s->models; e; e = e->next)
     if (strcmp(e->name, name) == 0) return e;
   return NULL;
 }
+
+model_entry *registry_find(server *s, const char *name) {
+  model_entry *e = entry_lookup(s, name);
+  return e && registry_listed(e) ? e : NULL;
+}
+
+int registry_listed(const model_entry *e) { return e->nversions > 0 || e->nerrors > 0; }
 
 model_version *registry_version(model_entry *e, int64_t version) {
   if (e->nversions == 0) return NULL;
@@ -233,7 +242,7 @@ model_version *registry_version(model_entry *e, int64_t version) {
 }
 
 static model_entry *entry_get(server *s, const char *name) {
-  model_entry *e = registry_find(s, name);
+  model_entry *e = entry_lookup(s, name);
   if (e) return e;
   e = calloc(1, sizeof *e);
   if (!e) return NULL;
@@ -247,7 +256,7 @@ static model_entry *entry_get(server *s, const char *name) {
 
 static void retire(model_entry *e, int idx, const char *why) {
   model_version *v = e->versions[idx];
-  srv_log(LOG_INFO, "model version retired", "model=%s version=%lld reason=%s", e->name, (long long)v->version, why);
+  srv_log(LOG_INFO, "model version retired", "model=%s version=%lld reason=\"%s\"", e->name, (long long)v->version, why);
   memmove(e->versions + idx, e->versions + idx + 1, (size_t)(e->nversions - idx - 1) * sizeof *e->versions);
   e->nversions--;
   version_unref(v);

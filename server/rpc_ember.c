@@ -40,7 +40,8 @@ static model_version *resolve(srv_call *c, const char *name, int64_t version) {
     char known[256] = "";
     size_t used = 0;
     for (model_entry *m = s->models; m && used + 70 < sizeof known; m = m->next)
-      used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", used ? ", " : "", m->name);
+      if (registry_listed(m))
+        used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", used ? ", " : "", m->name);
     srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "model '%s' not found (serving: %s)", name, used ? known : "none");
     return NULL;
   }
@@ -118,12 +119,11 @@ static int take_x(srv_call *c, const model_version *v, const float *x, size_t n)
                   "x has %zu rows; this server takes at most %d rows per request (--max-rows)", rows, cfg->max_rows);
     return -1;
   }
-  for (size_t i = 0; i < n; i++)
-    if (!isfinite(x[i])) {
-      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "x[%zu] (row %zu, column %zu) is %s: every value must be finite",
-                    i, i / (size_t)d, i % (size_t)d, isnan(x[i]) ? "NaN" : "infinite");
-      return -1;
-    }
+  ember_err err;
+  if (ember_model_check_x(&v->model, x, (int)rows, &err) < 0) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
+    return -1;
+  }
   c->x = malloc(n * sizeof(float));
   if (!c->x) {
     srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu rows", rows);
@@ -334,14 +334,16 @@ static void handle_list_models(srv_call *c) {
   protobuf_c_message_free_unpacked(&req->base, NULL);
   server *s = c->srv;
   int n = 0;
-  for (model_entry *e = s->models; e; e = e->next) n++;
+  for (model_entry *e = s->models; e; e = e->next) n += registry_listed(e);
   info_mem *ims = calloc((size_t)n + 1, sizeof *ims);
   Ember__V1__ModelInfo **infos = calloc((size_t)n + 1, sizeof *infos);
   int ok = ims && infos;
   int i = 0;
-  for (model_entry *e = s->models; ok && e; e = e->next, i++) {
+  for (model_entry *e = s->models; ok && e; e = e->next) {
+    if (!registry_listed(e)) continue;
     ok = fill_info(&ims[i], e, registry_version(e, 0)) == 0;
     infos[i] = &ims[i].info;
+    i++;
   }
   if (ok) {
     Ember__V1__ListModelsResponse resp = EMBER__V1__LIST_MODELS_RESPONSE__INIT;

@@ -171,7 +171,8 @@ typedef struct model_entry {
 int registry_start(struct server *s);  /* first scan, watchers, poll timer */
 void registry_stop(struct server *s);  /* close handles; versions freed when unreferenced */
 void registry_free(struct server *s);  /* after the loop ends */
-model_entry *registry_find(struct server *s, const char *name);
+model_entry *registry_find(struct server *s, const char *name); /* NULL unless listed */
+int registry_listed(const model_entry *e); /* has versions or load errors */
 /* [A-Za-z0-9_.-]{1,64}, not starting with '.' (hidden directories are not models) */
 int srv_valid_model_name(const char *name);
 /* The version to serve: version 0 = latest. NULL if absent. */

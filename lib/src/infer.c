@@ -220,11 +220,7 @@ static void energy_grad_cb(void *ctx, int nq, int n, const float *y, float *e, f
 
 static int check_x(const ember_model *m, const float *x, int nq, ember_err *err) {
   if (nq < 1) return ember_fail(err, EMBER_EINVAL, "no input rows");
-  for (size_t i = 0; i < (size_t)nq * m->x_dim; i++)
-    if (!isfinite(x[i]))
-      return ember_fail(err, EMBER_ERANGE, "x[%zu,%zu] is not a finite number", i / m->x_dim,
-                        i % m->x_dim);
-  return 0;
+  return ember_model_check_x(m, x, nq, err);
 }
 
 static int group_size(int nq, int n) {

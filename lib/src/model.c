@@ -107,6 +107,23 @@ void ember_model_free(ember_model *m) {
   memset(m, 0, sizeof *m);
 }
 
+int ember_model_check_x(const ember_model *m, const float *x, int n, ember_err *err) {
+  const int d = m->x_dim;
+  for (size_t i = 0; i < (size_t)n * d; i++) {
+    size_t r = i / d, c = i % d;
+    if (!isfinite(x[i]))
+      return ember_fail(err, EMBER_ERANGE, "x[%zu,%zu] is %s: every value must be finite", r, c,
+                        isnan(x[i]) ? "NaN" : "infinite");
+    float z = (x[i] - m->x_mean[c]) / m->x_std[c];
+    if (!(fabsf(z) <= EMBER_X_MAX_SIGMA))
+      return ember_fail(err, EMBER_ERANGE,
+                        "x[%zu,%zu] = %g is %.3g standard deviations from the training data's "
+                        "mean (at most %g): far outside anything the model can answer",
+                        r, c, (double)x[i], (double)fabsf(z), (double)EMBER_X_MAX_SIGMA);
+  }
+  return 0;
+}
+
 void ember_model_norm_x(const ember_model *m, const float *x, int n, float *xn) {
   int d = m->x_dim;
   for (int i = 0; i < n; i++)

@@ -50,9 +50,12 @@ class BadRequests(it.EmberTest):
     def test_shape_and_values(self):
         self.expect(self.P, predict(x=[0.1, 0.2, 0.3]), INVALID, "3 values", "x_dim 2")
         self.expect(self.P, predict(x=[]), INVALID, "x is empty", "2 values")
-        self.expect(self.P, predict(x=[0.1, 0.2, float("nan"), 0.4]), INVALID, "x[2]", "row 1, column 0", "NaN")
-        self.expect(self.P, predict(x=[float("inf"), 0.2]), INVALID, "x[0]", "infinite")
-        self.expect(self.P, predict(x=[0.1, float("-inf")]), INVALID, "x[1]", "infinite")
+        self.expect(self.P, predict(x=[0.1, 0.2, float("nan"), 0.4]), INVALID, "x[1,0]", "NaN")
+        self.expect(self.P, predict(x=[float("inf"), 0.2]), INVALID, "x[0,0]", "infinite")
+        self.expect(self.P, predict(x=[0.1, float("-inf")]), INVALID, "x[0,1]", "infinite")
+        # finite but so far from the training data that the network would overflow to NaN
+        self.expect(self.P, predict(x=[3e38, 0.2]), INVALID, "x[0,0]", "standard deviations")
+        self.expect(self.S, sample(x=[0.1, -1e30]), INVALID, "x[0,1]", "standard deviations")
         self.expect(self.P, predict(x=[0.5] * 10), INVALID, "5 rows", "at most 4", "--max-rows")
         self.expect(self.S, sample(x=[0.5] * 3), INVALID, "x_dim 2")
         self.expect(self.S, sample(x=[float("nan"), 0.0]), INVALID, "NaN")

@@ -2,6 +2,7 @@
 calling Predict; no call may fail and the right version must answer."""
 import os
 import random
+import shutil
 import sys
 import threading
 import time
@@ -198,12 +199,15 @@ class HotReload(it.EmberTest):
         resp = srv.stub.Predict(it.pb.PredictRequest(model="fresh", x=[0.5, 0.5]), timeout=it.RPC_TIMEOUT)
         self.assertEqual(resp.model_version, 7)
 
-        os.remove(os.path.join(self.repo, "fresh", "7.safetensors"))
-        it.wait_until("fresh version 7 retired",
-                      lambda: list(srv.stub.GetModel(it.pb.GetModelRequest(model="fresh"),
-                                                     timeout=it.RPC_TIMEOUT).versions) == [])
+        # a model whose files are all gone is no longer listed or found
+        shutil.rmtree(os.path.join(self.repo, "fresh"))
+        it.wait_until("model fresh gone",
+                      lambda: it.call(srv.stub.GetModel, it.pb.GetModelRequest(model="fresh"))[0]
+                      == grpc.StatusCode.NOT_FOUND)
+        names = [m.name for m in srv.stub.ListModels(it.pb.ListModelsRequest(), timeout=it.RPC_TIMEOUT).models]
+        self.assertEqual(names, ["m"])
         self.expect(srv.stub.Predict, it.pb.PredictRequest(model="fresh", x=[0.5, 0.5]),
-                    grpc.StatusCode.NOT_FOUND, "fresh", "no loaded version")
+                    grpc.StatusCode.NOT_FOUND, "model 'fresh' not found", "serving: m)")
         srv.stop_clean(self)
 
     def test_memory_flat_over_reload_cycles(self):

@@ -86,6 +86,12 @@ int ember_model_load(const char *path, ember_model *m, ember_err *err);
 int ember_model_load_mem(const void *buf, size_t len, const char *name, ember_model *m,
                          ember_err *err);
 
+/* Checks n rows of x: every value finite and within EMBER_X_MAX_SIGMA standard deviations of
+ * the training data's mean (farther, the network's arithmetic overflows into NaN energies).
+ * Names the first bad value. */
+#define EMBER_X_MAX_SIGMA 1e6f
+int ember_model_check_x(const ember_model *m, const float *x, int n, ember_err *err);
+
 /* Normalisation helpers: n rows of x or y, raw <-> normalised. */
 void ember_model_norm_x(const ember_model *m, const float *x, int n, float *xn);
 void ember_model_norm_y(const ember_model *m, const float *y, int n, float *yn);
