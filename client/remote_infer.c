@@ -45,7 +45,7 @@ typedef struct remote_opts {
 #define REMOTE_SPECS(r)                                                                          \
   {"version", OPT_I64, &(r).version, NULL, "model version (0 = the latest loaded)", 0, 0},        \
   {"deadline-ms", OPT_INT, &(r).deadline_ms, NULL, "deadline of each request, milliseconds", 0, 0}, \
-  {"chunk-rows", OPT_INT, &(r).chunk_rows, NULL, "input rows per request", 0, 0}
+  {"chunk-rows", OPT_INT, &(r).chunk_rows, NULL, "input rows per request, at most (fewer when samples x iterations is large, so one request stays near 2M candidate evaluations)", 0, 0}
 
 static void remote_opts_init(remote_opts *r) {
   r->version = 0;
@@ -172,6 +172,18 @@ static int malformed(session *s, const char *what, int off) {
   return 1;
 }
 
+/* Rows per request: --chunk-rows, but no more than keeps a request near 2^21 candidate
+ * evaluations, so requests finish well inside a deadline and a server's per-request limit. */
+static int work_chunk(const remote_opts *r, const Ember__V1__InferenceOptions *w,
+                      const Ember__V1__ModelInfo *info) {
+  double samples = w->samples ? w->samples : (info->defaults ? info->defaults->samples : 1);
+  double iters = w->iterations ? w->iterations : (info->defaults ? info->defaults->iterations : 1);
+  if (strcmp(info->method, "mse") == 0) samples = iters = 1;
+  double fit = (double)(1 << 21) / (samples * iters);
+  int rows = fit < 1.0 ? 1 : (fit > r->chunk_rows ? r->chunk_rows : (int)fit);
+  return rows < 1 ? 1 : rows;
+}
+
 int remote_cmd_predict(const char *server, int argc, char **argv) {
   infer_cli c;
   infer_cli_init(&c);
@@ -191,6 +203,7 @@ int remote_cmd_predict(const char *server, int argc, char **argv) {
   rc = session_open(&s, server, &c, &r, specs, nspecs, &w);
   if (rc) goto done;
   const int n = s.ds.n, xd = (int)s.info->x_dim, d = (int)s.info->y_dim;
+  r.chunk_rows = work_chunk(&r, &w, s.info);
   if (with_energy && strcmp(s.info->method, "mse") == 0) {
     fprintf(stderr, "ember predict: --energy: %s is an explicit (mse) model, which has no energy\n", c.model);
     rc = 2;
@@ -285,6 +298,7 @@ int remote_cmd_sample(const char *server, int argc, char **argv) {
   rc = session_open(&s, server, &c, &r, specs, nspecs, &w);
   if (rc) goto done;
   const int n = s.ds.n, xd = (int)s.info->x_dim, d = (int)s.info->y_dim, k = mo.k;
+  r.chunk_rows = work_chunk(&r, &w, s.info);
   my = calloc((size_t)n * k * d, sizeof(float));
   me = calloc((size_t)n * k, sizeof(float));
   mw = calloc((size_t)n * k, sizeof(float));

@@ -16,7 +16,10 @@
  * checked). Each row keeps its request's seed and random stream (row_offset + i), so an
  * answer does not depend on what else shared the batch. Requests whose deadline has passed
  * are answered DEADLINE_EXCEEDED before compute; a full queue answers RESOURCE_EXHAUSTED at
- * once.
+ * once. A sweep every 50 ms answers queued requests whose deadline passed and stops a running
+ * batch (at its next optimiser iteration) once every request in it has expired, so abandoned
+ * work does not hold a worker; at the end of the shutdown grace period running batches stop
+ * the same way.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +55,8 @@ typedef struct job {
   int rc;
   ember_err err;
   uint64_t start_ns, end_ns;
+  volatile int cancel;   /* set on the loop, read by the worker between iterations */
+  struct job *next_running;
 } job;
 
 static int same_key(const bqueue *q, const srv_call *c) {
@@ -78,8 +83,9 @@ static void on_prepare(uv_prepare_t *h) {
 
 void batcher_init(server *s) {
   uv_timer_init(s->loop, &s->batch_timer);
+  uv_timer_init(s->loop, &s->sweep_timer);
   uv_prepare_init(s->loop, &s->batch_prepare);
-  s->batch_timer.data = s->batch_prepare.data = s;
+  s->batch_timer.data = s->batch_prepare.data = s->sweep_timer.data = s;
 }
 
 static void timer_closed(uv_handle_t *h) { (void)h; }
@@ -87,6 +93,7 @@ static void timer_closed(uv_handle_t *h) { (void)h; }
 void batcher_close(server *s) {
   uv_close((uv_handle_t *)&s->batch_timer, timer_closed);
   uv_close((uv_handle_t *)&s->batch_prepare, timer_closed);
+  uv_close((uv_handle_t *)&s->sweep_timer, timer_closed);
 }
 
 int batcher_idle(server *s) { return s->queued == 0 && s->running_batches == 0; }
@@ -109,6 +116,7 @@ static void work_cb(uv_work_t *w) {
   const int dx = m->x_dim, dy = m->y_dim, k = j->mo.k;
   j->rc = 0;
   if (!j->inf && (j->rc = ember_infer_create(&j->inf, m, NULL, &j->err)) < 0) return;
+  ember_infer_set_cancel(j->inf, &j->cancel);
   size_t rows = (size_t)j->rows;
   j->x = malloc(rows * dx * sizeof(float));
   j->seeds = malloc(rows * sizeof(uint64_t));
@@ -163,6 +171,9 @@ static void after_work_cb(uv_work_t *w, int status) {
   model_stats *st = &v->entry->stats;
   const int dy = v->model.y_dim, k = j->mo.k;
   s->running_batches--;
+  job **pp = (job **)&s->running_jobs;
+  while (*pp && *pp != j) pp = &(*pp)->next_running;
+  if (*pp) *pp = j->next_running;
   if (status == 0 && j->rc == 0) {
     st->batches++;
     st->batched_requests += (uint64_t)j->ncalls;
@@ -172,7 +183,13 @@ static void after_work_cb(uv_work_t *w, int status) {
   size_t at = 0;
   for (int i = 0; i < j->ncalls; i++) {
     srv_call *c = j->calls[i];
-    if (status != 0 || j->rc != 0) {
+    if (j->rc == EMBER_ECANCELED && expired(c)) {
+      st->failures[GRPC_STATUS_DEADLINE_EXCEEDED]++;
+      srv_call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed during compute");
+    } else if (j->rc == EMBER_ECANCELED) {
+      st->failures[GRPC_STATUS_UNAVAILABLE]++;
+      srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
+    } else if (status != 0 || j->rc != 0) {
       st->failures[GRPC_STATUS_INTERNAL]++;
       srv_call_fail(c, GRPC_STATUS_INTERNAL, "inference failed: %s", status ? "cancelled" : j->err.msg);
     } else {
@@ -188,6 +205,7 @@ static void after_work_cb(uv_work_t *w, int status) {
     at += (size_t)c->rows;
   }
   if (j->inf) {
+    ember_infer_set_cancel(j->inf, NULL);
     if (v->nidle < s->cfg.workers) v->idle[v->nidle++] = j->inf;
     else ember_infer_destroy(j->inf);
   }
@@ -214,6 +232,41 @@ static void unlink_queue(server *s, bqueue *q) {
   while (*pp && *pp != q) pp = &(*pp)->next;
   if (*pp) *pp = q->next;
   free(q);
+}
+
+/* Every 50 ms while work is queued or running: queued calls past their deadline are answered
+ * now; a running batch whose every call has expired is told to stop. */
+static void on_sweep(uv_timer_t *t) {
+  server *s = t->data;
+  for (bqueue *q = s->batch_queues, *qn; q; q = qn) {
+    qn = q->next;
+    srv_call **pp = &q->head, *last = NULL;
+    while (*pp) {
+      srv_call *c = *pp;
+      if (expired(c)) {
+        *pp = c->next;
+        q->nreq--;
+        q->rows -= c->rows;
+        s->queued--;
+        fail_counted(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
+      } else {
+        last = c;
+        pp = &c->next;
+      }
+    }
+    q->tail = last;
+    if (!q->head) unlink_queue(s, q);
+  }
+  for (job *j = s->running_jobs; j; j = j->next_running) {
+    int all = 1;
+    for (int i = 0; i < j->ncalls && all; i++) all = expired(j->calls[i]);
+    if (all) j->cancel = 1;
+  }
+  if (!s->running_jobs && !s->batch_queues) uv_timer_stop(t);
+}
+
+void batcher_cancel_running(server *s) {
+  for (job *j = s->running_jobs; j; j = j->next_running) j->cancel = 1;
 }
 
 /* Takes up to max_batch rows of q (at least one request) and starts them on a worker. */
@@ -267,8 +320,11 @@ static void cut(server *s, bqueue *q) {
   version_ref(v);
   j->inf = v->nidle > 0 ? v->idle[--v->nidle] : NULL;
   j->work.data = j;
+  j->next_running = s->running_jobs;
+  s->running_jobs = j;
   s->running_batches++;
   uv_queue_work(s->loop, &j->work, work_cb, after_work_cb);
+  if (!uv_is_active((uv_handle_t *)&s->sweep_timer)) uv_timer_start(&s->sweep_timer, on_sweep, 50, 50);
 }
 
 static void on_batch_timer(uv_timer_t *t) { try_dispatch(t->data); }
@@ -329,6 +385,7 @@ void batcher_submit(server *s, srv_call *c) {
   q->nreq++;
   q->rows += c->rows;
   s->queued++;
+  if (!uv_is_active((uv_handle_t *)&s->sweep_timer)) uv_timer_start(&s->sweep_timer, on_sweep, 50, 50);
   try_dispatch(s);
 }
 

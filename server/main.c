@@ -96,6 +96,7 @@ static void on_grace(uv_timer_t *t) {
   server *s = t->data;
   srv_log(LOG_WARN, "grace period over: cancelling remaining calls", "%s", "");
   batcher_flush(s, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
+  batcher_cancel_running(s);
   grpc_server_cancel_all_calls(s->grpc);
 }
 

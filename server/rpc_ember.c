@@ -149,6 +149,16 @@ static void *unpack(srv_call *c, const ProtobufCMessageDescriptor *desc) {
 static void submit(srv_call *c, model_version *v, const Ember__V1__InferenceOptions *options,
                    const float *x, size_t n_x, uint64_t row_offset) {
   if (resolve_options(c, v, options) == 0 && take_x(c, v, x, n_x) == 0) {
+    double gflop = c->rows * ember_infer_flops(&v->model, &c->opts) / 1e9;
+    if (gflop > c->srv->cfg.max_request_gflop) {
+      c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
+      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                    "this request needs %.0f GFLOP (%d rows x %d samples x %d iterations); this "
+                    "server takes at most %d per request (--max-request-gflop): send fewer rows "
+                    "or samples",
+                    gflop, c->rows, c->opts.samples, c->opts.iters, c->srv->cfg.max_request_gflop);
+      return;
+    }
     double bytes = 4.0 * c->rows * c->opts.samples * (v->model.y_dim + 1);
     if (c->want_samples && bytes > (double)c->srv->cfg.max_message) {
       c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;

@@ -33,6 +33,7 @@ typedef struct srv_config {
   int max_rows;             /* rows per request */
   int max_samples;          /* samples per row */
   int max_message;          /* bytes per message, either direction */
+  int max_request_gflop;    /* compute one request may ask for */
   int poll_ms;              /* repository rescan period (a backstop for file events) */
   int drain_ms;             /* after SIGTERM: NOT_SERVING, new calls UNAVAILABLE, for this long */
   int grace_ms;             /* then in-flight calls get this long before they are cancelled */
@@ -187,6 +188,8 @@ void version_unref(model_version *v);
 void batcher_submit(struct server *s, srv_call *c);
 /* Answers every queued call with `code` (shutdown). */
 void batcher_flush(struct server *s, grpc_status_code code, const char *why);
+/* Stops every running batch at its next iteration; its calls get UNAVAILABLE (shutdown). */
+void batcher_cancel_running(struct server *s);
 int batcher_idle(struct server *s); /* nothing queued or running */
 void batcher_init(struct server *s);
 void batcher_close(struct server *s);
@@ -244,6 +247,8 @@ typedef struct server {
   int queued, running_batches;
   uv_timer_t batch_timer;
   uv_prepare_t batch_prepare; /* cuts waiting batches just before the loop sleeps */
+  uv_timer_t sweep_timer;     /* deadline sweep over queued calls and running batches */
+  void *running_jobs;
   int flush_at_prepare;
   /* health watches */
   srv_call *watchers;

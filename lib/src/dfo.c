@@ -115,6 +115,7 @@ int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const
 
   float sigma = opts->sigma;
   for (int it = 0; it < opts->iters; it++) {
+    if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
     fn(ctx, nq, n, y, ws->e);
     if (it == 0 && ws->keep_initial) {
       memcpy(ws->y0, y, (size_t)nq * qstride * sizeof(float));

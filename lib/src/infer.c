@@ -37,6 +37,7 @@ struct ember_infer {
   float *my, *me, *mw, *pwork;
   float *fscratch; /* (max_samples) */
   int cap_samples;
+  const volatile int *cancel;
   /* the pass in progress, read by the tasks */
   const float *pass_hx, *pass_y;
   float *pass_e, *pass_dy;
@@ -83,6 +84,12 @@ static void free_modes(ember_infer *inf) {
   free(inf->pwork);
   inf->my = inf->me = inf->mw = inf->pwork = NULL;
   inf->cap_modes = 0;
+}
+
+void ember_infer_set_cancel(ember_infer *inf, const volatile int *flag) { inf->cancel = flag; }
+
+static int cancelled(const ember_infer *inf, ember_err *err) {
+  return inf->cancel && *inf->cancel ? ember_fail(err, EMBER_ECANCELED, "cancelled") : 0;
 }
 
 void ember_infer_destroy(ember_infer *inf) {
@@ -244,6 +251,7 @@ static int predict_mse(ember_infer *inf, const float *x, int nq, float *y, float
   if (rc < 0) return rc;
   for (int q0 = 0; q0 < nq; q0 += g) {
     int gq = nq - q0 < g ? nq - q0 : g;
+    if ((rc = cancelled(inf, err)) < 0) return rc;
     prepare_group(inf, x, q0, gq);
     run_pass(inf, gq, 1, NULL, inf->out, NULL);
     ember_model_denorm_y(m, inf->out, gq, y + (size_t)q0 * m->y_dim);
@@ -275,6 +283,7 @@ typedef struct row_seeds {
 static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const ember_infer_opts *o,
                      const row_seeds *rs, ember_err *err) {
   const ember_model *m = inf->m;
+  inf->dfo.cancel = inf->cancel;
   prepare_group(inf, x, q0, gq);
   for (int q = 0; q < gq; q++) {
     int i = q0 + q;
@@ -394,6 +403,7 @@ static int modes(ember_infer *inf, const float *x, int nq, const ember_infer_opt
       }
       count[q0 + q] = c;
     }
+    if (mo->polish_steps > 0 && (rc = cancelled(inf, err)) < 0) return rc;
     if (mo->polish_steps > 0)
       ember_polish(energy_grad_cb, inf, gq, k, d, inf->my, inf->me, m->y_lo, m->y_hi,
                    mo->polish_steps, mo->polish_lr, inf->pwork);

@@ -65,6 +65,11 @@ int ember_infer_modes_rows(ember_infer *inf, const float *x, int nq, const ember
 int ember_infer_energy(ember_infer *inf, const float *x, int nq, const float *y, int n, float *e,
                        ember_err *err);
 
+/* Lets another thread stop this context's calls: while *flag is non-zero, a call returns
+ * EMBER_ECANCELED before its next network pass over a population (within one iteration).
+ * NULL turns it off. A server sets it when every caller of a batch has gone away. */
+void ember_infer_set_cancel(ember_infer *inf, const volatile int *flag);
+
 /* FLOPs one query costs with options o (dense layers only; x part once per query). */
 double ember_infer_flops(const ember_model *m, const ember_infer_opts *o);
 
