@@ -250,12 +250,15 @@ class ServerLimits(it.EmberTest):
         self.srv.stop_clean(self)
 
     def test_client_gives_up_while_computing(self):
-        # the client's deadline passes while its request runs: the server finishes the batch,
-        # finds the call gone, and goes on serving (no crash, no leak at exit)
+        # the client's deadline passes while its request runs: the server stops the batch at
+        # its next iteration (it does not finish it), counts the call DEADLINE_EXCEEDED, and
+        # goes on serving (no crash, no leak at exit)
         code, _, details = call(self.P, self.slow, timeout=0.3)
         self.assertEqual(code, grpc.StatusCode.DEADLINE_EXCEEDED, details)
-        it.wait_until("the abandoned batch to finish",
-                      lambda: self.stats().batches > self.base.batches, timeout=120)
+        st = it.wait_until("the abandoned batch stopped",
+                           lambda: (lambda s: s if s.failures.get("DEADLINE_EXCEEDED") else None)(self.stats()),
+                           timeout=30)
+        self.assertEqual(st.batches, self.base.batches, "an abandoned batch is stopped, not completed")
         self.assert_serving()
         # and a client that cancels outright
         f = self.P.future(self.slow, timeout=60)
