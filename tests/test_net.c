@@ -220,6 +220,75 @@ static void test_layer_names_and_sizes(void **state) {
   ember_net_free(&net);
 }
 
+/* T = sum_r c_r (dE/dy_r . dir_r), through forward + backward to the input */
+static double input_grad_objective(fixture *f, const float *dir, float *dy, const float *ones) {
+  objective(f);
+  ember_net_backward(&f->net, &f->ws, f->x, f->y, f->nq, f->per, ones, NULL, dy);
+  double s = 0;
+  for (int r = 0; r < f->nq * f->per; r++) {
+    double t = 0;
+    for (int k = 0; k < f->net.shape.in_y; k++) t += (double)dy[r * f->net.shape.in_y + k] * dir[r * f->net.shape.in_y + k];
+    s += (double)f->c[r] * t;
+  }
+  return s;
+}
+
+/* The tangent pass gives the directional derivative dE/dy . dir, and its reverse gives the
+ * parameter gradient of c . (dE/dy . dir): the double derivative a gradient penalty needs. */
+static void tangent_test(ember_arch arch, int depth) {
+  fixture f;
+  setup(&f, arch, 3, 2, 6, depth, 1, 2, 3, 31 + (uint64_t)depth);
+  assert_int_equal(ember_net_ws_enable_tangent(&f.ws, &f.net.shape, NULL), 0);
+  int rows = f.nq * f.per;
+  size_t np = f.net.nparams;
+  float dir[12], dy[12], ones[6], t[6], grad_unused = 0;
+  ember_rng rng;
+  ember_rng_seed(&rng, 77, 0);
+  for (int i = 0; i < rows * 2; i++) dir[i] = ember_rng_normal(&rng);
+  for (int r = 0; r < rows; r++) ones[r] = 1.0f;
+  (void)grad_unused;
+  input_grad_objective(&f, dir, dy, ones); /* leaves the forward pass on ws */
+  objective(&f);
+  ember_net_tangent(&f.net, &f.ws, dir, f.nq, f.per, t);
+  for (int r = 0; r < rows; r++) {
+    double want = dy[2 * r] * dir[2 * r] + dy[2 * r + 1] * dir[2 * r + 1];
+    assert_float_equal(t[r], want, 1e-4 * (1 + fabs(want)));
+  }
+  float *grad = calloc(np, sizeof(float));
+  ember_net_tangent_backward(&f.net, &f.ws, dir, f.nq, f.per, f.c, grad);
+  int kinks = 0;
+  for (size_t i = 0; i < np; i++) {
+    float keep = f.net.params[i];
+    double fd[2];
+    const float hs[2] = {2e-3f, 1e-3f};
+    for (int k = 0; k < 2; k++) {
+      f.net.params[i] = keep + hs[k];
+      double a = input_grad_objective(&f, dir, dy, ones);
+      f.net.params[i] = keep - hs[k];
+      double b = input_grad_objective(&f, dir, dy, ones);
+      fd[k] = (a - b) / (2.0 * hs[k]);
+    }
+    f.net.params[i] = keep;
+    double scale = fmax(1.0, fabs(fd[1]));
+    if (fabs(fd[0] - fd[1]) > 2e-2 * scale) {
+      kinks++;
+      continue;
+    }
+    if (fabs(fd[1] - grad[i]) > 1e-2 * scale)
+      fail_msg("d/dparam[%zu] of c.(dE/dy.dir): analytic %g, finite difference %g", i, (double)grad[i], fd[1]);
+  }
+  if (kinks * 20 > (int)np) fail_msg("%d of %zu checks straddled kinks", kinks, np);
+  free(grad);
+  teardown(&f);
+}
+
+static void test_tangent_and_double_derivative(void **state) {
+  (void)state;
+  tangent_test(EMBER_ARCH_RESNET, 2);
+  tangent_test(EMBER_ARCH_RESNET, 4);
+  tangent_test(EMBER_ARCH_MLP, 3);
+}
+
 /* A row's energy and dE/dy are bit-identical whatever rows share the call (OpenBLAS treats
  * ragged row tails differently, which is why the network pads): the server's answers must
  * not depend on how requests were batched. */
@@ -258,6 +327,7 @@ int main(void) {
       cmocka_unit_test(test_regressor_gradients),
       cmocka_unit_test(test_layer_names_and_sizes),
       cmocka_unit_test(test_rows_independent_of_batching),
+      cmocka_unit_test(test_tangent_and_double_derivative),
   };
   ember_blas_single_thread();
   return cmocka_run_group_tests(tests, NULL, NULL);

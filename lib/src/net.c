@@ -179,8 +179,16 @@ int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, 
   return 0;
 }
 
+int ember_net_ws_enable_tangent(ember_net_ws *ws, const ember_net_shape *s, ember_err *err) {
+  if (ws->tan) return 0;
+  ws->tan = malloc((size_t)(ws->nact + 1) * ws->max_rows * s->width * sizeof(float));
+  if (!ws->tan) return ember_fail(err, EMBER_ENOMEM, "out of memory for tangent buffers");
+  return 0;
+}
+
 void ember_net_ws_free(ember_net_ws *ws) {
   if (!ws) return;
+  free(ws->tan);
   free(ws->mem);
   memset(ws, 0, sizeof *ws);
 }
@@ -420,4 +428,123 @@ void ember_net_backward(const ember_net *net, ember_net_ws *ws, const float *x, 
     relu_mask(d, act_buf(ws, 0), n);
     first_backward(net, ws, x, y, nq, per_query, d, grad, dy);
   }
+}
+
+/* ---- tangent (forward mode) and its reverse ------------------------------------------------
+
+ * The tangent of the hidden state along a y-direction follows the forward pass with biases
+ * dropped and the forward's ReLU masks applied: tau_0 = W_y dir, and per ResNet block
+ * s1 = m1 * tau, s2 = m2 * (W0 s1), tau += W1 s2 (MLP: tau_i = m_i * (W_i tau_{i-1})); the
+ * output's tangent is w_out . tau. Buffers: ResNet keeps s1, s2 per block and the final tau
+ * (1 + depth = nact), the MLP each tau_i (depth = nact); one more for scratch. */
+
+static float *tan_buf(ember_net_ws *ws, int i) { return ws->tan + (size_t)i * ws->max_rows * ws->width; }
+
+static void mask_mul(float *restrict dst, const float *restrict src, const float *restrict act, size_t n) {
+  for (size_t k = 0; k < n; k++) dst[k] = act[k] > 0.0f ? src[k] : 0.0f;
+}
+
+/* tau (pad, w) = dir . W_y^T for the real rows, zero for the padding */
+static void tangent_first(const ember_net *net, ember_net_ws *ws, const float *dir, int rows, int pad,
+                          float *tau) {
+  const int w = net->shape.width, in_y = net->shape.in_y;
+  for (int r = 0; r < rows; r++) {
+    float *restrict tr = tau + (size_t)r * w;
+    for (int j = 0; j < w; j++) tr[j] = 0.0f;
+    for (int k = 0; k < in_y; k++) {
+      const float dk = dir[(size_t)r * in_y + k], *restrict wk = ws->wy + (size_t)k * w;
+      for (int j = 0; j < w; j++) tr[j] += dk * wk[j];
+    }
+  }
+  memset(tau + (size_t)rows * w, 0, (size_t)(pad - rows) * w * sizeof(float));
+}
+
+void ember_net_tangent(const ember_net *net, ember_net_ws *ws, const float *dir, int nq,
+                       int per_query, float *t) {
+  const int w = net->shape.width, rows = nq * per_query, pad = EMBER_PAD_ROWS(rows);
+  const size_t n = (size_t)pad * w;
+  const ember_dense *L = net->layers, *lout = &L[net->nlayers - 1];
+  float *scratch = tan_buf(ws, ws->nact);
+  float *tau;
+  if (net->shape.arch == EMBER_ARCH_RESNET) {
+    const int nb = net->shape.depth / 2;
+    tau = tan_buf(ws, 0);
+    tangent_first(net, ws, dir, rows, pad, tau);
+    for (int b = 0; b < nb; b++) {
+      float *s1 = tan_buf(ws, 1 + 2 * b), *s2 = tan_buf(ws, 2 + 2 * b);
+      mask_mul(s1, tau, act_buf(ws, 1 + 2 * b), n);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pad, w, w, 1.0f, s1, w, L[1 + 2 * b].w, w,
+                  0.0f, scratch, w);
+      mask_mul(s2, scratch, act_buf(ws, 2 + 2 * b), n);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pad, w, w, 1.0f, s2, w, L[2 + 2 * b].w, w,
+                  1.0f, tau, w);
+    }
+  } else {
+    const int depth = net->shape.depth;
+    tangent_first(net, ws, dir, rows, pad, scratch);
+    tau = tan_buf(ws, 0);
+    mask_mul(tau, scratch, act_buf(ws, 0), n);
+    for (int i = 1; i < depth; i++) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pad, w, w, 1.0f, tau, w, L[i].w, w, 0.0f,
+                  scratch, w);
+      float *next = tan_buf(ws, i);
+      mask_mul(next, scratch, act_buf(ws, i), n);
+      tau = next;
+    }
+  }
+  for (int r = 0; r < rows; r++) t[r] = dot16(tau + (size_t)r * w, lout->w, w);
+}
+
+void ember_net_tangent_backward(const ember_net *net, ember_net_ws *ws, const float *dir, int nq,
+                                int per_query, const float *dt, float *grad) {
+  const int w = net->shape.width, rows = nq * per_query, pad = EMBER_PAD_ROWS(rows);
+  const int in_x = net->shape.in_x, in_y = net->shape.in_y;
+  const size_t n = (size_t)pad * w;
+  const ember_dense *L = net->layers, *lout = &L[net->nlayers - 1];
+  float *d0 = ws->d0, *d1 = ws->d1, *tmp = tan_buf(ws, ws->nact);
+  const int last = net->shape.arch == EMBER_ARCH_RESNET ? 0 : net->shape.depth - 1;
+  const float *tau_last = tan_buf(ws, last);
+  /* output: t = w_out . tau_last */
+  float *g_out = grad_of(net, grad, lout->w);
+  for (int r = 0; r < rows; r++) {
+    const float *tr = tau_last + (size_t)r * w;
+    float *dr = d0 + (size_t)r * w;
+    for (int j = 0; j < w; j++) {
+      dr[j] = dt[r] * lout->w[j];
+      g_out[j] += dt[r] * tr[j];
+    }
+  }
+  memset(d0 + (size_t)rows * w, 0, (size_t)(pad - rows) * w * sizeof(float));
+  float *g0 = grad_of(net, grad, L[0].w);
+  if (net->shape.arch == EMBER_ARCH_RESNET) {
+    for (int b = net->shape.depth / 2 - 1; b >= 0; b--) {
+      const ember_dense *l0 = &L[1 + 2 * b], *l1 = &L[2 + 2 * b];
+      float *s1 = tan_buf(ws, 1 + 2 * b), *s2 = tan_buf(ws, 2 + 2 * b);
+      /* tau_{b+1} = tau_b + W1 s2 */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, w, rows, 1.0f, d0, w, s2, w, 1.0f,
+                  grad_of(net, grad, l1->w), w);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pad, w, w, 1.0f, d0, w, l1->w, w, 0.0f, d1, w);
+      relu_mask(d1, act_buf(ws, 2 + 2 * b), n); /* d(W0 s1) */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, w, rows, 1.0f, d1, w, s1, w, 1.0f,
+                  grad_of(net, grad, l0->w), w);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pad, w, w, 1.0f, d1, w, l0->w, w, 0.0f, tmp, w);
+      const float *a1 = act_buf(ws, 1 + 2 * b);
+      for (size_t k = 0; k < n; k++)
+        if (a1[k] > 0.0f) d0[k] += tmp[k];
+    }
+  } else {
+    for (int i = net->shape.depth - 1; i >= 1; i--) {
+      relu_mask(d0, act_buf(ws, i), n); /* d(W_i tau_{i-1}) */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, w, rows, 1.0f, d0, w, tan_buf(ws, i - 1), w,
+                  1.0f, grad_of(net, grad, L[i].w), w);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pad, w, w, 1.0f, d0, w, L[i].w, w, 0.0f, d1, w);
+      float *t = d0;
+      d0 = d1;
+      d1 = t;
+    }
+    relu_mask(d0, act_buf(ws, 0), n);
+  }
+  /* tau_0 = W_y dir: the y columns of the first layer */
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, in_y, rows, 1.0f, d0, w, dir, in_y, 1.0f,
+              g0 + in_x, L[0].in);
 }

@@ -87,12 +87,28 @@ typedef struct ember_net_ws {
   float *hx;      /* (max_queries, width): a place for ember_net_fuse_x's output */
   float *dhx;     /* (max_queries, width) backward scratch */
   float *wy;      /* (in_y, width): W_y transposed, refreshed by every forward pass */
+  float *tan;     /* (nact + 1, max_rows, width): tangent pass buffers, NULL until enabled */
   float *mem;     /* the single allocation behind all of the above */
 } ember_net_ws;
 
 int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, int max_queries,
                       ember_err *err);
 void ember_net_ws_free(ember_net_ws *ws);
+
+/* Allocates the tangent-pass buffers (for ember_net_tangent*). */
+int ember_net_ws_enable_tangent(ember_net_ws *ws, const ember_net_shape *s, ember_err *err);
+
+/* Forward-mode tangent of the last forward pass on ws: t[r] = dE/dy(row r) . dir[r], the
+ * output's directional derivative along dir (rows, in_y), through the same ReLU masks.
+ * Energy nets (out == 1) only; needs ember_net_ws_enable_tangent. */
+void ember_net_tangent(const ember_net *net, ember_net_ws *ws, const float *dir, int nq,
+                       int per_query, float *t);
+/* Reverse mode through that tangent: grad += d(sum_r dt[r] t[r]) / d params (the derivative
+ * of an input-gradient with respect to the weights: what a gradient penalty on dE/dy needs).
+ * ReLU masks are constant almost everywhere, so only the weights on the tangent's path (all
+ * dense weights except the first layer's x columns) receive gradient; biases do not. */
+void ember_net_tangent_backward(const ember_net *net, ember_net_ws *ws, const float *dir, int nq,
+                                int per_query, const float *dt, float *grad);
 
 /* hx = W_x x + b for nq queries. x: (nq, in_x) -> hx: (nq, width). */
 void ember_net_fuse_x(const ember_net *net, const float *x, int nq, float *hx);
