@@ -62,6 +62,30 @@ static void test_mse(void **state) {
   for (int i = 0; i < 4; i++) assert_float_equal(d[i], want[i], 1e-7);
 }
 
+static void test_grad_penalty(void **state) {
+  (void)state;
+  /* rows: under the margin; over it through a positive component; through a negative one */
+  float g[3 * 2] = {0.5f, -0.9f, 1.5f, 0.2f, 0.1f, -3.0f}, dir[6], dt[3];
+  double p = ember_grad_penalty(g, 3, 2, 1.0f, 0.5f, dir, dt);
+  assert_float_equal(p, 0.25 + 4.0, 1e-6);
+  const float want_dir[6] = {0, 0, 1, 0, 0, 1};
+  for (int i = 0; i < 6; i++) assert_float_equal(dir[i], want_dir[i], 0);
+  assert_float_equal(dt[0], 0.0, 0);
+  assert_float_equal(dt[1], 0.5 * 2 * 0.5, 1e-6);
+  assert_float_equal(dt[2], 0.5 * 2 * 2.0 * -1, 1e-6);
+  /* dt is the derivative of scale * penalty along dir: finite differences on g */
+  for (int r = 1; r < 3; r++) {
+    int k = r == 1 ? 0 : 1;
+    float keep = g[2 * r + k];
+    g[2 * r + k] = keep + 1e-3f;
+    double a = ember_grad_penalty(g, 3, 2, 1.0f, 0.5f, NULL, NULL);
+    g[2 * r + k] = keep - 1e-3f;
+    double b = ember_grad_penalty(g, 3, 2, 1.0f, 0.5f, NULL, NULL);
+    g[2 * r + k] = keep;
+    assert_float_equal(0.5 * (a - b) / 2e-3, dt[r], 1e-3);
+  }
+}
+
 static void test_adam_matches_hand_computation(void **state) {
   (void)state;
   ember_adam opt;
@@ -109,6 +133,7 @@ int main(void) {
       cmocka_unit_test(test_infonce_values),
       cmocka_unit_test(test_infonce_gradient),
       cmocka_unit_test(test_mse),
+      cmocka_unit_test(test_grad_penalty),
       cmocka_unit_test(test_adam_matches_hand_computation),
       cmocka_unit_test(test_lr_decay),
   };

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ember/loss.h"
 #include "ember/net.h"
 
 typedef struct fixture {
@@ -282,6 +283,55 @@ static void tangent_test(ember_arch arch, int depth) {
   teardown(&f);
 }
 
+/* The gradient penalty's parameter gradient, end to end: ember_grad_penalty's (dir, dt) through
+ * the tangent's reverse pass equals finite differences of the penalty of dE/dy. */
+static double penalty_objective(fixture *f, float *dy, const float *ones) {
+  objective(f);
+  ember_net_backward(&f->net, &f->ws, f->x, f->y, f->nq, f->per, ones, NULL, dy);
+  return ember_grad_penalty(dy, f->nq * f->per, 2, 0.05f, 1.0f, NULL, NULL);
+}
+
+static void test_gradient_penalty_parameter_gradient(void **state) {
+  (void)state;
+  fixture f;
+  setup(&f, EMBER_ARCH_RESNET, 3, 2, 6, 2, 1, 2, 3, 91);
+  assert_int_equal(ember_net_ws_enable_tangent(&f.ws, &f.net.shape, NULL), 0);
+  const int rows = 6;
+  size_t np = f.net.nparams;
+  float dy[12], ones[6], dir[12], dt[6], t[6];
+  for (int r = 0; r < rows; r++) ones[r] = 1.0f;
+  double p = penalty_objective(&f, dy, ones);
+  assert_true(p > 0.0); /* the margin is small: rows are penalised */
+  ember_grad_penalty(dy, rows, 2, 0.05f, 1.0f, dir, dt);
+  ember_net_tangent(&f.net, &f.ws, dir, f.nq, f.per, t);
+  float *grad = calloc(np, sizeof(float));
+  ember_net_tangent_backward(&f.net, &f.ws, dir, f.nq, f.per, dt, grad);
+  int kinks = 0;
+  for (size_t i = 0; i < np; i++) {
+    float keep = f.net.params[i];
+    double fd[2];
+    const float hs[2] = {2e-3f, 1e-3f};
+    for (int k = 0; k < 2; k++) {
+      f.net.params[i] = keep + hs[k];
+      double a = penalty_objective(&f, dy, ones);
+      f.net.params[i] = keep - hs[k];
+      double b = penalty_objective(&f, dy, ones);
+      fd[k] = (a - b) / (2.0 * hs[k]);
+    }
+    f.net.params[i] = keep;
+    double scale = fmax(1.0, fabs(fd[1]));
+    if (fabs(fd[0] - fd[1]) > 2e-2 * scale) {
+      kinks++;
+      continue;
+    }
+    if (fabs(fd[1] - grad[i]) > 1e-2 * scale)
+      fail_msg("penalty d/dparam[%zu]: analytic %g, finite difference %g", i, (double)grad[i], fd[1]);
+  }
+  if (kinks * 20 > (int)np) fail_msg("%d of %zu checks straddled kinks", kinks, np);
+  free(grad);
+  teardown(&f);
+}
+
 static void test_tangent_and_double_derivative(void **state) {
   (void)state;
   tangent_test(EMBER_ARCH_RESNET, 2);
@@ -328,6 +378,7 @@ int main(void) {
       cmocka_unit_test(test_layer_names_and_sizes),
       cmocka_unit_test(test_rows_independent_of_batching),
       cmocka_unit_test(test_tangent_and_double_derivative),
+      cmocka_unit_test(test_gradient_penalty_parameter_gradient),
   };
   ember_blas_single_thread();
   return cmocka_run_group_tests(tests, NULL, NULL);

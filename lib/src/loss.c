@@ -43,3 +43,25 @@ double ember_mse(const float *pred, const float *y, int n, int d, float scale, f
   }
   return total;
 }
+
+double ember_grad_penalty(const float *g, int n, int d, float margin, float scale, float *dir,
+                          float *dt) {
+  double total = 0.0;
+  for (int r = 0; r < n; r++) {
+    const float *gr = g + (size_t)r * d;
+    int k = 0;
+    for (int j = 1; j < d; j++)
+      if (fabsf(gr[j]) > fabsf(gr[k])) k = j;
+    double excess = (double)fabsf(gr[k]) - margin;
+    if (dir)
+      for (int j = 0; j < d; j++) dir[(size_t)r * d + j] = 0.0f;
+    if (excess > 0.0) {
+      total += excess * excess;
+      if (dir) dir[(size_t)r * d + k] = 1.0f;
+      if (dt) dt[r] = (float)(scale * 2.0 * excess * (gr[k] < 0.0f ? -1.0 : 1.0));
+    } else if (dt) {
+      dt[r] = 0.0f;
+    }
+  }
+  return total;
+}

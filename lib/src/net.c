@@ -161,7 +161,7 @@ int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, 
   size_t rw = (size_t)max_rows * s->width;
   size_t qw = (size_t)max_queries * s->width;
   int nact = ws_nact(s);
-  size_t total = (size_t)nact * rw + 2 * rw + 2 * qw + (size_t)s->in_y * s->width;
+  size_t total = (size_t)nact * rw + 3 * rw + 2 * qw + (size_t)s->in_y * s->width;
   ws->mem = malloc(total * sizeof(float));
   if (!ws->mem)
     return ember_fail(err, EMBER_ENOMEM, "out of memory: network workspace of %zu MiB",
@@ -173,7 +173,8 @@ int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, 
   ws->act = ws->mem;
   ws->d0 = ws->act + (size_t)nact * rw;
   ws->d1 = ws->d0 + rw;
-  ws->hx = ws->d1 + rw;
+  ws->d2 = ws->d1 + rw;
+  ws->hx = ws->d2 + rw;
   ws->dhx = ws->hx + qw;
   ws->wy = ws->dhx + qw;
   return 0;
@@ -407,10 +408,10 @@ void ember_net_backward(const ember_net *net, ember_net_ws *ws, const float *x, 
       /* residual branch output gradient is dh; its input a2 */
       hidden_backward(net, l1, a2, dh, rows, pad, grad, dz1);
       relu_mask(dz1, a2, n);
-      /* a2 is no longer needed: reuse it for d(a1) */
-      hidden_backward(net, l0, a1, dz1, rows, pad, grad, a2);
+      /* the forward activations stay intact (a tangent pass may follow): d(a1) goes to d2 */
+      hidden_backward(net, l0, a1, dz1, rows, pad, grad, ws->d2);
       for (size_t k = 0; k < n; k++)
-        if (a1[k] > 0.0f) dh[k] += a2[k];
+        if (a1[k] > 0.0f) dh[k] += ws->d2[k];
     }
     first_backward(net, ws, x, y, nq, per_query, dh, grad, dy);
   } else {

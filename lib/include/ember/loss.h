@@ -25,6 +25,16 @@ double ember_infonce(const float *e, int nq, int c, float temperature, float sca
 /* pred, y: (n, d). dpred: (n, d) or NULL. */
 double ember_mse(const float *pred, const float *y, int n, int d, float scale, float *dpred);
 
+/* Gradient penalty of Method C on n rows of g = dE/dy (n, d):
+ *     sum_r max(0, ||g_r||_inf - margin)^2
+ * Returns the sum. For the parameter gradient, a penalised row r depends on the one component
+ * k = argmax |g_rk|: dir (n, d) gets the unit vector e_k (zeros for unpenalised rows) and dt (n)
+ * gets scale * d(penalty)/d(g_rk) = scale * 2 (|g_rk| - margin) sign(g_rk); feeding (dir, dt)
+ * to ember_net_tangent / ember_net_tangent_backward yields scale * d(sum)/d params.
+ * dir and dt may be NULL. */
+double ember_grad_penalty(const float *g, int n, int d, float margin, float scale, float *dir,
+                          float *dt);
+
 #ifdef __cplusplus
 }
 #endif

@@ -83,7 +83,7 @@ typedef struct ember_net_ws {
   int max_rows, max_queries, width;
   int nact;       /* number of (max_rows, width) activation buffers */
   float *act;     /* (nact, max_rows, width) */
-  float *d0, *d1; /* (max_rows, width) backward scratch */
+  float *d0, *d1, *d2; /* (max_rows, width) backward scratch; backward leaves act intact */
   float *hx;      /* (max_queries, width): a place for ember_net_fuse_x's output */
   float *dhx;     /* (max_queries, width) backward scratch */
   float *wy;      /* (in_y, width): W_y transposed, refreshed by every forward pass */
