@@ -221,8 +221,48 @@ static void test_layer_names_and_sizes(void **state) {
   ember_net_free(&net);
 }
 
+/* Finite-difference check of grad against obj over every parameter, with ReLU-kink
+ * detection as in check_grad (two step sizes must agree). */
+typedef double (*param_objective)(fixture *f, void *ctx);
+
+static void check_params_fd(fixture *f, const float *grad, param_objective obj, void *ctx,
+                            const char *what) {
+  size_t np = f->net.nparams;
+  int kinks = 0;
+  for (size_t i = 0; i < np; i++) {
+    float keep = f->net.params[i];
+    double fd[2];
+    const float hs[2] = {2e-3f, 1e-3f};
+    for (int k = 0; k < 2; k++) {
+      f->net.params[i] = keep + hs[k];
+      double a = obj(f, ctx);
+      f->net.params[i] = keep - hs[k];
+      double b = obj(f, ctx);
+      fd[k] = (a - b) / (2.0 * hs[k]);
+    }
+    f->net.params[i] = keep;
+    double scale = fmax(1.0, fabs(fd[1]));
+    if (fabs(fd[0] - fd[1]) > 2e-2 * scale) {
+      kinks++;
+      continue;
+    }
+    if (fabs(fd[1] - grad[i]) > 1e-2 * scale)
+      fail_msg("%s: d/dparam[%zu] analytic %g, finite difference %g", what, i, (double)grad[i], fd[1]);
+  }
+  if (kinks * 20 > (int)np) fail_msg("%s: %d of %zu checks straddled kinks", what, kinks, np);
+}
+
 /* T = sum_r c_r (dE/dy_r . dir_r), through forward + backward to the input */
-static double input_grad_objective(fixture *f, const float *dir, float *dy, const float *ones) {
+typedef struct grad_ctx {
+  const float *dir;
+  float *dy;
+  const float *ones;
+} grad_ctx;
+
+static double input_grad_objective(fixture *f, void *ctx) {
+  grad_ctx *g = ctx;
+  const float *dir = g->dir, *ones = g->ones;
+  float *dy = g->dy;
   objective(f);
   ember_net_backward(&f->net, &f->ws, f->x, f->y, f->nq, f->per, ones, NULL, dy);
   double s = 0;
@@ -248,7 +288,8 @@ static void tangent_test(ember_arch arch, int depth) {
   for (int i = 0; i < rows * 2; i++) dir[i] = ember_rng_normal(&rng);
   for (int r = 0; r < rows; r++) ones[r] = 1.0f;
   (void)grad_unused;
-  input_grad_objective(&f, dir, dy, ones); /* leaves the forward pass on ws */
+  grad_ctx gc = {dir, dy, ones};
+  input_grad_objective(&f, &gc);
   objective(&f);
   ember_net_tangent(&f.net, &f.ws, dir, f.nq, f.per, t);
   for (int r = 0; r < rows; r++) {
@@ -257,38 +298,18 @@ static void tangent_test(ember_arch arch, int depth) {
   }
   float *grad = calloc(np, sizeof(float));
   ember_net_tangent_backward(&f.net, &f.ws, dir, f.nq, f.per, f.c, grad);
-  int kinks = 0;
-  for (size_t i = 0; i < np; i++) {
-    float keep = f.net.params[i];
-    double fd[2];
-    const float hs[2] = {2e-3f, 1e-3f};
-    for (int k = 0; k < 2; k++) {
-      f.net.params[i] = keep + hs[k];
-      double a = input_grad_objective(&f, dir, dy, ones);
-      f.net.params[i] = keep - hs[k];
-      double b = input_grad_objective(&f, dir, dy, ones);
-      fd[k] = (a - b) / (2.0 * hs[k]);
-    }
-    f.net.params[i] = keep;
-    double scale = fmax(1.0, fabs(fd[1]));
-    if (fabs(fd[0] - fd[1]) > 2e-2 * scale) {
-      kinks++;
-      continue;
-    }
-    if (fabs(fd[1] - grad[i]) > 1e-2 * scale)
-      fail_msg("d/dparam[%zu] of c.(dE/dy.dir): analytic %g, finite difference %g", i, (double)grad[i], fd[1]);
-  }
-  if (kinks * 20 > (int)np) fail_msg("%d of %zu checks straddled kinks", kinks, np);
+  check_params_fd(&f, grad, input_grad_objective, &gc, "c.(dE/dy.dir)");
   free(grad);
   teardown(&f);
 }
 
 /* The gradient penalty's parameter gradient, end to end: ember_grad_penalty's (dir, dt) through
  * the tangent's reverse pass equals finite differences of the penalty of dE/dy. */
-static double penalty_objective(fixture *f, float *dy, const float *ones) {
+static double penalty_objective(fixture *f, void *ctx) {
+  grad_ctx *g = ctx;
   objective(f);
-  ember_net_backward(&f->net, &f->ws, f->x, f->y, f->nq, f->per, ones, NULL, dy);
-  return ember_grad_penalty(dy, f->nq * f->per, 2, 0.05f, 1.0f, NULL, NULL);
+  ember_net_backward(&f->net, &f->ws, f->x, f->y, f->nq, f->per, g->ones, NULL, g->dy);
+  return ember_grad_penalty(g->dy, f->nq * f->per, 2, 0.05f, 1.0f, NULL, NULL);
 }
 
 static void test_gradient_penalty_parameter_gradient(void **state) {
@@ -300,34 +321,14 @@ static void test_gradient_penalty_parameter_gradient(void **state) {
   size_t np = f.net.nparams;
   float dy[12], ones[6], dir[12], dt[6], t[6];
   for (int r = 0; r < rows; r++) ones[r] = 1.0f;
-  double p = penalty_objective(&f, dy, ones);
+  grad_ctx gc = {NULL, dy, ones};
+  double p = penalty_objective(&f, &gc);
   assert_true(p > 0.0); /* the margin is small: rows are penalised */
   ember_grad_penalty(dy, rows, 2, 0.05f, 1.0f, dir, dt);
   ember_net_tangent(&f.net, &f.ws, dir, f.nq, f.per, t);
   float *grad = calloc(np, sizeof(float));
   ember_net_tangent_backward(&f.net, &f.ws, dir, f.nq, f.per, dt, grad);
-  int kinks = 0;
-  for (size_t i = 0; i < np; i++) {
-    float keep = f.net.params[i];
-    double fd[2];
-    const float hs[2] = {2e-3f, 1e-3f};
-    for (int k = 0; k < 2; k++) {
-      f.net.params[i] = keep + hs[k];
-      double a = penalty_objective(&f, dy, ones);
-      f.net.params[i] = keep - hs[k];
-      double b = penalty_objective(&f, dy, ones);
-      fd[k] = (a - b) / (2.0 * hs[k]);
-    }
-    f.net.params[i] = keep;
-    double scale = fmax(1.0, fabs(fd[1]));
-    if (fabs(fd[0] - fd[1]) > 2e-2 * scale) {
-      kinks++;
-      continue;
-    }
-    if (fabs(fd[1] - grad[i]) > 1e-2 * scale)
-      fail_msg("penalty d/dparam[%zu]: analytic %g, finite difference %g", i, (double)grad[i], fd[1]);
-  }
-  if (kinks * 20 > (int)np) fail_msg("%d of %zu checks straddled kinks", kinks, np);
+  check_params_fd(&f, grad, penalty_objective, &gc, "gradient penalty");
   free(grad);
   teardown(&f);
 }
