@@ -282,12 +282,11 @@ static void tangent_test(ember_arch arch, int depth) {
   assert_int_equal(ember_net_ws_enable_tangent(&f.ws, &f.net.shape, NULL), 0);
   int rows = f.nq * f.per;
   size_t np = f.net.nparams;
-  float dir[12], dy[12], ones[6], t[6], grad_unused = 0;
+  float dir[12], dy[12], ones[6], t[6];
   ember_rng rng;
   ember_rng_seed(&rng, 77, 0);
   for (int i = 0; i < rows * 2; i++) dir[i] = ember_rng_normal(&rng);
   for (int r = 0; r < rows; r++) ones[r] = 1.0f;
-  (void)grad_unused;
   grad_ctx gc = {dir, dy, ones};
   input_grad_objective(&f, &gc);
   objective(&f);
