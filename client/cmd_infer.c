@@ -231,6 +231,13 @@ int cmd_info(int argc, char **argv) {
   cli_print_vec("y_hi (normalised)", m.y_hi, m.y_dim);
   if (m.method == EMBER_METHOD_MSE)
     printf("%-18s one forward pass (explicit model)\n", "inference");
+  else if (m.method == EMBER_METHOD_LANGEVIN)
+    printf("%-18s %d chains of %d steps, %s schedule, step %g -> %g, gamma %g, noise %g, "
+           "change clip %g; gradient penalty margin %g weight %g\n",
+           "inference", m.infer.samples, m.langevin.steps,
+           m.langevin.schedule == EMBER_SCHEDULE_IBC ? "ibc" : "poly", (double)m.langevin.step_init,
+           (double)m.langevin.step_final, (double)m.langevin.gamma, (double)m.langevin.noise_scale,
+           (double)m.langevin.delta_max, (double)m.penalty_margin, (double)m.penalty_weight);
   else
     printf("%-18s samples %d, iters %d, sigma %g, shrink %g, temperature %g\n", "inference",
            m.infer.samples, m.infer.iters, (double)m.infer.sigma, (double)m.infer.shrink,

@@ -69,12 +69,12 @@ static int on_progress(void *ctx, const ember_train_progress *p) {
 int cmd_train(int argc, char **argv) {
   ember_train_opts o;
   ember_train_opts_default(&o);
-  const char *data = NULL, *out = NULL, *method = "dfo", *arch = "resnet";
+  const char *data = NULL, *out = NULL, *method = "dfo", *arch = "resnet", *schedule = "ibc";
   int y_dim = -1, threads = cli_default_threads(), quiet = 0;
   opt_spec specs[] = {
       {"data", OPT_STR, &data, "FILE", "training pairs: CSV (last --y-dim columns are y) or .npz with x and y", 0, 0},
       {"out", OPT_STR, &out, "FILE", "where to write the model (.safetensors)", 0, 0},
-      {"method", OPT_STR, &method, "M", "dfo (implicit, InfoNCE) or mse (explicit baseline)", 0, 0},
+      {"method", OPT_STR, &method, "M", "dfo (implicit, InfoNCE + DFO), langevin (implicit, Langevin chains) or mse (explicit)", 0, 0},
       {"y-dim", OPT_INT, &y_dim, NULL, "columns of y (default: 1 for CSV, the y array's width for .npz)", 0, 1},
       {"steps", OPT_I64, &o.steps, NULL, "training steps", 0, 0},
       {"batch", OPT_INT, &o.batch, NULL, "examples per step", 0, 0},
@@ -89,7 +89,16 @@ int cmd_train(int argc, char **argv) {
       {"bound-margin", OPT_FLOAT, &o.bound_margin, NULL, "sampling bounds widen the data range by this fraction per side", 0, 0},
       {"seed", OPT_U64, &o.seed, NULL, "random seed (same seed + threads = same model)", 0, 0},
       {"threads", OPT_INT, &threads, NULL, "worker threads (default: online CPUs)", 0, 1},
-      {"samples", OPT_INT, &o.infer.samples, NULL, "default inference samples stored in the model", 0, 0},
+      {"samples", OPT_INT, &o.infer.samples, NULL, "default inference samples (langevin: chains, default 512) stored in the model", 0, 0},
+      {"chain-steps", OPT_INT, &o.langevin.steps, NULL, "langevin: training chain length (inference uses twice this)", 0, 0},
+      {"schedule", OPT_STR, &schedule, "S", "langevin: step schedule, ibc (init -> final, power 2) or poly (init k^-gamma)", 0, 0},
+      {"step-init", OPT_FLOAT, &o.langevin.step_init, NULL, "langevin: first step size", 0, 0},
+      {"step-final", OPT_FLOAT, &o.langevin.step_final, NULL, "langevin: last step size (ibc schedule)", 0, 0},
+      {"gamma", OPT_FLOAT, &o.langevin.gamma, NULL, "langevin: poly schedule exponent", 0, 0},
+      {"noise-scale", OPT_FLOAT, &o.langevin.noise_scale, NULL, "langevin: noise factor", 0, 0},
+      {"delta-max", OPT_FLOAT, &o.langevin.delta_max, NULL, "langevin: per-step change clip (normalised units; 0 = none)", 0, 0},
+      {"penalty-margin", OPT_FLOAT, &o.penalty_margin, NULL, "langevin: gradient penalty margin M", 0, 0},
+      {"penalty-weight", OPT_FLOAT, &o.penalty_weight, NULL, "langevin: gradient penalty weight", 0, 0},
       {"iters", OPT_INT, &o.infer.iters, NULL, "default inference iterations stored in the model", 0, 0},
       {"sigma", OPT_FLOAT, &o.infer.sigma, NULL, "default initial inference noise (normalised units)", 0, 0},
       {"shrink", OPT_FLOAT, &o.infer.shrink, NULL, "default noise shrink per iteration", 0, 0},
@@ -112,11 +121,19 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "ember train: --out %s is the training data file; refusing to overwrite it\n", out);
     return 2;
   }
-  if (ember_method_parse(method, &o.method) < 0 || (o.method != EMBER_METHOD_DFO && o.method != EMBER_METHOD_MSE)) {
-    fprintf(stderr, "ember train: --method must be dfo or mse, got '%s'%s\n", method,
-            (strcmp(method, "ardfo") == 0 || strcmp(method, "langevin") == 0) ? " (not available in this build yet)" : "");
+  if (ember_method_parse(method, &o.method) < 0 || o.method == EMBER_METHOD_ARDFO) {
+    fprintf(stderr, "ember train: --method must be dfo, langevin or mse, got '%s'%s\n", method,
+            strcmp(method, "ardfo") == 0 ? " (not available in this build yet)" : "");
     return 2;
   }
+  if (strcmp(schedule, "ibc") == 0) o.langevin.schedule = EMBER_SCHEDULE_IBC;
+  else if (strcmp(schedule, "poly") == 0) o.langevin.schedule = EMBER_SCHEDULE_POLY;
+  else {
+    fprintf(stderr, "ember train: --schedule must be ibc or poly, got '%s'\n", schedule);
+    return 2;
+  }
+  /* a Langevin model's samples are chains, each `2 x --chain-steps` long: fewer by default */
+  if (o.method == EMBER_METHOD_LANGEVIN && !args_given(specs, nspecs, "samples")) o.infer.samples = 512;
   if (ember_arch_parse(arch, &o.arch) < 0) {
     fprintf(stderr, "ember train: --arch must be resnet or mlp, got '%s'\n", arch);
     return 2;
@@ -151,8 +168,10 @@ int cmd_train(int argc, char **argv) {
   if (!quiet)
     fprintf(stderr, "training %s on %d rows (x_dim %d, y_dim %d): %s %dx%d, %lld steps, batch %d%s",
             ember_method_name(o.method), ds.n, ds.x_dim, ds.y_dim, ember_arch_name(o.arch), o.width,
-            o.depth, (long long)o.steps, o.batch, o.method == EMBER_METHOD_DFO ? "" : "\n");
+            o.depth, (long long)o.steps, o.batch, o.method == EMBER_METHOD_MSE ? "\n" : "");
   if (!quiet && o.method == EMBER_METHOD_DFO) fprintf(stderr, ", %d negatives\n", o.negatives);
+  if (!quiet && o.method == EMBER_METHOD_LANGEVIN)
+    fprintf(stderr, ", %d negatives through %d-step chains\n", o.negatives, o.langevin.steps);
   signal(SIGINT, on_sigint);
   ember_model m;
   double t0 = ember_now();

@@ -174,7 +174,7 @@ static void test_cancel_and_bad_data(void **state) {
   assert_int_equal(ember_train(&ds, &o, NULL, &m, &err), EMBER_ERANGE);
   assert_non_null(strstr(err.msg, "y[7,0]"));
   ds.y[7] = 1;
-  o.method = EMBER_METHOD_LANGEVIN;
+  o.method = EMBER_METHOD_ARDFO;
   assert_int_equal(ember_train(&ds, &o, NULL, &m, &err), EMBER_ENOTSUP);
   o.method = EMBER_METHOD_DFO;
   o.depth = 3;

@@ -41,6 +41,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ember/langevin.h"
 #include "ember/model.h"
 
 /* Tensors are copied between the file and the model with memcpy: both are little-endian
@@ -239,6 +240,18 @@ static char *header_json(const ember_model *m, ckpt_tensor *t, int nt) {
     bad |= meta_set(meta, "train.lr", "%.9g", (double)m->train_lr);
     bad |= meta_set(meta, "train.temperature", "%.9g", (double)m->train_temperature);
     bad |= meta_set(meta, "train.loss", "%.9g", (double)m->train_loss);
+    if (m->method == EMBER_METHOD_LANGEVIN) {
+      const ember_langevin_opts *l = &m->langevin;
+      bad |= meta_set(meta, "langevin.steps", "%d", l->steps);
+      bad |= meta_set(meta, "langevin.schedule", "%s", l->schedule == EMBER_SCHEDULE_IBC ? "ibc" : "poly");
+      bad |= meta_set(meta, "langevin.step_init", "%.9g", (double)l->step_init);
+      bad |= meta_set(meta, "langevin.step_final", "%.9g", (double)l->step_final);
+      bad |= meta_set(meta, "langevin.gamma", "%.9g", (double)l->gamma);
+      bad |= meta_set(meta, "langevin.noise_scale", "%.9g", (double)l->noise_scale);
+      bad |= meta_set(meta, "langevin.delta_max", "%.9g", (double)l->delta_max);
+      bad |= meta_set(meta, "langevin.penalty_margin", "%.9g", (double)m->penalty_margin);
+      bad |= meta_set(meta, "langevin.penalty_weight", "%.9g", (double)m->penalty_weight);
+    }
   }
   uint64_t off = 0;
   for (int k = 0; k < nt && !bad; k++) {
@@ -580,7 +593,7 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
    * not be able to make us allocate gigabytes. Methods other than these two are refused
    * by ember_model_init before it allocates. */
   ember_net_shape shape = model_shape(method, x_dim, y_dim, arch, width, depth);
-  if ((method == EMBER_METHOD_DFO || method == EMBER_METHOD_MSE) &&
+  if ((method == EMBER_METHOD_DFO || method == EMBER_METHOD_MSE || method == EMBER_METHOD_LANGEVIN) &&
       ember_net_shape_check(&shape, NULL) == 0) {
     size_t np = ember_net_shape_params(&shape);
     if (np > data_len / sizeof(float))
@@ -615,6 +628,25 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
       (rc = meta_float(meta, "train.temperature", name, &m->train_temperature, err)) < 0 ||
       (rc = meta_float(meta, "train.loss", name, &m->train_loss, err)) < 0)
     return rc;
+  if (method == EMBER_METHOD_LANGEVIN) {
+    ember_langevin_opts *l = &m->langevin;
+    if ((rc = meta_int(meta, "langevin.steps", name, INT_MIN, &l->steps, err)) < 0) return rc;
+    if ((rc = meta_get(meta, "langevin.schedule", name, &s, err)) < 0) return rc;
+    if (strcmp(s, "ibc") == 0) l->schedule = EMBER_SCHEDULE_IBC;
+    else if (strcmp(s, "poly") == 0) l->schedule = EMBER_SCHEDULE_POLY;
+    else return ember_fail(err, EMBER_EFORMAT, "%s: langevin.schedule must be ibc or poly, got \"%.40s\"", name, s);
+    if ((rc = meta_float(meta, "langevin.step_init", name, &l->step_init, err)) < 0 ||
+        (rc = meta_float(meta, "langevin.step_final", name, &l->step_final, err)) < 0 ||
+        (rc = meta_float(meta, "langevin.gamma", name, &l->gamma, err)) < 0 ||
+        (rc = meta_float(meta, "langevin.noise_scale", name, &l->noise_scale, err)) < 0 ||
+        (rc = meta_float(meta, "langevin.delta_max", name, &l->delta_max, err)) < 0 ||
+        (rc = meta_float(meta, "langevin.penalty_margin", name, &m->penalty_margin, err)) < 0 ||
+        (rc = meta_float(meta, "langevin.penalty_weight", name, &m->penalty_weight, err)) < 0)
+      return rc;
+    ember_err e2;
+    if (ember_langevin_opts_check(l, &e2) < 0)
+      return ember_fail(err, EMBER_EFORMAT, "%s: %s", name, e2.msg);
+  }
   return check_model_values(m, name, EMBER_EFORMAT, err);
 }
 

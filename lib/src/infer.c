@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ember/langevin.h"
 #include "ember/net.h"
 
 #define EMBER_CHUNK_ROWS 1024  /* rows per network task: ~1 MiB per activation at width 256 */
@@ -28,6 +29,8 @@ struct ember_infer {
   int threads;
   ember_net_ws *ws; /* (threads) */
   ember_dfo_ws dfo;
+  ember_langevin_ws lws; /* langevin models' chains */
+  float *pop_y, *pop_e;  /* the population of the last group: dfo's or the chains' */
   int cap_q;       /* queries the per-group buffers hold */
   float *xn;       /* (cap_q, x_dim) */
   float *hx;       /* (cap_q, width) */
@@ -97,6 +100,7 @@ void ember_infer_destroy(ember_infer *inf) {
   for (int t = 0; t < inf->threads; t++) ember_net_ws_free(&inf->ws[t]);
   free(inf->ws);
   ember_dfo_ws_free(&inf->dfo);
+  ember_langevin_ws_free(&inf->lws);
   free_groups(inf);
   free_modes(inf);
   free(inf->fscratch);
@@ -114,6 +118,14 @@ static int reserve(ember_infer *inf, int gq, int n, ember_err *err) {
     inf->rngs = malloc((size_t)gq * sizeof *inf->rngs);
     if (!inf->xn || !inf->hx || !inf->out || !inf->rngs) goto nomem;
     inf->cap_q = gq;
+  }
+  if (n > 0 && m->method == EMBER_METHOD_LANGEVIN &&
+      (gq > inf->lws.max_queries || n > inf->lws.max_chains)) {
+    int mq = gq > inf->lws.max_queries ? gq : inf->lws.max_queries;
+    int mc = n > inf->lws.max_chains ? n : inf->lws.max_chains;
+    ember_langevin_ws_free(&inf->lws);
+    int rc = ember_langevin_ws_init(&inf->lws, mq, mc, m->y_dim, err);
+    if (rc < 0) return rc;
   }
   if (n > 0 && (gq > inf->dfo.max_queries || n > inf->dfo.max_samples)) {
     int mq = gq > inf->dfo.max_queries ? gq : inf->dfo.max_queries;
@@ -290,6 +302,15 @@ static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const emb
     ember_rng_seed(&inf->rngs[q], rs->seeds ? rs->seeds[i] : rs->seed,
                    rs->streams ? rs->streams[i] : rs->stream0 + (uint64_t)i);
   }
+  if (m->method == EMBER_METHOD_LANGEVIN) { /* chains from uniform starts; samples = chains */
+    if (inf->cancel && *inf->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+    inf->pop_y = inf->lws.y;
+    inf->pop_e = inf->lws.e;
+    return ember_langevin_run(&inf->lws, energy_grad_cb, inf, gq, m->y_lo, m->y_hi, &m->langevin,
+                              o->samples, inf->rngs, inf->out, NULL, err);
+  }
+  inf->pop_y = inf->dfo.y;
+  inf->pop_e = inf->dfo.e;
   return ember_dfo_run(&inf->dfo, energy_cb, inf, gq, m->y_lo, m->y_hi, o, inf->rngs, inf->out,
                        NULL, err);
 }
@@ -308,7 +329,7 @@ static int predict(ember_infer *inf, const float *x, int nq, const ember_infer_o
     rc = dfo_group(inf, x, q0, gq, o, rs, err);
     if (rc < 0) return rc;
     for (int q = 0; q < gq; q++) {
-      const float *eq = inf->dfo.e + (size_t)q * o->samples;
+      const float *eq = inf->pop_e + (size_t)q * o->samples;
       float best = eq[0];
       for (int i = 1; i < o->samples; i++) best = eq[i] < best ? eq[i] : best;
       if (energy) energy[q0 + q] = best;
@@ -388,11 +409,13 @@ static int modes(ember_infer *inf, const float *x, int nq, const ember_infer_opt
     rc = dfo_group(inf, x, q0, gq, o, rs, err);
     inf->dfo.keep_initial = 0;
     if (rc < 0) return rc;
-    if (pop_y) ember_model_denorm_y(m, inf->dfo.y, gq * n, pop_y + (size_t)q0 * n * d);
-    if (pop_e) memcpy(pop_e + (size_t)q0 * n, inf->dfo.e, (size_t)gq * n * sizeof(float));
+    if (pop_y) ember_model_denorm_y(m, inf->pop_y, gq * n, pop_y + (size_t)q0 * n * d);
+    if (pop_e) memcpy(pop_e + (size_t)q0 * n, inf->pop_e, (size_t)gq * n * sizeof(float));
+    const int dfo = m->method != EMBER_METHOD_LANGEVIN; /* chains keep no uniform population */
     for (int q = 0; q < gq; q++) {
-      int c = ember_modes_find(inf->dfo.y + (size_t)q * n * d, inf->dfo.e + (size_t)q * n, n,
-                               inf->dfo.y0 + (size_t)q * n * d, inf->dfo.e0 + (size_t)q * n, n, d,
+      int c = ember_modes_find(inf->pop_y + (size_t)q * n * d, inf->pop_e + (size_t)q * n, n,
+                               dfo ? inf->dfo.y0 + (size_t)q * n * d : NULL,
+                               dfo ? inf->dfo.e0 + (size_t)q * n : NULL, dfo ? n : 0, d,
                                o->temperature, mo, inf->fscratch,
                                inf->my + (size_t)q * k * d, inf->me + (size_t)q * k,
                                inf->mw + (size_t)q * k);
@@ -471,5 +494,7 @@ int ember_infer_energy(ember_infer *inf, const float *x, int nq, const float *y,
 double ember_infer_flops(const ember_model *m, const ember_infer_opts *o) {
   double row = 2.0 * ember_net_row_macs(&m->net.shape);
   if (m->method == EMBER_METHOD_MSE) return row;
+  if (m->method == EMBER_METHOD_LANGEVIN) /* forward + input backward per chain step, + final */
+    return 2.0 * row * (double)o->samples * (m->langevin.steps + 1);
   return row * (double)o->samples * o->iters;
 }

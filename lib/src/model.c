@@ -59,7 +59,7 @@ int ember_infer_opts_check(const ember_infer_opts *o, ember_err *err) {
 int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, ember_arch arch,
                      int width, int depth, ember_err *err) {
   memset(m, 0, sizeof *m);
-  if (method != EMBER_METHOD_DFO && method != EMBER_METHOD_MSE)
+  if (method != EMBER_METHOD_DFO && method != EMBER_METHOD_MSE && method != EMBER_METHOD_LANGEVIN)
     return ember_fail(err, EMBER_ENOTSUP, "method '%s' is not available in this build",
                       ember_method_name(method));
   if (x_dim < 1 || x_dim > 65536)
@@ -97,6 +97,11 @@ int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, 
   }
   ember_infer_opts d = EMBER_INFER_DEFAULTS;
   m->infer = d;
+  ember_langevin_opts l = EMBER_LANGEVIN_DEFAULTS;
+  m->langevin = l;
+  m->langevin.steps = 2 * l.steps;
+  m->penalty_margin = 1.0f;
+  m->penalty_weight = 1.0f;
   return 0;
 }
 

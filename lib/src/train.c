@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ember/langevin.h"
 #include "ember/loss.h"
 #include "ember/net.h"
 #include "ember/optim.h"
@@ -43,17 +44,29 @@ void ember_train_opts_default(ember_train_opts *o) {
   o->seed = 0;
   ember_infer_opts d = EMBER_INFER_DEFAULTS;
   o->infer = d;
+  ember_langevin_opts l = EMBER_LANGEVIN_DEFAULTS;
+  o->langevin = l;
+  o->penalty_margin = 1.0f;
+  o->penalty_weight = 1.0f;
 }
 
 int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
-  if (o->method != EMBER_METHOD_DFO && o->method != EMBER_METHOD_MSE)
+  if (o->method != EMBER_METHOD_DFO && o->method != EMBER_METHOD_MSE &&
+      o->method != EMBER_METHOD_LANGEVIN)
     return ember_fail(err, EMBER_ENOTSUP, "training method '%s' is not available in this build",
                       ember_method_name(o->method));
   if (o->steps < 0 || o->steps > INT64_C(1) << 40)
     return ember_fail(err, EMBER_EINVAL, "steps must be >= 0, got %lld", (long long)o->steps);
   if (o->batch < 1 || o->batch > 1 << 20)
     return ember_fail(err, EMBER_EINVAL, "batch must be 1..1048576, got %d", o->batch);
-  if (o->method == EMBER_METHOD_DFO && (o->negatives < 1 || o->negatives > 1 << 16))
+  if (o->method == EMBER_METHOD_LANGEVIN) {
+    int rc = ember_langevin_opts_check(&o->langevin, err);
+    if (rc < 0) return rc;
+    if (!(o->penalty_margin >= 0.0f && o->penalty_weight >= 0.0f) || !isfinite(o->penalty_margin) ||
+        !isfinite(o->penalty_weight))
+      return ember_fail(err, EMBER_EINVAL, "penalty margin and weight must be >= 0");
+  }
+  if (o->method != EMBER_METHOD_MSE && (o->negatives < 1 || o->negatives > 1 << 16))
     return ember_fail(err, EMBER_EINVAL, "negatives must be 1..65536, got %d", o->negatives);
   if (!(o->lr > 0.0f && o->lr < 10.0f))
     return ember_fail(err, EMBER_EINVAL, "learning rate must be in (0, 10), got %g", (double)o->lr);
@@ -88,6 +101,22 @@ static void mean_std(const float *v, int n, int d, int j, float *mean, float *st
 
 void ember_train_fit_stats(ember_model *m, const ember_dataset *ds, float bound_margin) {
   for (int j = 0; j < m->x_dim; j++) mean_std(ds->x, ds->n, m->x_dim, j, &m->x_mean[j], &m->x_std[j]);
+  if (m->method == EMBER_METHOD_LANGEVIN) { /* min-max to [-1, 1], which are the bounds */
+    for (int j = 0; j < m->y_dim; j++) {
+      float lo = INFINITY, hi = -INFINITY;
+      for (int i = 0; i < ds->n; i++) {
+        float v = ds->y[(size_t)i * m->y_dim + j];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+      }
+      float half = 0.5f * (hi - lo);
+      m->y_mean[j] = 0.5f * (hi + lo);
+      m->y_std[j] = half > 1e-6f * (1.0f + fabsf(m->y_mean[j])) ? half : 1.0f;
+      m->y_lo[j] = -1.0f;
+      m->y_hi[j] = 1.0f;
+    }
+    return;
+  }
   for (int j = 0; j < m->y_dim; j++) {
     mean_std(ds->y, ds->n, m->y_dim, j, &m->y_mean[j], &m->y_std[j]);
     float lo = INFINITY, hi = -INFINITY;
@@ -123,6 +152,10 @@ struct ember_trainer {
   int per_task;   /* examples per task */
   int cand;       /* candidates per example: negatives + 1, or 1 for mse */
   int64_t step, pass_step;
+  /* langevin: per-thread chain workspaces, penalty buffers (dir, dt) and query streams */
+  ember_langevin_ws *lws;
+  float *pen;       /* (threads, per_task * negatives * (y_dim + 1)) */
+  ember_rng *rngs;  /* (threads, per_task) */
 };
 
 static void thread_scratch(ember_trainer *t, int thread, float **xb, float **yb, float **e,
@@ -169,6 +202,21 @@ int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_datase
     rc = ember_net_ws_init(&t->ws[i], &m->net.shape, (int)rows, t->per_task, err);
     if (rc < 0) goto fail;
   }
+  if (m->method == EMBER_METHOD_LANGEVIN) {
+    size_t negs = (size_t)t->per_task * o->negatives;
+    t->lws = calloc((size_t)t->threads, sizeof *t->lws);
+    t->pen = malloc((size_t)t->threads * negs * (m->y_dim + 1) * sizeof(float));
+    t->rngs = malloc((size_t)t->threads * t->per_task * sizeof *t->rngs);
+    rc = EMBER_ENOMEM;
+    if (!t->lws || !t->pen || !t->rngs) {
+      ember_fail(err, EMBER_ENOMEM, "out of memory for Langevin chains");
+      goto fail;
+    }
+    for (int i = 0; i < t->threads; i++) {
+      if ((rc = ember_langevin_ws_init(&t->lws[i], t->per_task, o->negatives, m->y_dim, err)) < 0) goto fail;
+      if ((rc = ember_net_ws_enable_tangent(&t->ws[i], &m->net.shape, err)) < 0) goto fail;
+    }
+  }
   rc = ember_adam_init(&t->opt, np, o->lr, err);
   if (rc < 0) goto fail;
   t->opt.decay = o->lr_decay;
@@ -184,6 +232,11 @@ fail:
 
 void ember_trainer_destroy(ember_trainer *t) {
   if (!t) return;
+  if (t->lws)
+    for (int i = 0; i < t->threads; i++) ember_langevin_ws_free(&t->lws[i]);
+  free(t->lws);
+  free(t->pen);
+  free(t->rngs);
   if (t->ws)
     for (int i = 0; i < t->threads; i++) ember_net_ws_free(&t->ws[i]);
   free(t->ws);
@@ -195,6 +248,54 @@ void ember_trainer_destroy(ember_trainer *t) {
   free(t->yn);
   free(t->batch_idx);
   free(t);
+}
+
+/* The energy and dE/dy of a task's counter-examples for its examples' chains: the net's
+ * forward and backward on the task's workspace (hx already fused). */
+typedef struct chain_ctx {
+  const ember_net *net;
+  ember_net_ws *ws;
+  const float *ones;
+} chain_ctx;
+
+static void chain_energy(void *ctx, int nq, int n, const float *y, float *e, float *dy) {
+  chain_ctx *c = ctx;
+  ember_net_forward(c->net, c->ws, c->ws->hx, y, nq, n, e);
+  ember_net_backward(c->net, c->ws, NULL, y, nq, n, c->ones, NULL, dy);
+}
+
+/* Method C for one task: chains move the counter-examples, the penalty's gradient goes through
+ * the tangent pass at their final states, then InfoNCE as for Method A. Returns the loss sum. */
+static double langevin_task(ember_trainer *t, int thread, int i0, int ne, float *xb, float *yb,
+                            float *e, float *de) {
+  const ember_model *m = t->m;
+  const int dy = m->y_dim, c = t->cand, M = c - 1, B = t->o.batch;
+  ember_net_ws *ws = &t->ws[thread];
+  ember_langevin_ws *lws = &t->lws[thread];
+  float *grad = t->tgrad + (size_t)thread * m->net.nparams;
+  ember_rng *rngs = t->rngs + (size_t)thread * t->per_task;
+  float *dir = t->pen + (size_t)thread * t->per_task * M * (dy + 1), *dt = dir + (size_t)t->per_task * M * dy;
+  for (int k = 0; k < ne; k++)
+    ember_rng_seed(&rngs[k], t->o.seed, (uint64_t)t->pass_step * (uint64_t)B + (uint64_t)(i0 + k));
+  /* de doubles as the ones vector for dE/dy: it is rewritten by the loss below */
+  for (int r = 0; r < ne * M; r++) de[r] = 1.0f;
+  chain_ctx cc = {&m->net, ws, de};
+  ember_langevin_run(lws, chain_energy, &cc, ne, m->y_lo, m->y_hi, &t->o.langevin, M, rngs, NULL, NULL, NULL);
+  /* the last callback left the forward pass and dE/dy of the final states on ws and lws->g */
+  double total = 0.0;
+  if (t->o.penalty_weight > 0.0f) {
+    float scale = t->o.penalty_weight / ((float)B * M);
+    total += t->o.penalty_weight / (double)M *
+             ember_grad_penalty(lws->g, ne * M, dy, t->o.penalty_margin, scale, dir, dt);
+    ember_net_tangent(&m->net, ws, dir, ne, M, e);
+    ember_net_tangent_backward(&m->net, ws, dir, ne, M, dt, grad);
+  }
+  for (int k = 0; k < ne; k++)
+    memcpy(yb + ((size_t)k * c + 1) * dy, lws->y + (size_t)k * M * dy, (size_t)M * dy * sizeof(float));
+  ember_net_forward(&m->net, ws, ws->hx, yb, ne, c, e);
+  total += ember_infonce(e, ne, c, t->o.temperature, 1.0f / (float)B, de);
+  ember_net_backward(&m->net, ws, xb, yb, ne, c, de, grad, NULL);
+  return total;
 }
 
 static void step_task(void *ctx, int task, int thread) {
@@ -213,7 +314,7 @@ static void step_task(void *ctx, int task, int thread) {
     memcpy(xb + (size_t)k * dx, t->xn + (size_t)row * dx, (size_t)dx * sizeof(float));
     float *yk = yb + (size_t)k * c * dy;
     memcpy(yk, t->yn + (size_t)row * dy, (size_t)dy * sizeof(float));
-    if (c > 1) {
+    if (c > 1 && m->method != EMBER_METHOD_LANGEVIN) {
       ember_rng rng;
       ember_rng_seed(&rng, t->o.seed, (uint64_t)t->pass_step * (uint64_t)B + (uint64_t)(i0 + k));
       for (int j = 1; j < c; j++)
@@ -222,7 +323,9 @@ static void step_task(void *ctx, int task, int thread) {
     }
   }
   ember_net_fuse_x(&m->net, xb, ne, ws->hx);
-  if (m->method == EMBER_METHOD_MSE) {
+  if (m->method == EMBER_METHOD_LANGEVIN) {
+    t->tloss[thread] += langevin_task(t, thread, i0, ne, xb, yb, e, de);
+  } else if (m->method == EMBER_METHOD_MSE) {
     ember_net_forward(&m->net, ws, ws->hx, NULL, ne, 1, e);
     float scale = 1.0f / ((float)B * dy);
     t->tloss[thread] += ember_mse(e, yb, ne, dy, scale, de) / dy;
@@ -269,7 +372,10 @@ double ember_train_step_flops(const ember_model *m, const ember_train_opts *o) {
   double rows = (double)o->batch * (m->method == EMBER_METHOD_MSE ? 1 : o->negatives + 1);
   double fwd = 2.0 * ember_net_row_macs(&m->net.shape);
   if (m->method == EMBER_METHOD_MSE) fwd += 2.0 * m->x_dim * m->net.shape.width;
-  return 3.0 * fwd * rows;
+  double flops = 3.0 * fwd * rows;
+  if (m->method == EMBER_METHOD_LANGEVIN) /* chain steps (+1 final) forward + input backward, penalty tangent + reverse */
+    flops += (double)o->batch * o->negatives * fwd * (2.0 * (o->langevin.steps + 1) + 3.0);
+  return flops;
 }
 
 /* ---- the whole run ---------------------------------------------------------------------- */
@@ -306,6 +412,12 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
   out->train_negatives = o->method == EMBER_METHOD_MSE ? 0 : o->negatives;
   out->train_lr = o->lr;
   out->train_temperature = o->temperature;
+  if (o->method == EMBER_METHOD_LANGEVIN) {
+    out->langevin = o->langevin;
+    out->langevin.steps = 2 * o->langevin.steps; /* inference chains: twice training's */
+    out->penalty_margin = o->penalty_margin;
+    out->penalty_weight = o->penalty_weight;
+  }
 
   rc = ember_trainer_create(&t, out, ds, o, pool, err);
   if (rc < 0) goto fail;

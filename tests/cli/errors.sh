@@ -15,7 +15,7 @@ expect_error "missing file" "nope.csv" "$EMBER" train --data "$T/nope.csv" --out
 expect_error "ragged row" ":3:" "$EMBER" train --data "$T/ragged.csv" --out "$T/x.safetensors"
 expect_error "NaN" ":3:" "$EMBER" train --data "$T/nan.csv" --out "$T/x.safetensors"
 expect_error "empty file" "empty.csv" "$EMBER" train --data "$T/empty.csv" --out "$T/x.safetensors"
-expect_error "unknown method" "--method must be dfo or mse" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --method foo
+expect_error "unknown method" "--method must be dfo, langevin or mse" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --method foo
 expect_error "odd resnet depth" "even" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --depth 3
 expect_error "y-dim too large" "column" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --y-dim 2
 expect_error "unwritable output" "cannot" "$EMBER" train --data "$T/ok.csv" --out "$T/no/dir/m.safetensors" --steps 1 --batch 2 --negatives 2 --width 4 --quiet

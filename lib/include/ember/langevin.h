@@ -34,20 +34,6 @@
 extern "C" {
 #endif
 
-typedef enum { EMBER_SCHEDULE_POLY = 0, EMBER_SCHEDULE_IBC = 1 } ember_schedule;
-
-typedef struct ember_langevin_opts {
-  int steps;             /* chain length (IBC code default 25; inference uses twice training's) */
-  ember_schedule schedule;
-  float step_init;       /* lambda at step 1 (IBC: 0.1) */
-  float step_final;      /* IBC schedule: lambda at the last step (1e-5) */
-  float gamma;           /* POLY schedule exponent (0.55) */
-  float noise_scale;     /* multiplies the noise (1) */
-  float delta_max;       /* per-step change clip, y units (IBC: 0.1 x half-range); <= 0: none */
-} ember_langevin_opts;
-
-#define EMBER_LANGEVIN_DEFAULTS {25, EMBER_SCHEDULE_IBC, 0.1f, 1e-5f, 0.55f, 1.0f, 0.1f}
-
 int ember_langevin_opts_check(const ember_langevin_opts *o, ember_err *err);
 /* lambda_k for k = 1..steps */
 float ember_langevin_step(const ember_langevin_opts *o, int k);

@@ -34,7 +34,7 @@ typedef enum {
   EMBER_METHOD_DFO = 0,      /* Method A: InfoNCE + derivative-free optimisation */
   EMBER_METHOD_MSE = 1,      /* explicit baseline: regress y from x */
   EMBER_METHOD_ARDFO = 2,    /* Method B (not built yet) */
-  EMBER_METHOD_LANGEVIN = 3  /* Method C (not built yet) */
+  EMBER_METHOD_LANGEVIN = 3  /* Method C: InfoNCE against Langevin chains + gradient penalty */
 } ember_method;
 
 const char *ember_method_name(ember_method m);
@@ -56,6 +56,22 @@ typedef struct ember_infer_opts {
 /* Checks an options struct; names the first bad field. */
 int ember_infer_opts_check(const ember_infer_opts *o, ember_err *err);
 
+/* Langevin chain settings (Method C); see ember/langevin.h for the update they drive. */
+typedef enum { EMBER_SCHEDULE_POLY = 0, EMBER_SCHEDULE_IBC = 1 } ember_schedule;
+
+typedef struct ember_langevin_opts {
+  int steps;             /* chain length (IBC code default 25; inference uses twice training's) */
+  ember_schedule schedule;
+  float step_init;       /* lambda at step 1 (IBC: 0.1) */
+  float step_final;      /* IBC schedule: lambda at the last step (1e-5) */
+  float gamma;           /* POLY schedule exponent (0.55) */
+  float noise_scale;     /* multiplies the noise (1) */
+  float delta_max;       /* per-step change clip, y units (IBC: 0.1 x half-range); <= 0: none */
+} ember_langevin_opts;
+
+#define EMBER_LANGEVIN_DEFAULTS {25, EMBER_SCHEDULE_IBC, 0.1f, 1e-5f, 0.55f, 1.0f, 0.1f}
+
+
 typedef struct ember_model {
   ember_method method;
   int x_dim, y_dim;
@@ -64,7 +80,9 @@ typedef struct ember_model {
   float *x_mean, *x_std;  /* (x_dim): x_normalised = (x - mean) / std */
   float *y_mean, *y_std;  /* (y_dim) */
   float *y_lo, *y_hi;     /* (y_dim): sampling bounds in normalised y units */
-  ember_infer_opts infer; /* default inference options */
+  ember_infer_opts infer; /* default inference options (for langevin: samples = chains) */
+  ember_langevin_opts langevin; /* langevin models: the inference chain (twice training's) */
+  float penalty_margin, penalty_weight; /* langevin models: the gradient penalty used */
   /* how it was trained (informational, kept in the checkpoint) */
   int64_t train_steps;
   uint64_t train_seed;

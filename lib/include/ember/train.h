@@ -1,4 +1,5 @@
-/* ember/train.h - training an energy model (Method A, InfoNCE) or the explicit MSE baseline.
+/* ember/train.h - training an energy model (Method A, InfoNCE; Method C, InfoNCE against
+ * Langevin chains with a gradient penalty) or the explicit MSE baseline.
  *
  * Method A, as the method text and the paper's defaults say: x and y normalised per dimension
  * to zero mean / unit variance; sampling bounds = data min/max (normalised) widened by
@@ -6,7 +7,11 @@
  * true y with `negatives` counter-examples drawn uniformly inside the bounds, and minimises
  * InfoNCE over softmax(-E / temperature) with Adam (0.9, 0.999), the learning rate decayed
  * x0.99 every 100 steps. The MSE baseline regresses normalised y from normalised x with the
- * same network family and optimiser.
+ * same network family and optimiser. Method C normalises y min-max to [-1, 1] (its bounds),
+ * runs each example's counter-examples through a Langevin chain from uniform starts (no
+ * gradient through the chain), and adds the gradient penalty on the chains' final states, whose
+ * parameter gradient goes through ember_net_tangent_backward. Spectral normalisation is not
+ * applied yet.
  *
  * A step's candidates are cut into tasks of a few examples each (every task does its own
  * forward, loss and backward while its activations are still in cache) and spread over the
@@ -58,6 +63,10 @@ typedef struct ember_train_opts {
   float bound_margin;   /* 0.05 of the range on each side */
   uint64_t seed;        /* 0 */
   ember_infer_opts infer; /* inference defaults stored in the model */
+  /* langevin only: the training chain on the counter-examples (the model keeps one twice as
+   * long for inference) and the gradient penalty max(0, ||dE/dy||_inf - margin)^2 x weight */
+  ember_langevin_opts langevin;
+  float penalty_margin, penalty_weight;
   ember_progress_fn progress;
   void *progress_ctx;
 } ember_train_opts;
