@@ -38,3 +38,20 @@ awk -v grid="$T/jgrid.csv" 'NR > 1 { getline x < grid; if (x == "x") getline x <
   END { printf "stranded %d, max error away from the jump %.3f\n", stranded, m; exit !(stranded == 0 && m < 0.3) }' \
   "$T/jump_pred.csv" || fail "langevin jump: $(cat "$T/jump_pred.csv")"
 echo "ok - langevin keeps the jump sharp"
+
+# a 2-D multi-valued toy: four valid y for every x, (+-0.5 + 0.2x, +-0.5 - 0.2x)
+awk 'BEGIN { srand(9); print "x,y0,y1";
+  for (i = 0; i < 3000; i++) { x = 2 * rand() - 1; a = rand() < 0.5 ? -0.5 : 0.5; b = rand() < 0.5 ? -0.5 : 0.5;
+    printf "%.6f,%.6f,%.6f\n", x, a + 0.2 * x, b - 0.2 * x } }' > "$T/quad.csv"
+printf 'x\n-0.5\n0\n0.5\n' > "$T/qgrid.csv"
+"$EMBER" train --data "$T/quad.csv" --y-dim 2 --out "$T/quad.safetensors" $args
+"$EMBER" sample --model "$T/quad.safetensors" --input "$T/qgrid.csv" --modes 4 --seed 1 > "$T/quad_modes.csv"
+awk -F, 'NR == FNR { if (FNR > 1) xs[FNR - 2] = $1; next }
+  FNR > 1 { r = $1; x = xs[r]; q = ($5 > 0.2 * x ? 1 : 0) + ($6 > -0.2 * x ? 2 : 0);
+    ty0 = (q % 2 ? 0.5 : -0.5) + 0.2 * x; ty1 = (q >= 2 ? 0.5 : -0.5) - 0.2 * x;
+    if (($5 - ty0) ^ 2 + ($6 - ty1) ^ 2 > 0.0025) { print "row " r ": mode (" $5 ", " $6 ") is not a valid y"; bad = 1 }
+    if ($4 < 0.1) { print "row " r ": mass " $4; bad = 1 }
+    seen[r, q] = 1 }
+  END { for (r = 0; r < 3; r++) for (q = 0; q < 4; q++) if (!seen[r, q]) { print "row " r ": mode " q " missing"; bad = 1 }
+    exit bad }' "$T/qgrid.csv" "$T/quad_modes.csv" || fail "langevin 2-D modes: $(cat "$T/quad_modes.csv")"
+echo "ok - langevin: all four modes of a 2-D toy at every x"
