@@ -82,7 +82,7 @@ class Health(it.EmberTest):
 
     def test_work_in_flight_is_answered(self):
         srv = self.start("--models", self.repo, "--drain-ms", 200, "--workers", 1)
-        slow_req = it.slow_request(srv.stub, "m", [0.25, 0.5, -0.5, 0.75])
+        slow_req = it.slow_request(srv.stub, "m", [0.25, 0.5, -0.5, 0.75], seconds=4.0)
         expected = srv.stub.Predict(it.pb.PredictRequest(model="m", x=[0.75, -0.25],
                                                          options=it.pb.InferenceOptions(seed=3)),
                                     timeout=it.RPC_TIMEOUT)
