@@ -99,6 +99,7 @@ int cmd_train(int argc, char **argv) {
       {"delta-max", OPT_FLOAT, &o.langevin.delta_max, NULL, "langevin: per-step change clip (normalised units; 0 = none)", 0, 0},
       {"penalty-margin", OPT_FLOAT, &o.penalty_margin, NULL, "langevin: gradient penalty margin M", 0, 0},
       {"penalty-weight", OPT_FLOAT, &o.penalty_weight, NULL, "langevin: gradient penalty weight", 0, 0},
+      {"spectral-norm", OPT_FLAG, &o.spectral_norm, NULL, "spectral normalisation of every dense layer (one power iteration per step)", 0, 0},
       {"iters", OPT_INT, &o.infer.iters, NULL, "default inference iterations stored in the model", 0, 0},
       {"sigma", OPT_FLOAT, &o.infer.sigma, NULL, "default initial inference noise (normalised units)", 0, 0},
       {"shrink", OPT_FLOAT, &o.infer.shrink, NULL, "default noise shrink per iteration", 0, 0},

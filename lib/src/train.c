@@ -21,6 +21,7 @@
 #include "ember/loss.h"
 #include "ember/net.h"
 #include "ember/optim.h"
+#include "ember/spectral.h"
 
 #define EMBER_TASK_ROWS 1024
 #define EMBER_BATCH_STREAM (UINT64_C(1) << 62)
@@ -156,6 +157,8 @@ struct ember_trainer {
   ember_langevin_ws *lws;
   float *pen;       /* (threads, per_task * negatives * (y_dim + 1)) */
   ember_rng *rngs;  /* (threads, per_task) */
+  /* spectral normalisation: raw weights (Adam updates these), power-iteration vectors, scratch */
+  float *raw, *sn_uv, *sn_sigma, *sn_tmp;
 };
 
 static void thread_scratch(ember_trainer *t, int thread, float **xb, float **yb, float **e,
@@ -217,6 +220,30 @@ int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_datase
       if ((rc = ember_net_ws_enable_tangent(&t->ws[i], &m->net.shape, err)) < 0) goto fail;
     }
   }
+  if (o->spectral_norm) {
+    size_t uv = 0, biggest = 0;
+    for (int l = 0; l < m->net.nlayers; l++) {
+      const ember_dense *d = &m->net.layers[l];
+      uv += (size_t)d->out + d->in;
+      if ((size_t)d->out * d->in > biggest) biggest = (size_t)d->out * d->in;
+    }
+    t->raw = malloc(np * sizeof(float));
+    t->sn_uv = calloc(uv, sizeof(float));
+    t->sn_sigma = malloc((size_t)m->net.nlayers * sizeof(float));
+    t->sn_tmp = malloc(biggest * sizeof(float));
+    rc = EMBER_ENOMEM;
+    if (!t->raw || !t->sn_uv || !t->sn_sigma || !t->sn_tmp) {
+      ember_fail(err, EMBER_ENOMEM, "out of memory for spectral normalisation");
+      goto fail;
+    }
+    memcpy(t->raw, m->net.params, np * sizeof(float));
+    float *uvp = t->sn_uv;
+    for (int l = 0; l < m->net.nlayers; l++) {
+      const ember_dense *d = &m->net.layers[l];
+      ember_sn_init(uvp, d->out, uvp + d->out, d->in);
+      uvp += d->out + d->in;
+    }
+  }
   rc = ember_adam_init(&t->opt, np, o->lr, err);
   if (rc < 0) goto fail;
   t->opt.decay = o->lr_decay;
@@ -232,6 +259,10 @@ fail:
 
 void ember_trainer_destroy(ember_trainer *t) {
   if (!t) return;
+  free(t->raw);
+  free(t->sn_uv);
+  free(t->sn_sigma);
+  free(t->sn_tmp);
   if (t->lws)
     for (int i = 0; i < t->threads; i++) ember_langevin_ws_free(&t->lws[i]);
   free(t->lws);
@@ -357,10 +388,47 @@ const float *ember_trainer_grad(ember_trainer *t, int64_t step, double *loss) {
   return t->tgrad;
 }
 
+/* Spectral normalisation: `iters` power iterations per layer on the raw weights (one per step;
+ * none to re-normalise after an update), and the model's weights set to raw / sigma (biases
+ * as they are). */
+static void sn_refresh(ember_trainer *t, int iters) {
+  ember_net *net = &t->m->net;
+  memcpy(net->params, t->raw, net->nparams * sizeof(float));
+  float *uvp = t->sn_uv;
+  for (int l = 0; l < net->nlayers; l++) {
+    const ember_dense *d = &net->layers[l];
+    const float *raw_w = t->raw + (d->w - net->params);
+    t->sn_sigma[l] = ember_sn_power_iteration(raw_w, d->out, d->in, uvp, uvp + d->out, iters);
+    ember_sn_apply(raw_w, d->out, d->in, t->sn_sigma[l], d->w);
+    uvp += d->out + d->in;
+  }
+}
+
+/* the gradient with respect to the normalised weights -> with respect to the raw ones */
+static void sn_backward(ember_trainer *t) {
+  ember_net *net = &t->m->net;
+  const float *uvp = t->sn_uv;
+  for (int l = 0; l < net->nlayers; l++) {
+    const ember_dense *d = &net->layers[l];
+    size_t off = (size_t)(d->w - net->params), n = (size_t)d->out * d->in;
+    memset(t->sn_tmp, 0, n * sizeof(float));
+    ember_sn_backward(t->raw + off, d->out, d->in, uvp, uvp + d->out, t->sn_sigma[l], t->tgrad + off, t->sn_tmp);
+    memcpy(t->tgrad + off, t->sn_tmp, n * sizeof(float));
+    uvp += d->out + d->in;
+  }
+}
+
 int ember_trainer_step(ember_trainer *t, float *loss) {
   double l;
+  if (t->raw) sn_refresh(t, 1);
   ember_trainer_grad(t, t->step, &l);
-  ember_adam_step(&t->opt, t->m->net.params, t->tgrad);
+  if (t->raw) {
+    sn_backward(t);
+    ember_adam_step(&t->opt, t->raw, t->tgrad);
+    sn_refresh(t, 0); /* the model always holds normalised weights */
+  } else {
+    ember_adam_step(&t->opt, t->m->net.params, t->tgrad);
+  }
   t->step++;
   if (loss) *loss = (float)l;
   return isfinite(l) ? 0 : EMBER_ERANGE;

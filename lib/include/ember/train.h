@@ -10,8 +10,8 @@
  * same network family and optimiser. Method C normalises y min-max to [-1, 1] (its bounds),
  * runs each example's counter-examples through a Langevin chain from uniform starts (no
  * gradient through the chain), and adds the gradient penalty on the chains' final states, whose
- * parameter gradient goes through ember_net_tangent_backward. Spectral normalisation is not
- * applied yet.
+ * parameter gradient goes through ember_net_tangent_backward. With spectral_norm every dense
+ * weight is used as W / sigma(W) (ember/spectral.h) and the model keeps the normalised weights.
  *
  * A step's candidates are cut into tasks of a few examples each (every task does its own
  * forward, loss and backward while its activations are still in cache) and spread over the
@@ -67,6 +67,9 @@ typedef struct ember_train_opts {
    * long for inference) and the gradient penalty max(0, ||dE/dy||_inf - margin)^2 x weight */
   ember_langevin_opts langevin;
   float penalty_margin, penalty_weight;
+  /* spectral normalisation of every dense layer (one power iteration per step); the model
+   * keeps the normalised weights. Off by default. */
+  int spectral_norm;
   ember_progress_fn progress;
   void *progress_ctx;
 } ember_train_opts;
