@@ -13,6 +13,12 @@ ember/net.h exactly, state_dict names included ("proj.weight", "blocks.0.1.bias"
 Like ember, the first layer is late-fused: W_x x + b is computed once per query and W_y y is added
 for each candidate, so the per-candidate cost excludes the x part.
 
+Threads: --threads N sets torch's intra-op (OpenMP) threads and also OpenBLAS's own pool, which
+Debian's python3-torch calls as a generic BLAS and torch.set_num_threads does not reach (without
+this, threads=1 ran its GEMMs on every core). OMP_WAIT_POLICY defaults to passive (set it to
+override): spinning idle OpenMP threads otherwise starve OpenBLAS's at 2 threads (Langevin
+training step 2.1 s instead of 1.0 s, DFO training 61k instead of 84k pairs/s on 2 cores).
+
 Subcommands (each prints one key=value line per configuration; list-valued flags such as
 --samples 1024,16384 or --arch resnet,mlp run every combination):
 
@@ -21,10 +27,23 @@ Subcommands (each prints one key=value line per configuration; list-valued flags
            One timed call runs all --queries queries batched; p50_ms/p90_ms are per call over --reps
            calls after --warmup calls, under torch.inference_mode().
            gflops = queries * iters * samples * 2 * row_macs / p50.
-  train    One InfoNCE step: --batch examples, each with its positive at index 0 and --negatives
+  train    One training step (--method dfo, the default, or langevin), timed over --steps steps
+           after --warmup; pairs_per_s = batch * (negatives + 1) * steps_per_s, as in ember.
+           dfo: InfoNCE, --batch examples, each with its positive at index 0 and --negatives
            uniform counter-examples, logits = -E/T, cross-entropy against 0, Adam step. Negatives
            are drawn inside the timed step. gflops = 3 * 2 * batch * (negatives + 1) * row_macs
            per step (forward plus ~2x for backward).
+           langevin (ember's Method C): each negative starts uniform in [-1, 1]^y_dim and takes
+           --chain-steps (25) Langevin steps with IBC's schedule lambda_k = (0.1 - 1e-5)
+           (1 - (k-1)/steps)^2 + 1e-5: delta = -0.5 lambda_k dE/dy + lambda_k N(0, 1), clipped
+           to [-0.1, 0.1] per component, y clipped to [-1, 1]. dE/dy comes from
+           torch.autograd.grad w.r.t. y alone (parameters frozen, no graph kept: stop-gradient
+           through the chain). Then one forward over [positive, final negatives] gives the
+           InfoNCE loss, and g = dE/dy at the final negatives (create_graph=True) gives the
+           gradient penalty mean over negatives of max(0, ||g||_inf - 1)^2 (weight 1), added to
+           the loss; backward (double backward through g); Adam step. gflops uses ember's count
+           (ember_train_step_flops): 3 * fwd * batch * (negatives + 1) + batch * negatives * fwd
+           * (2 * (chain_steps + 1) + 3), fwd = 2 * row_macs.
   fixture  Writes a tiny deterministic reference fixture for ember's tests into directory PATH.
 
 row_macs (multiply-adds per candidate, as ember_net_row_macs) = y_dim*W + (hidden W x W layers)*W*W
@@ -44,15 +63,21 @@ Examples:
   /usr/bin/python3 bench/torch_reference.py infer --samples 1024 --threads 2
   /usr/bin/python3 bench/torch_reference.py infer --samples 1024,16384 --arch resnet,mlp
   /usr/bin/python3 bench/torch_reference.py train --batch 512 --negatives 256 --threads 2
+  /usr/bin/python3 bench/torch_reference.py train --method langevin --negatives 16 --threads 1,2
   /usr/bin/python3 bench/torch_reference.py fixture tests/data
 """
 import argparse
+import ctypes
 import itertools
 import json
 import os
 import struct
 import sys
 import time
+
+# Idle OpenMP threads sleep instead of spinning: Debian's torch runs OpenMP for elementwise ops
+# and a separate OpenBLAS thread pool for GEMMs, and spinning OpenMP threads starve OpenBLAS's.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numpy as np
 import torch
@@ -142,6 +167,57 @@ def infonce_step(net, opt, x, y_pos, negatives, temperature=1.0, lo=-1.0, hi=1.0
     return loss.detach()
 
 
+def langevin_step(net, opt, x, y_pos, negatives, chain_steps, temperature=1.0, lo=-1.0, hi=1.0,
+                  step_init=0.1, step_final=1e-5, noise_scale=1.0, delta_max=0.1,
+                  penalty_margin=1.0, penalty_weight=1.0):
+    """One Method C step (ember's langevin_task): Langevin chains move the negatives, then
+    InfoNCE plus the gradient penalty at the final negatives. Returns the loss."""
+    b = x.shape[0]
+    hx = net.fuse_x(x)
+    hx_chain = hx.detach()
+    y = torch.empty(b, negatives, net.y_dim).uniform_(lo, hi)
+    params = list(net.parameters())
+    for p in params:  # the chain needs dE/dy only: no graph through the weights
+        p.requires_grad_(False)
+    try:
+        for k in range(1, chain_steps + 1):
+            y.requires_grad_(True)
+            (g,) = torch.autograd.grad(net.energy(hx_chain, y).sum(), y)
+            g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+            t = 1.0 - (k - 1) / chain_steps
+            lam = (step_init - step_final) * t * t + step_final
+            with torch.no_grad():
+                delta = (-0.5 * lam) * g + (noise_scale * lam) * torch.randn_like(g)
+                y = (y + delta.clamp_(-delta_max, delta_max)).clamp_(lo, hi)
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+    cands = torch.cat([y_pos.unsqueeze(1), y.detach()], dim=1).requires_grad_(True)
+    e = net.energy(hx, cands)  # positive at index 0
+    loss = F.cross_entropy(-e / temperature, torch.zeros(b, dtype=torch.long))
+    if penalty_weight > 0:
+        (g,) = torch.autograd.grad(e.sum(), cands, create_graph=True)
+        gn = g[:, 1:].abs().amax(dim=-1)  # ||dE/dy||_inf per final negative: (B, M)
+        loss = loss + penalty_weight * torch.relu(gn - penalty_margin).square().mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
+def set_threads(n):
+    """torch's intra-op threads and, where torch calls OpenBLAS as a generic BLAS (Debian's
+    python3-torch), OpenBLAS's own pool, which torch.set_num_threads leaves at all cores."""
+    torch.set_num_threads(n)
+    with open("/proc/self/maps") as f:
+        libs = {line.split()[-1] for line in f if "blas" in os.path.basename(line.rstrip())}
+    for lib in sorted(libs):
+        fn = getattr(ctypes.CDLL(lib), "openblas_set_num_threads", None)
+        if fn:
+            fn(n)
+            return
+
+
 def configs(args, keys):
     """Every combination of the list-valued flags in keys, as dicts."""
     for values in itertools.product(*(getattr(args, k) for k in keys)):
@@ -154,7 +230,7 @@ def fmt(d):
 
 def bench_infer(args):
     for c in configs(args, ["arch", "width", "depth", "samples", "queries", "threads"]):
-        torch.set_num_threads(c["threads"])
+        set_threads(c["threads"])
         torch.manual_seed(args.seed)
         net = EnergyNet(args.x_dim, args.y_dim, c["width"], c["depth"], c["arch"]).eval()
         x = torch.randn(c["queries"], args.x_dim)
@@ -176,23 +252,34 @@ def bench_infer(args):
 
 def bench_train(args):
     for c in configs(args, ["arch", "width", "depth", "batch", "negatives", "threads"]):
-        torch.set_num_threads(c["threads"])
+        set_threads(c["threads"])
         torch.manual_seed(args.seed)
         net = EnergyNet(args.x_dim, args.y_dim, c["width"], c["depth"], c["arch"]).train()
         opt = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.9, 0.999))
         x = torch.randn(c["batch"], args.x_dim)
         y = torch.empty(c["batch"], args.y_dim).uniform_(-1.0, 1.0)
+        if args.method == "langevin":
+            step = lambda: langevin_step(net, opt, x, y, c["negatives"], args.chain_steps,
+                                         args.temperature)
+        else:
+            step = lambda: infonce_step(net, opt, x, y, c["negatives"], args.temperature)
         for _ in range(args.warmup):
-            infonce_step(net, opt, x, y, c["negatives"], args.temperature)
+            step()
         t0 = time.perf_counter()
         for _ in range(args.steps):
-            loss = infonce_step(net, opt, x, y, c["negatives"], args.temperature)
+            loss = step()
         elapsed = time.perf_counter() - t0
         sps = args.steps / elapsed
         pairs = c["batch"] * (c["negatives"] + 1)
-        flops = 3 * 2.0 * pairs * net.row_macs()
+        fwd = 2.0 * net.row_macs()
+        flops = 3 * fwd * pairs  # as ember_train_step_flops
+        extra = {}
+        if args.method == "langevin":
+            flops += c["batch"] * c["negatives"] * fwd * (2.0 * (args.chain_steps + 1) + 3.0)
+            extra = {"chain_steps": args.chain_steps}
         print("torch train " + fmt({
-            "x_dim": args.x_dim, "y_dim": args.y_dim, "arch": c["arch"], "width": c["width"],
+            "method": args.method, **extra, "x_dim": args.x_dim, "y_dim": args.y_dim,
+            "arch": c["arch"], "width": c["width"],
             "depth": c["depth"], "batch": c["batch"], "negatives": c["negatives"],
             "steps": args.steps, "threads": c["threads"], "step_ms": f"{1e3 / sps:.2f}",
             "steps_per_s": f"{sps:.3f}", "pairs_per_s": f"{pairs * sps:.0f}",
@@ -284,6 +371,9 @@ def main(argv=None):
             s.add_argument("--steps", type=int, default=10)
             s.add_argument("--warmup", type=int, default=3)
             s.add_argument("--lr", type=float, default=1e-3)
+            s.add_argument("--method", choices=["dfo", "langevin"], default="dfo")
+            s.add_argument("--chain-steps", type=int, default=25,
+                           help="langevin: Langevin steps per chain")
     s = sub.add_parser("fixture", help="write the reference fixture into directory PATH")
     s.add_argument("path", metavar="PATH")
     args = p.parse_args(argv)
