@@ -26,12 +26,17 @@
 
 #include "server.h"
 
-typedef struct bqueue {
+/* What requests must share to share a batch */
+typedef struct batch_key {
   model_version *v;
   srv_rpc rpc;
   ember_infer_opts o;
-  ember_modes_opts mo;
-  int want_samples;
+  ember_modes_opts mo; /* Sample only */
+  int want_samples;    /* Sample only */
+} batch_key;
+
+typedef struct bqueue {
+  batch_key key;
   srv_call *head, *tail;
   int nreq, rows;
   struct bqueue *next;
@@ -40,11 +45,7 @@ typedef struct bqueue {
 typedef struct job {
   uv_work_t work;
   server *s;
-  model_version *v;
-  srv_rpc rpc;
-  ember_infer_opts o;
-  ember_modes_opts mo;
-  int want_samples;
+  batch_key key;
   srv_call **calls;
   int ncalls, rows;
   ember_infer *inf;
@@ -60,14 +61,14 @@ typedef struct job {
 } job;
 
 static int same_key(const bqueue *q, const srv_call *c) {
-  const ember_infer_opts *a = &q->o, *b = &c->opts;
-  if (q->v != c->version || q->rpc != c->rpc) return 0;
+  const ember_infer_opts *a = &q->key.o, *b = &c->opts;
+  if (q->key.v != c->version || q->key.rpc != c->rpc) return 0;
   if (a->samples != b->samples || a->iters != b->iters || a->sigma != b->sigma ||
       a->shrink != b->shrink || a->temperature != b->temperature)
     return 0;
   if (c->rpc != RPC_SAMPLE) return 1;
-  const ember_modes_opts *m = &q->mo, *n = &c->modes;
-  return q->want_samples == c->want_samples && m->k == n->k && m->radius == n->radius && m->min_mass == n->min_mass &&
+  const ember_modes_opts *m = &q->key.mo, *n = &c->modes;
+  return q->key.want_samples == c->want_samples && m->k == n->k && m->radius == n->radius && m->min_mass == n->min_mass &&
          m->polish_steps == n->polish_steps && m->polish_lr == n->polish_lr;
 }
 
@@ -112,8 +113,8 @@ static void fail_counted(srv_call *c, grpc_status_code code, const char *msg) {
 
 static void work_cb(uv_work_t *w) {
   job *j = w->data;
-  const ember_model *m = &j->v->model;
-  const int dx = m->x_dim, dy = m->y_dim, k = j->mo.k;
+  const ember_model *m = &j->key.v->model;
+  const int dx = m->x_dim, dy = m->y_dim, k = j->key.mo.k;
   j->rc = 0;
   if (!j->inf && (j->rc = ember_infer_create(&j->inf, m, NULL, &j->err)) < 0) return;
   ember_infer_set_cancel(j->inf, &j->cancel);
@@ -121,7 +122,7 @@ static void work_cb(uv_work_t *w) {
   j->x = malloc(rows * dx * sizeof(float));
   j->seeds = malloc(rows * sizeof(uint64_t));
   j->streams = malloc(rows * sizeof(uint64_t));
-  if (j->rpc == RPC_PREDICT) {
+  if (j->key.rpc == RPC_PREDICT) {
     j->y = malloc(rows * dy * sizeof(float));
     j->e = malloc(rows * sizeof(float));
   } else {
@@ -129,8 +130,8 @@ static void work_cb(uv_work_t *w) {
     j->me = malloc(rows * k * sizeof(float));
     j->mw = malloc(rows * k * sizeof(float));
     j->count = malloc(rows * sizeof(int));
-    if (j->want_samples) {
-      size_t n = m->method == EMBER_METHOD_MSE ? 1 : (size_t)j->o.samples;
+    if (j->key.want_samples) {
+      size_t n = m->method == EMBER_METHOD_MSE ? 1 : (size_t)j->key.o.samples;
       j->pop_y = malloc(rows * n * dy * sizeof(float));
       j->pop_e = malloc(rows * n * sizeof(float));
       if (!j->pop_y || !j->pop_e) {
@@ -139,7 +140,7 @@ static void work_cb(uv_work_t *w) {
       }
     }
   }
-  if (!j->x || !j->seeds || !j->streams || (j->rpc == RPC_PREDICT ? !j->y || !j->e : !j->my || !j->me || !j->mw || !j->count)) {
+  if (!j->x || !j->seeds || !j->streams || (j->key.rpc == RPC_PREDICT ? !j->y || !j->e : !j->my || !j->me || !j->mw || !j->count)) {
     j->rc = ember_fail(&j->err, EMBER_ENOMEM, "out of memory for a batch of %d rows", j->rows);
     return;
   }
@@ -154,10 +155,10 @@ static void work_cb(uv_work_t *w) {
     at += (size_t)c->rows;
   }
   j->start_ns = srv_now_ns();
-  if (j->rpc == RPC_PREDICT)
-    j->rc = ember_infer_predict_rows(j->inf, j->x, j->rows, &j->o, j->seeds, j->streams, j->y, j->e, &j->err);
+  if (j->key.rpc == RPC_PREDICT)
+    j->rc = ember_infer_predict_rows(j->inf, j->x, j->rows, &j->key.o, j->seeds, j->streams, j->y, j->e, &j->err);
   else
-    j->rc = ember_infer_modes_rows(j->inf, j->x, j->rows, &j->o, &j->mo, j->seeds, j->streams, j->my,
+    j->rc = ember_infer_modes_rows(j->inf, j->x, j->rows, &j->key.o, &j->key.mo, j->seeds, j->streams, j->my,
                                    j->me, j->mw, j->count, j->pop_y, j->pop_e, &j->err);
   j->end_ns = srv_now_ns();
 }
@@ -167,9 +168,9 @@ static void work_cb(uv_work_t *w) {
 static void after_work_cb(uv_work_t *w, int status) {
   job *j = w->data;
   server *s = j->s;
-  model_version *v = j->v;
+  model_version *v = j->key.v;
   model_stats *st = &v->entry->stats;
-  const int dy = v->model.y_dim, k = j->mo.k;
+  const int dy = v->model.y_dim, k = j->key.mo.k;
   s->running_batches--;
   job **pp = (job **)&s->running_jobs;
   while (*pp && *pp != j) pp = &(*pp)->next_running;
@@ -195,8 +196,8 @@ static void after_work_cb(uv_work_t *w, int status) {
     } else {
       st->queue_ms_sum += (double)(j->start_ns - c->arrived_ns) / 1e6;
       st->ok++;
-      size_t n = (size_t)j->o.samples;
-      if (j->rpc == RPC_PREDICT)
+      size_t n = (size_t)j->key.o.samples;
+      if (j->key.rpc == RPC_PREDICT)
         rpc_ember_complete(c, j->y + at * dy, j->e + at, NULL, NULL, NULL, NULL, NULL, NULL);
       else
         rpc_ember_complete(c, NULL, NULL, j->my + at * k * dy, j->me + at * k, j->mw + at * k, j->count + at,
@@ -301,13 +302,9 @@ static void cut(server *s, bqueue *q) {
     calls[n++] = c;
     rows += c->rows;
   }
-  model_version *v = q->v;
+  model_version *v = q->key.v;
   j->s = s;
-  j->v = v;
-  j->rpc = q->rpc;
-  j->o = q->o;
-  j->mo = q->mo;
-  j->want_samples = q->want_samples;
+  j->key = q->key;
   j->calls = calls;
   j->ncalls = n;
   j->rows = rows;
@@ -369,11 +366,7 @@ void batcher_submit(server *s, srv_call *c) {
       fail_counted(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory queueing the request");
       return;
     }
-    q->v = c->version;
-    q->rpc = c->rpc;
-    q->o = c->opts;
-    q->mo = c->modes;
-    q->want_samples = c->want_samples;
+    q->key = (batch_key){c->version, c->rpc, c->opts, c->modes, c->want_samples};
     q->next = s->batch_queues;
     s->batch_queues = q;
   }

@@ -97,6 +97,16 @@ long srv_bytes(grpc_byte_buffer *bb, uint8_t **buf) {
   return *buf ? (long)len : -1;
 }
 
+size_t srv_closing_ops(srv_call *c, grpc_op *ops, size_t n, grpc_status_code code) {
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = code;
+  ops[n++].data.send_status_from_server.status_details = code == GRPC_STATUS_OK ? NULL : &c->status_details;
+  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+  c->state = CALL_FINISHING;
+  return n;
+}
+
 static void finish(srv_call *c, grpc_status_code code, const void *msg) {
   grpc_op ops[4];
   memset(ops, 0, sizeof ops);
@@ -107,12 +117,7 @@ static void finish(srv_call *c, grpc_status_code code, const void *msg) {
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = c->send;
   }
-  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  ops[n].data.send_status_from_server.status = code;
-  ops[n++].data.send_status_from_server.status_details = code == GRPC_STATUS_OK ? NULL : &c->status_details;
-  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
-  c->state = CALL_FINISHING;
+  n = (int)srv_closing_ops(c, ops, (size_t)n, code);
   grpc_call_error err = grpc_call_start_batch(c->call, ops, (size_t)n, c, NULL);
   if (err != GRPC_CALL_OK) {
     srv_log(LOG_ERROR, "could not send a reply", "error=%d", (int)err);

@@ -402,12 +402,7 @@ static void end_stream(srv_call *c, grpc_status_code code, const char *details) 
   }
   grpc_slice_unref(c->status_details);
   c->status_details = grpc_slice_from_static_string(details);
-  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  ops[n].data.send_status_from_server.status = code;
-  ops[n++].data.send_status_from_server.status_details = code == GRPC_STATUS_OK ? NULL : &c->status_details;
-  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
-  c->state = CALL_FINISHING;
+  n = srv_closing_ops(c, ops, n, code);
   start(c, ops, n);
 }
 

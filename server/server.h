@@ -124,6 +124,9 @@ void srv_call_fail(srv_call *c, grpc_status_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* Appends the ops that end a call (status, close) at ops[n], sets CALL_FINISHING so the call is
+ * freed when the batch returns, and returns the new op count. ops needs room for two more. */
+size_t srv_closing_ops(srv_call *c, grpc_op *ops, size_t n, grpc_status_code code);
 /* Packs a protobuf-c message into a new byte buffer. */
 grpc_byte_buffer *srv_pack(const void *msg);
 /* Copies a byte buffer's bytes into buf (caller frees); returns length or -1. */
