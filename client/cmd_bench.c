@@ -112,8 +112,10 @@ static int bench_infer(int argc, char **argv) {
     if (queries.v[i] < 1) return usage_error("infer", "--queries must be >= 1");
   ember_err err;
   for (int i = 0; i < samples.n; i++) {
-    ember_infer_opts chk = {samples.v[i], iters, 0.33f, 0.5f, 1.0f};
-    if (ember_infer_opts_check(&chk, &err) < 0) return usage_error("infer", err.msg);
+    ember_infer_opts chk = EMBER_INFER_DEFAULTS;
+    chk.samples = samples.v[i];
+    chk.iters = iters;
+    if (ember_infer_opts_check(&chk, 0, &err) < 0) return usage_error("infer", err.msg);
   }
   for (int ti = 0; ti < threads.n; ti++) {
     ember_pool *pool;
@@ -135,7 +137,9 @@ static int bench_infer(int argc, char **argv) {
           ember_rng rng;
           ember_rng_seed(&rng, seed, 0);
           ember_net_init_params(&m.net, &rng);
-          ember_infer_opts o = {samples.v[si], iters, 0.33f, 0.5f, 1.0f};
+          ember_infer_opts o = EMBER_INFER_DEFAULTS;
+          o.samples = samples.v[si];
+          o.iters = iters;
           x = malloc((size_t)(nq > 0 ? nq : 1) * x_dim * sizeof(float));
           y = malloc((size_t)(nq > 0 ? nq : 1) * y_dim * sizeof(float));
           times = malloc((size_t)reps * sizeof(double));

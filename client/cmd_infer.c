@@ -8,6 +8,7 @@
  * rows are split into calls, and emberd does the same per request. The option tables and the
  * printers live here and in infer_cli.h, shared with remote mode (remote_infer.c).
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,13 +34,7 @@ static int open_all(const char *verb, infer_cli *c, const opt_spec *specs, int n
     fprintf(stderr, "ember %s: %s\n", verb, err.msg);
     return 1;
   }
-  if (!args_given(specs, nspecs, "samples")) c->o.samples = m->infer.samples;
-  if (!args_given(specs, nspecs, "iters")) c->o.iters = m->infer.iters;
-  if (!args_given(specs, nspecs, "sigma")) c->o.sigma = m->infer.sigma;
-  if (!args_given(specs, nspecs, "shrink")) c->o.shrink = m->infer.shrink;
-  if (!args_given(specs, nspecs, "temperature")) c->o.temperature = m->infer.temperature;
-  if (ember_infer_opts_check(&c->o, &err) < 0) {
-    fprintf(stderr, "ember %s: %s\n", verb, err.msg);
+  if (infer_cli_resolve(c, specs, nspecs, m, verb) != 0) {
     ember_model_free(m);
     return 2;
   }
@@ -82,6 +77,60 @@ void infer_cli_init(infer_cli *c) {
   ember_infer_opts d = EMBER_INFER_DEFAULTS;
   c->o = d;
   c->threads = cli_default_threads();
+}
+
+int infer_cli_schedule(infer_cli *c, const char *verb) {
+  if (!c->schedule) return 0;
+  if (strcmp(c->schedule, "ibc") == 0) c->o.langevin.schedule = EMBER_SCHEDULE_IBC;
+  else if (strcmp(c->schedule, "poly") == 0) c->o.langevin.schedule = EMBER_SCHEDULE_POLY;
+  else {
+    fprintf(stderr, "ember %s: --schedule must be ibc or poly, got '%s'\n", verb, c->schedule);
+    return -1;
+  }
+  return 0;
+}
+
+/* Which field of ember_infer_opts each inference option sets. */
+static const struct {
+  const char *name;
+  size_t off, size;
+} infer_fields[] = {
+#define F(name, field) {name, offsetof(ember_infer_opts, field), sizeof(((ember_infer_opts *)0)->field)}
+    F("samples", samples),           F("iters", iters),
+    F("sigma", sigma),               F("shrink", shrink),
+    F("temperature", temperature),   F("refine", refine_steps),
+    F("refine-lr", refine_lr),       F("chain-steps", langevin.steps),
+    F("schedule", langevin.schedule), F("step-init", langevin.step_init),
+    F("step-final", langevin.step_final), F("gamma", langevin.gamma),
+    F("noise-scale", langevin.noise_scale), F("delta-max", langevin.delta_max),
+    F("again-steps", again_steps),   F("again-step", again_step),
+#undef F
+};
+
+int infer_cli_resolve(infer_cli *c, const opt_spec *specs, int nspecs, const ember_model *m,
+                      const char *verb) {
+  if (infer_cli_schedule(c, verb) < 0) return 2;
+  const int langevin = m->method == EMBER_METHOD_LANGEVIN;
+  for (size_t i = 0; i < sizeof infer_fields / sizeof *infer_fields; i++) {
+    int given = args_given(specs, nspecs, infer_fields[i].name);
+    if (given && !langevin && m->method != EMBER_METHOD_MSE &&
+        infer_fields[i].off >= offsetof(ember_infer_opts, langevin) &&
+        infer_fields[i].off != offsetof(ember_infer_opts, refine_steps) &&
+        infer_fields[i].off != offsetof(ember_infer_opts, refine_lr)) {
+      fprintf(stderr, "ember %s: --%s applies to Langevin models only; %s is a %s model\n", verb,
+              infer_fields[i].name, c->model, ember_method_name(m->method));
+      return 2;
+    }
+    if (!given)
+      memcpy((char *)&c->o + infer_fields[i].off, (const char *)&m->infer + infer_fields[i].off,
+             infer_fields[i].size);
+  }
+  ember_err err;
+  if (m->method != EMBER_METHOD_MSE && ember_infer_opts_check(&c->o, langevin, &err) < 0) {
+    fprintf(stderr, "ember %s: %s\n", verb, err.msg);
+    return 2;
+  }
+  return 0;
 }
 
 void cli_print_predict(const float *y, const float *e, int n, int d, int with_energy) {
@@ -221,8 +270,9 @@ int cmd_info(int argc, char **argv) {
   }
   printf("%-18s %s\n", "method", ember_method_name(m.method));
   printf("%-18s %d\n%-18s %d\n", "x_dim", m.x_dim, "y_dim", m.y_dim);
-  printf("%-18s %s %dx%d (%zu parameters)\n", "network", ember_arch_name(m.net.shape.arch),
-         m.net.shape.width, m.net.shape.depth, m.net.nparams);
+  printf("%-18s %s %dx%d (%zu parameters%s)\n", "network", ember_arch_name(m.net.shape.arch),
+         m.net.shape.width, m.net.shape.depth, m.net.nparams,
+         m.sn_w ? ", spectrally normalised" : "");
   cli_print_vec("x_mean", m.x_mean, m.x_dim);
   cli_print_vec("x_std", m.x_std, m.x_dim);
   cli_print_vec("y_mean", m.y_mean, m.y_dim);
@@ -234,10 +284,16 @@ int cmd_info(int argc, char **argv) {
   else if (m.method == EMBER_METHOD_LANGEVIN)
     printf("%-18s %d chains of %d steps, %s schedule, step %g -> %g, gamma %g, noise %g, "
            "change clip %g; gradient penalty margin %g weight %g\n",
-           "inference", m.infer.samples, m.langevin.steps,
-           m.langevin.schedule == EMBER_SCHEDULE_IBC ? "ibc" : "poly", (double)m.langevin.step_init,
-           (double)m.langevin.step_final, (double)m.langevin.gamma, (double)m.langevin.noise_scale,
-           (double)m.langevin.delta_max, (double)m.penalty_margin, (double)m.penalty_weight);
+           "inference", m.infer.samples, m.infer.langevin.steps,
+           m.infer.langevin.schedule == EMBER_SCHEDULE_IBC ? "ibc" : "poly",
+           (double)m.infer.langevin.step_init, (double)m.infer.langevin.step_final,
+           (double)m.infer.langevin.gamma, (double)m.infer.langevin.noise_scale,
+           (double)m.infer.langevin.delta_max, (double)m.penalty_margin, (double)m.penalty_weight);
+  if (m.method == EMBER_METHOD_LANGEVIN && m.infer.again_steps > 0)
+    printf("%-18s %d steps at step %g\n", "second chain", m.infer.again_steps, (double)m.infer.again_step);
+  if (m.method != EMBER_METHOD_MSE && m.infer.refine_steps > 0)
+    printf("%-18s %d gradient steps from the best candidates, step %g\n", "refine",
+           m.infer.refine_steps, (double)m.infer.refine_lr);
   else
     printf("%-18s samples %d, iters %d, sigma %g, shrink %g, temperature %g\n", "inference",
            m.infer.samples, m.infer.iters, (double)m.infer.sigma, (double)m.infer.shrink,

@@ -14,6 +14,7 @@
 
 typedef struct infer_cli {
   const char *model, *input;
+  const char *schedule; /* --schedule as given (NULL: the model's) */
   ember_infer_opts o;
   uint64_t seed;
   int threads;
@@ -29,6 +30,17 @@ typedef struct infer_cli {
   {"sigma", OPT_FLOAT, &(c).o.sigma, NULL, "initial noise, normalised units (default: the model's)", 0, 1}, \
   {"shrink", OPT_FLOAT, &(c).o.shrink, NULL, "noise factor per iteration (default: the model's)", 0, 1},   \
   {"temperature", OPT_FLOAT, &(c).o.temperature, NULL, "softmax temperature (default: the model's)", 0, 1}, \
+  {"refine", OPT_INT, &(c).o.refine_steps, "N", "predict: gradient-descent steps on E from the 8 best candidates (sample-then-refine; default: the model's, 0)", 0, 1}, \
+  {"refine-lr", OPT_FLOAT, &(c).o.refine_lr, NULL, "predict: initial refine step, normalised units (default: the model's, 0.05)", 0, 1}, \
+  {"chain-steps", OPT_INT, &(c).o.langevin.steps, NULL, "langevin: inference chain length (default: the model's, twice training's)", 0, 1}, \
+  {"schedule", OPT_STR, &(c).schedule, "S", "langevin: step schedule ibc or poly (default: the model's)", 0, 1}, \
+  {"step-init", OPT_FLOAT, &(c).o.langevin.step_init, NULL, "langevin: first step size (default: the model's)", 0, 1}, \
+  {"step-final", OPT_FLOAT, &(c).o.langevin.step_final, NULL, "langevin: last step size, ibc schedule (default: the model's)", 0, 1}, \
+  {"gamma", OPT_FLOAT, &(c).o.langevin.gamma, NULL, "langevin: poly schedule exponent (default: the model's)", 0, 1}, \
+  {"noise-scale", OPT_FLOAT, &(c).o.langevin.noise_scale, NULL, "langevin: noise factor (default: the model's)", 0, 1}, \
+  {"delta-max", OPT_FLOAT, &(c).o.langevin.delta_max, NULL, "langevin: per-step change clip, 0 = none (default: the model's)", 0, 1}, \
+  {"again-steps", OPT_INT, &(c).o.again_steps, NULL, "langevin: second chain at a constant small step, IBC's optimize_again (default: the model's, 0 = off)", 0, 1}, \
+  {"again-step", OPT_FLOAT, &(c).o.again_step, NULL, "langevin: the second chain's step (default: the model's, 1e-5)", 0, 1}, \
   {"seed", OPT_U64, &(c).seed, NULL, "random seed", 0, 0},                                        \
   {"threads", OPT_INT, &(c).threads, NULL, threads_help, 0, 1}
 
@@ -42,6 +54,14 @@ typedef struct infer_cli {
 
 /* Zeroes c, sets the library's default inference options and --threads to online CPUs. */
 void infer_cli_init(infer_cli *c);
+
+/* --schedule's text -> c->o.langevin.schedule. 0, or -1 after saying what is wrong. */
+int infer_cli_schedule(infer_cli *c, const char *verb);
+
+/* Local mode: every inference option not given on the command line takes the model's default
+ * (d); then the whole set is checked for the model. 0, or 2 after printing the problem. */
+int infer_cli_resolve(infer_cli *c, const opt_spec *specs, int nspecs, const ember_model *m,
+                      const char *verb);
 
 /* predict's CSV: header y0..y{d-1}[,energy], then n rows. y: (n, d); e: (n), read only when
  * with_energy. */

@@ -463,8 +463,10 @@ int remote_cmd_bench_serve(const char *server, int argc, char **argv) {
   if (o.version < 0) return usage_error("--version must be >= 0");
   ember_err err;
   for (int i = 0; i < o.samples.n; i++) {
-    ember_infer_opts chk = {o.samples.v[i], o.iters, 0.33f, 0.5f, 1.0f};
-    if (ember_infer_opts_check(&chk, &err) < 0) return usage_error(err.msg);
+    ember_infer_opts chk = EMBER_INFER_DEFAULTS;
+    chk.samples = o.samples.v[i];
+    chk.iters = o.iters;
+    if (ember_infer_opts_check(&chk, 0, &err) < 0) return usage_error(err.msg);
   }
 
   ember_pool *pool;

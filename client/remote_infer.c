@@ -120,7 +120,7 @@ static int wire_options(const char *verb, const infer_cli *c, const opt_spec *sp
   if (args_given(specs, nspecs, "shrink")) chk.shrink = c->o.shrink;
   if (args_given(specs, nspecs, "temperature")) chk.temperature = c->o.temperature;
   ember_err err;
-  if (ember_infer_opts_check(&chk, &err) < 0) {
+  if (ember_infer_opts_check(&chk, 0, &err) < 0) {
     fprintf(stderr, "ember %s: %s\n", verb, err.msg);
     return 2;
   }

@@ -92,7 +92,7 @@ static int resolve_options(srv_call *c, const model_version *v, const Ember__V1_
     return -1;
   }
   ember_err err;
-  if (ember_infer_opts_check(&r, &err) < 0) {
+  if (ember_infer_opts_check(&r, m->method == EMBER_METHOD_LANGEVIN, &err) < 0) {
     srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "options: %s", err.msg);
     return -1;
   }

@@ -54,7 +54,8 @@ static void run(int nq, const float *centres, const ember_infer_opts *o, uint64_
 static void test_recovers_argmin_of_quadratics(void **state) {
   (void)state;
   const float centres[6] = {0.3f, -0.5f, -0.8f, 0.9f, 0.0f, 0.05f};
-  ember_infer_opts o = {4096, 3, 0.33f, 0.5f, 1.0f};
+  ember_infer_opts o = EMBER_INFER_DEFAULTS;
+  o.samples = 4096;
   float best[6], best_e[3];
   run(3, centres, &o, 1, best, best_e);
   for (int q = 0; q < 3; q++) {
@@ -65,7 +66,7 @@ static void test_recovers_argmin_of_quadratics(void **state) {
     assert_float_equal(best_e[q], 50.0f * d * d, 1e-4);
   }
   /* more iterations refine further */
-  ember_infer_opts o6 = {4096, 6, 0.33f, 0.5f, 1.0f};
+  ember_infer_opts o6 = DFO_OPTS(4096, 6, 0.33f, 0.5f, 1.0f);
   run(1, centres, &o6, 1, best, best_e);
   assert_true(hypotf(best[0] - 0.3f, best[1] + 0.5f) < 0.02f);
 }
@@ -73,7 +74,7 @@ static void test_recovers_argmin_of_quadratics(void **state) {
 static void test_argmin_on_the_boundary(void **state) {
   (void)state;
   const float centres[2] = {1.5f, -3.0f}; /* outside the bounds: the answer is the corner */
-  ember_infer_opts o = {2048, 3, 0.33f, 0.5f, 1.0f};
+  ember_infer_opts o = DFO_OPTS(2048, 3, 0.33f, 0.5f, 1.0f);
   float best[2];
   run(1, centres, &o, 9, best, NULL);
   assert_true(best[0] <= 1.0f && best[0] > 0.95f);
@@ -83,7 +84,7 @@ static void test_argmin_on_the_boundary(void **state) {
 static void test_reproducible_and_independent_of_batch(void **state) {
   (void)state;
   const float centres[4] = {0.3f, -0.5f, -0.2f, 0.4f};
-  ember_infer_opts o = {512, 3, 0.33f, 0.5f, 1.0f};
+  ember_infer_opts o = DFO_OPTS(512, 3, 0.33f, 0.5f, 1.0f);
   float a[4], b[4], alone[2], other[4];
   run(2, centres, &o, 42, a, NULL);
   run(2, centres, &o, 42, b, NULL);
@@ -104,13 +105,13 @@ static void test_rejects_bad_options(void **state) {
   bowl b = {c, 1.0f, 0};
   ember_err err;
   struct { ember_infer_opts o; const char *msg; } cases[] = {
-      {{0, 3, 0.33f, 0.5f, 1.0f}, "samples"},
-      {{65, 3, 0.33f, 0.5f, 1.0f}, "exceeds the workspace"},
-      {{64, 0, 0.33f, 0.5f, 1.0f}, "iterations"},
-      {{64, 3, NAN, 0.5f, 1.0f}, "sigma"},
-      {{64, 3, 0.33f, 0.0f, 1.0f}, "shrink"},
-      {{64, 3, 0.33f, 1.5f, 1.0f}, "shrink"},
-      {{64, 3, 0.33f, 0.5f, 0.0f}, "temperature"},
+      {DFO_OPTS(0, 3, 0.33f, 0.5f, 1.0f), "samples"},
+      {DFO_OPTS(65, 3, 0.33f, 0.5f, 1.0f), "exceeds the workspace"},
+      {DFO_OPTS(64, 0, 0.33f, 0.5f, 1.0f), "iterations"},
+      {DFO_OPTS(64, 3, NAN, 0.5f, 1.0f), "sigma"},
+      {DFO_OPTS(64, 3, 0.33f, 0.0f, 1.0f), "shrink"},
+      {DFO_OPTS(64, 3, 0.33f, 1.5f, 1.0f), "shrink"},
+      {DFO_OPTS(64, 3, 0.33f, 0.5f, 0.0f), "temperature"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     assert_int_equal(ember_dfo_run(&ws, bowl_energy, &b, 1, lo2, hi2, &cases[i].o, &rng, NULL, NULL, &err),
@@ -118,7 +119,7 @@ static void test_rejects_bad_options(void **state) {
     if (!strstr(err.msg, cases[i].msg)) fail_msg("case %zu: message '%s'", i, err.msg);
   }
   const float empty_hi[2] = {-1, 1};
-  ember_infer_opts ok = {64, 3, 0.33f, 0.5f, 1.0f};
+  ember_infer_opts ok = DFO_OPTS(64, 3, 0.33f, 0.5f, 1.0f);
   assert_int_equal(ember_dfo_run(&ws, bowl_energy, &b, 1, lo2, empty_hi, &ok, &rng, NULL, NULL, &err),
                    EMBER_EINVAL);
   assert_non_null(strstr(err.msg, "bounds of y0"));
@@ -139,7 +140,7 @@ static void test_non_finite_energies_are_ignored(void **state) {
   assert_int_equal(ember_dfo_ws_init(&ws, 1, 1024, 2, NULL), 0);
   ember_rng rng;
   ember_rng_seed(&rng, 5, 0);
-  ember_infer_opts o = {1024, 3, 0.33f, 0.5f, 0.05f};
+  ember_infer_opts o = DFO_OPTS(1024, 3, 0.33f, 0.5f, 0.05f);
   float best[2], e;
   assert_int_equal(ember_dfo_run(&ws, nan_energy, NULL, 1, lo2, hi2, &o, &rng, best, &e, NULL), 0);
   assert_true(isfinite(e));
@@ -189,7 +190,7 @@ static void test_modes_of_a_double_well(void **state) {
   assert_int_equal(ember_dfo_ws_init(&ws, 1, N, 1, NULL), 0);
   ember_rng rng;
   ember_rng_seed(&rng, 2, 0);
-  ember_infer_opts o = {N, 3, 0.33f, 0.5f, 1.0f};
+  ember_infer_opts o = DFO_OPTS(N, 3, 0.33f, 0.5f, 1.0f);
   ember_modes_opts mo = EMBER_MODES_DEFAULTS;
   mo.k = 3;
   static float fscratch[N + EMBER_MODES_LINK];
@@ -238,7 +239,7 @@ static void test_modes_survive_a_starved_branch(void **state) {
     ws.keep_initial = 1;
     ember_rng rng;
     ember_rng_seed(&rng, 4, 0);
-    ember_infer_opts o = {n, iters[t], 0.33f, 0.5f, 1.0f};
+    ember_infer_opts o = DFO_OPTS(n, iters[t], 0.33f, 0.5f, 1.0f);
     assert_int_equal(ember_dfo_run(&ws, unequal_wells, NULL, 1, lo, hi, &o, &rng, NULL, NULL, NULL), 0);
     int in_shallow = 0;
     for (int i = 0; i < n; i++) in_shallow += ws.y[i] > 0.0f;

@@ -232,7 +232,7 @@ static void test_inference_independent_of_batching(void **state) {
   ember_infer *one, *two;
   assert_int_equal(ember_infer_create(&one, &m, NULL, NULL), 0);
   assert_int_equal(ember_infer_create(&two, &m, pool, NULL), 0);
-  ember_infer_opts io = {2048, 3, 0.33f, 0.5f, 1.0f};
+  ember_infer_opts io = DFO_OPTS(2048, 3, 0.33f, 0.5f, 1.0f);
   enum { Q = 5 };
   float yb[Q], eb[Q], y2[Q], e2[Q], ya, ea;
   assert_int_equal(ember_infer_predict(one, ds.x, Q, &io, 9, 0, yb, eb, NULL), 0);

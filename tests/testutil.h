@@ -20,4 +20,8 @@ void *tu_read_file(const char *path, size_t *len);
 /* Largest |a[i] - b[i]| / max(1, |a[i]|, |b[i]|). */
 double tu_max_rel_diff(const float *a, const float *b, size_t n);
 
+/* DFO inference options with everything else (Langevin, refine) zero, i.e. off. */
+#define DFO_OPTS(n, it, sig, shr, temp) \
+  ((ember_infer_opts){.samples = (n), .iters = (it), .sigma = (sig), .shrink = (shr), .temperature = (temp)})
+
 #endif

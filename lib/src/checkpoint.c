@@ -85,11 +85,14 @@ static ember_net_shape model_shape(ember_method method, int x_dim, int y_dim, em
   return s;
 }
 
-/* Lists the model's 2 * nlayers tensors in file order. */
-static int tensor_table(const ember_net *net, ckpt_tensor **out, int *n, ember_err *err) {
+/* Lists the model's tensors in file order: every layer's weight and bias, then, for a model with
+ * spectral normalisation, every layer's weight_orig, weight_u and weight_v. */
+static int tensor_table(const ember_model *m, ckpt_tensor **out, int *n, ember_err *err) {
+  const ember_net *net = &m->net;
   *out = NULL;
   *n = 0;
-  ckpt_tensor *t = calloc((size_t)net->nlayers * 2, sizeof *t);
+  int per = m->sn_w ? 5 : 2;
+  ckpt_tensor *t = calloc((size_t)net->nlayers * per, sizeof *t);
   if (!t) return ember_fail(err, EMBER_ENOMEM, "out of memory listing tensors");
   for (int i = 0; i < net->nlayers; i++) {
     const ember_dense *l = &net->layers[i];
@@ -110,8 +113,66 @@ static int tensor_table(const ember_net *net, ckpt_tensor **out, int *n, ember_e
     b->numel = (size_t)l->out;
     b->p = l->b;
   }
+  float *pw = m->sn_w, *puv = m->sn_uv;
+  for (int i = 0; m->sn_w && i < net->nlayers; i++) {
+    const ember_dense *l = &net->layers[i];
+    char prefix[CKPT_NAME_MAX - 16];
+    ember_net_layer_name(net, i, prefix, sizeof prefix);
+    ckpt_tensor *w = &t[2 * net->nlayers + 3 * i], *u = w + 1, *v = w + 2;
+    snprintf(w->name, sizeof w->name, "%s.weight_orig", prefix);
+    snprintf(u->name, sizeof u->name, "%s.weight_u", prefix);
+    snprintf(v->name, sizeof v->name, "%s.weight_v", prefix);
+    w->rows = l->out;
+    w->cols = l->in;
+    w->numel = (size_t)l->out * l->in;
+    w->p = pw;
+    u->rows = l->out;
+    u->numel = (size_t)l->out;
+    u->p = puv;
+    v->rows = l->in;
+    v->numel = (size_t)l->in;
+    v->p = puv + l->out;
+    pw += w->numel;
+    puv += u->numel + v->numel;
+  }
   *out = t;
-  *n = 2 * net->nlayers;
+  *n = per * net->nlayers;
+  return 0;
+}
+
+/* A spectrally normalised model's weights must be weight_orig / sigma, sigma = u^T W v > 0 (as
+ * PyTorch computes it in eval mode), to float rounding. */
+static int check_sn(const ember_model *m, const char *name, int bad, ember_err *err) {
+  if (!m->sn_w) return 0;
+  const ember_net *net = &m->net;
+  const float *pw = m->sn_w, *puv = m->sn_uv;
+  for (int i = 0; i < net->nlayers; i++) {
+    const ember_dense *l = &net->layers[i];
+    const float *u = puv, *v = puv + l->out;
+    double sigma = 0.0, wmax = 0.0, dmax = 0.0;
+    for (int r = 0; r < l->out; r++) {
+      double wv = 0.0;
+      for (int c = 0; c < l->in; c++) wv += (double)pw[(size_t)r * l->in + c] * v[c];
+      sigma += u[r] * wv;
+    }
+    char prefix[CKPT_NAME_MAX - 16];
+    ember_net_layer_name(net, i, prefix, sizeof prefix);
+    if (!(sigma > 0.0))
+      return ember_fail(err, bad, "%s: %s: spectral norm u^T W v = %g must be positive", name,
+                        prefix, sigma);
+    for (size_t k = 0; k < (size_t)l->out * l->in; k++) {
+      double want = pw[k] / sigma, d = fabs(want - l->w[k]);
+      wmax = fabs(want) > wmax ? fabs(want) : wmax;
+      dmax = d > dmax ? d : dmax;
+    }
+    if (dmax > 1e-5 * (wmax > 1.0 ? wmax : 1.0))
+      return ember_fail(err, bad,
+                        "%s: %s.weight is not %s.weight_orig / sigma (sigma = u^T W v = %g; off "
+                        "by up to %g)",
+                        name, prefix, prefix, sigma, dmax);
+    pw += (size_t)l->out * l->in;
+    puv += (size_t)l->out + l->in;
+  }
   return 0;
 }
 
@@ -153,7 +214,7 @@ static int check_model_values(const ember_model *m, const char *name, int bad, e
                         (double)m->y_lo[i], i, (double)m->y_hi[i]);
   }
   ember_err e;
-  if (ember_infer_opts_check(&m->infer, &e) < 0)
+  if (ember_infer_opts_check(&m->infer, m->method == EMBER_METHOD_LANGEVIN, &e) < 0)
     return ember_fail(err, bad, "%s: default inference options: %s", name, e.msg);
   if (m->train_steps < 0 || m->train_batch < 0 || m->train_negatives < 0)
     return ember_fail(err, bad,
@@ -240,8 +301,15 @@ static char *header_json(const ember_model *m, ckpt_tensor *t, int nt) {
     bad |= meta_set(meta, "train.lr", "%.9g", (double)m->train_lr);
     bad |= meta_set(meta, "train.temperature", "%.9g", (double)m->train_temperature);
     bad |= meta_set(meta, "train.loss", "%.9g", (double)m->train_loss);
+    if (m->method != EMBER_METHOD_MSE) {
+      bad |= meta_set(meta, "infer.refine_steps", "%d", m->infer.refine_steps);
+      bad |= meta_set(meta, "infer.refine_lr", "%.9g", (double)m->infer.refine_lr);
+    }
+    if (m->sn_w) bad |= meta_set(meta, "spectral_norm", "1");
     if (m->method == EMBER_METHOD_LANGEVIN) {
-      const ember_langevin_opts *l = &m->langevin;
+      const ember_langevin_opts *l = &m->infer.langevin;
+      bad |= meta_set(meta, "infer.again_steps", "%d", m->infer.again_steps);
+      bad |= meta_set(meta, "infer.again_step", "%.9g", (double)m->infer.again_step);
       bad |= meta_set(meta, "langevin.steps", "%d", l->steps);
       bad |= meta_set(meta, "langevin.schedule", "%s", l->schedule == EMBER_SCHEDULE_IBC ? "ibc" : "poly");
       bad |= meta_set(meta, "langevin.step_init", "%.9g", (double)l->step_init);
@@ -329,9 +397,10 @@ int ember_model_save(const ember_model *m, const char *path, ember_err *err) {
                     path, ember_method_name(m->method), m->x_dim, m->y_dim);
     goto fail;
   }
-  if ((rc = tensor_table(&m->net, &t, &nt, err)) < 0) goto fail;
+  if ((rc = tensor_table(m, &t, &nt, err)) < 0) goto fail;
   if ((rc = check_tensors_finite(t, nt, path, err)) < 0) goto fail;
   if ((rc = check_model_values(m, path, EMBER_EINVAL, err)) < 0) goto fail;
+  if ((rc = check_sn(m, path, EMBER_EINVAL, err)) < 0) goto fail;
 
   json = header_json(m, t, nt);
   if (!json) {
@@ -628,8 +697,31 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
       (rc = meta_float(meta, "train.temperature", name, &m->train_temperature, err)) < 0 ||
       (rc = meta_float(meta, "train.loss", name, &m->train_loss, err)) < 0)
     return rc;
+  /* keys newer than format_version 1's first release: optional, defaults when absent */
+  if (method != EMBER_METHOD_MSE && json_object_get(meta, "infer.refine_steps") &&
+      ((rc = meta_int(meta, "infer.refine_steps", name, INT_MIN, &m->infer.refine_steps, err)) < 0 ||
+       (rc = meta_float(meta, "infer.refine_lr", name, &m->infer.refine_lr, err)) < 0))
+    return rc;
+  if (method == EMBER_METHOD_LANGEVIN && json_object_get(meta, "infer.again_steps") &&
+      ((rc = meta_int(meta, "infer.again_steps", name, INT_MIN, &m->infer.again_steps, err)) < 0 ||
+       (rc = meta_float(meta, "infer.again_step", name, &m->infer.again_step, err)) < 0))
+    return rc;
+  if (json_object_get(meta, "spectral_norm")) {
+    if ((rc = meta_get(meta, "spectral_norm", name, &s, err)) < 0) return rc;
+    if (strcmp(s, "1") != 0)
+      return ember_fail(err, EMBER_EFORMAT, "%s: metadata spectral_norm must be \"1\" if present, got \"%.40s\"", name, s);
+    /* its tensors roughly double the weights: the data region must hold them too */
+    size_t have = data_len / sizeof(float), need = ember_net_shape_params(&shape);
+    for (int l = 0; l < m->net.nlayers; l++)
+      need += (size_t)m->net.layers[l].out * (m->net.layers[l].in + 1) + m->net.layers[l].in;
+    if (need > have)
+      return ember_fail(err, EMBER_EFORMAT,
+                        "%s: data region is %zu bytes, too small for a spectrally normalised model "
+                        "(%zu bytes)", name, data_len, need * sizeof(float));
+    if ((rc = ember_model_sn_enable(m, err)) < 0) return rc;
+  }
   if (method == EMBER_METHOD_LANGEVIN) {
-    ember_langevin_opts *l = &m->langevin;
+    ember_langevin_opts *l = &m->infer.langevin;
     if ((rc = meta_int(meta, "langevin.steps", name, INT_MIN, &l->steps, err)) < 0) return rc;
     if ((rc = meta_get(meta, "langevin.schedule", name, &s, err)) < 0) return rc;
     if (strcmp(s, "ibc") == 0) l->schedule = EMBER_SCHEDULE_IBC;
@@ -643,9 +735,6 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
         (rc = meta_float(meta, "langevin.penalty_margin", name, &m->penalty_margin, err)) < 0 ||
         (rc = meta_float(meta, "langevin.penalty_weight", name, &m->penalty_weight, err)) < 0)
       return rc;
-    ember_err e2;
-    if (ember_langevin_opts_check(l, &e2) < 0)
-      return ember_fail(err, EMBER_EFORMAT, "%s: %s", name, e2.msg);
   }
   return check_model_values(m, name, EMBER_EFORMAT, err);
 }
@@ -749,7 +838,7 @@ static int load_tensors(const json_t *root, const char *name, const unsigned cha
   int nt = 0, rc;
   const char *key;
   const json_t *v;
-  if ((rc = tensor_table(&m->net, &t, &nt, err)) < 0) goto fail;
+  if ((rc = tensor_table(m, &t, &nt, err)) < 0) goto fail;
   json_object_foreach((json_t *)root, key, v) {
     if (strcmp(key, "__metadata__") == 0) continue;
     int k = 0;
@@ -799,6 +888,7 @@ static int load_tensors(const json_t *root, const char *name, const unsigned cha
   }
   for (int k = 0; k < nt; k++) memcpy(t[k].p, data + t[k].begin, t[k].numel * sizeof(float));
   rc = check_tensors_finite(t, nt, name, err);
+  if (rc == 0) rc = check_sn(m, name, EMBER_EFORMAT, err);
 fail:
   free(order);
   free(t);

@@ -92,7 +92,7 @@ void ember_resample(const float *p, int n, ember_rng *rng, double *cdf, int *idx
 int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const float *lo,
                   const float *hi, const ember_infer_opts *opts, ember_rng *rngs, float *best_y,
                   float *best_e, ember_err *err) {
-  int rc = ember_infer_opts_check(opts, err);
+  int rc = ember_infer_opts_check(opts, 0, err);
   if (rc < 0) return rc;
   const int n = opts->samples, d = ws->ydim;
   if (nq < 1 || nq > ws->max_queries || n > ws->max_samples)

@@ -280,7 +280,7 @@ static int begin_call(ember_infer *inf, const float *x, int nq, const ember_infe
   int rc = check_x(m, x, nq, err);
   if (rc < 0) return rc;
   if (m->method != EMBER_METHOD_MSE) {
-    rc = ember_infer_opts_check(*o, err);
+    rc = ember_infer_opts_check(*o, m->method == EMBER_METHOD_LANGEVIN, err);
     if (rc < 0) return rc;
   }
   return 0;
@@ -306,7 +306,17 @@ static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const emb
     if (inf->cancel && *inf->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
     inf->pop_y = inf->lws.y;
     inf->pop_e = inf->lws.e;
-    return ember_langevin_run(&inf->lws, energy_grad_cb, inf, gq, m->y_lo, m->y_hi, &m->langevin,
+    int rc = ember_langevin_run(&inf->lws, energy_grad_cb, inf, gq, m->y_lo, m->y_hi,
+                                &o->langevin, o->samples, inf->rngs, inf->out, NULL, err);
+    if (rc < 0 || o->again_steps == 0) return rc;
+    if (inf->cancel && *inf->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+    /* IBC's optimize_again: the same chains go on at a constant small step */
+    ember_langevin_opts again = o->langevin;
+    again.schedule = EMBER_SCHEDULE_IBC;
+    again.steps = o->again_steps;
+    again.step_init = again.step_final = o->again_step;
+    inf->lws.resume = 1;
+    return ember_langevin_run(&inf->lws, energy_grad_cb, inf, gq, m->y_lo, m->y_hi, &again,
                               o->samples, inf->rngs, inf->out, NULL, err);
   }
   inf->pop_y = inf->dfo.y;
@@ -315,24 +325,65 @@ static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const emb
                        NULL, err);
 }
 
+/* Sample-then-refine: each query's `top` lowest-energy candidates (the DFO population or the
+ * chains' final states) descend E by gradient steps; the lowest result replaces the answer in
+ * inf->out and its energy goes to best_e (gq, or NULL). */
+static void refine_group(ember_infer *inf, int gq, int n, int top, const ember_infer_opts *o,
+                         float *best_e) {
+  const ember_model *m = inf->m;
+  const int d = m->y_dim;
+  for (int q = 0; q < gq; q++) {
+    const float *eq = inf->pop_e + (size_t)q * n, *yq = inf->pop_y + (size_t)q * n * d;
+    float *my = inf->my + (size_t)q * top * d, *me = inf->me + (size_t)q * top;
+    int have = 0;
+    for (int i = 0; i < n; i++) { /* insertion into the sorted top list: top is small */
+      float e = isfinite(eq[i]) ? eq[i] : INFINITY;
+      if (have == top && !(e < me[top - 1])) continue;
+      int j = have < top ? have++ : top - 1;
+      for (; j > 0 && e < me[j - 1]; j--) {
+        me[j] = me[j - 1];
+        memcpy(my + (size_t)j * d, my + (size_t)(j - 1) * d, (size_t)d * sizeof(float));
+      }
+      me[j] = e;
+      memcpy(my + (size_t)j * d, yq + (size_t)i * d, (size_t)d * sizeof(float));
+    }
+  }
+  ember_polish(energy_grad_cb, inf, gq, top, d, inf->my, inf->me, m->y_lo, m->y_hi,
+               o->refine_steps, o->refine_lr, inf->pwork);
+  for (int q = 0; q < gq; q++) {
+    const float *me = inf->me + (size_t)q * top;
+    int b = 0;
+    for (int j = 1; j < top; j++) b = me[j] < me[b] ? j : b;
+    memcpy(inf->out + (size_t)q * d, inf->my + ((size_t)q * top + b) * d, (size_t)d * sizeof(float));
+    if (best_e) best_e[q] = me[b];
+  }
+}
+
 static int predict(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
                    const row_seeds *rs, float *y, float *energy, ember_err *err) {
   const ember_model *m = inf->m;
   int rc = begin_call(inf, x, nq, &o, err);
   if (rc < 0) return rc;
   if (m->method == EMBER_METHOD_MSE) return predict_mse(inf, x, nq, y, energy, err);
-  int g = group_size(nq, o->samples);
-  rc = reserve(inf, g, o->samples, err);
+  const int n = o->samples, top = n < EMBER_REFINE_TOP ? n : EMBER_REFINE_TOP;
+  int g = group_size(nq, n);
+  rc = reserve(inf, g, n, err);
+  if (rc == 0 && o->refine_steps > 0) rc = reserve_modes(inf, g * top, err);
   if (rc < 0) return rc;
   for (int q0 = 0; q0 < nq; q0 += g) {
     int gq = nq - q0 < g ? nq - q0 : g;
     rc = dfo_group(inf, x, q0, gq, o, rs, err);
     if (rc < 0) return rc;
-    for (int q = 0; q < gq; q++) {
-      const float *eq = inf->pop_e + (size_t)q * o->samples;
-      float best = eq[0];
-      for (int i = 1; i < o->samples; i++) best = eq[i] < best ? eq[i] : best;
-      if (energy) energy[q0 + q] = best;
+    if (o->refine_steps > 0) {
+      if ((rc = cancelled(inf, err)) < 0) return rc;
+      refine_group(inf, gq, n, top, o, energy ? energy + q0 : NULL);
+    } else if (energy) {
+      for (int q = 0; q < gq; q++) {
+        const float *eq = inf->pop_e + (size_t)q * n;
+        float best = eq[0];
+        for (int i = 1; i < n; i++) best = eq[i] < best ? eq[i] : best;
+        energy[q0 + q] = best;
+      }
     }
     ember_model_denorm_y(m, inf->out, gq, y + (size_t)q0 * m->y_dim);
   }
@@ -494,7 +545,15 @@ int ember_infer_energy(ember_infer *inf, const float *x, int nq, const float *y,
 double ember_infer_flops(const ember_model *m, const ember_infer_opts *o) {
   double row = 2.0 * ember_net_row_macs(&m->net.shape);
   if (m->method == EMBER_METHOD_MSE) return row;
+  double flops;
   if (m->method == EMBER_METHOD_LANGEVIN) /* forward + input backward per chain step, + final */
-    return 2.0 * row * (double)o->samples * (m->langevin.steps + 1);
-  return row * (double)o->samples * o->iters;
+    flops = 2.0 * row * (double)o->samples *
+            (o->langevin.steps + 1 + (o->again_steps ? o->again_steps + 1 : 0));
+  else
+    flops = row * (double)o->samples * o->iters;
+  if (o->refine_steps > 0) { /* forward + input backward per refined point and step */
+    int top = o->samples < EMBER_REFINE_TOP ? o->samples : EMBER_REFINE_TOP;
+    flops += 2.0 * row * top * (o->refine_steps + 1);
+  }
+  return flops;
 }

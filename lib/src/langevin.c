@@ -67,6 +67,8 @@ void ember_langevin_ws_free(ember_langevin_ws *ws) {
 int ember_langevin_run(ember_langevin_ws *ws, ember_energy_grad_fn fn, void *ctx, int nq,
                        const float *lo, const float *hi, const ember_langevin_opts *o, int chains,
                        ember_rng *rngs, float *best_y, float *best_e, ember_err *err) {
+  const int resume = ws->resume;
+  ws->resume = 0;
   int rc = ember_langevin_opts_check(o, err);
   if (rc < 0) return rc;
   const int d = ws->ydim;
@@ -79,7 +81,7 @@ int ember_langevin_run(ember_langevin_ws *ws, ember_energy_grad_fn fn, void *ctx
       return ember_fail(err, EMBER_EINVAL, "bounds of y%d are empty: [%g, %g]", j, (double)lo[j],
                         (double)hi[j]);
   const size_t qstride = (size_t)chains * d;
-  for (int q = 0; q < nq; q++)
+  for (int q = 0; q < nq && !resume; q++)
     for (size_t i = 0; i < qstride; i++) {
       int j = (int)(i % (size_t)d);
       ws->y[q * qstride + i] = lo[j] + (hi[j] - lo[j]) * ember_rng_uniform(&rngs[q]);

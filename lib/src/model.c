@@ -5,6 +5,9 @@
  */
 #include "ember/model.h"
 
+#include "ember/langevin.h"
+#include "ember/spectral.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +43,7 @@ int ember_arch_parse(const char *s, ember_arch *out) {
   return i < 0 ? i : 0;
 }
 
-int ember_infer_opts_check(const ember_infer_opts *o, ember_err *err) {
+int ember_infer_opts_check(const ember_infer_opts *o, int langevin, ember_err *err) {
   if (o->samples < 1 || o->samples > (1 << 24))
     return ember_fail(err, EMBER_EINVAL, "samples must be 1..16777216, got %d", o->samples);
   if (o->iters < 1 || o->iters > 1000)
@@ -53,6 +56,20 @@ int ember_infer_opts_check(const ember_infer_opts *o, ember_err *err) {
   if (!(o->temperature > 1e-6f && o->temperature <= 1e6f))
     return ember_fail(err, EMBER_EINVAL, "temperature must be in (1e-6, 1e6], got %g",
                       (double)o->temperature);
+  if (o->refine_steps < 0 || o->refine_steps > 10000)
+    return ember_fail(err, EMBER_EINVAL, "refine steps must be 0..10000, got %d", o->refine_steps);
+  if (o->refine_steps > 0 && !(o->refine_lr > 0.0f && o->refine_lr <= 1e3f))
+    return ember_fail(err, EMBER_EINVAL, "refine step must be in (0, 1000], got %g",
+                      (double)o->refine_lr);
+  if (!langevin) return 0;
+  int rc = ember_langevin_opts_check(&o->langevin, err);
+  if (rc < 0) return rc;
+  if (o->again_steps < 0 || o->again_steps > 100000)
+    return ember_fail(err, EMBER_EINVAL, "second-chain steps must be 0..100000, got %d",
+                      o->again_steps);
+  if (o->again_steps > 0 && !(o->again_step > 0.0f && o->again_step <= 10.0f))
+    return ember_fail(err, EMBER_EINVAL, "second-chain step must be in (0, 10], got %g",
+                      (double)o->again_step);
   return 0;
 }
 
@@ -97,9 +114,6 @@ int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, 
   }
   ember_infer_opts d = EMBER_INFER_DEFAULTS;
   m->infer = d;
-  ember_langevin_opts l = EMBER_LANGEVIN_DEFAULTS;
-  m->langevin = l;
-  m->langevin.steps = 2 * l.steps;
   m->penalty_margin = 1.0f;
   m->penalty_weight = 1.0f;
   return 0;
@@ -109,7 +123,30 @@ void ember_model_free(ember_model *m) {
   if (!m) return;
   ember_net_free(&m->net);
   free(m->stats);
+  free(m->sn_w);
   memset(m, 0, sizeof *m);
+}
+
+int ember_model_sn_enable(ember_model *m, ember_err *err) {
+  if (m->sn_w) return 0;
+  const ember_net *net = &m->net;
+  size_t w = 0, uv = 0;
+  for (int l = 0; l < net->nlayers; l++) {
+    w += (size_t)net->layers[l].out * net->layers[l].in;
+    uv += (size_t)net->layers[l].out + net->layers[l].in;
+  }
+  m->sn_w = calloc(w + uv, sizeof(float));
+  if (!m->sn_w) return ember_fail(err, EMBER_ENOMEM, "out of memory for spectral normalisation");
+  m->sn_uv = m->sn_w + w;
+  float *pw = m->sn_w, *puv = m->sn_uv;
+  for (int l = 0; l < net->nlayers; l++) {
+    const ember_dense *d = &net->layers[l];
+    memcpy(pw, d->w, (size_t)d->out * d->in * sizeof(float));
+    ember_sn_init(puv, d->out, puv + d->out, d->in);
+    pw += (size_t)d->out * d->in;
+    puv += (size_t)d->out + d->in;
+  }
+  return 0;
 }
 
 int ember_model_check_x(const ember_model *m, const float *x, int n, ember_err *err) {

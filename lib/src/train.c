@@ -84,7 +84,7 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
   ember_net_shape s = {o->arch, 1, 1, o->width, o->depth, 1};
   int rc = ember_net_shape_check(&s, err);
   if (rc < 0) return rc;
-  return ember_infer_opts_check(&o->infer, err);
+  return ember_infer_opts_check(&o->infer, o->method == EMBER_METHOD_LANGEVIN, err);
 }
 
 static void mean_std(const float *v, int n, int d, int j, float *mean, float *std) {
@@ -157,8 +157,9 @@ struct ember_trainer {
   ember_langevin_ws *lws;
   float *pen;       /* (threads, per_task * negatives * (y_dim + 1)) */
   ember_rng *rngs;  /* (threads, per_task) */
-  /* spectral normalisation: raw weights (Adam updates these), power-iteration vectors, scratch */
-  float *raw, *sn_uv, *sn_sigma, *sn_tmp;
+  /* spectral normalisation: raw parameters (Adam updates these; the model's sn_w mirrors their
+   * weights), sigmas, scratch. The power-iteration vectors live in the model (sn_uv). */
+  float *raw, *sn_sigma, *sn_tmp;
 };
 
 static void thread_scratch(ember_trainer *t, int thread, float **xb, float **yb, float **e,
@@ -220,28 +221,33 @@ int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_datase
       if ((rc = ember_net_ws_enable_tangent(&t->ws[i], &m->net.shape, err)) < 0) goto fail;
     }
   }
+  if (!o->spectral_norm && m->sn_w) { /* training without it: the state would go stale */
+    free(m->sn_w);
+    m->sn_w = m->sn_uv = NULL;
+  }
   if (o->spectral_norm) {
-    size_t uv = 0, biggest = 0;
+    size_t biggest = 0;
     for (int l = 0; l < m->net.nlayers; l++) {
       const ember_dense *d = &m->net.layers[l];
-      uv += (size_t)d->out + d->in;
       if ((size_t)d->out * d->in > biggest) biggest = (size_t)d->out * d->in;
     }
     t->raw = malloc(np * sizeof(float));
-    t->sn_uv = calloc(uv, sizeof(float));
     t->sn_sigma = malloc((size_t)m->net.nlayers * sizeof(float));
     t->sn_tmp = malloc(biggest * sizeof(float));
     rc = EMBER_ENOMEM;
-    if (!t->raw || !t->sn_uv || !t->sn_sigma || !t->sn_tmp) {
+    if (!t->raw || !t->sn_sigma || !t->sn_tmp) {
       ember_fail(err, EMBER_ENOMEM, "out of memory for spectral normalisation");
       goto fail;
     }
+    /* a model without the state starts from its weights; one with it (a checkpoint trained
+     * with spectral normalisation) goes on from its raw weights and vectors */
+    if ((rc = ember_model_sn_enable(m, err)) < 0) goto fail;
     memcpy(t->raw, m->net.params, np * sizeof(float));
-    float *uvp = t->sn_uv;
+    const float *pw = m->sn_w;
     for (int l = 0; l < m->net.nlayers; l++) {
       const ember_dense *d = &m->net.layers[l];
-      ember_sn_init(uvp, d->out, uvp + d->out, d->in);
-      uvp += d->out + d->in;
+      memcpy(t->raw + (d->w - m->net.params), pw, (size_t)d->out * d->in * sizeof(float));
+      pw += (size_t)d->out * d->in;
     }
   }
   rc = ember_adam_init(&t->opt, np, o->lr, err);
@@ -260,7 +266,6 @@ fail:
 void ember_trainer_destroy(ember_trainer *t) {
   if (!t) return;
   free(t->raw);
-  free(t->sn_uv);
   free(t->sn_sigma);
   free(t->sn_tmp);
   if (t->lws)
@@ -392,22 +397,26 @@ const float *ember_trainer_grad(ember_trainer *t, int64_t step, double *loss) {
  * none to re-normalise after an update), and the model's weights set to raw / sigma (biases
  * as they are). */
 static void sn_refresh(ember_trainer *t, int iters) {
-  ember_net *net = &t->m->net;
+  ember_model *m = t->m;
+  ember_net *net = &m->net;
   memcpy(net->params, t->raw, net->nparams * sizeof(float));
-  float *uvp = t->sn_uv;
+  float *uvp = m->sn_uv, *pw = m->sn_w;
   for (int l = 0; l < net->nlayers; l++) {
     const ember_dense *d = &net->layers[l];
     const float *raw_w = t->raw + (d->w - net->params);
+    size_t n = (size_t)d->out * d->in;
     t->sn_sigma[l] = ember_sn_power_iteration(raw_w, d->out, d->in, uvp, uvp + d->out, iters);
     ember_sn_apply(raw_w, d->out, d->in, t->sn_sigma[l], d->w);
+    memcpy(pw, raw_w, n * sizeof(float));
     uvp += d->out + d->in;
+    pw += n;
   }
 }
 
 /* the gradient with respect to the normalised weights -> with respect to the raw ones */
 static void sn_backward(ember_trainer *t) {
   ember_net *net = &t->m->net;
-  const float *uvp = t->sn_uv;
+  const float *uvp = t->m->sn_uv;
   for (int l = 0; l < net->nlayers; l++) {
     const ember_dense *d = &net->layers[l];
     size_t off = (size_t)(d->w - net->params), n = (size_t)d->out * d->in;
@@ -481,8 +490,8 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
   out->train_lr = o->lr;
   out->train_temperature = o->temperature;
   if (o->method == EMBER_METHOD_LANGEVIN) {
-    out->langevin = o->langevin;
-    out->langevin.steps = 2 * o->langevin.steps; /* inference chains: twice training's */
+    out->infer.langevin = o->langevin;
+    out->infer.langevin.steps = 2 * o->langevin.steps; /* inference chains: twice training's */
     out->penalty_margin = o->penalty_margin;
     out->penalty_weight = o->penalty_weight;
   }

@@ -31,7 +31,7 @@
  *
  *     ember_dfo_ws ws;
  *     ember_dfo_ws_init(&ws, 1, 1024, 2, NULL);
- *     ember_infer_opts o = {1024, 3, 0.33f, 0.5f, 1.0f};
+ *     ember_infer_opts o = EMBER_INFER_DEFAULTS;  o.samples = 1024;
  *     ember_dfo_run(&ws, my_energy, ctx, 1, lo, hi, &o, &rng, best_y, best_e);
  */
 #ifndef EMBER_DFO_H

@@ -44,6 +44,8 @@ typedef struct ember_langevin_ws {
   float *e;     /* (max_queries, max_chains): energies at the states */
   float *g;     /* (max_queries, max_chains, ydim): dE/dy */
   float *noise; /* (max_chains * ydim) */
+  int resume;   /* set: the next run starts from the states in y (the last run's final states,
+                   e.g. IBC's second chain) instead of uniform; cleared by the run */
   void *mem;
 } ember_langevin_ws;
 

@@ -42,20 +42,6 @@ int ember_method_parse(const char *s, ember_method *out);
 const char *ember_arch_name(ember_arch a);
 int ember_arch_parse(const char *s, ember_arch *out);
 
-/* Inference options; a model stores defaults, every call may override them. */
-typedef struct ember_infer_opts {
-  int samples;       /* DFO population per query (default 16384) */
-  int iters;         /* DFO iterations (3) */
-  float sigma;       /* initial noise standard deviation, normalised y units (0.33) */
-  float shrink;      /* sigma multiplier per iteration, in (0, 1] (0.5) */
-  float temperature; /* probabilities are softmax(-E / temperature) (1) */
-} ember_infer_opts;
-
-#define EMBER_INFER_DEFAULTS {16384, 3, 0.33f, 0.5f, 1.0f}
-
-/* Checks an options struct; names the first bad field. */
-int ember_infer_opts_check(const ember_infer_opts *o, ember_err *err);
-
 /* Langevin chain settings (Method C); see ember/langevin.h for the update they drive. */
 typedef enum { EMBER_SCHEDULE_POLY = 0, EMBER_SCHEDULE_IBC = 1 } ember_schedule;
 
@@ -71,6 +57,35 @@ typedef struct ember_langevin_opts {
 
 #define EMBER_LANGEVIN_DEFAULTS {25, EMBER_SCHEDULE_IBC, 0.1f, 1e-5f, 0.55f, 1.0f, 0.1f}
 
+/* Inference options; a model stores defaults, every call may override them. */
+typedef struct ember_infer_opts {
+  int samples;       /* DFO population per query (default 16384); Langevin models: chains */
+  int iters;         /* DFO iterations (3) */
+  float sigma;       /* initial noise standard deviation, normalised y units (0.33) */
+  float shrink;      /* sigma multiplier per iteration, in (0, 1] (0.5) */
+  float temperature; /* probabilities are softmax(-E / temperature) (1) */
+  /* Langevin models: the inference chain (the model's default is twice training's length) */
+  ember_langevin_opts langevin;
+  /* Langevin models: an optional second chain from the first one's final states, at a constant
+   * small step (IBC's optimize_again; IBC uses 1e-5). 0 steps = off (default). */
+  int again_steps;
+  float again_step;
+  /* Any energy model, predict only: sample-then-refine, gradient descent on E (with
+   * backtracking, inside the bounds) from each query's EMBER_REFINE_TOP best candidates; the
+   * lowest-energy result is the answer. 0 steps = off (default). */
+  int refine_steps;
+  float refine_lr;   /* initial step, normalised y units (0.05) */
+} ember_infer_opts;
+
+#define EMBER_REFINE_TOP 8
+#define EMBER_INFER_DEFAULTS                                                               \
+  {16384, 3, 0.33f, 0.5f, 1.0f, {50, EMBER_SCHEDULE_IBC, 0.1f, 1e-5f, 0.55f, 1.0f, 0.1f}, \
+   0, 1e-5f, 0, 0.05f}
+
+/* Checks an options struct; names the first bad field. Langevin fields are checked only when
+ * `langevin` is set (the model is a Langevin model), refine_lr and again_step only when their
+ * steps are on; so {samples, iters, sigma, shrink, temperature} with the rest zero is valid. */
+int ember_infer_opts_check(const ember_infer_opts *o, int langevin, ember_err *err);
 
 typedef struct ember_model {
   ember_method method;
@@ -81,7 +96,6 @@ typedef struct ember_model {
   float *y_mean, *y_std;  /* (y_dim) */
   float *y_lo, *y_hi;     /* (y_dim): sampling bounds in normalised y units */
   ember_infer_opts infer; /* default inference options (for langevin: samples = chains) */
-  ember_langevin_opts langevin; /* langevin models: the inference chain (twice training's) */
   float penalty_margin, penalty_weight; /* langevin models: the gradient penalty used */
   /* how it was trained (informational, kept in the checkpoint) */
   int64_t train_steps;
@@ -89,6 +103,12 @@ typedef struct ember_model {
   int train_batch, train_negatives;
   float train_lr, train_temperature, train_loss;
   float *stats; /* the one allocation behind the six vectors above */
+  /* Spectral normalisation (models trained with it; NULL otherwise). sn_w: every dense layer's
+   * raw weight W (out, in), layer after layer; sn_uv: every layer's power-iteration vectors u
+   * (out) then v (in). The net's weights are W / sigma with sigma = u^T W v, so inference never
+   * looks at these; training updates W and u, v, and checkpoints keep them (PyTorch's names:
+   * <layer>.weight_orig, .weight_u, .weight_v). One allocation: sn_uv points into sn_w's. */
+  float *sn_w, *sn_uv;
 } ember_model;
 
 /* Allocates a model: network parameters zeroed, mean 0, std 1, bounds [-1, 1], default
@@ -103,6 +123,10 @@ int ember_model_load(const char *path, ember_model *m, ember_err *err);
 /* The same from memory; name is used in messages only. */
 int ember_model_load_mem(const void *buf, size_t len, const char *name, ember_model *m,
                          ember_err *err);
+
+/* Gives the model spectral-normalisation state: sn_w = the net's current weights, u and v at
+ * their deterministic start. No-op if it has one. */
+int ember_model_sn_enable(ember_model *m, ember_err *err);
 
 /* Checks n rows of x: every value finite and within EMBER_X_MAX_SIGMA standard deviations of
  * the training data's mean (farther, the network's arithmetic overflows into NaN energies).
