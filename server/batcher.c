@@ -1,10 +1,12 @@
 /* batcher.c - dynamic batching: many robots' requests, one optimiser run.
  *
- * Requests for the same model version, method and options wait in one queue. A queue is cut
- * into a batch when a worker is free and either the queue holds --max-batch rows, or its
- * oldest request has waited --max-delay-us, or the server is draining. While every worker is
- * busy nothing is cut, so under load requests pile up and the next free worker takes a full
- * batch at once: batching grows with load, and an idle server adds at most max-delay-us.
+ * Requests for the same model version, method and options (every field of ember_infer_opts,
+ * Langevin chain settings included, and for Sample the mode options) wait in one queue. A
+ * queue is cut into a batch when a worker is free and either the queue holds --max-batch rows,
+ * or its oldest request has waited --max-delay-us, or the server is draining. While every
+ * worker is busy nothing is cut, so under load requests pile up and the next free worker takes
+ * a full batch at once: batching grows with load, and an idle server adds at most
+ * max-delay-us.
  *
  * libuv timers count milliseconds, so a delay under 1 ms is served by a prepare hook instead
  * (redis's beforeSleep): when the loop has handled every event that arrived together and is
@@ -60,12 +62,29 @@ typedef struct job {
   struct job *next_running;
 } job;
 
+/* Every field of the options, compared one by one (no memcmp: -0.0 and 0.0 are one value). A
+ * field added to ember_infer_opts or ember_modes_opts must be compared here, or requests that
+ * differ in it would share a batch and get each other's answers: these asserts stop the build
+ * until it is. */
+_Static_assert(sizeof(ember_infer_opts) == 16 * 4 && sizeof(ember_langevin_opts) == 7 * 4,
+               "ember_infer_opts changed: compare its new fields in same_opts (batcher.c)");
+_Static_assert(sizeof(ember_modes_opts) == 5 * 4,
+               "ember_modes_opts changed: compare its new fields in same_key (batcher.c)");
+
+static int same_opts(const ember_infer_opts *a, const ember_infer_opts *b) {
+  const ember_langevin_opts *l = &a->langevin, *k = &b->langevin;
+  return a->samples == b->samples && a->iters == b->iters && a->sigma == b->sigma &&
+         a->shrink == b->shrink && a->temperature == b->temperature &&
+         l->steps == k->steps && l->schedule == k->schedule && l->step_init == k->step_init &&
+         l->step_final == k->step_final && l->gamma == k->gamma &&
+         l->noise_scale == k->noise_scale && l->delta_max == k->delta_max &&
+         a->again_steps == b->again_steps && a->again_step == b->again_step &&
+         a->refine_steps == b->refine_steps && a->refine_lr == b->refine_lr;
+}
+
 static int same_key(const bqueue *q, const srv_call *c) {
-  const ember_infer_opts *a = &q->key.o, *b = &c->opts;
   if (q->key.v != c->version || q->key.rpc != c->rpc) return 0;
-  if (a->samples != b->samples || a->iters != b->iters || a->sigma != b->sigma ||
-      a->shrink != b->shrink || a->temperature != b->temperature)
-    return 0;
+  if (!same_opts(&q->key.o, &c->opts)) return 0;
   if (c->rpc != RPC_SAMPLE) return 1;
   const ember_modes_opts *m = &q->key.mo, *n = &c->modes;
   return q->key.want_samples == c->want_samples && m->k == n->k && m->radius == n->radius && m->min_mass == n->min_mass &&
