@@ -10,17 +10,22 @@
  * row i draws from random stream (seed, i) however the rows are split, so the answers equal
  * one big request's and local `ember predict`'s with the same seed.
  *
- * Only options given on the command line are sent; the rest stay 0, which the protocol reads
- * as "the model's default". Given values are checked here with the library's own checks, so
- * a bad value gets the same message as locally. Two local values have no protocol spelling:
- * --sigma 0 (0 means "default" on the wire; refused) and --polish-lr (no field; refused
- * unless it is the default). --min-mass 0 ("keep every mode") is sent as -1, the protocol's
- * "keep all".
+ * Only options given on the command line are sent; the rest stay unset, which the protocol
+ * reads as "the model's default". Given values are merged onto the defaults GetModel reports
+ * and checked as local mode checks them (the library's checks, and Langevin options refused
+ * for other models), so a bad value gets the same message as locally. For an explicit (mse)
+ * model no inference option is sent: local mode ignores them all. Langevin chain options go
+ * in InferenceOptions.langevin; those where 0 is a setting (--gamma, --noise-scale,
+ * --delta-max, --again-steps, --refine) travel in fields with presence, so 0 can be sent.
+ * Two local values have no protocol spelling: --sigma 0 (0 means "default" on the wire;
+ * refused) and --polish-lr (no field; refused unless it is the default). --min-mass 0 ("keep
+ * every mode") is sent as -1, the protocol's "keep all".
  *
  * Results are printed only when every request has succeeded: a failure prints one line on
  * stderr, nothing on stdout, and exits 1 (2 for usage errors).
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +65,8 @@ typedef struct session {
   remote_client client;
   Ember__V1__ModelInfo *info;
   ember_dataset ds;
+  ember_infer_opts opts;           /* the options the server will use (its defaults + given) */
+  Ember__V1__LangevinOptions lang; /* the wire options' langevin, when one is given */
 } session;
 
 static void session_close(session *s) {
@@ -108,33 +115,130 @@ static int session_connect(session *s, const char *server, const char *model, co
   return 0;
 }
 
-/* Checks the given options as local mode would and sets up the wire options: only the given
- * ones, and the seed, which has no "default" value. */
-static int wire_options(const char *verb, const infer_cli *c, const opt_spec *specs, int nspecs,
+/* Which field of ember_infer_opts each inference option sets (the order of local mode's
+ * table, so the first refused option is the same); langevin: applies to Langevin models only. */
+static const struct {
+  const char *name;
+  size_t off, size;
+  int langevin;
+} wire_fields[] = {
+#define F(name, field, l) {name, offsetof(ember_infer_opts, field), sizeof(((ember_infer_opts *)0)->field), l}
+    F("samples", samples, 0),           F("iters", iters, 0),
+    F("sigma", sigma, 0),               F("shrink", shrink, 0),
+    F("temperature", temperature, 0),   F("refine", refine_steps, 0),
+    F("refine-lr", refine_lr, 0),       F("chain-steps", langevin.steps, 1),
+    F("schedule", langevin.schedule, 1), F("step-init", langevin.step_init, 1),
+    F("step-final", langevin.step_final, 1), F("gamma", langevin.gamma, 1),
+    F("noise-scale", langevin.noise_scale, 1), F("delta-max", langevin.delta_max, 1),
+    F("again-steps", again_steps, 1),   F("again-step", again_step, 1),
+#undef F
+};
+
+/* The model's inference defaults as GetModel reports them (library defaults for what an older
+ * server leaves out). */
+static void info_defaults(const Ember__V1__ModelInfo *info, ember_infer_opts *o) {
+  ember_infer_opts d = EMBER_INFER_DEFAULTS;
+  *o = d;
+  const Ember__V1__InferenceOptions *w = info->defaults;
+  if (!w) return;
+  if (w->samples) o->samples = w->samples > (uint32_t)INT32_MAX ? INT32_MAX : (int)w->samples;
+  if (w->iterations) o->iters = w->iterations > 1000u ? 1000 : (int)w->iterations;
+  if (w->sigma != 0.0f) o->sigma = w->sigma;
+  if (w->shrink != 0.0f) o->shrink = w->shrink;
+  if (w->temperature != 0.0f) o->temperature = w->temperature;
+  if (w->optional_refine_steps_case) o->refine_steps = w->refine_steps > 10000u ? 10000 : (int)w->refine_steps;
+  if (w->refine_lr != 0.0f) o->refine_lr = w->refine_lr;
+  const Ember__V1__LangevinOptions *l = w->langevin;
+  if (!l) return;
+  if (l->chain_steps) o->langevin.steps = l->chain_steps > 100000u ? 100000 : (int)l->chain_steps;
+  if (l->schedule == EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_IBC) o->langevin.schedule = EMBER_SCHEDULE_IBC;
+  if (l->schedule == EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_POLY) o->langevin.schedule = EMBER_SCHEDULE_POLY;
+  if (l->step_init != 0.0f) o->langevin.step_init = l->step_init;
+  if (l->step_final != 0.0f) o->langevin.step_final = l->step_final;
+  if (l->optional_gamma_case) o->langevin.gamma = l->gamma;
+  if (l->optional_noise_scale_case) o->langevin.noise_scale = l->noise_scale;
+  if (l->optional_delta_max_case) o->langevin.delta_max = l->delta_max;
+  if (l->optional_again_steps_case) o->again_steps = l->again_steps > 100000u ? 100000 : (int)l->again_steps;
+  if (l->again_step != 0.0f) o->again_step = l->again_step;
+}
+
+/* Checks the given options as local mode would, against the model GetModel described, and
+ * sets up the wire options: only the given ones, and the seed, which has no "default" value.
+ * s->opts gets the options the server will run with. 0, or 2 after printing the problem. */
+static int wire_options(session *s, const infer_cli *c, const opt_spec *specs, int nspecs,
                         Ember__V1__InferenceOptions *w) {
-  ember_infer_opts chk = EMBER_INFER_DEFAULTS;
+  const char *verb = s->verb, *method = s->info->method;
+  const int mse = strcmp(method, "mse") == 0, langevin = strcmp(method, "langevin") == 0;
+  int given[sizeof wire_fields / sizeof *wire_fields];
+  ember_infer_opts *o = &s->opts;
+  info_defaults(s->info, o);
   ember__v1__inference_options__init(w);
-  if (args_given(specs, nspecs, "samples")) chk.samples = c->o.samples;
-  if (args_given(specs, nspecs, "iters")) chk.iters = c->o.iters;
-  if (args_given(specs, nspecs, "sigma")) chk.sigma = c->o.sigma;
-  if (args_given(specs, nspecs, "shrink")) chk.shrink = c->o.shrink;
-  if (args_given(specs, nspecs, "temperature")) chk.temperature = c->o.temperature;
+  w->seed = c->seed;
+  if (mse) return 0; /* local mode ignores every inference option of an explicit model */
+  for (size_t i = 0; i < sizeof wire_fields / sizeof *wire_fields; i++) {
+    given[i] = args_given(specs, nspecs, wire_fields[i].name);
+    if (given[i] && wire_fields[i].langevin && !langevin) {
+      fprintf(stderr, "ember %s: --%s applies to Langevin models only; %s is a %s model\n", verb,
+              wire_fields[i].name, c->model, method);
+      return 2;
+    }
+    if (given[i])
+      memcpy((char *)o + wire_fields[i].off, (const char *)&c->o + wire_fields[i].off, wire_fields[i].size);
+  }
   ember_err err;
-  if (ember_infer_opts_check(&chk, 0, &err) < 0) {
+  if (ember_infer_opts_check(o, langevin, &err) < 0) {
     fprintf(stderr, "ember %s: %s\n", verb, err.msg);
     return 2;
   }
-  if (args_given(specs, nspecs, "sigma") && chk.sigma == 0.0f) {
+  if (args_given(specs, nspecs, "sigma") && o->sigma == 0.0f) {
     fprintf(stderr, "ember %s: --sigma 0 cannot be sent with --server (0 means the model's default "
                     "in ember.v1); use a tiny positive value\n", verb);
     return 2;
   }
-  if (args_given(specs, nspecs, "samples")) w->samples = (uint32_t)chk.samples;
-  if (args_given(specs, nspecs, "iters")) w->iterations = (uint32_t)chk.iters;
-  if (args_given(specs, nspecs, "sigma")) w->sigma = chk.sigma;
-  if (args_given(specs, nspecs, "shrink")) w->shrink = chk.shrink;
-  if (args_given(specs, nspecs, "temperature")) w->temperature = chk.temperature;
-  w->seed = c->seed;
+  /* Every value that passed the check can be sent: 0 is either invalid where 0 means "the
+   * model's default" (samples, iters, shrink, temperature, chain-steps, step-init) or unused
+   * (step-final under poly, refine-lr and again-step with their steps off), and fields where 0
+   * is a setting have presence. */
+  if (args_given(specs, nspecs, "samples")) w->samples = (uint32_t)o->samples;
+  if (args_given(specs, nspecs, "iters")) w->iterations = (uint32_t)o->iters;
+  if (args_given(specs, nspecs, "sigma")) w->sigma = o->sigma;
+  if (args_given(specs, nspecs, "shrink")) w->shrink = o->shrink;
+  if (args_given(specs, nspecs, "temperature")) w->temperature = o->temperature;
+  if (args_given(specs, nspecs, "refine")) {
+    w->optional_refine_steps_case = EMBER__V1__INFERENCE_OPTIONS__OPTIONAL_REFINE_STEPS_REFINE_STEPS;
+    w->refine_steps = (uint32_t)o->refine_steps;
+  }
+  if (args_given(specs, nspecs, "refine-lr")) w->refine_lr = o->refine_lr;
+  if (!langevin) return 0;
+  Ember__V1__LangevinOptions *l = &s->lang;
+  ember__v1__langevin_options__init(l);
+  int any = 0;
+  for (size_t i = 0; i < sizeof wire_fields / sizeof *wire_fields; i++) any |= given[i] && wire_fields[i].langevin;
+  if (!any) return 0;
+  w->langevin = l;
+  if (args_given(specs, nspecs, "chain-steps")) l->chain_steps = (uint32_t)o->langevin.steps;
+  if (args_given(specs, nspecs, "schedule"))
+    l->schedule = o->langevin.schedule == EMBER_SCHEDULE_POLY ? EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_POLY
+                                                              : EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_IBC;
+  if (args_given(specs, nspecs, "step-init")) l->step_init = o->langevin.step_init;
+  if (args_given(specs, nspecs, "step-final")) l->step_final = o->langevin.step_final;
+  if (args_given(specs, nspecs, "gamma")) {
+    l->optional_gamma_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_GAMMA_GAMMA;
+    l->gamma = o->langevin.gamma;
+  }
+  if (args_given(specs, nspecs, "noise-scale")) {
+    l->optional_noise_scale_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_NOISE_SCALE_NOISE_SCALE;
+    l->noise_scale = o->langevin.noise_scale;
+  }
+  if (args_given(specs, nspecs, "delta-max")) {
+    l->optional_delta_max_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_DELTA_MAX_DELTA_MAX;
+    l->delta_max = o->langevin.delta_max;
+  }
+  if (args_given(specs, nspecs, "again-steps")) {
+    l->optional_again_steps_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_AGAIN_STEPS_AGAIN_STEPS;
+    l->again_steps = (uint32_t)o->again_steps;
+  }
+  if (args_given(specs, nspecs, "again-step")) l->again_step = o->again_step;
   return 0;
 }
 
@@ -147,9 +251,10 @@ static int session_open(session *s, const char *server, infer_cli *c, const remo
     return 2;
   }
   int rc = check_remote_opts(s->verb, r);
-  if (rc == 0) rc = wire_options(s->verb, c, specs, nspecs, w);
+  if (rc == 0 && infer_cli_schedule(c, s->verb) < 0) rc = 2;
   if (rc) return rc;
   rc = session_connect(s, server, c->model, r);
+  if (rc == 0) rc = wire_options(s, c, specs, nspecs, w);
   if (rc) return rc;
   ember_err err;
   if (ember_dataset_read(c->input, (int)s->info->x_dim, 0, &s->ds, &err) < 0) {
@@ -173,13 +278,18 @@ static int malformed(session *s, const char *what, int off) {
 }
 
 /* Rows per request: --chunk-rows, but no more than keeps a request near 2^21 candidate
- * evaluations, so requests finish well inside a deadline and a server's per-request limit. */
-static int work_chunk(const remote_opts *r, const Ember__V1__InferenceOptions *w,
-                      const Ember__V1__ModelInfo *info) {
-  double samples = w->samples ? w->samples : (info->defaults ? info->defaults->samples : 1);
-  double iters = w->iterations ? w->iterations : (info->defaults ? info->defaults->iterations : 1);
-  if (strcmp(info->method, "mse") == 0) samples = iters = 1;
-  double fit = (double)(1 << 21) / (samples * iters);
+ * evaluations (a Langevin chain step is a forward and a backward pass: two), so requests
+ * finish well inside a deadline and a server's per-request limit. */
+static int work_chunk(const remote_opts *r, const session *s) {
+  const ember_infer_opts *o = &s->opts;
+  double evals;
+  if (strcmp(s->info->method, "mse") == 0) evals = 1;
+  else if (strcmp(s->info->method, "langevin") == 0)
+    evals = 2.0 * o->samples * (o->langevin.steps + 1 + (o->again_steps ? o->again_steps + 1 : 0));
+  else evals = (double)o->samples * o->iters;
+  if (strcmp(s->info->method, "mse") != 0 && o->refine_steps > 0)
+    evals += 2.0 * (o->samples < EMBER_REFINE_TOP ? o->samples : EMBER_REFINE_TOP) * (o->refine_steps + 1);
+  double fit = (double)(1 << 21) / evals;
   int rows = fit < 1.0 ? 1 : (fit > r->chunk_rows ? r->chunk_rows : (int)fit);
   return rows < 1 ? 1 : rows;
 }
@@ -203,7 +313,7 @@ int remote_cmd_predict(const char *server, int argc, char **argv) {
   rc = session_open(&s, server, &c, &r, specs, nspecs, &w);
   if (rc) goto done;
   const int n = s.ds.n, xd = (int)s.info->x_dim, d = (int)s.info->y_dim;
-  r.chunk_rows = work_chunk(&r, &w, s.info);
+  r.chunk_rows = work_chunk(&r, &s);
   if (with_energy && strcmp(s.info->method, "mse") == 0) {
     fprintf(stderr, "ember predict: --energy: %s is an explicit (mse) model, which has no energy\n", c.model);
     rc = 2;
@@ -298,7 +408,7 @@ int remote_cmd_sample(const char *server, int argc, char **argv) {
   rc = session_open(&s, server, &c, &r, specs, nspecs, &w);
   if (rc) goto done;
   const int n = s.ds.n, xd = (int)s.info->x_dim, d = (int)s.info->y_dim, k = mo.k;
-  r.chunk_rows = work_chunk(&r, &w, s.info);
+  r.chunk_rows = work_chunk(&r, &s);
   my = calloc((size_t)n * k * d, sizeof(float));
   me = calloc((size_t)n * k, sizeof(float));
   mw = calloc((size_t)n * k, sizeof(float));
@@ -421,11 +531,24 @@ static void print_info(const Ember__V1__ModelInfo *m) {
   cli_print_vec("y_lo", m->y_lo, (int)m->n_y_lo);
   cli_print_vec("y_hi", m->y_hi, (int)m->n_y_hi);
   const Ember__V1__InferenceOptions *o = m->defaults;
-  if (strcmp(m->method, "mse") == 0)
+  const Ember__V1__LangevinOptions *l = o ? o->langevin : NULL;
+  if (strcmp(m->method, "mse") == 0) {
     printf("%-18s one forward pass (explicit model)\n", "inference");
-  else if (o)
+  } else if (l) {
+    printf("%-18s %u chains of %u steps, %s schedule, step %g -> %g, gamma %g, noise %g, "
+           "change clip %g\n", "inference", o->samples, l->chain_steps,
+           l->schedule == EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_POLY ? "poly" : "ibc",
+           (double)l->step_init, (double)l->step_final, (double)l->gamma, (double)l->noise_scale,
+           (double)l->delta_max);
+    if (l->again_steps > 0)
+      printf("%-18s %u steps at step %g\n", "second chain", l->again_steps, (double)l->again_step);
+  } else if (o) {
     printf("%-18s samples %u, iters %u, sigma %g, shrink %g, temperature %g\n", "inference",
            o->samples, o->iterations, (double)o->sigma, (double)o->shrink, (double)o->temperature);
+  }
+  if (o && o->refine_steps > 0 && strcmp(m->method, "mse") != 0)
+    printf("%-18s %u gradient steps from the best candidates, step %g\n", "refine", o->refine_steps,
+           (double)o->refine_lr);
   if (m->n_load_errors == 0) {
     printf("%-18s none\n", "load errors");
   } else {
