@@ -289,15 +289,15 @@ int cmd_info(int argc, char **argv) {
            (double)m.infer.langevin.step_init, (double)m.infer.langevin.step_final,
            (double)m.infer.langevin.gamma, (double)m.infer.langevin.noise_scale,
            (double)m.infer.langevin.delta_max, (double)m.penalty_margin, (double)m.penalty_weight);
+  else
+    printf("%-18s samples %d, iters %d, sigma %g, shrink %g, temperature %g\n", "inference",
+           m.infer.samples, m.infer.iters, (double)m.infer.sigma, (double)m.infer.shrink,
+           (double)m.infer.temperature);
   if (m.method == EMBER_METHOD_LANGEVIN && m.infer.again_steps > 0)
     printf("%-18s %d steps at step %g\n", "second chain", m.infer.again_steps, (double)m.infer.again_step);
   if (m.method != EMBER_METHOD_MSE && m.infer.refine_steps > 0)
     printf("%-18s %d gradient steps from the best candidates, step %g\n", "refine",
            m.infer.refine_steps, (double)m.infer.refine_lr);
-  else
-    printf("%-18s samples %d, iters %d, sigma %g, shrink %g, temperature %g\n", "inference",
-           m.infer.samples, m.infer.iters, (double)m.infer.sigma, (double)m.infer.shrink,
-           (double)m.infer.temperature);
   printf("%-18s %lld steps, batch %d, negatives %d, lr %g, seed %llu, final loss %.4f\n", "training",
          (long long)m.train_steps, m.train_batch, m.train_negatives, (double)m.train_lr,
          (unsigned long long)m.train_seed, (double)m.train_loss);

@@ -78,7 +78,7 @@ int cmd_train(int argc, char **argv) {
       {"y-dim", OPT_INT, &y_dim, NULL, "columns of y (default: 1 for CSV, the y array's width for .npz)", 0, 1},
       {"steps", OPT_I64, &o.steps, NULL, "training steps", 0, 0},
       {"batch", OPT_INT, &o.batch, NULL, "examples per step", 0, 0},
-      {"negatives", OPT_INT, &o.negatives, NULL, "uniform counter-examples per example", 0, 0},
+      {"negatives", OPT_INT, &o.negatives, NULL, "counter-examples per example (uniform; langevin: moved by chains)", 0, 0},
       {"arch", OPT_STR, &arch, "A", "resnet (pre-activation ResNet MLP) or mlp", 0, 0},
       {"width", OPT_INT, &o.width, NULL, "hidden width", 0, 0},
       {"depth", OPT_INT, &o.depth, NULL, "hidden dense layers (even for resnet)", 0, 0},
@@ -99,7 +99,7 @@ int cmd_train(int argc, char **argv) {
       {"delta-max", OPT_FLOAT, &o.langevin.delta_max, NULL, "langevin: per-step change clip (normalised units; 0 = none)", 0, 0},
       {"penalty-margin", OPT_FLOAT, &o.penalty_margin, NULL, "langevin: gradient penalty margin M", 0, 0},
       {"penalty-weight", OPT_FLOAT, &o.penalty_weight, NULL, "langevin: gradient penalty weight", 0, 0},
-      {"spectral-norm", OPT_FLAG, &o.spectral_norm, NULL, "spectral normalisation of every dense layer (one power iteration per step)", 0, 0},
+      {"spectral-norm", OPT_FLAG, &o.spectral_norm, NULL, "spectral normalisation of the hidden dense layers (one power iteration per step)", 0, 0},
       {"iters", OPT_INT, &o.infer.iters, NULL, "default inference iterations stored in the model", 0, 0},
       {"sigma", OPT_FLOAT, &o.infer.sigma, NULL, "default initial inference noise (normalised units)", 0, 0},
       {"shrink", OPT_FLOAT, &o.infer.shrink, NULL, "default noise shrink per iteration", 0, 0},
@@ -133,6 +133,13 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "ember train: --schedule must be ibc or poly, got '%s'\n", schedule);
     return 2;
   }
+  static const char *const langevin_only[] = {"chain-steps", "schedule", "step-init", "step-final", "gamma",
+                                              "noise-scale", "delta-max", "penalty-margin", "penalty-weight"};
+  for (size_t i = 0; o.method != EMBER_METHOD_LANGEVIN && i < sizeof langevin_only / sizeof *langevin_only; i++)
+    if (args_given(specs, nspecs, langevin_only[i])) {
+      fprintf(stderr, "ember train: --%s applies to --method langevin only\n", langevin_only[i]);
+      return 2;
+    }
   /* a Langevin model's samples are chains, each `2 x --chain-steps` long: fewer by default */
   if (o.method == EMBER_METHOD_LANGEVIN && !args_given(specs, nspecs, "samples")) o.infer.samples = 512;
   if (ember_arch_parse(arch, &o.arch) < 0) {

@@ -25,7 +25,7 @@ typedef struct infer_cli {
 #define INFER_SPECS(c, model_meta, model_help, threads_help)                                    \
   {"model", OPT_STR, &(c).model, model_meta, model_help, 0, 0},                                   \
   {"input", OPT_STR, &(c).input, "FILE|-", "x rows: CSV or .npz (array x); - reads stdin", 0, 0}, \
-  {"samples", OPT_INT, &(c).o.samples, NULL, "DFO samples per row (default: the model's)", 0, 1}, \
+  {"samples", OPT_INT, &(c).o.samples, NULL, "candidates per row: DFO samples or Langevin chains (default: the model's)", 0, 1}, \
   {"iters", OPT_INT, &(c).o.iters, NULL, "DFO iterations (default: the model's)", 0, 1},         \
   {"sigma", OPT_FLOAT, &(c).o.sigma, NULL, "initial noise, normalised units (default: the model's)", 0, 1}, \
   {"shrink", OPT_FLOAT, &(c).o.shrink, NULL, "noise factor per iteration (default: the model's)", 0, 1},   \

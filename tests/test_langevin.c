@@ -90,6 +90,59 @@ static void test_ibc_schedule_finds_and_refines_the_minimum(void **state) {
   ember_langevin_ws_free(&ws);
 }
 
+/* IBC's second chain: a run with resume set goes on from the last run's states instead of
+ * drawing new ones (each chain moves at most steps x delta_max), and at a small step it only
+ * descends further. */
+static void test_second_chain_resumes(void **state) {
+  (void)state;
+  enum { N = 64 };
+  const float lo[2] = {-1, -1}, hi[2] = {1, 1};
+  ember_langevin_ws ws;
+  assert_int_equal(ember_langevin_ws_init(&ws, 1, N, 2, NULL), 0);
+  ember_rng rng;
+  ember_rng_seed(&rng, 5, 0);
+  ember_langevin_opts o = EMBER_LANGEVIN_DEFAULTS;
+  o.steps = 10;
+  float best[2], e1, e2;
+  assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &o, N, &rng, best, &e1, NULL), 0);
+  float before[2 * N];
+  memcpy(before, ws.y, sizeof before);
+  ember_langevin_opts again = o;
+  again.steps = 20;
+  again.step_init = again.step_final = 1e-3f;
+  again.delta_max = 0.01f;
+  ws.resume = 1;
+  assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &again, N, &rng, best, &e2, NULL), 0);
+  assert_int_equal(ws.resume, 0);
+  for (int i = 0; i < 2 * N; i++) assert_true(fabsf(ws.y[i] - before[i]) <= 20 * 0.01f + 1e-6f);
+  assert_true(e2 <= e1);
+  ember_langevin_ws_free(&ws);
+}
+
+/* Another thread's cancel flag stops a run before its next step. */
+static volatile int stop_flag;
+static int bowl_calls;
+static void bowl_then_stop(void *ctx, int nq, int n, const float *y, float *e, float *dy) {
+  bowl(ctx, nq, n, y, e, dy);
+  if (++bowl_calls == 3) stop_flag = 1;
+}
+
+static void test_cancel_stops_the_chain(void **state) {
+  (void)state;
+  const float lo[2] = {-1, -1}, hi[2] = {1, 1};
+  ember_langevin_ws ws;
+  assert_int_equal(ember_langevin_ws_init(&ws, 1, 16, 2, NULL), 0);
+  ember_rng rng;
+  ember_rng_seed(&rng, 1, 0);
+  ember_langevin_opts o = EMBER_LANGEVIN_DEFAULTS;
+  ws.cancel = &stop_flag;
+  ember_err err;
+  assert_int_equal(ember_langevin_run(&ws, bowl_then_stop, NULL, 1, lo, hi, &o, 16, &rng, NULL, NULL, &err),
+                   EMBER_ECANCELED);
+  assert_int_equal(bowl_calls, 3);
+  ember_langevin_ws_free(&ws);
+}
+
 static void test_schedules(void **state) {
   (void)state;
   ember_langevin_opts p = {50, EMBER_SCHEDULE_POLY, 0.1f, 0.0f, 0.55f, 1.0f, 0.0f};
@@ -115,6 +168,7 @@ static void test_bad_options_and_reproducibility(void **state) {
       {{10, EMBER_SCHEDULE_IBC, 0.1f, 0.5f, 0.55f, 1.0f, 0.1f}, "final step"},
       {{10, EMBER_SCHEDULE_POLY, 0.1f, 0.0f, -1.0f, 1.0f, 0.1f}, "gamma"},
       {{10, EMBER_SCHEDULE_POLY, 0.1f, 0.0f, 0.55f, -1.0f, 0.1f}, "noise"},
+      {{10, EMBER_SCHEDULE_POLY, 0.1f, 0.0f, 0.55f, 1.0f, -0.1f}, "change clip"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &bad[i].o, 64, rngs, NULL, NULL, &err), EMBER_EINVAL);
@@ -138,6 +192,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_textbook_chain_samples_exp_minus_e),
       cmocka_unit_test(test_ibc_schedule_finds_and_refines_the_minimum),
+      cmocka_unit_test(test_second_chain_resumes),
+      cmocka_unit_test(test_cancel_stops_the_chain),
       cmocka_unit_test(test_schedules),
       cmocka_unit_test(test_bad_options_and_reproducibility),
   };

@@ -202,14 +202,121 @@ static void test_spectral_norm_training(void **state) {
   o.spectral_norm = 1;
   ember_model m;
   assert_int_equal(ember_train(&ds, &o, NULL, &m, NULL), 0);
+  int normalised = 0;
   for (int l = 0; l < m.net.nlayers; l++) {
+    if (!ember_sn_layer(&m.net, l)) continue; /* the input projection and output stay plain */
     const ember_dense *d = &m.net.layers[l];
     float u[64] = {0}, v[64] = {0};
     ember_sn_init(u, d->out, v, d->in);
     float s1 = ember_sn_power_iteration(d->w, d->out, d->in, u, v, 500);
     if (!(s1 > 0.99f && s1 < 1.15f)) fail_msg("layer %d: top singular value %g", l, (double)s1);
+    normalised++;
   }
+  assert_int_equal(normalised, m.net.nlayers - 2);
   assert_true(m.train_loss < 0.9f * logf(16.0f));
+  ember_model_free(&m);
+  ember_dataset_free(&ds);
+}
+
+/* Method C with spectral normalisation: the model keeps raw weights and power-iteration
+ * vectors consistent with its normalised weights; checkpoints keep them (as PyTorch's
+ * weight_orig / weight_u / weight_v) and refuse files where they disagree; inference options
+ * can be overridden per call (chain, second chain, refinement) and do not depend on threads. */
+static void test_langevin_model_state_and_options(void **state) {
+  (void)state;
+  ember_dataset ds;
+  make_data(&ds, 200, 5);
+  ember_train_opts o;
+  small_opts(&o, EMBER_METHOD_LANGEVIN);
+  o.width = 16;
+  o.negatives = 8;
+  o.batch = 16;
+  o.steps = 30;
+  o.langevin.steps = 5;
+  o.spectral_norm = 1;
+  o.infer.samples = 64;
+  ember_model m;
+  assert_int_equal(ember_train(&ds, &o, NULL, &m, NULL), 0);
+  assert_non_null(m.sn_w);
+  assert_int_equal(m.infer.langevin.steps, 10);
+  const float *pw = m.sn_w, *puv = m.sn_uv;
+  for (int l = 0; l < m.net.nlayers; l++) {
+    if (!ember_sn_layer(&m.net, l)) continue;
+    const ember_dense *d = &m.net.layers[l];
+    double sigma = 0;
+    for (int r = 0; r < d->out; r++)
+      for (int c = 0; c < d->in; c++) sigma += (double)puv[r] * pw[(size_t)r * d->in + c] * puv[d->out + c];
+    for (size_t k = 0; k < (size_t)d->out * d->in; k++)
+      assert_float_equal(d->w[k], pw[k] / sigma, 1e-6 * (1 + fabs(pw[k] / sigma)));
+    pw += (size_t)d->out * d->in;
+    puv += d->out + d->in;
+  }
+
+  const char *path = tu_path(0, "sn.safetensors");
+  assert_int_equal(ember_model_save(&m, path, NULL), 0);
+  ember_model b;
+  assert_int_equal(ember_model_load(path, &b, NULL), 0);
+  size_t nsn = (size_t)(m.sn_uv - m.sn_w);
+  for (int l = 0; l < m.net.nlayers; l++)
+    if (ember_sn_layer(&m.net, l)) nsn += (size_t)m.net.layers[l].out + m.net.layers[l].in;
+  assert_non_null(b.sn_w);
+  assert_memory_equal(b.sn_w, m.sn_w, nsn * sizeof(float));
+  assert_memory_equal(b.net.params, m.net.params, m.net.nparams * sizeof(float));
+  assert_memory_equal(&b.infer, &m.infer, sizeof m.infer);
+  ember_model_free(&b);
+  /* u doubled: sigma doubles and the stored weights no longer match */
+  size_t len;
+  unsigned char *buf = tu_read_file(path, &len);
+  uint64_t hlen = 0;
+  for (int i = 0; i < 8; i++) hlen |= (uint64_t)buf[i] << (8 * i);
+  /* the first normalised layer's weight_u follows its weight_orig, after the plain tensors */
+  size_t u0 = 8 + hlen + 4 * (m.net.nparams + (size_t)m.net.layers[1].out * m.net.layers[1].in);
+  for (int r = 0; r < m.net.layers[1].out; r++) {
+    float f;
+    memcpy(&f, buf + u0 + 4 * r, 4);
+    f *= 2.0f;
+    memcpy(buf + u0 + 4 * r, &f, 4);
+  }
+  ember_err err;
+  assert_int_equal(ember_model_load_mem(buf, len, "doubled-u", &b, &err), EMBER_EFORMAT);
+  if (!strstr(err.msg, "blocks.0.0.weight is not blocks.0.0.weight_orig / sigma")) fail_msg("%s", err.msg);
+  free(buf);
+
+  /* per-call options: the model's own = NULL; a shorter chain, a second chain and refinement
+   * each change the answer; one thread = two */
+  ember_pool *pool;
+  assert_int_equal(ember_pool_create(&pool, 2, NULL), 0);
+  ember_infer *one, *two;
+  assert_int_equal(ember_infer_create(&one, &m, NULL, NULL), 0);
+  assert_int_equal(ember_infer_create(&two, &m, pool, NULL), 0);
+  enum { Q = 4 };
+  float y0[Q], e0[Q], y1[Q], e1[Q], y2[Q], e2[Q];
+  assert_int_equal(ember_infer_predict(one, ds.x, Q, NULL, 3, 0, y0, e0, NULL), 0);
+  ember_infer_opts io = m.infer;
+  assert_int_equal(ember_infer_predict(two, ds.x, Q, &io, 3, 0, y1, e1, NULL), 0);
+  assert_memory_equal(y0, y1, sizeof y0);
+  io.langevin.steps = 3;
+  assert_int_equal(ember_infer_predict(one, ds.x, Q, &io, 3, 0, y1, e1, NULL), 0);
+  assert_memory_not_equal(y0, y1, sizeof y0);
+  io = m.infer;
+  io.again_steps = 10;
+  io.again_step = 1e-3f;
+  io.refine_steps = 10;
+  assert_int_equal(ember_infer_predict(one, ds.x, Q, &io, 3, 0, y1, e1, NULL), 0);
+  assert_int_equal(ember_infer_predict(two, ds.x, Q, &io, 3, 0, y2, e2, NULL), 0);
+  assert_memory_equal(y1, y2, sizeof y1);
+  assert_memory_equal(e1, e2, sizeof e1);
+  assert_memory_not_equal(y0, y1, sizeof y0);
+  io.again_step = 0.0f;
+  assert_int_equal(ember_infer_predict(one, ds.x, 1, &io, 3, 0, y1, e1, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "second-chain step"));
+  io = m.infer;
+  io.langevin.step_init = -1.0f;
+  assert_int_equal(ember_infer_predict(one, ds.x, 1, &io, 3, 0, y1, e1, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "initial step"));
+  ember_infer_destroy(one);
+  ember_infer_destroy(two);
+  ember_pool_destroy(pool);
   ember_model_free(&m);
   ember_dataset_free(&ds);
 }
@@ -256,8 +363,27 @@ static void test_inference_independent_of_batching(void **state) {
   float echeck[Q];
   assert_int_equal(ember_infer_energy(one, ds.x, Q, yb, 1, echeck, NULL), 0);
   for (int q = 0; q < Q; q++) assert_float_equal(echeck[q], eb[q], 1e-4 * (1 + fabsf(eb[q])));
+  /* sample-then-refine: gradient descent from the 8 best candidates never ends higher than the
+   * plain answer (the best candidate is among them and polishing only accepts descents), and
+   * the reported energy is still the model's energy at the answer (this little model's answers
+   * sit on the bounds, where refinement rightly stays; tests/cli/jump.sh sees it move) */
+  ember_infer_opts ro = io;
+  ro.refine_steps = 20;
+  ro.refine_lr = 0.05f;
+  float yref[Q], eref[Q];
+  assert_int_equal(ember_infer_predict(two, ds.x, Q, &ro, 9, 0, yref, eref, NULL), 0);
+  assert_int_equal(ember_infer_energy(one, ds.x, Q, yref, 1, echeck, NULL), 0);
+  for (int q = 0; q < Q; q++) {
+    assert_true(eref[q] <= eb[q]);
+    assert_float_equal(echeck[q], eref[q], 1e-4 * (1 + fabsf(eref[q])));
+  }
+  assert_int_equal(ember_infer_predict(one, ds.x, Q, &ro, 9, 0, y2, e2, NULL), 0);
+  assert_memory_equal(y2, yref, sizeof yref);
   /* bad input is refused, naming it */
   ember_err err;
+  ro.refine_lr = -1.0f;
+  assert_int_equal(ember_infer_predict(one, ds.x, 1, &ro, 9, 0, &ya, &ea, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "refine step"));
   float bad[2] = {1.0f, INFINITY};
   assert_int_equal(ember_infer_predict(one, bad, 1, &io, 9, 0, &ya, &ea, &err), EMBER_ERANGE);
   assert_non_null(strstr(err.msg, "x[0,1]"));
@@ -279,6 +405,7 @@ int main(void) {
       cmocka_unit_test(test_cancel_and_bad_data),
       cmocka_unit_test(test_inference_independent_of_batching),
       cmocka_unit_test(test_spectral_norm_training),
+      cmocka_unit_test(test_langevin_model_state_and_options),
   };
   ember_blas_single_thread();
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -91,8 +91,9 @@ static int tensor_table(const ember_model *m, ckpt_tensor **out, int *n, ember_e
   const ember_net *net = &m->net;
   *out = NULL;
   *n = 0;
-  int per = m->sn_w ? 5 : 2;
-  ckpt_tensor *t = calloc((size_t)net->nlayers * per, sizeof *t);
+  int nsn = 0;
+  for (int i = 0; m->sn_w && i < net->nlayers; i++) nsn += ember_sn_layer(net, i);
+  ckpt_tensor *t = calloc((size_t)net->nlayers * 2 + 3 * (size_t)nsn, sizeof *t);
   if (!t) return ember_fail(err, EMBER_ENOMEM, "out of memory listing tensors");
   for (int i = 0; i < net->nlayers; i++) {
     const ember_dense *l = &net->layers[i];
@@ -114,11 +115,16 @@ static int tensor_table(const ember_model *m, ckpt_tensor **out, int *n, ember_e
     b->p = l->b;
   }
   float *pw = m->sn_w, *puv = m->sn_uv;
-  for (int i = 0; m->sn_w && i < net->nlayers; i++) {
+  ckpt_tensor *w = &t[2 * net->nlayers];
+  for (int i = 0; m->sn_w && i < net->nlayers; i++, w += 3) {
+    if (!ember_sn_layer(net, i)) {
+      w -= 3;
+      continue;
+    }
     const ember_dense *l = &net->layers[i];
     char prefix[CKPT_NAME_MAX - 16];
     ember_net_layer_name(net, i, prefix, sizeof prefix);
-    ckpt_tensor *w = &t[2 * net->nlayers + 3 * i], *u = w + 1, *v = w + 2;
+    ckpt_tensor *u = w + 1, *v = w + 2;
     snprintf(w->name, sizeof w->name, "%s.weight_orig", prefix);
     snprintf(u->name, sizeof u->name, "%s.weight_u", prefix);
     snprintf(v->name, sizeof v->name, "%s.weight_v", prefix);
@@ -136,7 +142,7 @@ static int tensor_table(const ember_model *m, ckpt_tensor **out, int *n, ember_e
     puv += u->numel + v->numel;
   }
   *out = t;
-  *n = per * net->nlayers;
+  *n = 2 * net->nlayers + 3 * nsn;
   return 0;
 }
 
@@ -147,6 +153,7 @@ static int check_sn(const ember_model *m, const char *name, int bad, ember_err *
   const ember_net *net = &m->net;
   const float *pw = m->sn_w, *puv = m->sn_uv;
   for (int i = 0; i < net->nlayers; i++) {
+    if (!ember_sn_layer(net, i)) continue;
     const ember_dense *l = &net->layers[i];
     const float *u = puv, *v = puv + l->out;
     double sigma = 0.0, wmax = 0.0, dmax = 0.0;
@@ -713,7 +720,8 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
     /* its tensors roughly double the weights: the data region must hold them too */
     size_t have = data_len / sizeof(float), need = ember_net_shape_params(&shape);
     for (int l = 0; l < m->net.nlayers; l++)
-      need += (size_t)m->net.layers[l].out * (m->net.layers[l].in + 1) + m->net.layers[l].in;
+      if (ember_sn_layer(&m->net, l))
+        need += (size_t)m->net.layers[l].out * (m->net.layers[l].in + 1) + m->net.layers[l].in;
     if (need > have)
       return ember_fail(err, EMBER_EFORMAT,
                         "%s: data region is %zu bytes, too small for a spectrally normalised model "

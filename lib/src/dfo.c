@@ -374,11 +374,17 @@ void ember_polish(ember_energy_grad_fn fn, void *ctx, int nq, int m, int ydim, f
   fn(ctx, nq, m, y, e, g);
   for (size_t i = 0; i < npts; i++) step[i] = lr;
   for (int s = 0; s < steps; s++) {
-    for (size_t i = 0; i < npts; i++)
+    for (size_t i = 0; i < npts; i++) {
+      /* a step moves no coordinate farther than step[i]: trained energies are steep near
+       * their minima, where lr * g alone would leap across the box */
+      float gmax = 1.0f;
+      for (int j = 0; j < ydim; j++) gmax = fabsf(g[i * ydim + j]) > gmax ? fabsf(g[i * ydim + j]) : gmax;
+      const float a = isfinite(gmax) ? step[i] / gmax : 0.0f;
       for (int j = 0; j < ydim; j++) {
-        float v = y[i * ydim + j] - step[i] * g[i * ydim + j];
+        float v = y[i * ydim + j] - a * g[i * ydim + j];
         yt[i * ydim + j] = v < lo[j] ? lo[j] : (v > hi[j] ? hi[j] : v);
       }
+    }
     fn(ctx, nq, m, yt, et, gt);
     for (size_t i = 0; i < npts; i++) {
       if (et[i] <= e[i]) {

@@ -303,7 +303,7 @@ static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const emb
                    rs->streams ? rs->streams[i] : rs->stream0 + (uint64_t)i);
   }
   if (m->method == EMBER_METHOD_LANGEVIN) { /* chains from uniform starts; samples = chains */
-    if (inf->cancel && *inf->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+    inf->lws.cancel = inf->cancel; /* checked before every chain step */
     inf->pop_y = inf->lws.y;
     inf->pop_e = inf->lws.e;
     int rc = ember_langevin_run(&inf->lws, energy_grad_cb, inf, gq, m->y_lo, m->y_hi,

@@ -13,11 +13,11 @@
 
 int ember_langevin_opts_check(const ember_langevin_opts *o, ember_err *err) {
   if (o->steps < 1 || o->steps > 100000)
-    return ember_fail(err, EMBER_EINVAL, "Langevin steps must be 1..100000, got %d", o->steps);
+    return ember_fail(err, EMBER_EINVAL, "Langevin chain steps must be 1..100000, got %d", o->steps);
   if (o->schedule != EMBER_SCHEDULE_POLY && o->schedule != EMBER_SCHEDULE_IBC)
     return ember_fail(err, EMBER_EINVAL, "unknown Langevin step schedule %d", (int)o->schedule);
   if (!(o->step_init > 0.0f) || !isfinite(o->step_init))
-    return ember_fail(err, EMBER_EINVAL, "Langevin initial step must be positive, got %g", (double)o->step_init);
+    return ember_fail(err, EMBER_EINVAL, "Langevin initial step (step init) must be positive, got %g", (double)o->step_init);
   if (o->schedule == EMBER_SCHEDULE_IBC && !(o->step_final > 0.0f && o->step_final <= o->step_init))
     return ember_fail(err, EMBER_EINVAL, "Langevin final step must be in (0, initial step], got %g",
                       (double)o->step_final);
@@ -25,8 +25,9 @@ int ember_langevin_opts_check(const ember_langevin_opts *o, ember_err *err) {
     return ember_fail(err, EMBER_EINVAL, "Langevin gamma must be in [0, 10], got %g", (double)o->gamma);
   if (!(o->noise_scale >= 0.0f) || !isfinite(o->noise_scale))
     return ember_fail(err, EMBER_EINVAL, "Langevin noise scale must be >= 0, got %g", (double)o->noise_scale);
-  if (!isfinite(o->delta_max))
-    return ember_fail(err, EMBER_EINVAL, "Langevin change clip must be a number");
+  if (!(o->delta_max >= 0.0f) || !isfinite(o->delta_max))
+    return ember_fail(err, EMBER_EINVAL, "Langevin change clip (delta max) must be >= 0 (0 = no clip), got %g",
+                      (double)o->delta_max);
   return 0;
 }
 
@@ -88,6 +89,7 @@ int ember_langevin_run(ember_langevin_ws *ws, ember_energy_grad_fn fn, void *ctx
     }
   const int ibc = o->schedule == EMBER_SCHEDULE_IBC;
   for (int k = 1; k <= o->steps; k++) {
+    if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
     fn(ctx, nq, chains, ws->y, ws->e, ws->g);
     const float lambda = ember_langevin_step(o, k);
     const float drift = 0.5f * lambda;

@@ -132,6 +132,7 @@ int ember_model_sn_enable(ember_model *m, ember_err *err) {
   const ember_net *net = &m->net;
   size_t w = 0, uv = 0;
   for (int l = 0; l < net->nlayers; l++) {
+    if (!ember_sn_layer(net, l)) continue;
     w += (size_t)net->layers[l].out * net->layers[l].in;
     uv += (size_t)net->layers[l].out + net->layers[l].in;
   }
@@ -140,6 +141,7 @@ int ember_model_sn_enable(ember_model *m, ember_err *err) {
   m->sn_uv = m->sn_w + w;
   float *pw = m->sn_w, *puv = m->sn_uv;
   for (int l = 0; l < net->nlayers; l++) {
+    if (!ember_sn_layer(net, l)) continue;
     const ember_dense *d = &net->layers[l];
     memcpy(pw, d->w, (size_t)d->out * d->in * sizeof(float));
     ember_sn_init(puv, d->out, puv + d->out, d->in);

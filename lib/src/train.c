@@ -56,8 +56,8 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
       o->method != EMBER_METHOD_LANGEVIN)
     return ember_fail(err, EMBER_ENOTSUP, "training method '%s' is not available in this build",
                       ember_method_name(o->method));
-  if (o->steps < 0 || o->steps > INT64_C(1) << 40)
-    return ember_fail(err, EMBER_EINVAL, "steps must be >= 0, got %lld", (long long)o->steps);
+  if (o->steps < 1 || o->steps > INT64_C(1) << 40)
+    return ember_fail(err, EMBER_EINVAL, "steps must be 1..2^40, got %lld (a model with no training step answers nothing useful)", (long long)o->steps);
   if (o->batch < 1 || o->batch > 1 << 20)
     return ember_fail(err, EMBER_EINVAL, "batch must be 1..1048576, got %d", o->batch);
   if (o->method == EMBER_METHOD_LANGEVIN) {
@@ -65,7 +65,8 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
     if (rc < 0) return rc;
     if (!(o->penalty_margin >= 0.0f && o->penalty_weight >= 0.0f) || !isfinite(o->penalty_margin) ||
         !isfinite(o->penalty_weight))
-      return ember_fail(err, EMBER_EINVAL, "penalty margin and weight must be >= 0");
+      return ember_fail(err, EMBER_EINVAL, "penalty margin and weight must be >= 0, got %g and %g",
+                        (double)o->penalty_margin, (double)o->penalty_weight);
   }
   if (o->method != EMBER_METHOD_MSE && (o->negatives < 1 || o->negatives > 1 << 16))
     return ember_fail(err, EMBER_EINVAL, "negatives must be 1..65536, got %d", o->negatives);
@@ -245,6 +246,7 @@ int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_datase
     memcpy(t->raw, m->net.params, np * sizeof(float));
     const float *pw = m->sn_w;
     for (int l = 0; l < m->net.nlayers; l++) {
+      if (!ember_sn_layer(&m->net, l)) continue;
       const ember_dense *d = &m->net.layers[l];
       memcpy(t->raw + (d->w - m->net.params), pw, (size_t)d->out * d->in * sizeof(float));
       pw += (size_t)d->out * d->in;
@@ -393,7 +395,7 @@ const float *ember_trainer_grad(ember_trainer *t, int64_t step, double *loss) {
   return t->tgrad;
 }
 
-/* Spectral normalisation: `iters` power iterations per layer on the raw weights (one per step;
+/* Spectral normalisation of the hidden layers (ember_sn_layer): `iters` power iterations per layer on the raw weights (one per step;
  * none to re-normalise after an update), and the model's weights set to raw / sigma (biases
  * as they are). */
 static void sn_refresh(ember_trainer *t, int iters) {
@@ -402,6 +404,7 @@ static void sn_refresh(ember_trainer *t, int iters) {
   memcpy(net->params, t->raw, net->nparams * sizeof(float));
   float *uvp = m->sn_uv, *pw = m->sn_w;
   for (int l = 0; l < net->nlayers; l++) {
+    if (!ember_sn_layer(net, l)) continue;
     const ember_dense *d = &net->layers[l];
     const float *raw_w = t->raw + (d->w - net->params);
     size_t n = (size_t)d->out * d->in;
@@ -418,6 +421,7 @@ static void sn_backward(ember_trainer *t) {
   ember_net *net = &t->m->net;
   const float *uvp = t->m->sn_uv;
   for (int l = 0; l < net->nlayers; l++) {
+    if (!ember_sn_layer(net, l)) continue;
     const ember_dense *d = &net->layers[l];
     size_t off = (size_t)(d->w - net->params), n = (size_t)d->out * d->in;
     memset(t->sn_tmp, 0, n * sizeof(float));

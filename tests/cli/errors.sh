@@ -17,6 +17,9 @@ expect_error "NaN" ":3:" "$EMBER" train --data "$T/nan.csv" --out "$T/x.safetens
 expect_error "empty file" "empty.csv" "$EMBER" train --data "$T/empty.csv" --out "$T/x.safetensors"
 expect_error "unknown method" "--method must be dfo, langevin or mse" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --method foo
 expect_error "odd resnet depth" "even" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --depth 3
+expect_error "zero steps" "steps must be 1.." "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --steps 0
+expect_error "chain option for dfo" "--chain-steps applies to --method langevin only" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --chain-steps 3
+expect_error "negative change clip" "change clip (delta max) must be >= 0" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --method langevin --delta-max -1
 expect_error "y-dim too large" "column" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --y-dim 2
 expect_error "unwritable output" "cannot" "$EMBER" train --data "$T/ok.csv" --out "$T/no/dir/m.safetensors" --steps 1 --batch 2 --negatives 2 --width 4 --quiet
 [ ! -e "$T/x.safetensors" ] || fail "a failed train left a checkpoint"

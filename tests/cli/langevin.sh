@@ -55,3 +55,32 @@ awk -F, 'NR == FNR { if (FNR > 1) xs[FNR - 2] = $1; next }
   END { for (r = 0; r < 3; r++) for (q = 0; q < 4; q++) if (!seen[r, q]) { print "row " r ": mode " q " missing"; bad = 1 }
     exit bad }' "$T/qgrid.csv" "$T/quad_modes.csv" || fail "langevin 2-D modes: $(cat "$T/quad_modes.csv")"
 echo "ok - langevin: all four modes of a 2-D toy at every x"
+
+# per-call chain options: sample-then-refine and IBC's second chain lower the answers' energy,
+# still on the right branch; a different chain changes the answer; bad values
+# are refused by name
+"$EMBER" predict --model "$T/jump.safetensors" --input "$T/jgrid.csv" --seed 1 --energy > "$T/plain.csv"
+"$EMBER" predict --model "$T/jump.safetensors" --input "$T/jgrid.csv" --seed 1 --energy --refine 10 > "$T/refined.csv"
+"$EMBER" predict --model "$T/jump.safetensors" --input "$T/jgrid.csv" --seed 1 --energy --again-steps 20 --again-step 1e-4 > "$T/again.csv"
+# (refinement only accepts descents; the second chain still has noise, so up to 1e-3 above)
+for f in refined again; do
+  tol=1e-6; [ "$f" = again ] && tol=1e-3
+  paste -d, "$T/plain.csv" "$T/$f.csv" | awk -F, -v grid="$T/jgrid.csv" -v what="$f" -v tol="$tol" 'NR > 1 {
+    getline x < grid; if (x == "x") getline x < grid;
+    if ($4 > $2 + tol) { print "row " NR - 2 ": energy " $2 " -> " $4; bad = 1 }
+    if ($4 < $2) lower++;
+    lo = 1 + 0.5 * x; hi = 4 + 0.5 * x; if (($3 - lo) ^ 2 > 0.25 && ($3 - hi) ^ 2 > 0.25) { print "row " NR - 2 ": stranded " $3; bad = 1 } }
+    END { printf "%s: %d of 41 answers lower in energy\n", what, lower; exit bad || lower < 1 }' || fail "$f answers: $(cat "$T/$f.csv")"
+done
+"$EMBER" predict --model "$T/jump.safetensors" --input "$T/jgrid.csv" --seed 1 --chain-steps 5 --schedule poly > "$T/short.csv"
+cmp -s "$T/short.csv" "$T/jump_pred.csv" && fail "--chain-steps 5 --schedule poly changed nothing"
+check_refused() {
+  if "$EMBER" predict --model "$T/jump.safetensors" --input "$T/jgrid.csv" "$@" > "$T/out" 2> "$T/err"; then
+    fail "predict $* was accepted"
+  fi
+}
+check_refused --schedule linear; grep -q "schedule must be ibc or poly" "$T/err" || fail "schedule: $(cat "$T/err")"
+check_refused --step-init 0; grep -q "initial step (step init) must be positive" "$T/err" || fail "step-init: $(cat "$T/err")"
+check_refused --again-steps 5 --again-step -1; grep -q "second-chain step" "$T/err" || fail "again-step: $(cat "$T/err")"
+check_refused --refine 5 --refine-lr 0; grep -q "refine step" "$T/err" || fail "refine-lr: $(cat "$T/err")"
+echo "ok - langevin: per-call chain, second chain and refinement"

@@ -104,8 +104,9 @@ int ember_modes_find(const float *y, const float *e, int n, const float *y0, con
                      float *fscratch, float *mode_y, float *mode_e, float *mode_w);
 
 /* Polishes nq * m points y (nq, m, ydim) in place by gradient descent on E with per-point
- * backtracking: a step that raises E is undone and that point's step halved; an accepted
- * step grows it by 1.2. Points stay inside [lo, hi]. e (nq, m) gets the final energies.
+ * backtracking: y -= step * g / max(1, ||g||_inf), so no coordinate moves farther than the
+ * point's step (lr at first); a step that raises E is undone and the step halved, an accepted
+ * one grows it by 1.2. Points stay inside [lo, hi]. e (nq, m) gets the final energies.
  * work: (3 * nq * m * ydim + 2 * nq * m) floats. */
 void ember_polish(ember_energy_grad_fn fn, void *ctx, int nq, int m, int ydim, float *y, float *e,
                   const float *lo, const float *hi, int steps, float lr, float *work);

@@ -52,7 +52,7 @@ typedef struct ember_langevin_opts {
   float step_final;      /* IBC schedule: lambda at the last step (1e-5) */
   float gamma;           /* POLY schedule exponent (0.55) */
   float noise_scale;     /* multiplies the noise (1) */
-  float delta_max;       /* per-step change clip, y units (IBC: 0.1 x half-range); <= 0: none */
+  float delta_max;       /* per-step change clip, normalised y units (IBC: 0.1 x half-range); 0: none */
 } ember_langevin_opts;
 
 #define EMBER_LANGEVIN_DEFAULTS {25, EMBER_SCHEDULE_IBC, 0.1f, 1e-5f, 0.55f, 1.0f, 0.1f}
@@ -103,9 +103,9 @@ typedef struct ember_model {
   int train_batch, train_negatives;
   float train_lr, train_temperature, train_loss;
   float *stats; /* the one allocation behind the six vectors above */
-  /* Spectral normalisation (models trained with it; NULL otherwise). sn_w: every dense layer's
-   * raw weight W (out, in), layer after layer; sn_uv: every layer's power-iteration vectors u
-   * (out) then v (in). The net's weights are W / sigma with sigma = u^T W v, so inference never
+  /* Spectral normalisation (models trained with it; NULL otherwise). sn_w: the raw weight W
+   * (out, in) of every layer it covers (ember_sn_layer), layer after layer; sn_uv: those
+   * layers' power-iteration vectors u (out) then v (in). The net's weights are W / sigma with sigma = u^T W v, so inference never
    * looks at these; training updates W and u, v, and checkpoints keep them (PyTorch's names:
    * <layer>.weight_orig, .weight_u, .weight_v). One allocation: sn_uv points into sn_w's. */
   float *sn_w, *sn_uv;
@@ -123,6 +123,12 @@ int ember_model_load(const char *path, ember_model *m, ember_err *err);
 /* The same from memory; name is used in messages only. */
 int ember_model_load_mem(const void *buf, size_t len, const char *name, ember_model *m,
                          ember_err *err);
+
+/* Which dense layers spectral normalisation covers: the hidden ones. The input projection
+ * (layer 0) and the energy output (the last) stay plain, as in IBC, which normalises its
+ * residual blocks: with every layer 1-Lipschitz the energy cannot be steeper than the inputs
+ * allow, and trained models came out flat (answers on the bounds). */
+static inline int ember_sn_layer(const ember_net *net, int l) { return l > 0 && l < net->nlayers - 1; }
 
 /* Gives the model spectral-normalisation state: sn_w = the net's current weights, u and v at
  * their deterministic start. No-op if it has one. */
