@@ -74,7 +74,7 @@ int cmd_train(int argc, char **argv) {
   opt_spec specs[] = {
       {"data", OPT_STR, &data, "FILE", "training pairs: CSV (last --y-dim columns are y) or .npz with x and y", 0, 0},
       {"out", OPT_STR, &out, "FILE", "where to write the model (.safetensors)", 0, 0},
-      {"method", OPT_STR, &method, "M", "dfo (implicit, InfoNCE + DFO), langevin (implicit, Langevin chains) or mse (explicit)", 0, 0},
+      {"method", OPT_STR, &method, "M", "dfo (implicit, InfoNCE + DFO), ardfo (implicit, one net per y-prefix + autoregressive DFO), langevin (implicit, Langevin chains) or mse (explicit)", 0, 0},
       {"y-dim", OPT_INT, &y_dim, NULL, "columns of y (default: 1 for CSV, the y array's width for .npz)", 0, 1},
       {"steps", OPT_I64, &o.steps, NULL, "training steps", 0, 0},
       {"batch", OPT_INT, &o.batch, NULL, "examples per step", 0, 0},
@@ -89,7 +89,7 @@ int cmd_train(int argc, char **argv) {
       {"bound-margin", OPT_FLOAT, &o.bound_margin, NULL, "sampling bounds widen the data range by this fraction per side", 0, 0},
       {"seed", OPT_U64, &o.seed, NULL, "random seed (same seed + threads = same model)", 0, 0},
       {"threads", OPT_INT, &threads, NULL, "worker threads (default: online CPUs)", 0, 1},
-      {"samples", OPT_INT, &o.infer.samples, NULL, "default inference samples (langevin: chains, default 512) stored in the model", 0, 0},
+      {"samples", OPT_INT, &o.infer.samples, NULL, "default inference samples stored in the model (ardfo: default 2048; langevin: chains, default 512)", 0, 0},
       {"chain-steps", OPT_INT, &o.langevin.steps, NULL, "langevin: training chain length (inference uses twice this)", 0, 0},
       {"schedule", OPT_STR, &schedule, "S", "langevin: step schedule, ibc (init -> final, power 2) or poly (init k^-gamma)", 0, 0},
       {"step-init", OPT_FLOAT, &o.langevin.step_init, NULL, "langevin: first step size", 0, 0},
@@ -99,6 +99,8 @@ int cmd_train(int argc, char **argv) {
       {"delta-max", OPT_FLOAT, &o.langevin.delta_max, NULL, "langevin: per-step change clip (normalised units; 0 = none)", 0, 0},
       {"penalty-margin", OPT_FLOAT, &o.penalty_margin, NULL, "langevin: gradient penalty margin M", 0, 0},
       {"penalty-weight", OPT_FLOAT, &o.penalty_weight, NULL, "langevin: gradient penalty weight", 0, 0},
+      {"prefix-share", OPT_FLOAT, &o.keep_prefix_share, NULL, "ardfo: share of counter-examples near the true y prefix (the rest are uniform in every coordinate)", 0, 0},
+      {"prefix-noise", OPT_FLOAT, &o.prefix_noise, NULL, "ardfo: noise on those counter-examples' prefix, normalised units", 0, 0},
       {"spectral-norm", OPT_FLAG, &o.spectral_norm, NULL, "spectral normalisation of the hidden dense layers (one power iteration per step)", 0, 0},
       {"iters", OPT_INT, &o.infer.iters, NULL, "default inference iterations stored in the model", 0, 0},
       {"sigma", OPT_FLOAT, &o.infer.sigma, NULL, "default initial inference noise (normalised units)", 0, 0},
@@ -122,9 +124,8 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "ember train: --out %s is the training data file; refusing to overwrite it\n", out);
     return 2;
   }
-  if (ember_method_parse(method, &o.method) < 0 || o.method == EMBER_METHOD_ARDFO) {
-    fprintf(stderr, "ember train: --method must be dfo, langevin or mse, got '%s'%s\n", method,
-            strcmp(method, "ardfo") == 0 ? " (not available in this build yet)" : "");
+  if (ember_method_parse(method, &o.method) < 0) {
+    fprintf(stderr, "ember train: --method must be dfo, ardfo, langevin or mse, got '%s'\n", method);
     return 2;
   }
   if (strcmp(schedule, "ibc") == 0) o.langevin.schedule = EMBER_SCHEDULE_IBC;
@@ -142,6 +143,8 @@ int cmd_train(int argc, char **argv) {
     }
   /* a Langevin model's samples are chains, each `2 x --chain-steps` long: fewer by default */
   if (o.method == EMBER_METHOD_LANGEVIN && !args_given(specs, nspecs, "samples")) o.infer.samples = 512;
+  /* autoregressive DFO evaluates every prefix net per iteration: y_dim x the passes of dfo */
+  if (o.method == EMBER_METHOD_ARDFO && !args_given(specs, nspecs, "samples")) o.infer.samples = 2048;
   if (ember_arch_parse(arch, &o.arch) < 0) {
     fprintf(stderr, "ember train: --arch must be resnet or mlp, got '%s'\n", arch);
     return 2;

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,58 @@ static void run(int nq, const float *centres, const ember_infer_opts *o, uint64_
   assert_int_equal(ember_dfo_run(&ws, bowl_energy, &b, nq, lo2, hi2, o, rngs, best, best_e, &err), 0);
   /* iters evaluations, each covering all queries at once */
   assert_int_equal(b.calls, o->iters);
+  ember_dfo_ws_free(&ws);
+}
+
+/* Method B's optimiser on analytic prefix energies in 16 dimensions: E_j = 20 sum_{k<=j}
+ * (y_k - c_k)^2 + a wrinkle that makes each coordinate's best value depend on the one before
+ * it. With the same number of energy evaluations (ardfo: 256 samples x 3 iterations x 16
+ * prefixes; dfo: 4096 samples x 3 iterations), ardfo ends within 0.3 of the argmin in every
+ * coordinate (measured: energy 1.3, max error 0.21) and dfo far from it (10.3, 1.1). */
+enum { AR_D = 16 };
+static float ar_centre(const float *y, int k) { /* c_k depends on the sign of y_{k-1} */
+  return k == 0 ? 0.4f : (y[k - 1] > 0.0f ? -0.3f : 0.5f) + 0.02f * (float)k;
+}
+static void prefix_quadratic(void *ctx, int j, int nq, int n, const float *y, float *e) {
+  int *calls = ctx;
+  ++*calls;
+  for (int r = 0; r < nq * n; r++) {
+    const float *yr = y + (size_t)r * AR_D;
+    float s = 0.0f;
+    for (int k = 0; k < j; k++) s += 20.0f * (yr[k] - ar_centre(yr, k)) * (yr[k] - ar_centre(yr, k));
+    e[r] = s;
+  }
+}
+static void full_quadratic(void *ctx, int nq, int n, const float *y, float *e) {
+  prefix_quadratic(ctx, AR_D, nq, n, y, e);
+}
+
+static void test_ardfo_recovers_high_dimensional_argmin(void **state) {
+  (void)state;
+  float lo[AR_D], hi[AR_D], best[AR_D], want[AR_D], e_ar, e_dfo;
+  for (int k = 0; k < AR_D; k++) lo[k] = -1.0f, hi[k] = 1.0f;
+  for (int k = 0; k < AR_D; k++) want[k] = ar_centre(want, k);
+  ember_dfo_ws ws;
+  assert_int_equal(ember_dfo_ws_init(&ws, 1, 4096, AR_D, NULL), 0);
+  ember_rng rng;
+  ember_rng_seed(&rng, 3, 0);
+  int calls = 0;
+  ember_infer_opts o = DFO_OPTS(256, 3, 0.33f, 0.5f, 1.0f);
+  assert_int_equal(ember_ardfo_run(&ws, prefix_quadratic, &calls, 1, lo, hi, &o, &rng, best, &e_ar, NULL), 0);
+  assert_int_equal(calls, 3 * AR_D);
+  float err_ar = 0.0f;
+  for (int k = 0; k < AR_D; k++) err_ar = fmaxf(err_ar, fabsf(best[k] - want[k]));
+  ember_rng_seed(&rng, 3, 0);
+  calls = 0;
+  o.samples = 4096;
+  assert_int_equal(ember_dfo_run(&ws, full_quadratic, &calls, 1, lo, hi, &o, &rng, best, &e_dfo, NULL), 0);
+  float err_dfo = 0.0f;
+  for (int k = 0; k < AR_D; k++) err_dfo = fmaxf(err_dfo, fabsf(best[k] - want[k]));
+  printf("16-D argmin, equal evaluations: ardfo energy %.4f max error %.4f; dfo energy %.4f max error %.4f\n",
+         (double)e_ar, (double)err_ar, (double)e_dfo, (double)err_dfo);
+  assert_true(err_ar < 0.3f);
+  assert_true(err_dfo > 0.6f);
+  assert_true(e_ar < 0.2f * e_dfo);
   ember_dfo_ws_free(&ws);
 }
 
@@ -280,6 +333,7 @@ int main(void) {
       cmocka_unit_test(test_modes_of_a_double_well),
       cmocka_unit_test(test_modes_survive_a_starved_branch),
       cmocka_unit_test(test_polish_descends),
+      cmocka_unit_test(test_ardfo_recovers_high_dimensional_argmin),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -176,7 +176,10 @@ static void test_cancel_and_bad_data(void **state) {
   assert_non_null(strstr(err.msg, "y[7,0]"));
   ds.y[7] = 1;
   o.method = EMBER_METHOD_ARDFO;
+  o.spectral_norm = 1;
   assert_int_equal(ember_train(&ds, &o, NULL, &m, &err), EMBER_ENOTSUP);
+  assert_non_null(strstr(err.msg, "spectral"));
+  o.spectral_norm = 0;
   o.method = EMBER_METHOD_DFO;
   o.depth = 3;
   assert_int_equal(ember_train(&ds, &o, NULL, &m, &err), EMBER_EINVAL);

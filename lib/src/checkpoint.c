@@ -57,7 +57,7 @@ _Static_assert(sizeof(float) == 4, "checkpoints store IEEE-754 binary32");
 #define CKPT_HEADER_MAX ((uint64_t)100 << 20) /* as the Python safetensors reader */
 #define CKPT_FILE_MAX ((uint64_t)16 << 30)
 #define CKPT_TMP_TRIES 100
-#define CKPT_NAME_MAX 48 /* "blocks.127.1.weight" and the like */
+#define CKPT_NAME_MAX 80 /* "nets.12.blocks.127.1.weight_orig" and the like */
 
 /* One tensor the model has: its name, its shape and where its floats live in the model. */
 typedef struct ckpt_tensor {
@@ -85,26 +85,16 @@ static ember_net_shape model_shape(ember_method method, int x_dim, int y_dim, em
   return s;
 }
 
-/* Lists the model's tensors in file order: every layer's weight and bias, then, for a model with
- * spectral normalisation, every layer's weight_orig, weight_u and weight_v. */
-static int tensor_table(const ember_model *m, ckpt_tensor **out, int *n, ember_err *err) {
-  const ember_net *net = &m->net;
-  *out = NULL;
-  *n = 0;
-  int nsn = 0;
-  for (int i = 0; m->sn_w && i < net->nlayers; i++) nsn += ember_sn_layer(net, i);
-  ckpt_tensor *t = calloc((size_t)net->nlayers * 2 + 3 * (size_t)nsn, sizeof *t);
-  if (!t) return ember_fail(err, EMBER_ENOMEM, "out of memory listing tensors");
+/* Adds net's weight and bias tensors, named "<pre><layer>.weight" and ".bias", at t[*k...]. */
+static int add_net(const ember_net *net, const char pre[24], ckpt_tensor *t, int *k, ember_err *err) {
   for (int i = 0; i < net->nlayers; i++) {
     const ember_dense *l = &net->layers[i];
     char prefix[CKPT_NAME_MAX - 8];
-    if (ember_net_layer_name(net, i, prefix, sizeof prefix) < 0) {
-      free(t);
+    if (ember_net_layer_name(net, i, prefix, sizeof prefix) < 0)
       return ember_fail(err, EMBER_EINVAL, "network has no name for layer %d", i);
-    }
-    ckpt_tensor *w = &t[2 * i], *b = &t[2 * i + 1];
-    snprintf(w->name, sizeof w->name, "%s.weight", prefix);
-    snprintf(b->name, sizeof b->name, "%s.bias", prefix);
+    ckpt_tensor *w = &t[(*k)++], *b = &t[(*k)++];
+    snprintf(w->name, sizeof w->name, "%s%s.weight", pre, prefix);
+    snprintf(b->name, sizeof b->name, "%s%s.bias", pre, prefix);
     w->rows = l->out;
     w->cols = l->in;
     w->numel = (size_t)l->out * (size_t)l->in;
@@ -114,8 +104,36 @@ static int tensor_table(const ember_model *m, ckpt_tensor **out, int *n, ember_e
     b->numel = (size_t)l->out;
     b->p = l->b;
   }
+  return 0;
+}
+
+/* Lists the model's tensors in file order: every layer's weight and bias (an ardfo model's
+ * prefix nets as "nets.J." for J = 0..y_dim-1, J = y_dim-1 being the whole-y net), then, for a
+ * model with spectral normalisation, every normalised layer's weight_orig, weight_u and
+ * weight_v. */
+static int tensor_table(const ember_model *m, ckpt_tensor **out, int *n, ember_err *err) {
+  const ember_net *net = &m->net;
+  *out = NULL;
+  *n = 0;
+  int nsn = 0, nt = 2 * net->nlayers;
+  for (int i = 0; m->sn_w && i < net->nlayers; i++) nsn += ember_sn_layer(net, i);
+  for (int j = 0; j < m->nar; j++) nt += 2 * m->ar[j].nlayers;
+  ckpt_tensor *t = calloc((size_t)nt + 3 * (size_t)nsn, sizeof *t);
+  if (!t) return ember_fail(err, EMBER_ENOMEM, "out of memory listing tensors");
+  int k = 0, rc = 0;
+  char pre[24] = "";
+  for (int j = 0; j < m->nar && rc == 0; j++) {
+    snprintf(pre, sizeof pre, "nets.%d.", j);
+    rc = add_net(&m->ar[j], pre, t, &k, err);
+  }
+  if (m->method == EMBER_METHOD_ARDFO) snprintf(pre, sizeof pre, "nets.%d.", m->nar);
+  if (rc == 0) rc = add_net(net, pre, t, &k, err);
+  if (rc < 0) {
+    free(t);
+    return rc;
+  }
   float *pw = m->sn_w, *puv = m->sn_uv;
-  ckpt_tensor *w = &t[2 * net->nlayers];
+  ckpt_tensor *w = &t[nt];
   for (int i = 0; m->sn_w && i < net->nlayers; i++, w += 3) {
     if (!ember_sn_layer(net, i)) {
       w -= 3;
@@ -142,7 +160,7 @@ static int tensor_table(const ember_model *m, ckpt_tensor **out, int *n, ember_e
     puv += u->numel + v->numel;
   }
   *out = t;
-  *n = 2 * net->nlayers + 3 * nsn;
+  *n = nt + 3 * nsn;
   return 0;
 }
 
@@ -669,9 +687,14 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
    * not be able to make us allocate gigabytes. Methods other than these two are refused
    * by ember_model_init before it allocates. */
   ember_net_shape shape = model_shape(method, x_dim, y_dim, arch, width, depth);
-  if ((method == EMBER_METHOD_DFO || method == EMBER_METHOD_MSE || method == EMBER_METHOD_LANGEVIN) &&
-      ember_net_shape_check(&shape, NULL) == 0) {
+  if ((unsigned)method <= EMBER_METHOD_LANGEVIN && ember_net_shape_check(&shape, NULL) == 0 &&
+      y_dim >= 1 && y_dim <= 4096) {
     size_t np = ember_net_shape_params(&shape);
+    for (int j = 1; method == EMBER_METHOD_ARDFO && j < y_dim; j++) { /* the prefix nets */
+      ember_net_shape sj = shape;
+      sj.in_y = j;
+      np += ember_net_shape_params(&sj);
+    }
     if (np > data_len / sizeof(float))
       return ember_fail(err, EMBER_EFORMAT,
                         "%s: data region is %zu bytes, but a %s model (%s, width %d, depth %d) "

@@ -89,9 +89,9 @@ void ember_resample(const float *p, int n, ember_rng *rng, double *cdf, int *idx
   for (int k = 0; k < n; k++) idx[k] = cdf_search(cdf, n, ember_rng_uniform(rng) * acc);
 }
 
-int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const float *lo,
-                  const float *hi, const ember_infer_opts *opts, ember_rng *rngs, float *best_y,
-                  float *best_e, ember_err *err) {
+/* Checks sizes and bounds and fills the population uniformly inside [lo, hi]. */
+static int start_population(ember_dfo_ws *ws, int nq, const float *lo, const float *hi,
+                            const ember_infer_opts *opts, ember_rng *rngs, ember_err *err) {
   int rc = ember_infer_opts_check(opts, 0, err);
   if (rc < 0) return rc;
   const int n = opts->samples, d = ws->ydim;
@@ -103,45 +103,45 @@ int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const
     if (!(lo[j] < hi[j]))
       return ember_fail(err, EMBER_EINVAL, "bounds of y%d are empty: [%g, %g]", j,
                         (double)lo[j], (double)hi[j]);
-
   const size_t qstride = (size_t)n * d;
-  float *y = ws->y, *ynext = ws->ynext;
   for (int q = 0; q < nq; q++) {
-    float *yq = y + q * qstride;
+    float *yq = ws->y + q * qstride;
     for (int i = 0; i < n; i++)
       for (int j = 0; j < d; j++)
         yq[(size_t)i * d + j] = lo[j] + (hi[j] - lo[j]) * ember_rng_uniform(&rngs[q]);
   }
+  return 0;
+}
 
-  float sigma = opts->sigma;
-  for (int it = 0; it < opts->iters; it++) {
-    if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
-    fn(ctx, nq, n, y, ws->e);
-    if (it == 0 && ws->keep_initial) {
-      memcpy(ws->y0, y, (size_t)nq * qstride * sizeof(float));
-      memcpy(ws->e0, ws->e, (size_t)nq * n * sizeof(float));
-    }
-    if (it == opts->iters - 1) break;
-    for (int q = 0; q < nq; q++) {
-      const float *yq = y + q * qstride;
-      float *yn = ynext + q * qstride;
-      double total = weights_cdf(ws->e + (size_t)q * n, n, opts->temperature, ws->cdf);
-      ember_rng_normal_fill(&rngs[q], ws->noise, qstride);
-      for (int i = 0; i < n; i++) {
-        int src = cdf_search(ws->cdf, n, ember_rng_uniform(&rngs[q]) * total);
-        for (int j = 0; j < d; j++) {
-          float v = yq[(size_t)src * d + j] + sigma * ws->noise[(size_t)i * d + j];
-          yn[(size_t)i * d + j] = v < lo[j] ? lo[j] : (v > hi[j] ? hi[j] : v);
-        }
+/* One resampling step for every query: draw n candidates of y with replacement by
+ * softmax(-e / T), add N(0, sigma^2) noise to every coordinate (coord < 0) or to coordinate
+ * coord only, clip, into ynext. */
+static void resample_all(ember_dfo_ws *ws, int nq, int n, const float *y, float *ynext,
+                         const float *lo, const float *hi, float temperature, float sigma,
+                         int coord, ember_rng *rngs) {
+  const int d = ws->ydim;
+  const size_t qstride = (size_t)n * d;
+  for (int q = 0; q < nq; q++) {
+    const float *yq = y + q * qstride;
+    float *yn = ynext + q * qstride;
+    double total = weights_cdf(ws->e + (size_t)q * n, n, temperature, ws->cdf);
+    ember_rng_normal_fill(&rngs[q], ws->noise, coord < 0 ? qstride : (size_t)n);
+    for (int i = 0; i < n; i++) {
+      int src = cdf_search(ws->cdf, n, ember_rng_uniform(&rngs[q]) * total);
+      memcpy(yn + (size_t)i * d, yq + (size_t)src * d, (size_t)d * sizeof(float));
+      for (int j = coord < 0 ? 0 : coord; j < (coord < 0 ? d : coord + 1); j++) {
+        float v = yn[(size_t)i * d + j] + sigma * ws->noise[coord < 0 ? (size_t)i * d + j : (size_t)i];
+        yn[(size_t)i * d + j] = v < lo[j] ? lo[j] : (v > hi[j] ? hi[j] : v);
       }
     }
-    float *t = y;
-    y = ynext;
-    ynext = t;
-    sigma *= opts->shrink;
   }
-  if (y != ws->y) memcpy(ws->y, y, (size_t)nq * qstride * sizeof(float));
+}
 
+/* The last population (in ynext or y) to ws->y, and each query's lowest-energy candidate. */
+static void finish(ember_dfo_ws *ws, const float *y, int nq, int n, float *best_y, float *best_e) {
+  const int d = ws->ydim;
+  const size_t qstride = (size_t)n * d;
+  if (y != ws->y) memcpy(ws->y, y, (size_t)nq * qstride * sizeof(float));
   for (int q = 0; q < nq; q++) {
     const float *eq = ws->e + (size_t)q * n;
     int best = 0;
@@ -150,6 +150,62 @@ int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const
     if (best_y) memcpy(best_y + (size_t)q * d, ws->y + q * qstride + (size_t)best * d, (size_t)d * sizeof(float));
     if (best_e) best_e[q] = eq[best];
   }
+}
+
+int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const float *lo,
+                  const float *hi, const ember_infer_opts *opts, ember_rng *rngs, float *best_y,
+                  float *best_e, ember_err *err) {
+  int rc = start_population(ws, nq, lo, hi, opts, rngs, err);
+  if (rc < 0) return rc;
+  const int n = opts->samples;
+  const size_t pop = (size_t)nq * n * ws->ydim;
+  float *y = ws->y, *ynext = ws->ynext;
+  float sigma = opts->sigma;
+  for (int it = 0; it < opts->iters; it++) {
+    if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+    fn(ctx, nq, n, y, ws->e);
+    if (it == 0 && ws->keep_initial) {
+      memcpy(ws->y0, y, pop * sizeof(float));
+      memcpy(ws->e0, ws->e, (size_t)nq * n * sizeof(float));
+    }
+    if (it == opts->iters - 1) break;
+    resample_all(ws, nq, n, y, ynext, lo, hi, opts->temperature, sigma, -1, rngs);
+    float *t = y;
+    y = ynext;
+    ynext = t;
+    sigma *= opts->shrink;
+  }
+  finish(ws, y, nq, n, best_y, best_e);
+  return 0;
+}
+
+int ember_ardfo_run(ember_dfo_ws *ws, ember_prefix_energy_fn fn, void *ctx, int nq,
+                    const float *lo, const float *hi, const ember_infer_opts *opts,
+                    ember_rng *rngs, float *best_y, float *best_e, ember_err *err) {
+  int rc = start_population(ws, nq, lo, hi, opts, rngs, err);
+  if (rc < 0) return rc;
+  const int n = opts->samples, d = ws->ydim;
+  const size_t pop = (size_t)nq * n * d;
+  float *y = ws->y, *ynext = ws->ynext;
+  if (ws->keep_initial) { /* the uniform population under the whole-y energy, for modes */
+    if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+    memcpy(ws->y0, y, pop * sizeof(float));
+    fn(ctx, d, nq, n, ws->y0, ws->e0);
+  }
+  float sigma = opts->sigma;
+  for (int it = 0; it < opts->iters; it++) {
+    for (int j = 1; j <= d; j++) {
+      if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+      fn(ctx, j, nq, n, y, ws->e);
+      if (it == opts->iters - 1 && j == d) break;
+      resample_all(ws, nq, n, y, ynext, lo, hi, opts->temperature, sigma, j - 1, rngs);
+      float *t = y;
+      y = ynext;
+      ynext = t;
+    }
+    sigma *= opts->shrink;
+  }
+  finish(ws, y, nq, n, best_y, best_e);
   return 0;
 }
 

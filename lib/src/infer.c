@@ -33,7 +33,10 @@ struct ember_infer {
   float *pop_y, *pop_e;  /* the population of the last group: dfo's or the chains' */
   int cap_q;       /* queries the per-group buffers hold */
   float *xn;       /* (cap_q, x_dim) */
-  float *hx;       /* (cap_q, width) */
+  float *hx;       /* (1 + nar, cap_q, width): the group's fused x, for net then ar[0..nar) */
+  int group_q;     /* queries of the group prepare_group last fused */
+  float *prefix;   /* ardfo: (cap_prefix) y-prefixes copied contiguous for a prefix net */
+  size_t cap_prefix;
   float *out;      /* (cap_q, y_dim) mse outputs / best y normalised */
   ember_rng *rngs; /* (cap_q) */
   int cap_modes;   /* mode slots (cap_q * k) the mode buffers hold */
@@ -42,6 +45,7 @@ struct ember_infer {
   int cap_samples;
   const volatile int *cancel;
   /* the pass in progress, read by the tasks */
+  const ember_net *pass_net;
   const float *pass_hx, *pass_y;
   float *pass_e, *pass_dy;
   int pass_n, pass_nq, pass_chunk, pass_pieces;
@@ -73,6 +77,9 @@ int ember_infer_create(ember_infer **out, const ember_model *m, ember_pool *pool
 static void free_groups(ember_infer *inf) {
   free(inf->xn);
   free(inf->hx);
+  free(inf->prefix);
+  inf->prefix = NULL;
+  inf->cap_prefix = 0;
   free(inf->out);
   free(inf->rngs);
   inf->xn = inf->hx = inf->out = NULL;
@@ -113,7 +120,7 @@ static int reserve(ember_infer *inf, int gq, int n, ember_err *err) {
   if (gq > inf->cap_q) {
     free_groups(inf);
     inf->xn = malloc((size_t)gq * m->x_dim * sizeof(float));
-    inf->hx = malloc((size_t)gq * m->net.shape.width * sizeof(float));
+    inf->hx = malloc((size_t)gq * (1 + m->nar) * m->net.shape.width * sizeof(float));
     inf->out = malloc((size_t)gq * m->y_dim * sizeof(float));
     inf->rngs = malloc((size_t)gq * sizeof *inf->rngs);
     if (!inf->xn || !inf->hx || !inf->out || !inf->rngs) goto nomem;
@@ -133,6 +140,16 @@ static int reserve(ember_infer *inf, int gq, int n, ember_err *err) {
     ember_dfo_ws_free(&inf->dfo);
     int rc = ember_dfo_ws_init(&inf->dfo, mq, ms, m->y_dim, err);
     if (rc < 0) return rc;
+  }
+  size_t pre = m->nar > 0 ? (size_t)gq * n * m->nar : 0; /* longest prefix: nar coordinates */
+  if (pre > inf->cap_prefix) {
+    free(inf->prefix);
+    inf->prefix = malloc(pre * sizeof(float));
+    if (!inf->prefix) {
+      inf->cap_prefix = 0;
+      goto nomem;
+    }
+    inf->cap_prefix = pre;
   }
   if (n > inf->cap_samples) {
     free(inf->fscratch);
@@ -189,7 +206,7 @@ static int pass_tasks(const ember_infer *inf) {
 
 static void pass_task(void *ctx, int task, int thread) {
   ember_infer *inf = ctx;
-  const ember_net *net = &inf->m->net;
+  const ember_net *net = inf->pass_net;
   ember_net_ws *ws = &inf->ws[thread];
   int n = inf->pass_n, d = net->shape.in_y, w = net->shape.width;
   int q0, nq, per;
@@ -220,6 +237,7 @@ static void pass_task(void *ctx, int task, int thread) {
 
 static void run_pass(ember_infer *inf, int nq, int n, const float *y, float *e, float *dy) {
   pass_plan(inf, nq, n);
+  inf->pass_net = &inf->m->net;
   inf->pass_hx = inf->hx;
   inf->pass_y = y;
   inf->pass_e = e;
@@ -233,6 +251,27 @@ static void energy_cb(void *ctx, int nq, int n, const float *y, float *e) {
 
 static void energy_grad_cb(void *ctx, int nq, int n, const float *y, float *e, float *dy) {
   run_pass(ctx, nq, n, y, e, dy);
+}
+
+/* ardfo: E_j on the first j coordinates of each candidate (contiguous copies for the prefix
+ * nets; the whole-y net reads y as it is) */
+static void prefix_energy_cb(void *ctx, int j, int nq, int n, const float *y, float *e) {
+  ember_infer *inf = ctx;
+  const ember_model *m = inf->m;
+  if (j == m->y_dim) {
+    run_pass(inf, nq, n, y, e, NULL);
+    return;
+  }
+  const size_t rows = (size_t)nq * n;
+  for (size_t r = 0; r < rows; r++)
+    memcpy(inf->prefix + r * j, y + r * m->y_dim, (size_t)j * sizeof(float));
+  pass_plan(inf, nq, n);
+  inf->pass_net = &m->ar[j - 1];
+  inf->pass_hx = inf->hx + (size_t)j * inf->group_q * m->net.shape.width;
+  inf->pass_y = inf->prefix;
+  inf->pass_e = e;
+  inf->pass_dy = NULL;
+  ember_pool_run(inf->pool, pass_tasks(inf), pass_task, inf);
 }
 
 /* ---- calls ------------------------------------------------------------------------------ */
@@ -253,6 +292,9 @@ static void prepare_group(ember_infer *inf, const float *x, int q0, int g) {
   const ember_model *m = inf->m;
   ember_model_norm_x(m, x + (size_t)q0 * m->x_dim, g, inf->xn);
   ember_net_fuse_x(&m->net, inf->xn, g, inf->hx);
+  for (int j = 0; j < m->nar; j++)
+    ember_net_fuse_x(&m->ar[j], inf->xn, g, inf->hx + (size_t)(j + 1) * g * m->net.shape.width);
+  inf->group_q = g;
 }
 
 static int predict_mse(ember_infer *inf, const float *x, int nq, float *y, float *energy,
@@ -321,6 +363,9 @@ static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const emb
   }
   inf->pop_y = inf->dfo.y;
   inf->pop_e = inf->dfo.e;
+  if (m->method == EMBER_METHOD_ARDFO)
+    return ember_ardfo_run(&inf->dfo, prefix_energy_cb, inf, gq, m->y_lo, m->y_hi, o, inf->rngs,
+                           inf->out, NULL, err);
   return ember_dfo_run(&inf->dfo, energy_cb, inf, gq, m->y_lo, m->y_hi, o, inf->rngs, inf->out,
                        NULL, err);
 }
@@ -549,7 +594,11 @@ double ember_infer_flops(const ember_model *m, const ember_infer_opts *o) {
   if (m->method == EMBER_METHOD_LANGEVIN) /* forward + input backward per chain step, + final */
     flops = 2.0 * row * (double)o->samples *
             (o->langevin.steps + 1 + (o->again_steps ? o->again_steps + 1 : 0));
-  else
+  else if (m->method == EMBER_METHOD_ARDFO) { /* iters passes of every prefix net */
+    double all = row;
+    for (int j = 0; j < m->nar; j++) all += 2.0 * ember_net_row_macs(&m->ar[j].shape);
+    flops = all * (double)o->samples * o->iters;
+  } else
     flops = row * (double)o->samples * o->iters;
   if (o->refine_steps > 0) { /* forward + input backward per refined point and step */
     int top = o->samples < EMBER_REFINE_TOP ? o->samples : EMBER_REFINE_TOP;

@@ -76,13 +76,14 @@ int ember_infer_opts_check(const ember_infer_opts *o, int langevin, ember_err *e
 int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, ember_arch arch,
                      int width, int depth, ember_err *err) {
   memset(m, 0, sizeof *m);
-  if (method != EMBER_METHOD_DFO && method != EMBER_METHOD_MSE && method != EMBER_METHOD_LANGEVIN)
-    return ember_fail(err, EMBER_ENOTSUP, "method '%s' is not available in this build",
-                      ember_method_name(method));
+  if ((unsigned)method > EMBER_METHOD_LANGEVIN)
+    return ember_fail(err, EMBER_ENOTSUP, "unknown method %d", (int)method);
   if (x_dim < 1 || x_dim > 65536)
     return ember_fail(err, EMBER_EINVAL, "x_dim must be 1..65536, got %d", x_dim);
   if (y_dim < 1 || y_dim > 4096)
     return ember_fail(err, EMBER_EINVAL, "y_dim must be 1..4096, got %d", y_dim);
+  if (method == EMBER_METHOD_ARDFO && y_dim > 256)
+    return ember_fail(err, EMBER_EINVAL, "an ardfo model has one network per y dimension: y_dim must be 1..256, got %d", y_dim);
   ember_net_shape s = {arch, x_dim, y_dim, width, depth, 1};
   if (method == EMBER_METHOD_MSE) {
     s.in_y = 0;
@@ -90,10 +91,26 @@ int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, 
   }
   int rc = ember_net_init(&m->net, &s, err);
   if (rc < 0) return rc;
+  if (method == EMBER_METHOD_ARDFO && y_dim > 1) {
+    m->ar = calloc((size_t)y_dim - 1, sizeof *m->ar);
+    if (!m->ar) {
+      ember_model_free(m);
+      return ember_fail(err, EMBER_ENOMEM, "out of memory allocating %d prefix networks", y_dim - 1);
+    }
+    for (int j = 1; j < y_dim; j++) {
+      ember_net_shape sj = s;
+      sj.in_y = j;
+      if ((rc = ember_net_init(&m->ar[j - 1], &sj, err)) < 0) {
+        ember_model_free(m);
+        return rc;
+      }
+      m->nar = j;
+    }
+  }
   size_t nstats = 2 * (size_t)x_dim + 4 * (size_t)y_dim;
   m->stats = malloc(nstats * sizeof *m->stats);
   if (!m->stats) {
-    ember_net_free(&m->net);
+    ember_model_free(m);
     return ember_fail(err, EMBER_ENOMEM, "out of memory allocating model statistics");
   }
   m->method = method;
@@ -122,6 +139,8 @@ int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, 
 void ember_model_free(ember_model *m) {
   if (!m) return;
   ember_net_free(&m->net);
+  for (int j = 0; j < m->nar; j++) ember_net_free(&m->ar[j]);
+  free(m->ar);
   free(m->stats);
   free(m->sn_w);
   memset(m, 0, sizeof *m);

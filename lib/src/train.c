@@ -49,13 +49,15 @@ void ember_train_opts_default(ember_train_opts *o) {
   o->langevin = l;
   o->penalty_margin = 1.0f;
   o->penalty_weight = 1.0f;
+  o->keep_prefix_share = 0.0f;
+  o->prefix_noise = 0.3f;
 }
 
 int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
-  if (o->method != EMBER_METHOD_DFO && o->method != EMBER_METHOD_MSE &&
-      o->method != EMBER_METHOD_LANGEVIN)
-    return ember_fail(err, EMBER_ENOTSUP, "training method '%s' is not available in this build",
-                      ember_method_name(o->method));
+  if ((unsigned)o->method > EMBER_METHOD_LANGEVIN)
+    return ember_fail(err, EMBER_ENOTSUP, "unknown training method %d", (int)o->method);
+  if (o->method == EMBER_METHOD_ARDFO && o->spectral_norm)
+    return ember_fail(err, EMBER_ENOTSUP, "spectral normalisation is not available for ardfo models");
   if (o->steps < 1 || o->steps > INT64_C(1) << 40)
     return ember_fail(err, EMBER_EINVAL, "steps must be 1..2^40, got %lld (a model with no training step answers nothing useful)", (long long)o->steps);
   if (o->batch < 1 || o->batch > 1 << 20)
@@ -68,6 +70,13 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
       return ember_fail(err, EMBER_EINVAL, "penalty margin and weight must be >= 0, got %g and %g",
                         (double)o->penalty_margin, (double)o->penalty_weight);
   }
+  if (o->keep_prefix < 0)
+    return ember_fail(err, EMBER_EINVAL, "keep_prefix must be >= 0, got %d", o->keep_prefix);
+  if (!(o->prefix_noise >= 0.0f && o->prefix_noise <= 10.0f))
+    return ember_fail(err, EMBER_EINVAL, "prefix noise must be in [0, 10], got %g", (double)o->prefix_noise);
+  if (!(o->keep_prefix_share >= 0.0f && o->keep_prefix_share <= 1.0f))
+    return ember_fail(err, EMBER_EINVAL, "the share of counter-examples keeping the true prefix must be in [0, 1], got %g",
+                      (double)o->keep_prefix_share);
   if (o->method != EMBER_METHOD_MSE && (o->negatives < 1 || o->negatives > 1 << 16))
     return ember_fail(err, EMBER_EINVAL, "negatives must be 1..65536, got %d", o->negatives);
   if (!(o->lr > 0.0f && o->lr < 10.0f))
@@ -185,6 +194,11 @@ int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_datase
   t->o = *o;
   t->pool = pool;
   t->threads = ember_pool_threads(pool);
+  if (o->keep_prefix >= m->y_dim && m->method != EMBER_METHOD_MSE) {
+    free(t);
+    return ember_fail(err, EMBER_EINVAL, "keep_prefix %d leaves no y coordinate to draw (y_dim %d)",
+                      o->keep_prefix, m->y_dim);
+  }
   t->cand = m->method == EMBER_METHOD_MSE ? 1 : o->negatives + 1;
   t->per_task = (EMBER_TASK_ROWS + t->cand / 2) / t->cand;
   if (t->per_task < 1) t->per_task = 1;
@@ -336,6 +350,39 @@ static double langevin_task(ember_trainer *t, int thread, int i0, int ne, float 
   return total;
 }
 
+/* Method B's prefix nets draw counter-examples from a mixture q = (1 - s) U(box) + s N(prefix;
+ * true prefix, noise^2) U(y_j). InfoNCE against a non-uniform proposal learns E + log q unless
+ * the logits are corrected: logits = -E/T - log q(y), for the true y and the counter-examples
+ * alike (ranking NCE with a known proposal), so E_j still estimates -log p(y_1..y_j | x) up to
+ * a function of x and energies stay comparable across prefixes, as Algorithm 2's resampling
+ * needs. Adds T log q to each candidate's energy; the gradient is unchanged. */
+static void proposal_offsets(const ember_trainer *t, const float *yb, int ne, float *e) {
+  const ember_model *m = t->m;
+  const int dy = m->y_dim, c = t->cand, keep = t->o.keep_prefix;
+  const double s = t->o.keep_prefix_share, sd = t->o.prefix_noise, temp = t->o.temperature;
+  double log_vol = 0.0, log_vol_rest = 0.0;
+  for (int a = 0; a < dy; a++) {
+    log_vol += log((double)(m->y_hi[a] - m->y_lo[a]));
+    if (a >= keep) log_vol_rest += log((double)(m->y_hi[a] - m->y_lo[a]));
+  }
+  const double log_norm = -0.5 * keep * log(2.0 * 3.14159265358979323846 * sd * sd);
+  for (int k = 0; k < ne; k++) {
+    const float *tk = yb + (size_t)k * c * dy;
+    for (int j = 0; j < c; j++) {
+      const float *yj = tk + (size_t)j * dy;
+      int inside = 1;
+      for (int a = 0; a < dy; a++) inside &= yj[a] >= m->y_lo[a] && yj[a] <= m->y_hi[a];
+      double z2 = 0.0;
+      for (int a = 0; a < keep; a++) z2 += (double)(yj[a] - tk[a]) * (yj[a] - tk[a]);
+      double lu = inside && s < 1.0 ? log1p(-s) - log_vol : -INFINITY;
+      double lg = log(s) + log_norm - 0.5 * z2 / (sd * sd) - log_vol_rest;
+      double hi = lu > lg ? lu : lg;
+      double lq = hi + log(exp(lu - hi) + exp(lg - hi));
+      e[(size_t)k * c + j] += (float)(temp * lq);
+    }
+  }
+}
+
 static void step_task(void *ctx, int task, int thread) {
   ember_trainer *t = ctx;
   const ember_model *m = t->m;
@@ -352,12 +399,19 @@ static void step_task(void *ctx, int task, int thread) {
     memcpy(xb + (size_t)k * dx, t->xn + (size_t)row * dx, (size_t)dx * sizeof(float));
     float *yk = yb + (size_t)k * c * dy;
     memcpy(yk, t->yn + (size_t)row * dy, (size_t)dy * sizeof(float));
-    if (c > 1 && m->method != EMBER_METHOD_LANGEVIN) {
+    if (c > 1 && m->method != EMBER_METHOD_LANGEVIN) { /* uniform, past the kept prefix */
       ember_rng rng;
       ember_rng_seed(&rng, t->o.seed, (uint64_t)t->pass_step * (uint64_t)B + (uint64_t)(i0 + k));
-      for (int j = 1; j < c; j++)
-        for (int a = 0; a < dy; a++)
+      /* the first `share` of them stay near the true prefix (Gaussian, prefix_noise); the rest
+       * are uniform everywhere */
+      const int kept = t->o.keep_prefix > 0 ? (int)lroundf(t->o.keep_prefix_share * (float)(c - 1)) : 0;
+      for (int j = 1; j < c; j++) {
+        const int keep = j <= kept ? t->o.keep_prefix : 0;
+        for (int a = 0; a < keep; a++)
+          yk[(size_t)j * dy + a] = yk[a] + (t->o.prefix_noise > 0.0f ? t->o.prefix_noise * ember_rng_normal(&rng) : 0.0f);
+        for (int a = keep; a < dy; a++)
           yk[(size_t)j * dy + a] = m->y_lo[a] + (m->y_hi[a] - m->y_lo[a]) * ember_rng_uniform(&rng);
+      }
     }
   }
   ember_net_fuse_x(&m->net, xb, ne, ws->hx);
@@ -370,6 +424,8 @@ static void step_task(void *ctx, int task, int thread) {
     ember_net_backward(&m->net, ws, xb, NULL, ne, 1, de, grad, NULL);
   } else {
     ember_net_forward(&m->net, ws, ws->hx, yb, ne, c, e);
+    if (t->o.keep_prefix > 0 && t->o.keep_prefix_share > 0.0f && t->o.prefix_noise > 0.0f)
+      proposal_offsets(t, yb, ne, e);
     t->tloss[thread] += ember_infonce(e, ne, c, t->o.temperature, 1.0f / (float)B, de);
     ember_net_backward(&m->net, ws, xb, yb, ne, c, de, grad, NULL);
   }
@@ -452,6 +508,7 @@ float ember_trainer_lr(const ember_trainer *t) { return ember_adam_lr(&t->opt); 
 double ember_train_step_flops(const ember_model *m, const ember_train_opts *o) {
   double rows = (double)o->batch * (m->method == EMBER_METHOD_MSE ? 1 : o->negatives + 1);
   double fwd = 2.0 * ember_net_row_macs(&m->net.shape);
+  for (int j = 0; j < m->nar; j++) fwd += 2.0 * ember_net_row_macs(&m->ar[j].shape); /* ardfo */
   if (m->method == EMBER_METHOD_MSE) fwd += 2.0 * m->x_dim * m->net.shape.width;
   double flops = 3.0 * fwd * rows;
   if (m->method == EMBER_METHOD_LANGEVIN) /* chain steps (+1 final) forward + input backward, penalty tangent + reverse */
@@ -475,9 +532,100 @@ static int check_data(const ember_dataset *ds, ember_err *err) {
   return 0;
 }
 
+/* Method B trains its y_dim energy nets side by side, one trainer each: trainer j sees a view
+ * of the model with y_dim = j and net = E_j (sharing its parameters) and of the data with the
+ * first j columns of y, and its counter-examples keep the true y_1..y_{j-1} (keep_prefix). Every
+ * other method has one trainer on the model itself. */
+typedef struct fit {
+  int n;
+  ember_model *views;   /* (n) */
+  ember_dataset *data;  /* (n) */
+  float **ycols;        /* (n): prefix copies of y (NULL where the view uses ds->y) */
+  ember_trainer **t;    /* (n) */
+} fit;
+
+static void fit_free(fit *f) {
+  for (int j = 0; j < f->n; j++) {
+    if (f->t) ember_trainer_destroy(f->t[j]);
+    if (f->ycols) free(f->ycols[j]);
+  }
+  free(f->t);
+  free(f->ycols);
+  free(f->views);
+  free(f->data);
+  memset(f, 0, sizeof *f);
+}
+
+static int fit_create(fit *f, ember_model *m, const ember_dataset *ds, const ember_train_opts *o,
+                      ember_pool *pool, ember_err *err) {
+  memset(f, 0, sizeof *f);
+  const int n = m->method == EMBER_METHOD_ARDFO ? m->y_dim : 1;
+  f->views = calloc((size_t)n, sizeof *f->views);
+  f->data = calloc((size_t)n, sizeof *f->data);
+  f->ycols = calloc((size_t)n, sizeof *f->ycols);
+  f->t = calloc((size_t)n, sizeof *f->t);
+  f->n = n;
+  if (!f->views || !f->data || !f->ycols || !f->t) {
+    fit_free(f);
+    return ember_fail(err, EMBER_ENOMEM, "out of memory creating trainers");
+  }
+  if (m->method != EMBER_METHOD_ARDFO) {
+    int rc = ember_trainer_create(&f->t[0], m, ds, o, pool, err);
+    if (rc < 0) fit_free(f);
+    return rc;
+  }
+  for (int j = 1; j <= n; j++) {
+    ember_model *v = &f->views[j - 1];
+    ember_dataset *d = &f->data[j - 1];
+    *v = *m;
+    v->method = EMBER_METHOD_DFO;
+    v->y_dim = j;
+    v->net = *ember_model_prefix_net(m, j);
+    v->nar = 0;
+    v->ar = NULL;
+    v->sn_w = v->sn_uv = NULL;
+    *d = *ds;
+    d->y_dim = j;
+    if (j < ds->y_dim) {
+      float *yc = malloc((size_t)ds->n * j * sizeof(float));
+      if (!yc) {
+        fit_free(f);
+        return ember_fail(err, EMBER_ENOMEM, "out of memory for y prefixes");
+      }
+      for (size_t r = 0; r < (size_t)ds->n; r++)
+        memcpy(yc + r * j, ds->y + r * ds->y_dim, (size_t)j * sizeof(float));
+      f->ycols[j - 1] = yc;
+      d->y = yc;
+    }
+    ember_train_opts oj = *o;
+    oj.method = EMBER_METHOD_DFO;
+    oj.keep_prefix = j - 1;
+    oj.seed = o->seed + (uint64_t)(j - 1); /* prefix nets draw independent batches */
+    int rc = ember_trainer_create(&f->t[j - 1], v, d, &oj, pool, err);
+    if (rc < 0) {
+      fit_free(f);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+/* One step of every trainer; the loss is their mean. */
+static int fit_step(fit *f, float *loss) {
+  double total = 0.0;
+  int rc = 0;
+  for (int j = 0; j < f->n; j++) {
+    float l;
+    if (ember_trainer_step(f->t[j], &l) < 0) rc = EMBER_ERANGE;
+    total += l;
+  }
+  *loss = (float)(total / f->n);
+  return rc;
+}
+
 int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *pool,
                 ember_model *out, ember_err *err) {
-  ember_trainer *t = NULL;
+  fit f = {0};
   memset(out, 0, sizeof *out);
   int rc = ember_train_opts_check(o, err);
   if (rc == 0) rc = check_data(ds, err);
@@ -487,6 +635,7 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
   ember_rng rng;
   ember_rng_seed(&rng, o->seed, EMBER_INIT_STREAM);
   ember_net_init_params(&out->net, &rng);
+  for (int j = 0; j < out->nar; j++) ember_net_init_params(&out->ar[j], &rng);
   out->infer = o->infer;
   out->train_seed = o->seed;
   out->train_batch = o->batch;
@@ -500,14 +649,14 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
     out->penalty_weight = o->penalty_weight;
   }
 
-  rc = ember_trainer_create(&t, out, ds, o, pool, err);
+  rc = fit_create(&f, out, ds, o, pool, err);
   if (rc < 0) goto fail;
   float window[EMBER_LOSS_WINDOW];
   double wsum = 0.0;
   double t0 = ember_now();
   for (int64_t s = 0; s < o->steps; s++) {
-    float lr = ember_trainer_lr(t), loss;
-    if (ember_trainer_step(t, &loss) < 0) {
+    float lr = ember_trainer_lr(f.t[0]), loss;
+    if (fit_step(&f, &loss) < 0) {
       rc = ember_fail(err, EMBER_ERANGE,
                       "training diverged at step %lld (loss is not finite); try a lower --lr",
                       (long long)s);
@@ -536,10 +685,10 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
       }
     }
   }
-  ember_trainer_destroy(t);
+  fit_free(&f);
   return 0;
 fail:
-  ember_trainer_destroy(t);
+  fit_free(&f);
   ember_model_free(out);
   return rc;
 }

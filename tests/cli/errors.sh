@@ -15,7 +15,7 @@ expect_error "missing file" "nope.csv" "$EMBER" train --data "$T/nope.csv" --out
 expect_error "ragged row" ":3:" "$EMBER" train --data "$T/ragged.csv" --out "$T/x.safetensors"
 expect_error "NaN" ":3:" "$EMBER" train --data "$T/nan.csv" --out "$T/x.safetensors"
 expect_error "empty file" "empty.csv" "$EMBER" train --data "$T/empty.csv" --out "$T/x.safetensors"
-expect_error "unknown method" "--method must be dfo, langevin or mse" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --method foo
+expect_error "unknown method" "--method must be dfo, ardfo, langevin or mse" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --method foo
 expect_error "odd resnet depth" "even" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --depth 3
 expect_error "zero steps" "steps must be 1.." "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --steps 0
 expect_error "chain option for dfo" "--chain-steps applies to --method langevin only" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --chain-steps 3

@@ -75,6 +75,21 @@ int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const
                   const float *hi, const ember_infer_opts *opts, ember_rng *rngs, float *best_y,
                   float *best_e, ember_err *err);
 
+/* Energies of the y-prefixes of length j (1..ydim) of nq * n candidates y (nq, n, ydim) under
+ * the prefix-j energy E_j(x, y_1..y_j): e (nq, n). */
+typedef void (*ember_prefix_energy_fn)(void *ctx, int j, int nq, int n, const float *y, float *e);
+
+/* Method B's optimiser (the method text's Algorithm 2): as ember_dfo_run, but each iteration
+ * walks the coordinates j = 1..ydim in order: E_j on the prefixes, softmax(-E_j / T), resample
+ * whole candidates with replacement, add N(0, sigma^2) noise to coordinate j only, clip; sigma
+ * *= shrink after each iteration. iters x ydim energy passes; as in ember_dfo_run the
+ * resample after the very last evaluation (iteration iters, j = ydim) is skipped, and the
+ * answer is the candidate with the lowest E_ydim, the energy of a whole y. With keep_initial,
+ * y0/e0 get the uniform population and its E_ydim energies (one more pass), for modes. */
+int ember_ardfo_run(ember_dfo_ws *ws, ember_prefix_energy_fn fn, void *ctx, int nq,
+                    const float *lo, const float *hi, const ember_infer_opts *opts,
+                    ember_rng *rngs, float *best_y, float *best_e, ember_err *err);
+
 /* Draws n indices with replacement from non-negative weights p (n, any positive total) into
  * idx: a running sum and a binary search per draw. Exposed for tests. cdf: (n) scratch. */
 void ember_resample(const float *p, int n, ember_rng *rng, double *cdf, int *idx);

@@ -33,7 +33,7 @@ extern "C" {
 typedef enum {
   EMBER_METHOD_DFO = 0,      /* Method A: InfoNCE + derivative-free optimisation */
   EMBER_METHOD_MSE = 1,      /* explicit baseline: regress y from x */
-  EMBER_METHOD_ARDFO = 2,    /* Method B (not built yet) */
+  EMBER_METHOD_ARDFO = 2,    /* Method B: one energy net per y-prefix, autoregressive DFO */
   EMBER_METHOD_LANGEVIN = 3  /* Method C: InfoNCE against Langevin chains + gradient penalty */
 } ember_method;
 
@@ -92,6 +92,11 @@ typedef struct ember_model {
   int x_dim, y_dim;
   ember_net net;          /* energy net (in_x = x_dim, in_y = y_dim, out = 1) or, for mse,
                              regressor (in_y = 0, out = y_dim) */
+  /* ardfo: the prefix nets E_1 .. E_{y_dim-1} (ar[j] sees y_1..y_{j+1}: in_y = j + 1), all of
+   * net's arch, width and depth; net itself is E_{y_dim}, the energy of a whole y. nar =
+   * y_dim - 1 (0 for other methods, ar NULL). */
+  int nar;
+  ember_net *ar;
   float *x_mean, *x_std;  /* (x_dim): x_normalised = (x - mean) / std */
   float *y_mean, *y_std;  /* (y_dim) */
   float *y_lo, *y_hi;     /* (y_dim): sampling bounds in normalised y units */
@@ -110,6 +115,12 @@ typedef struct ember_model {
    * <layer>.weight_orig, .weight_u, .weight_v). One allocation: sn_uv points into sn_w's. */
   float *sn_w, *sn_uv;
 } ember_model;
+
+/* The energy net of y-prefix length j (1..y_dim) of an ardfo model: ar[j-1], or net for
+ * j = y_dim. */
+static inline const ember_net *ember_model_prefix_net(const ember_model *m, int j) {
+  return j < m->y_dim ? &m->ar[j - 1] : &m->net;
+}
 
 /* Allocates a model: network parameters zeroed, mean 0, std 1, bounds [-1, 1], default
  * inference options. The net's shape is derived from method and dims; arch, width and depth

@@ -70,6 +70,17 @@ typedef struct ember_train_opts {
   /* spectral normalisation of every dense layer (one power iteration per step); the model
    * keeps the normalised weights. Off by default. */
   int spectral_norm;
+  /* Method B's counter-examples (ember_train sets keep_prefix = j - 1 for prefix net j): a
+   * share keep_prefix_share of each example's counter-examples stay at the true y's first
+   * keep_prefix coordinates, moved by N(0, prefix_noise^2) (normalised units), and draw the
+   * rest uniformly; the others are uniform in every coordinate. With prefix_noise > 0 the
+   * InfoNCE logits are corrected for that proposal (see docs/notes.md); prefix_noise = 0 copies
+   * the prefix exactly, uncorrected: the method text's "keep the true prefix, draw y_j", which
+   * leaves E_j's energies incomparable across prefixes. Defaults: share 0 (all uniform: E_j
+   * is then a joint energy of the prefix, the best of the variants measured), noise 0.3. */
+  int keep_prefix;
+  float keep_prefix_share;
+  float prefix_noise;
   ember_progress_fn progress;
   void *progress_ctx;
 } ember_train_opts;
