@@ -108,6 +108,7 @@ int ember_langevin_run(ember_langevin_ws *ws, ember_energy_grad_fn fn, void *ctx
       }
     }
   }
+  if (ws->skip_final) return 0;
   fn(ctx, nq, chains, ws->y, ws->e, ws->g); /* energies of the final states */
   for (int q = 0; q < nq; q++) {
     const float *eq = ws->e + (size_t)q * chains;

@@ -16,6 +16,7 @@
 #include "ember/net.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,7 +162,7 @@ int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, 
   size_t rw = (size_t)max_rows * s->width;
   size_t qw = (size_t)max_queries * s->width;
   int nact = ws_nact(s);
-  size_t total = (size_t)nact * rw + 3 * rw + 2 * qw + (size_t)s->in_y * s->width;
+  size_t total = (size_t)nact * rw + 3 * rw + 2 * qw + (size_t)s->in_y * s->width + 2 * (size_t)s->width;
   ws->mem = malloc(total * sizeof(float));
   if (!ws->mem)
     return ember_fail(err, EMBER_ENOMEM, "out of memory: network workspace of %zu MiB",
@@ -177,6 +178,7 @@ int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, 
   ws->hx = ws->d2 + rw;
   ws->dhx = ws->hx + qw;
   ws->wy = ws->dhx + qw;
+  ws->vec = ws->wy + (size_t)s->in_y * s->width;
   return 0;
 }
 
@@ -325,9 +327,29 @@ static void colsum_add(const float *restrict d, size_t rows, int w, float *restr
     for (int j = 0; j < w; j++) g[j] += d[r * w + j];
 }
 
+/* Branch-free selects: ReLU masks are ~50% random, so a conditional store mispredicts half the
+ * time and does not vectorise; the select form does both (same values bit for bit). */
 static void relu_mask(float *restrict d, const float *restrict a, size_t n) {
-  for (size_t k = 0; k < n; k++)
-    if (!(a[k] > 0.0f)) d[k] = 0.0f;
+  for (size_t k = 0; k < n; k++) d[k] = a[k] > 0.0f ? d[k] : 0.0f;
+}
+
+/* a > 0 ? x : z, done on the bits: with a float select GCC keeps a branch wherever the selected
+ * value is computed (it will not speculate an FP op that could trap), which does not vectorise
+ * and mispredicts on ReLU masks. */
+static inline float sel_pos(float a, float x, float z) {
+  uint32_t xb, zb, m = a > 0.0f ? UINT32_MAX : 0u;
+  memcpy(&xb, &x, sizeof xb);
+  memcpy(&zb, &z, sizeof zb);
+  xb = (xb & m) | (zb & ~m);
+  float v;
+  memcpy(&v, &xb, sizeof v);
+  return v;
+}
+
+/* d += (a > 0) * s. Where a <= 0 it adds -0.0f, which leaves every d (-0.0 included) unchanged,
+ * as a conditional add would. */
+static void relu_mask_add(float *restrict d, const float *restrict a, const float *restrict s, size_t n) {
+  for (size_t k = 0; k < n; k++) d[k] += sel_pos(a[k], s[k], -0.0f);
 }
 
 static float *grad_of(const ember_net *net, float *grad, const float *p) {
@@ -365,6 +387,49 @@ static void hidden_backward(const ember_net *net, const ember_dense *l, const fl
   if (dprev)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pad, w, l->out, 1.0f, dz, l->out,
                 l->w, w, 0.0f, dprev, w);
+}
+
+/* The last ResNet block of a one-output net, backward, when the residual stream's gradient
+ * above it is rank one: dh = c (x) w_out for per-row scalars c (dout for the backward pass, dt
+ * for the tangent's reverse). Then the block's second layer needs no GEMM: its input gradient
+ * is c[r] * v with v = w_out . W1 (computed once), and its weight gradient w_out (x) sum_r c[r] s[r]
+ * over its inputs s (a2 in the backward pass, s2 in the tangent's; db1 = w_out sum c only when
+ * bias). Leaves dz (pad, w) = mask(a2) * (c (x) v), zero on the padding rows. */
+static void rank1_block_top(const ember_net *net, ember_net_ws *ws, const ember_dense *l1,
+                            const float *wout, const float *c, const float *s, const float *a2,
+                            int rows, int pad, float *grad, int bias, float *dz) {
+  const int w = l1->in;
+  float *restrict v = ws->vec, *restrict acc = ws->vec + w;
+  for (int j = 0; j < w; j++) v[j] = 0.0f;
+  for (int k = 0; k < w; k++) {
+    const float wk = wout[k], *restrict row = l1->w + (size_t)k * w;
+    for (int j = 0; j < w; j++) v[j] += wk * row[j];
+  }
+  if (grad) {
+    float csum = 0.0f;
+    for (int j = 0; j < w; j++) acc[j] = 0.0f;
+    for (int r = 0; r < rows; r++) {
+      const float cr = c[r], *restrict sr = s + (size_t)r * w;
+      csum += cr;
+      for (int j = 0; j < w; j++) acc[j] += cr * sr[j];
+    }
+    float *gw = grad_of(net, grad, l1->w);
+    for (int k = 0; k < l1->out; k++) {
+      float *restrict gk = gw + (size_t)k * w;
+      const float wk = wout[k];
+      for (int j = 0; j < w; j++) gk[j] += wk * acc[j];
+    }
+    if (bias) {
+      float *gb = grad_of(net, grad, l1->b);
+      for (int k = 0; k < l1->out; k++) gb[k] += wout[k] * csum;
+    }
+  }
+  for (int r = 0; r < rows; r++) {
+    const float cr = c[r], *restrict ar = a2 + (size_t)r * w;
+    float *restrict dr = dz + (size_t)r * w;
+    for (int j = 0; j < w; j++) dr[j] = sel_pos(ar[j], cr * v[j], 0.0f);
+  }
+  memset(dz + (size_t)rows * w, 0, (size_t)(pad - rows) * w * sizeof(float));
 }
 
 static void first_backward(const ember_net *net, ember_net_ws *ws, const float *x, const float *y,
@@ -405,13 +470,17 @@ void ember_net_backward(const ember_net *net, ember_net_ws *ws, const float *x, 
     for (int b = nb - 1; b >= 0; b--) {
       const ember_dense *l0 = &L[1 + 2 * b], *l1 = &L[2 + 2 * b];
       float *a1 = act_buf(ws, 1 + 2 * b), *a2 = act_buf(ws, 2 + 2 * b);
-      /* residual branch output gradient is dh; its input a2 */
-      hidden_backward(net, l1, a2, dh, rows, pad, grad, dz1);
-      relu_mask(dz1, a2, n);
+      /* residual branch output gradient is dh; its input a2. Above the last block dh is
+       * dout (x) w_out, rank one with one output: no GEMM for that layer. */
+      if (b == nb - 1 && lout->out == 1) {
+        rank1_block_top(net, ws, l1, lout->w, dout, a2, a2, rows, pad, grad, 1, dz1);
+      } else {
+        hidden_backward(net, l1, a2, dh, rows, pad, grad, dz1);
+        relu_mask(dz1, a2, n);
+      }
       /* the forward activations stay intact (a tangent pass may follow): d(a1) goes to d2 */
       hidden_backward(net, l0, a1, dz1, rows, pad, grad, ws->d2);
-      for (size_t k = 0; k < n; k++)
-        if (a1[k] > 0.0f) dh[k] += ws->d2[k];
+      relu_mask_add(dh, a1, ws->d2, n);
     }
     first_backward(net, ws, x, y, nq, per_query, dh, grad, dy);
   } else {
@@ -521,17 +590,19 @@ void ember_net_tangent_backward(const ember_net *net, ember_net_ws *ws, const fl
     for (int b = net->shape.depth / 2 - 1; b >= 0; b--) {
       const ember_dense *l0 = &L[1 + 2 * b], *l1 = &L[2 + 2 * b];
       float *s1 = tan_buf(ws, 1 + 2 * b), *s2 = tan_buf(ws, 2 + 2 * b);
-      /* tau_{b+1} = tau_b + W1 s2 */
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, w, rows, 1.0f, d0, w, s2, w, 1.0f,
-                  grad_of(net, grad, l1->w), w);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pad, w, w, 1.0f, d0, w, l1->w, w, 0.0f, d1, w);
-      relu_mask(d1, act_buf(ws, 2 + 2 * b), n); /* d(W0 s1) */
+      /* tau_{b+1} = tau_b + W1 s2; above the last block d0 = dt (x) w_out is rank one */
+      if (b == net->shape.depth / 2 - 1) {
+        rank1_block_top(net, ws, l1, lout->w, dt, s2, act_buf(ws, 2 + 2 * b), rows, pad, grad, 0, d1);
+      } else {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, w, rows, 1.0f, d0, w, s2, w, 1.0f,
+                    grad_of(net, grad, l1->w), w);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pad, w, w, 1.0f, d0, w, l1->w, w, 0.0f, d1, w);
+        relu_mask(d1, act_buf(ws, 2 + 2 * b), n); /* d(W0 s1) */
+      }
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w, w, rows, 1.0f, d1, w, s1, w, 1.0f,
                   grad_of(net, grad, l0->w), w);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pad, w, w, 1.0f, d1, w, l0->w, w, 0.0f, tmp, w);
-      const float *a1 = act_buf(ws, 1 + 2 * b);
-      for (size_t k = 0; k < n; k++)
-        if (a1[k] > 0.0f) d0[k] += tmp[k];
+      relu_mask_add(d0, act_buf(ws, 1 + 2 * b), tmp, n);
     }
   } else {
     for (int i = net->shape.depth - 1; i >= 1; i--) {

@@ -165,7 +165,7 @@ struct ember_trainer {
   int64_t step, pass_step;
   /* langevin: per-thread chain workspaces, penalty buffers (dir, dt) and query streams */
   ember_langevin_ws *lws;
-  float *pen;       /* (threads, per_task * negatives * (y_dim + 1)) */
+  float *pen;       /* (threads, per_task * (negatives + 1) * (2 * y_dim + 1)) */
   ember_rng *rngs;  /* (threads, per_task) */
   /* spectral normalisation: raw parameters (Adam updates these; the model's sn_w mirrors their
    * weights), sigmas, scratch. The power-iteration vectors live in the model (sn_uv). */
@@ -203,6 +203,20 @@ int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_datase
   t->per_task = (EMBER_TASK_ROWS + t->cand / 2) / t->cand;
   if (t->per_task < 1) t->per_task = 1;
   if (t->per_task > o->batch) t->per_task = o->batch;
+  /* tasks go to threads round-robin: make their number the nearest multiple of the thread
+   * count (when there are enough examples), so that every thread gets the same share of the
+   * batch (512 examples of 17 candidates were 8 tasks of 60 and one of 32: 272 vs 240 examples
+   * on 2 threads) */
+  if (o->batch >= t->threads && t->threads > 1) {
+    int ntasks = (o->batch + t->per_task - 1) / t->per_task, T = t->threads, best = 0, best_load = 0;
+    for (int r = ntasks / T * T; r <= (ntasks + T - 1) / T * T; r += T) {
+      if (r < T) continue;
+      int p = (o->batch + r - 1) / r, n = (o->batch + p - 1) / p;
+      int load = p * ((n + T - 1) / T); /* thread 0's examples, at most */
+      if (!best || load < best_load) best = p, best_load = load;
+    }
+    t->per_task = best;
+  }
   size_t rows = (size_t)t->per_task * t->cand;
   size_t np = m->net.nparams;
   t->scratch_stride = (size_t)t->per_task * m->x_dim + rows * m->y_dim + 2 * rows * m->net.shape.out;
@@ -222,9 +236,8 @@ int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_datase
     if (rc < 0) goto fail;
   }
   if (m->method == EMBER_METHOD_LANGEVIN) {
-    size_t negs = (size_t)t->per_task * o->negatives;
     t->lws = calloc((size_t)t->threads, sizeof *t->lws);
-    t->pen = malloc((size_t)t->threads * negs * (m->y_dim + 1) * sizeof(float));
+    t->pen = malloc((size_t)t->threads * t->per_task * t->cand * (2 * m->y_dim + 1) * sizeof(float));
     t->rngs = malloc((size_t)t->threads * t->per_task * sizeof *t->rngs);
     rc = EMBER_ENOMEM;
     if (!t->lws || !t->pen || !t->rngs) {
@@ -326,26 +339,41 @@ static double langevin_task(ember_trainer *t, int thread, int i0, int ne, float 
   ember_langevin_ws *lws = &t->lws[thread];
   float *grad = t->tgrad + (size_t)thread * m->net.nparams;
   ember_rng *rngs = t->rngs + (size_t)thread * t->per_task;
-  float *dir = t->pen + (size_t)thread * t->per_task * M * (dy + 1), *dt = dir + (size_t)t->per_task * M * dy;
+  /* (per_task * c) rows each: dir (dy), dt (1), dE/dy (dy) */
+  float *dir = t->pen + (size_t)thread * t->per_task * c * (2 * dy + 1), *dt = dir + (size_t)t->per_task * c * dy;
   for (int k = 0; k < ne; k++)
     ember_rng_seed(&rngs[k], t->o.seed, (uint64_t)t->pass_step * (uint64_t)B + (uint64_t)(i0 + k));
   /* de doubles as the ones vector for dE/dy: it is rewritten by the loss below */
   for (int r = 0; r < ne * M; r++) de[r] = 1.0f;
   chain_ctx cc = {&m->net, ws, de};
+  lws->skip_final = 1; /* the final states are evaluated below, in the InfoNCE layout */
   ember_langevin_run(lws, chain_energy, &cc, ne, m->y_lo, m->y_hi, &t->o.langevin, M, rngs, NULL, NULL, NULL);
-  /* the last callback left the forward pass and dE/dy of the final states on ws and lws->g */
-  double total = 0.0;
-  if (t->o.penalty_weight > 0.0f) {
-    float scale = t->o.penalty_weight / ((float)B * M);
-    total += t->o.penalty_weight / (double)M *
-             ember_grad_penalty(lws->g, ne * M, dy, t->o.penalty_margin, scale, dir, dt);
-    ember_net_tangent(&m->net, ws, dir, ne, M, e);
-    ember_net_tangent_backward(&m->net, ws, dir, ne, M, dt, grad);
-  }
+  /* One forward pass over [positive, final negatives] serves the penalty and InfoNCE: the
+   * loss first (it needs e, the tangent pass overwrites a buffer), then dE/dy of the negatives
+   * (dout 1 on them, 0 on the positives), the penalty's tangent and its reverse, and the
+   * InfoNCE backward, all on the same activations. */
   for (int k = 0; k < ne; k++)
     memcpy(yb + ((size_t)k * c + 1) * dy, lws->y + (size_t)k * M * dy, (size_t)M * dy * sizeof(float));
   ember_net_forward(&m->net, ws, ws->hx, yb, ne, c, e);
-  total += ember_infonce(e, ne, c, t->o.temperature, 1.0f / (float)B, de);
+  double total = ember_infonce(e, ne, c, t->o.temperature, 1.0f / (float)B, de);
+  if (t->o.penalty_weight > 0.0f) {
+    const int rows = ne * c;
+    float *sel = e, *g17 = dt + (size_t)t->per_task * c; /* e is free once the loss is taken */
+    for (int r = 0; r < rows; r++) sel[r] = r % c ? 1.0f : 0.0f;
+    ember_net_backward(&m->net, ws, NULL, yb, ne, c, sel, NULL, g17);
+    float scale = t->o.penalty_weight / ((float)B * M);
+    double pen = 0.0;
+    for (int k = 0; k < ne; k++) {
+      size_t r0 = (size_t)k * c;
+      for (int a = 0; a < dy; a++) dir[r0 * dy + a] = 0.0f;
+      dt[r0] = 0.0f;
+      pen += ember_grad_penalty(g17 + (r0 + 1) * dy, M, dy, t->o.penalty_margin, scale,
+                                dir + (r0 + 1) * dy, dt + r0 + 1);
+    }
+    total += t->o.penalty_weight / (double)M * pen;
+    ember_net_tangent(&m->net, ws, dir, ne, c, e);
+    ember_net_tangent_backward(&m->net, ws, dir, ne, c, dt, grad);
+  }
   ember_net_backward(&m->net, ws, xb, yb, ne, c, de, grad, NULL);
   return total;
 }
@@ -510,9 +538,20 @@ double ember_train_step_flops(const ember_model *m, const ember_train_opts *o) {
   double fwd = 2.0 * ember_net_row_macs(&m->net.shape);
   for (int j = 0; j < m->nar; j++) fwd += 2.0 * ember_net_row_macs(&m->ar[j].shape); /* ardfo */
   if (m->method == EMBER_METHOD_MSE) fwd += 2.0 * m->x_dim * m->net.shape.width;
-  double flops = 3.0 * fwd * rows;
-  if (m->method == EMBER_METHOD_LANGEVIN) /* chain steps (+1 final) forward + input backward, penalty tangent + reverse */
-    flops += (double)o->batch * o->negatives * fwd * (2.0 * (o->langevin.steps + 1) + 3.0);
+  /* a backward pass of a one-output ResNet does no GEMM for the last block's second layer
+   * (rank one, net.c): one width x width product fewer for the input gradient, and one more
+   * for the weight gradient */
+  const ember_net_shape *s = &m->net.shape;
+  double skip = s->arch == EMBER_ARCH_RESNET && s->out == 1 ? 2.0 * s->width * s->width * (1 + m->nar) : 0.0;
+  double bwd_in = fwd - skip, bwd_full = 2.0 * (fwd - skip);
+  double flops = (fwd + bwd_full) * rows;
+  /* Langevin: each chain step a forward and an input backward of the negatives; the final
+   * states share InfoNCE's pass; the penalty adds an input backward, the tangent (a forward's
+   * worth) and its reverse (a full backward's) over all candidates */
+  if (m->method == EMBER_METHOD_LANGEVIN) {
+    flops += (double)o->batch * o->negatives * (fwd + bwd_in) * o->langevin.steps;
+    if (o->penalty_weight > 0.0f) flops += (bwd_in + fwd + bwd_full) * rows;
+  }
   return flops;
 }
 

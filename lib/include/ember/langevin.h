@@ -46,6 +46,8 @@ typedef struct ember_langevin_ws {
   float *noise; /* (max_chains * ydim) */
   int resume;   /* set: the next run starts from the states in y (the last run's final states,
                    e.g. IBC's second chain) instead of uniform; cleared by the run */
+  int skip_final; /* set: the run ends after its last update without evaluating the final states
+                     (e is not filled; best_y and best_e must be NULL) */
   const volatile int *cancel; /* non-NULL and non-zero: the run stops before its next step and
                                  returns EMBER_ECANCELED (another thread sets it) */
   void *mem;

@@ -87,6 +87,7 @@ typedef struct ember_net_ws {
   float *hx;      /* (max_queries, width): a place for ember_net_fuse_x's output */
   float *dhx;     /* (max_queries, width) backward scratch */
   float *wy;      /* (in_y, width): W_y transposed, refreshed by every forward pass */
+  float *vec;     /* (2, width) backward scratch */
   float *tan;     /* (nact + 1, max_rows, width): tangent pass buffers, NULL until enabled */
   float *mem;     /* the single allocation behind all of the above */
 } ember_net_ws;
