@@ -83,11 +83,12 @@ double cli_percentile(const double *sorted, int n, double q) {
 
 static int bench_infer(int argc, char **argv) {
   int x_dim = 8, y_dim = 2, depth = 2, iters = 3, reps = 200, warmup = 20;
-  const char *arch = "resnet";
+  const char *arch = "resnet", *method = "dfo";
   uint64_t seed = 1;
   int_list widths = {1, {256}}, samples = {1, {1024}}, queries = {1, {1}};
   int_list threads = {1, {cli_default_threads()}};
   opt_spec specs[] = {
+      {"method", OPT_STR, &method, "M", "dfo, ardfo or langevin (samples = chains, default chain)", 0, 0},
       {"x-dim", OPT_INT, &x_dim, NULL, "x dimensions", 0, 0},
       {"y-dim", OPT_INT, &y_dim, NULL, "y dimensions", 0, 0},
       {"arch", OPT_STR, &arch, "A", "resnet or mlp", 0, 0},
@@ -106,6 +107,9 @@ static int bench_infer(int argc, char **argv) {
   if (rc != 0) return rc < 0 ? 2 : 0;
   ember_arch a;
   if (ember_arch_parse(arch, &a) < 0) return usage_error("infer", "--arch must be resnet or mlp");
+  ember_method meth;
+  if (ember_method_parse(method, &meth) < 0 || meth == EMBER_METHOD_MSE)
+    return usage_error("infer", "--method must be dfo, ardfo or langevin");
   if (reps < 1) return usage_error("infer", "--reps must be >= 1");
   if (warmup < 0) return usage_error("infer", "--warmup must be >= 0");
   for (int i = 0; i < queries.n; i++)
@@ -129,7 +133,7 @@ static int bench_infer(int argc, char **argv) {
           int nq = queries.v[qi];
           float *x = NULL, *y = NULL;
           double *times = NULL;
-          if (ember_model_init(&m, EMBER_METHOD_DFO, x_dim, y_dim, a, widths.v[wi], depth, &err) < 0) {
+          if (ember_model_init(&m, meth, x_dim, y_dim, a, widths.v[wi], depth, &err) < 0) {
             fprintf(stderr, "ember bench infer: %s\n", err.msg);
             ember_pool_destroy(pool);
             return 2;
@@ -137,6 +141,7 @@ static int bench_infer(int argc, char **argv) {
           ember_rng rng;
           ember_rng_seed(&rng, seed, 0);
           ember_net_init_params(&m.net, &rng);
+          for (int j = 0; j < m.nar; j++) ember_net_init_params(&m.ar[j], &rng);
           ember_infer_opts o = EMBER_INFER_DEFAULTS;
           o.samples = samples.v[si];
           o.iters = iters;
@@ -156,10 +161,10 @@ static int bench_infer(int argc, char **argv) {
             qsort(times, (size_t)reps, sizeof *times, cli_cmp_double);
             double p50 = cli_percentile(times, reps, 0.5);
             double flops = ember_infer_flops(&m, &o) * nq;
-            printf("infer arch=%s width=%d depth=%d x_dim=%d y_dim=%d samples=%d iters=%d queries=%d "
+            printf("infer method=%s arch=%s width=%d depth=%d x_dim=%d y_dim=%d samples=%d iters=%d queries=%d "
                    "threads=%d p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f queries_per_s=%.1f gflops=%.1f "
                    "sgemm_peak_gflops=%.1f efficiency=%.0f%%\n",
-                   arch, widths.v[wi], depth, x_dim, y_dim, o.samples, iters, nq, threads.v[ti],
+                   method, arch, widths.v[wi], depth, x_dim, y_dim, o.samples, iters, nq, threads.v[ti],
                    p50 * 1e3, cli_percentile(times, reps, 0.9) * 1e3, cli_percentile(times, reps, 0.99) * 1e3,
                    nq / p50, flops / p50 / 1e9, peak, 100.0 * flops / p50 / 1e9 / peak);
             fflush(stdout);
@@ -190,7 +195,7 @@ static int bench_train(int argc, char **argv) {
   const char *arch = "resnet", *method = "dfo";
   int_list threads = {1, {cli_default_threads()}};
   opt_spec specs[] = {
-      {"method", OPT_STR, &method, "M", "dfo or mse", 0, 0},
+      {"method", OPT_STR, &method, "M", "dfo, ardfo, langevin or mse", 0, 0},
       {"x-dim", OPT_INT, &x_dim, NULL, "x dimensions", 0, 0},
       {"y-dim", OPT_INT, &y_dim, NULL, "y dimensions", 0, 0},
       {"arch", OPT_STR, &arch, "A", "resnet or mlp", 0, 0},
@@ -209,7 +214,7 @@ static int bench_train(int argc, char **argv) {
   if (rc != 0) return rc < 0 ? 2 : 0;
   ember_err err;
   if (ember_arch_parse(arch, &o.arch) < 0) return usage_error("train", "--arch must be resnet or mlp");
-  if (ember_method_parse(method, &o.method) < 0) return usage_error("train", "--method must be dfo or mse");
+  if (ember_method_parse(method, &o.method) < 0) return usage_error("train", "--method must be dfo, ardfo, langevin or mse");
   if (steps < 1) return usage_error("train", "--steps must be >= 1");
   if (warmup < 0) return usage_error("train", "--warmup must be >= 0");
   if (rows < 1) return usage_error("train", "--rows must be >= 1");
@@ -243,6 +248,7 @@ static int bench_train(int argc, char **argv) {
     if (rc == 0) {
       ember_train_fit_stats(&m, &ds, o.bound_margin);
       ember_net_init_params(&m.net, &rng);
+      for (int j = 0; j < m.nar; j++) ember_net_init_params(&m.ar[j], &rng);
       rc = ember_trainer_create(&t, &m, &ds, &o, pool, &err);
     }
     float loss = 0.0f;

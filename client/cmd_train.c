@@ -145,6 +145,9 @@ int cmd_train(int argc, char **argv) {
   if (o.method == EMBER_METHOD_LANGEVIN && !args_given(specs, nspecs, "samples")) o.infer.samples = 512;
   /* autoregressive DFO evaluates every prefix net per iteration: y_dim x the passes of dfo */
   if (o.method == EMBER_METHOD_ARDFO && !args_given(specs, nspecs, "samples")) o.infer.samples = 2048;
+  /* ... and resamples whole candidates once per coordinate: at temperature 1 the first
+   * coordinates' resampling leaves few distinct values of the later ones (docs/notes.md) */
+  if (o.method == EMBER_METHOD_ARDFO) o.infer.temperature = 10.0f;
   if (ember_arch_parse(arch, &o.arch) < 0) {
     fprintf(stderr, "ember train: --arch must be resnet or mlp, got '%s'\n", arch);
     return 2;

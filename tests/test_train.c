@@ -1,6 +1,7 @@
 /* test_train.c - training and inference through the library: the whole InfoNCE and MSE
  * training gradients against finite differences, statistics and bounds, reproducibility,
  * cancellation, bad data, and inference that does not depend on batching or threads. */
+#define _GNU_SOURCE /* memmem */
 #include "testutil.h"
 
 #include <math.h>
@@ -324,6 +325,104 @@ static void test_langevin_model_state_and_options(void **state) {
   ember_dataset_free(&ds);
 }
 
+/* Method B: y2 = +-0.6 by the sign of y1 + 0.2 x0, y1 = 0.8 x0 (x0 in [-1, 1]); a few hundred
+ * steps give one energy net per prefix; the model answers close to the truth, identically with
+ * 1 and 2 threads and after a checkpoint round trip (tensors nets.J.*), its trainer has no
+ * single gradient, and a y_dim 1 ardfo model is a dfo model under another name. */
+static void test_ardfo_model(void **state) {
+  (void)state;
+  enum { N = 600, Q = 6 };
+  ember_dataset ds = {N, 1, 2, malloc(sizeof(float) * N), malloc(sizeof(float) * 2 * N)};
+  ember_rng rng;
+  ember_rng_seed(&rng, 4, 0);
+  for (int i = 0; i < N; i++) {
+    float x = 2.0f * ember_rng_uniform(&rng) - 1.0f;
+    ds.x[i] = x;
+    ds.y[2 * i] = 0.8f * x;
+    ds.y[2 * i + 1] = (x > 0 ? 0.6f : -0.6f) + 0.2f * x;
+  }
+  ember_train_opts o;
+  ember_train_opts_default(&o);
+  o.method = EMBER_METHOD_ARDFO;
+  o.width = 32;
+  o.batch = 64;
+  o.negatives = 64;
+  o.steps = 300;
+  o.lr = 3e-3f;
+  o.seed = 2;
+  o.infer.samples = 512;
+  ember_pool *pool;
+  assert_int_equal(ember_pool_create(&pool, 2, NULL), 0);
+  ember_model m;
+  assert_int_equal(ember_train(&ds, &o, pool, &m, NULL), 0);
+  assert_int_equal(m.nar, 1);
+  assert_int_equal(m.ar[0].shape.in_y, 1);
+  assert_int_equal(m.net.shape.in_y, 2);
+  const float xq[Q] = {-0.8f, -0.5f, -0.2f, 0.2f, 0.5f, 0.8f};
+  float y1[2 * Q], y2[2 * Q], e1[Q];
+  ember_infer *one, *two;
+  assert_int_equal(ember_infer_create(&one, &m, NULL, NULL), 0);
+  assert_int_equal(ember_infer_create(&two, &m, pool, NULL), 0);
+  assert_int_equal(ember_infer_predict(one, xq, Q, NULL, 5, 0, y1, e1, NULL), 0);
+  assert_int_equal(ember_infer_predict(two, xq, Q, NULL, 5, 0, y2, NULL, NULL), 0);
+  assert_memory_equal(y1, y2, sizeof y1);
+  for (int q = 0; q < Q; q++) {
+    float t0 = 0.8f * xq[q], t1 = (xq[q] > 0 ? 0.6f : -0.6f) + 0.2f * xq[q];
+    if (fabsf(y1[2 * q] - t0) > 0.15f || fabsf(y1[2 * q + 1] - t1) > 0.15f)
+      fail_msg("x %g: (%g, %g), want (%g, %g)", (double)xq[q], (double)y1[2 * q], (double)y1[2 * q + 1],
+               (double)t0, (double)t1);
+  }
+  double loss;
+  ember_trainer *t;
+  assert_int_equal(ember_trainer_create(&t, &m, &ds, &o, NULL, NULL), 0);
+  assert_null(ember_trainer_grad(t, 0, &loss));
+  ember_trainer_destroy(t);
+
+  const char *path = tu_path(0, "ardfo.safetensors");
+  assert_int_equal(ember_model_save(&m, path, NULL), 0);
+  ember_model b;
+  assert_int_equal(ember_model_load(path, &b, NULL), 0);
+  assert_int_equal(b.method, EMBER_METHOD_ARDFO);
+  assert_memory_equal(b.ar[0].params, m.ar[0].params, m.ar[0].nparams * sizeof(float));
+  assert_memory_equal(b.net.params, m.net.params, m.net.nparams * sizeof(float));
+  size_t len;
+  char *file = tu_read_file(path, &len);
+  assert_non_null(memmem(file, len, "\"nets.0.proj.weight\"", 20));
+  assert_non_null(memmem(file, len, "\"nets.1.out.bias\"", 17));
+  free(file);
+  ember_infer *lb;
+  assert_int_equal(ember_infer_create(&lb, &b, NULL, NULL), 0);
+  assert_int_equal(ember_infer_predict(lb, xq, Q, NULL, 5, 0, y2, NULL, NULL), 0);
+  assert_memory_equal(y1, y2, sizeof y1);
+  ember_infer_destroy(lb);
+  ember_model_free(&b);
+  ember_infer_destroy(one);
+  ember_infer_destroy(two);
+  ember_model_free(&m);
+
+  /* y_dim 1: the same training and optimiser as dfo */
+  ds.y_dim = 1;
+  for (int i = 0; i < N; i++) ds.y[i] = ds.y[2 * i + 1];
+  o.steps = 30;
+  ember_model a1, d1;
+  assert_int_equal(ember_train(&ds, &o, NULL, &a1, NULL), 0);
+  o.method = EMBER_METHOD_DFO;
+  assert_int_equal(ember_train(&ds, &o, NULL, &d1, NULL), 0);
+  assert_int_equal(a1.nar, 0);
+  assert_memory_equal(a1.net.params, d1.net.params, d1.net.nparams * sizeof(float));
+  assert_int_equal(ember_infer_create(&one, &a1, NULL, NULL), 0);
+  assert_int_equal(ember_infer_create(&two, &d1, NULL, NULL), 0);
+  assert_int_equal(ember_infer_predict(one, xq, Q, NULL, 5, 0, y1, NULL, NULL), 0);
+  assert_int_equal(ember_infer_predict(two, xq, Q, NULL, 5, 0, y2, NULL, NULL), 0);
+  assert_memory_equal(y1, y2, Q * sizeof(float));
+  ember_infer_destroy(one);
+  ember_infer_destroy(two);
+  ember_model_free(&a1);
+  ember_model_free(&d1);
+  ember_pool_destroy(pool);
+  ember_dataset_free(&ds);
+}
+
 /* A trained model answers row i the same alone, in a batch, and with 1 or 2 threads. */
 static void test_inference_independent_of_batching(void **state) {
   (void)state;
@@ -409,6 +508,7 @@ int main(void) {
       cmocka_unit_test(test_inference_independent_of_batching),
       cmocka_unit_test(test_spectral_norm_training),
       cmocka_unit_test(test_langevin_model_state_and_options),
+      cmocka_unit_test(test_ardfo_model),
   };
   ember_blas_single_thread();
   return cmocka_run_group_tests(tests, NULL, NULL);

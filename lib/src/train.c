@@ -49,7 +49,7 @@ void ember_train_opts_default(ember_train_opts *o) {
   o->langevin = l;
   o->penalty_margin = 1.0f;
   o->penalty_weight = 1.0f;
-  o->keep_prefix_share = 0.0f;
+  o->keep_prefix_share = 0.5f;
   o->prefix_noise = 0.3f;
 }
 
@@ -167,6 +167,15 @@ struct ember_trainer {
   ember_langevin_ws *lws;
   float *pen;       /* (threads, per_task * (negatives + 1) * (2 * y_dim + 1)) */
   ember_rng *rngs;  /* (threads, per_task) */
+  /* Method B: one sub-trainer per prefix net (the fields above are unused then). Sub-trainer j
+   * sees a view of the model with y_dim = j and net = E_j (sharing its parameters) and of the
+   * data with the first j columns of y (copied), and its counter-examples keep the true
+   * y_1..y_{j-1} as keep_prefix says. */
+  int nsub;
+  ember_trainer **sub;
+  ember_model *views;
+  ember_dataset *data;
+  float **ycols;
   /* spectral normalisation: raw parameters (Adam updates these; the model's sn_w mirrors their
    * weights), sigmas, scratch. The power-iteration vectors live in the model (sn_uv). */
   float *raw, *sn_sigma, *sn_tmp;
@@ -183,11 +192,62 @@ static void thread_scratch(ember_trainer *t, int thread, float **xb, float **yb,
   *de = *e + rows * out;
 }
 
+static int create_ardfo(ember_trainer *t, ember_model *m, const ember_dataset *ds,
+                        const ember_train_opts *o, ember_pool *pool, ember_err *err) {
+  const int n = m->y_dim;
+  t->views = calloc((size_t)n, sizeof *t->views);
+  t->data = calloc((size_t)n, sizeof *t->data);
+  t->ycols = calloc((size_t)n, sizeof *t->ycols);
+  t->sub = calloc((size_t)n, sizeof *t->sub);
+  if (!t->views || !t->data || !t->ycols || !t->sub)
+    return ember_fail(err, EMBER_ENOMEM, "out of memory creating trainers");
+  t->nsub = n;
+  for (int j = 1; j <= n; j++) {
+    ember_model *v = &t->views[j - 1];
+    ember_dataset *d = &t->data[j - 1];
+    *v = *m;
+    v->method = EMBER_METHOD_DFO;
+    v->y_dim = j;
+    v->net = *ember_model_prefix_net(m, j);
+    v->nar = 0;
+    v->ar = NULL;
+    v->sn_w = v->sn_uv = NULL;
+    *d = *ds;
+    d->y_dim = j;
+    if (j < ds->y_dim) {
+      float *yc = malloc((size_t)ds->n * j * sizeof(float));
+      if (!yc) return ember_fail(err, EMBER_ENOMEM, "out of memory for y prefixes");
+      for (size_t r = 0; r < (size_t)ds->n; r++)
+        memcpy(yc + r * j, ds->y + r * ds->y_dim, (size_t)j * sizeof(float));
+      t->ycols[j - 1] = yc;
+      d->y = yc;
+    }
+    ember_train_opts oj = *o;
+    oj.method = EMBER_METHOD_DFO;
+    oj.keep_prefix = j - 1;
+    oj.seed = o->seed + (uint64_t)(j - 1); /* prefix nets draw independent batches */
+    int rc = ember_trainer_create(&t->sub[j - 1], v, d, &oj, pool, err);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
 int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_dataset *ds,
                          const ember_train_opts *o, ember_pool *pool, ember_err *err) {
   *out = NULL;
   ember_trainer *t = calloc(1, sizeof *t);
   if (!t) return ember_fail(err, EMBER_ENOMEM, "out of memory creating a trainer");
+  if (m->method == EMBER_METHOD_ARDFO) {
+    t->m = m;
+    t->o = *o;
+    int rc = create_ardfo(t, m, ds, o, pool, err);
+    if (rc < 0) {
+      ember_trainer_destroy(t);
+      return rc;
+    }
+    *out = t;
+    return 0;
+  }
   int rc = EMBER_ENOMEM;
   t->m = m;
   t->ds = ds;
@@ -294,6 +354,14 @@ fail:
 
 void ember_trainer_destroy(ember_trainer *t) {
   if (!t) return;
+  for (int j = 0; j < t->nsub; j++) {
+    ember_trainer_destroy(t->sub[j]);
+    free(t->ycols[j]);
+  }
+  free(t->sub);
+  free(t->ycols);
+  free(t->views);
+  free(t->data);
   free(t->raw);
   free(t->sn_sigma);
   free(t->sn_tmp);
@@ -460,6 +528,10 @@ static void step_task(void *ctx, int task, int thread) {
 }
 
 const float *ember_trainer_grad(ember_trainer *t, int64_t step, double *loss) {
+  if (t->nsub > 0) { /* Method B: one gradient per prefix net, not one buffer */
+    *loss = NAN;
+    return NULL;
+  }
   const size_t np = t->m->net.nparams;
   ember_rng rng;
   ember_rng_seed(&rng, t->o.seed, EMBER_BATCH_STREAM + (uint64_t)step);
@@ -516,6 +588,18 @@ static void sn_backward(ember_trainer *t) {
 }
 
 int ember_trainer_step(ember_trainer *t, float *loss) {
+  if (t->nsub > 0) { /* Method B: every prefix net, the loss their mean */
+    double total = 0.0;
+    int rc = 0;
+    for (int j = 0; j < t->nsub; j++) {
+      float l = 0.0f;
+      if (ember_trainer_step(t->sub[j], &l) < 0) rc = EMBER_ERANGE;
+      total += l;
+    }
+    t->step++;
+    if (loss) *loss = (float)(total / t->nsub);
+    return rc;
+  }
   double l;
   if (t->raw) sn_refresh(t, 1);
   ember_trainer_grad(t, t->step, &l);
@@ -531,7 +615,9 @@ int ember_trainer_step(ember_trainer *t, float *loss) {
   return isfinite(l) ? 0 : EMBER_ERANGE;
 }
 
-float ember_trainer_lr(const ember_trainer *t) { return ember_adam_lr(&t->opt); }
+float ember_trainer_lr(const ember_trainer *t) {
+  return t->nsub > 0 ? ember_trainer_lr(t->sub[0]) : ember_adam_lr(&t->opt);
+}
 
 double ember_train_step_flops(const ember_model *m, const ember_train_opts *o) {
   double rows = (double)o->batch * (m->method == EMBER_METHOD_MSE ? 1 : o->negatives + 1);
@@ -571,100 +657,9 @@ static int check_data(const ember_dataset *ds, ember_err *err) {
   return 0;
 }
 
-/* Method B trains its y_dim energy nets side by side, one trainer each: trainer j sees a view
- * of the model with y_dim = j and net = E_j (sharing its parameters) and of the data with the
- * first j columns of y, and its counter-examples keep the true y_1..y_{j-1} (keep_prefix). Every
- * other method has one trainer on the model itself. */
-typedef struct fit {
-  int n;
-  ember_model *views;   /* (n) */
-  ember_dataset *data;  /* (n) */
-  float **ycols;        /* (n): prefix copies of y (NULL where the view uses ds->y) */
-  ember_trainer **t;    /* (n) */
-} fit;
-
-static void fit_free(fit *f) {
-  for (int j = 0; j < f->n; j++) {
-    if (f->t) ember_trainer_destroy(f->t[j]);
-    if (f->ycols) free(f->ycols[j]);
-  }
-  free(f->t);
-  free(f->ycols);
-  free(f->views);
-  free(f->data);
-  memset(f, 0, sizeof *f);
-}
-
-static int fit_create(fit *f, ember_model *m, const ember_dataset *ds, const ember_train_opts *o,
-                      ember_pool *pool, ember_err *err) {
-  memset(f, 0, sizeof *f);
-  const int n = m->method == EMBER_METHOD_ARDFO ? m->y_dim : 1;
-  f->views = calloc((size_t)n, sizeof *f->views);
-  f->data = calloc((size_t)n, sizeof *f->data);
-  f->ycols = calloc((size_t)n, sizeof *f->ycols);
-  f->t = calloc((size_t)n, sizeof *f->t);
-  f->n = n;
-  if (!f->views || !f->data || !f->ycols || !f->t) {
-    fit_free(f);
-    return ember_fail(err, EMBER_ENOMEM, "out of memory creating trainers");
-  }
-  if (m->method != EMBER_METHOD_ARDFO) {
-    int rc = ember_trainer_create(&f->t[0], m, ds, o, pool, err);
-    if (rc < 0) fit_free(f);
-    return rc;
-  }
-  for (int j = 1; j <= n; j++) {
-    ember_model *v = &f->views[j - 1];
-    ember_dataset *d = &f->data[j - 1];
-    *v = *m;
-    v->method = EMBER_METHOD_DFO;
-    v->y_dim = j;
-    v->net = *ember_model_prefix_net(m, j);
-    v->nar = 0;
-    v->ar = NULL;
-    v->sn_w = v->sn_uv = NULL;
-    *d = *ds;
-    d->y_dim = j;
-    if (j < ds->y_dim) {
-      float *yc = malloc((size_t)ds->n * j * sizeof(float));
-      if (!yc) {
-        fit_free(f);
-        return ember_fail(err, EMBER_ENOMEM, "out of memory for y prefixes");
-      }
-      for (size_t r = 0; r < (size_t)ds->n; r++)
-        memcpy(yc + r * j, ds->y + r * ds->y_dim, (size_t)j * sizeof(float));
-      f->ycols[j - 1] = yc;
-      d->y = yc;
-    }
-    ember_train_opts oj = *o;
-    oj.method = EMBER_METHOD_DFO;
-    oj.keep_prefix = j - 1;
-    oj.seed = o->seed + (uint64_t)(j - 1); /* prefix nets draw independent batches */
-    int rc = ember_trainer_create(&f->t[j - 1], v, d, &oj, pool, err);
-    if (rc < 0) {
-      fit_free(f);
-      return rc;
-    }
-  }
-  return 0;
-}
-
-/* One step of every trainer; the loss is their mean. */
-static int fit_step(fit *f, float *loss) {
-  double total = 0.0;
-  int rc = 0;
-  for (int j = 0; j < f->n; j++) {
-    float l;
-    if (ember_trainer_step(f->t[j], &l) < 0) rc = EMBER_ERANGE;
-    total += l;
-  }
-  *loss = (float)(total / f->n);
-  return rc;
-}
-
 int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *pool,
                 ember_model *out, ember_err *err) {
-  fit f = {0};
+  ember_trainer *t = NULL;
   memset(out, 0, sizeof *out);
   int rc = ember_train_opts_check(o, err);
   if (rc == 0) rc = check_data(ds, err);
@@ -688,14 +683,14 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
     out->penalty_weight = o->penalty_weight;
   }
 
-  rc = fit_create(&f, out, ds, o, pool, err);
+  rc = ember_trainer_create(&t, out, ds, o, pool, err);
   if (rc < 0) goto fail;
   float window[EMBER_LOSS_WINDOW];
   double wsum = 0.0;
   double t0 = ember_now();
   for (int64_t s = 0; s < o->steps; s++) {
-    float lr = ember_trainer_lr(f.t[0]), loss;
-    if (fit_step(&f, &loss) < 0) {
+    float lr = ember_trainer_lr(t), loss;
+    if (ember_trainer_step(t, &loss) < 0) {
       rc = ember_fail(err, EMBER_ERANGE,
                       "training diverged at step %lld (loss is not finite); try a lower --lr",
                       (long long)s);
@@ -724,10 +719,10 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
       }
     }
   }
-  fit_free(&f);
+  ember_trainer_destroy(t);
   return 0;
 fail:
-  fit_free(&f);
+  ember_trainer_destroy(t);
   ember_model_free(out);
   return rc;
 }

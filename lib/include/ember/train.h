@@ -76,8 +76,8 @@ typedef struct ember_train_opts {
    * rest uniformly; the others are uniform in every coordinate. With prefix_noise > 0 the
    * InfoNCE logits are corrected for that proposal (see docs/notes.md); prefix_noise = 0 copies
    * the prefix exactly, uncorrected: the method text's "keep the true prefix, draw y_j", which
-   * leaves E_j's energies incomparable across prefixes. Defaults: share 0 (all uniform: E_j
-   * is then a joint energy of the prefix, the best of the variants measured), noise 0.3. */
+   * leaves E_j's energies incomparable across prefixes. Defaults 0.5 and 0.3 (docs/notes.md
+   * has the comparison). */
   int keep_prefix;
   float keep_prefix_share;
   float prefix_noise;
@@ -106,7 +106,8 @@ void ember_trainer_destroy(ember_trainer *t);
 /* One optimisation step; returns the batch's mean loss in *loss. */
 int ember_trainer_step(ember_trainer *t, float *loss);
 /* Computes the mean loss and its gradient (trainer's gradient buffer, returned) of step
- * `step`'s batch at the current parameters, without updating them. */
+ * `step`'s batch at the current parameters, without updating them. NULL (loss NaN) for an
+ * ardfo model, whose trainer steps one sub-trainer per prefix net. */
 const float *ember_trainer_grad(ember_trainer *t, int64_t step, double *loss);
 /* Learning rate the next step will use. */
 float ember_trainer_lr(const ember_trainer *t);
