@@ -20,7 +20,8 @@
  * are those of requests that arrived (or were sent) inside it, followed until they finish.
  * avg_batch_* come from the server's counters (GetModel) read when the window opens and after
  * the drain: delta batched_requests (rows) / delta batches. gflops is queries_per_s x the FLOPs
- * of one row (2 x samples x iters x ember_net_row_macs of the model's shape), roofline its
+ * of one row (2 x samples x iters x ember_net_row_macs of the model's shape, summed over an
+ * ardfo model's y_dim prefix nets, which every iteration runs), roofline its
  * share of the sgemm peak measured on this machine before the load, with --threads threads:
  * meaningful when the server runs here with that many threads.
  *
@@ -385,13 +386,11 @@ static int run_config(remote_client *client, grpc_completion_queue *cq,
   double p99 = nl ? cli_percentile(b.lat, nl, 0.99) * 1e3 : NAN;
   double rps = (double)b.ok_in_window / o->duration, qps = rps * o->rows;
   ember_net_shape shape;
-  double flop_per_query = NAN;
-  if (remote_model_shape(info, &shape) == 0) {
-    double macs = ember_net_row_macs(&shape);
+  double flop_per_query = NAN, macs = 0.0;
+  if (remote_model_shape(info, &shape) == 0 && remote_model_cost(info, NULL, &macs) == 0)
     flop_per_query = strcmp(info->method, "mse") == 0
                          ? 2.0 * (macs + (double)shape.in_x * shape.width)
                          : 2.0 * samples * o->iters * macs;
-  }
   double gflops = qps * flop_per_query / 1e9;
   int have = b.before.valid && b.after.valid && b.after.batches >= b.before.batches;
   double abr = have ? ratio(b.after.batched_requests - b.before.batched_requests, b.after.batches - b.before.batches) : NAN;

@@ -113,4 +113,14 @@ gpr_timespec remote_deadline(int ms);
  * (Defined in remote_infer.c.) */
 int remote_model_shape(const Ember__V1__ModelInfo *m, ember_net_shape *shape);
 
+/* How many networks the model holds: an ardfo model one per y-prefix (y_dim: net j sees
+ * y_1..y_j, with the shape above but in_y = j, and every optimiser round runs each of them
+ * once), any other model 1. (Defined in remote_infer.c.) */
+int remote_model_nets(const Ember__V1__ModelInfo *m);
+
+/* Parameters in all of the model's networks, and multiply-adds per candidate per optimiser
+ * round (ember_net_row_macs summed over the networks a round runs). 0, or -1 if the
+ * description is not a valid shape. (Defined in remote_infer.c.) */
+int remote_model_cost(const Ember__V1__ModelInfo *m, size_t *params, double *round_macs);
+
 #endif

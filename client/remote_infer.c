@@ -50,7 +50,7 @@ typedef struct remote_opts {
 #define REMOTE_SPECS(r)                                                                          \
   {"version", OPT_I64, &(r).version, NULL, "model version (0 = the latest loaded)", 0, 0},        \
   {"deadline-ms", OPT_INT, &(r).deadline_ms, NULL, "deadline of each request, milliseconds", 0, 0}, \
-  {"chunk-rows", OPT_INT, &(r).chunk_rows, NULL, "input rows per request, at most (fewer when samples x iterations is large, so one request stays near 2M candidate evaluations)", 0, 0}
+  {"chunk-rows", OPT_INT, &(r).chunk_rows, NULL, "input rows per request, at most (fewer when samples x iterations (ardfo: x y_dim) is large, so one request stays near 2M candidate evaluations)", 0, 0}
 
 static void remote_opts_init(remote_opts *r) {
   r->version = 0;
@@ -278,15 +278,16 @@ static int malformed(session *s, const char *what, int off) {
 }
 
 /* Rows per request: --chunk-rows, but no more than keeps a request near 2^21 candidate
- * evaluations (a Langevin chain step is a forward and a backward pass: two), so requests
- * finish well inside a deadline and a server's per-request limit. */
+ * evaluations (a Langevin chain step is a forward and a backward pass: two; an ardfo round
+ * runs each of its y_dim prefix nets: y_dim), so requests finish well inside a deadline and a
+ * server's per-request limit. */
 static int work_chunk(const remote_opts *r, const session *s) {
   const ember_infer_opts *o = &s->opts;
   double evals;
   if (strcmp(s->info->method, "mse") == 0) evals = 1;
   else if (strcmp(s->info->method, "langevin") == 0)
     evals = 2.0 * o->samples * (o->langevin.steps + 1 + (o->again_steps ? o->again_steps + 1 : 0));
-  else evals = (double)o->samples * o->iters;
+  else evals = (double)o->samples * o->iters * remote_model_nets(s->info);
   if (strcmp(s->info->method, "mse") != 0 && o->refine_steps > 0)
     evals += 2.0 * (o->samples < EMBER_REFINE_TOP ? o->samples : EMBER_REFINE_TOP) * (o->refine_steps + 1);
   double fit = (double)(1 << 21) / evals;
@@ -484,6 +485,27 @@ int remote_model_shape(const Ember__V1__ModelInfo *m, ember_net_shape *shape) {
   return 0;
 }
 
+int remote_model_nets(const Ember__V1__ModelInfo *m) {
+  return strcmp(m->method, "ardfo") == 0 && m->y_dim > 1 ? (int)m->y_dim : 1;
+}
+
+int remote_model_cost(const Ember__V1__ModelInfo *m, size_t *params, double *round_macs) {
+  ember_net_shape s;
+  if (remote_model_shape(m, &s) < 0) return -1;
+  const int nets = remote_model_nets(m);
+  size_t p = 0;
+  double macs = 0.0;
+  for (int j = 1; j <= nets; j++) {
+    ember_net_shape sj = s;
+    if (nets > 1) sj.in_y = j; /* ardfo: the net of y-prefix length j */
+    p += ember_net_shape_params(&sj);
+    macs += ember_net_row_macs(&sj);
+  }
+  if (params) *params = p;
+  if (round_macs) *round_macs = macs;
+  return 0;
+}
+
 static void join_versions(const Ember__V1__ModelInfo *m, char *buf, size_t len) {
   size_t used = 0;
   buf[0] = '\0';
@@ -522,12 +544,15 @@ static void print_info(const Ember__V1__ModelInfo *m) {
   printf("%-18s %lld (loaded: %s)\n", "version", (long long)m->version, versions);
   printf("%-18s %s\n", "method", m->method);
   printf("%-18s %u\n%-18s %u\n", "x_dim", m->x_dim, "y_dim", m->y_dim);
-  ember_net_shape shape;
-  if (remote_model_shape(m, &shape) == 0)
-    printf("%-18s %s %ux%u (%zu parameters)\n", "network", m->arch, m->width, m->depth,
-           ember_net_shape_params(&shape));
-  else
+  size_t params;
+  const int nets = remote_model_nets(m);
+  if (remote_model_cost(m, &params, NULL) < 0)
     printf("%-18s %s %ux%u\n", "network", m->arch, m->width, m->depth);
+  else if (nets > 1) /* ardfo: the count covers every prefix net */
+    printf("%-18s %s %ux%u (%zu parameters in %d nets, one per y-prefix)\n", "network", m->arch,
+           m->width, m->depth, params, nets);
+  else
+    printf("%-18s %s %ux%u (%zu parameters)\n", "network", m->arch, m->width, m->depth, params);
   cli_print_vec("y_lo", m->y_lo, (int)m->n_y_lo);
   cli_print_vec("y_hi", m->y_hi, (int)m->n_y_hi);
   const Ember__V1__InferenceOptions *o = m->defaults;

@@ -211,8 +211,8 @@ static void *unpack(srv_call *c, const ProtobufCMessageDescriptor *desc) {
 static void submit(srv_call *c, model_version *v, const Ember__V1__InferenceOptions *options,
                    const float *x, size_t n_x, uint64_t row_offset) {
   if (resolve_options(c, v, options) == 0 && take_x(c, v, x, n_x) == 0) {
-    /* ember_infer_flops counts what these options run: DFO rounds, or chain steps (and the
-     * second chain), plus refine steps */
+    /* ember_infer_flops counts what these options run: DFO rounds (an ardfo round runs each
+     * of its y_dim prefix nets), or chain steps (and the second chain), plus refine steps */
     double gflop = c->rows * ember_infer_flops(&v->model, &c->opts) / 1e9;
     if (gflop > c->srv->cfg.max_request_gflop) {
       const ember_infer_opts *o = &c->opts;
@@ -220,6 +220,9 @@ static void submit(srv_call *c, model_version *v, const Ember__V1__InferenceOpti
       if (v->model.method == EMBER_METHOD_LANGEVIN)
         snprintf(what, sizeof what, "%d rows x %d chains x %d chain steps%s", c->rows, o->samples,
                  o->langevin.steps + o->again_steps, o->again_steps ? " (both chains)" : "");
+      else if (v->model.method == EMBER_METHOD_ARDFO)
+        snprintf(what, sizeof what, "%d rows x %d samples x %d iterations x %d prefix nets", c->rows,
+                 o->samples, o->iters, v->model.nar + 1);
       else
         snprintf(what, sizeof what, "%d rows x %d samples x %d iterations", c->rows, o->samples, o->iters);
       if (o->refine_steps > 0)
