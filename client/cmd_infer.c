@@ -117,7 +117,7 @@ int infer_cli_resolve(infer_cli *c, const opt_spec *specs, int nspecs, const emb
         infer_fields[i].off >= offsetof(ember_infer_opts, langevin) &&
         infer_fields[i].off != offsetof(ember_infer_opts, refine_steps) &&
         infer_fields[i].off != offsetof(ember_infer_opts, refine_lr)) {
-      fprintf(stderr, "ember %s: --%s applies to Langevin models only; %s is a %s model\n", verb,
+      fprintf(stderr, "ember %s: --%s applies to Langevin models only; %s is a model of method %s\n", verb,
               infer_fields[i].name, c->model, ember_method_name(m->method));
       return 2;
     }
@@ -270,9 +270,14 @@ int cmd_info(int argc, char **argv) {
   }
   printf("%-18s %s\n", "method", ember_method_name(m.method));
   printf("%-18s %d\n%-18s %d\n", "x_dim", m.x_dim, "y_dim", m.y_dim);
-  printf("%-18s %s %dx%d (%zu parameters%s)\n", "network", ember_arch_name(m.net.shape.arch),
-         m.net.shape.width, m.net.shape.depth, m.net.nparams,
-         m.sn_w ? ", spectrally normalised" : "");
+  size_t params = m.net.nparams;
+  for (int j = 0; j < m.nar; j++) params += m.ar[j].nparams;
+  if (m.nar > 0) /* ardfo: the count covers every prefix net */
+    printf("%-18s %s %dx%d (%zu parameters in %d nets, one per y-prefix)\n", "network",
+           ember_arch_name(m.net.shape.arch), m.net.shape.width, m.net.shape.depth, params, m.nar + 1);
+  else
+    printf("%-18s %s %dx%d (%zu parameters%s)\n", "network", ember_arch_name(m.net.shape.arch),
+           m.net.shape.width, m.net.shape.depth, params, m.sn_w ? ", spectrally normalised" : "");
   cli_print_vec("x_mean", m.x_mean, m.x_dim);
   cli_print_vec("x_std", m.x_std, m.x_dim);
   cli_print_vec("y_mean", m.y_mean, m.y_dim);

@@ -178,7 +178,7 @@ static int wire_options(session *s, const infer_cli *c, const opt_spec *specs, i
   for (size_t i = 0; i < sizeof wire_fields / sizeof *wire_fields; i++) {
     given[i] = args_given(specs, nspecs, wire_fields[i].name);
     if (given[i] && wire_fields[i].langevin && !langevin) {
-      fprintf(stderr, "ember %s: --%s applies to Langevin models only; %s is a %s model\n", verb,
+      fprintf(stderr, "ember %s: --%s applies to Langevin models only; %s is a model of method %s\n", verb,
               wire_fields[i].name, c->model, method);
       return 2;
     }

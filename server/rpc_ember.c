@@ -126,7 +126,7 @@ static int resolve_options(srv_call *c, const model_version *v, const Ember__V1_
   }
   if (o && langevin_given(o->langevin) && !langevin) {
     srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                  "options.langevin applies to Langevin models only; model '%s' is a %s model",
+                  "options.langevin applies to Langevin models only; model '%s' is of method %s",
                   v->entry->name, ember_method_name(m->method));
     return -1;
   }

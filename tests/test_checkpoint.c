@@ -611,7 +611,7 @@ static void test_bad_metadata(void **state) {
       {version2, EMBER_ENOTSUP, "format_version 2"},
       {version_text, EMBER_EFORMAT, "\"format_version\" must be a decimal integer >= 1"},
       {version_zero, EMBER_EFORMAT, "\"format_version\" must be a decimal integer >= 1"},
-      {method_ardfo, EMBER_EFORMAT, "ardfo model"},
+      {method_ardfo, EMBER_EFORMAT, "model of method ardfo"},
       {method_bogus, EMBER_EFORMAT, "unknown method \"sgd\""},
       {arch_bogus, EMBER_EFORMAT, "unknown architecture \"transformer\""},
       {x_dim_zero, EMBER_EFORMAT, "x_dim must be 1..65536, got 0"},

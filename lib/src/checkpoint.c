@@ -418,7 +418,7 @@ int ember_model_save(const ember_model *m, const char *path, ember_err *err) {
       have->in_y != want.in_y || have->out != want.out || ember_net_shape_check(have, NULL) < 0 ||
       m->net.nlayers != ember_net_shape_layers(have)) {
     rc = ember_fail(err, EMBER_EINVAL,
-                    "%s: the network's shape does not match a %s model with x_dim %d, y_dim %d",
+                    "%s: the network's shape does not match a model of method %s with x_dim %d, y_dim %d",
                     path, ember_method_name(m->method), m->x_dim, m->y_dim);
     goto fail;
   }
@@ -697,7 +697,7 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
     }
     if (np > data_len / sizeof(float))
       return ember_fail(err, EMBER_EFORMAT,
-                        "%s: data region is %zu bytes, but a %s model (%s, width %d, depth %d) "
+                        "%s: data region is %zu bytes, but a model of method %s (%s, width %d, depth %d) "
                         "has %zu parameters (%zu bytes)",
                         name, data_len, ember_method_name(method), ember_arch_name(arch), width,
                         depth, np, np * sizeof(float));

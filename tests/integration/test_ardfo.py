@@ -178,7 +178,7 @@ class Ardfo(it.EmberTest):
         for lang in (L(chain_steps=3), L(schedule=L.SCHEDULE_POLY), L(noise_scale=0), L(again_steps=0),
                      L(step_init=0.05)):
             self.expect(srv.stub.Predict, it.pb.PredictRequest(model="ard", x=self.x, options=O(langevin=lang)),
-                        INVALID, "options.langevin", "Langevin models only", "'ard' is a ardfo model")
+                        INVALID, "options.langevin", "Langevin models only", "'ard' is of method ardfo")
             self.expect(srv.stub.Sample, it.pb.SampleRequest(model="ard", x=self.x, options=O(langevin=lang)),
                         INVALID, "Langevin models only", "ardfo")
         # an empty langevin message sets nothing: the model answers

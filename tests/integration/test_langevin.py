@@ -137,7 +137,7 @@ class Langevin(it.EmberTest):
             (predict("lang", langevin=L(schedule=7)), "langevin.schedule 7", "SCHEDULE_POLY"),
             (predict("lang", refine_steps=20000), "refine_steps", "0..10000"),
             (predict("lang", refine_steps=2, refine_lr=-1), "refine step", "-1"),
-            (predict("dfo", langevin=L(chain_steps=3)), "Langevin models only", "'dfo' is a dfo model"),
+            (predict("dfo", langevin=L(chain_steps=3)), "Langevin models only", "'dfo' is of method dfo"),
             (predict("dfo", langevin=L(noise_scale=0)), "Langevin models only"),
         )
         for req, *needles in cases:
