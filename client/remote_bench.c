@@ -21,7 +21,9 @@
  * avg_batch_* come from the server's counters (GetModel) read when the window opens and after
  * the drain: delta batched_requests (rows) / delta batches. gflops is queries_per_s x the FLOPs
  * of one row (2 x samples x iters x ember_net_row_macs of the model's shape, summed over an
- * ardfo model's y_dim prefix nets, which every iteration runs), roofline its
+ * ardfo model's y_dim prefix nets, which every iteration runs; a Langevin model's: 2 x 2 x
+ * chains x (chain steps + 1, and the second chain's) x the row's multiply-adds, its default
+ * chain), roofline its
  * share of the sgemm peak measured on this machine before the load, with --threads threads:
  * meaningful when the server runs here with that many threads.
  *
@@ -387,10 +389,19 @@ static int run_config(remote_client *client, grpc_completion_queue *cq,
   double rps = (double)b.ok_in_window / o->duration, qps = rps * o->rows;
   ember_net_shape shape;
   double flop_per_query = NAN, macs = 0.0;
-  if (remote_model_shape(info, &shape) == 0 && remote_model_cost(info, NULL, &macs) == 0)
-    flop_per_query = strcmp(info->method, "mse") == 0
-                         ? 2.0 * (macs + (double)shape.in_x * shape.width)
-                         : 2.0 * samples * o->iters * macs;
+  const Ember__V1__LangevinOptions *lo = info->defaults ? info->defaults->langevin : NULL;
+  if (remote_model_shape(info, &shape) == 0 && remote_model_cost(info, NULL, &macs) == 0) {
+    if (strcmp(info->method, "mse") == 0)
+      flop_per_query = 2.0 * (macs + (double)shape.in_x * shape.width);
+    else if (strcmp(info->method, "langevin") == 0 && lo) { /* a forward and a backward per chain step */
+      double passes = lo->chain_steps + 1.0;
+      if (lo->optional_again_steps_case == EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_AGAIN_STEPS_AGAIN_STEPS &&
+          lo->again_steps > 0)
+        passes += lo->again_steps + 1.0;
+      flop_per_query = 2.0 * 2.0 * samples * passes * macs;
+    } else
+      flop_per_query = 2.0 * samples * o->iters * macs;
+  }
   double gflops = qps * flop_per_query / 1e9;
   int have = b.before.valid && b.after.valid && b.after.batches >= b.before.batches;
   double abr = have ? ratio(b.after.batched_requests - b.before.batched_requests, b.after.batches - b.before.batches) : NAN;
