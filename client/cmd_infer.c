@@ -303,6 +303,9 @@ int cmd_info(int argc, char **argv) {
   if (m.method != EMBER_METHOD_MSE && m.infer.refine_steps > 0)
     printf("%-18s %d gradient steps from the best candidates, step %g\n", "refine",
            m.infer.refine_steps, (double)m.infer.refine_lr);
+  if (m.method == EMBER_METHOD_ARDFO)
+    printf("%-18s %g of the counter-examples near the true prefix, noise %g\n", "prefix nets",
+           (double)m.train_prefix_share, (double)m.train_prefix_noise);
   printf("%-18s %lld steps, batch %d, negatives %d, lr %g, seed %llu, final loss %.4f\n", "training",
          (long long)m.train_steps, m.train_batch, m.train_negatives, (double)m.train_lr,
          (unsigned long long)m.train_seed, (double)m.train_loss);

@@ -134,6 +134,12 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "ember train: --schedule must be ibc or poly, got '%s'\n", schedule);
     return 2;
   }
+  if (o.method != EMBER_METHOD_ARDFO)
+    for (int i = 0; i < 2; i++)
+      if (args_given(specs, nspecs, i ? "prefix-noise" : "prefix-share")) {
+        fprintf(stderr, "ember train: --%s applies to --method ardfo only\n", i ? "prefix-noise" : "prefix-share");
+        return 2;
+      }
   static const char *const langevin_only[] = {"chain-steps", "schedule", "step-init", "step-final", "gamma",
                                               "noise-scale", "delta-max", "penalty-margin", "penalty-weight"};
   for (size_t i = 0; o.method != EMBER_METHOD_LANGEVIN && i < sizeof langevin_only / sizeof *langevin_only; i++)
@@ -176,6 +182,9 @@ int cmd_train(int argc, char **argv) {
     ember_pool_destroy(pool);
     return 1;
   }
+  if (o.method == EMBER_METHOD_ARDFO && ds.y_dim == 1) /* said even with --quiet: likely a mistake */
+    fprintf(stderr, "ember train: note: y has one column, so this ardfo model is a dfo model with ardfo's "
+                    "inference defaults (2048 samples, temperature 10); pass --y-dim if y has more\n");
   progress_state st = {isatty(STDERR_FILENO), quiet, 0.0, o.steps / 20 > 0 ? o.steps / 20 : 1};
   o.progress = on_progress;
   o.progress_ctx = &st;
@@ -184,6 +193,8 @@ int cmd_train(int argc, char **argv) {
             ember_method_name(o.method), ds.n, ds.x_dim, ds.y_dim, ember_arch_name(o.arch), o.width,
             o.depth, (long long)o.steps, o.batch, o.method == EMBER_METHOD_MSE ? "\n" : "");
   if (!quiet && o.method == EMBER_METHOD_DFO) fprintf(stderr, ", %d negatives\n", o.negatives);
+  if (!quiet && o.method == EMBER_METHOD_ARDFO)
+    fprintf(stderr, ", %d negatives, %d prefix nets\n", o.negatives, ds.y_dim);
   if (!quiet && o.method == EMBER_METHOD_LANGEVIN)
     fprintf(stderr, ", %d negatives through %d-step chains\n", o.negatives, o.langevin.steps);
   signal(SIGINT, on_sigint);

@@ -264,6 +264,15 @@ static void test_modes_of_a_double_well(void **state) {
   /* from the final population instead, both still get real mass */
   assert_int_equal(ember_modes_find(ws.y, ws.e, N, NULL, NULL, 0, 1, 1.0f, &mo, fscratch, my, me, mw), 2);
   assert_true(mw[0] > 0.05f && mw[1] > 0.05f);
+  /* a "uniform" population of four samples, all by the shallow well, says nothing about the
+   * deep one (effective sample size < EMBER_MODES_MIN_ESS); the masses then come from the
+   * final population, and the deeper well keeps the larger share */
+  mo.k = 3;
+  float y0[4] = {0.45f, 0.9f, 0.95f, 1.0f}, e0[4];
+  two_wells(NULL, 1, 4, y0, e0);
+  assert_int_equal(ember_modes_find(ws.y, ws.e, N, y0, e0, 4, 1, 1.0f, &mo, fscratch, my, me, mw), 2);
+  assert_true(fabsf(my[0] + 0.6f) < 0.1f);
+  if (!(mw[0] > mw[1] && mw[1] > 0.0f)) fail_msg("masses %g %g", (double)mw[0], (double)mw[1]);
   /* k = 1 returns only the best */
   mo.k = 1;
   assert_int_equal(ember_modes_find(ws.y, ws.e, N, ws.y0, ws.e0, N, 1, 1.0f, &mo, fscratch, my, me, mw), 1);

@@ -331,6 +331,10 @@ static char *header_json(const ember_model *m, ckpt_tensor *t, int nt) {
       bad |= meta_set(meta, "infer.refine_lr", "%.9g", (double)m->infer.refine_lr);
     }
     if (m->sn_w) bad |= meta_set(meta, "spectral_norm", "1");
+    if (m->method == EMBER_METHOD_ARDFO) {
+      bad |= meta_set(meta, "train.prefix_share", "%.9g", (double)m->train_prefix_share);
+      bad |= meta_set(meta, "train.prefix_noise", "%.9g", (double)m->train_prefix_noise);
+    }
     if (m->method == EMBER_METHOD_LANGEVIN) {
       const ember_langevin_opts *l = &m->infer.langevin;
       bad |= meta_set(meta, "infer.again_steps", "%d", m->infer.again_steps);
@@ -735,6 +739,10 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
   if (method == EMBER_METHOD_LANGEVIN && json_object_get(meta, "infer.again_steps") &&
       ((rc = meta_int(meta, "infer.again_steps", name, INT_MIN, &m->infer.again_steps, err)) < 0 ||
        (rc = meta_float(meta, "infer.again_step", name, &m->infer.again_step, err)) < 0))
+    return rc;
+  if (method == EMBER_METHOD_ARDFO && json_object_get(meta, "train.prefix_share") &&
+      ((rc = meta_float(meta, "train.prefix_share", name, &m->train_prefix_share, err)) < 0 ||
+       (rc = meta_float(meta, "train.prefix_noise", name, &m->train_prefix_noise, err)) < 0))
     return rc;
   if (json_object_get(meta, "spectral_norm")) {
     if ((rc = meta_get(meta, "spectral_norm", name, &s, err)) < 0) return rc;

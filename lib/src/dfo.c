@@ -337,7 +337,7 @@ int ember_modes_find(const float *y, const float *e, int n, const float *y0, con
   float key[L];
   int root_v[EMBER_MAX_CENTRES], size[EMBER_MAX_CENTRES], alive[EMBER_MAX_CENTRES];
   float mass[EMBER_MAX_CENTRES];
-  const int uniform = y0 && e0 && n0 > 0;
+  int uniform = y0 && e0 && n0 > 0;
   link_set s = {y, e, y0, e0, n, ydim};
 
   int nl = 0, half = uniform ? L / 2 : L;
@@ -402,11 +402,19 @@ int ember_modes_find(const float *y, const float *e, int n, const float *y0, con
   for (int c = 1; c < nc; c++)
     if (root_v[c] >= n && size[c] < 3) alive[c] = 0;
 
-  /* mass: importance weights of the uniform population, or the final population's */
+  /* mass: importance weights of the uniform population, or the final population's when there
+   * is none or when its weights rest on too few samples to mean anything (high dimensions:
+   * hardly any uniform sample falls near a mode) */
   for (int c = 0; c < nc; c++) mass[c] = 0.0f;
+  if (uniform) {
+    softmax_weights(e0, n0, temperature, fscratch);
+    double s2 = 0.0;
+    for (int i = 0; i < n0; i++) s2 += (double)fscratch[i] * fscratch[i];
+    if (s2 * EMBER_MODES_MIN_ESS > 1.0) uniform = 0; /* effective sample size 1 / s2 */
+  }
   const float *my = uniform ? y0 : y, *me = uniform ? e0 : e;
   int mn = uniform ? n0 : n;
-  softmax_weights(me, mn, temperature, fscratch);
+  if (!uniform) softmax_weights(me, mn, temperature, fscratch);
   for (int i = 0; i < mn; i++)
     mass[nearest_root(&s, my + (size_t)i * ydim, root_v, alive, nc)] += fscratch[i];
 

@@ -75,7 +75,7 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
   if (!(o->prefix_noise >= 0.0f && o->prefix_noise <= 10.0f))
     return ember_fail(err, EMBER_EINVAL, "prefix noise must be in [0, 10], got %g", (double)o->prefix_noise);
   if (!(o->keep_prefix_share >= 0.0f && o->keep_prefix_share <= 1.0f))
-    return ember_fail(err, EMBER_EINVAL, "the share of counter-examples keeping the true prefix must be in [0, 1], got %g",
+    return ember_fail(err, EMBER_EINVAL, "the share of counter-examples drawn near the true prefix (prefix share) must be in [0, 1], got %g",
                       (double)o->keep_prefix_share);
   if (o->method != EMBER_METHOD_MSE && (o->negatives < 1 || o->negatives > 1 << 16))
     return ember_fail(err, EMBER_EINVAL, "negatives must be 1..65536, got %d", o->negatives);
@@ -676,6 +676,10 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
   out->train_negatives = o->method == EMBER_METHOD_MSE ? 0 : o->negatives;
   out->train_lr = o->lr;
   out->train_temperature = o->temperature;
+  if (o->method == EMBER_METHOD_ARDFO) {
+    out->train_prefix_share = o->keep_prefix_share;
+    out->train_prefix_noise = o->prefix_noise;
+  }
   if (o->method == EMBER_METHOD_LANGEVIN) {
     out->infer.langevin = o->langevin;
     out->infer.langevin.steps = 2 * o->langevin.steps; /* inference chains: twice training's */

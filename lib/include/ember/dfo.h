@@ -102,6 +102,12 @@ typedef struct ember_modes_opts {
   float polish_lr;  /* initial step of polishing, normalised units (0.05) */
 } ember_modes_opts;
 
+/* Masses come from the uniform population only while its importance weights have an
+ * effective sample size (sum w)^2 / sum w^2 of at least this; below, from the final
+ * population's softmax weights (biased toward what the optimiser concentrated on, but not
+ * decided by one or two samples). */
+#define EMBER_MODES_MIN_ESS 16
+
 /* most candidates mode finding links (its cost grows with the square of this) */
 #define EMBER_MODES_LINK 2048
 
