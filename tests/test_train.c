@@ -41,15 +41,25 @@ static void small_opts(ember_train_opts *o, ember_method method) {
   o->infer.samples = 256;
 }
 
-static void check_training_gradient(ember_method method, int threads) {
+/* keep_prefix > 0: a second y column (Method B's prefix-net training, counter-examples near
+ * the true first coordinate with proposal-corrected InfoNCE) */
+static void check_training_gradient_k(ember_method method, int threads, int keep_prefix) {
   ember_dataset ds;
   make_data(&ds, 50, 1);
+  if (keep_prefix > 0) {
+    float *y2 = malloc(sizeof(float) * 2 * (size_t)ds.n);
+    for (int i = 0; i < ds.n; i++) y2[2 * i] = ds.y[i], y2[2 * i + 1] = 0.5f * ds.x[2 * i + 1] - ds.y[i];
+    free(ds.y);
+    ds.y = y2;
+    ds.y_dim = 2;
+  }
   ember_train_opts o;
   small_opts(&o, method);
+  o.keep_prefix = keep_prefix;
   ember_pool *pool = NULL;
   if (threads > 1) assert_int_equal(ember_pool_create(&pool, threads, NULL), 0);
   ember_model m;
-  assert_int_equal(ember_model_init(&m, method, 2, 1, EMBER_ARCH_RESNET, 8, 2, NULL), 0);
+  assert_int_equal(ember_model_init(&m, method, 2, ds.y_dim, EMBER_ARCH_RESNET, 8, 2, NULL), 0);
   ember_train_fit_stats(&m, &ds, 0.05f);
   ember_rng rng;
   ember_rng_seed(&rng, 3, 0);
@@ -93,10 +103,15 @@ static void check_training_gradient(ember_method method, int threads) {
   ember_dataset_free(&ds);
 }
 
+static void check_training_gradient(ember_method method, int threads) {
+  check_training_gradient_k(method, threads, 0);
+}
+
 static void test_infonce_training_gradient(void **state) {
   (void)state;
   check_training_gradient(EMBER_METHOD_DFO, 1);
   check_training_gradient(EMBER_METHOD_DFO, 2);
+  check_training_gradient_k(EMBER_METHOD_DFO, 2, 1); /* default share 0.5, noise 0.3 */
 }
 
 static void test_mse_training_gradient(void **state) {
