@@ -153,6 +153,7 @@ void srv_call_event(srv_call *c, int ok) {
     }
     if (!s->shutting_down) srv_call_request(s, c->rpc);
     c->arrived_ns = srv_now_ns();
+    if (auth_check(c, auth_level_of(c->rpc)) < 0) break; /* answered UNAUTHENTICATED/PERMISSION_DENIED */
     switch (c->rpc) {
     case RPC_PREDICT:
     case RPC_SAMPLE:

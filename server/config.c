@@ -34,6 +34,10 @@ static void usage(FILE *f, const flag *flags, int n) {
     fputc('\n', f);
   }
   fprintf(f, "  %-26s %s\n\n", "--help", "show this help");
+  fprintf(f, "Access control is off unless asked for: TLS with --tls-cert/--tls-key (and\n"
+             "--tls-client-ca for client certificates), bearer tokens with --token-file (metadata\n"
+             "'authorization: Bearer TOKEN'; none: UNAUTHENTICATED, a wrong one: PERMISSION_DENIED).\n"
+             "Health checks stay open. Without either, a listener beyond loopback logs a warning.\n\n");
   fprintf(f, "Signals: SIGINT/SIGTERM drain (health NOT_SERVING, new calls UNAVAILABLE, queued and\n"
              "running calls answered), then shut down; a second signal cancels what is left.\n");
 }
@@ -70,6 +74,11 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
       {"drain-ms", "MS", "on SIGTERM: how long to report NOT_SERVING before shutting down", &c->drain_ms, NULL, 0, 600000},
       {"grace-ms", "MS", "then how long in-flight calls get before they are cancelled", &c->grace_ms, NULL, 0, 600000},
       {"log-level", "LEVEL", "debug, info, warn or error", NULL, &level, 0, 0},
+      {"tls-cert", "FILE", "TLS: the server's certificate chain (PEM); needs --tls-key", NULL, &c->tls_cert, 0, 0},
+      {"tls-key", "FILE", "TLS: the server's private key (PEM)", NULL, &c->tls_key, 0, 0},
+      {"tls-client-ca", "FILE", "TLS: require client certificates signed by these CAs (PEM)", NULL, &c->tls_client_ca, 0, 0},
+      {"token-file", "FILE", "bearer tokens, one per line, for Predict/Sample/ListModels/GetModel and reflection", NULL, &c->token_file, 0, 0},
+      {"admin-token-file", "FILE", "bearer tokens, one per line, for Train (also accepted where --token-file's are)", NULL, &c->admin_token_file, 0, 0},
   };
   int n = (int)(sizeof flags / sizeof *flags);
   struct option longopts[32];
@@ -111,6 +120,14 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
   }
   if (!c->models_dir == !c->model_file) {
     fprintf(stderr, "emberd: give exactly one of --models DIR and --model FILE (see emberd --help)\n");
+    return -1;
+  }
+  if (!c->tls_cert != !c->tls_key) {
+    fprintf(stderr, "emberd: --tls-cert and --tls-key go together (see emberd --help)\n");
+    return -1;
+  }
+  if (c->tls_client_ca && !c->tls_cert) {
+    fprintf(stderr, "emberd: --tls-client-ca needs TLS: give --tls-cert and --tls-key too\n");
     return -1;
   }
   const char *levels[] = {"debug", "info", "warn", "error"};

@@ -178,6 +178,7 @@ static int startup_failed(server *s) {
   registry_free(s);
   uv_loop_close(s->loop);
   grpc_shutdown();
+  auth_free(s);
   return 1;
 }
 
@@ -192,6 +193,7 @@ int main(int argc, char **argv) {
   int rc = srv_config_parse(&s->cfg, argc, argv);
   if (rc != 0) return rc > 0 ? 0 : 2;
   srv_log_init(s->cfg.log_level);
+  if (auth_init(s) < 0) return 2; /* token and PEM files: read before anything else starts */
   signal(SIGPIPE, SIG_IGN);
   char threads[16];
   snprintf(threads, sizeof threads, "%d", s->cfg.workers + 1); /* + 1 for model loading */
@@ -227,11 +229,16 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
     s->methods[methods[i].rpc] =
         grpc_server_register_method(s->grpc, methods[i].path, NULL, methods[i].payload, 0);
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-  int port = grpc_server_add_http2_port(s->grpc, s->cfg.listen, creds);
-  grpc_server_credentials_release(creds);
+  grpc_server_credentials *creds = auth_server_credentials(s);
+  int port = creds ? grpc_server_add_http2_port(s->grpc, s->cfg.listen, creds) : 0;
+  if (creds) grpc_server_credentials_release(creds);
   if (port == 0) { /* no listener was added, so the server can be destroyed unstarted */
-    fprintf(stderr, "emberd: cannot listen on %s (address in use, or not host:port?)\n", s->cfg.listen);
+    if (s->cfg.tls_cert)
+      fprintf(stderr, "emberd: cannot listen on %s with TLS (address in use, not host:port, or "
+                      "--tls-cert/--tls-key/--tls-client-ca not a usable PEM certificate chain, its "
+                      "private key and CA certificates?)\n", s->cfg.listen);
+    else
+      fprintf(stderr, "emberd: cannot listen on %s (address in use, or not host:port?)\n", s->cfg.listen);
     grpc_server_destroy(s->grpc);
     grpc_completion_queue_shutdown(s->cq);
     while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {}
@@ -249,6 +256,7 @@ int main(int argc, char **argv) {
   uv_signal_start(&s->sigint, on_signal, SIGINT);
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
   health_set_serving(s, 1);
+  auth_log_startup(s);
   srv_log(LOG_INFO, "serving", "listen=%s port=%d workers=%d max_batch=%d max_delay_us=%d max_queue=%d",
           s->cfg.listen, port, s->cfg.workers, s->cfg.max_batch, s->cfg.max_delay_us, s->cfg.max_queue);
 
@@ -260,5 +268,6 @@ int main(int argc, char **argv) {
   uv_mutex_destroy(&s->evmu);
   uv_loop_close(s->loop);
   grpc_shutdown();
+  auth_free(s);
   return 0;
 }

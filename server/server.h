@@ -38,6 +38,10 @@ typedef struct srv_config {
   int drain_ms;             /* after SIGTERM: NOT_SERVING, new calls UNAVAILABLE, for this long */
   int grace_ms;             /* then in-flight calls get this long before they are cancelled */
   int log_level;            /* 0 debug, 1 info, 2 warn, 3 error */
+  const char *tls_cert, *tls_key; /* PEM: server certificate chain and key (both or neither) */
+  const char *tls_client_ca;      /* PEM: require client certificates signed by these CAs */
+  const char *token_file;         /* bearer tokens for Predict/Sample/ListModels/GetModel */
+  const char *admin_token_file;   /* bearer tokens for admin calls (Train) */
 } srv_config;
 
 int srv_config_parse(srv_config *c, int argc, char **argv); /* 0 ok, 1 help shown, -1 error */
@@ -210,6 +214,34 @@ void health_set_serving(struct server *s, int serving);
 void reflection_handle(srv_call *c);                       /* reflection.c */
 void reflection_event(srv_call *c, int ok);
 
+/* ---- access control (auth.c) ---------------------------------------------------------- */
+
+typedef struct auth_tokens {
+  char **token; /* not NUL-terminated: len[i] bytes each */
+  size_t *len;
+  int n;
+} auth_tokens;
+
+typedef enum {
+  AUTH_OPEN,  /* health: never guarded */
+  AUTH_USER,  /* inference and model lookups, reflection: --token-file */
+  AUTH_ADMIN  /* training: --admin-token-file (else the user rule) */
+} auth_level;
+
+/* Reads the token files and the TLS PEM files named by the configuration; -1 after a message
+ * on stderr. */
+int auth_init(struct server *s);
+void auth_free(struct server *s);
+/* Logs what is on, and warns about a listener beyond loopback without TLS or tokens. */
+void auth_log_startup(struct server *s);
+/* TLS credentials from the PEM files, or insecure ones when TLS is off (caller releases). */
+grpc_server_credentials *auth_server_credentials(struct server *s);
+auth_level auth_level_of(srv_rpc rpc);
+/* 0 if the call may go on; else answers it (UNAUTHENTICATED: no or malformed bearer token,
+ * PERMISSION_DENIED: a token not on the list) and returns -1. */
+int auth_check(srv_call *c, auth_level level);
+void auth_tokens_free(auth_tokens *t);
+
 /* ---- the server --------------------------------------------------------------------------- */
 
 typedef struct cq_event {
@@ -255,6 +287,10 @@ typedef struct server {
   int flush_at_prepare;
   /* health watches */
   srv_call *watchers;
+  /* access control (auth.c) */
+  auth_tokens tokens, admin_tokens;
+  char *tls_cert_pem, *tls_key_pem, *tls_ca_pem;
+  long tls_key_len;
 } server;
 
 uint64_t srv_now_ns(void);
