@@ -1,7 +1,8 @@
 /* main.c - the ember command line: dispatch to a verb.
  *
  *   ember train | predict | sample | bench | info  [options]     (ember VERB --help)
- *   ember --server HOST:PORT predict | sample | info | models | bench serve  [options]
+ *   ember --server HOST:PORT [--tls-ca F] [--tls-cert F --tls-key F] [--token-file F]
+ *         predict | sample | info | models | health | bench serve  [options]
  *
  * Results go to stdout, everything else (progress, errors) to stderr; a failure exits
  * non-zero with one line saying what was wrong. With --server the verbs ask an emberd server
@@ -12,6 +13,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#ifdef EMBER_REMOTE
+#include "remote_client.h"
+#endif
 
 #define EMBER_VERSION "0.1.0"
 
@@ -36,6 +40,10 @@ static void usage(FILE *f) {
           "                       bench serve; --model is then a model name on the server, and\n"
           "                       predict/sample/info take --version N (0 = latest); predict/sample also\n"
           "                       --deadline-ms N and --chunk-rows N (ember --server H:P predict --help)\n"
+          "  --tls-ca FILE        remote mode over TLS: CA certificate(s) that verify the server (PEM)\n"
+          "  --tls-cert FILE      with --tls-key FILE: a client certificate, for servers that require one\n"
+          "  --token-file FILE    bearer token for the server (default: the EMBER_TOKEN variable)\n"
+          "                       (these four also work as options of each remote verb)\n"
 #else
           "  --server HOST:PORT   run verbs against an emberd server (not in this build)\n"
 #endif
@@ -94,20 +102,51 @@ static int remote_dispatch(const char *server, const char *verb, int argc, char 
 #endif
 }
 
+/* Global option `name` at argv[*i] ("--name VALUE" or "--name=VALUE"): 1 and *value set (NULL
+ * when missing), *i past it; 0 if argv[*i] is another word. */
+static int global_opt(const char *name, int argc, char **argv, int *i, const char **value) {
+  size_t n = strlen(name);
+  const char *a = argv[*i];
+  if (strncmp(a, name, n) != 0 || (a[n] != '\0' && a[n] != '=')) return 0;
+  if (a[n] == '=') *value = a + n + 1;
+  else *value = *i + 1 < argc ? argv[++*i] : NULL;
+  ++*i;
+  return 1;
+}
+
 int main(int argc, char **argv) {
   int i = 1;
   const char *server = NULL;
-  if (i < argc && (strcmp(argv[i], "--server") == 0 || strncmp(argv[i], "--server=", 9) == 0)) {
-    if (argv[i][8] == '=') {
-      server = argv[i] + 9;
-    } else if (i + 1 < argc) {
-      server = argv[++i];
+  int security_given = 0;
+  /* global options, in any order, before the verb */
+  while (i < argc) {
+    const char *v = NULL;
+    if (global_opt("--server", argc, argv, &i, &v)) {
+      if (!v || !*v) {
+        fprintf(stderr, "ember: --server needs HOST:PORT\n");
+        return 2;
+      }
+      server = v;
+      continue;
     }
-    i++;
-    if (!server || !*server) {
-      fprintf(stderr, "ember: --server needs HOST:PORT\n");
-      return 2;
+#ifdef EMBER_REMOTE
+    static const char *const sec_names[] = {"--tls-ca", "--tls-cert", "--tls-key", "--token-file"};
+    int matched = 0;
+    for (int k = 0; k < 4 && !matched; k++) {
+      if (!global_opt(sec_names[k], argc, argv, &i, &v)) continue;
+      matched = 1;
+      if (!v || !*v) {
+        fprintf(stderr, "ember: %s needs a FILE\n", sec_names[k]);
+        return 2;
+      }
+      remote_security *sec = remote_security_opts();
+      const char **dst[] = {&sec->tls_ca, &sec->tls_cert, &sec->tls_key, &sec->token_file};
+      *dst[k] = v;
+      security_given = 1;
     }
+    if (matched) continue;
+#endif
+    break;
   }
   if (i >= argc) {
     usage(stderr);
@@ -125,6 +164,11 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (server) return remote_dispatch(server, verb, vargc, vargv);
+  if (security_given && strcmp(verb, "bench") != 0) {
+    fprintf(stderr, "ember: --tls-ca, --tls-cert, --tls-key and --token-file apply to remote mode "
+                    "(ember --server HOST:PORT ... VERB)\n");
+    return 2;
+  }
   if (strcmp(verb, "train") == 0) return cmd_train(vargc, vargv);
   if (strcmp(verb, "predict") == 0) return cmd_predict(vargc, vargv);
   if (strcmp(verb, "sample") == 0) return cmd_sample(vargc, vargv);

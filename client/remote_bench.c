@@ -132,6 +132,8 @@ static int call_start(bench_run *b, bench_call *bc, remote_method m, grpc_byte_b
   grpc_op ops[6];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.metadata =
+      remote_call_metadata(b->client, &ops[0].data.send_initial_metadata.count);
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = bc->send;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -455,6 +457,7 @@ int remote_cmd_bench_serve(const char *server, int argc, char **argv) {
       {"deadline-ms", OPT_INT, &o.deadline_ms, NULL, "deadline of each request, milliseconds", 0, 0},
       {"seed", OPT_U64, &o.seed, NULL, "random seed for inputs and requests", 0, 0},
       {"threads", OPT_INT, &o.threads, NULL, "threads for the sgemm peak (default: online CPUs)", 0, 1},
+      REMOTE_SECURITY_SPECS(remote_security_opts()),
   };
   int nspecs = (int)(sizeof specs / sizeof *specs);
   int rc = args_parse("bench serve", "--server HOST:PORT --model NAME [options]", specs, nspecs, argc, argv);

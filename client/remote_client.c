@@ -17,6 +17,7 @@
  */
 #include "remote_client.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 static const char *const method_paths[REMOTE_NMETHODS] = {
@@ -82,12 +84,146 @@ void remote_report(const char *verb, const remote_status *st) {
   }
 }
 
-void remote_init(void) { grpc_init(); }
+/* gRPC's own log lines (a failed TLS handshake logs one at ERROR) would add a second, less
+ * clear line to the one each failure prints; they stay off unless GRPC_VERBOSITY asks. */
+static void quiet_log(gpr_log_func_args *args) { (void)args; }
+
+void remote_init(void) {
+  if (!getenv("GRPC_VERBOSITY")) gpr_set_log_function(quiet_log);
+  grpc_init();
+}
 
 void remote_shutdown(void) { grpc_shutdown(); }
 
 gpr_timespec remote_deadline(int ms) {
   return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+/* ---- access control --------------------------------------------------------------------- */
+
+static remote_security security;
+
+remote_security *remote_security_opts(void) { return &security; }
+
+#define PEM_MAX (1 << 20)
+#define TOKEN_MAX 4096
+
+/* A small file's bytes, NUL-terminated (caller frees), or NULL with st filled. */
+static char *read_small_file(const char *flag, const char *path, size_t *len, remote_status *st) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    remote_fail(st, GRPC_STATUS_INVALID_ARGUMENT, "%s %s: cannot open: %s", flag, path, strerror(errno));
+    return NULL;
+  }
+  char *buf = malloc(PEM_MAX + 1);
+  size_t n = buf ? fread(buf, 1, PEM_MAX + 1, f) : 0;
+  int err = ferror(f);
+  fclose(f);
+  if (!buf || err || n > PEM_MAX) {
+    remote_fail(st, GRPC_STATUS_INVALID_ARGUMENT, "%s %s: %s", flag, path,
+                !buf ? "out of memory" : err ? "cannot read" : "larger than 1 MiB");
+    free(buf);
+    return NULL;
+  }
+  buf[n] = '\0';
+  *len = n;
+  return buf;
+}
+
+static void wipe_free(char *p, size_t n) {
+  if (!p) return;
+  explicit_bzero(p, n);
+  free(p);
+}
+
+static int blank(char ch) { return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n'; }
+
+/* Builds c->auth from the token: the first line of --token-file that is neither empty nor a
+ * '#' comment, or $EMBER_TOKEN, trimmed. No token: no metadata. */
+static grpc_status_code load_token(remote_client *c, remote_status *st) {
+  char *text = NULL;
+  size_t len = 0;
+  const char *from = NULL, *tok = NULL;
+  size_t n = 0;
+  if (security.token_file) {
+    text = read_small_file("--token-file", security.token_file, &len, st);
+    if (!text) return st->code;
+    from = "--token-file";
+    for (char *p = text; *p;) {
+      char *eol = strchr(p, '\n');
+      char *end = eol ? eol : p + strlen(p);
+      while (p < end && blank(*p)) p++;
+      while (end > p && blank(end[-1])) end--;
+      if (end > p && *p != '#') {
+        tok = p;
+        n = (size_t)(end - p);
+        break;
+      }
+      p = eol ? eol + 1 : end;
+    }
+    if (!tok) {
+      wipe_free(text, len);
+      return remote_fail(st, GRPC_STATUS_INVALID_ARGUMENT, "--token-file %s holds no token", security.token_file);
+    }
+  } else {
+    const char *env = getenv("EMBER_TOKEN");
+    if (!env) return GRPC_STATUS_OK;
+    from = "EMBER_TOKEN";
+    tok = env;
+    n = strlen(env);
+    while (n && blank(*tok)) tok++, n--;
+    while (n && blank(tok[n - 1])) n--;
+    if (!n) return GRPC_STATUS_OK; /* set but empty: no token */
+  }
+  grpc_status_code rc = GRPC_STATUS_OK;
+  for (size_t i = 0; i < n && rc == GRPC_STATUS_OK; i++)
+    if ((unsigned char)tok[i] <= 0x20 || (unsigned char)tok[i] >= 0x7f)
+      rc = remote_fail(st, GRPC_STATUS_INVALID_ARGUMENT,
+                       "the token from %s holds a character other than printable ASCII (or a blank inside)", from);
+  if (rc == GRPC_STATUS_OK && n > TOKEN_MAX)
+    rc = remote_fail(st, GRPC_STATUS_INVALID_ARGUMENT, "the token from %s is longer than %d characters", from, TOKEN_MAX);
+  if (rc == GRPC_STATUS_OK) {
+    char value[TOKEN_MAX + 8];
+    memcpy(value, "Bearer ", 7);
+    memcpy(value + 7, tok, n);
+    c->auth.key = grpc_slice_from_static_string("authorization");
+    c->auth.value = grpc_slice_from_copied_buffer(value, n + 7);
+    c->nmetadata = 1;
+    explicit_bzero(value, sizeof value);
+  }
+  wipe_free(text, len);
+  return rc;
+}
+
+/* TLS channel credentials, or insecure ones when no TLS option is given; NULL with st. */
+static grpc_channel_credentials *channel_credentials(remote_client *c, remote_status *st) {
+  if (!security.tls_ca && !security.tls_cert && !security.tls_key) return grpc_insecure_credentials_create();
+  if (!security.tls_cert != !security.tls_key) {
+    remote_fail(st, GRPC_STATUS_INVALID_ARGUMENT, "--tls-cert and --tls-key go together (a client certificate and its key)");
+    return NULL;
+  }
+  char *ca = NULL, *cert = NULL, *key = NULL;
+  size_t calen = 0, certlen = 0, keylen = 0;
+  grpc_channel_credentials *creds = NULL;
+  if (security.tls_ca && !(ca = read_small_file("--tls-ca", security.tls_ca, &calen, st))) goto done;
+  if (security.tls_cert) {
+    if (!(cert = read_small_file("--tls-cert", security.tls_cert, &certlen, st))) goto done;
+    if (!(key = read_small_file("--tls-key", security.tls_key, &keylen, st))) goto done;
+  }
+  grpc_ssl_pem_key_cert_pair pair = {key, cert};
+  creds = grpc_ssl_credentials_create_ex(ca, cert ? &pair : NULL, NULL, NULL);
+  if (!creds) remote_fail(st, GRPC_STATUS_INVALID_ARGUMENT, "could not set up TLS from the given files");
+  else c->tls = 1;
+done:
+  free(ca);
+  free(cert);
+  wipe_free(key, keylen);
+  return creds;
+}
+
+grpc_metadata *remote_call_metadata(remote_client *c, size_t *count) {
+  *count = c->nmetadata;
+  return c->nmetadata ? &c->auth : NULL;
 }
 
 grpc_status_code remote_open(remote_client *c, const char *target, int deadline_ms,
@@ -96,15 +232,23 @@ grpc_status_code remote_open(remote_client *c, const char *target, int deadline_
   memset(st, 0, sizeof *st);
   c->target = target;
   c->deadline_ms = deadline_ms;
+  if (load_token(c, st) != GRPC_STATUS_OK) return st->code;
+  grpc_channel_credentials *creds = channel_credentials(c, st);
+  if (!creds) {
+    remote_close(c);
+    return st->code;
+  }
   /* Answers are as large as the rows asked for; the server bounds requests, not us. */
   grpc_arg args[] = {{.type = GRPC_ARG_INTEGER,
                       .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
                       .value.integer = -1}};
   grpc_channel_args chargs = {sizeof args / sizeof *args, args};
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
   c->channel = grpc_channel_create(target, creds, &chargs);
   grpc_channel_credentials_release(creds);
-  if (!c->channel) return remote_fail(st, GRPC_STATUS_INVALID_ARGUMENT, "cannot use '%s' as a server address", target);
+  if (!c->channel) {
+    remote_close(c);
+    return remote_fail(st, GRPC_STATUS_INVALID_ARGUMENT, "cannot use '%s' as a server address", target);
+  }
   c->cq = grpc_completion_queue_create_for_pluck(NULL);
   for (int m = 0; m < REMOTE_NMETHODS; m++)
     c->methods[m] = grpc_channel_register_call(c->channel, method_paths[m], NULL, NULL);
@@ -123,6 +267,11 @@ void remote_close(remote_client *c) {
     grpc_completion_queue_destroy(c->cq);
   }
   c->cq = NULL;
+  if (c->nmetadata) {
+    grpc_slice_unref(c->auth.key);
+    grpc_slice_unref(c->auth.value);
+  }
+  c->nmetadata = 0;
 }
 
 void *remote_method_handle(const remote_client *c, remote_method m) { return c->methods[m]; }
@@ -186,6 +335,20 @@ static void classify(remote_client *c, remote_status *st) {
   else
     snprintf(st->details, sizeof st->details, "could not reach %s%s%.900s%s", c->target,
              why[0] ? " (" : "", why, why[0] ? ")" : "");
+  /* what a TLS mismatch looks like from here, in the terms of our options */
+  const char *hint = NULL;
+  if (!c->tls && strstr(why, "Socket closed"))
+    hint = "; if the server uses TLS, give --tls-ca FILE";
+  else if (c->tls && strstr(why, "wrong version number"))
+    hint = "; the server does not seem to use TLS: drop --tls-ca/--tls-cert/--tls-key";
+  else if (c->tls && strstr(why, "certificate verify failed"))
+    hint = "; the server's certificate is not signed by --tls-ca, or does not name this host";
+  else if (c->tls && strstr(why, "Socket closed"))
+    hint = "; if the server requires client certificates, give --tls-cert FILE --tls-key FILE";
+  if (hint) {
+    size_t used = strlen(st->details);
+    snprintf(st->details + used, sizeof st->details - used, "%s", hint);
+  }
 }
 
 grpc_status_code remote_call(remote_client *c, remote_method m, const ProtobufCMessage *req,
@@ -212,6 +375,7 @@ grpc_status_code remote_call(remote_client *c, remote_method m, const ProtobufCM
   grpc_op ops[6];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.metadata = remote_call_metadata(c, &ops[0].data.send_initial_metadata.count);
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = u.send;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

@@ -1,6 +1,6 @@
 /* remote_client.h - a small synchronous ember.v1 client over the gRPC core C API.
  *
- * One channel (insecure, to HOST:PORT), one completion queue created for pluck, the four
+ * One channel (to HOST:PORT, plaintext or TLS), one completion queue created for pluck, the four
  * methods registered once when the channel opens. Each call packs a protobuf-c request, runs
  * one unary call as a single batch (send metadata, message and close; receive metadata,
  * message and status) under a deadline, and unpacks the response. Calls return the gRPC
@@ -51,6 +51,25 @@ typedef struct remote_status {
   char details[REMOTE_DETAILS_MAX]; /* the status details (server's message), or ours */
 } remote_status;
 
+/* Access control, for every remote verb: TLS (--tls-ca verifies the server; --tls-cert and
+ * --tls-key present a client certificate) and a bearer token (--token-file, else the
+ * EMBER_TOKEN environment variable) sent as `authorization: Bearer <token>` on every call.
+ * Process-wide: the global options (`ember --server H:P --tls-ca F VERB`) and each remote
+ * verb's own options (REMOTE_SECURITY_SPECS, which needs args.h) fill the same struct, and
+ * remote_open reads it. TLS is on when --tls-ca or --tls-cert is given (without --tls-ca the
+ * system's CA certificates verify the server). */
+typedef struct remote_security {
+  const char *tls_ca, *tls_cert, *tls_key, *token_file;
+} remote_security;
+
+remote_security *remote_security_opts(void);
+
+#define REMOTE_SECURITY_SPECS(sec)                                                                   \
+  {"tls-ca", OPT_STR, &(sec)->tls_ca, "FILE", "TLS: CA certificate(s) that verify the server (PEM)", 0, 0}, \
+  {"tls-cert", OPT_STR, &(sec)->tls_cert, "FILE", "TLS: client certificate chain (PEM), with --tls-key", 0, 0}, \
+  {"tls-key", OPT_STR, &(sec)->tls_key, "FILE", "TLS: client private key (PEM)", 0, 0},                  \
+  {"token-file", OPT_STR, &(sec)->token_file, "FILE", "bearer token for the server (first line; default: $EMBER_TOKEN)", 0, 0}
+
 typedef struct remote_client {
   const char *target;     /* HOST:PORT as given (not owned) */
   int deadline_ms;        /* per call */
@@ -58,14 +77,18 @@ typedef struct remote_client {
   grpc_channel *channel;
   grpc_completion_queue *cq; /* pluck: the synchronous calls' queue */
   void *methods[REMOTE_NMETHODS];
+  int tls;                   /* the channel uses TLS */
+  grpc_metadata auth;        /* authorization: Bearer <token>, when a token is set */
+  size_t nmetadata;          /* 1 with a token, else 0 */
 } remote_client;
 
 /* grpc_init / grpc_shutdown: once per process, around everything else here. */
 void remote_init(void);
 void remote_shutdown(void);
 
-/* Creates the channel and queue (connecting is lazy: the first call connects). Returns
- * GRPC_STATUS_OK, or an error in st (bad target); on error nothing needs closing. */
+/* Creates the channel and queue (connecting is lazy: the first call connects), with TLS and
+ * the token of remote_security_opts(). Returns GRPC_STATUS_OK, or an error in st (bad target,
+ * unreadable certificate or token file); on error nothing needs closing. */
 grpc_status_code remote_open(remote_client *c, const char *target, int deadline_ms,
                              remote_status *st);
 /* Destroys the channel and drains and destroys the queue. Safe on a zeroed client. */
@@ -101,6 +124,9 @@ grpc_status_code remote_fail(remote_status *st, grpc_status_code code, const cha
 
 /* For asynchronous users of the same channel. */
 void *remote_method_handle(const remote_client *c, remote_method m);
+/* The metadata every call sends (the authorization header, or none): for
+ * GRPC_OP_SEND_INITIAL_METADATA's count and metadata. */
+grpc_metadata *remote_call_metadata(remote_client *c, size_t *count);
 /* A byte buffer holding msg's encoding (caller destroys), or NULL when out of memory. */
 grpc_byte_buffer *remote_pack(const ProtobufCMessage *msg);
 /* Decodes bb as a message of type d, or NULL if it does not parse. */

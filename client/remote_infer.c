@@ -50,7 +50,8 @@ typedef struct remote_opts {
 #define REMOTE_SPECS(r)                                                                          \
   {"version", OPT_I64, &(r).version, NULL, "model version (0 = the latest loaded)", 0, 0},        \
   {"deadline-ms", OPT_INT, &(r).deadline_ms, NULL, "deadline of each request, milliseconds", 0, 0}, \
-  {"chunk-rows", OPT_INT, &(r).chunk_rows, NULL, "input rows per request, at most (fewer when samples x iterations (ardfo: x y_dim) is large, so one request stays near 2M candidate evaluations)", 0, 0}
+  {"chunk-rows", OPT_INT, &(r).chunk_rows, NULL, "input rows per request, at most (fewer when samples x iterations (ardfo: x y_dim) is large, so one request stays near 2M candidate evaluations)", 0, 0},  \
+  REMOTE_SECURITY_SPECS(remote_security_opts())
 
 static void remote_opts_init(remote_opts *r) {
   r->version = 0;
@@ -601,6 +602,7 @@ int remote_cmd_info(const char *server, int argc, char **argv) {
       {"model", OPT_STR, &model, "NAME", REMOTE_MODEL_HELP, 0, 0},
       {"version", OPT_I64, &r.version, NULL, "model version (0 = the latest loaded)", 0, 0},
       {"deadline-ms", OPT_INT, &r.deadline_ms, NULL, "deadline of the request, milliseconds", 0, 0},
+      REMOTE_SECURITY_SPECS(remote_security_opts()),
   };
   int nspecs = (int)(sizeof specs / sizeof *specs);
   int rc = args_parse("info", "--model NAME [--version N]   (after --server HOST:PORT)", specs, nspecs, argc, argv);
@@ -656,8 +658,10 @@ int remote_cmd_models(const char *server, int argc, char **argv) {
   remote_opts_init(&r);
   opt_spec specs[] = {
       {"deadline-ms", OPT_INT, &r.deadline_ms, NULL, "deadline of the request, milliseconds", 0, 0},
+      REMOTE_SECURITY_SPECS(remote_security_opts()),
   };
-  int rc = args_parse("models", "[options]   (after --server HOST:PORT)", specs, 1, argc, argv);
+  int rc = args_parse("models", "[options]   (after --server HOST:PORT)", specs,
+                      (int)(sizeof specs / sizeof *specs), argc, argv);
   if (rc != 0) return rc < 0 ? 2 : 0;
   rc = check_remote_opts("models", &r);
   if (rc) return rc;
@@ -716,8 +720,10 @@ int remote_cmd_health(const char *server, int argc, char **argv) {
   opt_spec specs[] = {
       {"service", OPT_STR, &service, "NAME", "service to ask about (\"\" = the whole server, or ember.v1.Ember)", 0, 1},
       {"deadline-ms", OPT_INT, &r.deadline_ms, NULL, "deadline of the check, milliseconds", 0, 0},
+      REMOTE_SECURITY_SPECS(remote_security_opts()),
   };
-  int rc = args_parse("health", "[options]   (after --server HOST:PORT)", specs, 2, argc, argv);
+  int rc = args_parse("health", "[options]   (after --server HOST:PORT)", specs,
+                      (int)(sizeof specs / sizeof *specs), argc, argv);
   if (rc != 0) return rc < 0 ? 1 : 0;
   if (check_remote_opts("health", &r)) return 1;
   remote_client client;
