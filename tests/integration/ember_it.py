@@ -19,8 +19,9 @@ What a test gets from EmberTest:
     self.tmp                      a fresh scratch directory for this test
     self.train(out, data, ...)    `ember train ... --quiet` (small networks)
     self.cli(args...)             runs the ember CLI, returns stdout (asserts exit 0)
-    self.start(args...)           an Emberd on 127.0.0.1:<free port> (--drain-ms 0 unless given);
-                                  killed at cleanup if the test did not stop it
+    self.start(args..., creds=None)  an Emberd on 127.0.0.1:<free port> (--drain-ms 0 unless given);
+                                  killed at cleanup if the test did not stop it; creds: TLS
+                                  channel credentials for its .channel (a TLS server)
     srv.stop_clean(self)          SIGTERM, wait, assert exit 0 and no sanitizer report
     self.expect(fn, req, code, *needles)   an RPC must fail with `code`, details containing
                                   every needle
@@ -259,8 +260,9 @@ class Emberd:
 
     _count = 0
 
-    def __init__(self, args, workdir):
+    def __init__(self, args, workdir, creds=None):
         Emberd._count += 1
+        self.creds = creds  # grpc.ChannelCredentials for a TLS server, None for plaintext
         self.log_path = os.path.join(workdir, "emberd-%d.log" % Emberd._count)
         self.args = [EMBERD, "--listen", "127.0.0.1:0"] + [str(a) for a in args]
         self._log = open(self.log_path, "wb")
@@ -288,8 +290,11 @@ class Emberd:
         self.stub = pbg.EmberStub(self.channel)
         self.health = hpbg.HealthStub(self.channel)
 
-    def new_channel(self, options=()):
-        ch = grpc.insecure_channel(self.target, options=[("grpc.enable_http_proxy", 0)] + list(options))
+    def new_channel(self, options=(), creds=None):
+        """A ready channel: TLS with creds (default: the server's), else plaintext."""
+        creds = creds or self.creds
+        opts = [("grpc.enable_http_proxy", 0)] + list(options)
+        ch = grpc.secure_channel(self.target, creds, options=opts) if creds else grpc.insecure_channel(self.target, options=opts)
         grpc.channel_ready_future(ch).result(timeout=RPC_TIMEOUT)
         return ch
 
@@ -383,13 +388,14 @@ class EmberTest(unittest.TestCase):
         os.rename(tmp, dst)
 
     # servers
-    def start(self, *args):
+    def start(self, *args, creds=None):
         """emberd with these arguments, plus --drain-ms 0 unless they give --drain-ms (the
-        500 ms default drain would only slow down tests that do not look at draining)."""
+        500 ms default drain would only slow down tests that do not look at draining).
+        creds: grpc.ChannelCredentials for the test's channel to a TLS server."""
         args = list(args)
         if "--drain-ms" not in args:
             args += ["--drain-ms", 0]
-        srv = Emberd(args, self.tmp)
+        srv = Emberd(args, self.tmp, creds=creds)
         self.addCleanup(srv.kill)
         return srv
 
