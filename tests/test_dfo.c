@@ -290,6 +290,38 @@ static void unequal_wells(void *ctx, int nq, int n, const float *y, float *e) {
   }
 }
 
+/* Independent resampling groups: with ws.groups = 8, a resample (here without noise) fills
+ * each eighth of the population only with copies of that eighth's own candidates; with one
+ * group, candidates cross. */
+static int from_own_group(const ember_dfo_ws *ws, int n, int groups) {
+  for (int i = 0; i < n; i++) {
+    int k = (int)((int64_t)i * groups / n), found = 0; /* i's group: [k n / G, (k+1) n / G) */
+    while ((int64_t)(k + 1) * n / groups <= i) k++;
+    for (int j = (int)((int64_t)k * n / groups); j < (int)((int64_t)(k + 1) * n / groups) && !found; j++)
+      found = ws->y[i] == ws->y0[j];
+    if (!found) return 0;
+  }
+  return 1;
+}
+
+static void test_groups_resample_among_themselves(void **state) {
+  (void)state;
+  enum { N = 1000 }; /* not a multiple of 8 */
+  const float lo[1] = {-1}, hi[1] = {1};
+  for (int g = 0; g < 2; g++) {
+    ember_dfo_ws ws;
+    assert_int_equal(ember_dfo_ws_init(&ws, 1, N, 1, NULL), 0);
+    ws.groups = g ? 8 : 1;
+    ws.keep_initial = 1;
+    ember_rng rng;
+    ember_rng_seed(&rng, 4, 0);
+    ember_infer_opts o = DFO_OPTS(N, 2, 0.0f, 1.0f, 1.0f);
+    assert_int_equal(ember_dfo_run(&ws, two_wells, NULL, 1, lo, hi, &o, &rng, NULL, NULL, NULL), 0);
+    assert_int_equal(from_own_group(&ws, N, 8), g);
+    ember_dfo_ws_free(&ws);
+  }
+}
+
 static void test_modes_survive_a_starved_branch(void **state) {
   (void)state;
   const float lo[1] = {-1}, hi[1] = {1};
@@ -341,6 +373,7 @@ int main(void) {
       cmocka_unit_test(test_resampling_follows_the_weights),
       cmocka_unit_test(test_modes_of_a_double_well),
       cmocka_unit_test(test_modes_survive_a_starved_branch),
+      cmocka_unit_test(test_groups_resample_among_themselves),
       cmocka_unit_test(test_polish_descends),
       cmocka_unit_test(test_ardfo_recovers_high_dimensional_argmin),
   };

@@ -119,15 +119,21 @@ static int start_population(ember_dfo_ws *ws, int nq, const float *lo, const flo
 static void resample_all(ember_dfo_ws *ws, int nq, int n, const float *y, float *ynext,
                          const float *lo, const float *hi, float temperature, float sigma,
                          int coord, ember_rng *rngs) {
-  const int d = ws->ydim;
+  const int d = ws->ydim, groups = ws->groups > 1 && ws->groups <= n ? ws->groups : 1;
   const size_t qstride = (size_t)n * d;
   for (int q = 0; q < nq; q++) {
     const float *yq = y + q * qstride;
     float *yn = ynext + q * qstride;
-    double total = weights_cdf(ws->e + (size_t)q * n, n, temperature, ws->cdf);
     ember_rng_normal_fill(&rngs[q], ws->noise, coord < 0 ? qstride : (size_t)n);
+    int k = 0, g0 = 0, g1 = 0;
+    double total = 0.0;
     for (int i = 0; i < n; i++) {
-      int src = cdf_search(ws->cdf, n, ember_rng_uniform(&rngs[q]) * total);
+      if (i == g1) { /* group k: candidates [g0, g1) resample among themselves */
+        g0 = g1;
+        g1 = (int)((int64_t)++k * n / groups);
+        total = weights_cdf(ws->e + (size_t)q * n + g0, g1 - g0, temperature, ws->cdf);
+      }
+      int src = g0 + cdf_search(ws->cdf, g1 - g0, ember_rng_uniform(&rngs[q]) * total);
       memcpy(yn + (size_t)i * d, yq + (size_t)src * d, (size_t)d * sizeof(float));
       for (int j = coord < 0 ? 0 : coord; j < (coord < 0 ? d : coord + 1); j++) {
         float v = yn[(size_t)i * d + j] + sigma * ws->noise[coord < 0 ? (size_t)i * d + j : (size_t)i];

@@ -22,6 +22,7 @@
 #define EMBER_CHUNK_ROWS 1024  /* rows per network task: ~1 MiB per activation at width 256 */
 #define EMBER_MIN_CHUNK 128
 #define EMBER_GROUP_ROWS 65536 /* candidate rows per DFO group */
+#define EMBER_ARDFO_MODE_GROUPS 8 /* independent resampling groups of an ardfo population, for modes */
 
 struct ember_infer {
   const ember_model *m;
@@ -502,8 +503,12 @@ static int modes(ember_infer *inf, const float *x, int nq, const ember_infer_opt
   for (int q0 = 0; q0 < nq; q0 += g) {
     int gq = nq - q0 < g ? nq - q0 : g;
     inf->dfo.keep_initial = 1;
+    /* ardfo resamples whole candidates once per coordinate and ends on one branch: for modes,
+     * independent groups keep the others alive */
+    inf->dfo.groups = m->method == EMBER_METHOD_ARDFO ? EMBER_ARDFO_MODE_GROUPS : 1;
     rc = dfo_group(inf, x, q0, gq, o, rs, err);
     inf->dfo.keep_initial = 0;
+    inf->dfo.groups = 1;
     if (rc < 0) return rc;
     if (pop_y) ember_model_denorm_y(m, inf->pop_y, gq * n, pop_y + (size_t)q0 * n * d);
     if (pop_e) memcpy(pop_e + (size_t)q0 * n, inf->pop_e, (size_t)gq * n * sizeof(float));

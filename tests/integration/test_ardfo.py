@@ -127,12 +127,12 @@ class Ardfo(it.EmberTest):
         self.assertEqual(it.format_sample(samp, Y_DIM),
                          self.cli("sample", "--model", self.model, "--input", self.q, "--modes", 3, "--min-mass", 0,
                                   *args))
-        # the returned population is the final one under the whole-y energy: its best is Predict's answer
+        # the returned population is the final one under the whole-y energy (for modes, ardfo
+        # resamples in independent groups, so it is not Predict's population): the best mode is
+        # at least as low as its best sample
         for i, row in enumerate(samp.rows):
             self.assertEqual((len(row.samples), len(row.sample_energy)), (512 * Y_DIM, 512))
-            b = min(range(512), key=lambda k: row.sample_energy[k])
-            self.assertEqual(row.sample_energy[b], pred.energy[i])
-            self.assertEqual(list(row.samples[b * Y_DIM:(b + 1) * Y_DIM]), list(pred.y[i * Y_DIM:(i + 1) * Y_DIM]))
+            self.assertLessEqual(row.modes[0].energy, min(row.sample_energy))
         srv.stop_clean(self)
 
     def test_describe(self):

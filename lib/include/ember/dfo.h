@@ -60,6 +60,8 @@ typedef struct ember_dfo_ws {
   float *y0;    /* (max_queries, max_samples, ydim): the uniform starting population ... */
   float *e0;    /* (max_queries, max_samples): ... and its energies, kept if keep_initial */
   int keep_initial;
+  int groups;   /* > 1: the population is cut into this many groups that resample only among
+                   themselves (independent runs sharing the energy passes); 0 or 1: one */
   const volatile int *cancel; /* if set and non-zero, ember_dfo_run stops with EMBER_ECANCELED
                                  before its next energy evaluation */
   void *mem;
