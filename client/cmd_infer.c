@@ -8,6 +8,7 @@
  * rows are split into calls, and emberd does the same per request. The option tables and the
  * printers live here and in infer_cli.h, shared with remote mode (remote_infer.c).
  */
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,25 @@
 #include "ember/infer.h"
 #include "ember/model.h"
 #include "infer_cli.h"
+
+/* A note (not an error) when some x lies far outside the training data: the model answers,
+ * but nothing it learned is about such x. Far = more than this many standard deviations from
+ * the training mean. */
+#define FAR_X_SIGMA 10.0f
+
+static void note_far_x(const char *verb, const ember_model *m, const ember_dataset *ds) {
+  float worst = 0.0f;
+  size_t at = 0;
+  for (size_t i = 0; i < (size_t)ds->n * m->x_dim; i++) {
+    int c = (int)(i % (size_t)m->x_dim);
+    float z = fabsf((ds->x[i] - m->x_mean[c]) / m->x_std[c]);
+    if (z > worst) worst = z, at = i;
+  }
+  if (worst > FAR_X_SIGMA)
+    fprintf(stderr, "ember %s: note: x[%zu,%zu] = %g is %.3g standard deviations from the training data's "
+                    "mean; answers for x that far out are extrapolation\n",
+            verb, at / (size_t)m->x_dim, at % (size_t)m->x_dim, (double)ds->x[at], (double)worst);
+}
 
 /* Loads model and inputs; options not given on the command line come from the model. */
 static int open_all(const char *verb, infer_cli *c, const opt_spec *specs, int nspecs,
@@ -43,6 +63,7 @@ static int open_all(const char *verb, infer_cli *c, const opt_spec *specs, int n
     ember_model_free(m);
     return 1;
   }
+  note_far_x(verb, m, ds);
   if (cli_pool(verb, c->threads, pool) < 0) {
     ember_dataset_free(ds);
     ember_model_free(m);
@@ -306,9 +327,9 @@ int cmd_info(int argc, char **argv) {
   if (m.method == EMBER_METHOD_ARDFO)
     printf("%-18s %g of the counter-examples near the true prefix, noise %g\n", "prefix nets",
            (double)m.train_prefix_share, (double)m.train_prefix_noise);
-  printf("%-18s %lld steps, batch %d, negatives %d, lr %g, seed %llu, final loss %.4f\n", "training",
-         (long long)m.train_steps, m.train_batch, m.train_negatives, (double)m.train_lr,
-         (unsigned long long)m.train_seed, (double)m.train_loss);
+  printf("%-18s %lld steps, batch %d, negatives %d, lr %g, temperature %g, seed %llu, final loss %.4f\n",
+         "training", (long long)m.train_steps, m.train_batch, m.train_negatives, (double)m.train_lr,
+         (double)m.train_temperature, (unsigned long long)m.train_seed, (double)m.train_loss);
   ember_model_free(&m);
   return 0;
 }

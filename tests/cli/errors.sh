@@ -38,3 +38,12 @@ expect_error "remote mode" "--server" "$EMBER" --server localhost:50051 predict
 "$EMBER" train --help | grep -q -- "--negatives" || fail "train --help lacks --negatives"
 "$EMBER" sample --help | grep -q -- "--modes" || fail "sample --help lacks --modes"
 echo "ok - help"
+# x far outside the training data: answered, with a note on stderr
+printf 'x\n0.2\n100\n' > "$T/far.csv"
+"$EMBER" predict --model "$T/m.safetensors" --input "$T/far.csv" --samples 64 > "$T/out" 2> "$T/err" || fail "far x: predict failed"
+[ "$(wc -l < "$T/out")" -eq 3 ] || fail "far x: $(cat "$T/out")"
+grep -q 'note: x\[1,0\] = 100 is .* standard deviations from the training data' "$T/err" || fail "far x note: $(cat "$T/err")"
+printf 'x\n0.25\n' > "$T/near.csv"
+"$EMBER" predict --model "$T/m.safetensors" --input "$T/near.csv" --samples 64 > "$T/out" 2> "$T/err"
+[ ! -s "$T/err" ] || fail "x inside the data got a note: $(cat "$T/err")"
+echo "ok - far x answered with a note"
