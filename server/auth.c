@@ -284,6 +284,8 @@ auth_level auth_level_of(srv_rpc rpc) {
   case RPC_HEALTH_CHECK:
   case RPC_HEALTH_WATCH:
     return AUTH_OPEN;
+  case RPC_TRAIN:
+    return AUTH_ADMIN;
   default:
     return AUTH_USER;
   }

@@ -169,6 +169,9 @@ void srv_call_event(srv_call *c, int ok) {
     case RPC_REFLECTION_V1ALPHA:
       reflection_handle(c);
       break;
+    case RPC_TRAIN:
+      train_handle(c);
+      break;
     default: {
       char *method = grpc_slice_to_c_string(c->details.method);
       srv_call_fail(c, GRPC_STATUS_UNIMPLEMENTED, "method %s is not served here", method);
@@ -182,6 +185,7 @@ void srv_call_event(srv_call *c, int ok) {
     break;
   case CALL_STREAMING:
     if (c->rpc == RPC_HEALTH_WATCH) health_event(c, ok);
+    else if (c->rpc == RPC_TRAIN) train_event(c, ok);
     else reflection_event(c, ok);
     break;
   default:

@@ -38,6 +38,9 @@ static void usage(FILE *f, const flag *flags, int n) {
              "--tls-client-ca for client certificates), bearer tokens with --token-file (metadata\n"
              "'authorization: Bearer TOKEN'; none: UNAUTHENTICATED, a wrong one: PERMISSION_DENIED).\n"
              "Health checks stay open. Without either, a listener beyond loopback logs a warning.\n\n");
+  fprintf(f, "Train (ember.v1.Ember/Train, admin token if --admin-token-file) trains on a thread of its own\n"
+             "(nice --train-nice, --train-threads threads) and publishes DIR/<name>/<next version>.safetensors;\n"
+             "data comes inline or from a file under --data-dir. Needs --models DIR.\n\n");
   fprintf(f, "Signals: SIGINT/SIGTERM drain (health NOT_SERVING, new calls UNAVAILABLE, queued and\n"
              "running calls answered), then shut down; a second signal cancels what is left.\n");
 }
@@ -58,6 +61,10 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
   c->poll_ms = 2000;
   c->drain_ms = 500;
   c->grace_ms = 5000;
+  c->max_train_jobs = 1;
+  c->train_threads = 1;
+  c->max_train_rows = 1000000;
+  c->train_nice = 10;
   flag flags[] = {
       {"listen", "HOST:PORT", "address to listen on (0.0.0.0:PORT for every interface)", NULL, &c->listen, 0, 0},
       {"models", "DIR", "model repository: DIR/<name>/<version>.safetensors", NULL, &c->models_dir, 0, 0},
@@ -79,6 +86,11 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
       {"tls-client-ca", "FILE", "TLS: require client certificates signed by these CAs (PEM)", NULL, &c->tls_client_ca, 0, 0},
       {"token-file", "FILE", "bearer tokens, one per line, for Predict/Sample/ListModels/GetModel and reflection", NULL, &c->token_file, 0, 0},
       {"admin-token-file", "FILE", "bearer tokens, one per line, for Train (also accepted where --token-file's are)", NULL, &c->admin_token_file, 0, 0},
+      {"data-dir", "DIR", "datasets (CSV or .npz) Train may name by a relative path (default: none)", NULL, &c->data_dir, 0, 0},
+      {"max-train-jobs", "N", "training jobs at once; more get RESOURCE_EXHAUSTED (0 = Train off)", &c->max_train_jobs, NULL, 0, 256},
+      {"train-threads", "N", "threads per training job (same seed + threads = same model as ember train)", &c->train_threads, NULL, 1, 256},
+      {"max-train-rows", "N", "rows of training data per job", &c->max_train_rows, NULL, 1, 1 << 30},
+      {"train-nice", "N", "nice value of training threads, 0..19 (10: about a tenth of a core busy with inference)", &c->train_nice, NULL, 0, 19},
   };
   int n = (int)(sizeof flags / sizeof *flags);
   struct option longopts[32];

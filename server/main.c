@@ -64,6 +64,9 @@ static void dispatch(server *s, void *tag, int ok) {
   case TAG_WATCH_CLOSED:
     health_watch_closed(tag, ok);
     break;
+  case TAG_TRAIN_CLOSED:
+    train_closed(tag, ok);
+    break;
   case TAG_SHUTDOWN:
     s->shutdown_done = 1;
     srv_log(LOG_INFO, "gRPC server shut down", "%s", "");
@@ -125,12 +128,14 @@ void server_begin_shutdown(server *s, const char *why) {
   }
   s->draining = 1;
   srv_log(LOG_INFO, "draining", "reason=%s drain_ms=%d", why, s->cfg.drain_ms);
+  train_cancel_all(s); /* a job would not finish in the drain; it publishes nothing */
   health_set_serving(s, 0);
   uv_timer_start(&s->drain_timer, on_drained, (uint64_t)s->cfg.drain_ms, 0);
 }
 
 void server_maybe_finish(server *s) {
-  if (!s->shutdown_done || s->calls_alive > 0 || !batcher_idle(s) || s->scan_running) return;
+  if (!s->shutdown_done || s->calls_alive > 0 || !batcher_idle(s) || s->scan_running || s->train_alive > 0)
+    return;
   if (!s->grpc) return; /* already finished */
   grpc_server_destroy(s->grpc);
   s->grpc = NULL;
@@ -166,6 +171,7 @@ static const struct {
     {RPC_HEALTH_WATCH, "/grpc.health.v1.Health/Watch", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
     {RPC_REFLECTION_V1, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", GRPC_SRM_PAYLOAD_NONE},
     {RPC_REFLECTION_V1ALPHA, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", GRPC_SRM_PAYLOAD_NONE},
+    {RPC_TRAIN, "/ember.v1.Ember/Train", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
 };
 
 /* Undoes start-up before the gRPC server runs: closes the loop's handles, frees the models. */

@@ -505,6 +505,10 @@ int registry_start(server *s) {
   return 0;
 }
 
+void registry_rescan_soon(server *s) {
+  if (!s->shutting_down && s->cfg.models_dir) uv_timer_start(&s->rescan_timer, on_timer, 20, 0);
+}
+
 void registry_stop(server *s) {
   uv_timer_stop(&s->poll_timer);
   uv_timer_stop(&s->rescan_timer);

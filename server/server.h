@@ -42,6 +42,11 @@ typedef struct srv_config {
   const char *tls_client_ca;      /* PEM: require client certificates signed by these CAs */
   const char *token_file;         /* bearer tokens for Predict/Sample/ListModels/GetModel */
   const char *admin_token_file;   /* bearer tokens for admin calls (Train) */
+  const char *data_dir;     /* --data-dir: datasets Train may name, or NULL */
+  int max_train_jobs;       /* training jobs at once; more get RESOURCE_EXHAUSTED */
+  int train_threads;        /* pool threads per training job */
+  int max_train_rows;       /* rows of training data per job */
+  int train_nice;           /* nice value of training threads (0..19) */
 } srv_config;
 
 int srv_config_parse(srv_config *c, int argc, char **argv); /* 0 ok, 1 help shown, -1 error */
@@ -62,7 +67,8 @@ void srv_log(int level, const char *msg, const char *kv_fmt, ...)
 typedef enum {
   TAG_CALL = 1,    /* a srv_call: request arrived, or one of its batches completed */
   TAG_SHUTDOWN = 2, /* grpc_server_shutdown_and_notify finished */
-  TAG_WATCH_CLOSED = 3 /* a health watch's RECV_CLOSE_ON_SERVER completed (health.c) */
+  TAG_WATCH_CLOSED = 3, /* a health watch's RECV_CLOSE_ON_SERVER completed (health.c) */
+  TAG_TRAIN_CLOSED = 4  /* a Train call's RECV_CLOSE_ON_SERVER completed (train.c) */
 } srv_tag_kind;
 
 typedef enum {
@@ -74,6 +80,7 @@ typedef enum {
   RPC_HEALTH_WATCH,
   RPC_REFLECTION_V1,
   RPC_REFLECTION_V1ALPHA,
+  RPC_TRAIN,
   RPC_UNKNOWN, /* any other method: answered UNIMPLEMENTED */
   RPC_COUNT
 } srv_rpc;
@@ -181,6 +188,7 @@ void registry_stop(struct server *s);  /* close handles; versions freed when unr
 void registry_free(struct server *s);  /* after the loop ends */
 model_entry *registry_find(struct server *s, const char *name); /* NULL unless listed */
 int registry_listed(const model_entry *e); /* has versions or load errors */
+void registry_rescan_soon(struct server *s); /* a scan shortly (e.g. after publishing) */
 /* [A-Za-z0-9_.-]{1,64}, not starting with '.' (hidden directories are not models) */
 int srv_valid_model_name(const char *name);
 /* The version to serve: version 0 = latest. NULL if absent. */
@@ -213,6 +221,11 @@ void health_watch_closed(void *tag, int ok);              /* TAG_WATCH_CLOSED */
 void health_set_serving(struct server *s, int serving);
 void reflection_handle(srv_call *c);                       /* reflection.c */
 void reflection_event(srv_call *c, int ok);
+/* Train (train.c): a job per call on its own thread, progress streamed from the loop. */
+void train_handle(srv_call *c);
+void train_event(srv_call *c, int ok);        /* a send batch completed */
+void train_closed(void *tag, int ok);         /* TAG_TRAIN_CLOSED */
+void train_cancel_all(struct server *s);      /* shutdown: every job stops at its next step */
 
 /* ---- access control (auth.c) ---------------------------------------------------------- */
 
@@ -287,6 +300,11 @@ typedef struct server {
   int flush_at_prepare;
   /* health watches */
   srv_call *watchers;
+  /* training (train.c) */
+  void *train_jobs;     /* every job whose thread or call is alive */
+  int train_running;    /* jobs counted against --max-train-jobs */
+  int train_alive;      /* jobs not yet freed (threads joined, handles closed) */
+  uint64_t train_seq;
   /* access control (auth.c) */
   auth_tokens tokens, admin_tokens;
   char *tls_cert_pem, *tls_key_pem, *tls_ca_pem;

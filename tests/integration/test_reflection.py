@@ -101,7 +101,9 @@ class Reflection(it.EmberTest):
                          [("Predict", ".ember.v1.PredictRequest", ".ember.v1.PredictResponse"),
                           ("Sample", ".ember.v1.SampleRequest", ".ember.v1.SampleResponse"),
                           ("ListModels", ".ember.v1.ListModelsRequest", ".ember.v1.ListModelsResponse"),
-                          ("GetModel", ".ember.v1.GetModelRequest", ".ember.v1.ModelInfo")])
+                          ("GetModel", ".ember.v1.GetModelRequest", ".ember.v1.ModelInfo"),
+                          ("Train", ".ember.v1.TrainRequest", ".ember.v1.TrainProgress")])
+        self.assertTrue(svc.method[4].server_streaming)
         # the health service resolves too
         (resp,) = self.ask([R(file_containing_symbol="grpc.health.v1.Health")])
         (fd,) = self.files(resp)

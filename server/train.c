@@ -1,0 +1,728 @@
+/* train.c - ember.v1.Ember/Train: one training job per call, on its own thread.
+ *
+ * The loop thread validates the request (model name, method and settings, inline data or a
+ * dataset path under --data-dir) and starts a job: a plain pthread that lowers its own priority
+ * (--train-nice; the pool threads it creates inherit it), reads a dataset file if one was named,
+ * trains with --train-threads pool threads, and publishes the model. The thread never touches
+ * the call: it leaves its latest progress report in the job (under a mutex) and wakes the loop
+ * through a uv_async at most every TRAIN_REPORT_S seconds (and at the first and last step).
+ * The loop sends the latest report when no send is in flight (gRPC allows one at a time), so a
+ * slow client sees fewer, fresher reports and never a backlog.
+ *
+ * Cancellation: the call's RECV_CLOSE_ON_SERVER (tagged with the job, TAG_TRAIN_CLOSED)
+ * completes when the client cancels or disconnects or the deadline passes; the job's cancel
+ * flag is then set and the progress callback returns non-zero at the next step. Shutdown sets
+ * it for every job (train_cancel_all) and the call is answered UNAVAILABLE.
+ *
+ * Publication: the model is saved (temp file + fsync + rename, by ember_model_save) under a
+ * hidden name the registry ignores, <repo>/<name>/.train-<pid>-<job>.safetensors, then linked to
+ * <N+1>.safetensors, N the highest version file in the directory; link() fails rather than
+ * replace a file that appeared meanwhile, and the next number is tried. The hidden file is then
+ * removed. A cancelled or failed job removes what it wrote and publishes nothing.
+ *
+ * Lifetime: the job is freed once its thread has been joined, its async handle closed, and the
+ * call freed (no batch pending). s->train_alive counts jobs not yet freed, so shutdown waits.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "ember/dataset.h"
+#include "ember/train.h"
+#include "ember/v1/ember.pb-c.h"
+#include "server.h"
+
+#define TRAIN_REPORT_S 0.5
+
+typedef struct train_job {
+  srv_tag_kind kind; /* TAG_TRAIN_CLOSED: must stay first */
+  server *s;
+  srv_call *c;       /* NULL once the call is freed */
+  uint64_t id;
+  char name[72];
+  char model_dir[PATH_MAX];
+  char dataset_path[PATH_MAX]; /* resolved; "" for inline data */
+  char dataset_label[256];     /* as the client named it */
+  int y_dim_arg;               /* for a dataset file: -1 = the file's default */
+  ember_dataset ds;            /* inline data (the thread reads a file into it otherwise) */
+  ember_train_opts o;
+  /* thread */
+  pthread_t thread;
+  int thread_started, thread_joined;
+  uv_async_t async;
+  int async_open;
+  atomic_int cancel;
+  pthread_mutex_t mu; /* guards the fields below, shared with the thread */
+  ember_train_progress latest;
+  int have_latest;
+  int thread_done;
+  int rc;              /* 0 published; else an EMBER_E* code */
+  grpc_status_code code;
+  char msg[600];
+  int64_t version;
+  int rows, x_dim, y_dim;
+  double last_wake;
+  /* loop side */
+  int64_t sent_step;   /* step of the last progress message sent (-1: none) */
+  int metadata_sent, sending, closed, finishing, counted, shutdown_cancel;
+  struct train_job *next;
+} train_job;
+
+/* ---- the job thread ------------------------------------------------------------------------- */
+
+static int on_progress(void *ctx, const ember_train_progress *p) {
+  train_job *j = ctx;
+  if (atomic_load(&j->cancel)) return 1;
+  double now = ember_now();
+  int wake = 0;
+  pthread_mutex_lock(&j->mu);
+  j->latest = *p;
+  if (!j->have_latest || p->step == p->steps || now - j->last_wake >= TRAIN_REPORT_S) {
+    j->last_wake = now;
+    wake = 1;
+  }
+  j->have_latest = 1;
+  pthread_mutex_unlock(&j->mu);
+  if (wake) uv_async_send(&j->async);
+  return 0;
+}
+
+/* Highest "<N>.safetensors" in dir (any file, loaded or not), 0 if none. */
+static int64_t highest_version(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int64_t best = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    const char *f = e->d_name, *dot = strrchr(f, '.');
+    if (!dot || strcmp(dot, ".safetensors") != 0 || dot == f || f[0] == '0') continue;
+    int64_t v = 0;
+    const char *p = f;
+    for (; p < dot && *p >= '0' && *p <= '9' && v <= (INT64_MAX - 9) / 10; p++) v = v * 10 + (*p - '0');
+    if (p == dot && v > best) best = v;
+  }
+  closedir(d);
+  return best;
+}
+
+static void fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    (void)fsync(fd);
+    close(fd);
+  }
+}
+
+/* Saves m as the next version; returns the version, or -1 with the reason in msg. */
+static int64_t publish(train_job *j, const ember_model *m, char *msg, size_t msglen) {
+  if (mkdir(j->model_dir, 0755) < 0 && errno != EEXIST) {
+    snprintf(msg, msglen, "cannot create the model directory %.300s: %s", j->model_dir, strerror(errno));
+    return -1;
+  }
+  char tmp[PATH_MAX + 64], dst[PATH_MAX + 64];
+  snprintf(tmp, sizeof tmp, "%s/.train-%ld-%llu.safetensors", j->model_dir, (long)getpid(),
+           (unsigned long long)j->id);
+  ember_err err;
+  if (ember_model_save(m, tmp, &err) < 0) {
+    snprintf(msg, msglen, "cannot write the model: %s", err.msg);
+    unlink(tmp);
+    return -1;
+  }
+  int64_t version = -1;
+  for (int tries = 0; tries < 100; tries++) {
+    if (atomic_load(&j->cancel)) break;
+    int64_t v = highest_version(j->model_dir) + 1;
+    snprintf(dst, sizeof dst, "%s/%lld.safetensors", j->model_dir, (long long)v);
+    if (link(tmp, dst) == 0) {
+      version = v;
+      break;
+    }
+    if (errno != EEXIST) {
+      snprintf(msg, msglen, "cannot publish %.300s: %s", dst, strerror(errno));
+      break;
+    }
+  }
+  unlink(tmp);
+  fsync_dir(j->model_dir);
+  if (version < 0 && !msg[0]) snprintf(msg, msglen, "%s", atomic_load(&j->cancel) ? "cancelled" : "no free version number");
+  return version;
+}
+
+static void *job_main(void *arg) {
+  train_job *j = arg;
+  /* Linux: nice is per thread, and threads created from here (the pool) inherit it */
+  if (j->s->cfg.train_nice > 0) (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), j->s->cfg.train_nice);
+  grpc_status_code code = GRPC_STATUS_OK;
+  char msg[600] = "";
+  int rc = 0;
+  int64_t version = 0;
+  ember_err err;
+  ember_pool *pool = NULL;
+  if (j->dataset_path[0]) {
+    rc = ember_dataset_read(j->dataset_path, -1, j->y_dim_arg, &j->ds, &err);
+    if (rc < 0) {
+      code = rc == EMBER_EIO ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_INVALID_ARGUMENT;
+      /* the file's path inside the data directory only, not the server's absolute path */
+      const char *m = err.msg;
+      size_t dl = strlen(j->dataset_path);
+      const char *at = strstr(m, j->dataset_path);
+      if (at) snprintf(msg, sizeof msg, "dataset: %.*s%.200s%.200s", (int)(at - m) > 150 ? 150 : (int)(at - m), m, j->dataset_label, at + dl);
+      else snprintf(msg, sizeof msg, "dataset %.200s: %.380s", j->dataset_label, m);
+    } else if (j->ds.x_dim < 1) {
+      rc = EMBER_EINVAL;
+      code = GRPC_STATUS_INVALID_ARGUMENT;
+      snprintf(msg, sizeof msg, "dataset %s has no x columns left after %d y column(s)", j->dataset_label, j->ds.y_dim);
+    } else if (j->ds.n > j->s->cfg.max_train_rows) {
+      rc = EMBER_EINVAL;
+      code = GRPC_STATUS_INVALID_ARGUMENT;
+      snprintf(msg, sizeof msg, "dataset %s has %d rows; this server trains on at most %d (--max-train-rows)",
+               j->dataset_label, j->ds.n, j->s->cfg.max_train_rows);
+    }
+  }
+  pthread_mutex_lock(&j->mu);
+  j->rows = j->ds.n;
+  j->x_dim = j->ds.x_dim;
+  j->y_dim = j->ds.y_dim;
+  pthread_mutex_unlock(&j->mu);
+  if (rc == 0 && j->s->cfg.train_threads > 1 && ember_pool_create(&pool, j->s->cfg.train_threads, &err) < 0) {
+    rc = EMBER_ENOMEM;
+    code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+    snprintf(msg, sizeof msg, "cannot start %d training threads: %s", j->s->cfg.train_threads, err.msg);
+  }
+  if (rc == 0) {
+    ember_model m;
+    j->o.progress = on_progress;
+    j->o.progress_ctx = j;
+    rc = ember_train(&j->ds, &j->o, pool, &m, &err);
+    if (rc == 0) {
+      version = publish(j, &m, msg, sizeof msg);
+      ember_model_free(&m);
+      if (version < 0) {
+        rc = atomic_load(&j->cancel) ? EMBER_ECANCELED : EMBER_EIO;
+        code = rc == EMBER_ECANCELED ? GRPC_STATUS_CANCELLED : GRPC_STATUS_INTERNAL;
+      }
+    } else if (rc == EMBER_ECANCELED) {
+      code = GRPC_STATUS_CANCELLED;
+      snprintf(msg, sizeof msg, "training cancelled; nothing was published");
+    } else {
+      code = rc == EMBER_ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT;
+      snprintf(msg, sizeof msg, "training failed: %s", err.msg);
+    }
+  }
+  ember_pool_destroy(pool);
+  pthread_mutex_lock(&j->mu);
+  j->rc = rc;
+  j->code = code;
+  snprintf(j->msg, sizeof j->msg, "%s", msg);
+  j->version = version;
+  j->thread_done = 1;
+  pthread_mutex_unlock(&j->mu);
+  uv_async_send(&j->async);
+  return NULL;
+}
+
+/* ---- the loop side ---------------------------------------------------------------------------- */
+
+static void unlink_job(train_job *j) {
+  train_job **pp = (train_job **)&j->s->train_jobs;
+  while (*pp && *pp != j) pp = &(*pp)->next;
+  if (*pp) *pp = j->next;
+}
+
+static void job_closed_cb(uv_handle_t *h) {
+  train_job *j = h->data;
+  server *s = j->s;
+  ember_dataset_free(&j->ds);
+  pthread_mutex_destroy(&j->mu);
+  free(j);
+  s->train_alive--;
+  server_maybe_finish(s);
+}
+
+/* Frees what can be freed: the call when no batch is pending and it is over, the job when
+ * the call is gone and the thread joined. */
+static void maybe_free(train_job *j) {
+  srv_call *c = j->c;
+  if (c && c->ops_pending == 0 && (j->closed || j->finishing) && j->thread_joined) {
+    c->stream = NULL;
+    j->c = NULL;
+    srv_call_free(c);
+  }
+  if (!j->c && j->thread_joined && j->async_open) {
+    j->async_open = 0;
+    unlink_job(j);
+    uv_close((uv_handle_t *)&j->async, job_closed_cb);
+  }
+}
+
+static void start(train_job *j, grpc_op *ops, size_t n) {
+  srv_call *c = j->c;
+  if (grpc_call_start_batch(c->call, ops, n, c, NULL) != GRPC_CALL_OK) {
+    srv_log(LOG_ERROR, "could not send on a Train call", "job=%llu", (unsigned long long)j->id);
+    j->closed = 1;
+    atomic_store(&j->cancel, 1);
+    return;
+  }
+  c->ops_pending++;
+  j->sending = 1;
+}
+
+static void fill_progress(Ember__V1__TrainProgress *m, const ember_train_progress *p, const train_job *j) {
+  m->step = p->step;
+  m->steps = p->steps;
+  m->loss = p->loss;
+  m->loss_avg = p->loss_avg;
+  m->lr = p->lr;
+  m->steps_per_s = p->steps_per_s;
+  m->eta_s = p->eta_s;
+  m->elapsed_s = p->elapsed_s;
+  m->rows = (uint32_t)j->rows;
+  m->x_dim = (uint32_t)j->x_dim;
+  m->y_dim = (uint32_t)j->y_dim;
+}
+
+/* Sends what is due: the final message and status once the thread is done, else the latest
+ * progress report if it is newer than the last one sent. At most one send in flight: a send's
+ * completion (train_event) calls this again. */
+static void pump(train_job *j) {
+  srv_call *c = j->c;
+  if (!c || j->sending || j->closed || j->finishing) return;
+  pthread_mutex_lock(&j->mu);
+  ember_train_progress p = j->latest;
+  int have = j->have_latest, done = j->thread_done, rc = j->rc;
+  grpc_status_code code = j->code;
+  int64_t version = j->version;
+  char msg[600];
+  snprintf(msg, sizeof msg, "%s", j->msg);
+  pthread_mutex_unlock(&j->mu);
+  grpc_op ops[3];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  if (!j->metadata_sent) ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  Ember__V1__TrainProgress m = EMBER__V1__TRAIN_PROGRESS__INIT;
+  /* a successful job always reports at least one step before its final message, however fast
+   * it was */
+  if (done && !(rc == 0 && have && j->sent_step < 0)) {
+    if (rc == 0) {
+      if (have) fill_progress(&m, &p, j);
+      m.done = 1;
+      m.version = version;
+      if (c->send) grpc_byte_buffer_destroy(c->send);
+      c->send = srv_pack(&m);
+      ops[n].op = GRPC_OP_SEND_MESSAGE;
+      ops[n++].data.send_message.send_message = c->send;
+      srv_log(LOG_INFO, "model trained and published", "model=%s version=%lld steps=%lld loss=%.4f job=%llu",
+              j->name, (long long)version, (long long)p.step, (double)p.loss_avg, (unsigned long long)j->id);
+      registry_rescan_soon(j->s);
+    } else {
+      if (j->shutdown_cancel && rc == EMBER_ECANCELED) {
+        code = GRPC_STATUS_UNAVAILABLE;
+        snprintf(msg, sizeof msg, "the server is shutting down: training cancelled, nothing was published");
+      }
+      grpc_slice_unref(c->status_details);
+      c->status_details = grpc_slice_from_copied_string(msg);
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = rc == 0 ? GRPC_STATUS_OK : code;
+    ops[n++].data.send_status_from_server.status_details = rc == 0 ? NULL : &c->status_details;
+    j->metadata_sent = 1;
+    j->finishing = 1;
+    c->state = CALL_STREAMING;
+    start(j, ops, n);
+    return;
+  }
+  if (!have || p.step <= j->sent_step) return;
+  fill_progress(&m, &p, j);
+  if (c->send) grpc_byte_buffer_destroy(c->send);
+  c->send = srv_pack(&m);
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n++].data.send_message.send_message = c->send;
+  j->metadata_sent = 1;
+  j->sent_step = p.step;
+  start(j, ops, n);
+}
+
+static void job_done(train_job *j) {
+  if (j->thread_joined) return;
+  pthread_join(j->thread, NULL);
+  j->thread_joined = 1;
+  if (j->rc != 0) {
+    grpc_status_code code = j->shutdown_cancel && j->rc == EMBER_ECANCELED ? GRPC_STATUS_UNAVAILABLE : j->code;
+    srv_log(code == GRPC_STATUS_INTERNAL ? LOG_ERROR : LOG_INFO, "training failed",
+            "model=%s status=%s details=\"%s\" job=%llu", j->name, srv_status_name(code), j->msg,
+            (unsigned long long)j->id);
+  }
+  if (j->counted) {
+    j->counted = 0;
+    j->s->train_running--;
+  }
+}
+
+static void on_async(uv_async_t *a) {
+  train_job *j = a->data;
+  pthread_mutex_lock(&j->mu);
+  int done = j->thread_done;
+  pthread_mutex_unlock(&j->mu);
+  if (done) job_done(j);
+  pump(j);
+  maybe_free(j);
+}
+
+void train_event(srv_call *c, int ok) {
+  train_job *j = c->stream;
+  c->ops_pending--;
+  j->sending = 0;
+  if (!ok) {
+    j->closed = 1;
+    atomic_store(&j->cancel, 1);
+  }
+  pump(j);
+  maybe_free(j);
+}
+
+void train_closed(void *tag, int ok) {
+  (void)ok;
+  train_job *j = tag;
+  srv_call *c = j->c;
+  c->ops_pending--;
+  if (!j->finishing || c->cancelled) {
+    if (!j->thread_joined && !atomic_load(&j->cancel))
+      srv_log(LOG_INFO, "training call ended by the client: cancelling", "model=%s job=%llu", j->name,
+              (unsigned long long)j->id);
+    atomic_store(&j->cancel, 1);
+    j->closed = 1;
+  }
+  maybe_free(j);
+}
+
+void train_cancel_all(server *s) {
+  for (train_job *j = s->train_jobs; j; j = j->next) {
+    j->shutdown_cancel = 1;
+    atomic_store(&j->cancel, 1);
+  }
+}
+
+/* ---- the request -------------------------------------------------------------------------- */
+
+/* Resolves `dataset` under --data-dir into j->dataset_path; -1 after answering the call. */
+static int resolve_dataset(srv_call *c, train_job *j, const char *name) {
+  server *s = c->srv;
+  if (!s->cfg.data_dir) {
+    srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
+                  "dataset '%.200s': this server has no --data-dir; send the data inline (x, y)", name);
+    return -1;
+  }
+  if (name[0] == '/') {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                  "dataset '%.200s': must be a path relative to the server's data directory, not absolute", name);
+    return -1;
+  }
+  for (const char *p = name; *p;) {
+    const char *e = strchr(p, '/');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len == 2 && p[0] == '.' && p[1] == '.') {
+      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                    "dataset '%.200s': '..' is not allowed; name a file inside the server's data directory", name);
+      return -1;
+    }
+    p += len + (e ? 1 : 0);
+  }
+  char root[PATH_MAX], joined[2 * PATH_MAX + 2], real[PATH_MAX];
+  if (!realpath(s->cfg.data_dir, root)) {
+    srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "the server's data directory is not readable: %s", strerror(errno));
+    return -1;
+  }
+  snprintf(joined, sizeof joined, "%s/%s", root, name);
+  if (!realpath(joined, real)) {
+    srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "dataset '%.200s': no such file in the server's data directory", name);
+    return -1;
+  }
+  size_t rl = strlen(root);
+  if (strncmp(real, root, rl) != 0 || real[rl] != '/') {
+    srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
+                  "dataset '%.200s' resolves outside the server's data directory (a symbolic link?)", name);
+    return -1;
+  }
+  struct stat st;
+  if (stat(real, &st) < 0 || !S_ISREG(st.st_mode)) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "dataset '%.200s' is not a regular file", name);
+    return -1;
+  }
+  snprintf(j->dataset_path, sizeof j->dataset_path, "%s", real);
+  snprintf(j->dataset_label, sizeof j->dataset_label, "%.200s", name);
+  return 0;
+}
+
+/* Training settings from the request (0/unset = `ember train`'s defaults); -1 after answering. */
+static int train_options(srv_call *c, const Ember__V1__TrainRequest *r, ember_train_opts *o) {
+  ember_train_opts_default(o);
+  const char *method = r->method && *r->method ? r->method : "dfo";
+  if (ember_method_parse(method, &o->method) < 0) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "method must be dfo, ardfo, langevin or mse, got '%.64s'", method);
+    return -1;
+  }
+  if (r->arch && *r->arch && ember_arch_parse(r->arch, &o->arch) < 0) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "arch must be resnet or mlp, got '%.64s'", r->arch);
+    return -1;
+  }
+  const int langevin = o->method == EMBER_METHOD_LANGEVIN, ardfo = o->method == EMBER_METHOD_ARDFO;
+  const char *wrong = NULL;
+  if (!langevin) {
+    if (r->chain_steps) wrong = "chain_steps";
+    else if (r->schedule && *r->schedule) wrong = "schedule";
+    else if (r->step_init != 0.0f) wrong = "step_init";
+    else if (r->step_final != 0.0f) wrong = "step_final";
+    else if (r->optional_gamma_case) wrong = "gamma";
+    else if (r->optional_noise_scale_case) wrong = "noise_scale";
+    else if (r->optional_delta_max_case) wrong = "delta_max";
+    else if (r->optional_penalty_margin_case) wrong = "penalty_margin";
+    else if (r->optional_penalty_weight_case) wrong = "penalty_weight";
+    if (wrong) {
+      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s applies to method langevin only (this request: %s)", wrong, method);
+      return -1;
+    }
+  }
+  if (!ardfo && (r->optional_prefix_share_case || r->optional_prefix_noise_case)) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s applies to method ardfo only (this request: %s)",
+                  r->optional_prefix_share_case ? "prefix_share" : "prefix_noise", method);
+    return -1;
+  }
+  const uint32_t big = 1u << 30;
+  if (r->batch > big || r->negatives > big || r->width > big || r->depth > big || r->decay_steps > big ||
+      r->samples > big || r->iterations > big || r->chain_steps > big) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "a size field (batch, negatives, width, depth, decay_steps, "
+                                                    "samples, iterations or chain_steps) is out of range");
+    return -1;
+  }
+  if (r->steps < 0) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "steps must be >= 1, got %lld", (long long)r->steps);
+    return -1;
+  }
+  if (r->steps) o->steps = r->steps;
+  if (r->batch) o->batch = (int)r->batch;
+  if (r->negatives) o->negatives = (int)r->negatives;
+  if (r->width) o->width = (int)r->width;
+  if (r->depth) o->depth = (int)r->depth;
+  if (r->lr != 0.0f) o->lr = r->lr;
+  if (r->lr_decay != 0.0f) o->lr_decay = r->lr_decay;
+  if (r->decay_steps) o->decay_steps = (int)r->decay_steps;
+  if (r->temperature != 0.0f) o->temperature = r->temperature;
+  if (r->optional_bound_margin_case) o->bound_margin = r->bound_margin;
+  o->seed = r->seed;
+  o->spectral_norm = r->spectral_norm;
+  /* as `ember train`: fewer default samples for Langevin (chains) and ardfo models, and ardfo's
+   * inference temperature 10 */
+  if (langevin) o->infer.samples = 512;
+  if (ardfo) o->infer.samples = 2048;
+  if (ardfo) o->infer.temperature = 10.0f;
+  if (r->samples) o->infer.samples = (int)r->samples;
+  if (r->iterations) o->infer.iters = (int)r->iterations;
+  if (r->sigma != 0.0f) o->infer.sigma = r->sigma;
+  if (r->shrink != 0.0f) o->infer.shrink = r->shrink;
+  if (r->chain_steps) o->langevin.steps = (int)r->chain_steps;
+  if (r->schedule && *r->schedule) {
+    if (strcmp(r->schedule, "ibc") == 0) o->langevin.schedule = EMBER_SCHEDULE_IBC;
+    else if (strcmp(r->schedule, "poly") == 0) o->langevin.schedule = EMBER_SCHEDULE_POLY;
+    else {
+      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "schedule must be ibc or poly, got '%.64s'", r->schedule);
+      return -1;
+    }
+  }
+  if (r->step_init != 0.0f) o->langevin.step_init = r->step_init;
+  if (r->step_final != 0.0f) o->langevin.step_final = r->step_final;
+  if (r->optional_gamma_case) o->langevin.gamma = r->gamma;
+  if (r->optional_noise_scale_case) o->langevin.noise_scale = r->noise_scale;
+  if (r->optional_delta_max_case) o->langevin.delta_max = r->delta_max;
+  if (r->optional_penalty_margin_case) o->penalty_margin = r->penalty_margin;
+  if (r->optional_penalty_weight_case) o->penalty_weight = r->penalty_weight;
+  if (r->optional_prefix_share_case) o->keep_prefix_share = r->prefix_share;
+  if (r->optional_prefix_noise_case) o->prefix_noise = r->prefix_noise;
+  ember_err err;
+  if (ember_train_opts_check(o, &err) < 0) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
+    return -1;
+  }
+  return 0;
+}
+
+/* Inline data into j->ds; -1 after answering. */
+static int take_data(srv_call *c, const Ember__V1__TrainRequest *r, train_job *j) {
+  if (r->x_dim < 1 || r->y_dim < 1 || r->x_dim > 65536 || r->y_dim > 65536) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "inline data needs x_dim and y_dim in 1..65536, got %u and %u",
+                  r->x_dim, r->y_dim);
+    return -1;
+  }
+  if (r->n_x == 0 || r->n_x % r->x_dim != 0) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "x has %zu values, not a positive multiple of x_dim %u", r->n_x, r->x_dim);
+    return -1;
+  }
+  size_t rows = r->n_x / r->x_dim;
+  if (r->n_y != rows * r->y_dim) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                  "y has %zu values; %zu rows of x (x_dim %u) need %zu (y_dim %u)", r->n_y, rows, r->x_dim,
+                  rows * r->y_dim, r->y_dim);
+    return -1;
+  }
+  if (rows > (size_t)c->srv->cfg.max_train_rows) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%zu rows of training data; this server trains on at most %d (--max-train-rows)",
+                  rows, c->srv->cfg.max_train_rows);
+    return -1;
+  }
+  for (size_t i = 0; i < r->n_x; i++)
+    if (!isfinite(r->x[i])) {
+      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "x[%zu] (row %zu, column %zu) is %s; training data must be finite",
+                    i, i / r->x_dim, i % r->x_dim, isnan(r->x[i]) ? "NaN" : "infinite");
+      return -1;
+    }
+  for (size_t i = 0; i < r->n_y; i++)
+    if (!isfinite(r->y[i])) {
+      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "y[%zu] (row %zu, column %zu) is %s; training data must be finite",
+                    i, i / r->y_dim, i % r->y_dim, isnan(r->y[i]) ? "NaN" : "infinite");
+      return -1;
+    }
+  j->ds.n = (int)rows;
+  j->ds.x_dim = (int)r->x_dim;
+  j->ds.y_dim = (int)r->y_dim;
+  j->ds.x = malloc(r->n_x * sizeof(float));
+  j->ds.y = malloc(r->n_y * sizeof(float));
+  if (!j->ds.x || !j->ds.y) {
+    srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu rows of training data", rows);
+    return -1;
+  }
+  memcpy(j->ds.x, r->x, r->n_x * sizeof(float));
+  memcpy(j->ds.y, r->y, r->n_y * sizeof(float));
+  return 0;
+}
+
+static train_job *parse(srv_call *c, const Ember__V1__TrainRequest *r) {
+  server *s = c->srv;
+  if (!s->cfg.models_dir) {
+    srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
+                  "this server serves one file (--model); Train publishes into a repository (--models DIR)");
+    return NULL;
+  }
+  if (!r->model || !srv_valid_model_name(r->model)) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
+                  "model name '%.80s' is not valid: 1-64 characters of [A-Za-z0-9_.-], not starting with '.'",
+                  r->model ? r->model : "");
+    return NULL;
+  }
+  int inline_data = r->n_x > 0 || r->n_y > 0;
+  int named = r->dataset && *r->dataset;
+  if (inline_data == named) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s",
+                  named ? "send either inline data (x, y) or a dataset name, not both"
+                        : "no training data: send x and y (with x_dim and y_dim) or a dataset name");
+    return NULL;
+  }
+  train_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return NULL;
+  }
+  j->kind = TAG_TRAIN_CLOSED;
+  j->s = s;
+  j->sent_step = -1;
+  snprintf(j->name, sizeof j->name, "%s", r->model);
+  snprintf(j->model_dir, sizeof j->model_dir, "%s/%s", s->cfg.models_dir, r->model);
+  int ok = train_options(c, r, &j->o) == 0;
+  if (ok && named) {
+    ok = resolve_dataset(c, j, r->dataset) == 0;
+    j->y_dim_arg = r->y_dim ? (int)r->y_dim : -1;
+    if (ok && r->x_dim) {
+      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "x_dim is for inline data; a dataset's x columns are what "
+                                                     "is left after its y_dim columns");
+      ok = 0;
+    }
+  } else if (ok) {
+    ok = take_data(c, r, j) == 0;
+  }
+  if (!ok) {
+    ember_dataset_free(&j->ds);
+    free(j);
+    return NULL;
+  }
+  return j;
+}
+
+void train_handle(srv_call *c) {
+  server *s = c->srv;
+  if (s->draining) {
+    srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
+    return;
+  }
+  uint8_t *bytes;
+  long len = srv_bytes(c->payload, &bytes);
+  Ember__V1__TrainRequest *r = len >= 0 ? ember__v1__train_request__unpack(NULL, (size_t)len, bytes) : NULL;
+  free(bytes);
+  if (!r) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid ember.v1.TrainRequest message");
+    return;
+  }
+  train_job *j = NULL;
+  if (s->train_running >= s->cfg.max_train_jobs) {
+    if (s->cfg.max_train_jobs == 0)
+      srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "training is off on this server (--max-train-jobs 0)");
+    else
+      srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                    "%d training job%s already running (--max-train-jobs %d); try again when %s",
+                    s->train_running, s->train_running == 1 ? "" : "s", s->cfg.max_train_jobs,
+                    s->train_running == 1 ? "it ends" : "one ends");
+  } else {
+    j = parse(c, r);
+  }
+  ember__v1__train_request__free_unpacked(r, NULL);
+  if (!j) return;
+  j->id = ++s->train_seq;
+  j->c = c;
+  pthread_mutex_init(&j->mu, NULL);
+  uv_async_init(s->loop, &j->async, on_async);
+  j->async.data = j;
+  j->async_open = 1;
+  j->next = s->train_jobs;
+  s->train_jobs = j;
+  s->train_alive++;
+  s->train_running++;
+  j->counted = 1;
+  c->stream = j;
+  c->state = CALL_STREAMING;
+  grpc_op close_op;
+  memset(&close_op, 0, sizeof close_op);
+  close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  close_op.data.recv_close_on_server.cancelled = &c->cancelled;
+  if (grpc_call_start_batch(c->call, &close_op, 1, j, NULL) == GRPC_CALL_OK) c->ops_pending++;
+  else j->closed = 1;
+  srv_log(LOG_INFO, "training started", "model=%s method=%s rows=%d dataset=%s steps=%lld threads=%d job=%llu",
+          j->name, ember_method_name(j->o.method), j->ds.n, j->dataset_path[0] ? j->dataset_label : "-",
+          (long long)j->o.steps, s->cfg.train_threads, (unsigned long long)j->id);
+  if (pthread_create(&j->thread, NULL, job_main, j) != 0) {
+    /* no thread: answer, and let the job be freed as if it had ended */
+    pthread_mutex_lock(&j->mu);
+    j->thread_done = 1;
+    j->rc = EMBER_ENOMEM;
+    j->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+    snprintf(j->msg, sizeof j->msg, "cannot start a training thread");
+    pthread_mutex_unlock(&j->mu);
+    j->thread_joined = 1;
+    j->counted = 0;
+    s->train_running--;
+    pump(j);
+    maybe_free(j);
+    return;
+  }
+  j->thread_started = 1;
+  if (s->draining) atomic_store(&j->cancel, 1);
+}
