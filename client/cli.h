@@ -29,6 +29,7 @@ int remote_cmd_sample(const char *server, int argc, char **argv);
 int remote_cmd_info(const char *server, int argc, char **argv);
 int remote_cmd_models(const char *server, int argc, char **argv);
 int remote_cmd_health(const char *server, int argc, char **argv);
+int remote_cmd_train(const char *server, int argc, char **argv);
 /* `ember bench serve`; server is NULL when it comes as the verb's own --server option. */
 int remote_cmd_bench_serve(const char *server, int argc, char **argv);
 #endif

@@ -13,6 +13,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "train_cli.h"
 #include "ember/dataset.h"
 #include "ember/model.h"
 #include "ember/train.h"
@@ -24,12 +25,6 @@ static void on_sigint(int sig) {
   interrupted = 1;
 }
 
-typedef struct progress_state {
-  int tty, quiet;
-  double last_print;
-  int64_t every;
-} progress_state;
-
 static void fmt_duration(double s, char *buf, size_t len) {
   long t = (long)(s + 0.5);
   if (t >= 3600) snprintf(buf, len, "%ldh%02ldm", t / 3600, (t / 60) % 60);
@@ -37,16 +32,22 @@ static void fmt_duration(double s, char *buf, size_t len) {
   else snprintf(buf, len, "%lds", t);
 }
 
-static int on_progress(void *ctx, const ember_train_progress *p) {
-  progress_state *st = ctx;
-  if (interrupted) return 1;
-  if (st->quiet) return 0;
+void train_printer_init(train_printer *pp, int quiet, int64_t steps) {
+  pp->tty = isatty(STDERR_FILENO);
+  pp->quiet = quiet;
+  pp->last_print = 0.0;
+  pp->last_grid = 0;
+  pp->every = steps / 20 > 0 ? steps / 20 : 1;
+}
+
+void train_printer_show(train_printer *st, const ember_train_progress *p) {
+  if (st->quiet) return;
   double now = p->elapsed_s;
   int last = p->step == p->steps;
   char eta[32];
   fmt_duration(p->eta_s, eta, sizeof eta);
   if (st->tty) {
-    if (!last && now - st->last_print < 0.1) return 0;
+    if (!last && now - st->last_print < 0.1) return;
     st->last_print = now;
     int width = 24, fill = (int)(width * p->step / (p->steps ? p->steps : 1));
     char bar[32];
@@ -56,60 +57,160 @@ static int on_progress(void *ctx, const ember_train_progress *p) {
             (long long)p->step, (long long)p->steps, (double)p->loss_avg, p->steps_per_s, eta);
     if (last) fputc('\n', stderr);
   } else {
-    if (!last && p->step % st->every != 0 && now - st->last_print < 10.0) return 0;
+    /* remote progress comes about twice a second: a step off the 1/20 grid still prints when it
+     * is the first report past a grid point */
+    int64_t grid = p->step / st->every;
+    if (!last && grid <= st->last_grid && now - st->last_print < 10.0) return;
+    st->last_grid = grid;
     st->last_print = now;
     fprintf(stderr, "step %lld/%lld loss %.4f avg %.4f lr %.3g %.1f steps/s eta %s\n",
             (long long)p->step, (long long)p->steps, (double)p->loss, (double)p->loss_avg,
             (double)p->lr, p->steps_per_s, eta);
   }
   fflush(stderr);
+}
+
+void train_cli_banner(const train_cli *t, int n, int x_dim, int y_dim) {
+  const ember_train_opts *o = &t->o;
+  if (t->quiet) return;
+  fprintf(stderr, "training %s on %d rows (x_dim %d, y_dim %d): %s %dx%d, %lld steps, batch %d%s",
+          ember_method_name(o->method), n, x_dim, y_dim, ember_arch_name(o->arch), o->width,
+          o->depth, (long long)o->steps, o->batch, o->method == EMBER_METHOD_MSE ? "\n" : "");
+  if (o->method == EMBER_METHOD_DFO) fprintf(stderr, ", %d negatives\n", o->negatives);
+  if (o->method == EMBER_METHOD_ARDFO) fprintf(stderr, ", %d negatives, %d prefix nets\n", o->negatives, y_dim);
+  if (o->method == EMBER_METHOD_LANGEVIN)
+    fprintf(stderr, ", %d negatives through %d-step chains\n", o->negatives, o->langevin.steps);
+}
+
+static int on_progress(void *ctx, const ember_train_progress *p) {
+  if (interrupted) return 1;
+  train_printer_show(ctx, p);
+  return 0;
+}
+
+int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra, int nextra, int argc,
+                    char **argv) {
+  ember_train_opts *o = &t->o;
+  memset(t, 0, sizeof *t);
+  ember_train_opts_default(o);
+  t->method = "dfo";
+  t->arch = "resnet";
+  t->schedule = "ibc";
+  t->y_dim = -1;
+  t->threads = cli_default_threads();
+  opt_spec all[] = {
+      {"data", OPT_STR, &t->data, "FILE", remote ? "training pairs, sent to the server: CSV (last --y-dim columns are y) or .npz with x and y" : "training pairs: CSV (last --y-dim columns are y) or .npz with x and y", 0, 0},
+      {"out", OPT_STR, &t->out, "FILE", "where to write the model (.safetensors)", 0, 0},
+      {"method", OPT_STR, &t->method, "M", "dfo (implicit, InfoNCE + DFO), ardfo (implicit, one net per y-prefix + autoregressive DFO), langevin (implicit, Langevin chains) or mse (explicit)", 0, 0},
+      {"y-dim", OPT_INT, &t->y_dim, NULL, "columns of y (default: 1 for CSV, the y array's width for .npz)", 0, 1},
+      {"steps", OPT_I64, &o->steps, NULL, "training steps", 0, 0},
+      {"batch", OPT_INT, &o->batch, NULL, "examples per step", 0, 0},
+      {"negatives", OPT_INT, &o->negatives, NULL, "counter-examples per example (uniform; langevin: moved by chains)", 0, 0},
+      {"arch", OPT_STR, &t->arch, "A", "resnet (pre-activation ResNet MLP) or mlp", 0, 0},
+      {"width", OPT_INT, &o->width, NULL, "hidden width", 0, 0},
+      {"depth", OPT_INT, &o->depth, NULL, "hidden dense layers (even for resnet)", 0, 0},
+      {"lr", OPT_FLOAT, &o->lr, NULL, "Adam learning rate", 0, 0},
+      {"lr-decay", OPT_FLOAT, &o->lr_decay, NULL, "learning-rate factor per --decay-steps", 0, 0},
+      {"decay-steps", OPT_INT, &o->decay_steps, NULL, "steps per learning-rate decay", 0, 0},
+      {"temperature", OPT_FLOAT, &o->temperature, NULL, "InfoNCE softmax temperature", 0, 0},
+      {"bound-margin", OPT_FLOAT, &o->bound_margin, NULL, "sampling bounds widen the data range by this fraction per side", 0, 0},
+      {"seed", OPT_U64, &o->seed, NULL, "random seed (same seed + threads = same model)", 0, 0},
+      {"threads", OPT_INT, &t->threads, NULL, "worker threads (default: online CPUs)", 0, 1},
+      {"samples", OPT_INT, &o->infer.samples, NULL, "default inference samples stored in the model (ardfo: default 2048; langevin: chains, default 512)", 0, 0},
+      {"chain-steps", OPT_INT, &o->langevin.steps, NULL, "langevin: training chain length (inference uses twice this)", 0, 0},
+      {"schedule", OPT_STR, &t->schedule, "S", "langevin: step schedule, ibc (init -> final, power 2) or poly (init k^-gamma)", 0, 0},
+      {"step-init", OPT_FLOAT, &o->langevin.step_init, NULL, "langevin: first step size", 0, 0},
+      {"step-final", OPT_FLOAT, &o->langevin.step_final, NULL, "langevin: last step size (ibc schedule)", 0, 0},
+      {"gamma", OPT_FLOAT, &o->langevin.gamma, NULL, "langevin: poly schedule exponent", 0, 0},
+      {"noise-scale", OPT_FLOAT, &o->langevin.noise_scale, NULL, "langevin: noise factor", 0, 0},
+      {"delta-max", OPT_FLOAT, &o->langevin.delta_max, NULL, "langevin: per-step change clip (normalised units; 0 = none)", 0, 0},
+      {"penalty-margin", OPT_FLOAT, &o->penalty_margin, NULL, "langevin: gradient penalty margin M", 0, 0},
+      {"penalty-weight", OPT_FLOAT, &o->penalty_weight, NULL, "langevin: gradient penalty weight", 0, 0},
+      {"prefix-share", OPT_FLOAT, &o->keep_prefix_share, NULL, "ardfo: share of counter-examples near the true y prefix (the rest are uniform in every coordinate)", 0, 0},
+      {"prefix-noise", OPT_FLOAT, &o->prefix_noise, NULL, "ardfo: noise on those counter-examples' prefix, normalised units", 0, 0},
+      {"spectral-norm", OPT_FLAG, &o->spectral_norm, NULL, "spectral normalisation of the hidden dense layers (one power iteration per step)", 0, 0},
+      {"iters", OPT_INT, &o->infer.iters, NULL, "default inference iterations stored in the model", 0, 0},
+      {"sigma", OPT_FLOAT, &o->infer.sigma, NULL, "default initial inference noise (normalised units)", 0, 0},
+      {"shrink", OPT_FLOAT, &o->infer.shrink, NULL, "default noise shrink per iteration", 0, 0},
+      {"quiet", OPT_FLAG, &t->quiet, NULL, "no progress output", 0, 0},
+  };
+  /* remote: no --out (the server publishes), and --threads is refused (the server's
+   * --train-threads);
+   * the caller's extra options (--model, --dataset, access control) go after --data */
+  opt_spec specs[64];
+  int nspecs = 0;
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+    if (remote && strcmp(all[i].name, "out") == 0) continue;
+    if (remote && strcmp(all[i].name, "threads") == 0)
+      all[i].help = "not with --server: the server's --train-threads sets a job's threads";
+    specs[nspecs++] = all[i];
+    if (i == 0)
+      for (int k = 0; k < nextra && nspecs < 60; k++) specs[nspecs++] = extra[k];
+  }
+  const char *verb = "train";
+  int rc = args_parse(verb, usage, specs, nspecs, argc, argv);
+  if (rc != 0) return rc < 0 ? -1 : 1;
+  for (int k = 0; k < nextra; k++) /* report back which extras were given */
+    for (int i = 0; i < nspecs; i++)
+      if (strcmp(specs[i].name, extra[k].name) == 0) extra[k].min_set = specs[i].min_set;
+  if (remote && args_given(specs, nspecs, "threads")) {
+    fprintf(stderr, "ember train: --threads does not apply with --server: the server trains with its "
+                    "--train-threads threads (a model equals a local one trained with as many)\n");
+    return -1;
+  }
+  if (ember_method_parse(t->method, &o->method) < 0) {
+    fprintf(stderr, "ember train: --method must be dfo, ardfo, langevin or mse, got '%s'\n", t->method);
+    return -1;
+  }
+  if (strcmp(t->schedule, "ibc") == 0) o->langevin.schedule = EMBER_SCHEDULE_IBC;
+  else if (strcmp(t->schedule, "poly") == 0) o->langevin.schedule = EMBER_SCHEDULE_POLY;
+  else {
+    fprintf(stderr, "ember train: --schedule must be ibc or poly, got '%s'\n", t->schedule);
+    return -1;
+  }
+  if (o->method != EMBER_METHOD_ARDFO)
+    for (int i = 0; i < 2; i++)
+      if (args_given(specs, nspecs, i ? "prefix-noise" : "prefix-share")) {
+        fprintf(stderr, "ember train: --%s applies to --method ardfo only\n", i ? "prefix-noise" : "prefix-share");
+        return -1;
+      }
+  static const char *const langevin_only[] = {"chain-steps", "schedule", "step-init", "step-final", "gamma",
+                                              "noise-scale", "delta-max", "penalty-margin", "penalty-weight"};
+  for (size_t i = 0; o->method != EMBER_METHOD_LANGEVIN && i < sizeof langevin_only / sizeof *langevin_only; i++)
+    if (args_given(specs, nspecs, langevin_only[i])) {
+      fprintf(stderr, "ember train: --%s applies to --method langevin only\n", langevin_only[i]);
+      return -1;
+    }
+  /* a Langevin model's samples are chains, each `2 x --chain-steps` long: fewer by default */
+  if (o->method == EMBER_METHOD_LANGEVIN && !args_given(specs, nspecs, "samples")) o->infer.samples = 512;
+  /* autoregressive DFO evaluates every prefix net per iteration: y_dim x the passes of dfo */
+  if (o->method == EMBER_METHOD_ARDFO && !args_given(specs, nspecs, "samples")) o->infer.samples = 2048;
+  /* ... and resamples whole candidates once per coordinate: at temperature 1 the first
+   * coordinates' resampling leaves few distinct values of the later ones (docs/notes.md) */
+  if (o->method == EMBER_METHOD_ARDFO) o->infer.temperature = 10.0f;
+  if (ember_arch_parse(t->arch, &o->arch) < 0) {
+    fprintf(stderr, "ember train: --arch must be resnet or mlp, got '%s'\n", t->arch);
+    return -1;
+  }
+  if (t->y_dim == 0 || t->y_dim < -1) {
+    fprintf(stderr, "ember train: --y-dim must be >= 1, got %d\n", t->y_dim);
+    return -1;
+  }
+  ember_err err;
+  if (ember_train_opts_check(o, &err) < 0) {
+    fprintf(stderr, "ember train: %s\n", err.msg);
+    return -1;
+  }
   return 0;
 }
 
 int cmd_train(int argc, char **argv) {
-  ember_train_opts o;
-  ember_train_opts_default(&o);
-  const char *data = NULL, *out = NULL, *method = "dfo", *arch = "resnet", *schedule = "ibc";
-  int y_dim = -1, threads = cli_default_threads(), quiet = 0;
-  opt_spec specs[] = {
-      {"data", OPT_STR, &data, "FILE", "training pairs: CSV (last --y-dim columns are y) or .npz with x and y", 0, 0},
-      {"out", OPT_STR, &out, "FILE", "where to write the model (.safetensors)", 0, 0},
-      {"method", OPT_STR, &method, "M", "dfo (implicit, InfoNCE + DFO), ardfo (implicit, one net per y-prefix + autoregressive DFO), langevin (implicit, Langevin chains) or mse (explicit)", 0, 0},
-      {"y-dim", OPT_INT, &y_dim, NULL, "columns of y (default: 1 for CSV, the y array's width for .npz)", 0, 1},
-      {"steps", OPT_I64, &o.steps, NULL, "training steps", 0, 0},
-      {"batch", OPT_INT, &o.batch, NULL, "examples per step", 0, 0},
-      {"negatives", OPT_INT, &o.negatives, NULL, "counter-examples per example (uniform; langevin: moved by chains)", 0, 0},
-      {"arch", OPT_STR, &arch, "A", "resnet (pre-activation ResNet MLP) or mlp", 0, 0},
-      {"width", OPT_INT, &o.width, NULL, "hidden width", 0, 0},
-      {"depth", OPT_INT, &o.depth, NULL, "hidden dense layers (even for resnet)", 0, 0},
-      {"lr", OPT_FLOAT, &o.lr, NULL, "Adam learning rate", 0, 0},
-      {"lr-decay", OPT_FLOAT, &o.lr_decay, NULL, "learning-rate factor per --decay-steps", 0, 0},
-      {"decay-steps", OPT_INT, &o.decay_steps, NULL, "steps per learning-rate decay", 0, 0},
-      {"temperature", OPT_FLOAT, &o.temperature, NULL, "InfoNCE softmax temperature", 0, 0},
-      {"bound-margin", OPT_FLOAT, &o.bound_margin, NULL, "sampling bounds widen the data range by this fraction per side", 0, 0},
-      {"seed", OPT_U64, &o.seed, NULL, "random seed (same seed + threads = same model)", 0, 0},
-      {"threads", OPT_INT, &threads, NULL, "worker threads (default: online CPUs)", 0, 1},
-      {"samples", OPT_INT, &o.infer.samples, NULL, "default inference samples stored in the model (ardfo: default 2048; langevin: chains, default 512)", 0, 0},
-      {"chain-steps", OPT_INT, &o.langevin.steps, NULL, "langevin: training chain length (inference uses twice this)", 0, 0},
-      {"schedule", OPT_STR, &schedule, "S", "langevin: step schedule, ibc (init -> final, power 2) or poly (init k^-gamma)", 0, 0},
-      {"step-init", OPT_FLOAT, &o.langevin.step_init, NULL, "langevin: first step size", 0, 0},
-      {"step-final", OPT_FLOAT, &o.langevin.step_final, NULL, "langevin: last step size (ibc schedule)", 0, 0},
-      {"gamma", OPT_FLOAT, &o.langevin.gamma, NULL, "langevin: poly schedule exponent", 0, 0},
-      {"noise-scale", OPT_FLOAT, &o.langevin.noise_scale, NULL, "langevin: noise factor", 0, 0},
-      {"delta-max", OPT_FLOAT, &o.langevin.delta_max, NULL, "langevin: per-step change clip (normalised units; 0 = none)", 0, 0},
-      {"penalty-margin", OPT_FLOAT, &o.penalty_margin, NULL, "langevin: gradient penalty margin M", 0, 0},
-      {"penalty-weight", OPT_FLOAT, &o.penalty_weight, NULL, "langevin: gradient penalty weight", 0, 0},
-      {"prefix-share", OPT_FLOAT, &o.keep_prefix_share, NULL, "ardfo: share of counter-examples near the true y prefix (the rest are uniform in every coordinate)", 0, 0},
-      {"prefix-noise", OPT_FLOAT, &o.prefix_noise, NULL, "ardfo: noise on those counter-examples' prefix, normalised units", 0, 0},
-      {"spectral-norm", OPT_FLAG, &o.spectral_norm, NULL, "spectral normalisation of the hidden dense layers (one power iteration per step)", 0, 0},
-      {"iters", OPT_INT, &o.infer.iters, NULL, "default inference iterations stored in the model", 0, 0},
-      {"sigma", OPT_FLOAT, &o.infer.sigma, NULL, "default initial inference noise (normalised units)", 0, 0},
-      {"shrink", OPT_FLOAT, &o.infer.shrink, NULL, "default noise shrink per iteration", 0, 0},
-      {"quiet", OPT_FLAG, &quiet, NULL, "no progress output", 0, 0},
-  };
-  int nspecs = (int)(sizeof specs / sizeof *specs);
-  int rc = args_parse("train", "--data FILE --out MODEL.safetensors [options]", specs, nspecs, argc, argv);
+  train_cli t;
+  int rc = train_cli_parse(&t, "--data FILE --out MODEL.safetensors [options]", 0, NULL, 0, argc, argv);
   if (rc != 0) return rc < 0 ? 2 : 0;
+  ember_train_opts o = t.o;
+  const char *data = t.data, *out = t.out;
+  int y_dim = t.y_dim, threads = t.threads, quiet = t.quiet;
   if (!data || !out) {
     fprintf(stderr, "ember train: --data and --out are required (see ember train --help)\n");
     return 2;
@@ -124,49 +225,7 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "ember train: --out %s is the training data file; refusing to overwrite it\n", out);
     return 2;
   }
-  if (ember_method_parse(method, &o.method) < 0) {
-    fprintf(stderr, "ember train: --method must be dfo, ardfo, langevin or mse, got '%s'\n", method);
-    return 2;
-  }
-  if (strcmp(schedule, "ibc") == 0) o.langevin.schedule = EMBER_SCHEDULE_IBC;
-  else if (strcmp(schedule, "poly") == 0) o.langevin.schedule = EMBER_SCHEDULE_POLY;
-  else {
-    fprintf(stderr, "ember train: --schedule must be ibc or poly, got '%s'\n", schedule);
-    return 2;
-  }
-  if (o.method != EMBER_METHOD_ARDFO)
-    for (int i = 0; i < 2; i++)
-      if (args_given(specs, nspecs, i ? "prefix-noise" : "prefix-share")) {
-        fprintf(stderr, "ember train: --%s applies to --method ardfo only\n", i ? "prefix-noise" : "prefix-share");
-        return 2;
-      }
-  static const char *const langevin_only[] = {"chain-steps", "schedule", "step-init", "step-final", "gamma",
-                                              "noise-scale", "delta-max", "penalty-margin", "penalty-weight"};
-  for (size_t i = 0; o.method != EMBER_METHOD_LANGEVIN && i < sizeof langevin_only / sizeof *langevin_only; i++)
-    if (args_given(specs, nspecs, langevin_only[i])) {
-      fprintf(stderr, "ember train: --%s applies to --method langevin only\n", langevin_only[i]);
-      return 2;
-    }
-  /* a Langevin model's samples are chains, each `2 x --chain-steps` long: fewer by default */
-  if (o.method == EMBER_METHOD_LANGEVIN && !args_given(specs, nspecs, "samples")) o.infer.samples = 512;
-  /* autoregressive DFO evaluates every prefix net per iteration: y_dim x the passes of dfo */
-  if (o.method == EMBER_METHOD_ARDFO && !args_given(specs, nspecs, "samples")) o.infer.samples = 2048;
-  /* ... and resamples whole candidates once per coordinate: at temperature 1 the first
-   * coordinates' resampling leaves few distinct values of the later ones (docs/notes.md) */
-  if (o.method == EMBER_METHOD_ARDFO) o.infer.temperature = 10.0f;
-  if (ember_arch_parse(arch, &o.arch) < 0) {
-    fprintf(stderr, "ember train: --arch must be resnet or mlp, got '%s'\n", arch);
-    return 2;
-  }
-  if (y_dim == 0 || y_dim < -1) {
-    fprintf(stderr, "ember train: --y-dim must be >= 1, got %d\n", y_dim);
-    return 2;
-  }
   ember_err err;
-  if (ember_train_opts_check(&o, &err) < 0) {
-    fprintf(stderr, "ember train: %s\n", err.msg);
-    return 2;
-  }
   ember_pool *pool;
   if (cli_pool("train", threads, &pool) < 0) return 2;
 
@@ -185,18 +244,11 @@ int cmd_train(int argc, char **argv) {
   if (o.method == EMBER_METHOD_ARDFO && ds.y_dim == 1) /* said even with --quiet: likely a mistake */
     fprintf(stderr, "ember train: note: y has one column, so this ardfo model is a dfo model with ardfo's "
                     "inference defaults (2048 samples, temperature 10); pass --y-dim if y has more\n");
-  progress_state st = {isatty(STDERR_FILENO), quiet, 0.0, o.steps / 20 > 0 ? o.steps / 20 : 1};
+  train_printer st;
+  train_printer_init(&st, quiet, o.steps);
   o.progress = on_progress;
   o.progress_ctx = &st;
-  if (!quiet)
-    fprintf(stderr, "training %s on %d rows (x_dim %d, y_dim %d): %s %dx%d, %lld steps, batch %d%s",
-            ember_method_name(o.method), ds.n, ds.x_dim, ds.y_dim, ember_arch_name(o.arch), o.width,
-            o.depth, (long long)o.steps, o.batch, o.method == EMBER_METHOD_MSE ? "\n" : "");
-  if (!quiet && o.method == EMBER_METHOD_DFO) fprintf(stderr, ", %d negatives\n", o.negatives);
-  if (!quiet && o.method == EMBER_METHOD_ARDFO)
-    fprintf(stderr, ", %d negatives, %d prefix nets\n", o.negatives, ds.y_dim);
-  if (!quiet && o.method == EMBER_METHOD_LANGEVIN)
-    fprintf(stderr, ", %d negatives through %d-step chains\n", o.negatives, o.langevin.steps);
+  train_cli_banner(&t, ds.n, ds.x_dim, ds.y_dim);
   signal(SIGINT, on_sigint);
   ember_model m;
   double t0 = ember_now();

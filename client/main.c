@@ -36,8 +36,10 @@ static void usage(FILE *f) {
           "\n"
           "global options:\n"
 #ifdef EMBER_REMOTE
-          "  --server HOST:PORT   ask the emberd server at HOST:PORT: predict, sample, info, models and\n"
-          "                       bench serve; --model is then a model name on the server, and\n"
+          "  --server HOST:PORT   ask the emberd server at HOST:PORT: train, predict, sample, info, models\n"
+          "                       and bench serve; --model is then a model name on the server (train\n"
+          "                       publishes its next version; --dataset NAME names a file in the\n"
+          "                       server's --data-dir instead of --data FILE), and\n"
           "                       predict/sample/info take --version N (0 = latest); predict/sample also\n"
           "                       --deadline-ms N and --chunk-rows N (ember --server H:P predict --help)\n"
           "  --tls-ca FILE        remote mode over TLS: CA certificate(s) that verify the server (PEM)\n"
@@ -73,11 +75,8 @@ int cli_pool(const char *verb, int threads, ember_pool **pool) {
 
 /* `ember --server HOST:PORT VERB ...`: the verbs that have a remote form. */
 static int remote_dispatch(const char *server, const char *verb, int argc, char **argv) {
-  if (strcmp(verb, "train") == 0) {
-    fprintf(stderr, "ember train: training runs locally; drop --server\n");
-    return 2;
-  }
 #ifdef EMBER_REMOTE
+  if (strcmp(verb, "train") == 0) return remote_cmd_train(server, argc, argv);
   if (strcmp(verb, "predict") == 0) return remote_cmd_predict(server, argc, argv);
   if (strcmp(verb, "sample") == 0) return remote_cmd_sample(server, argc, argv);
   if (strcmp(verb, "info") == 0) return remote_cmd_info(server, argc, argv);

@@ -35,6 +35,7 @@ static const char *const method_paths[REMOTE_NMETHODS] = {
     [REMOTE_LIST_MODELS] = "/ember.v1.Ember/ListModels",
     [REMOTE_GET_MODEL] = "/ember.v1.Ember/GetModel",
     [REMOTE_HEALTH_CHECK] = "/grpc.health.v1.Health/Check",
+    [REMOTE_TRAIN] = "/ember.v1.Ember/Train",
 };
 
 static const ProtobufCMessageDescriptor *const response_types[REMOTE_NMETHODS] = {
@@ -43,6 +44,7 @@ static const ProtobufCMessageDescriptor *const response_types[REMOTE_NMETHODS] =
     [REMOTE_LIST_MODELS] = &ember__v1__list_models_response__descriptor,
     [REMOTE_GET_MODEL] = &ember__v1__model_info__descriptor,
     [REMOTE_HEALTH_CHECK] = &grpc__health__v1__health_check_response__descriptor,
+    [REMOTE_TRAIN] = &ember__v1__train_progress__descriptor,
 };
 
 static const char *const code_names[] = {
@@ -423,6 +425,107 @@ done:
   grpc_metadata_array_destroy(&u.initial_md);
   grpc_metadata_array_destroy(&u.trailing_md);
   grpc_slice_unref(u.details);
+  return rc;
+}
+
+/* Waits for the batch tagged `tag`, cancelling the call once *cancel is set. */
+static int stream_wait(remote_client *c, grpc_call *call, void *tag, volatile int *cancel, int *cancelled) {
+  for (;;) {
+    if (cancel && *cancel && !*cancelled) {
+      grpc_call_cancel(call, NULL);
+      *cancelled = 1;
+    }
+    grpc_event ev = grpc_completion_queue_pluck(c->cq, tag, remote_deadline(100), NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) continue;
+    return ev.type == GRPC_OP_COMPLETE ? ev.success : 0;
+  }
+}
+
+grpc_status_code remote_stream(remote_client *c, remote_method m, const ProtobufCMessage *req,
+                               void (*on_msg)(void *ctx, const ProtobufCMessage *msg), void *ctx,
+                               volatile int *cancel, remote_status *st) {
+  /* three tags: the sends, each receive, the status */
+  char tag_send, tag_recv, tag_status;
+  grpc_metadata_array initial_md, trailing_md;
+  grpc_metadata_array_init(&initial_md);
+  grpc_metadata_array_init(&trailing_md);
+  grpc_slice details = grpc_empty_slice();
+  grpc_status_code status = GRPC_STATUS_UNKNOWN, rc;
+  grpc_byte_buffer *send = remote_pack(req), *recv = NULL;
+  grpc_call *call = NULL;
+  int cancelled = 0, status_started = 0;
+  memset(st, 0, sizeof *st);
+  if (!send) {
+    rc = remote_fail(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the request");
+    goto done;
+  }
+  call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, c->methods[m],
+                                             gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  if (!call) {
+    rc = remote_fail(st, GRPC_STATUS_INTERNAL, "could not create a call to %s", method_paths[m]);
+    goto done;
+  }
+  grpc_op ops[4];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.metadata = remote_call_metadata(c, &ops[0].data.send_initial_metadata.count);
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = send;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &initial_md;
+  grpc_op sop;
+  memset(&sop, 0, sizeof sop);
+  sop.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  sop.data.recv_status_on_client.trailing_metadata = &trailing_md;
+  sop.data.recv_status_on_client.status = &status;
+  sop.data.recv_status_on_client.status_details = &details;
+  if (grpc_call_start_batch(call, ops, 4, &tag_send, NULL) != GRPC_CALL_OK ||
+      grpc_call_start_batch(call, &sop, 1, &tag_status, NULL) != GRPC_CALL_OK) {
+    rc = remote_fail(st, GRPC_STATUS_INTERNAL, "could not start a call to %s", method_paths[m]);
+    grpc_call_cancel(call, NULL);
+    goto done;
+  }
+  status_started = 1;
+  stream_wait(c, call, &tag_send, cancel, &cancelled);
+  for (;;) {
+    grpc_op rop;
+    memset(&rop, 0, sizeof rop);
+    rop.op = GRPC_OP_RECV_MESSAGE;
+    rop.data.recv_message.recv_message = &recv;
+    if (grpc_call_start_batch(call, &rop, 1, &tag_recv, NULL) != GRPC_CALL_OK) break;
+    int ok = stream_wait(c, call, &tag_recv, cancel, &cancelled);
+    if (!ok || !recv) break; /* the stream ended */
+    ProtobufCMessage *msg = remote_unpack(recv, response_types[m]);
+    grpc_byte_buffer_destroy(recv);
+    recv = NULL;
+    if (!msg) {
+      grpc_call_cancel(call, NULL);
+      stream_wait(c, call, &tag_status, NULL, &cancelled);
+      status_started = 0;
+      rc = remote_fail(st, GRPC_STATUS_INTERNAL, "a message of %s does not parse as %s", method_paths[m],
+                       response_types[m]->name);
+      goto done;
+    }
+    on_msg(ctx, msg);
+    protobuf_c_message_free_unpacked(msg, NULL);
+  }
+  stream_wait(c, call, &tag_status, cancel, &cancelled);
+  status_started = 0;
+  st->code = status;
+  st->origin = REMOTE_FROM_SERVER;
+  copy_details(st, details);
+  classify(c, st);
+  rc = st->code;
+
+done:
+  if (status_started) stream_wait(c, call, &tag_status, NULL, &cancelled);
+  if (call) grpc_call_unref(call);
+  if (send) grpc_byte_buffer_destroy(send);
+  if (recv) grpc_byte_buffer_destroy(recv);
+  grpc_metadata_array_destroy(&initial_md);
+  grpc_metadata_array_destroy(&trailing_md);
+  grpc_slice_unref(details);
   return rc;
 }
 

@@ -36,6 +36,7 @@ typedef enum {
   REMOTE_LIST_MODELS,
   REMOTE_GET_MODEL,
   REMOTE_HEALTH_CHECK, /* grpc.health.v1.Health/Check */
+  REMOTE_TRAIN,        /* server streaming: remote_stream */
   REMOTE_NMETHODS
 } remote_method;
 
@@ -98,6 +99,14 @@ void remote_close(remote_client *c);
  * protobuf_c_message_free_unpacked) on GRPC_STATUS_OK, else *resp = NULL and st says why. */
 grpc_status_code remote_call(remote_client *c, remote_method m, const ProtobufCMessage *req,
                              ProtobufCMessage **resp, remote_status *st);
+
+/* One server-streaming call of method m without a deadline: req sent, then on_msg(ctx, msg) for
+ * every message (unpacked; freed after the callback). *cancel is looked at every 100 ms, and
+ * when it is non-zero the call is cancelled (the status is then CANCELLED). Returns the final
+ * status, in st. */
+grpc_status_code remote_stream(remote_client *c, remote_method m, const ProtobufCMessage *req,
+                               void (*on_msg)(void *ctx, const ProtobufCMessage *msg), void *ctx,
+                               volatile int *cancel, remote_status *st);
 
 grpc_status_code remote_get_model(remote_client *c, const char *name, int64_t version,
                                   Ember__V1__ModelInfo **out, remote_status *st);

@@ -1,0 +1,183 @@
+/* remote_train.c - `ember --server HOST:PORT train --model NAME (--data FILE | --dataset NAME)`:
+ * the flags of local `ember train` (train_cli.h), the data read here and sent inline (or a file
+ * in the server's --data-dir named by --dataset), the progress stream shown as local training
+ * shows it, and the version the server published. Ctrl-C cancels the call, and so the job
+ * (exit 130); a refusal or failure exits 1.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "args.h"
+#include "cli.h"
+#include "ember/dataset.h"
+#include "remote_client.h"
+#include "train_cli.h"
+
+static volatile int interrupted;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+typedef struct stream_state {
+  train_cli *t;
+  train_printer pp;
+  int banner_shown;
+  int64_t version;
+  int done;
+  float loss_avg;
+  int64_t steps;
+  double elapsed;
+} stream_state;
+
+static void on_message(void *ctx, const ProtobufCMessage *msg) {
+  stream_state *ss = ctx;
+  const Ember__V1__TrainProgress *m = (const Ember__V1__TrainProgress *)msg;
+  if (!ss->banner_shown && m->rows) {
+    train_cli_banner(ss->t, (int)m->rows, (int)m->x_dim, (int)m->y_dim);
+    ss->banner_shown = 1;
+  }
+  if (m->steps > 0) {
+    ember_train_progress p = {m->step, m->steps, m->loss, m->loss_avg, m->lr, m->elapsed_s, m->steps_per_s, m->eta_s};
+    train_printer_show(&ss->pp, &p);
+    ss->loss_avg = m->loss_avg;
+    ss->steps = m->step;
+    ss->elapsed = m->elapsed_s;
+  }
+  if (m->done) {
+    ss->done = 1;
+    ss->version = m->version;
+  }
+}
+
+int remote_cmd_train(const char *server, int argc, char **argv) {
+  const char *model = NULL, *dataset = NULL;
+  remote_security *sec = remote_security_opts();
+  opt_spec extra[] = {
+      {"model", OPT_STR, &model, "NAME", "the model on the server to publish a new version of (created if new)", 0, 0},
+      {"dataset", OPT_STR, &dataset, "NAME", "instead of --data: a CSV or .npz file in the server's --data-dir (relative path)", 0, 0},
+      REMOTE_SECURITY_SPECS(sec),
+  };
+  train_cli t;
+  int rc = train_cli_parse(&t, "--model NAME (--data FILE | --dataset NAME) [options]", 1, extra,
+                           (int)(sizeof extra / sizeof *extra), argc, argv);
+  if (rc != 0) return rc < 0 ? 2 : 0;
+  if (!model || !t.data == !dataset) {
+    fprintf(stderr, "ember train: with --server, give --model NAME and one of --data FILE and --dataset NAME "
+                    "(see ember --server H:P train --help)\n");
+    return 2;
+  }
+  const ember_train_opts *o = &t.o;
+  Ember__V1__TrainRequest req = EMBER__V1__TRAIN_REQUEST__INIT;
+  ember_dataset ds;
+  memset(&ds, 0, sizeof ds);
+  ember_err err;
+  if (t.data) {
+    if (ember_dataset_read(t.data, -1, t.y_dim, &ds, &err) < 0) {
+      fprintf(stderr, "ember train: %s\n", err.msg);
+      return 1;
+    }
+    if (ds.x_dim < 1) {
+      fprintf(stderr, "ember train: %s has no x columns left after %d y column(s)\n", t.data, ds.y_dim);
+      ember_dataset_free(&ds);
+      return 1;
+    }
+    req.n_x = (size_t)ds.n * (size_t)ds.x_dim;
+    req.x = ds.x;
+    req.n_y = (size_t)ds.n * (size_t)ds.y_dim;
+    req.y = ds.y;
+    req.x_dim = (uint32_t)ds.x_dim;
+    req.y_dim = (uint32_t)ds.y_dim;
+  } else {
+    req.dataset = (char *)dataset;
+    req.y_dim = t.y_dim > 0 ? (uint32_t)t.y_dim : 0;
+  }
+  /* every setting explicit: the model is the one local training with these flags makes */
+  req.model = (char *)model;
+  req.method = (char *)ember_method_name(o->method);
+  req.arch = (char *)ember_arch_name(o->arch);
+  req.steps = o->steps;
+  req.batch = (uint32_t)o->batch;
+  req.negatives = (uint32_t)o->negatives;
+  req.width = (uint32_t)o->width;
+  req.depth = (uint32_t)o->depth;
+  req.lr = o->lr;
+  req.lr_decay = o->lr_decay;
+  req.decay_steps = (uint32_t)o->decay_steps;
+  req.temperature = o->temperature;
+  req.optional_bound_margin_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_BOUND_MARGIN_BOUND_MARGIN;
+  req.bound_margin = o->bound_margin;
+  req.seed = o->seed;
+  req.spectral_norm = o->spectral_norm;
+  req.samples = (uint32_t)o->infer.samples;
+  req.iterations = (uint32_t)o->infer.iters;
+  req.sigma = o->infer.sigma;
+  req.shrink = o->infer.shrink;
+  if (o->method == EMBER_METHOD_LANGEVIN) {
+    req.chain_steps = (uint32_t)o->langevin.steps;
+    req.schedule = o->langevin.schedule == EMBER_SCHEDULE_POLY ? "poly" : "ibc";
+    req.step_init = o->langevin.step_init;
+    req.step_final = o->langevin.step_final;
+    req.optional_gamma_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_GAMMA_GAMMA;
+    req.gamma = o->langevin.gamma;
+    req.optional_noise_scale_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_NOISE_SCALE_NOISE_SCALE;
+    req.noise_scale = o->langevin.noise_scale;
+    req.optional_delta_max_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_DELTA_MAX_DELTA_MAX;
+    req.delta_max = o->langevin.delta_max;
+    req.optional_penalty_margin_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_PENALTY_MARGIN_PENALTY_MARGIN;
+    req.penalty_margin = o->penalty_margin;
+    req.optional_penalty_weight_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_PENALTY_WEIGHT_PENALTY_WEIGHT;
+    req.penalty_weight = o->penalty_weight;
+  }
+  if (o->method == EMBER_METHOD_ARDFO) {
+    req.optional_prefix_share_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_PREFIX_SHARE_PREFIX_SHARE;
+    req.prefix_share = o->keep_prefix_share;
+    req.optional_prefix_noise_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_PREFIX_NOISE_PREFIX_NOISE;
+    req.prefix_noise = o->prefix_noise;
+  }
+
+  stream_state ss;
+  memset(&ss, 0, sizeof ss);
+  ss.t = &t;
+  train_printer_init(&ss.pp, t.quiet, o->steps);
+  if (t.data) {
+    train_cli_banner(&t, ds.n, ds.x_dim, ds.y_dim);
+    ss.banner_shown = 1;
+  }
+  remote_init();
+  remote_client c;
+  remote_status st;
+  int exit_code = 1;
+  if (remote_open(&c, server, 10000, &st) != GRPC_STATUS_OK) {
+    remote_report("train", &st);
+  } else {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+    grpc_status_code code = remote_stream(&c, REMOTE_TRAIN, &req.base, on_message, &ss, &interrupted, &st);
+    sigaction(SIGINT, &old, NULL);
+    if (ss.pp.tty && !t.quiet && !ss.done && ss.steps > 0) fputc('\n', stderr);
+    if (code == GRPC_STATUS_OK && ss.done) {
+      if (!t.quiet)
+        fprintf(stderr, "trained %lld steps in %.1fs, final loss %.4f; published %s version %lld on %s\n",
+                (long long)ss.steps, ss.elapsed, (double)ss.loss_avg, model, (long long)ss.version, server);
+      exit_code = 0;
+    } else if (interrupted) {
+      fprintf(stderr, "ember train: cancelled; the server publishes nothing\n");
+      exit_code = 130;
+    } else if (code == GRPC_STATUS_OK) {
+      fprintf(stderr, "ember train: the server ended the stream without publishing a version\n");
+    } else {
+      remote_report("train", &st);
+    }
+    remote_close(&c);
+  }
+  remote_shutdown();
+  ember_dataset_free(&ds);
+  return exit_code;
+}
