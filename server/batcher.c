@@ -118,6 +118,12 @@ void batcher_close(server *s) {
 
 int batcher_idle(server *s) { return s->queued == 0 && s->running_batches == 0; }
 
+int batcher_running_requests(server *s) {
+  int n = 0;
+  for (const job *j = s->running_jobs; j; j = j->next_running) n += j->ncalls;
+  return n;
+}
+
 static int expired(const srv_call *c) {
   gpr_timespec now = gpr_now(c->deadline.clock_type);
   return gpr_time_cmp(now, c->deadline) > 0;
@@ -199,6 +205,7 @@ static void after_work_cb(uv_work_t *w, int status) {
     st->batched_requests += (uint64_t)j->ncalls;
     st->batched_rows += (uint64_t)j->rows;
     st->compute_ms_sum += (double)(j->end_ns - j->start_ns) / 1e6;
+    metrics_batch(st, j->ncalls, j->rows, (double)(j->end_ns - j->start_ns) / 1e9);
   }
   size_t at = 0;
   for (int i = 0; i < j->ncalls; i++) {
@@ -214,6 +221,7 @@ static void after_work_cb(uv_work_t *w, int status) {
       srv_call_fail(c, GRPC_STATUS_INTERNAL, "inference failed: %s", status ? "cancelled" : j->err.msg);
     } else {
       st->queue_ms_sum += (double)(j->start_ns - c->arrived_ns) / 1e6;
+      metrics_queued(st, (double)(j->start_ns - c->arrived_ns) / 1e9);
       st->ok++;
       size_t n = (size_t)j->key.o.samples;
       if (j->key.rpc == RPC_PREDICT)

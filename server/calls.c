@@ -98,6 +98,7 @@ long srv_bytes(grpc_byte_buffer *bb, uint8_t **buf) {
 }
 
 size_t srv_closing_ops(srv_call *c, grpc_op *ops, size_t n, grpc_status_code code) {
+  metrics_call_ended(c, code);
   ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
   ops[n].data.send_status_from_server.status = code;
   ops[n++].data.send_status_from_server.status_details = code == GRPC_STATUS_OK ? NULL : &c->status_details;

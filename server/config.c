@@ -67,6 +67,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
   c->train_nice = 10;
   flag flags[] = {
       {"listen", "HOST:PORT", "address to listen on (0.0.0.0:PORT for every interface)", NULL, &c->listen, 0, 0},
+      {"metrics-listen", "HOST:PORT", "serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (default: off)", NULL, &c->metrics_listen, 0, 0},
       {"models", "DIR", "model repository: DIR/<name>/<version>.safetensors", NULL, &c->models_dir, 0, 0},
       {"model", "FILE", "serve one checkpoint (name = file name without extension, version 1)", NULL, &c->model_file, 0, 0},
       {"workers", "N", "inference threads, one BLAS thread each (default: online CPUs)", &c->workers, NULL, 1, 256},

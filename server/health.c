@@ -81,6 +81,7 @@ static void end_stream(srv_call *c) {
   w->metadata_sent = 1;
   grpc_slice_unref(c->status_details);
   c->status_details = grpc_slice_from_static_string("the server is shutting down");
+  metrics_call_ended(c, GRPC_STATUS_UNAVAILABLE);
   ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
   ops[n].data.send_status_from_server.status = GRPC_STATUS_UNAVAILABLE;
   ops[n++].data.send_status_from_server.status_details = &c->status_details;

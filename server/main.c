@@ -149,6 +149,7 @@ void server_maybe_finish(server *s) {
   uv_close((uv_handle_t *)&s->drain_timer, close_cb);
   uv_close((uv_handle_t *)&s->grace_timer, close_cb);
   batcher_close(s);
+  metrics_close(s);
   srv_log(LOG_INFO, "stopped", "%s", "");
 }
 
@@ -180,6 +181,7 @@ static int startup_failed(server *s) {
   uv_close((uv_handle_t *)&s->wake, NULL);
   uv_close((uv_handle_t *)&s->drain_timer, NULL);
   uv_close((uv_handle_t *)&s->grace_timer, NULL);
+  metrics_close(s);
   uv_run(s->loop, UV_RUN_DEFAULT);
   registry_free(s);
   uv_loop_close(s->loop);
@@ -220,6 +222,10 @@ int main(int argc, char **argv) {
    * start-up without a gRPC server to tear down. */
   batcher_init(s);
   if (registry_start(s) < 0) return startup_failed(s);
+  if (metrics_start(s) < 0) { /* before gRPC: a taken port ends start-up */
+    registry_stop(s);
+    return startup_failed(s);
+  }
 
   grpc_arg args[3] = {
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},

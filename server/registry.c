@@ -323,6 +323,7 @@ static void record_failure(model_entry *e, scan_item *it) {
     free(e->errors[ei].path);
     free(e->errors[ei].message);
   }
+  e->stats.load_failures++;
   load_error *le = &e->errors[ei];
   le->version = it->version;
   le->path = it->path;

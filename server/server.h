@@ -24,6 +24,7 @@
 
 typedef struct srv_config {
   const char *listen;       /* host:port */
+  const char *metrics_listen; /* --metrics-listen HOST:PORT: Prometheus text over HTTP, or NULL */
   const char *models_dir;   /* --models DIR, or NULL */
   const char *model_file;   /* --model FILE, or NULL */
   int workers;              /* inference threads */
@@ -155,11 +156,24 @@ typedef struct load_error {
   int64_t mtime, size; /* the file as it was when it failed: not retried until it changes */
 } load_error;
 
+/* A histogram with fixed buckets (metrics.c holds each kind's upper bounds): bucket[i] counts
+ * observations in (bound[i-1], bound[i]], the last used bucket those above every bound. */
+#define METRICS_BUCKETS 20
+typedef struct metrics_hist {
+  uint64_t bucket[METRICS_BUCKETS];
+  uint64_t count;
+  double sum;
+} metrics_hist;
+
 typedef struct model_stats {
   uint64_t requests, ok;
   uint64_t failures[17]; /* by grpc_status_code */
   uint64_t batches, batched_requests, batched_rows;
   double queue_ms_sum, compute_ms_sum;
+  /* for the metrics endpoint (metrics.c), updated on the loop */
+  uint64_t ended[2][17];      /* Predict [0] and Sample [1] calls ended, by status */
+  uint64_t load_failures;     /* files of this model that failed to load, counted per attempt */
+  metrics_hist batch_requests, batch_rows, queue_s, compute_s; /* per executed batch / call */
 } model_stats;
 
 typedef struct model_version {
@@ -255,6 +269,38 @@ auth_level auth_level_of(srv_rpc rpc);
 int auth_check(srv_call *c, auth_level level);
 void auth_tokens_free(auth_tokens *t);
 
+/* ---- metrics (metrics.c): Prometheus text over plain HTTP, --metrics-listen ------------ */
+
+typedef enum {
+  METRICS_TRAIN_PUBLISHED, /* the job wrote its version */
+  METRICS_TRAIN_FAILED,    /* bad data, an error while training or publishing */
+  METRICS_TRAIN_CANCELLED, /* the client cancelled or went away, or the server shut down */
+  METRICS_TRAIN_RESULTS
+} metrics_train_result;
+
+typedef struct srv_metrics {
+  /* ended calls that are not a Predict/Sample on a served model, by method and status */
+  uint64_t ended[RPC_COUNT][17];
+  /* Training jobs ended, by result: train.c counts each job once, on the loop, when its
+   * thread is joined (jobs running are s->train_running). */
+  uint64_t train_jobs_total[METRICS_TRAIN_RESULTS];
+  void *http; /* metrics.c's listener and connections */
+} srv_metrics;
+
+/* Binds and listens on --metrics-listen (if given), before the loop runs; -1 after a message
+ * on stderr (address in use or not HOST:PORT). */
+int metrics_start(struct server *s);
+/* Closes the listener and every connection (idempotent; the loop then finishes closing). */
+void metrics_close(struct server *s);
+/* Records how a call ended: srv_closing_ops calls it; a stream that sends its own status
+ * (health watch, Train) calls it when it does. */
+void metrics_call_ended(srv_call *c, grpc_status_code code);
+/* Records an executed batch of `requests` calls and `rows` rows that computed for compute_s. */
+void metrics_batch(model_stats *st, int requests, int rows, double compute_s);
+/* Records how long a call of that batch waited between arrival and compute. */
+void metrics_queued(model_stats *st, double queue_s);
+int batcher_running_requests(struct server *s); /* calls in batches on workers (batcher.c) */
+
 /* ---- the server --------------------------------------------------------------------------- */
 
 typedef struct cq_event {
@@ -290,6 +336,7 @@ typedef struct server {
   char **watch_paths;
   int nwatches;
   int scan_running, scan_again;
+  srv_metrics metrics; /* metrics.c */
   /* batcher */
   void *batch_queues;
   int queued, running_batches;

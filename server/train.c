@@ -335,6 +335,7 @@ static void pump(train_job *j) {
       grpc_slice_unref(c->status_details);
       c->status_details = grpc_slice_from_copied_string(msg);
     }
+    metrics_call_ended(c, rc == 0 ? GRPC_STATUS_OK : code);
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = rc == 0 ? GRPC_STATUS_OK : code;
     ops[n++].data.send_status_from_server.status_details = rc == 0 ? NULL : &c->status_details;
@@ -368,6 +369,8 @@ static void job_done(train_job *j) {
   if (j->counted) {
     j->counted = 0;
     j->s->train_running--;
+    j->s->metrics.train_jobs_total[j->rc == 0 ? METRICS_TRAIN_PUBLISHED
+                                   : j->rc == EMBER_ECANCELED ? METRICS_TRAIN_CANCELLED : METRICS_TRAIN_FAILED]++;
   }
 }
 
