@@ -40,7 +40,7 @@ static void on_message(void *ctx, const ProtobufCMessage *msg) {
     train_cli_banner(ss->t, (int)m->rows, (int)m->x_dim, (int)m->y_dim);
     ss->banner_shown = 1;
   }
-  if (m->steps > 0) {
+  if (m->steps > 0 && !(m->done && (int64_t)m->step == ss->steps)) { /* the final message repeats the last step */
     ember_train_progress p = {m->step, m->steps, m->loss, m->loss_avg, m->lr, m->elapsed_s, m->steps_per_s, m->eta_s};
     train_printer_show(&ss->pp, &p);
     ss->loss_avg = m->loss_avg;
