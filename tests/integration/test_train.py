@@ -142,6 +142,18 @@ class Train(it.EmberTest):
         w = it.Watcher(srv.stub.Train(self.request(model="c", **LONG), timeout=120))
         first, second = w.next(), w.next()
         self.assertLess(first.step, second.step)
+        # the job's thread runs at the default --train-nice 19 under SCHED_IDLE (policy 5), the
+        # workers at SCHED_OTHER (0): field 41 of /proc/PID/task/TID/stat, fields 19 (nice)
+        policies = []
+        for tid in os.listdir("/proc/%d/task" % srv.proc.pid):
+            try:
+                with open("/proc/%d/task/%s/stat" % (srv.proc.pid, tid)) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            policies.append((int(fields[38]), int(fields[16])))  # policy, nice (fields 41, 19)
+        self.assertIn((5, 19), policies)
+        self.assertIn((0, 0), policies)
         w.cancel()
         it.wait_until("the job cancelled", lambda: "training failed" in srv.log() and "CANCELLED" in srv.log())
         # the slot is free again: the next job runs; a disconnecting client stops it too
