@@ -373,6 +373,16 @@ class EmberTest(unittest.TestCase):
             self.assertNotIn(mark, r.stderr)
         return r.stdout
 
+    def cli_fails(self, *args):
+        """Runs the CLI expecting failure: (exit status, stderr); nothing may reach stdout."""
+        r = subprocess.run([EMBER] + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=CLI_TIMEOUT)
+        self.assertNotEqual(r.returncode, 0, args)
+        self.assertEqual(r.stdout, "", args)
+        for mark in SANITIZER_MARKS:
+            self.assertNotIn(mark, r.stderr)
+        return r.returncode, r.stderr.strip()
+
     def train(self, out, data, *extra, width=32, steps=80, batch=32, negatives=16, seed=0, samples=256):
         """A small model, written atomically by the CLI; returns out."""
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)

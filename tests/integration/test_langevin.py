@@ -7,7 +7,6 @@ import json
 import os
 import random
 import struct
-import subprocess
 import sys
 import threading
 
@@ -59,16 +58,6 @@ class Langevin(it.EmberTest):
 
     def remote(self, srv, *args):
         return self.cli("--server", srv.target, *args)
-
-    def fails(self, *args):
-        """Runs the CLI expecting failure: (exit status, stderr); nothing may reach stdout."""
-        r = subprocess.run([it.EMBER] + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           universal_newlines=True, timeout=it.CLI_TIMEOUT)
-        self.assertNotEqual(r.returncode, 0, args)
-        self.assertEqual(r.stdout, "", args)
-        for mark in it.SANITIZER_MARKS:
-            self.assertNotIn(mark, r.stderr)
-        return r.returncode, r.stderr.strip()
 
     def test_overrides_equal_local(self):
         srv = self.start("--models", self.repo)
@@ -156,14 +145,14 @@ class Langevin(it.EmberTest):
         small.stop_clean(self)
         # the remote CLI refuses what local mode refuses, with local mode's message
         for args in (("--chain-steps", 3), ("--again-steps", 0)):
-            code, local = self.fails("predict", "--model", self.dfo, "--input", self.q, *args)
-            rcode, remote = self.fails("--server", srv.target, "predict", "--model", "dfo", "--input", self.q, *args)
+            code, local = self.cli_fails("predict", "--model", self.dfo, "--input", self.q, *args)
+            rcode, remote = self.cli_fails("--server", srv.target, "predict", "--model", "dfo", "--input", self.q, *args)
             self.assertEqual((rcode, remote), (code, local.replace(self.dfo, "dfo")))
             self.assertIn("Langevin models only", remote)
         for args in (("--chain-steps", 0), ("--schedule", "sgld"), ("--step-final", 0.5), ("--refine", 2,
                                                                                               "--refine-lr", 0)):
-            code, local = self.fails("predict", "--model", self.lang, "--input", self.q, *args)
-            rcode, remote = self.fails("--server", srv.target, "predict", "--model", "lang", "--input", self.q, *args)
+            code, local = self.cli_fails("predict", "--model", self.lang, "--input", self.q, *args)
+            rcode, remote = self.cli_fails("--server", srv.target, "predict", "--model", "lang", "--input", self.q, *args)
             self.assertEqual((rcode, remote), (code, local), args)
         srv.stop_clean(self)
 
