@@ -9,6 +9,16 @@ int cmd_predict(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+/* Evaluation tasks (issue 7): `ember data particle|toy`, `ember eval particle|toy`, `ember plot`.
+ * eval particle runs its episodes through emberd when server is not NULL (given as the global
+ * --server or as the verb's own). */
+int cmd_data(int argc, char **argv);
+int cmd_eval(const char *server, int argc, char **argv);
+int cmd_data_particle(int argc, char **argv);
+int cmd_eval_particle(const char *server, int argc, char **argv);
+int cmd_data_toy(int argc, char **argv);
+int cmd_eval_toy(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 /* Online CPUs, the default --threads. */
 int cli_default_threads(void);

@@ -1,6 +1,6 @@
 /* main.c - the ember command line: dispatch to a verb.
  *
- *   ember train | predict | sample | bench | info  [options]     (ember VERB --help)
+ *   ember train | predict | sample | bench | info | data | eval | plot  [options]  (ember VERB --help)
  *   ember --server HOST:PORT [--tls-ca F] [--tls-cert F --tls-key F] [--token-file F]
  *         predict | sample | info | models | health | bench serve  [options]
  *
@@ -33,6 +33,9 @@ static void usage(FILE *f) {
           "  info      print a checkpoint's metadata (with --server: a served model's, and its counters)\n"
           "  models    list a server's models (needs --server)\n"
           "  health    ask a server's health service; exit 0 only if SERVING (needs --server)\n"
+          "  data      write a benchmark dataset: data particle (oracle demonstrations), data toy NAME\n"
+          "  eval      score a model: eval particle (closed-loop episodes, local or --server), eval toy NAME\n"
+          "  plot      draw a 1-input 1-output model's energy landscape as a PNG heat map\n"
           "\n"
           "global options:\n"
 #ifdef EMBER_REMOTE
@@ -82,6 +85,7 @@ static int remote_dispatch(const char *server, const char *verb, int argc, char 
   if (strcmp(verb, "info") == 0) return remote_cmd_info(server, argc, argv);
   if (strcmp(verb, "models") == 0) return remote_cmd_models(server, argc, argv);
   if (strcmp(verb, "health") == 0) return remote_cmd_health(server, argc, argv);
+  if (strcmp(verb, "eval") == 0) return cmd_eval(server, argc, argv);
   if (strcmp(verb, "bench") == 0) {
     if (argc >= 1 && strcmp(argv[0], "serve") == 0)
       return remote_cmd_bench_serve(server, argc - 1, argv + 1);
@@ -173,6 +177,9 @@ int main(int argc, char **argv) {
   if (strcmp(verb, "sample") == 0) return cmd_sample(vargc, vargv);
   if (strcmp(verb, "bench") == 0) return cmd_bench(vargc, vargv);
   if (strcmp(verb, "info") == 0) return cmd_info(vargc, vargv);
+  if (strcmp(verb, "data") == 0) return cmd_data(vargc, vargv);
+  if (strcmp(verb, "eval") == 0) return cmd_eval(NULL, vargc, vargv);
+  if (strcmp(verb, "plot") == 0) return cmd_plot(vargc, vargv);
   if (strcmp(verb, "models") == 0 || strcmp(verb, "health") == 0) {
     fprintf(stderr, "ember %s: asks a server: ember --server HOST:PORT %s\n", verb, verb);
     return 2;

@@ -1,0 +1,45 @@
+/* cmd_tasks.c - `ember data TASK` and `ember eval TASK`: the evaluation tasks' two verbs.
+ *
+ *   ember data particle ...     oracle demonstrations of the N-D particle task (cmd_particle.c)
+ *   ember data toy NAME ...     one of the paper's 1-D toys (cmd_toy.c)
+ *   ember eval particle ...     closed-loop episodes, locally or through emberd (cmd_particle.c)
+ *   ember eval toy NAME ...     error, stranded predictions and mode coverage (cmd_toy.c)
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int tasks_usage(FILE *f, const char *verb) {
+  fprintf(f,
+          "usage: ember %s particle [options]      (ember %s particle --help)\n"
+          "       ember %s toy NAME [options]      (ember %s toy --help lists the toys)\n",
+          verb, verb, verb, verb);
+  return f == stdout ? 0 : 2;
+}
+
+static int want_help(int argc, char **argv) {
+  return argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0;
+}
+
+int cmd_data(int argc, char **argv) {
+  if (want_help(argc, argv)) return tasks_usage(argc < 1 ? stderr : stdout, "data");
+  if (strcmp(argv[0], "particle") == 0) return cmd_data_particle(argc - 1, argv + 1);
+  if (strcmp(argv[0], "toy") == 0) return cmd_data_toy(argc - 1, argv + 1);
+  fprintf(stderr, "ember data: unknown task '%s' (particle or toy)\n", argv[0]);
+  return 2;
+}
+
+int cmd_eval(const char *server, int argc, char **argv) {
+  if (want_help(argc, argv)) return tasks_usage(argc < 1 ? stderr : stdout, "eval");
+  if (strcmp(argv[0], "particle") == 0) return cmd_eval_particle(server, argc - 1, argv + 1);
+  if (strcmp(argv[0], "toy") == 0) {
+    if (server) {
+      fprintf(stderr, "ember eval toy: runs locally only (--model FILE); eval particle takes --server\n");
+      return 2;
+    }
+    return cmd_eval_toy(argc - 1, argv + 1);
+  }
+  fprintf(stderr, "ember eval: unknown task '%s' (particle or toy)\n", argv[0]);
+  return 2;
+}
