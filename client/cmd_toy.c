@@ -272,7 +272,7 @@ int cmd_eval_toy(int argc, char **argv) {
       {"polish", OPT_INT, &c.polish, NULL, "gradient-descent steps on E per mode", 0, 0},
       {"margin", OPT_FLOAT, &c.so.margin, NULL, "error and coverage skip x this close to a break", 0, 0},
       {"threshold", OPT_FLOAT, &c.so.threshold, NULL, "stranded: farther than this from every valid y", 0, 0},
-      {"x-tol", OPT_FLOAT, &c.so.x_tol, NULL, "stranded: a branch's value across a break this near also counts", 0, 0},
+      {"x-tol", OPT_FLOAT, &c.so.x_tol, NULL, "stranded: this near a break, either side's branch counts as valid", 0, 0},
       {"tol", OPT_FLOAT, &c.so.tol, NULL, "coverage: a mode this near a branch covers it", 0, 0},
       {"csv", OPT_FLAG, &c.csv, NULL, "print a CSV header and one line instead of key: value lines", 0, 0},
       {"no-header", OPT_FLAG, &c.no_header, NULL, "with --csv: the line only, to append to a table", 0, 0},

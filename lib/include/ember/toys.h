@@ -97,11 +97,11 @@ void ember_toy_grid(const ember_toy *t, int n, float *x);
 typedef struct ember_toy_score_opts {
   float margin;    /* error and coverage skip x within this of a break (0.05) */
   float threshold; /* a y farther than this from every valid y is stranded (0.25) */
-  float x_tol;     /* dx of ember_toy_distance_near for stranded (0.01) */
+  float x_tol;     /* dx of ember_toy_distance_near for stranded (0.05, the margin) */
   float tol;       /* a mode within this of a branch covers it (0.1) */
 } ember_toy_score_opts;
 
-#define EMBER_TOY_SCORE_DEFAULTS {0.05f, 0.25f, 0.01f, 0.1f}
+#define EMBER_TOY_SCORE_DEFAULTS {0.05f, 0.25f, 0.05f, 0.1f}
 
 typedef struct ember_toy_score {
   int points;           /* grid points scored */
