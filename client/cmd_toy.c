@@ -191,6 +191,7 @@ static void print_report(const ember_toy *t, const eval_cli *c, const ember_mode
   printf("%-16s %.6g\n", "error_mean:", s->err_mean);
   printf("%-16s %.6g\n", "error_max:", s->err_max);
   printf("%-16s %g\n", "threshold:", (double)c->so.threshold);
+  printf("%-16s %g\n", "x_tol:", (double)c->so.x_tol);
   printf("%-16s %d\n", "stranded:", s->stranded);
   printf("%-16s %.6g\n", "stranded_frac:", s->stranded_frac);
   printf("%-16s %d%s\n", "modes:", k, m->method == EMBER_METHOD_MSE ? " (mse: its prediction)" : "");
