@@ -28,6 +28,9 @@ RUN /tmp/install-deps.sh --runtime \
       --shell /usr/sbin/nologin ember \
  && mkdir /models && chown ember:ember /models
 COPY --from=build /opt/ember/bin/emberd /opt/ember/bin/ember /usr/local/bin/
+# Every shared library the binaries link (libpng for `ember plot` too) must come from
+# install-deps.sh --runtime: a missing one fails the build here, not the first run.
+RUN ! ldd /usr/local/bin/emberd /usr/local/bin/ember | grep "not found"
 USER 10001:10001
 VOLUME /models
 EXPOSE 50051
