@@ -75,4 +75,23 @@ int cli_finish_stdout(const char *verb);
 /* "name               [v0, v1]" as `ember info` prints vectors. */
 void cli_print_vec(const char *name, const float *v, int n);
 
+#ifdef EMBER_REMOTE
+/* Remote inference for a closed-loop caller (ember eval particle): GetModel once (the version
+ * it names is pinned), the given inference options checked and wired as predict does, then
+ * Predict on whatever rows the caller has. Defined in remote_infer.c. */
+typedef struct remote_policy remote_policy;
+typedef struct remote_policy_desc {
+  int x_dim, y_dim;
+  int64_t version;
+  char method[16];
+} remote_policy_desc;
+/* 0, or the exit status (1, 2) after printing why; *out is NULL then. */
+int remote_policy_open(remote_policy **out, const char *verb, const char *server, infer_cli *c,
+                       const opt_spec *specs, int nspecs, int64_t version, int deadline_ms,
+                       remote_policy_desc *desc);
+/* y (n, y_dim) for x (n, x_dim); row i uses random stream (seed, row_offset + i). 0 or 1. */
+int remote_policy_act(remote_policy *p, const float *x, int n, uint64_t row_offset, float *y);
+void remote_policy_close(remote_policy *p);
+#endif
+
 #endif

@@ -296,6 +296,42 @@ static int work_chunk(const remote_opts *r, const session *s) {
   return rows < 1 ? 1 : rows;
 }
 
+/* Rows x (n, x_dim) through Predict in requests of `chunk` rows; row i draws from stream
+ * row_offset + i. y (n, y_dim) and e (n) get the answers (e stays as it was for an explicit
+ * model, whose answers carry no energy, unless need_energy). 0, or 1 after saying what failed. */
+static int predict_rows(session *s, const char *model, Ember__V1__InferenceOptions *w, const float *x,
+                        int n, uint64_t row_offset, int chunk, float *y, float *e, int need_energy) {
+  const int xd = (int)s->info->x_dim, d = (int)s->info->y_dim;
+  int rc = 0;
+  for (int off = 0; off < n && rc == 0; off += chunk) {
+    int rows = n - off < chunk ? n - off : chunk;
+    Ember__V1__PredictRequest req = EMBER__V1__PREDICT_REQUEST__INIT;
+    req.model = (char *)model;
+    req.version = s->info->version;
+    req.n_x = (size_t)rows * xd;
+    req.x = (float *)x + (size_t)off * xd;
+    req.options = w;
+    req.row_offset = row_offset + (uint64_t)off;
+    Ember__V1__PredictResponse *resp;
+    remote_status st;
+    if (remote_predict(&s->client, &req, &resp, &st) != GRPC_STATUS_OK) {
+      remote_report(s->verb, &st);
+      return 1;
+    }
+    if (resp->y_dim != 0 && resp->y_dim != (uint32_t)d) rc = malformed(s, "y_dim differs from GetModel's", off);
+    else if (resp->n_y != (size_t)rows * d) rc = malformed(s, "wrong number of y values", off);
+    else if (resp->n_energy != (size_t)rows && !(resp->n_energy == 0 && !need_energy))
+      rc = malformed(s, "wrong number of energies", off);
+    else rc = check_version(s, resp->model_version);
+    if (rc == 0) {
+      memcpy(y + (size_t)off * d, resp->y, (size_t)rows * d * sizeof(float));
+      if (resp->n_energy && e) memcpy(e + off, resp->energy, (size_t)rows * sizeof(float));
+    }
+    ember__v1__predict_response__free_unpacked(resp, NULL);
+  }
+  return rc;
+}
+
 int remote_cmd_predict(const char *server, int argc, char **argv) {
   infer_cli c;
   infer_cli_init(&c);
@@ -314,7 +350,7 @@ int remote_cmd_predict(const char *server, int argc, char **argv) {
   float *y = NULL, *e = NULL;
   rc = session_open(&s, server, &c, &r, specs, nspecs, &w);
   if (rc) goto done;
-  const int n = s.ds.n, xd = (int)s.info->x_dim, d = (int)s.info->y_dim;
+  const int n = s.ds.n, d = (int)s.info->y_dim;
   r.chunk_rows = work_chunk(&r, &s);
   if (with_energy && strcmp(s.info->method, "mse") == 0) {
     fprintf(stderr, "ember predict: --energy: %s is an explicit (mse) model, which has no energy\n", c.model);
@@ -328,33 +364,7 @@ int remote_cmd_predict(const char *server, int argc, char **argv) {
     rc = 1;
     goto done;
   }
-  for (int off = 0; off < n && rc == 0; off += r.chunk_rows) {
-    int rows = n - off < r.chunk_rows ? n - off : r.chunk_rows;
-    Ember__V1__PredictRequest req = EMBER__V1__PREDICT_REQUEST__INIT;
-    req.model = (char *)c.model;
-    req.version = s.info->version;
-    req.n_x = (size_t)rows * xd;
-    req.x = s.ds.x + (size_t)off * xd;
-    req.options = &w;
-    req.row_offset = (uint64_t)off;
-    Ember__V1__PredictResponse *resp;
-    remote_status st;
-    if (remote_predict(&s.client, &req, &resp, &st) != GRPC_STATUS_OK) {
-      remote_report("predict", &st);
-      rc = 1;
-      break;
-    }
-    if (resp->y_dim != 0 && resp->y_dim != (uint32_t)d) rc = malformed(&s, "y_dim differs from GetModel's", off);
-    else if (resp->n_y != (size_t)rows * d) rc = malformed(&s, "wrong number of y values", off);
-    else if (resp->n_energy != (size_t)rows && !(resp->n_energy == 0 && !with_energy))
-      rc = malformed(&s, "wrong number of energies", off);
-    else rc = check_version(&s, resp->model_version);
-    if (rc == 0) {
-      memcpy(y + (size_t)off * d, resp->y, (size_t)rows * d * sizeof(float));
-      if (resp->n_energy) memcpy(e + off, resp->energy, (size_t)rows * sizeof(float));
-    }
-    ember__v1__predict_response__free_unpacked(resp, NULL);
-  }
+  rc = predict_rows(&s, c.model, &w, s.ds.x, n, 0, r.chunk_rows, y, e, with_energy);
   if (rc == 0) {
     cli_print_predict(y, e, n, d, with_energy);
     rc = cli_finish_stdout("predict");
@@ -471,6 +481,55 @@ done:
   free(count);
   session_close(&s);
   return rc;
+}
+
+/* ---- a policy for ember eval particle ---------------------------------------------------- */
+
+struct remote_policy {
+  session s;
+  Ember__V1__InferenceOptions w;
+  const char *model;
+  int chunk;
+};
+
+int remote_policy_open(remote_policy **out, const char *verb, const char *server, infer_cli *c,
+                       const opt_spec *specs, int nspecs, int64_t version, int deadline_ms,
+                       remote_policy_desc *desc) {
+  *out = NULL;
+  remote_opts r = {.version = version, .deadline_ms = deadline_ms, .chunk_rows = 256};
+  int rc = check_remote_opts(verb, &r);
+  if (rc == 0 && infer_cli_schedule(c, verb) < 0) rc = 2;
+  if (rc) return rc;
+  remote_policy *p = calloc(1, sizeof *p);
+  if (!p) {
+    fprintf(stderr, "ember %s: out of memory\n", verb);
+    return 1;
+  }
+  p->s.verb = verb;
+  p->model = c->model;
+  rc = session_connect(&p->s, server, c->model, &r);
+  if (rc == 0) rc = wire_options(&p->s, c, specs, nspecs, &p->w);
+  if (rc) {
+    remote_policy_close(p);
+    return rc;
+  }
+  p->chunk = work_chunk(&r, &p->s);
+  desc->x_dim = (int)p->s.info->x_dim;
+  desc->y_dim = (int)p->s.info->y_dim;
+  desc->version = p->s.info->version;
+  snprintf(desc->method, sizeof desc->method, "%s", p->s.info->method ? p->s.info->method : "?");
+  *out = p;
+  return 0;
+}
+
+int remote_policy_act(remote_policy *p, const float *x, int n, uint64_t row_offset, float *y) {
+  return predict_rows(&p->s, p->model, &p->w, x, n, row_offset, p->chunk, y, NULL, 0);
+}
+
+void remote_policy_close(remote_policy *p) {
+  if (!p) return;
+  session_close(&p->s);
+  free(p);
 }
 
 /* ---- info and models -------------------------------------------------------------------- */
