@@ -32,6 +32,7 @@ class Particle:
     0.05 of goal 2 (distances taken after each control step)."""
 
     def __init__(self, obs0, n):
+        obs0 = [f32(v) for v in obs0]  # the text holds float32 values (9 digits)
         self.n = n
         self.pos = list(obs0[:n])
         self.vel = [0.0] * n
@@ -119,10 +120,9 @@ class ParticleThroughEmberd(it.EmberTest):
             p = Particle(rows[e * 50][:4 * DIMS], DIMS)
             for t in range(50):
                 row = rows[e * 50 + t]
-                for a, b in zip(p.obs(), row[:4 * DIMS]):
-                    self.assertAlmostEqual(a, b, delta=2e-6 * max(1.0, abs(a)))
+                self.assertEqual(p.obs(), [f32(v) for v in row[:4 * DIMS]], "episode %d step %d" % (e, t))
                 act = p.oracle()
-                self.assertEqual(act, row[4 * DIMS:])
+                self.assertEqual(act, [f32(v) for v in row[4 * DIMS:]])
                 p.step(act)
             self.assertTrue(p.success(), "the oracle failed episode %d" % e)
         # the model as the policy, one Predict per control step for all episodes
