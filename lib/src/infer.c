@@ -19,8 +19,15 @@
 #include "ember/langevin.h"
 #include "ember/net.h"
 
-#define EMBER_CHUNK_ROWS 1024  /* rows per network task: ~1 MiB per activation at width 256 */
-#define EMBER_MIN_CHUNK 128
+#define EMBER_CHUNK_ROWS 1056  /* rows per network task: ~1 MiB per activation at width 256 (a multiple of 48) */
+#define EMBER_MIN_CHUNK 144     /* a multiple of 48 */
+/* OpenBLAS's Haswell/Zen sgemm kernels round a row's products differently by the row's
+ * position in the call modulo 12 (its SkylakeX kernels do not). So that a candidate's energy
+ * never depends on where its query sits in a batch, every query of a network call starts on a
+ * multiple of this many rows: pieces of a query start on multiples of 48, and a task whose
+ * queries' row count is not a multiple of 12 runs them one call at a time. (ember_net pads
+ * every call to a multiple of 48 rows, so no row falls in a ragged tail either.) */
+#define EMBER_ROW_QUANTUM 12
 #define EMBER_GROUP_ROWS 65536 /* candidate rows per DFO group */
 #define EMBER_ARDFO_MODE_GROUPS 8 /* independent resampling groups of an ardfo population, for modes */
 
@@ -192,6 +199,7 @@ static void pass_plan(ember_infer *inf, int nq, int n) {
   long per_thread = (total + inf->threads - 1) / inf->threads;
   int chunk = per_thread > EMBER_CHUNK_ROWS ? EMBER_CHUNK_ROWS
               : per_thread < EMBER_MIN_CHUNK ? EMBER_MIN_CHUNK : (int)per_thread;
+  chunk = (chunk + 47) / 48 * 48; /* pieces start on multiples of 48 rows */
   inf->pass_nq = nq;
   inf->pass_n = n;
   inf->pass_chunk = chunk;
@@ -228,11 +236,17 @@ static void pass_task(void *ctx, int task, int thread) {
     row0 = (size_t)q0 * n;
   }
   const float *y = inf->pass_y ? inf->pass_y + row0 * d : NULL;
-  ember_net_forward(net, ws, inf->pass_hx + (size_t)q0 * w, y, nq, per, inf->pass_e + row0 * net->shape.out);
-  if (inf->pass_dy) {
-    float ones[EMBER_CHUNK_ROWS];
+  float *e = inf->pass_e + row0 * net->shape.out, *dy = inf->pass_dy ? inf->pass_dy + row0 * d : NULL;
+  const float *hx = inf->pass_hx + (size_t)q0 * w;
+  float ones[EMBER_CHUNK_ROWS];
+  if (dy)
     for (int r = 0; r < nq * per; r++) ones[r] = 1.0f;
-    ember_net_backward(net, ws, NULL, y, nq, per, ones, NULL, inf->pass_dy + row0 * d);
+  const int calls = per % EMBER_ROW_QUANTUM != 0 ? nq : 1, cq = nq / calls;
+  for (int k = 0; k < calls; k++) {
+    size_t r0 = (size_t)k * cq * per;
+    const float *yk = y ? y + r0 * d : NULL;
+    ember_net_forward(net, ws, hx + (size_t)k * cq * w, yk, cq, per, e + r0 * net->shape.out);
+    if (dy) ember_net_backward(net, ws, NULL, yk, cq, per, ones, NULL, dy + r0 * d);
   }
 }
 
