@@ -222,7 +222,7 @@ int cmd_eval_particle(const char *server, int argc, char **argv) {
   opt_spec specs[] = {
       {"model", OPT_STR, &c.model, "M", "the policy: a checkpoint (with --server: a model name on the server)", 0, 0},
       {"policy", OPT_STR, &policy_name, "P", "instead of --model: oracle (the demonstrator) or random (uniform actions)", 0, 0},
-      {"dims", OPT_INT, &dims, "N", "action dimensions N (required; the model must take 4N x and give N y)", 0, 0},
+      {"dims", OPT_INT, &dims, "N", "action dimensions N (required; the model must take 4N x and give N y)", 0, 1},
       {"episodes", OPT_INT, &episodes, "E", "episodes to run", 0, 0},
       {"seed", OPT_U64, &c.seed, "S", "episode e starts from random stream (S, e); inference uses seed S too", 0, 0},
       {"samples", OPT_INT, &c.o.samples, NULL, "candidates per action: DFO samples or Langevin chains (default: the model's)", 0, 1},
