@@ -30,6 +30,7 @@
 #include "ember/model.h"
 #include "ember/particle.h"
 #include "infer_cli.h"
+#include "outfile.h"
 #ifdef EMBER_REMOTE
 #include "remote_client.h"
 #endif
@@ -76,29 +77,17 @@ int cmd_data_particle(int argc, char **argv) {
     fprintf(stderr, "ember %s: %s\n", verb, err.msg);
     return 1;
   }
-  /* written next to the target and renamed, so a reader never sees half a dataset */
-  const int to_stdout = strcmp(out, "-") == 0;
-  char *tmp = NULL;
-  FILE *f = stdout;
+  /* whole or not at all: a reader never sees half a dataset (outfile.h) */
+  cli_outfile o;
+  char why[512];
   float *row = malloc((size_t)5 * dims * sizeof(float));
-  if (!row) {
-    fprintf(stderr, "ember %s: out of memory\n", verb);
+  if (!row || cli_outfile_open(&o, out, why, sizeof why) < 0) {
+    fprintf(stderr, "ember %s: %s\n", verb, row ? why : "out of memory");
+    free(row);
     ember_particle_free(&p);
     return 1;
   }
-  if (!to_stdout) {
-    size_t len = strlen(out) + 32;
-    tmp = malloc(len);
-    if (tmp) snprintf(tmp, len, "%s.tmp.%ld", out, (long)getpid());
-    f = tmp ? fopen(tmp, "w") : NULL;
-    if (!f) {
-      fprintf(stderr, "ember %s: cannot write %s: %s\n", verb, tmp ? tmp : out, strerror(errno));
-      free(tmp);
-      free(row);
-      ember_particle_free(&p);
-      return 1;
-    }
-  }
+  FILE *f = o.f;
   for (int j = 0; j < 4 * dims; j++) fprintf(f, "%sx%d", j ? "," : "", j);
   for (int j = 0; j < dims; j++) fprintf(f, ",y%d", j);
   fputc('\n', f);
@@ -117,23 +106,15 @@ int cmd_data_particle(int argc, char **argv) {
     }
     ok += ember_particle_success(&p);
   }
-  int bad = fflush(f) != 0 || ferror(f);
-  if (!to_stdout) {
-    bad |= fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (!bad && rename(tmp, out) != 0) bad = 1;
-    if (bad) unlink(tmp);
-  }
-  if (bad) {
-    fprintf(stderr, "ember %s: could not write %s: %s\n", verb, out, strerror(errno));
+  if (cli_outfile_commit(&o, why, sizeof why) < 0) {
+    fprintf(stderr, "ember %s: %s\n", verb, why);
     rc = 1;
   } else {
     fprintf(stderr, "ember %s: %d episodes x %d steps = %d rows (x: %d columns, y: %d) to %s; "
                     "the oracle succeeded in %d of them\n",
             verb, episodes, EMBER_PARTICLE_STEPS, episodes * EMBER_PARTICLE_STEPS, 4 * dims, dims,
-            to_stdout ? "stdout" : out, ok);
+            strcmp(out, "-") == 0 ? "stdout" : out, ok);
   }
-  free(tmp);
   free(row);
   ember_particle_free(&p);
   return rc;

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "args.h"
 #include "cli.h"
@@ -23,6 +22,7 @@
 #include "ember/model.h"
 #include "ember/toys.h"
 #include "infer_cli.h"
+#include "outfile.h"
 
 #define TOY_MAX_POINTS 1000000
 #define TOY_MAX_MODES 64
@@ -64,44 +64,21 @@ static const ember_toy *pick_toy(const char *verb, const char *usage, opt_spec *
   return t;
 }
 
-/* Writes the rows to path ("-": stdout) through a temporary file renamed over it, so an
- * existing file is either the old data or the new, never half of each. */
+/* Writes the rows to path ("-": stdout) whole or not at all (outfile.h). */
 static int write_csv(const char *path, const float *x, const float *y, int n) {
-  if (strcmp(path, "-") == 0) {
-    printf("x,y\n");
-    for (int i = 0; i < n; i++) printf("%.7g,%.7g\n", (double)x[i], (double)y[i]);
-    return cli_finish_stdout("data toy");
-  }
-  size_t len = strlen(path) + 32;
-  char *tmp = malloc(len);
-  if (!tmp) {
-    fprintf(stderr, "ember data toy: out of memory\n");
+  cli_outfile o;
+  char why[512];
+  if (cli_outfile_open(&o, path, why, sizeof why) < 0) {
+    fprintf(stderr, "ember data toy: %s\n", why);
     return 1;
   }
-  snprintf(tmp, len, "%s.tmp-%ld", path, (long)getpid());
-  int rc = 1;
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    fprintf(stderr, "ember data toy: cannot write %s\n", path);
-    goto done;
+  fprintf(o.f, "x,y\n");
+  for (int i = 0; i < n; i++) fprintf(o.f, "%.7g,%.7g\n", (double)x[i], (double)y[i]);
+  if (cli_outfile_commit(&o, why, sizeof why) < 0) {
+    fprintf(stderr, "ember data toy: %s\n", why);
+    return 1;
   }
-  fprintf(f, "x,y\n");
-  for (int i = 0; i < n; i++) fprintf(f, "%.7g,%.7g\n", (double)x[i], (double)y[i]);
-  int bad = ferror(f);
-  if (fclose(f) != 0 || bad) {
-    fprintf(stderr, "ember data toy: could not write all of %s\n", path);
-    remove(tmp);
-    goto done;
-  }
-  if (rename(tmp, path) != 0) {
-    fprintf(stderr, "ember data toy: cannot write %s\n", path);
-    remove(tmp);
-    goto done;
-  }
-  rc = 0;
-done:
-  free(tmp);
-  return rc;
+  return 0;
 }
 
 #define DATA_USAGE "NAME --out FILE|- [--rows N] [--seed S] [--noise SD]"

@@ -61,4 +61,8 @@ expect_error "bad dims" "--dims must be 1..4096, got 0" "$EMBER" data particle -
 expect_error "no out" "--out FILE is required" "$EMBER" data particle --dims 2
 expect_error "unwritable" "cannot write" "$EMBER" data particle --dims 2 --out "$T/nodir/x.csv"
 expect_error "unknown task" "unknown task 'cartpole'" "$EMBER" eval cartpole
+mkdir "$T/adir"
+expect_error "out is a directory" "adir: cannot write" "$EMBER" data particle --dims 2 --episodes 2 --out "$T/adir"
 [ ! -e "$T/x.csv" ] || fail "a refused run wrote a file"
+[ -z "$(find "$T" -name '*.tmp.*')" ] || fail "temporary files left: $(find "$T" -name '*.tmp.*')"
+[ -z "$(ls -A "$T/adir")" ] || fail "a failed write left files in the directory"
