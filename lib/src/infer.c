@@ -410,12 +410,19 @@ static void refine_group(ember_infer *inf, int gq, int n, int top, const ember_i
   }
   ember_polish(energy_grad_cb, inf, gq, top, d, inf->my, inf->me, m->y_lo, m->y_hi,
                o->refine_steps, o->refine_lr, inf->pwork);
+  /* A polished point replaces the population's best only if its energy is lower than that
+   * candidate's energy as the population pass computed it: polishing recomputes energies in
+   * other rows, which on some BLAS kernels round differently in the last bit, and an unmoved
+   * candidate must not come back with a higher energy than it had. */
   for (int q = 0; q < gq; q++) {
-    const float *me = inf->me + (size_t)q * top;
-    int b = 0;
+    const float *me = inf->me + (size_t)q * top, *eq = inf->pop_e + (size_t)q * n;
+    int b = 0, ib = 0;
     for (int j = 1; j < top; j++) b = me[j] < me[b] ? j : b;
-    memcpy(inf->out + (size_t)q * d, inf->my + ((size_t)q * top + b) * d, (size_t)d * sizeof(float));
-    if (best_e) best_e[q] = me[b];
+    for (int i = 1; i < n; i++) ib = eq[i] < eq[ib] ? i : ib;
+    const int polished = me[b] < eq[ib] || !isfinite(eq[ib]);
+    const float *src = polished ? inf->my + ((size_t)q * top + b) * d : inf->pop_y + ((size_t)q * n + ib) * d;
+    memcpy(inf->out + (size_t)q * d, src, (size_t)d * sizeof(float));
+    if (best_e) best_e[q] = polished ? me[b] : eq[ib];
   }
 }
 
