@@ -82,6 +82,32 @@ void train_cli_banner(const train_cli *t, int n, int x_dim, int y_dim) {
     fprintf(stderr, ", %d negatives through %d-step chains\n", o->negatives, o->langevin.steps);
 }
 
+/* --snapshot-every: OUT (less .safetensors) + "-stepK.safetensors" */
+typedef struct snapshot_ctx {
+  const char *out;
+  int quiet;
+} snapshot_ctx;
+
+static void snapshot_path(const char *out, int64_t step, char *buf, size_t len) {
+  size_t n = strlen(out);
+  const char *ext = ".safetensors";
+  size_t e = strlen(ext);
+  int base = n > e && strcmp(out + n - e, ext) == 0 ? (int)(n - e) : (int)n;
+  snprintf(buf, len, "%.*s-step%lld.safetensors", base, out, (long long)step);
+}
+
+static int on_snapshot(void *ctx, const ember_model *m, int64_t step) {
+  snapshot_ctx *sc = ctx;
+  char path[4096];
+  snapshot_path(sc->out, step, path, sizeof path);
+  ember_err err;
+  if (ember_model_save(m, path, &err) < 0) {
+    fprintf(stderr, "ember train: snapshot at step %lld: %s\n", (long long)step, err.msg);
+    return 1;
+  }
+  return 0;
+}
+
 static int on_progress(void *ctx, const ember_train_progress *p) {
   if (interrupted) return 1;
   train_printer_show(ctx, p);
@@ -128,6 +154,8 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
       {"penalty-weight", OPT_FLOAT, &o->penalty_weight, NULL, "langevin: gradient penalty weight", 0, 0},
       {"prefix-share", OPT_FLOAT, &o->keep_prefix_share, NULL, "ardfo: share of counter-examples near the true y prefix (the rest are uniform in every coordinate)", 0, 0},
       {"prefix-noise", OPT_FLOAT, &o->prefix_noise, NULL, "ardfo: noise on those counter-examples' prefix, normalised units", 0, 0},
+      {"ema", OPT_FLOAT, &o->ema, NULL, "keep an exponential moving average of the weights with this decay per step (e.g. 0.999) and save it as the model (0 = the last step's weights)", 0, 0},
+      {"snapshot-every", OPT_I64, &t->snapshot_every, "K", "also save the model every K steps as OUT-stepK.safetensors beside --out (learning curves; 0 = never)", 0, 0},
       {"spectral-norm", OPT_FLAG, &o->spectral_norm, NULL, "spectral normalisation of the hidden dense layers (one power iteration per step)", 0, 0},
       {"iters", OPT_INT, &o->infer.iters, NULL, "default inference iterations stored in the model", 0, 0},
       {"sigma", OPT_FLOAT, &o->infer.sigma, NULL, "default initial inference noise (normalised units)", 0, 0},
@@ -140,7 +168,7 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
   opt_spec specs[64];
   int nspecs = 0;
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
-    if (remote && strcmp(all[i].name, "out") == 0) continue;
+    if (remote && (strcmp(all[i].name, "out") == 0 || strcmp(all[i].name, "snapshot-every") == 0)) continue;
     if (remote && strcmp(all[i].name, "threads") == 0)
       all[i].help = "not with --server: the server's --train-threads sets a job's threads";
     specs[nspecs++] = all[i];
@@ -188,6 +216,10 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
   /* ... and resamples whole candidates once per coordinate: at temperature 1 the first
    * coordinates' resampling leaves few distinct values of the later ones (docs/notes.md) */
   if (o->method == EMBER_METHOD_ARDFO) o->infer.temperature = 10.0f;
+  if (t->snapshot_every < 0) {
+    fprintf(stderr, "ember train: --snapshot-every must be >= 0, got %lld\n", (long long)t->snapshot_every);
+    return -1;
+  }
   if (ember_arch_parse(t->arch, &o->arch) < 0) {
     fprintf(stderr, "ember train: --arch must be resnet or mlp, got '%s'\n", t->arch);
     return -1;
@@ -248,6 +280,12 @@ int cmd_train(int argc, char **argv) {
   train_printer_init(&st, quiet, o.steps);
   o.progress = on_progress;
   o.progress_ctx = &st;
+  snapshot_ctx sc = {out, quiet};
+  if (t.snapshot_every > 0) {
+    o.snapshot_every = t.snapshot_every;
+    o.snapshot = on_snapshot;
+    o.snapshot_ctx = &sc;
+  }
   train_cli_banner(&t, ds.n, ds.x_dim, ds.y_dim);
   signal(SIGINT, on_sigint);
   ember_model m;

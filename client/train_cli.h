@@ -12,6 +12,7 @@ typedef struct train_cli {
   const char *data, *out;      /* --data, --out (local only) */
   const char *method, *arch, *schedule;
   int y_dim, threads, quiet;   /* y_dim -1: the file's default; threads: local only */
+  int64_t snapshot_every;      /* --snapshot-every (local only) */
 } train_cli;
 
 /* Parses the flags of `ember train` into t. remote drops --out and refuses --threads; extra options

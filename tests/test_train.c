@@ -439,6 +439,135 @@ static void test_ardfo_model(void **state) {
 }
 
 /* A trained model answers row i the same alone, in a batch, and with 1 or 2 threads. */
+/* The weights' moving average (opts.ema): after each step avg <- d avg + (1 - d) w with
+ * d = min(ema, (1 + t) / (10 + t)); swapping gives the average and swapping back the trained
+ * weights bit for bit; ember_train returns the average, and a snapshot at step k is the model a
+ * k-step run returns. With spectral normalisation the average is of the raw weights and the
+ * model stays consistent (weight = weight_orig / sigma). */
+typedef struct snap_rec {
+  int calls;
+  int64_t steps[4];
+  float *params[4];
+} snap_rec;
+
+static int record_snapshot(void *ctx, const ember_model *m, int64_t step) {
+  snap_rec *r = ctx;
+  assert_true(r->calls < 4);
+  r->steps[r->calls] = step;
+  r->params[r->calls] = malloc(m->net.nparams * sizeof(float));
+  memcpy(r->params[r->calls], m->net.params, m->net.nparams * sizeof(float));
+  r->calls++;
+  return 0;
+}
+
+/* the vector Adam updates: the model's parameters, with the raw weights (sn_w) in place of the
+ * normalised ones under spectral normalisation */
+static void raw_weights(const ember_model *m, int sn, float *out) {
+  memcpy(out, m->net.params, m->net.nparams * sizeof(float));
+  const float *pw = m->sn_w;
+  for (int l = 0; sn && l < m->net.nlayers; l++) {
+    if (!ember_sn_layer(&m->net, l)) continue;
+    size_t n = (size_t)m->net.layers[l].out * m->net.layers[l].in;
+    memcpy(out + (m->net.layers[l].w - m->net.params), pw, n * sizeof(float));
+    pw += n;
+  }
+}
+
+static void check_average(ember_method method, int sn) {
+  ember_dataset ds;
+  make_data(&ds, 64, 3);
+  ember_train_opts o;
+  small_opts(&o, method);
+  o.negatives = 7;
+  o.ema = 0.5f;
+  o.spectral_norm = sn;
+  if (method == EMBER_METHOD_LANGEVIN) o.langevin.steps = 2;
+  ember_model m;
+  assert_int_equal(ember_model_init(&m, method, ds.x_dim, ds.y_dim, o.arch, o.width, o.depth, NULL), 0);
+  ember_train_fit_stats(&m, &ds, o.bound_margin);
+  ember_rng rng;
+  ember_rng_seed(&rng, 1, 2);
+  ember_net_init_params(&m.net, &rng);
+  ember_trainer *t;
+  assert_int_equal(ember_trainer_create(&t, &m, &ds, &o, NULL, NULL), 0);
+  const size_t np = m.net.nparams;
+  double *avg = malloc(np * sizeof(double));
+  float *w = malloc(np * sizeof(float)), *trained = malloc(np * sizeof(float));
+  raw_weights(&m, sn, w);
+  for (size_t i = 0; i < np; i++) avg[i] = w[i];
+  for (int s = 0; s < 4; s++) {
+    float loss;
+    assert_int_equal(ember_trainer_step(t, &loss), 0);
+    raw_weights(&m, sn, w);
+    double d = (1.0 + s) / (10.0 + s);
+    if (d > o.ema) d = o.ema;
+    for (size_t i = 0; i < np; i++) avg[i] = d * avg[i] + (1.0 - d) * w[i];
+  }
+  memcpy(trained, m.net.params, np * sizeof(float));
+  ember_trainer_swap_average(t);
+  raw_weights(&m, sn, w);
+  for (size_t i = 0; i < np; i++)
+    if (fabs(w[i] - avg[i]) > 1e-5 * (1.0 + fabs(avg[i]))) fail_msg("param %zu: average %g, expected %g", i, (double)w[i], avg[i]);
+  if (sn) { /* the normalised weights follow the averaged raw ones */
+    const float *pw = m.sn_w, *uv = m.sn_uv;
+    for (int l = 0; l < m.net.nlayers; l++) {
+      if (!ember_sn_layer(&m.net, l)) continue;
+      const ember_dense *dl = &m.net.layers[l];
+      float u[64], v[64];
+      memcpy(u, uv, dl->out * sizeof(float));
+      memcpy(v, uv + dl->out, dl->in * sizeof(float));
+      float sigma = ember_sn_power_iteration(pw, dl->out, dl->in, u, v, 0);
+      for (int i = 0; i < dl->out * dl->in; i++) assert_float_equal(dl->w[i], pw[i] / sigma, 1e-5);
+      pw += (size_t)dl->out * dl->in;
+      uv += dl->out + dl->in;
+    }
+  }
+  ember_trainer_swap_average(t);
+  assert_memory_equal(m.net.params, trained, np * sizeof(float));
+  ember_trainer_destroy(t);
+  ember_model_free(&m);
+
+  /* ember_train: the snapshot at step 2 is what a 2-step run returns; the end is the average */
+  snap_rec rec = {0};
+  o.steps = 5;
+  o.snapshot_every = 2;
+  o.snapshot = record_snapshot;
+  o.snapshot_ctx = &rec;
+  ember_model a, b;
+  assert_int_equal(ember_train(&ds, &o, NULL, &a, NULL), 0);
+  assert_int_equal(rec.calls, 2);
+  assert_int_equal(rec.steps[0], 2);
+  assert_int_equal(rec.steps[1], 4);
+  assert_float_equal(a.train_ema, 0.5f, 0.0f);
+  o.steps = 2;
+  o.snapshot = NULL;
+  assert_int_equal(ember_train(&ds, &o, NULL, &b, NULL), 0);
+  assert_memory_equal(rec.params[0], b.net.params, np * sizeof(float));
+  assert_memory_not_equal(rec.params[1], a.net.params, np * sizeof(float));
+  /* a checkpoint records the decay */
+  const char *path = tu_path(0, "ema.safetensors");
+  assert_int_equal(ember_model_save(&a, path, NULL), 0);
+  ember_model c;
+  assert_int_equal(ember_model_load(path, &c, NULL), 0);
+  assert_float_equal(c.train_ema, 0.5f, 0.0f);
+  assert_memory_equal(c.net.params, a.net.params, np * sizeof(float));
+  ember_model_free(&c);
+  for (int k = 0; k < rec.calls; k++) free(rec.params[k]);
+  ember_model_free(&a);
+  ember_model_free(&b);
+  free(avg);
+  free(w);
+  free(trained);
+  ember_dataset_free(&ds);
+}
+
+static void test_weight_average(void **state) {
+  (void)state;
+  check_average(EMBER_METHOD_DFO, 0);
+  check_average(EMBER_METHOD_DFO, 1);
+  check_average(EMBER_METHOD_LANGEVIN, 1);
+}
+
 static void test_inference_independent_of_batching(void **state) {
   (void)state;
   ember_dataset ds;
@@ -519,6 +648,7 @@ int main(void) {
       cmocka_unit_test(test_mse_training_gradient),
       cmocka_unit_test(test_statistics_and_bounds),
       cmocka_unit_test(test_training_is_reproducible),
+      cmocka_unit_test(test_weight_average),
       cmocka_unit_test(test_cancel_and_bad_data),
       cmocka_unit_test(test_inference_independent_of_batching),
       cmocka_unit_test(test_spectral_norm_training),

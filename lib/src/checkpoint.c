@@ -326,6 +326,7 @@ static char *header_json(const ember_model *m, ckpt_tensor *t, int nt) {
     bad |= meta_set(meta, "train.lr", "%.9g", (double)m->train_lr);
     bad |= meta_set(meta, "train.temperature", "%.9g", (double)m->train_temperature);
     bad |= meta_set(meta, "train.loss", "%.9g", (double)m->train_loss);
+    if (m->train_ema > 0.0f) bad |= meta_set(meta, "train.ema", "%.9g", (double)m->train_ema);
     if (m->method != EMBER_METHOD_MSE) {
       bad |= meta_set(meta, "infer.refine_steps", "%d", m->infer.refine_steps);
       bad |= meta_set(meta, "infer.refine_lr", "%.9g", (double)m->infer.refine_lr);
@@ -744,6 +745,11 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
       ((rc = meta_float(meta, "train.prefix_share", name, &m->train_prefix_share, err)) < 0 ||
        (rc = meta_float(meta, "train.prefix_noise", name, &m->train_prefix_noise, err)) < 0))
     return rc;
+  if (json_object_get(meta, "train.ema")) {
+    if ((rc = meta_float(meta, "train.ema", name, &m->train_ema, err)) < 0) return rc;
+    if (!(m->train_ema >= 0.0f && m->train_ema < 1.0f))
+      return ember_fail(err, EMBER_EFORMAT, "%s: metadata train.ema must be in [0, 1), got %g", name, (double)m->train_ema);
+  }
   if (json_object_get(meta, "spectral_norm")) {
     if ((rc = meta_get(meta, "spectral_norm", name, &s, err)) < 0) return rc;
     if (strcmp(s, "1") != 0)

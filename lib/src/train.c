@@ -88,6 +88,10 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
   if (!(o->temperature > 1e-6f && o->temperature <= 1e6f))
     return ember_fail(err, EMBER_EINVAL, "temperature must be in (1e-6, 1e6], got %g",
                       (double)o->temperature);
+  if (!(o->ema >= 0.0f && o->ema < 1.0f))
+    return ember_fail(err, EMBER_EINVAL, "weight average decay (ema) must be in [0, 1) (0 = off), got %g", (double)o->ema);
+  if (o->snapshot_every < 0)
+    return ember_fail(err, EMBER_EINVAL, "snapshot interval must be >= 0, got %lld", (long long)o->snapshot_every);
   if (!(o->bound_margin >= 0.0f && o->bound_margin <= 10.0f))
     return ember_fail(err, EMBER_EINVAL, "bound margin must be in [0, 10], got %g",
                       (double)o->bound_margin);
@@ -179,6 +183,9 @@ struct ember_trainer {
   /* spectral normalisation: raw parameters (Adam updates these; the model's sn_w mirrors their
    * weights), sigmas, scratch. The power-iteration vectors live in the model (sn_uv). */
   float *raw, *sn_sigma, *sn_tmp;
+  /* the weights' moving average (o.ema > 0), of the vector Adam updates (raw with spectral
+   * normalisation, else the model's parameters) */
+  float *avg;
 };
 
 static void thread_scratch(ember_trainer *t, int thread, float **xb, float **yb, float **e,
@@ -341,6 +348,13 @@ int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_datase
   }
   rc = ember_adam_init(&t->opt, np, o->lr, err);
   if (rc < 0) goto fail;
+  if (o->ema > 0.0f) {
+    if (!(t->avg = malloc(np * sizeof(float)))) {
+      rc = ember_fail(err, EMBER_ENOMEM, "out of memory for the weights' moving average");
+      goto fail;
+    }
+    memcpy(t->avg, t->raw ? t->raw : m->net.params, np * sizeof(float));
+  }
   t->opt.decay = o->lr_decay;
   t->opt.decay_steps = o->decay_steps;
   ember_model_norm_x(m, ds->x, ds->n, t->xn);
@@ -363,6 +377,7 @@ void ember_trainer_destroy(ember_trainer *t) {
   free(t->views);
   free(t->data);
   free(t->raw);
+  free(t->avg);
   free(t->sn_sigma);
   free(t->sn_tmp);
   if (t->lws)
@@ -603,16 +618,35 @@ int ember_trainer_step(ember_trainer *t, float *loss) {
   double l;
   if (t->raw) sn_refresh(t, 1);
   ember_trainer_grad(t, t->step, &l);
-  if (t->raw) {
-    sn_backward(t);
-    ember_adam_step(&t->opt, t->raw, t->tgrad);
-    sn_refresh(t, 0); /* the model always holds normalised weights */
-  } else {
-    ember_adam_step(&t->opt, t->m->net.params, t->tgrad);
+  float *w = t->raw ? t->raw : t->m->net.params;
+  if (t->raw) sn_backward(t);
+  ember_adam_step(&t->opt, w, t->tgrad);
+  if (t->raw) sn_refresh(t, 0); /* the model always holds normalised weights */
+  if (t->avg) {
+    /* TensorFlow's ExponentialMovingAverage with num_updates: a short run is not dominated by
+     * the initial weights */
+    float d = (float)(1 + t->step) / (float)(10 + t->step);
+    if (d > t->o.ema) d = t->o.ema;
+    const float a = 1.0f - d;
+    for (size_t i = 0; i < t->m->net.nparams; i++) t->avg[i] += a * (w[i] - t->avg[i]);
   }
   t->step++;
   if (loss) *loss = (float)l;
   return isfinite(l) ? 0 : EMBER_ERANGE;
+}
+
+void ember_trainer_swap_average(ember_trainer *t) {
+  for (int j = 0; j < t->nsub; j++) ember_trainer_swap_average(t->sub[j]);
+  if (!t->avg) return;
+  float *w = t->raw ? t->raw : t->m->net.params;
+  for (size_t i = 0; i < t->m->net.nparams; i++) {
+    float v = w[i];
+    w[i] = t->avg[i];
+    t->avg[i] = v;
+  }
+  /* normalised weights from the swapped raw ones with the current u, v: swapping back gives the
+   * same weights as before, and a saved model is consistent (weight = weight_orig / u^T W v) */
+  if (t->raw) sn_refresh(t, 0);
 }
 
 float ember_trainer_lr(const ember_trainer *t) {
@@ -676,6 +710,7 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
   out->train_negatives = o->method == EMBER_METHOD_MSE ? 0 : o->negatives;
   out->train_lr = o->lr;
   out->train_temperature = o->temperature;
+  out->train_ema = o->ema;
   if (o->method == EMBER_METHOD_ARDFO) {
     out->train_prefix_share = o->keep_prefix_share;
     out->train_prefix_noise = o->prefix_noise;
@@ -707,6 +742,15 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
     int64_t nwin = s + 1 < EMBER_LOSS_WINDOW ? s + 1 : EMBER_LOSS_WINDOW;
     out->train_steps = s + 1;
     out->train_loss = (float)(wsum / nwin);
+    if (o->snapshot && o->snapshot_every > 0 && (s + 1) % o->snapshot_every == 0 && s + 1 < o->steps) {
+      ember_trainer_swap_average(t);
+      int stop = o->snapshot(o->snapshot_ctx, out, s + 1);
+      ember_trainer_swap_average(t);
+      if (stop) {
+        rc = ember_fail(err, EMBER_ECANCELED, "training cancelled at step %lld", (long long)(s + 1));
+        goto fail;
+      }
+    }
     if (o->progress) {
       ember_train_progress p;
       p.step = s + 1;
@@ -723,6 +767,7 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
       }
     }
   }
+  ember_trainer_swap_average(t); /* the model keeps the averaged weights */
   ember_trainer_destroy(t);
   return 0;
 fail:

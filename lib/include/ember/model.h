@@ -107,6 +107,7 @@ typedef struct ember_model {
   uint64_t train_seed;
   int train_batch, train_negatives;
   float train_lr, train_temperature, train_loss;
+  float train_ema; /* the weights' moving-average decay (0: the last step's weights) */
   float train_prefix_share, train_prefix_noise; /* ardfo: the counter-examples' prefix settings */
   float *stats; /* the one allocation behind the six vectors above */
   /* Spectral normalisation (models trained with it; NULL otherwise). sn_w: the raw weight W

@@ -70,6 +70,10 @@ typedef struct ember_train_opts {
   /* spectral normalisation of every dense layer (one power iteration per step); the model
    * keeps the normalised weights. Off by default. */
   int spectral_norm;
+  /* Exponential moving average of the weights: after every step avg <- d avg + (1 - d) w with
+   * d = min(ema, (1 + t) / (10 + t)) (t = steps taken), and the trained model gets the
+   * average instead of the last step's weights. 0 = off. */
+  float ema;
   /* Method B's counter-examples (ember_train sets keep_prefix = j - 1 for prefix net j): a
    * share keep_prefix_share of each example's counter-examples stay at the true y's first
    * keep_prefix coordinates, moved by N(0, prefix_noise^2) (normalised units), and draw the
@@ -83,6 +87,12 @@ typedef struct ember_train_opts {
   float prefix_noise;
   ember_progress_fn progress;
   void *progress_ctx;
+  /* Every snapshot_every steps (0 = never), and not after the last, ember_train calls
+   * snapshot with the model as it would return it at that point (averaged weights with ema):
+   * e.g. to save it for a learning curve. Non-zero cancels training as progress does. */
+  int64_t snapshot_every;
+  int (*snapshot)(void *ctx, const ember_model *m, int64_t step);
+  void *snapshot_ctx;
 } ember_train_opts;
 
 void ember_train_opts_default(ember_train_opts *o);
@@ -109,6 +119,10 @@ int ember_trainer_step(ember_trainer *t, float *loss);
  * `step`'s batch at the current parameters, without updating them. NULL (loss NaN) for an
  * ardfo model, whose trainer steps one sub-trainer per prefix net. */
 const float *ember_trainer_grad(ember_trainer *t, int64_t step, double *loss);
+/* Swaps the weights being trained with their moving average (opts.ema), so that a caller can
+ * look at or save the averaged model between steps; a second call swaps them back. Nothing
+ * happens without ema. */
+void ember_trainer_swap_average(ember_trainer *t);
 /* Learning rate the next step will use. */
 float ember_trainer_lr(const ember_trainer *t);
 /* FLOPs of one training step (dense layers, forward + backward). */
