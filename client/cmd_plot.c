@@ -1,6 +1,7 @@
 /* cmd_plot.c - `ember plot`: the energy landscape E(x, y) of a 1-input 1-output model as a PNG.
  *
  *   ember plot --model M --out FILE.png [--data FILE] [--scale prob|energy] [--modes K] ...
+ *   ember plot curves --data CURVES.csv --out FILE.png ...   (learning curves: plot_curves.c)
  *
  * The plot area is a grid of pixel columns (x) by pixel rows (y). Each column is one
  * ember_infer_energy query: its x once, every row's y as a candidate, a few columns per call,
@@ -18,8 +19,8 @@
  * Over that go, in order: up to --modes K modes of every sixth column (hollow green squares,
  * larger and more opaque with more mass), the data (cyan plus signs) and ember_infer_predict's
  * answer for every column (a white pixel edged in black, so it reads on any colour). A frame,
- * ticks at 1-2-5 steps and their numbers (a 3x5 pixel font of our own) make the axes; the
- * exact ranges and the plot area's place in the image are printed on stderr too.
+ * ticks at 1-2-5 steps and their numbers (plot_draw.c, with a 3x5 pixel font of our own) make
+ * the axes; the exact ranges and the plot area's place in the image are printed on stderr too.
  *
  * An explicit (mse) model has no energy: it gets a neutral background with the data and its
  * prediction curve. Models with more than one input or output are refused: a landscape needs
@@ -38,11 +39,9 @@
 #include "ember/dataset.h"
 #include "ember/infer.h"
 #include "ember/model.h"
+#include "plot_draw.h"
 #include "png_write.h"
 
-#define PLOT_MIN_W 100
-#define PLOT_MIN_H 80
-#define PLOT_MAX_SIDE 4096
 #define PLOT_BATCH_COLUMNS 16   /* columns per ember_infer_energy call */
 #define PLOT_DEFAULT_SAMPLES 256 /* predictions and modes: at most this many unless --samples */
 #define PLOT_MAX_MODES 16
@@ -50,19 +49,15 @@
 #define PLOT_MAX_DECADES 30
 #define PLOT_MODE_EVERY 6       /* pixels between the columns whose modes are marked */
 
-typedef struct rgb8 {
-  uint8_t r, g, b;
-} rgb8;
-
-static const rgb8 COL_MARGIN = {255, 255, 255}, COL_INK = {40, 40, 48}, COL_NEUTRAL = {58, 58, 66},
-                  COL_DATA = {0, 200, 255}, COL_PRED = {255, 255, 255}, COL_EDGE = {0, 0, 0},
-                  COL_MODE = {40, 230, 120};
+static const plot_rgb COL_MARGIN = {255, 255, 255}, COL_INK = {40, 40, 48}, COL_NEUTRAL = {58, 58, 66},
+                      COL_DATA = {0, 200, 255}, COL_PRED = {255, 255, 255}, COL_EDGE = {0, 0, 0},
+                      COL_MODE = {40, 230, 120};
 
 /* ---- colour ramp --------------------------------------------------------------------- */
 
 static const struct {
   double t;
-  rgb8 c;
+  plot_rgb c;
 } RAMP[] = {
     {0.00, {14, 8, 38}},    /* cold: near-black violet */
     {0.25, {68, 22, 112}},  /* violet */
@@ -71,175 +66,64 @@ static const struct {
     {1.00, {252, 238, 152}} /* hot: pale yellow */
 };
 
-static void ramp_lut(rgb8 lut[256]) {
+static void ramp_lut(plot_rgb lut[256]) {
   const int nr = (int)(sizeof RAMP / sizeof *RAMP);
   for (int i = 0; i < 256; i++) {
     double t = i / 255.0;
     int k = 0;
     while (k < nr - 2 && t > RAMP[k + 1].t) k++;
     double u = (t - RAMP[k].t) / (RAMP[k + 1].t - RAMP[k].t);
-    const rgb8 a = RAMP[k].c, b = RAMP[k + 1].c;
+    const plot_rgb a = RAMP[k].c, b = RAMP[k + 1].c;
     lut[i].r = (uint8_t)lround(a.r + u * (b.r - a.r));
     lut[i].g = (uint8_t)lround(a.g + u * (b.g - a.g));
     lut[i].b = (uint8_t)lround(a.b + u * (b.b - a.b));
   }
 }
 
-/* ---- canvas and a 3x5 font ------------------------------------------------------------ */
-
-typedef struct canvas {
-  uint8_t *rgb; /* (h, w, 3) */
-  int w, h;
-} canvas;
-
-static void put(canvas *cv, int x, int y, rgb8 c) {
-  if (x < 0 || y < 0 || x >= cv->w || y >= cv->h) return;
-  uint8_t *p = cv->rgb + ((size_t)y * cv->w + x) * 3;
-  p[0] = c.r, p[1] = c.g, p[2] = c.b;
-}
-
-/* c over the pixel with opacity a in [0, 1] */
-static void blend(canvas *cv, int x, int y, rgb8 c, double a) {
-  if (x < 0 || y < 0 || x >= cv->w || y >= cv->h) return;
-  uint8_t *p = cv->rgb + ((size_t)y * cv->w + x) * 3;
-  p[0] = (uint8_t)lround(p[0] + a * (c.r - p[0]));
-  p[1] = (uint8_t)lround(p[1] + a * (c.g - p[1]));
-  p[2] = (uint8_t)lround(p[2] + a * (c.b - p[2]));
-}
-
-static void fill(canvas *cv, int x0, int y0, int w, int h, rgb8 c) {
-  for (int y = y0; y < y0 + h; y++)
-    for (int x = x0; x < x0 + w; x++) put(cv, x, y, c);
-}
-
-/* rows top to bottom, three bits each, the high bit leftmost */
-static const struct {
-  char ch;
-  uint8_t rows[5];
-} GLYPHS[] = {
-    {'0', {7, 5, 5, 5, 7}}, {'1', {2, 6, 2, 2, 7}}, {'2', {7, 1, 7, 4, 7}}, {'3', {7, 1, 7, 1, 7}},
-    {'4', {5, 5, 7, 1, 1}}, {'5', {7, 4, 7, 1, 7}}, {'6', {7, 4, 7, 5, 7}}, {'7', {7, 1, 1, 1, 1}},
-    {'8', {7, 5, 7, 5, 7}}, {'9', {7, 5, 7, 1, 7}}, {'-', {0, 0, 7, 0, 0}}, {'.', {0, 0, 0, 0, 2}},
-    {'x', {0, 5, 2, 5, 0}}, {'y', {5, 5, 2, 2, 2}},
-};
-
-/* Text with its top-left corner at (x, y), glyphs 3s x 5s, advancing 4s. */
-static void text(canvas *cv, int x, int y, int s, const char *str, rgb8 c) {
-  for (; *str; str++, x += 4 * s) {
-    const uint8_t *rows = NULL;
-    for (size_t g = 0; g < sizeof GLYPHS / sizeof *GLYPHS; g++)
-      if (GLYPHS[g].ch == *str) rows = GLYPHS[g].rows;
-    if (!rows) continue;
-    for (int r = 0; r < 5; r++)
-      for (int b = 0; b < 3; b++)
-        if (rows[r] & (4 >> b)) fill(cv, x + b * s, y + r * s, s, s, c);
-  }
-}
-
-static int text_width(const char *str, int s) {
-  int n = (int)strlen(str);
-  return n ? n * 4 * s - s : 0;
-}
-
 /* ---- layout ------------------------------------------------------------------------------ */
 
-typedef struct layout {
-  int x0, y0, pw, ph;      /* plot area: left, top, width, height in pixels */
-  double xlo, xhi, ylo, yhi;
-  int s;                   /* font scale */
-} layout;
-
-static double col_x(const layout *L, int c) { return L->xlo + (c + 0.5) * (L->xhi - L->xlo) / L->pw; }
-static double row_y(const layout *L, int r) { return L->yhi - (r + 0.5) * (L->yhi - L->ylo) / L->ph; }
+static double col_x(const plot_area *L, int c) { return L->xlo + (c + 0.5) * (L->xhi - L->xlo) / L->pw; }
+static double row_y(const plot_area *L, int r) { return L->yhi - (r + 0.5) * (L->yhi - L->ylo) / L->ph; }
 
 /* plot-area row of y, or -1 outside (checked in double before any conversion to int) */
-static int y_row(const layout *L, double y) {
+static int y_row(const plot_area *L, double y) {
   double t = (L->yhi - y) / (L->yhi - L->ylo) * L->ph;
   return t >= 0.0 && t < L->ph ? (int)t : -1;
 }
-static int x_col(const layout *L, double x) {
+static int x_col(const plot_area *L, double x) {
   double t = (x - L->xlo) / (L->xhi - L->xlo) * L->pw;
   return t >= 0.0 && t < L->pw ? (int)t : -1;
 }
 
 /* a pixel of the plot area, clipped to it */
-static void put_plot(canvas *cv, const layout *L, int c, int r, rgb8 col) {
-  if (c >= 0 && r >= 0 && c < L->pw && r < L->ph) put(cv, L->x0 + c, L->y0 + r, col);
-}
-
-/* Ticks at multiples of a 1-2-5 step, about one per `px` pixels. Returns how many; labels
- * are printed with just enough decimals, or left empty when they would be unreadably long. */
-#define MAX_TICKS 64
-typedef struct ticks {
-  int n;
-  double v[MAX_TICKS];
-  char label[MAX_TICKS][24];
-} ticks;
-
-static void make_ticks(double lo, double hi, int pixels, int px, ticks *t) {
-  t->n = 0;
-  double want = pixels / (double)px;
-  if (want < 2) want = 2;
-  double raw = (hi - lo) / want, p = pow(10.0, floor(log10(raw))), step;
-  if (raw / p < 1.5) step = p;
-  else if (raw / p < 3.5) step = 2 * p;
-  else if (raw / p < 7.5) step = 5 * p;
-  else step = 10 * p;
-  if (!(step > 0) || !isfinite(step)) return;
-  int dec = (int)-floor(log10(step) + 1e-9);
-  if (dec < 0) dec = 0;
-  double first = ceil(lo / step - 1e-9);
-  for (int k = 0; k < MAX_TICKS; k++) {
-    double v = (first + k) * step;
-    if (v > hi + 1e-9 * step) break;
-    if (fabs(v) < 1e-6 * step) v = 0.0; /* no "-0" */
-    t->v[t->n] = v;
-    if (dec > 6 || fabs(v) >= 1e7) t->label[t->n][0] = 0;
-    else snprintf(t->label[t->n], sizeof t->label[t->n], "%.*f", dec, v);
-    t->n++;
-  }
+static void put_plot(plot_canvas *cv, const plot_area *L, int c, int r, plot_rgb col) {
+  if (c >= 0 && r >= 0 && c < L->pw && r < L->ph) plot_put(cv, L->x0 + c, L->y0 + r, col);
 }
 
 /* The margins depend on the y labels' width, the x ticks on the plot's width: y ticks first. */
-static void plan_layout(layout *L, int w, int h, ticks *xt, ticks *yt) {
+static void plan_layout(plot_area *L, int w, int h, plot_ticks *xt, plot_ticks *yt) {
   L->s = w >= 400 && h >= 300 ? 2 : 1;
   const int s = L->s, tick = 4, gap = 3;
   int top = 5 * s + 8, bottom = tick + gap + 5 * s + 6;
   L->y0 = top;
   L->ph = h - top - bottom;
-  make_ticks(L->ylo, L->yhi, L->ph, 40 * s, yt);
-  int widest = text_width("y", s);
+  plot_ticks_make(L->ylo, L->yhi, L->ph, 40 * s, yt);
+  int widest = plot_text_width("y", s);
   for (int i = 0; i < yt->n; i++) {
-    int tw = text_width(yt->label[i], s);
+    int tw = plot_text_width(yt->label[i], s);
     widest = tw > widest ? tw : widest;
   }
   L->x0 = tick + gap + widest + 6;
   L->pw = w - L->x0 - 10 * s;
-  make_ticks(L->xlo, L->xhi, L->pw, 60 * s, xt);
+  plot_ticks_make(L->xlo, L->xhi, L->pw, 60 * s, xt);
 }
 
-static void draw_axes(canvas *cv, const layout *L, const ticks *xt, const ticks *yt) {
+/* The frame, ticks and numbers, and the axes' names "x" and "y". */
+static void draw_axes(plot_canvas *cv, const plot_area *L, const plot_ticks *xt, const plot_ticks *yt) {
   const int s = L->s;
-  fill(cv, L->x0 - 1, L->y0 - 1, L->pw + 2, 1, COL_INK);
-  fill(cv, L->x0 - 1, L->y0 + L->ph, L->pw + 2, 1, COL_INK);
-  fill(cv, L->x0 - 1, L->y0 - 1, 1, L->ph + 2, COL_INK);
-  fill(cv, L->x0 + L->pw, L->y0 - 1, 1, L->ph + 2, COL_INK);
-  for (int i = 0; i < xt->n; i++) {
-    double t = (xt->v[i] - L->xlo) / (L->xhi - L->xlo) * L->pw;
-    if (!(t >= 0.0 && t <= L->pw)) continue;
-    int px = L->x0 + (int)t;
-    fill(cv, px, L->y0 + L->ph + 1, 1, 4, COL_INK);
-    text(cv, px - text_width(xt->label[i], s) / 2, L->y0 + L->ph + 8, s, xt->label[i], COL_INK);
-  }
-  for (int i = 0; i < yt->n; i++) {
-    double t = (L->yhi - yt->v[i]) / (L->yhi - L->ylo) * L->ph;
-    if (!(t >= 0.0 && t <= L->ph)) continue;
-    int py = L->y0 + (int)t;
-    fill(cv, L->x0 - 5, py, 4, 1, COL_INK);
-    text(cv, L->x0 - 8 - text_width(yt->label[i], s), py - 5 * s / 2, s, yt->label[i], COL_INK);
-  }
-  text(cv, L->x0 + L->pw + 3 * s, L->y0 + L->ph - 5 * s / 2, s, "x", COL_INK);
-  text(cv, L->x0 - 8 - text_width("y", s), 2, s, "y", COL_INK);
+  plot_axes(cv, L, xt, yt, COL_INK);
+  plot_text(cv, L->x0 + L->pw + 3 * s, L->y0 + L->ph - 5 * s / 2, s, "x", COL_INK);
+  plot_text(cv, L->x0 - 8 - plot_text_width("y", s), 2, s, "y", COL_INK);
 }
 
 /* ---- options ------------------------------------------------------------------------------ */
@@ -266,23 +150,6 @@ static int parse_range(const char *opt, const char *v, double *lo, double *hi) {
   return -1;
 }
 
-static int parse_size(const char *v, int *w, int *h) {
-  char *end;
-  long a = strtol(v, &end, 10), b = -1;
-  if (end != v && (*end == 'x' || *end == 'X')) {
-    const char *p = end + 1;
-    b = strtol(p, &end, 10);
-    if (end == p || *end) b = -1;
-  }
-  if (a < PLOT_MIN_W || a > PLOT_MAX_SIDE || b < PLOT_MIN_H || b > PLOT_MAX_SIDE) {
-    fprintf(stderr, "ember plot: --size expects WxH with W in %d..%d and H in %d..%d pixels, got '%s'\n",
-            PLOT_MIN_W, PLOT_MAX_SIDE, PLOT_MIN_H, PLOT_MAX_SIDE, v);
-    return -1;
-  }
-  *w = (int)a, *h = (int)b;
-  return 0;
-}
-
 /* ---- the landscape ------------------------------------------------------------------------- */
 
 static int cmp_float(const void *a, const void *b) {
@@ -301,7 +168,7 @@ static float finite_min(const float *v, int n, float lo) {
  * y range leaves out part of the model's sampling box [box_lo, box_hi], over ph candidates
  * spread across the box as well: a zoomed plot must not glow where the column's best y lies
  * outside it. xs: (pw) column centres; ybuf, ybox, ebox: (PLOT_BATCH_COLUMNS, ph) scratch. */
-static int grid_energies(ember_infer *inf, const layout *L, const float *xs, double box_lo,
+static int grid_energies(ember_infer *inf, const plot_area *L, const float *xs, double box_lo,
                          double box_hi, float *ybuf, float *ybox, float *ebox, float *e,
                          float *emin, ember_err *err) {
   const int whole_box = box_lo >= L->ylo && box_hi <= L->yhi;
@@ -326,7 +193,7 @@ static int grid_energies(ember_infer *inf, const layout *L, const float *xs, dou
 
 /* Replaces each energy by its distance above its column's lowest, emin (pw); +inf where the
  * energy is not finite (coldest). */
-static void column_deltas(float *e, const float *emin, const layout *L) {
+static void column_deltas(float *e, const float *emin, const plot_area *L) {
   for (int c = 0; c < L->pw; c++) {
     float *col = e + (size_t)c * L->ph;
     for (int r = 0; r < L->ph; r++)
@@ -338,9 +205,9 @@ static void column_deltas(float *e, const float *emin, const layout *L) {
  * energy scale R is the grid's PLOT_ENERGY_CLIP percentile of d (sorted: (pw * ph) scratch);
  * for prob it is the energy drop of `decades` decades of probability, T decades ln 10.
  * Returns R. */
-static double paint_heat(canvas *cv, const layout *L, const float *d, int energy_scale, double temp,
+static double paint_heat(plot_canvas *cv, const plot_area *L, const float *d, int energy_scale, double temp,
                          double decades, float *sorted) {
-  rgb8 lut[256];
+  plot_rgb lut[256];
   ramp_lut(lut);
   const size_t cells = (size_t)L->pw * L->ph;
   double R = temp * decades * log(10.0);
@@ -361,14 +228,14 @@ static double paint_heat(canvas *cv, const layout *L, const float *d, int energy
       v = 1.0 - v / R;
       if (!(v > 0.0)) v = 0.0;
       if (v > 1.0) v = 1.0;
-      put(cv, L->x0 + c, L->y0 + r, lut[(int)lround(v * 255.0)]);
+      plot_put(cv, L->x0 + c, L->y0 + r, lut[(int)lround(v * 255.0)]);
     }
   return R;
 }
 
 /* Data: a plus of arm 2 per point, drawn over the modes and under the predictions, so that on a
  * good model the data shows as a fringe on both sides of the prediction line. */
-static int draw_data(canvas *cv, const layout *L, const ember_dataset *ds) {
+static int draw_data(plot_canvas *cv, const plot_area *L, const ember_dataset *ds) {
   int inside = 0;
   for (int i = 0; i < ds->n; i++) {
     int c = x_col(L, ds->x[i]), r = y_row(L, ds->y[i]);
@@ -388,7 +255,7 @@ static int mode_col(int i) { return i * PLOT_MODE_EVERY + PLOT_MODE_EVERY / 2; }
 
 /* Modes: hollow squares, half-side 2 (less than half the column's mass) or 3, opacity 0.35 .. 1
  * by mass. my, mw: (nm, k); count: (nm). */
-static void draw_modes(canvas *cv, const layout *L, const float *my, const float *mw,
+static void draw_modes(plot_canvas *cv, const plot_area *L, const float *my, const float *mw,
                        const int *count, int nm, int k) {
   for (int i = 0; i < nm; i++)
     for (int j = 0; j < count[i]; j++) {
@@ -402,13 +269,13 @@ static void draw_modes(canvas *cv, const layout *L, const float *my, const float
           int cc = c + dc, rr = r + dr;
           int edge = dr == -half || dr == half || dc == -half || dc == half;
           if (edge && cc >= 0 && rr >= 0 && cc < L->pw && rr < L->ph)
-            blend(cv, L->x0 + cc, L->y0 + rr, COL_MODE, 0.35 + 0.65 * w);
+            plot_blend(cv, L->x0 + cc, L->y0 + rr, COL_MODE, 0.35 + 0.65 * w);
         }
     }
 }
 
 /* Predictions: a white pixel per column, edged above and below in black. */
-static void draw_predictions(canvas *cv, const layout *L, const float *yp) {
+static void draw_predictions(plot_canvas *cv, const plot_area *L, const float *yp) {
   for (int pass = 0; pass < 2; pass++)
     for (int c = 0; c < L->pw; c++) {
       int r = y_row(L, yp[c]);
@@ -425,7 +292,7 @@ static void draw_predictions(canvas *cv, const layout *L, const float *yp) {
 
 /* Default ranges: x across the data when given (5% margin), else the training mean +- 2
  * standard deviations; y the model's sampling box, which is where inference looks. */
-static void default_ranges(const ember_model *m, const ember_dataset *ds, layout *L,
+static void default_ranges(const ember_model *m, const ember_dataset *ds, plot_area *L,
                            int have_x, int have_y) {
   if (!have_x) {
     if (ds && ds->n > 0) {
@@ -445,6 +312,7 @@ static void default_ranges(const ember_model *m, const ember_dataset *ds, layout
 }
 
 int cmd_plot(int argc, char **argv) {
+  if (argc >= 1 && strcmp(argv[0], "curves") == 0) return cmd_plot_curves(argc - 1, argv + 1);
   plot_cli c = {0};
   c.size = "640x480";
   c.scale = "prob";
@@ -467,16 +335,21 @@ int cmd_plot(int argc, char **argv) {
       {"threads", OPT_INT, &c.threads, NULL, "worker threads (default: online CPUs)", 0, 1},
   };
   const int nspecs = (int)(sizeof specs / sizeof *specs);
-  int rc = args_parse("plot", "--model MODEL --out FILE.png [--data FILE] [options]", specs, nspecs, argc, argv);
+  int rc = args_parse("plot",
+                      "--model MODEL --out FILE.png [--data FILE] [options]\n"
+                      "       ember plot curves --data CURVES.csv --out FILE.png [--x steps|wall_s] [--title TEXT] [--size WxH]\n"
+                      "\nThe first form draws a model's energy landscape (options below); the second, learning\n"
+                      "curves from a CSV (its options: ember plot curves --help).",
+                      specs, nspecs, argc, argv);
   if (rc != 0) return rc < 0 ? 2 : 0;
 
-  layout L = {0};
+  plot_area L = {0};
   int w = 0, h = 0, energy_scale = 0;
   if (!c.model || !c.out) {
     fprintf(stderr, "ember plot: --model and --out are required (see ember plot --help)\n");
     return 2;
   }
-  if (parse_size(c.size, &w, &h) < 0) return 2;
+  if (plot_parse_size("plot", c.size, &w, &h) < 0) return 2;
   if (c.xrange && parse_range("x-range", c.xrange, &L.xlo, &L.xhi) < 0) return 2;
   if (c.yrange && parse_range("y-range", c.yrange, &L.ylo, &L.yhi) < 0) return 2;
   if (strcmp(c.scale, "energy") == 0) energy_scale = 1;
@@ -502,7 +375,7 @@ int cmd_plot(int argc, char **argv) {
   ember_dataset ds = {0};
   ember_pool *pool = NULL;
   ember_infer *inf = NULL;
-  canvas cv = {NULL, w, h};
+  plot_canvas cv = {NULL, w, h};
   float *xs = NULL, *ybuf = NULL, *ybox = NULL, *ebox = NULL, *e = NULL, *emin = NULL;
   float *sorted = NULL, *yp = NULL, *xm = NULL, *my = NULL, *me = NULL, *mw = NULL;
   int *count = NULL;
@@ -546,7 +419,7 @@ int cmd_plot(int argc, char **argv) {
     goto done;
   }
   default_ranges(&m, c.data ? &ds : NULL, &L, c.xrange != NULL, c.yrange != NULL);
-  ticks xt, yt;
+  plot_ticks xt, yt;
   plan_layout(&L, w, h, &xt, &yt);
   if (L.pw < 32 || L.ph < 32) {
     fprintf(stderr, "ember plot: --size %s leaves a plot area of %dx%d pixels after the axes; make it larger\n",
@@ -596,12 +469,12 @@ int cmd_plot(int argc, char **argv) {
     goto done;
   }
 
-  fill(&cv, 0, 0, w, h, COL_MARGIN);
+  plot_fill(&cv, 0, 0, w, h, COL_MARGIN);
   double R = 0.0;
   if (explicit_model) {
     fprintf(stderr, "ember plot: note: %s is an explicit (mse) model, which has no energy: the background "
                     "is blank, the curve is its prediction\n", c.model);
-    fill(&cv, L.x0, L.y0, L.pw, L.ph, COL_NEUTRAL);
+    plot_fill(&cv, L.x0, L.y0, L.pw, L.ph, COL_NEUTRAL);
   } else {
     double box_lo = (double)m.y_mean[0] + (double)m.y_lo[0] * m.y_std[0];
     double box_hi = (double)m.y_mean[0] + (double)m.y_hi[0] * m.y_std[0];

@@ -35,7 +35,8 @@ static void usage(FILE *f) {
           "  health    ask a server's health service; exit 0 only if SERVING (needs --server)\n"
           "  data      write a benchmark dataset: data particle (oracle demonstrations), data toy NAME\n"
           "  eval      score a model: eval particle (closed-loop episodes, local or --server), eval toy NAME\n"
-          "  plot      draw a 1-input 1-output model's energy landscape as a PNG heat map\n"
+          "  plot      draw a 1-input 1-output model's energy landscape as a PNG heat map, or learning\n"
+          "            curves from a CSV (plot curves)\n"
           "\n"
           "global options:\n"
 #ifdef EMBER_REMOTE

@@ -6,6 +6,7 @@
 
 PY=/usr/bin/python3
 [ -x "$PY" ] || fail "plot.sh needs $PY (standard library only) to decode the PNGs"
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 # y = 1 + 0.5x left of 0.3, 4 + 0.5x from 0.3 on, x in [-1, 1]
 awk 'BEGIN { srand(7); print "x,y";
@@ -14,47 +15,12 @@ common="--data $T/jump.csv --batch 128 --width 32 --depth 2 --seed 3 --threads 2
 "$EMBER" train $common --steps 400 --negatives 64 --out "$T/ebm.safetensors"
 "$EMBER" train $common --steps 200 --method mse --out "$T/mse.safetensors"
 
-# The checker: decodes an 8-bit RGB PNG (every chunk's CRC, all five row filters) once, then
-# answers one query per line of stdin about the plot area, given on the command line as
-# "LEFT TOP W H" (as ember plot reports it on stderr) and "XLO XHI YLO YHI" (as asked).
+# The checker: decodes an 8-bit RGB PNG once (pngread.py), then answers one query per line of
+# stdin about the plot area, given on the command line as "LEFT TOP W H" (as ember plot reports
+# it on stderr) and "XLO XHI YLO YHI" (as asked).
 cat > "$T/png.py" <<'PYEOF'
-import struct, sys, zlib
-
-def read_png(path):
-    b = open(path, 'rb').read()
-    if b[:8] != b'\x89PNG\r\n\x1a\n': sys.exit('%s: not a PNG signature' % path)
-    pos, idat, ihdr, end = 8, b'', None, False
-    while pos + 12 <= len(b):
-        n, = struct.unpack('>I', b[pos:pos + 4])
-        kind, data = b[pos + 4:pos + 8], b[pos + 8:pos + 8 + n]
-        crc, = struct.unpack('>I', b[pos + 8 + n:pos + 12 + n])
-        if zlib.crc32(kind + data) & 0xffffffff != crc: sys.exit('%s: bad CRC in %r' % (path, kind))
-        if kind == b'IHDR': ihdr = struct.unpack('>IIBBBBB', data)
-        elif kind == b'IDAT': idat += data
-        elif kind == b'IEND': end = True
-        pos += 12 + n
-    if not ihdr or not end or pos != len(b): sys.exit('%s: chunks incomplete' % path)
-    w, h, depth, ctype, _, _, interlace = ihdr
-    if (depth, ctype, interlace) != (8, 2, 0): sys.exit('%s: not 8-bit RGB' % path)
-    raw, stride, rows, p = zlib.decompress(idat), w * 3, [], 0
-    prev = bytearray(stride)
-    for _ in range(h):
-        f, line = raw[p], bytearray(raw[p + 1:p + 1 + stride])
-        p += 1 + stride
-        for i in range(stride):
-            a = line[i - 3] if i >= 3 else 0
-            up, c = prev[i], (prev[i - 3] if i >= 3 else 0)
-            if f == 1: line[i] = (line[i] + a) & 255
-            elif f == 2: line[i] = (line[i] + up) & 255
-            elif f == 3: line[i] = (line[i] + (a + up) // 2) & 255
-            elif f == 4:
-                pa, pb, pc = abs(up - c), abs(a - c), abs(a + up - 2 * c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else up if pb <= pc else c)) & 255
-            elif f != 0: sys.exit('%s: filter %d' % (path, f))
-        rows.append(line)
-        prev = line
-    if p != len(raw): sys.exit('%s: %d bytes of pixel data, expected %d' % (path, len(raw), p))
-    return w, h, rows
+import sys
+from pngread import read_png  # tests/cli/pngread.py, on PYTHONPATH
 
 w, h, rows = read_png(sys.argv[1])
 left, top, pw, ph = map(int, sys.argv[2:6])
@@ -88,7 +54,7 @@ area() { sed -n 's/.*plot area *left \([0-9]*\), top \([0-9]*\), \([0-9]*\)x\([0
 ask() {
   geom=$(area "$2")
   [ -n "$geom" ] || fail "no plot area on stderr: $(cat "$2")"
-  "$PY" "$T/png.py" "$1" $geom $R
+  PYTHONPATH="$HERE" "$PY" "$T/png.py" "$1" $geom $R
 }
 truth='function t(x) { return (x < 0.3 ? 1 : 4) + 0.5 * x }'
 
