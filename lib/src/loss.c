@@ -9,6 +9,10 @@
 #include <math.h>
 #include <stddef.h>
 
+/* gradients below this are flushed to zero (far above FLT_MIN = 1.2e-38, so that products
+ * with weights further down the backward pass stay normal too) */
+#define EMBER_LOSS_FLUSH 1e-30
+
 double ember_infonce(const float *e, int nq, int c, float temperature, float scale, float *de) {
   double total = 0.0;
   const double inv_t = 1.0 / (double)temperature;
@@ -26,7 +30,12 @@ double ember_infonce(const float *e, int nq, int c, float temperature, float sca
       float *di = de + (size_t)i * c;
       for (int j = 0; j < c; j++) {
         double p = exp(-((double)ei[j] - emin) * inv_t - log_z);
-        di[j] = (float)(scale * inv_t * ((j == 0 ? 1.0 : 0.0) - p));
+        double g = scale * inv_t * ((j == 0 ? 1.0 : 0.0) - p);
+        /* a trained model gives most counter-examples probabilities far below FLT_MIN: as
+         * float denormals they changed nothing but slowed every sgemm of the backward pass
+         * about 5x (measured: 25 -> 3.5 steps/s by step 1,500 on the particle task; x86
+         * sgemm kernels do not flush denormals), so they are zero */
+        di[j] = fabs(g) < EMBER_LOSS_FLUSH ? 0.0f : (float)g;
       }
     }
   }

@@ -19,7 +19,8 @@
 extern "C" {
 #endif
 
-/* e: (nq, c) energies, column 0 positive. de: (nq, c) or NULL. */
+/* e: (nq, c) energies, column 0 positive. de: (nq, c) or NULL; entries below 1e-30 in
+ * magnitude are written as 0 (as float denormals they only slow the backward pass). */
 double ember_infonce(const float *e, int nq, int c, float temperature, float scale, float *de);
 
 /* pred, y: (n, d). dpred: (n, d) or NULL. */
