@@ -118,8 +118,15 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
                     char **argv) {
   ember_train_opts *o = &t->o;
   memset(t, 0, sizeof *t);
-  ember_train_opts_default(o);
   t->method = "dfo";
+  /* the defaults depend on the method: find --method first, so that --help shows its recipe */
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--method") == 0 && i + 1 < argc) t->method = argv[i + 1];
+    else if (strncmp(argv[i], "--method=", 9) == 0) t->method = argv[i] + 9;
+  }
+  ember_method m0 = EMBER_METHOD_DFO;
+  (void)ember_method_parse(t->method, &m0); /* a bad name is refused after parsing */
+  ember_train_opts_for_method(o, m0);
   t->arch = "resnet";
   t->schedule = "ibc";
   t->y_dim = -1;
@@ -142,7 +149,7 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
       {"bound-margin", OPT_FLOAT, &o->bound_margin, NULL, "sampling bounds widen the data range by this fraction per side", 0, 0},
       {"seed", OPT_U64, &o->seed, NULL, "random seed (same seed + threads = same model)", 0, 0},
       {"threads", OPT_INT, &t->threads, NULL, "worker threads (default: online CPUs)", 0, 1},
-      {"samples", OPT_INT, &o->infer.samples, NULL, "default inference samples stored in the model (ardfo: default 2048; langevin: chains, default 512)", 0, 0},
+      {"samples", OPT_INT, &o->infer.samples, NULL, "default inference samples stored in the model (langevin: chains)", 0, 0},
       {"chain-steps", OPT_INT, &o->langevin.steps, NULL, "langevin: training chain length (inference uses twice this)", 0, 0},
       {"schedule", OPT_STR, &t->schedule, "S", "langevin: step schedule, ibc (init -> final, power 2) or poly (init k^-gamma)", 0, 0},
       {"step-init", OPT_FLOAT, &o->langevin.step_init, NULL, "langevin: first step size", 0, 0},
@@ -209,13 +216,6 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
       fprintf(stderr, "ember train: --%s applies to --method langevin only\n", langevin_only[i]);
       return -1;
     }
-  /* a Langevin model's samples are chains, each `2 x --chain-steps` long: fewer by default */
-  if (o->method == EMBER_METHOD_LANGEVIN && !args_given(specs, nspecs, "samples")) o->infer.samples = 512;
-  /* autoregressive DFO evaluates every prefix net per iteration: y_dim x the passes of dfo */
-  if (o->method == EMBER_METHOD_ARDFO && !args_given(specs, nspecs, "samples")) o->infer.samples = 2048;
-  /* ... and resamples whole candidates once per coordinate: at temperature 1 the first
-   * coordinates' resampling leaves few distinct values of the later ones (docs/notes.md) */
-  if (o->method == EMBER_METHOD_ARDFO) o->infer.temperature = 10.0f;
   if (t->snapshot_every < 0) {
     fprintf(stderr, "ember train: --snapshot-every must be >= 0, got %lld\n", (long long)t->snapshot_every);
     return -1;

@@ -112,6 +112,8 @@ int remote_cmd_train(const char *server, int argc, char **argv) {
   req.bound_margin = o->bound_margin;
   req.seed = o->seed;
   req.spectral_norm = o->spectral_norm;
+  req.optional_ema_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_EMA_EMA;
+  req.ema = o->ema;
   req.samples = (uint32_t)o->infer.samples;
   req.iterations = (uint32_t)o->infer.iters;
   req.sigma = o->infer.sigma;

@@ -479,12 +479,13 @@ static int resolve_dataset(srv_call *c, train_job *j, const char *name) {
 
 /* Training settings from the request (0/unset = `ember train`'s defaults); -1 after answering. */
 static int train_options(srv_call *c, const Ember__V1__TrainRequest *r, ember_train_opts *o) {
-  ember_train_opts_default(o);
   const char *method = r->method && *r->method ? r->method : "dfo";
-  if (ember_method_parse(method, &o->method) < 0) {
+  ember_method mth;
+  if (ember_method_parse(method, &mth) < 0) {
     srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "method must be dfo, ardfo, langevin or mse, got '%.64s'", method);
     return -1;
   }
+  ember_train_opts_for_method(o, mth); /* `ember train --method M`'s defaults */
   if (r->arch && *r->arch && ember_arch_parse(r->arch, &o->arch) < 0) {
     srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "arch must be resnet or mlp, got '%.64s'", r->arch);
     return -1;
@@ -534,11 +535,7 @@ static int train_options(srv_call *c, const Ember__V1__TrainRequest *r, ember_tr
   if (r->optional_bound_margin_case) o->bound_margin = r->bound_margin;
   o->seed = r->seed;
   o->spectral_norm = r->spectral_norm;
-  /* as `ember train`: fewer default samples for Langevin (chains) and ardfo models, and ardfo's
-   * inference temperature 10 */
-  if (langevin) o->infer.samples = 512;
-  if (ardfo) o->infer.samples = 2048;
-  if (ardfo) o->infer.temperature = 10.0f;
+  if (r->optional_ema_case) o->ema = r->ema;
   if (r->samples) o->infer.samples = (int)r->samples;
   if (r->iterations) o->infer.iters = (int)r->iterations;
   if (r->sigma != 0.0f) o->infer.sigma = r->sigma;

@@ -53,6 +53,25 @@ void ember_train_opts_default(ember_train_opts *o) {
   o->prefix_noise = 0.3f;
 }
 
+void ember_train_opts_for_method(ember_train_opts *o, ember_method method) {
+  ember_train_opts_default(o);
+  o->method = method;
+  switch (method) {
+  case EMBER_METHOD_LANGEVIN:
+    o->infer.samples = 512; /* chains, each 2 x chain steps long */
+    break;
+  case EMBER_METHOD_ARDFO:
+    /* every prefix net is evaluated per iteration: y_dim x the passes of dfo; and whole
+     * candidates are resampled once per coordinate, which at temperature 1 leaves few distinct
+     * values of the later coordinates (docs/notes.md) */
+    o->infer.samples = 2048;
+    o->infer.temperature = 10.0f;
+    break;
+  default:
+    break;
+  }
+}
+
 int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
   if ((unsigned)o->method > EMBER_METHOD_LANGEVIN)
     return ember_fail(err, EMBER_ENOTSUP, "unknown training method %d", (int)o->method);

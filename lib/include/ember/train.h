@@ -96,6 +96,11 @@ typedef struct ember_train_opts {
 } ember_train_opts;
 
 void ember_train_opts_default(ember_train_opts *o);
+/* The defaults for one method: ember_train_opts_default, then that method's recipe (network,
+ * batch, counter-examples, steps, weight average, inference defaults), the one that `ember train
+ * --method M` and emberd's Train use when a field is not given. Each is measured to make a
+ * working policy on the particle benchmark at N = 2 (bench/particle/recipes.tsv, RESULTS.md). */
+void ember_train_opts_for_method(ember_train_opts *o, ember_method method);
 int ember_train_opts_check(const ember_train_opts *o, ember_err *err);
 
 /* Trains a new model on ds (n >= 1 rows, y_dim >= 1). pool may be NULL. On success *out is a
