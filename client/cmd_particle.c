@@ -51,26 +51,49 @@ static int check_task(const char *verb, int dims, int episodes) {
   return 0;
 }
 
+#define MAX_HISTORY 16
+
+/* Observation history (--history H): x is the last H observations, oldest first; at an
+ * episode's first step the first observation stands in for the missing ones (as the IBC
+ * reference tiles it). hist holds H * 4N floats; obs is the newest observation. */
+static void history_push(float *hist, int history, int n4, const float *obs, int first) {
+  if (first) {
+    for (int h = 0; h < history; h++) memcpy(hist + (size_t)h * n4, obs, (size_t)n4 * sizeof(float));
+    return;
+  }
+  memmove(hist, hist + n4, (size_t)(history - 1) * n4 * sizeof(float));
+  memcpy(hist + (size_t)(history - 1) * n4, obs, (size_t)n4 * sizeof(float));
+}
+
+static int check_history(const char *verb, int history) {
+  if (history < 1 || history > MAX_HISTORY) {
+    fprintf(stderr, "ember %s: --history must be 1..%d, got %d\n", verb, MAX_HISTORY, history);
+    return 2;
+  }
+  return 0;
+}
+
 /* ---- data ----------------------------------------------------------------------------- */
 
 int cmd_data_particle(int argc, char **argv) {
   const char *verb = "data particle", *out = NULL;
-  int dims = 2, episodes = 2000;
+  int dims = 2, episodes = 2000, history = 1;
   uint64_t seed = DATA_SEED;
   opt_spec specs[] = {
       {"dims", OPT_INT, &dims, "N", "action dimensions N (observations have 4N)", 0, 0},
+      {"history", OPT_INT, &history, "H", "x holds the last H observations, oldest first (4N H columns; the first one repeated at an episode's start)", 0, 0},
       {"episodes", OPT_INT, &episodes, "E", "oracle demonstrations (50 rows each; the paper uses 2000)", 0, 0},
       {"seed", OPT_U64, &seed, "S", "episode e is reset from random stream (S, e)", 0, 0},
       {"out", OPT_STR, &out, "FILE", "CSV to write (header x0..x{4N-1},y0..y{N-1}; - = stdout)", 0, 0},
   };
   int nspecs = (int)(sizeof specs / sizeof *specs);
-  int rc = args_parse(verb, "--dims N --episodes E --out FILE [--seed S]", specs, nspecs, argc, argv);
+  int rc = args_parse(verb, "--dims N --episodes E --out FILE [--seed S] [--history H]", specs, nspecs, argc, argv);
   if (rc != 0) return rc < 0 ? 2 : 0;
   if (!out) {
     fprintf(stderr, "ember %s: --out FILE is required (- writes to stdout)\n", verb);
     return 2;
   }
-  if ((rc = check_task(verb, dims, episodes))) return rc;
+  if ((rc = check_task(verb, dims, episodes)) || (rc = check_history(verb, history))) return rc;
   ember_particle p;
   ember_err err;
   if (ember_particle_init(&p, dims, &err) < 0) {
@@ -80,7 +103,8 @@ int cmd_data_particle(int argc, char **argv) {
   /* whole or not at all: a reader never sees half a dataset (outfile.h) */
   cli_outfile o;
   char why[512];
-  float *row = malloc((size_t)5 * dims * sizeof(float));
+  const int n4 = 4 * dims, nx = n4 * history;
+  float *row = malloc((size_t)(nx + n4 + dims) * sizeof(float)), *obs = row ? row + nx + dims : NULL;
   if (!row || cli_outfile_open(&o, out, why, sizeof why) < 0) {
     fprintf(stderr, "ember %s: %s\n", verb, row ? why : "out of memory");
     free(row);
@@ -88,7 +112,7 @@ int cmd_data_particle(int argc, char **argv) {
     return 1;
   }
   FILE *f = o.f;
-  for (int j = 0; j < 4 * dims; j++) fprintf(f, "%sx%d", j ? "," : "", j);
+  for (int j = 0; j < nx; j++) fprintf(f, "%sx%d", j ? "," : "", j);
   for (int j = 0; j < dims; j++) fprintf(f, ",y%d", j);
   fputc('\n', f);
   int ok = 0;
@@ -97,12 +121,13 @@ int cmd_data_particle(int argc, char **argv) {
     ember_rng_seed(&rng, seed, (uint64_t)e);
     ember_particle_reset(&p, &rng);
     while (!ember_particle_done(&p)) {
-      ember_particle_observe(&p, row);
-      ember_particle_oracle(&p, row + 4 * dims);
+      ember_particle_observe(&p, obs);
+      history_push(row, history, n4, obs, p.t == 0);
+      ember_particle_oracle(&p, row + nx);
       /* %.9g: every float reads back exactly */
-      for (int j = 0; j < 5 * dims; j++) fprintf(f, "%s%.9g", j ? "," : "", (double)row[j]);
+      for (int j = 0; j < nx + dims; j++) fprintf(f, "%s%.9g", j ? "," : "", (double)row[j]);
       fputc('\n', f);
-      ember_particle_step(&p, row + 4 * dims);
+      ember_particle_step(&p, row + nx);
     }
     ok += ember_particle_success(&p);
   }
@@ -112,7 +137,7 @@ int cmd_data_particle(int argc, char **argv) {
   } else {
     fprintf(stderr, "ember %s: %d episodes x %d steps = %d rows (x: %d columns, y: %d) to %s; "
                     "the oracle succeeded in %d of them\n",
-            verb, episodes, EMBER_PARTICLE_STEPS, episodes * EMBER_PARTICLE_STEPS, 4 * dims, dims,
+            verb, episodes, EMBER_PARTICLE_STEPS, episodes * EMBER_PARTICLE_STEPS, nx, dims,
             strcmp(out, "-") == 0 ? "stdout" : out, ok);
   }
   free(row);
@@ -194,7 +219,7 @@ static void wilson(int k, int n, double *lo, double *hi) {
 
 int cmd_eval_particle(const char *server, int argc, char **argv) {
   const char *verb = "eval particle", *policy_name = NULL, *trace = NULL;
-  int dims = 0, episodes = 100, csv = 0, quiet = 0;
+  int dims = 0, episodes = 100, csv = 0, quiet = 0, history = 0;
   int64_t version = 0;
   int deadline_ms = 10000;
   infer_cli c;
@@ -205,6 +230,7 @@ int cmd_eval_particle(const char *server, int argc, char **argv) {
       {"policy", OPT_STR, &policy_name, "P", "instead of --model: oracle (the demonstrator) or random (uniform actions)", 0, 0},
       {"dims", OPT_INT, &dims, "N", "action dimensions N (required; the model must take 4N x and give N y)", 0, 1},
       {"episodes", OPT_INT, &episodes, "E", "episodes to run", 0, 0},
+      {"history", OPT_INT, &history, "H", "observations per query, as in ember data particle --history (default: the model's x columns / 4N)", 0, 1},
       {"seed", OPT_U64, &c.seed, "S", "episode e starts from random stream (S, e); inference uses seed S too", 0, 0},
       {"samples", OPT_INT, &c.o.samples, NULL, "candidates per action: DFO samples or Langevin chains (default: the model's)", 0, 1},
       {"iters", OPT_INT, &c.o.iters, NULL, "DFO iterations (default: the model's)", 0, 1},
@@ -231,6 +257,7 @@ int cmd_eval_particle(const char *server, int argc, char **argv) {
     return 2;
   }
   if ((rc = check_task(verb, dims, episodes))) return rc;
+  if (args_given(specs, nspecs, "history") && (rc = check_history(verb, history))) return rc;
   policy p;
   memset(&p, 0, sizeof p);
   p.seed = c.seed;
@@ -299,20 +326,30 @@ int cmd_eval_particle(const char *server, int argc, char **argv) {
       return 1;
     }
   }
-  if (x_dim != 4 * dims || y_dim != dims) {
-    fprintf(stderr, "ember %s: %s takes %d x and gives %d y; the %d-D particle task needs %d and %d "
-                    "(train it on ember data particle --dims %d)\n",
-            verb, c.model, x_dim, y_dim, dims, 4 * dims, dims, dims);
+  if (!c.model) /* the built-in policies see whatever history was asked for */
+    x_dim = 4 * dims * (history ? history : 1);
+  if (!history) /* the model's */
+    history = x_dim % (4 * dims) == 0 && x_dim / (4 * dims) <= MAX_HISTORY ? x_dim / (4 * dims) : 1;
+  if (x_dim != 4 * dims * history || y_dim != dims) {
+    if (history == 1)
+      fprintf(stderr, "ember %s: %s takes %d x and gives %d y; the %d-D particle task needs %d and %d "
+                      "(4N x per observation; train it on ember data particle --dims %d)\n",
+              verb, c.model, x_dim, y_dim, dims, 4 * dims, dims, dims);
+    else
+      fprintf(stderr, "ember %s: %s takes %d x and gives %d y; the %d-D particle task with --history %d "
+                      "needs %d and %d (train it on ember data particle --dims %d --history %d)\n",
+              verb, c.model, x_dim, y_dim, dims, history, 4 * dims * history, dims, dims, history);
     policy_close(&p);
     return 2;
   }
+  const int n4 = 4 * dims;
 
   ember_particle *eps = calloc((size_t)episodes, sizeof *eps);
-  float *obs = malloc((size_t)episodes * 4 * dims * sizeof(float));
+  float *obs = malloc((size_t)episodes * x_dim * sizeof(float)), *cur = malloc((size_t)n4 * sizeof(float));
   float *act = malloc((size_t)episodes * dims * sizeof(float));
   FILE *tf = NULL;
   rc = 0;
-  if (!eps || !obs || !act) {
+  if (!eps || !obs || !act || !cur) {
     fprintf(stderr, "ember %s: out of memory for %d episodes\n", verb, episodes);
     rc = 1;
   }
@@ -334,7 +371,10 @@ int cmd_eval_particle(const char *server, int argc, char **argv) {
   }
   double infer_s = 0.0, start = ember_now(), last_note = start;
   for (int t = 0; rc == 0 && t < EMBER_PARTICLE_STEPS; t++) {
-    for (int e = 0; e < episodes; e++) ember_particle_observe(&eps[e], obs + (size_t)e * 4 * dims);
+    for (int e = 0; e < episodes; e++) {
+      ember_particle_observe(&eps[e], cur);
+      history_push(obs + (size_t)e * x_dim, history, n4, cur, t == 0);
+    }
     rc = policy_act(&p, eps, obs, episodes, dims, t, episodes, act, &infer_s, verb);
     for (int e = 0; rc == 0 && e < episodes; e++) ember_particle_step(&eps[e], act + (size_t)e * dims);
     double now = ember_now();
@@ -394,6 +434,7 @@ int cmd_eval_particle(const char *server, int argc, char **argv) {
   for (int e = 0; e < inited; e++) ember_particle_free(&eps[e]);
   free(eps);
   free(obs);
+  free(cur);
   free(act);
   policy_close(&p);
   return rc;

@@ -24,6 +24,29 @@ cmp -s "$T/a.csv" "$T/b.csv" || fail "the same seed gave different data"
 head -151 "$T/a.csv" | cmp -s - "$T/d.csv" || fail "episode streams depend on --episodes"
 echo "ok - demonstrations: shape, oracle actions, determinism"
 
+# ---- observation history: x = the last H observations, oldest first, the first one repeated
+"$EMBER" data particle --dims 2 --episodes 3 --seed 4 --history 2 --out "$T/h.csv" 2> "$T/err"
+grep -q "(x: 16 columns, y: 2)" "$T/err" || fail "history data: $(cat "$T/err")"
+[ "$(head -1 "$T/h.csv")" = "x0,x1,x2,x3,x4,x5,x6,x7,x8,x9,x10,x11,x12,x13,x14,x15,y0,y1" ] || fail "history header: $(head -1 "$T/h.csv")"
+# the newest observation and the action are the H = 1 row; the older one is the previous
+# row's newest (the same row's at an episode's start)
+paste -d, "$T/h.csv" "$T/d.csv" | awk -F, 'NR > 1 { r = NR - 2; t = r % 50;
+  for (j = 1; j <= 8; j++) if ($(8 + j) != $(18 + j)) { print "newest " NR; exit 1 }
+  for (j = 1; j <= 2; j++) if ($(16 + j) != $(26 + j)) { print "action " NR; exit 1 }
+  for (j = 1; j <= 8; j++) if ($j != (t == 0 ? $(8 + j) : prev[j])) { print "older " NR; exit 1 }
+  for (j = 1; j <= 8; j++) prev[j] = $(8 + j) }' || fail "history rows"
+"$EMBER" eval particle --dims 2 --policy oracle --episodes 20 --history 3 --csv > "$T/oh.csv"
+[ "$(awk -F, 'NR == 2 { print $8 }' "$T/oh.csv")" -eq 20 ] || fail "oracle with history: $(cat "$T/oh.csv")"
+"$EMBER" train --data "$T/h.csv" --y-dim 2 --out "$T/h.safetensors" --steps 5 --batch 16 --negatives 8 \
+  --width 16 --quiet
+"$EMBER" eval particle --dims 2 --model "$T/h.safetensors" --episodes 3 --samples 64 --csv --quiet > "$T/eh.csv" ||
+  fail "a history-2 model is not evaluated with its history"
+expect_error "history mismatch" "takes 16 x and gives 2 y; the 2-D particle task with --history 3 needs 24 and 2" \
+  "$EMBER" eval particle --dims 2 --model "$T/h.safetensors" --history 3
+expect_error "bad history" "--history must be 1..16, got 0" "$EMBER" data particle --dims 2 --history 0 --out "$T/x.csv"
+expect_error "bad eval history" "--history must be 1..16, got 17" "$EMBER" eval particle --dims 2 --policy oracle --history 17
+echo "ok - observation history: rows, oracle, a model's history taken from its x columns, refusals"
+
 # ---- reference policies
 "$EMBER" eval particle --dims 4 --policy oracle --episodes 100 --csv > "$T/o.csv"
 oracle=$(awk -F, 'NR == 2 { print $8 }' "$T/o.csv")
