@@ -16,9 +16,18 @@
  * debounced by 100 ms) and by a --poll-ms timer as a backstop. Writers should publish with an
  * atomic rename (ember train does); a half-written file fails to load, is reported, and is
  * loaded when it changes again.
+ *
+ * A scan retires only what it saw to be gone. An error while scanning (out of memory, a model
+ * directory that cannot be opened or listed, a file that cannot be stat'ed) must not unload live
+ * models, so a version is retired only when its model directory was read completely without its
+ * file, and a whole model only when the repository's own listing was read completely without
+ * its directory. Everything else a failed scan could not see keeps its state until a later scan
+ * reads it (logged as "repository scan incomplete"). "No such file" and "not a directory" are
+ * not errors: they say the file or directory is gone.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +50,11 @@ typedef struct scan_item {
   char *error;
 } scan_item;
 
+typedef struct scan_model {
+  char name[72];  /* a model directory the repository's listing named */
+  int complete;   /* read to its end without an error (or gone: nothing in it to keep) */
+} scan_model;
+
 typedef struct scan_job {
   uv_work_t work;
   server *s;
@@ -48,8 +62,15 @@ typedef struct scan_job {
   int nknown;
   scan_item *items;
   int nitems, capitems;
-  char **dirs;
+  scan_model *models;
+  int nmodels, capmodels;
+  int root_complete;  /* the repository's listing was read to its end and recorded whole */
+  char **dirs;        /* directories to watch */
   int ndirs, capdirs;
+  int errors;         /* errors that left something unseen */
+  char error[320];    /* the first of them */
+  int fail_alloc;     /* test builds: this allocation of the scan fails (EMBER_FAULT_SCAN_ALLOC) */
+  int allocs;
   char *fatal;
 } scan_job;
 
@@ -84,16 +105,41 @@ static char *dup_str(const char *s) {
   return d;
 }
 
-static char *dup_printf(const char *a, const char *b) {
-  size_t n = strlen(a) + strlen(b) + 2;
-  char *d = malloc(n);
-  if (d) snprintf(d, n, "%s/%s", a, b);
+/* ---- the scan (threadpool) -------------------------------------------------------------- */
+
+/* Every allocation of a scan comes through here, so that a test build can make one fail. */
+static void *scan_realloc(scan_job *j, void *p, size_t n) {
+  if (j->fail_alloc > 0 && ++j->allocs == j->fail_alloc) return NULL;
+  return realloc(p, n);
+}
+
+/* arr with room for one element after its first n (*cap grown by doubling from `first`), or
+ * NULL with arr unchanged. */
+static void *scan_room(scan_job *j, void *arr, int n, int *cap, int first, size_t size) {
+  if (n < *cap) return arr;
+  int grown_cap = *cap ? 2 * *cap : first;
+  void *grown = scan_realloc(j, arr, (size_t)grown_cap * size);
+  if (grown) *cap = grown_cap;
+  return grown;
+}
+
+/* "dir/name", or a copy of dir when name is NULL */
+static char *scan_path(scan_job *j, const char *dir, const char *name) {
+  size_t n = strlen(dir) + (name ? strlen(name) + 1 : 0) + 1;
+  char *d = scan_realloc(j, NULL, n);
+  if (d && name) snprintf(d, n, "%s/%s", dir, name);
+  else if (d) memcpy(d, dir, n);
   return d;
 }
 
-/* ---- the scan (threadpool) -------------------------------------------------------------- */
+/* Notes an error that left part of the repository unseen; the first is logged. */
+static void scan_error(scan_job *j, const char *what, const char *path, int err) {
+  if (j->errors++ == 0) snprintf(j->error, sizeof j->error, "%s %s: %s", what, path, strerror(err));
+}
 
-static void add_file(scan_job *j, const char *name, int64_t version, const char *path) {
+/* Adds `path` as version `version` of model `name` and loads it if it is new or changed. -1 when
+ * an error kept the file out of the scan (a file that is gone or not a regular file is not one). */
+static int add_file(scan_job *j, const char *name, int64_t version, const char *path) {
   struct stat st;
   int serr = stat(path, &st) != 0 ? errno : 0;
   if (serr || !S_ISREG(st.st_mode)) {
@@ -102,29 +148,30 @@ static void add_file(scan_job *j, const char *name, int64_t version, const char 
       snprintf(msg, sizeof msg, "cannot serve --model %s: %s", path,
                serr ? strerror(serr) : "not a regular file");
       j->fatal = dup_str(msg);
+      return -1;
     }
-    return;
+    if (!serr || serr == ENOENT || serr == ENOTDIR) return 0; /* not a file, or removed meanwhile */
+    scan_error(j, "cannot stat", path, serr);
+    return -1;
   }
-  if (j->nitems == j->capitems) {
-    int cap = j->capitems ? 2 * j->capitems : 16;
-    scan_item *grown = realloc(j->items, (size_t)cap * sizeof *grown);
-    if (!grown) return;
-    j->items = grown;
-    j->capitems = cap;
+  scan_item *items = scan_room(j, j->items, j->nitems, &j->capitems, 16, sizeof *items);
+  if (items) j->items = items;
+  char *copy = items ? scan_path(j, path, NULL) : NULL;
+  if (!copy) {
+    scan_error(j, "out of memory listing", path, ENOMEM);
+    return -1;
   }
-  scan_item *it = &j->items[j->nitems];
+  scan_item *it = &j->items[j->nitems++];
   memset(it, 0, sizeof *it);
   snprintf(it->name, sizeof it->name, "%s", name);
   it->version = version;
   it->mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
   it->size = (int64_t)st.st_size;
-  it->path = dup_str(path);
-  if (!it->path) return;
-  j->nitems++;
+  it->path = copy;
   for (int k = 0; k < j->nknown; k++)
     if (j->known[k].version == version && strcmp(j->known[k].name, name) == 0 &&
         j->known[k].mtime == it->mtime && j->known[k].size == it->size)
-      return; /* unchanged: status 0 */
+      return 0; /* unchanged: status 0 */
   ember_err err;
   if (ember_model_load(path, &it->model, &err) == 0) {
     it->status = 1;
@@ -132,23 +179,70 @@ static void add_file(scan_job *j, const char *name, int64_t version, const char 
     it->status = 2;
     it->error = dup_str(err.msg);
   }
+  return 0;
 }
 
+/* A directory to watch; one that cannot be recorded is still covered by the poll timer. */
 static void add_dir(scan_job *j, const char *path) {
-  if (j->ndirs == j->capdirs) {
-    int cap = j->capdirs ? 2 * j->capdirs : 8;
-    char **grown = realloc(j->dirs, (size_t)cap * sizeof *grown);
-    if (!grown) return;
-    j->dirs = grown;
-    j->capdirs = cap;
-  }
-  char *d = dup_str(path);
+  char **dirs = scan_room(j, j->dirs, j->ndirs, &j->capdirs, 8, sizeof *dirs);
+  if (!dirs) return;
+  j->dirs = dirs;
+  char *d = scan_path(j, path, NULL);
   if (d) j->dirs[j->ndirs++] = d;
+}
+
+static void add_model(scan_job *j, const char *name, int complete) {
+  scan_model *models = scan_room(j, j->models, j->nmodels, &j->capmodels, 8, sizeof *models);
+  if (!models) { /* unrecorded, the model would look removed: distrust the whole listing instead */
+    scan_error(j, "out of memory listing model", name, ENOMEM);
+    j->root_complete = 0;
+    return;
+  }
+  j->models = models;
+  scan_model *m = &j->models[j->nmodels++];
+  snprintf(m->name, sizeof m->name, "%s", name);
+  m->complete = complete;
+}
+
+/* Lists the directory of model `name`: 1 if it was read completely (or is gone), 0 if an error
+ * left part of it unseen. */
+static int scan_model_dir(scan_job *j, const char *name) {
+  char *dir = scan_path(j, j->s->cfg.models_dir, name);
+  if (!dir) {
+    scan_error(j, "out of memory listing model", name, ENOMEM);
+    return 0;
+  }
+  int complete = 1;
+  DIR *d = opendir(dir);
+  if (!d) {
+    int err = errno; /* gone since the repository was listed, or a file that is no model */
+    complete = err == ENOENT || err == ENOTDIR;
+    if (!complete) scan_error(j, "cannot open", dir, err);
+  } else {
+    add_dir(j, dir);
+    struct dirent *fe;
+    for (errno = 0; (fe = readdir(d)); errno = 0) {
+      int64_t v = version_of(fe->d_name);
+      if (v <= 0) continue;
+      char *path = scan_path(j, dir, fe->d_name);
+      if (!path) scan_error(j, "out of memory listing", dir, ENOMEM);
+      if (!path || add_file(j, name, v, path) < 0) complete = 0;
+      free(path);
+    }
+    if (errno) {
+      scan_error(j, "cannot list", dir, errno);
+      complete = 0;
+    }
+    closedir(d);
+  }
+  free(dir);
+  return complete;
 }
 
 static void scan_work(uv_work_t *w) {
   scan_job *j = w->data;
   const srv_config *cfg = &j->s->cfg;
+  j->root_complete = 1;
   if (cfg->model_file) {
     const char *base = strrchr(cfg->model_file, '/');
     base = base ? base + 1 : cfg->model_file;
@@ -157,7 +251,7 @@ static void scan_work(uv_work_t *w) {
     char *dot = strrchr(name, '.');
     if (dot && dot != name) *dot = 0;
     if (!srv_valid_model_name(name)) snprintf(name, sizeof name, "model");
-    add_file(j, name, 1, cfg->model_file);
+    add_model(j, name, add_file(j, name, 1, cfg->model_file) == 0);
     return;
   }
   DIR *root = opendir(cfg->models_dir);
@@ -169,24 +263,11 @@ static void scan_work(uv_work_t *w) {
   }
   add_dir(j, cfg->models_dir);
   struct dirent *de;
-  while ((de = readdir(root))) {
-    if (!srv_valid_model_name(de->d_name)) continue;
-    char *sub = dup_printf(cfg->models_dir, de->d_name);
-    if (!sub) continue;
-    DIR *d = opendir(sub);
-    if (d) {
-      add_dir(j, sub);
-      struct dirent *fe;
-      while ((fe = readdir(d))) {
-        int64_t v = version_of(fe->d_name);
-        if (v <= 0) continue;
-        char *path = dup_printf(sub, fe->d_name);
-        if (path) add_file(j, de->d_name, v, path);
-        free(path);
-      }
-      closedir(d);
-    }
-    free(sub);
+  for (errno = 0; (de = readdir(root)); errno = 0)
+    if (srv_valid_model_name(de->d_name)) add_model(j, de->d_name, scan_model_dir(j, de->d_name));
+  if (errno) {
+    scan_error(j, "cannot list", cfg->models_dir, errno);
+    j->root_complete = 0;
   }
   closedir(root);
 }
@@ -199,6 +280,7 @@ static void free_job(scan_job *j) {
   }
   for (int i = 0; i < j->ndirs; i++) free(j->dirs[i]);
   free(j->items);
+  free(j->models);
   free(j->dirs);
   free(j->known);
   free(j->fatal);
@@ -337,15 +419,21 @@ static void record_failure(model_entry *e, scan_item *it) {
           (long long)le->version, le->message ? le->message : "");
 }
 
-static int present(const scan_job *j, const char *name, int64_t version) {
+/* Whether the scan saw that model `name` has no file for `version`: in its directory, read
+ * completely, or by the absence of the directory from the repository's complete listing. */
+static int seen_gone(const scan_job *j, const char *name, int64_t version) {
   for (int i = 0; i < j->nitems; i++)
-    if (j->items[i].version == version && strcmp(j->items[i].name, name) == 0) return 1;
-  return 0;
+    if (j->items[i].version == version && strcmp(j->items[i].name, name) == 0) return 0;
+  for (int i = 0; i < j->nmodels; i++)
+    if (strcmp(j->models[i].name, name) == 0) return j->models[i].complete;
+  return j->root_complete;
 }
 
 static void watch_dirs(server *s, scan_job *j);
 
 static void apply(server *s, scan_job *j) {
+  if (j->errors)
+    srv_log(LOG_WARN, "repository scan incomplete", "errors=%d first=\"%s\" unseen=kept", j->errors, j->error);
   for (int i = 0; i < j->nitems; i++) {
     scan_item *it = &j->items[i];
     if (it->status == 0) continue;
@@ -356,9 +444,9 @@ static void apply(server *s, scan_job *j) {
   }
   for (model_entry *e = s->models; e; e = e->next) {
     for (int i = e->nversions - 1; i >= 0; i--)
-      if (!present(j, e->name, e->versions[i]->version)) retire(e, i, "file removed");
+      if (seen_gone(j, e->name, e->versions[i]->version)) retire(e, i, "file removed");
     for (int i = e->nerrors - 1; i >= 0; i--)
-      if (!present(j, e->name, e->errors[i].version)) drop_error(e, i);
+      if (seen_gone(j, e->name, e->errors[i].version)) drop_error(e, i);
   }
   watch_dirs(s, j);
 }
@@ -398,6 +486,9 @@ static void scan_done(uv_work_t *w, int status) {
   scan_job *j = w->data;
   server *s = j->s;
   s->scan_running = 0;
+  if (j->fail_alloc)
+    srv_log(LOG_WARN, "fault injection", "site=scan_alloc allocation=%d injected=%d", j->fail_alloc,
+            j->allocs >= j->fail_alloc);
   if (status == 0 && !s->shutting_down) {
     if (j->fatal) srv_log(LOG_ERROR, "repository scan failed", "error=\"%s\"", j->fatal);
     else apply(s, j);
@@ -427,6 +518,13 @@ static void request_scan(server *s) {
   }
   scan_job *j = new_job(s);
   if (!j) return;
+  const char *fault = s->fault_scan_alloc; /* "N1,N2,...": allocation N1 of this scan fails */
+  if (fault) {
+    char *end;
+    long n = strtol(fault, &end, 10);
+    j->fail_alloc = n > 0 && n < INT_MAX ? (int)n : 0;
+    s->fault_scan_alloc = *end == ',' ? end + 1 : NULL;
+  }
   s->scan_running = 1;
   uv_queue_work(s->loop, &j->work, scan_work, scan_done);
 }
@@ -472,6 +570,13 @@ static void watch_dirs(server *s, scan_job *j) {
 }
 
 int registry_start(server *s) {
+#ifdef EMBER_FAULT_INJECTION
+  /* test builds: EMBER_FAULT_SCAN_ALLOC=N1,N2,... makes allocation N1 of the first rescan after
+   * start-up fail, N2 of the second, and so on; later scans run clean */
+  s->fault_scan_alloc = getenv("EMBER_FAULT_SCAN_ALLOC");
+  if (s->fault_scan_alloc)
+    srv_log(LOG_WARN, "fault injection armed", "EMBER_FAULT_SCAN_ALLOC=%s", s->fault_scan_alloc);
+#endif
   uv_timer_init(s->loop, &s->poll_timer);
   uv_timer_init(s->loop, &s->rescan_timer);
   s->poll_timer.data = s->rescan_timer.data = s;

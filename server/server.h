@@ -336,6 +336,7 @@ typedef struct server {
   char **watch_paths;
   int nwatches;
   int scan_running, scan_again;
+  const char *fault_scan_alloc; /* test builds: what is left of EMBER_FAULT_SCAN_ALLOC */
   srv_metrics metrics; /* metrics.c */
   /* batcher */
   void *batch_queues;

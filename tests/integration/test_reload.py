@@ -249,5 +249,84 @@ class HotReload(it.EmberTest):
         srv.stop_clean(self)
 
 
+class ScanErrors(it.EmberTest):
+    """A rescan that meets an error retires nothing it could not see: versions stay served
+    through the failed scans, and the next clean scan retires what is really gone."""
+
+    def setUp(self):
+        super().setUp()
+        data = it.jump_data(os.path.join(self.tmp, "jump.csv"))
+        self.repo = os.path.join(self.tmp, "repo")
+        self.store = os.path.join(self.tmp, "store")  # the model directory, behind a symlink
+        self.mdir = os.path.join(self.store, "m")
+        self.train(os.path.join(self.mdir, "1.safetensors"), data, seed=1)
+        self.train(os.path.join(self.mdir, "2.safetensors"), data, seed=2, width=24)
+        os.makedirs(self.repo)
+        os.symlink(self.mdir, os.path.join(self.repo, "m"))
+
+    def relink(self, target):
+        """Points repo/m at target atomically (a new link renamed over the old one)."""
+        tmp = os.path.join(self.repo, ".relink")
+        os.symlink(target, tmp)
+        os.rename(tmp, os.path.join(self.repo, "m"))
+
+    def served(self, srv):
+        """(GetModel's versions, the version a Predict is answered by)."""
+        info = srv.stub.GetModel(it.pb.GetModelRequest(model="m"), timeout=it.RPC_TIMEOUT)
+        resp = srv.stub.Predict(it.pb.PredictRequest(model="m", x=[0.5, 0.5]), timeout=it.RPC_TIMEOUT)
+        return list(info.versions), resp.model_version
+
+    def removal_is_retired(self, srv):
+        """A clean scan retires a removed version as usual."""
+        os.remove(os.path.join(self.mdir, "2.safetensors"))
+        it.wait_until("version 2 retired", lambda: self.served(srv) == ([1], 1))
+        self.assertIn('msg="model version retired" model=m version=2 reason="file removed"', srv.log())
+
+    def test_unreadable_model_directory_keeps_its_versions(self):
+        # chmod 000 does not stop root; a symbolic link that points at itself cannot be opened by
+        # anyone (ELOOP), so it stands in for a directory that cannot be read
+        srv = self.start("--models", self.repo, "--poll-ms", 100, "--workers", 1)
+        self.assertEqual(self.served(srv), ([1, 2], 2))
+        self.relink("m")
+        time.sleep(1.0)  # ten poll periods: before the fix, the first scan retired both versions
+        self.assertEqual(self.served(srv), ([1, 2], 2))
+        it.wait_until("the failed scan logged", lambda: 'msg="repository scan incomplete"' in srv.log())
+        self.assertRegex(srv.log(), r'msg="repository scan incomplete" errors=1 first="cannot open \S+/m: '
+                                    r'Too many levels of symbolic links"')
+        self.assertNotIn("retired", srv.log())
+        self.relink(self.mdir)
+        self.removal_is_retired(srv)
+        srv.stop_clean(self)
+
+    def test_allocation_failures_keep_versions(self):
+        """EMBER_FAULT_SCAN_ALLOC (test builds) fails one allocation in each of the first rescans:
+        every allocation a scan of this repository makes, one scan each."""
+        faults = list(range(1, 13))  # a scan of repo/m with two versions makes 10 allocations
+        os.environ["EMBER_FAULT_SCAN_ALLOC"] = ",".join(map(str, faults))
+        try:
+            srv = self.start("--models", self.repo, "--poll-ms", 100, "--workers", 1)
+        finally:
+            del os.environ["EMBER_FAULT_SCAN_ALLOC"]
+        if 'msg="fault injection armed"' not in srv.log():
+            srv.stop_clean(self)
+            self.skipTest("emberd was built without -DEMBER_FAULT_INJECTION=ON")
+        answers = []
+
+        def faulty_scans_done():
+            versions, version = self.served(srv)
+            answers.append((tuple(versions), version))
+            return srv.log().count('msg="fault injection"') == len(faults)
+        it.wait_until("%d scans with an allocation failure" % len(faults), faulty_scans_done)
+        self.assertEqual(set(answers), {((1, 2), 2)}, "a scan that failed an allocation unloaded a version")
+        log = srv.log()
+        injected = log.count('msg="fault injection" site=scan_alloc') - log.count("injected=0")
+        self.assertGreaterEqual(injected, 8, log)
+        self.assertGreaterEqual(log.count('msg="repository scan incomplete"'), 6, log)
+        self.assertIn("Cannot allocate memory", log)
+        self.assertNotIn("retired", log)
+        self.removal_is_retired(srv)
+        srv.stop_clean(self)
+
+
 if __name__ == "__main__":
     sys.exit(it.main())
