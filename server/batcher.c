@@ -129,11 +129,6 @@ static int expired(const srv_call *c) {
   return gpr_time_cmp(now, c->deadline) > 0;
 }
 
-static void fail_counted(srv_call *c, grpc_status_code code, const char *msg) {
-  if (c->entry) c->entry->stats.failures[code]++;
-  srv_call_fail(c, code, "%s", msg);
-}
-
 /* ---- on a worker ------------------------------------------------------------------------ */
 
 static void work_cb(uv_work_t *w) {
@@ -211,18 +206,14 @@ static void after_work_cb(uv_work_t *w, int status) {
   for (int i = 0; i < j->ncalls; i++) {
     srv_call *c = j->calls[i];
     if (j->rc == EMBER_ECANCELED && expired(c)) {
-      st->failures[GRPC_STATUS_DEADLINE_EXCEEDED]++;
       srv_call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed during compute");
     } else if (j->rc == EMBER_ECANCELED) {
-      st->failures[GRPC_STATUS_UNAVAILABLE]++;
       srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
     } else if (status != 0 || j->rc != 0) {
-      st->failures[GRPC_STATUS_INTERNAL]++;
       srv_call_fail(c, GRPC_STATUS_INTERNAL, "inference failed: %s", status ? "cancelled" : j->err.msg);
     } else {
       st->queue_ms_sum += (double)(j->start_ns - c->arrived_ns) / 1e6;
       metrics_queued(st, (double)(j->start_ns - c->arrived_ns) / 1e9);
-      st->ok++;
       size_t n = (size_t)j->key.o.samples;
       if (j->key.rpc == RPC_PREDICT)
         rpc_ember_complete(c, j->y + at * dy, j->e + at, NULL, NULL, NULL, NULL, NULL, NULL);
@@ -276,7 +267,7 @@ static void on_sweep(uv_timer_t *t) {
         q->nreq--;
         q->rows -= c->rows;
         s->queued--;
-        fail_counted(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
+        srv_call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
       } else {
         last = c;
         pp = &c->next;
@@ -308,7 +299,7 @@ static void cut(server *s, bqueue *q) {
       srv_call *c = q->head;
       q->head = c->next;
       s->queued--;
-      fail_counted(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory forming a batch");
+      srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory forming a batch");
     }
     unlink_queue(s, q);
     return;
@@ -322,7 +313,7 @@ static void cut(server *s, bqueue *q) {
     s->queued--;
     c->next = NULL;
     if (expired(c)) {
-      fail_counted(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
+      srv_call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
       continue;
     }
     c->state = CALL_RUNNING;
@@ -381,8 +372,8 @@ static void try_dispatch(server *s) {
 
 void batcher_submit(server *s, srv_call *c) {
   if (s->queued >= s->cfg.max_queue) {
-    fail_counted(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                 "the server's queue is full (--max-queue requests waiting); retry later");
+    srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                  "the server's queue is full (--max-queue requests waiting); retry later");
     return;
   }
   bqueue *q = s->batch_queues;
@@ -390,7 +381,7 @@ void batcher_submit(server *s, srv_call *c) {
   if (!q) {
     q = calloc(1, sizeof *q);
     if (!q) {
-      fail_counted(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory queueing the request");
+      srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory queueing the request");
       return;
     }
     q->key = (batch_key){c->version, c->rpc, c->opts, c->modes, c->want_samples};
@@ -416,7 +407,7 @@ void batcher_flush(server *s, grpc_status_code code, const char *why) {
       srv_call *c = q->head;
       q->head = c->next;
       s->queued--;
-      fail_counted(c, code, why);
+      srv_call_fail(c, code, "%s", why);
     }
     unlink_queue(s, q);
   }

@@ -190,6 +190,20 @@ static int startup_failed(server *s) {
   return 1;
 }
 
+/* Test builds (-DEMBER_FAULT_INJECTION) read the hooks of srv_faults from the environment. */
+static void arm_faults(server *s) {
+#ifdef EMBER_FAULT_INJECTION
+  const char *scan = getenv("EMBER_FAULT_SCAN_ALLOC"), *request = getenv("EMBER_FAULT_REQUEST_ALLOC");
+  s->faults.scan_alloc = scan;
+  s->faults.request_alloc = request ? atol(request) : 0;
+  if (scan || request)
+    srv_log(LOG_WARN, "fault injection armed", "EMBER_FAULT_SCAN_ALLOC=%s EMBER_FAULT_REQUEST_ALLOC=%s",
+            scan ? scan : "", request ? request : "");
+#else
+  (void)s;
+#endif
+}
+
 /* calls kept armed per method, so a burst does not wait for re-arming */
 static int armed_per_method(srv_rpc rpc) {
   return rpc == RPC_PREDICT || rpc == RPC_SAMPLE ? 32 : 2;
@@ -201,6 +215,7 @@ int main(int argc, char **argv) {
   int rc = srv_config_parse(&s->cfg, argc, argv);
   if (rc != 0) return rc > 0 ? 0 : 2;
   srv_log_init(s->cfg.log_level);
+  arm_faults(s);
   if (auth_init(s) < 0) return 2; /* token and PEM files: read before anything else starts */
   signal(SIGPIPE, SIG_IGN);
   char threads[16];

@@ -69,7 +69,7 @@ typedef struct scan_job {
   int ndirs, capdirs;
   int errors;         /* errors that left something unseen */
   char error[320];    /* the first of them */
-  int fail_alloc;     /* test builds: this allocation of the scan fails (EMBER_FAULT_SCAN_ALLOC) */
+  int fail_alloc;     /* this allocation of the scan fails (srv_faults.scan_alloc) */
   int allocs;
   char *fatal;
 } scan_job;
@@ -518,12 +518,12 @@ static void request_scan(server *s) {
   }
   scan_job *j = new_job(s);
   if (!j) return;
-  const char *fault = s->fault_scan_alloc; /* "N1,N2,...": allocation N1 of this scan fails */
+  const char *fault = s->faults.scan_alloc; /* "N1,N2,...": allocation N1 of this scan fails */
   if (fault) {
     char *end;
     long n = strtol(fault, &end, 10);
     j->fail_alloc = n > 0 && n < INT_MAX ? (int)n : 0;
-    s->fault_scan_alloc = *end == ',' ? end + 1 : NULL;
+    s->faults.scan_alloc = *end == ',' ? end + 1 : NULL;
   }
   s->scan_running = 1;
   uv_queue_work(s->loop, &j->work, scan_work, scan_done);
@@ -570,13 +570,6 @@ static void watch_dirs(server *s, scan_job *j) {
 }
 
 int registry_start(server *s) {
-#ifdef EMBER_FAULT_INJECTION
-  /* test builds: EMBER_FAULT_SCAN_ALLOC=N1,N2,... makes allocation N1 of the first rescan after
-   * start-up fail, N2 of the second, and so on; later scans run clean */
-  s->fault_scan_alloc = getenv("EMBER_FAULT_SCAN_ALLOC");
-  if (s->fault_scan_alloc)
-    srv_log(LOG_WARN, "fault injection armed", "EMBER_FAULT_SCAN_ALLOC=%s", s->fault_scan_alloc);
-#endif
   uv_timer_init(s->loop, &s->poll_timer);
   uv_timer_init(s->loop, &s->rescan_timer);
   s->poll_timer.data = s->rescan_timer.data = s;

@@ -13,12 +13,6 @@
 #include "ember/v1/ember.pb-c.h"
 #include "server.h"
 
-/* counters are about inference: GetModel/ListModels lookups are not counted */
-static void count_failure(srv_call *c, grpc_status_code code) {
-  if (c->entry && (unsigned)code < 17 && (c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE))
-    c->entry->stats.failures[code]++;
-}
-
 static void versions_text(const model_entry *e, char *buf, size_t len) {
   size_t used = 0;
   buf[0] = 0;
@@ -48,7 +42,6 @@ static model_version *resolve(srv_call *c, const char *name, int64_t version) {
   c->entry = e;
   if (c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE) e->stats.requests++;
   if (version < 0) {
-    count_failure(c, GRPC_STATUS_INVALID_ARGUMENT);
     srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "version must be >= 0 (0 = latest), got %lld", (long long)version);
     return NULL;
   }
@@ -56,7 +49,6 @@ static model_version *resolve(srv_call *c, const char *name, int64_t version) {
   if (!v) {
     char have[256];
     versions_text(e, have, sizeof have);
-    count_failure(c, GRPC_STATUS_NOT_FOUND);
     if (version == 0)
       srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "model '%s' has no loaded version", name);
     else
@@ -186,7 +178,9 @@ static int take_x(srv_call *c, const model_version *v, const float *x, size_t n)
     srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     return -1;
   }
-  c->x = malloc(n * sizeof(float));
+  srv_faults *f = &c->srv->faults;
+  int injected = f->request_alloc > 0 && ++f->requests_copied == f->request_alloc;
+  c->x = injected ? NULL : malloc(n * sizeof(float));
   if (!c->x) {
     srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu rows", rows);
     return -1;
@@ -227,7 +221,6 @@ static void submit(srv_call *c, model_version *v, const Ember__V1__InferenceOpti
         snprintf(what, sizeof what, "%d rows x %d samples x %d iterations", c->rows, o->samples, o->iters);
       if (o->refine_steps > 0)
         snprintf(what + strlen(what), sizeof what - strlen(what), ", %d refine steps", o->refine_steps);
-      c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
       srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
                     "this request needs %.0f GFLOP (%s); this server takes at most %d per request "
                     "(--max-request-gflop): send fewer rows or samples%s",
@@ -237,7 +230,6 @@ static void submit(srv_call *c, model_version *v, const Ember__V1__InferenceOpti
     }
     double bytes = 4.0 * c->rows * c->opts.samples * (v->model.y_dim + 1);
     if (c->want_samples && bytes > (double)c->srv->cfg.max_message) {
-      c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
       srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
                     "return_samples: %d rows x %d samples x %d values would exceed the %d-byte "
                     "message limit (--max-message); ask for fewer rows or samples",
@@ -248,8 +240,6 @@ static void submit(srv_call *c, model_version *v, const Ember__V1__InferenceOpti
     version_ref(v);
     c->version = v;
     batcher_submit(c->srv, c);
-  } else {
-    c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
   }
 }
 
@@ -273,18 +263,15 @@ static void handle_sample(srv_call *c) {
     if (req->min_mass != 0.0f) mo.min_mass = req->min_mass < 0.0f ? 0.0f : req->min_mass;
     mo.polish_steps = req->polish_steps > 10000u ? -1 : (int)req->polish_steps;
     if (v->model.method == EMBER_METHOD_MSE) {
-      c->entry->stats.failures[GRPC_STATUS_FAILED_PRECONDITION]++;
       srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
                     "model '%s' is explicit (mse): it has one answer per input and no energy to sample; use Predict",
                     req->model);
     } else if (req->modes > 1024u || req->polish_steps > 10000u) {
-      c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
       if (req->modes > 1024u)
         srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "modes must be 1..1024, got %u", req->modes);
       else
         srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "polish_steps must be 0..10000, got %u", req->polish_steps);
     } else if (ember_modes_opts_check(&mo, &err) < 0) {
-      c->entry->stats.failures[GRPC_STATUS_INVALID_ARGUMENT]++;
       srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     } else {
       c->modes = mo;
@@ -386,13 +373,13 @@ static int fill_info(info_mem *im, const model_entry *e, const model_version *v)
   }
   const model_stats *st = &e->stats;
   im->stats.requests = st->requests;
-  im->stats.ok = st->ok;
+  im->stats.ok = st->ended[0][GRPC_STATUS_OK] + st->ended[1][GRPC_STATUS_OK];
   size_t nf = 0;
   for (int code = 1; code < 17; code++)
-    if (st->failures[code]) {
+    if (st->ended[0][code] + st->ended[1][code]) {
       ember__v1__model_stats__failures_entry__init(&im->fail[nf]);
       im->fail[nf].key = (char *)srv_status_name((grpc_status_code)code);
-      im->fail[nf].value = st->failures[code];
+      im->fail[nf].value = st->ended[0][code] + st->ended[1][code];
       im->failp[nf] = &im->fail[nf];
       nf++;
     }

@@ -166,12 +166,13 @@ typedef struct metrics_hist {
 } metrics_hist;
 
 typedef struct model_stats {
-  uint64_t requests, ok;
-  uint64_t failures[17]; /* by grpc_status_code */
+  uint64_t requests; /* Predict and Sample calls that named this model */
+  /* Predict [0] and Sample [1] calls ended, by the status sent: counted in one place,
+   * metrics_call_ended, for GetModel's ok and failures and the metrics' ember_requests_total */
+  uint64_t ended[2][17];
   uint64_t batches, batched_requests, batched_rows;
   double queue_ms_sum, compute_ms_sum;
   /* for the metrics endpoint (metrics.c), updated on the loop */
-  uint64_t ended[2][17];      /* Predict [0] and Sample [1] calls ended, by status */
   uint64_t load_failures;     /* files of this model that failed to load, counted per attempt */
   metrics_hist batch_requests, batch_rows, queue_s, compute_s; /* per executed batch / call */
 } model_stats;
@@ -301,6 +302,18 @@ void metrics_batch(model_stats *st, int requests, int rows, double compute_s);
 void metrics_queued(model_stats *st, double queue_s);
 int batcher_running_requests(struct server *s); /* calls in batches on workers (batcher.c) */
 
+/* ---- test hooks ------------------------------------------------------------------------------ */
+
+/* Operations made to fail on demand; set from the environment at start-up (main.c) by builds
+ * with -DEMBER_FAULT_INJECTION only, and zero otherwise. */
+typedef struct srv_faults {
+  /* EMBER_FAULT_SCAN_ALLOC=N1,N2,...: allocation N1 of the first rescan fails, N2 of the
+   * second, and so on (registry.c); what is left of the list */
+  const char *scan_alloc;
+  /* EMBER_FAULT_REQUEST_ALLOC=N: the copy of the Nth request's x fails (rpc_ember.c) */
+  long request_alloc, requests_copied;
+} srv_faults;
+
 /* ---- the server --------------------------------------------------------------------------- */
 
 typedef struct cq_event {
@@ -336,7 +349,6 @@ typedef struct server {
   char **watch_paths;
   int nwatches;
   int scan_running, scan_again;
-  const char *fault_scan_alloc; /* test builds: what is left of EMBER_FAULT_SCAN_ALLOC */
   srv_metrics metrics; /* metrics.c */
   /* batcher */
   void *batch_queues;
@@ -357,6 +369,7 @@ typedef struct server {
   auth_tokens tokens, admin_tokens;
   char *tls_cert_pem, *tls_key_pem, *tls_ca_pem;
   long tls_key_len;
+  srv_faults faults;
 } server;
 
 uint64_t srv_now_ns(void);

@@ -306,6 +306,42 @@ class Metrics(it.EmberTest):
         self.assertEqual(get(loaded, "ember_model_versions", model="m"), 1)
         srv.stop_clean(self)
 
+    def test_failures_are_counted_by_the_status_sent(self):
+        """GetModel's ok and failures and the metrics' ember_requests_total count each call once,
+        under the status it ended with: a request whose x cannot be copied (out of memory, forced
+        by EMBER_FAULT_REQUEST_ALLOC in test builds) is RESOURCE_EXHAUSTED, not INVALID_ARGUMENT."""
+        os.environ["EMBER_FAULT_REQUEST_ALLOC"] = "2"  # the second request that gets that far
+        try:
+            srv = self.start_metrics()
+        finally:
+            del os.environ["EMBER_FAULT_REQUEST_ALLOC"]
+        if 'msg="fault injection armed"' not in srv.log():
+            srv.stop_clean(self)
+            self.skipTest("emberd was built without -DEMBER_FAULT_INJECTION=ON")
+        P = srv.stub.Predict
+        req = it.pb.PredictRequest(model="m", x=[0.1, 0.2], options=it.pb.InferenceOptions(samples=64))
+        self.assertEqual(call(P, req)[0], grpc.StatusCode.OK)
+        self.expect(P, req, grpc.StatusCode.RESOURCE_EXHAUSTED, "out of memory for 1 rows")
+        self.expect(P, it.pb.PredictRequest(model="m", x=[0.1, 0.2, 0.3]), grpc.StatusCode.INVALID_ARGUMENT,
+                    "multiple of the model's x_dim")
+        self.expect(P, it.pb.PredictRequest(model="m", x=[0.1, 0.2], options=it.pb.InferenceOptions(iterations=5000)),
+                    grpc.StatusCode.INVALID_ARGUMENT, "iterations must be 1..1000")
+        self.expect(srv.stub.Sample, it.pb.SampleRequest(model="m", x=[0.1, 0.2], modes=5000),
+                    grpc.StatusCode.INVALID_ARGUMENT, "modes must be 1..1024")
+        self.expect(P, it.pb.PredictRequest(model="m", version=9, x=[0.1, 0.2]), grpc.StatusCode.NOT_FOUND)
+        self.assertEqual(call(P, req)[0], grpc.StatusCode.OK)
+        st = srv.stub.GetModel(it.pb.GetModelRequest(model="m"), timeout=it.RPC_TIMEOUT).stats
+        self.assertEqual((st.requests, st.ok), (7, 2))
+        self.assertEqual(dict(st.failures), {"RESOURCE_EXHAUSTED": 1, "INVALID_ARGUMENT": 3, "NOT_FOUND": 1})
+        samples, _ = self.scrape(srv)
+        counted = {}
+        for (name, labels), v in series(samples, "ember_requests_total").items():
+            lab = dict(labels)
+            if lab["model"] == "m":
+                counted[lab["code"]] = counted.get(lab["code"], 0) + v
+        self.assertEqual(counted, {"OK": 2, "RESOURCE_EXHAUSTED": 1, "INVALID_ARGUMENT": 3, "NOT_FOUND": 1})
+        srv.stop_clean(self)
+
     def test_train_jobs(self):
         """A published job, a refused request (no job) and a cancelled job."""
         srv = self.start_metrics()
