@@ -44,7 +44,7 @@ typedef struct bqueue {
   struct bqueue *next;
 } bqueue;
 
-typedef struct job {
+typedef struct batch_job {
   uv_work_t work;
   server *s;
   batch_key key;
@@ -59,8 +59,8 @@ typedef struct job {
   ember_err err;
   uint64_t start_ns, end_ns;
   volatile int cancel;   /* set on the loop, read by the worker between iterations */
-  struct job *next_running;
-} job;
+  struct batch_job *next_running;
+} batch_job;
 
 /* Every field of the options, compared one by one (no memcmp: -0.0 and 0.0 are one value). A
  * field added to ember_infer_opts or ember_modes_opts must be compared here, or requests that
@@ -120,7 +120,7 @@ int batcher_idle(server *s) { return s->queued == 0 && s->running_batches == 0; 
 
 int batcher_running_requests(server *s) {
   int n = 0;
-  for (const job *j = s->running_jobs; j; j = j->next_running) n += j->ncalls;
+  for (const batch_job *j = s->running_jobs; j; j = j->next_running) n += j->ncalls;
   return n;
 }
 
@@ -132,7 +132,7 @@ static int expired(const srv_call *c) {
 /* ---- on a worker ------------------------------------------------------------------------ */
 
 static void work_cb(uv_work_t *w) {
-  job *j = w->data;
+  batch_job *j = w->data;
   const ember_model *m = &j->key.v->model;
   const int dx = m->x_dim, dy = m->y_dim, k = j->key.mo.k;
   j->rc = 0;
@@ -186,13 +186,13 @@ static void work_cb(uv_work_t *w) {
 /* ---- back on the loop ------------------------------------------------------------------- */
 
 static void after_work_cb(uv_work_t *w, int status) {
-  job *j = w->data;
+  batch_job *j = w->data;
   server *s = j->s;
   model_version *v = j->key.v;
   model_stats *st = &v->entry->stats;
   const int dy = v->model.y_dim, k = j->key.mo.k;
   s->running_batches--;
-  job **pp = (job **)&s->running_jobs;
+  batch_job **pp = &s->running_jobs;
   while (*pp && *pp != j) pp = &(*pp)->next_running;
   if (*pp) *pp = j->next_running;
   if (status == 0 && j->rc == 0) {
@@ -247,7 +247,7 @@ static void after_work_cb(uv_work_t *w, int status) {
 }
 
 static void unlink_queue(server *s, bqueue *q) {
-  bqueue **pp = (bqueue **)&s->batch_queues;
+  bqueue **pp = &s->batch_queues;
   while (*pp && *pp != q) pp = &(*pp)->next;
   if (*pp) *pp = q->next;
   free(q);
@@ -276,7 +276,7 @@ static void on_sweep(uv_timer_t *t) {
     q->tail = last;
     if (!q->head) unlink_queue(s, q);
   }
-  for (job *j = s->running_jobs; j; j = j->next_running) {
+  for (batch_job *j = s->running_jobs; j; j = j->next_running) {
     int all = 1;
     for (int i = 0; i < j->ncalls && all; i++) all = expired(j->calls[i]);
     if (all) j->cancel = 1;
@@ -285,12 +285,12 @@ static void on_sweep(uv_timer_t *t) {
 }
 
 void batcher_cancel_running(server *s) {
-  for (job *j = s->running_jobs; j; j = j->next_running) j->cancel = 1;
+  for (batch_job *j = s->running_jobs; j; j = j->next_running) j->cancel = 1;
 }
 
 /* Takes up to max_batch rows of q (at least one request) and starts them on a worker. */
 static void cut(server *s, bqueue *q) {
-  job *j = calloc(1, sizeof *j);
+  batch_job *j = calloc(1, sizeof *j);
   srv_call **calls = calloc((size_t)q->nreq, sizeof *calls);
   if (!j || !calls) {
     free(j);

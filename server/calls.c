@@ -143,7 +143,6 @@ void srv_call_fail(srv_call *c, grpc_status_code code, const char *fmt, ...) {
 
 /* An event for a call: it arrived (CALL_WAITING), its reply was sent (CALL_FINISHING), or a
  * streaming batch completed. */
-void srv_call_event(srv_call *c, int ok);
 void srv_call_event(srv_call *c, int ok) {
   server *s = c->srv;
   switch (c->state) {

@@ -15,12 +15,12 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "server.h"
 
-typedef struct watch {
+typedef struct health_watch {
   srv_tag_kind kind; /* TAG_WATCH_CLOSED: must stay first */
   srv_call *c;
   char service[128];
   int sent_status, metadata_sent, sending, closed, finishing;
-} watch;
+} health_watch;
 
 static int known_service(const char *svc) { return !*svc || strcmp(svc, "ember.v1.Ember") == 0; }
 
@@ -39,13 +39,13 @@ static void unlink_watch(srv_call *c) {
 static void maybe_free(srv_call *c) {
   if (c->ops_pending > 0) return;
   unlink_watch(c);
-  free(c->stream);
-  c->stream = NULL;
+  free(c->stream.watch);
+  c->stream.watch = NULL;
   srv_call_free(c);
 }
 
 static void start(srv_call *c, grpc_op *ops, size_t n) {
-  watch *w = c->stream;
+  health_watch *w = c->stream.watch;
   if (grpc_call_start_batch(c->call, ops, n, c, NULL) != GRPC_CALL_OK) {
     w->closed = 1;
     maybe_free(c);
@@ -56,7 +56,7 @@ static void start(srv_call *c, grpc_op *ops, size_t n) {
 }
 
 static void send_status(srv_call *c) {
-  watch *w = c->stream;
+  health_watch *w = c->stream.watch;
   Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
   r.status = status_of(c->srv, w->service);
   w->sent_status = r.status;
@@ -73,7 +73,7 @@ static void send_status(srv_call *c) {
 }
 
 static void end_stream(srv_call *c) {
-  watch *w = c->stream;
+  health_watch *w = c->stream.watch;
   grpc_op ops[2];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
@@ -90,7 +90,7 @@ static void end_stream(srv_call *c) {
 }
 
 void health_event(srv_call *c, int ok) {
-  watch *w = c->stream;
+  health_watch *w = c->stream.watch;
   c->ops_pending--;
   w->sending = 0;
   if (!ok) w->closed = 1;
@@ -105,7 +105,7 @@ void health_event(srv_call *c, int ok) {
 
 void health_watch_closed(void *tag, int ok) {
   (void)ok;
-  watch *w = tag;
+  health_watch *w = tag;
   srv_call *c = w->c;
   c->ops_pending--;
   w->closed = 1;
@@ -134,7 +134,7 @@ void health_handle(srv_call *c) {
     grpc__health__v1__health_check_request__free_unpacked(req, NULL);
     return;
   }
-  watch *w = calloc(1, sizeof *w);
+  health_watch *w = calloc(1, sizeof *w);
   if (!w) {
     grpc__health__v1__health_check_request__free_unpacked(req, NULL);
     srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -144,7 +144,7 @@ void health_handle(srv_call *c) {
   w->c = c;
   strncpy(w->service, svc, sizeof w->service - 1);
   grpc__health__v1__health_check_request__free_unpacked(req, NULL);
-  c->stream = w;
+  c->stream.watch = w;
   c->state = CALL_STREAMING;
   c->next = c->srv->watchers;
   c->srv->watchers = c;
@@ -162,7 +162,7 @@ void health_set_serving(server *s, int serving) {
   srv_call *next;
   for (srv_call *c = s->watchers; c; c = next) {
     next = c->next;
-    watch *w = c->stream;
+    health_watch *w = c->stream.watch;
     if (w->sending || w->closed || w->finishing) continue; /* health_event catches up */
     if (s->shutting_down) end_stream(c);
     else if (status_of(s, w->service) != w->sent_status) send_status(c);

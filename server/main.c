@@ -54,8 +54,6 @@ static void cq_main(void *arg) {
   }
 }
 
-void srv_call_event(srv_call *c, int ok); /* calls.c */
-
 static void dispatch(server *s, void *tag, int ok) {
   switch (*(srv_tag_kind *)tag) {
   case TAG_CALL:

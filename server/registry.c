@@ -548,7 +548,7 @@ static void watch_dirs(server *s, scan_job *j) {
     if (have) continue;
     uv_fs_event_t *h = malloc(sizeof *h);
     uv_fs_event_t **gw = realloc(s->watches, (size_t)(s->nwatches + 1) * sizeof *gw);
-    if (gw) s->watches = (void *)gw;
+    if (gw) s->watches = gw;
     char **gp = realloc(s->watch_paths, (size_t)(s->nwatches + 1) * sizeof *gp);
     if (gp) s->watch_paths = gp;
     char *path = dup_str(j->dirs[d]);
@@ -564,7 +564,7 @@ static void watch_dirs(server *s, scan_job *j) {
       free(path);
       continue; /* the poll timer still covers it */
     }
-    ((uv_fs_event_t **)s->watches)[s->nwatches] = h;
+    s->watches[s->nwatches] = h;
     s->watch_paths[s->nwatches++] = path;
   }
 }
@@ -614,7 +614,7 @@ void registry_stop(server *s) {
   if (!uv_is_closing((uv_handle_t *)&s->poll_timer)) uv_close((uv_handle_t *)&s->poll_timer, NULL);
   if (!uv_is_closing((uv_handle_t *)&s->rescan_timer)) uv_close((uv_handle_t *)&s->rescan_timer, NULL);
   for (int i = 0; i < s->nwatches; i++) {
-    uv_fs_event_t *h = ((uv_fs_event_t **)s->watches)[i];
+    uv_fs_event_t *h = s->watches[i];
     uv_fs_event_stop(h);
     uv_close((uv_handle_t *)h, free_handle);
     free(s->watch_paths[i]);

@@ -97,6 +97,11 @@ typedef enum {
 struct server;
 struct model_version;
 struct model_entry;
+struct health_watch; /* health.c */
+struct train_job;    /* train.c */
+struct bqueue;       /* batcher.c */
+struct batch_job;    /* batcher.c */
+struct http;         /* metrics.c */
 
 typedef struct srv_call {
   srv_tag_kind kind; /* TAG_CALL: must stay first */
@@ -123,8 +128,14 @@ typedef struct srv_call {
   ember_modes_opts modes;
   int want_samples;      /* Sample with return_samples */
   struct srv_call *next; /* batch queue / list link */
-  void *stream;          /* per-kind state of streaming calls */
+  union {                /* per-kind state of streaming calls */
+    struct health_watch *watch; /* Health.Watch */
+    struct train_job *train;    /* Train */
+  } stream;
 } srv_call;
+
+/* A TAG_CALL event from the completion queue (main.c's dispatch; calls.c). */
+void srv_call_event(srv_call *c, int ok);
 
 /* Arms a new call for method `rpc` (re-arming after each arrival keeps one always waiting). */
 void srv_call_request(struct server *s, srv_rpc rpc);
@@ -285,7 +296,7 @@ typedef struct srv_metrics {
   /* Training jobs ended, by result: train.c counts each job once, on the loop, when its
    * thread is joined (jobs running are s->train_running). */
   uint64_t train_jobs_total[METRICS_TRAIN_RESULTS];
-  void *http; /* metrics.c's listener and connections */
+  struct http *http; /* metrics.c's listener and connections */
 } srv_metrics;
 
 /* Binds and listens on --metrics-listen (if given), before the loop runs; -1 after a message
@@ -345,23 +356,23 @@ typedef struct server {
   /* registry */
   model_entry *models;
   uv_timer_t poll_timer, rescan_timer;
-  uv_fs_event_t *watches;
+  uv_fs_event_t **watches;
   char **watch_paths;
   int nwatches;
   int scan_running, scan_again;
   srv_metrics metrics; /* metrics.c */
   /* batcher */
-  void *batch_queues;
+  struct bqueue *batch_queues;
   int queued, running_batches;
   uv_timer_t batch_timer;
   uv_prepare_t batch_prepare; /* cuts waiting batches just before the loop sleeps */
   uv_timer_t sweep_timer;     /* deadline sweep over queued calls and running batches */
-  void *running_jobs;
+  struct batch_job *running_jobs;
   int flush_at_prepare;
   /* health watches */
   srv_call *watchers;
   /* training (train.c) */
-  void *train_jobs;     /* every job whose thread or call is alive */
+  struct train_job *train_jobs; /* every job whose thread or call is alive */
   int train_running;    /* jobs counted against --max-train-jobs */
   int train_alive;      /* jobs not yet freed (threads joined, handles closed) */
   uint64_t train_seq;

@@ -245,7 +245,7 @@ static void *job_main(void *arg) {
 /* ---- the loop side ---------------------------------------------------------------------------- */
 
 static void unlink_job(train_job *j) {
-  train_job **pp = (train_job **)&j->s->train_jobs;
+  train_job **pp = &j->s->train_jobs;
   while (*pp && *pp != j) pp = &(*pp)->next;
   if (*pp) *pp = j->next;
 }
@@ -265,7 +265,7 @@ static void job_closed_cb(uv_handle_t *h) {
 static void maybe_free(train_job *j) {
   srv_call *c = j->c;
   if (c && c->ops_pending == 0 && (j->closed || j->finishing) && j->thread_joined) {
-    c->stream = NULL;
+    c->stream.train = NULL;
     j->c = NULL;
     srv_call_free(c);
   }
@@ -393,7 +393,7 @@ static void on_async(uv_async_t *a) {
 }
 
 void train_event(srv_call *c, int ok) {
-  train_job *j = c->stream;
+  train_job *j = c->stream.train;
   c->ops_pending--;
   j->sending = 0;
   if (!ok) {
@@ -705,7 +705,7 @@ void train_handle(srv_call *c) {
   s->train_alive++;
   s->train_running++;
   j->counted = 1;
-  c->stream = j;
+  c->stream.train = j;
   c->state = CALL_STREAMING;
   grpc_op close_op;
   memset(&close_op, 0, sizeof close_op);
