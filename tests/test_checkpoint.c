@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -811,6 +812,45 @@ static void test_nonfinite_values(void **state) {
   json_decref(root);
 }
 
+/* A file is read in the order it is checked: a sparse file of 1 GiB whose header (a valid
+ * model's) leaves most of the data region to no tensor is refused without reading it (the old
+ * loader read the whole file into memory first: 1 GiB more RSS), and a device or a FIFO is
+ * refused before any read (/dev/zero used to be read up to the 16 GiB limit; opening a FIFO
+ * used to wait for a writer). */
+static void test_reads_header_first(void **state) {
+  (void)state;
+  const char *src = save_victim(0), *sparse = tu_path(1, "sparse.safetensors");
+  size_t len;
+  unsigned char *buf = tu_read_file(src, &len);
+  tu_write_file(sparse, buf, len);
+  free(buf);
+  const off_t big = (off_t)1 << 30;
+  assert_int_equal(truncate(sparse, big), 0);
+  struct rusage before, after;
+  assert_int_equal(getrusage(RUSAGE_SELF, &before), 0);
+  expect_fail(sparse, EMBER_EFORMAT, "belong to no tensor");
+  assert_int_equal(getrusage(RUSAGE_SELF, &after), 0);
+  long grew_mib = (after.ru_maxrss - before.ru_maxrss) / 1024;
+  if (grew_mib > 64) fail_msg("loading a 1 GiB sparse file grew the peak RSS by %ld MiB", grew_mib);
+  /* the same with a zero header length: refused as JSON after reading 8 bytes */
+  buf = calloc(1, 8);
+  assert_non_null(buf);
+  tu_write_file(sparse, buf, 8);
+  free(buf);
+  assert_int_equal(truncate(sparse, big), 0);
+  expect_fail(sparse, EMBER_EFORMAT, "not valid JSON");
+  assert_int_equal(getrusage(RUSAGE_SELF, &after), 0);
+  assert_true((after.ru_maxrss - before.ru_maxrss) / 1024 <= 64);
+  unlink(sparse);
+
+  expect_fail("/dev/zero", EMBER_EIO, "not a regular file");
+  const char *fifo = tu_path(2, "fifo.safetensors");
+  unlink(fifo);
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  expect_fail(fifo, EMBER_EIO, "not a regular file");
+  unlink(fifo);
+}
+
 /* Every truncation and a scribble over every header byte: never a crash or a leak, and a
  * failure always leaves the model zeroed with a message. */
 static void test_brute_force(void **state) {
@@ -871,6 +911,7 @@ int main(void) {
       cmocka_unit_test(test_gaps),
       cmocka_unit_test(test_nonfinite_values),
       cmocka_unit_test(test_brute_force),
+      cmocka_unit_test(test_reads_header_first),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

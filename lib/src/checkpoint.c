@@ -20,13 +20,16 @@
  *   every length, offset and value is checked before it is used, offsets are JSON integers
  *   compared without overflow, the data region must be covered exactly once, and the network
  *   is allocated only once the data region is known to be big enough to fill it (so a
- *   header cannot make us allocate more than the file's own size). Every failure says what
- *   is wrong, prefixed with the file's name, and leaves the output model zeroed.
+ *   header cannot make us allocate more than the file's own size). A file is read in the
+ *   order it is checked: the 8-byte length (against the file's size, known from fstat; only
+ *   regular files are read), the header, and only then the data region, straight into the
+ *   model; so a 2 GiB file of zeros costs 8 bytes of reading. Every failure says what is
+ *   wrong, prefixed with the file's name, and leaves the output model zeroed.
  * - Floats in the metadata are printed with %.9g, which round-trips float32 exactly, and read
  *   back with strtof; a loaded model is bit-identical to the saved one.
  *
- * What it does not do: map files (a checkpoint is read into memory, copied once into the
- * model and freed), accept dtypes other than F32, or keep tensors it does not know.
+ * What it does not do: map files (tensors are read into the model with pread), read from
+ * pipes or devices, accept dtypes other than F32, or keep tensors it does not know.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -497,6 +500,42 @@ fail:
   return rc;
 }
 
+/* ---- load: where the bytes come from --------------------------------------------------- */
+
+/* A checkpoint in memory, or a regular file of a size known before it is read. */
+typedef struct ckpt_src {
+  const char *name; /* for messages */
+  const unsigned char *buf; /* the bytes, or NULL: read from fd */
+  int fd;
+  uint64_t len;
+} ckpt_src;
+
+/* n bytes at off, which the caller has checked against len. */
+static int src_read(const ckpt_src *s, uint64_t off, void *dst, size_t n, ember_err *err) {
+  char ebuf[128];
+  unsigned char *d = dst;
+  if (s->buf) {
+    if (n) memcpy(d, s->buf + off, n);
+    return 0;
+  }
+  while (n > 0) {
+    ssize_t r = pread(s->fd, d, n > ((size_t)1 << 30) ? (size_t)1 << 30 : n, (off_t)off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0)
+      return ember_fail(err, EMBER_EIO, "%s: cannot read: %s", s->name,
+                        errno_text(errno, ebuf, sizeof ebuf));
+    if (r == 0)
+      return ember_fail(err, EMBER_EFORMAT,
+                        "%s: the file ends at byte %" PRIu64 ", before the %" PRIu64
+                        " bytes it had when opened (changed while being read?)",
+                        s->name, off, s->len);
+    d += r;
+    off += (uint64_t)r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
 /* ---- load: metadata -------------------------------------------------------------------- */
 
 static int meta_get(const json_t *meta, const char *key, const char *name, const char **out,
@@ -877,8 +916,9 @@ static int by_begin(const void *a, const void *b) {
   return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
-static int load_tensors(const json_t *root, const char *name, const unsigned char *data,
+static int load_tensors(const json_t *root, const ckpt_src *src, uint64_t data_at,
                         size_t data_len, ember_model *m, ember_err *err) {
+  const char *name = src->name;
   ckpt_tensor *t = NULL, **order = NULL;
   int nt = 0, rc;
   const char *key;
@@ -931,7 +971,11 @@ static int load_tensors(const json_t *root, const char *name, const unsigned cha
                     data_len);
     goto fail;
   }
-  for (int k = 0; k < nt; k++) memcpy(t[k].p, data + t[k].begin, t[k].numel * sizeof(float));
+  /* only now, with every offset checked against the header and the file's size, is the data
+   * region read: straight into the model, tensor by tensor */
+  for (int k = 0; k < nt; k++)
+    if ((rc = src_read(src, data_at + t[k].begin, t[k].p, t[k].numel * sizeof(float), err)) < 0)
+      goto fail;
   rc = check_tensors_finite(t, nt, name, err);
   if (rc == 0) rc = check_sn(m, name, EMBER_EFORMAT, err);
 fail:
@@ -942,49 +986,58 @@ fail:
 
 /* ---- load ------------------------------------------------------------------------------ */
 
-int ember_model_load_mem(const void *buf, size_t len, const char *name, ember_model *m,
-                         ember_err *err) {
+/* The 8-byte length, then the header, each checked before anything after it is read: a file
+ * can say it holds gigabytes, and a regular file's size is known before it is read, so a
+ * header that cannot fit is refused after reading 8 bytes, and the data region is read only
+ * once the header has been checked against it in full (load_tensors). */
+static int load_src(const ckpt_src *src, ember_model *m, ember_err *err) {
   ember_model tmp;
   json_t *root = NULL;
+  char *head = NULL;
+  const char *name = src->name;
+  unsigned char len8[8];
   int rc;
   memset(&tmp, 0, sizeof tmp);
-  if (!name) name = "<memory>";
-  if (!m) {
-    rc = ember_fail(err, EMBER_EINVAL, "%s: ember_model_load_mem needs a model", name);
-    goto fail;
-  }
-  memset(m, 0, sizeof *m);
-  const unsigned char *p = buf;
-  if (!p || len < 8) {
+  if (src->len < 8) {
     rc = ember_fail(err, EMBER_EFORMAT,
-                    "%s: file is %zu bytes, too short for the 8-byte header length", name,
-                    p ? len : 0);
+                    "%s: file is %" PRIu64 " bytes, too short for the 8-byte header length", name,
+                    src->len);
     goto fail;
   }
+  if ((rc = src_read(src, 0, len8, 8, err)) < 0) goto fail;
   uint64_t hlen = 0;
-  for (int i = 0; i < 8; i++) hlen |= (uint64_t)p[i] << (8 * i);
-  if (hlen > CKPT_HEADER_MAX || (hlen > 0 && hlen <= len - 8 && p[8] != '{')) {
-    /* a CSV, a zip or any other file lands here: say what it is not before the details */
-    if (hlen > CKPT_HEADER_MAX)
-      rc = ember_fail(err, EMBER_EFORMAT,
-                      "%s: not a safetensors checkpoint (header length %" PRIu64
-                      " exceeds the %" PRIu64 "-byte limit)",
-                      name, hlen, CKPT_HEADER_MAX);
-    else
+  for (int i = 0; i < 8; i++) hlen |= (uint64_t)len8[i] << (8 * i);
+  if (hlen > CKPT_HEADER_MAX) { /* a CSV, a zip or any other file lands here */
+    rc = ember_fail(err, EMBER_EFORMAT,
+                    "%s: not a safetensors checkpoint (header length %" PRIu64
+                    " exceeds the %" PRIu64 "-byte limit)",
+                    name, hlen, CKPT_HEADER_MAX);
+    goto fail;
+  }
+  if (hlen > 0 && hlen <= src->len - 8) {
+    char first;
+    if ((rc = src_read(src, 8, &first, 1, err)) < 0) goto fail;
+    if (first != '{') { /* say what it is not before the details */
       rc = ember_fail(err, EMBER_EFORMAT,
                       "%s: not a safetensors checkpoint (the header is not a JSON object)", name);
-    goto fail;
+      goto fail;
+    }
   }
-  if (hlen > len - 8) {
+  if (hlen > src->len - 8) {
     rc = ember_fail(err, EMBER_EFORMAT,
-                    "%s: header length %" PRIu64
-                    " exceeds file size (%zu bytes after the "
-                    "length)",
-                    name, hlen, len - 8);
+                    "%s: header length %" PRIu64 " exceeds file size (%" PRIu64
+                    " bytes after the length)",
+                    name, hlen, src->len - 8);
     goto fail;
   }
+  if (!(head = malloc(hlen ? (size_t)hlen : 1))) {
+    rc = ember_fail(err, EMBER_ENOMEM, "%s: out of memory for a %" PRIu64 "-byte header", name,
+                    hlen);
+    goto fail;
+  }
+  if ((rc = src_read(src, 8, head, (size_t)hlen, err)) < 0) goto fail;
   json_error_t jerr;
-  root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+  root = json_loadb(head, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
   if (!root) {
     rc = ember_fail(err, EMBER_EFORMAT, "%s: header is not valid JSON: %s (line %d, column %d)",
                     name, jerr.text, jerr.line, jerr.column);
@@ -994,87 +1047,58 @@ int ember_model_load_mem(const void *buf, size_t len, const char *name, ember_mo
     rc = ember_fail(err, EMBER_EFORMAT, "%s: header is not a JSON object", name);
     goto fail;
   }
-  size_t data_len = len - 8 - (size_t)hlen;
+  size_t data_len = (size_t)(src->len - 8 - hlen);
   if ((rc = load_metadata(root, name, data_len, &tmp, err)) < 0) goto fail;
-  if ((rc = load_tensors(root, name, p + 8 + hlen, data_len, &tmp, err)) < 0) goto fail;
+  if ((rc = load_tensors(root, src, 8 + hlen, data_len, &tmp, err)) < 0) goto fail;
   *m = tmp;
   memset(&tmp, 0, sizeof tmp);
   rc = 0;
 fail:
   json_decref(root);
+  free(head);
   ember_model_free(&tmp);
   return rc;
 }
 
-/* The whole file, up to CKPT_FILE_MAX bytes (caller frees). */
-static int read_file(const char *path, unsigned char **out, size_t *len, ember_err *err) {
-  unsigned char *buf = NULL;
-  size_t n = 0, cap;
-  char ebuf[128];
-  int rc, fd = open(path, O_RDONLY | O_CLOEXEC);
-  struct stat st;
-  *out = NULL;
-  *len = 0;
-  if (fd < 0 || fstat(fd, &st) < 0) {
-    rc = ember_fail(err, EMBER_EIO, "%s: cannot read: %s", path,
-                    errno_text(errno, ebuf, sizeof ebuf));
-    goto fail;
-  }
-  if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > CKPT_FILE_MAX) {
-    rc =
-        ember_fail(err, EMBER_ERANGE, "%s: file is %lld bytes, more than the %" PRIu64 " GiB limit",
-                   path, (long long)st.st_size, CKPT_FILE_MAX >> 30);
-    goto fail;
-  }
-  /* a regular file's size is a good first guess; +1 sees it end (or grow) */
-  cap = S_ISREG(st.st_mode) ? (size_t)st.st_size + 1 : (size_t)1 << 16;
-  for (;;) {
-    if (n == cap || !buf) {
-      if (buf) cap = cap > CKPT_FILE_MAX / 2 ? (size_t)CKPT_FILE_MAX + 1 : cap * 2;
-      unsigned char *nb = realloc(buf, cap);
-      if (!nb) {
-        rc = ember_fail(err, EMBER_ENOMEM, "%s: out of memory reading %zu bytes", path, cap);
-        goto fail;
-      }
-      buf = nb;
-    }
-    ssize_t r = read(fd, buf + n, cap - n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      rc = ember_fail(err, EMBER_EIO, "%s: cannot read: %s", path,
-                      errno_text(errno, ebuf, sizeof ebuf));
-      goto fail;
-    }
-    if (r == 0) break;
-    n += (size_t)r;
-    if (n > CKPT_FILE_MAX) {
-      rc = ember_fail(err, EMBER_ERANGE, "%s: file is more than the %" PRIu64 " GiB limit", path,
-                      CKPT_FILE_MAX >> 30);
-      goto fail;
-    }
-  }
-  *out = buf;
-  *len = n;
-  buf = NULL;
-  rc = 0;
-fail:
-  if (fd >= 0) close(fd);
-  free(buf);
-  return rc;
+int ember_model_load_mem(const void *buf, size_t len, const char *name, ember_model *m,
+                         ember_err *err) {
+  ckpt_src src = {name ? name : "<memory>", buf, -1, buf ? len : 0};
+  if (m) memset(m, 0, sizeof *m);
+  if (!m) return ember_fail(err, EMBER_EINVAL, "%s: ember_model_load_mem needs a model", src.name);
+  return load_src(&src, m, err);
 }
 
 int ember_model_load(const char *path, ember_model *m, ember_err *err) {
-  unsigned char *buf = NULL;
-  size_t len = 0;
-  int rc;
+  char ebuf[128];
+  int rc, fd = -1;
+  struct stat st;
   if (m) memset(m, 0, sizeof *m);
   if (!path || !m) {
     rc = ember_fail(err, EMBER_EINVAL, "ember_model_load needs a path and a model");
     goto fail;
   }
-  if ((rc = read_file(path, &buf, &len, err)) < 0) goto fail;
-  rc = ember_model_load_mem(buf, len, path, m, err);
+  /* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below */
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    rc = ember_fail(err, EMBER_EIO, "%s: cannot read: %s", path,
+                    errno_text(errno, ebuf, sizeof ebuf));
+    goto fail;
+  }
+  /* a device (/dev/zero), pipe or directory has no size to check a header against */
+  if (!S_ISREG(st.st_mode)) {
+    rc = ember_fail(err, EMBER_EIO, "%s: cannot read: not a regular file (a checkpoint is a file)",
+                    path);
+    goto fail;
+  }
+  if ((uint64_t)st.st_size > CKPT_FILE_MAX) {
+    rc = ember_fail(err, EMBER_ERANGE,
+                    "%s: file is %lld bytes, more than the %" PRIu64 " GiB limit", path,
+                    (long long)st.st_size, CKPT_FILE_MAX >> 30);
+    goto fail;
+  }
+  ckpt_src src = {path, NULL, fd, (uint64_t)st.st_size};
+  rc = load_src(&src, m, err);
 fail:
-  free(buf);
+  if (fd >= 0) close(fd);
   return rc;
 }
