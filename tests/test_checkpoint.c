@@ -596,6 +596,10 @@ static void meta_extra_number(json_t *r) {
   json_object_set_new(json_object_get(r, "__metadata__"), "note", json_integer(8));
 }
 static void meta_extra_string(json_t *r) { set_meta(r, "exported_by", "torch 2.3"); }
+static void langevin_key(json_t *r) { set_meta(r, "langevin.steps", "50"); }
+static void again_key(json_t *r) { set_meta(r, "infer.again_steps", "0"); }
+static void prefix_key(json_t *r) { set_meta(r, "train.prefix_share", "0.5"); }
+static void refine_key(json_t *r) { set_meta(r, "infer.refine_lr", "0.05"); }
 
 static void test_bad_metadata(void **state) {
   (void)state;
@@ -638,6 +642,12 @@ static void test_bad_metadata(void **state) {
       {steps_negative, EMBER_EFORMAT, "\"train.steps\" must be a decimal integer >= 0"},
       {meta_number, EMBER_EFORMAT, "metadata key \"width\" must be a string"},
       {meta_extra_number, EMBER_EFORMAT, "metadata key \"note\" must be a string"},
+      /* keys of another method are not ignored: the file is not the model it says it is */
+      {langevin_key, EMBER_EFORMAT,
+       "metadata key \"langevin.steps\" belongs to langevin models, not to this dfo model"},
+      {again_key, EMBER_EFORMAT, "\"infer.again_steps\" belongs to langevin models"},
+      {prefix_key, EMBER_EFORMAT,
+       "metadata key \"train.prefix_share\" belongs to ardfo models, not to this dfo model"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     edit_header(src, bad, cases[i].edit);
@@ -649,6 +659,17 @@ static void test_bad_metadata(void **state) {
   ember_err err;
   assert_int_equal(ember_model_load(bad, &m, &err), 0);
   ember_model_free(&m);
+  /* an explicit model has no refinement settings */
+  const char *mse = tu_path(2, "mse.safetensors");
+  make_model(&m, EMBER_METHOD_MSE, EMBER_ARCH_MLP, 3, 2, 8, 2, 4);
+  assert_int_equal(ember_model_save(&m, mse, &err), 0);
+  ember_model_free(&m);
+  assert_int_equal(ember_model_load(mse, &m, &err), 0);
+  ember_model_free(&m);
+  edit_header(mse, bad, refine_key);
+  expect_fail(bad, EMBER_EFORMAT,
+              "metadata key \"infer.refine_lr\" belongs to dfo, ardfo, langevin models, not to "
+              "this mse model");
 }
 
 /* ---- hostile files: tensors ------------------------------------------------------------ */

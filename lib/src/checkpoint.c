@@ -262,6 +262,31 @@ static int check_model_values(const ember_model *m, const char *name, int bad, e
   return 0;
 }
 
+/* Metadata keys that only some methods have, by prefix. The writer writes them for those
+ * methods only and the reader refuses them in a model of another method: a key that would be
+ * ignored says the file is not the model it claims to be (langevin.steps in a dfo model). */
+static const struct {
+  const char *prefix;
+  unsigned methods; /* bit (1 << ember_method) for each method that has them */
+} method_keys[] = {
+    {"infer.refine_", ~(1u << EMBER_METHOD_MSE)},
+    {"infer.again_", 1u << EMBER_METHOD_LANGEVIN},
+    {"langevin.", 1u << EMBER_METHOD_LANGEVIN},
+    {"train.prefix_", 1u << EMBER_METHOD_ARDFO},
+};
+
+/* The methods whose models have this key: every method's unless method_keys says otherwise. */
+static unsigned key_methods(const char *key) {
+  for (size_t i = 0; i < sizeof method_keys / sizeof *method_keys; i++)
+    if (strncmp(key, method_keys[i].prefix, strlen(method_keys[i].prefix)) == 0)
+      return method_keys[i].methods;
+  return ~0u;
+}
+
+static int key_applies(const char *key, ember_method method) {
+  return (key_methods(key) >> method) & 1u;
+}
+
 /* ---- save ------------------------------------------------------------------------------ */
 
 static int meta_set(json_t *meta, const char *key, const char *fmt, ...)
@@ -330,16 +355,16 @@ static char *header_json(const ember_model *m, ckpt_tensor *t, int nt) {
     bad |= meta_set(meta, "train.temperature", "%.9g", (double)m->train_temperature);
     bad |= meta_set(meta, "train.loss", "%.9g", (double)m->train_loss);
     if (m->train_ema > 0.0f) bad |= meta_set(meta, "train.ema", "%.9g", (double)m->train_ema);
-    if (m->method != EMBER_METHOD_MSE) {
+    if (key_applies("infer.refine_steps", m->method)) {
       bad |= meta_set(meta, "infer.refine_steps", "%d", m->infer.refine_steps);
       bad |= meta_set(meta, "infer.refine_lr", "%.9g", (double)m->infer.refine_lr);
     }
     if (m->sn_w) bad |= meta_set(meta, "spectral_norm", "1");
-    if (m->method == EMBER_METHOD_ARDFO) {
+    if (key_applies("train.prefix_share", m->method)) {
       bad |= meta_set(meta, "train.prefix_share", "%.9g", (double)m->train_prefix_share);
       bad |= meta_set(meta, "train.prefix_noise", "%.9g", (double)m->train_prefix_noise);
     }
-    if (m->method == EMBER_METHOD_LANGEVIN) {
+    if (key_applies("langevin.steps", m->method)) {
       const ember_langevin_opts *l = &m->infer.langevin;
       bad |= meta_set(meta, "infer.again_steps", "%d", m->infer.again_steps);
       bad |= meta_set(meta, "infer.again_step", "%.9g", (double)m->infer.again_step);
@@ -719,6 +744,17 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
   if ((rc = meta_get(meta, "method", name, &s, err)) < 0) return rc;
   if (ember_method_parse(s, &method) < 0)
     return ember_fail(err, EMBER_EFORMAT, "%s: unknown method \"%.40s\"", name, s);
+  json_object_foreach((json_t *)meta, key, val) {
+    if (key_applies(key, method)) continue;
+    char which[64] = "";
+    for (unsigned k = 0, n = 0, bits = key_methods(key); k <= EMBER_METHOD_LANGEVIN; k++)
+      if ((bits >> k) & 1u)
+        n += (unsigned)snprintf(which + n, sizeof which - n, "%s%s", n ? ", " : "",
+                                ember_method_name((ember_method)k));
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: metadata key \"%.60s\" belongs to %s models, not to this %s model",
+                      name, key, which, ember_method_name(method));
+  }
   if ((rc = meta_int(meta, "x_dim", name, INT_MIN, &x_dim, err)) < 0) return rc;
   if ((rc = meta_int(meta, "y_dim", name, INT_MIN, &y_dim, err)) < 0) return rc;
   if ((rc = meta_get(meta, "arch", name, &s, err)) < 0) return rc;
@@ -772,15 +808,15 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
       (rc = meta_float(meta, "train.loss", name, &m->train_loss, err)) < 0)
     return rc;
   /* keys newer than format_version 1's first release: optional, defaults when absent */
-  if (method != EMBER_METHOD_MSE && json_object_get(meta, "infer.refine_steps") &&
+  if (key_applies("infer.refine_steps", method) && json_object_get(meta, "infer.refine_steps") &&
       ((rc = meta_int(meta, "infer.refine_steps", name, INT_MIN, &m->infer.refine_steps, err)) < 0 ||
        (rc = meta_float(meta, "infer.refine_lr", name, &m->infer.refine_lr, err)) < 0))
     return rc;
-  if (method == EMBER_METHOD_LANGEVIN && json_object_get(meta, "infer.again_steps") &&
+  if (key_applies("infer.again_steps", method) && json_object_get(meta, "infer.again_steps") &&
       ((rc = meta_int(meta, "infer.again_steps", name, INT_MIN, &m->infer.again_steps, err)) < 0 ||
        (rc = meta_float(meta, "infer.again_step", name, &m->infer.again_step, err)) < 0))
     return rc;
-  if (method == EMBER_METHOD_ARDFO && json_object_get(meta, "train.prefix_share") &&
+  if (key_applies("train.prefix_share", method) && json_object_get(meta, "train.prefix_share") &&
       ((rc = meta_float(meta, "train.prefix_share", name, &m->train_prefix_share, err)) < 0 ||
        (rc = meta_float(meta, "train.prefix_noise", name, &m->train_prefix_noise, err)) < 0))
     return rc;
@@ -804,7 +840,7 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
                         "(%zu bytes)", name, data_len, need * sizeof(float));
     if ((rc = ember_model_sn_enable(m, err)) < 0) return rc;
   }
-  if (method == EMBER_METHOD_LANGEVIN) {
+  if (key_applies("langevin.steps", method)) {
     ember_langevin_opts *l = &m->infer.langevin;
     if ((rc = meta_int(meta, "langevin.steps", name, INT_MIN, &l->steps, err)) < 0) return rc;
     if ((rc = meta_get(meta, "langevin.schedule", name, &s, err)) < 0) return rc;
