@@ -456,6 +456,51 @@ static void test_npz_inputs_only_and_missing(void **state) {
   assert_msg(err, "'x'");
 }
 
+/* Rewrites every occurrence of `from` in the file at path with `to` (the same length): how an
+ * archive with two members of one name is made, which libzip itself will not write. */
+static void patch_bytes(const char *path, const char *from, const char *to) {
+  size_t len, n = strlen(from);
+  unsigned char *b = tu_read_file(path, &len);
+  int hits = 0;
+  for (size_t i = 0; i + n <= len; i++)
+    if (memcmp(b + i, from, n) == 0) {
+      memcpy(b + i, to, n);
+      hits++;
+    }
+  assert_true(hits >= 2); /* the local header and the central directory */
+  tu_write_file(path, b, len);
+  free(b);
+}
+
+/* Two members that numpy reads as one array: np.load takes the last of two "x.npy" (and "x"
+ * over "x.npy"), so reading the first would train on data the user never sees in numpy. */
+static void test_npz_duplicate_members(void **state) {
+  (void)state;
+  const float x1[] = {1, 2, 3, 4}, x2[] = {5, 6, 7, 8}, y[] = {1, 2};
+  const char *path = tu_path(0, "dup.npz");
+  ember_dataset ds;
+  ember_err err;
+  member m[] = {mem_f32("x.npy", 2, 2, 2, x1, 0), mem_f32("y.npy", 2, 2, 1, y, 0),
+                mem_f32("Q.npy", 2, 2, 2, x2, 0)};
+  npz_write(path, m, 3);
+  patch_bytes(path, "Q.npy", "x.npy");
+  assert_int_equal(npz_read(path, -1, 1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "2 members that numpy reads as array 'x'");
+  assert_int_equal(npz_read(path, -1, 0, &ds, &err), EMBER_EFORMAT); /* inputs too */
+
+  member m2[] = {mem_f32("x.npy", 2, 2, 2, x1, 0), mem_f32("y.npy", 2, 2, 1, y, 0),
+                 mem_f32("y", 2, 2, 1, y, 0)};
+  npz_write(path, m2, 3);
+  assert_int_equal(npz_read(path, -1, 1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "2 members that numpy reads as array 'y' (y.npy, y)");
+  /* an input file does not read y: a second one does not matter there */
+  member m3[] = {mem_f32("x.npy", 2, 2, 2, x1, 0), mem_f32("y.npy", 2, 2, 1, y, 0),
+                 mem_f32("y", 2, 2, 1, y, 0)};
+  npz_write(path, m3, 3);
+  assert_int_equal(npz_read(path, -1, 0, &ds, &err), 0);
+  ember_dataset_free(&ds);
+}
+
 static void test_npz_dims(void **state) {
   const float x[] = {1, 2, 3, 4, 5, 6}, y[] = {1, 2, 3, 4, 5, 6, 7, 8};
   const char *path = tu_path(0, "dims.npz");
@@ -664,6 +709,7 @@ int main(void) {
       cmocka_unit_test(test_npz_deflate_large_and_v2),
       cmocka_unit_test(test_npz_inputs_only_and_missing),
       cmocka_unit_test(test_npz_dims),
+      cmocka_unit_test(test_npz_duplicate_members),
       cmocka_unit_test(test_npz_nonfinite),
       cmocka_unit_test(test_npz_dtype),
       cmocka_unit_test(test_npz_truncated),

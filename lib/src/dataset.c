@@ -706,6 +706,29 @@ fail:
   return rc;
 }
 
+/* np.load reads the last of two members with one name, and a member "x" before "x.npy" as
+ * array x; zip_name_locate finds the first "x.npy". Any archive where numpy and ember could
+ * read different arrays is refused, naming the members. */
+static int npz_unique(zip_t *za, const char *name, const char *arr, ember_err *err) {
+  zip_int64_t n = zip_get_num_entries(za, 0);
+  int count = 0;
+  char names[2][16] = {"", ""};
+  for (zip_int64_t i = 0; i < n; i++) {
+    const char *f = zip_get_name(za, (zip_uint64_t)i, ZIP_FL_ENC_RAW);
+    size_t l = f ? strlen(f) : 0, a = strlen(arr);
+    if (!f || !(l >= a && strncmp(f, arr, a) == 0 && (l == a || strcmp(f + a, ".npy") == 0)))
+      continue;
+    if (count < 2) snprintf(names[count], sizeof names[count], "%s", f);
+    count++;
+  }
+  if (count > 1)
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: the archive has %d members that numpy reads as array '%s' (%s, %s%s); "
+                      "np.load and this reader could pick different ones",
+                      name, count, arr, names[0], names[1], count > 2 ? ", ..." : "");
+  return 0;
+}
+
 static int npz_read(const void *buf, size_t len, const char *name, int x_dim, int y_dim,
                     ember_dataset *ds, ember_err *err) {
   int rc = 0, xr = 0, xc = 0, yr = 0, yc = 0;
@@ -724,6 +747,9 @@ static int npz_read(const void *buf, size_t len, const char *name, int x_dim, in
                     zip_error_strerror(&ze));
     goto fail;
   }
+  if ((rc = npz_unique(za, name, "x", err)) < 0 ||
+      (y_dim != 0 && (rc = npz_unique(za, name, "y", err)) < 0))
+    goto fail;
   zip_int64_t xi = zip_name_locate(za, "x.npy", 0);
   zip_int64_t yi = y_dim != 0 ? zip_name_locate(za, "y.npy", 0) : -1;
   if (xi < 0) {

@@ -15,7 +15,8 @@
  * only when none of its fields is a number (NaN and Inf count as numbers): a first line that
  * mixes names and numbers is refused, so a bad data row is never taken for a header. The
  * header, when present, must have as many columns as the data.
- * .npz details: value errors name the array's own index, "y[12,0]" (2-D) or "y[12]" (1-D).
+ * .npz details: value errors name the array's own index, "y[12,0]" (2-D) or "y[12]" (1-D);
+ * two members that numpy reads as one array (two "x.npy", or "x" beside "x.npy") are refused.
  * Limits: 4 GiB per file (and per .npy member), 2^31-1 rows, 65536 columns.
  *
  *     ember_dataset ds;
