@@ -55,9 +55,9 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
   c->max_delay_us = 200;
   c->max_queue = 1024;
   c->max_rows = 1024;
-  c->max_samples = 65536;
+  c->max_samples = EMBER_MAX_SAMPLES; /* the limits a model's own defaults must fit */
   c->max_message = 16 << 20;
-  c->max_request_gflop = 2000;
+  c->max_request_gflop = EMBER_MAX_REQUEST_GFLOP;
   c->poll_ms = 2000;
   c->drain_ms = 500;
   c->grace_ms = 5000;

@@ -833,6 +833,47 @@ static void test_nonfinite_values(void **state) {
   json_decref(root);
 }
 
+/* A model's default inference options are what a request that sets none runs, on emberd and
+ * in a local `ember predict`: they must fit the limits a request has by default (16,777,216
+ * samples x 1,000 iterations used to load fine and then ran for hours). */
+static void samples_huge(json_t *r) {
+  set_meta(r, "infer.samples", "16777216");
+  set_meta(r, "infer.iters", "1000");
+}
+static void samples_at_limit(json_t *r) {
+  set_meta(r, "infer.samples", "65536");
+  set_meta(r, "infer.iters", "1000");
+}
+
+static void test_defaults_within_request_limits(void **state) {
+  (void)state;
+  const char *src = save_victim(0), *bad = tu_path(1, "defaults.safetensors");
+  edit_header(src, bad, samples_huge);
+  expect_fail(bad, EMBER_EFORMAT, "16777216 samples per query, more than the 65536 a request may");
+  edit_header(src, bad, samples_at_limit); /* 20 GFLOP a query for this small net: fine */
+  ember_model m;
+  ember_err err;
+  assert_int_equal(ember_model_load(bad, &m, &err), 0);
+  ember_model_free(&m);
+
+  /* a wider net at the samples limit: 69,000 GFLOP a query */
+  const char *wide = tu_path(2, "wide.safetensors");
+  make_model(&m, EMBER_METHOD_DFO, EMBER_ARCH_RESNET, 3, 2, 512, 2, 3);
+  assert_int_equal(ember_model_save(&m, wide, &err), 0);
+  edit_header(wide, bad, samples_at_limit);
+  expect_fail(bad, EMBER_EFORMAT, "GFLOP per query (65536 samples x 1000 iterations");
+  /* and saving such a model is refused too */
+  m.infer.samples = 65536;
+  m.infer.iters = 1000;
+  assert_int_equal(ember_model_save(&m, wide, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "more than the 2000 a request may"));
+  m.infer.samples = EMBER_MAX_SAMPLES + 1;
+  m.infer.iters = 1;
+  assert_int_equal(ember_model_save(&m, wide, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "65537 samples per query"));
+  ember_model_free(&m);
+}
+
 /* A file is read in the order it is checked: a sparse file of 1 GiB whose header (a valid
  * model's) leaves most of the data region to no tensor is refused without reading it (the old
  * loader read the whole file into memory first: 1 GiB more RSS), and a device or a FIFO is
@@ -933,6 +974,7 @@ int main(void) {
       cmocka_unit_test(test_nonfinite_values),
       cmocka_unit_test(test_brute_force),
       cmocka_unit_test(test_reads_header_first),
+      cmocka_unit_test(test_defaults_within_request_limits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -244,6 +244,7 @@ static int check_model_values(const ember_model *m, const char *name, int bad, e
   ember_err e;
   if (ember_infer_opts_check(&m->infer, m->method == EMBER_METHOD_LANGEVIN, &e) < 0)
     return ember_fail(err, bad, "%s: default inference options: %s", name, e.msg);
+  if (ember_model_check_defaults(m, &e) < 0) return ember_fail(err, bad, "%s: %s", name, e.msg);
   if (m->train_steps < 0 || m->train_batch < 0 || m->train_negatives < 0)
     return ember_fail(err, bad,
                       "%s: training record must not be negative (steps %" PRId64

@@ -5,6 +5,7 @@
  */
 #include "ember/model.h"
 
+#include "ember/infer.h"
 #include "ember/langevin.h"
 #include "ember/spectral.h"
 
@@ -167,6 +168,29 @@ int ember_model_sn_enable(ember_model *m, ember_err *err) {
     pw += (size_t)d->out * d->in;
     puv += (size_t)d->out + d->in;
   }
+  return 0;
+}
+
+int ember_model_check_defaults(const ember_model *m, ember_err *err) {
+  if (m->method == EMBER_METHOD_MSE) return 0; /* one forward pass, whatever the options say */
+  const ember_infer_opts *o = &m->infer;
+  if (o->samples > EMBER_MAX_SAMPLES)
+    return ember_fail(err, EMBER_EINVAL,
+                      "default inference options ask for %d %s per query, more than the %d a "
+                      "request may (EMBER_MAX_SAMPLES, emberd's --max-samples default)",
+                      o->samples, m->method == EMBER_METHOD_LANGEVIN ? "chains" : "samples",
+                      EMBER_MAX_SAMPLES);
+  double gflop = ember_infer_flops(m, o) / 1e9;
+  const int langevin = m->method == EMBER_METHOD_LANGEVIN;
+  if (!(gflop <= EMBER_MAX_REQUEST_GFLOP))
+    return ember_fail(err, EMBER_EINVAL,
+                      "default inference options cost %.4g GFLOP per query (%d %s x %d %s, %d "
+                      "refine steps), more than the %d a request may (EMBER_MAX_REQUEST_GFLOP, "
+                      "emberd's --max-request-gflop default)",
+                      gflop, o->samples, langevin ? "chains" : "samples",
+                      langevin ? o->langevin.steps + o->again_steps : o->iters,
+                      langevin ? "chain steps" : "iterations", o->refine_steps,
+                      EMBER_MAX_REQUEST_GFLOP);
   return 0;
 }
 

@@ -740,6 +740,8 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
     out->penalty_margin = o->penalty_margin;
     out->penalty_weight = o->penalty_weight;
   }
+  /* defaults beyond what a request may cost: the checkpoint would be refused after training */
+  if ((rc = ember_model_check_defaults(out, err)) < 0) goto fail;
 
   rc = ember_trainer_create(&t, out, ds, o, pool, err);
   if (rc < 0) goto fail;

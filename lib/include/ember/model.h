@@ -147,6 +147,16 @@ static inline int ember_sn_layer(const ember_net *net, int l) { return l > 0 && 
  * their deterministic start. No-op if it has one. */
 int ember_model_sn_enable(ember_model *m, ember_err *err);
 
+/* What one query may cost when a request leaves the options to the model. emberd's
+ * --max-samples and --max-request-gflop default to these, and a model whose default inference
+ * options ask for more (samples per query, or ember_infer_flops of one query) is refused when
+ * saved or loaded, and by ember_train before it trains: a model's defaults are then a request
+ * that every emberd with default limits serves and that a local `ember predict` finishes.
+ * ember_model_check_defaults says which limit the defaults break (EMBER_EINVAL). */
+#define EMBER_MAX_SAMPLES 65536
+#define EMBER_MAX_REQUEST_GFLOP 2000
+int ember_model_check_defaults(const ember_model *m, ember_err *err);
+
 /* Checks n rows of x: every value finite and within EMBER_X_MAX_SIGMA standard deviations of
  * the training data's mean (farther, the network's arithmetic overflows into NaN energies).
  * Names the first bad value. */
