@@ -874,6 +874,65 @@ static void test_defaults_within_request_limits(void **state) {
   ember_model_free(&m);
 }
 
+/* Finite but absurd: statistics whose answers overflow when de-normalised, a sampling box far
+ * outside the data, weights that overflow at the data's centre. Each used to load, and emberd
+ * answered OK with NaN or Inf in y and energy. */
+static void y_std_huge(json_t *r) { set_meta(r, "y_std", "[3e38, 1]"); }
+static void y_box_huge(json_t *r) {
+  set_meta(r, "y_lo", "[-3e38, -1]");
+  set_meta(r, "y_hi", "[3e38, 1]");
+}
+static void y_box_far(json_t *r) { set_meta(r, "y_hi", "[1, 2e6]"); }
+
+static void test_absurd_values(void **state) {
+  (void)state;
+  const char *src = save_victim(0), *bad = tu_path(1, "absurd.safetensors");
+  edit_header(src, bad, y_std_huge);
+  expect_fail(bad, EMBER_ERANGE, "the sampling box of y[0] in y's units");
+  edit_header(src, bad, y_box_huge);
+  expect_fail(bad, EMBER_EFORMAT, "sampling bounds [-3.00000001e+38, 3.00000001e+38] of y[0] reach");
+  edit_header(src, bad, y_box_far);
+  expect_fail(bad, EMBER_EFORMAT, "of y[1] reach more than 1e+06 standard deviations");
+
+  /* every weight of the input projection 3e38 */
+  parts p = split_file(src);
+  json_t *root = json_loads(p.header, 0, NULL);
+  assert_non_null(root);
+  long long b, e;
+  get_offsets(root, "proj.weight", &b, &e);
+  for (long long at = b; at < e; at += 4) {
+    const float big = (at / 4) % 2 ? 3e38f : -3e38f;
+    memcpy(p.data + at, &big, 4);
+  }
+  join_file(bad, p.header, p.data, p.data_len);
+  expect_fail(bad, EMBER_ERANGE, "the energy is not finite");
+  expect_fail(bad, EMBER_ERANGE, "at x = x_mean, y = y_lo: the weights overflow float32");
+  json_decref(root);
+  free_parts(&p);
+
+  /* and the same refused when saved; an mse model's prediction too */
+  ember_model m;
+  ember_err err;
+  struct stat st;
+  const char *out = tu_path(2, "absurd-save.safetensors");
+  make_model(&m, EMBER_METHOD_DFO, EMBER_ARCH_RESNET, 3, 2, 8, 2, 1);
+  m.y_std[1] = 3e38f;
+  assert_int_equal(ember_model_save(&m, out, &err), EMBER_ERANGE);
+  assert_non_null(strstr(err.msg, "overflows float32"));
+  m.y_std[1] = 1.0f;
+  for (int i = 0; i < 8; i++) m.net.layers[0].b[i] = 3e38f;
+  assert_int_equal(ember_model_save(&m, out, &err), EMBER_ERANGE);
+  assert_non_null(strstr(err.msg, "the energy is not finite"));
+  ember_model_free(&m);
+  make_model(&m, EMBER_METHOD_MSE, EMBER_ARCH_MLP, 3, 2, 8, 2, 1);
+  m.y_std[0] = 1e38f;
+  m.net.layers[2].b[0] = 100.0f; /* 1e40 once de-normalised */
+  assert_int_equal(ember_model_save(&m, out, &err), EMBER_ERANGE);
+  assert_non_null(strstr(err.msg, "the prediction is not finite"));
+  ember_model_free(&m);
+  assert_int_equal(stat(out, &st), -1);
+}
+
 /* A file is read in the order it is checked: a sparse file of 1 GiB whose header (a valid
  * model's) leaves most of the data region to no tensor is refused without reading it (the old
  * loader read the whole file into memory first: 1 GiB more RSS), and a device or a FIFO is
@@ -975,6 +1034,7 @@ int main(void) {
       cmocka_unit_test(test_brute_force),
       cmocka_unit_test(test_reads_header_first),
       cmocka_unit_test(test_defaults_within_request_limits),
+      cmocka_unit_test(test_absurd_values),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

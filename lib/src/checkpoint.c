@@ -240,6 +240,20 @@ static int check_model_values(const ember_model *m, const char *name, int bad, e
     if (!(m->y_lo[i] < m->y_hi[i]))
       return ember_fail(err, bad, "%s: y_lo[%d] = %.9g must be below y_hi[%d] = %.9g", name, i,
                         (double)m->y_lo[i], i, (double)m->y_hi[i]);
+    /* finite but absurd: a box the network never saw, or one whose answers overflow when
+     * de-normalised (y_std 3e38), would answer NaN or Inf */
+    if (!(fabsf(m->y_lo[i]) <= EMBER_X_MAX_SIGMA && fabsf(m->y_hi[i]) <= EMBER_X_MAX_SIGMA))
+      return ember_fail(err, bad,
+                        "%s: sampling bounds [%.9g, %.9g] of y[%d] reach more than %g standard "
+                        "deviations from the mean",
+                        name, (double)m->y_lo[i], (double)m->y_hi[i], i, (double)EMBER_X_MAX_SIGMA);
+    float lo = m->y_lo[i] * m->y_std[i] + m->y_mean[i], hi = m->y_hi[i] * m->y_std[i] + m->y_mean[i];
+    if (!isfinite(lo) || !isfinite(hi))
+      return ember_fail(err, EMBER_ERANGE,
+                        "%s: the sampling box of y[%d] in y's units, [%.9g, %.9g] x y_std %.9g + "
+                        "y_mean %.9g, overflows float32",
+                        name, i, (double)m->y_lo[i], (double)m->y_hi[i], (double)m->y_std[i],
+                        (double)m->y_mean[i]);
   }
   ember_err e;
   if (ember_infer_opts_check(&m->infer, m->method == EMBER_METHOD_LANGEVIN, &e) < 0)
@@ -286,6 +300,43 @@ static unsigned key_methods(const char *key) {
 
 static int key_applies(const char *key, ember_method method) {
   return (key_methods(key) >> method) & 1u;
+}
+
+/* A forward pass at the data's centre (normalised x = 0) with y at the centre and at both
+ * corners of the sampling box, for every net of the model: weights like 3e38 overflow there, and
+ * a model that cannot give a finite energy (mse: prediction) at its own data's centre answers
+ * nothing. Models that overflow only at some x are caught when they answer (infer.c). */
+static int check_probe(const ember_model *m, const char *name, ember_err *err) {
+  const int d = m->y_dim, nets = m->method == EMBER_METHOD_ARDFO ? d : 1;
+  int rc = 0;
+  float *buf = malloc(((size_t)m->x_dim + 3 * (size_t)d + 3 * (size_t)d) * sizeof(float));
+  if (!buf) return ember_fail(err, EMBER_ENOMEM, "%s: out of memory", name);
+  float *x = buf, *y = x + m->x_dim, *out = y + 3 * (size_t)d;
+  memset(x, 0, (size_t)m->x_dim * sizeof(float));
+  for (int j = 1; j <= nets && rc == 0; j++) {
+    const ember_net *net = m->method == EMBER_METHOD_ARDFO ? ember_model_prefix_net(m, j) : &m->net;
+    const int in_y = net->shape.in_y, rows = in_y ? 3 : 1, nout = net->shape.out;
+    for (int c = 0; c < in_y; c++) {
+      y[c] = 0.0f;
+      y[in_y + c] = m->y_lo[c];
+      y[2 * in_y + c] = m->y_hi[c];
+    }
+    ember_net_ws ws;
+    if ((rc = ember_net_ws_init(&ws, &net->shape, rows, 1, err)) < 0) break;
+    ember_net_fuse_x(net, x, 1, ws.hx);
+    ember_net_forward(net, &ws, ws.hx, in_y ? y : NULL, 1, rows, out);
+    ember_net_ws_free(&ws);
+    if (m->method == EMBER_METHOD_MSE) ember_model_denorm_y(m, out, 1, out);
+    static const char *const at[] = {"x_mean, y = y_mean", "x_mean, y = y_lo", "x_mean, y = y_hi"};
+    for (int r = 0; r < rows * nout && rc == 0; r++)
+      if (!isfinite(out[r]))
+        rc = ember_fail(err, EMBER_ERANGE,
+                        "%s: the %s is not finite (%g) at x = %s: the weights overflow float32",
+                        name, nets > 1 ? "energy of a y-prefix net" : m->method == EMBER_METHOD_MSE ? "prediction" : "energy",
+                        (double)out[r], m->method == EMBER_METHOD_MSE ? "x_mean" : at[r]);
+  }
+  free(buf);
+  return rc;
 }
 
 /* ---- save ------------------------------------------------------------------------------ */
@@ -460,6 +511,7 @@ int ember_model_save(const ember_model *m, const char *path, ember_err *err) {
   if ((rc = check_tensors_finite(t, nt, path, err)) < 0) goto fail;
   if ((rc = check_model_values(m, path, EMBER_EINVAL, err)) < 0) goto fail;
   if ((rc = check_sn(m, path, EMBER_EINVAL, err)) < 0) goto fail;
+  if ((rc = check_probe(m, path, err)) < 0) goto fail;
 
   json = header_json(m, t, nt);
   if (!json) {
@@ -1015,6 +1067,7 @@ static int load_tensors(const json_t *root, const ckpt_src *src, uint64_t data_a
       goto fail;
   rc = check_tensors_finite(t, nt, name, err);
   if (rc == 0) rc = check_sn(m, name, EMBER_EFORMAT, err);
+  if (rc == 0) rc = check_probe(m, name, err);
 fail:
   free(order);
   free(t);

@@ -564,24 +564,61 @@ static int modes(ember_infer *inf, const float *x, int nq, const ember_infer_opt
   return 0;
 }
 
+/* Never a non-finite answer. The loader refuses a model that overflows at its data's centre,
+ * but one can still overflow for some x (huge weights on x's columns): a NaN or Inf in y, an
+ * energy, a probability or a population fails the call instead of looking like an answer. */
+static int all_finite(const float *v, size_t n, const char *what, ember_err *err) {
+  for (size_t i = 0; v && i < n; i++)
+    if (!isfinite(v[i]))
+      return ember_fail(err, EMBER_ERANGE,
+                        "the model's answer is not finite (%s %g): its network overflows float32 "
+                        "for this x",
+                        what, (double)v[i]);
+  return 0;
+}
+
+static int predict_finite(const ember_infer *inf, int nq, const float *y, const float *energy,
+                          ember_err *err) {
+  int rc = all_finite(y, (size_t)nq * inf->m->y_dim, "y", err);
+  return rc < 0 ? rc : all_finite(energy, (size_t)nq, "energy", err);
+}
+
+static int modes_finite(const ember_infer *inf, int nq, const ember_infer_opts *o,
+                        const ember_modes_opts *mo, const float *mode_y, const float *mode_e,
+                        const float *mode_w, const float *pop_y, const float *pop_e,
+                        ember_err *err) {
+  const ember_model *m = inf->m;
+  const size_t q = (size_t)nq, k = (size_t)mo->k, d = (size_t)m->y_dim,
+               n = m->method == EMBER_METHOD_MSE ? 1 : (size_t)(o ? o : &m->infer)->samples;
+  int rc = all_finite(mode_y, q * k * d, "mode y", err);
+  if (rc == 0) rc = all_finite(mode_e, q * k, "mode energy", err);
+  if (rc == 0) rc = all_finite(mode_w, q * k, "mode probability", err);
+  if (rc == 0) rc = all_finite(pop_y, q * n * d, "population y", err);
+  if (rc == 0) rc = all_finite(pop_e, q * n, "population energy", err);
+  return rc;
+}
+
 int ember_infer_predict(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
                         uint64_t seed, uint64_t stream0, float *y, float *energy, ember_err *err) {
   row_seeds rs = {seed, stream0, NULL, NULL};
-  return predict(inf, x, nq, o, &rs, y, energy, err);
+  int rc = predict(inf, x, nq, o, &rs, y, energy, err);
+  return rc < 0 ? rc : predict_finite(inf, nq, y, energy, err);
 }
 
 int ember_infer_predict_rows(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
                              const uint64_t *seeds, const uint64_t *streams, float *y,
                              float *energy, ember_err *err) {
   row_seeds rs = {0, 0, seeds, streams};
-  return predict(inf, x, nq, o, &rs, y, energy, err);
+  int rc = predict(inf, x, nq, o, &rs, y, energy, err);
+  return rc < 0 ? rc : predict_finite(inf, nq, y, energy, err);
 }
 
 int ember_infer_modes(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
                       const ember_modes_opts *mo, uint64_t seed, uint64_t stream0, float *mode_y,
                       float *mode_e, float *mode_w, int *count, ember_err *err) {
   row_seeds rs = {seed, stream0, NULL, NULL};
-  return modes(inf, x, nq, o, mo, &rs, mode_y, mode_e, mode_w, count, NULL, NULL, err);
+  int rc = modes(inf, x, nq, o, mo, &rs, mode_y, mode_e, mode_w, count, NULL, NULL, err);
+  return rc < 0 ? rc : modes_finite(inf, nq, o, mo, mode_y, mode_e, mode_w, NULL, NULL, err);
 }
 
 int ember_infer_modes_rows(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
@@ -589,7 +626,8 @@ int ember_infer_modes_rows(ember_infer *inf, const float *x, int nq, const ember
                            const uint64_t *streams, float *mode_y, float *mode_e, float *mode_w,
                            int *count, float *pop_y, float *pop_e, ember_err *err) {
   row_seeds rs = {0, 0, seeds, streams};
-  return modes(inf, x, nq, o, mo, &rs, mode_y, mode_e, mode_w, count, pop_y, pop_e, err);
+  int rc = modes(inf, x, nq, o, mo, &rs, mode_y, mode_e, mode_w, count, pop_y, pop_e, err);
+  return rc < 0 ? rc : modes_finite(inf, nq, o, mo, mode_y, mode_e, mode_w, pop_y, pop_e, err);
 }
 
 int ember_infer_energy(ember_infer *inf, const float *x, int nq, const float *y, int n, float *e,

@@ -289,5 +289,102 @@ class ServerLimits(it.EmberTest):
         self.srv.stop_clean(self)
 
 
+def read_checkpoint(path):
+    """(header dict, data bytes) of a safetensors file."""
+    import json
+    import struct
+    with open(path, "rb") as f:
+        buf = f.read()
+    (hlen,) = struct.unpack("<Q", buf[:8])
+    return json.loads(buf[8:8 + hlen].decode()), bytearray(buf[8 + hlen:])
+
+
+def write_checkpoint(path, header, data):
+    import json
+    import struct
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + bytes(data))
+
+
+class NonFiniteAnswers(it.EmberTest):
+    """A model whose arithmetic overflows float32 is never answered OK: absurd statistics and
+    weights that overflow at the data's centre are refused at load, and a model that overflows
+    only away from its centre fails the call (INTERNAL) instead of answering NaN or Inf."""
+
+    def overflowing(self, src, dst):
+        """src's network rewritten: the input projection's x columns 1e30, the hidden weights
+        1e20, the output weights 1, everything else 0. E(x = x_mean) = 0, E(x_mean + x_std) = inf."""
+        import struct
+        header, data = read_checkpoint(src)
+        meta = header["__metadata__"]
+        x_dim, y_dim = int(meta["x_dim"]), int(meta["y_dim"])
+        for name, t in header.items():
+            if name == "__metadata__":
+                continue
+            b, e = t["data_offsets"]
+            rows, cols = (t["shape"] + [1])[:2]
+            for i in range((e - b) // 4):
+                v = 0.0
+                if name == "proj.weight" and i % cols < x_dim:
+                    v = 1e30
+                elif name.startswith("blocks.") and name.endswith(".weight"):
+                    v = 1e20
+                elif name == "out.weight":
+                    v = 1.0
+                data[b + 4 * i:b + 4 * i + 4] = struct.pack("<f", v)
+        write_checkpoint(dst, header, data)
+        self.assertEqual(y_dim, 1)
+        return [float(v) for v in meta["x_mean"].strip("[]").split(",")], \
+            [float(v) for v in meta["x_std"].strip("[]").split(",")]
+
+    def test_never_ok_with_nan(self):
+        data = it.jump_data(os.path.join(self.tmp, "jump.csv"))
+        good = self.train(os.path.join(self.tmp, "good.safetensors"), data, width=8, steps=5)
+        repo = os.path.join(self.tmp, "repo")
+        os.makedirs(os.path.join(repo, "over"))
+        mean, std = self.overflowing(good, os.path.join(repo, "over", "1.safetensors"))
+        srv = self.start("--models", repo, "--workers", 1, "--poll-ms", 100)
+        it.wait_until("over loaded", lambda: it.call(srv.stub.GetModel, it.pb.GetModelRequest(model="over"))[1])
+
+        centre, away = list(mean), [mean[0] + std[0], mean[1]]
+        opts = it.pb.InferenceOptions(samples=64, seed=1)
+        code, resp, details = call(srv.stub.Predict, predict(model="over", x=centre, options=opts))
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        self.assertTrue(all(math.isfinite(v) for v in list(resp.y) + list(resp.energy)))
+        self.expect(srv.stub.Predict, predict(model="over", x=away, options=opts), grpc.StatusCode.INTERNAL,
+                    "not finite")
+        self.expect(srv.stub.Predict, predict(model="over", x=centre + away, options=opts),
+                    grpc.StatusCode.INTERNAL, "not finite")
+        req = sample(model="over", x=away, options=opts)
+        self.expect(srv.stub.Sample, req, grpc.StatusCode.INTERNAL, "not finite")
+        req.return_samples = True
+        self.expect(srv.stub.Sample, req, grpc.StatusCode.INTERNAL, "not finite")
+        # and locally: no NaN printed, a message and a failure
+        q = it.write_csv(os.path.join(self.tmp, "q.csv"), ["a", "b"], [away])
+        model = os.path.join(repo, "over", "1.safetensors")
+        rc, err = self.cli_fails("predict", "--model", model, "--input", q, "--samples", 64)
+        self.assertIn("not finite", err)
+        rc, err = self.cli_fails("sample", "--model", model, "--input", q, "--samples", 64, "--modes", 2)
+        self.assertIn("not finite", err)
+
+        # version 2: finite but absurd statistics (y_std 3e38): refused at load, 1 still served
+        header, blob = read_checkpoint(good)
+        header["__metadata__"]["y_std"] = "[3e38]"
+        v2 = os.path.join(self.tmp, "absurd.safetensors")
+        write_checkpoint(v2, header, blob)
+        self.publish(v2, os.path.join(repo, "over", "2.safetensors"))
+        info = it.wait_until("version 2 seen", lambda: [
+            i for i in [it.call(srv.stub.GetModel, it.pb.GetModelRequest(model="over"))[1]]
+            if i and (i.load_errors or 2 in i.versions)])[0]
+        self.assertEqual(info.version, 1)
+        self.assertEqual([e.version for e in info.load_errors], [2])
+        self.assertIn("overflows float32", info.load_errors[0].message)
+        rc, err = self.cli_fails("predict", "--model", v2, "--input", q)
+        self.assertIn("overflows float32", err)
+        srv.stop_clean(self)
+
+
 if __name__ == "__main__":
     sys.exit(it.main())

@@ -18,6 +18,9 @@
  *
  * For the explicit baseline (method mse) predict is a forward pass, energies are reported as
  * 0 and modes are the single prediction with mass 1.
+ *
+ * No call returns NaN or Inf: where an answer (y, an energy, a mode's probability, a
+ * population) would not be finite, the call fails with EMBER_ERANGE instead.
  */
 #ifndef EMBER_INFER_H
 #define EMBER_INFER_H
