@@ -134,7 +134,7 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
   opt_spec all[] = {
       {"data", OPT_STR, &t->data, "FILE", remote ? "training pairs, sent to the server: CSV (last --y-dim columns are y) or .npz with x and y" : "training pairs: CSV (last --y-dim columns are y) or .npz with x and y", 0, 0},
       {"out", OPT_STR, &t->out, "FILE", "where to write the model (.safetensors)", 0, 0},
-      {"method", OPT_STR, &t->method, "M", "dfo (implicit, InfoNCE + DFO), ardfo (implicit, one net per y-prefix + autoregressive DFO), langevin (implicit, Langevin chains) or mse (explicit)", 0, 0},
+      {"method", OPT_STR, &t->method, "M", "dfo (implicit, InfoNCE + DFO), ardfo (implicit, one net per y-prefix + autoregressive DFO), langevin (implicit, Langevin chains) or mse (explicit); each has its own defaults below (ember train --method M --help shows them)", 0, 0},
       {"y-dim", OPT_INT, &t->y_dim, NULL, "columns of y (default: 1 for CSV, the y array's width for .npz)", 0, 1},
       {"steps", OPT_I64, &o->steps, NULL, "training steps", 0, 0},
       {"batch", OPT_INT, &o->batch, NULL, "examples per step", 0, 0},
