@@ -573,7 +573,12 @@ static void x_dim_text(json_t *r) { set_meta(r, "x_dim", "3 "); }
 static void x_dim_huge(json_t *r) { set_meta(r, "x_dim", "99999999999999999999"); }
 static void width_huge(json_t *r) { set_meta(r, "width", "99999"); }
 static void depth_odd(json_t *r) { set_meta(r, "depth", "3"); }
-static void width_big(json_t *r) { set_meta(r, "width", "16384"); }
+static void width_big(json_t *r) { set_meta(r, "width", "8192"); }
+static void width_too_big(json_t *r) { set_meta(r, "width", "16384"); }
+static void depth_too_big(json_t *r) {
+  set_meta(r, "width", "16384");
+  set_meta(r, "depth", "256");
+}
 static void x_mean_short(json_t *r) { set_meta(r, "x_mean", "[1,2]"); }
 static void x_mean_long(json_t *r) { set_meta(r, "x_mean", "[1,2,3,4]"); }
 static void x_mean_nan(json_t *r) { set_meta(r, "x_mean", "[1,nan,3]"); }
@@ -625,6 +630,9 @@ static void test_bad_metadata(void **state) {
       {width_huge, EMBER_EFORMAT, "width must be 1..16384, got 99999"},
       {depth_odd, EMBER_EFORMAT, "must be even"},
       {width_big, EMBER_EFORMAT, "data region is"},
+      /* beyond EMBER_MAX_PARAMS: refused by the size alone, before the data region is looked at */
+      {width_too_big, EMBER_EFORMAT, "has 537018369 parameters, more than the 268435456 a model may have"},
+      {depth_too_big, EMBER_EFORMAT, "has 68723785729 parameters, more than the 268435456"},
       {x_mean_short, EMBER_EFORMAT, "x_mean has 2 values, expected 3"},
       {x_mean_long, EMBER_EFORMAT, "x_mean has 4 values, expected 3"},
       {x_mean_nan, EMBER_ERANGE, "x_mean[1] is not finite"},

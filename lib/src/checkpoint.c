@@ -77,17 +77,6 @@ static const char *errno_text(int e, char *buf, size_t len) {
   return buf;
 }
 
-/* The network a model of this method and size has; must agree with ember_model_init. */
-static ember_net_shape model_shape(ember_method method, int x_dim, int y_dim, ember_arch arch,
-                                   int width, int depth) {
-  ember_net_shape s = {arch, x_dim, y_dim, width, depth, 1};
-  if (method == EMBER_METHOD_MSE) {
-    s.in_y = 0;
-    s.out = y_dim;
-  }
-  return s;
-}
-
 /* Adds net's weight and bias tensors, named "<pre><layer>.weight" and ".bias", at t[*k...]. */
 static int add_net(const ember_net *net, const char pre[24], ckpt_tensor *t, int *k, ember_err *err) {
   for (int i = 0; i < net->nlayers; i++) {
@@ -498,7 +487,7 @@ int ember_model_save(const ember_model *m, const char *path, ember_err *err) {
   }
   const ember_net_shape *have = &m->net.shape;
   ember_net_shape want =
-      model_shape(m->method, m->x_dim, m->y_dim, have->arch, have->width, have->depth);
+      ember_model_net_shape(m->method, m->x_dim, m->y_dim, have->arch, have->width, have->depth);
   if ((unsigned)m->method > EMBER_METHOD_LANGEVIN || have->in_x != want.in_x ||
       have->in_y != want.in_y || have->out != want.out || ember_net_shape_check(have, NULL) < 0 ||
       m->net.nlayers != ember_net_shape_layers(have)) {
@@ -819,15 +808,10 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
   /* Never allocate more parameters than the data region can hold: the header alone must
    * not be able to make us allocate gigabytes. Methods other than these two are refused
    * by ember_model_init before it allocates. */
-  ember_net_shape shape = model_shape(method, x_dim, y_dim, arch, width, depth);
+  ember_net_shape shape = ember_model_net_shape(method, x_dim, y_dim, arch, width, depth);
   if ((unsigned)method <= EMBER_METHOD_LANGEVIN && ember_net_shape_check(&shape, NULL) == 0 &&
       y_dim >= 1 && y_dim <= 4096) {
-    size_t np = ember_net_shape_params(&shape);
-    for (int j = 1; method == EMBER_METHOD_ARDFO && j < y_dim; j++) { /* the prefix nets */
-      ember_net_shape sj = shape;
-      sj.in_y = j;
-      np += ember_net_shape_params(&sj);
-    }
+    size_t np = ember_model_params(method, x_dim, y_dim, arch, width, depth);
     if (np > data_len / sizeof(float))
       return ember_fail(err, EMBER_EFORMAT,
                         "%s: data region is %zu bytes, but a model of method %s (%s, width %d, depth %d) "

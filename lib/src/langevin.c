@@ -37,13 +37,18 @@ float ember_langevin_step(const ember_langevin_opts *o, int k) {
   return (o->step_init - o->step_final) * t * t + o->step_final;
 }
 
+size_t ember_langevin_ws_bytes(int max_queries, int max_chains, int ydim) {
+  size_t pop = (size_t)max_queries * max_chains;
+  return (2 * pop * ydim + pop + (size_t)max_chains * ydim) * sizeof(float);
+}
+
 int ember_langevin_ws_init(ember_langevin_ws *ws, int max_queries, int max_chains, int ydim,
                            ember_err *err) {
   memset(ws, 0, sizeof *ws);
   if (max_queries < 1 || max_chains < 1 || ydim < 1)
     return ember_fail(err, EMBER_EINVAL, "Langevin workspace needs positive sizes");
   size_t pop = (size_t)max_queries * max_chains;
-  size_t floats = 2 * pop * ydim + pop + (size_t)max_chains * ydim;
+  size_t floats = ember_langevin_ws_bytes(max_queries, max_chains, ydim) / sizeof(float);
   float *mem = malloc(floats * sizeof(float));
   if (!mem)
     return ember_fail(err, EMBER_ENOMEM, "out of memory: Langevin workspace of %zu MiB",

@@ -74,6 +74,27 @@ int ember_infer_opts_check(const ember_infer_opts *o, int langevin, ember_err *e
   return 0;
 }
 
+ember_net_shape ember_model_net_shape(ember_method method, int x_dim, int y_dim, ember_arch arch,
+                                      int width, int depth) {
+  ember_net_shape s = {arch, x_dim, y_dim, width, depth, 1};
+  if (method == EMBER_METHOD_MSE) {
+    s.in_y = 0;
+    s.out = y_dim;
+  }
+  return s;
+}
+
+size_t ember_model_params(ember_method method, int x_dim, int y_dim, ember_arch arch, int width,
+                          int depth) {
+  ember_net_shape s = ember_model_net_shape(method, x_dim, y_dim, arch, width, depth);
+  size_t np = ember_net_shape_params(&s);
+  for (int j = 1; method == EMBER_METHOD_ARDFO && j < y_dim; j++) { /* the prefix nets */
+    s.in_y = j;
+    np += ember_net_shape_params(&s);
+  }
+  return np;
+}
+
 int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, ember_arch arch,
                      int width, int depth, ember_err *err) {
   memset(m, 0, sizeof *m);
@@ -85,12 +106,16 @@ int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, 
     return ember_fail(err, EMBER_EINVAL, "y_dim must be 1..4096, got %d", y_dim);
   if (method == EMBER_METHOD_ARDFO && y_dim > 256)
     return ember_fail(err, EMBER_EINVAL, "an ardfo model has one network per y dimension: y_dim must be 1..256, got %d", y_dim);
-  ember_net_shape s = {arch, x_dim, y_dim, width, depth, 1};
-  if (method == EMBER_METHOD_MSE) {
-    s.in_y = 0;
-    s.out = y_dim;
-  }
-  int rc = ember_net_init(&m->net, &s, err);
+  ember_net_shape s = ember_model_net_shape(method, x_dim, y_dim, arch, width, depth);
+  int rc = ember_net_shape_check(&s, err);
+  if (rc < 0) return rc;
+  size_t np = ember_model_params(method, x_dim, y_dim, arch, width, depth);
+  if (np > EMBER_MAX_PARAMS)
+    return ember_fail(err, EMBER_EINVAL,
+                      "%d %s networks of width %d and depth %d have %zu parameters, more than the "
+                      "%zu a model may have (EMBER_MAX_PARAMS, 1 GiB of float32)",
+                      y_dim, ember_arch_name(arch), width, depth, np, EMBER_MAX_PARAMS);
+  rc = ember_net_init(&m->net, &s, err);
   if (rc < 0) return rc;
   if (method == EMBER_METHOD_ARDFO && y_dim > 1) {
     m->ar = calloc((size_t)y_dim - 1, sizeof *m->ar);

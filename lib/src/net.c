@@ -41,6 +41,13 @@ int ember_net_shape_check(const ember_net_shape *s, ember_err *err) {
                       s->depth);
   if (s->out < 1 || s->out > 4096)
     return ember_fail(err, EMBER_EINVAL, "network outputs must be 1..4096, got %d", s->out);
+  size_t np = ember_net_shape_params(s); /* < 2^37 within the bounds above */
+  if (np > EMBER_MAX_PARAMS)
+    return ember_fail(err, EMBER_EINVAL,
+                      "a %s of width %d and depth %d has %zu parameters, more than the %zu a model "
+                      "may have (EMBER_MAX_PARAMS, 1 GiB of float32)",
+                      s->arch == EMBER_ARCH_RESNET ? "ResNet" : "MLP", s->width, s->depth, np,
+                      EMBER_MAX_PARAMS);
   return 0;
 }
 
@@ -157,6 +164,19 @@ static int ws_nact(const ember_net_shape *s) {
   return s->arch == EMBER_ARCH_RESNET ? 1 + s->depth : s->depth;
 }
 
+/* Floats of a workspace's main allocation for max_rows rows (already padded). */
+static size_t ws_floats(const ember_net_shape *s, int max_rows, int max_queries) {
+  size_t rw = (size_t)max_rows * s->width, qw = (size_t)max_queries * s->width;
+  return (size_t)ws_nact(s) * rw + 3 * rw + 2 * qw + (size_t)s->in_y * s->width + 2 * (size_t)s->width;
+}
+
+size_t ember_net_ws_bytes(const ember_net_shape *s, int max_rows, int max_queries, int tangent) {
+  int rows = pad_rows(max_rows < 1 ? 1 : max_rows, s->width);
+  size_t f = ws_floats(s, rows, max_queries < 1 ? 1 : max_queries);
+  if (tangent) f += (size_t)(ws_nact(s) + 1) * rows * s->width;
+  return f * sizeof(float);
+}
+
 int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, int max_queries,
                       ember_err *err) {
   memset(ws, 0, sizeof *ws);
@@ -166,7 +186,7 @@ int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, 
   size_t rw = (size_t)max_rows * s->width;
   size_t qw = (size_t)max_queries * s->width;
   int nact = ws_nact(s);
-  size_t total = (size_t)nact * rw + 3 * rw + 2 * qw + (size_t)s->in_y * s->width + 2 * (size_t)s->width;
+  size_t total = ws_floats(s, max_rows, max_queries);
   ws->mem = malloc(total * sizeof(float));
   if (!ws->mem)
     return ember_fail(err, EMBER_ENOMEM, "out of memory: network workspace of %zu MiB",

@@ -92,6 +92,9 @@ void ember_train_opts_for_method(ember_train_opts *o, ember_method method) {
   }
 }
 
+static uint64_t train_bytes(const ember_train_opts *o, int n, int x_dim, int y_dim, int threads);
+static int too_big(const ember_train_opts *o, uint64_t bytes, const char *what, ember_err *err);
+
 int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
   if ((unsigned)o->method > EMBER_METHOD_LANGEVIN)
     return ember_fail(err, EMBER_ENOTSUP, "unknown training method %d", (int)o->method);
@@ -137,6 +140,10 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
   ember_net_shape s = {o->arch, 1, 1, o->width, o->depth, 1};
   int rc = ember_net_shape_check(&s, err);
   if (rc < 0) return rc;
+  /* what any data needs (one row of one x and one y column, one thread): absurd sizes stop
+   * here, before any data is read */
+  uint64_t least = train_bytes(o, 1, 1, 1, 1);
+  if (least > EMBER_MAX_TRAIN_BYTES) return too_big(o, least, "at least ", err);
   return ember_infer_opts_check(&o->infer, o->method == EMBER_METHOD_LANGEVIN, err);
 }
 
@@ -278,6 +285,92 @@ static int create_ardfo(ember_trainer *t, ember_model *m, const ember_dataset *d
   return 0;
 }
 
+/* A step's tasks: cand candidate rows per example (1 for mse) and per_task examples per task,
+ * about EMBER_TASK_ROWS rows. Tasks go to threads round-robin, so their number is made the
+ * nearest multiple of the thread count (when there are enough examples) and every thread gets
+ * the same share of the batch (512 examples of 17 candidates were 8 tasks of 60 and one of 32:
+ * 272 vs 240 examples on 2 threads). */
+static void task_size(const ember_train_opts *o, ember_method method, int threads, int *cand,
+                      int *per_task) {
+  *cand = method == EMBER_METHOD_MSE ? 1 : o->negatives + 1;
+  int per = (EMBER_TASK_ROWS + *cand / 2) / *cand;
+  if (per < 1) per = 1;
+  if (per > o->batch) per = o->batch;
+  if (o->batch >= threads && threads > 1) {
+    int ntasks = (o->batch + per - 1) / per, T = threads, best = 0, best_load = 0;
+    for (int r = ntasks / T * T; r <= (ntasks + T - 1) / T * T; r += T) {
+      if (r < T) continue;
+      int p = (o->batch + r - 1) / r, n = (o->batch + p - 1) / p;
+      int load = p * ((n + T - 1) / T); /* thread 0's examples, at most */
+      if (!best || load < best_load) best = p, best_load = load;
+    }
+    per = best;
+  }
+  *per_task = per;
+}
+
+/* What ember_trainer_create allocates for a net of shape s trained on dy y columns (an ardfo
+ * model's prefix nets have a trainer each), item by item as it does. */
+static uint64_t trainer_bytes(const ember_train_opts *o, ember_method method,
+                              const ember_net_shape *s, int n, int x_dim, int dy, int threads) {
+  int cand, per;
+  task_size(o, method, threads, &cand, &per);
+  const uint64_t rows = (uint64_t)per * cand, np = ember_net_shape_params(s), T = (uint64_t)threads;
+  uint64_t f = T * np + 2 * np;                     /* gradients (thread 0's the sum), Adam */
+  if (o->ema > 0.0f) f += np;                       /* the weights' average */
+  if (o->spectral_norm) f += 2 * np;                /* raw weights, scratch */
+  f += T * ((uint64_t)per * x_dim + rows * dy + 2 * rows * s->out); /* each task's candidates */
+  f += (uint64_t)n * ((uint64_t)x_dim + dy);        /* the normalised data */
+  const int langevin = method == EMBER_METHOD_LANGEVIN;
+  uint64_t b = f * sizeof(float) + (uint64_t)o->batch * sizeof(int);
+  b += T * ember_net_ws_bytes(s, (int)rows, per, langevin); /* activations */
+  if (langevin)
+    b += T * (rows * (2 * (uint64_t)dy + 1) * sizeof(float) + (uint64_t)per * sizeof(ember_rng) +
+              ember_langevin_ws_bytes(per, o->negatives, dy));
+  return b;
+}
+
+/* The model and every trainer, for options and sizes already checked. */
+static uint64_t train_bytes(const ember_train_opts *o, int n, int x_dim, int y_dim, int threads) {
+  size_t np = ember_model_params(o->method, x_dim, y_dim, o->arch, o->width, o->depth);
+  uint64_t b = ((uint64_t)np * (o->spectral_norm ? 2 : 1) + 2 * (uint64_t)x_dim + 4 * (uint64_t)y_dim) *
+               sizeof(float);
+  if (o->method != EMBER_METHOD_ARDFO) {
+    ember_net_shape s = ember_model_net_shape(o->method, x_dim, y_dim, o->arch, o->width, o->depth);
+    return b + trainer_bytes(o, o->method, &s, n, x_dim, y_dim, threads);
+  }
+  for (int j = 1; j <= y_dim; j++) { /* prefix net j: a dfo trainer on the first j columns */
+    ember_net_shape s = ember_model_net_shape(EMBER_METHOD_DFO, x_dim, j, o->arch, o->width, o->depth);
+    b += trainer_bytes(o, EMBER_METHOD_DFO, &s, n, x_dim, j, threads);
+    if (j < y_dim) b += (uint64_t)n * j * sizeof(float); /* its copy of the y prefix */
+  }
+  return b;
+}
+
+static int too_big(const ember_train_opts *o, uint64_t bytes, const char *what, ember_err *err) {
+  return ember_fail(err, EMBER_EINVAL,
+                    "training a %s of width %d and depth %d with batch %d x %d negatives needs %s"
+                    "%.3g GiB, more than the %d GiB a training run may hold (EMBER_MAX_TRAIN_BYTES)",
+                    ember_arch_name(o->arch), o->width, o->depth, o->batch, o->negatives, what,
+                    (double)bytes / (1 << 30), (int)(EMBER_MAX_TRAIN_BYTES >> 30));
+}
+
+int ember_train_memory(const ember_train_opts *o, int n, int x_dim, int y_dim, int threads,
+                       size_t *params, uint64_t *bytes, ember_err *err) {
+  int rc = ember_train_opts_check(o, err);
+  if (rc < 0) return rc;
+  if (n < 0 || threads < 1 || threads > 4096)
+    return ember_fail(err, EMBER_EINVAL, "rows must be >= 0 and threads 1..4096, got %d and %d", n,
+                      threads);
+  if (x_dim < 1 || x_dim > 65536 || y_dim < 1 || y_dim > (o->method == EMBER_METHOD_ARDFO ? 256 : 4096))
+    return ember_fail(err, EMBER_EINVAL, "x_dim %d or y_dim %d is out of range", x_dim, y_dim);
+  ember_net_shape s = ember_model_net_shape(o->method, x_dim, y_dim, o->arch, o->width, o->depth);
+  if ((rc = ember_net_shape_check(&s, err)) < 0) return rc;
+  if (params) *params = ember_model_params(o->method, x_dim, y_dim, o->arch, o->width, o->depth);
+  if (bytes) *bytes = train_bytes(o, n, x_dim, y_dim, threads);
+  return 0;
+}
+
 int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_dataset *ds,
                          const ember_train_opts *o, ember_pool *pool, ember_err *err) {
   *out = NULL;
@@ -305,24 +398,7 @@ int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_datase
     return ember_fail(err, EMBER_EINVAL, "keep_prefix %d leaves no y coordinate to draw (y_dim %d)",
                       o->keep_prefix, m->y_dim);
   }
-  t->cand = m->method == EMBER_METHOD_MSE ? 1 : o->negatives + 1;
-  t->per_task = (EMBER_TASK_ROWS + t->cand / 2) / t->cand;
-  if (t->per_task < 1) t->per_task = 1;
-  if (t->per_task > o->batch) t->per_task = o->batch;
-  /* tasks go to threads round-robin: make their number the nearest multiple of the thread
-   * count (when there are enough examples), so that every thread gets the same share of the
-   * batch (512 examples of 17 candidates were 8 tasks of 60 and one of 32: 272 vs 240 examples
-   * on 2 threads) */
-  if (o->batch >= t->threads && t->threads > 1) {
-    int ntasks = (o->batch + t->per_task - 1) / t->per_task, T = t->threads, best = 0, best_load = 0;
-    for (int r = ntasks / T * T; r <= (ntasks + T - 1) / T * T; r += T) {
-      if (r < T) continue;
-      int p = (o->batch + r - 1) / r, n = (o->batch + p - 1) / p;
-      int load = p * ((n + T - 1) / T); /* thread 0's examples, at most */
-      if (!best || load < best_load) best = p, best_load = load;
-    }
-    t->per_task = best;
-  }
+  task_size(o, m->method, t->threads, &t->cand, &t->per_task);
   size_t rows = (size_t)t->per_task * t->cand;
   size_t np = m->net.nparams;
   t->scratch_stride = (size_t)t->per_task * m->x_dim + rows * m->y_dim + 2 * rows * m->net.shape.out;
@@ -734,8 +810,11 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
                 ember_model *out, ember_err *err) {
   ember_trainer *t = NULL;
   memset(out, 0, sizeof *out);
+  uint64_t bytes = 0;
   int rc = ember_train_opts_check(o, err);
   if (rc == 0) rc = check_data(ds, err);
+  if (rc == 0) rc = ember_train_memory(o, ds->n, ds->x_dim, ds->y_dim, ember_pool_threads(pool), NULL, &bytes, err);
+  if (rc == 0 && bytes > EMBER_MAX_TRAIN_BYTES) rc = too_big(o, bytes, "", err);
   if (rc == 0) rc = ember_model_init(out, o->method, ds->x_dim, ds->y_dim, o->arch, o->width, o->depth, err);
   if (rc < 0) return rc;
   ember_train_fit_stats(out, ds, o->bound_margin);

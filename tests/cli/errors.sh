@@ -21,6 +21,11 @@ expect_error "zero steps" "steps must be 1.." "$EMBER" train --data "$T/ok.csv" 
 expect_error "chain option for dfo" "--chain-steps applies to --method langevin only" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --chain-steps 3
 expect_error "negative change clip" "change clip (delta max) must be >= 0" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --method langevin --delta-max -1
 expect_error "y-dim too large" "column" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --y-dim 2
+# absurd sizes are refused before the data is read, as usage errors (exit 2)
+expect_error "absurd network" "has 68723736577 parameters, more than the 268435456 a model may have" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --width 16384 --depth 256
+rc=0; "$EMBER" train --data "$T/nope.csv" --out "$T/x.safetensors" --width 16384 --depth 256 2>/dev/null || rc=$?
+[ "$rc" -eq 2 ] || fail "absurd network: exit status $rc, not 2"
+expect_error "defaults beyond a request's limits" "65537 samples per query" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --samples 65537 --steps 1 --width 4 --quiet
 expect_error "unwritable output" "cannot" "$EMBER" train --data "$T/ok.csv" --out "$T/no/dir/m.safetensors" --steps 1 --batch 2 --negatives 2 --width 4 --quiet
 [ ! -e "$T/x.safetensors" ] || fail "a failed train left a checkpoint"
 

@@ -55,6 +55,8 @@ typedef struct ember_langevin_ws {
 
 int ember_langevin_ws_init(ember_langevin_ws *ws, int max_queries, int max_chains, int ydim,
                            ember_err *err);
+/* Bytes ember_langevin_ws_init allocates for these sizes. */
+size_t ember_langevin_ws_bytes(int max_queries, int max_chains, int ydim);
 void ember_langevin_ws_free(ember_langevin_ws *ws);
 
 /* Runs `chains` chains per query for nq queries. fn gives energies and dE/dy for

@@ -124,6 +124,17 @@ static inline const ember_net *ember_model_prefix_net(const ember_model *m, int 
   return j < m->y_dim ? &m->ar[j - 1] : &m->net;
 }
 
+/* The network a model of this method and size has: the energy net (in_y = y_dim, one output)
+ * or, for mse, the regressor (in_y = 0, y_dim outputs). An ardfo model's prefix net j is the
+ * same with in_y = j. */
+ember_net_shape ember_model_net_shape(ember_method method, int x_dim, int y_dim, ember_arch arch,
+                                      int width, int depth);
+/* Parameters of a model of this method and size, every ardfo prefix net counted, for sizes
+ * whose network ember_net_shape_check accepts (ember_model_init refuses more than
+ * EMBER_MAX_PARAMS in all). */
+size_t ember_model_params(ember_method method, int x_dim, int y_dim, ember_arch arch, int width,
+                          int depth);
+
 /* Allocates a model: network parameters zeroed, mean 0, std 1, bounds [-1, 1], default
  * inference options. The net's shape is derived from method and dims; arch, width and depth
  * come from the arguments. */

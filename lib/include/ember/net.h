@@ -57,7 +57,12 @@ typedef struct ember_net {
   float *params; /* (nparams), owned */
 } ember_net;
 
-/* Checks a shape and says what is wrong with it. */
+/* The most parameters a model may have, every net of an ardfo model together: 2^28, 1 GiB of
+ * float32 (training holds several copies: ember_train_memory). A network or model beyond it is
+ * refused before anything is allocated, so that no size makes the allocator give up. */
+#define EMBER_MAX_PARAMS ((size_t)1 << 28)
+
+/* Checks a shape (EMBER_MAX_PARAMS included) and says what is wrong with it. */
 int ember_net_shape_check(const ember_net_shape *s, ember_err *err);
 /* Number of dense layers and parameters a shape has. */
 int ember_net_shape_layers(const ember_net_shape *s);
@@ -94,6 +99,9 @@ typedef struct ember_net_ws {
 
 int ember_net_ws_init(ember_net_ws *ws, const ember_net_shape *s, int max_rows, int max_queries,
                       ember_err *err);
+/* Bytes ember_net_ws_init allocates for these sizes (with ember_net_ws_enable_tangent's buffers
+ * if tangent), for sizing a workspace before it is made. */
+size_t ember_net_ws_bytes(const ember_net_shape *s, int max_rows, int max_queries, int tangent);
 void ember_net_ws_free(ember_net_ws *ws);
 
 /* Allocates the tangent-pass buffers (for ember_net_tangent*). */

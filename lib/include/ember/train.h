@@ -101,7 +101,25 @@ void ember_train_opts_default(ember_train_opts *o);
  * --method M` and emberd's Train use when a field is not given. Each is measured to make a
  * working policy on the particle benchmark at N = 2 (bench/particle/recipes.tsv, RESULTS.md). */
 void ember_train_opts_for_method(ember_train_opts *o, ember_method method);
+/* Checks the options, and that training with them could fit EMBER_MAX_TRAIN_BYTES with the
+ * smallest data (so that absurd sizes are refused before any data is read). */
 int ember_train_opts_check(const ember_train_opts *o, ember_err *err);
+
+/* The most memory one training run may hold: 32 GiB. ember_train refuses more before it
+ * allocates anything; a server can bound its jobs lower with ember_train_memory. */
+#define EMBER_MAX_TRAIN_BYTES ((uint64_t)32 << 30)
+
+/* What training with these options on n rows of x_dim + y_dim columns with `threads` threads
+ * costs, computed before anything is allocated: the model's parameters (every ardfo prefix net
+ * counted; EMBER_MAX_PARAMS at most) in *params, and in *bytes the memory ember_train holds at
+ * its peak, allocation by allocation as ember_trainer_create makes them: the model, each
+ * thread's gradients, Adam's two moments, the weight average and spectral normalisation's
+ * copies, each thread's activations and candidates for one task (about 1024 candidate rows, or
+ * one example's negatives + 1), and the normalised data (not the dataset, which the caller
+ * holds). BLAS's own buffers are not counted. Either output may be NULL. Fails, naming the
+ * problem, for options ember_train_opts_check refuses and dimensions no model can have. */
+int ember_train_memory(const ember_train_opts *o, int n, int x_dim, int y_dim, int threads,
+                       size_t *params, uint64_t *bytes, ember_err *err);
 
 /* Trains a new model on ds (n >= 1 rows, y_dim >= 1). pool may be NULL. On success *out is a
  * model the caller frees with ember_model_free. */
