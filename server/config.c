@@ -64,6 +64,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
   c->max_train_jobs = 1;
   c->train_threads = 1;
   c->max_train_rows = 1000000;
+  c->max_train_mib = 1024;
   c->train_nice = 19;
   flag flags[] = {
       {"listen", "HOST:PORT", "address to listen on (0.0.0.0:PORT for every interface)", NULL, &c->listen, 0, 0},
@@ -91,6 +92,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
       {"max-train-jobs", "N", "training jobs at once; more get RESOURCE_EXHAUSTED (0 = Train off)", &c->max_train_jobs, NULL, 0, 256},
       {"train-threads", "N", "threads per training job (same seed + threads = same model as ember train)", &c->train_threads, NULL, 1, 256},
       {"max-train-rows", "N", "rows of training data per job", &c->max_train_rows, NULL, 1, 1 << 30},
+      {"max-train-mib", "MIB", "memory one training job may hold: model, gradients, Adam, activations (ember_train_memory)", &c->max_train_mib, NULL, 1, 1 << 22},
       {"train-nice", "N", "nice value of training threads, 0..19 (19: also SCHED_IDLE, training only gets CPU inference leaves idle)", &c->train_nice, NULL, 0, 19},
   };
   int n = (int)(sizeof flags / sizeof *flags);

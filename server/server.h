@@ -47,6 +47,7 @@ typedef struct srv_config {
   int max_train_jobs;       /* training jobs at once; more get RESOURCE_EXHAUSTED */
   int train_threads;        /* pool threads per training job */
   int max_train_rows;       /* rows of training data per job */
+  int max_train_mib;        /* memory one training job may hold (ember_train_memory), MiB */
   int train_nice;           /* nice value of training threads (0..19) */
 } srv_config;
 

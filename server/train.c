@@ -1,9 +1,10 @@
 /* train.c - ember.v1.Ember/Train: one training job per call, on its own thread.
  *
  * The loop thread validates the request (model name, method and settings, inline data or a
- * dataset path under --data-dir) and starts a job: a plain pthread that lowers its own priority
- * (--train-nice; the pool threads it creates inherit it), reads a dataset file if one was named,
- * trains with --train-threads pool threads, and publishes the model. The thread never touches
+ * dataset path under --data-dir, the job's memory against --max-train-mib) and starts a job: a
+ * plain pthread that lowers its own priority (--train-nice; the pool threads it creates
+ * inherit it), reads a dataset file if one was named (and checks the memory again with the
+ * file's own size), trains with --train-threads pool threads, and publishes the model. The thread never touches
  * the call: it leaves its latest progress report in the job (under a mutex) and wakes the loop
  * through a uv_async at most every TRAIN_REPORT_S seconds (and at the first and last step).
  * The loop sends the latest report when no send is in flight (gRPC allows one at a time), so a
@@ -81,6 +82,29 @@ typedef struct train_job {
   int metadata_sent, sending, closed, finishing, counted, shutdown_cancel;
   struct train_job *next;
 } train_job;
+
+/* The job's memory (ember_train_memory) against --max-train-mib, for n rows of x_dim + y_dim
+ * columns. 0, or -1 with the refusal in msg (always INVALID_ARGUMENT: the same request is
+ * refused again however long it waits). */
+static int check_budget(const train_job *j, int n, int x_dim, int y_dim, char *msg, size_t len) {
+  const srv_config *cfg = &j->s->cfg;
+  size_t params = 0;
+  uint64_t bytes = 0;
+  ember_err err;
+  if (ember_train_memory(&j->o, n, x_dim, y_dim, cfg->train_threads, &params, &bytes, &err) < 0) {
+    snprintf(msg, len, "%s", err.msg);
+    return -1;
+  }
+  if (bytes <= (uint64_t)cfg->max_train_mib << 20) return 0;
+  snprintf(msg, len,
+           "training this model needs about %.1f MiB (%zu parameters: %s %dx%d for x_dim %d, y_dim "
+           "%d; batch %d x %d candidates on %d thread%s); this server allows %d MiB per job "
+           "(--max-train-mib)",
+           (double)bytes / (1 << 20), params, ember_arch_name(j->o.arch), j->o.width, j->o.depth,
+           x_dim, y_dim, j->o.batch, j->o.method == EMBER_METHOD_MSE ? 1 : j->o.negatives + 1,
+           cfg->train_threads, cfg->train_threads == 1 ? "" : "s", cfg->max_train_mib);
+  return -1;
+}
 
 /* ---- the job thread ------------------------------------------------------------------------- */
 
@@ -198,6 +222,9 @@ static void *job_main(void *arg) {
       code = GRPC_STATUS_INVALID_ARGUMENT;
       snprintf(msg, sizeof msg, "dataset %s has %d rows; this server trains on at most %d (--max-train-rows)",
                j->dataset_label, j->ds.n, j->s->cfg.max_train_rows);
+    } else if (check_budget(j, j->ds.n, j->ds.x_dim, j->ds.y_dim, msg, sizeof msg) < 0) {
+      rc = EMBER_EINVAL; /* parse() could only check the least any data needs */
+      code = GRPC_STATUS_INVALID_ARGUMENT;
     }
   }
   pthread_mutex_lock(&j->mu);
@@ -657,6 +684,14 @@ static train_job *parse(srv_call *c, const Ember__V1__TrainRequest *r) {
     }
   } else if (ok) {
     ok = take_data(c, r, j) == 0;
+  }
+  char msg[600];
+  /* a dataset file's size is known once the job has read it (job_main checks again): until
+   * then, the least any data needs */
+  if (ok && (named ? check_budget(j, 1, 1, r->y_dim ? (int)r->y_dim : 1, msg, sizeof msg)
+                   : check_budget(j, j->ds.n, j->ds.x_dim, j->ds.y_dim, msg, sizeof msg)) < 0) {
+    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", msg);
+    ok = 0;
   }
   if (!ok) {
     ember_dataset_free(&j->ds);

@@ -228,6 +228,36 @@ class Train(it.EmberTest):
         self.expect_train(srv, E(dataset="jump.csv"), grpc.StatusCode.FAILED_PRECONDITION, "--data-dir")
         srv.stop_clean(self)
 
+    def test_size_limits(self):
+        """Model and workspace sizes are bounded before anything is allocated: the library's
+        EMBER_MAX_PARAMS, and emberd's --max-train-mib per job (default 1024) with the data's
+        own size once a dataset file has been read."""
+        srv = self.start("--models", self.repo, "--data-dir", self.data_dir)
+        # 8192 x 2: 134 million parameters, about 2 GiB with gradients and Adam's moments
+        self.expect_train(srv, self.request(model="big", width=8192, depth=2), INVALID_ARGUMENT,
+                          "134275073 parameters", "resnet 8192x2", "this server allows 1024 MiB per job",
+                          "--max-train-mib")
+        # 16384 x 256 is beyond any server's flag: the library's own limit
+        self.expect_train(srv, self.request(model="big", width=16384, depth=256), INVALID_ARGUMENT,
+                          "68723736577 parameters", "EMBER_MAX_PARAMS")
+        self.assertEqual(files(os.path.join(self.repo, "big")), [])
+        srv.stop_clean(self)
+        # a smaller budget: checked against inline data at once, and against a dataset's own
+        # columns once the job has read it
+        wide = os.path.join(self.data_dir, "wide.csv")
+        it.write_csv(wide, ["x%d" % i for i in range(6000)] + ["y"],
+                     [[0.001 * ((i * 7 + r) % 13) for i in range(6001)] for r in range(20)])
+        srv = self.start("--models", self.repo, "--data-dir", self.data_dir, "--max-train-mib", 16)
+        self.expect_train(srv, self.request(model="w", width=1024), INVALID_ARGUMENT,
+                          "resnet 1024x2 for x_dim 2, y_dim 1", "this server allows 16 MiB per job")
+        # 256 wide: about 5 MiB for one x column, 28 MiB for this file's 6000
+        self.expect_train(srv, self.request(model="w", dataset="wide.csv", width=256, steps=5), INVALID_ARGUMENT,
+                          "resnet 256x2 for x_dim 6000, y_dim 1", "16 MiB per job (--max-train-mib)")
+        msgs, code, details = self.run_train(srv.stub, self.request(model="w", steps=5))
+        self.assertEqual(code, OK, details)
+        self.assertEqual(files(os.path.join(self.repo, "w")), ["1.safetensors"])
+        srv.stop_clean(self)
+
     def test_admin_token(self):
         def token_file(name, tok):
             p = os.path.join(self.tmp, name)
