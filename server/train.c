@@ -13,7 +13,11 @@
  * Cancellation: the call's RECV_CLOSE_ON_SERVER (tagged with the job, TAG_TRAIN_CLOSED)
  * completes when the client cancels or disconnects or the deadline passes; the job's cancel
  * flag is then set and the progress callback returns non-zero at the next step. Shutdown sets
- * it for every job (train_cancel_all) and the call is answered UNAVAILABLE.
+ * it for every job (train_cancel_all) and the call is answered UNAVAILABLE. A cancelled job
+ * gives its --max-train-jobs slot back at once (s->train_running counts slots, not threads): at
+ * SCHED_IDLE on a busy CPU its next step can be minutes away. Until its thread ends it still
+ * holds its memory, so a new job is refused while slots and stopping jobs together reach twice
+ * --max-train-jobs.
  *
  * Publication: the model is saved (temp file + fsync + rename, by ember_model_save) under a
  * hidden name the registry ignores, <repo>/<name>/.train-<pid>-<job>.safetensors, then linked to
@@ -79,7 +83,8 @@ typedef struct train_job {
   double last_wake;
   /* loop side */
   int64_t sent_step;   /* step of the last progress message sent (-1: none) */
-  int metadata_sent, sending, closed, finishing, counted, shutdown_cancel;
+  int metadata_sent, sending, closed, finishing, shutdown_cancel;
+  int holds_slot;      /* counted in s->train_running (--max-train-jobs) until cancelled or joined */
   struct train_job *next;
 } train_job;
 
@@ -271,6 +276,21 @@ static void *job_main(void *arg) {
 
 /* ---- the loop side ---------------------------------------------------------------------------- */
 
+/* Gives the job's --max-train-jobs slot back: when its thread is joined, or as soon as it is
+ * cancelled. A cancelled job stops at its next step, but at SCHED_IDLE on a busy CPU that step
+ * can take minutes, and the slot must not wait for it; train_handle bounds how many such
+ * stopping jobs (and their memory) there can be. */
+static void release_slot(train_job *j) {
+  if (!j->holds_slot) return;
+  j->holds_slot = 0;
+  j->s->train_running--;
+}
+
+static void cancel_job(train_job *j) {
+  atomic_store(&j->cancel, 1);
+  release_slot(j);
+}
+
 static void unlink_job(train_job *j) {
   train_job **pp = &j->s->train_jobs;
   while (*pp && *pp != j) pp = &(*pp)->next;
@@ -308,7 +328,7 @@ static void start(train_job *j, grpc_op *ops, size_t n) {
   if (grpc_call_start_batch(c->call, ops, n, c, NULL) != GRPC_CALL_OK) {
     srv_log(LOG_ERROR, "could not send on a Train call", "job=%llu", (unsigned long long)j->id);
     j->closed = 1;
-    atomic_store(&j->cancel, 1);
+    cancel_job(j);
     return;
   }
   c->ops_pending++;
@@ -401,12 +421,9 @@ static void job_done(train_job *j) {
             "model=%s status=%s details=\"%s\" job=%llu", j->name, srv_status_name(code), j->msg,
             (unsigned long long)j->id);
   }
-  if (j->counted) {
-    j->counted = 0;
-    j->s->train_running--;
-    j->s->metrics.train_jobs_total[j->rc == 0 ? METRICS_TRAIN_PUBLISHED
-                                   : j->rc == EMBER_ECANCELED ? METRICS_TRAIN_CANCELLED : METRICS_TRAIN_FAILED]++;
-  }
+  release_slot(j);
+  j->s->metrics.train_jobs_total[j->rc == 0 ? METRICS_TRAIN_PUBLISHED
+                                 : j->rc == EMBER_ECANCELED ? METRICS_TRAIN_CANCELLED : METRICS_TRAIN_FAILED]++;
 }
 
 static void on_async(uv_async_t *a) {
@@ -425,7 +442,7 @@ void train_event(srv_call *c, int ok) {
   j->sending = 0;
   if (!ok) {
     j->closed = 1;
-    atomic_store(&j->cancel, 1);
+    cancel_job(j);
   }
   pump(j);
   maybe_free(j);
@@ -440,7 +457,7 @@ void train_closed(void *tag, int ok) {
     if (!j->thread_joined && !atomic_load(&j->cancel))
       srv_log(LOG_INFO, "training call ended by the client: cancelling", "model=%s job=%llu", j->name,
               (unsigned long long)j->id);
-    atomic_store(&j->cancel, 1);
+    cancel_job(j);
     j->closed = 1;
   }
   maybe_free(j);
@@ -716,6 +733,8 @@ void train_handle(srv_call *c) {
     return;
   }
   train_job *j = NULL;
+  int stopping = 0; /* cancelled jobs whose thread has not ended yet: they hold their memory */
+  for (train_job *k = s->train_jobs; k; k = k->next) stopping += !k->holds_slot && !k->thread_joined;
   if (s->train_running >= s->cfg.max_train_jobs) {
     if (s->cfg.max_train_jobs == 0)
       srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "training is off on this server (--max-train-jobs 0)");
@@ -724,6 +743,12 @@ void train_handle(srv_call *c) {
                     "%d training job%s already running (--max-train-jobs %d); try again when %s",
                     s->train_running, s->train_running == 1 ? "" : "s", s->cfg.max_train_jobs,
                     s->train_running == 1 ? "it ends" : "one ends");
+  } else if (s->train_running + stopping >= 2 * s->cfg.max_train_jobs) { /* memory: 2 jobs a slot */
+    srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                  "%d cancelled training job%s still stopping (at %s next step; --max-train-jobs %d); try "
+                  "again when %s",
+                  stopping, stopping == 1 ? " is" : "s are", stopping == 1 ? "its" : "their",
+                  s->cfg.max_train_jobs, stopping == 1 ? "it has" : "one has");
   } else {
     j = parse(c, r);
   }
@@ -739,7 +764,7 @@ void train_handle(srv_call *c) {
   s->train_jobs = j;
   s->train_alive++;
   s->train_running++;
-  j->counted = 1;
+  j->holds_slot = 1;
   c->stream.train = j;
   c->state = CALL_STREAMING;
   grpc_op close_op;
@@ -760,12 +785,11 @@ void train_handle(srv_call *c) {
     snprintf(j->msg, sizeof j->msg, "cannot start a training thread");
     pthread_mutex_unlock(&j->mu);
     j->thread_joined = 1;
-    j->counted = 0;
-    s->train_running--;
+    release_slot(j);
     pump(j);
     maybe_free(j);
     return;
   }
   j->thread_started = 1;
-  if (s->draining) atomic_store(&j->cancel, 1);
+  if (s->draining) cancel_job(j);
 }

@@ -258,6 +258,30 @@ class Train(it.EmberTest):
         self.assertEqual(files(os.path.join(self.repo, "w")), ["1.safetensors"])
         srv.stop_clean(self)
 
+    def test_cancelled_job_frees_its_slot(self):
+        """A cancelled job gives its --max-train-jobs slot back at once, not when its thread
+        (at SCHED_IDLE, possibly minutes from its next step on a busy CPU) gets round to
+        stopping: the next Train is accepted while the first is still in its step. Stopping
+        jobs still hold their memory, so slots and stopping jobs together stay below twice
+        --max-train-jobs."""
+        srv = self.start("--models", self.repo)
+        slow = dict(width=256, batch=128, negatives=512, steps=1000, seed=1)  # seconds a step here
+        watchers = []
+        for n in (1, 2):
+            watchers.append(it.Watcher(srv.stub.Train(self.request(model="slow", **slow), timeout=120)))
+            it.wait_until("job %d started" % n, lambda: srv.log().count("training started") == n)
+            watchers[-1].cancel()
+            it.wait_until("cancel %d seen" % n, lambda: srv.log().count("cancelling") == n)
+        # both are still in their first step: a third job would make three jobs' memory
+        self.expect_train(srv, self.request(model="next", steps=5), RESOURCE_EXHAUSTED,
+                          "2 cancelled training jobs are still stopping")
+        it.wait_until("the slow jobs stopped", lambda: srv.log().count("training failed") == 2, timeout=120)
+        msgs, code, details = self.run_train(srv.stub, self.request(model="next", steps=5))
+        self.assertEqual(code, OK, details)
+        self.assertEqual(files(os.path.join(self.repo, "slow")), [])
+        self.assertEqual(files(os.path.join(self.repo, "next")), ["1.safetensors"])
+        srv.stop_clean(self)
+
     def test_admin_token(self):
         def token_file(name, tok):
             p = os.path.join(self.tmp, name)
