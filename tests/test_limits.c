@@ -43,37 +43,43 @@ static int count_steps(void *ctx, const ember_train_progress *p) {
   return 0;
 }
 
-static void small_opts(ember_train_opts *o, int *steps_seen) {
-  ember_train_opts_default(o);
-  o->width = 8;
-  o->batch = 8;
-  o->negatives = 8;
-  o->steps = 2;
-  o->infer.samples = 64;
-  o->progress = count_steps;
-  o->progress_ctx = steps_seen;
+/* A small training run on 20 rows that counts the steps it takes. */
+typedef struct run {
+  ember_dataset ds;
+  ember_train_opts o;
+  ember_model m;
+  ember_err err;
+  int steps;
+} run;
+
+static void run_init(run *r) {
+  make_data(&r->ds, 20);
+  ember_train_opts_default(&r->o);
+  r->o.width = 8;
+  r->o.batch = 8;
+  r->o.negatives = 8;
+  r->o.steps = 2;
+  r->o.infer.samples = 64;
+  r->o.progress = count_steps;
+  r->o.progress_ctx = &r->steps;
+  r->steps = 0;
 }
 
 /* Default inference options beyond a request's limits are refused before the first step, not
  * after the last one when the checkpoint is saved. */
 static void test_train_refuses_defaults_beyond_request_limits(void **state) {
   (void)state;
-  ember_dataset ds;
-  make_data(&ds, 20);
-  ember_train_opts o;
-  ember_model m;
-  ember_err err;
-  int steps = 0;
-  small_opts(&o, &steps);
-  o.infer.samples = EMBER_MAX_SAMPLES + 1;
-  assert_int_equal(ember_train(&ds, &o, NULL, &m, &err), EMBER_EINVAL);
-  assert_msg(err, "65537 samples per query, more than the 65536");
-  assert_int_equal(steps, 0);
-  o.infer.samples = EMBER_MAX_SAMPLES; /* 3 iterations of an 8-wide net: well inside */
-  assert_int_equal(ember_train(&ds, &o, NULL, &m, &err), 0);
-  assert_int_equal(steps, 2);
-  ember_model_free(&m);
-  ember_dataset_free(&ds);
+  run r;
+  run_init(&r);
+  r.o.infer.samples = EMBER_MAX_SAMPLES + 1;
+  assert_int_equal(ember_train(&r.ds, &r.o, NULL, &r.m, &r.err), EMBER_EINVAL);
+  assert_msg(r.err, "65537 samples per query, more than the 65536");
+  assert_int_equal(r.steps, 0);
+  r.o.infer.samples = EMBER_MAX_SAMPLES; /* 3 iterations of an 8-wide net: well inside */
+  assert_int_equal(ember_train(&r.ds, &r.o, NULL, &r.m, &r.err), 0);
+  assert_int_equal(r.steps, 2);
+  ember_model_free(&r.m);
+  ember_dataset_free(&r.ds);
 }
 
 /* ---- model and training sizes ------------------------------------------------------------ */
@@ -117,30 +123,24 @@ static void test_params_limit(void **state) {
  * 4096-wide net on 8 threads would hold 49 GiB; refused before ember_train allocates. */
 static void test_train_memory_limit(void **state) {
   (void)state;
-  ember_dataset ds;
-  make_data(&ds, 20);
-  ember_train_opts o;
-  ember_model m;
-  ember_err err;
-  int steps = 0;
-  small_opts(&o, &steps);
-  o.width = 4096;
-  o.negatives = 65536;
-  o.batch = 8;
-  assert_int_equal(ember_train_opts_check(&o, &err), 0); /* 6.4 GiB on one thread */
+  run r;
+  run_init(&r);
+  r.o.width = 4096;
+  r.o.negatives = 65536;
+  assert_int_equal(ember_train_opts_check(&r.o, &r.err), 0); /* 6.4 GiB on one thread */
   ember_pool *pool;
-  assert_int_equal(ember_pool_create(&pool, 8, &err), 0);
-  assert_int_equal(ember_train(&ds, &o, pool, &m, &err), EMBER_EINVAL);
-  assert_msg(err, "training a resnet of width 4096 and depth 2 with batch 8 x 65536 negatives needs 49.4 GiB");
-  assert_msg(err, "more than the 32 GiB a training run may hold (EMBER_MAX_TRAIN_BYTES)");
-  assert_int_equal(steps, 0);
+  assert_int_equal(ember_pool_create(&pool, 8, &r.err), 0);
+  assert_int_equal(ember_train(&r.ds, &r.o, pool, &r.m, &r.err), EMBER_EINVAL);
+  assert_msg(r.err, "training a resnet of width 4096 and depth 2 with batch 8 x 65536 negatives needs 49.4 GiB");
+  assert_msg(r.err, "more than the 32 GiB a training run may hold (EMBER_MAX_TRAIN_BYTES)");
+  assert_int_equal(r.steps, 0);
   ember_pool_destroy(pool);
   /* the option check alone refuses what no data could fit: a Langevin chain's tangents too */
-  o.method = EMBER_METHOD_LANGEVIN;
-  o.width = 11560;
-  assert_int_equal(ember_train_opts_check(&o, &err), EMBER_EINVAL);
-  assert_msg(err, "needs at least 32.2 GiB");
-  ember_dataset_free(&ds);
+  r.o.method = EMBER_METHOD_LANGEVIN;
+  r.o.width = 11560;
+  assert_int_equal(ember_train_opts_check(&r.o, &r.err), EMBER_EINVAL);
+  assert_msg(r.err, "needs at least 32.2 GiB");
+  ember_dataset_free(&r.ds);
 }
 
 /* ---- the training memory estimate against what training allocates ---------------------- */
