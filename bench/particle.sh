@@ -1,153 +1,225 @@
 #!/bin/sh
-# bench/particle.sh - the paper's N-D particle benchmark for every method; writes the results
-# table bench/RESULTS.md.
+# bench/particle.sh - the paper's N-D particle benchmark for every method and N, over several
+# training seeds; writes the results table bench/RESULTS.md.
 #
-#   make build && sh bench/particle.sh            # everything: about 30 minutes on 2 cores
-#   DIMS="1 2" METHODS="dfo mse" sh bench/particle.sh   # a part of it
+#   make build && sh bench/particle.sh                   # every recipe in the recipes file
+#   DIMS="1 2" METHODS="dfo mse" sh bench/particle.sh    # a part of it
+#   SEEDS="1" sh bench/particle.sh                       # one training seed (an anecdote)
 #
-# For each N: 2,000 oracle demonstrations (ember data particle, seed 0), one model per method
-# trained on them (ember train), 100 closed-loop evaluation episodes (ember eval particle,
-# seed 1000, episodes never seen in training). Finished (N, method) cells are kept in
+# The recipes (the exact `ember train` and `ember eval particle` flags for each N and method)
+# live in one place, bench/particle/recipes.tsv (tab-separated, with a header: n, method,
+# train_flags, eval_flags, data_flags). For each N: 2,000 oracle demonstrations (ember data
+# particle, seed 0, plus the recipe's data_flags), then for each method and training seed one
+# model (ember train --seed S) and 100 closed-loop evaluation episodes (ember eval particle,
+# seed 1000, never seen in training). Finished (N, method, seed) cells are kept in
 # $WORK/results.csv and skipped when the script runs again, so an interrupted run resumes;
-# delete that file (or $WORK) to start over. The table is rewritten from results.csv at the
-# end of every run.
+# delete that file (or $WORK) to start over. A changed recipe is run again (the cells record
+# their flags). The table is rewritten from results.csv at the end of every run.
 #
-# The settings fit a 2-core CPU, not the paper's accelerators; every difference is listed in
-# the table's notes (kept in one place here, the settings block below).
+# Learning curves: the first training seed of every cell also saves its model SNAPSHOTS times
+# during training (ember train --snapshot-every), and each snapshot is evaluated on the same
+# episodes; bench/particle/curves.csv and curves-N.png / curves-N-wall.png (drawn by ember plot
+# curves) show success against training steps and wall time for every N in CURVE_DIMS.
 set -eu
 
 EMBER=${EMBER:-build/release/ember}
+RECIPES=${RECIPES:-bench/particle/recipes.tsv}
 WORK=${WORK:-build/particle-bench}
 OUT=${OUT:-bench/RESULTS.md}
-DIMS=${DIMS:-"1 2 4 8 16"}
-METHODS=${METHODS:-"dfo ardfo langevin mse"}
+DIMS=${DIMS:-}                    # empty: every N in the recipes file
+METHODS=${METHODS:-}              # empty: every method in the recipes file
+SEEDS=${SEEDS:-"1 2 3"}           # training seeds
 EPISODES=${EPISODES:-2000}        # demonstrations per N (the paper's 2,000)
 EVAL_EPISODES=${EVAL_EPISODES:-100}
-STEPS=${STEPS:-1500}              # training steps, every method
 THREADS=${THREADS:-$(nproc 2>/dev/null || echo 2)}
+LOAD_NOTE=${LOAD_NOTE:-}          # how busy the machine was, if not idle (said in the table)
+SNAPSHOTS=${SNAPSHOTS:-4}         # evaluated snapshots per curve (0: no curves)
+CURVE_DIMS=${CURVE_DIMS:-"2 8 16"}
+CURVES_OUT=${CURVES_OUT:-bench/particle}
 
-# ---- settings: training and inference per method -------------------------------------------
-# Every net is a 128x2 ResNet (the paper's particle nets: 256x2 in the repository, 128x16 with
-# spectral norm in the paper); Adam at 1e-3, x0.99 every 100 steps, as the paper.
-# dfo:      batch 128, 128 uniform counter-examples; inference 1,024 samples x 3 iterations
-#           (the paper's timing setting; its default is 16,384)
-# ardfo:    one net per y-prefix (N nets), batch 128, 32 counter-examples per net;
-#           inference 256 samples x 3 iterations per coordinate
-# langevin: spectral norm, batch 128, 8 counter-examples moved by 10-step chains, gradient
-#           penalty; inference 32 chains of 20 steps (the model's default: 512 chains)
-# mse:      batch 512
-train_flags() {
-  case $1 in
-    dfo) echo "--width 128 --depth 2 --batch 128 --negatives 128" ;;
-    ardfo) echo "--method ardfo --width 128 --depth 2 --batch 128 --negatives 32" ;;
-    langevin) echo "--method langevin --spectral-norm --width 128 --depth 2 --batch 128 --negatives 8 --chain-steps 10" ;;
-    mse) echo "--method mse --width 128 --depth 2 --batch 512" ;;
-    *) echo "bench/particle.sh: unknown method $1" >&2; exit 2 ;;
-  esac
-}
-eval_flags() {
-  case $1 in
-    dfo) echo "--samples 1024 --iters 3" ;;
-    ardfo) echo "--samples 256 --iters 3" ;;
-    langevin) echo "--samples 32" ;;
-    mse) echo "(one forward pass)" ;;
-  esac
-}
-
-[ -x "$EMBER" ] || { echo "bench/particle.sh: $EMBER not found; run make build first (or set EMBER)" >&2; exit 2; }
+die() { echo "bench/particle.sh: $*" >&2; exit 2; }
+[ -x "$EMBER" ] || die "$EMBER not found; run make build first (or set EMBER)"
+[ -f "$RECIPES" ] || die "$RECIPES not found"
+head -1 "$RECIPES" | grep -q "^n	method	train_flags	eval_flags	data_flags$" ||
+  die "$RECIPES: the header must be n, method, train_flags, eval_flags, data_flags (tab-separated)"
 mkdir -p "$WORK"
 RES=$WORK/results.csv
-[ -f "$RES" ] || echo "dims,method,steps,train_s,success,successes,episodes,ci_lo,ci_hi,actions_per_s" > "$RES"
+HEADER="dims,method,seed,steps,train_s,steps_per_s,success,successes,episodes,ci_lo,ci_hi,goal1,goal2,actions_per_s,recipe"
+[ -f "$RES" ] || echo "$HEADER" > "$RES"
+head -1 "$RES" | grep -qx "$HEADER" || die "$RES has another layout (an older version's); move it away"
+CRV=$WORK/curves.csv
+CHEADER="dims,method,seed,steps,wall_s,success,successes,episodes,ci_lo,ci_hi,recipe"
+[ -f "$CRV" ] || echo "$CHEADER" > "$CRV"
+first_seed=$(echo $SEEDS | cut -d' ' -f1)
 now() { date +%s.%N; }
+want() { [ -z "$2" ] || echo " $2 " | grep -q " $1 "; } # want VALUE "LIST": empty LIST = all
+# a cell's recipe key: its flags, so that a changed recipe is not taken as done
+key() { printf '%s|%s|%s' "$1" "$2" "$3" | cksum | cut -d' ' -f1; }
 
-for n in $DIMS; do
-  data=$WORK/particle-$n.csv
+US=$(printf '\037') # tabs become a non-blank separator, so that empty fields stay fields
+tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
+  [ -n "$n" ] || continue
+  want "$n" "$DIMS" && want "$m" "$METHODS" || continue
+  dtag=$(echo "$df" | tr -c 'a-z0-9\n' '_')
+  data=$WORK/particle-$n$dtag.csv
   if [ ! -f "$data" ]; then
-    "$EMBER" data particle --dims "$n" --episodes "$EPISODES" --seed 0 --out "$data"
+    # shellcheck disable=SC2086
+    "$EMBER" data particle --dims "$n" --episodes "$EPISODES" --seed 0 $df --out "$data"
   fi
-  for m in $METHODS; do
-    if grep -q "^$n,$m," "$RES"; then
-      echo "particle N=$n $m: done before (in $RES)" >&2
+  k=$(key "$tf" "$ef" "$df")
+  steps=$(echo " $tf " | sed -n 's/.* --steps \([0-9]*\) .*/\1/p')
+  # not in the flags: the method's default, as ember train --help states it
+  [ -n "$steps" ] || steps=$("$EMBER" train $tf --help | sed -n 's/^ *--steps N .*(default \([0-9]*\)).*/\1/p')
+  [ -n "$steps" ] || die "cannot tell the training steps of recipe N=$n $m"
+  for s in $SEEDS; do
+    if grep -q "^$n,$m,$s,.*,$k\$" "$RES"; then
+      echo "particle N=$n $m seed $s: done before (in $RES)" >&2
       continue
     fi
-    model=$WORK/particle-$n-$m.safetensors
-    echo "particle N=$n $m: training $STEPS steps" >&2
+    model=$WORK/particle-$n-$m-s$s.safetensors
+    snap=
+    if [ "$s" = "$first_seed" ] && [ "$SNAPSHOTS" -gt 0 ] && [ "$steps" -ge "$SNAPSHOTS" ]; then
+      snap="--snapshot-every $((steps / SNAPSHOTS))"
+    fi
+    rm -f "$WORK/particle-$n-$m-s$s-step"*.safetensors
+    echo "particle N=$n $m seed $s: ember train $tf $snap" >&2
     t0=$(now)
-    # shellcheck disable=SC2046
-    "$EMBER" train --data "$data" --y-dim "$n" --out "$model" --steps "$STEPS" --seed 1 \
-      --threads "$THREADS" --quiet $(train_flags "$m")
+    # shellcheck disable=SC2086
+    "$EMBER" train --data "$data" --y-dim "$n" --out "$model" --seed "$s" --threads "$THREADS" --quiet $tf $snap
     t1=$(now)
-    # shellcheck disable=SC2046
+    # shellcheck disable=SC2086
     line=$("$EMBER" eval particle --dims "$n" --model "$model" --episodes "$EVAL_EPISODES" --seed 1000 \
-      --threads "$THREADS" --csv --quiet $(eval_flags "$m" | sed 's/(.*)//') | tail -1)
-    echo "particle N=$n $m: $line" >&2
-    echo "$line" | awk -F, -v n="$n" -v m="$m" -v steps="$STEPS" -v t0="$t0" -v t1="$t1" \
-      '{ printf "%s,%s,%s,%.1f,%s,%s,%s,%s,%s,%s\n", n, m, steps, t1 - t0, $7, $8, $2, $9, $10, $13 }' >> "$RES"
+      --threads "$THREADS" --csv --quiet $ef | tail -1)
+    echo "particle N=$n $m seed $s: $line" >&2
+    grep -v "^$n,$m,$s," "$RES" > "$RES.tmp" || true
+    echo "$line" | awk -F, -v n="$n" -v m="$m" -v s="$s" -v steps="$steps" -v t0="$t0" -v t1="$t1" -v k="$k" \
+      '{ printf "%s,%s,%s,%s,%.1f,%.2f,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", n, m, s, steps, t1 - t0,
+         (steps + 0) / (t1 - t0), $7, $8, $2, $9, $10, $11, $12, $13, k }' >> "$RES.tmp"
+    mv "$RES.tmp" "$RES"
+    # the learning curve: every snapshot (its file's time is its wall time), then the final model
+    if [ -n "$snap" ]; then
+      grep -v "^$n,$m,$s," "$CRV" > "$CRV.tmp" || true
+      for f in "$WORK/particle-$n-$m-s$s-step"*.safetensors; do
+        [ -f "$f" ] || continue
+        st=${f##*-step}; st=${st%.safetensors}
+        wall=$(awk -v t="$(date -r "$f" +%s.%N)" -v t0="$t0" 'BEGIN { printf "%.1f", t - t0 }')
+        # shellcheck disable=SC2086
+        cl=$("$EMBER" eval particle --dims "$n" --model "$f" --episodes "$EVAL_EPISODES" --seed 1000 \
+          --threads "$THREADS" --csv --quiet $ef | tail -1)
+        echo "particle N=$n $m seed $s: step $st: $cl" >&2
+        echo "$cl" | awk -F, -v n="$n" -v m="$m" -v s="$s" -v st="$st" -v w="$wall" -v k="$k" \
+          '{ printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", n, m, s, st, w, $7, $8, $2, $9, $10, k }' >> "$CRV.tmp"
+      done
+      echo "$line" | awk -F, -v n="$n" -v m="$m" -v s="$s" -v st="$steps" -v t0="$t0" -v t1="$t1" -v k="$k" \
+        '{ printf "%s,%s,%s,%s,%.1f,%s,%s,%s,%s,%s,%s\n", n, m, s, st, t1 - t0, $7, $8, $2, $9, $10, k }' >> "$CRV.tmp"
+      mv "$CRV.tmp" "$CRV"
+    fi
   done
 done
+
+# ---- learning curves: a CSV for ember plot curves and one chart per N --------------------------
+if [ "$SNAPSHOTS" -gt 0 ] && [ "$(wc -l < "$CRV")" -gt 1 ]; then
+  mkdir -p "$CURVES_OUT"
+  echo "series,dims,method,steps,wall_s,success,ci_lo,ci_hi" > "$CURVES_OUT/curves.csv"
+  tail -n +2 "$CRV" | sort -t, -k1,1n -k2,2 -k4,4n | awk -F, '{ printf "N=%s %s,%s,%s,%s,%s,%s,%s,%s\n", $1, $2, $1, $2, $4, $5, $6, $9, $10 }' \
+    >> "$CURVES_OUT/curves.csv"
+  for n in $CURVE_DIMS; do
+    grep -q "^N=$n " "$CURVES_OUT/curves.csv" || continue
+    { head -1 "$CURVES_OUT/curves.csv"; grep "^N=$n " "$CURVES_OUT/curves.csv"; } > "$WORK/curves-$n.csv"
+    "$EMBER" plot curves --data "$WORK/curves-$n.csv" --out "$CURVES_OUT/curves-$n.png" \
+      --title "particle N = $n: success against training steps (seed $first_seed)" 2>/dev/null
+    "$EMBER" plot curves --data "$WORK/curves-$n.csv" --out "$CURVES_OUT/curves-$n-wall.png" --x wall_s \
+      --title "particle N = $n: success against training wall time (seed $first_seed)" 2>/dev/null
+  done
+fi
 
 # ---- the table ---------------------------------------------------------------------------
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 simd=$(grep -q avx512f /proc/cpuinfo && echo AVX-512 || (grep -q avx2 /proc/cpuinfo && echo "AVX2, no AVX-512" || echo "no AVX2"))
-# the sgemm peak, measured once (at the end of the first run, with the machine otherwise idle)
-if [ ! -s "$WORK/peak.txt" ]; then
+if [ ! -s "$WORK/peak.txt" ]; then # the sgemm peak, measured once with the machine otherwise idle
   "$EMBER" bench infer --reps 20 --threads "$THREADS" 2>/dev/null |
     sed -n 's/.*sgemm_peak_gflops=\([0-9.]*\).*/\1/p' | tail -1 > "$WORK/peak.txt"
 fi
 peak=$(cat "$WORK/peak.txt")
 blas=$(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo unknown)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-paper() { # the paper's Figure (success >= 95% or not) for method $1 at N = $2
+paper() { # the paper's result (success >= 95% or not) for method $1 at N = $2
   case $1 in
     dfo) [ "$2" -le 4 ] && echo ">= 95%" || echo "fails (past N = 5)" ;;
     ardfo | langevin) echo ">= 95%" ;;
     mse) [ "$2" -le 8 ] && echo ">= 95%" || echo "fails (past N = 8)" ;;
   esac
 }
+pct() { awk -v s="$1" 'BEGIN { printf "%.0f", 100 * s }'; }
 {
   echo "# Particle benchmark results"
   echo
-  echo "Generated by \`sh bench/particle.sh\` (commit $rev, $(date -u +%Y-%m-%d)); do not edit by hand."
+  echo "Generated by \`sh bench/particle.sh\` (commit $rev, $(date -u +%Y-%m-%d)) from"
+  echo "bench/particle/recipes.tsv; do not edit by hand."
   echo "Machine: $cpu ($simd), $(nproc) cores, OpenBLAS $blas; sgemm peak ${peak:-?} GFLOP/s on"
   echo "$THREADS threads (\`ember bench infer\`), the thread count of every training and evaluation."
   echo
   echo "The N-D particle task of the IBC paper (\`ember data particle\` / \`ember eval particle\`; the"
   echo "exact rules are in docs/particle.md). $EPISODES oracle demonstrations per N (seed 0),"
-  echo "$EVAL_EPISODES evaluation episodes (seed 1000), success with a 95% Wilson interval."
+  echo "$EVAL_EPISODES evaluation episodes (seed 1000) per model, one model per training seed."
+  echo "Success: the mean over the training seeds, the worst seed, and the pooled 95% Wilson"
+  echo "interval over all of their episodes; the seeds' own rates follow."
   echo
-  echo "| N | method | training steps | training wall time | success (95% interval) | paper | actions/s |"
-  echo "|---|---|---|---|---|---|---|"
-  tail -n +2 "$RES" | sort -t, -k1,1n -k2,2 | while IFS=, read -r n m steps t s k e lo hi aps; do
-    printf "| %s | %s | %s | %s s | %s%% (%s-%s%%) | %s | %.0f |\n" "$n" "$m" "$steps" "$t" \
-      "$(awk -v s="$s" 'BEGIN { printf "%.0f", 100 * s }')" \
-      "$(awk -v s="$lo" 'BEGIN { printf "%.0f", 100 * s }')" "$(awk -v s="$hi" 'BEGIN { printf "%.0f", 100 * s }')" \
-      "$(paper "$m" "$n")" "$aps"
+  echo "| N | method | seeds | success: mean | worst seed | 95% interval (pooled) | per seed | paper | training steps | training time (mean) | steps/s | actions/s |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  tail -n +2 "$RES" | sort -t, -k1,1n -k2,2 -k3,3n | awk -F, '
+    function wilson(k, n,   z, p, den, mid, half) {
+      z = 1.959963984540054; p = k / n; den = 1 + z * z / n; mid = (p + z * z / (2 * n)) / den
+      half = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+      lo = mid - half; hi = mid + half; if (lo < 0) lo = 0; if (hi > 1) hi = 1
+    }
+    function flush() {
+      if (cell == "") return
+      wilson(k, e)
+      printf "%s|%d|%.1f|%.0f|%.0f-%.0f|%s|%s|%.0f|%.1f|%.0f\n", cell, ns, 100 * sum / ns, 100 * worst,
+        100 * lo, 100 * hi, seeds, steps, tsum / ns, spsum / ns, apsum / ns
+    }
+    { c = $1 "|" $2
+      if (c != cell) { flush(); cell = c; ns = 0; sum = 0; worst = 2; k = 0; e = 0; seeds = ""; tsum = 0; spsum = 0; apsum = 0 }
+      ns++; sum += $7; if ($7 < worst) worst = $7; k += $8; e += $9; steps = $4
+      seeds = seeds (seeds == "" ? "" : " ") sprintf("%.0f", 100 * $7); tsum += $5; spsum += $6; apsum += $14 }
+    END { flush() }' | while IFS='|' read -r n m ns mean worst ci seeds steps t sps aps; do
+    echo "| $n | $m | $ns | $mean% | $worst% | $ci% | $seeds | $(paper "$m" "$n") | $steps | $t s | $sps | $aps |"
   done
   echo
   echo "Paper: implicit policies (autoregressive DFO, Langevin) keep >= 95% success up to N = 16,"
   echo "plain DFO fails past N = 5, the explicit MSE policy past N = 8; the official repository's"
   echo "sanity check at N = 2 (256x2 nets, 10k steps) gives Langevin 96% and MSE 5%."
   echo
-  echo "## Settings, and where they differ from the paper's"
+  echo "## Recipes (bench/particle/recipes.tsv)"
   echo
-  echo "| method | training | inference |"
-  echo "|---|---|---|"
-  for m in $METHODS; do
-    echo "| $m | $STEPS steps, \`$(train_flags "$m")\` | \`$(eval_flags "$m")\` |"
+  echo "| N | method | ember train | ember eval particle | ember data particle |"
+  echo "|---|---|---|---|---|"
+  tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
+    [ -n "$n" ] || continue
+    echo "| $n | $m | \`$tf\` | \`${ef:-(the model's defaults)}\` | \`--dims $n --episodes $EPISODES${df:+ $df}\` |"
   done
   echo
-  echo "- Training steps: $STEPS for every method (the paper trains for tens of thousands; the"
-  echo "  repository's N = 2 check uses 10k at batch 512). Batches of 128 instead of 512, fewer"
-  echo "  counter-examples (DFO 128, autoregressive DFO 32 per net instead of 256; Langevin 8, as"
-  echo "  the paper's D4RL setting, moved by 10-step chains instead of 100), 128x2 nets instead of"
-  echo "  256x2 (repository) or 128x16 (paper)."
-  echo "- Inference: DFO 1,024 samples (the paper's timing setting, default 16,384), autoregressive"
-  echo "  DFO 256 samples per coordinate, Langevin 32 chains (default 512) of 20 steps."
-  echo "- As the paper: Adam, learning rate 1e-3 decayed x0.99 every 100 steps; InfoNCE at"
-  echo "  temperature 1; uniform counter-examples within the data's bounds widened by 5%; seed 1."
-  echo "- Wall times are for this machine with nothing else running; actions/s is closed-loop"
-  echo "  inference over all $EVAL_EPISODES episodes at once (one batched call per control step)."
+  echo "Every run adds \`--data DATA --y-dim N --out MODEL --seed S --threads $THREADS\` to training and"
+  echo "\`--dims N --model MODEL --episodes $EVAL_EPISODES --seed 1000 --threads $THREADS\` to evaluation."
+  echo "Training time and steps/s are wall-clock on this machine (${LOAD_NOTE:-with nothing else running});"
+  echo "actions/s is closed-loop inference over all episodes at once (one batched call per"
+  echo "control step)."
   echo
-  echo "What these numbers say, and why they fall short of the paper's: docs/particle.md, Results."
+  if [ -f "$CURVES_OUT/curves.csv" ]; then
+    echo "## Learning curves (training seed $first_seed)"
+    echo
+    echo "Success of the snapshots each model saved during training, on the same $EVAL_EPISODES episodes"
+    echo "(bench/particle/curves.csv; charts: bench/particle/curves-N.png against steps,"
+    echo "curves-N-wall.png against wall time)."
+    echo
+    echo "| N | method | steps | wall time | success (95% interval) |"
+    echo "|---|---|---|---|---|"
+    tail -n +2 "$CURVES_OUT/curves.csv" | while IFS=, read -r series n m st w sc lo hi; do
+      echo "| $n | $m | $st | $w s | $(pct "$sc")% ($(pct "$lo")-$(pct "$hi")%) |"
+    done
+    echo
+  fi
+  echo "What these numbers say, and why some fall short of the paper's: docs/particle.md."
 } > "$OUT"
 echo "bench/particle.sh: wrote $OUT" >&2

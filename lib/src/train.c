@@ -57,9 +57,9 @@ void ember_train_opts_for_method(ember_train_opts *o, ember_method method) {
   ember_train_opts_default(o);
   o->method = method;
   /* Every method: a 128x2 ResNet and the weights' moving average (decay 0.999), which made
-   * early snapshots far better (particle N = 2, 2,000 steps: 67% against 31%) and the final
-   * model no worse. Steps, batch and counter-examples per method: docs/particle.md has the
-   * measurements behind them. */
+   * the particle task's learning curves steady and the final models less dependent on the
+   * seed (docs/particle.md). Steps, batch and counter-examples per method: docs/particle.md
+   * and bench/RESULTS.md have the measurements behind them. */
   o->width = 128;
   o->ema = 0.999f;
   switch (method) {

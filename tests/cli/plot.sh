@@ -108,19 +108,6 @@ set -- $(sed -n 2p "$T/mse.ans")
 echo "ok - the mse model: blank background, prediction curve and data, with a note"
 
 # ---- refusals -----------------------------------------------------------------------------
-# expect_exit CODE what needle ember args...: exits CODE, says needle on stderr, nothing on stdout
-expect_exit() {
-  code=$1 what=$2 needle=$3
-  shift 3
-  set +e
-  "$@" > "$T/out" 2> "$T/err"
-  rc=$?
-  set -e
-  [ "$rc" -eq "$code" ] || fail "$what: exit status $rc, expected $code: $(cat "$T/err")"
-  grep -qF -- "$needle" "$T/err" || fail "$what: stderr lacks '$needle': $(cat "$T/err")"
-  [ ! -s "$T/out" ] || fail "$what: wrote to stdout: $(head -3 "$T/out")"
-  echo "ok - $what"
-}
 awk 'BEGIN { srand(2); print "a,b,c"; for (i = 0; i < 64; i++) printf "%.4f,%.4f,%.4f\n", rand(), rand(), rand() }' > "$T/three.csv"
 small="--steps 2 --batch 16 --negatives 4 --width 8 --threads 1 --quiet"
 "$EMBER" train --data "$T/three.csv" $small --out "$T/x2.safetensors"

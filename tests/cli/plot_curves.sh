@@ -160,19 +160,6 @@ distinct=$(grep -o 'series .*#[0-9a-f]\{6\}' "$T/ten.err" | awk '{ print $3 }' |
 echo "ok - ten series in ten colours"
 
 # ---- refusals -------------------------------------------------------------------------------
-# expect_exit CODE what needle ember args...: exits CODE, says needle on stderr, nothing on stdout
-expect_exit() {
-  code=$1 what=$2 needle=$3
-  shift 3
-  set +e
-  "$@" > "$T/out" 2> "$T/err"
-  rc=$?
-  set -e
-  [ "$rc" -eq "$code" ] || fail "$what: exit status $rc, expected $code: $(cat "$T/err")"
-  grep -qF -- "$needle" "$T/err" || fail "$what: stderr lacks '$needle': $(cat "$T/err")"
-  [ ! -s "$T/out" ] || fail "$what: wrote to stdout: $(head -3 "$T/out")"
-  echo "ok - $what"
-}
 C="$EMBER plot curves"
 # bad CSV NAME CONTENT: writes $T/NAME.csv
 bad() { printf "$2" > "$T/$1.csv"; }
