@@ -42,7 +42,8 @@ static void usage(FILE *f, const flag *flags, int n) {
              "(nice --train-nice, --train-threads threads) and publishes DIR/<name>/<next version>.safetensors;\n"
              "data comes inline or from a file under --data-dir. Needs --models DIR.\n\n");
   fprintf(f, "Signals: SIGINT/SIGTERM drain (health NOT_SERVING, new calls UNAVAILABLE, queued and\n"
-             "running calls answered), then shut down; a second signal cancels what is left.\n");
+             "running calls answered), then shut down; after --grace-ms (or a second signal) what is left\n"
+             "is cancelled and emberd exits.\n");
 }
 
 int srv_config_parse(srv_config *c, int argc, char **argv) {
@@ -78,7 +79,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
       {"max-rows", "N", "rows of x per request", &c->max_rows, NULL, 1, 1 << 20},
       {"max-samples", "N", "DFO samples per row a request may ask for", &c->max_samples, NULL, 1, 1 << 24},
       {"max-message", "BYTES", "largest request or response message", &c->max_message, NULL, 1024, 1 << 30},
-      {"max-request-gflop", "G", "compute one request may ask for (rows x samples x iterations, or chain steps, x network)", &c->max_request_gflop, NULL, 1, 1 << 30},
+      {"max-request-gflop", "G", "compute one request may ask for (rows x samples x iterations, or chain steps, x network; refining and Sample's mode polishing included)", &c->max_request_gflop, NULL, 1, 1 << 30},
       {"poll-ms", "MS", "repository rescan period, a backstop for file events", &c->poll_ms, NULL, 50, 3600000},
       {"drain-ms", "MS", "on SIGTERM: how long to report NOT_SERVING before shutting down", &c->drain_ms, NULL, 0, 600000},
       {"grace-ms", "MS", "then how long in-flight calls get before they are cancelled", &c->grace_ms, NULL, 0, 600000},

@@ -8,8 +8,9 @@
  *   1. SIGINT/SIGTERM: health NOT_SERVING (watchers told), new Predict/Sample answered
  *      UNAVAILABLE, queued and running calls still answered; wait --drain-ms.
  *   2. grpc_server_shutdown_and_notify: no new calls; health watches end; registry stops.
- *   3. after --grace-ms (or at a second signal): grpc_server_cancel_all_calls and queued
- *      requests answered UNAVAILABLE.
+ *   3. after --grace-ms (or at a second signal): queued requests answered UNAVAILABLE,
+ *      running batches told to stop (the library reads the flag in every phase, so they end
+ *      within a network task), grpc_server_cancel_all_calls.
  *   4. when the shutdown tag is back, no call is alive and no batch runs: destroy the server,
  *      shut down and drain the completion queue, join its thread, close every loop handle.
  */

@@ -206,8 +206,11 @@ static void submit(srv_call *c, model_version *v, const Ember__V1__InferenceOpti
                    const float *x, size_t n_x, uint64_t row_offset) {
   if (resolve_options(c, v, options) == 0 && take_x(c, v, x, n_x) == 0) {
     /* ember_infer_flops counts what these options run: DFO rounds (an ardfo round runs each
-     * of its y_dim prefix nets), or chain steps (and the second chain), plus refine steps */
-    double gflop = c->rows * ember_infer_flops(&v->model, &c->opts) / 1e9;
+     * of its y_dim prefix nets), or chain steps (and the second chain), plus refine steps;
+     * ember_infer_modes_flops adds Sample's mode finding and polishing */
+    const int sample = c->rpc == RPC_SAMPLE;
+    double gflop = c->rows * (sample ? ember_infer_modes_flops(&v->model, &c->opts, &c->modes)
+                                     : ember_infer_flops(&v->model, &c->opts)) / 1e9;
     if (gflop > c->srv->cfg.max_request_gflop) {
       const ember_infer_opts *o = &c->opts;
       char what[160];
@@ -221,11 +224,15 @@ static void submit(srv_call *c, model_version *v, const Ember__V1__InferenceOpti
         snprintf(what, sizeof what, "%d rows x %d samples x %d iterations", c->rows, o->samples, o->iters);
       if (o->refine_steps > 0)
         snprintf(what + strlen(what), sizeof what - strlen(what), ", %d refine steps", o->refine_steps);
+      if (sample && c->modes.polish_steps > 0)
+        snprintf(what + strlen(what), sizeof what - strlen(what), ", %d modes x %d polish steps",
+                 c->modes.k, c->modes.polish_steps);
       srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
                     "this request needs %.0f GFLOP (%s); this server takes at most %d per request "
-                    "(--max-request-gflop): send fewer rows or samples%s",
+                    "(--max-request-gflop): send fewer rows or samples%s%s",
                     gflop, what, c->srv->cfg.max_request_gflop,
-                    v->model.method == EMBER_METHOD_LANGEVIN ? ", or shorter chains" : "");
+                    v->model.method == EMBER_METHOD_LANGEVIN ? ", or shorter chains" : "",
+                    sample && c->modes.polish_steps > 0 ? ", or fewer modes or polish steps" : "");
       return;
     }
     double bytes = 4.0 * c->rows * c->opts.samples * (v->model.y_dim + 1);

@@ -355,12 +355,33 @@ static void test_polish_descends(void **state) {
   bowl b = {centres, 5.0f, 0};
   /* two queries, two points each */
   float y[8] = {0.9f, 0.9f, -0.9f, -0.9f, 0.0f, 0.0f, 0.5f, -0.5f}, e[4], work[3 * 8 + 2 * 4];
-  ember_polish(bowl_energy_grad, &b, 2, 2, 2, y, e, lo2, hi2, 40, 0.05f, work);
+  assert_int_equal(ember_polish(bowl_energy_grad, &b, 2, 2, 2, y, e, lo2, hi2, 40, 0.05f, work, NULL, NULL), 0);
   for (int p = 0; p < 4; p++) {
     const float *c = centres + 2 * (p / 2);
     assert_true(hypotf(y[2 * p] - c[0], y[2 * p + 1] - c[1]) < 1e-3f);
     assert_true(e[p] < 1e-5f);
   }
+}
+
+/* Another thread's cancel flag stops polishing before its next step's energy pass. */
+static volatile int polish_stop;
+static void bowl_grad_then_stop(void *ctx, int nq, int n, const float *y, float *e, float *dy) {
+  bowl_energy_grad(ctx, nq, n, y, e, dy);
+  if (((bowl *)ctx)->calls == 3) polish_stop = 1;
+}
+
+static void test_polish_cancels(void **state) {
+  (void)state;
+  const float centres[2] = {0.3f, -0.5f};
+  bowl b = {centres, 5.0f, 0};
+  float y[2] = {0.9f, 0.9f}, e[1], work[3 * 2 + 2];
+  ember_err err;
+  assert_int_equal(ember_polish(bowl_grad_then_stop, &b, 1, 1, 2, y, e, lo2, hi2, 10000, 0.05f, work,
+                                &polish_stop, &err), EMBER_ECANCELED);
+  assert_int_equal(b.calls, 3);
+  assert_int_equal(ember_polish(bowl_energy_grad, &b, 1, 1, 2, y, e, lo2, hi2, 5, 0.05f, work, &polish_stop, &err),
+                   EMBER_ECANCELED);
+  assert_int_equal(b.calls, 3);
 }
 
 int main(void) {
@@ -375,6 +396,7 @@ int main(void) {
       cmocka_unit_test(test_modes_survive_a_starved_branch),
       cmocka_unit_test(test_groups_resample_among_themselves),
       cmocka_unit_test(test_polish_descends),
+      cmocka_unit_test(test_polish_cancels),
       cmocka_unit_test(test_ardfo_recovers_high_dimensional_argmin),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -84,7 +84,7 @@ static void test_ibc_schedule_finds_and_refines_the_minimum(void **state) {
   assert_true(d < 0.05f);
   /* sample, then refine: gradient descent from the best chain */
   float work[3 * 2 + 2];
-  ember_polish(bowl, NULL, 1, 1, 2, best, &e, lo, hi, 30, 0.01f, work);
+  assert_int_equal(ember_polish(bowl, NULL, 1, 1, 2, best, &e, lo, hi, 30, 0.01f, work, NULL, NULL), 0);
   assert_true(hypotf(best[0] - centre[0], best[1] - centre[1]) < 1e-3f);
   assert_true(hypotf(best[0] - centre[0], best[1] - centre[1]) <= d);
   ember_langevin_ws_free(&ws);

@@ -436,14 +436,25 @@ int ember_modes_find(const float *y, const float *e, int n, const float *y0, con
   return out;
 }
 
-void ember_polish(ember_energy_grad_fn fn, void *ctx, int nq, int m, int ydim, float *y, float *e,
-                  const float *lo, const float *hi, int steps, float lr, float *work) {
+/* The linking scan compares each link point with at most every earlier one (3 operations a
+ * coordinate); the masses put every weighted candidate against every root. */
+double ember_modes_find_flops(int n, int n0, int ydim) {
+  const int half = n0 > 0 ? EMBER_MODES_LINK / 2 : EMBER_MODES_LINK;
+  const double nl = (n < half ? n : half) + (n0 < EMBER_MODES_LINK / 2 ? n0 : EMBER_MODES_LINK / 2);
+  return 1.5 * nl * nl * ydim + 3.0 * (n > n0 ? n : n0) * EMBER_MAX_CENTRES * ydim;
+}
+
+int ember_polish(ember_energy_grad_fn fn, void *ctx, int nq, int m, int ydim, float *y, float *e,
+                 const float *lo, const float *hi, int steps, float lr, float *work,
+                 const volatile int *cancel, ember_err *err) {
   size_t npts = (size_t)nq * m, nv = npts * ydim;
   float *g = work, *yt = g + nv, *gt = yt + nv, *et = gt + nv, *step = et + npts;
-  if (steps <= 0) return;
+  if (steps <= 0) return 0;
+  if (cancel && *cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
   fn(ctx, nq, m, y, e, g);
   for (size_t i = 0; i < npts; i++) step[i] = lr;
   for (int s = 0; s < steps; s++) {
+    if (cancel && *cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
     for (size_t i = 0; i < npts; i++) {
       /* a step moves no coordinate farther than step[i]: trained energies are steep near
        * their minima, where lr * g alone would leap across the box */
@@ -467,4 +478,5 @@ void ember_polish(ember_energy_grad_fn fn, void *ctx, int nq, int m, int ydim, f
       }
     }
   }
+  return 0;
 }

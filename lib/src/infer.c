@@ -237,6 +237,11 @@ static void pass_task(void *ctx, int task, int thread) {
   }
   const float *y = inf->pass_y ? inf->pass_y + row0 * d : NULL;
   float *e = inf->pass_e + row0 * net->shape.out, *dy = inf->pass_dy ? inf->pass_dy + row0 * d : NULL;
+  if (inf->cancel && *inf->cancel) { /* skip the work; the call reports EMBER_ECANCELED */
+    for (size_t r = 0; r < (size_t)nq * per * net->shape.out; r++) e[r] = INFINITY;
+    if (dy) memset(dy, 0, (size_t)nq * per * d * sizeof(float));
+    return;
+  }
   const float *hx = inf->pass_hx + (size_t)q0 * w;
   float ones[EMBER_CHUNK_ROWS];
   if (dy)
@@ -327,7 +332,7 @@ static int predict_mse(ember_infer *inf, const float *x, int nq, float *y, float
     if (energy)
       for (int q = 0; q < gq; q++) energy[q0 + q] = 0.0f;
   }
-  return 0;
+  return cancelled(inf, err); /* a pass cut short left +inf energies behind */
 }
 
 static int begin_call(ember_infer *inf, const float *x, int nq, const ember_infer_opts **o,
@@ -366,7 +371,7 @@ static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const emb
     int rc = ember_langevin_run(&inf->lws, energy_grad_cb, inf, gq, m->y_lo, m->y_hi,
                                 &o->langevin, o->samples, inf->rngs, inf->out, NULL, err);
     if (rc < 0 || o->again_steps == 0) return rc;
-    if (inf->cancel && *inf->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+    if ((rc = cancelled(inf, err)) < 0) return rc;
     /* IBC's optimize_again: the same chains go on at a constant small step */
     ember_langevin_opts again = o->langevin;
     again.schedule = EMBER_SCHEDULE_IBC;
@@ -388,8 +393,8 @@ static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const emb
 /* Sample-then-refine: each query's `top` lowest-energy candidates (the DFO population or the
  * chains' final states) descend E by gradient steps; the lowest result replaces the answer in
  * inf->out and its energy goes to best_e (gq, or NULL). */
-static void refine_group(ember_infer *inf, int gq, int n, int top, const ember_infer_opts *o,
-                         float *best_e) {
+static int refine_group(ember_infer *inf, int gq, int n, int top, const ember_infer_opts *o,
+                        float *best_e, ember_err *err) {
   const ember_model *m = inf->m;
   const int d = m->y_dim;
   for (int q = 0; q < gq; q++) {
@@ -408,8 +413,9 @@ static void refine_group(ember_infer *inf, int gq, int n, int top, const ember_i
       memcpy(my + (size_t)j * d, yq + (size_t)i * d, (size_t)d * sizeof(float));
     }
   }
-  ember_polish(energy_grad_cb, inf, gq, top, d, inf->my, inf->me, m->y_lo, m->y_hi,
-               o->refine_steps, o->refine_lr, inf->pwork);
+  int rc = ember_polish(energy_grad_cb, inf, gq, top, d, inf->my, inf->me, m->y_lo, m->y_hi,
+                        o->refine_steps, o->refine_lr, inf->pwork, inf->cancel, err);
+  if (rc < 0) return rc;
   /* A polished point replaces the population's best only if its energy is lower than that
    * candidate's energy as the population pass computed it: polishing recomputes energies in
    * other rows, which on some BLAS kernels round differently in the last bit, and an unmoved
@@ -424,6 +430,7 @@ static void refine_group(ember_infer *inf, int gq, int n, int top, const ember_i
     memcpy(inf->out + (size_t)q * d, src, (size_t)d * sizeof(float));
     if (best_e) best_e[q] = polished ? me[b] : eq[ib];
   }
+  return 0;
 }
 
 static int predict(ember_infer *inf, const float *x, int nq, const ember_infer_opts *o,
@@ -442,8 +449,7 @@ static int predict(ember_infer *inf, const float *x, int nq, const ember_infer_o
     rc = dfo_group(inf, x, q0, gq, o, rs, err);
     if (rc < 0) return rc;
     if (o->refine_steps > 0) {
-      if ((rc = cancelled(inf, err)) < 0) return rc;
-      refine_group(inf, gq, n, top, o, energy ? energy + q0 : NULL);
+      if ((rc = refine_group(inf, gq, n, top, o, energy ? energy + q0 : NULL, err)) < 0) return rc;
     } else if (energy) {
       for (int q = 0; q < gq; q++) {
         const float *eq = inf->pop_e + (size_t)q * n;
@@ -454,7 +460,7 @@ static int predict(ember_infer *inf, const float *x, int nq, const ember_infer_o
     }
     ember_model_denorm_y(m, inf->out, gq, y + (size_t)q0 * m->y_dim);
   }
-  return 0;
+  return cancelled(inf, err);
 }
 
 /* sorts one query's modes by energy and merges any that polishing brought together */
@@ -535,6 +541,7 @@ static int modes(ember_infer *inf, const float *x, int nq, const ember_infer_opt
     if (pop_e) memcpy(pop_e + (size_t)q0 * n, inf->pop_e, (size_t)gq * n * sizeof(float));
     const int dfo = m->method != EMBER_METHOD_LANGEVIN; /* chains keep no uniform population */
     for (int q = 0; q < gq; q++) {
+      if ((rc = cancelled(inf, err)) < 0) return rc;
       int c = ember_modes_find(inf->pop_y + (size_t)q * n * d, inf->pop_e + (size_t)q * n, n,
                                dfo ? inf->dfo.y0 + (size_t)q * n * d : NULL,
                                dfo ? inf->dfo.e0 + (size_t)q * n : NULL, dfo ? n : 0, d,
@@ -548,10 +555,9 @@ static int modes(ember_infer *inf, const float *x, int nq, const ember_infer_opt
       }
       count[q0 + q] = c;
     }
-    if (mo->polish_steps > 0 && (rc = cancelled(inf, err)) < 0) return rc;
-    if (mo->polish_steps > 0)
-      ember_polish(energy_grad_cb, inf, gq, k, d, inf->my, inf->me, m->y_lo, m->y_hi,
-                   mo->polish_steps, mo->polish_lr, inf->pwork);
+    rc = ember_polish(energy_grad_cb, inf, gq, k, d, inf->my, inf->me, m->y_lo, m->y_hi,
+                      mo->polish_steps, mo->polish_lr, inf->pwork, inf->cancel, err);
+    if (rc < 0) return rc;
     for (int q = 0; q < gq; q++) {
       float *my = inf->my + (size_t)q * k * d, *me = inf->me + (size_t)q * k, *mw = inf->mw + (size_t)q * k;
       int c = tidy_modes(my, me, mw, count[q0 + q], d, mo->radius);
@@ -561,7 +567,7 @@ static int modes(ember_infer *inf, const float *x, int nq, const ember_infer_opt
       memcpy(mode_w + (size_t)(q0 + q) * k, mw, (size_t)c * sizeof(float));
     }
   }
-  return 0;
+  return cancelled(inf, err);
 }
 
 /* Never a non-finite answer. The loader refuses a model that overflows at its data's centre,
@@ -644,11 +650,18 @@ int ember_infer_energy(ember_infer *inf, const float *x, int nq, const float *y,
   const int d = m->y_dim;
   for (int q0 = 0; q0 < nq; q0 += g) {
     int gq = nq - q0 < g ? nq - q0 : g;
+    if ((rc = cancelled(inf, err)) < 0) return rc;
     prepare_group(inf, x, q0, gq);
     ember_model_norm_y(m, y + (size_t)q0 * n * d, gq * n, inf->dfo.y);
     run_pass(inf, gq, n, inf->dfo.y, e + (size_t)q0 * n, NULL);
   }
-  return 0;
+  return cancelled(inf, err);
+}
+
+/* gradient descent of `points` points for `steps` steps: a forward and an input backward pass
+ * per point and step, and one more for the starting energies (ember_polish) */
+static double descent_flops(double row, int points, int steps) {
+  return steps > 0 ? 2.0 * row * points * (steps + 1) : 0.0;
 }
 
 double ember_infer_flops(const ember_model *m, const ember_infer_opts *o) {
@@ -664,9 +677,19 @@ double ember_infer_flops(const ember_model *m, const ember_infer_opts *o) {
     flops = all * (double)o->samples * o->iters;
   } else
     flops = row * (double)o->samples * o->iters;
-  if (o->refine_steps > 0) { /* forward + input backward per refined point and step */
-    int top = o->samples < EMBER_REFINE_TOP ? o->samples : EMBER_REFINE_TOP;
-    flops += 2.0 * row * top * (o->refine_steps + 1);
-  }
-  return flops;
+  int top = o->samples < EMBER_REFINE_TOP ? o->samples : EMBER_REFINE_TOP;
+  return flops + descent_flops(row, top, o->refine_steps);
+}
+
+double ember_infer_modes_flops(const ember_model *m, const ember_infer_opts *o,
+                               const ember_modes_opts *mo) {
+  ember_infer_opts sample = *o;
+  sample.refine_steps = 0; /* modes do not refine */
+  double flops = ember_infer_flops(m, &sample);
+  if (m->method == EMBER_METHOD_MSE) return flops;
+  const double row = 2.0 * ember_net_row_macs(&m->net.shape);
+  const int n = o->samples, n0 = m->method == EMBER_METHOD_LANGEVIN ? 0 : n;
+  if (m->method == EMBER_METHOD_ARDFO) flops += row * n; /* the uniform population's E_ydim */
+  /* every one of the k slots is polished, found or padded (modes()) */
+  return flops + ember_modes_find_flops(n, n0, m->y_dim) + descent_flops(row, mo->k, mo->polish_steps);
 }

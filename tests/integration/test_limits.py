@@ -1,7 +1,10 @@
 """Work the server must not keep doing: a request past its deadline stops holding its worker,
-shutdown is not held up by a long batch, a request larger than --max-request-gflop is refused
-up front, and a second emberd cannot take a port that is in use."""
+in every phase of its compute (sampling, mode finding, polishing); shutdown is not held up by
+a long batch and ends within its grace period; a request larger than --max-request-gflop
+(every phase counted) is refused up front; and a second emberd cannot take a port that is in
+use."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,6 +27,30 @@ class Limits(it.EmberTest):
     def small(self, srv, timeout=it.RPC_TIMEOUT):
         req = it.pb.PredictRequest(model="m", x=[0.25, 0.5], options=it.pb.InferenceOptions(samples=64))
         return call(srv.stub.Predict, req, timeout)
+
+    def polish_request(self, steps, samples=4096):
+        """Issue 13's Sample: 64 rows, 1024 modes that mode finding keeps apart (radius 1e-6,
+        no mass floor), each polished `steps` times."""
+        return it.pb.SampleRequest(model="m", x=[0.1, 0.2] * 64, modes=1024, radius=1e-6, min_mass=-1.0,
+                                   polish_steps=steps, options=it.pb.InferenceOptions(samples=samples))
+
+    def slow_sample(self, srv, seconds):
+        """A polish_request that keeps one worker busy polishing for about `seconds` after a
+        short sampling phase (256 samples a row; every one of the 1024 slots is polished, found
+        or not): as many steps as that takes, measured here with 2 and 12 steps (at most the
+        10000 the server allows). Returns the request and the seconds it should polish."""
+        def timed(steps):
+            t = time.monotonic()
+            srv.stub.Sample(self.polish_request(steps, samples=256), timeout=120)
+            return time.monotonic() - t
+        per_step = max((timed(12) - timed(2)) / 10, 1e-4)
+        steps = max(1, min(10000, int(seconds / per_step)))
+        return self.polish_request(steps, samples=256), steps * per_step
+
+    def gflop_of(self, details):
+        m = re.search(r"needs (\d+) GFLOP", details)
+        self.assertIsNotNone(m, details)
+        return int(m.group(1))
 
     def test_expired_work_releases_its_worker(self):
         """A long request whose client gave up (deadline) is stopped within about an
@@ -64,6 +91,64 @@ class Limits(it.EmberTest):
         code, _, details = self.small(srv)
         self.assertEqual(code, grpc.StatusCode.OK, details)
         srv.stop_clean(self)
+
+    def test_sample_counts_every_phase(self):
+        """Issue 13 (6): the Sample above asks for about 26,000 GFLOP of polishing on this
+        model; it must be refused under the default --max-request-gflop, with the polishing
+        named, not run for minutes past its client's deadline."""
+        srv = self.start("--models", self.repo)
+        details = self.expect(srv.stub.Sample, self.polish_request(10000), grpc.StatusCode.INVALID_ARGUMENT,
+                              "GFLOP", "--max-request-gflop", "1024 modes x 10000 polish steps", timeout=10)
+        # the estimate grows with the polishing asked for
+        srv2 = self.start("--models", self.repo, "--max-request-gflop", 1)
+        few = self.gflop_of(self.expect(srv2.stub.Sample, self.polish_request(1000), grpc.StatusCode.INVALID_ARGUMENT,
+                                        timeout=10))
+        self.assertGreater(self.gflop_of(details), 5 * few)
+        code, _, details = self.small(srv)
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        srv2.stop_clean(self)
+        srv.stop_clean(self)
+
+    def test_polishing_stops_at_the_deadline(self):
+        """Issue 13 (6): a Sample that polishes for about 10 s, allowed by the limit, with a 1 s
+        deadline: its worker is free within about a second of the deadline (the call is counted
+        DEADLINE_EXCEEDED when its batch stops), and a Predict sent meanwhile is answered."""
+        srv = self.start("--models", self.repo, "--workers", 1, "--max-request-gflop", 1 << 30)
+        req, est = self.slow_sample(srv, 10.0)
+        self.assertGreater(est, 4.0, "could not make the Sample slow enough")
+        t0 = time.monotonic()
+        slow = srv.stub.Sample.future(req, timeout=1.0)
+        time.sleep(0.3)
+        code, _, details = self.small(srv, timeout=8.0)
+        answered = time.monotonic() - t0
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        self.assertLess(answered, 3.0, "the Predict waited %.1fs behind a Sample whose deadline was 1s" % answered)
+        self.assertEqual(slow.exception(timeout=10).code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        info = srv.stub.GetModel(it.pb.GetModelRequest(model="m"), timeout=it.RPC_TIMEOUT)
+        self.assertEqual(dict(info.stats.failures).get("DEADLINE_EXCEEDED"), 1, info.stats)
+        srv.stop_clean(self)
+
+    def test_shutdown_ends_within_its_grace(self):
+        """Issue 13 (8): SIGTERM while a long Sample polishes and requests wait behind it:
+        emberd exits within --grace-ms and a small margin, and every client gets a status."""
+        srv = self.start("--models", self.repo, "--workers", 1, "--grace-ms", 1000,
+                         "--max-request-gflop", 1 << 30)
+        req, est = self.slow_sample(srv, 15.0)
+        self.assertGreater(est, 6.0, "could not make the Sample slow enough")
+        running = srv.stub.Sample.future(req)
+        time.sleep(0.5)
+        queued = [srv.stub.Predict.future(it.pb.PredictRequest(model="m", x=[0.1, 0.2],
+                  options=it.pb.InferenceOptions(samples=64, seed=i))) for i in range(8)]
+        time.sleep(0.3)
+        self.assertFalse(running.done() or any(f.done() for f in queued))
+        t = time.monotonic()
+        srv.signal()
+        rc = srv.wait(timeout=30.0)
+        took = time.monotonic() - t
+        srv.assert_clean(self, rc)
+        self.assertLess(took, 1.0 + 2.0, "emberd took %.1fs to exit after SIGTERM with --grace-ms 1000" % took)
+        for f in [running] + queued:
+            self.assertIn(f.exception(timeout=5).code(), (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED))
 
     def test_port_in_use_is_refused(self):
         srv = self.start("--models", self.repo)

@@ -126,13 +126,20 @@ int ember_modes_find(const float *y, const float *e, int n, const float *y0, con
                      int n0, int ydim, float temperature, const ember_modes_opts *mo,
                      float *fscratch, float *mode_y, float *mode_e, float *mode_w);
 
+/* An upper bound on the arithmetic of ember_modes_find with n final and n0 uniform candidates
+ * (the linking scan and the masses), for compute limits. */
+double ember_modes_find_flops(int n, int n0, int ydim);
+
 /* Polishes nq * m points y (nq, m, ydim) in place by gradient descent on E with per-point
  * backtracking: y -= step * g / max(1, ||g||_inf), so no coordinate moves farther than the
  * point's step (lr at first); a step that raises E is undone and the step halved, an accepted
  * one grows it by 1.2. Points stay inside [lo, hi]. e (nq, m) gets the final energies.
- * work: (3 * nq * m * ydim + 2 * nq * m) floats. */
-void ember_polish(ember_energy_grad_fn fn, void *ctx, int nq, int m, int ydim, float *y, float *e,
-                  const float *lo, const float *hi, int steps, float lr, float *work);
+ * work: (3 * nq * m * ydim + 2 * nq * m) floats. Returns 0, or EMBER_ECANCELED when *cancel
+ * (NULL: never) is non-zero before a step's energy pass; y and e then hold the points as the
+ * last accepted steps left them. */
+int ember_polish(ember_energy_grad_fn fn, void *ctx, int nq, int m, int ydim, float *y, float *e,
+                 const float *lo, const float *hi, int steps, float lr, float *work,
+                 const volatile int *cancel, ember_err *err);
 
 #ifdef __cplusplus
 }

@@ -68,13 +68,20 @@ int ember_infer_modes_rows(ember_infer *inf, const float *x, int nq, const ember
 int ember_infer_energy(ember_infer *inf, const float *x, int nq, const float *y, int n, float *e,
                        ember_err *err);
 
-/* Lets another thread stop this context's calls: while *flag is non-zero, a call returns
- * EMBER_ECANCELED before its next network pass over a population (within one iteration).
- * NULL turns it off. A server sets it when every caller of a batch has gone away. */
+/* Lets another thread stop this context's calls: once *flag is non-zero, a call stops soon,
+ * whatever phase it is in (the flag is read before every network task of at most a few
+ * thousand candidate rows, DFO iteration, chain step, polishing or refining step and each
+ * query's mode finding), and returns EMBER_ECANCELED, never a partial answer. Raise the flag and leave it raised until the call returns. NULL
+ * turns it off. A server raises it when every caller of a batch has gone away. */
 void ember_infer_set_cancel(ember_infer *inf, const volatile int *flag);
 
-/* FLOPs one query costs with options o (dense layers only; x part once per query). */
+/* FLOPs one query of ember_infer_predict costs with options o, refining included (dense
+ * layers only; x part once per query). */
 double ember_infer_flops(const ember_model *m, const ember_infer_opts *o);
+/* The same for one query of ember_infer_modes: the population's passes, mode finding and the
+ * polishing of all mo->k slots. */
+double ember_infer_modes_flops(const ember_model *m, const ember_infer_opts *o,
+                               const ember_modes_opts *mo);
 
 #ifdef __cplusplus
 }
