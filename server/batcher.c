@@ -16,12 +16,16 @@
  * A batch runs on libuv's threadpool (at most --workers at a time, so the pool never holds a
  * backlog: the backlog stays here, where it can still be batched and where deadlines are
  * checked). Each row keeps its request's seed and random stream (row_offset + i), so an
- * answer does not depend on what else shared the batch. Requests whose deadline has passed
- * are answered DEADLINE_EXCEEDED before compute; a full queue answers RESOURCE_EXHAUSTED at
- * once. A sweep every 50 ms answers queued requests whose deadline passed and stops a running
- * batch (at its next optimiser iteration) once every request in it has expired, so abandoned
- * work does not hold a worker; at the end of the shutdown grace period running batches stop
- * the same way.
+ * answer does not depend on what else shared the batch. A full queue answers
+ * RESOURCE_EXHAUSTED at once.
+ *
+ * Abandoned work does not hold a worker or a queue slot. A queued call watches its close
+ * (calls.c): when its client cancels or its deadline passes, gRPC says so at once and the call
+ * leaves its queue, answered CANCELLED or DEADLINE_EXCEEDED; a running batch none of whose
+ * calls is still wanted is stopped through the library's cancel flag, which every phase of
+ * inference reads (within one network task). A sweep every 50 ms does the same for deadlines
+ * by our own clock, in case a close notification could not be started. At the end of the
+ * shutdown grace period every running batch stops the same way.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -124,9 +128,26 @@ int batcher_running_requests(server *s) {
   return n;
 }
 
-static int expired(const srv_call *c) {
+/* whether the call's deadline is less than slack_ms away or past */
+static int expires_within(const srv_call *c, int slack_ms) {
   gpr_timespec now = gpr_now(c->deadline.clock_type);
-  return gpr_time_cmp(now, c->deadline) > 0;
+  return gpr_time_cmp(gpr_time_add(now, gpr_time_from_millis(slack_ms, GPR_TIMESPAN)), c->deadline) > 0;
+}
+
+static int expired(const srv_call *c) { return expires_within(c, 0); }
+
+/* Nobody waits for the call's answer: its deadline passed, or it was cancelled (by the client,
+ * or by the server at the end of its grace period). */
+static int gone(const srv_call *c) { return expired(c) || (c->closed && c->cancelled); }
+
+/* Answers a gone call with the status that says why; `when` says what it was doing. A client
+ * sends its deadline as a timeout, which starts here only when the request arrives, so the
+ * client gives up (and cancels) a little before our deadline: a cancellation less than 100 ms
+ * before it is counted as the deadline, not as the client cancelling. */
+static void fail_gone(srv_call *c, const char *when) {
+  if (expires_within(c, 100)) srv_call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed %s", when);
+  else if (c->srv->grace_over) srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
+  else srv_call_fail(c, GRPC_STATUS_CANCELLED, "the client cancelled the call %s", when);
 }
 
 /* ---- on a worker ------------------------------------------------------------------------ */
@@ -205,8 +226,8 @@ static void after_work_cb(uv_work_t *w, int status) {
   size_t at = 0;
   for (int i = 0; i < j->ncalls; i++) {
     srv_call *c = j->calls[i];
-    if (j->rc == EMBER_ECANCELED && expired(c)) {
-      srv_call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed during compute");
+    if (gone(c)) {
+      fail_gone(c, "during compute");
     } else if (j->rc == EMBER_ECANCELED) {
       srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
     } else if (status != 0 || j->rc != 0) {
@@ -253,21 +274,18 @@ static void unlink_queue(server *s, bqueue *q) {
   free(q);
 }
 
-/* Every 50 ms while work is queued or running: queued calls past their deadline are answered
- * now; a running batch whose every call has expired is told to stop. */
-static void on_sweep(uv_timer_t *t) {
-  server *s = t->data;
+void batcher_drop_gone(server *s) {
   for (bqueue *q = s->batch_queues, *qn; q; q = qn) {
     qn = q->next;
     srv_call **pp = &q->head, *last = NULL;
     while (*pp) {
       srv_call *c = *pp;
-      if (expired(c)) {
+      if (gone(c)) {
         *pp = c->next;
         q->nreq--;
         q->rows -= c->rows;
         s->queued--;
-        srv_call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
+        fail_gone(c, "while the request waited for a worker");
       } else {
         last = c;
         pp = &c->next;
@@ -278,9 +296,15 @@ static void on_sweep(uv_timer_t *t) {
   }
   for (batch_job *j = s->running_jobs; j; j = j->next_running) {
     int all = 1;
-    for (int i = 0; i < j->ncalls && all; i++) all = expired(j->calls[i]);
+    for (int i = 0; i < j->ncalls && all; i++) all = gone(j->calls[i]);
     if (all) j->cancel = 1;
   }
+}
+
+/* Every 50 ms while work is queued or running. */
+static void on_sweep(uv_timer_t *t) {
+  server *s = t->data;
+  batcher_drop_gone(s);
   if (!s->running_jobs && !s->batch_queues) uv_timer_stop(t);
 }
 
@@ -312,8 +336,8 @@ static void cut(server *s, bqueue *q) {
     q->rows -= c->rows;
     s->queued--;
     c->next = NULL;
-    if (expired(c)) {
-      srv_call_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
+    if (gone(c)) {
+      fail_gone(c, "while the request waited for a worker");
       continue;
     }
     c->state = CALL_RUNNING;
@@ -388,6 +412,7 @@ void batcher_submit(server *s, srv_call *c) {
     q->next = s->batch_queues;
     s->batch_queues = q;
   }
+  srv_call_watch_close(c);
   c->state = CALL_QUEUED;
   c->next = NULL;
   if (q->tail && q->head) q->tail->next = c;

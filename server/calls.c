@@ -6,6 +6,12 @@
  * is the call itself in state CALL_FINISHING; when it comes back the call is freed. Streaming
  * calls (health watch, reflection) move through CALL_STREAMING and are driven by their own
  * files.
+ *
+ * A Predict or Sample that waits for a worker starts its RECV_CLOSE_ON_SERVER when it is
+ * queued, tagged with its srv_close_tag: gRPC completes it as soon as the client cancels or the
+ * deadline passes, and the batcher then drops the call's work (batcher_drop_gone) instead of
+ * computing answers nobody reads. Such a call has two tags out, and is freed when both are back
+ * (CALL_CLOSING: the reply is back, the close notification not yet).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -102,10 +108,38 @@ size_t srv_closing_ops(srv_call *c, grpc_op *ops, size_t n, grpc_status_code cod
   ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
   ops[n].data.send_status_from_server.status = code;
   ops[n++].data.send_status_from_server.status_details = code == GRPC_STATUS_OK ? NULL : &c->status_details;
-  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+  if (!c->close_armed) { /* a call has one RECV_CLOSE_ON_SERVER: srv_call_watch_close's, or this */
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+  }
   c->state = CALL_FINISHING;
   return n;
+}
+
+void srv_call_watch_close(srv_call *c) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op.data.recv_close_on_server.cancelled = &c->cancelled;
+  c->close.kind = TAG_CALL_CLOSED;
+  c->close.call = c;
+  if (grpc_call_start_batch(c->call, &op, 1, &c->close, NULL) == GRPC_CALL_OK) c->close_armed = 1;
+  /* else the deadline sweep and the end of the batch still catch an abandoned call */
+}
+
+/* The reply's batch is back (or could not start): free the call unless its close
+ * notification is still out. */
+static void reply_done(srv_call *c) {
+  if (c->close_armed && !c->closed) c->state = CALL_CLOSING;
+  else srv_call_free(c);
+}
+
+void srv_call_closed(void *tag, int ok) {
+  (void)ok; /* RECV_CLOSE_ON_SERVER does not fail; `cancelled` says how the call ended */
+  srv_call *c = ((srv_close_tag *)tag)->call;
+  c->closed = 1;
+  if (c->state == CALL_CLOSING) srv_call_free(c);
+  else if (c->cancelled && (c->state == CALL_QUEUED || c->state == CALL_RUNNING)) batcher_drop_gone(c->srv);
 }
 
 static void finish(srv_call *c, grpc_status_code code, const void *msg) {
@@ -122,7 +156,8 @@ static void finish(srv_call *c, grpc_status_code code, const void *msg) {
   grpc_call_error err = grpc_call_start_batch(c->call, ops, (size_t)n, c, NULL);
   if (err != GRPC_CALL_OK) {
     srv_log(LOG_ERROR, "could not send a reply", "error=%d", (int)err);
-    srv_call_free(c);
+    if (c->close_armed) grpc_call_cancel(c->call, NULL); /* ends the call: the close tag comes back */
+    reply_done(c);
   }
 }
 
@@ -181,7 +216,7 @@ void srv_call_event(srv_call *c, int ok) {
     }
     break;
   case CALL_FINISHING:
-    srv_call_free(c);
+    reply_done(c);
     break;
   case CALL_STREAMING:
     if (c->rpc == RPC_HEALTH_WATCH) health_event(c, ok);

@@ -66,6 +66,9 @@ static void dispatch(server *s, void *tag, int ok) {
   case TAG_TRAIN_CLOSED:
     train_closed(tag, ok);
     break;
+  case TAG_CALL_CLOSED:
+    srv_call_closed(tag, ok);
+    break;
   case TAG_SHUTDOWN:
     s->shutdown_done = 1;
     srv_log(LOG_INFO, "gRPC server shut down", "%s", "");
@@ -97,6 +100,7 @@ static void close_cb(uv_handle_t *h) { (void)h; }
 static void on_grace(uv_timer_t *t) {
   server *s = t->data;
   srv_log(LOG_WARN, "grace period over: cancelling remaining calls", "%s", "");
+  s->grace_over = 1;
   batcher_flush(s, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
   batcher_cancel_running(s);
   grpc_server_cancel_all_calls(s->grpc);

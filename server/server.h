@@ -70,7 +70,8 @@ typedef enum {
   TAG_CALL = 1,    /* a srv_call: request arrived, or one of its batches completed */
   TAG_SHUTDOWN = 2, /* grpc_server_shutdown_and_notify finished */
   TAG_WATCH_CLOSED = 3, /* a health watch's RECV_CLOSE_ON_SERVER completed (health.c) */
-  TAG_TRAIN_CLOSED = 4  /* a Train call's RECV_CLOSE_ON_SERVER completed (train.c) */
+  TAG_TRAIN_CLOSED = 4, /* a Train call's RECV_CLOSE_ON_SERVER completed (train.c) */
+  TAG_CALL_CLOSED = 5   /* a queued Predict/Sample's RECV_CLOSE_ON_SERVER completed (calls.c) */
 } srv_tag_kind;
 
 typedef enum {
@@ -92,7 +93,8 @@ typedef enum {
   CALL_QUEUED,    /* parsed, waiting in a batch queue */
   CALL_RUNNING,   /* in a batch on a worker */
   CALL_STREAMING, /* a streaming call (health watch, reflection) between its batches */
-  CALL_FINISHING  /* status sent; the tag comes back once more, then the call is freed */
+  CALL_FINISHING, /* status sent; the tag comes back once more, then the call is freed */
+  CALL_CLOSING    /* status sent and back; freed when its close notification comes back */
 } srv_call_state;
 
 struct server;
@@ -103,6 +105,13 @@ struct train_job;    /* train.c */
 struct bqueue;       /* batcher.c */
 struct batch_job;    /* batcher.c */
 struct http;         /* metrics.c */
+
+struct srv_call;
+/* The tag of a call's own RECV_CLOSE_ON_SERVER (srv_call_watch_close). */
+typedef struct srv_close_tag {
+  srv_tag_kind kind; /* TAG_CALL_CLOSED: must stay first */
+  struct srv_call *call;
+} srv_close_tag;
 
 typedef struct srv_call {
   srv_tag_kind kind; /* TAG_CALL: must stay first */
@@ -117,6 +126,8 @@ typedef struct srv_call {
   grpc_byte_buffer *send;    /* response in flight */
   grpc_slice status_details;
   int cancelled;             /* set by RECV_CLOSE_ON_SERVER */
+  srv_close_tag close;       /* queued Predict/Sample: RECV_CLOSE_ON_SERVER since it was queued */
+  int close_armed, closed;   /* ... was started, and came back (then `cancelled` is final) */
   int ops_pending;           /* streaming calls: batches started and not completed */
   uint64_t arrived_ns;
   /* a Predict or Sample request, once parsed */
@@ -148,9 +159,14 @@ void srv_call_fail(srv_call *c, grpc_status_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-/* Appends the ops that end a call (status, close) at ops[n], sets CALL_FINISHING so the call is
- * freed when the batch returns, and returns the new op count. ops needs room for two more. */
+/* Appends the ops that end a call (status, and close unless srv_call_watch_close started it) at
+ * ops[n], sets CALL_FINISHING so the call is freed when the batch returns, and returns the new
+ * op count. ops needs room for two more. */
 size_t srv_closing_ops(srv_call *c, grpc_op *ops, size_t n, grpc_status_code code);
+/* Starts the call's RECV_CLOSE_ON_SERVER now, so that the loop hears at once when the client
+ * cancels or the deadline passes (srv_call_closed), not when the call is answered. */
+void srv_call_watch_close(srv_call *c);
+void srv_call_closed(void *tag, int ok); /* TAG_CALL_CLOSED */
 /* Packs a protobuf-c message into a new byte buffer. */
 grpc_byte_buffer *srv_pack(const void *msg);
 /* Copies a byte buffer's bytes into buf (caller frees); returns length or -1. */
@@ -232,6 +248,10 @@ void batcher_submit(struct server *s, srv_call *c);
 void batcher_flush(struct server *s, grpc_status_code code, const char *why);
 /* Stops every running batch at its next iteration; its calls get UNAVAILABLE (shutdown). */
 void batcher_cancel_running(struct server *s);
+/* Answers every queued call nobody waits for (deadline passed, or cancelled: srv_call_closed
+ * calls this when a client cancels) and stops each running batch none of whose calls is still
+ * wanted. The deadline sweep runs it every 50 ms. */
+void batcher_drop_gone(struct server *s);
 int batcher_idle(struct server *s); /* nothing queued or running */
 void batcher_init(struct server *s);
 void batcher_close(struct server *s);
@@ -350,6 +370,7 @@ typedef struct server {
   int draining;         /* new Predict/Sample get UNAVAILABLE */
   int shutting_down;    /* grpc_server_shutdown_and_notify called */
   int shutdown_done;    /* its tag came back */
+  int grace_over;       /* what is left is being cancelled: its calls are answered UNAVAILABLE */
   int calls_alive;      /* srv_call structs allocated */
   srv_tag_kind shutdown_tag;
   uv_signal_t sigint, sigterm;

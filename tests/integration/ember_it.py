@@ -195,22 +195,22 @@ def wait_until(what, pred, timeout=20.0, interval=0.05):
     raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
-_slow_iterations = {}
+_seconds_per_iteration = {}
 
 
 def slow_request(stub, model, x, seconds=1.5):
     """A PredictRequest for `model` that keeps one worker busy for about `seconds`: 65536
-    samples per row and as many iterations as that takes on this build and machine (measured
-    once per model name with 2 iterations, through `stub`). x: one or more rows."""
+    samples per row and as many iterations as that takes on this build and machine (the time
+    of an iteration measured once per model name with 2 iterations, through `stub`). x: one or
+    more rows."""
     def req(iterations):
         return pb.PredictRequest(model=model, x=list(x),
                                  options=pb.InferenceOptions(samples=65536, iterations=iterations))
-    if model not in _slow_iterations:
+    if model not in _seconds_per_iteration:
         t = time.monotonic()
         stub.Predict(req(2), timeout=120)
-        per_iteration = max(time.monotonic() - t, 1e-3) / 2
-        _slow_iterations[model] = max(2, min(1000, int(seconds / per_iteration)))
-    return req(_slow_iterations[model])
+        _seconds_per_iteration[model] = max(time.monotonic() - t, 1e-3) / 2
+    return req(max(2, min(1000, int(seconds / _seconds_per_iteration[model]))))
 
 
 class Watcher:

@@ -1,13 +1,14 @@
 """Work the server must not keep doing: a request past its deadline stops holding its worker,
-in every phase of its compute (sampling, mode finding, polishing); shutdown is not held up by
-a long batch and ends within its grace period; a request larger than --max-request-gflop
-(every phase counted) is refused up front; and a second emberd cannot take a port that is in
-use."""
+in every phase of its compute (sampling, mode finding, polishing); a client that cancels is
+noticed at once, queued or running; shutdown is not held up by a long batch and ends within
+its grace period; a request larger than --max-request-gflop (every phase counted) is refused
+up front; and a second emberd cannot take a port that is in use."""
 import os
 import re
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.dont_write_bytecode = True  # keep the source tree clean of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -126,6 +127,41 @@ class Limits(it.EmberTest):
         self.assertEqual(slow.exception(timeout=10).code(), grpc.StatusCode.DEADLINE_EXCEEDED)
         info = srv.stub.GetModel(it.pb.GetModelRequest(model="m"), timeout=it.RPC_TIMEOUT)
         self.assertEqual(dict(info.stats.failures).get("DEADLINE_EXCEEDED"), 1, info.stats)
+        srv.stop_clean(self)
+
+    def metrics(self, srv):
+        """The metrics endpoint's gauges as {name: value}."""
+        if not hasattr(srv, "metrics_port"):
+            srv.metrics_port = int(re.search(r'msg="metrics listening".* port=(\d+)', srv.log()).group(1))
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % srv.metrics_port, timeout=10) as r:
+            text = r.read().decode()
+        return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(ember_\w+) (\S+)$", text, re.M)}
+
+    def test_cancelled_calls_leave_the_queue(self):
+        """Issue 13 (7): clients that cancel slow requests without a deadline. Each round queues
+        40 behind one running batch and cancels them all: the queue (at most 48) empties at once,
+        the running batch stops, no request meets a full queue, and a fresh Predict is answered
+        at once."""
+        srv = self.start("--models", self.repo, "--workers", 1, "--max-queue", 48,
+                         "--metrics-listen", "127.0.0.1:0")
+        slow = it.slow_request(srv.stub, "m", [0.1, 0.2], seconds=3.0)
+        for rnd in range(4):
+            futures = [srv.stub.Predict.future(slow) for _ in range(40)]
+            it.wait_until("40 requests queued or running", lambda: (lambda g: g["ember_queued_requests"] +
+                          g["ember_running_requests"] >= 40)(self.metrics(srv)), timeout=20)
+            for f in futures:
+                if f.done():  # (f.code() would wait for a call that has not ended)
+                    self.fail("round %d: a request ended before it was cancelled: %s %s" % (rnd, f.code(), f.details()))
+                f.cancel()
+            t = time.monotonic()
+            it.wait_until("the queue emptied", lambda: (lambda g: g["ember_queued_requests"] == 0 and
+                          g["ember_running_requests"] == 0)(self.metrics(srv)), timeout=10)
+            self.assertLess(time.monotonic() - t, 1.0, "round %d: cancelled requests stayed queued" % rnd)
+        code, _, details = self.small(srv, timeout=5.0)
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        failures = dict(srv.stub.GetModel(it.pb.GetModelRequest(model="m"), timeout=it.RPC_TIMEOUT).stats.failures)
+        self.assertNotIn("RESOURCE_EXHAUSTED", failures)
+        self.assertEqual(failures.get("CANCELLED"), 160, failures)
         srv.stop_clean(self)
 
     def test_shutdown_ends_within_its_grace(self):
