@@ -19,7 +19,7 @@ echo "ok - langevin: both branches of the circle at all 13 x, each with real mas
 
 "$EMBER" info --model "$T/circle.safetensors" > "$T/info.txt"
 grep -q '^method  *langevin' "$T/info.txt" || fail "info: $(cat "$T/info.txt")"
-grep -q '512 chains of 40 steps, ibc schedule' "$T/info.txt" || fail "info: $(cat "$T/info.txt")"
+grep -q '64 chains of 40 steps, ibc schedule' "$T/info.txt" || fail "info: $(cat "$T/info.txt")"
 "$EMBER" train --data "$T/circle.csv" --out "$T/again.safetensors" $args --steps 30
 "$EMBER" train --data "$T/circle.csv" --out "$T/again2.safetensors" $args --steps 30
 cmp -s "$T/again.safetensors" "$T/again2.safetensors" || fail "same seed, different langevin checkpoints"
