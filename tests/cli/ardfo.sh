@@ -15,7 +15,7 @@ awk "$gen"' BEGIN { srand(8); for (i = 0; i < 200; i++) { a = 2 * rand() - 1; b 
   printf "%.6f,%.6f\n", a, b > "'"$T"'/x.csv"; print ys(a, b) > "'"$T"'/truth.csv" } }'
 
 common="--data $T/train.csv --y-dim 8 --steps 800 --batch 128 --negatives 64 --width 64 --seed 2 --threads 2 --quiet"
-"$EMBER" train $common --method ardfo --out "$T/ar.safetensors"
+"$EMBER" train $common --method ardfo --samples 2048 --out "$T/ar.safetensors"  # equal samples: dfo predicts with 2048
 "$EMBER" train $common --method dfo --out "$T/dfo.safetensors"
 "$EMBER" predict --model "$T/ar.safetensors" --input "$T/x.csv" --seed 1 > "$T/ar.csv"
 "$EMBER" predict --model "$T/dfo.safetensors" --input "$T/x.csv" --samples 2048 --seed 1 > "$T/dfo.csv"
