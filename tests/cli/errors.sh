@@ -16,6 +16,8 @@ expect_error "ragged row" ":3:" "$EMBER" train --data "$T/ragged.csv" --out "$T/
 expect_error "NaN" ":3:" "$EMBER" train --data "$T/nan.csv" --out "$T/x.safetensors"
 expect_error "empty file" "empty.csv" "$EMBER" train --data "$T/empty.csv" --out "$T/x.safetensors"
 expect_error "unknown method" "--method must be dfo, ardfo, langevin or mse" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --method foo
+expect_error "ema of 1" "weight average decay (ema) must be in [0, 1)" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --ema 1
+expect_error "negative snapshot interval" "--snapshot-every must be >= 0" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --snapshot-every -1
 expect_error "odd resnet depth" "even" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --depth 3
 expect_error "zero steps" "steps must be 1.." "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --steps 0
 expect_error "chain option for dfo" "--chain-steps applies to --method langevin only" "$EMBER" train --data "$T/ok.csv" --out "$T/x.safetensors" --chain-steps 3

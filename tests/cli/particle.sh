@@ -41,6 +41,15 @@ paste -d, "$T/h.csv" "$T/d.csv" | awk -F, 'NR > 1 { r = NR - 2; t = r % 50;
   --width 16 --quiet
 "$EMBER" eval particle --dims 2 --model "$T/h.safetensors" --episodes 3 --samples 64 --csv --quiet > "$T/eh.csv" ||
   fail "a history-2 model is not evaluated with its history"
+# --snapshot-every K: OUT-stepK.safetensors every K steps before the last; a snapshot is the model
+# a K-step run writes (the weight average included)
+"$EMBER" train --data "$T/h.csv" --y-dim 2 --out "$T/s.safetensors" --steps 5 --batch 16 --negatives 8 \
+  --width 16 --seed 4 --threads 2 --snapshot-every 2 --quiet
+[ -f "$T/s-step2.safetensors" ] && [ -f "$T/s-step4.safetensors" ] && [ ! -e "$T/s-step5.safetensors" ] ||
+  fail "snapshots: $(ls "$T" | grep step)"
+"$EMBER" train --data "$T/h.csv" --y-dim 2 --out "$T/s2.safetensors" --steps 2 --batch 16 --negatives 8 \
+  --width 16 --seed 4 --threads 2 --quiet
+cmp -s "$T/s-step2.safetensors" "$T/s2.safetensors" || fail "the step-2 snapshot differs from a 2-step run"
 expect_error "history mismatch" "takes 16 x and gives 2 y; the 2-D particle task with --history 3 needs 24 and 2" \
   "$EMBER" eval particle --dims 2 --model "$T/h.safetensors" --history 3
 expect_error "bad history" "--history must be 1..16, got 0" "$EMBER" data particle --dims 2 --history 0 --out "$T/x.csv"
