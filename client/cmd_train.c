@@ -159,6 +159,7 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
       {"delta-max", OPT_FLOAT, &o->langevin.delta_max, NULL, "langevin: per-step change clip (normalised units; 0 = none)", 0, 0},
       {"penalty-margin", OPT_FLOAT, &o->penalty_margin, NULL, "langevin: gradient penalty margin M", 0, 0},
       {"penalty-weight", OPT_FLOAT, &o->penalty_weight, NULL, "langevin: gradient penalty weight", 0, 0},
+      {"uniform-negatives", OPT_INT, &o->uniform_negatives, NULL, "langevin: more counter-examples per example, uniform and not moved by chains (InfoNCE only)", 0, 0},
       {"prefix-share", OPT_FLOAT, &o->keep_prefix_share, NULL, "ardfo: share of counter-examples near the true y prefix (the rest are uniform in every coordinate)", 0, 0},
       {"prefix-noise", OPT_FLOAT, &o->prefix_noise, NULL, "ardfo: noise on those counter-examples' prefix, normalised units", 0, 0},
       {"ema", OPT_FLOAT, &o->ema, NULL, "keep an exponential moving average of the weights with this decay per step (e.g. 0.999) and save it as the model (0 = the last step's weights)", 0, 0},
@@ -210,7 +211,8 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
         return -1;
       }
   static const char *const langevin_only[] = {"chain-steps", "schedule", "step-init", "step-final", "gamma",
-                                              "noise-scale", "delta-max", "penalty-margin", "penalty-weight"};
+                                              "noise-scale", "delta-max", "penalty-margin", "penalty-weight",
+                                              "uniform-negatives"};
   for (size_t i = 0; o->method != EMBER_METHOD_LANGEVIN && i < sizeof langevin_only / sizeof *langevin_only; i++)
     if (args_given(specs, nspecs, langevin_only[i])) {
       fprintf(stderr, "ember train: --%s applies to --method langevin only\n", langevin_only[i]);

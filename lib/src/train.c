@@ -112,6 +112,8 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
       return ember_fail(err, EMBER_EINVAL, "penalty margin and weight must be >= 0, got %g and %g",
                         (double)o->penalty_margin, (double)o->penalty_weight);
   }
+  if (o->uniform_negatives < 0 || o->uniform_negatives > 1 << 16)
+    return ember_fail(err, EMBER_EINVAL, "uniform negatives must be 0..65536, got %d", o->uniform_negatives);
   if (o->keep_prefix < 0)
     return ember_fail(err, EMBER_EINVAL, "keep_prefix must be >= 0, got %d", o->keep_prefix);
   if (!(o->prefix_noise >= 0.0f && o->prefix_noise <= 10.0f))
@@ -293,6 +295,7 @@ static int create_ardfo(ember_trainer *t, ember_model *m, const ember_dataset *d
 static void task_size(const ember_train_opts *o, ember_method method, int threads, int *cand,
                       int *per_task) {
   *cand = method == EMBER_METHOD_MSE ? 1 : o->negatives + 1;
+  if (method == EMBER_METHOD_LANGEVIN) *cand += o->uniform_negatives;
   int per = (EMBER_TASK_ROWS + *cand / 2) / *cand;
   if (per < 1) per = 1;
   if (per > o->batch) per = o->batch;
@@ -532,7 +535,8 @@ static void chain_energy(void *ctx, int nq, int n, const float *y, float *e, flo
 static double langevin_task(ember_trainer *t, int thread, int i0, int ne, float *xb, float *yb,
                             float *e, float *de) {
   const ember_model *m = t->m;
-  const int dy = m->y_dim, c = t->cand, M = c - 1, B = t->o.batch;
+  /* candidates per example: [true y, M chain states, U uniform counter-examples] */
+  const int dy = m->y_dim, c = t->cand, M = t->o.negatives, B = t->o.batch;
   ember_net_ws *ws = &t->ws[thread];
   ember_langevin_ws *lws = &t->lws[thread];
   float *grad = t->tgrad + (size_t)thread * m->net.nparams;
@@ -550,14 +554,19 @@ static double langevin_task(ember_trainer *t, int thread, int i0, int ne, float 
    * loss first (it needs e, the tangent pass overwrites a buffer), then dE/dy of the negatives
    * (dout 1 on them, 0 on the positives), the penalty's tangent and its reverse, and the
    * InfoNCE backward, all on the same activations. */
-  for (int k = 0; k < ne; k++)
-    memcpy(yb + ((size_t)k * c + 1) * dy, lws->y + (size_t)k * M * dy, (size_t)M * dy * sizeof(float));
+  for (int k = 0; k < ne; k++) {
+    float *yk = yb + (size_t)k * c * dy;
+    memcpy(yk + dy, lws->y + (size_t)k * M * dy, (size_t)M * dy * sizeof(float));
+    for (int j = 1 + M; j < c; j++) /* from the example's stream, after its chains */
+      for (int a = 0; a < dy; a++)
+        yk[(size_t)j * dy + a] = m->y_lo[a] + (m->y_hi[a] - m->y_lo[a]) * ember_rng_uniform(&rngs[k]);
+  }
   ember_net_forward(&m->net, ws, ws->hx, yb, ne, c, e);
   double total = ember_infonce(e, ne, c, t->o.temperature, 1.0f / (float)B, de);
   if (t->o.penalty_weight > 0.0f) {
     const int rows = ne * c;
     float *sel = e, *g17 = dt + (size_t)t->per_task * c; /* e is free once the loss is taken */
-    for (int r = 0; r < rows; r++) sel[r] = r % c ? 1.0f : 0.0f;
+    for (int r = 0; r < rows; r++) sel[r] = r % c >= 1 && r % c <= M ? 1.0f : 0.0f;
     ember_net_backward(&m->net, ws, NULL, yb, ne, c, sel, NULL, g17);
     float scale = t->o.penalty_weight / ((float)B * M);
     double pen = 0.0;
@@ -565,6 +574,10 @@ static double langevin_task(ember_trainer *t, int thread, int i0, int ne, float 
       size_t r0 = (size_t)k * c;
       for (int a = 0; a < dy; a++) dir[r0 * dy + a] = 0.0f;
       dt[r0] = 0.0f;
+      for (int j = 1 + M; j < c; j++) { /* uniform counter-examples: no penalty */
+        for (int a = 0; a < dy; a++) dir[(r0 + j) * dy + a] = 0.0f;
+        dt[r0 + j] = 0.0f;
+      }
       pen += ember_grad_penalty(g17 + (r0 + 1) * dy, M, dy, t->o.penalty_margin, scale,
                                 dir + (r0 + 1) * dy, dt + r0 + 1);
     }
@@ -769,7 +782,8 @@ float ember_trainer_lr(const ember_trainer *t) {
 }
 
 double ember_train_step_flops(const ember_model *m, const ember_train_opts *o) {
-  double rows = (double)o->batch * (m->method == EMBER_METHOD_MSE ? 1 : o->negatives + 1);
+  double rows = (double)o->batch * (m->method == EMBER_METHOD_MSE ? 1 : o->negatives + 1 +
+                                    (m->method == EMBER_METHOD_LANGEVIN ? o->uniform_negatives : 0));
   double fwd = 2.0 * ember_net_row_macs(&m->net.shape);
   for (int j = 0; j < m->nar; j++) fwd += 2.0 * ember_net_row_macs(&m->ar[j].shape); /* ardfo */
   if (m->method == EMBER_METHOD_MSE) fwd += 2.0 * m->x_dim * m->net.shape.width;
