@@ -1,7 +1,7 @@
 /* cmd_toy.c - `ember data toy NAME` and `ember eval toy NAME`: the IBC paper's 1-D toys.
  *
  *   ember data toy NAME --out FILE [--rows N] [--seed S] [--noise SD]
- *       writes CSV `x,y` rows of the toy (ember/toys.h has the definitions)
+ *       writes CSV `x,y` rows of the toy (tasks/toys.h has the definitions)
  *   ember eval toy NAME --model M [--points N] [--samples S] [--modes K] ...
  *       runs the model on a grid of x over the toy's range and prints error away from the
  *       breaks, stranded predictions and mode coverage (key: value lines, or --csv)
@@ -20,7 +20,7 @@
 #include "ember/dfo.h"
 #include "ember/infer.h"
 #include "ember/model.h"
-#include "ember/toys.h"
+#include "tasks/toys.h"
 #include "infer_cli.h"
 #include "outfile.h"
 
