@@ -14,9 +14,10 @@
 # seed 1000, never seen in training). Finished (N, method, seed) cells are kept in
 # $WORK/results.csv and skipped when the script runs again, so an interrupted run resumes;
 # delete that file (or $WORK) to start over. A changed recipe is run again (the cells record
-# their flags). The table is rewritten from results.csv at the end of every run. Rows that differ
-# only in data_flags (e.g. the same method with and without --history 2) are separate cells,
-# shown as "method [data flags]".
+# their flags and training steps, so a method whose default steps changed is run again too).
+# The table is rewritten from results.csv at the end of every run. Rows that differ only in
+# data_flags (e.g. the same method with and without --history 2) are separate cells, shown as
+# "method [data flags]".
 #
 # Learning curves: the first training seed of every cell also saves its model SNAPSHOTS times
 # during training (ember train --snapshot-every), and each snapshot is evaluated on the same
@@ -78,7 +79,8 @@ tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
   [ -n "$steps" ] || steps=$("$EMBER" train $tf --help | sed -n 's/^ *--steps N .*(default \([0-9]*\)).*/\1/p')
   [ -n "$steps" ] || die "cannot tell the training steps of recipe N=$n $m"
   for s in $SEEDS; do
-    if awk -F, -v n="$n" -v c="$cell" -v s="$s" -v k="$k" '$1 == n && $2 == c && $3 == s && $NF == k { f = 1 }
+    # done: the same flags and the same training steps (a method's default may have changed)
+    if awk -F, -v n="$n" -v c="$cell" -v s="$s" -v k="$k" -v st="$steps" '$1 == n && $2 == c && $3 == s && $4 == st && $NF == k { f = 1 }
         END { exit !f }' "$RES"; then
       echo "particle N=$n $cell seed $s: done before (in $RES)" >&2
       continue
