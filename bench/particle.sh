@@ -196,6 +196,15 @@ pct() { awk -v s="$1" 'BEGIN { printf "%.0f", 100 * s }'; }
     echo "| $n | $m | $ns | $mean% | $worst% | $ci% | $seeds | $(paper "$m" "$n") | $steps | $t s | $sps | $aps |"
   done
   echo
+  missing=$(tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
+    [ -n "$n" ] || continue
+    cell=$m${df:+ [$df]}
+    awk -F, -v n="$n" -v c="$cell" '$1 == n && $2 == c { f = 1 } END { exit !f }' "$RES" || printf '%s' "N = $n $cell; "
+  done)
+  if [ -n "$missing" ]; then
+    echo "Recipes in the file with no result yet (not run): ${missing%; }."
+    echo
+  fi
   echo "Paper: implicit policies (autoregressive DFO, Langevin) keep >= 95% success up to N = 16,"
   echo "plain DFO fails past N = 5, the explicit MSE policy past N = 8; the official repository's"
   echo "sanity check at N = 2 (256x2 nets, 10k steps) gives Langevin 96% and MSE 5%."
