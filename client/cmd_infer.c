@@ -311,7 +311,7 @@ int cmd_info(int argc, char **argv) {
     printf("%-18s %d chains of %d steps, %s schedule, step %g -> %g, gamma %g, noise %g, "
            "change clip %g; gradient penalty margin %g weight %g\n",
            "inference", m.infer.samples, m.infer.langevin.steps,
-           m.infer.langevin.schedule == EMBER_SCHEDULE_IBC ? "ibc" : "poly",
+           ember_schedule_name(m.infer.langevin.schedule),
            (double)m.infer.langevin.step_init, (double)m.infer.langevin.step_final,
            (double)m.infer.langevin.gamma, (double)m.infer.langevin.noise_scale,
            (double)m.infer.langevin.delta_max, (double)m.penalty_margin, (double)m.penalty_weight);

@@ -169,8 +169,9 @@ static void *pool_main(void *arg) {
 
 int ember_pool_create(ember_pool **out, int threads, ember_err *err) {
   *out = NULL;
-  if (threads < 1 || threads > 1024)
-    return ember_fail(err, EMBER_EINVAL, "thread count must be 1..1024, got %d", threads);
+  if (threads < 1 || threads > EMBER_MAX_THREADS)
+    return ember_fail(err, EMBER_EINVAL, "thread count must be 1..%d, got %d", EMBER_MAX_THREADS,
+                      threads);
   ember_pool *p = calloc(1, sizeof *p);
   if (!p) return ember_fail(err, EMBER_ENOMEM, "out of memory creating a thread pool");
   p->threads = threads;

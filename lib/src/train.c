@@ -362,7 +362,8 @@ int ember_train_memory(const ember_train_opts *o, int n, int x_dim, int y_dim, i
   if (n < 0 || threads < 1 || threads > 4096)
     return ember_fail(err, EMBER_EINVAL, "rows must be >= 0 and threads 1..4096, got %d and %d", n,
                       threads);
-  if (x_dim < 1 || x_dim > 65536 || y_dim < 1 || y_dim > (o->method == EMBER_METHOD_ARDFO ? 256 : 4096))
+  if (x_dim < 1 || x_dim > EMBER_MAX_X_DIM || y_dim < 1 ||
+      y_dim > (o->method == EMBER_METHOD_ARDFO ? EMBER_MAX_ARDFO_Y_DIM : EMBER_MAX_Y_DIM))
     return ember_fail(err, EMBER_EINVAL, "x_dim %d or y_dim %d is out of range", x_dim, y_dim);
   ember_net_shape s = ember_model_net_shape(o->method, x_dim, y_dim, o->arch, o->width, o->depth);
   if ((rc = ember_net_shape_check(&s, err)) < 0) return rc;

@@ -82,6 +82,9 @@ uint32_t ember_rng_below(ember_rng *rng, uint32_t n);
 typedef struct ember_pool ember_pool;
 typedef void (*ember_task_fn)(void *ctx, int task, int thread);
 
+/* The most threads a pool may have. */
+#define EMBER_MAX_THREADS 1024
+
 int ember_pool_create(ember_pool **out, int threads, ember_err *err);
 void ember_pool_destroy(ember_pool *pool);
 int ember_pool_threads(const ember_pool *pool);
