@@ -232,6 +232,10 @@ void registry_free(struct server *s);  /* after the loop ends */
 model_entry *registry_find(struct server *s, const char *name); /* NULL unless listed */
 int registry_listed(const model_entry *e); /* has versions or load errors */
 void registry_rescan_soon(struct server *s); /* a scan shortly (e.g. after publishing) */
+/* A version file's name, "<positive integer>.safetensors", -> its version; 0 for any other
+ * name (hidden files, leading zeros, overflow). The scan and Train's publisher both read names
+ * with it. */
+int64_t registry_version_of(const char *file);
 /* [A-Za-z0-9_.-]{1,64}, not starting with '.' (hidden directories are not models) */
 int srv_valid_model_name(const char *name);
 /* The version to serve: version 0 = latest. NULL if absent. */

@@ -29,7 +29,6 @@
  * call freed (no batch pending). s->train_alive counts jobs not yet freed, so shutdown waits.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -137,23 +136,11 @@ static int64_t highest_version(const char *dir) {
   int64_t best = 0;
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
-    const char *f = e->d_name, *dot = strrchr(f, '.');
-    if (!dot || strcmp(dot, ".safetensors") != 0 || dot == f || f[0] == '0') continue;
-    int64_t v = 0;
-    const char *p = f;
-    for (; p < dot && *p >= '0' && *p <= '9' && v <= (INT64_MAX - 9) / 10; p++) v = v * 10 + (*p - '0');
-    if (p == dot && v > best) best = v;
+    int64_t v = registry_version_of(e->d_name);
+    if (v > best) best = v;
   }
   closedir(d);
   return best;
-}
-
-static void fsync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    (void)fsync(fd);
-    close(fd);
-  }
 }
 
 /* Saves m as the next version; returns the version, or -1 with the reason in msg. */
@@ -186,7 +173,7 @@ static int64_t publish(train_job *j, const ember_model *m, char *msg, size_t msg
     }
   }
   unlink(tmp);
-  fsync_dir(j->model_dir);
+  (void)ember_fsync_dir_of(tmp); /* the model's directory: the link and the unlink */
   if (version < 0 && !msg[0]) snprintf(msg, msglen, "%s", atomic_load(&j->cancel) ? "cancelled" : "no free version number");
   return version;
 }

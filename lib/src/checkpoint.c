@@ -451,27 +451,6 @@ static int write_all(int fd, const void *buf, size_t len) {
   return 0;
 }
 
-/* fsync of the directory makes the rename itself durable. File systems that cannot sync a
- * directory say EINVAL; there is nothing more to do there. */
-static int sync_dir(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-  if (!dir) return -1;
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int e = errno;
-  free(dir);
-  if (fd < 0) {
-    errno = e;
-    return -1;
-  }
-  int rc = fsync(fd);
-  e = errno;
-  close(fd);
-  if (rc < 0 && e == EINVAL) rc = 0;
-  errno = e;
-  return rc;
-}
-
 int ember_model_save(const ember_model *m, const char *path, ember_err *err) {
   ckpt_tensor *t = NULL;
   char *json = NULL, *head = NULL, *tmp = NULL;
@@ -550,7 +529,7 @@ int ember_model_save(const ember_model *m, const char *path, ember_err *err) {
     goto fail;
   }
   tmp[0] = 0; /* renamed: the file is in place */
-  if (sync_dir(path) < 0) {
+  if (ember_fsync_dir_of(path) < 0) {
     e = errno;
     rc = ember_fail(err, EMBER_EIO, "%s: cannot sync its directory: %s", path,
                     errno_text(e, ebuf, sizeof ebuf));
