@@ -167,10 +167,9 @@ size_t srv_closing_ops(srv_call *c, grpc_op *ops, size_t n, grpc_status_code cod
  * cancels or the deadline passes (srv_call_closed), not when the call is answered. */
 void srv_call_watch_close(srv_call *c);
 void srv_call_closed(void *tag, int ok); /* TAG_CALL_CLOSED */
-/* Packs a protobuf-c message into a new byte buffer. */
-grpc_byte_buffer *srv_pack(const void *msg);
 /* Copies a byte buffer's bytes into buf (caller frees); returns length or -1. */
 long srv_bytes(grpc_byte_buffer *bb, uint8_t **buf);
+/* The code's name (ember_wire_status_name), "UNKNOWN" past the known ones. */
 const char *srv_status_name(grpc_status_code code);
 void srv_call_free(srv_call *c);
 
