@@ -6,10 +6,13 @@
  * header, raw little-endian F32 tensors named as PyTorch's state_dict would name them
  * ("proj.weight", "blocks.0.0.bias", "out.weight", ...). `__metadata__` holds strings:
  *
- *   format=ember  format_version=1  method=dfo|mse  x_dim  y_dim  arch=resnet|mlp  width  depth
+ *   format=ember  format_version=1  method=dfo|ardfo|langevin|mse  x_dim  y_dim
+ *   arch=resnet|mlp  width  depth
  *   x_mean x_std y_mean y_std y_lo y_hi   (JSON arrays of numbers, as text)
- *   infer.samples infer.iters infer.sigma infer.shrink infer.temperature
- *   train.steps train.seed train.batch train.negatives train.lr train.temperature train.loss
+ *   infer.*   the default inference options        train.*   how it was trained
+ *   langevin.*  Langevin models' chains and penalty   spectral_norm=1  when it has it
+ *
+ * (every key, with the methods that have it, is one table in lib/src/checkpoint.c: meta_keys)
  *
  * Saving is atomic (temporary file in the same directory, fsync, rename). Loading validates
  * everything and names the problem: header size cap, offsets inside the file, no overlap or
