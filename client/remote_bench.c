@@ -48,7 +48,7 @@
 #include "remote_client.h"
 #include "wire.h"
 
-#define NCODES 17          /* gRPC status codes 0..16 */
+#define NCODES EMBER_WIRE_NCODES /* gRPC status codes 0..16 */
 #define NPAYLOADS 16       /* distinct requests, cycled */
 
 typedef enum { CALL_PREDICT = 1, CALL_STATS } call_kind;

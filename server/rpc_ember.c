@@ -225,8 +225,8 @@ typedef struct info_mem {
   Ember__V1__InferenceOptions defaults;
   Ember__V1__LangevinOptions langevin;
   Ember__V1__ModelStats stats;
-  Ember__V1__ModelStats__FailuresEntry fail[17];
-  Ember__V1__ModelStats__FailuresEntry *failp[17];
+  Ember__V1__ModelStats__FailuresEntry fail[EMBER_WIRE_NCODES];
+  Ember__V1__ModelStats__FailuresEntry *failp[EMBER_WIRE_NCODES];
   Ember__V1__LoadError *errors;
   Ember__V1__LoadError **errorp;
   int64_t *versions;
@@ -281,7 +281,7 @@ static int fill_info(info_mem *im, const model_entry *e, const model_version *v)
   im->stats.requests = st->requests;
   im->stats.ok = st->ended[0][GRPC_STATUS_OK] + st->ended[1][GRPC_STATUS_OK];
   size_t nf = 0;
-  for (int code = 1; code < 17; code++)
+  for (int code = 1; code < EMBER_WIRE_NCODES; code++)
     if (st->ended[0][code] + st->ended[1][code]) {
       ember__v1__model_stats__failures_entry__init(&im->fail[nf]);
       im->fail[nf].key = (char *)srv_status_name((grpc_status_code)code);

@@ -19,6 +19,7 @@
 #include "ember/dfo.h"
 #include "ember/infer.h"
 #include "ember/model.h"
+#include "wire.h"
 
 /* ---- configuration --------------------------------------------------------------------- */
 
@@ -196,7 +197,7 @@ typedef struct model_stats {
   uint64_t requests; /* Predict and Sample calls that named this model */
   /* Predict [0] and Sample [1] calls ended, by the status sent: counted in one place,
    * metrics_call_ended, for GetModel's ok and failures and the metrics' ember_requests_total */
-  uint64_t ended[2][17];
+  uint64_t ended[2][EMBER_WIRE_NCODES];
   uint64_t batches, batched_requests, batched_rows;
   double queue_ms_sum, compute_ms_sum;
   /* for the metrics endpoint (metrics.c), updated on the loop */
@@ -316,7 +317,7 @@ typedef enum {
 
 typedef struct srv_metrics {
   /* ended calls that are not a Predict/Sample on a served model, by method and status */
-  uint64_t ended[RPC_COUNT][17];
+  uint64_t ended[RPC_COUNT][EMBER_WIRE_NCODES];
   /* Training jobs ended, by result: train.c counts each job once, on the loop, when its
    * thread is joined (jobs running are s->train_running). */
   uint64_t train_jobs_total[METRICS_TRAIN_RESULTS];

@@ -7,16 +7,15 @@
 
 #include "wire.h"
 
-static const char *const status_names[] = {
+static const char *const status_names[EMBER_WIRE_NCODES] = {
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
     "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
     "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
     "UNAUTHENTICATED"};
-_Static_assert(sizeof status_names / sizeof *status_names == GRPC_STATUS_UNAUTHENTICATED + 1,
-               "one name per gRPC status code");
+_Static_assert(EMBER_WIRE_NCODES == GRPC_STATUS_UNAUTHENTICATED + 1, "one name per gRPC status code");
 
 const char *ember_wire_status_name(grpc_status_code code) {
-  return (unsigned)code < sizeof status_names / sizeof *status_names ? status_names[code] : NULL;
+  return (unsigned)code < EMBER_WIRE_NCODES ? status_names[code] : NULL;
 }
 
 grpc_byte_buffer *ember_wire_pack(const ProtobufCMessage *msg) {

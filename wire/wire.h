@@ -145,6 +145,10 @@ int ember_wire_train_from_msg(const Ember__V1__TrainRequest *r, ember_train_opts
 
 /* ---- gRPC glue (grpc.c) --------------------------------------------------------------------- */
 
+/* How many status codes gRPC defines: 0 (OK) to 16 (UNAUTHENTICATED). Counters by code have
+ * this many slots. */
+#define EMBER_WIRE_NCODES 17
+
 /* "INVALID_ARGUMENT" for GRPC_STATUS_INVALID_ARGUMENT, and so on; NULL past the codes gRPC
  * defines (callers say "UNKNOWN" or "CODE_<n>"). */
 const char *ember_wire_status_name(grpc_status_code code);
