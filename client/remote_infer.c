@@ -457,9 +457,10 @@ void remote_policy_close(remote_policy *p) {
 int remote_model_shape(const Ember__V1__ModelInfo *m, ember_net_shape *shape) {
   ember_arch a;
   if (ember_arch_parse(m->arch, &a) < 0) return -1;
-  int mse = strcmp(m->method, "mse") == 0;
-  ember_net_shape s = {a, (int)m->x_dim, mse ? 0 : (int)m->y_dim, (int)m->width, (int)m->depth,
-                       mse ? (int)m->y_dim : 1};
+  ember_method method = EMBER_METHOD_DFO; /* a method this build does not know: an energy net */
+  (void)ember_method_parse(m->method, &method);
+  ember_net_shape s = ember_model_net_shape(method, (int)m->x_dim, (int)m->y_dim, a, (int)m->width,
+                                            (int)m->depth);
   if (ember_net_shape_check(&s, NULL) < 0) return -1;
   *shape = s;
   return 0;

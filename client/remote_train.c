@@ -42,7 +42,9 @@ static void on_message(void *ctx, const ProtobufCMessage *msg) {
     ss->banner_shown = 1;
   }
   if (m->steps > 0 && !(m->done && (int64_t)m->step == ss->steps)) { /* the final message repeats the last step */
-    ember_train_progress p = {m->step, m->steps, m->loss, m->loss_avg, m->lr, m->elapsed_s, m->steps_per_s, m->eta_s};
+    ember_train_progress p = {.step = m->step, .steps = m->steps, .loss = m->loss, .loss_avg = m->loss_avg,
+                              .lr = m->lr, .elapsed_s = m->elapsed_s, .steps_per_s = m->steps_per_s,
+                              .eta_s = m->eta_s};
     train_printer_show(&ss->pp, &p);
     ss->loss_avg = m->loss_avg;
     ss->steps = m->step;

@@ -311,7 +311,8 @@ static void test_train_round_trip(void **state) {
     ember_wire_train_to_msg(&o, &r);
     Ember__V1__TrainRequest *got = (Ember__V1__TrainRequest *)wire_trip(&r.base);
     ember_err err;
-    if (ember_wire_train_from_msg(got, &back, &err) < 0) fail_msg("%s: %s", ember_method_name(methods[i]), err.msg);
+    if (ember_wire_train_from_msg(got, &back, &err) < 0)
+      fail_msg("%s: %s", ember_method_name(methods[i]), err.msg);
     assert_same_train(&back, &o);
     protobuf_c_message_free_unpacked(&got->base, NULL);
   }

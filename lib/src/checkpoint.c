@@ -818,7 +818,8 @@ static int read_sn(const json_t *meta, const meta_key *k, const char *name, size
   int rc = meta_get(meta, k->key, name, &s, err);
   if (rc < 0) return rc;
   if (strcmp(s, "1") != 0)
-    return ember_fail(err, EMBER_EFORMAT, "%s: metadata spectral_norm must be \"1\" if present, got \"%.40s\"", name, s);
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: metadata spectral_norm must be \"1\" if present, got \"%.40s\"", name, s);
   /* its tensors roughly double the weights: the data region must hold them too */
   size_t have = data_len / sizeof(float), need = ember_net_shape_params(&m->net.shape);
   for (int l = 0; l < m->net.nlayers; l++)

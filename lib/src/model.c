@@ -89,7 +89,8 @@ int ember_infer_opts_check(const ember_infer_opts *o, int langevin, ember_err *e
 
 ember_net_shape ember_model_net_shape(ember_method method, int x_dim, int y_dim, ember_arch arch,
                                       int width, int depth) {
-  ember_net_shape s = {arch, x_dim, y_dim, width, depth, 1};
+  ember_net_shape s = {.arch = arch, .in_x = x_dim, .in_y = y_dim, .width = width, .depth = depth,
+                       .out = 1};
   if (method == EMBER_METHOD_MSE) {
     s.in_y = 0;
     s.out = y_dim;

@@ -137,7 +137,9 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
   if (!(o->bound_margin >= 0.0f && o->bound_margin <= 10.0f))
     return ember_fail(err, EMBER_EINVAL, "bound margin must be in [0, 10], got %g",
                       (double)o->bound_margin);
-  ember_net_shape s = {o->arch, 1, 1, o->width, o->depth, 1};
+  /* the smallest network of this width and depth: one x and one y input, one output */
+  ember_net_shape s = {.arch = o->arch, .in_x = 1, .in_y = 1, .width = o->width, .depth = o->depth,
+                       .out = 1};
   int rc = ember_net_shape_check(&s, err);
   if (rc < 0) return rc;
   /* what any data needs (one row of one x and one y column, one thread): absurd sizes stop
