@@ -3,7 +3,9 @@
  * Predict and Sample are validated completely on the loop (model, version, shape, finite
  * values, options against the server's limits) so that a bad request is answered at once with
  * a status that says what was expected, and only good ones reach the batcher. ListModels and
- * GetModel are answered from the registry without touching a worker.
+ * GetModel are answered from the registry without touching a worker. The options are read
+ * from and written to their messages by wire/ (the CLI's remote mode uses the same code); this
+ * file adds the server's own limits (--max-samples, --max-request-gflop, --max-message).
  */
 #include <math.h>
 #include <stdio.h>

@@ -1,7 +1,8 @@
 /* train.c - ember.v1.Ember/Train: one training job per call, on its own thread.
  *
- * The loop thread validates the request (model name, method and settings, inline data or a
- * dataset path under --data-dir, the job's memory against --max-train-mib) and starts a job: a
+ * The loop thread validates the request (model name, method and settings as wire/'s
+ * ember_wire_train_from_msg reads them, inline data or a dataset path under --data-dir, the
+ * job's memory against --max-train-mib) and starts a job: a
  * plain pthread that lowers its own priority (--train-nice; the pool threads it creates
  * inherit it), reads a dataset file if one was named (and checks the memory again with the
  * file's own size), trains with --train-threads pool threads, and publishes the model. The thread never touches
