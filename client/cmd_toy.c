@@ -277,8 +277,8 @@ int cmd_eval_toy(int argc, char **argv) {
     fprintf(stderr, "ember eval toy: --modes must be 1..%d, got %d\n", TOY_MAX_MODES, c.modes);
     return 2;
   }
-  if (c.polish < 0 || c.polish > 10000) {
-    fprintf(stderr, "ember eval toy: --polish must be 0..10000, got %d\n", c.polish);
+  if (c.polish < 0 || c.polish > EMBER_MAX_POLISH_STEPS) {
+    fprintf(stderr, "ember eval toy: --polish must be 0..%d, got %d\n", EMBER_MAX_POLISH_STEPS, c.polish);
     return 2;
   }
   if (c.so.margin < 0.0f || c.so.x_tol < 0.0f || c.so.threshold <= 0.0f || c.so.tol <= 0.0f) {

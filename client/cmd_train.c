@@ -127,8 +127,8 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
   ember_method m0 = EMBER_METHOD_DFO;
   (void)ember_method_parse(t->method, &m0); /* a bad name is refused after parsing */
   ember_train_opts_for_method(o, m0);
-  t->arch = "resnet";
-  t->schedule = "ibc";
+  t->arch = ember_arch_name(o->arch); /* the method's, as every default here */
+  t->schedule = ember_schedule_name(o->langevin.schedule);
   t->y_dim = -1;
   t->threads = cli_default_threads();
   opt_spec all[] = {
@@ -198,9 +198,7 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
     fprintf(stderr, "ember train: --method must be dfo, ardfo, langevin or mse, got '%s'\n", t->method);
     return -1;
   }
-  if (strcmp(t->schedule, "ibc") == 0) o->langevin.schedule = EMBER_SCHEDULE_IBC;
-  else if (strcmp(t->schedule, "poly") == 0) o->langevin.schedule = EMBER_SCHEDULE_POLY;
-  else {
+  if (ember_schedule_parse(t->schedule, &o->langevin.schedule) < 0) {
     fprintf(stderr, "ember train: --schedule must be ibc or poly, got '%s'\n", t->schedule);
     return -1;
   }
@@ -277,7 +275,8 @@ int cmd_train(int argc, char **argv) {
   }
   if (o.method == EMBER_METHOD_ARDFO && ds.y_dim == 1) /* said even with --quiet: likely a mistake */
     fprintf(stderr, "ember train: note: y has one column, so this ardfo model is a dfo model with ardfo's "
-                    "inference defaults (2048 samples, temperature 10); pass --y-dim if y has more\n");
+                    "inference defaults (%d samples, temperature %g); pass --y-dim if y has more\n",
+            o.infer.samples, (double)o.infer.temperature);
   train_printer st;
   train_printer_init(&st, quiet, o.steps);
   o.progress = on_progress;

@@ -17,6 +17,8 @@
  */
 #include "remote_client.h"
 
+#include "wire.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,14 +49,9 @@ static const ProtobufCMessageDescriptor *const response_types[REMOTE_NMETHODS] =
     [REMOTE_TRAIN] = &ember__v1__train_progress__descriptor,
 };
 
-static const char *const code_names[] = {
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-    "UNAUTHENTICATED"};
-
 const char *remote_code_name(grpc_status_code code, char *buf) {
-  if ((int)code >= 0 && (size_t)code < sizeof code_names / sizeof *code_names) return code_names[code];
+  const char *name = ember_wire_status_name(code);
+  if (name) return name;
   snprintf(buf, 16, "CODE_%d", (int)code);
   return buf;
 }
@@ -278,15 +275,6 @@ void remote_close(remote_client *c) {
 
 void *remote_method_handle(const remote_client *c, remote_method m) { return c->methods[m]; }
 
-grpc_byte_buffer *remote_pack(const ProtobufCMessage *msg) {
-  size_t n = protobuf_c_message_get_packed_size(msg);
-  grpc_slice s = grpc_slice_malloc(n);
-  protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-  grpc_slice_unref(s);
-  return bb;
-}
-
 ProtobufCMessage *remote_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d) {
   grpc_byte_buffer_reader r;
   if (!grpc_byte_buffer_reader_init(&r, bb)) return NULL;
@@ -363,7 +351,7 @@ grpc_status_code remote_call(remote_client *c, remote_method m, const ProtobufCM
   memset(st, 0, sizeof *st);
   grpc_status_code rc;
 
-  u.send = remote_pack(req);
+  u.send = ember_wire_pack(req);
   if (!u.send) {
     rc = remote_fail(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the request");
     goto done;
@@ -451,7 +439,7 @@ grpc_status_code remote_stream(remote_client *c, remote_method m, const Protobuf
   grpc_metadata_array_init(&trailing_md);
   grpc_slice details = grpc_empty_slice();
   grpc_status_code status = GRPC_STATUS_UNKNOWN, rc;
-  grpc_byte_buffer *send = remote_pack(req), *recv = NULL;
+  grpc_byte_buffer *send = ember_wire_pack(req), *recv = NULL;
   grpc_call *call = NULL;
   int cancelled = 0, status_started = 0;
   memset(st, 0, sizeof *st);

@@ -18,7 +18,7 @@
  *     remote_shutdown();
  *
  * The channel and its registered methods are also what remote_bench.c drives asynchronously
- * on its own completion queue (remote_method_handle, remote_pack, remote_unpack).
+ * on its own completion queue (remote_method_handle, remote_unpack, and ember_wire_pack).
  * Not thread-safe: one caller at a time.
  */
 #ifndef EMBER_REMOTE_CLIENT_H
@@ -117,8 +117,8 @@ grpc_status_code remote_predict(remote_client *c, const Ember__V1__PredictReques
 grpc_status_code remote_sample(remote_client *c, const Ember__V1__SampleRequest *req,
                                Ember__V1__SampleResponse **out, remote_status *st);
 
-/* "INVALID_ARGUMENT" for GRPC_STATUS_INVALID_ARGUMENT; "CODE_<n>" past the known ones (buf
- * holds at least 16 bytes and is used only then). */
+/* "INVALID_ARGUMENT" for GRPC_STATUS_INVALID_ARGUMENT (ember_wire_status_name); "CODE_<n>"
+ * past the known ones (buf holds at least 16 bytes and is used only then). */
 const char *remote_code_name(grpc_status_code code, char *buf);
 /* Prints to stderr "ember VERB: server says CODE: details"; for a server never reached
  * "ember VERB: CODE: could not reach HOST:PORT (details)"; for a client-side error
@@ -136,8 +136,6 @@ void *remote_method_handle(const remote_client *c, remote_method m);
 /* The metadata every call sends (the authorization header, or none): for
  * GRPC_OP_SEND_INITIAL_METADATA's count and metadata. */
 grpc_metadata *remote_call_metadata(remote_client *c, size_t *count);
-/* A byte buffer holding msg's encoding (caller destroys), or NULL when out of memory. */
-grpc_byte_buffer *remote_pack(const ProtobufCMessage *msg);
 /* Decodes bb as a message of type d, or NULL if it does not parse. */
 ProtobufCMessage *remote_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
 /* A deadline ms milliseconds from now. */

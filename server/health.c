@@ -14,6 +14,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "server.h"
+#include "wire.h"
 
 typedef struct health_watch {
   srv_tag_kind kind; /* TAG_WATCH_CLOSED: must stay first */
@@ -61,7 +62,7 @@ static void send_status(srv_call *c) {
   r.status = status_of(c->srv, w->service);
   w->sent_status = r.status;
   if (c->send) grpc_byte_buffer_destroy(c->send);
-  c->send = srv_pack(&r);
+  c->send = ember_wire_pack(&r.base);
   grpc_op ops[2];
   memset(ops, 0, sizeof ops);
   size_t n = 0;

@@ -19,6 +19,7 @@
 #include "ember/dfo.h"
 #include "ember/infer.h"
 #include "ember/model.h"
+#include "wire.h"
 
 /* ---- configuration --------------------------------------------------------------------- */
 
@@ -167,10 +168,9 @@ size_t srv_closing_ops(srv_call *c, grpc_op *ops, size_t n, grpc_status_code cod
  * cancels or the deadline passes (srv_call_closed), not when the call is answered. */
 void srv_call_watch_close(srv_call *c);
 void srv_call_closed(void *tag, int ok); /* TAG_CALL_CLOSED */
-/* Packs a protobuf-c message into a new byte buffer. */
-grpc_byte_buffer *srv_pack(const void *msg);
 /* Copies a byte buffer's bytes into buf (caller frees); returns length or -1. */
 long srv_bytes(grpc_byte_buffer *bb, uint8_t **buf);
+/* The code's name (ember_wire_status_name), "UNKNOWN" past the known ones. */
 const char *srv_status_name(grpc_status_code code);
 void srv_call_free(srv_call *c);
 
@@ -197,7 +197,7 @@ typedef struct model_stats {
   uint64_t requests; /* Predict and Sample calls that named this model */
   /* Predict [0] and Sample [1] calls ended, by the status sent: counted in one place,
    * metrics_call_ended, for GetModel's ok and failures and the metrics' ember_requests_total */
-  uint64_t ended[2][17];
+  uint64_t ended[2][EMBER_WIRE_NCODES];
   uint64_t batches, batched_requests, batched_rows;
   double queue_ms_sum, compute_ms_sum;
   /* for the metrics endpoint (metrics.c), updated on the loop */
@@ -232,6 +232,10 @@ void registry_free(struct server *s);  /* after the loop ends */
 model_entry *registry_find(struct server *s, const char *name); /* NULL unless listed */
 int registry_listed(const model_entry *e); /* has versions or load errors */
 void registry_rescan_soon(struct server *s); /* a scan shortly (e.g. after publishing) */
+/* A version file's name, "<positive integer>.safetensors", -> its version; 0 for any other
+ * name (hidden files, leading zeros, overflow). The scan and Train's publisher both read names
+ * with it. */
+int64_t registry_version_of(const char *file);
 /* [A-Za-z0-9_.-]{1,64}, not starting with '.' (hidden directories are not models) */
 int srv_valid_model_name(const char *name);
 /* The version to serve: version 0 = latest. NULL if absent. */
@@ -313,7 +317,7 @@ typedef enum {
 
 typedef struct srv_metrics {
   /* ended calls that are not a Predict/Sample on a served model, by method and status */
-  uint64_t ended[RPC_COUNT][17];
+  uint64_t ended[RPC_COUNT][EMBER_WIRE_NCODES];
   /* Training jobs ended, by result: train.c counts each job once, on the loop, when its
    * thread is joined (jobs running are s->train_running). */
   uint64_t train_jobs_total[METRICS_TRAIN_RESULTS];

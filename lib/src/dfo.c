@@ -218,15 +218,16 @@ int ember_ardfo_run(ember_dfo_ws *ws, ember_prefix_energy_fn fn, void *ctx, int 
 /* ---- modes ------------------------------------------------------------------------------ */
 
 int ember_modes_opts_check(const ember_modes_opts *o, ember_err *err) {
-  if (o->k < 1 || o->k > 1024)
-    return ember_fail(err, EMBER_EINVAL, "modes must be 1..1024, got %d", o->k);
+  if (o->k < 1 || o->k > EMBER_MAX_MODES)
+    return ember_fail(err, EMBER_EINVAL, "modes must be 1..%d, got %d", EMBER_MAX_MODES, o->k);
   if (!(o->radius > 0.0f) || !isfinite(o->radius))
     return ember_fail(err, EMBER_EINVAL, "mode radius must be positive, got %g", (double)o->radius);
   if (!(o->min_mass >= 0.0f && o->min_mass < 1.0f))
     return ember_fail(err, EMBER_EINVAL, "minimum mode mass must be in [0, 1), got %g",
                       (double)o->min_mass);
-  if (o->polish_steps < 0 || o->polish_steps > 10000)
-    return ember_fail(err, EMBER_EINVAL, "polish steps must be 0..10000, got %d", o->polish_steps);
+  if (o->polish_steps < 0 || o->polish_steps > EMBER_MAX_POLISH_STEPS)
+    return ember_fail(err, EMBER_EINVAL, "polish steps must be 0..%d, got %d", EMBER_MAX_POLISH_STEPS,
+                      o->polish_steps);
   if (!(o->polish_lr > 0.0f) || !isfinite(o->polish_lr))
     return ember_fail(err, EMBER_EINVAL, "polish step must be positive, got %g", (double)o->polish_lr);
   return 0;

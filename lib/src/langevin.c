@@ -12,8 +12,9 @@
 #include <string.h>
 
 int ember_langevin_opts_check(const ember_langevin_opts *o, ember_err *err) {
-  if (o->steps < 1 || o->steps > 100000)
-    return ember_fail(err, EMBER_EINVAL, "Langevin chain steps must be 1..100000, got %d", o->steps);
+  if (o->steps < 1 || o->steps > EMBER_MAX_CHAIN_STEPS)
+    return ember_fail(err, EMBER_EINVAL, "Langevin chain steps must be 1..%d, got %d",
+                      EMBER_MAX_CHAIN_STEPS, o->steps);
   if (o->schedule != EMBER_SCHEDULE_POLY && o->schedule != EMBER_SCHEDULE_IBC)
     return ember_fail(err, EMBER_EINVAL, "unknown Langevin step schedule %d", (int)o->schedule);
   if (!(o->step_init > 0.0f) || !isfinite(o->step_init))

@@ -139,7 +139,9 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
   if (!(o->bound_margin >= 0.0f && o->bound_margin <= 10.0f))
     return ember_fail(err, EMBER_EINVAL, "bound margin must be in [0, 10], got %g",
                       (double)o->bound_margin);
-  ember_net_shape s = {o->arch, 1, 1, o->width, o->depth, 1};
+  /* the smallest network of this width and depth: one x and one y input, one output */
+  ember_net_shape s = {.arch = o->arch, .in_x = 1, .in_y = 1, .width = o->width, .depth = o->depth,
+                       .out = 1};
   int rc = ember_net_shape_check(&s, err);
   if (rc < 0) return rc;
   /* what any data needs (one row of one x and one y column, one thread): absurd sizes stop
@@ -365,7 +367,8 @@ int ember_train_memory(const ember_train_opts *o, int n, int x_dim, int y_dim, i
   if (n < 0 || threads < 1 || threads > 4096)
     return ember_fail(err, EMBER_EINVAL, "rows must be >= 0 and threads 1..4096, got %d and %d", n,
                       threads);
-  if (x_dim < 1 || x_dim > 65536 || y_dim < 1 || y_dim > (o->method == EMBER_METHOD_ARDFO ? 256 : 4096))
+  if (x_dim < 1 || x_dim > EMBER_MAX_X_DIM || y_dim < 1 ||
+      y_dim > (o->method == EMBER_METHOD_ARDFO ? EMBER_MAX_ARDFO_Y_DIM : EMBER_MAX_Y_DIM))
     return ember_fail(err, EMBER_EINVAL, "x_dim %d or y_dim %d is out of range", x_dim, y_dim);
   ember_net_shape s = ember_model_net_shape(o->method, x_dim, y_dim, o->arch, o->width, o->depth);
   if ((rc = ember_net_shape_check(&s, err)) < 0) return rc;

@@ -10,7 +10,8 @@
  *
  * Randomness comes from ember_rng (xoshiro256**), seeded from a (seed, stream) pair so that
  * every query row, thread or training step can own an independent, reproducible stream.
- * Nothing in libember calls rand() or keeps global state.
+ * Nothing in libember calls rand() or keeps global state. Also here: a monotonic clock and the
+ * directory fsync that makes an atomic rename durable.
  */
 #ifndef EMBER_BASE_H
 #define EMBER_BASE_H
@@ -82,6 +83,9 @@ uint32_t ember_rng_below(ember_rng *rng, uint32_t n);
 typedef struct ember_pool ember_pool;
 typedef void (*ember_task_fn)(void *ctx, int task, int thread);
 
+/* The most threads a pool may have. */
+#define EMBER_MAX_THREADS 1024
+
 int ember_pool_create(ember_pool **out, int threads, ember_err *err);
 void ember_pool_destroy(ember_pool *pool);
 int ember_pool_threads(const ember_pool *pool);
@@ -89,6 +93,12 @@ void ember_pool_run(ember_pool *pool, int ntasks, ember_task_fn fn, void *ctx);
 
 /* Makes OpenBLAS use one thread (ember parallelises above BLAS). Safe to call repeatedly. */
 void ember_blas_single_thread(void);
+
+/* fsyncs the directory that holds path ("." for a bare name), which makes a rename or link
+ * into it durable: what every writer of a file that others may read while it is replaced does
+ * after the rename. 0, or -1 with errno; a file system that cannot sync a directory (EINVAL)
+ * counts as done. */
+int ember_fsync_dir_of(const char *path);
 
 /* Monotonic clock in seconds. */
 double ember_now(void);

@@ -113,7 +113,12 @@ typedef struct ember_modes_opts {
 /* most candidates mode finding links (its cost grows with the square of this) */
 #define EMBER_MODES_LINK 2048
 
-#define EMBER_MODES_DEFAULTS {2, 0.25f, 0.01f, 0, 0.05f}
+#define EMBER_MODES_DEFAULTS \
+  {.k = 2, .radius = 0.25f, .min_mass = 0.01f, .polish_steps = 0, .polish_lr = 0.05f}
+
+/* The most modes per query and polishing steps per mode ember_modes_opts_check accepts. */
+#define EMBER_MAX_MODES 1024
+#define EMBER_MAX_POLISH_STEPS 10000
 
 int ember_modes_opts_check(const ember_modes_opts *o, ember_err *err);
 
