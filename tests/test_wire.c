@@ -258,6 +258,7 @@ static void assert_same_train(const ember_train_opts *a, const ember_train_opts 
   assert_int_equal(a->decay_steps, b->decay_steps);
   assert_int_equal(a->seed, b->seed);
   assert_int_equal(a->spectral_norm, b->spectral_norm);
+  assert_int_equal(a->uniform_negatives, b->uniform_negatives);
   const float fa[] = {a->lr, a->lr_decay, a->temperature, a->bound_margin, a->ema, a->penalty_margin,
                       a->penalty_weight, a->keep_prefix_share, a->prefix_noise};
   const float fb[] = {b->lr, b->lr_decay, b->temperature, b->bound_margin, b->ema, b->penalty_margin,
@@ -302,6 +303,7 @@ static void test_train_round_trip(void **state) {
       o.langevin.delta_max = 0.0f;
       o.penalty_margin = 0.0f;
       o.penalty_weight = 0.0f;
+      o.uniform_negatives = 5;
     }
     if (methods[i] == EMBER_METHOD_ARDFO) {
       o.keep_prefix_share = 0.0f;
@@ -368,6 +370,15 @@ static void test_train_refusals(void **state) {
   r = clean;
   r.steps = -4;
   assert_err(ember_wire_train_from_msg(&r, &o, &err), err, "steps must be >= 1, got -4");
+  r = clean;
+  r.method = "dfo";
+  r.uniform_negatives = 4;
+  assert_err(ember_wire_train_from_msg(&r, &o, &err), err,
+             "uniform_negatives applies to method langevin only (this request: dfo)");
+  r = clean;
+  r.method = "langevin";
+  r.uniform_negatives = 70000;
+  assert_err(ember_wire_train_from_msg(&r, &o, &err), err, "uniform negatives must be 0..65536, got 70000");
   r = clean;
   r.method = "langevin";
   r.schedule = "linear";

@@ -244,6 +244,7 @@ void ember_wire_train_to_msg(const ember_train_opts *o, Ember__V1__TrainRequest 
     r->penalty_margin = o->penalty_margin;
     r->optional_penalty_weight_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_PENALTY_WEIGHT_PENALTY_WEIGHT;
     r->penalty_weight = o->penalty_weight;
+    r->uniform_negatives = (uint32_t)o->uniform_negatives;
   }
   if (o->method == EMBER_METHOD_ARDFO) {
     r->optional_prefix_share_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_PREFIX_SHARE_PREFIX_SHARE;
@@ -264,6 +265,7 @@ static const char *langevin_field(const Ember__V1__TrainRequest *r) {
   if (r->optional_delta_max_case) return "delta_max";
   if (r->optional_penalty_margin_case) return "penalty_margin";
   if (r->optional_penalty_weight_case) return "penalty_weight";
+  if (r->uniform_negatives) return "uniform_negatives";
   return NULL;
 }
 
@@ -317,6 +319,9 @@ int ember_wire_train_from_msg(const Ember__V1__TrainRequest *r, ember_train_opts
   if (r->optional_delta_max_case) o->langevin.delta_max = r->delta_max;
   if (r->optional_penalty_margin_case) o->penalty_margin = r->penalty_margin;
   if (r->optional_penalty_weight_case) o->penalty_weight = r->penalty_weight;
+  if (r->uniform_negatives > 1u << 16)
+    return ember_fail(err, EMBER_EINVAL, "uniform negatives must be 0..65536, got %u", r->uniform_negatives);
+  o->uniform_negatives = (int)r->uniform_negatives;
   if (r->optional_prefix_share_case) o->keep_prefix_share = r->prefix_share;
   if (r->optional_prefix_noise_case) o->prefix_noise = r->prefix_noise;
   return ember_train_opts_check(o, err);
