@@ -59,7 +59,7 @@ SCRATCH = None  # this run's scratch directory
 pb = pbg = hpb = hpbg = rpb = rpbg = rapb = rapbg = None
 GRPC_PROTO = "/usr/share/grpc-proto/grpc"  # Debian's grpc-proto
 
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "LeakSanitizer", "runtime error")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "LeakSanitizer", "runtime error", "WARNING: ThreadSanitizer")
 
 RPC_TIMEOUT = 30.0       # seconds: default deadline for every RPC the tests make
 START_TIMEOUT = 60.0     # emberd printing its port
