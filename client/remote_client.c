@@ -429,7 +429,8 @@ done:
 }
 
 /* Waits for the batch tagged `tag`, cancelling the call once *cancel is set. */
-static int stream_wait(remote_client *c, grpc_call *call, void *tag, volatile int *cancel, int *cancelled) {
+static int stream_wait(remote_client *c, grpc_call *call, void *tag, volatile sig_atomic_t *cancel,
+                       int *cancelled) {
   for (;;) {
     if (cancel && *cancel && !*cancelled) {
       grpc_call_cancel(call, NULL);
@@ -443,7 +444,7 @@ static int stream_wait(remote_client *c, grpc_call *call, void *tag, volatile in
 
 grpc_status_code remote_stream(remote_client *c, remote_method m, const ProtobufCMessage *req,
                                void (*on_msg)(void *ctx, const ProtobufCMessage *msg), void *ctx,
-                               volatile int *cancel, remote_status *st) {
+                               volatile sig_atomic_t *cancel, remote_status *st) {
   /* three tags: the sends, each receive, the status */
   char tag_send, tag_recv, tag_status;
   grpc_metadata_array initial_md, trailing_md;

@@ -15,7 +15,7 @@
 #include "remote_client.h"
 #include "train_cli.h"
 
-static volatile int interrupted;
+static volatile sig_atomic_t interrupted; /* set by the SIGINT handler */
 
 static void on_sigint(int sig) {
   (void)sig;

@@ -62,7 +62,7 @@ typedef struct batch_job {
   int rc;
   ember_err err;
   uint64_t start_ns, end_ns;
-  volatile int cancel;   /* set on the loop, read by the worker between iterations */
+  atomic_int cancel;   /* raised on the loop, read by the worker (ember_infer_set_cancel) */
   struct batch_job *next_running;
 } batch_job;
 
@@ -297,7 +297,7 @@ void batcher_drop_gone(server *s) {
   for (batch_job *j = s->running_jobs; j; j = j->next_running) {
     int all = 1;
     for (int i = 0; i < j->ncalls && all; i++) all = gone(j->calls[i]);
-    if (all) j->cancel = 1;
+    if (all) atomic_store_explicit(&j->cancel, 1, memory_order_relaxed);
   }
 }
 
@@ -309,7 +309,8 @@ static void on_sweep(uv_timer_t *t) {
 }
 
 void batcher_cancel_running(server *s) {
-  for (batch_job *j = s->running_jobs; j; j = j->next_running) j->cancel = 1;
+  for (batch_job *j = s->running_jobs; j; j = j->next_running)
+    atomic_store_explicit(&j->cancel, 1, memory_order_relaxed);
 }
 
 /* Takes up to max_batch rows of q (at least one request) and starts them on a worker. */

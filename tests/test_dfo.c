@@ -364,10 +364,10 @@ static void test_polish_descends(void **state) {
 }
 
 /* Another thread's cancel flag stops polishing before its next step's energy pass. */
-static volatile int polish_stop;
+static atomic_int polish_stop;
 static void bowl_grad_then_stop(void *ctx, int nq, int n, const float *y, float *e, float *dy) {
   bowl_energy_grad(ctx, nq, n, y, e, dy);
-  if (((bowl *)ctx)->calls == 3) polish_stop = 1;
+  if (((bowl *)ctx)->calls == 3) atomic_store(&polish_stop, 1);
 }
 
 static void test_polish_cancels(void **state) {

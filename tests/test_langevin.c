@@ -120,11 +120,11 @@ static void test_second_chain_resumes(void **state) {
 }
 
 /* Another thread's cancel flag stops a run before its next step. */
-static volatile int stop_flag;
+static atomic_int stop_flag;
 static int bowl_calls;
 static void bowl_then_stop(void *ctx, int nq, int n, const float *y, float *e, float *dy) {
   bowl(ctx, nq, n, y, e, dy);
-  if (++bowl_calls == 3) stop_flag = 1;
+  if (++bowl_calls == 3) atomic_store(&stop_flag, 1);
 }
 
 static void test_cancel_stops_the_chain(void **state) {

@@ -168,7 +168,7 @@ int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const
   float *y = ws->y, *ynext = ws->ynext;
   float sigma = opts->sigma;
   for (int it = 0; it < opts->iters; it++) {
-    if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+    if (ember_cancel_requested(ws->cancel)) return ember_fail(err, EMBER_ECANCELED, "cancelled");
     fn(ctx, nq, n, y, ws->e);
     if (it == 0 && ws->keep_initial) {
       memcpy(ws->y0, y, pop * sizeof(float));
@@ -194,14 +194,14 @@ int ember_ardfo_run(ember_dfo_ws *ws, ember_prefix_energy_fn fn, void *ctx, int 
   const size_t pop = (size_t)nq * n * d;
   float *y = ws->y, *ynext = ws->ynext;
   if (ws->keep_initial) { /* the uniform population under the whole-y energy, for modes */
-    if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+    if (ember_cancel_requested(ws->cancel)) return ember_fail(err, EMBER_ECANCELED, "cancelled");
     memcpy(ws->y0, y, pop * sizeof(float));
     fn(ctx, d, nq, n, ws->y0, ws->e0);
   }
   float sigma = opts->sigma;
   for (int it = 0; it < opts->iters; it++) {
     for (int j = 1; j <= d; j++) {
-      if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+      if (ember_cancel_requested(ws->cancel)) return ember_fail(err, EMBER_ECANCELED, "cancelled");
       fn(ctx, j, nq, n, y, ws->e);
       if (it == opts->iters - 1 && j == d) break;
       resample_all(ws, nq, n, y, ynext, lo, hi, opts->temperature, sigma, j - 1, rngs);
@@ -446,15 +446,15 @@ double ember_modes_find_flops(int n, int n0, int ydim) {
 
 int ember_polish(ember_energy_grad_fn fn, void *ctx, int nq, int m, int ydim, float *y, float *e,
                  const float *lo, const float *hi, int steps, float lr, float *work,
-                 const volatile int *cancel, ember_err *err) {
+                 const atomic_int *cancel, ember_err *err) {
   size_t npts = (size_t)nq * m, nv = npts * ydim;
   float *g = work, *yt = g + nv, *gt = yt + nv, *et = gt + nv, *step = et + npts;
   if (steps <= 0) return 0;
-  if (cancel && *cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+  if (ember_cancel_requested(cancel)) return ember_fail(err, EMBER_ECANCELED, "cancelled");
   fn(ctx, nq, m, y, e, g);
   for (size_t i = 0; i < npts; i++) step[i] = lr;
   for (int s = 0; s < steps; s++) {
-    if (cancel && *cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+    if (ember_cancel_requested(cancel)) return ember_fail(err, EMBER_ECANCELED, "cancelled");
     for (size_t i = 0; i < npts; i++) {
       /* a step moves no coordinate farther than step[i]: trained energies are steep near
        * their minima, where lr * g alone would leap across the box */

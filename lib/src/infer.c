@@ -51,7 +51,7 @@ struct ember_infer {
   float *my, *me, *mw, *pwork;
   float *fscratch; /* (max_samples) */
   int cap_samples;
-  const volatile int *cancel;
+  const atomic_int *cancel; /* read by the pool's threads too (pass_task) */
   /* the pass in progress, read by the tasks */
   const ember_net *pass_net;
   const float *pass_hx, *pass_y;
@@ -104,10 +104,10 @@ static void free_modes(ember_infer *inf) {
   inf->cap_modes = 0;
 }
 
-void ember_infer_set_cancel(ember_infer *inf, const volatile int *flag) { inf->cancel = flag; }
+void ember_infer_set_cancel(ember_infer *inf, const atomic_int *flag) { inf->cancel = flag; }
 
 static int cancelled(const ember_infer *inf, ember_err *err) {
-  return inf->cancel && *inf->cancel ? ember_fail(err, EMBER_ECANCELED, "cancelled") : 0;
+  return ember_cancel_requested(inf->cancel) ? ember_fail(err, EMBER_ECANCELED, "cancelled") : 0;
 }
 
 void ember_infer_destroy(ember_infer *inf) {
@@ -237,7 +237,7 @@ static void pass_task(void *ctx, int task, int thread) {
   }
   const float *y = inf->pass_y ? inf->pass_y + row0 * d : NULL;
   float *e = inf->pass_e + row0 * net->shape.out, *dy = inf->pass_dy ? inf->pass_dy + row0 * d : NULL;
-  if (inf->cancel && *inf->cancel) { /* skip the work; the call reports EMBER_ECANCELED */
+  if (ember_cancel_requested(inf->cancel)) { /* skip the work; the call reports EMBER_ECANCELED */
     for (size_t r = 0; r < (size_t)nq * per * net->shape.out; r++) e[r] = INFINITY;
     if (dy) memset(dy, 0, (size_t)nq * per * d * sizeof(float));
     return;

@@ -94,7 +94,7 @@ int ember_langevin_run(ember_langevin_ws *ws, ember_energy_grad_fn fn, void *ctx
     }
   const int ibc = o->schedule == EMBER_SCHEDULE_IBC;
   for (int k = 1; k <= o->steps; k++) {
-    if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+    if (ember_cancel_requested(ws->cancel)) return ember_fail(err, EMBER_ECANCELED, "cancelled");
     fn(ctx, nq, chains, ws->y, ws->e, ws->g);
     const float lambda = ember_langevin_step(o, k);
     const float drift = 0.5f * lambda;

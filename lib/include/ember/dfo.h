@@ -62,8 +62,8 @@ typedef struct ember_dfo_ws {
   int keep_initial;
   int groups;   /* > 1: the population is cut into this many groups that resample only among
                    themselves (independent runs sharing the energy passes); 0 or 1: one */
-  const volatile int *cancel; /* if set and non-zero, ember_dfo_run stops with EMBER_ECANCELED
-                                 before its next energy evaluation */
+  const atomic_int *cancel; /* if set and raised (another thread stores non-zero), ember_dfo_run
+                               stops with EMBER_ECANCELED before its next energy evaluation */
   void *mem;
 } ember_dfo_ws;
 
@@ -134,12 +134,12 @@ double ember_modes_find_flops(int n, int n0, int ydim);
  * backtracking: y -= step * g / max(1, ||g||_inf), so no coordinate moves farther than the
  * point's step (lr at first); a step that raises E is undone and the step halved, an accepted
  * one grows it by 1.2. Points stay inside [lo, hi]. e (nq, m) gets the final energies.
- * work: (3 * nq * m * ydim + 2 * nq * m) floats. Returns 0, or EMBER_ECANCELED when *cancel
- * (NULL: never) is non-zero before a step's energy pass; y and e then hold the points as the
+ * work: (3 * nq * m * ydim + 2 * nq * m) floats. Returns 0, or EMBER_ECANCELED when the cancel
+ * flag (NULL: none; see base.h) is raised before a step's energy pass; y and e then hold the points as the
  * last accepted steps left them. */
 int ember_polish(ember_energy_grad_fn fn, void *ctx, int nq, int m, int ydim, float *y, float *e,
                  const float *lo, const float *hi, int steps, float lr, float *work,
-                 const volatile int *cancel, ember_err *err);
+                 const atomic_int *cancel, ember_err *err);
 
 #ifdef __cplusplus
 }

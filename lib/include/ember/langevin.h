@@ -48,8 +48,8 @@ typedef struct ember_langevin_ws {
                    e.g. IBC's second chain) instead of uniform; cleared by the run */
   int skip_final; /* set: the run ends after its last update without evaluating the final states
                      (e is not filled; best_y and best_e must be NULL) */
-  const volatile int *cancel; /* non-NULL and non-zero: the run stops before its next step and
-                                 returns EMBER_ECANCELED (another thread sets it) */
+  const atomic_int *cancel; /* non-NULL and raised (another thread stores non-zero): the run stops
+                               before its next step and returns EMBER_ECANCELED */
   void *mem;
 } ember_langevin_ws;
 
