@@ -18,6 +18,7 @@
 #include "remote_client.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,6 +227,13 @@ done:
 grpc_metadata *remote_call_metadata(remote_client *c, size_t *count) {
   *count = c->nmetadata;
   return c->nmetadata ? &c->auth : NULL;
+}
+
+int remote_default_deadline_ms(void) {
+  const char *s = getenv("EMBER_DEADLINE_MS");
+  char *end = NULL;
+  long v = s && *s ? strtol(s, &end, 10) : 0;
+  return end && !*end && v >= 1 && v <= INT_MAX ? (int)v : 10000;
 }
 
 grpc_status_code remote_open(remote_client *c, const char *target, int deadline_ms,

@@ -91,6 +91,10 @@ void remote_shutdown(void);
 /* Creates the channel and queue (connecting is lazy: the first call connects), with TLS and
  * the token of remote_security_opts(). Returns GRPC_STATUS_OK, or an error in st (bad target,
  * unreadable certificate or token file); on error nothing needs closing. */
+/* The default deadline of a request, milliseconds: $EMBER_DEADLINE_MS when it is a positive
+ * integer (a slow link, or a slow build such as the ThreadSanitizer one the tests run), else
+ * 10000. --deadline-ms overrides it. */
+int remote_default_deadline_ms(void);
 grpc_status_code remote_open(remote_client *c, const char *target, int deadline_ms,
                              remote_status *st);
 /* Destroys the channel and drains and destroys the queue. Safe on a zeroed client. */

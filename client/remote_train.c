@@ -153,7 +153,7 @@ int remote_cmd_train(const char *server, int argc, char **argv) {
   remote_client c;
   remote_status st;
   int exit_code = 1;
-  if (remote_open(&c, server, 10000, &st) != GRPC_STATUS_OK) {
+  if (remote_open(&c, server, remote_default_deadline_ms(), &st) != GRPC_STATUS_OK) {
     remote_report("train", &st);
   } else {
     struct sigaction sa, old;
