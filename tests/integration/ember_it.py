@@ -211,7 +211,7 @@ def slow_request(stub, model, x, seconds=1.5):
                                  options=pb.InferenceOptions(samples=65536, iterations=iterations))
     if model not in _seconds_per_iteration:
         t = time.monotonic()
-        stub.Predict(req(2), timeout=120)
+        stub.Predict(req(2), timeout=120 * SCALE)
         _seconds_per_iteration[model] = max(time.monotonic() - t, 1e-3) / 2
     return req(max(2, min(1000, int(seconds / _seconds_per_iteration[model]))))
 
