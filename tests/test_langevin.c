@@ -5,6 +5,8 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +149,41 @@ static void test_cancel_stops_the_chain(void **state) {
   ember_langevin_ws_free(&ws);
 }
 
+/* The flag raised by another thread, which synchronises with nothing else: the run stops
+ * after at most 2 steps (step 2's energy pass waits, with relaxed loads that order nothing,
+ * until the store is visible). Under `make tsan` this is the check that the library reads the
+ * flag as an atomic: a plain or volatile read is reported as a race with the store. */
+static atomic_int cross_flag, cross_calls;
+static void *raise_flag(void *arg) {
+  (void)arg;
+  atomic_store_explicit(&cross_flag, 1, memory_order_relaxed);
+  return NULL;
+}
+static void bowl_wait_for_flag(void *ctx, int nq, int n, const float *y, float *e, float *dy) {
+  bowl(ctx, nq, n, y, e, dy);
+  if (atomic_fetch_add_explicit(&cross_calls, 1, memory_order_relaxed) + 1 == 2)
+    while (!atomic_load_explicit(&cross_flag, memory_order_relaxed)) sched_yield();
+}
+
+static void test_cancel_from_another_thread(void **state) {
+  (void)state;
+  const float lo[2] = {-1, -1}, hi[2] = {1, 1};
+  ember_langevin_ws ws;
+  assert_int_equal(ember_langevin_ws_init(&ws, 1, 16, 2, NULL), 0);
+  ember_rng rng;
+  ember_rng_seed(&rng, 1, 0);
+  ember_langevin_opts o = EMBER_LANGEVIN_DEFAULTS;
+  const ember_langevin_ctl ctl = {.cancel = &cross_flag};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, raise_flag, NULL), 0);
+  ember_err err;
+  int rc = ember_langevin_run(&ws, bowl_wait_for_flag, NULL, 1, lo, hi, &o, 16, &ctl, &rng, NULL, NULL, &err);
+  pthread_join(t, NULL);
+  assert_int_equal(rc, EMBER_ECANCELED);
+  assert_true(atomic_load(&cross_calls) <= 2);
+  ember_langevin_ws_free(&ws);
+}
+
 /* skip_final (training evaluates the final states itself): the same chains, one energy pass
  * fewer, and no best state to return. */
 static int counted_calls;
@@ -233,6 +270,7 @@ int main(void) {
       cmocka_unit_test(test_ibc_schedule_finds_and_refines_the_minimum),
       cmocka_unit_test(test_second_chain_resumes),
       cmocka_unit_test(test_cancel_stops_the_chain),
+      cmocka_unit_test(test_cancel_from_another_thread),
       cmocka_unit_test(test_skip_final_saves_the_last_pass),
       cmocka_unit_test(test_schedules),
       cmocka_unit_test(test_bad_options_and_reproducibility),
