@@ -27,8 +27,10 @@
  *     ember_langevin_opts o = EMBER_LANGEVIN_DEFAULTS;
  *     ember_langevin_ws ws;  ember_langevin_ws_init(&ws, 1, 512, 2, NULL);
  *     ember_langevin_run(&ws, energy_grad, ctx, 1, lo, hi, &o, 512, NULL, &rng, best_y, best_e, NULL);
- *     ember_langevin_ctl again = {.resume = 1};   // IBC's second chain, from where the first ended
- *     ember_langevin_run(&ws, energy_grad, ctx, 1, lo, hi, &o2, 512, &again, &rng, best_y, best_e, NULL);
+ *     // IBC's second chain: the same chains go on from where the first run left them
+ *     ember_langevin_opts small = o;  small.steps = 100;  small.step_init = small.step_final = 1e-5f;
+ *     ember_langevin_ctl resume = {.resume = 1};
+ *     ember_langevin_run(&ws, energy_grad, ctx, 1, lo, hi, &small, 512, &resume, &rng, best_y, best_e, NULL);
  */
 #ifndef EMBER_LANGEVIN_H
 #define EMBER_LANGEVIN_H
