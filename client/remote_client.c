@@ -20,6 +20,7 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,6 +226,13 @@ grpc_metadata *remote_call_metadata(remote_client *c, size_t *count) {
   return c->nmetadata ? &c->auth : NULL;
 }
 
+int remote_default_deadline_ms(void) {
+  const char *s = getenv("EMBER_DEADLINE_MS");
+  char *end = NULL;
+  long v = s && *s ? strtol(s, &end, 10) : 0;
+  return end && !*end && v >= 1 && v <= INT_MAX ? (int)v : 10000;
+}
+
 grpc_status_code remote_open(remote_client *c, const char *target, int deadline_ms,
                              remote_status *st) {
   memset(c, 0, sizeof *c);
@@ -417,7 +425,8 @@ done:
 }
 
 /* Waits for the batch tagged `tag`, cancelling the call once *cancel is set. */
-static int stream_wait(remote_client *c, grpc_call *call, void *tag, volatile int *cancel, int *cancelled) {
+static int stream_wait(remote_client *c, grpc_call *call, void *tag, volatile sig_atomic_t *cancel,
+                       int *cancelled) {
   for (;;) {
     if (cancel && *cancel && !*cancelled) {
       grpc_call_cancel(call, NULL);
@@ -431,7 +440,7 @@ static int stream_wait(remote_client *c, grpc_call *call, void *tag, volatile in
 
 grpc_status_code remote_stream(remote_client *c, remote_method m, const ProtobufCMessage *req,
                                void (*on_msg)(void *ctx, const ProtobufCMessage *msg), void *ctx,
-                               volatile int *cancel, remote_status *st) {
+                               volatile sig_atomic_t *cancel, remote_status *st) {
   /* three tags: the sends, each receive, the status */
   char tag_send, tag_recv, tag_status;
   grpc_metadata_array initial_md, trailing_md;

@@ -57,7 +57,7 @@ typedef struct remote_opts {
 
 static void remote_opts_init(remote_opts *r) {
   r->version = 0;
-  r->deadline_ms = 10000;
+  r->deadline_ms = remote_default_deadline_ms();
   r->chunk_rows = 256;
 }
 

@@ -16,7 +16,7 @@
 #include "train_cli.h"
 #include "wire.h"
 
-static volatile int interrupted;
+static volatile sig_atomic_t interrupted; /* set by the SIGINT handler */
 
 static void on_sigint(int sig) {
   (void)sig;
@@ -114,7 +114,7 @@ int remote_cmd_train(const char *server, int argc, char **argv) {
   remote_client c;
   remote_status st;
   int exit_code = 1;
-  if (remote_open(&c, server, 10000, &st) != GRPC_STATUS_OK) {
+  if (remote_open(&c, server, remote_default_deadline_ms(), &st) != GRPC_STATUS_OK) {
     remote_report("train", &st);
   } else {
     struct sigaction sa, old;

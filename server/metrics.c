@@ -216,6 +216,10 @@ static void render(server *s, text *t) {
   put(t, "ember_running_requests %d\n", batcher_running_requests(s));
   family(t, "ember_running_batches", "gauge", "Batches running on workers.");
   put(t, "ember_running_batches %d\n", s->running_batches);
+  family(t, "ember_batch_allocations_total", "counter",
+         "Allocations made to run batches (jobs, their arrays, inference contexts); it stops "
+         "rising once every worker has run the largest batch.");
+  put(t, "ember_batch_allocations_total %llu\n", (unsigned long long)s->batch_allocs);
   family(t, "ember_workers", "gauge", "Inference threads (--workers).");
   put(t, "ember_workers %d\n", s->cfg.workers);
   family(t, "ember_serving", "gauge", "1 while health reports SERVING, 0 once shutdown has begun.");

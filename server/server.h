@@ -394,6 +394,8 @@ typedef struct server {
   uv_prepare_t batch_prepare; /* cuts waiting batches just before the loop sleeps */
   uv_timer_t sweep_timer;     /* deadline sweep over queued calls and running batches */
   struct batch_job *running_jobs;
+  struct batch_job *free_jobs; /* finished jobs kept with their arrays for the next batches */
+  uint64_t batch_allocs;       /* allocations made for batches (ember_batch_allocations_total) */
   int flush_at_prepare;
   /* health watches */
   srv_call *watchers;

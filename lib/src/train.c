@@ -551,8 +551,9 @@ static double langevin_task(ember_trainer *t, int thread, int i0, int ne, float 
   /* de doubles as the ones vector for dE/dy: it is rewritten by the loss below */
   for (int r = 0; r < ne * M; r++) de[r] = 1.0f;
   chain_ctx cc = {&m->net, ws, de};
-  lws->skip_final = 1; /* the final states are evaluated below, in the InfoNCE layout */
-  ember_langevin_run(lws, chain_energy, &cc, ne, m->y_lo, m->y_hi, &t->o.langevin, M, rngs, NULL, NULL, NULL);
+  /* the final states are evaluated below, in the InfoNCE layout */
+  const ember_langevin_ctl ctl = {.skip_final = 1};
+  ember_langevin_run(lws, chain_energy, &cc, ne, m->y_lo, m->y_hi, &t->o.langevin, M, &ctl, rngs, NULL, NULL, NULL);
   /* One forward pass over [positive, final negatives] serves the penalty and InfoNCE: the
    * loss first (it needs e, the tangent pass overwrites a buffer), then dE/dy of the negatives
    * (dout 1 on them, 0 on the positives), the penalty's tangent and its reverse, and the

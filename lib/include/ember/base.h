@@ -12,10 +12,16 @@
  * every query row, thread or training step can own an independent, reproducible stream.
  * Nothing in libember calls rand() or keeps global state. Also here: a monotonic clock and the
  * directory fsync that makes an atomic rename durable.
+ *
+ * Long calls (inference, Langevin chains, polishing) can be stopped from another thread through
+ * a cancel flag: a C11 atomic_int that the caller owns, passes by pointer and raises with
+ * atomic_store (any memory order). The call notices it at its next check and returns
+ * EMBER_ECANCELED; the caller leaves the flag raised until the call has returned.
  */
 #ifndef EMBER_BASE_H
 #define EMBER_BASE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +57,13 @@ int ember_fail(ember_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* Whether a cancel flag (NULL: none) is raised. A relaxed load is enough: the flag carries no
+ * data (a call that sees it stops and reads nothing the raising thread wrote), and a thread
+ * that joins the workers which saw it (ember_pool_run returns) sees it too, by coherence. */
+static inline int ember_cancel_requested(const atomic_int *flag) {
+  return flag && atomic_load_explicit(flag, memory_order_relaxed) != 0;
+}
 
 /* ---- random streams ---------------------------------------------------------------- */
 
