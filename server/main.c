@@ -197,11 +197,16 @@ static int startup_failed(server *s) {
 static void arm_faults(server *s) {
 #ifdef EMBER_FAULT_INJECTION
   const char *scan = getenv("EMBER_FAULT_SCAN_ALLOC"), *request = getenv("EMBER_FAULT_REQUEST_ALLOC");
+  const char *publish = getenv("EMBER_FAULT_PUBLISH_PAUSE"), *scan_pause = getenv("EMBER_FAULT_SCAN_PAUSE");
   s->faults.scan_alloc = scan;
   s->faults.request_alloc = request ? atol(request) : 0;
-  if (scan || request)
-    srv_log(LOG_WARN, "fault injection armed", "EMBER_FAULT_SCAN_ALLOC=%s EMBER_FAULT_REQUEST_ALLOC=%s",
-            scan ? scan : "", request ? request : "");
+  s->faults.publish_pause = publish;
+  s->faults.scan_pause = scan_pause ? atol(scan_pause) : 0;
+  if (scan || request || publish || scan_pause)
+    srv_log(LOG_WARN, "fault injection armed",
+            "EMBER_FAULT_SCAN_ALLOC=%s EMBER_FAULT_REQUEST_ALLOC=%s EMBER_FAULT_PUBLISH_PAUSE=%s "
+            "EMBER_FAULT_SCAN_PAUSE=%s",
+            scan ? scan : "", request ? request : "", publish ? publish : "", scan_pause ? scan_pause : "");
 #else
   (void)s;
 #endif

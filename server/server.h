@@ -344,6 +344,16 @@ typedef struct srv_faults {
   const char *scan_alloc;
   /* EMBER_FAULT_REQUEST_ALLOC=N: the copy of the Nth request's x fails (rpc_ember.c) */
   long request_alloc, requests_copied;
+  /* EMBER_FAULT_PUBLISH_PAUSE=saved|linked: a Train job stops at that point of its publication
+   * (train.c: the model saved under its hidden name; linked as the new version, the hidden
+   * name not yet removed), logs `site=publish_pause`, and waits there until it is cancelled,
+   * so a test can kill emberd at that very moment */
+  const char *publish_pause;
+  /* EMBER_FAULT_SCAN_PAUSE=N: the Nth rescan that loads a new or changed version (the
+   * start-up scan not counted) stops once it has loaded what it found, before its result is
+   * applied, logs `site=scan_pause`, and waits there for up to 60 s (registry.c); scans counts
+   * them */
+  long scan_pause, scans;
 } srv_faults;
 
 /* ---- the server --------------------------------------------------------------------------- */

@@ -41,6 +41,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <dirent.h>
 
@@ -156,6 +157,17 @@ static void fsync_dir(const char *dir) {
   }
 }
 
+/* EMBER_FAULT_PUBLISH_PAUSE (test builds): stops at `point` of the publication until the job is
+ * cancelled (at most 60 s), so a test can kill emberd there. */
+static void publish_pause(train_job *j, const char *point) {
+  const char *want = j->s->faults.publish_pause;
+  if (!want || strcmp(want, point) != 0) return;
+  srv_log(LOG_WARN, "fault injection", "site=publish_pause point=%s model=%s job=%llu", point, j->name,
+          (unsigned long long)j->id);
+  for (int waited = 0; waited < 600 && !atomic_load(&j->cancel); waited++)
+    nanosleep(&(struct timespec){0, 100000000}, NULL);
+}
+
 /* Saves m as the next version; returns the version, or -1 with the reason in msg. */
 static int64_t publish(train_job *j, const ember_model *m, char *msg, size_t msglen) {
   if (mkdir(j->model_dir, 0755) < 0 && errno != EEXIST) {
@@ -171,6 +183,7 @@ static int64_t publish(train_job *j, const ember_model *m, char *msg, size_t msg
     unlink(tmp);
     return -1;
   }
+  publish_pause(j, "saved");
   int64_t version = -1;
   for (int tries = 0; tries < 100; tries++) {
     if (atomic_load(&j->cancel)) break;
@@ -178,6 +191,7 @@ static int64_t publish(train_job *j, const ember_model *m, char *msg, size_t msg
     snprintf(dst, sizeof dst, "%s/%lld.safetensors", j->model_dir, (long long)v);
     if (link(tmp, dst) == 0) {
       version = v;
+      publish_pause(j, "linked");
       break;
     }
     if (errno != EEXIST) {
