@@ -226,6 +226,9 @@ int main(int argc, char **argv) {
   arm_faults(s);
   if (auth_init(s) < 0) return 2; /* token and PEM files: read before anything else starts */
   signal(SIGPIPE, SIG_IGN);
+  /* past the file size limit a checkpoint write fails (EFBIG, reported like a full disk) rather
+   * than the signal killing the server */
+  signal(SIGXFSZ, SIG_IGN);
   char threads[16];
   snprintf(threads, sizeof threads, "%d", s->cfg.workers + 1); /* + 1 for model loading */
   setenv("UV_THREADPOOL_SIZE", threads, 1);
@@ -244,6 +247,7 @@ int main(int argc, char **argv) {
   /* The first repository scan runs before the server exists, so a bad --models/--model ends
    * start-up without a gRPC server to tear down. */
   batcher_init(s);
+  train_init(s); /* before the first scan: a killed emberd's publication files go first */
   if (registry_start(s) < 0) return startup_failed(s);
   if (metrics_start(s) < 0) { /* before gRPC: a taken port ends start-up */
     registry_stop(s);

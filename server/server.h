@@ -273,6 +273,9 @@ void train_handle(srv_call *c);
 void train_event(srv_call *c, int ok);        /* a send batch completed */
 void train_closed(void *tag, int ok);         /* TAG_TRAIN_CLOSED */
 void train_cancel_all(struct server *s);      /* shutdown: every job stops at its next step */
+/* Start-up, before the first scan: names this host for hidden publication files and removes
+ * the ones a killed emberd of this host left in the repository. */
+void train_init(struct server *s);
 
 /* ---- access control (auth.c) ---------------------------------------------------------- */
 
@@ -408,6 +411,7 @@ typedef struct server {
   int train_running;    /* jobs counted against --max-train-jobs */
   int train_alive;      /* jobs not yet freed (threads joined, handles closed) */
   uint64_t train_seq;
+  char train_host[72];  /* this host in hidden publication names (train_init) */
   /* access control (auth.c) */
   auth_tokens tokens, admin_tokens;
   char *tls_cert_pem, *tls_key_pem, *tls_ca_pem;
