@@ -8,6 +8,7 @@
  * non-zero with one line saying what was wrong. With --server the verbs ask an emberd server
  * (remote_*.c, compiled only when the build has the server); without it they run locally.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -119,6 +120,9 @@ static int global_opt(const char *name, int argc, char **argv, int *i, const cha
 }
 
 int main(int argc, char **argv) {
+  /* A write past the file size limit (ulimit -f) then fails with EFBIG and is reported like a
+   * full disk, with the temporary file removed, instead of killing ember mid-write. */
+  signal(SIGXFSZ, SIG_IGN);
   int i = 1;
   const char *server = NULL;
   int security_given = 0;

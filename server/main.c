@@ -197,11 +197,16 @@ static int startup_failed(server *s) {
 static void arm_faults(server *s) {
 #ifdef EMBER_FAULT_INJECTION
   const char *scan = getenv("EMBER_FAULT_SCAN_ALLOC"), *request = getenv("EMBER_FAULT_REQUEST_ALLOC");
+  const char *publish = getenv("EMBER_FAULT_PUBLISH_PAUSE"), *scan_pause = getenv("EMBER_FAULT_SCAN_PAUSE");
   s->faults.scan_alloc = scan;
   s->faults.request_alloc = request ? atol(request) : 0;
-  if (scan || request)
-    srv_log(LOG_WARN, "fault injection armed", "EMBER_FAULT_SCAN_ALLOC=%s EMBER_FAULT_REQUEST_ALLOC=%s",
-            scan ? scan : "", request ? request : "");
+  s->faults.publish_pause = publish;
+  s->faults.scan_pause = scan_pause ? atol(scan_pause) : 0;
+  if (scan || request || publish || scan_pause)
+    srv_log(LOG_WARN, "fault injection armed",
+            "EMBER_FAULT_SCAN_ALLOC=%s EMBER_FAULT_REQUEST_ALLOC=%s EMBER_FAULT_PUBLISH_PAUSE=%s "
+            "EMBER_FAULT_SCAN_PAUSE=%s",
+            scan ? scan : "", request ? request : "", publish ? publish : "", scan_pause ? scan_pause : "");
 #else
   (void)s;
 #endif
@@ -221,6 +226,9 @@ int main(int argc, char **argv) {
   arm_faults(s);
   if (auth_init(s) < 0) return 2; /* token and PEM files: read before anything else starts */
   signal(SIGPIPE, SIG_IGN);
+  /* past the file size limit a checkpoint write fails (EFBIG, reported like a full disk) rather
+   * than the signal killing the server */
+  signal(SIGXFSZ, SIG_IGN);
   char threads[16];
   snprintf(threads, sizeof threads, "%d", s->cfg.workers + 1); /* + 1 for model loading */
   setenv("UV_THREADPOOL_SIZE", threads, 1);
@@ -239,6 +247,7 @@ int main(int argc, char **argv) {
   /* The first repository scan runs before the server exists, so a bad --models/--model ends
    * start-up without a gRPC server to tear down. */
   batcher_init(s);
+  train_init(s); /* before the first scan: a killed emberd's publication files go first */
   if (registry_start(s) < 0) return startup_failed(s);
   if (metrics_start(s) < 0) { /* before gRPC: a taken port ends start-up */
     registry_stop(s);

@@ -71,6 +71,8 @@ typedef struct scan_job {
   char error[320];    /* the first of them */
   int fail_alloc;     /* this allocation of the scan fails (srv_faults.scan_alloc) */
   int allocs;
+  long *loading_scans; /* srv_faults.scans when srv_faults.scan_pause is set, else NULL */
+  long pause_at;        /* srv_faults.scan_pause */
   char *fatal;
 } scan_job;
 
@@ -269,6 +271,14 @@ static void scan_work(uv_work_t *w) {
     j->root_complete = 0;
   }
   closedir(root);
+  int loaded = 0;
+  for (int i = 0; i < j->nitems; i++) loaded += j->items[i].status == 1;
+  /* a test kills emberd here: new versions loaded, none applied yet (scans never overlap, so
+   * the counter needs no lock) */
+  if (j->loading_scans && loaded > 0 && ++*j->loading_scans == j->pause_at) {
+    srv_log(LOG_WARN, "fault injection", "site=scan_pause loaded=%d", loaded);
+    for (int waited = 0; waited < 600; waited++) nanosleep(&(struct timespec){0, 100000000}, NULL);
+  }
 }
 
 static void free_job(scan_job *j) {
@@ -523,6 +533,10 @@ static void request_scan(server *s) {
     long n = strtol(fault, &end, 10);
     j->fail_alloc = n > 0 && n < INT_MAX ? (int)n : 0;
     s->faults.scan_alloc = *end == ',' ? end + 1 : NULL;
+  }
+  if (s->faults.scan_pause > 0) {
+    j->loading_scans = &s->faults.scans;
+    j->pause_at = s->faults.scan_pause;
   }
   s->scan_running = 1;
   uv_queue_work(s->loop, &j->work, scan_work, scan_done);

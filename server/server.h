@@ -277,6 +277,9 @@ void train_handle(srv_call *c);
 void train_event(srv_call *c, int ok);        /* a send batch completed */
 void train_closed(void *tag, int ok);         /* TAG_TRAIN_CLOSED */
 void train_cancel_all(struct server *s);      /* shutdown: every job stops at its next step */
+/* Start-up, before the first scan: names this host for hidden publication files and removes
+ * the ones a killed emberd of this host left in the repository. */
+void train_init(struct server *s);
 
 /* ---- access control (auth.c) ---------------------------------------------------------- */
 
@@ -348,6 +351,16 @@ typedef struct srv_faults {
   const char *scan_alloc;
   /* EMBER_FAULT_REQUEST_ALLOC=N: the copy of the Nth request's x fails (rpc_ember.c) */
   long request_alloc, requests_copied;
+  /* EMBER_FAULT_PUBLISH_PAUSE=saved|linked: a Train job stops at that point of its publication
+   * (train.c: the model saved under its hidden name; linked as the new version, the hidden
+   * name not yet removed), logs `site=publish_pause`, and waits there until it is cancelled,
+   * so a test can kill emberd at that very moment */
+  const char *publish_pause;
+  /* EMBER_FAULT_SCAN_PAUSE=N: the Nth rescan that loads a new or changed version (the
+   * start-up scan not counted) stops once it has loaded what it found, before its result is
+   * applied, logs `site=scan_pause`, and waits there for up to 60 s (registry.c); scans counts
+   * them */
+  long scan_pause, scans;
 } srv_faults;
 
 /* ---- the server --------------------------------------------------------------------------- */
@@ -404,6 +417,7 @@ typedef struct server {
   int train_running;    /* jobs counted against --max-train-jobs */
   int train_alive;      /* jobs not yet freed (threads joined, handles closed) */
   uint64_t train_seq;
+  char train_host[72];  /* this host in hidden publication names (train_init) */
   /* access control (auth.c) */
   auth_tokens tokens, admin_tokens;
   char *tls_cert_pem, *tls_key_pem, *tls_ca_pem;

@@ -21,10 +21,18 @@
  * --max-train-jobs.
  *
  * Publication: the model is saved (temp file + fsync + rename, by ember_model_save) under a
- * hidden name the registry ignores, <repo>/<name>/.train-<pid>-<job>.safetensors, then linked to
- * <N+1>.safetensors, N the highest version file in the directory; link() fails rather than
- * replace a file that appeared meanwhile, and the next number is tried. The hidden file is then
- * removed. A cancelled or failed job removes what it wrote and publishes nothing.
+ * hidden name the registry ignores, <repo>/<name>/.train-<host>-<pid>-<job>.safetensors, then
+ * linked to <N+1>.safetensors, N the highest version file in the directory; link() fails rather
+ * than replace a file that appeared meanwhile, and the next number is tried. The hidden file is
+ * then removed and the directory fsynced. A cancelled or failed job removes what it wrote and
+ * publishes nothing; out of space (disk full, quota, file size limit) is RESOURCE_EXHAUSTED.
+ *
+ * Crashes: an emberd killed during publication leaves its hidden file (or the library's
+ * temporary of it, half written), never a partial version: a version file only ever appears by
+ * link() of a complete, fsynced file. At start-up (train_init) emberd removes the hidden and
+ * temporary files of this host whose process is gone (no such pid, or its own pid: in a
+ * container every emberd is pid 1, and at start-up it has no job); the host in the name keeps
+ * it from removing what another machine's emberd is publishing into a shared repository.
  *
  * Lifetime: the job is freed once its thread has been joined, its async handle closed, and the
  * call freed (no batch pending). s->train_alive counts jobs not yet freed, so shutdown waits.
@@ -34,6 +42,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +50,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <dirent.h>
 
@@ -145,21 +155,45 @@ static int64_t highest_version(const char *dir) {
   return best;
 }
 
-/* Saves m as the next version; returns the version, or -1 with the reason in msg. */
-static int64_t publish(train_job *j, const ember_model *m, char *msg, size_t msglen) {
+/* EMBER_FAULT_PUBLISH_PAUSE (test builds): stops at `point` of the publication until the job is
+ * cancelled (at most 60 s), so a test can kill emberd there. */
+static void publish_pause(train_job *j, const char *point) {
+  const char *want = j->s->faults.publish_pause;
+  if (!want || strcmp(want, point) != 0) return;
+  srv_log(LOG_WARN, "fault injection", "site=publish_pause point=%s model=%s job=%llu", point, j->name,
+          (unsigned long long)j->id);
+  for (int waited = 0; waited < 600 && !atomic_load(&j->cancel); waited++)
+    nanosleep(&(struct timespec){0, 100000000}, NULL);
+}
+
+static int out_of_space(int e) { return e == ENOSPC || e == EDQUOT || e == EFBIG; }
+
+/* Saves m as the next version; returns the version, or -1 with the reason in msg and *rc
+ * EMBER_ENOSPC (out of space), EMBER_ECANCELED or EMBER_EIO. Messages name the model, not the
+ * server's paths. */
+static int64_t publish(train_job *j, const ember_model *m, int *rc, char *msg, size_t msglen) {
+  *rc = EMBER_EIO;
   if (mkdir(j->model_dir, 0755) < 0 && errno != EEXIST) {
-    snprintf(msg, msglen, "cannot create the model directory %.300s: %s", j->model_dir, strerror(errno));
+    int e = errno;
+    if (out_of_space(e)) *rc = EMBER_ENOSPC;
+    snprintf(msg, msglen, "cannot create the directory of model %s: %s%s", j->name,
+             out_of_space(e) ? "out of space: " : "", strerror(e));
     return -1;
   }
-  char tmp[PATH_MAX + 64], dst[PATH_MAX + 64];
-  snprintf(tmp, sizeof tmp, "%s/.train-%ld-%llu.safetensors", j->model_dir, (long)getpid(),
-           (unsigned long long)j->id);
+  char tmp[PATH_MAX + 160], dst[PATH_MAX + 64];
+  snprintf(tmp, sizeof tmp, "%s/.train-%s-%ld-%llu.safetensors", j->model_dir, j->s->train_host,
+           (long)getpid(), (unsigned long long)j->id);
   ember_err err;
-  if (ember_model_save(m, tmp, &err) < 0) {
-    snprintf(msg, msglen, "cannot write the model: %s", err.msg);
+  int saved = ember_model_save(m, tmp, &err);
+  if (saved < 0) {
+    size_t tl = strlen(tmp); /* the library names the file: say the model instead */
+    const char *why = strncmp(err.msg, tmp, tl) == 0 && strncmp(err.msg + tl, ": ", 2) == 0 ? err.msg + tl + 2 : err.msg;
+    snprintf(msg, msglen, "cannot publish model %s: %.400s", j->name, why);
+    if (saved == EMBER_ENOSPC) *rc = EMBER_ENOSPC;
     unlink(tmp);
     return -1;
   }
+  publish_pause(j, "saved");
   int64_t version = -1;
   for (int tries = 0; tries < 100; tries++) {
     if (atomic_load(&j->cancel)) break;
@@ -167,17 +201,85 @@ static int64_t publish(train_job *j, const ember_model *m, char *msg, size_t msg
     snprintf(dst, sizeof dst, "%s/%lld.safetensors", j->model_dir, (long long)v);
     if (link(tmp, dst) == 0) {
       version = v;
+      publish_pause(j, "linked");
       break;
     }
-    if (errno != EEXIST) {
-      snprintf(msg, msglen, "cannot publish %.300s: %s", dst, strerror(errno));
+    int e = errno;
+    if (e != EEXIST) {
+      if (out_of_space(e)) *rc = EMBER_ENOSPC;
+      snprintf(msg, msglen, "cannot publish model %s as version %lld: %s%s", j->name, (long long)v,
+               out_of_space(e) ? "out of space: " : "", strerror(e));
       break;
     }
   }
   unlink(tmp);
   (void)ember_fsync_dir_of(tmp); /* the model's directory: the link and the unlink */
-  if (version < 0 && !msg[0]) snprintf(msg, msglen, "%s", atomic_load(&j->cancel) ? "cancelled" : "no free version number");
+  if (version < 0 && !msg[0]) {
+    *rc = atomic_load(&j->cancel) ? EMBER_ECANCELED : EMBER_EIO;
+    snprintf(msg, msglen, "%s", *rc == EMBER_ECANCELED ? "cancelled" : "no free version number");
+  }
   return version;
+}
+
+/* ---- start-up: what a killed emberd left ------------------------------------------------------ */
+
+/* Whether `file`, in a model directory, is a publication file of this host's (a hidden name of
+ * publish(), or the library's temporary of one: ".tmp.<pid>.<n>" after it) whose emberd is gone.
+ * Names of emberd before the host was in them (.train-<pid>-<job>...) count as this host's. */
+static int stale_publication(const server *s, const char *file) {
+  if (strncmp(file, ".train-", 7) != 0) return 0;
+  const char *base = file + 7, *ext = strstr(base, ".safetensors");
+  if (!ext || (ext[12] && strncmp(ext + 12, ".tmp.", 5) != 0)) return 0;
+  const char *job = NULL, *pid = NULL; /* the dashes before the job and before the pid */
+  for (const char *p = ext - 1; p >= base && !pid; p--)
+    if (*p == '-') *(job ? &pid : &job) = p;
+  if (!job) return 0;
+  const char *pid_at = pid ? pid + 1 : base;
+  if (pid_at == job || job + 1 == ext) return 0;
+  for (const char *p = pid_at; p < ext; p++)
+    if (p != job && (*p < '0' || *p > '9')) return 0;
+  if (pid && ((size_t)(pid - base) != strlen(s->train_host) || strncmp(base, s->train_host, (size_t)(pid - base)) != 0))
+    return 0; /* another machine's */
+  long n = strtol(pid_at, NULL, 10);
+  if (n <= 0 || n > INT_MAX) return 0;
+  if (n == (long)getpid()) return 1; /* ours from before a restart (containers): no job runs yet */
+  return kill((pid_t)n, 0) < 0 && errno == ESRCH;
+}
+
+void train_init(server *s) {
+  char host[72] = "";
+  if (gethostname(host, sizeof host - 1) < 0 || !host[0]) snprintf(host, sizeof host, "host");
+  host[64] = 0;
+  for (char *p = host; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+          *p == '_' || *p == '-'))
+      *p = '_';
+  snprintf(s->train_host, sizeof s->train_host, "%s", host);
+  if (!s->cfg.models_dir) return;
+  DIR *root = opendir(s->cfg.models_dir); /* errors: the first scan reports them */
+  if (!root) return;
+  struct dirent *de, *fe;
+  while ((de = readdir(root)) != NULL) {
+    if (!srv_valid_model_name(de->d_name)) continue;
+    char dir[PATH_MAX], path[PATH_MAX + 300];
+    snprintf(dir, sizeof dir, "%s/%s", s->cfg.models_dir, de->d_name);
+    DIR *d = opendir(dir);
+    if (!d) continue;
+    int removed = 0;
+    while ((fe = readdir(d)) != NULL) {
+      if (!stale_publication(s, fe->d_name)) continue;
+      snprintf(path, sizeof path, "%s/%s", dir, fe->d_name);
+      if (unlink(path) == 0) {
+        removed++;
+        srv_log(LOG_WARN, "removed a stale publication file", "path=%s", path);
+      } else {
+        srv_log(LOG_WARN, "cannot remove a stale publication file", "path=%s error=\"%s\"", path, strerror(errno));
+      }
+    }
+    closedir(d);
+    if (removed) (void)ember_fsync_dir_of(path); /* path: the last file removed, in dir */
+  }
+  closedir(root);
 }
 
 static void *job_main(void *arg) {
@@ -237,12 +339,12 @@ static void *job_main(void *arg) {
     j->o.progress_ctx = j;
     rc = ember_train(&j->ds, &j->o, pool, &m, &err);
     if (rc == 0) {
-      version = publish(j, &m, msg, sizeof msg);
+      version = publish(j, &m, &rc, msg, sizeof msg);
       ember_model_free(&m);
-      if (version < 0) {
-        rc = atomic_load(&j->cancel) ? EMBER_ECANCELED : EMBER_EIO;
-        code = rc == EMBER_ECANCELED ? GRPC_STATUS_CANCELLED : GRPC_STATUS_INTERNAL;
-      }
+      if (version >= 0) rc = 0;
+      else code = rc == EMBER_ECANCELED ? GRPC_STATUS_CANCELLED
+                  : rc == EMBER_ENOSPC  ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                        : GRPC_STATUS_INTERNAL;
     } else if (rc == EMBER_ECANCELED) {
       code = GRPC_STATUS_CANCELLED;
       snprintf(msg, sizeof msg, "training cancelled; nothing was published");
@@ -406,7 +508,8 @@ static void job_done(train_job *j) {
   j->thread_joined = 1;
   if (j->rc != 0) {
     grpc_status_code code = j->shutdown_cancel && j->rc == EMBER_ECANCELED ? GRPC_STATUS_UNAVAILABLE : j->code;
-    srv_log(code == GRPC_STATUS_INTERNAL ? LOG_ERROR : LOG_INFO, "training failed",
+    srv_log(code == GRPC_STATUS_INTERNAL ? LOG_ERROR : code == GRPC_STATUS_RESOURCE_EXHAUSTED ? LOG_WARN : LOG_INFO,
+            "training failed",
             "model=%s status=%s details=\"%s\" job=%llu", j->name, srv_status_name(code), j->msg,
             (unsigned long long)j->id);
   }

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -435,6 +436,42 @@ static void test_save_fails_cleanly(void **state) {
 
   assert_int_equal(ember_model_save(&m, NULL, &err), EMBER_EINVAL);
   ember_model_free(&m);
+}
+
+/* Out of space (here the file size limit, as `ulimit -f` sets it, with SIGXFSZ ignored as ember
+ * and emberd do): EMBER_ENOSPC saying so, no temporary left, the model already there intact. */
+static void test_save_out_of_space(void **state) {
+  (void)state;
+  ember_model small, big, back;
+  ember_err err;
+  make_model(&small, EMBER_METHOD_DFO, EMBER_ARCH_MLP, 2, 2, 4, 2, 1);  /* about 2 KiB */
+  make_model(&big, EMBER_METHOD_DFO, EMBER_ARCH_MLP, 2, 2, 64, 2, 2);   /* about 20 KiB */
+  const char *path = tu_path(0, "full.safetensors");
+  assert_int_equal(ember_model_save(&small, path, &err), 0);
+
+  struct rlimit was, lim;
+  assert_int_equal(getrlimit(RLIMIT_FSIZE, &was), 0);
+  lim = was;
+  lim.rlim_cur = 8192;
+  void (*old)(int) = signal(SIGXFSZ, SIG_IGN);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+  int rc = ember_model_save(&big, path, &err);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &was), 0);
+  signal(SIGXFSZ, old);
+
+  assert_int_equal(rc, EMBER_ENOSPC);
+  assert_int_equal(err.code, EMBER_ENOSPC);
+  assert_true(strncmp(err.msg, path, strlen(path)) == 0);
+  assert_non_null(strstr(err.msg, "out of space"));
+  assert_non_null(strstr(err.msg, strerror(EFBIG)));
+  assert_non_null(strstr(err.msg, "nothing was written"));
+  assert_string_equal(ember_strerror(EMBER_ENOSPC), "out of space");
+  assert_int_equal(count_temp_files(), 0);
+  assert_int_equal(ember_model_load(path, &back, &err), 0);
+  assert_models_identical(&small, &back);
+  ember_model_free(&small);
+  ember_model_free(&big);
+  ember_model_free(&back);
 }
 
 static void test_save_refuses_bad_values(void **state) {
@@ -1031,6 +1068,7 @@ int main(void) {
       cmocka_unit_test(test_mlp_names),
       cmocka_unit_test(test_save_replaces),
       cmocka_unit_test(test_save_fails_cleanly),
+      cmocka_unit_test(test_save_out_of_space),
       cmocka_unit_test(test_save_refuses_bad_values),
       cmocka_unit_test(test_truncated),
       cmocka_unit_test(test_header_length),

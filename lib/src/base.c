@@ -40,6 +40,7 @@ const char *ember_strerror(int code) {
   case EMBER_ERANGE: return "value out of range";
   case EMBER_ENOTSUP: return "not supported";
   case EMBER_ECANCELED: return "cancelled";
+  case EMBER_ENOSPC: return "out of space";
   default: return "unknown error";
   }
 }

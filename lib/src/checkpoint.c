@@ -12,7 +12,9 @@
  * Why it is built this way:
  * - Saving is atomic: a temporary file in the target's directory is written, fsynced and
  *   renamed over the target, then the directory is fsynced. emberd hot-reloads models from
- *   a directory that `ember train` writes into, so a reader must never see half a file.
+ *   a directory that `ember train` writes into, so a reader must never see half a file. A
+ *   failed write (out of space: EMBER_ENOSPC) removes the temporary and leaves the target as
+ *   it was; only a process killed mid-write leaves its `<target>.tmp.<pid>.<n>` behind.
  * - A model is refused at save time if loading it back would fail (non-finite values,
  *   std <= 0, empty sampling box, bad inference options): the error belongs to whoever made
  *   the model, not to whoever loads it later.
@@ -586,6 +588,11 @@ int ember_model_save(const ember_model *m, const char *path, ember_err *err) {
   if (!bad && rename(tmp, path) < 0) {
     bad = 1;
     e = errno;
+  }
+  if (bad && (e == ENOSPC || e == EDQUOT || e == EFBIG)) { /* EFBIG: RLIMIT_FSIZE */
+    rc = ember_fail(err, EMBER_ENOSPC, "%s: out of space: %s; nothing was written", path,
+                    errno_text(e, ebuf, sizeof ebuf));
+    goto fail;
   }
   if (bad) {
     rc = ember_fail(err, EMBER_EIO, "%s: cannot write: %s", path, errno_text(e, ebuf, sizeof ebuf));

@@ -19,9 +19,12 @@ What a test gets from EmberTest:
     self.tmp                      a fresh scratch directory for this test
     self.train(out, data, ...)    `ember train ... --quiet` (small networks)
     self.cli(args...)             runs the ember CLI, returns stdout (asserts exit 0)
-    self.start(args..., creds=None)  an Emberd on 127.0.0.1:<free port> (--drain-ms 0 unless given);
+    self.start(args..., creds=None, env=None, preexec_fn=None)
+                                  an Emberd on 127.0.0.1:<free port> (--drain-ms 0 unless given);
                                   killed at cleanup if the test did not stop it; creds: TLS
-                                  channel credentials for its .channel (a TLS server)
+                                  channel credentials for its .channel (a TLS server); env:
+                                  variables added to its environment (EMBER_FAULT_* hooks);
+                                  preexec_fn: run in the child before exec (resource limits)
     srv.stop_clean(self)          SIGTERM, wait, assert exit 0 and no sanitizer report
     self.expect(fn, req, code, *needles)   an RPC must fail with `code`, details containing
                                   every needle
@@ -263,14 +266,15 @@ class Emberd:
 
     _count = 0
 
-    def __init__(self, args, workdir, creds=None):
+    def __init__(self, args, workdir, creds=None, env=None, preexec_fn=None):
         Emberd._count += 1
         self.creds = creds  # grpc.ChannelCredentials for a TLS server, None for plaintext
         self.log_path = os.path.join(workdir, "emberd-%d.log" % Emberd._count)
         self.args = [EMBERD, "--listen", "127.0.0.1:0"] + [str(a) for a in args]
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=workdir)
+                                     stderr=subprocess.STDOUT, cwd=workdir,
+                                     env=dict(os.environ, **env) if env else None, preexec_fn=preexec_fn)
         self.returncode = None
         self.port = None
         end = time.monotonic() + START_TIMEOUT
@@ -401,14 +405,15 @@ class EmberTest(unittest.TestCase):
         os.rename(tmp, dst)
 
     # servers
-    def start(self, *args, creds=None):
+    def start(self, *args, creds=None, env=None, preexec_fn=None):
         """emberd with these arguments, plus --drain-ms 0 unless they give --drain-ms (the
         500 ms default drain would only slow down tests that do not look at draining).
-        creds: grpc.ChannelCredentials for the test's channel to a TLS server."""
+        creds: grpc.ChannelCredentials for the test's channel to a TLS server; env: variables
+        added to emberd's environment; preexec_fn: run in the child before exec."""
         args = list(args)
         if "--drain-ms" not in args:
             args += ["--drain-ms", 0]
-        srv = Emberd(args, self.tmp, creds=creds)
+        srv = Emberd(args, self.tmp, creds=creds, env=env, preexec_fn=preexec_fn)
         self.addCleanup(srv.kill)
         return srv
 

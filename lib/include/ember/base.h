@@ -37,7 +37,8 @@ enum {
   EMBER_EFORMAT = -4,  /* a file's contents are malformed */
   EMBER_ERANGE = -5,   /* a value is out of range (NaN, Inf, too large) */
   EMBER_ENOTSUP = -6,  /* valid but not supported (e.g. a method not built yet) */
-  EMBER_ECANCELED = -7 /* a long operation was cancelled by its caller */
+  EMBER_ECANCELED = -7, /* a long operation was cancelled by its caller */
+  EMBER_ENOSPC = -8     /* a write ran out of space: disk full, quota, or the file size limit */
 };
 
 #define EMBER_ERR_MAX 512
