@@ -231,8 +231,11 @@ static int stale_publication(const server *s, const char *file) {
   const char *base = file + 7, *ext = strstr(base, ".safetensors");
   if (!ext || (ext[12] && strncmp(ext + 12, ".tmp.", 5) != 0)) return 0;
   const char *job = NULL, *pid = NULL; /* the dashes before the job and before the pid */
-  for (const char *p = ext - 1; p >= base && !pid; p--)
-    if (*p == '-') *(job ? &pid : &job) = p;
+  for (const char *p = ext - 1; p >= base && !pid; p--) {
+    if (*p != '-') continue;
+    if (!job) job = p;
+    else pid = p;
+  }
   if (!job) return 0;
   const char *pid_at = pid ? pid + 1 : base;
   if (pid_at == job || job + 1 == ext) return 0;
