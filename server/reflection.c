@@ -346,15 +346,9 @@ static void answer(reply *rp, const refl_request *q) {
   }
 }
 
-/* Consumes c->payload (a request) and returns the packed response. */
-static grpc_byte_buffer *respond(srv_call *c) {
-  uint8_t *bytes;
-  long len = srv_bytes(c->payload, &bytes);
-  grpc_byte_buffer_destroy(c->payload);
-  c->payload = NULL;
+grpc_byte_buffer *reflection_respond(srv_rpc rpc, const uint8_t *bytes, long len) {
   /* v1 descriptors for v1alpha too: the wire formats are identical (see the top) */
   refl_request *q = len >= 0 ? grpc__reflection__v1__server_reflection_request__unpack(NULL, (size_t)len, bytes) : NULL;
-  free(bytes);
   reply rp = {
       .r = GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__INIT,
       .files = GRPC__REFLECTION__V1__FILE_DESCRIPTOR_RESPONSE__INIT,
@@ -371,13 +365,24 @@ static grpc_byte_buffer *respond(srv_call *c) {
   }
   int failed = rp.r.message_response_case == RESPONSE(ERROR_RESPONSE);
   srv_log(LOG_DEBUG, "reflection request", "rpc=%s request=%d status=%s",
-          c->rpc == RPC_REFLECTION_V1 ? "v1" : "v1alpha", q ? (int)q->message_request_case : -1,
+          rpc == RPC_REFLECTION_V1 ? "v1" : "v1alpha", q ? (int)q->message_request_case : -1,
           failed ? srv_status_name((grpc_status_code)rp.error.error_code) : "OK");
   grpc_byte_buffer *bb = srv_pack(&rp.r);
   free(rp.service);
   free(rp.pointers);
   free(rp.names);
   if (q) grpc__reflection__v1__server_reflection_request__free_unpacked(q, NULL);
+  return bb;
+}
+
+/* Consumes c->payload (a request) and returns the packed response. */
+static grpc_byte_buffer *respond(srv_call *c) {
+  uint8_t *bytes;
+  long len = srv_bytes(c->payload, &bytes);
+  grpc_byte_buffer_destroy(c->payload);
+  c->payload = NULL;
+  grpc_byte_buffer *bb = reflection_respond(c->rpc, bytes, len);
+  free(bytes);
   return bb;
 }
 
