@@ -2,14 +2,21 @@
 #   make run    install dependencies if missing, build, train the demo model once, serve it
 #               with emberd on 127.0.0.1:50051
 #   make test   install dependencies if missing, build with ASan+UBSan, run the whole suite
-# Also: make build (release binaries in build/release), make bench, make clean.
+# Also: make build (release binaries in build/release), make bench, make clean, and
+#   make fuzz   build the libFuzzer targets with clang into build/fuzz and run each for
+#               FUZZ_RUNS executions (FUZZ_TARGETS picks some, FUZZ_SECONDS caps each;
+#               docs/fuzzing.md)
 
 BUILD      ?= build/release
 TEST_BUILD ?= build/test
+FUZZ_BUILD ?= build/fuzz
+FUZZ_RUNS  ?= 100000
+FUZZ_SECONDS ?= 0
+FUZZ_TARGETS ?=
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build test run bench clean
+.PHONY: all deps build test run bench fuzz clean
 
 all: build
 
@@ -27,6 +34,10 @@ test: deps
 
 run: build
 	@deploy/demo.sh $(BUILD)
+
+fuzz: deps
+	@fuzz/build.sh $(FUZZ_BUILD) $(JOBS)
+	@FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TARGETS)
 
 bench: build
 	@$(BUILD)/ember bench infer
