@@ -5,7 +5,7 @@
 # Also: make build (release binaries in build/release), make bench, make clean, and
 #   make fuzz   build the libFuzzer targets with clang into build/fuzz and run each for
 #               FUZZ_RUNS executions (FUZZ_TARGETS picks some, FUZZ_SECONDS caps each;
-#               docs/fuzzing.md)
+#               docs/fuzzing.md). make test smokes them; FUZZ_SMOKE=OFF leaves that out.
 
 BUILD      ?= build/release
 TEST_BUILD ?= build/test
@@ -13,6 +13,7 @@ FUZZ_BUILD ?= build/fuzz
 FUZZ_RUNS  ?= 100000
 FUZZ_SECONDS ?= 0
 FUZZ_TARGETS ?=
+FUZZ_SMOKE ?= ON
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 MAKEFLAGS  += --no-print-directory
 
@@ -28,7 +29,8 @@ build: deps
 	@cmake --build $(BUILD) -j$(JOBS)
 
 test: deps
-	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMBER_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMBER_SANITIZE=ON \
+	  -DEMBER_FUZZ_SMOKE=$(FUZZ_SMOKE) >/dev/null
 	@cmake --build $(TEST_BUILD) -j$(JOBS)
 	@cd $(TEST_BUILD) && ctest --output-on-failure -j$(JOBS)
 
