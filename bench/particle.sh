@@ -14,7 +14,10 @@
 # seed 1000, never seen in training). Finished (N, method, seed) cells are kept in
 # $WORK/results.csv and skipped when the script runs again, so an interrupted run resumes;
 # delete that file (or $WORK) to start over. A changed recipe is run again (the cells record
-# their flags). The table is rewritten from results.csv at the end of every run.
+# their flags and training steps, so a method whose default steps changed is run again too).
+# The table is rewritten from results.csv at the end of every run. Rows that differ only in
+# data_flags (e.g. the same method with and without --history 2) are separate cells, shown as
+# "method [data flags]".
 #
 # Learning curves: the first training seed of every cell also saves its model SNAPSHOTS times
 # during training (ember train --snapshot-every), and each snapshot is evaluated on the same
@@ -54,6 +57,8 @@ first_seed=$(echo $SEEDS | cut -d' ' -f1)
 now() { date +%s.%N; }
 want() { [ -z "$2" ] || echo " $2 " | grep -q " $1 "; } # want VALUE "LIST": empty LIST = all
 # a cell's recipe key: its flags, so that a changed recipe is not taken as done
+# FILE without the rows of the cell (n, cell, s) being run, into FILE.tmp
+drop_cell() { awk -F, -v n="$n" -v c="$cell" -v s="$s" '!($1 == n && $2 == c && $3 == s)' "$1" > "$1.tmp"; }
 key() { printf '%s|%s|%s' "$1" "$2" "$3" | cksum | cut -d' ' -f1; }
 
 US=$(printf '\037') # tabs become a non-blank separator, so that empty fields stay fields
@@ -62,6 +67,8 @@ tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
   want "$n" "$DIMS" && want "$m" "$METHODS" || continue
   dtag=$(echo "$df" | tr -c 'a-z0-9\n' '_')
   data=$WORK/particle-$n$dtag.csv
+  # a cell is a method and its data: rows that differ only in data_flags are separate cells
+  cell=$m${df:+ [$df]}
   if [ ! -f "$data" ]; then
     # shellcheck disable=SC2086
     "$EMBER" data particle --dims "$n" --episodes "$EPISODES" --seed 0 $df --out "$data"
@@ -72,17 +79,19 @@ tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
   [ -n "$steps" ] || steps=$("$EMBER" train $tf --help | sed -n 's/^ *--steps N .*(default \([0-9]*\)).*/\1/p')
   [ -n "$steps" ] || die "cannot tell the training steps of recipe N=$n $m"
   for s in $SEEDS; do
-    if grep -q "^$n,$m,$s,.*,$k\$" "$RES"; then
-      echo "particle N=$n $m seed $s: done before (in $RES)" >&2
+    # done: the same flags and the same training steps (a method's default may have changed)
+    if awk -F, -v n="$n" -v c="$cell" -v s="$s" -v k="$k" -v st="$steps" '$1 == n && $2 == c && $3 == s && $4 == st && $NF == k { f = 1 }
+        END { exit !f }' "$RES"; then
+      echo "particle N=$n $cell seed $s: done before (in $RES)" >&2
       continue
     fi
-    model=$WORK/particle-$n-$m-s$s.safetensors
+    model=$WORK/particle-$n-$m$dtag-s$s.safetensors
     snap=
     if [ "$s" = "$first_seed" ] && [ "$SNAPSHOTS" -gt 0 ] && [ "$steps" -ge "$SNAPSHOTS" ]; then
       snap="--snapshot-every $((steps / SNAPSHOTS))"
     fi
-    rm -f "$WORK/particle-$n-$m-s$s-step"*.safetensors
-    echo "particle N=$n $m seed $s: ember train $tf $snap" >&2
+    rm -f "$WORK/particle-$n-$m$dtag-s$s-step"*.safetensors
+    echo "particle N=$n $cell seed $s: ember train $tf $snap" >&2
     t0=$(now)
     # shellcheck disable=SC2086
     "$EMBER" train --data "$data" --y-dim "$n" --out "$model" --seed "$s" --threads "$THREADS" --quiet $tf $snap
@@ -90,27 +99,27 @@ tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
     # shellcheck disable=SC2086
     line=$("$EMBER" eval particle --dims "$n" --model "$model" --episodes "$EVAL_EPISODES" --seed 1000 \
       --threads "$THREADS" --csv --quiet $ef | tail -1)
-    echo "particle N=$n $m seed $s: $line" >&2
-    grep -v "^$n,$m,$s," "$RES" > "$RES.tmp" || true
-    echo "$line" | awk -F, -v n="$n" -v m="$m" -v s="$s" -v steps="$steps" -v t0="$t0" -v t1="$t1" -v k="$k" \
+    echo "particle N=$n $cell seed $s: $line" >&2
+    drop_cell "$RES"
+    echo "$line" | awk -F, -v n="$n" -v m="$cell" -v s="$s" -v steps="$steps" -v t0="$t0" -v t1="$t1" -v k="$k" \
       '{ printf "%s,%s,%s,%s,%.1f,%.2f,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", n, m, s, steps, t1 - t0,
          (steps + 0) / (t1 - t0), $7, $8, $2, $9, $10, $11, $12, $13, k }' >> "$RES.tmp"
     mv "$RES.tmp" "$RES"
     # the learning curve: every snapshot (its file's time is its wall time), then the final model
     if [ -n "$snap" ]; then
-      grep -v "^$n,$m,$s," "$CRV" > "$CRV.tmp" || true
-      for f in "$WORK/particle-$n-$m-s$s-step"*.safetensors; do
+      drop_cell "$CRV"
+      for f in "$WORK/particle-$n-$m$dtag-s$s-step"*.safetensors; do
         [ -f "$f" ] || continue
         st=${f##*-step}; st=${st%.safetensors}
         wall=$(awk -v t="$(date -r "$f" +%s.%N)" -v t0="$t0" 'BEGIN { printf "%.1f", t - t0 }')
         # shellcheck disable=SC2086
         cl=$("$EMBER" eval particle --dims "$n" --model "$f" --episodes "$EVAL_EPISODES" --seed 1000 \
           --threads "$THREADS" --csv --quiet $ef | tail -1)
-        echo "particle N=$n $m seed $s: step $st: $cl" >&2
-        echo "$cl" | awk -F, -v n="$n" -v m="$m" -v s="$s" -v st="$st" -v w="$wall" -v k="$k" \
+        echo "particle N=$n $cell seed $s: step $st: $cl" >&2
+        echo "$cl" | awk -F, -v n="$n" -v m="$cell" -v s="$s" -v st="$st" -v w="$wall" -v k="$k" \
           '{ printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", n, m, s, st, w, $7, $8, $2, $9, $10, k }' >> "$CRV.tmp"
       done
-      echo "$line" | awk -F, -v n="$n" -v m="$m" -v s="$s" -v st="$steps" -v t0="$t0" -v t1="$t1" -v k="$k" \
+      echo "$line" | awk -F, -v n="$n" -v m="$cell" -v s="$s" -v st="$steps" -v t0="$t0" -v t1="$t1" -v k="$k" \
         '{ printf "%s,%s,%s,%s,%.1f,%s,%s,%s,%s,%s,%s\n", n, m, s, st, t1 - t0, $7, $8, $2, $9, $10, k }' >> "$CRV.tmp"
       mv "$CRV.tmp" "$CRV"
     fi
@@ -143,8 +152,8 @@ fi
 peak=$(cat "$WORK/peak.txt")
 blas=$(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo unknown)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-paper() { # the paper's result (success >= 95% or not) for method $1 at N = $2
-  case $1 in
+paper() { # the paper's result (success >= 95% or not) for method $1 (a cell's first word) at N = $2
+  case ${1%% *} in
     dfo) [ "$2" -le 4 ] && echo ">= 95%" || echo "fails (past N = 5)" ;;
     ardfo | langevin) echo ">= 95%" ;;
     mse) [ "$2" -le 8 ] && echo ">= 95%" || echo "fails (past N = 8)" ;;
@@ -187,6 +196,15 @@ pct() { awk -v s="$1" 'BEGIN { printf "%.0f", 100 * s }'; }
     echo "| $n | $m | $ns | $mean% | $worst% | $ci% | $seeds | $(paper "$m" "$n") | $steps | $t s | $sps | $aps |"
   done
   echo
+  missing=$(tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
+    [ -n "$n" ] || continue
+    cell=$m${df:+ [$df]}
+    awk -F, -v n="$n" -v c="$cell" '$1 == n && $2 == c { f = 1 } END { exit !f }' "$RES" || printf '%s' "N = $n $cell; "
+  done)
+  if [ -n "$missing" ]; then
+    echo "Recipes in the file with no result yet (not run): ${missing%; }."
+    echo
+  fi
   echo "Paper: implicit policies (autoregressive DFO, Langevin) keep >= 95% success up to N = 16,"
   echo "plain DFO fails past N = 5, the explicit MSE policy past N = 8; the official repository's"
   echo "sanity check at N = 2 (256x2 nets, 10k steps) gives Langevin 96% and MSE 5%."

@@ -223,8 +223,9 @@ static int bench_train(int argc, char **argv) {
     fprintf(stderr, "ember bench train: %s\n", err.msg);
     return 2;
   }
-  ember_dataset ds = {rows, x_dim, y_dim, malloc((size_t)rows * x_dim * sizeof(float)),
-                      malloc((size_t)rows * y_dim * sizeof(float))};
+  ember_dataset ds = {.n = rows, .x_dim = x_dim, .y_dim = y_dim,
+                      .x = malloc((size_t)rows * x_dim * sizeof(float)),
+                      .y = malloc((size_t)rows * y_dim * sizeof(float))};
   if (!ds.x || !ds.y) {
     fprintf(stderr, "ember bench train: out of memory\n");
     ember_dataset_free(&ds);

@@ -102,49 +102,43 @@ void infer_cli_init(infer_cli *c) {
 
 int infer_cli_schedule(infer_cli *c, const char *verb) {
   if (!c->schedule) return 0;
-  if (strcmp(c->schedule, "ibc") == 0) c->o.langevin.schedule = EMBER_SCHEDULE_IBC;
-  else if (strcmp(c->schedule, "poly") == 0) c->o.langevin.schedule = EMBER_SCHEDULE_POLY;
-  else {
-    fprintf(stderr, "ember %s: --schedule must be ibc or poly, got '%s'\n", verb, c->schedule);
-    return -1;
-  }
-  return 0;
+  if (ember_schedule_parse(c->schedule, &c->o.langevin.schedule) == 0) return 0;
+  fprintf(stderr, "ember %s: --schedule must be ibc or poly, got '%s'\n", verb, c->schedule);
+  return -1;
 }
 
-/* Which field of ember_infer_opts each inference option sets. */
-static const struct {
-  const char *name;
-  size_t off, size;
-} infer_fields[] = {
-#define F(name, field) {name, offsetof(ember_infer_opts, field), sizeof(((ember_infer_opts *)0)->field)}
-    F("samples", samples),           F("iters", iters),
-    F("sigma", sigma),               F("shrink", shrink),
-    F("temperature", temperature),   F("refine", refine_steps),
-    F("refine-lr", refine_lr),       F("chain-steps", langevin.steps),
-    F("schedule", langevin.schedule), F("step-init", langevin.step_init),
-    F("step-final", langevin.step_final), F("gamma", langevin.gamma),
-    F("noise-scale", langevin.noise_scale), F("delta-max", langevin.delta_max),
-    F("again-steps", again_steps),   F("again-step", again_step),
+const infer_cli_field infer_cli_fields[INFER_CLI_NFIELDS] = {
+#define F(name, field, l) {name, offsetof(ember_infer_opts, field), sizeof(((ember_infer_opts *)0)->field), l}
+    F("samples", samples, 0),           F("iters", iters, 0),
+    F("sigma", sigma, 0),               F("shrink", shrink, 0),
+    F("temperature", temperature, 0),   F("refine", refine_steps, 0),
+    F("refine-lr", refine_lr, 0),       F("chain-steps", langevin.steps, 1),
+    F("schedule", langevin.schedule, 1), F("step-init", langevin.step_init, 1),
+    F("step-final", langevin.step_final, 1), F("gamma", langevin.gamma, 1),
+    F("noise-scale", langevin.noise_scale, 1), F("delta-max", langevin.delta_max, 1),
+    F("again-steps", again_steps, 1),   F("again-step", again_step, 1),
 #undef F
 };
+_Static_assert(sizeof(ember_infer_opts) == INFER_CLI_NFIELDS * 4,
+               "ember_infer_opts changed: give the new field an option in INFER_SPECS and infer_cli_fields");
+
+int infer_cli_refuse_langevin(const infer_cli_field *f, const char *verb, const char *model,
+                              const char *method) {
+  fprintf(stderr, "ember %s: --%s applies to Langevin models only; %s is a model of method %s\n", verb,
+          f->name, model, method);
+  return 2;
+}
 
 int infer_cli_resolve(infer_cli *c, const opt_spec *specs, int nspecs, const ember_model *m,
                       const char *verb) {
   if (infer_cli_schedule(c, verb) < 0) return 2;
   const int langevin = m->method == EMBER_METHOD_LANGEVIN;
-  for (size_t i = 0; i < sizeof infer_fields / sizeof *infer_fields; i++) {
-    int given = args_given(specs, nspecs, infer_fields[i].name);
-    if (given && !langevin && m->method != EMBER_METHOD_MSE &&
-        infer_fields[i].off >= offsetof(ember_infer_opts, langevin) &&
-        infer_fields[i].off != offsetof(ember_infer_opts, refine_steps) &&
-        infer_fields[i].off != offsetof(ember_infer_opts, refine_lr)) {
-      fprintf(stderr, "ember %s: --%s applies to Langevin models only; %s is a model of method %s\n", verb,
-              infer_fields[i].name, c->model, ember_method_name(m->method));
-      return 2;
-    }
-    if (!given)
-      memcpy((char *)&c->o + infer_fields[i].off, (const char *)&m->infer + infer_fields[i].off,
-             infer_fields[i].size);
+  for (size_t i = 0; i < INFER_CLI_NFIELDS; i++) {
+    const infer_cli_field *f = &infer_cli_fields[i];
+    int given = args_given(specs, nspecs, f->name);
+    if (given && f->langevin && !langevin && m->method != EMBER_METHOD_MSE)
+      return infer_cli_refuse_langevin(f, verb, c->model, ember_method_name(m->method));
+    if (!given) memcpy((char *)&c->o + f->off, (const char *)&m->infer + f->off, f->size);
   }
   ember_err err;
   if (m->method != EMBER_METHOD_MSE && ember_infer_opts_check(&c->o, langevin, &err) < 0) {
@@ -311,7 +305,7 @@ int cmd_info(int argc, char **argv) {
     printf("%-18s %d chains of %d steps, %s schedule, step %g -> %g, gamma %g, noise %g, "
            "change clip %g; gradient penalty margin %g weight %g\n",
            "inference", m.infer.samples, m.infer.langevin.steps,
-           m.infer.langevin.schedule == EMBER_SCHEDULE_IBC ? "ibc" : "poly",
+           ember_schedule_name(m.infer.langevin.schedule),
            (double)m.infer.langevin.step_init, (double)m.infer.langevin.step_final,
            (double)m.infer.langevin.gamma, (double)m.infer.langevin.noise_scale,
            (double)m.infer.langevin.delta_max, (double)m.penalty_margin, (double)m.penalty_weight);

@@ -1,5 +1,5 @@
 /* cmd_particle.c - `ember data particle` and `ember eval particle`: the paper's N-D particle
- * benchmark (ember/particle.h) as a dataset writer and a closed-loop evaluator.
+ * benchmark (tasks/particle.h) as a dataset writer and a closed-loop evaluator.
  *
  *   ember data particle --dims N --episodes E --seed S --out FILE
  *       E oracle demonstrations of 50 steps: one row per step, x = the 4N observation
@@ -28,7 +28,7 @@
 #include "cli.h"
 #include "ember/infer.h"
 #include "ember/model.h"
-#include "ember/particle.h"
+#include "tasks/particle.h"
 #include "infer_cli.h"
 #include "outfile.h"
 #ifdef EMBER_REMOTE

@@ -1,7 +1,7 @@
 /* cmd_toy.c - `ember data toy NAME` and `ember eval toy NAME`: the IBC paper's 1-D toys.
  *
  *   ember data toy NAME --out FILE [--rows N] [--seed S] [--noise SD]
- *       writes CSV `x,y` rows of the toy (ember/toys.h has the definitions)
+ *       writes CSV `x,y` rows of the toy (tasks/toys.h has the definitions)
  *   ember eval toy NAME --model M [--points N] [--samples S] [--modes K] ...
  *       runs the model on a grid of x over the toy's range and prints error away from the
  *       breaks, stranded predictions and mode coverage (key: value lines, or --csv)
@@ -20,7 +20,7 @@
 #include "ember/dfo.h"
 #include "ember/infer.h"
 #include "ember/model.h"
-#include "ember/toys.h"
+#include "tasks/toys.h"
 #include "infer_cli.h"
 #include "outfile.h"
 
@@ -277,8 +277,8 @@ int cmd_eval_toy(int argc, char **argv) {
     fprintf(stderr, "ember eval toy: --modes must be 1..%d, got %d\n", TOY_MAX_MODES, c.modes);
     return 2;
   }
-  if (c.polish < 0 || c.polish > 10000) {
-    fprintf(stderr, "ember eval toy: --polish must be 0..10000, got %d\n", c.polish);
+  if (c.polish < 0 || c.polish > EMBER_MAX_POLISH_STEPS) {
+    fprintf(stderr, "ember eval toy: --polish must be 0..%d, got %d\n", EMBER_MAX_POLISH_STEPS, c.polish);
     return 2;
   }
   if (c.so.margin < 0.0f || c.so.x_tol < 0.0f || c.so.threshold <= 0.0f || c.so.tol <= 0.0f) {

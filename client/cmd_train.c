@@ -127,8 +127,8 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
   ember_method m0 = EMBER_METHOD_DFO;
   (void)ember_method_parse(t->method, &m0); /* a bad name is refused after parsing */
   ember_train_opts_for_method(o, m0);
-  t->arch = "resnet";
-  t->schedule = "ibc";
+  t->arch = ember_arch_name(o->arch); /* the method's, as every default here */
+  t->schedule = ember_schedule_name(o->langevin.schedule);
   t->y_dim = -1;
   t->threads = cli_default_threads();
   opt_spec all[] = {
@@ -159,6 +159,7 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
       {"delta-max", OPT_FLOAT, &o->langevin.delta_max, NULL, "langevin: per-step change clip (normalised units; 0 = none)", 0, 0},
       {"penalty-margin", OPT_FLOAT, &o->penalty_margin, NULL, "langevin: gradient penalty margin M", 0, 0},
       {"penalty-weight", OPT_FLOAT, &o->penalty_weight, NULL, "langevin: gradient penalty weight", 0, 0},
+      {"uniform-negatives", OPT_INT, &o->uniform_negatives, NULL, "langevin: more counter-examples per example, uniform and not moved by chains (InfoNCE only)", 0, 0},
       {"prefix-share", OPT_FLOAT, &o->keep_prefix_share, NULL, "ardfo: share of counter-examples near the true y prefix (the rest are uniform in every coordinate)", 0, 0},
       {"prefix-noise", OPT_FLOAT, &o->prefix_noise, NULL, "ardfo: noise on those counter-examples' prefix, normalised units", 0, 0},
       {"ema", OPT_FLOAT, &o->ema, NULL, "keep an exponential moving average of the weights with this decay per step (e.g. 0.999) and save it as the model (0 = the last step's weights)", 0, 0},
@@ -197,9 +198,7 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
     fprintf(stderr, "ember train: --method must be dfo, ardfo, langevin or mse, got '%s'\n", t->method);
     return -1;
   }
-  if (strcmp(t->schedule, "ibc") == 0) o->langevin.schedule = EMBER_SCHEDULE_IBC;
-  else if (strcmp(t->schedule, "poly") == 0) o->langevin.schedule = EMBER_SCHEDULE_POLY;
-  else {
+  if (ember_schedule_parse(t->schedule, &o->langevin.schedule) < 0) {
     fprintf(stderr, "ember train: --schedule must be ibc or poly, got '%s'\n", t->schedule);
     return -1;
   }
@@ -210,7 +209,8 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
         return -1;
       }
   static const char *const langevin_only[] = {"chain-steps", "schedule", "step-init", "step-final", "gamma",
-                                              "noise-scale", "delta-max", "penalty-margin", "penalty-weight"};
+                                              "noise-scale", "delta-max", "penalty-margin", "penalty-weight",
+                                              "uniform-negatives"};
   for (size_t i = 0; o->method != EMBER_METHOD_LANGEVIN && i < sizeof langevin_only / sizeof *langevin_only; i++)
     if (args_given(specs, nspecs, langevin_only[i])) {
       fprintf(stderr, "ember train: --%s applies to --method langevin only\n", langevin_only[i]);
@@ -275,7 +275,8 @@ int cmd_train(int argc, char **argv) {
   }
   if (o.method == EMBER_METHOD_ARDFO && ds.y_dim == 1) /* said even with --quiet: likely a mistake */
     fprintf(stderr, "ember train: note: y has one column, so this ardfo model is a dfo model with ardfo's "
-                    "inference defaults (2048 samples, temperature 10); pass --y-dim if y has more\n");
+                    "inference defaults (%d samples, temperature %g); pass --y-dim if y has more\n",
+            o.infer.samples, (double)o.infer.temperature);
   train_printer st;
   train_printer_init(&st, quiet, o.steps);
   o.progress = on_progress;

@@ -6,6 +6,7 @@
 #ifndef EMBER_INFER_CLI_H
 #define EMBER_INFER_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "args.h"
@@ -51,6 +52,21 @@ typedef struct infer_cli {
   {"min-mass", OPT_FLOAT, &(mo).min_mass, NULL, "drop modes with less probability mass", 0, 0},  \
   {"polish", OPT_INT, &(mo).polish_steps, NULL, "gradient-descent steps on E per mode", 0, 0},   \
   {"polish-lr", OPT_FLOAT, &(mo).polish_lr, NULL, "initial polishing step", 0, 0}
+
+/* The inference options of INFER_SPECS, in its order (the first refused option is the same in
+ * both modes): the field of ember_infer_opts each sets, and whether it applies to Langevin
+ * models only. One option per field of ember_infer_opts. */
+#define INFER_CLI_NFIELDS 16
+typedef struct infer_cli_field {
+  const char *name; /* the option, without "--" */
+  size_t off, size;
+  int langevin;
+} infer_cli_field;
+extern const infer_cli_field infer_cli_fields[INFER_CLI_NFIELDS];
+/* "ember VERB: --NAME applies to Langevin models only; MODEL is a model of method METHOD";
+ * returns 2, the usage exit status. */
+int infer_cli_refuse_langevin(const infer_cli_field *f, const char *verb, const char *model,
+                              const char *method);
 
 /* Zeroes c, sets the library's default inference options and --threads to online CPUs. */
 void infer_cli_init(infer_cli *c);

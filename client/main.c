@@ -64,8 +64,8 @@ int cli_default_threads(void) {
 int cli_pool(const char *verb, int threads, ember_pool **pool) {
   *pool = NULL;
   ember_blas_single_thread();
-  if (threads < 1 || threads > 1024) {
-    fprintf(stderr, "ember %s: --threads must be 1..1024, got %d\n", verb, threads);
+  if (threads < 1 || threads > EMBER_MAX_THREADS) {
+    fprintf(stderr, "ember %s: --threads must be 1..%d, got %d\n", verb, EMBER_MAX_THREADS, threads);
     return -1;
   }
   if (threads == 1) return 0;

@@ -1,6 +1,8 @@
 /* outfile.c - atomic output files for the CLI (see outfile.h). */
 #include "outfile.h"
 
+#include "ember/base.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -8,18 +10,6 @@
 #include <unistd.h>
 
 #define OUTFILE_TMP_TRIES 16
-
-/* fsync of the directory makes the rename durable; a directory that cannot be synced is left. */
-static void sync_dir(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char dir[4096];
-  if (!slash) snprintf(dir, sizeof dir, ".");
-  else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  (void)fsync(fd);
-  close(fd);
-}
 
 int cli_outfile_open(cli_outfile *o, const char *path, char *msg, size_t msg_len) {
   o->path = path;
@@ -71,7 +61,7 @@ int cli_outfile_commit(cli_outfile *o, char *msg, size_t msg_len) {
     snprintf(msg, msg_len, "%s: cannot write: %s", o->path, strerror(e));
     unlink(o->tmp);
   } else {
-    sync_dir(o->path);
+    (void)ember_fsync_dir_of(o->path); /* durable rename; a directory that cannot be synced is left */
   }
   free(o->tmp);
   o->tmp = NULL;

@@ -42,11 +42,13 @@
 
 #include "args.h"
 #include "cli.h"
+#include "ember/dataset.h"
 #include "ember/model.h"
 #include "ember/net.h"
 #include "remote_client.h"
+#include "wire.h"
 
-#define NCODES 17          /* gRPC status codes 0..16 */
+#define NCODES EMBER_WIRE_NCODES /* gRPC status codes 0..16 */
 #define NPAYLOADS 16       /* distinct requests, cycled */
 
 typedef enum { CALL_PREDICT = 1, CALL_STATS } call_kind;
@@ -247,7 +249,7 @@ static void start_stats(bench_run *b) {
   req.model = (char *)b->model;
   req.version = b->version;
   b->stats.kind = CALL_STATS;
-  call_start(b, &b->stats, REMOTE_GET_MODEL, remote_pack(&req.base), ember_now() + b->deadline_ms / 1e3);
+  call_start(b, &b->stats, REMOTE_GET_MODEL, ember_wire_pack(&req.base), ember_now() + b->deadline_ms / 1e3);
 }
 
 /* The event loop of one configuration: warm-up, window, drain. */
@@ -311,9 +313,11 @@ static int make_payloads(bench_run *b, const Ember__V1__ModelInfo *info, int sam
   ember_rng_seed(&rng, o->seed, 0);
   for (int p = 0; p < NPAYLOADS; p++) {
     ember_rng_normal_fill(&rng, x, nx);
-    Ember__V1__InferenceOptions opts = EMBER__V1__INFERENCE_OPTIONS__INIT;
-    opts.samples = (uint32_t)samples;
-    opts.iterations = (uint32_t)o->iters;
+    ember_infer_opts io = EMBER_INFER_DEFAULTS;
+    io.samples = samples;
+    io.iters = o->iters;
+    Ember__V1__InferenceOptions opts;
+    ember_wire_infer_to_msg(&io, EMBER_WIRE_SAMPLES | EMBER_WIRE_ITERS, &opts, NULL);
     opts.seed = o->seed + (uint64_t)p;
     Ember__V1__PredictRequest req = EMBER__V1__PREDICT_REQUEST__INIT;
     req.model = (char *)o->model;
@@ -496,7 +500,7 @@ int remote_cmd_bench_serve(const char *server, int argc, char **argv) {
     rc = 1;
     goto done;
   }
-  if (info->x_dim < 1 || info->x_dim > 65536) {
+  if (info->x_dim < 1 || info->x_dim > EMBER_MAX_COLS) { /* the x rows are a dataset's */
     fprintf(stderr, "ember bench serve: the server describes %s with x_dim %u\n", o.model, info->x_dim);
     rc = 1;
     goto done;

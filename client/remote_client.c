@@ -17,7 +17,10 @@
  */
 #include "remote_client.h"
 
+#include "wire.h"
+
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,14 +50,9 @@ static const ProtobufCMessageDescriptor *const response_types[REMOTE_NMETHODS] =
     [REMOTE_TRAIN] = &ember__v1__train_progress__descriptor,
 };
 
-static const char *const code_names[] = {
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-    "UNAUTHENTICATED"};
-
 const char *remote_code_name(grpc_status_code code, char *buf) {
-  if ((int)code >= 0 && (size_t)code < sizeof code_names / sizeof *code_names) return code_names[code];
+  const char *name = ember_wire_status_name(code);
+  if (name) return name;
   snprintf(buf, 16, "CODE_%d", (int)code);
   return buf;
 }
@@ -228,6 +226,13 @@ grpc_metadata *remote_call_metadata(remote_client *c, size_t *count) {
   return c->nmetadata ? &c->auth : NULL;
 }
 
+int remote_default_deadline_ms(void) {
+  const char *s = getenv("EMBER_DEADLINE_MS");
+  char *end = NULL;
+  long v = s && *s ? strtol(s, &end, 10) : 0;
+  return end && !*end && v >= 1 && v <= INT_MAX ? (int)v : 10000;
+}
+
 grpc_status_code remote_open(remote_client *c, const char *target, int deadline_ms,
                              remote_status *st) {
   memset(c, 0, sizeof *c);
@@ -277,15 +282,6 @@ void remote_close(remote_client *c) {
 }
 
 void *remote_method_handle(const remote_client *c, remote_method m) { return c->methods[m]; }
-
-grpc_byte_buffer *remote_pack(const ProtobufCMessage *msg) {
-  size_t n = protobuf_c_message_get_packed_size(msg);
-  grpc_slice s = grpc_slice_malloc(n);
-  protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-  grpc_slice_unref(s);
-  return bb;
-}
 
 ProtobufCMessage *remote_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d) {
   grpc_byte_buffer_reader r;
@@ -363,7 +359,7 @@ grpc_status_code remote_call(remote_client *c, remote_method m, const ProtobufCM
   memset(st, 0, sizeof *st);
   grpc_status_code rc;
 
-  u.send = remote_pack(req);
+  u.send = ember_wire_pack(req);
   if (!u.send) {
     rc = remote_fail(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the request");
     goto done;
@@ -429,7 +425,8 @@ done:
 }
 
 /* Waits for the batch tagged `tag`, cancelling the call once *cancel is set. */
-static int stream_wait(remote_client *c, grpc_call *call, void *tag, volatile int *cancel, int *cancelled) {
+static int stream_wait(remote_client *c, grpc_call *call, void *tag, volatile sig_atomic_t *cancel,
+                       int *cancelled) {
   for (;;) {
     if (cancel && *cancel && !*cancelled) {
       grpc_call_cancel(call, NULL);
@@ -443,7 +440,7 @@ static int stream_wait(remote_client *c, grpc_call *call, void *tag, volatile in
 
 grpc_status_code remote_stream(remote_client *c, remote_method m, const ProtobufCMessage *req,
                                void (*on_msg)(void *ctx, const ProtobufCMessage *msg), void *ctx,
-                               volatile int *cancel, remote_status *st) {
+                               volatile sig_atomic_t *cancel, remote_status *st) {
   /* three tags: the sends, each receive, the status */
   char tag_send, tag_recv, tag_status;
   grpc_metadata_array initial_md, trailing_md;
@@ -451,7 +448,7 @@ grpc_status_code remote_stream(remote_client *c, remote_method m, const Protobuf
   grpc_metadata_array_init(&trailing_md);
   grpc_slice details = grpc_empty_slice();
   grpc_status_code status = GRPC_STATUS_UNKNOWN, rc;
-  grpc_byte_buffer *send = remote_pack(req), *recv = NULL;
+  grpc_byte_buffer *send = ember_wire_pack(req), *recv = NULL;
   grpc_call *call = NULL;
   int cancelled = 0, status_started = 0;
   memset(st, 0, sizeof *st);

@@ -18,13 +18,14 @@
  *     remote_shutdown();
  *
  * The channel and its registered methods are also what remote_bench.c drives asynchronously
- * on its own completion queue (remote_method_handle, remote_pack, remote_unpack).
+ * on its own completion queue (remote_method_handle, remote_unpack, and ember_wire_pack).
  * Not thread-safe: one caller at a time.
  */
 #ifndef EMBER_REMOTE_CLIENT_H
 #define EMBER_REMOTE_CLIENT_H
 
 #include <grpc/grpc.h>
+#include <signal.h>
 
 #include "ember/net.h"
 #include "ember/v1/ember.pb-c.h"
@@ -90,6 +91,10 @@ void remote_shutdown(void);
 /* Creates the channel and queue (connecting is lazy: the first call connects), with TLS and
  * the token of remote_security_opts(). Returns GRPC_STATUS_OK, or an error in st (bad target,
  * unreadable certificate or token file); on error nothing needs closing. */
+/* The default deadline of a request, milliseconds: $EMBER_DEADLINE_MS when it is a positive
+ * integer (a slow link, or a slow build such as the ThreadSanitizer one the tests run), else
+ * 10000. --deadline-ms overrides it. */
+int remote_default_deadline_ms(void);
 grpc_status_code remote_open(remote_client *c, const char *target, int deadline_ms,
                              remote_status *st);
 /* Destroys the channel and drains and destroys the queue. Safe on a zeroed client. */
@@ -101,12 +106,12 @@ grpc_status_code remote_call(remote_client *c, remote_method m, const ProtobufCM
                              ProtobufCMessage **resp, remote_status *st);
 
 /* One server-streaming call of method m without a deadline: req sent, then on_msg(ctx, msg) for
- * every message (unpacked; freed after the callback). *cancel is looked at every 100 ms, and
- * when it is non-zero the call is cancelled (the status is then CANCELLED). Returns the final
- * status, in st. */
+ * every message (unpacked; freed after the callback). *cancel (a flag a signal handler raises,
+ * hence sig_atomic_t) is looked at every 100 ms, and when it is non-zero the call is cancelled
+ * (the status is then CANCELLED). Returns the final status, in st. */
 grpc_status_code remote_stream(remote_client *c, remote_method m, const ProtobufCMessage *req,
                                void (*on_msg)(void *ctx, const ProtobufCMessage *msg), void *ctx,
-                               volatile int *cancel, remote_status *st);
+                               volatile sig_atomic_t *cancel, remote_status *st);
 
 grpc_status_code remote_get_model(remote_client *c, const char *name, int64_t version,
                                   Ember__V1__ModelInfo **out, remote_status *st);
@@ -117,8 +122,8 @@ grpc_status_code remote_predict(remote_client *c, const Ember__V1__PredictReques
 grpc_status_code remote_sample(remote_client *c, const Ember__V1__SampleRequest *req,
                                Ember__V1__SampleResponse **out, remote_status *st);
 
-/* "INVALID_ARGUMENT" for GRPC_STATUS_INVALID_ARGUMENT; "CODE_<n>" past the known ones (buf
- * holds at least 16 bytes and is used only then). */
+/* "INVALID_ARGUMENT" for GRPC_STATUS_INVALID_ARGUMENT (ember_wire_status_name); "CODE_<n>"
+ * past the known ones (buf holds at least 16 bytes and is used only then). */
 const char *remote_code_name(grpc_status_code code, char *buf);
 /* Prints to stderr "ember VERB: server says CODE: details"; for a server never reached
  * "ember VERB: CODE: could not reach HOST:PORT (details)"; for a client-side error
@@ -136,8 +141,6 @@ void *remote_method_handle(const remote_client *c, remote_method m);
 /* The metadata every call sends (the authorization header, or none): for
  * GRPC_OP_SEND_INITIAL_METADATA's count and metadata. */
 grpc_metadata *remote_call_metadata(remote_client *c, size_t *count);
-/* A byte buffer holding msg's encoding (caller destroys), or NULL when out of memory. */
-grpc_byte_buffer *remote_pack(const ProtobufCMessage *msg);
 /* Decodes bb as a message of type d, or NULL if it does not parse. */
 ProtobufCMessage *remote_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
 /* A deadline ms milliseconds from now. */

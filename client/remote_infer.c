@@ -13,7 +13,8 @@
  * Only options given on the command line are sent; the rest stay unset, which the protocol
  * reads as "the model's default". Given values are merged onto the defaults GetModel reports
  * and checked as local mode checks them (the library's checks, and Langevin options refused
- * for other models), so a bad value gets the same message as locally. For an explicit (mse)
+ * for other models), so a bad value gets the same message as locally. The options travel as
+ * wire/wire.h maps them, the mapping emberd reads them with. For an explicit (mse)
  * model no inference option is sent: local mode ignores them all. Langevin chain options go
  * in InferenceOptions.langevin; those where 0 is a setting (--gamma, --noise-scale,
  * --delta-max, --again-steps, --refine) travel in fields with presence, so 0 can be sent.
@@ -37,6 +38,7 @@
 #include "ember/net.h"
 #include "infer_cli.h"
 #include "remote_client.h"
+#include "wire.h"
 
 #define REMOTE_MODEL_HELP "model name on the server"
 #define REMOTE_THREADS_HELP "ignored with --server (the server has its own workers)"
@@ -55,7 +57,7 @@ typedef struct remote_opts {
 
 static void remote_opts_init(remote_opts *r) {
   r->version = 0;
-  r->deadline_ms = 10000;
+  r->deadline_ms = remote_default_deadline_ms();
   r->chunk_rows = 256;
 }
 
@@ -108,7 +110,7 @@ static int session_connect(session *s, const char *server, const char *model, co
     return 1;
   }
   const Ember__V1__ModelInfo *m = s->info;
-  if (m->x_dim < 1 || m->x_dim > 65536 || m->y_dim < 1 || m->y_dim > 65536) {
+  if (m->x_dim < 1 || m->x_dim > EMBER_MAX_COLS || m->y_dim < 1 || m->y_dim > EMBER_MAX_COLS) {
     fprintf(stderr, "ember %s: the server describes %s with x_dim %u and y_dim %u\n", s->verb,
             model, m->x_dim, m->y_dim);
     return 1;
@@ -116,51 +118,12 @@ static int session_connect(session *s, const char *server, const char *model, co
   return 0;
 }
 
-/* Which field of ember_infer_opts each inference option sets (the order of local mode's
- * table, so the first refused option is the same); langevin: applies to Langevin models only. */
-static const struct {
-  const char *name;
-  size_t off, size;
-  int langevin;
-} wire_fields[] = {
-#define F(name, field, l) {name, offsetof(ember_infer_opts, field), sizeof(((ember_infer_opts *)0)->field), l}
-    F("samples", samples, 0),           F("iters", iters, 0),
-    F("sigma", sigma, 0),               F("shrink", shrink, 0),
-    F("temperature", temperature, 0),   F("refine", refine_steps, 0),
-    F("refine-lr", refine_lr, 0),       F("chain-steps", langevin.steps, 1),
-    F("schedule", langevin.schedule, 1), F("step-init", langevin.step_init, 1),
-    F("step-final", langevin.step_final, 1), F("gamma", langevin.gamma, 1),
-    F("noise-scale", langevin.noise_scale, 1), F("delta-max", langevin.delta_max, 1),
-    F("again-steps", again_steps, 1),   F("again-step", again_step, 1),
-#undef F
-};
-
 /* The model's inference defaults as GetModel reports them (library defaults for what an older
  * server leaves out). */
 static void info_defaults(const Ember__V1__ModelInfo *info, ember_infer_opts *o) {
   ember_infer_opts d = EMBER_INFER_DEFAULTS;
   *o = d;
-  const Ember__V1__InferenceOptions *w = info->defaults;
-  if (!w) return;
-  if (w->samples) o->samples = w->samples > (uint32_t)INT32_MAX ? INT32_MAX : (int)w->samples;
-  if (w->iterations) o->iters = w->iterations > 1000u ? 1000 : (int)w->iterations;
-  if (w->sigma != 0.0f) o->sigma = w->sigma;
-  if (w->shrink != 0.0f) o->shrink = w->shrink;
-  if (w->temperature != 0.0f) o->temperature = w->temperature;
-  if (w->optional_refine_steps_case) o->refine_steps = w->refine_steps > 10000u ? 10000 : (int)w->refine_steps;
-  if (w->refine_lr != 0.0f) o->refine_lr = w->refine_lr;
-  const Ember__V1__LangevinOptions *l = w->langevin;
-  if (!l) return;
-  if (l->chain_steps) o->langevin.steps = l->chain_steps > 100000u ? 100000 : (int)l->chain_steps;
-  if (l->schedule == EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_IBC) o->langevin.schedule = EMBER_SCHEDULE_IBC;
-  if (l->schedule == EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_POLY) o->langevin.schedule = EMBER_SCHEDULE_POLY;
-  if (l->step_init != 0.0f) o->langevin.step_init = l->step_init;
-  if (l->step_final != 0.0f) o->langevin.step_final = l->step_final;
-  if (l->optional_gamma_case) o->langevin.gamma = l->gamma;
-  if (l->optional_noise_scale_case) o->langevin.noise_scale = l->noise_scale;
-  if (l->optional_delta_max_case) o->langevin.delta_max = l->delta_max;
-  if (l->optional_again_steps_case) o->again_steps = l->again_steps > 100000u ? 100000 : (int)l->again_steps;
-  if (l->again_step != 0.0f) o->again_step = l->again_step;
+  ember_wire_infer_merge(info->defaults, o);
 }
 
 /* Checks the given options as local mode would, against the model GetModel described, and
@@ -170,76 +133,32 @@ static int wire_options(session *s, const infer_cli *c, const opt_spec *specs, i
                         Ember__V1__InferenceOptions *w) {
   const char *verb = s->verb, *method = s->info->method;
   const int mse = strcmp(method, "mse") == 0, langevin = strcmp(method, "langevin") == 0;
-  int given[sizeof wire_fields / sizeof *wire_fields];
+  unsigned given = 0;
   ember_infer_opts *o = &s->opts;
   info_defaults(s->info, o);
-  ember__v1__inference_options__init(w);
-  w->seed = c->seed;
-  if (mse) return 0; /* local mode ignores every inference option of an explicit model */
-  for (size_t i = 0; i < sizeof wire_fields / sizeof *wire_fields; i++) {
-    given[i] = args_given(specs, nspecs, wire_fields[i].name);
-    if (given[i] && wire_fields[i].langevin && !langevin) {
-      fprintf(stderr, "ember %s: --%s applies to Langevin models only; %s is a model of method %s\n", verb,
-              wire_fields[i].name, c->model, method);
-      return 2;
-    }
-    if (given[i])
-      memcpy((char *)o + wire_fields[i].off, (const char *)&c->o + wire_fields[i].off, wire_fields[i].size);
+  for (size_t i = 0; i < INFER_CLI_NFIELDS && !mse; i++) { /* mse: local mode ignores them all */
+    const infer_cli_field *f = &infer_cli_fields[i];
+    if (!args_given(specs, nspecs, f->name)) continue;
+    if (f->langevin && !langevin) return infer_cli_refuse_langevin(f, verb, c->model, method);
+    memcpy((char *)o + f->off, (const char *)&c->o + f->off, f->size);
+    given |= ember_wire_infer_field_at(f->off);
   }
   ember_err err;
-  if (ember_infer_opts_check(o, langevin, &err) < 0) {
+  if (!mse && ember_infer_opts_check(o, langevin, &err) < 0) {
     fprintf(stderr, "ember %s: %s\n", verb, err.msg);
     return 2;
   }
-  if (args_given(specs, nspecs, "sigma") && o->sigma == 0.0f) {
+  if ((given & EMBER_WIRE_SIGMA) && o->sigma == 0.0f) {
     fprintf(stderr, "ember %s: --sigma 0 cannot be sent with --server (0 means the model's default "
                     "in ember.v1); use a tiny positive value\n", verb);
     return 2;
   }
-  /* Every value that passed the check can be sent: 0 is either invalid where 0 means "the
+  /* Every other value that passed the check can be sent: 0 is either invalid where 0 means "the
    * model's default" (samples, iters, shrink, temperature, chain-steps, step-init) or unused
    * (step-final under poly, refine-lr and again-step with their steps off), and fields where 0
    * is a setting have presence. */
-  if (args_given(specs, nspecs, "samples")) w->samples = (uint32_t)o->samples;
-  if (args_given(specs, nspecs, "iters")) w->iterations = (uint32_t)o->iters;
-  if (args_given(specs, nspecs, "sigma")) w->sigma = o->sigma;
-  if (args_given(specs, nspecs, "shrink")) w->shrink = o->shrink;
-  if (args_given(specs, nspecs, "temperature")) w->temperature = o->temperature;
-  if (args_given(specs, nspecs, "refine")) {
-    w->optional_refine_steps_case = EMBER__V1__INFERENCE_OPTIONS__OPTIONAL_REFINE_STEPS_REFINE_STEPS;
-    w->refine_steps = (uint32_t)o->refine_steps;
-  }
-  if (args_given(specs, nspecs, "refine-lr")) w->refine_lr = o->refine_lr;
-  if (!langevin) return 0;
-  Ember__V1__LangevinOptions *l = &s->lang;
-  ember__v1__langevin_options__init(l);
-  int any = 0;
-  for (size_t i = 0; i < sizeof wire_fields / sizeof *wire_fields; i++) any |= given[i] && wire_fields[i].langevin;
-  if (!any) return 0;
-  w->langevin = l;
-  if (args_given(specs, nspecs, "chain-steps")) l->chain_steps = (uint32_t)o->langevin.steps;
-  if (args_given(specs, nspecs, "schedule"))
-    l->schedule = o->langevin.schedule == EMBER_SCHEDULE_POLY ? EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_POLY
-                                                              : EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_IBC;
-  if (args_given(specs, nspecs, "step-init")) l->step_init = o->langevin.step_init;
-  if (args_given(specs, nspecs, "step-final")) l->step_final = o->langevin.step_final;
-  if (args_given(specs, nspecs, "gamma")) {
-    l->optional_gamma_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_GAMMA_GAMMA;
-    l->gamma = o->langevin.gamma;
-  }
-  if (args_given(specs, nspecs, "noise-scale")) {
-    l->optional_noise_scale_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_NOISE_SCALE_NOISE_SCALE;
-    l->noise_scale = o->langevin.noise_scale;
-  }
-  if (args_given(specs, nspecs, "delta-max")) {
-    l->optional_delta_max_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_DELTA_MAX_DELTA_MAX;
-    l->delta_max = o->langevin.delta_max;
-  }
-  if (args_given(specs, nspecs, "again-steps")) {
-    l->optional_again_steps_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_AGAIN_STEPS_AGAIN_STEPS;
-    l->again_steps = (uint32_t)o->again_steps;
-  }
-  if (args_given(specs, nspecs, "again-step")) l->again_step = o->again_step;
+  ember_wire_infer_to_msg(o, given, w, &s->lang);
+  w->seed = c->seed;
   return 0;
 }
 
@@ -390,11 +309,12 @@ static int wire_modes(const ember_modes_opts *mo, const opt_spec *specs, int nsp
                     "for it; the server polishes with its default %g)\n", (double)d.polish_lr);
     return 2;
   }
-  if (args_given(specs, nspecs, "modes")) req->modes = (uint32_t)mo->k;
-  if (args_given(specs, nspecs, "radius")) req->radius = mo->radius;
-  /* Locally 0 drops nothing; on the wire 0 means the default and < 0 keeps all. */
-  if (args_given(specs, nspecs, "min-mass")) req->min_mass = mo->min_mass > 0.0f ? mo->min_mass : -1.0f;
-  if (args_given(specs, nspecs, "polish")) req->polish_steps = (uint32_t)mo->polish_steps;
+  /* only the given ones (--min-mass 0, "keep every mode", goes as the protocol's -1) */
+  unsigned given = (args_given(specs, nspecs, "modes") ? EMBER_WIRE_MODES_K : 0) |
+                   (args_given(specs, nspecs, "radius") ? EMBER_WIRE_MODES_RADIUS : 0) |
+                   (args_given(specs, nspecs, "min-mass") ? EMBER_WIRE_MODES_MIN_MASS : 0) |
+                   (args_given(specs, nspecs, "polish") ? EMBER_WIRE_MODES_POLISH : 0);
+  ember_wire_modes_to_msg(mo, given, req);
   return 0;
 }
 
@@ -537,9 +457,10 @@ void remote_policy_close(remote_policy *p) {
 int remote_model_shape(const Ember__V1__ModelInfo *m, ember_net_shape *shape) {
   ember_arch a;
   if (ember_arch_parse(m->arch, &a) < 0) return -1;
-  int mse = strcmp(m->method, "mse") == 0;
-  ember_net_shape s = {a, (int)m->x_dim, mse ? 0 : (int)m->y_dim, (int)m->width, (int)m->depth,
-                       mse ? (int)m->y_dim : 1};
+  ember_method method = EMBER_METHOD_DFO; /* a method this build does not know: an energy net */
+  (void)ember_method_parse(m->method, &method);
+  ember_net_shape s = ember_model_net_shape(method, (int)m->x_dim, (int)m->y_dim, a, (int)m->width,
+                                            (int)m->depth);
   if (ember_net_shape_check(&s, NULL) < 0) return -1;
   *shape = s;
   return 0;

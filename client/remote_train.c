@@ -14,8 +14,9 @@
 #include "ember/dataset.h"
 #include "remote_client.h"
 #include "train_cli.h"
+#include "wire.h"
 
-static volatile int interrupted;
+static volatile sig_atomic_t interrupted; /* set by the SIGINT handler */
 
 static void on_sigint(int sig) {
   (void)sig;
@@ -41,7 +42,9 @@ static void on_message(void *ctx, const ProtobufCMessage *msg) {
     ss->banner_shown = 1;
   }
   if (m->steps > 0 && !(m->done && (int64_t)m->step == ss->steps)) { /* the final message repeats the last step */
-    ember_train_progress p = {m->step, m->steps, m->loss, m->loss_avg, m->lr, m->elapsed_s, m->steps_per_s, m->eta_s};
+    ember_train_progress p = {.step = m->step, .steps = m->steps, .loss = m->loss, .loss_avg = m->loss_avg,
+                              .lr = m->lr, .elapsed_s = m->elapsed_s, .steps_per_s = m->steps_per_s,
+                              .eta_s = m->eta_s};
     train_printer_show(&ss->pp, &p);
     ss->loss_avg = m->loss_avg;
     ss->steps = m->step;
@@ -97,49 +100,7 @@ int remote_cmd_train(const char *server, int argc, char **argv) {
   }
   /* every setting explicit: the model is the one local training with these flags makes */
   req.model = (char *)model;
-  req.method = (char *)ember_method_name(o->method);
-  req.arch = (char *)ember_arch_name(o->arch);
-  req.steps = o->steps;
-  req.batch = (uint32_t)o->batch;
-  req.negatives = (uint32_t)o->negatives;
-  req.width = (uint32_t)o->width;
-  req.depth = (uint32_t)o->depth;
-  req.lr = o->lr;
-  req.lr_decay = o->lr_decay;
-  req.decay_steps = (uint32_t)o->decay_steps;
-  req.temperature = o->temperature;
-  req.optional_bound_margin_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_BOUND_MARGIN_BOUND_MARGIN;
-  req.bound_margin = o->bound_margin;
-  req.seed = o->seed;
-  req.spectral_norm = o->spectral_norm;
-  req.optional_ema_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_EMA_EMA;
-  req.ema = o->ema;
-  req.samples = (uint32_t)o->infer.samples;
-  req.iterations = (uint32_t)o->infer.iters;
-  req.sigma = o->infer.sigma;
-  req.shrink = o->infer.shrink;
-  if (o->method == EMBER_METHOD_LANGEVIN) {
-    req.chain_steps = (uint32_t)o->langevin.steps;
-    req.schedule = o->langevin.schedule == EMBER_SCHEDULE_POLY ? "poly" : "ibc";
-    req.step_init = o->langevin.step_init;
-    req.step_final = o->langevin.step_final;
-    req.optional_gamma_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_GAMMA_GAMMA;
-    req.gamma = o->langevin.gamma;
-    req.optional_noise_scale_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_NOISE_SCALE_NOISE_SCALE;
-    req.noise_scale = o->langevin.noise_scale;
-    req.optional_delta_max_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_DELTA_MAX_DELTA_MAX;
-    req.delta_max = o->langevin.delta_max;
-    req.optional_penalty_margin_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_PENALTY_MARGIN_PENALTY_MARGIN;
-    req.penalty_margin = o->penalty_margin;
-    req.optional_penalty_weight_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_PENALTY_WEIGHT_PENALTY_WEIGHT;
-    req.penalty_weight = o->penalty_weight;
-  }
-  if (o->method == EMBER_METHOD_ARDFO) {
-    req.optional_prefix_share_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_PREFIX_SHARE_PREFIX_SHARE;
-    req.prefix_share = o->keep_prefix_share;
-    req.optional_prefix_noise_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_PREFIX_NOISE_PREFIX_NOISE;
-    req.prefix_noise = o->prefix_noise;
-  }
+  ember_wire_train_to_msg(o, &req);
 
   stream_state ss;
   memset(&ss, 0, sizeof ss);
@@ -153,7 +114,7 @@ int remote_cmd_train(const char *server, int argc, char **argv) {
   remote_client c;
   remote_status st;
   int exit_code = 1;
-  if (remote_open(&c, server, 10000, &st) != GRPC_STATUS_OK) {
+  if (remote_open(&c, server, remote_default_deadline_ms(), &st) != GRPC_STATUS_OK) {
     remote_report("train", &st);
   } else {
     struct sigaction sa, old;

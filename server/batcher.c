@@ -26,6 +26,12 @@
  * inference reads (within one network task). A sweep every 50 ms does the same for deadlines
  * by our own clock, in case a close notification could not be started. At the end of the
  * shutdown grace period every running batch stops the same way.
+ *
+ * A batch allocates nothing once the server is warm. Its job, with the arrays the worker fills
+ * (inputs, seeds, answers) carved out of one block, goes back to a free list when the batch is
+ * answered; at most --workers jobs ever exist, and a job's block only grows, so once each has
+ * run the largest batch no malloc is left on the batch path. ember_batch_allocations_total
+ * (metrics.c) counts the allocations that remain, so a test can see them stop.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -48,22 +54,26 @@ typedef struct bqueue {
   struct bqueue *next;
 } bqueue;
 
+/* One batch on a worker; reused for later batches (s->free_jobs), with its arrays. */
 typedef struct batch_job {
   uv_work_t work;
   server *s;
   batch_key key;
-  srv_call **calls;
-  int ncalls, rows;
+  srv_call **calls; /* (cap_calls) */
+  int ncalls, rows, cap_calls;
   ember_infer *inf;
-  /* filled on the worker */
+  /* carved out of mem on the worker for this batch (carve); NULL where the RPC needs none */
   float *x, *y, *e, *my, *me, *mw, *pop_y, *pop_e;
   uint64_t *seeds, *streams;
   int *count;
+  void *mem;
+  size_t cap_mem;
+  int allocs;          /* allocations the worker made for this batch (buffers, an ember_infer) */
   int rc;
   ember_err err;
   uint64_t start_ns, end_ns;
-  volatile int cancel;   /* set on the loop, read by the worker between iterations */
-  struct batch_job *next_running;
+  atomic_int cancel;   /* raised on the loop, read by the worker (ember_infer_set_cancel) */
+  struct batch_job *next_running; /* s->running_jobs, or s->free_jobs while unused */
 } batch_job;
 
 /* Every field of the options, compared one by one (no memcmp: -0.0 and 0.0 are one value). A
@@ -114,10 +124,18 @@ void batcher_init(server *s) {
 
 static void timer_closed(uv_handle_t *h) { (void)h; }
 
+/* Called once nothing runs: every job is on the free list. */
 void batcher_close(server *s) {
   uv_close((uv_handle_t *)&s->batch_timer, timer_closed);
   uv_close((uv_handle_t *)&s->batch_prepare, timer_closed);
   uv_close((uv_handle_t *)&s->sweep_timer, timer_closed);
+  while (s->free_jobs) {
+    batch_job *j = s->free_jobs;
+    s->free_jobs = j->next_running;
+    free(j->calls);
+    free(j->mem);
+    free(j);
+  }
 }
 
 int batcher_idle(server *s) { return s->queued == 0 && s->running_batches == 0; }
@@ -152,36 +170,57 @@ static void fail_gone(srv_call *c, const char *when) {
 
 /* ---- on a worker ------------------------------------------------------------------------ */
 
+/* Points the batch's arrays into the job's block, growing the block first if this batch needs
+ * more than any before it. Returns 0, or -1 when it could not grow. */
+static int carve(batch_job *j, const ember_model *m) {
+  const size_t rows = (size_t)j->rows, dx = (size_t)m->x_dim, dy = (size_t)m->y_dim, k = (size_t)j->key.mo.k;
+  const int predict = j->key.rpc == RPC_PREDICT, pop = !predict && j->key.want_samples;
+  const size_t n = m->method == EMBER_METHOD_MSE ? 1 : (size_t)j->key.o.samples;
+  struct {
+    void **p;
+    size_t bytes;
+  } a[] = {
+      {(void **)&j->seeds, rows * sizeof(uint64_t)}, /* 8-byte elements first */
+      {(void **)&j->streams, rows * sizeof(uint64_t)},
+      {(void **)&j->x, rows * dx * sizeof(float)},
+      {(void **)&j->y, predict ? rows * dy * sizeof(float) : 0},
+      {(void **)&j->e, predict ? rows * sizeof(float) : 0},
+      {(void **)&j->my, predict ? 0 : rows * k * dy * sizeof(float)},
+      {(void **)&j->me, predict ? 0 : rows * k * sizeof(float)},
+      {(void **)&j->mw, predict ? 0 : rows * k * sizeof(float)},
+      {(void **)&j->count, predict ? 0 : rows * sizeof(int)},
+      {(void **)&j->pop_y, pop ? rows * n * dy * sizeof(float) : 0},
+      {(void **)&j->pop_e, pop ? rows * n * sizeof(float) : 0},
+  };
+  const size_t na = sizeof a / sizeof *a;
+  size_t total = 0;
+  for (size_t i = 0; i < na; i++) total += (a[i].bytes + 63) & ~(size_t)63; /* cache-line aligned */
+  if (total > j->cap_mem) {
+    free(j->mem);
+    j->mem = malloc(total);
+    j->cap_mem = j->mem ? total : 0;
+    j->allocs++;
+    if (!j->mem) return -1;
+  }
+  char *at = j->mem;
+  for (size_t i = 0; i < na; i++) {
+    *a[i].p = a[i].bytes ? at : NULL;
+    at += (a[i].bytes + 63) & ~(size_t)63;
+  }
+  return 0;
+}
+
 static void work_cb(uv_work_t *w) {
   batch_job *j = w->data;
   const ember_model *m = &j->key.v->model;
-  const int dx = m->x_dim, dy = m->y_dim, k = j->key.mo.k;
+  const int dx = m->x_dim;
   j->rc = 0;
-  if (!j->inf && (j->rc = ember_infer_create(&j->inf, m, NULL, &j->err)) < 0) return;
-  ember_infer_set_cancel(j->inf, &j->cancel);
-  size_t rows = (size_t)j->rows;
-  j->x = malloc(rows * dx * sizeof(float));
-  j->seeds = malloc(rows * sizeof(uint64_t));
-  j->streams = malloc(rows * sizeof(uint64_t));
-  if (j->key.rpc == RPC_PREDICT) {
-    j->y = malloc(rows * dy * sizeof(float));
-    j->e = malloc(rows * sizeof(float));
-  } else {
-    j->my = malloc(rows * k * dy * sizeof(float));
-    j->me = malloc(rows * k * sizeof(float));
-    j->mw = malloc(rows * k * sizeof(float));
-    j->count = malloc(rows * sizeof(int));
-    if (j->key.want_samples) {
-      size_t n = m->method == EMBER_METHOD_MSE ? 1 : (size_t)j->key.o.samples;
-      j->pop_y = malloc(rows * n * dy * sizeof(float));
-      j->pop_e = malloc(rows * n * sizeof(float));
-      if (!j->pop_y || !j->pop_e) {
-        j->rc = ember_fail(&j->err, EMBER_ENOMEM, "out of memory for the populations of %d rows", j->rows);
-        return;
-      }
-    }
+  if (!j->inf) {
+    j->allocs++;
+    if ((j->rc = ember_infer_create(&j->inf, m, NULL, &j->err)) < 0) return;
   }
-  if (!j->x || !j->seeds || !j->streams || (j->key.rpc == RPC_PREDICT ? !j->y || !j->e : !j->my || !j->me || !j->mw || !j->count)) {
+  ember_infer_set_cancel(j->inf, &j->cancel);
+  if (carve(j, m) < 0) {
     j->rc = ember_fail(&j->err, EMBER_ENOMEM, "out of memory for a batch of %d rows", j->rows);
     return;
   }
@@ -248,21 +287,12 @@ static void after_work_cb(uv_work_t *w, int status) {
     ember_infer_set_cancel(j->inf, NULL);
     if (v->nidle < s->cfg.workers) v->idle[v->nidle++] = j->inf;
     else ember_infer_destroy(j->inf);
+    j->inf = NULL;
   }
   version_unref(v);
-  free(j->calls);
-  free(j->x);
-  free(j->y);
-  free(j->e);
-  free(j->my);
-  free(j->me);
-  free(j->mw);
-  free(j->count);
-  free(j->pop_y);
-  free(j->pop_e);
-  free(j->seeds);
-  free(j->streams);
-  free(j);
+  s->batch_allocs += (uint64_t)j->allocs;
+  j->next_running = s->free_jobs; /* kept, with its arrays, for the next batch */
+  s->free_jobs = j;
   try_dispatch(s);
   server_maybe_finish(s);
 }
@@ -297,7 +327,7 @@ void batcher_drop_gone(server *s) {
   for (batch_job *j = s->running_jobs; j; j = j->next_running) {
     int all = 1;
     for (int i = 0; i < j->ncalls && all; i++) all = gone(j->calls[i]);
-    if (all) j->cancel = 1;
+    if (all) atomic_store_explicit(&j->cancel, 1, memory_order_relaxed);
   }
 }
 
@@ -309,16 +339,39 @@ static void on_sweep(uv_timer_t *t) {
 }
 
 void batcher_cancel_running(server *s) {
-  for (batch_job *j = s->running_jobs; j; j = j->next_running) j->cancel = 1;
+  for (batch_job *j = s->running_jobs; j; j = j->next_running)
+    atomic_store_explicit(&j->cancel, 1, memory_order_relaxed);
+}
+
+/* A free job whose calls array holds ncalls: from the free list once warm; NULL when out of
+ * memory. */
+static batch_job *take_job(server *s, int ncalls) {
+  batch_job *j = s->free_jobs;
+  if (j) {
+    s->free_jobs = j->next_running;
+  } else {
+    if (!(j = calloc(1, sizeof *j))) return NULL;
+    s->batch_allocs++;
+  }
+  if (ncalls > j->cap_calls) {
+    free(j->calls);
+    j->calls = malloc((size_t)ncalls * sizeof *j->calls);
+    j->cap_calls = j->calls ? ncalls : 0;
+    s->batch_allocs++;
+    if (!j->calls) {
+      j->next_running = s->free_jobs;
+      s->free_jobs = j;
+      return NULL;
+    }
+  }
+  return j;
 }
 
 /* Takes up to max_batch rows of q (at least one request) and starts them on a worker. */
 static void cut(server *s, bqueue *q) {
-  batch_job *j = calloc(1, sizeof *j);
-  srv_call **calls = calloc((size_t)q->nreq, sizeof *calls);
-  if (!j || !calls) {
-    free(j);
-    free(calls);
+  /* every request has a row, so a batch holds at most max_batch of them (or the one first) */
+  batch_job *j = take_job(s, q->nreq < s->cfg.max_batch ? q->nreq : s->cfg.max_batch);
+  if (!j) {
     while (q->head) {
       srv_call *c = q->head;
       q->head = c->next;
@@ -329,7 +382,7 @@ static void cut(server *s, bqueue *q) {
     return;
   }
   int n = 0, rows = 0;
-  while (q->head && (n == 0 || rows + q->head->rows <= s->cfg.max_batch)) {
+  while (q->head && n < j->cap_calls && (n == 0 || rows + q->head->rows <= s->cfg.max_batch)) {
     srv_call *c = q->head;
     q->head = c->next;
     q->nreq--;
@@ -341,23 +394,25 @@ static void cut(server *s, bqueue *q) {
       continue;
     }
     c->state = CALL_RUNNING;
-    calls[n++] = c;
+    j->calls[n++] = c;
     rows += c->rows;
   }
   model_version *v = q->key.v;
   j->s = s;
   j->key = q->key;
-  j->calls = calls;
   j->ncalls = n;
   j->rows = rows;
   if (!q->head) unlink_queue(s, q);
   if (n == 0) {
-    free(calls);
-    free(j);
+    j->next_running = s->free_jobs;
+    s->free_jobs = j;
     return;
   }
   version_ref(v);
   j->inf = v->nidle > 0 ? v->idle[--v->nidle] : NULL;
+  j->allocs = 0;
+  /* the worker sees this store: uv_queue_work hands the job over under the threadpool's lock */
+  atomic_store_explicit(&j->cancel, 0, memory_order_relaxed);
   j->work.data = j;
   j->next_running = s->running_jobs;
   s->running_jobs = j;

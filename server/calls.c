@@ -23,15 +23,11 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "server.h"
-
-static const char *const status_names[] = {
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-    "UNAUTHENTICATED"};
+#include "wire.h"
 
 const char *srv_status_name(grpc_status_code code) {
-  return (unsigned)code < sizeof status_names / sizeof *status_names ? status_names[code] : "UNKNOWN";
+  const char *name = ember_wire_status_name(code);
+  return name ? name : "UNKNOWN";
 }
 
 void srv_call_request(server *s, srv_rpc rpc) {
@@ -79,15 +75,6 @@ void srv_call_free(srv_call *c) {
   free(c);
   s->calls_alive--;
   server_maybe_finish(s);
-}
-
-grpc_byte_buffer *srv_pack(const void *msg) {
-  size_t len = protobuf_c_message_get_packed_size(msg);
-  grpc_slice slice = grpc_slice_malloc(len);
-  protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
-  grpc_slice_unref(slice);
-  return bb;
 }
 
 long srv_bytes(grpc_byte_buffer *bb, uint8_t **buf) {
@@ -148,7 +135,7 @@ static void finish(srv_call *c, grpc_status_code code, const void *msg) {
   int n = 0;
   ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
   if (msg) {
-    c->send = srv_pack(msg);
+    c->send = ember_wire_pack(msg); /* a protobuf-c message, as srv_call_reply says */
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = c->send;
   }

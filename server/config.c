@@ -77,7 +77,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
       {"max-delay-us", "US", "how long a batch may wait for more requests while a worker is idle", &c->max_delay_us, NULL, 0, 10000000},
       {"max-queue", "N", "requests waiting for a worker; more get RESOURCE_EXHAUSTED", &c->max_queue, NULL, 1, 1 << 24},
       {"max-rows", "N", "rows of x per request", &c->max_rows, NULL, 1, 1 << 20},
-      {"max-samples", "N", "DFO samples per row a request may ask for", &c->max_samples, NULL, 1, 1 << 24},
+      {"max-samples", "N", "DFO samples per row a request may ask for", &c->max_samples, NULL, 1, EMBER_MAX_INFER_SAMPLES},
       {"max-message", "BYTES", "largest request or response message", &c->max_message, NULL, 1024, 1 << 30},
       {"max-request-gflop", "G", "compute one request may ask for (rows x samples x iterations, or chain steps, x network; refining and Sample's mode polishing included)", &c->max_request_gflop, NULL, 1, 1 << 30},
       {"poll-ms", "MS", "repository rescan period, a backstop for file events", &c->poll_ms, NULL, 50, 3600000},

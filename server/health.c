@@ -15,6 +15,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "server.h"
+#include "wire.h"
 
 #define SERVICE_MAX 128
 
@@ -64,7 +65,7 @@ static void send_status(srv_call *c) {
   r.status = status_of(c->srv, w->service);
   w->sent_status = r.status;
   if (c->send) grpc_byte_buffer_destroy(c->send);
-  c->send = srv_pack(&r);
+  c->send = ember_wire_pack(&r.base);
   grpc_op ops[2];
   memset(ops, 0, sizeof ops);
   size_t n = 0;

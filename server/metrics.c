@@ -63,7 +63,7 @@ void metrics_queued(model_stats *st, double queue_s) {
 }
 
 void metrics_call_ended(srv_call *c, grpc_status_code code) {
-  if ((unsigned)code >= 17) code = GRPC_STATUS_UNKNOWN;
+  if ((unsigned)code >= EMBER_WIRE_NCODES) code = GRPC_STATUS_UNKNOWN;
   if ((c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE) && c->entry)
     c->entry->stats.ended[c->rpc == RPC_SAMPLE][code]++;
   else if ((unsigned)c->rpc < RPC_COUNT)
@@ -160,13 +160,13 @@ static void render(server *s, text *t) {
          "Calls answered, by method, status code and model (the served model a Predict or Sample "
          "named; empty for other methods and for names not served).");
   for (int r = 0; r < RPC_COUNT; r++)
-    for (int code = 0; code < 17; code++)
+    for (int code = 0; code < EMBER_WIRE_NCODES; code++)
       if (s->metrics.ended[r][code])
         put(t, "ember_requests_total{method=\"%s\",model=\"\",code=\"%s\"} %llu\n", method_name(r),
             srv_status_name((grpc_status_code)code), (unsigned long long)s->metrics.ended[r][code]);
   for (e = s->models; e; e = e->next)
     for (int k = 0; k < 2; k++)
-      for (int code = 0; code < 17; code++)
+      for (int code = 0; code < EMBER_WIRE_NCODES; code++)
         if (e->stats.ended[k][code])
           put(t, "ember_requests_total{method=\"%s\",model=\"%s\",code=\"%s\"} %llu\n", k ? "Sample" : "Predict",
               esc(e->name, m, sizeof m), srv_status_name((grpc_status_code)code),
@@ -216,6 +216,10 @@ static void render(server *s, text *t) {
   put(t, "ember_running_requests %d\n", batcher_running_requests(s));
   family(t, "ember_running_batches", "gauge", "Batches running on workers.");
   put(t, "ember_running_batches %d\n", s->running_batches);
+  family(t, "ember_batch_allocations_total", "counter",
+         "Allocations made to run batches (jobs, their arrays, inference contexts); it stops "
+         "rising once every worker has run the largest batch.");
+  put(t, "ember_batch_allocations_total %llu\n", (unsigned long long)s->batch_allocs);
   family(t, "ember_workers", "gauge", "Inference threads (--workers).");
   put(t, "ember_workers %d\n", s->cfg.workers);
   family(t, "ember_serving", "gauge", "1 while health reports SERVING, 0 once shutdown has begun.");

@@ -86,8 +86,7 @@ int srv_valid_model_name(const char *n) {
   return 1;
 }
 
-/* "<positive integer>.safetensors" -> version, else 0 */
-static int64_t version_of(const char *file) {
+int64_t registry_version_of(const char *file) {
   const char *dot = strrchr(file, '.');
   if (!dot || strcmp(dot, ".safetensors") != 0 || dot == file || file[0] == '0') return 0;
   int64_t v = 0;
@@ -222,7 +221,7 @@ static int scan_model_dir(scan_job *j, const char *name) {
     add_dir(j, dir);
     struct dirent *fe;
     for (errno = 0; (fe = readdir(d)); errno = 0) {
-      int64_t v = version_of(fe->d_name);
+      int64_t v = registry_version_of(fe->d_name);
       if (v <= 0) continue;
       char *path = scan_path(j, dir, fe->d_name);
       if (!path) scan_error(j, "out of memory listing", dir, ENOMEM);

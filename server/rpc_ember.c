@@ -3,7 +3,9 @@
  * Predict and Sample are validated completely on the loop (model, version, shape, finite
  * values, options against the server's limits) so that a bad request is answered at once with
  * a status that says what was expected, and only good ones reach the batcher. ListModels and
- * GetModel are answered from the registry without touching a worker.
+ * GetModel are answered from the registry without touching a worker. The options are read
+ * from and written to their messages by wire/ (the CLI's remote mode uses the same code); this
+ * file adds the server's own limits (--max-samples, --max-request-gflop, --max-message).
  *
  * Decoding and validation (rpc_ember_decode) report a srv_status instead of answering, and
  * touch only the call's fields, the registry and the configuration: fuzz/fuzz_rpc.c feeds them
@@ -16,6 +18,7 @@
 
 #include "ember/v1/ember.pb-c.h"
 #include "server.h"
+#include "wire.h"
 
 static void versions_text(const model_entry *e, char *buf, size_t len) {
   size_t used = 0;
@@ -63,48 +66,6 @@ static model_version *resolve(srv_call *c, const char *name, int64_t version, sr
   return v;
 }
 
-/* uint32 counts of the wire -> int, saturating (the library's checks then refuse them). */
-static int count_of(uint32_t v) { return v > (uint32_t)INT32_MAX ? INT32_MAX : (int)v; }
-
-/* Whether any field of the Langevin options is set (a present but empty message is not). */
-static int langevin_given(const Ember__V1__LangevinOptions *l) {
-  return l && (l->chain_steps || l->schedule || l->step_init != 0.0f || l->step_final != 0.0f ||
-               l->again_step != 0.0f || l->optional_gamma_case || l->optional_noise_scale_case ||
-               l->optional_delta_max_case || l->optional_again_steps_case);
-}
-
-/* Merges the Langevin options onto r (the model's); -1 with *st for a count past the library's
- * limit (checked before converting, so the message has the value sent) or an unknown
- * schedule. The library checks everything else. */
-static int merge_langevin(const Ember__V1__LangevinOptions *l, ember_infer_opts *r, srv_status *st) {
-  if (l->chain_steps > 100000u || (l->optional_again_steps_case && l->again_steps > 100000u)) {
-    int chain = l->chain_steps > 100000u;
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "options: langevin.%s must be %s..100000, got %u",
-                   chain ? "chain_steps" : "again_steps", chain ? "1" : "0",
-                   chain ? l->chain_steps : l->again_steps);
-    return -1;
-  }
-  switch (l->schedule) {
-  case EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_UNSPECIFIED: break;
-  case EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_IBC: r->langevin.schedule = EMBER_SCHEDULE_IBC; break;
-  case EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_POLY: r->langevin.schedule = EMBER_SCHEDULE_POLY; break;
-  default:
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                   "options: langevin.schedule %d is not a schedule: expected SCHEDULE_IBC (1), "
-                   "SCHEDULE_POLY (2) or SCHEDULE_UNSPECIFIED (0, the model's)", (int)l->schedule);
-    return -1;
-  }
-  if (l->chain_steps) r->langevin.steps = count_of(l->chain_steps);
-  if (l->step_init != 0.0f) r->langevin.step_init = l->step_init;
-  if (l->step_final != 0.0f) r->langevin.step_final = l->step_final;
-  if (l->optional_gamma_case) r->langevin.gamma = l->gamma;
-  if (l->optional_noise_scale_case) r->langevin.noise_scale = l->noise_scale;
-  if (l->optional_delta_max_case) r->langevin.delta_max = l->delta_max;
-  if (l->optional_again_steps_case) r->again_steps = count_of(l->again_steps);
-  if (l->again_step != 0.0f) r->again_step = l->again_step;
-  return 0;
-}
-
 /* Merges request options with the model's defaults and checks them against the limits. */
 static int resolve_options(srv_call *c, const model_version *v, const Ember__V1__InferenceOptions *o,
                            srv_status *st) {
@@ -112,31 +73,10 @@ static int resolve_options(srv_call *c, const model_version *v, const Ember__V1_
   const srv_config *cfg = &c->srv->cfg;
   const int langevin = m->method == EMBER_METHOD_LANGEVIN;
   ember_infer_opts r = m->infer;
-  uint64_t seed = 0;
-  if (o && o->iterations > 1000u) { /* before converting: report the value that was sent */
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "options: iterations must be 1..1000, got %u", o->iterations);
+  ember_err err;
+  if (ember_wire_infer_from_msg(o, v->entry->name, m->method, &r, &err) < 0) {
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     return -1;
-  }
-  if (o && o->optional_refine_steps_case && o->refine_steps > 10000u) {
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "options: refine_steps must be 0..10000, got %u", o->refine_steps);
-    return -1;
-  }
-  if (o && langevin_given(o->langevin) && !langevin) {
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                   "options.langevin applies to Langevin models only; model '%s' is of method %s",
-                   v->entry->name, ember_method_name(m->method));
-    return -1;
-  }
-  if (o) {
-    if (o->samples) r.samples = count_of(o->samples);
-    if (o->iterations) r.iters = (int)o->iterations;
-    if (o->sigma != 0.0f) r.sigma = o->sigma;
-    if (o->shrink != 0.0f) r.shrink = o->shrink;
-    if (o->temperature != 0.0f) r.temperature = o->temperature;
-    if (o->optional_refine_steps_case) r.refine_steps = (int)o->refine_steps;
-    if (o->refine_lr != 0.0f) r.refine_lr = o->refine_lr;
-    if (o->langevin && merge_langevin(o->langevin, &r, st) < 0) return -1;
-    seed = o->seed;
   }
   if (m->method != EMBER_METHOD_MSE && r.samples > cfg->max_samples) {
     srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
@@ -144,7 +84,6 @@ static int resolve_options(srv_call *c, const model_version *v, const Ember__V1_
                    o ? o->samples : 0u, cfg->max_samples);
     return -1;
   }
-  ember_err err;
   if (ember_infer_opts_check(&r, langevin, &err) < 0) {
     srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "options: %s", err.msg);
     return -1;
@@ -156,7 +95,7 @@ static int resolve_options(srv_call *c, const model_version *v, const Ember__V1_
     r.refine_lr = m->infer.refine_lr;
   }
   c->opts = r;
-  c->seed = seed;
+  c->seed = o ? o->seed : 0;
   return 0;
 }
 
@@ -263,21 +202,13 @@ static int decode_sample(srv_call *c, const uint8_t *bytes, long len, srv_status
   model_version *v = resolve(c, req->model, req->version, st);
   int rc = -1;
   if (v) {
-    ember_modes_opts mo = EMBER_MODES_DEFAULTS;
+    ember_modes_opts mo;
     ember_err err;
-    if (req->modes) mo.k = req->modes > 1024u ? 0 : (int)req->modes;
-    if (req->radius != 0.0f) mo.radius = req->radius;
-    if (req->min_mass != 0.0f) mo.min_mass = req->min_mass < 0.0f ? 0.0f : req->min_mass;
-    mo.polish_steps = req->polish_steps > 10000u ? -1 : (int)req->polish_steps;
     if (v->model.method == EMBER_METHOD_MSE) {
       srv_status_set(st, GRPC_STATUS_FAILED_PRECONDITION,
                      "model '%s' is explicit (mse): it has one answer per input and no energy to sample; use Predict",
                      req->model);
-    } else if (req->modes > 1024u) {
-      srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "modes must be 1..1024, got %u", req->modes);
-    } else if (req->polish_steps > 10000u) {
-      srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "polish_steps must be 0..10000, got %u", req->polish_steps);
-    } else if (ember_modes_opts_check(&mo, &err) < 0) {
+    } else if (ember_wire_modes_from_msg(req, &mo, &err) < 0) {
       srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     } else {
       c->modes = mo;
@@ -332,8 +263,8 @@ typedef struct info_mem {
   Ember__V1__InferenceOptions defaults;
   Ember__V1__LangevinOptions langevin;
   Ember__V1__ModelStats stats;
-  Ember__V1__ModelStats__FailuresEntry fail[17];
-  Ember__V1__ModelStats__FailuresEntry *failp[17];
+  Ember__V1__ModelStats__FailuresEntry fail[EMBER_WIRE_NCODES];
+  Ember__V1__ModelStats__FailuresEntry *failp[EMBER_WIRE_NCODES];
   Ember__V1__LoadError *errors;
   Ember__V1__LoadError **errorp;
   int64_t *versions;
@@ -343,7 +274,6 @@ typedef struct info_mem {
 static int fill_info(info_mem *im, const model_entry *e, const model_version *v) {
   memset(im, 0, sizeof *im);
   ember__v1__model_info__init(&im->info);
-  ember__v1__inference_options__init(&im->defaults);
   ember__v1__model_stats__init(&im->stats);
   Ember__V1__ModelInfo *info = &im->info;
   info->name = (char *)e->name;
@@ -381,43 +311,15 @@ static int fill_info(info_mem *im, const model_entry *e, const model_version *v)
     info->n_y_lo = info->n_y_hi = (size_t)m->y_dim;
     info->y_lo = im->lo;
     info->y_hi = im->hi;
-    im->defaults.samples = (uint32_t)m->infer.samples;
-    im->defaults.iterations = (uint32_t)m->infer.iters;
-    im->defaults.sigma = m->infer.sigma;
-    im->defaults.shrink = m->infer.shrink;
-    im->defaults.temperature = m->infer.temperature;
-    if (m->method != EMBER_METHOD_MSE) {
-      im->defaults.optional_refine_steps_case = EMBER__V1__INFERENCE_OPTIONS__OPTIONAL_REFINE_STEPS_REFINE_STEPS;
-      im->defaults.refine_steps = (uint32_t)m->infer.refine_steps;
-      im->defaults.refine_lr = m->infer.refine_lr;
-    }
-    if (m->method == EMBER_METHOD_LANGEVIN) {
-      const ember_langevin_opts *l = &m->infer.langevin;
-      Ember__V1__LangevinOptions *w = &im->langevin;
-      ember__v1__langevin_options__init(w);
-      w->chain_steps = (uint32_t)l->steps;
-      w->schedule = l->schedule == EMBER_SCHEDULE_POLY ? EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_POLY
-                                                       : EMBER__V1__LANGEVIN_OPTIONS__SCHEDULE__SCHEDULE_IBC;
-      w->step_init = l->step_init;
-      w->step_final = l->step_final;
-      w->optional_gamma_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_GAMMA_GAMMA;
-      w->gamma = l->gamma;
-      w->optional_noise_scale_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_NOISE_SCALE_NOISE_SCALE;
-      w->noise_scale = l->noise_scale;
-      w->optional_delta_max_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_DELTA_MAX_DELTA_MAX;
-      w->delta_max = l->delta_max;
-      w->optional_again_steps_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_AGAIN_STEPS_AGAIN_STEPS;
-      w->again_steps = (uint32_t)m->infer.again_steps;
-      w->again_step = m->infer.again_step;
-      im->defaults.langevin = w;
-    }
+    /* every field that applies to the model: a client merges them onto the library's defaults */
+    ember_wire_infer_to_msg(&m->infer, ember_wire_infer_fields(m->method), &im->defaults, &im->langevin);
     info->defaults = &im->defaults;
   }
   const model_stats *st = &e->stats;
   im->stats.requests = st->requests;
   im->stats.ok = st->ended[0][GRPC_STATUS_OK] + st->ended[1][GRPC_STATUS_OK];
   size_t nf = 0;
-  for (int code = 1; code < 17; code++)
+  for (int code = 1; code < EMBER_WIRE_NCODES; code++)
     if (st->ended[0][code] + st->ended[1][code]) {
       ember__v1__model_stats__failures_entry__init(&im->fail[nf]);
       im->fail[nf].key = (char *)srv_status_name((grpc_status_code)code);

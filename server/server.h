@@ -19,6 +19,7 @@
 #include "ember/dfo.h"
 #include "ember/infer.h"
 #include "ember/model.h"
+#include "wire.h"
 
 /* ---- configuration --------------------------------------------------------------------- */
 
@@ -182,10 +183,9 @@ int srv_status_set(srv_status *st, grpc_status_code code, const char *fmt, ...)
 #endif
     ;
 void srv_call_fail_status(srv_call *c, const srv_status *st);
-/* Packs a protobuf-c message into a new byte buffer. */
-grpc_byte_buffer *srv_pack(const void *msg);
 /* Copies a byte buffer's bytes into buf (caller frees); returns length or -1. */
 long srv_bytes(grpc_byte_buffer *bb, uint8_t **buf);
+/* The code's name (ember_wire_status_name), "UNKNOWN" past the known ones. */
 const char *srv_status_name(grpc_status_code code);
 void srv_call_free(srv_call *c);
 
@@ -212,7 +212,7 @@ typedef struct model_stats {
   uint64_t requests; /* Predict and Sample calls that named this model */
   /* Predict [0] and Sample [1] calls ended, by the status sent: counted in one place,
    * metrics_call_ended, for GetModel's ok and failures and the metrics' ember_requests_total */
-  uint64_t ended[2][17];
+  uint64_t ended[2][EMBER_WIRE_NCODES];
   uint64_t batches, batched_requests, batched_rows;
   double queue_ms_sum, compute_ms_sum;
   /* for the metrics endpoint (metrics.c), updated on the loop */
@@ -247,6 +247,10 @@ void registry_free(struct server *s);  /* after the loop ends */
 model_entry *registry_find(struct server *s, const char *name); /* NULL unless listed */
 int registry_listed(const model_entry *e); /* has versions or load errors */
 void registry_rescan_soon(struct server *s); /* a scan shortly (e.g. after publishing) */
+/* A version file's name, "<positive integer>.safetensors", -> its version; 0 for any other
+ * name (hidden files, leading zeros, overflow). The scan and Train's publisher both read names
+ * with it. */
+int64_t registry_version_of(const char *file);
 /* [A-Za-z0-9_.-]{1,64}, not starting with '.' (hidden directories are not models) */
 int srv_valid_model_name(const char *name);
 /* The version to serve: version 0 = latest. NULL if absent. */
@@ -349,7 +353,7 @@ typedef enum {
 
 typedef struct srv_metrics {
   /* ended calls that are not a Predict/Sample on a served model, by method and status */
-  uint64_t ended[RPC_COUNT][17];
+  uint64_t ended[RPC_COUNT][EMBER_WIRE_NCODES];
   /* Training jobs ended, by result: train.c counts each job once, on the loop, when its
    * thread is joined (jobs running are s->train_running). */
   uint64_t train_jobs_total[METRICS_TRAIN_RESULTS];
@@ -426,6 +430,8 @@ typedef struct server {
   uv_prepare_t batch_prepare; /* cuts waiting batches just before the loop sleeps */
   uv_timer_t sweep_timer;     /* deadline sweep over queued calls and running batches */
   struct batch_job *running_jobs;
+  struct batch_job *free_jobs; /* finished jobs kept with their arrays for the next batches */
+  uint64_t batch_allocs;       /* allocations made for batches (ember_batch_allocations_total) */
   int flush_at_prepare;
   /* health watches */
   srv_call *watchers;

@@ -1,9 +1,10 @@
 /* train.c - ember.v1.Ember/Train: one training job per call, on its own thread.
  *
- * The loop thread validates the request (train_decode: model name, method and settings, inline
- * data or a dataset path under --data-dir, the job's memory against --max-train-mib; it needs no
- * call, so fuzz/ drives it with bytes) and starts a job: a plain pthread that lowers its own
- * priority (--train-nice; the pool threads it creates inherit it), reads a dataset file if one was named (and checks the memory again with the
+ * The loop thread validates the request (train_decode: model name, method and settings as
+ * wire/'s ember_wire_train_from_msg reads them, inline data or a dataset path under --data-dir,
+ * the job's memory against --max-train-mib; it needs no call, so fuzz/ drives it with bytes) and
+ * starts a job: a plain pthread that lowers its own priority (--train-nice; the pool threads it
+ * creates inherit it), reads a dataset file if one was named (and checks the memory again with the
  * file's own size), trains with --train-threads pool threads, and publishes the model. The thread never touches
  * the call: it leaves its latest progress report in the job (under a mutex) and wakes the loop
  * through a uv_async at most every TRAIN_REPORT_S seconds (and at the first and last step).
@@ -29,7 +30,6 @@
  * call freed (no batch pending). s->train_alive counts jobs not yet freed, so shutdown waits.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -50,6 +50,7 @@
 #include "ember/train.h"
 #include "ember/v1/ember.pb-c.h"
 #include "server.h"
+#include "wire.h"
 
 #define TRAIN_REPORT_S 0.5
 
@@ -137,23 +138,11 @@ static int64_t highest_version(const char *dir) {
   int64_t best = 0;
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
-    const char *f = e->d_name, *dot = strrchr(f, '.');
-    if (!dot || strcmp(dot, ".safetensors") != 0 || dot == f || f[0] == '0') continue;
-    int64_t v = 0;
-    const char *p = f;
-    for (; p < dot && *p >= '0' && *p <= '9' && v <= (INT64_MAX - 9) / 10; p++) v = v * 10 + (*p - '0');
-    if (p == dot && v > best) best = v;
+    int64_t v = registry_version_of(e->d_name);
+    if (v > best) best = v;
   }
   closedir(d);
   return best;
-}
-
-static void fsync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    (void)fsync(fd);
-    close(fd);
-  }
 }
 
 /* Saves m as the next version; returns the version, or -1 with the reason in msg. */
@@ -186,7 +175,7 @@ static int64_t publish(train_job *j, const ember_model *m, char *msg, size_t msg
     }
   }
   unlink(tmp);
-  fsync_dir(j->model_dir);
+  (void)ember_fsync_dir_of(tmp); /* the model's directory: the link and the unlink */
   if (version < 0 && !msg[0]) snprintf(msg, msglen, "%s", atomic_load(&j->cancel) ? "cancelled" : "no free version number");
   return version;
 }
@@ -376,7 +365,7 @@ static void pump(train_job *j) {
       m.done = 1;
       m.version = version;
       if (c->send) grpc_byte_buffer_destroy(c->send);
-      c->send = srv_pack(&m);
+      c->send = ember_wire_pack(&m.base);
       ops[n].op = GRPC_OP_SEND_MESSAGE;
       ops[n++].data.send_message.send_message = c->send;
       srv_log(LOG_INFO, "model trained and published", "model=%s version=%lld steps=%lld loss=%.4f job=%llu",
@@ -403,7 +392,7 @@ static void pump(train_job *j) {
   if (!have || p.step <= j->sent_step) return;
   fill_progress(&m, &p, j);
   if (c->send) grpc_byte_buffer_destroy(c->send);
-  c->send = srv_pack(&m);
+  c->send = ember_wire_pack(&m.base);
   ops[n].op = GRPC_OP_SEND_MESSAGE;
   ops[n++].data.send_message.send_message = c->send;
   j->metadata_sent = 1;
@@ -472,7 +461,7 @@ void train_cancel_all(server *s) {
 
 /* ---- the request -------------------------------------------------------------------------- */
 
-/* Resolves `dataset` under --data-dir into j->dataset_path; -1 with *st. */
+/* Resolves `dataset` under --data-dir into j->dataset_path; -1 after answering the call. */
 static int resolve_dataset(server *s, train_job *j, const char *name, srv_status *st) {
   if (!s->cfg.data_dir) {
     srv_status_set(st, GRPC_STATUS_FAILED_PRECONDITION,
@@ -520,100 +509,11 @@ static int resolve_dataset(server *s, train_job *j, const char *name, srv_status
   return 0;
 }
 
-/* Training settings from the request (0/unset = `ember train`'s defaults); -1 with *st. */
-static int train_options(const Ember__V1__TrainRequest *r, ember_train_opts *o, srv_status *st) {
-  const char *method = r->method && *r->method ? r->method : "dfo";
-  ember_method mth;
-  if (ember_method_parse(method, &mth) < 0) {
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "method must be dfo, ardfo, langevin or mse, got '%.64s'", method);
-    return -1;
-  }
-  ember_train_opts_for_method(o, mth); /* `ember train --method M`'s defaults */
-  if (r->arch && *r->arch && ember_arch_parse(r->arch, &o->arch) < 0) {
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "arch must be resnet or mlp, got '%.64s'", r->arch);
-    return -1;
-  }
-  const int langevin = o->method == EMBER_METHOD_LANGEVIN, ardfo = o->method == EMBER_METHOD_ARDFO;
-  const char *wrong = NULL;
-  if (!langevin) {
-    if (r->chain_steps) wrong = "chain_steps";
-    else if (r->schedule && *r->schedule) wrong = "schedule";
-    else if (r->step_init != 0.0f) wrong = "step_init";
-    else if (r->step_final != 0.0f) wrong = "step_final";
-    else if (r->optional_gamma_case) wrong = "gamma";
-    else if (r->optional_noise_scale_case) wrong = "noise_scale";
-    else if (r->optional_delta_max_case) wrong = "delta_max";
-    else if (r->optional_penalty_margin_case) wrong = "penalty_margin";
-    else if (r->optional_penalty_weight_case) wrong = "penalty_weight";
-    if (wrong) {
-      srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s applies to method langevin only (this request: %s)", wrong, method);
-      return -1;
-    }
-  }
-  if (!ardfo && (r->optional_prefix_share_case || r->optional_prefix_noise_case)) {
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s applies to method ardfo only (this request: %s)",
-                   r->optional_prefix_share_case ? "prefix_share" : "prefix_noise", method);
-    return -1;
-  }
-  const uint32_t big = 1u << 30;
-  if (r->batch > big || r->negatives > big || r->width > big || r->depth > big || r->decay_steps > big ||
-      r->samples > big || r->iterations > big || r->chain_steps > big) {
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "a size field (batch, negatives, width, depth, decay_steps, "
-                                                    "samples, iterations or chain_steps) is out of range");
-    return -1;
-  }
-  if (r->steps < 0) {
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "steps must be >= 1, got %lld", (long long)r->steps);
-    return -1;
-  }
-  if (r->steps) o->steps = r->steps;
-  if (r->batch) o->batch = (int)r->batch;
-  if (r->negatives) o->negatives = (int)r->negatives;
-  if (r->width) o->width = (int)r->width;
-  if (r->depth) o->depth = (int)r->depth;
-  if (r->lr != 0.0f) o->lr = r->lr;
-  if (r->lr_decay != 0.0f) o->lr_decay = r->lr_decay;
-  if (r->decay_steps) o->decay_steps = (int)r->decay_steps;
-  if (r->temperature != 0.0f) o->temperature = r->temperature;
-  if (r->optional_bound_margin_case) o->bound_margin = r->bound_margin;
-  o->seed = r->seed;
-  o->spectral_norm = r->spectral_norm;
-  if (r->optional_ema_case) o->ema = r->ema;
-  if (r->samples) o->infer.samples = (int)r->samples;
-  if (r->iterations) o->infer.iters = (int)r->iterations;
-  if (r->sigma != 0.0f) o->infer.sigma = r->sigma;
-  if (r->shrink != 0.0f) o->infer.shrink = r->shrink;
-  if (r->chain_steps) o->langevin.steps = (int)r->chain_steps;
-  if (r->schedule && *r->schedule) {
-    if (strcmp(r->schedule, "ibc") == 0) o->langevin.schedule = EMBER_SCHEDULE_IBC;
-    else if (strcmp(r->schedule, "poly") == 0) o->langevin.schedule = EMBER_SCHEDULE_POLY;
-    else {
-      srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "schedule must be ibc or poly, got '%.64s'", r->schedule);
-      return -1;
-    }
-  }
-  if (r->step_init != 0.0f) o->langevin.step_init = r->step_init;
-  if (r->step_final != 0.0f) o->langevin.step_final = r->step_final;
-  if (r->optional_gamma_case) o->langevin.gamma = r->gamma;
-  if (r->optional_noise_scale_case) o->langevin.noise_scale = r->noise_scale;
-  if (r->optional_delta_max_case) o->langevin.delta_max = r->delta_max;
-  if (r->optional_penalty_margin_case) o->penalty_margin = r->penalty_margin;
-  if (r->optional_penalty_weight_case) o->penalty_weight = r->penalty_weight;
-  if (r->optional_prefix_share_case) o->keep_prefix_share = r->prefix_share;
-  if (r->optional_prefix_noise_case) o->prefix_noise = r->prefix_noise;
-  ember_err err;
-  if (ember_train_opts_check(o, &err) < 0) {
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
-    return -1;
-  }
-  return 0;
-}
-
-/* Inline data into j->ds; -1 with *st. */
+/* Inline data into j->ds; -1 after answering. */
 static int take_data(server *s, const Ember__V1__TrainRequest *r, train_job *j, srv_status *st) {
-  if (r->x_dim < 1 || r->y_dim < 1 || r->x_dim > 65536 || r->y_dim > 65536) {
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "inline data needs x_dim and y_dim in 1..65536, got %u and %u",
-                   r->x_dim, r->y_dim);
+  if (r->x_dim < 1 || r->y_dim < 1 || r->x_dim > EMBER_MAX_COLS || r->y_dim > EMBER_MAX_COLS) {
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "inline data needs x_dim and y_dim in 1..%d, got %u and %u",
+                   EMBER_MAX_COLS, r->x_dim, r->y_dim);
     return -1;
   }
   if (r->n_x == 0 || r->n_x % r->x_dim != 0) {
@@ -688,7 +588,9 @@ static train_job *parse(server *s, const Ember__V1__TrainRequest *r, srv_status 
   j->sent_step = -1;
   snprintf(j->name, sizeof j->name, "%s", r->model);
   snprintf(j->model_dir, sizeof j->model_dir, "%s/%s", s->cfg.models_dir, r->model);
-  int ok = train_options(r, &j->o, st) == 0;
+  ember_err err;
+  int ok = ember_wire_train_from_msg(r, &j->o, &err) == 0; /* 0/unset: `ember train --method M`'s */
+  if (!ok) srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
   if (ok && named) {
     ok = resolve_dataset(s, j, r->dataset, st) == 0;
     j->y_dim_arg = r->y_dim ? (int)r->y_dim : -1;

@@ -46,7 +46,7 @@ static void run(int nq, const float *centres, const ember_infer_opts *o, uint64_
   for (int q = 0; q < nq; q++) ember_rng_seed(&rngs[q], seed, (uint64_t)q);
   bowl b = {centres, 50.0f, 0};
   ember_err err;
-  assert_int_equal(ember_dfo_run(&ws, bowl_energy, &b, nq, lo2, hi2, o, rngs, best, best_e, &err), 0);
+  assert_int_equal(ember_dfo_run(&ws, bowl_energy, &b, nq, lo2, hi2, o, NULL, rngs, best, best_e, &err), 0);
   /* iters evaluations, each covering all queries at once */
   assert_int_equal(b.calls, o->iters);
   ember_dfo_ws_free(&ws);
@@ -86,14 +86,14 @@ static void test_ardfo_recovers_high_dimensional_argmin(void **state) {
   ember_rng_seed(&rng, 3, 0);
   int calls = 0;
   ember_infer_opts o = DFO_OPTS(256, 3, 0.33f, 0.5f, 1.0f);
-  assert_int_equal(ember_ardfo_run(&ws, prefix_quadratic, &calls, 1, lo, hi, &o, &rng, best, &e_ar, NULL), 0);
+  assert_int_equal(ember_ardfo_run(&ws, prefix_quadratic, &calls, 1, lo, hi, &o, NULL, &rng, best, &e_ar, NULL), 0);
   assert_int_equal(calls, 3 * AR_D);
   float err_ar = 0.0f;
   for (int k = 0; k < AR_D; k++) err_ar = fmaxf(err_ar, fabsf(best[k] - want[k]));
   ember_rng_seed(&rng, 3, 0);
   calls = 0;
   o.samples = 4096;
-  assert_int_equal(ember_dfo_run(&ws, full_quadratic, &calls, 1, lo, hi, &o, &rng, best, &e_dfo, NULL), 0);
+  assert_int_equal(ember_dfo_run(&ws, full_quadratic, &calls, 1, lo, hi, &o, NULL, &rng, best, &e_dfo, NULL), 0);
   float err_dfo = 0.0f;
   for (int k = 0; k < AR_D; k++) err_dfo = fmaxf(err_dfo, fabsf(best[k] - want[k]));
   printf("16-D argmin, equal evaluations: ardfo energy %.4f max error %.4f; dfo energy %.4f max error %.4f\n",
@@ -167,13 +167,13 @@ static void test_rejects_bad_options(void **state) {
       {DFO_OPTS(64, 3, 0.33f, 0.5f, 0.0f), "temperature"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    assert_int_equal(ember_dfo_run(&ws, bowl_energy, &b, 1, lo2, hi2, &cases[i].o, &rng, NULL, NULL, &err),
+    assert_int_equal(ember_dfo_run(&ws, bowl_energy, &b, 1, lo2, hi2, &cases[i].o, NULL, &rng, NULL, NULL, &err),
                      EMBER_EINVAL);
     if (!strstr(err.msg, cases[i].msg)) fail_msg("case %zu: message '%s'", i, err.msg);
   }
   const float empty_hi[2] = {-1, 1};
   ember_infer_opts ok = DFO_OPTS(64, 3, 0.33f, 0.5f, 1.0f);
-  assert_int_equal(ember_dfo_run(&ws, bowl_energy, &b, 1, lo2, empty_hi, &ok, &rng, NULL, NULL, &err),
+  assert_int_equal(ember_dfo_run(&ws, bowl_energy, &b, 1, lo2, empty_hi, &ok, NULL, &rng, NULL, NULL, &err),
                    EMBER_EINVAL);
   assert_non_null(strstr(err.msg, "bounds of y0"));
   assert_int_equal(b.calls, 0);
@@ -195,7 +195,7 @@ static void test_non_finite_energies_are_ignored(void **state) {
   ember_rng_seed(&rng, 5, 0);
   ember_infer_opts o = DFO_OPTS(1024, 3, 0.33f, 0.5f, 0.05f);
   float best[2], e;
-  assert_int_equal(ember_dfo_run(&ws, nan_energy, NULL, 1, lo2, hi2, &o, &rng, best, &e, NULL), 0);
+  assert_int_equal(ember_dfo_run(&ws, nan_energy, NULL, 1, lo2, hi2, &o, NULL, &rng, best, &e, NULL), 0);
   assert_true(isfinite(e));
   assert_true(best[0] <= 0.5f);
   assert_true(fabsf(best[0] - 0.4f) < 0.1f);
@@ -248,8 +248,8 @@ static void test_modes_of_a_double_well(void **state) {
   mo.k = 3;
   static float fscratch[N + EMBER_MODES_LINK];
   float my[3], me[3], mw[3];
-  ws.keep_initial = 1;
-  assert_int_equal(ember_dfo_run(&ws, two_wells, NULL, 1, lo, hi, &o, &rng, NULL, NULL, NULL), 0);
+  const ember_dfo_ctl keep = {.keep_initial = 1};
+  assert_int_equal(ember_dfo_run(&ws, two_wells, NULL, 1, lo, hi, &o, &keep, &rng, NULL, NULL, NULL), 0);
   int c = ember_modes_find(ws.y, ws.e, N, ws.y0, ws.e0, N, 1, 1.0f, &mo, fscratch, my, me, mw);
   assert_int_equal(c, 2);
   /* sorted by energy: the deeper well first */
@@ -290,7 +290,7 @@ static void unequal_wells(void *ctx, int nq, int n, const float *y, float *e) {
   }
 }
 
-/* Independent resampling groups: with ws.groups = 8, a resample (here without noise) fills
+/* Independent resampling groups: with ctl.groups = 8, a resample (here without noise) fills
  * each eighth of the population only with copies of that eighth's own candidates; with one
  * group, candidates cross. */
 static int from_own_group(const ember_dfo_ws *ws, int n, int groups) {
@@ -311,15 +311,78 @@ static void test_groups_resample_among_themselves(void **state) {
   for (int g = 0; g < 2; g++) {
     ember_dfo_ws ws;
     assert_int_equal(ember_dfo_ws_init(&ws, 1, N, 1, NULL), 0);
-    ws.groups = g ? 8 : 1;
-    ws.keep_initial = 1;
+    const ember_dfo_ctl ctl = {.keep_initial = 1, .groups = g ? 8 : 1};
     ember_rng rng;
     ember_rng_seed(&rng, 4, 0);
     ember_infer_opts o = DFO_OPTS(N, 2, 0.0f, 1.0f, 1.0f);
-    assert_int_equal(ember_dfo_run(&ws, two_wells, NULL, 1, lo, hi, &o, &rng, NULL, NULL, NULL), 0);
+    assert_int_equal(ember_dfo_run(&ws, two_wells, NULL, 1, lo, hi, &o, &ctl, &rng, NULL, NULL, NULL), 0);
     assert_int_equal(from_own_group(&ws, N, 8), g);
     ember_dfo_ws_free(&ws);
   }
+}
+
+/* Controls are per call: after a run that kept its uniform population and resampled in groups,
+ * a run without controls in the same workspace leaves y0/e0 alone and is the run a fresh
+ * workspace makes. */
+static void test_controls_are_per_call(void **state) {
+  (void)state;
+  enum { N = 1000 };
+  const float lo[1] = {-1}, hi[1] = {1};
+  ember_dfo_ws used, fresh;
+  assert_int_equal(ember_dfo_ws_init(&used, 1, N, 1, NULL), 0);
+  assert_int_equal(ember_dfo_ws_init(&fresh, 1, N, 1, NULL), 0);
+  ember_infer_opts o = DFO_OPTS(N, 3, 0.33f, 0.5f, 1.0f);
+  ember_rng rng;
+  ember_rng_seed(&rng, 4, 0);
+  const ember_dfo_ctl ctl = {.keep_initial = 1, .groups = 8};
+  assert_int_equal(ember_dfo_run(&used, two_wells, NULL, 1, lo, hi, &o, &ctl, &rng, NULL, NULL, NULL), 0);
+  static float y0[N], e0[N];
+  memcpy(y0, used.y0, sizeof y0);
+  memcpy(e0, used.e0, sizeof e0);
+  float a[1], b[1], ea, eb;
+  ember_rng_seed(&rng, 9, 0);
+  assert_int_equal(ember_dfo_run(&used, two_wells, NULL, 1, lo, hi, &o, NULL, &rng, a, &ea, NULL), 0);
+  ember_rng_seed(&rng, 9, 0);
+  assert_int_equal(ember_dfo_run(&fresh, two_wells, NULL, 1, lo, hi, &o, NULL, &rng, b, &eb, NULL), 0);
+  assert_memory_equal(used.y, fresh.y, N * sizeof(float));
+  assert_true(a[0] == b[0] && ea == eb);
+  assert_memory_equal(used.y0, y0, sizeof y0);
+  assert_memory_equal(used.e0, e0, sizeof e0);
+  ember_dfo_ws_free(&used);
+  ember_dfo_ws_free(&fresh);
+}
+
+/* Another thread's cancel flag stops DFO and AR-DFO before their next energy pass. */
+static atomic_int dfo_stop;
+static int dfo_calls;
+static void wells_then_stop(void *ctx, int nq, int n, const float *y, float *e) {
+  two_wells(ctx, nq, n, y, e);
+  if (++dfo_calls == 2) atomic_store(&dfo_stop, 1);
+}
+static void prefix_wells_then_stop(void *ctx, int j, int nq, int n, const float *y, float *e) {
+  (void)j;
+  wells_then_stop(ctx, nq, n, y, e);
+}
+
+static void test_run_cancels(void **state) {
+  (void)state;
+  const float lo[1] = {-1}, hi[1] = {1};
+  ember_dfo_ws ws;
+  assert_int_equal(ember_dfo_ws_init(&ws, 1, 64, 1, NULL), 0);
+  ember_infer_opts o = DFO_OPTS(64, 5, 0.33f, 0.5f, 1.0f);
+  ember_rng rng;
+  ember_rng_seed(&rng, 1, 0);
+  const ember_dfo_ctl ctl = {.cancel = &dfo_stop};
+  ember_err err;
+  assert_int_equal(ember_dfo_run(&ws, wells_then_stop, NULL, 1, lo, hi, &o, &ctl, &rng, NULL, NULL, &err),
+                   EMBER_ECANCELED);
+  assert_int_equal(dfo_calls, 2);
+  atomic_store(&dfo_stop, 0);
+  dfo_calls = 0;
+  assert_int_equal(ember_ardfo_run(&ws, prefix_wells_then_stop, NULL, 1, lo, hi, &o, &ctl, &rng, NULL, NULL, &err),
+                   EMBER_ECANCELED);
+  assert_int_equal(dfo_calls, 2);
+  ember_dfo_ws_free(&ws);
 }
 
 static void test_modes_survive_a_starved_branch(void **state) {
@@ -330,11 +393,11 @@ static void test_modes_survive_a_starved_branch(void **state) {
     int n = sizes[t];
     ember_dfo_ws ws;
     assert_int_equal(ember_dfo_ws_init(&ws, 1, n, 1, NULL), 0);
-    ws.keep_initial = 1;
+    const ember_dfo_ctl keep = {.keep_initial = 1};
     ember_rng rng;
     ember_rng_seed(&rng, 4, 0);
     ember_infer_opts o = DFO_OPTS(n, iters[t], 0.33f, 0.5f, 1.0f);
-    assert_int_equal(ember_dfo_run(&ws, unequal_wells, NULL, 1, lo, hi, &o, &rng, NULL, NULL, NULL), 0);
+    assert_int_equal(ember_dfo_run(&ws, unequal_wells, NULL, 1, lo, hi, &o, &keep, &rng, NULL, NULL, NULL), 0);
     int in_shallow = 0;
     for (int i = 0; i < n; i++) in_shallow += ws.y[i] > 0.0f;
     ember_modes_opts mo = EMBER_MODES_DEFAULTS;
@@ -364,10 +427,10 @@ static void test_polish_descends(void **state) {
 }
 
 /* Another thread's cancel flag stops polishing before its next step's energy pass. */
-static volatile int polish_stop;
+static atomic_int polish_stop;
 static void bowl_grad_then_stop(void *ctx, int nq, int n, const float *y, float *e, float *dy) {
   bowl_energy_grad(ctx, nq, n, y, e, dy);
-  if (((bowl *)ctx)->calls == 3) polish_stop = 1;
+  if (((bowl *)ctx)->calls == 3) atomic_store(&polish_stop, 1);
 }
 
 static void test_polish_cancels(void **state) {
@@ -395,6 +458,8 @@ int main(void) {
       cmocka_unit_test(test_modes_of_a_double_well),
       cmocka_unit_test(test_modes_survive_a_starved_branch),
       cmocka_unit_test(test_groups_resample_among_themselves),
+      cmocka_unit_test(test_controls_are_per_call),
+      cmocka_unit_test(test_run_cancels),
       cmocka_unit_test(test_polish_descends),
       cmocka_unit_test(test_polish_cancels),
       cmocka_unit_test(test_ardfo_recovers_high_dimensional_argmin),

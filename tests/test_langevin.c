@@ -1,9 +1,12 @@
 /* test_langevin.c - Method C's sampler on analytic energies: the textbook chain samples
  * exp(-E) (histogram of a Gaussian mixture), IBC's schedule finds a minimum and polishing
- * sharpens it, the step schedules, bad options, reproducibility. */
+ * sharpens it, the step schedules, bad options, reproducibility, and the per-call controls
+ * (resume, skip_final, cancel). */
 #include "testutil.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +42,7 @@ static void test_textbook_chain_samples_exp_minus_e(void **state) {
   ember_rng_seed(&rng, 7, 0);
   /* constant step, noise sqrt(1/2): delta = -(lambda/2) g + sqrt(lambda) xi */
   ember_langevin_opts o = {2000, EMBER_SCHEDULE_POLY, 2e-3f, 0.0f, 0.0f, (float)sqrt(0.5), 0.0f};
-  assert_int_equal(ember_langevin_run(&ws, mixture_energy, NULL, 1, lo, hi, &o, CHAINS, &rng, NULL, NULL, NULL), 0);
+  assert_int_equal(ember_langevin_run(&ws, mixture_energy, NULL, 1, lo, hi, &o, CHAINS, NULL, &rng, NULL, NULL, NULL), 0);
   double hist[BINS] = {0}, want[BINS] = {0}, width = 3.0 / BINS, z = 0;
   for (int i = 0; i < CHAINS; i++) {
     int b = (int)((ws.y[i] + 1.5f) / width);
@@ -79,7 +82,7 @@ static void test_ibc_schedule_finds_and_refines_the_minimum(void **state) {
   ember_langevin_opts o = EMBER_LANGEVIN_DEFAULTS;
   o.steps = 100;
   float best[2], e;
-  assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &o, 256, &rng, best, &e, NULL), 0);
+  assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &o, 256, NULL, &rng, best, &e, NULL), 0);
   float d = hypotf(best[0] - centre[0], best[1] - centre[1]);
   assert_true(d < 0.05f);
   /* sample, then refine: gradient descent from the best chain */
@@ -92,7 +95,7 @@ static void test_ibc_schedule_finds_and_refines_the_minimum(void **state) {
 
 /* IBC's second chain: a run with resume set goes on from the last run's states instead of
  * drawing new ones (each chain moves at most steps x delta_max), and at a small step it only
- * descends further. */
+ * descends further. Resuming is this call's choice only: the next run without it starts anew. */
 static void test_second_chain_resumes(void **state) {
   (void)state;
   enum { N = 64 };
@@ -104,27 +107,30 @@ static void test_second_chain_resumes(void **state) {
   ember_langevin_opts o = EMBER_LANGEVIN_DEFAULTS;
   o.steps = 10;
   float best[2], e1, e2;
-  assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &o, N, &rng, best, &e1, NULL), 0);
+  assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &o, N, NULL, &rng, best, &e1, NULL), 0);
   float before[2 * N];
   memcpy(before, ws.y, sizeof before);
   ember_langevin_opts again = o;
   again.steps = 20;
   again.step_init = again.step_final = 1e-3f;
   again.delta_max = 0.01f;
-  ws.resume = 1;
-  assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &again, N, &rng, best, &e2, NULL), 0);
-  assert_int_equal(ws.resume, 0);
+  const ember_langevin_ctl resume = {.resume = 1};
+  assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &again, N, &resume, &rng, best, &e2, NULL), 0);
   for (int i = 0; i < 2 * N; i++) assert_true(fabsf(ws.y[i] - before[i]) <= 20 * 0.01f + 1e-6f);
   assert_true(e2 <= e1);
+  ember_rng_seed(&rng, 5, 0); /* the first run again, in the same workspace: the same chains */
+  assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &o, N, NULL, &rng, best, &e2, NULL), 0);
+  assert_memory_equal(ws.y, before, sizeof before);
+  assert_true(e2 == e1);
   ember_langevin_ws_free(&ws);
 }
 
 /* Another thread's cancel flag stops a run before its next step. */
-static volatile int stop_flag;
+static atomic_int stop_flag;
 static int bowl_calls;
 static void bowl_then_stop(void *ctx, int nq, int n, const float *y, float *e, float *dy) {
   bowl(ctx, nq, n, y, e, dy);
-  if (++bowl_calls == 3) stop_flag = 1;
+  if (++bowl_calls == 3) atomic_store(&stop_flag, 1);
 }
 
 static void test_cancel_stops_the_chain(void **state) {
@@ -135,11 +141,81 @@ static void test_cancel_stops_the_chain(void **state) {
   ember_rng rng;
   ember_rng_seed(&rng, 1, 0);
   ember_langevin_opts o = EMBER_LANGEVIN_DEFAULTS;
-  ws.cancel = &stop_flag;
+  const ember_langevin_ctl ctl = {.cancel = &stop_flag};
   ember_err err;
-  assert_int_equal(ember_langevin_run(&ws, bowl_then_stop, NULL, 1, lo, hi, &o, 16, &rng, NULL, NULL, &err),
+  assert_int_equal(ember_langevin_run(&ws, bowl_then_stop, NULL, 1, lo, hi, &o, 16, &ctl, &rng, NULL, NULL, &err),
                    EMBER_ECANCELED);
   assert_int_equal(bowl_calls, 3);
+  ember_langevin_ws_free(&ws);
+}
+
+/* The flag raised by another thread, which synchronises with nothing else: the run stops
+ * after at most 2 steps (step 2's energy pass waits, with relaxed loads that order nothing,
+ * until the store is visible). Under `make tsan` this is the check that the library reads the
+ * flag as an atomic: a plain or volatile read is reported as a race with the store. */
+static atomic_int cross_flag, cross_calls;
+static void *raise_flag(void *arg) {
+  (void)arg;
+  atomic_store_explicit(&cross_flag, 1, memory_order_relaxed);
+  return NULL;
+}
+static void bowl_wait_for_flag(void *ctx, int nq, int n, const float *y, float *e, float *dy) {
+  bowl(ctx, nq, n, y, e, dy);
+  if (atomic_fetch_add_explicit(&cross_calls, 1, memory_order_relaxed) + 1 == 2)
+    while (!atomic_load_explicit(&cross_flag, memory_order_relaxed)) sched_yield();
+}
+
+static void test_cancel_from_another_thread(void **state) {
+  (void)state;
+  const float lo[2] = {-1, -1}, hi[2] = {1, 1};
+  ember_langevin_ws ws;
+  assert_int_equal(ember_langevin_ws_init(&ws, 1, 16, 2, NULL), 0);
+  ember_rng rng;
+  ember_rng_seed(&rng, 1, 0);
+  ember_langevin_opts o = EMBER_LANGEVIN_DEFAULTS;
+  const ember_langevin_ctl ctl = {.cancel = &cross_flag};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, raise_flag, NULL), 0);
+  ember_err err;
+  int rc = ember_langevin_run(&ws, bowl_wait_for_flag, NULL, 1, lo, hi, &o, 16, &ctl, &rng, NULL, NULL, &err);
+  pthread_join(t, NULL);
+  assert_int_equal(rc, EMBER_ECANCELED);
+  assert_true(atomic_load(&cross_calls) <= 2);
+  ember_langevin_ws_free(&ws);
+}
+
+/* skip_final (training evaluates the final states itself): the same chains, one energy pass
+ * fewer, and no best state to return. */
+static int counted_calls;
+static void bowl_counted(void *ctx, int nq, int n, const float *y, float *e, float *dy) {
+  bowl(ctx, nq, n, y, e, dy);
+  counted_calls++;
+}
+
+static void test_skip_final_saves_the_last_pass(void **state) {
+  (void)state;
+  enum { N = 32 };
+  const float lo[2] = {-1, -1}, hi[2] = {1, 1};
+  ember_langevin_ws ws;
+  assert_int_equal(ember_langevin_ws_init(&ws, 1, N, 2, NULL), 0);
+  ember_langevin_opts o = EMBER_LANGEVIN_DEFAULTS;
+  o.steps = 7;
+  ember_rng rng;
+  ember_rng_seed(&rng, 3, 0);
+  assert_int_equal(ember_langevin_run(&ws, bowl_counted, NULL, 1, lo, hi, &o, N, NULL, &rng, NULL, NULL, NULL), 0);
+  assert_int_equal(counted_calls, o.steps + 1);
+  float full[2 * N];
+  memcpy(full, ws.y, sizeof full);
+  const ember_langevin_ctl skip = {.skip_final = 1};
+  float best[2];
+  ember_err err;
+  assert_int_equal(ember_langevin_run(&ws, bowl_counted, NULL, 1, lo, hi, &o, N, &skip, &rng, best, NULL, &err),
+                   EMBER_EINVAL);
+  counted_calls = 0;
+  ember_rng_seed(&rng, 3, 0);
+  assert_int_equal(ember_langevin_run(&ws, bowl_counted, NULL, 1, lo, hi, &o, N, &skip, &rng, NULL, NULL, NULL), 0);
+  assert_int_equal(counted_calls, o.steps);
+  assert_memory_equal(ws.y, full, sizeof full);
   ember_langevin_ws_free(&ws);
 }
 
@@ -171,19 +247,19 @@ static void test_bad_options_and_reproducibility(void **state) {
       {{10, EMBER_SCHEDULE_POLY, 0.1f, 0.0f, 0.55f, 1.0f, -0.1f}, "change clip"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-    assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &bad[i].o, 64, rngs, NULL, NULL, &err), EMBER_EINVAL);
+    assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &bad[i].o, 64, NULL, rngs, NULL, NULL, &err), EMBER_EINVAL);
     if (!strstr(err.msg, bad[i].msg)) fail_msg("case %zu: '%s'", i, err.msg);
   }
   ember_langevin_opts o = EMBER_LANGEVIN_DEFAULTS;
-  assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &o, 65, rngs, NULL, NULL, &err), EMBER_EINVAL);
+  assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &o, 65, NULL, rngs, NULL, NULL, &err), EMBER_EINVAL);
   float a[4], b[4], alone[2];
   for (int r = 0; r < 2; r++) {
     for (int q = 0; q < 2; q++) ember_rng_seed(&rngs[q], 5, (uint64_t)q);
-    assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 2, lo, hi, &o, 64, rngs, r ? b : a, NULL, NULL), 0);
+    assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 2, lo, hi, &o, 64, NULL, rngs, r ? b : a, NULL, NULL), 0);
   }
   assert_memory_equal(a, b, sizeof a);
   ember_rng_seed(&rngs[0], 5, 0);
-  assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &o, 64, rngs, alone, NULL, NULL), 0);
+  assert_int_equal(ember_langevin_run(&ws, bowl, NULL, 1, lo, hi, &o, 64, NULL, rngs, alone, NULL, NULL), 0);
   assert_memory_equal(alone, a, sizeof alone); /* a query's chains do not depend on the others */
   ember_langevin_ws_free(&ws);
 }
@@ -194,6 +270,8 @@ int main(void) {
       cmocka_unit_test(test_ibc_schedule_finds_and_refines_the_minimum),
       cmocka_unit_test(test_second_chain_resumes),
       cmocka_unit_test(test_cancel_stops_the_chain),
+      cmocka_unit_test(test_cancel_from_another_thread),
+      cmocka_unit_test(test_skip_final_saves_the_last_pass),
       cmocka_unit_test(test_schedules),
       cmocka_unit_test(test_bad_options_and_reproducibility),
   };

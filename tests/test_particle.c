@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "ember/particle.h"
+#include "tasks/particle.h"
 
 static void test_one_dimension_matches_hand_steps(void **state) {
   (void)state;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ember/toys.h"
+#include "tasks/toys.h"
 
 #define ROWS 4000
 

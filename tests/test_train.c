@@ -56,6 +56,19 @@ static void check_training_gradient_k(ember_method method, int threads, int keep
   ember_train_opts o;
   small_opts(&o, method);
   o.keep_prefix = keep_prefix;
+  if (method == EMBER_METHOD_LANGEVIN) {
+    /* chains whose gradient term is ~1e-7 of a step: their states do not move with the
+     * parameters, so the finite difference sees InfoNCE over [chain states, uniform
+     * counter-examples] and the penalty at the chains' states, as the analytic gradient does */
+    o.negatives = 5;
+    o.uniform_negatives = 7;
+    o.langevin.steps = 2;
+    o.langevin.step_init = 1e-7f;
+    o.langevin.step_final = 1e-8f;
+    o.langevin.delta_max = 0.0f;
+    o.langevin.noise_scale = 1e6f; /* noise of ~0.1 per step: the states leave their start */
+    o.penalty_margin = 0.2f;
+  }
   ember_pool *pool = NULL;
   if (threads > 1) assert_int_equal(ember_pool_create(&pool, threads, NULL), 0);
   ember_model m;
@@ -117,6 +130,14 @@ static void test_infonce_training_gradient(void **state) {
 static void test_mse_training_gradient(void **state) {
   (void)state;
   check_training_gradient(EMBER_METHOD_MSE, 1);
+}
+
+/* Method C's loss: InfoNCE over the chains' final states and uniform counter-examples plus the
+ * gradient penalty at the chains' states only */
+static void test_langevin_training_gradient(void **state) {
+  (void)state;
+  check_training_gradient(EMBER_METHOD_LANGEVIN, 1);
+  check_training_gradient(EMBER_METHOD_LANGEVIN, 2);
 }
 
 static void test_statistics_and_bounds(void **state) {
@@ -646,6 +667,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_infonce_training_gradient),
       cmocka_unit_test(test_mse_training_gradient),
+      cmocka_unit_test(test_langevin_training_gradient),
       cmocka_unit_test(test_statistics_and_bounds),
       cmocka_unit_test(test_training_is_reproducible),
       cmocka_unit_test(test_weight_average),

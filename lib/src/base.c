@@ -9,9 +9,14 @@
  * combined in the same order on every run. The calling thread takes part as thread 0, so a
  * pool of 1 costs nothing. It is not a general scheduler; emberd has its own worker pool and
  * gives each worker a NULL (inline) pool.
+ *
+ * ember_fsync_dir_of is here, not in checkpoint.c, because emberd and the CLI make files
+ * durable the same way (a rename or link, then the directory's fsync).
  */
 #include "ember/base.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -19,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cblas.h>
 
@@ -169,8 +175,9 @@ static void *pool_main(void *arg) {
 
 int ember_pool_create(ember_pool **out, int threads, ember_err *err) {
   *out = NULL;
-  if (threads < 1 || threads > 1024)
-    return ember_fail(err, EMBER_EINVAL, "thread count must be 1..1024, got %d", threads);
+  if (threads < 1 || threads > EMBER_MAX_THREADS)
+    return ember_fail(err, EMBER_EINVAL, "thread count must be 1..%d, got %d", EMBER_MAX_THREADS,
+                      threads);
   ember_pool *p = calloc(1, sizeof *p);
   if (!p) return ember_fail(err, EMBER_ENOMEM, "out of memory creating a thread pool");
   p->threads = threads;
@@ -242,6 +249,26 @@ void ember_pool_run(ember_pool *p, int ntasks, ember_task_fn fn, void *ctx) {
 }
 
 void ember_blas_single_thread(void) { openblas_set_num_threads(1); }
+
+/* File systems that cannot sync a directory say EINVAL; there is nothing more to do there. */
+int ember_fsync_dir_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+  if (!dir) return -1;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int e = errno;
+  free(dir);
+  if (fd < 0) {
+    errno = e;
+    return -1;
+  }
+  int rc = fsync(fd);
+  e = errno;
+  close(fd);
+  if (rc < 0 && e == EINVAL) rc = 0;
+  errno = e;
+  return rc;
+}
 
 double ember_now(void) {
   struct timespec t;

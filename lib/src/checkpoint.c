@@ -27,6 +27,9 @@
  *   wrong, prefixed with the file's name, and leaves the output model zeroed.
  * - Floats in the metadata are printed with %.9g, which round-trips float32 exactly, and read
  *   back with strtof; a loaded model is bit-identical to the saved one.
+ * - The metadata keys are one table (meta_keys: name, kind, field of ember_model, which methods
+ *   and which files have it) that the writer and the reader both walk, so a key cannot be
+ *   written and not read back, and the writer's order is the file's.
  *
  * What it does not do: map files (tensors are read into the model with pread), read from
  * pipes or devices, accept dtypes other than F32, or keep tensors it does not know.
@@ -38,6 +41,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,21 +207,136 @@ static int check_tensors_finite(const ckpt_tensor *t, int n, const char *name, e
   return 0;
 }
 
+/* Metadata keys that only some methods have, by prefix. The writer writes them for those
+ * methods only and the reader refuses them in a model of another method: a key that would be
+ * ignored says the file is not the model it claims to be (langevin.steps in a dfo model). */
+static const struct {
+  const char *prefix;
+  unsigned methods; /* bit (1 << ember_method) for each method that has them */
+} method_keys[] = {
+    {"infer.refine_", ~(1u << EMBER_METHOD_MSE)},
+    {"infer.again_", 1u << EMBER_METHOD_LANGEVIN},
+    {"langevin.", 1u << EMBER_METHOD_LANGEVIN},
+    {"train.prefix_", 1u << EMBER_METHOD_ARDFO},
+};
+
+/* The methods whose models have this key: every method's unless method_keys says otherwise. */
+static unsigned key_methods(const char *key) {
+  for (size_t i = 0; i < sizeof method_keys / sizeof *method_keys; i++)
+    if (strncmp(key, method_keys[i].prefix, strlen(method_keys[i].prefix)) == 0)
+      return method_keys[i].methods;
+  return ~0u;
+}
+
+static int key_applies(const char *key, ember_method method) {
+  return (key_methods(key) >> method) & 1u;
+}
+
+/* Every metadata key, in the order the writer writes them: the one list that both the writer
+ * (header_json) and the reader (load_metadata) go through, so that a key cannot be written and
+ * not read, or read under another name. `off` is the field of ember_model the value lives in;
+ * the shape keys (format to depth) are read before the model is allocated. A key is written
+ * and read for the methods key_applies allows; `with` names the key whose presence makes an
+ * optional group present (keys newer than format_version 1's first release: absent, the
+ * fields keep ember_model_init's defaults). */
+typedef enum {
+  MK_FORMAT,   /* "ember" */
+  MK_VERSION,  /* CKPT_VERSION */
+  MK_METHOD,   /* ember_method, by name */
+  MK_ARCH,     /* ember_arch, by name */
+  MK_INT,      /* int, decimal */
+  MK_I64,      /* int64_t, decimal */
+  MK_U64,      /* uint64_t, decimal */
+  MK_FLOAT,    /* float, %.9g */
+  MK_VEC_X,    /* float * to x_dim values, "[v0,v1,...]" */
+  MK_VEC_Y,    /* float * to y_dim values */
+  MK_SCHEDULE, /* ember_schedule, by name */
+  MK_SN        /* "1" when the model has spectral normalisation (sn_w): no field of its own */
+} meta_kind;
+
+enum {
+  MK_SHAPE = 1,      /* read before the model is allocated (into a scratch model) */
+  MK_ZERO_ABSENT = 2 /* written only when > 0; absent reads as 0 (train.ema) */
+};
+
+typedef struct meta_key {
+  const char *key;
+  meta_kind kind;
+  size_t off;       /* the field of ember_model (MK_FORMAT, MK_VERSION, MK_SN: none) */
+  unsigned flags;   /* MK_SHAPE, MK_ZERO_ABSENT */
+  int lo;           /* MK_INT, MK_I64, MK_VERSION: the least value accepted */
+  const char *with; /* optional keys: read when the file has this key (NULL: required) */
+} meta_key;
+
+#define MF(field) offsetof(ember_model, field)
+static const meta_key meta_keys[] = {
+    {"format", MK_FORMAT, 0, MK_SHAPE, 0, NULL},
+    {"format_version", MK_VERSION, 0, MK_SHAPE, 1, NULL},
+    {"method", MK_METHOD, MF(method), MK_SHAPE, 0, NULL},
+    {"x_dim", MK_INT, MF(x_dim), MK_SHAPE, INT_MIN, NULL},
+    {"y_dim", MK_INT, MF(y_dim), MK_SHAPE, INT_MIN, NULL},
+    {"arch", MK_ARCH, MF(net.shape.arch), MK_SHAPE, 0, NULL},
+    {"width", MK_INT, MF(net.shape.width), MK_SHAPE, INT_MIN, NULL},
+    {"depth", MK_INT, MF(net.shape.depth), MK_SHAPE, INT_MIN, NULL},
+    {"x_mean", MK_VEC_X, MF(x_mean), 0, 0, NULL},
+    {"x_std", MK_VEC_X, MF(x_std), 0, 0, NULL},
+    {"y_mean", MK_VEC_Y, MF(y_mean), 0, 0, NULL},
+    {"y_std", MK_VEC_Y, MF(y_std), 0, 0, NULL},
+    {"y_lo", MK_VEC_Y, MF(y_lo), 0, 0, NULL},
+    {"y_hi", MK_VEC_Y, MF(y_hi), 0, 0, NULL},
+    {"infer.samples", MK_INT, MF(infer.samples), 0, INT_MIN, NULL},
+    {"infer.iters", MK_INT, MF(infer.iters), 0, INT_MIN, NULL},
+    {"infer.sigma", MK_FLOAT, MF(infer.sigma), 0, 0, NULL},
+    {"infer.shrink", MK_FLOAT, MF(infer.shrink), 0, 0, NULL},
+    {"infer.temperature", MK_FLOAT, MF(infer.temperature), 0, 0, NULL},
+    {"train.steps", MK_I64, MF(train_steps), 0, 0, NULL},
+    {"train.seed", MK_U64, MF(train_seed), 0, 0, NULL},
+    {"train.batch", MK_INT, MF(train_batch), 0, 0, NULL},
+    {"train.negatives", MK_INT, MF(train_negatives), 0, 0, NULL},
+    {"train.lr", MK_FLOAT, MF(train_lr), 0, 0, NULL},
+    {"train.temperature", MK_FLOAT, MF(train_temperature), 0, 0, NULL},
+    {"train.loss", MK_FLOAT, MF(train_loss), 0, 0, NULL},
+    {"train.ema", MK_FLOAT, MF(train_ema), MK_ZERO_ABSENT, 0, "train.ema"},
+    {"infer.refine_steps", MK_INT, MF(infer.refine_steps), 0, INT_MIN, "infer.refine_steps"},
+    {"infer.refine_lr", MK_FLOAT, MF(infer.refine_lr), 0, 0, "infer.refine_steps"},
+    {"spectral_norm", MK_SN, 0, 0, 0, "spectral_norm"},
+    {"train.prefix_share", MK_FLOAT, MF(train_prefix_share), 0, 0, "train.prefix_share"},
+    {"train.prefix_noise", MK_FLOAT, MF(train_prefix_noise), 0, 0, "train.prefix_share"},
+    {"infer.again_steps", MK_INT, MF(infer.again_steps), 0, INT_MIN, "infer.again_steps"},
+    {"infer.again_step", MK_FLOAT, MF(infer.again_step), 0, 0, "infer.again_steps"},
+    {"langevin.steps", MK_INT, MF(infer.langevin.steps), 0, INT_MIN, NULL},
+    {"langevin.schedule", MK_SCHEDULE, MF(infer.langevin.schedule), 0, 0, NULL},
+    {"langevin.step_init", MK_FLOAT, MF(infer.langevin.step_init), 0, 0, NULL},
+    {"langevin.step_final", MK_FLOAT, MF(infer.langevin.step_final), 0, 0, NULL},
+    {"langevin.gamma", MK_FLOAT, MF(infer.langevin.gamma), 0, 0, NULL},
+    {"langevin.noise_scale", MK_FLOAT, MF(infer.langevin.noise_scale), 0, 0, NULL},
+    {"langevin.delta_max", MK_FLOAT, MF(infer.langevin.delta_max), 0, 0, NULL},
+    {"langevin.penalty_margin", MK_FLOAT, MF(penalty_margin), 0, 0, NULL},
+    {"langevin.penalty_weight", MK_FLOAT, MF(penalty_weight), 0, 0, NULL},
+};
+#undef MF
+#define NMETA_KEYS (sizeof meta_keys / sizeof *meta_keys)
+
+/* The value of key k in m. */
+static void *meta_field(ember_model *m, const meta_key *k) { return (char *)m + k->off; }
+static const void *meta_cfield(const ember_model *m, const meta_key *k) {
+  return (const char *)m + k->off;
+}
+static const float *meta_vec_of(const ember_model *m, const meta_key *k) {
+  return *(float *const *)meta_cfield(m, k);
+}
+
 /* Normalisation, bounds and options: what both save and load insist on. `bad` is the code
  * for a finite but unusable value (EINVAL when saving, EFORMAT when loading). */
 static int check_model_values(const ember_model *m, const char *name, int bad, ember_err *err) {
-  const struct {
-    const char *key;
-    const float *v;
-    int n;
-  } vecs[] = {{"x_mean", m->x_mean, m->x_dim}, {"x_std", m->x_std, m->x_dim},
-              {"y_mean", m->y_mean, m->y_dim}, {"y_std", m->y_std, m->y_dim},
-              {"y_lo", m->y_lo, m->y_dim},     {"y_hi", m->y_hi, m->y_dim}};
-  for (size_t k = 0; k < sizeof vecs / sizeof *vecs; k++)
-    for (int i = 0; i < vecs[k].n; i++)
-      if (!isfinite(vecs[k].v[i]))
-        return ember_fail(err, EMBER_ERANGE, "%s: %s[%d] is not finite (%g)", name, vecs[k].key, i,
-                          (double)vecs[k].v[i]);
+  for (const meta_key *k = meta_keys; k < meta_keys + NMETA_KEYS; k++) {
+    if (k->kind != MK_VEC_X && k->kind != MK_VEC_Y) continue;
+    const float *v = meta_vec_of(m, k);
+    for (int i = 0; i < (k->kind == MK_VEC_X ? m->x_dim : m->y_dim); i++)
+      if (!isfinite(v[i]))
+        return ember_fail(err, EMBER_ERANGE, "%s: %s[%d] is not finite (%g)", name, k->key, i,
+                          (double)v[i]);
+  }
   for (int i = 0; i < m->x_dim; i++)
     if (!(m->x_std[i] > 0.0f))
       return ember_fail(err, bad, "%s: x_std[%d] must be > 0, got %.9g", name, i,
@@ -253,42 +372,14 @@ static int check_model_values(const ember_model *m, const char *name, int bad, e
                       "%s: training record must not be negative (steps %" PRId64
                       ", batch %d, negatives %d)",
                       name, m->train_steps, m->train_batch, m->train_negatives);
-  const struct {
-    const char *key;
-    float v;
-  } scal[] = {{"train.lr", m->train_lr},
-              {"train.temperature", m->train_temperature},
-              {"train.loss", m->train_loss}};
-  for (size_t k = 0; k < sizeof scal / sizeof *scal; k++)
-    if (!isfinite(scal[k].v))
-      return ember_fail(err, EMBER_ERANGE, "%s: %s is not finite (%g)", name, scal[k].key,
-                        (double)scal[k].v);
+  /* every other number the metadata holds: a value the reader would refuse is refused here */
+  for (const meta_key *k = meta_keys; k < meta_keys + NMETA_KEYS; k++) {
+    if (k->kind != MK_FLOAT || !key_applies(k->key, m->method)) continue;
+    float v = *(const float *)meta_cfield(m, k);
+    if (!isfinite(v))
+      return ember_fail(err, EMBER_ERANGE, "%s: %s is not finite (%g)", name, k->key, (double)v);
+  }
   return 0;
-}
-
-/* Metadata keys that only some methods have, by prefix. The writer writes them for those
- * methods only and the reader refuses them in a model of another method: a key that would be
- * ignored says the file is not the model it claims to be (langevin.steps in a dfo model). */
-static const struct {
-  const char *prefix;
-  unsigned methods; /* bit (1 << ember_method) for each method that has them */
-} method_keys[] = {
-    {"infer.refine_", ~(1u << EMBER_METHOD_MSE)},
-    {"infer.again_", 1u << EMBER_METHOD_LANGEVIN},
-    {"langevin.", 1u << EMBER_METHOD_LANGEVIN},
-    {"train.prefix_", 1u << EMBER_METHOD_ARDFO},
-};
-
-/* The methods whose models have this key: every method's unless method_keys says otherwise. */
-static unsigned key_methods(const char *key) {
-  for (size_t i = 0; i < sizeof method_keys / sizeof *method_keys; i++)
-    if (strncmp(key, method_keys[i].prefix, strlen(method_keys[i].prefix)) == 0)
-      return method_keys[i].methods;
-  return ~0u;
-}
-
-static int key_applies(const char *key, ember_method method) {
-  return (key_methods(key) >> method) & 1u;
 }
 
 /* A forward pass at the data's centre (normalised x = 0) with y at the centre and at both
@@ -360,6 +451,29 @@ static int meta_set_vec(json_t *meta, const char *key, const float *v, int n) {
   return rc;
 }
 
+/* Writes key k of m, if m has it. Non-zero on failure. */
+static int meta_write(json_t *meta, const ember_model *m, const meta_key *k) {
+  const void *v = meta_cfield(m, k);
+  if (!key_applies(k->key, m->method)) return 0;
+  switch (k->kind) {
+  case MK_FORMAT: return meta_set(meta, k->key, "%s", CKPT_FORMAT);
+  case MK_VERSION: return meta_set(meta, k->key, "%d", CKPT_VERSION);
+  case MK_METHOD: return meta_set(meta, k->key, "%s", ember_method_name(m->method));
+  case MK_ARCH: return meta_set(meta, k->key, "%s", ember_arch_name(m->net.shape.arch));
+  case MK_INT: return meta_set(meta, k->key, "%d", *(const int *)v);
+  case MK_I64: return meta_set(meta, k->key, "%" PRId64, *(const int64_t *)v);
+  case MK_U64: return meta_set(meta, k->key, "%" PRIu64, *(const uint64_t *)v);
+  case MK_FLOAT:
+    if ((k->flags & MK_ZERO_ABSENT) && !(*(const float *)v > 0.0f)) return 0;
+    return meta_set(meta, k->key, "%.9g", (double)*(const float *)v);
+  case MK_VEC_X: return meta_set_vec(meta, k->key, meta_vec_of(m, k), m->x_dim);
+  case MK_VEC_Y: return meta_set_vec(meta, k->key, meta_vec_of(m, k), m->y_dim);
+  case MK_SCHEDULE: return meta_set(meta, k->key, "%s", ember_schedule_name(*(const ember_schedule *)v));
+  case MK_SN: return m->sn_w ? meta_set(meta, k->key, "1") : 0;
+  }
+  return -1;
+}
+
 /* The JSON header, unpadded (caller frees). Keys in a fixed order: metadata, then tensors
  * in file order, so equal models give byte-identical files. */
 static char *header_json(const ember_model *m, ckpt_tensor *t, int nt) {
@@ -367,59 +481,8 @@ static char *header_json(const ember_model *m, ckpt_tensor *t, int nt) {
   char *text = NULL;
   int bad = !root || !meta;
   if (!bad) bad |= json_object_set(root, "__metadata__", meta);
-  const ember_net_shape *s = &m->net.shape;
-  if (!bad) {
-    bad |= meta_set(meta, "format", "%s", CKPT_FORMAT);
-    bad |= meta_set(meta, "format_version", "%d", CKPT_VERSION);
-    bad |= meta_set(meta, "method", "%s", ember_method_name(m->method));
-    bad |= meta_set(meta, "x_dim", "%d", m->x_dim);
-    bad |= meta_set(meta, "y_dim", "%d", m->y_dim);
-    bad |= meta_set(meta, "arch", "%s", ember_arch_name(s->arch));
-    bad |= meta_set(meta, "width", "%d", s->width);
-    bad |= meta_set(meta, "depth", "%d", s->depth);
-    bad |= meta_set_vec(meta, "x_mean", m->x_mean, m->x_dim);
-    bad |= meta_set_vec(meta, "x_std", m->x_std, m->x_dim);
-    bad |= meta_set_vec(meta, "y_mean", m->y_mean, m->y_dim);
-    bad |= meta_set_vec(meta, "y_std", m->y_std, m->y_dim);
-    bad |= meta_set_vec(meta, "y_lo", m->y_lo, m->y_dim);
-    bad |= meta_set_vec(meta, "y_hi", m->y_hi, m->y_dim);
-    bad |= meta_set(meta, "infer.samples", "%d", m->infer.samples);
-    bad |= meta_set(meta, "infer.iters", "%d", m->infer.iters);
-    bad |= meta_set(meta, "infer.sigma", "%.9g", (double)m->infer.sigma);
-    bad |= meta_set(meta, "infer.shrink", "%.9g", (double)m->infer.shrink);
-    bad |= meta_set(meta, "infer.temperature", "%.9g", (double)m->infer.temperature);
-    bad |= meta_set(meta, "train.steps", "%" PRId64, m->train_steps);
-    bad |= meta_set(meta, "train.seed", "%" PRIu64, m->train_seed);
-    bad |= meta_set(meta, "train.batch", "%d", m->train_batch);
-    bad |= meta_set(meta, "train.negatives", "%d", m->train_negatives);
-    bad |= meta_set(meta, "train.lr", "%.9g", (double)m->train_lr);
-    bad |= meta_set(meta, "train.temperature", "%.9g", (double)m->train_temperature);
-    bad |= meta_set(meta, "train.loss", "%.9g", (double)m->train_loss);
-    if (m->train_ema > 0.0f) bad |= meta_set(meta, "train.ema", "%.9g", (double)m->train_ema);
-    if (key_applies("infer.refine_steps", m->method)) {
-      bad |= meta_set(meta, "infer.refine_steps", "%d", m->infer.refine_steps);
-      bad |= meta_set(meta, "infer.refine_lr", "%.9g", (double)m->infer.refine_lr);
-    }
-    if (m->sn_w) bad |= meta_set(meta, "spectral_norm", "1");
-    if (key_applies("train.prefix_share", m->method)) {
-      bad |= meta_set(meta, "train.prefix_share", "%.9g", (double)m->train_prefix_share);
-      bad |= meta_set(meta, "train.prefix_noise", "%.9g", (double)m->train_prefix_noise);
-    }
-    if (key_applies("langevin.steps", m->method)) {
-      const ember_langevin_opts *l = &m->infer.langevin;
-      bad |= meta_set(meta, "infer.again_steps", "%d", m->infer.again_steps);
-      bad |= meta_set(meta, "infer.again_step", "%.9g", (double)m->infer.again_step);
-      bad |= meta_set(meta, "langevin.steps", "%d", l->steps);
-      bad |= meta_set(meta, "langevin.schedule", "%s", l->schedule == EMBER_SCHEDULE_IBC ? "ibc" : "poly");
-      bad |= meta_set(meta, "langevin.step_init", "%.9g", (double)l->step_init);
-      bad |= meta_set(meta, "langevin.step_final", "%.9g", (double)l->step_final);
-      bad |= meta_set(meta, "langevin.gamma", "%.9g", (double)l->gamma);
-      bad |= meta_set(meta, "langevin.noise_scale", "%.9g", (double)l->noise_scale);
-      bad |= meta_set(meta, "langevin.delta_max", "%.9g", (double)l->delta_max);
-      bad |= meta_set(meta, "langevin.penalty_margin", "%.9g", (double)m->penalty_margin);
-      bad |= meta_set(meta, "langevin.penalty_weight", "%.9g", (double)m->penalty_weight);
-    }
-  }
+  for (const meta_key *k = meta_keys; k < meta_keys + NMETA_KEYS && !bad; k++)
+    bad |= meta_write(meta, m, k);
   uint64_t off = 0;
   for (int k = 0; k < nt && !bad; k++) {
     t[k].begin = off;
@@ -449,27 +512,6 @@ static int write_all(int fd, const void *buf, size_t len) {
     len -= (size_t)n;
   }
   return 0;
-}
-
-/* fsync of the directory makes the rename itself durable. File systems that cannot sync a
- * directory say EINVAL; there is nothing more to do there. */
-static int sync_dir(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-  if (!dir) return -1;
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int e = errno;
-  free(dir);
-  if (fd < 0) {
-    errno = e;
-    return -1;
-  }
-  int rc = fsync(fd);
-  e = errno;
-  close(fd);
-  if (rc < 0 && e == EINVAL) rc = 0;
-  errno = e;
-  return rc;
 }
 
 int ember_model_save(const ember_model *m, const char *path, ember_err *err) {
@@ -550,7 +592,7 @@ int ember_model_save(const ember_model *m, const char *path, ember_err *err) {
     goto fail;
   }
   tmp[0] = 0; /* renamed: the file is in place */
-  if (sync_dir(path) < 0) {
+  if (ember_fsync_dir_of(path) < 0) {
     e = errno;
     rc = ember_fail(err, EMBER_EIO, "%s: cannot sync its directory: %s", path,
                     errno_text(e, ebuf, sizeof ebuf));
@@ -749,6 +791,92 @@ syntax:
                     key, s);
 }
 
+/* A key of another method's in this method's file: refused, not ignored (method_keys). */
+static int check_method_keys(const json_t *meta, const char *name, ember_method method,
+                             ember_err *err) {
+  const char *key;
+  const json_t *val;
+  json_object_foreach((json_t *)meta, key, val) {
+    if (key_applies(key, method)) continue;
+    char which[64] = "";
+    for (unsigned k = 0, n = 0, bits = key_methods(key); k <= EMBER_METHOD_LANGEVIN; k++)
+      if ((bits >> k) & 1u)
+        n += (unsigned)snprintf(which + n, sizeof which - n, "%s%s", n ? ", " : "",
+                                ember_method_name((ember_method)k));
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: metadata key \"%.60s\" belongs to %s models, not to this %s model",
+                      name, key, which, ember_method_name(method));
+  }
+  return 0;
+}
+
+/* spectral_norm: "1", and a data region big enough for the layers' raw weights and vectors
+ * too; then m gets its spectral-normalisation state. */
+static int read_sn(const json_t *meta, const meta_key *k, const char *name, size_t data_len,
+                   ember_model *m, ember_err *err) {
+  const char *s = "";
+  int rc = meta_get(meta, k->key, name, &s, err);
+  if (rc < 0) return rc;
+  if (strcmp(s, "1") != 0)
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: metadata spectral_norm must be \"1\" if present, got \"%.40s\"", name, s);
+  /* its tensors roughly double the weights: the data region must hold them too */
+  size_t have = data_len / sizeof(float), need = ember_net_shape_params(&m->net.shape);
+  for (int l = 0; l < m->net.nlayers; l++)
+    if (ember_sn_layer(&m->net, l))
+      need += (size_t)m->net.layers[l].out * (m->net.layers[l].in + 1) + m->net.layers[l].in;
+  if (need > have)
+    return ember_fail(err, EMBER_EFORMAT,
+                      "%s: data region is %zu bytes, too small for a spectrally normalised model "
+                      "(%zu bytes)", name, data_len, need * sizeof(float));
+  return ember_model_sn_enable(m, err);
+}
+
+/* Reads key k of meta into its field of m. */
+static int meta_read(const json_t *meta, const meta_key *k, const char *name, size_t data_len,
+                     ember_model *m, ember_err *err) {
+  void *v = meta_field(m, k);
+  const char *s = "";
+  int64_t version = 0;
+  int rc = 0;
+  switch (k->kind) {
+  case MK_FORMAT:
+    if ((rc = meta_get(meta, k->key, name, &s, err)) == 0 && strcmp(s, CKPT_FORMAT) != 0)
+      rc = ember_fail(err, EMBER_EFORMAT, "%s: metadata format is \"%.40s\", expected \"%s\"", name,
+                      s, CKPT_FORMAT);
+    return rc;
+  case MK_VERSION:
+    if ((rc = meta_i64(meta, k->key, name, k->lo, INT64_MAX, &version, err)) == 0 &&
+        version != CKPT_VERSION)
+      rc = ember_fail(err, EMBER_ENOTSUP,
+                      "%s: format_version %" PRId64 " is newer than this build reads (%d)", name,
+                      version, CKPT_VERSION);
+    return rc;
+  case MK_METHOD:
+    if ((rc = meta_get(meta, k->key, name, &s, err)) < 0) return rc;
+    if (ember_method_parse(s, (ember_method *)v) < 0)
+      return ember_fail(err, EMBER_EFORMAT, "%s: unknown method \"%.40s\"", name, s);
+    return check_method_keys(meta, name, m->method, err);
+  case MK_ARCH:
+    if ((rc = meta_get(meta, k->key, name, &s, err)) == 0 && ember_arch_parse(s, (ember_arch *)v) < 0)
+      rc = ember_fail(err, EMBER_EFORMAT, "%s: unknown architecture \"%.40s\"", name, s);
+    return rc;
+  case MK_INT: return meta_int(meta, k->key, name, k->lo, (int *)v, err);
+  case MK_I64: return meta_i64(meta, k->key, name, k->lo, INT64_MAX, (int64_t *)v, err);
+  case MK_U64: return meta_u64(meta, k->key, name, (uint64_t *)v, err);
+  case MK_FLOAT: return meta_float(meta, k->key, name, (float *)v, err);
+  case MK_VEC_X: return meta_vec(meta, k->key, "x_dim", name, *(float **)v, m->x_dim, err);
+  case MK_VEC_Y: return meta_vec(meta, k->key, "y_dim", name, *(float **)v, m->y_dim, err);
+  case MK_SCHEDULE:
+    if ((rc = meta_get(meta, k->key, name, &s, err)) == 0 &&
+        ember_schedule_parse(s, (ember_schedule *)v) < 0)
+      rc = ember_fail(err, EMBER_EFORMAT, "%s: %s must be ibc or poly, got \"%.40s\"", name, k->key, s);
+    return rc;
+  case MK_SN: return read_sn(meta, k, name, data_len, m, err);
+  }
+  return ember_fail(err, EMBER_EFORMAT, "%s: metadata key \"%s\" has no reader", name, k->key);
+}
+
 /* Reads __metadata__ and allocates the model it describes into m. data_len bounds the
  * network's size before anything is allocated. */
 static int load_metadata(const json_t *root, const char *name, size_t data_len, ember_model *m,
@@ -768,49 +896,22 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
     if (!json_is_string(val))
       return ember_fail(err, EMBER_EFORMAT, "%s: metadata key \"%s\" must be a string", name, key);
   }
-  const char *s = "";
-  if ((rc = meta_get(meta, "format", name, &s, err)) < 0) return rc;
-  if (strcmp(s, CKPT_FORMAT) != 0)
-    return ember_fail(err, EMBER_EFORMAT, "%s: metadata format is \"%.40s\", expected \"%s\"", name,
-                      s, CKPT_FORMAT);
-  int64_t version = 0;
-  if ((rc = meta_i64(meta, "format_version", name, 1, INT64_MAX, &version, err)) < 0) return rc;
-  if (version != CKPT_VERSION)
-    return ember_fail(err, EMBER_ENOTSUP,
-                      "%s: format_version %" PRId64 " is newer than this build reads (%d)", name,
-                      version, CKPT_VERSION);
-
-  ember_method method = EMBER_METHOD_DFO;
-  ember_arch arch = EMBER_ARCH_MLP;
-  int x_dim = 0, y_dim = 0, width = 0, depth = 0;
-  if ((rc = meta_get(meta, "method", name, &s, err)) < 0) return rc;
-  if (ember_method_parse(s, &method) < 0)
-    return ember_fail(err, EMBER_EFORMAT, "%s: unknown method \"%.40s\"", name, s);
-  json_object_foreach((json_t *)meta, key, val) {
-    if (key_applies(key, method)) continue;
-    char which[64] = "";
-    for (unsigned k = 0, n = 0, bits = key_methods(key); k <= EMBER_METHOD_LANGEVIN; k++)
-      if ((bits >> k) & 1u)
-        n += (unsigned)snprintf(which + n, sizeof which - n, "%s%s", n ? ", " : "",
-                                ember_method_name((ember_method)k));
-    return ember_fail(err, EMBER_EFORMAT,
-                      "%s: metadata key \"%.60s\" belongs to %s models, not to this %s model",
-                      name, key, which, ember_method_name(method));
-  }
-  if ((rc = meta_int(meta, "x_dim", name, INT_MIN, &x_dim, err)) < 0) return rc;
-  if ((rc = meta_int(meta, "y_dim", name, INT_MIN, &y_dim, err)) < 0) return rc;
-  if ((rc = meta_get(meta, "arch", name, &s, err)) < 0) return rc;
-  if (ember_arch_parse(s, &arch) < 0)
-    return ember_fail(err, EMBER_EFORMAT, "%s: unknown architecture \"%.40s\"", name, s);
-  if ((rc = meta_int(meta, "width", name, INT_MIN, &width, err)) < 0) return rc;
-  if ((rc = meta_int(meta, "depth", name, INT_MIN, &depth, err)) < 0) return rc;
+  /* the shape keys, into a scratch model that nothing is allocated for */
+  ember_model hdr;
+  memset(&hdr, 0, sizeof hdr);
+  for (const meta_key *k = meta_keys; k < meta_keys + NMETA_KEYS; k++)
+    if ((k->flags & MK_SHAPE) && (rc = meta_read(meta, k, name, data_len, &hdr, err)) < 0) return rc;
+  const ember_method method = hdr.method;
+  const ember_arch arch = hdr.net.shape.arch;
+  const int x_dim = hdr.x_dim, y_dim = hdr.y_dim, width = hdr.net.shape.width,
+            depth = hdr.net.shape.depth;
 
   /* Never allocate more parameters than the data region can hold: the header alone must
    * not be able to make us allocate gigabytes. Methods other than these two are refused
    * by ember_model_init before it allocates. */
   ember_net_shape shape = ember_model_net_shape(method, x_dim, y_dim, arch, width, depth);
   if ((unsigned)method <= EMBER_METHOD_LANGEVIN && ember_net_shape_check(&shape, NULL) == 0 &&
-      y_dim >= 1 && y_dim <= 4096) {
+      y_dim >= 1 && y_dim <= EMBER_MAX_Y_DIM) {
     size_t np = ember_model_params(method, x_dim, y_dim, arch, width, depth);
     if (np > data_len / sizeof(float))
       return ember_fail(err, EMBER_EFORMAT,
@@ -824,75 +925,15 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
   if (rc < 0)
     return ember_fail(err, rc == EMBER_EINVAL ? EMBER_EFORMAT : rc, "%s: %s", name, e.msg);
 
-  if ((rc = meta_vec(meta, "x_mean", "x_dim", name, m->x_mean, x_dim, err)) < 0) return rc;
-  if ((rc = meta_vec(meta, "x_std", "x_dim", name, m->x_std, x_dim, err)) < 0) return rc;
-  if ((rc = meta_vec(meta, "y_mean", "y_dim", name, m->y_mean, y_dim, err)) < 0) return rc;
-  if ((rc = meta_vec(meta, "y_std", "y_dim", name, m->y_std, y_dim, err)) < 0) return rc;
-  if ((rc = meta_vec(meta, "y_lo", "y_dim", name, m->y_lo, y_dim, err)) < 0) return rc;
-  if ((rc = meta_vec(meta, "y_hi", "y_dim", name, m->y_hi, y_dim, err)) < 0) return rc;
-  if ((rc = meta_int(meta, "infer.samples", name, INT_MIN, &m->infer.samples, err)) < 0 ||
-      (rc = meta_int(meta, "infer.iters", name, INT_MIN, &m->infer.iters, err)) < 0 ||
-      (rc = meta_float(meta, "infer.sigma", name, &m->infer.sigma, err)) < 0 ||
-      (rc = meta_float(meta, "infer.shrink", name, &m->infer.shrink, err)) < 0 ||
-      (rc = meta_float(meta, "infer.temperature", name, &m->infer.temperature, err)) < 0)
-    return rc;
-  if ((rc = meta_i64(meta, "train.steps", name, 0, INT64_MAX, &m->train_steps, err)) < 0 ||
-      (rc = meta_u64(meta, "train.seed", name, &m->train_seed, err)) < 0 ||
-      (rc = meta_int(meta, "train.batch", name, 0, &m->train_batch, err)) < 0 ||
-      (rc = meta_int(meta, "train.negatives", name, 0, &m->train_negatives, err)) < 0 ||
-      (rc = meta_float(meta, "train.lr", name, &m->train_lr, err)) < 0 ||
-      (rc = meta_float(meta, "train.temperature", name, &m->train_temperature, err)) < 0 ||
-      (rc = meta_float(meta, "train.loss", name, &m->train_loss, err)) < 0)
-    return rc;
-  /* keys newer than format_version 1's first release: optional, defaults when absent */
-  if (key_applies("infer.refine_steps", method) && json_object_get(meta, "infer.refine_steps") &&
-      ((rc = meta_int(meta, "infer.refine_steps", name, INT_MIN, &m->infer.refine_steps, err)) < 0 ||
-       (rc = meta_float(meta, "infer.refine_lr", name, &m->infer.refine_lr, err)) < 0))
-    return rc;
-  if (key_applies("infer.again_steps", method) && json_object_get(meta, "infer.again_steps") &&
-      ((rc = meta_int(meta, "infer.again_steps", name, INT_MIN, &m->infer.again_steps, err)) < 0 ||
-       (rc = meta_float(meta, "infer.again_step", name, &m->infer.again_step, err)) < 0))
-    return rc;
-  if (key_applies("train.prefix_share", method) && json_object_get(meta, "train.prefix_share") &&
-      ((rc = meta_float(meta, "train.prefix_share", name, &m->train_prefix_share, err)) < 0 ||
-       (rc = meta_float(meta, "train.prefix_noise", name, &m->train_prefix_noise, err)) < 0))
-    return rc;
-  if (json_object_get(meta, "train.ema")) {
-    if ((rc = meta_float(meta, "train.ema", name, &m->train_ema, err)) < 0) return rc;
-    if (!(m->train_ema >= 0.0f && m->train_ema < 1.0f))
-      return ember_fail(err, EMBER_EFORMAT, "%s: metadata train.ema must be in [0, 1), got %g", name, (double)m->train_ema);
+  /* the values, into the model; an optional group is read when its first key is there */
+  for (const meta_key *k = meta_keys; k < meta_keys + NMETA_KEYS; k++) {
+    if ((k->flags & MK_SHAPE) || !key_applies(k->key, method)) continue;
+    if (k->with && !json_object_get(meta, k->with)) continue;
+    if ((rc = meta_read(meta, k, name, data_len, m, err)) < 0) return rc;
   }
-  if (json_object_get(meta, "spectral_norm")) {
-    if ((rc = meta_get(meta, "spectral_norm", name, &s, err)) < 0) return rc;
-    if (strcmp(s, "1") != 0)
-      return ember_fail(err, EMBER_EFORMAT, "%s: metadata spectral_norm must be \"1\" if present, got \"%.40s\"", name, s);
-    /* its tensors roughly double the weights: the data region must hold them too */
-    size_t have = data_len / sizeof(float), need = ember_net_shape_params(&shape);
-    for (int l = 0; l < m->net.nlayers; l++)
-      if (ember_sn_layer(&m->net, l))
-        need += (size_t)m->net.layers[l].out * (m->net.layers[l].in + 1) + m->net.layers[l].in;
-    if (need > have)
-      return ember_fail(err, EMBER_EFORMAT,
-                        "%s: data region is %zu bytes, too small for a spectrally normalised model "
-                        "(%zu bytes)", name, data_len, need * sizeof(float));
-    if ((rc = ember_model_sn_enable(m, err)) < 0) return rc;
-  }
-  if (key_applies("langevin.steps", method)) {
-    ember_langevin_opts *l = &m->infer.langevin;
-    if ((rc = meta_int(meta, "langevin.steps", name, INT_MIN, &l->steps, err)) < 0) return rc;
-    if ((rc = meta_get(meta, "langevin.schedule", name, &s, err)) < 0) return rc;
-    if (strcmp(s, "ibc") == 0) l->schedule = EMBER_SCHEDULE_IBC;
-    else if (strcmp(s, "poly") == 0) l->schedule = EMBER_SCHEDULE_POLY;
-    else return ember_fail(err, EMBER_EFORMAT, "%s: langevin.schedule must be ibc or poly, got \"%.40s\"", name, s);
-    if ((rc = meta_float(meta, "langevin.step_init", name, &l->step_init, err)) < 0 ||
-        (rc = meta_float(meta, "langevin.step_final", name, &l->step_final, err)) < 0 ||
-        (rc = meta_float(meta, "langevin.gamma", name, &l->gamma, err)) < 0 ||
-        (rc = meta_float(meta, "langevin.noise_scale", name, &l->noise_scale, err)) < 0 ||
-        (rc = meta_float(meta, "langevin.delta_max", name, &l->delta_max, err)) < 0 ||
-        (rc = meta_float(meta, "langevin.penalty_margin", name, &m->penalty_margin, err)) < 0 ||
-        (rc = meta_float(meta, "langevin.penalty_weight", name, &m->penalty_weight, err)) < 0)
-      return rc;
-  }
+  if (!(m->train_ema >= 0.0f && m->train_ema < 1.0f))
+    return ember_fail(err, EMBER_EFORMAT, "%s: metadata train.ema must be in [0, 1), got %g", name,
+                      (double)m->train_ema);
   return check_model_values(m, name, EMBER_EFORMAT, err);
 }
 

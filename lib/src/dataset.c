@@ -37,7 +37,6 @@
 #include <zip.h>
 
 #define DS_MAX_BYTES ((uint64_t)1 << 32) /* file size, and .npy member size */
-#define DS_MAX_COLS 65536
 #define DS_MAX_ROWS INT_MAX
 #define NPY_MAX_HEADER (1u << 20)
 #define NPY_CHUNK 65536 /* bytes per zip_fread while converting */
@@ -214,7 +213,7 @@ static int parse_field(void *ctx, int col, const char *s, size_t n) {
 static int count_fields(const char *p, const char *end) {
   int n = 1;
   for (; p < end; p++)
-    if (*p == ',' && ++n > DS_MAX_COLS) return DS_MAX_COLS + 1;
+    if (*p == ',' && ++n > EMBER_MAX_COLS) return EMBER_MAX_COLS + 1;
   return n;
 }
 
@@ -246,9 +245,9 @@ static int csv_line(csv_reader *r, const char *p, const char *end, long long lin
   int rc = 0, first = r->cols == 0;
   int found = count_fields(p, end);
   row_ctx ctx = {r, line, err, 0, 0};
-  if (found > DS_MAX_COLS) {
+  if (found > EMBER_MAX_COLS) {
     rc = ember_fail(err, EMBER_ENOTSUP, "%s:%lld: more than %d columns", r->name, line,
-                    DS_MAX_COLS);
+                    EMBER_MAX_COLS);
     goto done;
   }
   if (first) {
@@ -557,10 +556,10 @@ static int npy_open(zip_t *za, zip_int64_t idx, npy_array *a, ember_err *err) {
                   (unsigned long long)rows, (unsigned long long)cols);
     goto fail;
   }
-  if (rows > (uint64_t)DS_MAX_ROWS || cols > (uint64_t)DS_MAX_COLS) {
+  if (rows > (uint64_t)DS_MAX_ROWS || cols > (uint64_t)EMBER_MAX_COLS) {
     rc = npy_fail(a, err, EMBER_ENOTSUP,
                   "has shape (%llu, %llu); at most %d rows and %d columns are supported",
-                  (unsigned long long)rows, (unsigned long long)cols, DS_MAX_ROWS, DS_MAX_COLS);
+                  (unsigned long long)rows, (unsigned long long)cols, DS_MAX_ROWS, EMBER_MAX_COLS);
     goto fail;
   }
   /* rows < 2^31 and cols <= 2^16, so rows * cols * 8 < 2^50: no overflow below. */
@@ -799,14 +798,14 @@ int ember_dataset_read_mem(const void *buf, size_t len, const char *name, int x_
     rc = ember_fail(err, EMBER_EINVAL, "%s: NULL buffer of %zu bytes", name, len);
     goto fail;
   }
-  if (x_dim == 0 || x_dim < -1 || x_dim > DS_MAX_COLS) {
+  if (x_dim == 0 || x_dim < -1 || x_dim > EMBER_MAX_COLS) {
     rc = ember_fail(err, EMBER_EINVAL, "%s: x_dim must be -1 (infer) or 1..%d, got %d", name,
-                    DS_MAX_COLS, x_dim);
+                    EMBER_MAX_COLS, x_dim);
     goto fail;
   }
-  if (y_dim < -1 || y_dim > DS_MAX_COLS) {
+  if (y_dim < -1 || y_dim > EMBER_MAX_COLS) {
     rc = ember_fail(err, EMBER_EINVAL, "%s: y_dim must be -1, 0 or 1..%d, got %d", name,
-                    DS_MAX_COLS, y_dim);
+                    EMBER_MAX_COLS, y_dim);
     goto fail;
   }
   if ((uint64_t)len > DS_MAX_BYTES) {

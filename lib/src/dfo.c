@@ -114,12 +114,12 @@ static int start_population(ember_dfo_ws *ws, int nq, const float *lo, const flo
 }
 
 /* One resampling step for every query: draw n candidates of y with replacement by
- * softmax(-e / T), add N(0, sigma^2) noise to every coordinate (coord < 0) or to coordinate
- * coord only, clip, into ynext. */
+ * softmax(-e / T) within each of `groups` groups, add N(0, sigma^2) noise to every coordinate
+ * (coord < 0) or to coordinate coord only, clip, into ynext. */
 static void resample_all(ember_dfo_ws *ws, int nq, int n, const float *y, float *ynext,
                          const float *lo, const float *hi, float temperature, float sigma,
-                         int coord, ember_rng *rngs) {
-  const int d = ws->ydim, groups = ws->groups > 1 && ws->groups <= n ? ws->groups : 1;
+                         int coord, int groups, ember_rng *rngs) {
+  const int d = ws->ydim;
   const size_t qstride = (size_t)n * d;
   for (int q = 0; q < nq; q++) {
     const float *yq = y + q * qstride;
@@ -158,24 +158,31 @@ static void finish(ember_dfo_ws *ws, const float *y, int nq, int n, float *best_
   }
 }
 
+/* resampling groups a run uses: ctl's, when it fits the population, else one */
+static int ctl_groups(const ember_dfo_ctl *ctl, int n) {
+  return ctl->groups > 1 && ctl->groups <= n ? ctl->groups : 1;
+}
+
 int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const float *lo,
-                  const float *hi, const ember_infer_opts *opts, ember_rng *rngs, float *best_y,
-                  float *best_e, ember_err *err) {
+                  const float *hi, const ember_infer_opts *opts, const ember_dfo_ctl *ctl,
+                  ember_rng *rngs, float *best_y, float *best_e, ember_err *err) {
+  static const ember_dfo_ctl none = {0};
+  if (!ctl) ctl = &none;
   int rc = start_population(ws, nq, lo, hi, opts, rngs, err);
   if (rc < 0) return rc;
-  const int n = opts->samples;
+  const int n = opts->samples, groups = ctl_groups(ctl, n);
   const size_t pop = (size_t)nq * n * ws->ydim;
   float *y = ws->y, *ynext = ws->ynext;
   float sigma = opts->sigma;
   for (int it = 0; it < opts->iters; it++) {
-    if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+    if (ember_cancel_requested(ctl->cancel)) return ember_fail(err, EMBER_ECANCELED, "cancelled");
     fn(ctx, nq, n, y, ws->e);
-    if (it == 0 && ws->keep_initial) {
+    if (it == 0 && ctl->keep_initial) {
       memcpy(ws->y0, y, pop * sizeof(float));
       memcpy(ws->e0, ws->e, (size_t)nq * n * sizeof(float));
     }
     if (it == opts->iters - 1) break;
-    resample_all(ws, nq, n, y, ynext, lo, hi, opts->temperature, sigma, -1, rngs);
+    resample_all(ws, nq, n, y, ynext, lo, hi, opts->temperature, sigma, -1, groups, rngs);
     float *t = y;
     y = ynext;
     ynext = t;
@@ -187,24 +194,27 @@ int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const
 
 int ember_ardfo_run(ember_dfo_ws *ws, ember_prefix_energy_fn fn, void *ctx, int nq,
                     const float *lo, const float *hi, const ember_infer_opts *opts,
-                    ember_rng *rngs, float *best_y, float *best_e, ember_err *err) {
+                    const ember_dfo_ctl *ctl, ember_rng *rngs, float *best_y, float *best_e,
+                    ember_err *err) {
+  static const ember_dfo_ctl none = {0};
+  if (!ctl) ctl = &none;
   int rc = start_population(ws, nq, lo, hi, opts, rngs, err);
   if (rc < 0) return rc;
-  const int n = opts->samples, d = ws->ydim;
+  const int n = opts->samples, d = ws->ydim, groups = ctl_groups(ctl, n);
   const size_t pop = (size_t)nq * n * d;
   float *y = ws->y, *ynext = ws->ynext;
-  if (ws->keep_initial) { /* the uniform population under the whole-y energy, for modes */
-    if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+  if (ctl->keep_initial) { /* the uniform population under the whole-y energy, for modes */
+    if (ember_cancel_requested(ctl->cancel)) return ember_fail(err, EMBER_ECANCELED, "cancelled");
     memcpy(ws->y0, y, pop * sizeof(float));
     fn(ctx, d, nq, n, ws->y0, ws->e0);
   }
   float sigma = opts->sigma;
   for (int it = 0; it < opts->iters; it++) {
     for (int j = 1; j <= d; j++) {
-      if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+      if (ember_cancel_requested(ctl->cancel)) return ember_fail(err, EMBER_ECANCELED, "cancelled");
       fn(ctx, j, nq, n, y, ws->e);
       if (it == opts->iters - 1 && j == d) break;
-      resample_all(ws, nq, n, y, ynext, lo, hi, opts->temperature, sigma, j - 1, rngs);
+      resample_all(ws, nq, n, y, ynext, lo, hi, opts->temperature, sigma, j - 1, groups, rngs);
       float *t = y;
       y = ynext;
       ynext = t;
@@ -218,15 +228,16 @@ int ember_ardfo_run(ember_dfo_ws *ws, ember_prefix_energy_fn fn, void *ctx, int 
 /* ---- modes ------------------------------------------------------------------------------ */
 
 int ember_modes_opts_check(const ember_modes_opts *o, ember_err *err) {
-  if (o->k < 1 || o->k > 1024)
-    return ember_fail(err, EMBER_EINVAL, "modes must be 1..1024, got %d", o->k);
+  if (o->k < 1 || o->k > EMBER_MAX_MODES)
+    return ember_fail(err, EMBER_EINVAL, "modes must be 1..%d, got %d", EMBER_MAX_MODES, o->k);
   if (!(o->radius > 0.0f) || !isfinite(o->radius))
     return ember_fail(err, EMBER_EINVAL, "mode radius must be positive, got %g", (double)o->radius);
   if (!(o->min_mass >= 0.0f && o->min_mass < 1.0f))
     return ember_fail(err, EMBER_EINVAL, "minimum mode mass must be in [0, 1), got %g",
                       (double)o->min_mass);
-  if (o->polish_steps < 0 || o->polish_steps > 10000)
-    return ember_fail(err, EMBER_EINVAL, "polish steps must be 0..10000, got %d", o->polish_steps);
+  if (o->polish_steps < 0 || o->polish_steps > EMBER_MAX_POLISH_STEPS)
+    return ember_fail(err, EMBER_EINVAL, "polish steps must be 0..%d, got %d", EMBER_MAX_POLISH_STEPS,
+                      o->polish_steps);
   if (!(o->polish_lr > 0.0f) || !isfinite(o->polish_lr))
     return ember_fail(err, EMBER_EINVAL, "polish step must be positive, got %g", (double)o->polish_lr);
   return 0;
@@ -446,15 +457,15 @@ double ember_modes_find_flops(int n, int n0, int ydim) {
 
 int ember_polish(ember_energy_grad_fn fn, void *ctx, int nq, int m, int ydim, float *y, float *e,
                  const float *lo, const float *hi, int steps, float lr, float *work,
-                 const volatile int *cancel, ember_err *err) {
+                 const atomic_int *cancel, ember_err *err) {
   size_t npts = (size_t)nq * m, nv = npts * ydim;
   float *g = work, *yt = g + nv, *gt = yt + nv, *et = gt + nv, *step = et + npts;
   if (steps <= 0) return 0;
-  if (cancel && *cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+  if (ember_cancel_requested(cancel)) return ember_fail(err, EMBER_ECANCELED, "cancelled");
   fn(ctx, nq, m, y, e, g);
   for (size_t i = 0; i < npts; i++) step[i] = lr;
   for (int s = 0; s < steps; s++) {
-    if (cancel && *cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+    if (ember_cancel_requested(cancel)) return ember_fail(err, EMBER_ECANCELED, "cancelled");
     for (size_t i = 0; i < npts; i++) {
       /* a step moves no coordinate farther than step[i]: trained energies are steep near
        * their minima, where lr * g alone would leap across the box */

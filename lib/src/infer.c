@@ -51,7 +51,7 @@ struct ember_infer {
   float *my, *me, *mw, *pwork;
   float *fscratch; /* (max_samples) */
   int cap_samples;
-  const volatile int *cancel;
+  const atomic_int *cancel; /* read by the pool's threads too (pass_task) */
   /* the pass in progress, read by the tasks */
   const ember_net *pass_net;
   const float *pass_hx, *pass_y;
@@ -104,10 +104,10 @@ static void free_modes(ember_infer *inf) {
   inf->cap_modes = 0;
 }
 
-void ember_infer_set_cancel(ember_infer *inf, const volatile int *flag) { inf->cancel = flag; }
+void ember_infer_set_cancel(ember_infer *inf, const atomic_int *flag) { inf->cancel = flag; }
 
 static int cancelled(const ember_infer *inf, ember_err *err) {
-  return inf->cancel && *inf->cancel ? ember_fail(err, EMBER_ECANCELED, "cancelled") : 0;
+  return ember_cancel_requested(inf->cancel) ? ember_fail(err, EMBER_ECANCELED, "cancelled") : 0;
 }
 
 void ember_infer_destroy(ember_infer *inf) {
@@ -237,7 +237,7 @@ static void pass_task(void *ctx, int task, int thread) {
   }
   const float *y = inf->pass_y ? inf->pass_y + row0 * d : NULL;
   float *e = inf->pass_e + row0 * net->shape.out, *dy = inf->pass_dy ? inf->pass_dy + row0 * d : NULL;
-  if (inf->cancel && *inf->cancel) { /* skip the work; the call reports EMBER_ECANCELED */
+  if (ember_cancel_requested(inf->cancel)) { /* skip the work; the call reports EMBER_ECANCELED */
     for (size_t r = 0; r < (size_t)nq * per * net->shape.out; r++) e[r] = INFINITY;
     if (dy) memset(dy, 0, (size_t)nq * per * d * sizeof(float));
     return;
@@ -354,10 +354,11 @@ typedef struct row_seeds {
   const uint64_t *seeds, *streams;
 } row_seeds;
 
+/* The population of one group of queries: DFO, AR-DFO or Langevin chains. for_modes: keep the
+ * uniform starting population (dfo and ardfo) and, for ardfo, resample in independent groups. */
 static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const ember_infer_opts *o,
-                     const row_seeds *rs, ember_err *err) {
+                     const row_seeds *rs, int for_modes, ember_err *err) {
   const ember_model *m = inf->m;
-  inf->dfo.cancel = inf->cancel;
   prepare_group(inf, x, q0, gq);
   for (int q = 0; q < gq; q++) {
     int i = q0 + q;
@@ -365,11 +366,11 @@ static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const emb
                    rs->streams ? rs->streams[i] : rs->stream0 + (uint64_t)i);
   }
   if (m->method == EMBER_METHOD_LANGEVIN) { /* chains from uniform starts; samples = chains */
-    inf->lws.cancel = inf->cancel; /* checked before every chain step */
     inf->pop_y = inf->lws.y;
     inf->pop_e = inf->lws.e;
+    ember_langevin_ctl first = {.cancel = inf->cancel}; /* checked before every chain step */
     int rc = ember_langevin_run(&inf->lws, energy_grad_cb, inf, gq, m->y_lo, m->y_hi,
-                                &o->langevin, o->samples, inf->rngs, inf->out, NULL, err);
+                                &o->langevin, o->samples, &first, inf->rngs, inf->out, NULL, err);
     if (rc < 0 || o->again_steps == 0) return rc;
     if ((rc = cancelled(inf, err)) < 0) return rc;
     /* IBC's optimize_again: the same chains go on at a constant small step */
@@ -377,17 +378,23 @@ static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const emb
     again.schedule = EMBER_SCHEDULE_IBC;
     again.steps = o->again_steps;
     again.step_init = again.step_final = o->again_step;
-    inf->lws.resume = 1;
+    ember_langevin_ctl resume = {.resume = 1, .cancel = inf->cancel};
     return ember_langevin_run(&inf->lws, energy_grad_cb, inf, gq, m->y_lo, m->y_hi, &again,
-                              o->samples, inf->rngs, inf->out, NULL, err);
+                              o->samples, &resume, inf->rngs, inf->out, NULL, err);
   }
   inf->pop_y = inf->dfo.y;
   inf->pop_e = inf->dfo.e;
-  if (m->method == EMBER_METHOD_ARDFO)
-    return ember_ardfo_run(&inf->dfo, prefix_energy_cb, inf, gq, m->y_lo, m->y_hi, o, inf->rngs,
-                           inf->out, NULL, err);
-  return ember_dfo_run(&inf->dfo, energy_cb, inf, gq, m->y_lo, m->y_hi, o, inf->rngs, inf->out,
-                       NULL, err);
+  /* ardfo resamples whole candidates once per coordinate and ends on one branch: for modes,
+   * independent groups keep the others alive */
+  const int ardfo = m->method == EMBER_METHOD_ARDFO;
+  ember_dfo_ctl ctl = {.keep_initial = for_modes,
+                       .groups = for_modes && ardfo ? EMBER_ARDFO_MODE_GROUPS : 1,
+                       .cancel = inf->cancel};
+  if (ardfo)
+    return ember_ardfo_run(&inf->dfo, prefix_energy_cb, inf, gq, m->y_lo, m->y_hi, o, &ctl,
+                           inf->rngs, inf->out, NULL, err);
+  return ember_dfo_run(&inf->dfo, energy_cb, inf, gq, m->y_lo, m->y_hi, o, &ctl, inf->rngs,
+                       inf->out, NULL, err);
 }
 
 /* Sample-then-refine: each query's `top` lowest-energy candidates (the DFO population or the
@@ -446,7 +453,7 @@ static int predict(ember_infer *inf, const float *x, int nq, const ember_infer_o
   if (rc < 0) return rc;
   for (int q0 = 0; q0 < nq; q0 += g) {
     int gq = nq - q0 < g ? nq - q0 : g;
-    rc = dfo_group(inf, x, q0, gq, o, rs, err);
+    rc = dfo_group(inf, x, q0, gq, o, rs, 0, err);
     if (rc < 0) return rc;
     if (o->refine_steps > 0) {
       if ((rc = refine_group(inf, gq, n, top, o, energy ? energy + q0 : NULL, err)) < 0) return rc;
@@ -529,13 +536,7 @@ static int modes(ember_infer *inf, const float *x, int nq, const ember_infer_opt
   if (rc < 0) return rc;
   for (int q0 = 0; q0 < nq; q0 += g) {
     int gq = nq - q0 < g ? nq - q0 : g;
-    inf->dfo.keep_initial = 1;
-    /* ardfo resamples whole candidates once per coordinate and ends on one branch: for modes,
-     * independent groups keep the others alive */
-    inf->dfo.groups = m->method == EMBER_METHOD_ARDFO ? EMBER_ARDFO_MODE_GROUPS : 1;
-    rc = dfo_group(inf, x, q0, gq, o, rs, err);
-    inf->dfo.keep_initial = 0;
-    inf->dfo.groups = 1;
+    rc = dfo_group(inf, x, q0, gq, o, rs, 1, err);
     if (rc < 0) return rc;
     if (pop_y) ember_model_denorm_y(m, inf->pop_y, gq * n, pop_y + (size_t)q0 * n * d);
     if (pop_e) memcpy(pop_e + (size_t)q0 * n, inf->pop_e, (size_t)gq * n * sizeof(float));

@@ -12,8 +12,9 @@
 #include <string.h>
 
 int ember_langevin_opts_check(const ember_langevin_opts *o, ember_err *err) {
-  if (o->steps < 1 || o->steps > 100000)
-    return ember_fail(err, EMBER_EINVAL, "Langevin chain steps must be 1..100000, got %d", o->steps);
+  if (o->steps < 1 || o->steps > EMBER_MAX_CHAIN_STEPS)
+    return ember_fail(err, EMBER_EINVAL, "Langevin chain steps must be 1..%d, got %d",
+                      EMBER_MAX_CHAIN_STEPS, o->steps);
   if (o->schedule != EMBER_SCHEDULE_POLY && o->schedule != EMBER_SCHEDULE_IBC)
     return ember_fail(err, EMBER_EINVAL, "unknown Langevin step schedule %d", (int)o->schedule);
   if (!(o->step_init > 0.0f) || !isfinite(o->step_init))
@@ -72,11 +73,14 @@ void ember_langevin_ws_free(ember_langevin_ws *ws) {
 
 int ember_langevin_run(ember_langevin_ws *ws, ember_energy_grad_fn fn, void *ctx, int nq,
                        const float *lo, const float *hi, const ember_langevin_opts *o, int chains,
-                       ember_rng *rngs, float *best_y, float *best_e, ember_err *err) {
-  const int resume = ws->resume;
-  ws->resume = 0;
+                       const ember_langevin_ctl *ctl, ember_rng *rngs, float *best_y,
+                       float *best_e, ember_err *err) {
+  static const ember_langevin_ctl none = {0};
+  if (!ctl) ctl = &none;
   int rc = ember_langevin_opts_check(o, err);
   if (rc < 0) return rc;
+  if (ctl->skip_final && (best_y || best_e))
+    return ember_fail(err, EMBER_EINVAL, "a Langevin run that skips its final evaluation has no best state to return");
   const int d = ws->ydim;
   if (nq < 1 || nq > ws->max_queries || chains < 1 || chains > ws->max_chains)
     return ember_fail(err, EMBER_EINVAL,
@@ -87,14 +91,14 @@ int ember_langevin_run(ember_langevin_ws *ws, ember_energy_grad_fn fn, void *ctx
       return ember_fail(err, EMBER_EINVAL, "bounds of y%d are empty: [%g, %g]", j, (double)lo[j],
                         (double)hi[j]);
   const size_t qstride = (size_t)chains * d;
-  for (int q = 0; q < nq && !resume; q++)
+  for (int q = 0; q < nq && !ctl->resume; q++)
     for (size_t i = 0; i < qstride; i++) {
       int j = (int)(i % (size_t)d);
       ws->y[q * qstride + i] = lo[j] + (hi[j] - lo[j]) * ember_rng_uniform(&rngs[q]);
     }
   const int ibc = o->schedule == EMBER_SCHEDULE_IBC;
   for (int k = 1; k <= o->steps; k++) {
-    if (ws->cancel && *ws->cancel) return ember_fail(err, EMBER_ECANCELED, "cancelled");
+    if (ember_cancel_requested(ctl->cancel)) return ember_fail(err, EMBER_ECANCELED, "cancelled");
     fn(ctx, nq, chains, ws->y, ws->e, ws->g);
     const float lambda = ember_langevin_step(o, k);
     const float drift = 0.5f * lambda;
@@ -113,7 +117,7 @@ int ember_langevin_run(ember_langevin_ws *ws, ember_energy_grad_fn fn, void *ctx
       }
     }
   }
-  if (ws->skip_final) return 0;
+  if (ctl->skip_final) return 0;
   fn(ctx, nq, chains, ws->y, ws->e, ws->g); /* energies of the final states */
   for (int q = 0; q < nq; q++) {
     const float *eq = ws->e + (size_t)q * chains;

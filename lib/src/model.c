@@ -15,6 +15,7 @@
 
 static const char *const method_names[] = {"dfo", "mse", "ardfo", "langevin"};
 static const char *const arch_names[] = {"mlp", "resnet"};
+static const char *const schedule_names[] = {"poly", "ibc"};
 
 #define COUNT(a) (sizeof(a) / sizeof *(a))
 
@@ -44,11 +45,22 @@ int ember_arch_parse(const char *s, ember_arch *out) {
   return i < 0 ? i : 0;
 }
 
+const char *ember_schedule_name(ember_schedule s) {
+  return (unsigned)s < COUNT(schedule_names) ? schedule_names[s] : "unknown";
+}
+
+int ember_schedule_parse(const char *s, ember_schedule *out) {
+  int i = lookup(schedule_names, COUNT(schedule_names), s);
+  if (i >= 0) *out = (ember_schedule)i;
+  return i < 0 ? i : 0;
+}
+
 int ember_infer_opts_check(const ember_infer_opts *o, int langevin, ember_err *err) {
-  if (o->samples < 1 || o->samples > (1 << 24))
-    return ember_fail(err, EMBER_EINVAL, "samples must be 1..16777216, got %d", o->samples);
-  if (o->iters < 1 || o->iters > 1000)
-    return ember_fail(err, EMBER_EINVAL, "iterations must be 1..1000, got %d", o->iters);
+  if (o->samples < 1 || o->samples > EMBER_MAX_INFER_SAMPLES)
+    return ember_fail(err, EMBER_EINVAL, "samples must be 1..%d, got %d", EMBER_MAX_INFER_SAMPLES,
+                      o->samples);
+  if (o->iters < 1 || o->iters > EMBER_MAX_ITERS)
+    return ember_fail(err, EMBER_EINVAL, "iterations must be 1..%d, got %d", EMBER_MAX_ITERS, o->iters);
   if (!(o->sigma >= 0.0f && o->sigma <= 1e3f))
     return ember_fail(err, EMBER_EINVAL, "sigma must be a number in [0, 1000], got %g",
                       (double)o->sigma);
@@ -57,17 +69,18 @@ int ember_infer_opts_check(const ember_infer_opts *o, int langevin, ember_err *e
   if (!(o->temperature > 1e-6f && o->temperature <= 1e6f))
     return ember_fail(err, EMBER_EINVAL, "temperature must be in (1e-6, 1e6], got %g",
                       (double)o->temperature);
-  if (o->refine_steps < 0 || o->refine_steps > 10000)
-    return ember_fail(err, EMBER_EINVAL, "refine steps must be 0..10000, got %d", o->refine_steps);
+  if (o->refine_steps < 0 || o->refine_steps > EMBER_MAX_REFINE_STEPS)
+    return ember_fail(err, EMBER_EINVAL, "refine steps must be 0..%d, got %d", EMBER_MAX_REFINE_STEPS,
+                      o->refine_steps);
   if (o->refine_steps > 0 && !(o->refine_lr > 0.0f && o->refine_lr <= 1e3f))
     return ember_fail(err, EMBER_EINVAL, "refine step must be in (0, 1000], got %g",
                       (double)o->refine_lr);
   if (!langevin) return 0;
   int rc = ember_langevin_opts_check(&o->langevin, err);
   if (rc < 0) return rc;
-  if (o->again_steps < 0 || o->again_steps > 100000)
-    return ember_fail(err, EMBER_EINVAL, "second-chain steps must be 0..100000, got %d",
-                      o->again_steps);
+  if (o->again_steps < 0 || o->again_steps > EMBER_MAX_CHAIN_STEPS)
+    return ember_fail(err, EMBER_EINVAL, "second-chain steps must be 0..%d, got %d",
+                      EMBER_MAX_CHAIN_STEPS, o->again_steps);
   if (o->again_steps > 0 && !(o->again_step > 0.0f && o->again_step <= 10.0f))
     return ember_fail(err, EMBER_EINVAL, "second-chain step must be in (0, 10], got %g",
                       (double)o->again_step);
@@ -76,7 +89,8 @@ int ember_infer_opts_check(const ember_infer_opts *o, int langevin, ember_err *e
 
 ember_net_shape ember_model_net_shape(ember_method method, int x_dim, int y_dim, ember_arch arch,
                                       int width, int depth) {
-  ember_net_shape s = {arch, x_dim, y_dim, width, depth, 1};
+  ember_net_shape s = {.arch = arch, .in_x = x_dim, .in_y = y_dim, .width = width, .depth = depth,
+                       .out = 1};
   if (method == EMBER_METHOD_MSE) {
     s.in_y = 0;
     s.out = y_dim;
@@ -100,12 +114,14 @@ int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, 
   memset(m, 0, sizeof *m);
   if ((unsigned)method > EMBER_METHOD_LANGEVIN)
     return ember_fail(err, EMBER_ENOTSUP, "unknown method %d", (int)method);
-  if (x_dim < 1 || x_dim > 65536)
-    return ember_fail(err, EMBER_EINVAL, "x_dim must be 1..65536, got %d", x_dim);
-  if (y_dim < 1 || y_dim > 4096)
-    return ember_fail(err, EMBER_EINVAL, "y_dim must be 1..4096, got %d", y_dim);
-  if (method == EMBER_METHOD_ARDFO && y_dim > 256)
-    return ember_fail(err, EMBER_EINVAL, "an ardfo model has one network per y dimension: y_dim must be 1..256, got %d", y_dim);
+  if (x_dim < 1 || x_dim > EMBER_MAX_X_DIM)
+    return ember_fail(err, EMBER_EINVAL, "x_dim must be 1..%d, got %d", EMBER_MAX_X_DIM, x_dim);
+  if (y_dim < 1 || y_dim > EMBER_MAX_Y_DIM)
+    return ember_fail(err, EMBER_EINVAL, "y_dim must be 1..%d, got %d", EMBER_MAX_Y_DIM, y_dim);
+  if (method == EMBER_METHOD_ARDFO && y_dim > EMBER_MAX_ARDFO_Y_DIM)
+    return ember_fail(err, EMBER_EINVAL,
+                      "an ardfo model has one network per y dimension: y_dim must be 1..%d, got %d",
+                      EMBER_MAX_ARDFO_Y_DIM, y_dim);
   ember_net_shape s = ember_model_net_shape(method, x_dim, y_dim, arch, width, depth);
   int rc = ember_net_shape_check(&s, err);
   if (rc < 0) return rc;

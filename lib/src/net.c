@@ -26,21 +26,24 @@
 int ember_net_shape_check(const ember_net_shape *s, ember_err *err) {
   if (s->arch != EMBER_ARCH_MLP && s->arch != EMBER_ARCH_RESNET)
     return ember_fail(err, EMBER_EINVAL, "unknown architecture %d", (int)s->arch);
-  if (s->in_x < 1 || s->in_x > 65536)
-    return ember_fail(err, EMBER_EINVAL, "network x inputs must be 1..65536, got %d", s->in_x);
-  if (s->in_y < 0 || s->in_y > 4096)
-    return ember_fail(err, EMBER_EINVAL, "network y inputs must be 0..4096, got %d", s->in_y);
-  if (s->width < 1 || s->width > 16384)
-    return ember_fail(err, EMBER_EINVAL, "width must be 1..16384, got %d", s->width);
-  if (s->depth < 1 || s->depth > 256)
-    return ember_fail(err, EMBER_EINVAL, "depth must be 1..256, got %d", s->depth);
+  if (s->in_x < 1 || s->in_x > EMBER_MAX_X_DIM)
+    return ember_fail(err, EMBER_EINVAL, "network x inputs must be 1..%d, got %d", EMBER_MAX_X_DIM,
+                      s->in_x);
+  if (s->in_y < 0 || s->in_y > EMBER_MAX_Y_DIM)
+    return ember_fail(err, EMBER_EINVAL, "network y inputs must be 0..%d, got %d", EMBER_MAX_Y_DIM,
+                      s->in_y);
+  if (s->width < 1 || s->width > EMBER_MAX_WIDTH)
+    return ember_fail(err, EMBER_EINVAL, "width must be 1..%d, got %d", EMBER_MAX_WIDTH, s->width);
+  if (s->depth < 1 || s->depth > EMBER_MAX_DEPTH)
+    return ember_fail(err, EMBER_EINVAL, "depth must be 1..%d, got %d", EMBER_MAX_DEPTH, s->depth);
   if (s->arch == EMBER_ARCH_RESNET && (s->depth < 2 || s->depth % 2 != 0))
     return ember_fail(err, EMBER_EINVAL,
                       "a ResNet's depth counts dense layers in blocks of two: it must be even "
                       "and >= 2, got %d",
                       s->depth);
-  if (s->out < 1 || s->out > 4096)
-    return ember_fail(err, EMBER_EINVAL, "network outputs must be 1..4096, got %d", s->out);
+  if (s->out < 1 || s->out > EMBER_MAX_Y_DIM)
+    return ember_fail(err, EMBER_EINVAL, "network outputs must be 1..%d, got %d", EMBER_MAX_Y_DIM,
+                      s->out);
   size_t np = ember_net_shape_params(s); /* < 2^37 within the bounds above */
   if (np > EMBER_MAX_PARAMS)
     return ember_fail(err, EMBER_EINVAL,

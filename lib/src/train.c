@@ -82,7 +82,7 @@ void ember_train_opts_for_method(ember_train_opts *o, ember_method method) {
   case EMBER_METHOD_LANGEVIN:
     o->batch = 128;
     o->negatives = 8; /* moved by 25-step chains (the library's chain default) */
-    o->steps = 4000;
+    o->steps = 16000; /* success kept rising to here on the particle task (docs/particle.md) */
     o->infer.samples = 64; /* chains, each 2 x chain steps long */
     break;
   case EMBER_METHOD_MSE:
@@ -112,6 +112,8 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
       return ember_fail(err, EMBER_EINVAL, "penalty margin and weight must be >= 0, got %g and %g",
                         (double)o->penalty_margin, (double)o->penalty_weight);
   }
+  if (o->uniform_negatives < 0 || o->uniform_negatives > 1 << 16)
+    return ember_fail(err, EMBER_EINVAL, "uniform negatives must be 0..65536, got %d", o->uniform_negatives);
   if (o->keep_prefix < 0)
     return ember_fail(err, EMBER_EINVAL, "keep_prefix must be >= 0, got %d", o->keep_prefix);
   if (!(o->prefix_noise >= 0.0f && o->prefix_noise <= 10.0f))
@@ -137,7 +139,9 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
   if (!(o->bound_margin >= 0.0f && o->bound_margin <= 10.0f))
     return ember_fail(err, EMBER_EINVAL, "bound margin must be in [0, 10], got %g",
                       (double)o->bound_margin);
-  ember_net_shape s = {o->arch, 1, 1, o->width, o->depth, 1};
+  /* the smallest network of this width and depth: one x and one y input, one output */
+  ember_net_shape s = {.arch = o->arch, .in_x = 1, .in_y = 1, .width = o->width, .depth = o->depth,
+                       .out = 1};
   int rc = ember_net_shape_check(&s, err);
   if (rc < 0) return rc;
   /* what any data needs (one row of one x and one y column, one thread): absurd sizes stop
@@ -293,6 +297,7 @@ static int create_ardfo(ember_trainer *t, ember_model *m, const ember_dataset *d
 static void task_size(const ember_train_opts *o, ember_method method, int threads, int *cand,
                       int *per_task) {
   *cand = method == EMBER_METHOD_MSE ? 1 : o->negatives + 1;
+  if (method == EMBER_METHOD_LANGEVIN) *cand += o->uniform_negatives;
   int per = (EMBER_TASK_ROWS + *cand / 2) / *cand;
   if (per < 1) per = 1;
   if (per > o->batch) per = o->batch;
@@ -362,7 +367,8 @@ int ember_train_memory(const ember_train_opts *o, int n, int x_dim, int y_dim, i
   if (n < 0 || threads < 1 || threads > 4096)
     return ember_fail(err, EMBER_EINVAL, "rows must be >= 0 and threads 1..4096, got %d and %d", n,
                       threads);
-  if (x_dim < 1 || x_dim > 65536 || y_dim < 1 || y_dim > (o->method == EMBER_METHOD_ARDFO ? 256 : 4096))
+  if (x_dim < 1 || x_dim > EMBER_MAX_X_DIM || y_dim < 1 ||
+      y_dim > (o->method == EMBER_METHOD_ARDFO ? EMBER_MAX_ARDFO_Y_DIM : EMBER_MAX_Y_DIM))
     return ember_fail(err, EMBER_EINVAL, "x_dim %d or y_dim %d is out of range", x_dim, y_dim);
   ember_net_shape s = ember_model_net_shape(o->method, x_dim, y_dim, o->arch, o->width, o->depth);
   if ((rc = ember_net_shape_check(&s, err)) < 0) return rc;
@@ -532,7 +538,8 @@ static void chain_energy(void *ctx, int nq, int n, const float *y, float *e, flo
 static double langevin_task(ember_trainer *t, int thread, int i0, int ne, float *xb, float *yb,
                             float *e, float *de) {
   const ember_model *m = t->m;
-  const int dy = m->y_dim, c = t->cand, M = c - 1, B = t->o.batch;
+  /* candidates per example: [true y, M chain states, U uniform counter-examples] */
+  const int dy = m->y_dim, c = t->cand, M = t->o.negatives, B = t->o.batch;
   ember_net_ws *ws = &t->ws[thread];
   ember_langevin_ws *lws = &t->lws[thread];
   float *grad = t->tgrad + (size_t)thread * m->net.nparams;
@@ -544,20 +551,26 @@ static double langevin_task(ember_trainer *t, int thread, int i0, int ne, float 
   /* de doubles as the ones vector for dE/dy: it is rewritten by the loss below */
   for (int r = 0; r < ne * M; r++) de[r] = 1.0f;
   chain_ctx cc = {&m->net, ws, de};
-  lws->skip_final = 1; /* the final states are evaluated below, in the InfoNCE layout */
-  ember_langevin_run(lws, chain_energy, &cc, ne, m->y_lo, m->y_hi, &t->o.langevin, M, rngs, NULL, NULL, NULL);
+  /* the final states are evaluated below, in the InfoNCE layout */
+  const ember_langevin_ctl ctl = {.skip_final = 1};
+  ember_langevin_run(lws, chain_energy, &cc, ne, m->y_lo, m->y_hi, &t->o.langevin, M, &ctl, rngs, NULL, NULL, NULL);
   /* One forward pass over [positive, final negatives] serves the penalty and InfoNCE: the
    * loss first (it needs e, the tangent pass overwrites a buffer), then dE/dy of the negatives
    * (dout 1 on them, 0 on the positives), the penalty's tangent and its reverse, and the
    * InfoNCE backward, all on the same activations. */
-  for (int k = 0; k < ne; k++)
-    memcpy(yb + ((size_t)k * c + 1) * dy, lws->y + (size_t)k * M * dy, (size_t)M * dy * sizeof(float));
+  for (int k = 0; k < ne; k++) {
+    float *yk = yb + (size_t)k * c * dy;
+    memcpy(yk + dy, lws->y + (size_t)k * M * dy, (size_t)M * dy * sizeof(float));
+    for (int j = 1 + M; j < c; j++) /* from the example's stream, after its chains */
+      for (int a = 0; a < dy; a++)
+        yk[(size_t)j * dy + a] = m->y_lo[a] + (m->y_hi[a] - m->y_lo[a]) * ember_rng_uniform(&rngs[k]);
+  }
   ember_net_forward(&m->net, ws, ws->hx, yb, ne, c, e);
   double total = ember_infonce(e, ne, c, t->o.temperature, 1.0f / (float)B, de);
   if (t->o.penalty_weight > 0.0f) {
     const int rows = ne * c;
     float *sel = e, *g17 = dt + (size_t)t->per_task * c; /* e is free once the loss is taken */
-    for (int r = 0; r < rows; r++) sel[r] = r % c ? 1.0f : 0.0f;
+    for (int r = 0; r < rows; r++) sel[r] = r % c >= 1 && r % c <= M ? 1.0f : 0.0f;
     ember_net_backward(&m->net, ws, NULL, yb, ne, c, sel, NULL, g17);
     float scale = t->o.penalty_weight / ((float)B * M);
     double pen = 0.0;
@@ -565,6 +578,10 @@ static double langevin_task(ember_trainer *t, int thread, int i0, int ne, float 
       size_t r0 = (size_t)k * c;
       for (int a = 0; a < dy; a++) dir[r0 * dy + a] = 0.0f;
       dt[r0] = 0.0f;
+      for (int j = 1 + M; j < c; j++) { /* uniform counter-examples: no penalty */
+        for (int a = 0; a < dy; a++) dir[(r0 + j) * dy + a] = 0.0f;
+        dt[r0 + j] = 0.0f;
+      }
       pen += ember_grad_penalty(g17 + (r0 + 1) * dy, M, dy, t->o.penalty_margin, scale,
                                 dir + (r0 + 1) * dy, dt + r0 + 1);
     }
@@ -769,7 +786,8 @@ float ember_trainer_lr(const ember_trainer *t) {
 }
 
 double ember_train_step_flops(const ember_model *m, const ember_train_opts *o) {
-  double rows = (double)o->batch * (m->method == EMBER_METHOD_MSE ? 1 : o->negatives + 1);
+  double rows = (double)o->batch * (m->method == EMBER_METHOD_MSE ? 1 : o->negatives + 1 +
+                                    (m->method == EMBER_METHOD_LANGEVIN ? o->uniform_negatives : 0));
   double fwd = 2.0 * ember_net_row_macs(&m->net.shape);
   for (int j = 0; j < m->nar; j++) fwd += 2.0 * ember_net_row_macs(&m->ar[j].shape); /* ardfo */
   if (m->method == EMBER_METHOD_MSE) fwd += 2.0 * m->x_dim * m->net.shape.width;

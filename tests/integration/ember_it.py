@@ -59,12 +59,15 @@ SCRATCH = None  # this run's scratch directory
 pb = pbg = hpb = hpbg = rpb = rpbg = rapb = rapbg = None
 GRPC_PROTO = "/usr/share/grpc-proto/grpc"  # Debian's grpc-proto
 
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "LeakSanitizer", "runtime error")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "LeakSanitizer", "runtime error", "WARNING: ThreadSanitizer")
 
-RPC_TIMEOUT = 30.0       # seconds: default deadline for every RPC the tests make
-START_TIMEOUT = 60.0     # emberd printing its port
-EXIT_TIMEOUT = 60.0      # emberd exiting after SIGTERM (sanitized builds check leaks at exit)
-CLI_TIMEOUT = 120.0      # one ember CLI run
+# Slow builds stretch every wait by EMBER_TEST_TIMEOUT_SCALE (the ThreadSanitizer build, `make
+# tsan`, sets it: instrumented training and inference run several times slower).
+SCALE = float(os.environ.get("EMBER_TEST_TIMEOUT_SCALE", "1"))
+RPC_TIMEOUT = 30.0 * SCALE     # seconds: default deadline for every RPC the tests make
+START_TIMEOUT = 60.0 * SCALE   # emberd printing its port
+EXIT_TIMEOUT = 60.0 * SCALE    # emberd exiting after SIGTERM (sanitized builds check leaks at exit)
+CLI_TIMEOUT = 120.0 * SCALE    # one ember CLI run
 
 
 # ---- stubs ---------------------------------------------------------------------------------
@@ -174,7 +177,7 @@ def call(fn, req, timeout=RPC_TIMEOUT):
         return e.code(), None, e.details() or ""
 
 
-def wait_until(what, pred, timeout=20.0, interval=0.05):
+def wait_until(what, pred, timeout=20.0 * SCALE, interval=0.05):
     """Polls pred() until it returns a true value (returned) or timeout (AssertionError)."""
     end = time.monotonic() + timeout
     last = None
@@ -208,7 +211,7 @@ def slow_request(stub, model, x, seconds=1.5):
                                  options=pb.InferenceOptions(samples=65536, iterations=iterations))
     if model not in _seconds_per_iteration:
         t = time.monotonic()
-        stub.Predict(req(2), timeout=120)
+        stub.Predict(req(2), timeout=120 * SCALE)
         _seconds_per_iteration[model] = max(time.monotonic() - t, 1e-3) / 2
     return req(max(2, min(1000, int(seconds / _seconds_per_iteration[model]))))
 
@@ -236,14 +239,14 @@ class Watcher:
             self.end = (None, repr(e))
         self.done.set()
 
-    def next(self, timeout=20.0):
+    def next(self, timeout=20.0 * SCALE):
         import queue
         try:
             return self.messages.get(timeout=timeout)
         except queue.Empty:
             raise AssertionError("no stream message within %.0fs (ended: %r)" % (timeout, self.end))
 
-    def wait_end(self, timeout=30.0):
+    def wait_end(self, timeout=30.0 * SCALE):
         if not self.done.wait(timeout):
             raise AssertionError("the stream did not end within %.0fs" % timeout)
         return self.end

@@ -247,7 +247,7 @@ class Metrics(it.EmberTest):
                        ("ember_compute_seconds", "histogram"), ("ember_model_versions", "gauge"),
                        ("ember_model_load_failures_total", "counter"), ("ember_queued_requests", "gauge"),
                        ("ember_running_requests", "gauge"), ("ember_train_jobs_running", "gauge"),
-                       ("ember_train_jobs_total", "counter")):
+                       ("ember_train_jobs_total", "counter"), ("ember_batch_allocations_total", "counter")):
             self.assertEqual(types.get(fam), t, fam)
         P, S = srv.stub.Predict, srv.stub.Sample
         opts = it.pb.InferenceOptions(samples=64, iterations=2)
@@ -304,6 +304,38 @@ class Metrics(it.EmberTest):
             s, "ember_model_load_errors", model="m") == 1 else None)(self.scrape(srv)[0]), timeout=20)
         self.assertEqual(get(loaded, "ember_model_load_failures_total", model="m"), 1)
         self.assertEqual(get(loaded, "ember_model_versions", model="m"), 1)
+        srv.stop_clean(self)
+
+    def test_warm_batches_allocate_nothing(self):
+        """A finished batch's job and arrays are kept for the next batch: once the one worker has
+        run the largest Predict and Sample batches, batches of those sizes or smaller allocate
+        nothing (ember_batch_allocations_total stays flat), and a larger one is counted."""
+        srv = self.start_metrics("--workers", "1")
+        P, S = srv.stub.Predict, srv.stub.Sample
+        opts = it.pb.InferenceOptions(samples=64, iterations=2)
+
+        def x(rows):
+            return [0.25 * (i % 5) - 0.5 for i in range(2 * rows)]
+
+        def requests(rows):
+            return ((P, it.pb.PredictRequest(model="m", x=x(rows), options=opts)),
+                    (S, it.pb.SampleRequest(model="m", x=x(rows), modes=2, options=opts, return_samples=True)))
+
+        def allocations():
+            return get(self.scrape(srv)[0], "ember_batch_allocations_total")
+
+        self.assertEqual(allocations(), 0)
+        for fn, req in requests(8):
+            self.assertEqual(call(fn, req)[0], grpc.StatusCode.OK)
+        warm = allocations()
+        self.assertGreater(warm, 0)
+        for rows in (1, 8, 3, 8, 5):
+            for fn, req in requests(rows):
+                self.assertEqual(call(fn, req)[0], grpc.StatusCode.OK)
+        self.assertEqual(allocations(), warm)
+        for fn, req in requests(40):
+            self.assertEqual(call(fn, req)[0], grpc.StatusCode.OK)
+        self.assertGreater(allocations(), warm)
         srv.stop_clean(self)
 
     def test_failures_are_counted_by_the_status_sent(self):

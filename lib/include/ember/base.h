@@ -10,11 +10,18 @@
  *
  * Randomness comes from ember_rng (xoshiro256**), seeded from a (seed, stream) pair so that
  * every query row, thread or training step can own an independent, reproducible stream.
- * Nothing in libember calls rand() or keeps global state.
+ * Nothing in libember calls rand() or keeps global state. Also here: a monotonic clock and the
+ * directory fsync that makes an atomic rename durable.
+ *
+ * Long calls (inference, Langevin chains, polishing) can be stopped from another thread through
+ * a cancel flag: a C11 atomic_int that the caller owns, passes by pointer and raises with
+ * atomic_store (any memory order). The call notices it at its next check and returns
+ * EMBER_ECANCELED; the caller leaves the flag raised until the call has returned.
  */
 #ifndef EMBER_BASE_H
 #define EMBER_BASE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +58,13 @@ int ember_fail(ember_err *err, int code, const char *fmt, ...)
 #endif
     ;
 
+/* Whether a cancel flag (NULL: none) is raised. A relaxed load is enough: the flag carries no
+ * data (a call that sees it stops and reads nothing the raising thread wrote), and a thread
+ * that joins the workers which saw it (ember_pool_run returns) sees it too, by coherence. */
+static inline int ember_cancel_requested(const atomic_int *flag) {
+  return flag && atomic_load_explicit(flag, memory_order_relaxed) != 0;
+}
+
 /* ---- random streams ---------------------------------------------------------------- */
 
 typedef struct ember_rng {
@@ -82,6 +96,9 @@ uint32_t ember_rng_below(ember_rng *rng, uint32_t n);
 typedef struct ember_pool ember_pool;
 typedef void (*ember_task_fn)(void *ctx, int task, int thread);
 
+/* The most threads a pool may have. */
+#define EMBER_MAX_THREADS 1024
+
 int ember_pool_create(ember_pool **out, int threads, ember_err *err);
 void ember_pool_destroy(ember_pool *pool);
 int ember_pool_threads(const ember_pool *pool);
@@ -89,6 +106,12 @@ void ember_pool_run(ember_pool *pool, int ntasks, ember_task_fn fn, void *ctx);
 
 /* Makes OpenBLAS use one thread (ember parallelises above BLAS). Safe to call repeatedly. */
 void ember_blas_single_thread(void);
+
+/* fsyncs the directory that holds path ("." for a bare name), which makes a rename or link
+ * into it durable: what every writer of a file that others may read while it is replaced does
+ * after the rename. 0, or -1 with errno; a file system that cannot sync a directory (EINVAL)
+ * counts as done. */
+int ember_fsync_dir_of(const char *path);
 
 /* Monotonic clock in seconds. */
 double ember_now(void);

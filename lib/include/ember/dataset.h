@@ -17,7 +17,7 @@
  * header, when present, must have as many columns as the data.
  * .npz details: value errors name the array's own index, "y[12,0]" (2-D) or "y[12]" (1-D);
  * two members that numpy reads as one array (two "x.npy", or "x" beside "x.npy") are refused.
- * Limits: 4 GiB per file (and per .npy member), 2^31-1 rows, 65536 columns.
+ * Limits: 4 GiB per file (and per .npy member), 2^31-1 rows, EMBER_MAX_COLS (65536) columns.
  *
  *     ember_dataset ds;
  *     ember_err err;
@@ -41,6 +41,9 @@ typedef struct ember_dataset {
   float *x;   /* (n, x_dim), row-major */
   float *y;   /* (n, y_dim), row-major; NULL when y_dim == 0 */
 } ember_dataset;
+
+/* The most columns a dataset may have (x and y together). */
+#define EMBER_MAX_COLS 65536
 
 /* Reads a dataset from path ("-" = standard input). The format is chosen by content: a zip
  * signature means .npz, anything else is CSV.

@@ -29,10 +29,16 @@
  * sorted by energy, at most k, each optionally polished by gradient descent on E (with
  * backtracking, inside the bounds).
  *
+ * The workspace is memory only. What one run does beyond the method's options (keep the uniform
+ * population for modes, resample in groups, who may stop it) is said per call, in an
+ * ember_dfo_ctl (NULL: none of it), so one workspace serves calls that want different things.
+ *
  *     ember_dfo_ws ws;
  *     ember_dfo_ws_init(&ws, 1, 1024, 2, NULL);
  *     ember_infer_opts o = EMBER_INFER_DEFAULTS;  o.samples = 1024;
- *     ember_dfo_run(&ws, my_energy, ctx, 1, lo, hi, &o, &rng, best_y, best_e);
+ *     ember_dfo_run(&ws, my_energy, ctx, 1, lo, hi, &o, NULL, &rng, best_y, best_e, NULL);
+ *     ember_dfo_ctl modes = {.keep_initial = 1};   // then ember_modes_find on ws.y0, ws.e0
+ *     ember_dfo_run(&ws, my_energy, ctx, 1, lo, hi, &o, &modes, &rng, NULL, NULL, NULL);
  */
 #ifndef EMBER_DFO_H
 #define EMBER_DFO_H
@@ -58,24 +64,30 @@ typedef struct ember_dfo_ws {
   double *cdf;  /* (max_samples) */
   float *noise; /* (max_samples * ydim) */
   float *y0;    /* (max_queries, max_samples, ydim): the uniform starting population ... */
-  float *e0;    /* (max_queries, max_samples): ... and its energies, kept if keep_initial */
-  int keep_initial;
-  int groups;   /* > 1: the population is cut into this many groups that resample only among
-                   themselves (independent runs sharing the energy passes); 0 or 1: one */
-  const volatile int *cancel; /* if set and non-zero, ember_dfo_run stops with EMBER_ECANCELED
-                                 before its next energy evaluation */
+  float *e0;    /* (max_queries, max_samples): ... and its energies, after a keep_initial run */
   void *mem;
 } ember_dfo_ws;
 
 int ember_dfo_ws_init(ember_dfo_ws *ws, int max_queries, int max_samples, int ydim, ember_err *err);
 void ember_dfo_ws_free(ember_dfo_ws *ws);
 
+/* Per-call controls of ember_dfo_run and ember_ardfo_run; a NULL pointer means all zero. */
+typedef struct ember_dfo_ctl {
+  int keep_initial; /* non-zero: ws->y0 and ws->e0 get the uniform starting population and its
+                       energies (for ember_modes_find); otherwise they are left alone */
+  int groups;       /* > 1: the population is cut into this many groups that resample only among
+                       themselves (independent runs sharing the energy passes); 0 or 1: one */
+  const atomic_int *cancel; /* non-NULL: once another thread raises it (base.h), the run stops
+                               with EMBER_ECANCELED before its next energy evaluation */
+} ember_dfo_ctl;
+
 /* Runs the optimiser for nq <= max_queries queries with opts->samples <= max_samples.
- * lo, hi: (ydim) bounds. rngs: (nq) one stream per query. best_y: (nq, ydim), best_e: (nq);
- * either may be NULL. Returns 0 or EMBER_EINVAL for bad options or sizes. */
+ * lo, hi: (ydim) bounds. ctl: this call's controls, or NULL. rngs: (nq) one stream per query.
+ * best_y: (nq, ydim), best_e: (nq); either may be NULL. Returns 0, EMBER_EINVAL for bad options
+ * or sizes, or EMBER_ECANCELED. */
 int ember_dfo_run(ember_dfo_ws *ws, ember_energy_fn fn, void *ctx, int nq, const float *lo,
-                  const float *hi, const ember_infer_opts *opts, ember_rng *rngs, float *best_y,
-                  float *best_e, ember_err *err);
+                  const float *hi, const ember_infer_opts *opts, const ember_dfo_ctl *ctl,
+                  ember_rng *rngs, float *best_y, float *best_e, ember_err *err);
 
 /* Energies of the y-prefixes of length j (1..ydim) of nq * n candidates y (nq, n, ydim) under
  * the prefix-j energy E_j(x, y_1..y_j): e (nq, n). */
@@ -86,11 +98,13 @@ typedef void (*ember_prefix_energy_fn)(void *ctx, int j, int nq, int n, const fl
  * whole candidates with replacement, add N(0, sigma^2) noise to coordinate j only, clip; sigma
  * *= shrink after each iteration. iters x ydim energy passes; as in ember_dfo_run the
  * resample after the very last evaluation (iteration iters, j = ydim) is skipped, and the
- * answer is the candidate with the lowest E_ydim, the energy of a whole y. With keep_initial,
- * y0/e0 get the uniform population and its E_ydim energies (one more pass), for modes. */
+ * answer is the candidate with the lowest E_ydim, the energy of a whole y. With
+ * ctl->keep_initial, y0/e0 get the uniform population and its E_ydim energies (one more pass),
+ * for modes. */
 int ember_ardfo_run(ember_dfo_ws *ws, ember_prefix_energy_fn fn, void *ctx, int nq,
                     const float *lo, const float *hi, const ember_infer_opts *opts,
-                    ember_rng *rngs, float *best_y, float *best_e, ember_err *err);
+                    const ember_dfo_ctl *ctl, ember_rng *rngs, float *best_y, float *best_e,
+                    ember_err *err);
 
 /* Draws n indices with replacement from non-negative weights p (n, any positive total) into
  * idx: a running sum and a binary search per draw. Exposed for tests. cdf: (n) scratch. */
@@ -113,7 +127,12 @@ typedef struct ember_modes_opts {
 /* most candidates mode finding links (its cost grows with the square of this) */
 #define EMBER_MODES_LINK 2048
 
-#define EMBER_MODES_DEFAULTS {2, 0.25f, 0.01f, 0, 0.05f}
+#define EMBER_MODES_DEFAULTS \
+  {.k = 2, .radius = 0.25f, .min_mass = 0.01f, .polish_steps = 0, .polish_lr = 0.05f}
+
+/* The most modes per query and polishing steps per mode ember_modes_opts_check accepts. */
+#define EMBER_MAX_MODES 1024
+#define EMBER_MAX_POLISH_STEPS 10000
 
 int ember_modes_opts_check(const ember_modes_opts *o, ember_err *err);
 
@@ -134,12 +153,12 @@ double ember_modes_find_flops(int n, int n0, int ydim);
  * backtracking: y -= step * g / max(1, ||g||_inf), so no coordinate moves farther than the
  * point's step (lr at first); a step that raises E is undone and the step halved, an accepted
  * one grows it by 1.2. Points stay inside [lo, hi]. e (nq, m) gets the final energies.
- * work: (3 * nq * m * ydim + 2 * nq * m) floats. Returns 0, or EMBER_ECANCELED when *cancel
- * (NULL: never) is non-zero before a step's energy pass; y and e then hold the points as the
+ * work: (3 * nq * m * ydim + 2 * nq * m) floats. Returns 0, or EMBER_ECANCELED when the cancel
+ * flag (NULL: none; see base.h) is raised before a step's energy pass; y and e then hold the points as the
  * last accepted steps left them. */
 int ember_polish(ember_energy_grad_fn fn, void *ctx, int nq, int m, int ydim, float *y, float *e,
                  const float *lo, const float *hi, int steps, float lr, float *work,
-                 const volatile int *cancel, ember_err *err);
+                 const atomic_int *cancel, ember_err *err);
 
 #ifdef __cplusplus
 }

@@ -68,12 +68,13 @@ int ember_infer_modes_rows(ember_infer *inf, const float *x, int nq, const ember
 int ember_infer_energy(ember_infer *inf, const float *x, int nq, const float *y, int n, float *e,
                        ember_err *err);
 
-/* Lets another thread stop this context's calls: once *flag is non-zero, a call stops soon,
+/* Lets another thread stop this context's calls: flag is a C11 atomic_int the caller owns (see
+ * base.h); once another thread stores non-zero into it, a call stops soon,
  * whatever phase it is in (the flag is read before every network task of at most a few
  * thousand candidate rows, DFO iteration, chain step, polishing or refining step and each
  * query's mode finding), and returns EMBER_ECANCELED, never a partial answer. Raise the flag and leave it raised until the call returns. NULL
  * turns it off. A server raises it when every caller of a batch has gone away. */
-void ember_infer_set_cancel(ember_infer *inf, const volatile int *flag);
+void ember_infer_set_cancel(ember_infer *inf, const atomic_int *flag);
 
 /* FLOPs one query of ember_infer_predict costs with options o, refining included (dense
  * layers only; x part once per query). */

@@ -20,9 +20,17 @@
  * Chains draw from their query's random stream, one chain after another, so results do not
  * depend on the thread count or on other queries. No gradient flows back through a chain.
  *
+ * The workspace is memory only; what one run does beyond the sampler's options (go on from the
+ * last run's states, skip the final evaluation, who may stop it) is said per call, in an
+ * ember_langevin_ctl (NULL: none of it).
+ *
  *     ember_langevin_opts o = EMBER_LANGEVIN_DEFAULTS;
  *     ember_langevin_ws ws;  ember_langevin_ws_init(&ws, 1, 512, 2, NULL);
- *     ember_langevin_run(&ws, energy_grad, ctx, 1, lo, hi, &o, 512, &rng, best_y, best_e, NULL);
+ *     ember_langevin_run(&ws, energy_grad, ctx, 1, lo, hi, &o, 512, NULL, &rng, best_y, best_e, NULL);
+ *     // IBC's second chain: the same chains go on from where the first run left them
+ *     ember_langevin_opts small = o;  small.steps = 100;  small.step_init = small.step_final = 1e-5f;
+ *     ember_langevin_ctl resume = {.resume = 1};
+ *     ember_langevin_run(&ws, energy_grad, ctx, 1, lo, hi, &small, 512, &resume, &rng, best_y, best_e, NULL);
  */
 #ifndef EMBER_LANGEVIN_H
 #define EMBER_LANGEVIN_H
@@ -44,14 +52,18 @@ typedef struct ember_langevin_ws {
   float *e;     /* (max_queries, max_chains): energies at the states */
   float *g;     /* (max_queries, max_chains, ydim): dE/dy */
   float *noise; /* (max_chains * ydim) */
-  int resume;   /* set: the next run starts from the states in y (the last run's final states,
-                   e.g. IBC's second chain) instead of uniform; cleared by the run */
-  int skip_final; /* set: the run ends after its last update without evaluating the final states
-                     (e is not filled; best_y and best_e must be NULL) */
-  const volatile int *cancel; /* non-NULL and non-zero: the run stops before its next step and
-                                 returns EMBER_ECANCELED (another thread sets it) */
   void *mem;
 } ember_langevin_ws;
+
+/* Per-call controls of ember_langevin_run; a NULL pointer means all zero. */
+typedef struct ember_langevin_ctl {
+  int resume;     /* non-zero: the chains start from the states in ws->y (the last run's final
+                     states, e.g. IBC's second chain) instead of uniform ones */
+  int skip_final; /* non-zero: the run ends after its last update without evaluating the final
+                     states (ws->e is not filled; best_y and best_e must be NULL) */
+  const atomic_int *cancel; /* non-NULL: once another thread raises it (base.h), the run stops
+                               before its next step and returns EMBER_ECANCELED */
+} ember_langevin_ctl;
 
 int ember_langevin_ws_init(ember_langevin_ws *ws, int max_queries, int max_chains, int ydim,
                            ember_err *err);
@@ -62,10 +74,11 @@ void ember_langevin_ws_free(ember_langevin_ws *ws);
 /* Runs `chains` chains per query for nq queries. fn gives energies and dE/dy for
  * (nq, chains) states at once. After the call ws->y and ws->e hold the final states and their
  * energies; best_y (nq, ydim) and best_e (nq) get each query's lowest-energy state (either may
- * be NULL). rngs: (nq) streams. */
+ * be NULL). ctl: this call's controls, or NULL. rngs: (nq) streams. */
 int ember_langevin_run(ember_langevin_ws *ws, ember_energy_grad_fn fn, void *ctx, int nq,
                        const float *lo, const float *hi, const ember_langevin_opts *o, int chains,
-                       ember_rng *rngs, float *best_y, float *best_e, ember_err *err);
+                       const ember_langevin_ctl *ctl, ember_rng *rngs, float *best_y,
+                       float *best_e, ember_err *err);
 
 #ifdef __cplusplus
 }

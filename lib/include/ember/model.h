@@ -6,10 +6,13 @@
  * header, raw little-endian F32 tensors named as PyTorch's state_dict would name them
  * ("proj.weight", "blocks.0.0.bias", "out.weight", ...). `__metadata__` holds strings:
  *
- *   format=ember  format_version=1  method=dfo|mse  x_dim  y_dim  arch=resnet|mlp  width  depth
+ *   format=ember  format_version=1  method=dfo|ardfo|langevin|mse  x_dim  y_dim
+ *   arch=resnet|mlp  width  depth
  *   x_mean x_std y_mean y_std y_lo y_hi   (JSON arrays of numbers, as text)
- *   infer.samples infer.iters infer.sigma infer.shrink infer.temperature
- *   train.steps train.seed train.batch train.negatives train.lr train.temperature train.loss
+ *   infer.*   the default inference options        train.*   how it was trained
+ *   langevin.*  Langevin models' chains and penalty   spectral_norm=1  when it has it
+ *
+ * (every key, with the methods that have it, is one table in lib/src/checkpoint.c: meta_keys)
  *
  * Saving is atomic (temporary file in the same directory, fsync, rename). Loading validates
  * everything and names the problem: header size cap, offsets inside the file, no overlap or
@@ -45,6 +48,10 @@ int ember_arch_parse(const char *s, ember_arch *out);
 /* Langevin chain settings (Method C); see ember/langevin.h for the update they drive. */
 typedef enum { EMBER_SCHEDULE_POLY = 0, EMBER_SCHEDULE_IBC = 1 } ember_schedule;
 
+/* "poly" and "ibc": the names the CLI, checkpoints and TrainRequest use. */
+const char *ember_schedule_name(ember_schedule s);
+int ember_schedule_parse(const char *s, ember_schedule *out);
+
 typedef struct ember_langevin_opts {
   int steps;             /* chain length (IBC code default 25; inference uses twice training's) */
   ember_schedule schedule;
@@ -55,7 +62,21 @@ typedef struct ember_langevin_opts {
   float delta_max;       /* per-step change clip, normalised y units (IBC: 0.1 x half-range); 0: none */
 } ember_langevin_opts;
 
-#define EMBER_LANGEVIN_DEFAULTS {25, EMBER_SCHEDULE_IBC, 0.1f, 1e-5f, 0.55f, 1.0f, 0.1f}
+/* The chain settings of IBC's code with a chain of `n` steps: EMBER_LANGEVIN_DEFAULTS trains
+ * with 25, EMBER_INFER_DEFAULTS infers with twice as many. */
+#define EMBER__LANGEVIN_OPTS(n)                                                              \
+  {.steps = (n), .schedule = EMBER_SCHEDULE_IBC, .step_init = 0.1f, .step_final = 1e-5f,     \
+   .gamma = 0.55f, .noise_scale = 1.0f, .delta_max = 0.1f}
+#define EMBER_LANGEVIN_DEFAULTS EMBER__LANGEVIN_OPTS(25)
+
+/* The library's limits on inference options (ember_infer_opts_check): DFO samples (Langevin
+ * chains) per query, DFO iterations, refining steps, and the steps of either Langevin chain
+ * (ember_langevin_opts_check; again_steps too). EMBER_MAX_SAMPLES, below, is the lower limit
+ * that a model's default options must fit. */
+#define EMBER_MAX_INFER_SAMPLES (1 << 24)
+#define EMBER_MAX_ITERS 1000
+#define EMBER_MAX_REFINE_STEPS 10000
+#define EMBER_MAX_CHAIN_STEPS 100000
 
 /* Inference options; a model stores defaults, every call may override them. */
 typedef struct ember_infer_opts {
@@ -78,9 +99,10 @@ typedef struct ember_infer_opts {
 } ember_infer_opts;
 
 #define EMBER_REFINE_TOP 8
-#define EMBER_INFER_DEFAULTS                                                               \
-  {16384, 3, 0.33f, 0.5f, 1.0f, {50, EMBER_SCHEDULE_IBC, 0.1f, 1e-5f, 0.55f, 1.0f, 0.1f}, \
-   0, 1e-5f, 0, 0.05f}
+#define EMBER_INFER_DEFAULTS                                                                 \
+  {.samples = 16384, .iters = 3, .sigma = 0.33f, .shrink = 0.5f, .temperature = 1.0f,        \
+   .langevin = EMBER__LANGEVIN_OPTS(50), .again_steps = 0, .again_step = 1e-5f,              \
+   .refine_steps = 0, .refine_lr = 0.05f}
 
 /* Checks an options struct; names the first bad field. Langevin fields are checked only when
  * `langevin` is set (the model is a Langevin model), refine_lr and again_step only when their
@@ -134,6 +156,10 @@ ember_net_shape ember_model_net_shape(ember_method method, int x_dim, int y_dim,
  * EMBER_MAX_PARAMS in all). */
 size_t ember_model_params(ember_method method, int x_dim, int y_dim, ember_arch arch, int width,
                           int depth);
+
+/* An ardfo model has a network per y dimension: its y_dim is at most this (other methods:
+ * EMBER_MAX_Y_DIM). */
+#define EMBER_MAX_ARDFO_Y_DIM 256
 
 /* Allocates a model: network parameters zeroed, mean 0, std 1, bounds [-1, 1], default
  * inference options. The net's shape is derived from method and dims; arch, width and depth

@@ -57,6 +57,13 @@ typedef struct ember_net {
   float *params; /* (nparams), owned */
 } ember_net;
 
+/* The largest network ember_net_shape_check accepts: x inputs, y inputs (and outputs), hidden
+ * width and dense layers. A model's x_dim and y_dim have the same bounds (ember_model_init). */
+#define EMBER_MAX_X_DIM 65536
+#define EMBER_MAX_Y_DIM 4096
+#define EMBER_MAX_WIDTH 16384
+#define EMBER_MAX_DEPTH 256
+
 /* The most parameters a model may have, every net of an ardfo model together: 2^28, 1 GiB of
  * float32 (training holds several copies: ember_train_memory). A network or model beyond it is
  * refused before anything is allocated, so that no size makes the allocator give up. */

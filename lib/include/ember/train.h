@@ -67,6 +67,10 @@ typedef struct ember_train_opts {
    * long for inference) and the gradient penalty max(0, ||dE/dy||_inf - margin)^2 x weight */
   ember_langevin_opts langevin;
   float penalty_margin, penalty_weight;
+  /* langevin only: this many more counter-examples per example, drawn uniformly inside the
+   * bounds and not moved by chains, join the chains' in InfoNCE (not in the penalty). 0 = the
+   * method text's chains only. */
+  int uniform_negatives;
   /* spectral normalisation of every dense layer (one power iteration per step); the model
    * keeps the normalised weights. Off by default. */
   int spectral_norm;

@@ -1,11 +1,11 @@
 /* particle.c - the N-D particle task: PD-controlled point mass, two goals, an oracle.
  *
- * The numbers are the paper's (ember/particle.h states them). Distances are recorded at the
+ * The numbers are the paper's (tasks/particle.h states them). Distances are recorded at the
  * end of each control step only, as the reference environment records them when it computes
  * the step's reward; a trajectory that sweeps through a goal between two control steps does
  * not count as a visit.
  */
-#include "ember/particle.h"
+#include "tasks/particle.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -11,7 +11,7 @@
  * What it does not do: toys with more than one x or y, or valid sets that are not finite
  * unions of intervals.
  */
-#include "ember/toys.h"
+#include "tasks/toys.h"
 
 #include <math.h>
 #include <string.h>

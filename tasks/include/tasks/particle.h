@@ -1,4 +1,4 @@
-/* ember/particle.h - the N-D particle task of the IBC paper (its scaling benchmark).
+/* tasks/particle.h - the N-D particle task of the IBC paper (its scaling benchmark).
  *
  * A point agent in [0, 1]^N must visit a first goal, then a second one and stay there. The
  * policy sees 4N numbers (agent position, agent velocity, goal 1, goal 2) and answers a

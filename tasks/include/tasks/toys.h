@@ -1,4 +1,4 @@
-/* ember/toys.h - the IBC paper's 1-D toys (Florence et al. 2021, Figs. 2-3): generators, the
+/* tasks/toys.h - the IBC paper's 1-D toys (Florence et al. 2021, Figs. 2-3): generators, the
  * set of valid y at each x, and the scores `ember eval toy` reports.
  *
  * Every toy lives on x in [-1, 1] and has one y. At each x its valid y form up to
