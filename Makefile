@@ -6,14 +6,22 @@
 #   make tsan   build with ThreadSanitizer in build/tsan and run the unit and server
 #               integration tests there; fails on any report (tests/tsan.supp lists the
 #               suppressed third-party races)
+#   make fuzz   build the libFuzzer targets with clang into build/fuzz and run each for
+#               FUZZ_RUNS executions (FUZZ_TARGETS picks some, FUZZ_SECONDS caps each;
+#               docs/fuzzing.md). make test smokes them; FUZZ_SMOKE=OFF leaves that out.
 
 BUILD      ?= build/release
 TEST_BUILD ?= build/test
 TSAN_BUILD ?= build/tsan
+FUZZ_BUILD ?= build/fuzz
+FUZZ_RUNS  ?= 100000
+FUZZ_SECONDS ?= 0
+FUZZ_TARGETS ?=
+FUZZ_SMOKE ?= ON
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build test tsan run bench clean
+.PHONY: all deps build test tsan run bench fuzz clean
 
 all: build
 
@@ -25,7 +33,8 @@ build: deps
 	@cmake --build $(BUILD) -j$(JOBS)
 
 test: deps
-	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMBER_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMBER_SANITIZE=ON \
+	  -DEMBER_FUZZ_SMOKE=$(FUZZ_SMOKE) >/dev/null
 	@cmake --build $(TEST_BUILD) -j$(JOBS)
 	@cd $(TEST_BUILD) && ctest --output-on-failure -j$(JOBS)
 
@@ -43,6 +52,10 @@ tsan: deps
 
 run: build
 	@deploy/demo.sh $(BUILD)
+
+fuzz: deps
+	@fuzz/build.sh $(FUZZ_BUILD) $(JOBS)
+	@FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TARGETS)
 
 bench: build
 	@$(BUILD)/ember bench infer

@@ -163,6 +163,17 @@ void srv_call_fail(srv_call *c, grpc_status_code code, const char *fmt, ...) {
   finish(c, code, NULL);
 }
 
+int srv_status_set(srv_status *st, grpc_status_code code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(st->msg, sizeof st->msg, fmt, ap);
+  va_end(ap);
+  st->code = code;
+  return -1;
+}
+
+void srv_call_fail_status(srv_call *c, const srv_status *st) { srv_call_fail(c, st->code, "%s", st->msg); }
+
 /* An event for a call: it arrived (CALL_WAITING), its reply was sent (CALL_FINISHING), or a
  * streaming batch completed. */
 void srv_call_event(srv_call *c, int ok) {

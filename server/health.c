@@ -9,6 +9,7 @@
  * RECV_CLOSE_ON_SERVER (tagged with the watch, TAG_WATCH_CLOSED) that tells when the client
  * went away. The call is freed when neither is outstanding.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,10 +17,12 @@
 #include "server.h"
 #include "wire.h"
 
+#define SERVICE_MAX 128
+
 typedef struct health_watch {
   srv_tag_kind kind; /* TAG_WATCH_CLOSED: must stay first */
   srv_call *c;
-  char service[128];
+  char service[SERVICE_MAX]; /* cut to fit: no served name is that long */
   int sent_status, metadata_sent, sending, closed, finishing;
 } health_watch;
 
@@ -113,38 +116,44 @@ void health_watch_closed(void *tag, int ok) {
   if (!w->sending) maybe_free(c);
 }
 
+int health_decode(srv_rpc rpc, const uint8_t *bytes, long len, char *service, size_t cap,
+                  srv_status *st) {
+  Grpc__Health__V1__HealthCheckRequest *req =
+      len >= 0 ? grpc__health__v1__health_check_request__unpack(NULL, (size_t)len, bytes) : NULL;
+  if (!req)
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid grpc.health.v1.HealthCheckRequest");
+  snprintf(service, cap, "%s", req->service ? req->service : "");
+  grpc__health__v1__health_check_request__free_unpacked(req, NULL);
+  if (rpc == RPC_HEALTH_CHECK && !known_service(service))
+    return srv_status_set(st, GRPC_STATUS_NOT_FOUND, "unknown service '%.100s'", service);
+  return 0;
+}
+
 void health_handle(srv_call *c) {
   uint8_t *bytes;
   long len = srv_bytes(c->payload, &bytes);
-  Grpc__Health__V1__HealthCheckRequest *req =
-      len >= 0 ? grpc__health__v1__health_check_request__unpack(NULL, (size_t)len, bytes) : NULL;
+  char svc[SERVICE_MAX];
+  srv_status st;
+  int rc = health_decode(c->rpc, bytes, len, svc, sizeof svc, &st);
   free(bytes);
-  if (!req) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid grpc.health.v1.HealthCheckRequest");
+  if (rc < 0) {
+    srv_call_fail_status(c, &st);
     return;
   }
-  const char *svc = req->service ? req->service : "";
   if (c->rpc == RPC_HEALTH_CHECK) {
-    if (!known_service(svc)) {
-      srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "unknown service '%.100s'", svc);
-    } else {
-      Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-      r.status = status_of(c->srv, svc);
-      srv_call_reply(c, &r);
-    }
-    grpc__health__v1__health_check_request__free_unpacked(req, NULL);
+    Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    r.status = status_of(c->srv, svc);
+    srv_call_reply(c, &r);
     return;
   }
   health_watch *w = calloc(1, sizeof *w);
   if (!w) {
-    grpc__health__v1__health_check_request__free_unpacked(req, NULL);
     srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
   w->kind = TAG_WATCH_CLOSED;
   w->c = c;
-  strncpy(w->service, svc, sizeof w->service - 1);
-  grpc__health__v1__health_check_request__free_unpacked(req, NULL);
+  memcpy(w->service, svc, sizeof w->service);
   c->stream.watch = w;
   c->state = CALL_STREAMING;
   c->next = c->srv->watchers;

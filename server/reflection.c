@@ -11,6 +11,11 @@
  * known message). list_services names every service in the embedded files: emberd embeds
  * exactly the protos it serves.
  *
+ * Requests are read by protobuf-c, which is laxer than other proto3 parsers: it takes strings
+ * that are not UTF-8, and fields numbered 0. A request with such a string is answered as one
+ * that does not parse, and original_request echoes only the fields this server knows, so that
+ * every answer parses wherever it goes (fuzz/fuzz_health.c checks both).
+ *
  * v1alpha is served by the v1 code: the two packages' messages have the same fields with the
  * same numbers and types, so their wire formats are identical and the v1 protobuf-c
  * descriptors unpack v1alpha requests and pack v1alpha responses byte for byte.
@@ -214,6 +219,8 @@ static span file_at(int i) {
 /* A response and everything it points to, alive until it is packed. */
 typedef struct reply {
   refl_response r;
+  refl_request echo;                                 /* original_request: known fields only */
+  Grpc__Reflection__V1__ExtensionRequest echo_ext;
   refl_files files;
   ProtobufCBinaryData file;
   refl_numbers numbers;
@@ -239,6 +246,74 @@ static void reply_error(reply *rp, grpc_status_code code, const char *fmt, ...) 
   rp->error.error_message = rp->message;
   rp->r.message_response_case = RESPONSE(ERROR_RESPONSE);
   rp->r.error_response = &rp->error;
+}
+
+/* Whether s is UTF-8 (RFC 3629: shortest forms, no surrogates, at most U+10FFFF). proto3
+ * strings must be, and a client's parser refuses an answer with one that is not; protobuf-c
+ * does not check what it reads. */
+static int utf8_valid(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    unsigned c = *p, n; /* continuation bytes after the lead byte c */
+    if (c < 0x80) n = 0;
+    else if (c >= 0xc2 && c <= 0xdf) n = 1;
+    else if (c >= 0xe0 && c <= 0xef) n = 2;
+    else if (c >= 0xf0 && c <= 0xf4) n = 3;
+    else return 0;
+    /* the second byte's range, narrower after the leads that could otherwise spell an
+     * overlong form, a surrogate or more than U+10FFFF */
+    unsigned lo = 0x80, hi = 0xbf;
+    if (c == 0xe0) lo = 0xa0;
+    else if (c == 0xed) hi = 0x9f;
+    else if (c == 0xf0) lo = 0x90;
+    else if (c == 0xf4) hi = 0x8f;
+    for (unsigned i = 1; i <= n; i++, lo = 0x80, hi = 0xbf)
+      if (p[i] < lo || p[i] > hi) return 0;
+    p += n + 1;
+  }
+  return 1;
+}
+
+/* At most max bytes of s (UTF-8) that end on a character boundary: the precision for quoting
+ * s with %.*s in an error_message, which must stay UTF-8. */
+static int utf8_prefix(const char *s, int max) {
+  int n = (int)strnlen(s, (size_t)max);
+  if (n < max) return n;
+  while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80) n--; /* s[n] continues a character */
+  return n;
+}
+
+/* The strings of a request, which the answer quotes and echoes. */
+static int request_utf8(const refl_request *q) {
+  const char *s = NULL;
+  switch (q->message_request_case) {
+  case REQUEST(FILE_BY_FILENAME): s = q->file_by_filename; break;
+  case REQUEST(FILE_CONTAINING_SYMBOL): s = q->file_containing_symbol; break;
+  case REQUEST(FILE_CONTAINING_EXTENSION): s = q->file_containing_extension->containing_type; break;
+  case REQUEST(ALL_EXTENSION_NUMBERS_OF_TYPE): s = q->all_extension_numbers_of_type; break;
+  case REQUEST(LIST_SERVICES): s = q->list_services; break;
+  default: break;
+  }
+  return (!q->host || utf8_valid(q->host)) && (!s || utf8_valid(s));
+}
+
+/* original_request: a copy of the request without the fields this server does not know.
+ * protobuf-c keeps those to pack them again, and it reads a field numbered 0 when the number is
+ * sent as a varint longer than needed, but packs it in one byte, which no parser (its own
+ * included) reads: echoed, such a field made the whole answer unreadable (found by
+ * fuzz_health). */
+static void echo_request(reply *rp, const refl_request *q) {
+  rp->echo = *q;
+  rp->echo.base.n_unknown_fields = 0;
+  rp->echo.base.unknown_fields = NULL;
+  if (q->message_request_case == REQUEST(FILE_CONTAINING_EXTENSION)) {
+    rp->echo_ext = *q->file_containing_extension;
+    rp->echo_ext.base.n_unknown_fields = 0;
+    rp->echo_ext.base.unknown_fields = NULL;
+    rp->echo.file_containing_extension = &rp->echo_ext;
+  }
+  rp->r.valid_host = q->host;
+  rp->r.original_request = &rp->echo;
 }
 
 static void reply_file(reply *rp, span file) {
@@ -318,23 +393,25 @@ static void answer(reply *rp, const refl_request *q) {
     for (int i = 0; ember_descriptors[i].name && !file.n; i++)
       if (span_eq(field_of(file_at(i), FILE_NAME), span_str(q->file_by_filename))) file = file_at(i);
     if (file.n) reply_file(rp, file);
-    else reply_error(rp, GRPC_STATUS_NOT_FOUND, "file '%.200s' not found", q->file_by_filename);
+    else reply_error(rp, GRPC_STATUS_NOT_FOUND, "file '%.*s' not found", utf8_prefix(q->file_by_filename, 200), q->file_by_filename);
     break;
   case REQUEST(FILE_CONTAINING_SYMBOL):
     file = find_symbol(q->file_containing_symbol, &kind);
     if (file.n) reply_file(rp, file);
-    else reply_error(rp, GRPC_STATUS_NOT_FOUND, "symbol '%.200s' not found", q->file_containing_symbol);
+    else reply_error(rp, GRPC_STATUS_NOT_FOUND, "symbol '%.*s' not found", utf8_prefix(q->file_containing_symbol, 200), q->file_containing_symbol);
     break;
   case REQUEST(FILE_CONTAINING_EXTENSION): {
     const Grpc__Reflection__V1__ExtensionRequest *e = q->file_containing_extension;
-    reply_error(rp, GRPC_STATUS_NOT_FOUND, "extension %d of '%.200s' not found (no extensions are declared)",
-                (int)e->extension_number, e->containing_type ? e->containing_type : "");
+    const char *type = e->containing_type ? e->containing_type : "";
+    reply_error(rp, GRPC_STATUS_NOT_FOUND, "extension %d of '%.*s' not found (no extensions are declared)",
+                (int)e->extension_number, utf8_prefix(type, 200), type);
     break;
   }
   case REQUEST(ALL_EXTENSION_NUMBERS_OF_TYPE):
     find_symbol(q->all_extension_numbers_of_type, &kind);
     if (kind != SYM_MESSAGE) {
-      reply_error(rp, GRPC_STATUS_NOT_FOUND, "message type '%.200s' not found", q->all_extension_numbers_of_type);
+      reply_error(rp, GRPC_STATUS_NOT_FOUND, "message type '%.*s' not found",
+                  utf8_prefix(q->all_extension_numbers_of_type, 200), q->all_extension_numbers_of_type);
       break;
     }
     rp->numbers.base_type_name = q->all_extension_numbers_of_type;
@@ -347,15 +424,9 @@ static void answer(reply *rp, const refl_request *q) {
   }
 }
 
-/* Consumes c->payload (a request) and returns the packed response. */
-static grpc_byte_buffer *respond(srv_call *c) {
-  uint8_t *bytes;
-  long len = srv_bytes(c->payload, &bytes);
-  grpc_byte_buffer_destroy(c->payload);
-  c->payload = NULL;
+grpc_byte_buffer *reflection_respond(srv_rpc rpc, const uint8_t *bytes, long len) {
   /* v1 descriptors for v1alpha too: the wire formats are identical (see the top) */
   refl_request *q = len >= 0 ? grpc__reflection__v1__server_reflection_request__unpack(NULL, (size_t)len, bytes) : NULL;
-  free(bytes);
   reply rp = {
       .r = GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__INIT,
       .files = GRPC__REFLECTION__V1__FILE_DESCRIPTOR_RESPONSE__INIT,
@@ -363,22 +434,34 @@ static grpc_byte_buffer *respond(srv_call *c) {
       .services = GRPC__REFLECTION__V1__LIST_SERVICE_RESPONSE__INIT,
       .error = GRPC__REFLECTION__V1__ERROR_RESPONSE__INIT,
   };
-  if (q) {
-    rp.r.valid_host = q->host;
-    rp.r.original_request = q;
+  if (q && request_utf8(q)) {
+    echo_request(&rp, q);
     answer(&rp, q);
   } else {
-    reply_error(&rp, GRPC_STATUS_INVALID_ARGUMENT, "the message is not a valid ServerReflectionRequest");
+    /* proto3 parsers refuse strings that are not UTF-8 as they refuse bad bytes */
+    reply_error(&rp, GRPC_STATUS_INVALID_ARGUMENT, "the message is not a valid ServerReflectionRequest%s",
+                q ? " (a string in it is not UTF-8)" : "");
   }
   int failed = rp.r.message_response_case == RESPONSE(ERROR_RESPONSE);
   srv_log(LOG_DEBUG, "reflection request", "rpc=%s request=%d status=%s",
-          c->rpc == RPC_REFLECTION_V1 ? "v1" : "v1alpha", q ? (int)q->message_request_case : -1,
+          rpc == RPC_REFLECTION_V1 ? "v1" : "v1alpha", q ? (int)q->message_request_case : -1,
           failed ? srv_status_name((grpc_status_code)rp.error.error_code) : "OK");
   grpc_byte_buffer *bb = ember_wire_pack(&rp.r.base);
   free(rp.service);
   free(rp.pointers);
   free(rp.names);
   if (q) grpc__reflection__v1__server_reflection_request__free_unpacked(q, NULL);
+  return bb;
+}
+
+/* Consumes c->payload (a request) and returns the packed response. */
+static grpc_byte_buffer *respond(srv_call *c) {
+  uint8_t *bytes;
+  long len = srv_bytes(c->payload, &bytes);
+  grpc_byte_buffer_destroy(c->payload);
+  c->payload = NULL;
+  grpc_byte_buffer *bb = reflection_respond(c->rpc, bytes, len);
+  free(bytes);
   return bb;
 }
 

@@ -6,6 +6,10 @@
  * GetModel are answered from the registry without touching a worker. The options are read
  * from and written to their messages by wire/ (the CLI's remote mode uses the same code); this
  * file adds the server's own limits (--max-samples, --max-request-gflop, --max-message).
+ *
+ * Decoding and validation (rpc_ember_decode) report a srv_status instead of answering, and
+ * touch only the call's fields, the registry and the configuration: fuzz/fuzz_rpc.c feeds them
+ * arbitrary bytes without a server running. rpc_ember_handle answers what they decide.
  */
 #include <math.h>
 #include <stdio.h>
@@ -24,12 +28,12 @@ static void versions_text(const model_entry *e, char *buf, size_t len) {
   if (e->nversions == 0) snprintf(buf, len, "none");
 }
 
-/* Finds the model and version of a request, or answers NOT_FOUND/INVALID_ARGUMENT. */
-static model_version *resolve(srv_call *c, const char *name, int64_t version) {
+/* Finds the model and version of a request; NULL with *st NOT_FOUND or INVALID_ARGUMENT. */
+static model_version *resolve(srv_call *c, const char *name, int64_t version, srv_status *st) {
   server *s = c->srv;
   if (!srv_valid_model_name(name)) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                  "model name '%.80s' is not valid: expected 1-64 characters of [A-Za-z0-9_.-], not starting with '.'", name ? name : "");
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                   "model name '%.80s' is not valid: expected 1-64 characters of [A-Za-z0-9_.-], not starting with '.'", name ? name : "");
     return NULL;
   }
   model_entry *e = registry_find(s, name);
@@ -39,13 +43,13 @@ static model_version *resolve(srv_call *c, const char *name, int64_t version) {
     for (model_entry *m = s->models; m && used + 70 < sizeof known; m = m->next)
       if (registry_listed(m))
         used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", used ? ", " : "", m->name);
-    srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "model '%s' not found (serving: %s)", name, used ? known : "none");
+    srv_status_set(st, GRPC_STATUS_NOT_FOUND, "model '%s' not found (serving: %s)", name, used ? known : "none");
     return NULL;
   }
   c->entry = e;
   if (c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE) e->stats.requests++;
   if (version < 0) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "version must be >= 0 (0 = latest), got %lld", (long long)version);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "version must be >= 0 (0 = latest), got %lld", (long long)version);
     return NULL;
   }
   model_version *v = registry_version(e, version);
@@ -53,34 +57,35 @@ static model_version *resolve(srv_call *c, const char *name, int64_t version) {
     char have[256];
     versions_text(e, have, sizeof have);
     if (version == 0)
-      srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "model '%s' has no loaded version", name);
+      srv_status_set(st, GRPC_STATUS_NOT_FOUND, "model '%s' has no loaded version", name);
     else
-      srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "version %lld of model '%s' is not loaded (loaded: %s)",
-                    (long long)version, name, have);
+      srv_status_set(st, GRPC_STATUS_NOT_FOUND, "version %lld of model '%s' is not loaded (loaded: %s)",
+                     (long long)version, name, have);
     return NULL;
   }
   return v;
 }
 
 /* Merges request options with the model's defaults and checks them against the limits. */
-static int resolve_options(srv_call *c, const model_version *v, const Ember__V1__InferenceOptions *o) {
+static int resolve_options(srv_call *c, const model_version *v, const Ember__V1__InferenceOptions *o,
+                           srv_status *st) {
   const ember_model *m = &v->model;
   const srv_config *cfg = &c->srv->cfg;
   const int langevin = m->method == EMBER_METHOD_LANGEVIN;
   ember_infer_opts r = m->infer;
   ember_err err;
   if (ember_wire_infer_from_msg(o, v->entry->name, m->method, &r, &err) < 0) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     return -1;
   }
   if (m->method != EMBER_METHOD_MSE && r.samples > cfg->max_samples) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                  "options.samples is %u; this server allows at most %d samples per row (--max-samples)",
-                  o ? o->samples : 0u, cfg->max_samples);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                   "options.samples is %u; this server allows at most %d samples per row (--max-samples)",
+                   o ? o->samples : 0u, cfg->max_samples);
     return -1;
   }
   if (ember_infer_opts_check(&r, langevin, &err) < 0) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "options: %s", err.msg);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "options: %s", err.msg);
     return -1;
   }
   /* Sample does not refine (local `ember sample` ignores --refine too): off, so that the
@@ -94,34 +99,34 @@ static int resolve_options(srv_call *c, const model_version *v, const Ember__V1_
   return 0;
 }
 
-static int take_x(srv_call *c, const model_version *v, const float *x, size_t n) {
+static int take_x(srv_call *c, const model_version *v, const float *x, size_t n, srv_status *st) {
   const int d = v->model.x_dim;
   const srv_config *cfg = &c->srv->cfg;
   if (n == 0) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "x is empty: expected one or more rows of %d values (row-major)", d);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "x is empty: expected one or more rows of %d values (row-major)", d);
     return -1;
   }
   if (n % (size_t)d != 0) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                  "x has %zu values: expected a multiple of the model's x_dim %d (row-major rows)", n, d);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                   "x has %zu values: expected a multiple of the model's x_dim %d (row-major rows)", n, d);
     return -1;
   }
   size_t rows = n / (size_t)d;
   if (rows > (size_t)cfg->max_rows) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                  "x has %zu rows; this server takes at most %d rows per request (--max-rows)", rows, cfg->max_rows);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                   "x has %zu rows; this server takes at most %d rows per request (--max-rows)", rows, cfg->max_rows);
     return -1;
   }
   ember_err err;
   if (ember_model_check_x(&v->model, x, (int)rows, &err) < 0) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     return -1;
   }
   srv_faults *f = &c->srv->faults;
   int injected = f->request_alloc > 0 && ++f->requests_copied == f->request_alloc;
   c->x = injected ? NULL : malloc(n * sizeof(float));
   if (!c->x) {
-    srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu rows", rows);
+    srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu rows", rows);
     return -1;
   }
   memcpy(c->x, x, n * sizeof(float));
@@ -129,94 +134,125 @@ static int take_x(srv_call *c, const model_version *v, const float *x, size_t n)
   return 0;
 }
 
-/* Unpacks the request payload; answers INVALID_ARGUMENT if it is not a valid message. */
-static void *unpack(srv_call *c, const ProtobufCMessageDescriptor *desc) {
-  uint8_t *bytes;
-  long len = srv_bytes(c->payload, &bytes);
+/* Unpacks a request; NULL with *st INVALID_ARGUMENT if the bytes are not a valid message. */
+static void *unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *bytes, long len, srv_status *st) {
   void *msg = len >= 0 ? protobuf_c_message_unpack(desc, NULL, (size_t)len, bytes) : NULL;
-  free(bytes);
-  if (!msg)
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid %s message", desc->name);
+  if (!msg) srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid %s message", desc->name);
   return msg;
 }
 
-/* Options and x of a Predict/Sample on version v: queued for the batcher, or answered. */
-static void submit(srv_call *c, model_version *v, const Ember__V1__InferenceOptions *options,
-                   const float *x, size_t n_x, uint64_t row_offset) {
-  if (resolve_options(c, v, options) == 0 && take_x(c, v, x, n_x) == 0) {
-    /* ember_infer_flops counts what these options run: DFO rounds (an ardfo round runs each
-     * of its y_dim prefix nets), or chain steps (and the second chain), plus refine steps;
-     * ember_infer_modes_flops adds Sample's mode finding and polishing */
-    const int sample = c->rpc == RPC_SAMPLE;
-    double gflop = c->rows * (sample ? ember_infer_modes_flops(&v->model, &c->opts, &c->modes)
-                                     : ember_infer_flops(&v->model, &c->opts)) / 1e9;
-    if (gflop > c->srv->cfg.max_request_gflop) {
-      const ember_infer_opts *o = &c->opts;
-      char what[160];
-      if (v->model.method == EMBER_METHOD_LANGEVIN)
-        snprintf(what, sizeof what, "%d rows x %d chains x %d chain steps%s", c->rows, o->samples,
-                 o->langevin.steps + o->again_steps, o->again_steps ? " (both chains)" : "");
-      else if (v->model.method == EMBER_METHOD_ARDFO)
-        snprintf(what, sizeof what, "%d rows x %d samples x %d iterations x %d prefix nets", c->rows,
-                 o->samples, o->iters, v->model.nar + 1);
-      else
-        snprintf(what, sizeof what, "%d rows x %d samples x %d iterations", c->rows, o->samples, o->iters);
-      if (o->refine_steps > 0)
-        snprintf(what + strlen(what), sizeof what - strlen(what), ", %d refine steps", o->refine_steps);
-      if (sample && c->modes.polish_steps > 0)
-        snprintf(what + strlen(what), sizeof what - strlen(what), ", %d modes x %d polish steps",
-                 c->modes.k, c->modes.polish_steps);
-      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                    "this request needs %.0f GFLOP (%s); this server takes at most %d per request "
-                    "(--max-request-gflop): send fewer rows or samples%s%s",
-                    gflop, what, c->srv->cfg.max_request_gflop,
-                    v->model.method == EMBER_METHOD_LANGEVIN ? ", or shorter chains" : "",
-                    sample && c->modes.polish_steps > 0 ? ", or fewer modes or polish steps" : "");
-      return;
-    }
-    double bytes = 4.0 * c->rows * c->opts.samples * (v->model.y_dim + 1);
-    if (c->want_samples && bytes > (double)c->srv->cfg.max_message) {
-      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                    "return_samples: %d rows x %d samples x %d values would exceed the %d-byte "
-                    "message limit (--max-message); ask for fewer rows or samples",
-                    c->rows, c->opts.samples, v->model.y_dim + 1, c->srv->cfg.max_message);
-      return;
-    }
-    c->row_offset = row_offset;
-    version_ref(v);
-    c->version = v;
-    batcher_submit(c->srv, c);
+/* Options and x of a Predict/Sample on version v, checked against the limits: 0 with the call
+ * ready for the batcher (v referenced in c->version), or -1 with *st. */
+static int check_infer(srv_call *c, model_version *v, const Ember__V1__InferenceOptions *options,
+                       const float *x, size_t n_x, uint64_t row_offset, srv_status *st) {
+  if (resolve_options(c, v, options, st) < 0 || take_x(c, v, x, n_x, st) < 0) return -1;
+  /* ember_infer_flops counts what these options run: DFO rounds (an ardfo round runs each
+   * of its y_dim prefix nets), or chain steps (and the second chain), plus refine steps;
+   * ember_infer_modes_flops adds Sample's mode finding and polishing */
+  const int sample = c->rpc == RPC_SAMPLE;
+  double gflop = c->rows * (sample ? ember_infer_modes_flops(&v->model, &c->opts, &c->modes)
+                                   : ember_infer_flops(&v->model, &c->opts)) / 1e9;
+  if (gflop > c->srv->cfg.max_request_gflop) {
+    const ember_infer_opts *o = &c->opts;
+    char what[160];
+    if (v->model.method == EMBER_METHOD_LANGEVIN)
+      snprintf(what, sizeof what, "%d rows x %d chains x %d chain steps%s", c->rows, o->samples,
+               o->langevin.steps + o->again_steps, o->again_steps ? " (both chains)" : "");
+    else if (v->model.method == EMBER_METHOD_ARDFO)
+      snprintf(what, sizeof what, "%d rows x %d samples x %d iterations x %d prefix nets", c->rows,
+               o->samples, o->iters, v->model.nar + 1);
+    else
+      snprintf(what, sizeof what, "%d rows x %d samples x %d iterations", c->rows, o->samples, o->iters);
+    if (o->refine_steps > 0)
+      snprintf(what + strlen(what), sizeof what - strlen(what), ", %d refine steps", o->refine_steps);
+    if (sample && c->modes.polish_steps > 0)
+      snprintf(what + strlen(what), sizeof what - strlen(what), ", %d modes x %d polish steps",
+               c->modes.k, c->modes.polish_steps);
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                          "this request needs %.0f GFLOP (%s); this server takes at most %d per request "
+                          "(--max-request-gflop): send fewer rows or samples%s%s",
+                          gflop, what, c->srv->cfg.max_request_gflop,
+                          v->model.method == EMBER_METHOD_LANGEVIN ? ", or shorter chains" : "",
+                          sample && c->modes.polish_steps > 0 ? ", or fewer modes or polish steps" : "");
   }
+  double bytes = 4.0 * c->rows * c->opts.samples * (v->model.y_dim + 1);
+  if (c->want_samples && bytes > (double)c->srv->cfg.max_message)
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                          "return_samples: %d rows x %d samples x %d values would exceed the %d-byte "
+                          "message limit (--max-message); ask for fewer rows or samples",
+                          c->rows, c->opts.samples, v->model.y_dim + 1, c->srv->cfg.max_message);
+  c->row_offset = row_offset;
+  version_ref(v);
+  c->version = v;
+  return 0;
 }
 
-static void handle_predict(srv_call *c) {
-  Ember__V1__PredictRequest *req = unpack(c, &ember__v1__predict_request__descriptor);
-  if (!req) return;
-  model_version *v = resolve(c, req->model, req->version);
-  if (v) submit(c, v, req->options, req->x, req->n_x, req->row_offset);
+static int decode_predict(srv_call *c, const uint8_t *bytes, long len, srv_status *st) {
+  Ember__V1__PredictRequest *req = unpack(&ember__v1__predict_request__descriptor, bytes, len, st);
+  if (!req) return -1;
+  model_version *v = resolve(c, req->model, req->version, st);
+  int rc = v ? check_infer(c, v, req->options, req->x, req->n_x, req->row_offset, st) : -1;
   protobuf_c_message_free_unpacked(&req->base, NULL);
+  return rc;
 }
 
-static void handle_sample(srv_call *c) {
-  Ember__V1__SampleRequest *req = unpack(c, &ember__v1__sample_request__descriptor);
-  if (!req) return;
-  model_version *v = resolve(c, req->model, req->version);
+static int decode_sample(srv_call *c, const uint8_t *bytes, long len, srv_status *st) {
+  Ember__V1__SampleRequest *req = unpack(&ember__v1__sample_request__descriptor, bytes, len, st);
+  if (!req) return -1;
+  model_version *v = resolve(c, req->model, req->version, st);
+  int rc = -1;
   if (v) {
     ember_modes_opts mo;
     ember_err err;
     if (v->model.method == EMBER_METHOD_MSE) {
-      srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
-                    "model '%s' is explicit (mse): it has one answer per input and no energy to sample; use Predict",
-                    req->model);
+      srv_status_set(st, GRPC_STATUS_FAILED_PRECONDITION,
+                     "model '%s' is explicit (mse): it has one answer per input and no energy to sample; use Predict",
+                     req->model);
     } else if (ember_wire_modes_from_msg(req, &mo, &err) < 0) {
-      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
+      srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     } else {
       c->modes = mo;
       c->want_samples = req->return_samples;
-      submit(c, v, req->options, req->x, req->n_x, req->row_offset);
+      rc = check_infer(c, v, req->options, req->x, req->n_x, req->row_offset, st);
     }
   }
   protobuf_c_message_free_unpacked(&req->base, NULL);
+  return rc;
+}
+
+/* The entry and version GetModel describes: version 0 with no loaded version describes the
+ * entry alone (its load errors); anything resolve refuses is answered as resolve says. */
+static int decode_get_model(srv_call *c, const uint8_t *bytes, long len, srv_status *st) {
+  Ember__V1__GetModelRequest *req = unpack(&ember__v1__get_model_request__descriptor, bytes, len, st);
+  if (!req) return -1;
+  model_entry *e = srv_valid_model_name(req->model) ? registry_find(c->srv, req->model) : NULL;
+  model_version *v = e ? registry_version(e, req->version) : NULL;
+  int rc = 0;
+  if (!e || (req->version != 0 && !v)) {
+    resolve(c, req->model, req->version, st); /* fails, saying why */
+    rc = -1;
+  } else {
+    c->entry = e;
+    if (v) version_ref(v);
+    c->version = v;
+  }
+  protobuf_c_message_free_unpacked(&req->base, NULL);
+  return rc;
+}
+
+int rpc_ember_decode(srv_call *c, const uint8_t *bytes, long len, srv_status *st) {
+  switch (c->rpc) {
+  case RPC_PREDICT: return decode_predict(c, bytes, len, st);
+  case RPC_SAMPLE: return decode_sample(c, bytes, len, st);
+  case RPC_GET_MODEL: return decode_get_model(c, bytes, len, st);
+  case RPC_LIST_MODELS: {
+    Ember__V1__ListModelsRequest *req = unpack(&ember__v1__list_models_request__descriptor, bytes, len, st);
+    if (!req) return -1;
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    return 0;
+  }
+  default: return srv_status_set(st, GRPC_STATUS_INTERNAL, "unexpected method");
+  }
 }
 
 /* ---- ModelInfo ------------------------------------------------------------------------------ */
@@ -314,31 +350,14 @@ static void free_info(info_mem *im) {
   free(im->hi);
 }
 
-static void handle_get_model(srv_call *c) {
-  Ember__V1__GetModelRequest *req = unpack(c, &ember__v1__get_model_request__descriptor);
-  if (!req) return;
-  server *s = c->srv;
-  model_entry *e = srv_valid_model_name(req->model) ? registry_find(s, req->model) : NULL;
-  if (!e) {
-    resolve(c, req->model, req->version); /* answers with the right status and message */
-  } else {
-    model_version *v = registry_version(e, req->version);
-    if (req->version != 0 && !v) {
-      resolve(c, req->model, req->version);
-    } else {
-      info_mem im;
-      if (fill_info(&im, e, v) == 0) srv_call_reply(c, &im.info);
-      else srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory describing model '%s'", e->name);
-      free_info(&im);
-    }
-  }
-  protobuf_c_message_free_unpacked(&req->base, NULL);
+static void describe_model(srv_call *c) {
+  info_mem im;
+  if (fill_info(&im, c->entry, c->version) == 0) srv_call_reply(c, &im.info);
+  else srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory describing model '%s'", c->entry->name);
+  free_info(&im);
 }
 
-static void handle_list_models(srv_call *c) {
-  Ember__V1__ListModelsRequest *req = unpack(c, &ember__v1__list_models_request__descriptor);
-  if (!req) return;
-  protobuf_c_message_free_unpacked(&req->base, NULL);
+static void list_models(srv_call *c) {
   server *s = c->srv;
   int n = 0;
   for (model_entry *e = s->models; e; e = e->next) n += registry_listed(e);
@@ -371,12 +390,20 @@ void rpc_ember_handle(srv_call *c) {
     srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
     return;
   }
+  uint8_t *bytes;
+  long len = srv_bytes(c->payload, &bytes);
+  srv_status st;
+  int rc = rpc_ember_decode(c, bytes, len, &st);
+  free(bytes);
+  if (rc < 0) {
+    srv_call_fail_status(c, &st);
+    return;
+  }
   switch (c->rpc) {
-  case RPC_PREDICT: handle_predict(c); break;
-  case RPC_SAMPLE: handle_sample(c); break;
-  case RPC_GET_MODEL: handle_get_model(c); break;
-  case RPC_LIST_MODELS: handle_list_models(c); break;
-  default: srv_call_fail(c, GRPC_STATUS_INTERNAL, "unexpected method"); break;
+  case RPC_PREDICT:
+  case RPC_SAMPLE: batcher_submit(s, c); break;
+  case RPC_GET_MODEL: describe_model(c); break;
+  default: list_models(c); break;
   }
 }
 

@@ -168,6 +168,21 @@ size_t srv_closing_ops(srv_call *c, grpc_op *ops, size_t n, grpc_status_code cod
  * cancels or the deadline passes (srv_call_closed), not when the call is answered. */
 void srv_call_watch_close(srv_call *c);
 void srv_call_closed(void *tag, int ok); /* TAG_CALL_CLOSED */
+/* A status to answer a call with. The checks that turn a request's bytes into a validated
+ * request (rpc_ember_decode, health_decode, train_decode) report into one instead of answering,
+ * so that they run without a call on the wire (fuzz/ drives them with bytes); the handler then
+ * answers srv_call_fail_status. */
+typedef struct srv_status {
+  grpc_status_code code;
+  char msg[512]; /* as much as srv_call_fail sends */
+} srv_status;
+/* Sets *st (printf-style) and returns -1, so that a check can `return srv_status_set(...)`. */
+int srv_status_set(srv_status *st, grpc_status_code code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void srv_call_fail_status(srv_call *c, const srv_status *st);
 /* Copies a byte buffer's bytes into buf (caller frees); returns length or -1. */
 long srv_bytes(grpc_byte_buffer *bb, uint8_t **buf);
 /* The code's name (ember_wire_status_name), "UNKNOWN" past the known ones. */
@@ -263,15 +278,29 @@ void batcher_close(struct server *s);
 /* ---- RPC handlers ------------------------------------------------------------------------ */
 
 void rpc_ember_handle(srv_call *c);                        /* rpc_ember.c */
+/* The request of a Predict, Sample, GetModel or ListModels call (c->rpc), decoded from `len`
+ * bytes and checked against the registry and the limits; len < 0: the payload could not be
+ * read. 0: Predict and Sample are ready for batcher_submit (c->version referenced, c->entry,
+ * c->x, c->rows, c->opts, c->seed, c->row_offset; Sample: c->modes, c->want_samples), GetModel
+ * has c->entry and c->version (referenced; NULL: the entry has no loaded version). -1: *st
+ * says how to answer. Counts a Predict/Sample in its model's requests once the model is found. */
+int rpc_ember_decode(srv_call *c, const uint8_t *bytes, long len, srv_status *st);
 void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float *my,
                         const float *me, const float *mw, const int *count, const float *pop_y,
                         const float *pop_e); /* after compute */
 void health_handle(srv_call *c);                           /* health.c */
+/* The service a Check or Watch (rpc) asks about, NUL-terminated into service[cap] (cut to fit);
+ * -1 with *st: the bytes are not a HealthCheckRequest, or a Check names an unknown service. */
+int health_decode(srv_rpc rpc, const uint8_t *bytes, long len, char *service, size_t cap,
+                  srv_status *st);
 void health_event(srv_call *c, int ok);                    /* a watch's batch completed */
 void health_watch_closed(void *tag, int ok);              /* TAG_WATCH_CLOSED */
 void health_set_serving(struct server *s, int serving);
 void reflection_handle(srv_call *c);                       /* reflection.c */
 void reflection_event(srv_call *c, int ok);
+/* The packed ServerReflectionResponse to one request of `len` bytes (len < 0: unreadable); a
+ * request that cannot be answered gets an error_response, and the stream goes on. */
+grpc_byte_buffer *reflection_respond(srv_rpc rpc, const uint8_t *bytes, long len);
 /* Train (train.c): a job per call on its own thread, progress streamed from the loop. */
 void train_handle(srv_call *c);
 void train_event(srv_call *c, int ok);        /* a send batch completed */
@@ -280,6 +309,13 @@ void train_cancel_all(struct server *s);      /* shutdown: every job stops at it
 /* Start-up, before the first scan: names this host for hidden publication files and removes
  * the ones a killed emberd of this host left in the repository. */
 void train_init(struct server *s);
+/* A Train request decoded from `len` bytes (len < 0: unreadable) and checked against the
+ * server's state (--max-train-jobs, jobs still stopping), the limits and, for a dataset name,
+ * --data-dir: 0 with a job that has not started (*out; train_handle starts it, or
+ * train_job_discard frees it), or -1 with *st. */
+int train_decode(struct server *s, const uint8_t *bytes, long len, struct train_job **out,
+                 srv_status *st);
+void train_job_discard(struct train_job *j);
 
 /* ---- access control (auth.c) ---------------------------------------------------------- */
 

@@ -1,10 +1,10 @@
 /* train.c - ember.v1.Ember/Train: one training job per call, on its own thread.
  *
- * The loop thread validates the request (model name, method and settings as wire/'s
- * ember_wire_train_from_msg reads them, inline data or a dataset path under --data-dir, the
- * job's memory against --max-train-mib) and starts a job: a
- * plain pthread that lowers its own priority (--train-nice; the pool threads it creates
- * inherit it), reads a dataset file if one was named (and checks the memory again with the
+ * The loop thread validates the request (train_decode: model name, method and settings as
+ * wire/'s ember_wire_train_from_msg reads them, inline data or a dataset path under --data-dir,
+ * the job's memory against --max-train-mib; it needs no call, so fuzz/ drives it with bytes) and
+ * starts a job: a plain pthread that lowers its own priority (--train-nice; the pool threads it
+ * creates inherit it), reads a dataset file if one was named (and checks the memory again with the
  * file's own size), trains with --train-threads pool threads, and publishes the model. The thread never touches
  * the call: it leaves its latest progress report in the job (under a mutex) and wakes the loop
  * through a uv_async at most every TRAIN_REPORT_S seconds (and at the first and last step).
@@ -568,47 +568,46 @@ void train_cancel_all(server *s) {
 /* ---- the request -------------------------------------------------------------------------- */
 
 /* Resolves `dataset` under --data-dir into j->dataset_path; -1 after answering the call. */
-static int resolve_dataset(srv_call *c, train_job *j, const char *name) {
-  server *s = c->srv;
+static int resolve_dataset(server *s, train_job *j, const char *name, srv_status *st) {
   if (!s->cfg.data_dir) {
-    srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
-                  "dataset '%.200s': this server has no --data-dir; send the data inline (x, y)", name);
+    srv_status_set(st, GRPC_STATUS_FAILED_PRECONDITION,
+                   "dataset '%.200s': this server has no --data-dir; send the data inline (x, y)", name);
     return -1;
   }
   if (name[0] == '/') {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                  "dataset '%.200s': must be a path relative to the server's data directory, not absolute", name);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                   "dataset '%.200s': must be a path relative to the server's data directory, not absolute", name);
     return -1;
   }
   for (const char *p = name; *p;) {
     const char *e = strchr(p, '/');
     size_t len = e ? (size_t)(e - p) : strlen(p);
     if (len == 2 && p[0] == '.' && p[1] == '.') {
-      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                    "dataset '%.200s': '..' is not allowed; name a file inside the server's data directory", name);
+      srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                     "dataset '%.200s': '..' is not allowed; name a file inside the server's data directory", name);
       return -1;
     }
     p += len + (e ? 1 : 0);
   }
   char root[PATH_MAX], joined[2 * PATH_MAX + 2], real[PATH_MAX];
   if (!realpath(s->cfg.data_dir, root)) {
-    srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "the server's data directory is not readable: %s", strerror(errno));
+    srv_status_set(st, GRPC_STATUS_FAILED_PRECONDITION, "the server's data directory is not readable: %s", strerror(errno));
     return -1;
   }
   snprintf(joined, sizeof joined, "%s/%s", root, name);
   if (!realpath(joined, real)) {
-    srv_call_fail(c, GRPC_STATUS_NOT_FOUND, "dataset '%.200s': no such file in the server's data directory", name);
+    srv_status_set(st, GRPC_STATUS_NOT_FOUND, "dataset '%.200s': no such file in the server's data directory", name);
     return -1;
   }
   size_t rl = strlen(root);
   if (strncmp(real, root, rl) != 0 || real[rl] != '/') {
-    srv_call_fail(c, GRPC_STATUS_PERMISSION_DENIED,
-                  "dataset '%.200s' resolves outside the server's data directory (a symbolic link?)", name);
+    srv_status_set(st, GRPC_STATUS_PERMISSION_DENIED,
+                   "dataset '%.200s' resolves outside the server's data directory (a symbolic link?)", name);
     return -1;
   }
-  struct stat st;
-  if (stat(real, &st) < 0 || !S_ISREG(st.st_mode)) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "dataset '%.200s' is not a regular file", name);
+  struct stat sb;
+  if (stat(real, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "dataset '%.200s' is not a regular file", name);
     return -1;
   }
   snprintf(j->dataset_path, sizeof j->dataset_path, "%s", real);
@@ -617,38 +616,38 @@ static int resolve_dataset(srv_call *c, train_job *j, const char *name) {
 }
 
 /* Inline data into j->ds; -1 after answering. */
-static int take_data(srv_call *c, const Ember__V1__TrainRequest *r, train_job *j) {
+static int take_data(server *s, const Ember__V1__TrainRequest *r, train_job *j, srv_status *st) {
   if (r->x_dim < 1 || r->y_dim < 1 || r->x_dim > EMBER_MAX_COLS || r->y_dim > EMBER_MAX_COLS) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "inline data needs x_dim and y_dim in 1..%d, got %u and %u",
-                  EMBER_MAX_COLS, r->x_dim, r->y_dim);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "inline data needs x_dim and y_dim in 1..%d, got %u and %u",
+                   EMBER_MAX_COLS, r->x_dim, r->y_dim);
     return -1;
   }
   if (r->n_x == 0 || r->n_x % r->x_dim != 0) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "x has %zu values, not a positive multiple of x_dim %u", r->n_x, r->x_dim);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "x has %zu values, not a positive multiple of x_dim %u", r->n_x, r->x_dim);
     return -1;
   }
   size_t rows = r->n_x / r->x_dim;
   if (r->n_y != rows * r->y_dim) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                  "y has %zu values; %zu rows of x (x_dim %u) need %zu (y_dim %u)", r->n_y, rows, r->x_dim,
-                  rows * r->y_dim, r->y_dim);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                   "y has %zu values; %zu rows of x (x_dim %u) need %zu (y_dim %u)", r->n_y, rows, r->x_dim,
+                   rows * r->y_dim, r->y_dim);
     return -1;
   }
-  if (rows > (size_t)c->srv->cfg.max_train_rows) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%zu rows of training data; this server trains on at most %d (--max-train-rows)",
-                  rows, c->srv->cfg.max_train_rows);
+  if (rows > (size_t)s->cfg.max_train_rows) {
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%zu rows of training data; this server trains on at most %d (--max-train-rows)",
+                   rows, s->cfg.max_train_rows);
     return -1;
   }
   for (size_t i = 0; i < r->n_x; i++)
     if (!isfinite(r->x[i])) {
-      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "x[%zu] (row %zu, column %zu) is %s; training data must be finite",
-                    i, i / r->x_dim, i % r->x_dim, isnan(r->x[i]) ? "NaN" : "infinite");
+      srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "x[%zu] (row %zu, column %zu) is %s; training data must be finite",
+                     i, i / r->x_dim, i % r->x_dim, isnan(r->x[i]) ? "NaN" : "infinite");
       return -1;
     }
   for (size_t i = 0; i < r->n_y; i++)
     if (!isfinite(r->y[i])) {
-      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "y[%zu] (row %zu, column %zu) is %s; training data must be finite",
-                    i, i / r->y_dim, i % r->y_dim, isnan(r->y[i]) ? "NaN" : "infinite");
+      srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "y[%zu] (row %zu, column %zu) is %s; training data must be finite",
+                     i, i / r->y_dim, i % r->y_dim, isnan(r->y[i]) ? "NaN" : "infinite");
       return -1;
     }
   j->ds.n = (int)rows;
@@ -657,7 +656,7 @@ static int take_data(srv_call *c, const Ember__V1__TrainRequest *r, train_job *j
   j->ds.x = malloc(r->n_x * sizeof(float));
   j->ds.y = malloc(r->n_y * sizeof(float));
   if (!j->ds.x || !j->ds.y) {
-    srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu rows of training data", rows);
+    srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu rows of training data", rows);
     return -1;
   }
   memcpy(j->ds.x, r->x, r->n_x * sizeof(float));
@@ -665,30 +664,29 @@ static int take_data(srv_call *c, const Ember__V1__TrainRequest *r, train_job *j
   return 0;
 }
 
-static train_job *parse(srv_call *c, const Ember__V1__TrainRequest *r) {
-  server *s = c->srv;
+static train_job *parse(server *s, const Ember__V1__TrainRequest *r, srv_status *st) {
   if (!s->cfg.models_dir) {
-    srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION,
-                  "this server serves one file (--model); Train publishes into a repository (--models DIR)");
+    srv_status_set(st, GRPC_STATUS_FAILED_PRECONDITION,
+                   "this server serves one file (--model); Train publishes into a repository (--models DIR)");
     return NULL;
   }
   if (!r->model || !srv_valid_model_name(r->model)) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT,
-                  "model name '%.80s' is not valid: 1-64 characters of [A-Za-z0-9_.-], not starting with '.'",
-                  r->model ? r->model : "");
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                   "model name '%.80s' is not valid: 1-64 characters of [A-Za-z0-9_.-], not starting with '.'",
+                   r->model ? r->model : "");
     return NULL;
   }
   int inline_data = r->n_x > 0 || r->n_y > 0;
   int named = r->dataset && *r->dataset;
   if (inline_data == named) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s",
-                  named ? "send either inline data (x, y) or a dataset name, not both"
-                        : "no training data: send x and y (with x_dim and y_dim) or a dataset name");
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s",
+                   named ? "send either inline data (x, y) or a dataset name, not both"
+                         : "no training data: send x and y (with x_dim and y_dim) or a dataset name");
     return NULL;
   }
   train_job *j = calloc(1, sizeof *j);
   if (!j) {
-    srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     return NULL;
   }
   j->kind = TAG_TRAIN_CLOSED;
@@ -698,32 +696,65 @@ static train_job *parse(srv_call *c, const Ember__V1__TrainRequest *r) {
   snprintf(j->model_dir, sizeof j->model_dir, "%s/%s", s->cfg.models_dir, r->model);
   ember_err err;
   int ok = ember_wire_train_from_msg(r, &j->o, &err) == 0; /* 0/unset: `ember train --method M`'s */
-  if (!ok) srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
+  if (!ok) srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
   if (ok && named) {
-    ok = resolve_dataset(c, j, r->dataset) == 0;
+    ok = resolve_dataset(s, j, r->dataset, st) == 0;
     j->y_dim_arg = r->y_dim ? (int)r->y_dim : -1;
     if (ok && r->x_dim) {
-      srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "x_dim is for inline data; a dataset's x columns are what "
-                                                     "is left after its y_dim columns");
+      srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "x_dim is for inline data; a dataset's x columns are what "
+                                                       "is left after its y_dim columns");
       ok = 0;
     }
   } else if (ok) {
-    ok = take_data(c, r, j) == 0;
+    ok = take_data(s, r, j, st) == 0;
   }
   char msg[600];
   /* a dataset file's size is known once the job has read it (job_main checks again): until
    * then, the least any data needs */
   if (ok && (named ? check_budget(j, 1, 1, r->y_dim ? (int)r->y_dim : 1, msg, sizeof msg)
                    : check_budget(j, j->ds.n, j->ds.x_dim, j->ds.y_dim, msg, sizeof msg)) < 0) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", msg);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", msg);
     ok = 0;
   }
   if (!ok) {
-    ember_dataset_free(&j->ds);
-    free(j);
+    train_job_discard(j);
     return NULL;
   }
   return j;
+}
+
+int train_decode(server *s, const uint8_t *bytes, long len, train_job **out, srv_status *st) {
+  *out = NULL;
+  Ember__V1__TrainRequest *r = len >= 0 ? ember__v1__train_request__unpack(NULL, (size_t)len, bytes) : NULL;
+  if (!r)
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid ember.v1.TrainRequest message");
+  int stopping = 0; /* cancelled jobs whose thread has not ended yet: they hold their memory */
+  for (train_job *k = s->train_jobs; k; k = k->next) stopping += !k->holds_slot && !k->thread_joined;
+  if (s->train_running >= s->cfg.max_train_jobs) {
+    if (s->cfg.max_train_jobs == 0)
+      srv_status_set(st, GRPC_STATUS_FAILED_PRECONDITION, "training is off on this server (--max-train-jobs 0)");
+    else
+      srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                     "%d training job%s already running (--max-train-jobs %d); try again when %s",
+                     s->train_running, s->train_running == 1 ? "" : "s", s->cfg.max_train_jobs,
+                     s->train_running == 1 ? "it ends" : "one ends");
+  } else if (s->train_running + stopping >= 2 * s->cfg.max_train_jobs) { /* memory: 2 jobs a slot */
+    srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                   "%d cancelled training job%s still stopping (at %s next step; --max-train-jobs %d); try "
+                   "again when %s",
+                   stopping, stopping == 1 ? " is" : "s are", stopping == 1 ? "its" : "their",
+                   s->cfg.max_train_jobs, stopping == 1 ? "it has" : "one has");
+  } else {
+    *out = parse(s, r, st);
+  }
+  ember__v1__train_request__free_unpacked(r, NULL);
+  return *out ? 0 : -1;
+}
+
+void train_job_discard(train_job *j) {
+  if (!j) return;
+  ember_dataset_free(&j->ds);
+  free(j);
 }
 
 void train_handle(srv_call *c) {
@@ -734,34 +765,14 @@ void train_handle(srv_call *c) {
   }
   uint8_t *bytes;
   long len = srv_bytes(c->payload, &bytes);
-  Ember__V1__TrainRequest *r = len >= 0 ? ember__v1__train_request__unpack(NULL, (size_t)len, bytes) : NULL;
+  train_job *j;
+  srv_status st;
+  int rc = train_decode(s, bytes, len, &j, &st);
   free(bytes);
-  if (!r) {
-    srv_call_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid ember.v1.TrainRequest message");
+  if (rc < 0) {
+    srv_call_fail_status(c, &st);
     return;
   }
-  train_job *j = NULL;
-  int stopping = 0; /* cancelled jobs whose thread has not ended yet: they hold their memory */
-  for (train_job *k = s->train_jobs; k; k = k->next) stopping += !k->holds_slot && !k->thread_joined;
-  if (s->train_running >= s->cfg.max_train_jobs) {
-    if (s->cfg.max_train_jobs == 0)
-      srv_call_fail(c, GRPC_STATUS_FAILED_PRECONDITION, "training is off on this server (--max-train-jobs 0)");
-    else
-      srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                    "%d training job%s already running (--max-train-jobs %d); try again when %s",
-                    s->train_running, s->train_running == 1 ? "" : "s", s->cfg.max_train_jobs,
-                    s->train_running == 1 ? "it ends" : "one ends");
-  } else if (s->train_running + stopping >= 2 * s->cfg.max_train_jobs) { /* memory: 2 jobs a slot */
-    srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                  "%d cancelled training job%s still stopping (at %s next step; --max-train-jobs %d); try "
-                  "again when %s",
-                  stopping, stopping == 1 ? " is" : "s are", stopping == 1 ? "its" : "their",
-                  s->cfg.max_train_jobs, stopping == 1 ? "it has" : "one has");
-  } else {
-    j = parse(c, r);
-  }
-  ember__v1__train_request__free_unpacked(r, NULL);
-  if (!j) return;
   j->id = ++s->train_seq;
   j->c = c;
   pthread_mutex_init(&j->mu, NULL);
