@@ -14,6 +14,7 @@
  *   4. when the shutdown tag is back, no call is alive and no batch runs: destroy the server,
  *      shut down and drain the completion queue, join its thread, close every loop handle.
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,14 +255,19 @@ int main(int argc, char **argv) {
     return startup_failed(s);
   }
 
-  grpc_arg args[3] = {
+  grpc_arg args[4] = {
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
       /* gRPC sets SO_REUSEPORT by default: a second emberd on the same port would start and
        * split the connections with the first. Refuse instead. */
       {GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
+      /* GOAWAY and close after --max-idle-ms without a call (a client reconnects on its next
+       * call). Without it a connection its client abandoned without closing (grpcio can leak
+       * one when a channel is closed during a call: docs/soak.md) or whose host vanished is
+       * held, with its file descriptor, until the peer's kernel gives up, if ever. */
+      {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS, {.integer = s->cfg.max_idle_ms > 0 ? s->cfg.max_idle_ms : INT_MAX}},
   };
-  grpc_channel_args chargs = {3, args};
+  grpc_channel_args chargs = {4, args};
   s->grpc = grpc_server_create(&chargs, NULL);
   s->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(s->grpc, s->cq, NULL);

@@ -38,6 +38,7 @@ typedef struct srv_config {
   int poll_ms;              /* repository rescan period (a backstop for file events) */
   int drain_ms;             /* after SIGTERM: NOT_SERVING, new calls UNAVAILABLE, for this long */
   int grace_ms;             /* then in-flight calls get this long before they are cancelled */
+  int max_idle_ms;          /* a connection without calls for this long is closed (0: never) */
   int log_level;            /* 0 debug, 1 info, 2 warn, 3 error */
   const char *tls_cert, *tls_key; /* PEM: server certificate chain and key (both or neither) */
   const char *tls_client_ca;      /* PEM: require client certificates signed by these CAs */
