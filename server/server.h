@@ -389,6 +389,7 @@ typedef struct server {
   srv_tag_kind shutdown_tag;
   uv_signal_t sigint, sigterm;
   uv_timer_t drain_timer, grace_timer;
+  uv_timer_t trim_timer; /* hands free heap pages back to the kernel (main.c) */
   /* registry */
   model_entry *models;
   uv_timer_t poll_timer, rescan_timer;
