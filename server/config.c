@@ -62,6 +62,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
   c->poll_ms = 2000;
   c->drain_ms = 500;
   c->grace_ms = 5000;
+  c->max_idle_ms = 300000;
   c->max_train_jobs = 1;
   c->train_threads = 1;
   c->max_train_rows = 1000000;
@@ -83,6 +84,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
       {"poll-ms", "MS", "repository rescan period, a backstop for file events", &c->poll_ms, NULL, 50, 3600000},
       {"drain-ms", "MS", "on SIGTERM: how long to report NOT_SERVING before shutting down", &c->drain_ms, NULL, 0, 600000},
       {"grace-ms", "MS", "then how long in-flight calls get before they are cancelled", &c->grace_ms, NULL, 0, 600000},
+      {"max-idle-ms", "MS", "close a connection that has had no call for this long (0 = never), so clients that vanished without closing theirs do not hold its file descriptor", &c->max_idle_ms, NULL, 0, 1 << 30},
       {"log-level", "LEVEL", "debug, info, warn or error", NULL, &level, 0, 0},
       {"tls-cert", "FILE", "TLS: the server's certificate chain (PEM); needs --tls-key", NULL, &c->tls_cert, 0, 0},
       {"tls-key", "FILE", "TLS: the server's private key (PEM)", NULL, &c->tls_key, 0, 0},

@@ -39,6 +39,7 @@ typedef struct srv_config {
   int poll_ms;              /* repository rescan period (a backstop for file events) */
   int drain_ms;             /* after SIGTERM: NOT_SERVING, new calls UNAVAILABLE, for this long */
   int grace_ms;             /* then in-flight calls get this long before they are cancelled */
+  int max_idle_ms;          /* a connection without calls for this long is closed (0: never) */
   int log_level;            /* 0 debug, 1 info, 2 warn, 3 error */
   const char *tls_cert, *tls_key; /* PEM: server certificate chain and key (both or neither) */
   const char *tls_client_ca;      /* PEM: require client certificates signed by these CAs */
@@ -428,6 +429,7 @@ typedef struct server {
   srv_tag_kind shutdown_tag;
   uv_signal_t sigint, sigterm;
   uv_timer_t drain_timer, grace_timer;
+  uv_timer_t trim_timer; /* hands free heap pages back to the kernel (main.c) */
   /* registry */
   model_entry *models;
   uv_timer_t poll_timer, rescan_timer;

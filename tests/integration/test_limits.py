@@ -2,9 +2,12 @@
 in every phase of its compute (sampling, mode finding, polishing); a client that cancels is
 noticed at once, queued or running; shutdown is not held up by a long batch and ends within
 its grace period; a request larger than --max-request-gflop (every phase counted) is refused
-up front; and a second emberd cannot take a port that is in use."""
+up front; a connection without calls is closed after --max-idle-ms, so a client that vanished
+without closing its socket does not hold a file descriptor for ever; and a second emberd cannot
+take a port that is in use."""
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -185,6 +188,38 @@ class Limits(it.EmberTest):
         self.assertLess(took, 1.0 + 2.0, "emberd took %.1fs to exit after SIGTERM with --grace-ms 1000" % took)
         for f in [running] + queued:
             self.assertIn(f.exception(timeout=5).code(), (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED))
+
+    def test_idle_connections_are_closed(self):
+        """A client that opened a connection and went quiet without closing it (the soak test met
+        grpcio doing this, docs/soak.md): emberd sends GOAWAY and closes its end after
+        --max-idle-ms, and its file descriptors return to what they were. A channel that
+        was idled out reconnects on its next call."""
+        srv = self.start("--models", self.repo, "--max-idle-ms", 300)
+        self.assertEqual(self.small(srv)[0], grpc.StatusCode.OK)
+        fds = lambda: len(os.listdir("/proc/%d/fd" % srv.proc.pid))  # noqa: E731
+        time.sleep(1.0)  # the test's own channel is idled out too
+        before = fds()
+        quiet = []
+        for _ in range(8):  # HTTP/2 client preface and an empty SETTINGS frame, then nothing
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            quiet.append(s)
+        for s in quiet:
+            got = b""
+            while True:  # until emberd closes it (a 20 s timeout would raise)
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            s.close()
+            types = []
+            while len(got) >= 9:  # HTTP/2 frames: 3-byte length, type, flags, stream id, payload
+                types.append(got[3])
+                got = got[9 + int.from_bytes(got[:3], "big"):]
+            self.assertIn(7, types, "no GOAWAY before the close")
+        it.wait_until("emberd's fds back to %d" % before, lambda: fds() <= before)
+        self.assertEqual(self.small(srv)[0], grpc.StatusCode.OK, "the idled-out channel did not reconnect")
+        srv.stop_clean(self)
 
     def test_port_in_use_is_refused(self):
         srv = self.start("--models", self.repo)
