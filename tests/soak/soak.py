@@ -19,9 +19,10 @@ Every second it samples emberd's RSS (/proc/PID/status VmRSS), open file descrip
 status, p50/p99 latency of the OK Predict and Sample calls, RSS, fds, threads; the rows also go
 to `--csv`. At the end: every call by kind and status, with the statuses a kind is expected to
 end with (a cancelled call CANCELLED, a 1-5 ms deadline DEADLINE_EXCEEDED or OK) and the
-unexplained rest, the RSS and fd drift after the first window, and emberd's exit status after
+unexplained rest, the RSS and fd drift once connections that vanished clients left open have
+been closed by emberd's --max-idle-ms (after two idle periods), and emberd's exit status after
 SIGTERM. The exit status is 1 when a call failed unexplained, emberd did not exit 0, or its
-fds grew.
+fds or RSS grew after those two idle periods.
 
 Only /usr/bin/python3 with Debian's python3-grpcio and python3-grpc-tools; stubs and the
 emberd wrapper come from tests/integration/ember_it.py.
@@ -30,8 +31,10 @@ import argparse
 import csv
 import os
 import random
+import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -290,7 +293,7 @@ class Soak:
         a = self.a
         self.prepare()
         self.srv = it.Emberd(["--models", self.repo, "--data-dir", self.data, "--workers", a.workers,
-                              "--poll-ms", 1000, "--drain-ms", 200], a.workdir)
+                              "--poll-ms", 1000, "--drain-ms", 200, "--max-idle-ms", a.max_idle_ms], a.workdir)
         print("emberd pid %d on %s; %d clients for %.1f min; windows of %ds; log %s" %
               (self.srv.proc.pid, self.srv.target, a.clients, a.minutes, a.window, self.srv.log_path), flush=True)
         channels = [self.srv.new_channel(options=OWN_CONNECTION[1:]) for _ in range(CHANNELS)]
@@ -352,14 +355,26 @@ class Soak:
         print("repository changes: %d; harness errors: %d%s" % (len(self.events), len(self.errors),
                                                                  "".join("\n  " + e for e in self.errors[:10])))
         ok = unexplained == 0 and not self.errors and not stuck and rc == 0
-        if len(rows) >= 2:
-            first, last = rows[0], rows[-1]
-            rss = [r["rss_mib"] for r in rows[1:]]
-            fds = [r["fds"] for r in rows[1:]]
-            print("RSS after window 1: %.1f MiB, then min %.1f max %.1f last %.1f MiB; fds: first %d, then min %d "
-                  "max %d last %d" % (first["rss_mib"], min(rss), max(rss), last["rss_mib"], first["fds"], min(fds),
-                                      max(fds), last["fds"]))
-            ok = ok and last["fds"] <= first["fds"] + 4
+        # emberd closes a connection after --max-idle-ms without a call, so connections that
+        # vanished clients left open come and go: fds and RSS reach their level within about two
+        # idle periods. Drift is judged on the rows after that: the second half of them may not
+        # hold more fds (4 of slack) or more RSS (10% + 2 MiB) than the first half did.
+        settle = max(60.0, 2 * self.a.max_idle_ms / 1000.0)
+        steady = [r for r in rows if r["t_s"] >= settle]
+        if len(rows) >= 1:
+            print("RSS: window 1 %.1f MiB, max %.1f, last %.1f MiB; fds: window 1 %d, max %d, last %d" %
+                  (rows[0]["rss_mib"], max(r["rss_mib"] for r in rows), rows[-1]["rss_mib"], rows[0]["fds"],
+                   max(r["fds"] for r in rows), rows[-1]["fds"]))
+        if len(steady) >= 4:
+            h = len(steady) // 2
+            early, late = steady[:h], steady[h:]
+            fd0, fd1 = max(r["fds"] for r in early), max(r["fds"] for r in late)
+            rss0, rss1 = max(r["rss_mib"] for r in early), max(r["rss_mib"] for r in late)
+            print("after %.0f s (two idle periods): fds max %d then %d; RSS max %.1f then %.1f MiB" %
+                  (settle, fd0, fd1, rss0, rss1))
+            ok = ok and fd1 <= fd0 + 4 and rss1 <= rss0 * 1.1 + 2.0
+        else:
+            print("drift not judged: fewer than 4 windows after %.0f s (two idle periods)" % settle)
         log = self.srv.log()
         print("emberd: %s; log lines at level=error: %d; sanitizer reports: %d; threads stuck: %s" %
               ("exit status %s" % rc if rc is not None else "DIED (%s)" % self.srv.proc.returncode,
@@ -380,10 +395,14 @@ def main():
     p.add_argument("--window", type=int, default=60, help="seconds per report row")
     p.add_argument("--reload-every", type=float, default=5.0)
     p.add_argument("--train-every", type=float, default=45.0)
+    p.add_argument("--max-idle-ms", type=int, help="emberd --max-idle-ms (default: emberd's, read from its --help)")
     p.add_argument("--csv", default="soak.csv")
     p.add_argument("--workdir", help="scratch directory (default: a fresh one under $TMPDIR, removed on success)")
     a = p.parse_args()
     it.EMBERD, it.EMBER, it.SOURCE = (os.path.abspath(x) for x in (a.emberd, a.ember, a.source))
+    if a.max_idle_ms is None:
+        usage = subprocess.run([it.EMBERD, "--help"], capture_output=True, text=True).stdout
+        a.max_idle_ms = int(re.search(r"--max-idle-ms .*\(default (\d+)\)", usage).group(1))
     made = a.workdir is None
     a.workdir = a.workdir or tempfile.mkdtemp(prefix="ember-soak-")
     os.makedirs(a.workdir, exist_ok=True)
