@@ -169,9 +169,9 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* Every TRIM_MS the loop hands free heap pages back to the kernel. glibc keeps what a thread
  * frees in that thread's arena, and batches allocate on the workers, free on the loop and size
- * workspaces by their rows, so the arenas fragment: in the soak test (docs/soak.md) RSS crept up
- * about 0.7 MiB a minute while the bytes in use stayed flat, and one malloc_trim took 5 MiB back.
- * A trim walks the arenas' free lists; at this period it costs nothing measurable. */
+ * workspaces by their rows, so the arenas fragment and resident memory creeps up while the bytes
+ * in use stay flat (docs/soak.md has the measurement). A trim walks the arenas' free lists; at
+ * this period it costs nothing measurable. */
 #define TRIM_MS 10000
 
 static void on_trim(uv_timer_t *t) {
