@@ -239,6 +239,9 @@ static int armed_per_method(srv_rpc rpc) {
 }
 
 int main(int argc, char **argv) {
+  /* OpenBLAS fell back to generic kernels on a CPU newer than its tables: run again with the
+   * CPU's own (base.h) */
+  ember_blas_reexec_for_cpu(argv);
   static server srv;
   server *s = &srv;
   int rc = srv_config_parse(&s->cfg, argc, argv);
@@ -324,8 +327,9 @@ int main(int argc, char **argv) {
   uv_timer_start(&s->trim_timer, on_trim, TRIM_MS, TRIM_MS);
   health_set_serving(s, 1);
   auth_log_startup(s);
-  srv_log(LOG_INFO, "serving", "listen=%s port=%d workers=%d max_batch=%d max_delay_us=%d max_queue=%d",
-          s->cfg.listen, port, s->cfg.workers, s->cfg.max_batch, s->cfg.max_delay_us, s->cfg.max_queue);
+  srv_log(LOG_INFO, "serving", "listen=%s port=%d workers=%d max_batch=%d max_delay_us=%d max_queue=%d blas=%s",
+          s->cfg.listen, port, s->cfg.workers, s->cfg.max_batch, s->cfg.max_delay_us, s->cfg.max_queue,
+          ember_blas_core());
 
   uv_run(s->loop, UV_RUN_DEFAULT);
 
