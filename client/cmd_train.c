@@ -132,10 +132,11 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
   t->y_dim = -1;
   t->threads = cli_default_threads();
   opt_spec all[] = {
-      {"data", OPT_STR, &t->data, "FILE", remote ? "training pairs, sent to the server: CSV (last --y-dim columns are y) or .npz with x and y" : "training pairs: CSV (last --y-dim columns are y) or .npz with x and y", 0, 0},
+      {"data", OPT_STR, &t->data, "FILE", remote ? "training pairs, read here and sent to the server: CSV (which columns are y: --y-cols, --y-dim or y: marks in its header; docs/signatures.md) or .npz with x and y" : "training pairs: CSV (which columns are y: --y-cols, --y-dim or y: marks in its header, e.g. px,py,y:ax,y:ay; docs/signatures.md) or .npz with x and y (and optional x_names, y_names)", 0, 0},
       {"out", OPT_STR, &t->out, "FILE", "where to write the model (.safetensors)", 0, 0},
       {"method", OPT_STR, &t->method, "M", "dfo (implicit, InfoNCE + DFO), ardfo (implicit, one net per y-prefix + autoregressive DFO), langevin (implicit, Langevin chains) or mse (explicit); each has its own defaults below (ember train --method M --help shows them)", 0, 0},
-      {"y-dim", OPT_INT, &t->y_dim, NULL, "columns of y (default: 1 for CSV, the y array's width for .npz)", 0, 1},
+      {"y-dim", OPT_INT, &t->y_dim, NULL, "columns of y, the last K of a CSV (default: a CSV header's y: columns, or --y-cols; a CSV with neither is refused, never guessed; .npz: the y array's width)", 0, 1},
+      {"y-cols", OPT_STR, &t->y_cols, "A,B", "a CSV header's y columns by name, in y's order (e.g. ax,ay); the rest are x", 0, 1},
       {"steps", OPT_I64, &o->steps, NULL, "training steps", 0, 0},
       {"batch", OPT_INT, &o->batch, NULL, "examples per step", 0, 0},
       {"negatives", OPT_INT, &o->negatives, NULL, "counter-examples per example (uniform; langevin: moved by chains)", 0, 0},
@@ -262,7 +263,8 @@ int cmd_train(int argc, char **argv) {
   if (cli_pool("train", threads, &pool) < 0) return 2;
 
   ember_dataset ds;
-  if (ember_dataset_read(data, -1, y_dim, &ds, &err) < 0) {
+  ember_dataset_spec spec = {-1, y_dim, t.y_cols};
+  if (ember_dataset_load(data, &spec, &ds, &err) < 0) {
     fprintf(stderr, "ember train: %s\n", err.msg);
     ember_pool_destroy(pool);
     return 1;

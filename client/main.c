@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "cli.h"
 #ifdef EMBER_REMOTE
 #include "remote_client.h"
@@ -174,6 +175,8 @@ int main(int argc, char **argv) {
     printf("ember " EMBER_VERSION " (OpenBLAS kernels: %s)\n", ember_blas_core());
     return 0;
   }
+  if (server && args_server_target("", server) < 0)
+    return strcmp(verb, "health") == 0 ? 1 : 2; /* health never exits 2, which Docker reserves */
   if (server) return remote_dispatch(server, verb, vargc, vargv);
   if (security_given && strcmp(verb, "bench") != 0) {
     fprintf(stderr, "ember: --tls-ca, --tls-cert, --tls-key and --token-file apply to remote mode "

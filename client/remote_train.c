@@ -79,7 +79,8 @@ int remote_cmd_train(const char *server, int argc, char **argv) {
   memset(&ds, 0, sizeof ds);
   ember_err err;
   if (t.data) {
-    if (ember_dataset_read(t.data, -1, t.y_dim, &ds, &err) < 0) {
+    ember_dataset_spec spec = {-1, t.y_dim, t.y_cols};
+    if (ember_dataset_load(t.data, &spec, &ds, &err) < 0) {
       fprintf(stderr, "ember train: %s\n", err.msg);
       return 1;
     }
@@ -94,9 +95,12 @@ int remote_cmd_train(const char *server, int argc, char **argv) {
     req.y = ds.y;
     req.x_dim = (uint32_t)ds.x_dim;
     req.y_dim = (uint32_t)ds.y_dim;
+    if (ds.x_names) req.n_x_names = (size_t)ds.x_dim, req.x_names = ds.x_names; /* the signature */
+    if (ds.y_names) req.n_y_names = (size_t)ds.y_dim, req.y_names = ds.y_names;
   } else {
     req.dataset = (char *)dataset;
     req.y_dim = t.y_dim > 0 ? (uint32_t)t.y_dim : 0;
+    req.y_cols = (char *)(t.y_cols ? t.y_cols : "");
   }
   /* every setting explicit: the model is the one local training with these flags makes */
   req.model = (char *)model;

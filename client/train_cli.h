@@ -10,8 +10,10 @@
 typedef struct train_cli {
   ember_train_opts o;          /* every flag, with `ember train`'s method-dependent defaults */
   const char *data, *out;      /* --data, --out (local only) */
+  const char *y_cols;          /* --y-cols NAME,NAME: a CSV header's y columns, or NULL */
   const char *method, *arch, *schedule;
-  int y_dim, threads, quiet;   /* y_dim -1: the file's default; threads: local only */
+  int y_dim, threads, quiet;   /* y_dim -1: the file's (CSV: its header's y: marks or --y-cols;
+                                  .npz: y's width); threads: local only */
   int64_t snapshot_every;      /* --snapshot-every (local only) */
 } train_cli;
 

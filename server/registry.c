@@ -74,6 +74,8 @@ typedef struct scan_job {
   long *loading_scans; /* srv_faults.scans when srv_faults.scan_pause is set, else NULL */
   long pause_at;        /* srv_faults.scan_pause */
   char *fatal;
+  int stray;            /* checkpoint files directly in the repository (not served) */
+  char stray_name[72];  /* the first of them */
 } scan_job;
 
 int srv_valid_model_name(const char *n) {
@@ -240,6 +242,17 @@ static int scan_model_dir(scan_job *j, const char *name) {
   return complete;
 }
 
+/* A checkpoint file right in the repository: --models given the directory that holds the
+ * checkpoints, one level too deep. Not served (a version needs a model directory), but said. */
+static int stray_checkpoint(const char *dir, const char *file) {
+  size_t n = strlen(file), e = strlen(".safetensors");
+  char path[PATH_MAX];
+  struct stat st;
+  return n > e && strcmp(file + n - e, ".safetensors") == 0 &&
+         snprintf(path, sizeof path, "%s/%s", dir, file) < (int)sizeof path && stat(path, &st) == 0 &&
+         S_ISREG(st.st_mode);
+}
+
 static void scan_work(uv_work_t *w) {
   scan_job *j = w->data;
   const srv_config *cfg = &j->s->cfg;
@@ -264,8 +277,11 @@ static void scan_work(uv_work_t *w) {
   }
   add_dir(j, cfg->models_dir);
   struct dirent *de;
-  for (errno = 0; (de = readdir(root)); errno = 0)
+  for (errno = 0; (de = readdir(root)); errno = 0) {
+    if (stray_checkpoint(cfg->models_dir, de->d_name) && j->stray++ == 0)
+      snprintf(j->stray_name, sizeof j->stray_name, "%.64s", de->d_name);
     if (srv_valid_model_name(de->d_name)) add_model(j, de->d_name, scan_model_dir(j, de->d_name));
+  }
   if (errno) {
     scan_error(j, "cannot list", cfg->models_dir, errno);
     j->root_complete = 0;
@@ -608,6 +624,11 @@ int registry_start(server *s) {
     return -1;
   }
   apply(s, j);
+  if (j->stray)
+    srv_log(LOG_WARN, "checkpoint files directly in the model repository are not served",
+            "dir=%s files=%d first=%s layout=DIR/<model>/<version>.safetensors hint=\"e.g. %s/%.*s/1.safetensors, "
+            "or serve one file with --model\"", s->cfg.models_dir, j->stray, j->stray_name, s->cfg.models_dir,
+            (int)(strlen(j->stray_name) - strlen(".safetensors")), j->stray_name);
   int loaded = 0;
   for (model_entry *e = s->models; e; e = e->next) loaded += e->nversions;
   if (loaded == 0)

@@ -9,6 +9,7 @@
 #include "ember/langevin.h"
 #include "ember/spectral.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +156,12 @@ int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, 
     ember_model_free(m);
     return ember_fail(err, EMBER_ENOMEM, "out of memory allocating model statistics");
   }
+  m->x_names = ember_names_new(NULL, x_dim, 'x');
+  m->y_names = ember_names_new(NULL, y_dim, 'y');
+  if (!m->x_names || !m->y_names) {
+    ember_model_free(m);
+    return ember_fail(err, EMBER_ENOMEM, "out of memory allocating column names");
+  }
   m->method = method;
   m->x_dim = x_dim;
   m->y_dim = y_dim;
@@ -185,7 +192,28 @@ void ember_model_free(ember_model *m) {
   free(m->ar);
   free(m->stats);
   free(m->sn_w);
+  free(m->x_names);
+  free(m->y_names);
   memset(m, 0, sizeof *m);
+}
+
+int ember_model_set_names(ember_model *m, const char *const *x_names, const char *const *y_names,
+                          ember_err *err) {
+  /* the names the model will have, checked together: a new x name may not repeat an old y */
+  const char *const *xs = x_names ? x_names : (const char *const *)m->x_names;
+  const char *const *ys = y_names ? y_names : (const char *const *)m->y_names;
+  int rc = ember_names_check(xs, m->x_dim, ys, m->y_dim, err);
+  if (rc < 0) return rc;
+  char **xn = x_names ? ember_names_new(x_names, m->x_dim, 'x') : NULL;
+  char **yn = y_names ? ember_names_new(y_names, m->y_dim, 'y') : NULL;
+  if ((x_names && !xn) || (y_names && !yn)) {
+    free(xn);
+    free(yn);
+    return ember_fail(err, EMBER_ENOMEM, "out of memory for the column names");
+  }
+  if (xn) free(m->x_names), m->x_names = xn;
+  if (yn) free(m->y_names), m->y_names = yn;
+  return 0;
 }
 
 int ember_model_sn_enable(ember_model *m, ember_err *err) {
@@ -250,6 +278,20 @@ int ember_model_check_x(const ember_model *m, const float *x, int n, ember_err *
                         r, c, (double)x[i], (double)fabsf(z), (double)EMBER_X_MAX_SIGMA);
   }
   return 0;
+}
+
+void ember_model_x_max_abs_z(const ember_model *m, const float *x, int n, float *z, int *col) {
+  const int d = m->x_dim;
+  for (int i = 0; i < n; i++) {
+    double worst = 0.0;
+    int at = 0;
+    for (int j = 0; j < d; j++) {
+      double v = fabs(((double)x[(size_t)i * d + j] - m->x_mean[j]) / m->x_std[j]);
+      if (v > worst) worst = v, at = j;
+    }
+    z[i] = worst < FLT_MAX ? (float)worst : FLT_MAX;
+    if (col) col[i] = at;
+  }
 }
 
 void ember_model_norm_x(const ember_model *m, const float *x, int n, float *xn) {

@@ -840,6 +840,9 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
   if (rc == 0) rc = ember_model_init(out, o->method, ds->x_dim, ds->y_dim, o->arch, o->width, o->depth, err);
   if (rc < 0) return rc;
   ember_train_fit_stats(out, ds, o->bound_margin);
+  /* the data's column names, if it has them, are the model's signature */
+  rc = ember_model_set_names(out, (const char *const *)ds->x_names, (const char *const *)ds->y_names, err);
+  if (rc < 0) goto fail;
   ember_rng rng;
   ember_rng_seed(&rng, o->seed, EMBER_INIT_STREAM);
   ember_net_init_params(&out->net, &rng);

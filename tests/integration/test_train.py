@@ -58,7 +58,8 @@ class Train(it.EmberTest):
         args = dict(SETTINGS)
         args.update(kw)
         if "dataset" not in args and "x" not in args:
-            args.update(x=self.x, y=self.y, x_dim=self.x_dim, y_dim=1)
+            # the CSV header's names, which a model trained from the file keeps
+            args.update(x=self.x, y=self.y, x_dim=self.x_dim, y_dim=1, x_names=["a", "b"], y_names=["y0"])
         return it.pb.TrainRequest(**args)
 
     def run_train(self, stub, req, metadata=None, timeout=120):
@@ -213,7 +214,7 @@ class Train(it.EmberTest):
         self.expect_train(srv, it.pb.TrainRequest(model="r"), INVALID_ARGUMENT, "no training data")
         # a symbolic link that stays inside is fine (and a dataset can be refused by the reader)
         with open(os.path.join(self.data_dir, "bad.csv"), "w") as f:
-            f.write("a,b,y\n1,2,3\n1,nan,3\n")
+            f.write("a,b,y:y\n1,2,3\n1,nan,3\n")
         self.expect_train(srv, E(dataset="bad.csv"), INVALID_ARGUMENT, "bad.csv:3", "NaN")
         msgs, code, details = self.run_train(srv.stub, E(dataset="inside.csv", steps=20))
         self.assertEqual(code, OK, details)
@@ -247,7 +248,7 @@ class Train(it.EmberTest):
         # a smaller budget: checked against inline data at once, and against a dataset's own
         # columns once the job has read it
         wide = os.path.join(self.data_dir, "wide.csv")
-        it.write_csv(wide, ["x%d" % i for i in range(6000)] + ["y"],
+        it.write_csv(wide, ["x%d" % i for i in range(6000)] + ["y:y"],
                      [[0.001 * ((i * 7 + r) % 13) for i in range(6001)] for r in range(20)])
         srv = self.start("--models", self.repo, "--data-dir", self.data_dir, "--max-train-mib", 16)
         self.expect_train(srv, self.request(model="w", width=1024), INVALID_ARGUMENT,
