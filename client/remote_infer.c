@@ -523,6 +523,11 @@ static void print_info(const Ember__V1__ModelInfo *m) {
   join_versions(m, versions, sizeof versions);
   printf("%-18s %s\n", "name", m->name);
   printf("%-18s %lld (loaded: %s)\n", "version", (long long)m->version, versions);
+  if (m->pinned_version)
+    printf("%-18s %lld (pinned: version %lld, serving.conf)\n", "default version", (long long)m->default_version,
+           (long long)m->pinned_version);
+  else
+    printf("%-18s %lld (the latest the serving policy accepts)\n", "default version", (long long)m->default_version);
   printf("%-18s %s\n", "method", m->method);
   printf("%-18s %u\n%-18s %u\n", "x_dim", m->x_dim, "y_dim", m->y_dim);
   size_t params;
@@ -580,7 +585,7 @@ int remote_cmd_info(const char *server, int argc, char **argv) {
   remote_opts_init(&r);
   opt_spec specs[] = {
       {"model", OPT_STR, &model, "NAME", REMOTE_MODEL_HELP, 0, 0},
-      {"version", OPT_I64, &r.version, NULL, "model version (0 = the latest loaded)", 0, 0},
+      {"version", OPT_I64, &r.version, NULL, "model version (0 = the default: the latest loaded, or the pinned one)", 0, 0},
       {"deadline-ms", OPT_INT, &r.deadline_ms, NULL, "deadline of the request, milliseconds", 0, 0},
       REMOTE_SECURITY_SPECS(remote_security_opts()),
   };

@@ -10,6 +10,7 @@
 #include "ember/spectral.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -250,6 +251,20 @@ int ember_model_check_x(const ember_model *m, const float *x, int n, ember_err *
                         r, c, (double)x[i], (double)fabsf(z), (double)EMBER_X_MAX_SIGMA);
   }
   return 0;
+}
+
+ember_signature ember_model_signature(const ember_model *m) {
+  ember_signature s = {.x_dim = m->x_dim, .y_dim = m->y_dim};
+  return s;
+}
+
+int ember_signature_equal(const ember_signature *a, const ember_signature *b) {
+  return a->x_dim == b->x_dim && a->y_dim == b->y_dim;
+}
+
+const char *ember_signature_text(const ember_signature *s, char *buf, size_t len) {
+  if (len > 0) snprintf(buf, len, "x_dim=%d y_dim=%d", s->x_dim, s->y_dim);
+  return buf;
 }
 
 void ember_model_norm_x(const ember_model *m, const float *x, int n, float *xn) {

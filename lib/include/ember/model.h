@@ -200,6 +200,20 @@ int ember_model_check_defaults(const ember_model *m, ember_err *err);
 #define EMBER_X_MAX_SIGMA 1e6f
 int ember_model_check_x(const ember_model *m, const float *x, int n, ember_err *err);
 
+/* A model's signature: what a client that sends x and reads y relies on. Two versions of a
+ * model with equal signatures can replace each other under a client; emberd does not switch
+ * its default version to one whose signature differs unless the repository says the change
+ * is intended (docs/versions-and-eval.md). Compared field by field in ember_signature_equal and
+ * printed by ember_signature_text, so a new field (column names) is added in those two places. */
+typedef struct ember_signature {
+  int x_dim, y_dim;
+} ember_signature;
+
+ember_signature ember_model_signature(const ember_model *m);
+int ember_signature_equal(const ember_signature *a, const ember_signature *b);
+/* "x_dim=8 y_dim=2" into buf (cut to fit len); returns buf. */
+const char *ember_signature_text(const ember_signature *s, char *buf, size_t len);
+
 /* Normalisation helpers: n rows of x or y, raw <-> normalised. */
 void ember_model_norm_x(const ember_model *m, const float *x, int n, float *xn);
 void ember_model_norm_y(const ember_model *m, const float *y, int n, float *yn);
