@@ -9,7 +9,8 @@
  *   format=ember  format_version=1  method=dfo|ardfo|langevin|mse  x_dim  y_dim
  *   arch=resnet|mlp  width  depth
  *   x_mean x_std y_mean y_std y_lo y_hi   (JSON arrays of numbers, as text)
- *   infer.*   the default inference options        train.*   how it was trained
+ *   infer.*   the default inference options        train.*   how it was trained (train.val_*:
+ *                                                  the held-out loss, when it was validated)
  *   langevin.*  Langevin models' chains and penalty   spectral_norm=1  when it has it
  *
  * (every key, with the methods that have it, is one table in lib/src/checkpoint.c: meta_keys)
@@ -131,6 +132,10 @@ typedef struct ember_model {
   float train_lr, train_temperature, train_loss;
   float train_ema; /* the weights' moving-average decay (0: the last step's weights) */
   float train_prefix_share, train_prefix_noise; /* ardfo: the counter-examples' prefix settings */
+  /* Validation at the end of training (ember_train_opts.val / val_split): the loss on
+   * train_val_rows held-out rows (0: not validated) and its chance level (ember/train.h). */
+  int train_val_rows;
+  float train_val_loss, train_val_chance;
   float *stats; /* the one allocation behind the six vectors above */
   /* Spectral normalisation (models trained with it; NULL otherwise). sn_w: the raw weight W
    * (out, in) of every layer it covers (ember_sn_layer), layer after layer; sn_uv: those
