@@ -18,6 +18,7 @@ int cmd_data_particle(int argc, char **argv);
 int cmd_eval_particle(const char *server, int argc, char **argv);
 int cmd_data_toy(int argc, char **argv);
 int cmd_eval_toy(int argc, char **argv);
+int cmd_eval_data(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 /* `ember pin` / `ember unpin` (verb): DIR/<model>/serving.conf's version line. Local only: with
  * server set it says so. */
