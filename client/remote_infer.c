@@ -110,6 +110,13 @@ static int session_connect(session *s, const char *server, const char *model, co
     return 1;
   }
   const Ember__V1__ModelInfo *m = s->info;
+  if (m->version == 0) { /* no version to describe: none loaded, or none the default (serving.conf) */
+    if (strcmp(s->verb, "info") == 0) return 0;
+    fprintf(stderr, "ember %s: %s has no version the server serves by default", s->verb, model);
+    if (m->n_load_errors) fprintf(stderr, " (%s)", m->load_errors[m->n_load_errors - 1]->message);
+    fprintf(stderr, "%s\n", m->n_versions ? "; name one with --version N" : "");
+    return 1;
+  }
   if (m->x_dim < 1 || m->x_dim > EMBER_MAX_COLS || m->y_dim < 1 || m->y_dim > EMBER_MAX_COLS) {
     fprintf(stderr, "ember %s: the server describes %s with x_dim %u and y_dim %u\n", s->verb,
             model, m->x_dim, m->y_dim);
@@ -522,6 +529,13 @@ static void print_info(const Ember__V1__ModelInfo *m) {
   char versions[256];
   join_versions(m, versions, sizeof versions);
   printf("%-18s %s\n", "name", m->name);
+  if (m->version == 0) { /* nothing to describe but the load errors */
+    printf("%-18s none served by default (loaded: %s)\n", "version", m->n_versions ? versions : "none");
+    if (m->pinned_version) printf("%-18s version %lld (serving.conf)\n", "pinned", (long long)m->pinned_version);
+    printf("%-18s %zu\n", "load errors", m->n_load_errors);
+    print_load_errors(m, "  ", 0);
+    return;
+  }
   printf("%-18s %lld (loaded: %s)\n", "version", (long long)m->version, versions);
   if (m->pinned_version)
     printf("%-18s %lld (pinned: version %lld, serving.conf)\n", "default version", (long long)m->default_version,
