@@ -590,7 +590,7 @@ static void select_default(server *s, model_entry *e) {
       v->refused = NULL;
       continue;
     }
-    if (v->refused) continue;
+    if (v->refused && v->refused_by == items[i].refused_by) continue;
     const model_version *base = registry_version(e, items[i].refused_by);
     char mine[96], theirs[96], msg[600];
     ember_signature bs = ember_model_signature(&base->model);
@@ -601,9 +601,14 @@ static void select_default(server *s, model_entry *e) {
              "the change is intended, add `allow_signature_change = %lld` to %s/%s/%s",
              (long long)v->version, mine, (long long)base->version, theirs, (long long)v->version,
              s->cfg.models_dir ? s->cfg.models_dir : ".", e->name, SRV_POLICY_FILE);
-    if (!(v->refused = dup_str(msg))) continue;
+    char *m = dup_str(msg);
+    if (!m) continue;
+    const int again = v->refused != NULL; /* still refused, now against another version */
+    free(v->refused);
+    v->refused = m;
+    v->refused_by = items[i].refused_by;
     v->refused_when = (int64_t)time(NULL);
-    e->stats.load_failures++;
+    if (!again) e->stats.load_failures++;
     srv_log(LOG_ERROR, "model version refused", "model=%s version=%lld signature=\"%s\" served_signature=\"%s\" error=\"%s\"",
             e->name, (long long)v->version, mine, theirs, msg);
   }

@@ -236,6 +236,7 @@ typedef struct model_version {
    * are still answered. */
   char *refused;
   int64_t refused_when;
+  int64_t refused_by; /* the accepted version whose signature it breaks (refused only) */
 } model_version;
 
 typedef struct model_entry {
