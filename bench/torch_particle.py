@@ -84,8 +84,8 @@ How it differs from ember (where it could matter):
     1e-7 (a success decided within that of 0.05 could flip; none did in the checks).
   - No gradient clipping, no spectral normalisation, no Langevin/ardfo/mse: Method A with DFO
     inference only (and no sample-then-refine).
-  - Speed is PyTorch's: slower than ember (README.md's Performance table has ember's InfoNCE
-    step at 3.6-3.9x PyTorch's throughput at the paper's network size).
+  - Speed is PyTorch's: slower than ember (docs/performance.md has ember's InfoNCE step
+    against PyTorch's at the paper's network size).
 
 Examples (ember's build in build/release/):
   build/release/ember data particle --dims 2 --episodes 2000 --seed 0 --out /tmp/p2.csv

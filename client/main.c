@@ -124,6 +124,9 @@ static int global_opt(const char *name, int argc, char **argv, int *i, const cha
 }
 
 int main(int argc, char **argv) {
+  /* OpenBLAS fell back to generic kernels on a CPU newer than its tables: run again with the
+   * CPU's own (base.h) */
+  ember_blas_reexec_for_cpu(argv);
   /* A write past the file size limit (ulimit -f) then fails with EFBIG and is reported like a
    * full disk, with the temporary file removed, instead of killing ember mid-write. */
   signal(SIGXFSZ, SIG_IGN);
@@ -172,7 +175,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(verb, "--version") == 0) {
-    printf("ember " EMBER_VERSION "\n");
+    printf("ember " EMBER_VERSION " (OpenBLAS kernels: %s)\n", ember_blas_core());
     return 0;
   }
   if (server) return remote_dispatch(server, verb, vargc, vargv);

@@ -169,9 +169,9 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* Every TRIM_MS the loop hands free heap pages back to the kernel. glibc keeps what a thread
  * frees in that thread's arena, and batches allocate on the workers, free on the loop and size
- * workspaces by their rows, so the arenas fragment: in the soak test (docs/soak.md) RSS crept up
- * about 0.7 MiB a minute while the bytes in use stayed flat, and one malloc_trim took 5 MiB back.
- * A trim walks the arenas' free lists; at this period it costs nothing measurable. */
+ * workspaces by their rows, so the arenas fragment and resident memory creeps up while the bytes
+ * in use stay flat (docs/soak.md has the measurement). A trim walks the arenas' free lists; at
+ * this period it costs nothing measurable. */
 #define TRIM_MS 10000
 
 static void on_trim(uv_timer_t *t) {
@@ -239,6 +239,9 @@ static int armed_per_method(srv_rpc rpc) {
 }
 
 int main(int argc, char **argv) {
+  /* OpenBLAS fell back to generic kernels on a CPU newer than its tables: run again with the
+   * CPU's own (base.h) */
+  ember_blas_reexec_for_cpu(argv);
   static server srv;
   server *s = &srv;
   int rc = srv_config_parse(&s->cfg, argc, argv);
@@ -324,8 +327,9 @@ int main(int argc, char **argv) {
   uv_timer_start(&s->trim_timer, on_trim, TRIM_MS, TRIM_MS);
   health_set_serving(s, 1);
   auth_log_startup(s);
-  srv_log(LOG_INFO, "serving", "listen=%s port=%d workers=%d max_batch=%d max_delay_us=%d max_queue=%d",
-          s->cfg.listen, port, s->cfg.workers, s->cfg.max_batch, s->cfg.max_delay_us, s->cfg.max_queue);
+  srv_log(LOG_INFO, "serving", "listen=%s port=%d workers=%d max_batch=%d max_delay_us=%d max_queue=%d blas=%s",
+          s->cfg.listen, port, s->cfg.workers, s->cfg.max_batch, s->cfg.max_delay_us, s->cfg.max_queue,
+          ember_blas_core());
 
   uv_run(s->loop, UV_RUN_DEFAULT);
 

@@ -1,7 +1,7 @@
 /* server.h - emberd's shared state and the interfaces between its files.
  *
  * Threads: one thread blocks in grpc_completion_queue_next and forwards every event to the
- * libuv loop (cq.c). The loop thread owns everything below (calls, queues, the model registry,
+ * libuv loop (main.c: cq_main). The loop thread owns everything below (calls, queues, the model registry,
  * counters) and needs no locks; inference and model loading run on libuv's threadpool
  * (batcher.c, registry.c) and hand their results back to the loop in after_work callbacks.
  *

@@ -290,8 +290,8 @@ static void *job_main(void *arg) {
   /* Linux: nice is per thread, and threads created from here (the pool) inherit it */
   if (j->s->cfg.train_nice > 0) (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), j->s->cfg.train_nice);
   /* at 19, also SCHED_IDLE: below every nice level, so a job only runs on CPU that inference
-   * leaves idle (Predict p99 at half load: 2.2x the idle p50 against 2.6-3.0x at plain nice 19
-   * and 4.3x at nice 10; README) */
+   * leaves idle (what plain nice 19, nice 10 and SCHED_IDLE did to Predict's tail at half load:
+   * docs/performance.md, 'Inference while training') */
   if (j->s->cfg.train_nice >= 19) {
     struct sched_param sp = {0};
     (void)pthread_setschedparam(pthread_self(), 5 /* SCHED_IDLE (Linux; needs _GNU_SOURCE) */, &sp);

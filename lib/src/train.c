@@ -1,4 +1,8 @@
-/* train.c - InfoNCE training (Method A) and the MSE baseline.
+/* train.c - the library's training loop for every method: InfoNCE with uniform counter-examples
+ * (Method A, dfo), one net per y-prefix (Method B, ardfo), InfoNCE against Langevin chains with
+ * the gradient penalty (Method C, langevin) and the MSE baseline; the weight average, spectral
+ * normalisation and snapshots; the per-method defaults (ember_train_opts_for_method). emberd's
+ * Train RPC, which runs this on a job thread and publishes the model, is server/train.c.
  *
  * A step is cut into tasks of a few examples (about EMBER_TASK_ROWS candidate rows). A task
  * builds its candidates (the true y first, then uniform counter-examples), runs the network
@@ -82,7 +86,7 @@ void ember_train_opts_for_method(ember_train_opts *o, ember_method method) {
   case EMBER_METHOD_LANGEVIN:
     o->batch = 128;
     o->negatives = 8; /* moved by 25-step chains (the library's chain default) */
-    o->steps = 16000; /* success kept rising to here on the particle task (docs/particle.md) */
+    o->steps = 24000; /* success still rose from 12k to 16k steps on the particle task (docs/particle.md) */
     o->infer.samples = 64; /* chains, each 2 x chain steps long */
     break;
   case EMBER_METHOD_MSE:

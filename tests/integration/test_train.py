@@ -357,7 +357,7 @@ class Train(it.EmberTest):
         self.cli("--server", srv.target, "train", "--model", "cli", "--dataset", "jump.csv", "--quiet",
                  *flags)
         self.assertEqual(subprocess.call(["cmp", local, os.path.join(self.repo, "cli", "2.safetensors")]), 0)
-        # then query it, as the README says
+        # then query it, as docs/emberd.md says
         self.wait_served(srv, "cli", 2)
         q = it.write_csv(os.path.join(self.tmp, "q.csv"), ["a", "b"], [[0.5, 0.25], [-0.5, 0.25]])
         out = self.cli("--server", srv.target, "predict", "--model", "cli", "--input", q, "--samples", 64)

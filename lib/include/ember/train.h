@@ -1,5 +1,6 @@
-/* ember/train.h - training an energy model (Method A, InfoNCE; Method C, InfoNCE against
- * Langevin chains with a gradient penalty) or the explicit MSE baseline.
+/* ember/train.h - training an energy model (Method A, InfoNCE; Method B, one InfoNCE-trained
+ * net per y-prefix; Method C, InfoNCE against Langevin chains with a gradient penalty) or the
+ * explicit MSE baseline.
  *
  * Method A, as the method text and the paper's defaults say: x and y normalised per dimension
  * to zero mean / unit variance; sampling bounds = data min/max (normalised) widened by
@@ -10,8 +11,9 @@
  * same network family and optimiser. Method C normalises y min-max to [-1, 1] (its bounds),
  * runs each example's counter-examples through a Langevin chain from uniform starts (no
  * gradient through the chain), and adds the gradient penalty on the chains' final states, whose
- * parameter gradient goes through ember_net_tangent_backward. With spectral_norm every dense
- * weight is used as W / sigma(W) (ember/spectral.h) and the model keeps the normalised weights.
+ * parameter gradient goes through ember_net_tangent_backward. With spectral_norm every hidden
+ * dense weight (ember_sn_layer: not the input projection, not the energy output) is used as
+ * W / sigma(W) (ember/spectral.h) and the model keeps the normalised weights.
  *
  * A step's candidates are cut into tasks of a few examples each (every task does its own
  * forward, loss and backward while its activations are still in cache) and spread over the
@@ -75,8 +77,8 @@ typedef struct ember_train_opts {
    * bounds and not moved by chains, join the chains' in InfoNCE (not in the penalty). 0 = the
    * method text's chains only. */
   int uniform_negatives;
-  /* spectral normalisation of every dense layer (one power iteration per step); the model
-   * keeps the normalised weights. Off by default. */
+  /* spectral normalisation of the hidden dense layers (ember_sn_layer; one power iteration per
+   * step); the model keeps the normalised weights. Off by default; refused for ardfo. */
   int spectral_norm;
   /* Exponential moving average of the weights: after every step avg <- d avg + (1 - d) w with
    * d = min(ema, (1 + t) / (10 + t)) (t = steps taken), and the trained model gets the
