@@ -350,6 +350,15 @@ int cmd_info(int argc, char **argv) {
   printf("%-18s %lld steps, batch %d, negatives %d, lr %g, temperature %g, seed %llu, final loss %.4f\n",
          "training", (long long)m.train_steps, m.train_batch, m.train_negatives, (double)m.train_lr,
          (double)m.train_temperature, (unsigned long long)m.train_seed, (double)m.train_loss);
+  if (m.train_val_rows > 0 && m.method == EMBER_METHOD_MSE)
+    printf("%-18s MSE %.4f on %d held-out rows (normalised units; answering the training mean: %.4f)\n",
+           "validation", (double)m.train_val_loss, m.train_val_rows, (double)m.train_val_chance);
+  else if (m.train_val_rows > 0)
+    printf("%-18s loss %.4f on %d held-out rows (chance level %.4f: log of %.0f candidates per row)\n",
+           "validation", (double)m.train_val_loss, m.train_val_rows, (double)m.train_val_chance,
+           exp((double)m.train_val_chance));
+  else
+    printf("%-18s none (train with --val FILE or --val-split F)\n", "validation");
   ember_model_free(&m);
   return 0;
 }

@@ -110,6 +110,13 @@ static int session_connect(session *s, const char *server, const char *model, co
     return 1;
   }
   const Ember__V1__ModelInfo *m = s->info;
+  if (m->version == 0) { /* no version to describe: none loaded, or none the default (serving.conf) */
+    if (strcmp(s->verb, "info") == 0) return 0;
+    fprintf(stderr, "ember %s: %s has no version the server serves by default", s->verb, model);
+    if (m->n_load_errors) fprintf(stderr, " (%s)", m->load_errors[m->n_load_errors - 1]->message);
+    fprintf(stderr, "%s\n", m->n_versions ? "; name one with --version N" : "");
+    return 1;
+  }
   if (m->x_dim < 1 || m->x_dim > EMBER_MAX_COLS || m->y_dim < 1 || m->y_dim > EMBER_MAX_COLS) {
     fprintf(stderr, "ember %s: the server describes %s with x_dim %u and y_dim %u\n", s->verb,
             model, m->x_dim, m->y_dim);
@@ -549,7 +556,19 @@ static void print_info(const Ember__V1__ModelInfo *m) {
   char versions[256];
   join_versions(m, versions, sizeof versions);
   printf("%-18s %s\n", "name", m->name);
+  if (m->version == 0) { /* nothing to describe but the load errors */
+    printf("%-18s none served by default (loaded: %s)\n", "version", m->n_versions ? versions : "none");
+    if (m->pinned_version) printf("%-18s version %lld (serving.conf)\n", "pinned", (long long)m->pinned_version);
+    printf("%-18s %zu\n", "load errors", m->n_load_errors);
+    print_load_errors(m, "  ", 0);
+    return;
+  }
   printf("%-18s %lld (loaded: %s)\n", "version", (long long)m->version, versions);
+  if (m->pinned_version)
+    printf("%-18s %lld (pinned: version %lld, serving.conf)\n", "default version", (long long)m->default_version,
+           (long long)m->pinned_version);
+  else
+    printf("%-18s %lld (the latest the serving policy accepts)\n", "default version", (long long)m->default_version);
   printf("%-18s %s\n", "method", m->method);
   printf("%-18s %u\n%-18s %u\n", "x_dim", m->x_dim, "y_dim", m->y_dim);
   if (m->n_x_names == m->x_dim && m->n_y_names == m->y_dim) { /* an older server sends none */
@@ -611,7 +630,7 @@ int remote_cmd_info(const char *server, int argc, char **argv) {
   remote_opts_init(&r);
   opt_spec specs[] = {
       {"model", OPT_STR, &model, "NAME", REMOTE_MODEL_HELP, 0, 0},
-      {"version", OPT_I64, &r.version, NULL, "model version (0 = the latest loaded)", 0, 0},
+      {"version", OPT_I64, &r.version, NULL, "model version (0 = the default: the latest loaded, or the pinned one)", 0, 0},
       {"deadline-ms", OPT_INT, &r.deadline_ms, NULL, "deadline of the request, milliseconds", 0, 0},
       REMOTE_SECURITY_SPECS(remote_security_opts()),
   };

@@ -56,8 +56,11 @@ static model_version *resolve(srv_call *c, const char *name, int64_t version, sr
   if (!v) {
     char have[256];
     versions_text(e, have, sizeof have);
-    if (version == 0)
+    if (version == 0 && e->nversions == 0)
       srv_status_set(st, GRPC_STATUS_NOT_FOUND, "model '%s' has no loaded version", name);
+    else if (version == 0)
+      srv_status_set(st, GRPC_STATUS_NOT_FOUND, "model '%s' has no default version (%.300s); name a version (loaded: %s)",
+                     name, registry_no_default_reason(e), have);
     else
       srv_status_set(st, GRPC_STATUS_NOT_FOUND, "version %lld of model '%s' is not loaded (loaded: %s)",
                      (long long)version, name, have);
@@ -279,23 +282,28 @@ static int fill_info(info_mem *im, const model_entry *e, const model_version *v)
   ember__v1__model_stats__init(&im->stats);
   Ember__V1__ModelInfo *info = &im->info;
   info->name = (char *)e->name;
+  const int nprob = registry_problems(e);
   im->versions = malloc(sizeof(int64_t) * (size_t)(e->nversions + 1));
-  im->errors = calloc((size_t)e->nerrors + 1, sizeof *im->errors);
-  im->errorp = calloc((size_t)e->nerrors + 1, sizeof *im->errorp);
+  im->errors = calloc((size_t)nprob + 1, sizeof *im->errors);
+  im->errorp = calloc((size_t)nprob + 1, sizeof *im->errorp);
   if (!im->versions || !im->errors || !im->errorp) return -1;
   for (int i = 0; i < e->nversions; i++) im->versions[i] = e->versions[i]->version;
   info->n_versions = (size_t)e->nversions;
   info->versions = im->versions;
-  for (int i = 0; i < e->nerrors; i++) {
+  for (int i = 0; i < nprob; i++) {
+    load_error le;
+    registry_problem(e, i, &le);
     ember__v1__load_error__init(&im->errors[i]);
-    im->errors[i].version = e->errors[i].version;
-    im->errors[i].path = e->errors[i].path;
-    im->errors[i].message = e->errors[i].message;
-    im->errors[i].unix_time = e->errors[i].when;
+    im->errors[i].version = le.version;
+    im->errors[i].path = le.path ? le.path : (char *)"";
+    im->errors[i].message = le.message ? le.message : (char *)"";
+    im->errors[i].unix_time = le.when;
     im->errorp[i] = &im->errors[i];
   }
-  info->n_load_errors = (size_t)e->nerrors;
+  info->n_load_errors = (size_t)nprob;
   info->load_errors = im->errorp;
+  info->default_version = e->default_version;
+  info->pinned_version = e->policy_ok ? e->policy.pin : 0;
   if (v) {
     const ember_model *m = &v->model;
     info->version = v->version;

@@ -444,6 +444,12 @@ static void fill_progress(Ember__V1__TrainProgress *m, const ember_train_progres
   m->rows = (uint32_t)j->rows;
   m->x_dim = (uint32_t)j->x_dim;
   m->y_dim = (uint32_t)j->y_dim;
+  if (p->val_rows > 0) {
+    m->optional_val_loss_case = EMBER__V1__TRAIN_PROGRESS__OPTIONAL_VAL_LOSS_VAL_LOSS;
+    m->val_loss = (float)p->val_loss;
+    m->val_chance = (float)p->val_chance;
+    m->val_rows = (uint32_t)p->val_rows;
+  }
 }
 
 /* Sends what is due: the final message and status once the thread is done, else the latest

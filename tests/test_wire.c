@@ -260,9 +260,9 @@ static void assert_same_train(const ember_train_opts *a, const ember_train_opts 
   assert_int_equal(a->spectral_norm, b->spectral_norm);
   assert_int_equal(a->uniform_negatives, b->uniform_negatives);
   const float fa[] = {a->lr, a->lr_decay, a->temperature, a->bound_margin, a->ema, a->penalty_margin,
-                      a->penalty_weight, a->keep_prefix_share, a->prefix_noise};
+                      a->penalty_weight, a->keep_prefix_share, a->prefix_noise, a->val_split};
   const float fb[] = {b->lr, b->lr_decay, b->temperature, b->bound_margin, b->ema, b->penalty_margin,
-                      b->penalty_weight, b->keep_prefix_share, b->prefix_noise};
+                      b->penalty_weight, b->keep_prefix_share, b->prefix_noise, b->val_split};
   assert_memory_equal(fa, fb, sizeof fa);
   assert_memory_equal(&a->infer, &b->infer, sizeof a->infer);
   assert_memory_equal(&a->langevin, &b->langevin, sizeof a->langevin);
@@ -289,6 +289,7 @@ static void test_train_round_trip(void **state) {
     o.ema = 0.0f;          /* off, not the method's 0.999 */
     o.seed = 0x123456789ULL;
     o.spectral_norm = methods[i] != EMBER_METHOD_ARDFO;
+    o.val_split = i == 0 ? 0.0f : 0.125f * (float)i; /* 0 and not: both travel */
     o.infer.samples = 300;
     o.infer.iters = 4;
     o.infer.sigma = 0.2f;
@@ -391,6 +392,13 @@ static void test_train_refusals(void **state) {
   r.ema = 1.0f;
   assert_err(ember_wire_train_from_msg(&r, &o, &err), err,
              "weight average decay (ema) must be in [0, 1) (0 = off), got 1");
+  r = clean;
+  r.val_split = 1.0f;
+  assert_err(ember_wire_train_from_msg(&r, &o, &err), err,
+             "the validation share (val split) must be in [0, 1) (0 = none), got 1");
+  r.val_split = -0.25f;
+  assert_err(ember_wire_train_from_msg(&r, &o, &err), err,
+             "the validation share (val split) must be in [0, 1) (0 = none), got -0.25");
 }
 
 static void test_status_names_and_pack(void **state) {

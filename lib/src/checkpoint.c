@@ -262,7 +262,8 @@ typedef enum {
 
 enum {
   MK_SHAPE = 1,      /* read before the model is allocated (into a scratch model) */
-  MK_ZERO_ABSENT = 2 /* written only when > 0; absent reads as 0 (train.ema) */
+  MK_ZERO_ABSENT = 2 /* written only when > 0, and with it the keys of its group (those whose
+                        `with` names it); absent reads as 0 (train.ema, train.val_rows) */
 };
 
 typedef struct meta_key {
@@ -305,6 +306,9 @@ static const meta_key meta_keys[] = {
     {"train.temperature", MK_FLOAT, MF(train_temperature), 0, 0, NULL},
     {"train.loss", MK_FLOAT, MF(train_loss), 0, 0, NULL},
     {"train.ema", MK_FLOAT, MF(train_ema), MK_ZERO_ABSENT, 0, "train.ema"},
+    {"train.val_rows", MK_INT, MF(train_val_rows), MK_ZERO_ABSENT, 1, "train.val_rows"},
+    {"train.val_loss", MK_FLOAT, MF(train_val_loss), 0, 0, "train.val_rows"},
+    {"train.val_chance", MK_FLOAT, MF(train_val_chance), 0, 0, "train.val_rows"},
     {"infer.refine_steps", MK_INT, MF(infer.refine_steps), 0, INT_MIN, "infer.refine_steps"},
     {"infer.refine_lr", MK_FLOAT, MF(infer.refine_lr), 0, 0, "infer.refine_steps"},
     {"spectral_norm", MK_SN, 0, 0, 0, "spectral_norm"},
@@ -476,10 +480,19 @@ static int meta_set_names(json_t *meta, const char *key, char *const *names, int
   return bad || !text;
 }
 
+/* Whether m's value of a MK_ZERO_ABSENT key is one that is written (> 0). */
+static int zero_absent_written(const ember_model *m, const meta_key *k) {
+  const void *v = meta_cfield(m, k);
+  return k->kind == MK_INT ? *(const int *)v > 0 : *(const float *)v > 0.0f;
+}
+
 /* Writes key k of m, if m has it. Non-zero on failure. */
 static int meta_write(json_t *meta, const ember_model *m, const meta_key *k) {
   const void *v = meta_cfield(m, k);
   if (!key_applies(k->key, m->method)) return 0;
+  for (const meta_key *g = meta_keys; k->with && g < meta_keys + NMETA_KEYS; g++)
+    if (strcmp(g->key, k->with) == 0 && (g->flags & MK_ZERO_ABSENT) && !zero_absent_written(m, g))
+      return 0; /* its group is absent (the group's own key too) */
   switch (k->kind) {
   case MK_FORMAT: return meta_set(meta, k->key, "%s", CKPT_FORMAT);
   case MK_VERSION: return meta_set(meta, k->key, "%d", CKPT_VERSION);
@@ -488,9 +501,7 @@ static int meta_write(json_t *meta, const ember_model *m, const meta_key *k) {
   case MK_INT: return meta_set(meta, k->key, "%d", *(const int *)v);
   case MK_I64: return meta_set(meta, k->key, "%" PRId64, *(const int64_t *)v);
   case MK_U64: return meta_set(meta, k->key, "%" PRIu64, *(const uint64_t *)v);
-  case MK_FLOAT:
-    if ((k->flags & MK_ZERO_ABSENT) && !(*(const float *)v > 0.0f)) return 0;
-    return meta_set(meta, k->key, "%.9g", (double)*(const float *)v);
+  case MK_FLOAT: return meta_set(meta, k->key, "%.9g", (double)*(const float *)v);
   case MK_VEC_X: return meta_set_vec(meta, k->key, meta_vec_of(m, k), m->x_dim);
   case MK_VEC_Y: return meta_set_vec(meta, k->key, meta_vec_of(m, k), m->y_dim);
   case MK_SCHEDULE: return meta_set(meta, k->key, "%s", ember_schedule_name(*(const ember_schedule *)v));

@@ -54,6 +54,63 @@ void ember_dataset_free(ember_dataset *ds) {
   memset(ds, 0, sizeof *ds);
 }
 
+/* ---- validation split ------------------------------------------------------------------ */
+
+int ember_dataset_split_rows(int n, float frac) {
+  if (n < 2 || !(frac > 0.0f && frac < 1.0f)) return 0;
+  double k = floor((double)frac * n + 0.5);
+  return k < 1.0 ? 1 : k > n - 1 ? n - 1 : (int)k;
+}
+
+int ember_dataset_split(const ember_dataset *ds, float frac, uint64_t seed, ember_dataset *train,
+                        ember_dataset *val, ember_err *err) {
+  memset(train, 0, sizeof *train);
+  memset(val, 0, sizeof *val);
+  if (!(frac > 0.0f && frac < 1.0f))
+    return ember_fail(err, EMBER_EINVAL, "the validation share must be in (0, 1), got %g", (double)frac);
+  if (ds->n < 2 || ds->y_dim < 1)
+    return ember_fail(err, EMBER_EINVAL, "holding rows out for validation needs at least 2 rows of x and y, got %d",
+                      ds->n);
+  const int n = ds->n, nv = ember_dataset_split_rows(n, frac), dx = ds->x_dim, dy = ds->y_dim;
+  int *perm = malloc((size_t)n * sizeof *perm);
+  unsigned char *held = calloc((size_t)n, 1);
+  train->x = malloc((size_t)(n - nv) * dx * sizeof(float));
+  train->y = malloc((size_t)(n - nv) * dy * sizeof(float));
+  val->x = malloc((size_t)nv * dx * sizeof(float));
+  val->y = malloc((size_t)nv * dy * sizeof(float));
+  if (!perm || !held || !train->x || !train->y || !val->x || !val->y) {
+    free(perm);
+    free(held);
+    ember_dataset_free(train);
+    ember_dataset_free(val);
+    return ember_fail(err, EMBER_ENOMEM, "out of memory splitting %d rows", n);
+  }
+  /* the first nv places of a Fisher-Yates shuffle: a uniformly random set of nv rows */
+  ember_rng rng;
+  ember_rng_seed(&rng, seed, EMBER_SPLIT_STREAM);
+  for (int i = 0; i < n; i++) perm[i] = i;
+  for (int i = 0; i < nv; i++) {
+    int j = i + (int)ember_rng_below(&rng, (uint32_t)(n - i));
+    int t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+    held[perm[i]] = 1;
+  }
+  train->n = n - nv;
+  val->n = nv;
+  train->x_dim = val->x_dim = dx;
+  train->y_dim = val->y_dim = dy;
+  for (int i = 0, a = 0, b = 0; i < n; i++) {
+    ember_dataset *part = held[i] ? val : train;
+    int at = held[i] ? b++ : a++;
+    memcpy(part->x + (size_t)at * dx, ds->x + (size_t)i * dx, (size_t)dx * sizeof(float));
+    memcpy(part->y + (size_t)at * dy, ds->y + (size_t)i * dy, (size_t)dy * sizeof(float));
+  }
+  free(perm);
+  free(held);
+  return 0;
+}
+
 /* ---- CSV ------------------------------------------------------------------------------ */
 
 typedef struct csv_reader {

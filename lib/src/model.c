@@ -11,6 +11,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -292,6 +293,50 @@ void ember_model_x_max_abs_z(const ember_model *m, const float *x, int n, float 
     z[i] = worst < FLT_MAX ? (float)worst : FLT_MAX;
     if (col) col[i] = at;
   }
+}
+
+ember_signature ember_model_signature(const ember_model *m) {
+  ember_signature s = {.x_dim = m->x_dim,
+                       .y_dim = m->y_dim,
+                       .x_names = (const char *const *)m->x_names,
+                       .y_names = (const char *const *)m->y_names};
+  return s;
+}
+
+static int names_equal(const char *const *a, const char *const *b, int n) {
+  if (!a || !b) return a == b;
+  for (int i = 0; i < n; i++)
+    if (strcmp(a[i], b[i]) != 0) return 0;
+  return 1;
+}
+
+int ember_signature_equal(const ember_signature *a, const ember_signature *b) {
+  return a->x_dim == b->x_dim && a->y_dim == b->y_dim && names_equal(a->x_names, b->x_names, a->x_dim) &&
+         names_equal(a->y_names, b->y_names, a->y_dim);
+}
+
+/* "[a,b,c]" of n names appended at buf + *at, cut to fit len */
+static void names_text(const char *const *names, int n, char *buf, size_t len, size_t *at) {
+  for (int i = 0; i < n && names && *at + 1 < len; i++) {
+    int w = snprintf(buf + *at, len - *at, "%s%s", i ? "," : "[", names[i]);
+    *at += w > 0 ? (size_t)w : 0;
+  }
+  if (names && *at + 1 < len) *at += (size_t)snprintf(buf + *at, len - *at, "]");
+  if (*at >= len) *at = len - 1;
+}
+
+const char *ember_signature_text(const ember_signature *s, char *buf, size_t len) {
+  if (len == 0) return buf;
+  int w = snprintf(buf, len, "x_dim=%d y_dim=%d", s->x_dim, s->y_dim);
+  size_t at = w > 0 ? (size_t)w : 0;
+  if (at >= len) return buf;
+  if (s->x_names && at + 4 < len) at += (size_t)snprintf(buf + at, len - at, " x=");
+  if (at >= len) at = len - 1;
+  names_text(s->x_names, s->x_dim, buf, len, &at);
+  if (s->y_names && at + 4 < len) at += (size_t)snprintf(buf + at, len - at, " y=");
+  if (at >= len) at = len - 1;
+  names_text(s->y_names, s->y_dim, buf, len, &at);
+  return buf;
 }
 
 void ember_model_norm_x(const ember_model *m, const float *x, int n, float *xn) {

@@ -124,6 +124,34 @@ class Train(it.EmberTest):
         self.assertIn("model trained and published", srv.log())
         srv.stop_clean(self)
 
+    def test_validation_split(self):
+        """val_split holds rows out as local --val-split does (the same bytes), and the progress
+        carries the validation loss once it is measured."""
+        s = SETTINGS
+        local = self.train(os.path.join(self.tmp, "local-val.safetensors"), self.csv, "--val-split", 0.25,
+                           width=s["width"], steps=s["steps"], batch=s["batch"], negatives=s["negatives"],
+                           seed=s["seed"], samples=s["samples"])
+        srv = self.start("--models", self.repo)
+        msgs, code, details = self.run_train(srv.stub, self.request(model="v", val_split=0.25))
+        self.assertEqual(code, OK, details)
+        self.assert_progress(msgs, 150, 1)
+        self.assertEqual(subprocess.call(["cmp", local, os.path.join(self.repo, "v", "1.safetensors")]), 0,
+                         "remote and local checkpoints with --val-split differ")
+        for m in msgs:
+            measured = m.HasField("val_loss")
+            self.assertEqual(measured, m.step >= 7, "validation every 150 / 20 = 7 steps, step %d" % m.step)
+            if measured:
+                self.assertAlmostEqual(m.val_chance, 2.8332133, places=5)  # log(17 candidates)
+                self.assertGreater(m.val_loss, 0)
+                self.assertEqual(m.val_rows, 50)
+        info = self.cli("info", "--model", local)
+        self.assertRegex(info, r"(?m)^validation +loss %.4f on 50 held-out rows" % msgs[-1].val_loss)
+        w = it.Watcher(srv.stub.Train(self.request(model="v", val_split=1.5), timeout=60))
+        code, details = w.wait_end(60)
+        self.assertEqual(code, INVALID_ARGUMENT)
+        self.assertIn("the validation share (val split) must be in [0, 1) (0 = none), got 1.5", details)
+        srv.stop_clean(self)
+
     def test_settings_and_progress_rate(self):
         srv = self.start("--models", self.repo)
         # a longer job: several progress messages, in order, about two a second

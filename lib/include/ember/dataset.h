@@ -107,6 +107,16 @@ int ember_names_check(const char *const *x_names, int nx, const char *const *y_n
 /* n names in one allocation (release with free()): copies of names, or prefix0, prefix1, ...
  * when names is NULL. NULL when out of memory (or n < 1). */
 char **ember_names_new(const char *const *names, int n, char prefix);
+/* Held-out rows for validation: ember_dataset_split_rows(n, frac) of n rows, round(frac * n)
+ * but at least 1 and at most n - 1 (0 when n < 2 or frac is not in (0, 1)). */
+int ember_dataset_split_rows(int n, float frac);
+/* Splits ds (n >= 2, y_dim >= 1) into *train and *val (caller frees both): val gets
+ * ember_dataset_split_rows(n, frac) rows chosen by a permutation drawn from random stream
+ * (seed, EMBER_SPLIT_STREAM), train the rest; each part keeps the file's order. The same rows,
+ * frac and seed always give the same split, whatever the thread count. frac in (0, 1). */
+#define EMBER_SPLIT_STREAM (UINT64_C(5) << 60)
+int ember_dataset_split(const ember_dataset *ds, float frac, uint64_t seed, ember_dataset *train,
+                        ember_dataset *val, ember_err *err);
 
 #ifdef __cplusplus
 }
