@@ -94,7 +94,7 @@ static void test_names(void **state) {
   assert_false(srv_valid_model_name("a/b"));
 }
 
-#define SIG(x, y) ((ember_signature){x, y})
+#define SIG(x, y) ((ember_signature){.x_dim = x, .y_dim = y})
 
 static void test_walk(void **state) {
   (void)state;
@@ -121,6 +121,18 @@ static void test_walk(void **state) {
   p.allow_any = 1;
   assert_int_equal(srv_policy_walk(&p, w, 2), 1);
   assert_int_equal(srv_policy_walk(&p, w, 0), -1);
+
+  /* the same dimensions with another column name is another signature */
+  srv_policy_default(&p);
+  const char *ab[] = {"a", "b"}, *y0[] = {"y0"}, *z[] = {"z"};
+  srv_policy_item n[3] = {{1, {.x_dim = 2, .y_dim = 1, .x_names = ab, .y_names = y0}, -1},
+                          {2, {.x_dim = 2, .y_dim = 1, .x_names = ab, .y_names = z}, -1},
+                          {3, {.x_dim = 2, .y_dim = 1, .x_names = ab, .y_names = y0}, -1}};
+  assert_int_equal(srv_policy_walk(&p, n, 3), 2);
+  assert_int_equal(n[1].refused_by, 1);
+  char buf[64];
+  assert_string_equal(ember_signature_text(&n[1].sig, buf, sizeof buf), "x_dim=2 y_dim=1 x=[a,b] y=[z]");
+  assert_string_equal(ember_signature_text(&n[1].sig, buf, 12), "x_dim=2 y_d");
 }
 
 int main(void) {
