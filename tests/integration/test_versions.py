@@ -248,7 +248,7 @@ class Versions(it.EmberTest):
         self.cli("pin", "--models", self.repo, "--model", "m", "--version", 2)
         info = it.wait_until("the refused pin",
                              lambda: (lambda i: i if len(i.load_errors) == 2 else None)(self.info(srv)))
-        self.assertIn("pinned version 2 is refused (version 2 (x_dim=2 y_dim=2) changes the signature",
+        self.assertIn("pinned version 2 is refused (version 2 (x_dim=2 y_dim=2 x=[a,b] y=[y0,y1]) changes the signature",
                       info.load_errors[1].message)
         self.assertEqual(self.answered_by(srv), (1, 1))
         srv.stop_clean(self)
