@@ -197,15 +197,19 @@ static void render(server *s, text *t) {
   family(t, "ember_model_versions", "gauge", "Versions of the model loaded and served.");
   for (e = s->models; e; e = e->next)
     put(t, "ember_model_versions{model=\"%s\"} %d\n", esc(e->name, m, sizeof m), e->nversions);
-  family(t, "ember_model_latest_version", "gauge", "The version served by default (the highest loaded; 0: none).");
+  family(t, "ember_model_latest_version", "gauge",
+         "The version served by default: the pinned one, or the highest the serving policy accepts (0: none).");
   for (e = s->models; e; e = e->next)
-    put(t, "ember_model_latest_version{model=\"%s\"} %lld\n", esc(e->name, m, sizeof m),
-        e->nversions ? (long long)e->versions[e->nversions - 1]->version : 0ll);
-  family(t, "ember_model_load_errors", "gauge", "Files of the model that currently fail to load (listed by GetModel).");
+    put(t, "ember_model_latest_version{model=\"%s\"} %lld\n", esc(e->name, m, sizeof m), (long long)e->default_version);
+  family(t, "ember_model_load_errors", "gauge",
+         "Problems GetModel lists as load errors: files that fail to load, versions refused for a changed "
+         "signature, serving.conf errors.");
   for (e = s->models; e; e = e->next)
-    put(t, "ember_model_load_errors{model=\"%s\"} %d\n", esc(e->name, m, sizeof m), e->nerrors);
+    put(t, "ember_model_load_errors{model=\"%s\"} %d\n", esc(e->name, m, sizeof m), registry_problems(e));
   family(t, "ember_model_load_failures_total", "counter",
-         "Failed attempts to load a file of the model (at start-up or on reload; a file is retried when it changes).");
+         "Failed attempts to load a file of the model (at start-up or on reload; a file is retried when it "
+         "changes), versions refused for a changed signature and serving.conf errors, each counted when it "
+         "appears.");
   for (e = s->models; e; e = e->next)
     put(t, "ember_model_load_failures_total{model=\"%s\"} %llu\n", esc(e->name, m, sizeof m),
         (unsigned long long)e->stats.load_failures);

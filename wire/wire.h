@@ -29,8 +29,11 @@
  * Also here, because both ends of a call need them: gRPC status codes' names and packing a
  * message into a byte buffer (grpc.c).
  *
- * What it does not do: the request's other fields (model, version, x, the training data),
- * server policy (emberd's limits), or anything with sockets.
+ * Also here: a Predict or Sample request's x and its row count (rows.c), the shape both ends
+ * must agree on.
+ *
+ * What it does not do: the request's other fields (model, version, the values of x, the
+ * training data), server policy (emberd's limits), or anything with sockets.
  */
 #ifndef EMBER_WIRE_H
 #define EMBER_WIRE_H
@@ -142,6 +145,22 @@ void ember_wire_train_to_msg(const ember_train_opts *o, Ember__V1__TrainRequest 
  * 0, or EMBER_EINVAL with the message. */
 int ember_wire_train_from_msg(const Ember__V1__TrainRequest *r, ember_train_opts *o,
                               ember_err *err);
+
+/* ---- a request's x and its row count: PredictRequest, SampleRequest (rows.c) --------------- */
+
+/* Client: x (rows, x_dim), row-major, as the request's x, with `rows` set: a client always
+ * says how many rows it means, so a server can tell a shape mistake from a batch of rows. */
+void ember_wire_predict_x(Ember__V1__PredictRequest *req, const float *x, int rows, int x_dim);
+void ember_wire_sample_x(Ember__V1__SampleRequest *req, const float *x, int rows, int x_dim);
+
+/* Server: how many rows of a model's x_dim the request's x holds. With `rows` set, x must hold
+ * exactly rows x x_dim values; without, a positive multiple of x_dim. 0 with *rows, or
+ * EMBER_EINVAL with the message emberd answers INVALID_ARGUMENT with ("x has 4 values = 2 rows
+ * of x_dim 2, request says rows 1"). */
+int ember_wire_predict_rows(const Ember__V1__PredictRequest *req, int x_dim, int *rows,
+                            ember_err *err);
+int ember_wire_sample_rows(const Ember__V1__SampleRequest *req, int x_dim, int *rows,
+                           ember_err *err);
 
 /* ---- gRPC glue (grpc.c) --------------------------------------------------------------------- */
 
