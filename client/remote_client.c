@@ -15,10 +15,10 @@
  * A cluster target (several comma-separated addresses, or a dns:/ipv4:/ipv6: target, which may
  * resolve to several) gets the service config of deploy/grpc/service-config.json, embedded at
  * build time: round_robin over every address, per call; Predict, Sample, GetModel and ListModels
- * wait for a ready replica and are retried on UNAVAILABLE (a replica that went away or was
- * refusing); Train is never retried (a second job would train a second model). Every channel
- * keeps the keepalive policy emberd accepts (wire.h). docs/cluster.md has the why and the
- * Python equivalent.
+ * wait for a ready replica and are retried on UNAVAILABLE or CANCELLED (a replica that went
+ * away, or was stopping); Train is never retried (a second job would train a second model).
+ * Every channel keeps the keepalive policy emberd accepts (wire.h). docs/cluster.md has the
+ * why and the Python equivalent.
  *
  * Shutdown order (remote_close, then remote_shutdown): every call is already unreferenced
  * when remote_call returns; destroy the channel; shut the queue down and pluck until it says
