@@ -1,7 +1,8 @@
 """The metrics endpoint (--metrics-listen): every line parses as Prometheus text format (a strict
 parser below), histograms are consistent, counters move by exactly the calls made, the /livez
-and /readyz probes follow the server's state, other paths and methods are refused, garbage, huge and idle connections neither crash nor hang emberd, and a
-metrics port in use is refused at start-up."""
+and /readyz probes follow the server's state, other paths and methods are refused, garbage,
+huge and idle connections neither crash nor hang emberd, and a metrics port in use is refused
+at start-up."""
 import math
 import os
 import re
