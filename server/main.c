@@ -11,8 +11,10 @@
  *      client without retries loses nothing. Training jobs are cancelled and new Train calls
  *      refused UNAVAILABLE (a job would not finish in time). Wait --drain-ms.
  *   2. grpc_server_shutdown_and_notify: GOAWAY on every connection, so no new calls (clients
- *      send them to another replica: a call the GOAWAY refused is retried transparently by
- *      gRPC); the calls already accepted go on; health watches end; registry stops.
+ *      send them to another replica; a call that reaches gRPC core in the instant before the
+ *      client or proxy has read the GOAWAY is answered CANCELLED by gRPC core itself, which
+ *      the documented client config retries: docs/cluster.md); the calls already accepted go
+ *      on; health watches end; registry stops.
  *   3. after --grace-ms (or at a second signal): queued requests answered UNAVAILABLE,
  *      running batches told to stop (the library reads the flag in every phase, so they end
  *      within a network task), grpc_server_cancel_all_calls.
@@ -280,7 +282,7 @@ int main(int argc, char **argv) {
     return startup_failed(s);
   }
 
-  grpc_arg args[6] = {
+  grpc_arg args[] = {
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
       /* gRPC sets SO_REUSEPORT by default: a second emberd on the same port would start and
