@@ -5,9 +5,16 @@
  * handles every event, so all server state lives on one thread and needs no locks.
  *
  * Shutdown order (each step is safe to repeat; see server_begin_shutdown):
- *   1. SIGINT/SIGTERM: health NOT_SERVING (watchers told), new Predict/Sample answered
- *      UNAVAILABLE, queued and running calls still answered; wait --drain-ms.
- *   2. grpc_server_shutdown_and_notify: no new calls; health watches end; registry stops.
+ *   1. SIGINT/SIGTERM: drain. Health NOT_SERVING (watchers told) and /readyz 503 at once, so
+ *      that load balancers and clients' health checks take this replica out of rotation; until
+ *      they have, calls keep arriving, and every one (new ones too) is answered as usual, so a
+ *      client without retries loses nothing. Training jobs are cancelled and new Train calls
+ *      refused UNAVAILABLE (a job would not finish in time). Wait --drain-ms.
+ *   2. grpc_server_shutdown_and_notify: GOAWAY on every connection, so no new calls (clients
+ *      send them to another replica; a call that reaches gRPC core in the instant before the
+ *      client or proxy has read the GOAWAY is answered CANCELLED by gRPC core itself, which
+ *      the documented client config retries: docs/cluster.md); the calls already accepted go
+ *      on; health watches end; registry stops.
  *   3. after --grace-ms (or at a second signal): queued requests answered UNAVAILABLE,
  *      running batches told to stop (the library reads the flag in every phase, so they end
  *      within a network task), grpc_server_cancel_all_calls.
@@ -278,7 +285,7 @@ int main(int argc, char **argv) {
     return startup_failed(s);
   }
 
-  grpc_arg args[4] = {
+  grpc_arg args[] = {
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
       /* gRPC sets SO_REUSEPORT by default: a second emberd on the same port would start and
@@ -289,8 +296,13 @@ int main(int argc, char **argv) {
        * one when a channel is closed during a call: docs/soak.md) or whose host vanished is
        * held, with its file descriptor, until the peer's kernel gives up, if ever. */
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS, {.integer = s->cfg.max_idle_ms > 0 ? s->cfg.max_idle_ms : INT_MAX}},
+      /* Clients' keepalive pings (wire.h: every EMBER_KEEPALIVE_TIME_MS of silence, calls or
+       * not) are welcome: they are how a client behind no balancer notices a vanished replica.
+       * Pings closer together than this still count as strikes and end in GOAWAY. */
+      {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, {.integer = EMBER_KEEPALIVE_MIN_PING_MS}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
   };
-  grpc_channel_args chargs = {4, args};
+  grpc_channel_args chargs = {sizeof args / sizeof *args, args};
   s->grpc = grpc_server_create(&chargs, NULL);
   s->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(s->grpc, s->cq, NULL);

@@ -8,7 +8,11 @@
  * The endpoint is a minimal HTTP/1.x responder on a libuv TCP listener in the same loop: it
  * reads a request up to the end of its headers (at most REQ_MAX bytes), answers GET or HEAD
  * /metrics with 200 and the text format (version 0.0.4), any other path 404, any other method
- * 405, a malformed request 400 and an oversized one 431, and closes the connection. Nothing
+ * 405, a malformed request 400 and an oversized one 431, and closes the connection. The same
+ * listener answers the load balancers' and orchestrators' probes: /livez 200 whenever it answers
+ * at all (the loop runs), /readyz 200 while health_not_ready says nothing is wrong, else 503 with
+ * the reason (draining, no model loaded). They live here, not on the gRPC port, because HTTP/1
+ * probes (HAProxy's httpchk, Kubernetes' httpGet) cannot speak gRPC. Nothing
  * blocks: a connection that has not sent its headers within REQUEST_MS is closed, after the
  * answer the rest of what the client sends is read and dropped for at most LINGER_MS (so that
  * closing does not reset the connection before the client has read the answer), and at most
@@ -361,8 +365,18 @@ static void handle_request(conn *c, size_t end) {
     return;
   }
   size_t tl = strcspn(target, "?");
+  if (tl == 6 && strncmp(target, "/livez", 6) == 0) { /* answered at all: the loop runs */
+    respond_text(c, 200, "OK", "", "live\n", head);
+    return;
+  }
+  if (tl == 7 && strncmp(target, "/readyz", 7) == 0) {
+    const char *why = health_not_ready(c->h->s);
+    if (why) respond_text(c, 503, "Service Unavailable", "", why, head);
+    else respond_text(c, 200, "OK", "", "ready\n", head);
+    return;
+  }
   if (tl != 8 || strncmp(target, "/metrics", 8) != 0) {
-    respond_text(c, 404, "Not Found", "", "not found: the metrics are at /metrics\n", head);
+    respond_text(c, 404, "Not Found", "", "not found: the metrics are at /metrics (probes: /livez, /readyz)\n", head);
     return;
   }
   text t = {0};

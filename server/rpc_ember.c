@@ -400,7 +400,9 @@ static void list_models(srv_call *c) {
 
 void rpc_ember_handle(srv_call *c) {
   server *s = c->srv;
-  if (s->draining && (c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE)) {
+  /* Draining answers every call as usual: balancers and clients are still learning that this
+   * replica is going away (main.c). Only once the grace period is over is it too late. */
+  if (s->grace_over && (c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE)) {
     srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
     return;
   }

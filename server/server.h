@@ -38,7 +38,7 @@ typedef struct srv_config {
   int max_message;          /* bytes per message, either direction */
   int max_request_gflop;    /* compute one request may ask for */
   int poll_ms;              /* repository rescan period (a backstop for file events) */
-  int drain_ms;             /* after SIGTERM: NOT_SERVING, new calls UNAVAILABLE, for this long */
+  int drain_ms;             /* after SIGTERM: NOT_SERVING and /readyz 503, calls still answered, for this long */
   int grace_ms;             /* then in-flight calls get this long before they are cancelled */
   int max_idle_ms;          /* a connection without calls for this long is closed (0: never) */
   int log_level;            /* 0 debug, 1 info, 2 warn, 3 error */
@@ -314,6 +314,9 @@ int health_decode(srv_rpc rpc, const uint8_t *bytes, long len, char *service, si
 void health_event(srv_call *c, int ok);                    /* a watch's batch completed */
 void health_watch_closed(void *tag, int ok);              /* TAG_WATCH_CLOSED */
 void health_set_serving(struct server *s, int serving);
+/* Why this server should get no new traffic from a balancer (/readyz answers 503 with it):
+ * starting, draining, or no model loaded; NULL when ready. */
+const char *health_not_ready(struct server *s);
 void reflection_handle(srv_call *c);                       /* reflection.c */
 void reflection_event(srv_call *c, int ok);
 /* The packed ServerReflectionResponse to one request of `len` bytes (len < 0: unreadable); a
@@ -438,7 +441,7 @@ typedef struct server {
   int nevents, capevents;
   /* lifecycle */
   int serving;          /* health SERVING */
-  int draining;         /* new Predict/Sample get UNAVAILABLE */
+  int draining;         /* NOT_SERVING, /readyz 503; calls still answered; new Train refused */
   int shutting_down;    /* grpc_server_shutdown_and_notify called */
   int shutdown_done;    /* its tag came back */
   int grace_over;       /* what is left is being cancelled: its calls are answered UNAVAILABLE */

@@ -26,8 +26,8 @@
  *     ember_infer_opts r = model->infer;
  *     if (ember_wire_infer_from_msg(req->options, name, model->method, &r, &err) < 0) ...;
  *
- * Also here, because both ends of a call need them: gRPC status codes' names and packing a
- * message into a byte buffer (grpc.c).
+ * Also here, because both ends of a call need them: gRPC status codes' names, packing a
+ * message into a byte buffer (grpc.c) and the keepalive policy.
  *
  * Also here: a Predict or Sample request's x and its row count (rows.c), the shape both ends
  * must agree on.
@@ -174,5 +174,18 @@ const char *ember_wire_status_name(grpc_status_code code);
 
 /* A new byte buffer holding msg's encoding (caller destroys it). */
 grpc_byte_buffer *ember_wire_pack(const ProtobufCMessage *msg);
+
+/* The keepalive policy both ends agree on. A client pings a connection that has been silent
+ * for EMBER_KEEPALIVE_TIME_MS (calls or not) and drops it when no answer comes within
+ * EMBER_KEEPALIVE_TIMEOUT_MS, so a replica whose host vanished without closing its connections
+ * is noticed in half a minute, not when the kernel gives up. emberd accepts pings that far
+ * apart and more (EMBER_KEEPALIVE_MIN_PING_MS, without calls too); gRPC's default server policy
+ * (5 minutes, none without calls) would answer them with GOAWAY "too_many_pings". Other
+ * clients (Python grpcio, the balancers) use the same numbers: docs/cluster.md. */
+#define EMBER_KEEPALIVE_TIME_MS 20000
+#define EMBER_KEEPALIVE_TIMEOUT_MS 10000
+#define EMBER_KEEPALIVE_MIN_PING_MS 10000
+_Static_assert(EMBER_KEEPALIVE_TIME_MS >= EMBER_KEEPALIVE_MIN_PING_MS,
+               "clients would ping more often than emberd allows");
 
 #endif
