@@ -165,6 +165,21 @@ int args_server_target(const char *verb, const char *t) {
   const char *who = *verb ? verb : "", *sep = *verb ? " " : "";
   for (size_t i = 0; i < sizeof schemes / sizeof *schemes; i++)
     if (strncmp(t, schemes[i], strlen(schemes[i])) == 0) return 0; /* gRPC's own target syntax */
+  if (strchr(t, ',')) { /* a cluster: every address HOST:PORT (remote_client.c lists them) */
+    for (const char *p = t;; p++) {
+      size_t n = strcspn(p, ",");
+      char one[256];
+      if (n == 0 || n >= sizeof one) {
+        fprintf(stderr, "ember%s%s: --server %s: give addresses HOST:PORT separated by commas\n", sep, who, t);
+        return -1;
+      }
+      memcpy(one, p, n);
+      one[n] = 0;
+      if (args_server_target(verb, one) < 0) return -1;
+      p += n;
+      if (!*p) return 0;
+    }
+  }
   const char *colon = strrchr(t, ':');
   if (t[0] == '[') { /* [IPv6]:PORT */
     const char *close = strchr(t, ']');
