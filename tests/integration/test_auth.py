@@ -221,8 +221,8 @@ class Auth(it.EmberTest):
         self.cli_fails(["ember models: server says PERMISSION_DENIED"], *server, "models", env={"EMBER_TOKEN": "x"})
         self.assertEqual(self.cli_ok(*server, "health"), "SERVING\n")
         self.cli_fails(["ember bench serve: server says UNAUTHENTICATED"], "bench", "serve", *server, "--model", "jump")
-        out = self.cli_ok(*server, "bench", "serve", "--model", "jump", "--token-file", tokens, "--duration", 0.3,
-                          "--warmup", 0, "--streams", 2, "--samples", 64, "--threads", 1)
+        out = self.cli_ok(*server, "bench", "serve", "--model", "jump", "--token-file", tokens,
+                          "--duration", 0.3 * it.SCALE, "--warmup", 0, "--streams", 2, "--samples", 64, "--threads", 1)
         self.assertIn("errors=0", out)
         srv.stop_clean(self)
         log = srv.log()

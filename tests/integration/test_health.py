@@ -89,7 +89,9 @@ class Health(it.EmberTest):
             self.assertTrue(w.messages.empty(), "a watch got more than one NOT_SERVING")
 
     def test_work_in_flight_is_answered(self):
-        srv = self.start("--models", self.repo, "--drain-ms", 200, "--workers", 1)
+        # the default --grace-ms 5000, stretched for slow builds: the 4 s request and the one
+        # queued behind it must end inside it however the machine's load varies their time
+        srv = self.start("--models", self.repo, "--drain-ms", 200, "--workers", 1, "--grace-ms", int(5000 * it.SCALE))
         slow_req = it.slow_request(srv.stub, "m", [0.25, 0.5, -0.5, 0.75], seconds=4.0)
         expected = srv.stub.Predict(it.pb.PredictRequest(model="m", x=[0.75, -0.25],
                                                          options=it.pb.InferenceOptions(seed=3)),
