@@ -75,6 +75,7 @@ static void test_sample_limits(void **state) {
 
 /* x uniform in [-1, 1], y = +1 or -1 at random: two valid y at every x */
 static void two_valued(ember_dataset *ds, int n, uint64_t seed) {
+  memset(ds, 0, sizeof *ds); /* no names: x0.., y0.. */
   ds->n = n;
   ds->x_dim = 1;
   ds->y_dim = 1;

@@ -13,6 +13,7 @@
 
 /* n rows: x = (i, -i), y = (1000 + i): every row recognisable by its values */
 static void numbered(ember_dataset *ds, int n) {
+  memset(ds, 0, sizeof *ds); /* no names: x0.., y0.. */
   ds->n = n;
   ds->x_dim = 2;
   ds->y_dim = 1;
@@ -27,6 +28,7 @@ static void numbered(ember_dataset *ds, int n) {
 
 /* y = sin(2 x0) + 0.5 x1 with x uniform in [-1, 1]^2: learnable by a small net */
 static void smooth(ember_dataset *ds, int n, uint64_t seed) {
+  memset(ds, 0, sizeof *ds); /* no names: x0.., y0.. */
   ds->n = n;
   ds->x_dim = 2;
   ds->y_dim = 1;
@@ -51,6 +53,26 @@ static void test_split_rows(void **state) {
   assert_int_equal(ember_dataset_split_rows(1, 0.5f), 0);
   assert_int_equal(ember_dataset_split_rows(10, 0.0f), 0);
   assert_int_equal(ember_dataset_split_rows(10, 1.0f), 0);
+}
+
+/* both parts keep the file's column names: a model trained on a split has the file's signature */
+static void test_split_keeps_names(void **state) {
+  (void)state;
+  ember_dataset ds, tr, va;
+  numbered(&ds, 10);
+  const char *xn[] = {"p", "q"}, *yn[] = {"r"};
+  ds.x_names = ember_names_new(xn, 2, 'x');
+  ds.y_names = ember_names_new(yn, 1, 'y');
+  assert_int_equal(ember_dataset_split(&ds, 0.3f, 1, &tr, &va, NULL), 0);
+  const ember_dataset *parts[2] = {&tr, &va};
+  for (int k = 0; k < 2; k++) {
+    assert_non_null(parts[k]->x_names);
+    assert_string_equal(parts[k]->x_names[1], "q");
+    assert_string_equal(parts[k]->y_names[0], "r");
+  }
+  ember_dataset_free(&tr);
+  ember_dataset_free(&va);
+  ember_dataset_free(&ds);
 }
 
 static void test_split(void **state) {
@@ -287,6 +309,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_split_rows),
       cmocka_unit_test(test_split),
+      cmocka_unit_test(test_split_keeps_names),
       cmocka_unit_test(test_val_loss_at_chance),
       cmocka_unit_test(test_train_with_validation),
       cmocka_unit_test(test_checkpoint_keys),

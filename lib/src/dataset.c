@@ -78,7 +78,19 @@ int ember_dataset_split(const ember_dataset *ds, float frac, uint64_t seed, embe
   train->y = malloc((size_t)(n - nv) * dy * sizeof(float));
   val->x = malloc((size_t)nv * dx * sizeof(float));
   val->y = malloc((size_t)nv * dy * sizeof(float));
-  if (!perm || !held || !train->x || !train->y || !val->x || !val->y) {
+  /* both parts keep the file's column names (the model's signature comes from them) */
+  int names_ok = 1;
+  if (ds->x_names) {
+    train->x_names = ember_names_new((const char *const *)ds->x_names, dx, 'x');
+    val->x_names = ember_names_new((const char *const *)ds->x_names, dx, 'x');
+    names_ok = train->x_names && val->x_names;
+  }
+  if (ds->y_names && names_ok) {
+    train->y_names = ember_names_new((const char *const *)ds->y_names, dy, 'y');
+    val->y_names = ember_names_new((const char *const *)ds->y_names, dy, 'y');
+    names_ok = train->y_names && val->y_names;
+  }
+  if (!perm || !held || !train->x || !train->y || !val->x || !val->y || !names_ok) {
     free(perm);
     free(held);
     ember_dataset_free(train);

@@ -4,7 +4,7 @@
 . "$(dirname "$0")/common.inc"
 
 # y = +1 or -1 at random, x uniform in [-1, 1]
-gen() { awk -v seed="$1" -v n="$2" 'BEGIN { srand(seed); print "x,y";
+gen() { awk -v seed="$1" -v n="$2" 'BEGIN { srand(seed); print "x,y:y";
   for (i = 0; i < n; i++) printf "%.6f,%d\n", 2 * rand() - 1, rand() < 0.5 ? -1 : 1 }'; }
 gen 7 400 > "$T/train.csv"
 gen 8 150 > "$T/test.csv"

@@ -4,7 +4,7 @@
 . "$(dirname "$0")/common.inc"
 
 # y = sin(2x) on x in [-1, 1]: 400 training rows, 100 validation rows from another seed
-gen() { awk -v seed="$1" -v n="$2" 'BEGIN { srand(seed); print "x,y";
+gen() { awk -v seed="$1" -v n="$2" 'BEGIN { srand(seed); print "x,y:y";
   for (i = 0; i < n; i++) { x = 2 * rand() - 1; printf "%.6f,%.6f\n", x, sin(2 * x) } }'; }
 gen 5 400 > "$T/train.csv"
 gen 6 100 > "$T/val.csv"
@@ -45,12 +45,12 @@ echo "ok - --val-split: deterministic for the seed"
 "$EMBER" info --model "$T/f.safetensors" | grep -qE '^validation +none \(train with --val FILE or --val-split F\)$' || fail "info without validation"
 echo "ok - mse validation MSE; none without validation"
 
-printf 'x,y,z\n0.1,1,2\n' > "$T/wide.csv"
+printf 'x,y,y:z\n0.1,1,2\n' > "$T/wide.csv"
 expect_exit 2 "--val and --val-split" "give --val FILE or --val-split F, not both" "$EMBER" train --data "$T/train.csv" --out "$T/x.safetensors" --val "$T/val.csv" --val-split 0.1
 expect_exit 2 "--val-split 1" "the validation share (val split) must be in [0, 1) (0 = none), got 1" "$EMBER" train --data "$T/train.csv" --out "$T/x.safetensors" --val-split 1
 expect_exit 1 "--val with other columns" "--val: " "$EMBER" train --data "$T/train.csv" --out "$T/x.safetensors" --val "$T/wide.csv" --steps 1
 expect_exit 1 "--val missing" "nope.csv" "$EMBER" train --data "$T/train.csv" --out "$T/x.safetensors" --val "$T/nope.csv" --steps 1
-printf 'x,y\n0.5,1\n' > "$T/one.csv"
+printf 'x,y:y\n0.5,1\n' > "$T/one.csv"
 expect_exit 1 "--val-split of one row" "needs at least 2 rows, got 1" "$EMBER" train --data "$T/one.csv" --out "$T/x.safetensors" --val-split 0.5 --steps 1 --quiet
 [ ! -e "$T/x.safetensors" ] || fail "a refused train left a checkpoint"
 if "$EMBER" --help | grep -q "not in this build"; then
