@@ -50,6 +50,12 @@ void *tu_read_file(const char *path, size_t *len) {
   return buf;
 }
 
+int tu_fd_stride(void) {
+  const char *s = getenv("EMBER_TEST_FD_STRIDE");
+  int k = s && *s ? atoi(s) : 1;
+  return k > 1 ? k : 1;
+}
+
 double tu_max_rel_diff(const float *a, const float *b, size_t n) {
   double worst = 0;
   for (size_t i = 0; i < n; i++) {

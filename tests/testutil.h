@@ -19,6 +19,11 @@ void tu_write_file(const char *path, const void *data, size_t len);
 void *tu_read_file(const char *path, size_t *len);
 /* Largest |a[i] - b[i]| / max(1, |a[i]|, |b[i]|). */
 double tu_max_rel_diff(const float *a, const float *b, size_t n);
+/* Every how many values a finite-difference gradient check compares: 1, all of them, unless
+ * $EMBER_TEST_FD_STRIDE is a larger number. The TSan build sets it (tests/CMakeLists.txt):
+ * instrumented, these checks took most of its unit tests' time, and a check of fewer values runs
+ * the same code, threads included, for ThreadSanitizer to watch. */
+int tu_fd_stride(void);
 
 /* DFO inference options with everything else (Langevin, refine) zero, i.e. off. */
 #define DFO_OPTS(n, it, sig, shr, temp) \
