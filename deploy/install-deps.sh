@@ -22,6 +22,9 @@ test="libcmocka-dev python3 python3-grpcio python3-grpc-tools openssl clang libc
 runtime="libopenblas0-pthread libzip4 libjansson4 libpng16-16 libgrpc29 libprotobuf-c1 libuv1"
 bench="python3-torch python3-numpy"
 
+# kubectl for the offline check of deploy/k8s: Debian's kubernetes-client, unless a kubectl
+# from elsewhere (Kubernetes' own packages) is already installed, which it would conflict with
+command -v kubectl > /dev/null 2>&1 || test="$test kubernetes-client"
 want="$build $test"
 case "${1:-}" in
   --bench) want="$build $test $bench" ;;
