@@ -14,6 +14,7 @@ ports, with the repository's own configuration files: the test substitutes addre
 timeouts, and fails if a substitution no longer finds its line."""
 import json
 import os
+import random
 
 # gRPC core logs every answer nginx sends as HTML (its 502 page) at ERROR level; the test counts
 # those calls itself. Read when grpc initialises, so set before ember_it imports it.
@@ -41,10 +42,22 @@ PROXY_TIMEOUT_S = 3  # every balancer timeout in the test configs: a Train call 
 PUBLISH_WITHIN_S = 2.0
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(_rng=random.Random(os.getpid())):
+    """A free port below the kernel's ephemeral range: the balancers' configs and a restarted
+    replica need ports fixed in advance, and a port the kernel hands out (bind to 0) can be
+    handed to another test's process before the replica binds it (seen in the suite: "address
+    already in use"). Ports below the range are never handed out that way."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    for _ in range(1000):
+        port = _rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below %d" % low)
 
 
 def http_status(url, timeout=2):
