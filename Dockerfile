@@ -35,7 +35,8 @@ USER 10001:10001
 VOLUME /models
 EXPOSE 50051
 # grpc.health.v1.Health/Check on the server's own port; exits 0 only when it answers SERVING.
-# If you change --listen's port, change it here too.
+# If you change --listen's port, change it here too; with TLS on, the check needs --tls-ca
+# (docker run --health-cmd, deploy/docker.md "TLS, tokens and the health check").
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
   CMD ["ember", "--server", "127.0.0.1:50051", "health"]
 # emberd drains on SIGTERM (health NOT_SERVING, in-flight calls answered) before it exits.

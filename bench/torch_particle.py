@@ -12,7 +12,7 @@ train   --data DEMOS.csv --y-dim N --out MODEL.pt --seed S
         [--arch resnet --width 128 --depth 2 --batch 256 --negatives 64 --steps 8000 --lr 1e-3
          --lr-decay 0.99 --decay-steps 100 --temperature 1 --bound-margin 0.05 --ema 0 --threads 2]
   ember's Method A (lib/src/train.c, ember/train.h):
-  - DEMOS.csv as `ember data particle` writes it (header x0..,y0..; the last N columns are y).
+  - DEMOS.csv as `ember data particle` writes it (header x0..,y:y0..; the last N columns are y).
   - x and y normalised per column to zero mean / unit variance (population std, computed in
     double, kept as float32; a column with std <= 1e-6 (1 + |mean|) is left unscaled, std 1).
   - Sampling bounds: the normalised y's per-column min/max, each side widened by bound-margin x
@@ -84,8 +84,8 @@ How it differs from ember (where it could matter):
     1e-7 (a success decided within that of 0.05 could flip; none did in the checks).
   - No gradient clipping, no spectral normalisation, no Langevin/ardfo/mse: Method A with DFO
     inference only (and no sample-then-refine).
-  - Speed is PyTorch's: slower than ember (README.md's Performance table has ember's InfoNCE
-    step at 3.6-3.9x PyTorch's throughput at the paper's network size).
+  - Speed is PyTorch's: slower than ember (docs/performance.md has ember's InfoNCE step
+    against PyTorch's at the paper's network size).
 
 Examples (ember's build in build/release/):
   build/release/ember data particle --dims 2 --episodes 2000 --seed 0 --out /tmp/p2.csv
@@ -152,8 +152,8 @@ def load_demos(path, y_dim):
     header, a = read_csv(path)
     if y_dim < 1 or y_dim >= a.shape[1]:
         die(f"{path}: --y-dim {y_dim} leaves no x column ({a.shape[1]} columns)")
-    want = [f"y{j}" for j in range(y_dim)]
-    if header[-y_dim:] != want:
+    want = [f"y:y{j}" for j in range(y_dim)]  # y marked, as `ember train` reads it (y0.. before)
+    if [h if h.startswith("y:") else "y:" + h for h in header[-y_dim:]] != want:
         die(f"{path}: the last {y_dim} columns should be {','.join(want)}, got {','.join(header[-y_dim:])}")
     if not np.isfinite(a).all():
         die(f"{path}: non-finite values")

@@ -64,7 +64,7 @@ Examples:
   /usr/bin/python3 bench/torch_reference.py infer --samples 1024,16384 --arch resnet,mlp
   /usr/bin/python3 bench/torch_reference.py train --batch 512 --negatives 256 --threads 2
   /usr/bin/python3 bench/torch_reference.py train --method langevin --negatives 16 --threads 1,2
-  /usr/bin/python3 bench/torch_reference.py fixture tests/data
+  /usr/bin/python3 bench/torch_reference.py fixture tests/fixtures
 """
 import argparse
 import ctypes

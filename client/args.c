@@ -109,6 +109,105 @@ bad:
   return -1;
 }
 
+/* Options that one mode of a verb has and the other does not: an unknown option found here
+ * is the other mode's, and the message says which mode takes it instead of "unknown option".
+ * remote 1: only `ember --server HOST:PORT VERB` has it; 0: only local mode. verbs: the verbs
+ * that have it in that mode, space-separated. */
+static const struct {
+  const char *name, *verbs;
+  int remote;
+  const char *hint;
+} mode_opts[] = {
+    {"version", "predict sample info", 1, "a version of the model the server serves; locally --model names a checkpoint file"},
+    {"deadline-ms", "predict sample info models health", 1, "each request's deadline"},
+    {"chunk-rows", "predict sample", 1, "input rows per request"},
+    {"model", "train", 1, "the model on the server that gets a new version; locally, --out FILE names the checkpoint"},
+    {"dataset", "train", 1, "a file in the server's --data-dir; locally, --data FILE"},
+    {"tls-ca", "train predict sample info models health", 1, "TLS to the server"},
+    {"tls-cert", "train predict sample info models health", 1, "TLS to the server"},
+    {"tls-key", "train predict sample info models health", 1, "TLS to the server"},
+    {"token-file", "train predict sample info models health", 1, "the server's bearer token"},
+    {"out", "train", 0, "with --server the server publishes the model as the next version of --model NAME"},
+    {"snapshot-every", "train", 0, "snapshots are written beside a local --out"},
+};
+
+/* Whether `verb` is one of the space-separated words in `verbs`. */
+static int verb_in(const char *verb, const char *verbs) {
+  size_t n = strlen(verb);
+  for (const char *p = verbs; *p;) {
+    const char *e = strchr(p, ' ');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len == n && strncmp(p, verb, n) == 0) return 1;
+    p += len + (e ? 1 : 0);
+  }
+  return 0;
+}
+
+/* Says which mode takes the unknown option --name (len bytes) of verb, if one does: 1, else 0. */
+static int other_mode(const char *verb, const char *name, size_t len) {
+  for (size_t i = 0; i < sizeof mode_opts / sizeof *mode_opts; i++) {
+    if (strlen(mode_opts[i].name) != len || strncmp(mode_opts[i].name, name, len) != 0 ||
+        !verb_in(verb, mode_opts[i].verbs))
+      continue;
+    if (mode_opts[i].remote)
+      fprintf(stderr, "ember %s: --%s is for remote mode, ember --server HOST:PORT %s --%s ... (%s)\n", verb,
+              mode_opts[i].name, verb, mode_opts[i].name, mode_opts[i].hint);
+    else
+      fprintf(stderr, "ember %s: --%s is for local mode, without --server (%s)\n", verb, mode_opts[i].name,
+              mode_opts[i].hint);
+    return 1;
+  }
+  return 0;
+}
+
+int args_server_target(const char *verb, const char *t) {
+  static const char *const schemes[] = {"unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:", "vsock:"};
+  const char *who = *verb ? verb : "", *sep = *verb ? " " : "";
+  for (size_t i = 0; i < sizeof schemes / sizeof *schemes; i++)
+    if (strncmp(t, schemes[i], strlen(schemes[i])) == 0) return 0; /* gRPC's own target syntax */
+  if (strchr(t, ',')) { /* a cluster: every address HOST:PORT (remote_client.c lists them) */
+    for (const char *p = t;; p++) {
+      size_t n = strcspn(p, ",");
+      char one[256];
+      if (n == 0 || n >= sizeof one) {
+        fprintf(stderr, "ember%s%s: --server %s: give addresses HOST:PORT separated by commas\n", sep, who, t);
+        return -1;
+      }
+      memcpy(one, p, n);
+      one[n] = 0;
+      if (args_server_target(verb, one) < 0) return -1;
+      p += n;
+      if (!*p) return 0;
+    }
+  }
+  const char *colon = strrchr(t, ':');
+  if (t[0] == '[') { /* [IPv6]:PORT */
+    const char *close = strchr(t, ']');
+    colon = close && close[1] == ':' ? close + 1 : NULL;
+  } else if (colon && strchr(t, ':') != colon) {
+    fprintf(stderr, "ember%s%s: --server %s: an IPv6 address goes in brackets, [ADDRESS]:PORT (e.g. [::1]:50051)\n",
+            sep, who, t);
+    return -1;
+  }
+  if (!colon) {
+    fprintf(stderr, "ember%s%s: --server %s has no port: give HOST:PORT (e.g. %s:50051; emberd listens on "
+                    "port 50051 unless its --listen says otherwise)\n", sep, who, t, t);
+    return -1;
+  }
+  const char *port = colon + 1;
+  int ok = *port && strlen(port) <= 5;
+  for (const char *p = port; *p && ok; p++) ok = *p >= '0' && *p <= '9';
+  if (!ok || atoi(port) < 1 || atoi(port) > 65535) {
+    fprintf(stderr, "ember%s%s: --server %s: the port must be a number 1..65535, got '%s'\n", sep, who, t, port);
+    return -1;
+  }
+  if (colon == t) {
+    fprintf(stderr, "ember%s%s: --server %s has no host: give HOST:PORT (e.g. localhost%s)\n", sep, who, t, t);
+    return -1;
+  }
+  return 0;
+}
+
 int args_parse(const char *verb, const char *usage, opt_spec *specs, int nspecs, int argc,
                char **argv) {
   for (int i = 0; i < argc; i++) {
@@ -128,8 +227,9 @@ int args_parse(const char *verb, const char *usage, opt_spec *specs, int nspecs,
     for (int k = 0; k < nspecs && !s; k++)
       if (strlen(specs[k].name) == len && strncmp(specs[k].name, name, len) == 0) s = &specs[k];
     if (!s) {
-      fprintf(stderr, "ember %s: unknown option '--%.*s' (see ember %s --help)\n", verb, (int)len,
-              name, verb);
+      if (!other_mode(verb, name, len))
+        fprintf(stderr, "ember %s: unknown option '--%.*s' (see ember %s --help)\n", verb, (int)len,
+                name, verb);
       return -1;
     }
     s->min_set = 1;

@@ -2,8 +2,9 @@
  *
  * Each verb declares a table of options (name, type, destination, help); args_parse fills the
  * destinations from argv, accepting "--name value" and "--name=value", and refuses unknown
- * options, missing values and malformed numbers with a message naming the option. The same
- * table prints the verb's --help, with defaults taken from the destinations' initial values.
+ * options, missing values and malformed numbers with a message naming the option; an option
+ * that only the verb's other mode (local, or remote with --server) has is named as such. The
+ * same table prints the verb's --help, with defaults taken from the destinations' initial values.
  */
 #ifndef EMBER_ARGS_H
 #define EMBER_ARGS_H
@@ -37,5 +38,10 @@ int args_parse(const char *verb, const char *usage, opt_spec *specs, int nspecs,
 void args_help(FILE *f, const char *verb, const char *usage, const opt_spec *specs, int nspecs);
 /* Whether option `name` was given on the command line. */
 int args_given(const opt_spec *specs, int nspecs, const char *name);
+
+/* Checks a --server target: HOST:PORT, [IPv6]:PORT, or one of gRPC's schemes (unix:PATH, ...).
+ * A host without a port is refused (gRPC would quietly try port 443). 0, or -1 after saying
+ * what is wrong on stderr ("ember VERB: ..."; verb "" for the global option). */
+int args_server_target(const char *verb, const char *target);
 
 #endif

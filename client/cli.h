@@ -18,7 +18,11 @@ int cmd_data_particle(int argc, char **argv);
 int cmd_eval_particle(const char *server, int argc, char **argv);
 int cmd_data_toy(int argc, char **argv);
 int cmd_eval_toy(int argc, char **argv);
+int cmd_eval_data(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+/* `ember pin` / `ember unpin` (verb): DIR/<model>/serving.conf's version line. Local only: with
+ * server set it says so. */
+int cmd_pin(const char *server, const char *verb, int argc, char **argv);
 /* `ember plot curves` (plot_curves.c): learning curves from a CSV; argv after "curves". */
 int cmd_plot_curves(int argc, char **argv);
 

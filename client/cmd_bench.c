@@ -163,10 +163,10 @@ static int bench_infer(int argc, char **argv) {
             double flops = ember_infer_flops(&m, &o) * nq;
             printf("infer method=%s arch=%s width=%d depth=%d x_dim=%d y_dim=%d samples=%d iters=%d queries=%d "
                    "threads=%d p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f queries_per_s=%.1f gflops=%.1f "
-                   "sgemm_peak_gflops=%.1f efficiency=%.0f%%\n",
+                   "sgemm_peak_gflops=%.1f efficiency=%.0f%% blas=%s\n",
                    method, arch, widths.v[wi], depth, x_dim, y_dim, o.samples, iters, nq, threads.v[ti],
                    p50 * 1e3, cli_percentile(times, reps, 0.9) * 1e3, cli_percentile(times, reps, 0.99) * 1e3,
-                   nq / p50, flops / p50 / 1e9, peak, 100.0 * flops / p50 / 1e9 / peak);
+                   nq / p50, flops / p50 / 1e9, peak, 100.0 * flops / p50 / 1e9 / peak, ember_blas_core());
             fflush(stdout);
           } else {
             fprintf(stderr, "ember bench infer: %s\n", err.msg);
@@ -263,10 +263,10 @@ static int bench_train(int argc, char **argv) {
       double gflops = ember_train_step_flops(&m, &o) * sps / 1e9;
       printf("train method=%s arch=%s width=%d depth=%d x_dim=%d y_dim=%d batch=%d negatives=%d "
              "threads=%d step_ms=%.1f steps_per_s=%.3f pairs_per_s=%.0f gflops=%.1f "
-             "sgemm_peak_gflops=%.1f efficiency=%.0f%% loss=%.4f\n",
+             "sgemm_peak_gflops=%.1f efficiency=%.0f%% loss=%.4f blas=%s\n",
              method, arch, o.width, o.depth, x_dim, y_dim, o.batch,
              o.method == EMBER_METHOD_MSE ? 0 : o.negatives, threads.v[ti], 1e3 / sps, sps,
-             pairs * sps, gflops, peak, 100.0 * gflops / peak, (double)loss);
+             pairs * sps, gflops, peak, 100.0 * gflops / peak, (double)loss, ember_blas_core());
       fflush(stdout);
     } else {
       fprintf(stderr, "ember bench train: %s\n", err.msg);

@@ -23,21 +23,24 @@
 
 /* A note (not an error) when some x lies far outside the training data: the model answers,
  * but nothing it learned is about such x. Far = more than this many standard deviations from
- * the training mean. */
+ * the training mean in some column (z: ember_model_x_max_abs_z locally, the server's
+ * x_max_abs_z remotely; the one note for both modes). */
 #define FAR_X_SIGMA 10.0f
 
-static void note_far_x(const char *verb, const ember_model *m, const ember_dataset *ds) {
-  float worst = 0.0f;
-  size_t at = 0;
-  for (size_t i = 0; i < (size_t)ds->n * m->x_dim; i++) {
-    int c = (int)(i % (size_t)m->x_dim);
-    float z = fabsf((ds->x[i] - m->x_mean[c]) / m->x_std[c]);
-    if (z > worst) worst = z, at = i;
+void cli_note_far_x(const char *verb, const float *z, int n) {
+  int far = 0, worst = 0;
+  for (int i = 0; i < n; i++) {
+    far += z[i] > FAR_X_SIGMA;
+    if (z[i] > z[worst]) worst = i;
   }
-  if (worst > FAR_X_SIGMA)
-    fprintf(stderr, "ember %s: note: x[%zu,%zu] = %g is %.3g standard deviations from the training data's "
-                    "mean; answers for x that far out are extrapolation\n",
-            verb, at / (size_t)m->x_dim, at % (size_t)m->x_dim, (double)ds->x[at], (double)worst);
+  if (far == 1)
+    fprintf(stderr, "ember %s: note: row %d of x is %.3g standard deviations from the training data's "
+                    "mean (in its farthest column); answers for x that far out are extrapolation\n",
+            verb, worst, (double)z[worst]);
+  else if (far > 1)
+    fprintf(stderr, "ember %s: note: %d rows of x are more than %g standard deviations from the training "
+                    "data's mean (the farthest: row %d, %.3g); answers for x that far out are extrapolation\n",
+            verb, far, (double)FAR_X_SIGMA, worst, (double)z[worst]);
 }
 
 /* Loads model and inputs; options not given on the command line come from the model. */
@@ -63,7 +66,16 @@ static int open_all(const char *verb, infer_cli *c, const opt_spec *specs, int n
     ember_model_free(m);
     return 1;
   }
-  note_far_x(verb, m, ds);
+  float *z = malloc((size_t)ds->n * sizeof *z);
+  if (!z) {
+    fprintf(stderr, "ember %s: out of memory for %d rows\n", verb, ds->n);
+    ember_dataset_free(ds);
+    ember_model_free(m);
+    return 1;
+  }
+  ember_model_x_max_abs_z(m, ds->x, ds->n, z, NULL);
+  cli_note_far_x(verb, z, ds->n);
+  free(z);
   if (cli_pool(verb, c->threads, pool) < 0) {
     ember_dataset_free(ds);
     ember_model_free(m);
@@ -148,8 +160,14 @@ int infer_cli_resolve(infer_cli *c, const opt_spec *specs, int nspecs, const emb
   return 0;
 }
 
-void cli_print_predict(const float *y, const float *e, int n, int d, int with_energy) {
-  for (int j = 0; j < d; j++) printf("%sy%d", j ? "," : "", j);
+/* y's column j as the header names it: the model's name, or y<j>. */
+static void print_y_name(char *const *names, int j, const char *sep) {
+  if (names) printf("%s%s", sep, names[j]);
+  else printf("%sy%d", sep, j);
+}
+
+void cli_print_predict(const float *y, const float *e, int n, int d, int with_energy, char *const *names) {
+  for (int j = 0; j < d; j++) print_y_name(names, j, j ? "," : "");
   printf(with_energy ? ",energy\n" : "\n");
   for (int i = 0; i < n; i++) {
     for (int j = 0; j < d; j++) printf("%s%.7g", j ? "," : "", (double)y[(size_t)i * d + j]);
@@ -159,9 +177,9 @@ void cli_print_predict(const float *y, const float *e, int n, int d, int with_en
 }
 
 void cli_print_modes(const float *my, const float *me, const float *mw, const int *count, int n,
-                     int k, int d) {
+                     int k, int d, char *const *names) {
   printf("row,rank,energy,weight");
-  for (int j = 0; j < d; j++) printf(",y%d", j);
+  for (int j = 0; j < d; j++) print_y_name(names, j, ",");
   putchar('\n');
   for (int i = 0; i < n; i++)
     for (int r = 0; r < count[i]; r++) {
@@ -205,7 +223,7 @@ int cmd_predict(int argc, char **argv) {
     fprintf(stderr, "ember predict: %s\n", err.msg);
     rc = 1;
   } else {
-    cli_print_predict(y, e, ds.n, m.y_dim, with_energy);
+    cli_print_predict(y, e, ds.n, m.y_dim, with_energy, m.y_names);
     rc = cli_finish_stdout("predict");
   }
   free(y);
@@ -251,7 +269,7 @@ int cmd_sample(int argc, char **argv) {
     fprintf(stderr, "ember sample: %s\n", err.msg);
     rc = 1;
   } else {
-    cli_print_modes(my, me, mw, count, ds.n, k, d);
+    cli_print_modes(my, me, mw, count, ds.n, k, d, m.y_names);
     rc = cli_finish_stdout("sample");
   }
   free(my);
@@ -260,6 +278,12 @@ int cmd_sample(int argc, char **argv) {
   free(count);
   close_all(&m, &ds, pool, inf);
   return rc;
+}
+
+void cli_print_names(const char *name, char *const *names, int n) {
+  printf("%-18s [", name);
+  for (int i = 0; i < n; i++) printf("%s%s", i ? ", " : "", names[i]);
+  printf("]\n");
 }
 
 void cli_print_vec(const char *name, const float *v, int n) {
@@ -293,6 +317,8 @@ int cmd_info(int argc, char **argv) {
   else
     printf("%-18s %s %dx%d (%zu parameters%s)\n", "network", ember_arch_name(m.net.shape.arch),
            m.net.shape.width, m.net.shape.depth, params, m.sn_w ? ", spectrally normalised" : "");
+  cli_print_names("x_names", m.x_names, m.x_dim);
+  cli_print_names("y_names", m.y_names, m.y_dim);
   cli_print_vec("x_mean", m.x_mean, m.x_dim);
   cli_print_vec("x_std", m.x_std, m.x_dim);
   cli_print_vec("y_mean", m.y_mean, m.y_dim);
@@ -324,6 +350,15 @@ int cmd_info(int argc, char **argv) {
   printf("%-18s %lld steps, batch %d, negatives %d, lr %g, temperature %g, seed %llu, final loss %.4f\n",
          "training", (long long)m.train_steps, m.train_batch, m.train_negatives, (double)m.train_lr,
          (double)m.train_temperature, (unsigned long long)m.train_seed, (double)m.train_loss);
+  if (m.train_val_rows > 0 && m.method == EMBER_METHOD_MSE)
+    printf("%-18s MSE %.4f on %d held-out rows (normalised units; answering the training mean: %.4f)\n",
+           "validation", (double)m.train_val_loss, m.train_val_rows, (double)m.train_val_chance);
+  else if (m.train_val_rows > 0)
+    printf("%-18s loss %.4f on %d held-out rows (chance level %.4f: log of %.0f candidates per row)\n",
+           "validation", (double)m.train_val_loss, m.train_val_rows, (double)m.train_val_chance,
+           exp((double)m.train_val_chance));
+  else
+    printf("%-18s none (train with --val FILE or --val-split F)\n", "validation");
   ember_model_free(&m);
   return 0;
 }

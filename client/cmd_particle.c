@@ -84,7 +84,7 @@ int cmd_data_particle(int argc, char **argv) {
       {"history", OPT_INT, &history, "H", "x holds the last H observations, oldest first (4N H columns; the first one repeated at an episode's start)", 0, 0},
       {"episodes", OPT_INT, &episodes, "E", "oracle demonstrations (50 rows each; the paper uses 2000)", 0, 0},
       {"seed", OPT_U64, &seed, "S", "episode e is reset from random stream (S, e)", 0, 0},
-      {"out", OPT_STR, &out, "FILE", "CSV to write (header x0..x{4N-1},y0..y{N-1}; - = stdout)", 0, 0},
+      {"out", OPT_STR, &out, "FILE", "CSV to write (header x0..x{4N-1},y:y0..y:y{N-1}, y marked for ember train; - = stdout)", 0, 0},
   };
   int nspecs = (int)(sizeof specs / sizeof *specs);
   int rc = args_parse(verb, "--dims N --episodes E --out FILE [--seed S] [--history H]", specs, nspecs, argc, argv);
@@ -113,7 +113,7 @@ int cmd_data_particle(int argc, char **argv) {
   }
   FILE *f = o.f;
   for (int j = 0; j < nx; j++) fprintf(f, "%sx%d", j ? "," : "", j);
-  for (int j = 0; j < dims; j++) fprintf(f, ",y%d", j);
+  for (int j = 0; j < dims; j++) fprintf(f, ",y:y%d", j); /* y: marks y for ember train */
   fputc('\n', f);
   int ok = 0;
   for (int e = 0; e < episodes; e++) {
@@ -286,6 +286,7 @@ int cmd_eval_particle(const char *server, int argc, char **argv) {
     }
   }
   int x_dim = 4 * dims, y_dim = dims;
+  if (server && args_server_target(verb, server) < 0) return 2;
   if (c.model && server) {
 #ifdef EMBER_REMOTE
     remote_policy_desc desc;

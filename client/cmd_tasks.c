@@ -4,6 +4,7 @@
  *   ember data toy NAME ...     one of the paper's 1-D toys (cmd_toy.c)
  *   ember eval particle ...     closed-loop episodes, locally or through emberd (cmd_particle.c)
  *   ember eval toy NAME ...     error, stranded predictions and mode coverage (cmd_toy.c)
+ *   ember eval data ...         error and mode coverage on the user's own pairs (cmd_evaldata.c)
  */
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,9 @@ static int tasks_usage(FILE *f, const char *verb) {
           "usage: ember %s particle [options]      (ember %s particle --help)\n"
           "       ember %s toy NAME [options]      (ember %s toy --help lists the toys)\n",
           verb, verb, verb, verb);
+  if (strcmp(verb, "eval") == 0)
+    fprintf(f, "       ember eval data --model M --data FILE [options]   (your own (x, y) pairs: error and\n"
+               "                                                    mode coverage by sample count)\n");
   return f == stdout ? 0 : 2;
 }
 
@@ -40,6 +44,13 @@ int cmd_eval(const char *server, int argc, char **argv) {
     }
     return cmd_eval_toy(argc - 1, argv + 1);
   }
-  fprintf(stderr, "ember eval: unknown task '%s' (particle or toy)\n", argv[0]);
+  if (strcmp(argv[0], "data") == 0) {
+    if (server) {
+      fprintf(stderr, "ember eval data: runs locally only (--model FILE); eval particle takes --server\n");
+      return 2;
+    }
+    return cmd_eval_data(argc - 1, argv + 1);
+  }
+  fprintf(stderr, "ember eval: unknown task '%s' (particle, toy or data)\n", argv[0]);
   return 2;
 }

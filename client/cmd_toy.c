@@ -72,7 +72,7 @@ static int write_csv(const char *path, const float *x, const float *y, int n) {
     fprintf(stderr, "ember data toy: %s\n", why);
     return 1;
   }
-  fprintf(o.f, "x,y\n");
+  fprintf(o.f, "x,y:y\n"); /* y: marks y, so `ember train` needs no --y-dim */
   for (int i = 0; i < n; i++) fprintf(o.f, "%.7g,%.7g\n", (double)x[i], (double)y[i]);
   if (cli_outfile_commit(&o, why, sizeof why) < 0) {
     fprintf(stderr, "ember data toy: %s\n", why);

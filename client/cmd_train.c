@@ -53,8 +53,10 @@ void train_printer_show(train_printer *st, const ember_train_progress *p) {
     char bar[32];
     for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
     bar[width] = 0;
-    fprintf(stderr, "\r[%s] step %lld/%lld  loss %.4f  %.1f steps/s  ETA %s   ", bar,
-            (long long)p->step, (long long)p->steps, (double)p->loss_avg, p->steps_per_s, eta);
+    char val[48] = "";
+    if (p->val_rows > 0) snprintf(val, sizeof val, "  val %.4f", p->val_loss);
+    fprintf(stderr, "\r[%s] step %lld/%lld  loss %.4f%s  %.1f steps/s  ETA %s   ", bar,
+            (long long)p->step, (long long)p->steps, (double)p->loss_avg, val, p->steps_per_s, eta);
     if (last) fputc('\n', stderr);
   } else {
     /* remote progress comes about twice a second: a step off the 1/20 grid still prints when it
@@ -63,8 +65,11 @@ void train_printer_show(train_printer *st, const ember_train_progress *p) {
     if (!last && grid <= st->last_grid && now - st->last_print < 10.0) return;
     st->last_grid = grid;
     st->last_print = now;
-    fprintf(stderr, "step %lld/%lld loss %.4f avg %.4f lr %.3g %.1f steps/s eta %s\n",
-            (long long)p->step, (long long)p->steps, (double)p->loss, (double)p->loss_avg,
+    char val[96] = "";
+    if (p->val_rows > 0)
+      snprintf(val, sizeof val, " val %.4f (chance %.4f, %d rows)", p->val_loss, p->val_chance, p->val_rows);
+    fprintf(stderr, "step %lld/%lld loss %.4f avg %.4f%s lr %.3g %.1f steps/s eta %s\n",
+            (long long)p->step, (long long)p->steps, (double)p->loss, (double)p->loss_avg, val,
             (double)p->lr, p->steps_per_s, eta);
   }
   fflush(stderr);
@@ -80,6 +85,18 @@ void train_cli_banner(const train_cli *t, int n, int x_dim, int y_dim) {
   if (o->method == EMBER_METHOD_ARDFO) fprintf(stderr, ", %d negatives, %d prefix nets\n", o->negatives, y_dim);
   if (o->method == EMBER_METHOD_LANGEVIN)
     fprintf(stderr, ", %d negatives through %d-step chains\n", o->negatives, o->langevin.steps);
+  if (o->val_split > 0.0f)
+    fprintf(stderr, "validating on %d of the %d rows, held out (--val-split %g, seed %llu)\n",
+            ember_dataset_split_rows(n, o->val_split), n, (double)o->val_split, (unsigned long long)o->seed);
+  else if (t->val)
+    fprintf(stderr, "validating on %s (%d rows)\n", t->val, t->val_rows);
+}
+
+void train_cli_val_text(ember_method method, int rows, double loss, double chance, char *buf, size_t len) {
+  buf[0] = 0;
+  if (rows > 0)
+    snprintf(buf, len, ", validation %s %.4f (%s %.4f, %d rows)", method == EMBER_METHOD_MSE ? "MSE" : "loss",
+             loss, method == EMBER_METHOD_MSE ? "answering the mean" : "chance", chance, rows);
 }
 
 /* --snapshot-every: OUT (less .safetensors) + "-stepK.safetensors" */
@@ -132,10 +149,11 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
   t->y_dim = -1;
   t->threads = cli_default_threads();
   opt_spec all[] = {
-      {"data", OPT_STR, &t->data, "FILE", remote ? "training pairs, sent to the server: CSV (last --y-dim columns are y) or .npz with x and y" : "training pairs: CSV (last --y-dim columns are y) or .npz with x and y", 0, 0},
+      {"data", OPT_STR, &t->data, "FILE", remote ? "training pairs, read here and sent to the server: CSV (which columns are y: --y-cols, --y-dim or y: marks in its header; docs/signatures.md) or .npz with x and y" : "training pairs: CSV (which columns are y: --y-cols, --y-dim or y: marks in its header, e.g. px,py,y:ax,y:ay; docs/signatures.md) or .npz with x and y (and optional x_names, y_names)", 0, 0},
       {"out", OPT_STR, &t->out, "FILE", "where to write the model (.safetensors)", 0, 0},
       {"method", OPT_STR, &t->method, "M", "dfo (implicit, InfoNCE + DFO), ardfo (implicit, one net per y-prefix + autoregressive DFO), langevin (implicit, Langevin chains) or mse (explicit); each has its own defaults below (ember train --method M --help shows them)", 0, 0},
-      {"y-dim", OPT_INT, &t->y_dim, NULL, "columns of y (default: 1 for CSV, the y array's width for .npz)", 0, 1},
+      {"y-dim", OPT_INT, &t->y_dim, NULL, "columns of y, the last K of a CSV (default: a CSV header's y: columns, or --y-cols; a CSV with neither is refused, never guessed; .npz: the y array's width)", 0, 1},
+      {"y-cols", OPT_STR, &t->y_cols, "A,B", "a CSV header's y columns by name, in y's order (e.g. ax,ay); the rest are x", 0, 1},
       {"steps", OPT_I64, &o->steps, NULL, "training steps", 0, 0},
       {"batch", OPT_INT, &o->batch, NULL, "examples per step", 0, 0},
       {"negatives", OPT_INT, &o->negatives, NULL, "counter-examples per example (uniform; langevin: moved by chains)", 0, 0},
@@ -168,6 +186,8 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
       {"iters", OPT_INT, &o->infer.iters, NULL, "default inference iterations stored in the model", 0, 0},
       {"sigma", OPT_FLOAT, &o->infer.sigma, NULL, "default initial inference noise (normalised units)", 0, 0},
       {"shrink", OPT_FLOAT, &o->infer.shrink, NULL, "default noise shrink per iteration", 0, 0},
+      {"val", OPT_STR, &t->val, "FILE", remote ? "not with --server: send --val-split instead (the server holds that share of the data out)" : "validation pairs with --data's columns: their loss is shown as training goes and stored in the model (ember info)", 0, 0},
+      {"val-split", OPT_FLOAT, &o->val_split, "F", "hold out this share of --data's rows (chosen by --seed) for validation instead (0 = none)", 0, 0},
       {"quiet", OPT_FLAG, &t->quiet, NULL, "no progress output", 0, 0},
   };
   /* remote: no --out (the server publishes), and --threads is refused (the server's
@@ -216,6 +236,15 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
       fprintf(stderr, "ember train: --%s applies to --method langevin only\n", langevin_only[i]);
       return -1;
     }
+  if (remote && t->val) {
+    fprintf(stderr, "ember train: --val FILE is local only; with --server use --val-split F (the server holds "
+                    "that share of the training rows out)\n");
+    return -1;
+  }
+  if (t->val && o->val_split > 0.0f) {
+    fprintf(stderr, "ember train: give --val FILE or --val-split F, not both\n");
+    return -1;
+  }
   if (t->snapshot_every < 0) {
     fprintf(stderr, "ember train: --snapshot-every must be >= 0, got %lld\n", (long long)t->snapshot_every);
     return -1;
@@ -262,7 +291,8 @@ int cmd_train(int argc, char **argv) {
   if (cli_pool("train", threads, &pool) < 0) return 2;
 
   ember_dataset ds;
-  if (ember_dataset_read(data, -1, y_dim, &ds, &err) < 0) {
+  ember_dataset_spec spec = {-1, y_dim, t.y_cols};
+  if (ember_dataset_load(data, &spec, &ds, &err) < 0) {
     fprintf(stderr, "ember train: %s\n", err.msg);
     ember_pool_destroy(pool);
     return 1;
@@ -277,10 +307,23 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "ember train: note: y has one column, so this ardfo model is a dfo model with ardfo's "
                     "inference defaults (%d samples, temperature %g); pass --y-dim if y has more\n",
             o.infer.samples, (double)o.infer.temperature);
+  ember_dataset vds;
+  memset(&vds, 0, sizeof vds);
+  if (t.val) {
+    if (ember_dataset_read(t.val, ds.x_dim, ds.y_dim, &vds, &err) < 0) {
+      fprintf(stderr, "ember train: --val: %s\n", err.msg);
+      ember_dataset_free(&ds);
+      ember_pool_destroy(pool);
+      return 1;
+    }
+    o.val = &vds;
+    t.val_rows = vds.n;
+  }
   train_printer st;
   train_printer_init(&st, quiet, o.steps);
   o.progress = on_progress;
   o.progress_ctx = &st;
+  o.val_every = st.every; /* a fresh validation loss on every plain progress line */
   snapshot_ctx sc = {out, quiet};
   if (t.snapshot_every > 0) {
     o.snapshot_every = t.snapshot_every;
@@ -294,6 +337,7 @@ int cmd_train(int argc, char **argv) {
   rc = ember_train(&ds, &o, pool, &m, &err);
   signal(SIGINT, SIG_DFL);
   ember_dataset_free(&ds);
+  ember_dataset_free(&vds);
   ember_pool_destroy(pool);
   if (rc < 0) {
     if (st.tty && !quiet) fputc('\n', stderr);
@@ -306,9 +350,11 @@ int cmd_train(int argc, char **argv) {
     ember_model_free(&m);
     return 1;
   }
+  char val[160];
+  train_cli_val_text(m.method, m.train_val_rows, m.train_val_loss, m.train_val_chance, val, sizeof val);
   if (!quiet)
-    fprintf(stderr, "trained %lld steps in %.1fs, final loss %.4f; wrote %s\n",
-            (long long)m.train_steps, ember_now() - t0, (double)m.train_loss, out);
+    fprintf(stderr, "trained %lld steps in %.1fs, final loss %.4f%s; wrote %s\n",
+            (long long)m.train_steps, ember_now() - t0, (double)m.train_loss, val, out);
   ember_model_free(&m);
   return 0;
 }

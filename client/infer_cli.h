@@ -79,17 +79,22 @@ int infer_cli_schedule(infer_cli *c, const char *verb);
 int infer_cli_resolve(infer_cli *c, const opt_spec *specs, int nspecs, const ember_model *m,
                       const char *verb);
 
-/* predict's CSV: header y0..y{d-1}[,energy], then n rows. y: (n, d); e: (n), read only when
- * with_energy. */
-void cli_print_predict(const float *y, const float *e, int n, int d, int with_energy);
-/* sample's CSV: header row,rank,energy,weight,y0..; then count[i] modes of each row i.
- * my: (n, k, d); me, mw: (n, k); count: (n). */
+/* predict's CSV: header y0..y{d-1}[,energy] (names[j] instead of yj when names is not NULL:
+ * the model's y names), then n rows. y: (n, d); e: (n), read only when with_energy. */
+void cli_print_predict(const float *y, const float *e, int n, int d, int with_energy, char *const *names);
+/* sample's CSV: header row,rank,energy,weight,y0.. (or names); then count[i] modes of each
+ * row i. my: (n, k, d); me, mw: (n, k); count: (n). */
 void cli_print_modes(const float *my, const float *me, const float *mw, const int *count, int n,
-                     int k, int d);
+                     int k, int d, char *const *names);
+/* The note on stderr when rows of x lie far from the training data: z (n) holds each row's
+ * largest |z-score| (ember_model_x_max_abs_z, or the server's x_max_abs_z). Local and remote
+ * predict and sample note through this one function, at one threshold. */
+void cli_note_far_x(const char *verb, const float *z, int n);
 /* 0 if everything printed reached stdout, else 1 after saying so (full disk, closed pipe). */
 int cli_finish_stdout(const char *verb);
-/* "name               [v0, v1]" as `ember info` prints vectors. */
+/* "name               [v0, v1]" as `ember info` prints vectors, and lists of names. */
 void cli_print_vec(const char *name, const float *v, int n);
+void cli_print_names(const char *name, char *const *names, int n);
 
 #ifdef EMBER_REMOTE
 /* Remote inference for a closed-loop caller (ember eval particle): GetModel once (the version

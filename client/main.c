@@ -1,6 +1,7 @@
 /* main.c - the ember command line: dispatch to a verb.
  *
- *   ember train | predict | sample | bench | info | data | eval | plot  [options]  (ember VERB --help)
+ *   ember train | predict | sample | bench | info | data | eval | plot | pin | unpin  [options]
+ *         (ember VERB --help)
  *   ember --server HOST:PORT [--tls-ca F] [--tls-cert F --tls-key F] [--token-file F]
  *         predict | sample | info | models | health | bench serve  [options]
  *
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "cli.h"
 #ifdef EMBER_REMOTE
 #include "remote_client.h"
@@ -38,6 +40,8 @@ static void usage(FILE *f) {
           "  eval      score a model: eval particle (closed-loop episodes, local or --server), eval toy NAME\n"
           "  plot      draw a 1-input 1-output model's energy landscape as a PNG heat map, or learning\n"
           "            curves from a CSV (plot curves)\n"
+          "  pin       make emberd serve one version of a model by default (rollback without deleting\n"
+          "            files): writes DIR/MODEL/serving.conf; unpin returns to the latest\n"
           "\n"
           "global options:\n"
 #ifdef EMBER_REMOTE
@@ -47,6 +51,10 @@ static void usage(FILE *f) {
           "                       server's --data-dir instead of --data FILE), and\n"
           "                       predict/sample/info take --version N (0 = latest); predict/sample also\n"
           "                       --deadline-ms N and --chunk-rows N (ember --server H:P predict --help)\n"
+          "  --server IP:P,IP:P,... or dns:///NAME:PORT   a cluster of replicas: every call goes to the\n"
+          "                       next ready one (round robin), and predict, sample, info and models\n"
+          "                       are retried on another when one goes away (train never is; see\n"
+          "                       docs/cluster.md and deploy/grpc/service-config.json)\n"
           "  --tls-ca FILE        remote mode over TLS: CA certificate(s) that verify the server (PEM)\n"
           "  --tls-cert FILE      with --tls-key FILE: a client certificate, for servers that require one\n"
           "  --token-file FILE    bearer token for the server (default: the EMBER_TOKEN variable)\n"
@@ -88,6 +96,7 @@ static int remote_dispatch(const char *server, const char *verb, int argc, char 
   if (strcmp(verb, "models") == 0) return remote_cmd_models(server, argc, argv);
   if (strcmp(verb, "health") == 0) return remote_cmd_health(server, argc, argv);
   if (strcmp(verb, "eval") == 0) return cmd_eval(server, argc, argv);
+  if (strcmp(verb, "pin") == 0 || strcmp(verb, "unpin") == 0) return cmd_pin(server, verb, argc, argv);
   if (strcmp(verb, "bench") == 0) {
     if (argc >= 1 && strcmp(argv[0], "serve") == 0)
       return remote_cmd_bench_serve(server, argc - 1, argv + 1);
@@ -120,6 +129,9 @@ static int global_opt(const char *name, int argc, char **argv, int *i, const cha
 }
 
 int main(int argc, char **argv) {
+  /* OpenBLAS fell back to generic kernels on a CPU newer than its tables: run again with the
+   * CPU's own (base.h) */
+  ember_blas_reexec_for_cpu(argv);
   /* A write past the file size limit (ulimit -f) then fails with EFBIG and is reported like a
    * full disk, with the temporary file removed, instead of killing ember mid-write. */
   signal(SIGXFSZ, SIG_IGN);
@@ -168,9 +180,11 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(verb, "--version") == 0) {
-    printf("ember " EMBER_VERSION "\n");
+    printf("ember " EMBER_VERSION " (OpenBLAS kernels: %s)\n", ember_blas_core());
     return 0;
   }
+  if (server && args_server_target("", server) < 0)
+    return strcmp(verb, "health") == 0 ? 1 : 2; /* health never exits 2, which Docker reserves */
   if (server) return remote_dispatch(server, verb, vargc, vargv);
   if (security_given && strcmp(verb, "bench") != 0) {
     fprintf(stderr, "ember: --tls-ca, --tls-cert, --tls-key and --token-file apply to remote mode "
@@ -185,6 +199,7 @@ int main(int argc, char **argv) {
   if (strcmp(verb, "data") == 0) return cmd_data(vargc, vargv);
   if (strcmp(verb, "eval") == 0) return cmd_eval(NULL, vargc, vargv);
   if (strcmp(verb, "plot") == 0) return cmd_plot(vargc, vargv);
+  if (strcmp(verb, "pin") == 0 || strcmp(verb, "unpin") == 0) return cmd_pin(NULL, verb, vargc, vargv);
   if (strcmp(verb, "models") == 0 || strcmp(verb, "health") == 0) {
     fprintf(stderr, "ember %s: asks a server: ember --server HOST:PORT %s\n", verb, verb);
     return 2;

@@ -322,8 +322,7 @@ static int make_payloads(bench_run *b, const Ember__V1__ModelInfo *info, int sam
     Ember__V1__PredictRequest req = EMBER__V1__PREDICT_REQUEST__INIT;
     req.model = (char *)o->model;
     req.version = info->version;
-    req.n_x = nx;
-    req.x = x;
+    ember_wire_predict_x(&req, x, o->rows, (int)info->x_dim);
     req.options = &opts;
     req.row_offset = (uint64_t)p * (uint64_t)o->rows;
     size_t len = ember__v1__predict_request__get_packed_size(&req);
@@ -468,6 +467,7 @@ int remote_cmd_bench_serve(const char *server, int argc, char **argv) {
   if (rc != 0) return rc < 0 ? 2 : 0;
   if (!o.server) o.server = server;
   if (!o.server || !o.model) return usage_error("--server HOST:PORT and --model NAME are required");
+  if (args_server_target("bench serve", o.server) < 0) return 2;
   if (o.rates.n > 0 && !args_given(specs, nspecs, "streams")) o.streams.v[0] = 1024;
   for (int i = 0; i < o.streams.n; i++)
     if (o.streams.v[i] < 1 || o.streams.v[i] > 100000) return usage_error("--streams must be 1..100000");

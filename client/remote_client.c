@@ -8,8 +8,17 @@
  *
  * A call that fails with UNAVAILABLE or DEADLINE_EXCEEDED before any call of this client got
  * an answer, on a channel that is not connected, is reported as "could not reach HOST:PORT":
- * that is what a refused or black-holed connection looks like from here. Calls are fail-fast
- * (no wait-for-ready), so a refused connection fails at once rather than at the deadline.
+ * that is what a refused or black-holed connection looks like from here. Calls to one
+ * HOST:PORT are fail-fast (no wait-for-ready), so a refused connection fails at once, with
+ * gRPC's reason, rather than at the deadline.
+ *
+ * A cluster target (several comma-separated addresses, or a dns:/ipv4:/ipv6: target, which may
+ * resolve to several) gets the service config of deploy/grpc/service-config.json, embedded at
+ * build time: round_robin over every address, per call; Predict, Sample, GetModel and ListModels
+ * wait for a ready replica and are retried on UNAVAILABLE or CANCELLED (a replica that went
+ * away, or was stopping); Train is never retried (a second job would train a second model).
+ * Every channel keeps the keepalive policy emberd accepts (wire.h). docs/cluster.md has the
+ * why and the Python equivalent.
  *
  * Shutdown order (remote_close, then remote_shutdown): every call is already unreferenced
  * when remote_call returns; destroy the channel; shut the queue down and pluck until it says
@@ -19,6 +28,7 @@
 
 #include "wire.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -233,24 +243,105 @@ int remote_default_deadline_ms(void) {
   return end && !*end && v >= 1 && v <= INT_MAX ? (int)v : 10000;
 }
 
+/* deploy/grpc/service-config.json, embedded by client/embed_service_config.cmake */
+extern const char ember_service_config[];
+
+/* One "IPv4:PORT" or "[IPv6]:PORT" of a list, the bytes [p, end): its family, or 0. */
+static int list_item_family(const char *p, const char *end) {
+  const char *host = p, *host_end, *port;
+  int family = AF_INET;
+  if (p < end && *p == '[') { /* [IPv6]:PORT */
+    family = AF_INET6;
+    host = p + 1;
+    host_end = memchr(host, ']', (size_t)(end - host));
+    if (!host_end || host_end + 1 >= end || host_end[1] != ':') return 0;
+    port = host_end + 2;
+  } else { /* IPv4:PORT */
+    host_end = memchr(p, ':', (size_t)(end - p));
+    if (!host_end) return 0;
+    port = host_end + 1;
+  }
+  char text[64];
+  long v = 0;
+  if (host_end == host || (size_t)(host_end - host) >= sizeof text || port == end || end - port > 5) return 0;
+  for (const char *q = port; q < end; q++) {
+    if (*q < '0' || *q > '9') return 0;
+    v = v * 10 + (*q - '0');
+  }
+  memcpy(text, host, (size_t)(host_end - host));
+  text[host_end - host] = '\0';
+  unsigned char addr[16];
+  return v >= 1 && v <= 65535 && inet_pton(family, text, addr) == 1 ? family : 0;
+}
+
+/* The channel target for what --server said, in *out (caller frees): a gRPC target with a
+ * scheme (dns:, ipv4:, ipv6:) as it is; several comma-separated IPv4:PORT (or [IPv6]:PORT)
+ * as gRPC core's ipv4: (ipv6:) list; anything else, one HOST:PORT, as it is. *cluster: the
+ * first two, which get the service config. */
+static grpc_status_code channel_target(const char *given, char **out, int *cluster, remote_status *st) {
+  static const char *const schemes[] = {"dns:", "ipv4:", "ipv6:"};
+  *cluster = 0;
+  const char *prefix = "";
+  for (size_t i = 0; i < sizeof schemes / sizeof *schemes; i++)
+    if (strncmp(given, schemes[i], strlen(schemes[i])) == 0) *cluster = 1;
+  if (!*cluster && strchr(given, ',')) {
+    int family = 0;
+    for (const char *p = given;;) {
+      const char *comma = strchr(p, ',');
+      const char *end = comma ? comma : p + strlen(p);
+      int f = list_item_family(p, end);
+      if (!f || (family && f != family))
+        return remote_fail(st, GRPC_STATUS_INVALID_ARGUMENT,
+                           "--server %s: several addresses must each be IPv4:PORT, or each [IPv6]:PORT "
+                           "(for a name, give dns:///NAME:PORT: it balances over every address NAME has)",
+                           given);
+      family = f;
+      if (!comma) break;
+      p = comma + 1;
+    }
+    prefix = family == AF_INET ? "ipv4:" : "ipv6:";
+    *cluster = 1;
+  }
+  size_t n = strlen(prefix) + strlen(given) + 1;
+  if (!(*out = malloc(n))) return remote_fail(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+  snprintf(*out, n, "%s%s", prefix, given);
+  return GRPC_STATUS_OK;
+}
+
 grpc_status_code remote_open(remote_client *c, const char *target, int deadline_ms,
                              remote_status *st) {
   memset(c, 0, sizeof *c);
   memset(st, 0, sizeof *st);
   c->target = target;
   c->deadline_ms = deadline_ms;
-  if (load_token(c, st) != GRPC_STATUS_OK) return st->code;
+  char *channel_name = NULL;
+  if (channel_target(target, &channel_name, &c->cluster, st) != GRPC_STATUS_OK) return st->code;
+  if (load_token(c, st) != GRPC_STATUS_OK) {
+    free(channel_name);
+    return st->code;
+  }
   grpc_channel_credentials *creds = channel_credentials(c, st);
   if (!creds) {
+    free(channel_name);
     remote_close(c);
     return st->code;
   }
-  /* Answers are as large as the rows asked for; the server bounds requests, not us. */
-  grpc_arg args[] = {{.type = GRPC_ARG_INTEGER,
-                      .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                      .value.integer = -1}};
-  grpc_channel_args chargs = {sizeof args / sizeof *args, args};
-  c->channel = grpc_channel_create(target, creds, &chargs);
+  grpc_arg args[] = {
+      /* Answers are as large as the rows asked for; the server bounds requests, not us. */
+      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, .value.integer = -1},
+      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIME_MS, .value.integer = EMBER_KEEPALIVE_TIME_MS},
+      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS, .value.integer = EMBER_KEEPALIVE_TIMEOUT_MS},
+      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, .value.integer = 1},
+      /* keep pinging a connection that carries no calls (gRPC's default stops after 2) */
+      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, .value.integer = 0},
+      /* cluster targets only (the count below leaves these two out otherwise) */
+      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_RETRIES, .value.integer = 1},
+      {.type = GRPC_ARG_STRING, .key = GRPC_ARG_SERVICE_CONFIG, .value.string = (char *)ember_service_config},
+  };
+  size_t nargs = sizeof args / sizeof *args - (c->cluster ? 0 : 2);
+  grpc_channel_args chargs = {nargs, args};
+  c->channel = grpc_channel_create(channel_name, creds, &chargs);
+  free(channel_name);
   grpc_channel_credentials_release(creds);
   if (!c->channel) {
     remote_close(c);

@@ -76,6 +76,7 @@ typedef struct remote_client {
   const char *target;     /* HOST:PORT as given (not owned) */
   int deadline_ms;        /* per call */
   int reached;            /* some call got an answer from the server */
+  int cluster;            /* several addresses or a resolver target: the service config applies */
   grpc_channel *channel;
   grpc_completion_queue *cq; /* pluck: the synchronous calls' queue */
   void *methods[REMOTE_NMETHODS];
@@ -89,7 +90,10 @@ void remote_init(void);
 void remote_shutdown(void);
 
 /* Creates the channel and queue (connecting is lazy: the first call connects), with TLS and
- * the token of remote_security_opts(). Returns GRPC_STATUS_OK, or an error in st (bad target,
+ * the token of remote_security_opts(). target: HOST:PORT (one server, fail-fast), or a cluster:
+ * several IPv4:PORT (or [IPv6]:PORT) separated by commas, or a gRPC target with a scheme
+ * (dns:///NAME:PORT, ipv4:..., ipv6:...), balanced per call with retries as
+ * deploy/grpc/service-config.json says. Returns GRPC_STATUS_OK, or an error in st (bad target,
  * unreadable certificate or token file); on error nothing needs closing. */
 /* The default deadline of a request, milliseconds: $EMBER_DEADLINE_MS when it is a positive
  * integer (a slow link, or a slow build such as the ThreadSanitizer one the tests run), else

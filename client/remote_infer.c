@@ -110,6 +110,13 @@ static int session_connect(session *s, const char *server, const char *model, co
     return 1;
   }
   const Ember__V1__ModelInfo *m = s->info;
+  if (m->version == 0) { /* no version to describe: none loaded, or none the default (serving.conf) */
+    if (strcmp(s->verb, "info") == 0) return 0;
+    fprintf(stderr, "ember %s: %s has no version the server serves by default", s->verb, model);
+    if (m->n_load_errors) fprintf(stderr, " (%s)", m->load_errors[m->n_load_errors - 1]->message);
+    fprintf(stderr, "%s\n", m->n_versions ? "; name one with --version N" : "");
+    return 1;
+  }
   if (m->x_dim < 1 || m->x_dim > EMBER_MAX_COLS || m->y_dim < 1 || m->y_dim > EMBER_MAX_COLS) {
     fprintf(stderr, "ember %s: the server describes %s with x_dim %u and y_dim %u\n", s->verb,
             model, m->x_dim, m->y_dim);
@@ -215,11 +222,30 @@ static int work_chunk(const remote_opts *r, const session *s) {
   return rows < 1 ? 1 : rows;
 }
 
+/* The model's y names as GetModel reports them (NULL: an older server's, which has none). */
+static char *const *y_names(const session *s) {
+  return s->info->n_y_names == s->info->y_dim ? s->info->y_names : NULL;
+}
+
+/* A response's x_max_abs_z for `rows` rows from row `off` into z (n): 0, 1 (malformed) or, for
+ * a server that sends none, 0 with *have cleared (no note then). */
+static int take_z(session *s, const float *rz, size_t nz, int off, int rows, float *z, int *have) {
+  if (nz == 0) {
+    *have = 0;
+    return 0;
+  }
+  if (nz != (size_t)rows) return malformed(s, "wrong number of x_max_abs_z values", off);
+  if (z) memcpy(z + off, rz, (size_t)rows * sizeof *z);
+  return 0;
+}
+
 /* Rows x (n, x_dim) through Predict in requests of `chunk` rows; row i draws from stream
  * row_offset + i. y (n, y_dim) and e (n) get the answers (e stays as it was for an explicit
- * model, whose answers carry no energy, unless need_energy). 0, or 1 after saying what failed. */
+ * model, whose answers carry no energy, unless need_energy), z (n; may be NULL) each row's
+ * x_max_abs_z (*have_z cleared when the server sends none). 0, or 1 after saying what failed. */
 static int predict_rows(session *s, const char *model, Ember__V1__InferenceOptions *w, const float *x,
-                        int n, uint64_t row_offset, int chunk, float *y, float *e, int need_energy) {
+                        int n, uint64_t row_offset, int chunk, float *y, float *e, int need_energy,
+                        float *z, int *have_z) {
   const int xd = (int)s->info->x_dim, d = (int)s->info->y_dim;
   int rc = 0;
   for (int off = 0; off < n && rc == 0; off += chunk) {
@@ -227,8 +253,7 @@ static int predict_rows(session *s, const char *model, Ember__V1__InferenceOptio
     Ember__V1__PredictRequest req = EMBER__V1__PREDICT_REQUEST__INIT;
     req.model = (char *)model;
     req.version = s->info->version;
-    req.n_x = (size_t)rows * xd;
-    req.x = (float *)x + (size_t)off * xd;
+    ember_wire_predict_x(&req, x + (size_t)off * xd, rows, xd);
     req.options = w;
     req.row_offset = row_offset + (uint64_t)off;
     Ember__V1__PredictResponse *resp;
@@ -241,7 +266,8 @@ static int predict_rows(session *s, const char *model, Ember__V1__InferenceOptio
     else if (resp->n_y != (size_t)rows * d) rc = malformed(s, "wrong number of y values", off);
     else if (resp->n_energy != (size_t)rows && !(resp->n_energy == 0 && !need_energy))
       rc = malformed(s, "wrong number of energies", off);
-    else rc = check_version(s, resp->model_version);
+    else if ((rc = take_z(s, resp->x_max_abs_z, resp->n_x_max_abs_z, off, rows, z, have_z)) == 0)
+      rc = check_version(s, resp->model_version);
     if (rc == 0) {
       memcpy(y + (size_t)off * d, resp->y, (size_t)rows * d * sizeof(float));
       if (resp->n_energy && e) memcpy(e + off, resp->energy, (size_t)rows * sizeof(float));
@@ -266,7 +292,7 @@ int remote_cmd_predict(const char *server, int argc, char **argv) {
   if (rc != 0) return rc < 0 ? 2 : 0;
   session s = {.verb = "predict"};
   Ember__V1__InferenceOptions w;
-  float *y = NULL, *e = NULL;
+  float *y = NULL, *e = NULL, *z = NULL;
   rc = session_open(&s, server, &c, &r, specs, nspecs, &w);
   if (rc) goto done;
   const int n = s.ds.n, d = (int)s.info->y_dim;
@@ -278,19 +304,23 @@ int remote_cmd_predict(const char *server, int argc, char **argv) {
   }
   y = malloc((size_t)n * d * sizeof(float));
   e = calloc((size_t)n, sizeof(float));
-  if (!y || !e) {
+  z = calloc((size_t)n, sizeof(float));
+  if (!y || !e || !z) {
     fprintf(stderr, "ember predict: out of memory for %d rows\n", n);
     rc = 1;
     goto done;
   }
-  rc = predict_rows(&s, c.model, &w, s.ds.x, n, 0, r.chunk_rows, y, e, with_energy);
+  int have_z = 1;
+  rc = predict_rows(&s, c.model, &w, s.ds.x, n, 0, r.chunk_rows, y, e, with_energy, z, &have_z);
   if (rc == 0) {
-    cli_print_predict(y, e, n, d, with_energy);
+    if (have_z) cli_note_far_x("predict", z, n);
+    cli_print_predict(y, e, n, d, with_energy, y_names(&s));
     rc = cli_finish_stdout("predict");
   }
 done:
   free(y);
   free(e);
+  free(z);
   session_close(&s);
   return rc;
 }
@@ -335,8 +365,8 @@ int remote_cmd_sample(const char *server, int argc, char **argv) {
   if (rc) return rc;
   session s = {.verb = "sample"};
   Ember__V1__InferenceOptions w;
-  float *my = NULL, *me = NULL, *mw = NULL;
-  int *count = NULL;
+  float *my = NULL, *me = NULL, *mw = NULL, *z = NULL;
+  int *count = NULL, have_z = 1;
   rc = session_open(&s, server, &c, &r, specs, nspecs, &w);
   if (rc) goto done;
   const int n = s.ds.n, xd = (int)s.info->x_dim, d = (int)s.info->y_dim, k = mo.k;
@@ -345,7 +375,8 @@ int remote_cmd_sample(const char *server, int argc, char **argv) {
   me = calloc((size_t)n * k, sizeof(float));
   mw = calloc((size_t)n * k, sizeof(float));
   count = calloc((size_t)n, sizeof(int));
-  if (!my || !me || !mw || !count) {
+  z = calloc((size_t)n, sizeof(float));
+  if (!my || !me || !mw || !count || !z) {
     fprintf(stderr, "ember sample: out of memory for %d rows x %d modes\n", n, k);
     rc = 1;
     goto done;
@@ -355,8 +386,7 @@ int remote_cmd_sample(const char *server, int argc, char **argv) {
     Ember__V1__SampleRequest req = proto;
     req.model = (char *)c.model;
     req.version = s.info->version;
-    req.n_x = (size_t)rows * xd;
-    req.x = s.ds.x + (size_t)off * xd;
+    ember_wire_sample_x(&req, s.ds.x + (size_t)off * xd, rows, xd);
     req.options = &w;
     req.row_offset = (uint64_t)off;
     Ember__V1__SampleResponse *resp;
@@ -368,7 +398,8 @@ int remote_cmd_sample(const char *server, int argc, char **argv) {
     }
     if (resp->y_dim != 0 && resp->y_dim != (uint32_t)d) rc = malformed(&s, "y_dim differs from GetModel's", off);
     else if (resp->n_rows != (size_t)rows) rc = malformed(&s, "wrong number of rows", off);
-    else rc = check_version(&s, resp->model_version);
+    else if ((rc = take_z(&s, resp->x_max_abs_z, resp->n_x_max_abs_z, off, rows, z, &have_z)) == 0)
+      rc = check_version(&s, resp->model_version);
     for (int i = 0; i < rows && rc == 0; i++) {
       const Ember__V1__SampleRow *row = resp->rows[i];
       if (row->n_modes > (size_t)k) {
@@ -391,7 +422,8 @@ int remote_cmd_sample(const char *server, int argc, char **argv) {
     ember__v1__sample_response__free_unpacked(resp, NULL);
   }
   if (rc == 0) {
-    cli_print_modes(my, me, mw, count, n, k, d);
+    if (have_z) cli_note_far_x("sample", z, n);
+    cli_print_modes(my, me, mw, count, n, k, d, y_names(&s));
     rc = cli_finish_stdout("sample");
   }
 done:
@@ -399,6 +431,7 @@ done:
   free(me);
   free(mw);
   free(count);
+  free(z);
   session_close(&s);
   return rc;
 }
@@ -443,7 +476,8 @@ int remote_policy_open(remote_policy **out, const char *verb, const char *server
 }
 
 int remote_policy_act(remote_policy *p, const float *x, int n, uint64_t row_offset, float *y) {
-  return predict_rows(&p->s, p->model, &p->w, x, n, row_offset, p->chunk, y, NULL, 0);
+  int have_z = 1;
+  return predict_rows(&p->s, p->model, &p->w, x, n, row_offset, p->chunk, y, NULL, 0, NULL, &have_z);
 }
 
 void remote_policy_close(remote_policy *p) {
@@ -522,9 +556,25 @@ static void print_info(const Ember__V1__ModelInfo *m) {
   char versions[256];
   join_versions(m, versions, sizeof versions);
   printf("%-18s %s\n", "name", m->name);
+  if (m->version == 0) { /* nothing to describe but the load errors */
+    printf("%-18s none served by default (loaded: %s)\n", "version", m->n_versions ? versions : "none");
+    if (m->pinned_version) printf("%-18s version %lld (serving.conf)\n", "pinned", (long long)m->pinned_version);
+    printf("%-18s %zu\n", "load errors", m->n_load_errors);
+    print_load_errors(m, "  ", 0);
+    return;
+  }
   printf("%-18s %lld (loaded: %s)\n", "version", (long long)m->version, versions);
+  if (m->pinned_version)
+    printf("%-18s %lld (pinned: version %lld, serving.conf)\n", "default version", (long long)m->default_version,
+           (long long)m->pinned_version);
+  else
+    printf("%-18s %lld (the latest the serving policy accepts)\n", "default version", (long long)m->default_version);
   printf("%-18s %s\n", "method", m->method);
   printf("%-18s %u\n%-18s %u\n", "x_dim", m->x_dim, "y_dim", m->y_dim);
+  if (m->n_x_names == m->x_dim && m->n_y_names == m->y_dim) { /* an older server sends none */
+    cli_print_names("x_names", m->x_names, (int)m->n_x_names);
+    cli_print_names("y_names", m->y_names, (int)m->n_y_names);
+  }
   size_t params;
   const int nets = remote_model_nets(m);
   if (remote_model_cost(m, &params, NULL) < 0)
@@ -580,7 +630,7 @@ int remote_cmd_info(const char *server, int argc, char **argv) {
   remote_opts_init(&r);
   opt_spec specs[] = {
       {"model", OPT_STR, &model, "NAME", REMOTE_MODEL_HELP, 0, 0},
-      {"version", OPT_I64, &r.version, NULL, "model version (0 = the latest loaded)", 0, 0},
+      {"version", OPT_I64, &r.version, NULL, "model version (0 = the default: the latest loaded, or the pinned one)", 0, 0},
       {"deadline-ms", OPT_INT, &r.deadline_ms, NULL, "deadline of the request, milliseconds", 0, 0},
       REMOTE_SECURITY_SPECS(remote_security_opts()),
   };

@@ -32,6 +32,8 @@ typedef struct stream_state {
   float loss_avg;
   int64_t steps;
   double elapsed;
+  float val_loss, val_chance; /* the last validation reported (val_rows 0: none) */
+  int val_rows;
 } stream_state;
 
 static void on_message(void *ctx, const ProtobufCMessage *msg) {
@@ -45,6 +47,14 @@ static void on_message(void *ctx, const ProtobufCMessage *msg) {
     ember_train_progress p = {.step = m->step, .steps = m->steps, .loss = m->loss, .loss_avg = m->loss_avg,
                               .lr = m->lr, .elapsed_s = m->elapsed_s, .steps_per_s = m->steps_per_s,
                               .eta_s = m->eta_s};
+    if (m->optional_val_loss_case == EMBER__V1__TRAIN_PROGRESS__OPTIONAL_VAL_LOSS_VAL_LOSS) {
+      p.val_loss = m->val_loss;
+      p.val_chance = m->val_chance;
+      p.val_rows = (int)m->val_rows;
+      ss->val_loss = m->val_loss;
+      ss->val_chance = m->val_chance;
+      ss->val_rows = (int)m->val_rows;
+    }
     train_printer_show(&ss->pp, &p);
     ss->loss_avg = m->loss_avg;
     ss->steps = m->step;
@@ -79,7 +89,8 @@ int remote_cmd_train(const char *server, int argc, char **argv) {
   memset(&ds, 0, sizeof ds);
   ember_err err;
   if (t.data) {
-    if (ember_dataset_read(t.data, -1, t.y_dim, &ds, &err) < 0) {
+    ember_dataset_spec spec = {-1, t.y_dim, t.y_cols};
+    if (ember_dataset_load(t.data, &spec, &ds, &err) < 0) {
       fprintf(stderr, "ember train: %s\n", err.msg);
       return 1;
     }
@@ -94,9 +105,12 @@ int remote_cmd_train(const char *server, int argc, char **argv) {
     req.y = ds.y;
     req.x_dim = (uint32_t)ds.x_dim;
     req.y_dim = (uint32_t)ds.y_dim;
+    if (ds.x_names) req.n_x_names = (size_t)ds.x_dim, req.x_names = ds.x_names; /* the signature */
+    if (ds.y_names) req.n_y_names = (size_t)ds.y_dim, req.y_names = ds.y_names;
   } else {
     req.dataset = (char *)dataset;
     req.y_dim = t.y_dim > 0 ? (uint32_t)t.y_dim : 0;
+    req.y_cols = (char *)(t.y_cols ? t.y_cols : "");
   }
   /* every setting explicit: the model is the one local training with these flags makes */
   req.model = (char *)model;
@@ -126,9 +140,11 @@ int remote_cmd_train(const char *server, int argc, char **argv) {
     sigaction(SIGINT, &old, NULL);
     if (ss.pp.tty && !t.quiet && !ss.done && ss.steps > 0) fputc('\n', stderr);
     if (code == GRPC_STATUS_OK && ss.done) {
+      char val[160];
+      train_cli_val_text(o->method, ss.val_rows, ss.val_loss, ss.val_chance, val, sizeof val);
       if (!t.quiet)
-        fprintf(stderr, "trained %lld steps in %.1fs, final loss %.4f; published %s version %lld on %s\n",
-                (long long)ss.steps, ss.elapsed, (double)ss.loss_avg, model, (long long)ss.version, server);
+        fprintf(stderr, "trained %lld steps in %.1fs, final loss %.4f%s; published %s version %lld on %s\n",
+                (long long)ss.steps, ss.elapsed, (double)ss.loss_avg, val, model, (long long)ss.version, server);
       exit_code = 0;
     } else if (interrupted) {
       fprintf(stderr, "ember train: cancelled; the server publishes nothing\n");

@@ -10,9 +10,13 @@
 typedef struct train_cli {
   ember_train_opts o;          /* every flag, with `ember train`'s method-dependent defaults */
   const char *data, *out;      /* --data, --out (local only) */
+  const char *y_cols;          /* --y-cols NAME,NAME: a CSV header's y columns, or NULL */
   const char *method, *arch, *schedule;
-  int y_dim, threads, quiet;   /* y_dim -1: the file's default; threads: local only */
+  int y_dim, threads, quiet;   /* y_dim -1: the file's (CSV: its header's y: marks or --y-cols;
+                                  .npz: y's width); threads: local only */
   int64_t snapshot_every;      /* --snapshot-every (local only) */
+  const char *val;             /* --val FILE (local only; o.val_split is --val-split) */
+  int val_rows;                /* rows of --val FILE once read, for the banner */
 } train_cli;
 
 /* Parses the flags of `ember train` into t. remote drops --out and refuses --threads; extra options
@@ -20,8 +24,12 @@ typedef struct train_cli {
  * message on stderr (exit status 2). */
 int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra, int nextra, int argc,
                     char **argv);
-/* "training dfo on N rows (x_dim, y_dim): resnet WxD, ..." on stderr (unless quiet). */
+/* "training dfo on N rows (x_dim, y_dim): resnet WxD, ..." on stderr (unless quiet), and
+ * what validates it (--val FILE's t->val_rows rows, or --val-split's share of the N). */
 void train_cli_banner(const train_cli *t, int n, int x_dim, int y_dim);
+/* ", validation loss V (chance C, R rows)" (mse: "validation MSE ...") for the line that ends
+ * training; "" without validation (rows 0). */
+void train_cli_val_text(ember_method method, int rows, double loss, double chance, char *buf, size_t len);
 
 /* The progress display: a bar redrawn in place on a terminal, else about twenty plain lines
  * (at least one every ten seconds). */

@@ -19,7 +19,7 @@ if [ ! -s "$DIR/data.csv" ]; then
       printf "%.6f,%.6f\n", x, y } }' > "$DIR/data.csv"
 fi
 if [ ! -s "$DIR/models/demo/1.safetensors" ]; then
-  "$BUILD/ember" train --data "$DIR/data.csv" --out "$DIR/models/demo/1.safetensors" \
+  "$BUILD/ember" train --data "$DIR/data.csv" --y-dim 1 --out "$DIR/models/demo/1.safetensors" \
     --steps 2000 --batch 128 --negatives 64 --width 128 --depth 2 --seed 1
 fi
 printf 'x\n-0.9\n-0.31\n-0.29\n0\n0.29\n0.31\n0.9\n' > "$DIR/query.csv"

@@ -11,13 +11,20 @@ set -eu
 # build: the library, CLI and server (libpng: ember plot writes PNGs); test: the unit tests'
 # framework and what the integration tests drive the binaries with (openssl: test_auth.py
 # makes its certificates), and clang with its runtimes (libclang-rt-dev: libFuzzer and the
-# sanitizers) for the fuzz targets, which make test smokes and make fuzz runs
+# sanitizers) for the fuzz targets, which make test smokes and make fuzz runs; nginx and
+# haproxy: the balancers test_cluster.py puts in front of three emberd replicas (run by the
+# test as the current user, never as services); docker-compose and yamllint: the offline
+# checks of deploy/compose/ and deploy/k8s/ (docs/cluster.md)
 build="build-essential cmake pkg-config libopenblas-dev libzip-dev libjansson-dev libpng-dev
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler libuv1-dev grpc-proto"
-test="libcmocka-dev python3 python3-grpcio python3-grpc-tools openssl clang libclang-rt-dev"
+test="libcmocka-dev python3 python3-grpcio python3-grpc-tools openssl clang libclang-rt-dev
+  nginx haproxy docker-compose yamllint"
 runtime="libopenblas0-pthread libzip4 libjansson4 libpng16-16 libgrpc29 libprotobuf-c1 libuv1"
 bench="python3-torch python3-numpy"
 
+# kubectl for the offline check of deploy/k8s: Debian's kubernetes-client, unless a kubectl
+# from elsewhere (Kubernetes' own packages) is already installed, which it would conflict with
+command -v kubectl > /dev/null 2>&1 || test="$test kubernetes-client"
 want="$build $test"
 case "${1:-}" in
   --bench) want="$build $test $bench" ;;

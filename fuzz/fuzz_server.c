@@ -85,6 +85,8 @@ static void add_version(model_entry *e, int64_t version, ember_method method, in
   v->version = version;
   v->refs = 1; /* the registry's */
   e->versions[e->nversions++] = v;
+  e->default_version = version; /* versions come in ascending order: the latest is the default */
+  e->policy_ok = 1;
 }
 
 server *fuzz_server(void) {

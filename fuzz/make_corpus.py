@@ -96,6 +96,8 @@ def csvs(d):
     write(d, "ragged.csv", "1,2,3\n4,5\n")
     write(d, "nan.csv", "x,y\n1,nan\n2,3\n")
     write(d, "mixed-header.csv", "x,1\n2,3\n")
+    write(d, "marked.csv", "px,py,y:ax,y:ay\n0.1,0.2,1,2\n0.3,0.4,3,4\n")  # y by its marks
+    write(d, "named.csv", ",b,y\n1,2,3\n4,5,6\n")  # --y-cols "y, b" names two of these
 
 
 def npy(array_rows, dtype="<f4", fortran=False, shape=None):
@@ -110,6 +112,17 @@ def npy(array_rows, dtype="<f4", fortran=False, shape=None):
     pad = 64 - (10 + len(header) + 1) % 64
     header = header + " " * pad + "\n"
     body = b"".join(struct.pack(dtype[0] + ("f" if dtype.endswith("4") else "d"), v) for v in flat)
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + body
+
+
+def npy_names(names, dtype="<U8"):
+    """A 1-D .npy string array: '<U' (UTF-32LE code points) or '|S' (bytes), NUL-padded."""
+    width = int(dtype[2:])
+    codec = "utf-32-le" if dtype[1] == "U" else "utf-8"
+    unit = 4 if dtype[1] == "U" else 1
+    body = b"".join(n.encode(codec).ljust(width * unit, b"\0") for n in names)
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': (%d,), }" % (dtype, len(names))
+    header = header + " " * (64 - (10 + len(header) + 1) % 64) + "\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + body
 
 
@@ -130,6 +143,9 @@ def npzs(d):
     npz(os.path.join(d, "x-only.npz"), [("x.npy", npy(x))])
     npz(os.path.join(d, "rows-differ.npz"), [("x.npy", npy(x)), ("y.npy", npy([1.0, 2.0]))])
     npz(os.path.join(d, "two-x.npz"), [("x.npy", npy(x)), ("x", npy(x)), ("y.npy", npy(y))])
+    npz(os.path.join(d, "names.npz"), [("x.npy", npy(x)), ("y.npy", npy(y)),
+                                       ("x_names.npy", npy_names(["px", "F\u00e4rbung"])),
+                                       ("y_names.npy", npy_names(["ax"], "|S2"))])
 
 
 # ---- requests ----------------------------------------------------------------------------
@@ -150,6 +166,8 @@ def rpcs(d, pb):
     put("predict-ardfo", 0, pb.PredictRequest(model="ardfo", x=[1, 2, 3, 4, 5, 6]))
     put("predict-mse", 0, pb.PredictRequest(model="mse", x=[1, 2, 3, 4]))
     put("predict-bad-x", 0, pb.PredictRequest(model="dfo", x=[0.1, 0.2, 0.3]))
+    put("predict-rows", 0, pb.PredictRequest(model="dfo", x=[0.1, 0.2, 0.3, 0.4], rows=2))
+    put("predict-rows-wrong", 0, pb.PredictRequest(model="dfo", x=[0.1, 0.2, 0.3, 0.4], rows=1))
     put("predict-nan", 0, pb.PredictRequest(model="dfo", x=[float("nan"), 0.2]))
     put("predict-unknown", 0, pb.PredictRequest(model="nope", x=[0.1]))
     put("sample-dfo", 1, pb.SampleRequest(model="dfo", x=[0.1, 0.2], modes=3, radius=0.1,
@@ -157,6 +175,7 @@ def rpcs(d, pb):
                                           options=pb.InferenceOptions(samples=32)))
     put("sample-langevin", 1, pb.SampleRequest(model="langevin", x=[0.5, 0.25], min_mass=-1))
     put("sample-mse", 1, pb.SampleRequest(model="mse", x=[1, 2, 3, 4]))
+    put("sample-rows", 1, pb.SampleRequest(model="dfo", x=[0.1, 0.2], rows=1, modes=2))
     put("getmodel-dfo-v3", 2, pb.GetModelRequest(model="dfo", version=3))
     put("getmodel-broken", 2, pb.GetModelRequest(model="broken"))
     put("getmodel-missing-version", 2, pb.GetModelRequest(model="ardfo", version=9))
@@ -181,6 +200,10 @@ def trains(d, pb):
                                         prefix_share=0.25, prefix_noise=0.1))
     put("inline-mse", pb.TrainRequest(model="e", method="mse", x=x, y=y, x_dim=4, y_dim=4))
     put("dataset-csv", pb.TrainRequest(model="d", dataset="d.csv", y_dim=1, steps=5))
+    put("dataset-y-cols", pb.TrainRequest(model="d", dataset="d.csv", y_cols="y", steps=5))
+    put("inline-names", pb.TrainRequest(model="n", x=x, y=y, x_dim=2, y_dim=2, x_names=["p", "q"],
+                                        y_names=["a", "b"]))
+    put("inline-names-bad", pb.TrainRequest(model="n", x=x, y=y, x_dim=2, y_dim=2, x_names=["p", "p"]))
     put("dataset-dir", pb.TrainRequest(model="d", dataset="sub"))
     put("dataset-outside", pb.TrainRequest(model="d", dataset="out/passwd"))
     put("dataset-dotdot", pb.TrainRequest(model="d", dataset="sub/../d.csv"))

@@ -184,7 +184,7 @@ void auth_log_startup(server *s) {
   if (loop) return;
   if (!tls && !s->tokens.n && !s->admin_tokens.n)
     srv_log(LOG_WARN, "listening beyond loopback without TLS or tokens: anyone who can reach this "
-            "address can use every model; see README 'Access control' (--tls-cert/--tls-key, --token-file)",
+            "address can use every model; see docs/emberd.md, 'Access control' (--tls-cert/--tls-key, --token-file)",
             "listen=%s", c->listen);
   else if (!tls)
     srv_log(LOG_WARN, "tokens travel in clear text on a non-loopback listener: add --tls-cert/--tls-key",

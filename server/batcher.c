@@ -3,7 +3,7 @@
  * Requests for the same model version, method and options (every field of ember_infer_opts,
  * Langevin chain settings included, and for Sample the mode options) wait in one queue. A
  * queue is cut into a batch when a worker is free and either the queue holds --max-batch rows,
- * or its oldest request has waited --max-delay-us, or the server is draining. While every
+ * or its oldest request has waited --max-delay-us, or the server is shutting down. While every
  * worker is busy nothing is cut, so under load requests pile up and the next free worker takes
  * a full batch at once: batching grows with load, and an idle server adds at most
  * max-delay-us.
@@ -430,7 +430,7 @@ static void try_dispatch(server *s) {
     uint64_t wait = UINT64_MAX;
     for (bqueue *q = s->batch_queues; q; q = q->next) {
       uint64_t age = now - q->head->arrived_ns;
-      if (q->rows >= s->cfg.max_batch || age >= delay || s->draining || s->flush_at_prepare) {
+      if (q->rows >= s->cfg.max_batch || age >= delay || s->shutting_down || s->flush_at_prepare) {
         if (!ready || q->head->arrived_ns < ready->head->arrived_ns) ready = q;
       } else if (delay - age < wait) {
         wait = delay - age;

@@ -41,9 +41,10 @@ static void usage(FILE *f, const flag *flags, int n) {
   fprintf(f, "Train (ember.v1.Ember/Train, admin token if --admin-token-file) trains on a thread of its own\n"
              "(nice --train-nice, --train-threads threads) and publishes DIR/<name>/<next version>.safetensors;\n"
              "data comes inline or from a file under --data-dir. Needs --models DIR.\n\n");
-  fprintf(f, "Signals: SIGINT/SIGTERM drain (health NOT_SERVING, new calls UNAVAILABLE, queued and\n"
-             "running calls answered), then shut down; after --grace-ms (or a second signal) what is left\n"
-             "is cancelled and emberd exits.\n");
+  fprintf(f, "Signals: SIGINT/SIGTERM drain for --drain-ms (health NOT_SERVING and /readyz 503 at once,\n"
+             "every call still answered, new ones too, so balancers can take the replica out; Train jobs\n"
+             "cancelled), then stop accepting calls (GOAWAY) and give those in flight --grace-ms; what is\n"
+             "left then (or at a second signal) is cancelled and emberd exits.\n");
 }
 
 int srv_config_parse(srv_config *c, int argc, char **argv) {
@@ -70,7 +71,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
   c->train_nice = 19;
   flag flags[] = {
       {"listen", "HOST:PORT", "address to listen on (0.0.0.0:PORT for every interface)", NULL, &c->listen, 0, 0},
-      {"metrics-listen", "HOST:PORT", "serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (default: off)", NULL, &c->metrics_listen, 0, 0},
+      {"metrics-listen", "HOST:PORT", "serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics, and the probes /livez and /readyz (default: off)", NULL, &c->metrics_listen, 0, 0},
       {"models", "DIR", "model repository: DIR/<name>/<version>.safetensors", NULL, &c->models_dir, 0, 0},
       {"model", "FILE", "serve one checkpoint (name = file name without extension, version 1)", NULL, &c->model_file, 0, 0},
       {"workers", "N", "inference threads, one BLAS thread each (default: online CPUs)", &c->workers, NULL, 1, 256},
@@ -82,7 +83,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
       {"max-message", "BYTES", "largest request or response message", &c->max_message, NULL, 1024, 1 << 30},
       {"max-request-gflop", "G", "compute one request may ask for (rows x samples x iterations, or chain steps, x network; refining and Sample's mode polishing included)", &c->max_request_gflop, NULL, 1, 1 << 30},
       {"poll-ms", "MS", "repository rescan period, a backstop for file events", &c->poll_ms, NULL, 50, 3600000},
-      {"drain-ms", "MS", "on SIGTERM: how long to report NOT_SERVING before shutting down", &c->drain_ms, NULL, 0, 600000},
+      {"drain-ms", "MS", "on SIGTERM: how long to report NOT_SERVING (and /readyz 503) while still answering calls, before refusing new ones", &c->drain_ms, NULL, 0, 600000},
       {"grace-ms", "MS", "then how long in-flight calls get before they are cancelled", &c->grace_ms, NULL, 0, 600000},
       {"max-idle-ms", "MS", "close a connection that has had no call for this long (0 = never), so clients that vanished without closing theirs do not hold its file descriptor", &c->max_idle_ms, NULL, 0, 1 << 30},
       {"log-level", "LEVEL", "debug, info, warn or error", NULL, &level, 0, 0},

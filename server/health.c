@@ -178,3 +178,11 @@ void health_set_serving(server *s, int serving) {
     else if (status_of(s, w->service) != w->sent_status) send_status(c);
   }
 }
+
+const char *health_not_ready(server *s) {
+  if (s->draining) return "not ready: draining (the server is shutting down)\n";
+  if (!s->serving) return "not ready: starting\n";
+  for (model_entry *e = s->models; e; e = e->next)
+    if (e->nversions > 0) return NULL;
+  return "not ready: no model loaded (the repository is watched)\n";
+}

@@ -5,9 +5,16 @@
  * handles every event, so all server state lives on one thread and needs no locks.
  *
  * Shutdown order (each step is safe to repeat; see server_begin_shutdown):
- *   1. SIGINT/SIGTERM: health NOT_SERVING (watchers told), new Predict/Sample answered
- *      UNAVAILABLE, queued and running calls still answered; wait --drain-ms.
- *   2. grpc_server_shutdown_and_notify: no new calls; health watches end; registry stops.
+ *   1. SIGINT/SIGTERM: drain. Health NOT_SERVING (watchers told) and /readyz 503 at once, so
+ *      that load balancers and clients' health checks take this replica out of rotation; until
+ *      they have, calls keep arriving, and every one (new ones too) is answered as usual, so a
+ *      client without retries loses nothing. Training jobs are cancelled and new Train calls
+ *      refused UNAVAILABLE (a job would not finish in time). Wait --drain-ms.
+ *   2. grpc_server_shutdown_and_notify: GOAWAY on every connection, so no new calls (clients
+ *      send them to another replica; a call that reaches gRPC core in the instant before the
+ *      client or proxy has read the GOAWAY is answered CANCELLED by gRPC core itself, which
+ *      the documented client config retries: docs/cluster.md); the calls already accepted go
+ *      on; health watches end; registry stops.
  *   3. after --grace-ms (or at a second signal): queued requests answered UNAVAILABLE,
  *      running batches told to stop (the library reads the flag in every phase, so they end
  *      within a network task), grpc_server_cancel_all_calls.
@@ -169,9 +176,9 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* Every TRIM_MS the loop hands free heap pages back to the kernel. glibc keeps what a thread
  * frees in that thread's arena, and batches allocate on the workers, free on the loop and size
- * workspaces by their rows, so the arenas fragment: in the soak test (docs/soak.md) RSS crept up
- * about 0.7 MiB a minute while the bytes in use stayed flat, and one malloc_trim took 5 MiB back.
- * A trim walks the arenas' free lists; at this period it costs nothing measurable. */
+ * workspaces by their rows, so the arenas fragment and resident memory creeps up while the bytes
+ * in use stay flat (docs/soak.md has the measurement). A trim walks the arenas' free lists; at
+ * this period it costs nothing measurable. */
 #define TRIM_MS 10000
 
 static void on_trim(uv_timer_t *t) {
@@ -239,6 +246,9 @@ static int armed_per_method(srv_rpc rpc) {
 }
 
 int main(int argc, char **argv) {
+  /* OpenBLAS fell back to generic kernels on a CPU newer than its tables: run again with the
+   * CPU's own (base.h) */
+  ember_blas_reexec_for_cpu(argv);
   static server srv;
   server *s = &srv;
   int rc = srv_config_parse(&s->cfg, argc, argv);
@@ -275,7 +285,7 @@ int main(int argc, char **argv) {
     return startup_failed(s);
   }
 
-  grpc_arg args[4] = {
+  grpc_arg args[] = {
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = s->cfg.max_message}},
       /* gRPC sets SO_REUSEPORT by default: a second emberd on the same port would start and
@@ -286,8 +296,13 @@ int main(int argc, char **argv) {
        * one when a channel is closed during a call: docs/soak.md) or whose host vanished is
        * held, with its file descriptor, until the peer's kernel gives up, if ever. */
       {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS, {.integer = s->cfg.max_idle_ms > 0 ? s->cfg.max_idle_ms : INT_MAX}},
+      /* Clients' keepalive pings (wire.h: every EMBER_KEEPALIVE_TIME_MS of silence, calls or
+       * not) are welcome: they are how a client behind no balancer notices a vanished replica.
+       * Pings closer together than this still count as strikes and end in GOAWAY. */
+      {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, {.integer = EMBER_KEEPALIVE_MIN_PING_MS}},
+      {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
   };
-  grpc_channel_args chargs = {4, args};
+  grpc_channel_args chargs = {sizeof args / sizeof *args, args};
   s->grpc = grpc_server_create(&chargs, NULL);
   s->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(s->grpc, s->cq, NULL);
@@ -324,8 +339,9 @@ int main(int argc, char **argv) {
   uv_timer_start(&s->trim_timer, on_trim, TRIM_MS, TRIM_MS);
   health_set_serving(s, 1);
   auth_log_startup(s);
-  srv_log(LOG_INFO, "serving", "listen=%s port=%d workers=%d max_batch=%d max_delay_us=%d max_queue=%d",
-          s->cfg.listen, port, s->cfg.workers, s->cfg.max_batch, s->cfg.max_delay_us, s->cfg.max_queue);
+  srv_log(LOG_INFO, "serving", "listen=%s port=%d workers=%d max_batch=%d max_delay_us=%d max_queue=%d blas=%s",
+          s->cfg.listen, port, s->cfg.workers, s->cfg.max_batch, s->cfg.max_delay_us, s->cfg.max_queue,
+          ember_blas_core());
 
   uv_run(s->loop, UV_RUN_DEFAULT);
 

@@ -8,7 +8,11 @@
  * The endpoint is a minimal HTTP/1.x responder on a libuv TCP listener in the same loop: it
  * reads a request up to the end of its headers (at most REQ_MAX bytes), answers GET or HEAD
  * /metrics with 200 and the text format (version 0.0.4), any other path 404, any other method
- * 405, a malformed request 400 and an oversized one 431, and closes the connection. Nothing
+ * 405, a malformed request 400 and an oversized one 431, and closes the connection. The same
+ * listener answers the load balancers' and orchestrators' probes: /livez 200 whenever it answers
+ * at all (the loop runs), /readyz 200 while health_not_ready says nothing is wrong, else 503 with
+ * the reason (draining, no model loaded). They live here, not on the gRPC port, because HTTP/1
+ * probes (HAProxy's httpchk, Kubernetes' httpGet) cannot speak gRPC. Nothing
  * blocks: a connection that has not sent its headers within REQUEST_MS is closed, after the
  * answer the rest of what the client sends is read and dropped for at most LINGER_MS (so that
  * closing does not reset the connection before the client has read the answer), and at most
@@ -197,15 +201,19 @@ static void render(server *s, text *t) {
   family(t, "ember_model_versions", "gauge", "Versions of the model loaded and served.");
   for (e = s->models; e; e = e->next)
     put(t, "ember_model_versions{model=\"%s\"} %d\n", esc(e->name, m, sizeof m), e->nversions);
-  family(t, "ember_model_latest_version", "gauge", "The version served by default (the highest loaded; 0: none).");
+  family(t, "ember_model_latest_version", "gauge",
+         "The version served by default: the pinned one, or the highest the serving policy accepts (0: none).");
   for (e = s->models; e; e = e->next)
-    put(t, "ember_model_latest_version{model=\"%s\"} %lld\n", esc(e->name, m, sizeof m),
-        e->nversions ? (long long)e->versions[e->nversions - 1]->version : 0ll);
-  family(t, "ember_model_load_errors", "gauge", "Files of the model that currently fail to load (listed by GetModel).");
+    put(t, "ember_model_latest_version{model=\"%s\"} %lld\n", esc(e->name, m, sizeof m), (long long)e->default_version);
+  family(t, "ember_model_load_errors", "gauge",
+         "Problems GetModel lists as load errors: files that fail to load, versions refused for a changed "
+         "signature, serving.conf errors.");
   for (e = s->models; e; e = e->next)
-    put(t, "ember_model_load_errors{model=\"%s\"} %d\n", esc(e->name, m, sizeof m), e->nerrors);
+    put(t, "ember_model_load_errors{model=\"%s\"} %d\n", esc(e->name, m, sizeof m), registry_problems(e));
   family(t, "ember_model_load_failures_total", "counter",
-         "Failed attempts to load a file of the model (at start-up or on reload; a file is retried when it changes).");
+         "Failed attempts to load a file of the model (at start-up or on reload; a file is retried when it "
+         "changes), versions refused for a changed signature and serving.conf errors, each counted when it "
+         "appears.");
   for (e = s->models; e; e = e->next)
     put(t, "ember_model_load_failures_total{model=\"%s\"} %llu\n", esc(e->name, m, sizeof m),
         (unsigned long long)e->stats.load_failures);
@@ -357,8 +365,18 @@ static void handle_request(conn *c, size_t end) {
     return;
   }
   size_t tl = strcspn(target, "?");
+  if (tl == 6 && strncmp(target, "/livez", 6) == 0) { /* answered at all: the loop runs */
+    respond_text(c, 200, "OK", "", "live\n", head);
+    return;
+  }
+  if (tl == 7 && strncmp(target, "/readyz", 7) == 0) {
+    const char *why = health_not_ready(c->h->s);
+    if (why) respond_text(c, 503, "Service Unavailable", "", why, head);
+    else respond_text(c, 200, "OK", "", "ready\n", head);
+    return;
+  }
   if (tl != 8 || strncmp(target, "/metrics", 8) != 0) {
-    respond_text(c, 404, "Not Found", "", "not found: the metrics are at /metrics\n", head);
+    respond_text(c, 404, "Not Found", "", "not found: the metrics are at /metrics (probes: /livez, /readyz)\n", head);
     return;
   }
   text t = {0};

@@ -7,6 +7,15 @@
  * failures are recorded per version (and not retried until the file changes) while every
  * other version keeps serving.
  *
+ * Which loaded version answers requests for version 0, the default, is decided after every
+ * scan from the versions' signatures and DIR/<name>/serving.conf (policy.c has the file and the
+ * rule): a version whose x_dim or y_dim breaks the model's lineage is refused (logged at level
+ * error, counted, listed by GetModel) and cannot become the default unless serving.conf allows
+ * it; `version = N` pins the default. Changes are picked up like new files (the file is read at
+ * every scan), and a policy that cannot be used never moves the default elsewhere: a pin that
+ * cannot be served keeps the current default, and a serving.conf that does not parse keeps the
+ * last one that did (at start-up: no default until it parses).
+ *
  * Versions are reference counted: the registry holds one reference while a version is listed
  * and each batch holds one while it runs, so a batch finishes on the version it started with
  * and a retired version is freed as soon as its last batch ends (memory does not grow over
@@ -50,9 +59,20 @@ typedef struct scan_item {
   char *error;
 } scan_item;
 
+/* What a scan found of a model's serving.conf. */
+typedef enum {
+  POLICY_ABSENT, /* no such file: the default policy */
+  POLICY_READ,   /* parsed */
+  POLICY_BAD,    /* cannot be read or parsed: reported, the last good policy stays */
+  POLICY_UNSEEN  /* the scan failed before it (out of memory): nothing changes */
+} policy_state;
+
 typedef struct scan_model {
   char name[72];  /* a model directory the repository's listing named */
   int complete;   /* read to its end without an error (or gone: nothing in it to keep) */
+  policy_state policy_state;
+  srv_policy policy;   /* POLICY_READ */
+  char policy_why[320]; /* POLICY_BAD: why it cannot be used */
 } scan_model;
 
 typedef struct scan_job {
@@ -74,30 +94,9 @@ typedef struct scan_job {
   long *loading_scans; /* srv_faults.scans when srv_faults.scan_pause is set, else NULL */
   long pause_at;        /* srv_faults.scan_pause */
   char *fatal;
+  int stray;            /* checkpoint files directly in the repository (not served) */
+  char stray_name[72];  /* the first of them */
 } scan_job;
-
-int srv_valid_model_name(const char *n) {
-  size_t len = n ? strlen(n) : 0;
-  if (len < 1 || len > 64 || n[0] == '.') return 0;
-  for (size_t i = 0; i < len; i++) {
-    char ch = n[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-          ch == '_' || ch == '.' || ch == '-'))
-      return 0;
-  }
-  return 1;
-}
-
-int64_t registry_version_of(const char *file) {
-  const char *dot = strrchr(file, '.');
-  if (!dot || strcmp(dot, ".safetensors") != 0 || dot == file || file[0] == '0') return 0;
-  int64_t v = 0;
-  for (const char *p = file; p < dot; p++) {
-    if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10) return 0;
-    v = v * 10 + (*p - '0');
-  }
-  return v;
-}
 
 static char *dup_str(const char *s) {
   size_t n = strlen(s) + 1;
@@ -192,7 +191,7 @@ static void add_dir(scan_job *j, const char *path) {
   if (d) j->dirs[j->ndirs++] = d;
 }
 
-static void add_model(scan_job *j, const char *name, int complete) {
+static void add_model(scan_job *j, const char *name, int complete, const scan_model *pol) {
   scan_model *models = scan_room(j, j->models, j->nmodels, &j->capmodels, 8, sizeof *models);
   if (!models) { /* unrecorded, the model would look removed: distrust the whole listing instead */
     scan_error(j, "out of memory listing model", name, ENOMEM);
@@ -201,19 +200,50 @@ static void add_model(scan_job *j, const char *name, int complete) {
   }
   j->models = models;
   scan_model *m = &j->models[j->nmodels++];
+  if (pol) *m = *pol;
+  else memset(m, 0, sizeof *m);
   snprintf(m->name, sizeof m->name, "%s", name);
   m->complete = complete;
 }
 
-/* Lists the directory of model `name`: 1 if it was read completely (or is gone), 0 if an error
- * left part of it unseen. */
-static int scan_model_dir(scan_job *j, const char *name) {
+/* Reads dir/serving.conf into *m: absent (no such file), read, or bad with the reason. */
+static void read_policy(scan_job *j, const char *dir, scan_model *m) {
+  char *path = scan_path(j, dir, SRV_POLICY_FILE);
+  char buf[SRV_POLICY_MAX_BYTES + 1];
+  if (!path) {
+    m->policy_state = POLICY_UNSEEN;
+    scan_error(j, "out of memory reading the serving policy of", dir, ENOMEM);
+    return;
+  }
+  m->policy_state = POLICY_BAD;
+  FILE *f = fopen(path, "rb");
+  size_t n = 0;
+  if (!f && (errno == ENOENT || errno == ENOTDIR)) {
+    m->policy_state = POLICY_ABSENT;
+  } else if (!f) {
+    snprintf(m->policy_why, sizeof m->policy_why, "cannot open %s: %s", path, strerror(errno));
+  } else {
+    n = fread(buf, 1, sizeof buf, f);
+    if (ferror(f))
+      snprintf(m->policy_why, sizeof m->policy_why, "cannot read %s: %s", path, strerror(errno));
+    else if (srv_policy_parse(buf, n, &m->policy, m->policy_why, sizeof m->policy_why) == 0)
+      m->policy_state = POLICY_READ;
+    fclose(f);
+  }
+  free(path);
+}
+
+/* Lists the directory of model `name` and reads its serving.conf into *pol: 1 if it was read
+ * completely (or is gone), 0 if an error left part of it unseen. */
+static int scan_model_dir(scan_job *j, const char *name, scan_model *pol) {
+  memset(pol, 0, sizeof *pol);
   char *dir = scan_path(j, j->s->cfg.models_dir, name);
   if (!dir) {
     scan_error(j, "out of memory listing model", name, ENOMEM);
     return 0;
   }
   int complete = 1;
+  read_policy(j, dir, pol);
   DIR *d = opendir(dir);
   if (!d) {
     int err = errno; /* gone since the repository was listed, or a file that is no model */
@@ -240,6 +270,17 @@ static int scan_model_dir(scan_job *j, const char *name) {
   return complete;
 }
 
+/* A checkpoint file right in the repository: --models given the directory that holds the
+ * checkpoints, one level too deep. Not served (a version needs a model directory), but said. */
+static int stray_checkpoint(const char *dir, const char *file) {
+  size_t n = strlen(file), e = strlen(".safetensors");
+  char path[PATH_MAX];
+  struct stat st;
+  return n > e && strcmp(file + n - e, ".safetensors") == 0 &&
+         snprintf(path, sizeof path, "%s/%s", dir, file) < (int)sizeof path && stat(path, &st) == 0 &&
+         S_ISREG(st.st_mode);
+}
+
 static void scan_work(uv_work_t *w) {
   scan_job *j = w->data;
   const srv_config *cfg = &j->s->cfg;
@@ -252,7 +293,7 @@ static void scan_work(uv_work_t *w) {
     char *dot = strrchr(name, '.');
     if (dot && dot != name) *dot = 0;
     if (!srv_valid_model_name(name)) snprintf(name, sizeof name, "model");
-    add_model(j, name, add_file(j, name, 1, cfg->model_file) == 0);
+    add_model(j, name, add_file(j, name, 1, cfg->model_file) == 0, NULL);
     return;
   }
   DIR *root = opendir(cfg->models_dir);
@@ -264,8 +305,15 @@ static void scan_work(uv_work_t *w) {
   }
   add_dir(j, cfg->models_dir);
   struct dirent *de;
-  for (errno = 0; (de = readdir(root)); errno = 0)
-    if (srv_valid_model_name(de->d_name)) add_model(j, de->d_name, scan_model_dir(j, de->d_name));
+  for (errno = 0; (de = readdir(root)); errno = 0) {
+    if (stray_checkpoint(cfg->models_dir, de->d_name) && j->stray++ == 0)
+      snprintf(j->stray_name, sizeof j->stray_name, "%.64s", de->d_name);
+    if (srv_valid_model_name(de->d_name)) {
+      scan_model pol;
+      int complete = scan_model_dir(j, de->d_name, &pol);
+      add_model(j, de->d_name, complete, &pol);
+    }
+  }
   if (errno) {
     scan_error(j, "cannot list", cfg->models_dir, errno);
     j->root_complete = 0;
@@ -306,6 +354,7 @@ void version_unref(model_version *v) {
   free(v->idle);
   ember_model_free(&v->model);
   free(v->path);
+  free(v->refused);
   free(v);
 }
 
@@ -325,8 +374,8 @@ model_entry *registry_find(server *s, const char *name) {
 int registry_listed(const model_entry *e) { return e->nversions > 0 || e->nerrors > 0; }
 
 model_version *registry_version(model_entry *e, int64_t version) {
-  if (e->nversions == 0) return NULL;
-  if (version == 0) return e->versions[e->nversions - 1];
+  if (version == 0) version = e->default_version;
+  if (version == 0) return NULL;
   for (int i = 0; i < e->nversions; i++)
     if (e->versions[i]->version == version) return e->versions[i];
   return NULL;
@@ -438,6 +487,187 @@ static int seen_gone(const scan_job *j, const char *name, int64_t version) {
   return j->root_complete;
 }
 
+/* ---- the default version (loop) --------------------------------------------------------- */
+
+int registry_problems(const model_entry *e) {
+  int n = e->nerrors + (e->policy_error.message != NULL) + (e->pin_error.message != NULL);
+  for (int i = 0; i < e->nversions; i++) n += e->versions[i]->refused != NULL;
+  return n;
+}
+
+void registry_problem(const model_entry *e, int i, load_error *le) {
+  memset(le, 0, sizeof *le);
+  if (i < e->nerrors) {
+    *le = e->errors[i];
+    return;
+  }
+  i -= e->nerrors;
+  for (int k = 0; k < e->nversions; k++) {
+    const model_version *v = e->versions[k];
+    if (!v->refused || i-- > 0) continue;
+    le->version = v->version;
+    le->path = v->path;
+    le->message = v->refused;
+    le->when = v->refused_when;
+    return;
+  }
+  if (e->policy_error.message && i-- == 0) *le = e->policy_error;
+  else if (e->pin_error.message && i == 0) *le = e->pin_error;
+}
+
+const char *registry_no_default_reason(const model_entry *e) {
+  if (e->pin_error.message) return e->pin_error.message;
+  if (e->policy_error.message) return e->policy_error.message;
+  return "no version loaded";
+}
+
+/* Sets or clears (msg NULL) one of the entry's policy problems, logging and counting a new or
+ * changed one at level error and its end at info. */
+static void set_problem(server *s, model_entry *e, load_error *le, const char *what, int64_t version,
+                        const char *msg) {
+  if (!msg) {
+    if (le->message) srv_log(LOG_INFO, "model serving policy problem cleared", "model=%s what=\"%s\"", e->name, what);
+    free(le->message);
+    free(le->path);
+    memset(le, 0, sizeof *le);
+    return;
+  }
+  if (le->message && strcmp(le->message, msg) == 0 && le->version == version) return;
+  char *m = dup_str(msg), *path = NULL;
+  if (s->cfg.models_dir) {
+    size_t n = strlen(s->cfg.models_dir) + strlen(e->name) + sizeof SRV_POLICY_FILE + 3;
+    if ((path = malloc(n))) snprintf(path, n, "%s/%s/%s", s->cfg.models_dir, e->name, SRV_POLICY_FILE);
+  }
+  if (!m) {
+    free(path);
+    return;
+  }
+  free(le->message);
+  free(le->path);
+  le->message = m;
+  le->path = path;
+  le->version = version;
+  le->when = (int64_t)time(NULL);
+  e->stats.load_failures++;
+  srv_log(LOG_ERROR, "model serving policy problem", "model=%s what=\"%s\" error=\"%s\"", e->name, what, msg);
+}
+
+/* Takes what the scan read of the entry's serving.conf. */
+static void apply_policy(server *s, model_entry *e, const scan_job *j) {
+  const scan_model *sm = NULL;
+  for (int i = 0; i < j->nmodels && !sm; i++)
+    if (strcmp(j->models[i].name, e->name) == 0) sm = &j->models[i];
+  policy_state st = sm ? sm->policy_state : j->root_complete ? POLICY_ABSENT : POLICY_UNSEEN;
+  switch (st) {
+  case POLICY_ABSENT: srv_policy_default(&e->policy); break;
+  case POLICY_READ: e->policy = sm->policy; break;
+  case POLICY_BAD: {
+    char msg[480];
+    snprintf(msg, sizeof msg, "%s is not used: %s; %s", SRV_POLICY_FILE, sm->policy_why,
+             e->policy_ok ? "the last policy that parsed stays in force" : "no version is the default until it parses");
+    set_problem(s, e, &e->policy_error, "serving.conf", 0, msg);
+    return;
+  }
+  case POLICY_UNSEEN: return;
+  }
+  e->policy_ok = 1;
+  set_problem(s, e, &e->policy_error, "serving.conf", 0, NULL);
+}
+
+/* The versions as text, "1, 2, 3" (or "none"). */
+static void loaded_text(const model_entry *e, char *buf, size_t len) {
+  size_t used = 0;
+  snprintf(buf, len, "none");
+  for (int i = 0; i < e->nversions && used + 24 < len; i++)
+    used += (size_t)snprintf(buf + used, len - used, "%s%lld", i ? ", " : "", (long long)e->versions[i]->version);
+}
+
+/* Marks the versions the policy refuses (srv_policy_walk) and picks the default: the pinned
+ * version, or the latest accepted. A pin that cannot be served keeps the current default if
+ * it is still loaded and accepted, and otherwise leaves none: serving another version than
+ * the one pinned would be a silent change. */
+static void select_default(server *s, model_entry *e) {
+  srv_policy_item *items = calloc((size_t)e->nversions + 1, sizeof *items);
+  if (!items) {
+    srv_log(LOG_ERROR, "out of memory choosing the default version", "model=%s kept=%lld", e->name,
+            (long long)e->default_version);
+    return;
+  }
+  for (int i = 0; i < e->nversions; i++) {
+    items[i].version = e->versions[i]->version;
+    items[i].sig = ember_model_signature(&e->versions[i]->model);
+  }
+  const int latest = srv_policy_walk(&e->policy, items, e->nversions);
+  for (int i = 0; i < e->nversions; i++) {
+    model_version *v = e->versions[i];
+    if (items[i].refused_by == 0) {
+      if (v->refused) srv_log(LOG_INFO, "model version accepted", "model=%s version=%lld", e->name, (long long)v->version);
+      free(v->refused);
+      v->refused = NULL;
+      continue;
+    }
+    if (v->refused && v->refused_by == items[i].refused_by) continue;
+    const model_version *base = registry_version(e, items[i].refused_by);
+    char mine[256], theirs[256], msg[900];
+    ember_signature bs = ember_model_signature(&base->model);
+    ember_signature_text(&items[i].sig, mine, sizeof mine);
+    ember_signature_text(&bs, theirs, sizeof theirs);
+    snprintf(msg, sizeof msg,
+             "version %lld (%s) changes the signature of version %lld (%s): not served by default; if "
+             "the change is intended, add `allow_signature_change = %lld` to %s/%s/%s",
+             (long long)v->version, mine, (long long)base->version, theirs, (long long)v->version,
+             s->cfg.models_dir ? s->cfg.models_dir : ".", e->name, SRV_POLICY_FILE);
+    char *m = dup_str(msg);
+    if (!m) continue;
+    const int again = v->refused != NULL; /* still refused, now against another version */
+    free(v->refused);
+    v->refused = m;
+    v->refused_by = items[i].refused_by;
+    v->refused_when = (int64_t)time(NULL);
+    if (!again) e->stats.load_failures++;
+    srv_log(LOG_ERROR, "model version refused", "model=%s version=%lld signature=\"%s\" served_signature=\"%s\" error=\"%s\"",
+            e->name, (long long)v->version, mine, theirs, msg);
+  }
+  free(items);
+
+  const int64_t pin = e->policy_ok ? e->policy.pin : 0;
+  model_version *cur = registry_version(e, e->default_version);
+  if (cur && cur->refused) cur = NULL;
+  model_version *target = NULL;
+  if (!e->policy_ok) {
+    target = cur; /* a serving.conf that never parsed: nothing becomes the default */
+  } else if (pin) {
+    model_version *v = registry_version(e, pin);
+    char why[600] = "", have[256];
+    if (v && !v->refused) {
+      target = v;
+    } else {
+      loaded_text(e, have, sizeof have);
+      int ei = find_error(e, pin);
+      if (v)
+        snprintf(why, sizeof why, "pinned version %lld is refused (%s)", (long long)pin, v->refused);
+      else if (ei >= 0)
+        snprintf(why, sizeof why, "pinned version %lld failed to load (%s)", (long long)pin,
+                 e->errors[ei].message ? e->errors[ei].message : "");
+      else
+        snprintf(why, sizeof why, "pinned version %lld is not loaded (loaded: %s)", (long long)pin, have);
+      target = cur;
+      size_t n = strlen(why);
+      if (cur) snprintf(why + n, sizeof why - n, "; version %lld stays the default", (long long)cur->version);
+      else snprintf(why + n, sizeof why - n, "; no version is the default");
+    }
+    set_problem(s, e, &e->pin_error, "version", pin, why[0] ? why : NULL);
+  } else {
+    target = latest >= 0 ? e->versions[latest] : NULL;
+  }
+  if (!pin || !e->policy_ok) set_problem(s, e, &e->pin_error, "version", 0, NULL);
+  const int64_t to = target ? target->version : 0;
+  if (to != e->default_version && (to || e->nversions)) /* quiet when the last version is removed */
+    srv_log(to ? LOG_INFO : LOG_WARN, "model default version", "model=%s version=%lld previous=%lld policy=%s",
+            e->name, (long long)to, (long long)e->default_version, pin ? "pinned" : "latest");
+  e->default_version = to;
+}
+
 static void watch_dirs(server *s, scan_job *j);
 
 static void apply(server *s, scan_job *j) {
@@ -456,6 +686,8 @@ static void apply(server *s, scan_job *j) {
       if (seen_gone(j, e->name, e->versions[i]->version)) retire(e, i, "file removed");
     for (int i = e->nerrors - 1; i >= 0; i--)
       if (seen_gone(j, e->name, e->errors[i].version)) drop_error(e, i);
+    apply_policy(s, e, j);
+    select_default(s, e);
   }
   watch_dirs(s, j);
 }
@@ -608,6 +840,11 @@ int registry_start(server *s) {
     return -1;
   }
   apply(s, j);
+  if (j->stray)
+    srv_log(LOG_WARN, "checkpoint files directly in the model repository are not served",
+            "dir=%s files=%d first=%s layout=DIR/<model>/<version>.safetensors hint=\"e.g. %s/%.*s/1.safetensors, "
+            "or serve one file with --model\"", s->cfg.models_dir, j->stray, j->stray_name, s->cfg.models_dir,
+            (int)(strlen(j->stray_name) - strlen(".safetensors")), j->stray_name);
   int loaded = 0;
   for (model_entry *e = s->models; e; e = e->next) loaded += e->nversions;
   if (loaded == 0)
@@ -645,6 +882,10 @@ void registry_free(server *s) {
     s->models = e->next;
     while (e->nversions > 0) retire(e, e->nversions - 1, "server stopped");
     while (e->nerrors > 0) drop_error(e, e->nerrors - 1);
+    free(e->policy_error.message);
+    free(e->policy_error.path);
+    free(e->pin_error.message);
+    free(e->pin_error.path);
     free(e->versions);
     free(e->errors);
     free(e);

@@ -56,8 +56,11 @@ static model_version *resolve(srv_call *c, const char *name, int64_t version, sr
   if (!v) {
     char have[256];
     versions_text(e, have, sizeof have);
-    if (version == 0)
+    if (version == 0 && e->nversions == 0)
       srv_status_set(st, GRPC_STATUS_NOT_FOUND, "model '%s' has no loaded version", name);
+    else if (version == 0)
+      srv_status_set(st, GRPC_STATUS_NOT_FOUND, "model '%s' has no default version (%.300s); name a version (loaded: %s)",
+                     name, registry_no_default_reason(e), have);
     else
       srv_status_set(st, GRPC_STATUS_NOT_FOUND, "version %lld of model '%s' is not loaded (loaded: %s)",
                      (long long)version, name, have);
@@ -99,38 +102,30 @@ static int resolve_options(srv_call *c, const model_version *v, const Ember__V1_
   return 0;
 }
 
-static int take_x(srv_call *c, const model_version *v, const float *x, size_t n, srv_status *st) {
+/* Copies x's `rows` rows (their number checked by wire/ against the request's x and rows). */
+static int take_x(srv_call *c, const model_version *v, const float *x, int rows, srv_status *st) {
   const int d = v->model.x_dim;
   const srv_config *cfg = &c->srv->cfg;
-  if (n == 0) {
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "x is empty: expected one or more rows of %d values (row-major)", d);
-    return -1;
-  }
-  if (n % (size_t)d != 0) {
+  if (rows > cfg->max_rows) {
     srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                   "x has %zu values: expected a multiple of the model's x_dim %d (row-major rows)", n, d);
-    return -1;
-  }
-  size_t rows = n / (size_t)d;
-  if (rows > (size_t)cfg->max_rows) {
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                   "x has %zu rows; this server takes at most %d rows per request (--max-rows)", rows, cfg->max_rows);
+                   "x has %d rows; this server takes at most %d rows per request (--max-rows)", rows, cfg->max_rows);
     return -1;
   }
   ember_err err;
-  if (ember_model_check_x(&v->model, x, (int)rows, &err) < 0) {
+  if (ember_model_check_x(&v->model, x, rows, &err) < 0) {
     srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     return -1;
   }
+  size_t n = (size_t)rows * (size_t)d;
   srv_faults *f = &c->srv->faults;
   int injected = f->request_alloc > 0 && ++f->requests_copied == f->request_alloc;
   c->x = injected ? NULL : malloc(n * sizeof(float));
   if (!c->x) {
-    srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %zu rows", rows);
+    srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %d rows", rows);
     return -1;
   }
   memcpy(c->x, x, n * sizeof(float));
-  c->rows = (int)rows;
+  c->rows = rows;
   return 0;
 }
 
@@ -141,11 +136,15 @@ static void *unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *bytes
   return msg;
 }
 
-/* Options and x of a Predict/Sample on version v, checked against the limits: 0 with the call
- * ready for the batcher (v referenced in c->version), or -1 with *st. */
+/* Options and x (rows, or -1 with the shape refusal in *shape) of a Predict/Sample on version
+ * v, checked against the limits: 0 with the call ready for the batcher (v referenced in
+ * c->version), or -1 with *st. */
 static int check_infer(srv_call *c, model_version *v, const Ember__V1__InferenceOptions *options,
-                       const float *x, size_t n_x, uint64_t row_offset, srv_status *st) {
-  if (resolve_options(c, v, options, st) < 0 || take_x(c, v, x, n_x, st) < 0) return -1;
+                       const float *x, int rows, const ember_err *shape, uint64_t row_offset,
+                       srv_status *st) {
+  if (resolve_options(c, v, options, st) < 0) return -1;
+  if (rows < 0) return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", shape->msg);
+  if (take_x(c, v, x, rows, st) < 0) return -1;
   /* ember_infer_flops counts what these options run: DFO rounds (an ardfo round runs each
    * of its y_dim prefix nets), or chain steps (and the second chain), plus refine steps;
    * ember_infer_modes_flops adds Sample's mode finding and polishing */
@@ -191,7 +190,10 @@ static int decode_predict(srv_call *c, const uint8_t *bytes, long len, srv_statu
   Ember__V1__PredictRequest *req = unpack(&ember__v1__predict_request__descriptor, bytes, len, st);
   if (!req) return -1;
   model_version *v = resolve(c, req->model, req->version, st);
-  int rc = v ? check_infer(c, v, req->options, req->x, req->n_x, req->row_offset, st) : -1;
+  int rc = -1, rows = -1;
+  ember_err shape;
+  if (v && ember_wire_predict_rows(req, v->model.x_dim, &rows, &shape) < 0) rows = -1;
+  if (v) rc = check_infer(c, v, req->options, req->x, rows, &shape, req->row_offset, st);
   protobuf_c_message_free_unpacked(&req->base, NULL);
   return rc;
 }
@@ -211,9 +213,12 @@ static int decode_sample(srv_call *c, const uint8_t *bytes, long len, srv_status
     } else if (ember_wire_modes_from_msg(req, &mo, &err) < 0) {
       srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     } else {
+      int rows = -1;
+      ember_err shape;
+      if (ember_wire_sample_rows(req, v->model.x_dim, &rows, &shape) < 0) rows = -1;
       c->modes = mo;
       c->want_samples = req->return_samples;
-      rc = check_infer(c, v, req->options, req->x, req->n_x, req->row_offset, st);
+      rc = check_infer(c, v, req->options, req->x, rows, &shape, req->row_offset, st);
     }
   }
   protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -277,29 +282,38 @@ static int fill_info(info_mem *im, const model_entry *e, const model_version *v)
   ember__v1__model_stats__init(&im->stats);
   Ember__V1__ModelInfo *info = &im->info;
   info->name = (char *)e->name;
+  const int nprob = registry_problems(e);
   im->versions = malloc(sizeof(int64_t) * (size_t)(e->nversions + 1));
-  im->errors = calloc((size_t)e->nerrors + 1, sizeof *im->errors);
-  im->errorp = calloc((size_t)e->nerrors + 1, sizeof *im->errorp);
+  im->errors = calloc((size_t)nprob + 1, sizeof *im->errors);
+  im->errorp = calloc((size_t)nprob + 1, sizeof *im->errorp);
   if (!im->versions || !im->errors || !im->errorp) return -1;
   for (int i = 0; i < e->nversions; i++) im->versions[i] = e->versions[i]->version;
   info->n_versions = (size_t)e->nversions;
   info->versions = im->versions;
-  for (int i = 0; i < e->nerrors; i++) {
+  for (int i = 0; i < nprob; i++) {
+    load_error le;
+    registry_problem(e, i, &le);
     ember__v1__load_error__init(&im->errors[i]);
-    im->errors[i].version = e->errors[i].version;
-    im->errors[i].path = e->errors[i].path;
-    im->errors[i].message = e->errors[i].message;
-    im->errors[i].unix_time = e->errors[i].when;
+    im->errors[i].version = le.version;
+    im->errors[i].path = le.path ? le.path : (char *)"";
+    im->errors[i].message = le.message ? le.message : (char *)"";
+    im->errors[i].unix_time = le.when;
     im->errorp[i] = &im->errors[i];
   }
-  info->n_load_errors = (size_t)e->nerrors;
+  info->n_load_errors = (size_t)nprob;
   info->load_errors = im->errorp;
+  info->default_version = e->default_version;
+  info->pinned_version = e->policy_ok ? e->policy.pin : 0;
   if (v) {
     const ember_model *m = &v->model;
     info->version = v->version;
     info->method = (char *)ember_method_name(m->method);
     info->x_dim = (uint32_t)m->x_dim;
     info->y_dim = (uint32_t)m->y_dim;
+    info->n_x_names = (size_t)m->x_dim; /* the signature: the model's own arrays */
+    info->x_names = m->x_names;
+    info->n_y_names = (size_t)m->y_dim;
+    info->y_names = m->y_names;
     info->arch = (char *)ember_arch_name(m->net.shape.arch);
     info->width = (uint32_t)m->net.shape.width;
     info->depth = (uint32_t)m->net.shape.depth;
@@ -386,7 +400,9 @@ static void list_models(srv_call *c) {
 
 void rpc_ember_handle(srv_call *c) {
   server *s = c->srv;
-  if (s->draining && (c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE)) {
+  /* Draining answers every call as usual: balancers and clients are still learning that this
+   * replica is going away (main.c). Only once the grace period is over is it too late. */
+  if (s->grace_over && (c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE)) {
     srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
     return;
   }
@@ -414,6 +430,13 @@ void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float
                         const float *pop_e) {
   const ember_model *m = &c->version->model;
   const int d = m->y_dim;
+  /* each row's distance from the training data, as local `ember predict` measures it */
+  float *z = malloc((size_t)c->rows * sizeof *z);
+  if (!z) {
+    srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory building the answer");
+    return;
+  }
+  ember_model_x_max_abs_z(m, c->x, c->rows, z, NULL);
   if (c->rpc == RPC_PREDICT) {
     Ember__V1__PredictResponse resp = EMBER__V1__PREDICT_RESPONSE__INIT;
     resp.n_y = (size_t)c->rows * (size_t)d;
@@ -422,7 +445,10 @@ void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float
     resp.energy = (float *)e;
     resp.model_version = c->version->version;
     resp.y_dim = (uint32_t)d;
+    resp.n_x_max_abs_z = (size_t)c->rows;
+    resp.x_max_abs_z = z;
     srv_call_reply(c, &resp);
+    free(z);
     return;
   }
   const int k = c->modes.k;
@@ -463,8 +489,11 @@ void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float
     resp.rows = rowp;
     resp.model_version = c->version->version;
     resp.y_dim = (uint32_t)d;
+    resp.n_x_max_abs_z = (size_t)c->rows;
+    resp.x_max_abs_z = z;
     srv_call_reply(c, &resp);
   }
+  free(z);
   free(rows);
   free(rowp);
   free(modes);

@@ -1,7 +1,7 @@
 /* server.h - emberd's shared state and the interfaces between its files.
  *
  * Threads: one thread blocks in grpc_completion_queue_next and forwards every event to the
- * libuv loop (cq.c). The loop thread owns everything below (calls, queues, the model registry,
+ * libuv loop (main.c: cq_main). The loop thread owns everything below (calls, queues, the model registry,
  * counters) and needs no locks; inference and model loading run on libuv's threadpool
  * (batcher.c, registry.c) and hand their results back to the loop in after_work callbacks.
  *
@@ -19,6 +19,7 @@
 #include "ember/dfo.h"
 #include "ember/infer.h"
 #include "ember/model.h"
+#include "policy.h"
 #include "wire.h"
 
 /* ---- configuration --------------------------------------------------------------------- */
@@ -37,7 +38,7 @@ typedef struct srv_config {
   int max_message;          /* bytes per message, either direction */
   int max_request_gflop;    /* compute one request may ask for */
   int poll_ms;              /* repository rescan period (a backstop for file events) */
-  int drain_ms;             /* after SIGTERM: NOT_SERVING, new calls UNAVAILABLE, for this long */
+  int drain_ms;             /* after SIGTERM: NOT_SERVING and /readyz 503, calls still answered, for this long */
   int grace_ms;             /* then in-flight calls get this long before they are cancelled */
   int max_idle_ms;          /* a connection without calls for this long is closed (0: never) */
   int log_level;            /* 0 debug, 1 info, 2 warn, 3 error */
@@ -230,6 +231,12 @@ typedef struct model_version {
   int refs;         /* the registry's own (while listed) + one per batch in flight */
   ember_infer **idle; /* inference contexts not in use, at most srv->cfg.workers */
   int nidle;
+  /* Why the version cannot be the default (its signature breaks the model's lineage:
+   * policy.h), NULL when it can; since `refused_when` (unix time). Requests that name it
+   * are still answered. */
+  char *refused;
+  int64_t refused_when;
+  int64_t refused_by; /* the accepted version whose signature it breaks (refused only) */
 } model_version;
 
 typedef struct model_entry {
@@ -238,6 +245,14 @@ typedef struct model_entry {
   int nversions;
   load_error *errors;
   int nerrors;
+  /* The serving policy (policy.h): the last serving.conf that parsed, or the default without
+   * one. policy_ok is 0 only while the file has never parsed since start-up: then no version
+   * is the default. */
+  srv_policy policy;
+  int policy_ok;
+  load_error policy_error; /* serving.conf cannot be read or parsed (message NULL: none) */
+  load_error pin_error;    /* the pinned version cannot be the default (message NULL: none) */
+  int64_t default_version; /* what requests for version 0 get; 0: none */
   model_stats stats;
   struct model_entry *next;
 } model_entry;
@@ -248,14 +263,16 @@ void registry_free(struct server *s);  /* after the loop ends */
 model_entry *registry_find(struct server *s, const char *name); /* NULL unless listed */
 int registry_listed(const model_entry *e); /* has versions or load errors */
 void registry_rescan_soon(struct server *s); /* a scan shortly (e.g. after publishing) */
-/* A version file's name, "<positive integer>.safetensors", -> its version; 0 for any other
- * name (hidden files, leading zeros, overflow). The scan and Train's publisher both read names
- * with it. */
-int64_t registry_version_of(const char *file);
-/* [A-Za-z0-9_.-]{1,64}, not starting with '.' (hidden directories are not models) */
-int srv_valid_model_name(const char *name);
-/* The version to serve: version 0 = latest. NULL if absent. */
+/* The version to serve: version 0 = the default (the pinned one, or the latest the policy
+ * accepts). NULL if absent. */
 model_version *registry_version(model_entry *e, int64_t version);
+/* What keeps part of the model from being served, as GetModel's load_errors list it: files
+ * that fail to load, refused versions, serving.conf's problems. registry_problems counts
+ * them; registry_problem(e, i, &le) fills le (pointing into the registry) for 0 <= i < count. */
+int registry_problems(const model_entry *e);
+void registry_problem(const model_entry *e, int i, load_error *le);
+/* Why requests for version 0 get no version (e has versions but no default). */
+const char *registry_no_default_reason(const model_entry *e);
 void version_ref(model_version *v);
 void version_unref(model_version *v);
 
@@ -297,6 +314,9 @@ int health_decode(srv_rpc rpc, const uint8_t *bytes, long len, char *service, si
 void health_event(srv_call *c, int ok);                    /* a watch's batch completed */
 void health_watch_closed(void *tag, int ok);              /* TAG_WATCH_CLOSED */
 void health_set_serving(struct server *s, int serving);
+/* Why this server should get no new traffic from a balancer (/readyz answers 503 with it):
+ * starting, draining, or no model loaded; NULL when ready. */
+const char *health_not_ready(struct server *s);
 void reflection_handle(srv_call *c);                       /* reflection.c */
 void reflection_event(srv_call *c, int ok);
 /* The packed ServerReflectionResponse to one request of `len` bytes (len < 0: unreadable); a
@@ -421,7 +441,7 @@ typedef struct server {
   int nevents, capevents;
   /* lifecycle */
   int serving;          /* health SERVING */
-  int draining;         /* new Predict/Sample get UNAVAILABLE */
+  int draining;         /* NOT_SERVING, /readyz 503; calls still answered; new Train refused */
   int shutting_down;    /* grpc_server_shutdown_and_notify called */
   int shutdown_done;    /* its tag came back */
   int grace_over;       /* what is left is being cancelled: its calls are answered UNAVAILABLE */

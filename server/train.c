@@ -74,6 +74,7 @@ typedef struct train_job {
   char dataset_path[PATH_MAX]; /* resolved; "" for inline data */
   char dataset_label[256];     /* as the client named it */
   int y_dim_arg;               /* for a dataset file: -1 = the file's default */
+  char *y_cols;                /* for a CSV dataset: its y columns by name, or NULL */
   ember_dataset ds;            /* inline data (the thread reads a file into it otherwise) */
   ember_train_opts o;
   /* thread */
@@ -290,8 +291,8 @@ static void *job_main(void *arg) {
   /* Linux: nice is per thread, and threads created from here (the pool) inherit it */
   if (j->s->cfg.train_nice > 0) (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), j->s->cfg.train_nice);
   /* at 19, also SCHED_IDLE: below every nice level, so a job only runs on CPU that inference
-   * leaves idle (Predict p99 at half load: 2.2x the idle p50 against 2.6-3.0x at plain nice 19
-   * and 4.3x at nice 10; README) */
+   * leaves idle (what plain nice 19, nice 10 and SCHED_IDLE did to Predict's tail at half load:
+   * docs/performance.md, 'Inference while training') */
   if (j->s->cfg.train_nice >= 19) {
     struct sched_param sp = {0};
     (void)pthread_setschedparam(pthread_self(), 5 /* SCHED_IDLE (Linux; needs _GNU_SOURCE) */, &sp);
@@ -303,7 +304,8 @@ static void *job_main(void *arg) {
   ember_err err;
   ember_pool *pool = NULL;
   if (j->dataset_path[0]) {
-    rc = ember_dataset_read(j->dataset_path, -1, j->y_dim_arg, &j->ds, &err);
+    ember_dataset_spec spec = {-1, j->y_dim_arg, j->y_cols};
+    rc = ember_dataset_load(j->dataset_path, &spec, &j->ds, &err);
     if (rc < 0) {
       code = rc == EMBER_EIO ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_INVALID_ARGUMENT;
       /* the file's path inside the data directory only, not the server's absolute path */
@@ -395,6 +397,7 @@ static void job_closed_cb(uv_handle_t *h) {
   train_job *j = h->data;
   server *s = j->s;
   ember_dataset_free(&j->ds);
+  free(j->y_cols);
   pthread_mutex_destroy(&j->mu);
   free(j);
   s->train_alive--;
@@ -441,6 +444,12 @@ static void fill_progress(Ember__V1__TrainProgress *m, const ember_train_progres
   m->rows = (uint32_t)j->rows;
   m->x_dim = (uint32_t)j->x_dim;
   m->y_dim = (uint32_t)j->y_dim;
+  if (p->val_rows > 0) {
+    m->optional_val_loss_case = EMBER__V1__TRAIN_PROGRESS__OPTIONAL_VAL_LOSS_VAL_LOSS;
+    m->val_loss = (float)p->val_loss;
+    m->val_chance = (float)p->val_chance;
+    m->val_rows = (uint32_t)p->val_rows;
+  }
 }
 
 /* Sends what is due: the final message and status once the thread is done, else the latest
@@ -661,6 +670,32 @@ static int take_data(server *s, const Ember__V1__TrainRequest *r, train_job *j, 
   }
   memcpy(j->ds.x, r->x, r->n_x * sizeof(float));
   memcpy(j->ds.y, r->y, r->n_y * sizeof(float));
+  /* the columns' names, kept in the model as its signature */
+  if ((r->n_x_names && r->n_x_names != r->x_dim) || (r->n_y_names && r->n_y_names != r->y_dim)) {
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s has %zu names, expected %u (%s)",
+                   r->n_x_names && r->n_x_names != r->x_dim ? "x_names" : "y_names",
+                   r->n_x_names && r->n_x_names != r->x_dim ? r->n_x_names : r->n_y_names,
+                   r->n_x_names && r->n_x_names != r->x_dim ? r->x_dim : r->y_dim,
+                   r->n_x_names && r->n_x_names != r->x_dim ? "x_dim" : "y_dim");
+    return -1;
+  }
+  ember_err err;
+  if (ember_names_check((const char *const *)r->x_names, (int)r->n_x_names, (const char *const *)r->y_names,
+                        (int)r->n_y_names, &err) < 0) {
+    srv_status_set(st, err.code == EMBER_ENOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INVALID_ARGUMENT,
+                   "%s", err.msg);
+    return -1;
+  }
+  if (r->n_x_names) j->ds.x_names = ember_names_new((const char *const *)r->x_names, (int)r->x_dim, 'x');
+  if (r->n_y_names) j->ds.y_names = ember_names_new((const char *const *)r->y_names, (int)r->y_dim, 'y');
+  if ((r->n_x_names && !j->ds.x_names) || (r->n_y_names && !j->ds.y_names)) {
+    srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the column names");
+    return -1;
+  }
+  if (r->y_cols && *r->y_cols) {
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "y_cols names a dataset's y columns; inline data has x and y");
+    return -1;
+  }
   return 0;
 }
 
@@ -702,7 +737,16 @@ static train_job *parse(server *s, const Ember__V1__TrainRequest *r, srv_status 
     j->y_dim_arg = r->y_dim ? (int)r->y_dim : -1;
     if (ok && r->x_dim) {
       srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "x_dim is for inline data; a dataset's x columns are what "
-                                                       "is left after its y_dim columns");
+                                                       "is left after its y columns");
+      ok = 0;
+    }
+    if (ok && (r->n_x_names || r->n_y_names)) {
+      srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "x_names and y_names are for inline data; a dataset's "
+                                                       "names come from its file (CSV header, .npz name arrays)");
+      ok = 0;
+    }
+    if (ok && r->y_cols && *r->y_cols && !(j->y_cols = strdup(r->y_cols))) {
+      srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
       ok = 0;
     }
   } else if (ok) {
@@ -754,6 +798,7 @@ int train_decode(server *s, const uint8_t *bytes, long len, train_job **out, srv
 void train_job_discard(train_job *j) {
   if (!j) return;
   ember_dataset_free(&j->ds);
+  free(j->y_cols);
   free(j);
 }
 

@@ -59,6 +59,19 @@ static void make_model(ember_model *m, ember_method method, ember_arch arch, int
   m->train_lr = 3.3e-4f;
   m->train_temperature = 0.07f;
   m->train_loss = 1.2345678f;
+  /* a signature: names of every kind a header may hold (UTF-8, spaces and quotes inside) */
+  char xs[8][16], ys[8][16];
+  const char *xn[8], *yn[8];
+  for (int i = 0; i < x_dim && i < 8; i++) {
+    snprintf(xs[i], sizeof xs[i], "obs_%d", i);
+    if (i < 2) snprintf(xs[i], sizeof xs[i], "%s", i == 0 ? "F\xc3\xa4rbung" : "a \"b\"");
+    xn[i] = xs[i];
+  }
+  for (int i = 0; i < y_dim && i < 8; i++) {
+    snprintf(ys[i], sizeof ys[i], "act.%d", i);
+    yn[i] = ys[i];
+  }
+  if (x_dim <= 8 && y_dim <= 8 && ember_model_set_names(m, xn, yn, &err) < 0) fail_msg("names: %s", err.msg);
 }
 
 static void assert_models_identical(const ember_model *a, const ember_model *b) {
@@ -88,6 +101,8 @@ static void assert_models_identical(const ember_model *a, const ember_model *b) 
   assert_memory_equal(&a->train_lr, &b->train_lr, sizeof(float));
   assert_memory_equal(&a->train_temperature, &b->train_temperature, sizeof(float));
   assert_memory_equal(&a->train_loss, &b->train_loss, sizeof(float));
+  for (int i = 0; i < a->x_dim; i++) assert_string_equal(a->x_names[i], b->x_names[i]);
+  for (int i = 0; i < a->y_dim; i++) assert_string_equal(a->y_names[i], b->y_names[i]);
 }
 
 static int is_zeroed(const ember_model *m) {
@@ -642,6 +657,17 @@ static void langevin_key(json_t *r) { set_meta(r, "langevin.steps", "50"); }
 static void again_key(json_t *r) { set_meta(r, "infer.again_steps", "0"); }
 static void prefix_key(json_t *r) { set_meta(r, "train.prefix_share", "0.5"); }
 static void refine_key(json_t *r) { set_meta(r, "infer.refine_lr", "0.05"); }
+static void names_short(json_t *r) { set_meta(r, "x_names", "[\"a\",\"b\"]"); }
+static void names_not_json(json_t *r) { set_meta(r, "y_names", "act.0,act.1"); }
+static void names_not_strings(json_t *r) { set_meta(r, "y_names", "[\"a\",2]"); }
+static void names_comma(json_t *r) { set_meta(r, "y_names", "[\"a,b\",\"c\"]"); }
+static void names_number(json_t *r) { set_meta(r, "y_names", "[\"1.5\",\"c\"]"); }
+static void names_nul(json_t *r) { set_meta(r, "y_names", "[\"a\\u0000b\",\"c\"]"); }
+static void names_twice(json_t *r) { set_meta(r, "y_names", "[\"obs_2\",\"c\"]"); } /* an x name */
+static void names_absent(json_t *r) {
+  set_meta(r, "x_names", NULL);
+  set_meta(r, "y_names", NULL);
+}
 
 static void test_bad_metadata(void **state) {
   (void)state;
@@ -693,6 +719,14 @@ static void test_bad_metadata(void **state) {
       {again_key, EMBER_EFORMAT, "\"infer.again_steps\" belongs to langevin models"},
       {prefix_key, EMBER_EFORMAT,
        "metadata key \"train.prefix_share\" belongs to ardfo models, not to this dfo model"},
+      /* the signature: as many valid, distinct names as columns */
+      {names_short, EMBER_EFORMAT, "metadata x_names has 2 names, expected 3 (x_dim)"},
+      {names_not_json, EMBER_EFORMAT, "\"y_names\" must be a JSON array of strings"},
+      {names_not_strings, EMBER_EFORMAT, "metadata y_names[1] is not a string"},
+      {names_comma, EMBER_EFORMAT, "y_names[0]: \"a,b\" has a comma"},
+      {names_number, EMBER_EFORMAT, "y_names[0]: \"1.5\" is a number"},
+      {names_nul, EMBER_EFORMAT, "\"y_names\" must be a JSON array of strings"},
+      {names_twice, EMBER_EFORMAT, "two columns are named \"obs_2\""},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     edit_header(src, bad, cases[i].edit);
@@ -715,6 +749,52 @@ static void test_bad_metadata(void **state) {
   expect_fail(bad, EMBER_EFORMAT,
               "metadata key \"infer.refine_lr\" belongs to dfo, ardfo, langevin models, not to "
               "this mse model");
+}
+
+/* The signature (x_names, y_names): kept through save and load, given by ember_model_init,
+ * checked when set, and a checkpoint from before names were kept loads with x0.., y0... */
+static void test_names(void **state) {
+  (void)state;
+  const char *src = save_victim(0), *old = tu_path(1, "old.safetensors");
+  ember_model m;
+  ember_err err;
+  assert_int_equal(ember_model_load(src, &m, &err), 0);
+  assert_string_equal(m.x_names[0], "F\xc3\xa4rbung");
+  assert_string_equal(m.x_names[2], "obs_2");
+  assert_string_equal(m.y_names[1], "act.1");
+  ember_model_free(&m);
+  /* the saved header holds them as JSON arrays of strings */
+  parts p = split_file(src);
+  assert_non_null(strstr(p.header, "\"y_names\":\"[\\\"act.0\\\",\\\"act.1\\\"]\""));
+  free_parts(&p);
+
+  edit_header(src, old, names_absent);
+  assert_int_equal(ember_model_load(old, &m, &err), 0);
+  const char *xs[] = {"x0", "x1", "x2"}, *ys[] = {"y0", "y1"};
+  for (int i = 0; i < 3; i++) assert_string_equal(m.x_names[i], xs[i]);
+  for (int i = 0; i < 2; i++) assert_string_equal(m.y_names[i], ys[i]);
+  /* the committed fixtures predate names: they load, named by default */
+  ember_model f;
+  assert_int_equal(ember_model_load(EMBER_FIXTURES "/mlp.safetensors", &f, &err), 0);
+  assert_string_equal(f.x_names[0], "x0");
+  assert_string_equal(f.y_names[0], "y0");
+  ember_model_free(&f);
+
+  /* set_names checks the names the model would have, and keeps its own on failure */
+  const char *dup[] = {"a", "b", "a"}, *clash[] = {"x1", "q"}, *ok[] = {"p", "q"};
+  assert_int_equal(ember_model_set_names(&m, dup, NULL, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "two columns are named \"a\""));
+  assert_int_equal(ember_model_set_names(&m, NULL, clash, &err), EMBER_EINVAL); /* x1 is an x name */
+  assert_non_null(strstr(err.msg, "\"x1\""));
+  assert_string_equal(m.y_names[0], "y0");
+  assert_int_equal(ember_model_set_names(&m, NULL, ok, &err), 0);
+  assert_string_equal(m.y_names[1], "q");
+  assert_string_equal(m.x_names[1], "x1");
+  /* and a model whose names were broken behind the library's back is not saved */
+  m.y_names[1][0] = 'p';
+  assert_int_equal(ember_model_save(&m, tu_path(2, "dup.safetensors"), &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "two columns are named \"p\""));
+  ember_model_free(&m);
 }
 
 /* ---- hostile files: tensors ------------------------------------------------------------ */
@@ -1074,6 +1154,7 @@ int main(void) {
       cmocka_unit_test(test_header_length),
       cmocka_unit_test(test_bad_json),
       cmocka_unit_test(test_bad_metadata),
+      cmocka_unit_test(test_names),
       cmocka_unit_test(test_bad_tensors),
       cmocka_unit_test(test_gaps),
       cmocka_unit_test(test_nonfinite_values),

@@ -58,7 +58,7 @@ static void csv_refused(const char *text, int x_dim, int y_dim, int code, ...) {
 static void test_csv_header(void **state) {
   ember_dataset ds;
   ember_err err;
-  assert_int_equal(csv("x0,x1,y\n1,2,3\n4.5,-5e-1,+6.25\n", -1, -1, &ds, &err), 0);
+  assert_int_equal(csv("x0,x1,y:y\n1,2,3\n4.5,-5e-1,+6.25\n", -1, -1, &ds, &err), 0);
   assert_int_equal(ds.n, 2);
   assert_int_equal(ds.x_dim, 2);
   assert_int_equal(ds.y_dim, 1);
@@ -210,7 +210,8 @@ static void test_csv_no_rows(void **state) {
 static void test_csv_too_few_columns(void **state) {
   csv_refused("1\n2\n", -1, 1, EMBER_EFORMAT, "data.csv:1: found 1 column", "at least 2",
               NULL);
-  csv_refused("y\n2\n", -1, -1, EMBER_EFORMAT, "data.csv:1: found 1 column", NULL);
+  csv_refused("y\n2\n", -1, 1, EMBER_EFORMAT, "data.csv:1: found 1 column", NULL);
+  csv_refused("y:y\n2\n", -1, -1, EMBER_EINVAL, "data.csv:1: all 1 columns are y", NULL);
   csv_refused("1,2\n3,4\n", -1, 2, EMBER_EFORMAT, "data.csv:1: found 2 columns", "at least 3",
               NULL);
 }
@@ -219,7 +220,7 @@ static void test_csv_file_and_args(void **state) {
   ember_dataset ds;
   ember_err err;
   const char *path = tu_path(0, "pairs.csv");
-  const char *text = "x,y\n1.5,2.5\n3.5,4.5\n";
+  const char *text = "x,y:y\n1.5,2.5\n3.5,4.5\n";
   tu_write_file(path, text, strlen(text));
   assert_int_equal(ember_dataset_read(path, -1, -1, &ds, &err), 0);
   assert_int_equal(ds.n, 2);
@@ -227,7 +228,7 @@ static void test_csv_file_and_args(void **state) {
   ember_dataset_free(&ds);
   ember_dataset_free(&ds); /* safe twice */
 
-  const char *bad = "x,y\n1.5,2.5\n3.5\n";
+  const char *bad = "x,y:y\n1.5,2.5\n3.5\n";
   tu_write_file(path, bad, strlen(bad));
   assert_int_equal(ember_dataset_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
   assert_int_equal(strncmp(err.msg, path, strlen(path)), 0);
@@ -272,6 +273,155 @@ static void test_csv_too_many_columns(void **state) {
   assert_int_equal(ds.x_dim, 65535);
   ember_dataset_free(&ds);
   free(text);
+}
+
+/* ---- which columns are y, and the columns' names ---------------------------------------- */
+
+/* Reads text with y_cols; returns the code. */
+static int csv_cols(const char *text, int y_dim, const char *y_cols, ember_dataset *ds, ember_err *err) {
+  ember_dataset_spec spec = {-1, y_dim, y_cols};
+  memset(ds, 0x5a, sizeof *ds);
+  memset(err, 0, sizeof *err);
+  return ember_dataset_load_mem(text, strlen(text), "data.csv", &spec, ds, err);
+}
+
+static void assert_names(char **names, int n, const char *want) {
+  char got[256] = "";
+  assert_non_null(names);
+  for (int i = 0; i < n; i++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? "," : "", names[i]);
+  assert_string_equal(got, want);
+}
+
+static void test_csv_y_columns(void **state) {
+  ember_dataset ds;
+  ember_err err;
+  const char *plain = "px,py,ax,ay\n1,2,3,4\n5,6,7,8\n";
+  /* nothing says which columns are y: refused, with the header and the three ways to say it
+   * (this file used to train as 3 inputs and 1 output) */
+  csv_refused(plain, -1, -1, EMBER_EINVAL, "data.csv:1: which columns are y?", "\"px,py,ax,ay\"",
+              "px,py,ax,y:ay", "--y-cols ay", "--y-dim", NULL);
+  /* a headerless file needs y_dim, and --y-cols needs a header */
+  csv_refused("1,2,3\n4,5,6\n", -1, -1, EMBER_EINVAL, "no header line", "3 columns", "--y-dim K", NULL);
+  ember_dataset_spec spec = {-1, -1, "c"};
+  assert_int_equal(ember_dataset_load_mem("1,2,3\n", 6, "data.csv", &spec, &ds, &err), EMBER_EINVAL);
+  assert_msg(err, "--y-cols names columns of a header, but the file has no header line");
+  assert_zeroed(&ds);
+
+  /* y: marks, in file order; names with the marks taken off */
+  assert_int_equal(csv("px,y:ax,py,y: ay\n1,2,3,4\n5,6,7,8\n", -1, -1, &ds, &err), 0);
+  assert_int_equal(ds.x_dim, 2);
+  assert_int_equal(ds.y_dim, 2);
+  const float x[] = {1, 3, 5, 7}, y[] = {2, 4, 6, 8};
+  assert_memory_equal(ds.x, x, sizeof x);
+  assert_memory_equal(ds.y, y, sizeof y);
+  assert_names(ds.x_names, 2, "px,py");
+  assert_names(ds.y_names, 2, "ax,ay");
+  ember_dataset_free(&ds);
+  /* y_dim agreeing with the marks is fine; disagreeing is refused */
+  assert_int_equal(csv("px,py,y:ax,y:ay\n1,2,3,4\n", -1, 2, &ds, &err), 0);
+  ember_dataset_free(&ds);
+  csv_refused("px,py,y:ax,y:ay\n1,2,3,4\n", -1, 1, EMBER_EINVAL, "the header marks 2 y columns, but --y-dim is 1",
+              NULL);
+
+  /* --y-cols: y in the order named, wherever the columns are */
+  assert_int_equal(csv_cols(plain, -1, " ay , px", &ds, &err), 0);
+  assert_int_equal(ds.x_dim, 2);
+  const float x2[] = {2, 3, 6, 7}, y2[] = {4, 1, 8, 5};
+  assert_memory_equal(ds.x, x2, sizeof x2);
+  assert_memory_equal(ds.y, y2, sizeof y2);
+  assert_names(ds.x_names, 2, "py,ax");
+  assert_names(ds.y_names, 2, "ay,px");
+  ember_dataset_free(&ds);
+  assert_int_equal(csv_cols("px,py,y:ax,y:ay\n1,2,3,4\n", 2, "ay,ax", &ds, &err), 0); /* all three agree */
+  assert_names(ds.y_names, 2, "ay,ax");
+  ember_dataset_free(&ds);
+  assert_int_equal(csv_cols(plain, -1, "ax,bx", &ds, &err), EMBER_EINVAL);
+  assert_msg(err, "--y-cols names \"bx\", which the header \"px,py,ax,ay\" does not have");
+  assert_zeroed(&ds);
+  assert_int_equal(csv_cols(plain, -1, "ax,ax", &ds, &err), EMBER_EINVAL);
+  assert_msg(err, "names \"ax\" twice");
+  assert_int_equal(csv_cols(plain, -1, "ax,", &ds, &err), EMBER_EINVAL);
+  assert_msg(err, "empty name");
+  assert_int_equal(csv_cols(plain, 1, "ax,ay", &ds, &err), EMBER_EINVAL);
+  assert_msg(err, "the header (with --y-cols) has 2 y columns, but --y-dim is 1");
+  assert_int_equal(csv_cols("px,py,y:ax,y:ay\n1,2,3,4\n", -1, "ax", &ds, &err), EMBER_EINVAL);
+  assert_msg(err, "marks \"y:ay\" as y, but --y-cols does not name it");
+  assert_int_equal(csv_cols("px,py,y:ax,ay\n1,2,3,4\n", -1, "ax,ay", &ds, &err), EMBER_EINVAL);
+  assert_msg(err, "the header marks 1 y column, but --y-cols names 2");
+  assert_int_equal(csv_cols(plain, -1, "px,py,ax,ay", &ds, &err), EMBER_EINVAL);
+  assert_msg(err, "all 4 columns are y");
+  assert_int_equal(csv_cols(plain, 0, "ax", &ds, &err), EMBER_EINVAL);
+  assert_msg(err, "inputs only");
+
+  /* the last y_dim columns, named by the header; an empty header field takes its default name;
+   * a headerless file has no names */
+  assert_int_equal(csv(",b,c\n1,2,3\n", -1, 1, &ds, &err), 0);
+  assert_names(ds.x_names, 2, "x0,b");
+  assert_names(ds.y_names, 1, "c");
+  ember_dataset_free(&ds);
+  assert_int_equal(csv("1,2,3\n", -1, 2, &ds, &err), 0);
+  assert_null(ds.x_names);
+  assert_null(ds.y_names);
+  ember_dataset_free(&ds);
+  /* inputs: a header's marks and names are not looked at */
+  assert_int_equal(csv("a,a,y:b\n1,2,3\n", 3, 0, &ds, &err), 0);
+  assert_null(ds.x_names);
+  ember_dataset_free(&ds);
+
+  /* names must be names: distinct, no control characters, not "y:" twice */
+  csv_refused("a,a,y:b\n1,2,3\n", -1, -1, EMBER_EFORMAT, "data.csv:1: the header: two columns are named \"a\"", NULL);
+  csv_refused("a,b,y:a\n1,2,3\n", -1, -1, EMBER_EFORMAT, "two columns are named \"a\"", NULL);
+  csv_refused("a\tb,c,y:d\n1,2,3\n", -1, -1, EMBER_EFORMAT, "column 1 of the header", "control character", NULL);
+  csv_refused("a,b,y:y:c\n1,2,3\n", -1, -1, EMBER_EFORMAT, "column 3 of the header", "starts with \"y:\"", NULL);
+  csv_refused("a,b,c\xff\n1,2,3\n", -1, 1, EMBER_EFORMAT, "column 3 of the header", "not valid UTF-8", NULL);
+}
+
+static void test_name_check(void **state) {
+  ember_err err;
+  const char *good[] = {"a", "x0", "y", "Kraft [N]", "F\xc3\xa4rbung", "\xf0\x9f\x98\x80", "a \"b\"",
+                        "1a", "e5x", "nano", "y-", "a123456789012345678901234567890123456789012345678901234567890123"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+    if (ember_name_check(good[i], strlen(good[i]), &err) < 0) fail_msg("%s refused: %s", good[i], err.msg);
+  const struct {
+    const char *name, *why;
+  } bad[] = {
+      {"", "empty"},
+      {"a,b", "comma"},
+      {" a", "spaces around"},
+      {"a ", "spaces around"},
+      {"a\nb", "control"},
+      {"1.5", "is a number"},
+      {"-Inf", "is a number"},
+      {"NaN", "is a number"},
+      {"y:a", "starts with \"y:\""},
+      {"\xc3", "UTF-8"},
+      {"\xc0\xaf", "UTF-8"},         /* overlong '/' */
+      {"\xed\xa0\x80", "UTF-8"},     /* a surrogate */
+      {"\xf4\x90\x80\x80", "UTF-8"}, /* past U+10FFFF */
+      {"a1234567890123456789012345678901234567890123456789012345678901234", "at most 64"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    if (ember_name_check(bad[i].name, strlen(bad[i].name), &err) != EMBER_EINVAL)
+      fail_msg("\"%s\" accepted", bad[i].name);
+    assert_msg(err, bad[i].why);
+  }
+  const char *x[] = {"a", "b"}, *y[] = {"c", "b"};
+  assert_int_equal(ember_names_check(x, 2, NULL, 0, &err), 0);
+  assert_int_equal(ember_names_check(x, 2, y, 2, &err), EMBER_EINVAL);
+  assert_msg(err, "two columns are named \"b\"");
+  assert_int_equal(ember_names_check(x, 2, y, 1, &err), 0);
+  const char *badx[] = {"a", "1"};
+  assert_int_equal(ember_names_check(badx, 2, NULL, 0, &err), EMBER_EINVAL);
+  assert_msg(err, "x_names[1]: \"1\" is a number");
+  char **d = ember_names_new(NULL, 12, 'y');
+  assert_string_equal(d[0], "y0");
+  assert_string_equal(d[11], "y11");
+  free(d);
+  char **c = ember_names_new(x, 2, 'x');
+  assert_true(c[0] != x[0]);
+  assert_string_equal(c[1], "b");
+  free(c);
+  assert_null(ember_names_new(NULL, 0, 'x'));
 }
 
 /* ---- .npz ----------------------------------------------------------------------------- */
@@ -667,6 +817,89 @@ static void test_npz_corrupt_zip(void **state) {
   free(buf);
 }
 
+/* A 1-D string array: '<U' (UTF-32LE code points, NUL-padded to `width`) or '|S' (bytes). */
+static member mem_names(const char *name, const char *descr, int width, const char *const *v, int n) {
+  long shape[1] = {n};
+  int u = descr[1] == 'U';
+  size_t esize = u ? 4 * (size_t)width : (size_t)width;
+  unsigned char *data = calloc((size_t)n, esize);
+  assert_non_null(data);
+  for (int i = 0; i < n; i++) {
+    const unsigned char *p = (const unsigned char *)v[i];
+    for (int k = 0; *p && k < width; k++) {
+      uint32_t c = *p++;
+      if (u && c >= 0xC0) { /* decode one UTF-8 sequence (the tests' names are well formed) */
+        int more = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
+        c &= 0x3F >> more;
+        while (more--) c = c << 6 | (*p++ & 0x3F);
+      }
+      if (u) for (int b = 0; b < 4; b++) data[(size_t)i * esize + 4 * (size_t)k + (size_t)b] = (unsigned char)(c >> (8 * b));
+      else data[(size_t)i * esize + (size_t)k] = (unsigned char)c;
+    }
+  }
+  char d[16];
+  snprintf(d, sizeof d, "%s%d", descr, width);
+  member m = {name, NULL, 0, 0};
+  m.data = npy_make(d, 0, 1, shape, data, (size_t)n * esize, 1, &m.len);
+  free(data);
+  return m;
+}
+
+static void test_npz_names(void **state) {
+  const float x[] = {1, 2, 3, 4, 5, 6}, y[] = {7, 8, 9};
+  const char *xn[] = {"px", "F\xc3\xa4rbung"}, *yn[] = {"ax"}, *dup[] = {"px"}, *three[] = {"a", "b", "c"};
+  const char *path = tu_path(0, "names.npz");
+  ember_dataset ds;
+  ember_err err;
+  member m[] = {mem_f32("x.npy", 2, 3, 2, x, 0), mem_f32("y.npy", 2, 3, 1, y, 0),
+                mem_names("x_names.npy", "<U", 8, xn, 2), mem_names("y_names.npy", "|S", 2, yn, 1)};
+  npz_write(path, m, 4);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), 0);
+  assert_names(ds.x_names, 2, "px,F\xc3\xa4rbung");
+  assert_names(ds.y_names, 1, "ax");
+  ember_dataset_free(&ds);
+  /* only the y names: x keeps none; inputs-only reads look at neither */
+  member m1[] = {mem_f32("x.npy", 2, 3, 2, x, 0), mem_f32("y.npy", 2, 3, 1, y, 0),
+                 mem_names("y_names.npy", "<U", 2, yn, 1)};
+  npz_write(path, m1, 3);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), 0);
+  assert_null(ds.x_names);
+  assert_names(ds.y_names, 1, "ax");
+  ember_dataset_free(&ds);
+  assert_int_equal(npz_read(path, -1, 0, &ds, &err), 0);
+  assert_null(ds.y_names);
+  ember_dataset_free(&ds);
+  /* one name per column, distinct, valid, strings */
+  member m2[] = {mem_f32("x.npy", 2, 3, 2, x, 0), mem_f32("y.npy", 2, 3, 1, y, 0),
+                 mem_names("x_names.npy", "<U", 1, three, 3)};
+  npz_write(path, m2, 3);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "x_names.npy: has shape (3,), expected (2,): one name per column of x");
+  member m3[] = {mem_f32("x.npy", 2, 3, 2, x, 0), mem_f32("y.npy", 2, 3, 1, y, 0),
+                 mem_names("x_names.npy", "<U", 2, xn, 2), mem_names("y_names.npy", "<U", 2, dup, 1)};
+  npz_write(path, m3, 4);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "two columns are named \"px\"");
+  const char *bad[] = {"1.5", "b"};
+  member m4[] = {mem_f32("x.npy", 2, 3, 2, x, 0), mem_f32("y.npy", 2, 3, 1, y, 0),
+                 mem_names("x_names.npy", "|S", 3, bad, 2)};
+  npz_write(path, m4, 3);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
+  assert_msg(err, "x_names[0]: \"1.5\" is a number");
+  member m5[] = {mem_f32("x.npy", 2, 3, 2, x, 0), mem_f32("y.npy", 2, 3, 1, y, 0),
+                 mem_f32("y_names.npy", 1, 1, 1, y, 0)};
+  npz_write(path, m5, 3);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_ENOTSUP);
+  assert_msg(err, "y_names.npy: dtype '<f4' is not supported (need strings");
+  /* --y-cols is for a CSV header */
+  member m6[] = {mem_f32("x.npy", 2, 3, 2, x, 0), mem_f32("y.npy", 2, 3, 1, y, 0)};
+  npz_write(path, m6, 2);
+  ember_dataset_spec spec = {-1, -1, "ax"};
+  assert_int_equal(ember_dataset_load(path, &spec, &ds, &err), EMBER_EINVAL);
+  assert_msg(err, "this is an .npz archive");
+  assert_zeroed(&ds);
+}
+
 static void test_npz_read_mem(void **state) {
   const double x[] = {1, 2, 3, 4}, y[] = {5, 6};
   member m[] = {mem_f64("x.npy", 2, 2, 2, x, 1), mem_f64("y.npy", 1, 2, 1, y, 0)};
@@ -704,6 +937,8 @@ int main(void) {
       cmocka_unit_test(test_csv_too_few_columns),
       cmocka_unit_test(test_csv_file_and_args),
       cmocka_unit_test(test_csv_too_many_columns),
+      cmocka_unit_test(test_csv_y_columns),
+      cmocka_unit_test(test_name_check),
       cmocka_unit_test(test_npz_f32_roundtrip),
       cmocka_unit_test(test_npz_f64_fortran_1d_deflate),
       cmocka_unit_test(test_npz_deflate_large_and_v2),
@@ -715,6 +950,7 @@ int main(void) {
       cmocka_unit_test(test_npz_truncated),
       cmocka_unit_test(test_npz_corrupt_zip),
       cmocka_unit_test(test_npz_read_mem),
+      cmocka_unit_test(test_npz_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

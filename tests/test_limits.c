@@ -17,6 +17,7 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 
 /* n rows of x (2 columns) and y (1 column) on a line */
 static void make_data(ember_dataset *ds, int n) {
+  memset(ds, 0, sizeof *ds); /* no column names, and any field added later zero */
   ds->n = n;
   ds->x_dim = 2;
   ds->y_dim = 1;

@@ -260,9 +260,9 @@ static void assert_same_train(const ember_train_opts *a, const ember_train_opts 
   assert_int_equal(a->spectral_norm, b->spectral_norm);
   assert_int_equal(a->uniform_negatives, b->uniform_negatives);
   const float fa[] = {a->lr, a->lr_decay, a->temperature, a->bound_margin, a->ema, a->penalty_margin,
-                      a->penalty_weight, a->keep_prefix_share, a->prefix_noise};
+                      a->penalty_weight, a->keep_prefix_share, a->prefix_noise, a->val_split};
   const float fb[] = {b->lr, b->lr_decay, b->temperature, b->bound_margin, b->ema, b->penalty_margin,
-                      b->penalty_weight, b->keep_prefix_share, b->prefix_noise};
+                      b->penalty_weight, b->keep_prefix_share, b->prefix_noise, b->val_split};
   assert_memory_equal(fa, fb, sizeof fa);
   assert_memory_equal(&a->infer, &b->infer, sizeof a->infer);
   assert_memory_equal(&a->langevin, &b->langevin, sizeof a->langevin);
@@ -289,6 +289,7 @@ static void test_train_round_trip(void **state) {
     o.ema = 0.0f;          /* off, not the method's 0.999 */
     o.seed = 0x123456789ULL;
     o.spectral_norm = methods[i] != EMBER_METHOD_ARDFO;
+    o.val_split = i == 0 ? 0.0f : 0.125f * (float)i; /* 0 and not: both travel */
     o.infer.samples = 300;
     o.infer.iters = 4;
     o.infer.sigma = 0.2f;
@@ -391,6 +392,13 @@ static void test_train_refusals(void **state) {
   r.ema = 1.0f;
   assert_err(ember_wire_train_from_msg(&r, &o, &err), err,
              "weight average decay (ema) must be in [0, 1) (0 = off), got 1");
+  r = clean;
+  r.val_split = 1.0f;
+  assert_err(ember_wire_train_from_msg(&r, &o, &err), err,
+             "the validation share (val split) must be in [0, 1) (0 = none), got 1");
+  r.val_split = -0.25f;
+  assert_err(ember_wire_train_from_msg(&r, &o, &err), err,
+             "the validation share (val split) must be in [0, 1) (0 = none), got -0.25");
 }
 
 static void test_status_names_and_pack(void **state) {
@@ -422,13 +430,56 @@ static void test_status_names_and_pack(void **state) {
   grpc_shutdown();
 }
 
+/* A request's x and its row count: the client always says rows; the server wants exactly
+ * rows x x_dim values then, and a multiple of x_dim without it (older clients). */
+static void test_rows(void **state) {
+  (void)state;
+  const float x[] = {1, 2, 3, 4, 5, 6};
+  ember_err err;
+  int rows = -1;
+  Ember__V1__PredictRequest p = EMBER__V1__PREDICT_REQUEST__INIT;
+  ember_wire_predict_x(&p, x, 3, 2);
+  Ember__V1__PredictRequest *pb = (Ember__V1__PredictRequest *)wire_trip(&p.base);
+  assert_int_equal(pb->optional_rows_case, EMBER__V1__PREDICT_REQUEST__OPTIONAL_ROWS_ROWS);
+  assert_int_equal(pb->rows, 3);
+  assert_int_equal(pb->n_x, 6);
+  assert_int_equal(ember_wire_predict_rows(pb, 2, &rows, &err), 0);
+  assert_int_equal(rows, 3);
+  /* the same 6 values for a model of x_dim 3: 2 rows, not the 3 the client means */
+  assert_err(ember_wire_predict_rows(pb, 3, &rows, &err), err, "x has 6 values = 2 rows of x_dim 3, request says rows 3");
+  assert_err(ember_wire_predict_rows(pb, 4, &rows, &err), err,
+             "x has 6 values, not a whole number of rows of x_dim 4; request says rows 3 (12 values)");
+  ember__v1__predict_request__free_unpacked(pb, NULL);
+  /* rows 0 is a count like any other, not "unset" */
+  p.rows = 0;
+  assert_err(ember_wire_predict_rows(&p, 2, &rows, &err), err, "x has 6 values = 3 rows of x_dim 2, request says rows 0");
+  /* unset: today's reading, rows from the length */
+  p.optional_rows_case = EMBER__V1__PREDICT_REQUEST__OPTIONAL_ROWS__NOT_SET;
+  rows = -1;
+  assert_int_equal(ember_wire_predict_rows(&p, 3, &rows, &err), 0);
+  assert_int_equal(rows, 2);
+  assert_err(ember_wire_predict_rows(&p, 4, &rows, &err), err,
+             "x has 6 values: expected a multiple of the model's x_dim 4 (row-major rows)");
+  p.n_x = 0;
+  assert_err(ember_wire_predict_rows(&p, 4, &rows, &err), err,
+             "x is empty: expected one or more rows of 4 values (row-major)");
+
+  Ember__V1__SampleRequest q = EMBER__V1__SAMPLE_REQUEST__INIT;
+  ember_wire_sample_x(&q, x, 1, 6);
+  Ember__V1__SampleRequest *qb = (Ember__V1__SampleRequest *)wire_trip(&q.base);
+  assert_int_equal(ember_wire_sample_rows(qb, 6, &rows, &err), 0);
+  assert_int_equal(rows, 1);
+  assert_err(ember_wire_sample_rows(qb, 2, &rows, &err), err, "x has 6 values = 3 rows of x_dim 2, request says rows 1");
+  ember__v1__sample_request__free_unpacked(qb, NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_infer_round_trip),  cmocka_unit_test(test_infer_fields),
       cmocka_unit_test(test_infer_defaults),    cmocka_unit_test(test_infer_refusals),
       cmocka_unit_test(test_modes),             cmocka_unit_test(test_train_round_trip),
       cmocka_unit_test(test_train_defaults),    cmocka_unit_test(test_train_refusals),
-      cmocka_unit_test(test_status_names_and_pack),
+      cmocka_unit_test(test_status_names_and_pack), cmocka_unit_test(test_rows),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -225,6 +225,7 @@ void ember_wire_train_to_msg(const ember_train_opts *o, Ember__V1__TrainRequest 
   r->spectral_norm = o->spectral_norm != 0;
   r->optional_ema_case = EMBER__V1__TRAIN_REQUEST__OPTIONAL_EMA_EMA;
   r->ema = o->ema;
+  r->val_split = o->val_split; /* o->val, a local dataset, does not travel */
   r->samples = (uint32_t)o->infer.samples;
   r->iterations = (uint32_t)o->infer.iters;
   r->sigma = o->infer.sigma;
@@ -305,6 +306,7 @@ int ember_wire_train_from_msg(const Ember__V1__TrainRequest *r, ember_train_opts
   o->seed = r->seed;
   o->spectral_norm = r->spectral_norm;
   if (r->optional_ema_case) o->ema = r->ema;
+  o->val_split = r->val_split; /* ember_train_opts_check refuses values outside [0, 1) */
   if (r->samples) o->infer.samples = (int)r->samples;
   if (r->iterations) o->infer.iters = (int)r->iterations;
   if (r->sigma != 0.0f) o->infer.sigma = r->sigma;

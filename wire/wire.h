@@ -26,11 +26,14 @@
  *     ember_infer_opts r = model->infer;
  *     if (ember_wire_infer_from_msg(req->options, name, model->method, &r, &err) < 0) ...;
  *
- * Also here, because both ends of a call need them: gRPC status codes' names and packing a
- * message into a byte buffer (grpc.c).
+ * Also here, because both ends of a call need them: gRPC status codes' names, packing a
+ * message into a byte buffer (grpc.c) and the keepalive policy.
  *
- * What it does not do: the request's other fields (model, version, x, the training data),
- * server policy (emberd's limits), or anything with sockets.
+ * Also here: a Predict or Sample request's x and its row count (rows.c), the shape both ends
+ * must agree on.
+ *
+ * What it does not do: the request's other fields (model, version, the values of x, the
+ * training data), server policy (emberd's limits), or anything with sockets.
  */
 #ifndef EMBER_WIRE_H
 #define EMBER_WIRE_H
@@ -143,6 +146,22 @@ void ember_wire_train_to_msg(const ember_train_opts *o, Ember__V1__TrainRequest 
 int ember_wire_train_from_msg(const Ember__V1__TrainRequest *r, ember_train_opts *o,
                               ember_err *err);
 
+/* ---- a request's x and its row count: PredictRequest, SampleRequest (rows.c) --------------- */
+
+/* Client: x (rows, x_dim), row-major, as the request's x, with `rows` set: a client always
+ * says how many rows it means, so a server can tell a shape mistake from a batch of rows. */
+void ember_wire_predict_x(Ember__V1__PredictRequest *req, const float *x, int rows, int x_dim);
+void ember_wire_sample_x(Ember__V1__SampleRequest *req, const float *x, int rows, int x_dim);
+
+/* Server: how many rows of a model's x_dim the request's x holds. With `rows` set, x must hold
+ * exactly rows x x_dim values; without, a positive multiple of x_dim. 0 with *rows, or
+ * EMBER_EINVAL with the message emberd answers INVALID_ARGUMENT with ("x has 4 values = 2 rows
+ * of x_dim 2, request says rows 1"). */
+int ember_wire_predict_rows(const Ember__V1__PredictRequest *req, int x_dim, int *rows,
+                            ember_err *err);
+int ember_wire_sample_rows(const Ember__V1__SampleRequest *req, int x_dim, int *rows,
+                           ember_err *err);
+
 /* ---- gRPC glue (grpc.c) --------------------------------------------------------------------- */
 
 /* How many status codes gRPC defines: 0 (OK) to 16 (UNAUTHENTICATED). Counters by code have
@@ -155,5 +174,18 @@ const char *ember_wire_status_name(grpc_status_code code);
 
 /* A new byte buffer holding msg's encoding (caller destroys it). */
 grpc_byte_buffer *ember_wire_pack(const ProtobufCMessage *msg);
+
+/* The keepalive policy both ends agree on. A client pings a connection that has been silent
+ * for EMBER_KEEPALIVE_TIME_MS (calls or not) and drops it when no answer comes within
+ * EMBER_KEEPALIVE_TIMEOUT_MS, so a replica whose host vanished without closing its connections
+ * is noticed in half a minute, not when the kernel gives up. emberd accepts pings that far
+ * apart and more (EMBER_KEEPALIVE_MIN_PING_MS, without calls too); gRPC's default server policy
+ * (5 minutes, none without calls) would answer them with GOAWAY "too_many_pings". Other
+ * clients (Python grpcio, the balancers) use the same numbers: docs/cluster.md. */
+#define EMBER_KEEPALIVE_TIME_MS 20000
+#define EMBER_KEEPALIVE_TIMEOUT_MS 10000
+#define EMBER_KEEPALIVE_MIN_PING_MS 10000
+_Static_assert(EMBER_KEEPALIVE_TIME_MS >= EMBER_KEEPALIVE_MIN_PING_MS,
+               "clients would ping more often than emberd allows");
 
 #endif

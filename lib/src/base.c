@@ -13,16 +13,19 @@
  * ember_fsync_dir_of is here, not in checkpoint.c, because emberd and the CLI make files
  * durable the same way (a rename or link, then the directory's fsync).
  */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "ember/base.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -250,6 +253,61 @@ void ember_pool_run(ember_pool *p, int ntasks, ember_task_fn fn, void *ctx) {
 }
 
 void ember_blas_single_thread(void) { openblas_set_num_threads(1); }
+
+const char *ember_blas_core(void) {
+  const char *c = openblas_get_corename();
+  return c ? c : "unknown";
+}
+
+const char *ember_blas_better_core(void) {
+  const char *env = getenv("OPENBLAS_CORETYPE");
+  if (env && *env) return NULL;
+  /* the families with AVX2 kernels or better in OpenBLAS's tables: their choice stands */
+  static const char *const modern[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
+  const char *core = ember_blas_core();
+  for (size_t i = 0; i < sizeof modern / sizeof *modern; i++)
+    if (strcasecmp(core, modern[i]) == 0) return NULL;
+#if defined(__x86_64__) && defined(__GNUC__)
+  /* __builtin_cpu_supports also asks the OS (XGETBV) whether it saves the wide registers */
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+  return NULL;
+}
+
+/* The file argv[0] names (found on PATH when it has no slash), resolved, in out (PATH_MAX). */
+static int program_path(const char *arg0, char *out) {
+  if (strchr(arg0, '/')) return realpath(arg0, out) ? 0 : -1;
+  const char *path = getenv("PATH");
+  while (path && *path) {
+    size_t n = strcspn(path, ":");
+    char cand[PATH_MAX];
+    if (n > 0 && n + strlen(arg0) + 2 <= sizeof cand) {
+      snprintf(cand, sizeof cand, "%.*s/%s", (int)n, path, arg0);
+      if (access(cand, X_OK) == 0 && realpath(cand, out)) return 0;
+    }
+    path += n + (path[n] == ':');
+  }
+  return -1;
+}
+
+void ember_blas_reexec_for_cpu(char **argv) {
+  const char *core = ember_blas_better_core();
+  if (!core || !argv || !argv[0]) return;
+  /* run again only what this process is: under valgrind or a loader, /proc/self/exe is that
+   * tool and argv[0] the program, and neither should be started bare */
+  char self[PATH_MAX], prog[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return;
+  self[n] = 0;
+  if (program_path(argv[0], prog) < 0 || strcmp(self, prog) != 0) return;
+  if (setenv("OPENBLAS_CORETYPE", core, 1) != 0) return;
+  execv(self, argv);
+  /* not allowed: go on with the kernels OpenBLAS chose */
+}
 
 /* File systems that cannot sync a directory say EINVAL; there is nothing more to do there. */
 int ember_fsync_dir_of(const char *path) {

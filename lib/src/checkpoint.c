@@ -31,7 +31,9 @@
  *   back with strtof; a loaded model is bit-identical to the saved one.
  * - The metadata keys are one table (meta_keys: name, kind, field of ember_model, which methods
  *   and which files have it) that the writer and the reader both walk, so a key cannot be
- *   written and not read back, and the writer's order is the file's.
+ *   written and not read back, and the writer's order is the file's. The columns' names
+ *   (x_names, y_names) are optional keys like the others added after the first release: a file
+ *   without them loads with the names ember_model_init gives, x0.. and y0...
  *
  * What it does not do: map files (tensors are read into the model with pread), read from
  * pipes or devices, accept dtypes other than F32, or keep tensors it does not know.
@@ -253,12 +255,15 @@ typedef enum {
   MK_VEC_X,    /* float * to x_dim values, "[v0,v1,...]" */
   MK_VEC_Y,    /* float * to y_dim values */
   MK_SCHEDULE, /* ember_schedule, by name */
-  MK_SN        /* "1" when the model has spectral normalisation (sn_w): no field of its own */
+  MK_SN,       /* "1" when the model has spectral normalisation (sn_w): no field of its own */
+  MK_NAMES_X,  /* char ** to x_dim names, "[\"n0\",\"n1\",...]" (ember_names_check) */
+  MK_NAMES_Y   /* char ** to y_dim names */
 } meta_kind;
 
 enum {
   MK_SHAPE = 1,      /* read before the model is allocated (into a scratch model) */
-  MK_ZERO_ABSENT = 2 /* written only when > 0; absent reads as 0 (train.ema) */
+  MK_ZERO_ABSENT = 2 /* written only when > 0, and with it the keys of its group (those whose
+                        `with` names it); absent reads as 0 (train.ema, train.val_rows) */
 };
 
 typedef struct meta_key {
@@ -286,6 +291,8 @@ static const meta_key meta_keys[] = {
     {"y_std", MK_VEC_Y, MF(y_std), 0, 0, NULL},
     {"y_lo", MK_VEC_Y, MF(y_lo), 0, 0, NULL},
     {"y_hi", MK_VEC_Y, MF(y_hi), 0, 0, NULL},
+    {"x_names", MK_NAMES_X, MF(x_names), 0, 0, "x_names"},
+    {"y_names", MK_NAMES_Y, MF(y_names), 0, 0, "y_names"},
     {"infer.samples", MK_INT, MF(infer.samples), 0, INT_MIN, NULL},
     {"infer.iters", MK_INT, MF(infer.iters), 0, INT_MIN, NULL},
     {"infer.sigma", MK_FLOAT, MF(infer.sigma), 0, 0, NULL},
@@ -299,6 +306,9 @@ static const meta_key meta_keys[] = {
     {"train.temperature", MK_FLOAT, MF(train_temperature), 0, 0, NULL},
     {"train.loss", MK_FLOAT, MF(train_loss), 0, 0, NULL},
     {"train.ema", MK_FLOAT, MF(train_ema), MK_ZERO_ABSENT, 0, "train.ema"},
+    {"train.val_rows", MK_INT, MF(train_val_rows), MK_ZERO_ABSENT, 1, "train.val_rows"},
+    {"train.val_loss", MK_FLOAT, MF(train_val_loss), 0, 0, "train.val_rows"},
+    {"train.val_chance", MK_FLOAT, MF(train_val_chance), 0, 0, "train.val_rows"},
     {"infer.refine_steps", MK_INT, MF(infer.refine_steps), 0, INT_MIN, "infer.refine_steps"},
     {"infer.refine_lr", MK_FLOAT, MF(infer.refine_lr), 0, 0, "infer.refine_steps"},
     {"spectral_norm", MK_SN, 0, 0, 0, "spectral_norm"},
@@ -366,6 +376,11 @@ static int check_model_values(const ember_model *m, const char *name, int bad, e
                         (double)m->y_mean[i]);
   }
   ember_err e;
+  if (!m->x_names || !m->y_names)
+    return ember_fail(err, bad, "%s: the model has no column names", name);
+  if (ember_names_check((const char *const *)m->x_names, m->x_dim, (const char *const *)m->y_names,
+                        m->y_dim, &e) < 0)
+    return ember_fail(err, e.code == EMBER_ENOMEM ? EMBER_ENOMEM : bad, "%s: %s", name, e.msg);
   if (ember_infer_opts_check(&m->infer, m->method == EMBER_METHOD_LANGEVIN, &e) < 0)
     return ember_fail(err, bad, "%s: default inference options: %s", name, e.msg);
   if (ember_model_check_defaults(m, &e) < 0) return ember_fail(err, bad, "%s: %s", name, e.msg);
@@ -453,10 +468,31 @@ static int meta_set_vec(json_t *meta, const char *key, const float *v, int n) {
   return rc;
 }
 
+/* ["n0","n1",...] as a JSON string value of meta. */
+static int meta_set_names(json_t *meta, const char *key, char *const *names, int n) {
+  json_t *arr = json_array();
+  int bad = !arr;
+  for (int i = 0; i < n && !bad; i++) bad = json_array_append_new(arr, json_string(names[i])) != 0;
+  char *text = bad ? NULL : json_dumps(arr, JSON_COMPACT);
+  if (text) bad = json_object_set_new(meta, key, json_string(text)) != 0;
+  free(text);
+  json_decref(arr);
+  return bad || !text;
+}
+
+/* Whether m's value of a MK_ZERO_ABSENT key is one that is written (> 0). */
+static int zero_absent_written(const ember_model *m, const meta_key *k) {
+  const void *v = meta_cfield(m, k);
+  return k->kind == MK_INT ? *(const int *)v > 0 : *(const float *)v > 0.0f;
+}
+
 /* Writes key k of m, if m has it. Non-zero on failure. */
 static int meta_write(json_t *meta, const ember_model *m, const meta_key *k) {
   const void *v = meta_cfield(m, k);
   if (!key_applies(k->key, m->method)) return 0;
+  for (const meta_key *g = meta_keys; k->with && g < meta_keys + NMETA_KEYS; g++)
+    if (strcmp(g->key, k->with) == 0 && (g->flags & MK_ZERO_ABSENT) && !zero_absent_written(m, g))
+      return 0; /* its group is absent (the group's own key too) */
   switch (k->kind) {
   case MK_FORMAT: return meta_set(meta, k->key, "%s", CKPT_FORMAT);
   case MK_VERSION: return meta_set(meta, k->key, "%d", CKPT_VERSION);
@@ -465,13 +501,13 @@ static int meta_write(json_t *meta, const ember_model *m, const meta_key *k) {
   case MK_INT: return meta_set(meta, k->key, "%d", *(const int *)v);
   case MK_I64: return meta_set(meta, k->key, "%" PRId64, *(const int64_t *)v);
   case MK_U64: return meta_set(meta, k->key, "%" PRIu64, *(const uint64_t *)v);
-  case MK_FLOAT:
-    if ((k->flags & MK_ZERO_ABSENT) && !(*(const float *)v > 0.0f)) return 0;
-    return meta_set(meta, k->key, "%.9g", (double)*(const float *)v);
+  case MK_FLOAT: return meta_set(meta, k->key, "%.9g", (double)*(const float *)v);
   case MK_VEC_X: return meta_set_vec(meta, k->key, meta_vec_of(m, k), m->x_dim);
   case MK_VEC_Y: return meta_set_vec(meta, k->key, meta_vec_of(m, k), m->y_dim);
   case MK_SCHEDULE: return meta_set(meta, k->key, "%s", ember_schedule_name(*(const ember_schedule *)v));
   case MK_SN: return m->sn_w ? meta_set(meta, k->key, "1") : 0;
+  case MK_NAMES_X: return meta_set_names(meta, k->key, m->x_names, m->x_dim);
+  case MK_NAMES_Y: return meta_set_names(meta, k->key, m->y_names, m->y_dim);
   }
   return -1;
 }
@@ -839,6 +875,57 @@ static int read_sn(const json_t *meta, const meta_key *k, const char *name, size
   return ember_model_sn_enable(m, err);
 }
 
+/* A JSON array of exactly n names, as text: "[\"px\",\"py\"]"; replaces *names (the model's
+ * defaults). Whether they are distinct from the other list's is checked with the model's values. */
+static int meta_names(const json_t *meta, const char *key, const char *dim, const char *name,
+                      char ***names, int n, ember_err *err) {
+  const char *s = "";
+  int rc = meta_get(meta, key, name, &s, err);
+  if (rc < 0) return rc;
+  json_error_t jerr;
+  json_t *arr = json_loads(s, JSON_REJECT_DUPLICATES, &jerr);
+  const char **list = NULL;
+  char **copy = NULL;
+  ember_err e;
+  if (!json_is_array(arr)) {
+    rc = ember_fail(err, EMBER_EFORMAT, "%s: metadata key \"%s\" must be a JSON array of strings, got \"%.40s\"",
+                    name, key, s);
+    goto done;
+  }
+  if (json_array_size(arr) != (size_t)n) {
+    rc = ember_fail(err, EMBER_EFORMAT, "%s: metadata %s has %zu names, expected %d (%s)", name, key,
+                    json_array_size(arr), n, dim);
+    goto done;
+  }
+  if (!(list = malloc((size_t)n * sizeof *list))) {
+    rc = ember_fail(err, EMBER_ENOMEM, "%s: out of memory", name);
+    goto done;
+  }
+  for (int i = 0; i < n; i++) {
+    const json_t *v = json_array_get(arr, (size_t)i);
+    /* jansson's strings may hold NUL; a name may not */
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+      rc = ember_fail(err, EMBER_EFORMAT, "%s: metadata %s[%d] is not a string", name, key, i);
+      goto done;
+    }
+    list[i] = json_string_value(v);
+    if (ember_name_check(list[i], strlen(list[i]), &e) < 0) {
+      rc = ember_fail(err, EMBER_EFORMAT, "%s: metadata %s[%d]: %s", name, key, i, e.msg);
+      goto done;
+    }
+  }
+  if (!(copy = ember_names_new(list, n, key[0]))) {
+    rc = ember_fail(err, EMBER_ENOMEM, "%s: out of memory", name);
+    goto done;
+  }
+  free(*names);
+  *names = copy;
+done:
+  free(list);
+  json_decref(arr);
+  return rc;
+}
+
 /* Reads key k of meta into its field of m. */
 static int meta_read(const json_t *meta, const meta_key *k, const char *name, size_t data_len,
                      ember_model *m, ember_err *err) {
@@ -880,6 +967,8 @@ static int meta_read(const json_t *meta, const meta_key *k, const char *name, si
       rc = ember_fail(err, EMBER_EFORMAT, "%s: %s must be ibc or poly, got \"%.40s\"", name, k->key, s);
     return rc;
   case MK_SN: return read_sn(meta, k, name, data_len, m, err);
+  case MK_NAMES_X: return meta_names(meta, k->key, "x_dim", name, (char ***)v, m->x_dim, err);
+  case MK_NAMES_Y: return meta_names(meta, k->key, "y_dim", name, (char ***)v, m->y_dim, err);
   }
   return ember_fail(err, EMBER_EFORMAT, "%s: metadata key \"%s\" has no reader", name, k->key);
 }

@@ -13,6 +13,10 @@
  *   "1.5" means. The first line is a header when all its fields are non-numbers; a first line
  *   that mixes names and numbers is refused rather than guessed at, so a data row with one
  *   bad value is never mistaken for a header and dropped.
+ * - Which columns are y is not guessed either: a 4-column file read as 3 x + 1 y by default
+ *   trained a model on the wrong question without a word. y comes from names (y_cols), the
+ *   header's "y:" marks or an explicit y_dim, and a file with none is refused with its header
+ *   and the choices. The header's names become the columns' names, which a model keeps.
  * - .npy members are parsed by hand (the header is a small Python dict literal) and streamed
  *   out of libzip in chunks, converting float64 to float32 and transposing Fortran order on
  *   the way, so a member costs its float32 copy and nothing more. Reading each member to its
@@ -45,7 +49,78 @@ void ember_dataset_free(ember_dataset *ds) {
   if (!ds) return;
   free(ds->x);
   free(ds->y);
+  free(ds->x_names);
+  free(ds->y_names);
   memset(ds, 0, sizeof *ds);
+}
+
+/* ---- validation split ------------------------------------------------------------------ */
+
+int ember_dataset_split_rows(int n, float frac) {
+  if (n < 2 || !(frac > 0.0f && frac < 1.0f)) return 0;
+  double k = floor((double)frac * n + 0.5);
+  return k < 1.0 ? 1 : k > n - 1 ? n - 1 : (int)k;
+}
+
+int ember_dataset_split(const ember_dataset *ds, float frac, uint64_t seed, ember_dataset *train,
+                        ember_dataset *val, ember_err *err) {
+  memset(train, 0, sizeof *train);
+  memset(val, 0, sizeof *val);
+  if (!(frac > 0.0f && frac < 1.0f))
+    return ember_fail(err, EMBER_EINVAL, "the validation share must be in (0, 1), got %g", (double)frac);
+  if (ds->n < 2 || ds->y_dim < 1)
+    return ember_fail(err, EMBER_EINVAL, "holding rows out for validation needs at least 2 rows of x and y, got %d",
+                      ds->n);
+  const int n = ds->n, nv = ember_dataset_split_rows(n, frac), dx = ds->x_dim, dy = ds->y_dim;
+  int *perm = malloc((size_t)n * sizeof *perm);
+  unsigned char *held = calloc((size_t)n, 1);
+  train->x = malloc((size_t)(n - nv) * dx * sizeof(float));
+  train->y = malloc((size_t)(n - nv) * dy * sizeof(float));
+  val->x = malloc((size_t)nv * dx * sizeof(float));
+  val->y = malloc((size_t)nv * dy * sizeof(float));
+  /* both parts keep the file's column names (the model's signature comes from them) */
+  int names_ok = 1;
+  if (ds->x_names) {
+    train->x_names = ember_names_new((const char *const *)ds->x_names, dx, 'x');
+    val->x_names = ember_names_new((const char *const *)ds->x_names, dx, 'x');
+    names_ok = train->x_names && val->x_names;
+  }
+  if (ds->y_names && names_ok) {
+    train->y_names = ember_names_new((const char *const *)ds->y_names, dy, 'y');
+    val->y_names = ember_names_new((const char *const *)ds->y_names, dy, 'y');
+    names_ok = train->y_names && val->y_names;
+  }
+  if (!perm || !held || !train->x || !train->y || !val->x || !val->y || !names_ok) {
+    free(perm);
+    free(held);
+    ember_dataset_free(train);
+    ember_dataset_free(val);
+    return ember_fail(err, EMBER_ENOMEM, "out of memory splitting %d rows", n);
+  }
+  /* the first nv places of a Fisher-Yates shuffle: a uniformly random set of nv rows */
+  ember_rng rng;
+  ember_rng_seed(&rng, seed, EMBER_SPLIT_STREAM);
+  for (int i = 0; i < n; i++) perm[i] = i;
+  for (int i = 0; i < nv; i++) {
+    int j = i + (int)ember_rng_below(&rng, (uint32_t)(n - i));
+    int t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+    held[perm[i]] = 1;
+  }
+  train->n = n - nv;
+  val->n = nv;
+  train->x_dim = val->x_dim = dx;
+  train->y_dim = val->y_dim = dy;
+  for (int i = 0, a = 0, b = 0; i < n; i++) {
+    ember_dataset *part = held[i] ? val : train;
+    int at = held[i] ? b++ : a++;
+    memcpy(part->x + (size_t)at * dx, ds->x + (size_t)i * dx, (size_t)dx * sizeof(float));
+    memcpy(part->y + (size_t)at * dy, ds->y + (size_t)i * dy, (size_t)dy * sizeof(float));
+  }
+  free(perm);
+  free(held);
+  return 0;
 }
 
 /* ---- CSV ------------------------------------------------------------------------------ */
@@ -53,9 +128,13 @@ void ember_dataset_free(ember_dataset *ds) {
 typedef struct csv_reader {
   const char *name;
   int x_dim;       /* requested x columns, or -1 */
-  int y_dim;       /* resolved y columns (>= 0) */
+  int y_dim;       /* y columns: as requested (-1: from the header) until the first line */
+  const char *y_cols; /* the header's y columns by name, or NULL */
   int cols;        /* columns per line, 0 until the first non-blank line */
   int xd;          /* x columns once cols is known */
+  int *colmap;     /* from a header: column -> x index (>= 0) or -1 - y index; NULL: the
+                      first xd columns are x, the rest y */
+  char **x_names, **y_names; /* from a header (ember_names_new), or NULL */
   int n;           /* data rows stored */
   size_t cap;      /* rows of room in x and y */
   float *x, *y;
@@ -133,6 +212,104 @@ static int for_fields(const char *p, const char *end, field_fn visit, void *ctx)
   }
 }
 
+/* ---- column names ----------------------------------------------------------------------- */
+
+/* Well-formed UTF-8: no overlong forms, surrogates or code points past U+10FFFF. */
+static int utf8_valid(const unsigned char *s, size_t n) {
+  for (size_t i = 0; i < n;) {
+    unsigned c = s[i], min;
+    size_t k;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) k = 1, min = 0x80, c &= 0x1F;
+    else if ((c & 0xF0) == 0xE0) k = 2, min = 0x800, c &= 0x0F;
+    else if ((c & 0xF8) == 0xF0) k = 3, min = 0x10000, c &= 0x07;
+    else return 0;
+    if (n - i <= k) return 0;
+    for (size_t j = 1; j <= k; j++) {
+      if ((s[i + j] & 0xC0) != 0x80) return 0;
+      c = c << 6 | (s[i + j] & 0x3F);
+    }
+    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
+    i += k + 1;
+  }
+  return 1;
+}
+
+int ember_name_check(const char *s, size_t n, ember_err *err) {
+  char shown[48];
+  show_field(shown, sizeof shown, s, n);
+  if (n == 0) return ember_fail(err, EMBER_EINVAL, "a name cannot be empty");
+  if (n > EMBER_MAX_NAME)
+    return ember_fail(err, EMBER_EINVAL, "\"%s\" has %zu bytes; a name has at most %d", shown, n,
+                      EMBER_MAX_NAME);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c == 0x7f)
+      return ember_fail(err, EMBER_EINVAL, "\"%s\" has a control character", shown);
+    if (c == ',')
+      return ember_fail(err, EMBER_EINVAL, "\"%s\" has a comma, which separates CSV columns", shown);
+  }
+  if (is_space(s[0]) || is_space(s[n - 1]))
+    return ember_fail(err, EMBER_EINVAL, "\"%s\" has spaces around it", shown);
+  if (!utf8_valid((const unsigned char *)s, n))
+    return ember_fail(err, EMBER_EINVAL, "\"%s\" is not valid UTF-8", shown);
+  if (decimal_syntax(s, n) || nonfinite_word(s, n))
+    return ember_fail(err, EMBER_EINVAL, "\"%s\" is a number, which a CSV header cannot hold", shown);
+  if (n >= 2 && s[0] == 'y' && s[1] == ':')
+    return ember_fail(err, EMBER_EINVAL, "\"%s\" starts with \"y:\", a CSV header's mark of a y column",
+                      shown);
+  return 0;
+}
+
+static int cmp_name(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int ember_names_check(const char *const *x_names, int nx, const char *const *y_names, int ny,
+                      ember_err *err) {
+  const char *const *lists[2] = {x_names, y_names};
+  const int counts[2] = {x_names ? nx : 0, y_names ? ny : 0};
+  ember_err e;
+  for (int l = 0; l < 2; l++)
+    for (int i = 0; i < counts[l]; i++)
+      if (ember_name_check(lists[l][i], strlen(lists[l][i]), &e) < 0)
+        return ember_fail(err, EMBER_EINVAL, "%s_names[%d]: %s", l ? "y" : "x", i, e.msg);
+  size_t total = (size_t)counts[0] + (size_t)counts[1];
+  if (total < 2) return 0;
+  const char **all = malloc(total * sizeof *all);
+  if (!all) return ember_fail(err, EMBER_ENOMEM, "out of memory checking %zu names", total);
+  for (int i = 0; i < counts[0]; i++) all[i] = x_names[i];
+  for (int i = 0; i < counts[1]; i++) all[counts[0] + i] = y_names[i];
+  qsort(all, total, sizeof *all, cmp_name);
+  int rc = 0;
+  for (size_t i = 1; i < total && rc == 0; i++)
+    if (strcmp(all[i - 1], all[i]) == 0)
+      rc = ember_fail(err, EMBER_EINVAL, "two columns are named \"%s\"; names must be distinct", all[i]);
+  free(all);
+  return rc;
+}
+
+char **ember_names_new(const char *const *names, int n, char prefix) {
+  if (n < 1) return NULL;
+  size_t bytes = (size_t)n * sizeof(char *);
+  for (int i = 0; i < n; i++)
+    bytes += names ? strlen(names[i]) + 1 : (size_t)snprintf(NULL, 0, "%c%d", prefix, i) + 1;
+  char **out = malloc(bytes);
+  if (!out) return NULL;
+  char *at = (char *)(out + n), *end = (char *)out + bytes;
+  for (int i = 0; i < n; i++) {
+    out[i] = at;
+    at += (names ? snprintf(at, (size_t)(end - at), "%s", names[i])
+                 : snprintf(at, (size_t)(end - at), "%c%d", prefix, i)) + 1;
+  }
+  return out;
+}
+
+/* ---- CSV lines ---------------------------------------------------------------------- */
+
 typedef struct header_votes {
   int numbers, words;
 } header_votes;
@@ -205,8 +382,9 @@ static int parse_field(void *ctx, int col, const char *s, size_t n) {
     return 1;
   }
   size_t row = (size_t)r->n;
-  if (col < r->xd) r->x[row * (size_t)r->xd + (size_t)col] = v;
-  else r->y[row * (size_t)r->y_dim + (size_t)(col - r->xd)] = v;
+  int to = r->colmap ? r->colmap[col] : col < r->xd ? col : -1 - (col - r->xd);
+  if (to >= 0) r->x[row * (size_t)r->xd + (size_t)to] = v;
+  else r->y[row * (size_t)r->y_dim + (size_t)(-1 - to)] = v;
   return 0;
 }
 
@@ -238,6 +416,197 @@ nomem:
   return rc;
 }
 
+/* The expected-columns message for a line of `found` columns. */
+static int csv_mismatch(const csv_reader *r, long long line, int found, ember_err *err) {
+  if (r->x_dim > 0 && r->y_dim > 0)
+    return ember_fail(err, EMBER_EFORMAT, "%s:%lld: expected %d columns (%d x + %d y), found %d",
+                      r->name, line, r->x_dim + r->y_dim, r->x_dim, r->y_dim, found);
+  if (r->x_dim > 0 && r->y_dim == 0)
+    return ember_fail(err, EMBER_EFORMAT, "%s:%lld: expected %d column%s (x), found %d", r->name,
+                      line, r->x_dim, r->x_dim == 1 ? "" : "s", found);
+  return ember_fail(err, EMBER_EFORMAT, "%s:%lld: expected %d columns (as in line 1), found %d",
+                    r->name, line, r->cols, found);
+}
+
+typedef struct field_ref {
+  const char *s;
+  size_t n;
+} field_ref;
+
+static int collect_field(void *ctx, int col, const char *s, size_t n) {
+  field_ref *f = ctx;
+  f[col].s = s;
+  f[col].n = n;
+  return 0;
+}
+
+/* The line [p, end) as a message may quote it: at most 160 bytes, control bytes as '?'. */
+static void show_line(char *out, size_t outsz, const char *p, const char *end) {
+  size_t n = (size_t)(end - p), k = 0, lim = n > 160 ? 160 : n;
+  for (size_t i = 0; i < lim && k + 4 < outsz; i++) {
+    unsigned char c = (unsigned char)p[i];
+    out[k++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+  }
+  if (n > lim && k + 4 < outsz) out[k++] = '.', out[k++] = '.', out[k++] = '.';
+  out[k] = 0;
+}
+
+/* The header line of a file read with y columns: names the columns and says which are y (see
+ * dataset.h: y_cols, else "y:" marks, else the last y_dim; any two must agree). Sets cols, xd,
+ * y_dim, colmap and the names. */
+static int csv_header(csv_reader *r, const char *p, const char *end, int found, long long line,
+                      ember_err *err) {
+  int rc = 0, ny = 0, nmarks = 0;
+  char head[176], shown[48];
+  ember_err e;
+  field_ref *f = calloc((size_t)found, sizeof *f);
+  int *ycol = malloc((size_t)found * sizeof *ycol), *yof = malloc((size_t)found * sizeof *yof);
+  const char **names = calloc((size_t)found, sizeof *names);
+  char *text = malloc((size_t)(end - p) + 8 * (size_t)found + 1); /* default names: "y65535" */
+  if (!f || !ycol || !yof || !names || !text) {
+    rc = ember_fail(err, EMBER_ENOMEM, "%s: out of memory reading the header", r->name);
+    goto done;
+  }
+  for_fields(p, end, collect_field, f);
+  show_line(head, sizeof head, p, end);
+  for (int i = 0; i < found; i++) {
+    yof[i] = -1;
+    if (f[i].n >= 2 && f[i].s[0] == 'y' && f[i].s[1] == ':') {
+      nmarks++;
+      yof[i] = 0; /* marked; its index is set below */
+      f[i].s += 2, f[i].n -= 2;
+      while (f[i].n && is_space(*f[i].s)) f[i].s++, f[i].n--;
+    }
+    if (f[i].n && ember_name_check(f[i].s, f[i].n, &e) < 0) {
+      rc = ember_fail(err, EMBER_EFORMAT, "%s:%lld: column %d of the header: %s", r->name, line,
+                      i + 1, e.msg);
+      goto done;
+    }
+  }
+  if (r->y_cols && *r->y_cols) {
+    const char *q = r->y_cols, *qend = q + strlen(q);
+    for (int i = 0; i < found; i++) yof[i] = yof[i] >= 0 ? -2 : -1; /* -2: marked, not named yet */
+    for (;;) {
+      const char *comma = memchr(q, ',', (size_t)(qend - q)), *te = comma ? comma : qend, *ts = q;
+      while (ts < te && is_space(*ts)) ts++;
+      while (te > ts && is_space(te[-1])) te--;
+      size_t tn = (size_t)(te - ts);
+      int at = -1;
+      for (int i = 0; i < found && at < 0; i++)
+        if (f[i].n == tn && memcmp(f[i].s, ts, tn) == 0) at = i;
+      show_field(shown, sizeof shown, ts, tn);
+      if (tn == 0) {
+        rc = ember_fail(err, EMBER_EINVAL, "%s: --y-cols \"%s\" has an empty name", r->name, r->y_cols);
+        goto done;
+      }
+      if (at < 0) {
+        rc = ember_fail(err, EMBER_EINVAL, "%s: --y-cols names \"%s\", which the header \"%s\" does not have",
+                        r->name, shown, head);
+        goto done;
+      }
+      if (yof[at] >= 0) {
+        rc = ember_fail(err, EMBER_EINVAL, "%s: --y-cols names \"%s\" twice", r->name, shown);
+        goto done;
+      }
+      yof[at] = ny;
+      ycol[ny++] = at;
+      if (!comma) break;
+      q = comma + 1;
+    }
+    for (int i = 0; i < found; i++)
+      if (yof[i] == -2) {
+        show_field(shown, sizeof shown, f[i].s, f[i].n);
+        rc = ember_fail(err, EMBER_EINVAL,
+                        "%s:%lld: the header marks \"y:%s\" as y, but --y-cols does not name it; give one "
+                        "or the other, or the same columns in both",
+                        r->name, line, shown);
+        goto done;
+      }
+    if (nmarks && nmarks != ny) {
+      rc = ember_fail(err, EMBER_EINVAL,
+                      "%s:%lld: the header marks %d y column%s, but --y-cols names %d; give one or the "
+                      "other, or the same columns in both",
+                      r->name, line, nmarks, nmarks == 1 ? "" : "s", ny);
+      goto done;
+    }
+  } else if (nmarks) {
+    for (int i = 0; i < found; i++)
+      if (yof[i] >= 0) yof[i] = ny, ycol[ny++] = i;
+  } else if (r->y_dim > 0) {
+    if (found < r->y_dim + 1) {
+      rc = ember_fail(err, EMBER_EFORMAT, "%s:%lld: found %d column%s, need at least %d (1 or more x + %d y)",
+                      r->name, line, found, found == 1 ? "" : "s", r->y_dim + 1, r->y_dim);
+      goto done;
+    }
+    for (int i = found - r->y_dim; i < found; i++) yof[i] = ny, ycol[ny++] = i;
+  } else {
+    /* nothing says which columns are y: show the header and the three ways to say it */
+    size_t hl = strlen(head);
+    const char *last = f[found - 1].s;
+    size_t lastn = f[found - 1].n;
+    char example[224];
+    if (hl < 160 && (size_t)(last - p) <= hl)
+      snprintf(example, sizeof example, "%.*sy:%.*s", (int)(last - p), p, (int)lastn, last);
+    else
+      snprintf(example, sizeof example, "...,y:%.*s", (int)(lastn > 40 ? 40 : lastn), last);
+    show_field(shown, sizeof shown, last, lastn);
+    rc = ember_fail(err, EMBER_EINVAL,
+                    "%s:%lld: which columns are y? The header \"%s\" marks none, and ember does not "
+                    "guess: mark them with a y: prefix (%s), name them (--y-cols %s) or count them "
+                    "from the right (--y-dim 1 for the last)",
+                    r->name, line, head, example, lastn ? shown : "NAME");
+    goto done;
+  }
+  if (r->y_dim > 0 && ny != r->y_dim) {
+    rc = ember_fail(err, EMBER_EINVAL, "%s:%lld: the header %s %d y column%s, but --y-dim is %d",
+                    r->name, line, r->y_cols && *r->y_cols ? "(with --y-cols) has" : "marks", ny,
+                    ny == 1 ? "" : "s", r->y_dim);
+    goto done;
+  }
+  if (ny >= found) {
+    rc = ember_fail(err, EMBER_EINVAL, "%s:%lld: all %d columns are y; x needs at least one", r->name,
+                    line, found);
+    goto done;
+  }
+  r->y_dim = ny;
+  r->cols = found;
+  r->xd = found - ny;
+  if (r->x_dim > 0 && r->xd != r->x_dim) {
+    rc = csv_mismatch(r, line, found, err);
+    goto done;
+  }
+  if (!(r->colmap = malloc((size_t)found * sizeof *r->colmap))) {
+    rc = ember_fail(err, EMBER_ENOMEM, "%s: out of memory reading the header", r->name);
+    goto done;
+  }
+  /* names: NUL-terminated copies, x in file order then y in y's order; an empty field takes
+   * its default name */
+  char *t = text;
+  for (int i = 0, xi = 0; i < found; i++) {
+    int slot = yof[i] >= 0 ? r->xd + yof[i] : xi;
+    r->colmap[i] = yof[i] >= 0 ? -1 - yof[i] : xi++;
+    names[slot] = t;
+    if (f[i].n) t += sprintf(t, "%.*s", (int)f[i].n, f[i].s) + 1;
+    else t += sprintf(t, "%c%d", yof[i] >= 0 ? 'y' : 'x', yof[i] >= 0 ? yof[i] : slot) + 1;
+  }
+  if (ember_names_check(names, r->xd, names + r->xd, ny, &e) < 0) {
+    rc = ember_fail(err, e.code == EMBER_ENOMEM ? EMBER_ENOMEM : EMBER_EFORMAT, "%s:%lld: the header: %s",
+                    r->name, line, e.msg);
+    goto done;
+  }
+  r->x_names = ember_names_new(names, r->xd, 'x');
+  r->y_names = ember_names_new(names + r->xd, ny, 'y');
+  if (!r->x_names || !r->y_names)
+    rc = ember_fail(err, EMBER_ENOMEM, "%s: out of memory reading the header", r->name);
+done:
+  free(f);
+  free(ycol);
+  free(yof);
+  free(names);
+  free(text);
+  return rc;
+}
+
 /* Takes one non-blank line: fixes the column count on the first one, recognises a header
  * there, and parses every later line into a row. */
 static int csv_line(csv_reader *r, const char *p, const char *end, long long line,
@@ -251,8 +620,39 @@ static int csv_line(csv_reader *r, const char *p, const char *end, long long lin
     goto done;
   }
   if (first) {
+    header_votes votes = {0, 0};
+    for_fields(p, end, vote_field, &votes);
+    if (votes.words > 0 && votes.numbers == 0 && line == 1) { /* a header */
+      if (r->y_dim == 0) { /* inputs: every column is x, the names are not used */
+        r->cols = r->xd = found;
+        if (r->x_dim > 0 && found != r->x_dim) rc = csv_mismatch(r, line, found, err);
+      } else {
+        rc = csv_header(r, p, end, found, line, err);
+      }
+      goto done;
+    }
+    ctx.mixed_first = votes.words > 0 && votes.numbers > 0 && line == 1;
+    if (r->y_cols && *r->y_cols && !ctx.mixed_first) {
+      rc = ember_fail(err, EMBER_EINVAL,
+                      "%s: --y-cols names columns of a header, but the file has no header line "
+                      "(its first line is numbers); give --y-dim K for the last K columns",
+                      r->name);
+      goto done;
+    }
+    if (r->y_dim < 0 && !ctx.mixed_first) {
+      rc = ember_fail(err, EMBER_EINVAL,
+                      "%s: no header line names the columns, so which of the %d columns are y is "
+                      "not known, and ember does not guess: give --y-dim K (the last K columns are y) "
+                      "or add a header line that marks them with y: (e.g. x0,%sy:y0)",
+                      r->name, found, found > 2 ? "...," : "");
+      goto done;
+    }
+    if (r->y_dim < 0) r->y_dim = 1; /* a bad header line: refused below, as before */
     int want = r->x_dim > 0 ? r->x_dim + r->y_dim : found;
-    if (found != want) goto mismatch;
+    if (found != want) {
+      rc = csv_mismatch(r, line, found, err);
+      goto done;
+    }
     if (found < r->y_dim + 1) {
       rc = ember_fail(err, EMBER_EFORMAT,
                       "%s:%lld: found %d column%s, need at least %d (1 or more x + %d y)",
@@ -261,12 +661,9 @@ static int csv_line(csv_reader *r, const char *p, const char *end, long long lin
     }
     r->cols = found;
     r->xd = found - r->y_dim;
-    header_votes votes = {0, 0};
-    for_fields(p, end, vote_field, &votes);
-    if (votes.words > 0 && votes.numbers == 0 && line == 1) goto done; /* a header */
-    ctx.mixed_first = votes.words > 0 && votes.numbers > 0 && line == 1;
   } else if (found != r->cols) {
-    goto mismatch;
+    rc = csv_mismatch(r, line, found, err);
+    goto done;
   }
   if (r->n == DS_MAX_ROWS) {
     rc = ember_fail(err, EMBER_ENOTSUP, "%s:%lld: more than %d data rows", r->name, line,
@@ -279,19 +676,6 @@ static int csv_line(csv_reader *r, const char *p, const char *end, long long lin
     goto done;
   }
   r->n++;
-  goto done;
-
-mismatch:
-  if (r->x_dim > 0 && r->y_dim > 0)
-    rc = ember_fail(err, EMBER_EFORMAT, "%s:%lld: expected %d columns (%d x + %d y), found %d",
-                    r->name, line, r->x_dim + r->y_dim, r->x_dim, r->y_dim, found);
-  else if (r->x_dim > 0)
-    rc = ember_fail(err, EMBER_EFORMAT, "%s:%lld: expected %d column%s (x), found %d",
-                    r->name, line, r->x_dim, r->x_dim == 1 ? "" : "s", found);
-  else
-    rc = ember_fail(err, EMBER_EFORMAT,
-                    "%s:%lld: expected %d columns (as in line 1), found %d", r->name,
-                    line, r->cols, found);
 done:
   return rc;
 }
@@ -301,7 +685,7 @@ static int blank(const char *p, const char *end) {
   return p == end;
 }
 
-static int csv_read(const char *buf, size_t len, const char *name, int x_dim, int y_dim,
+static int csv_read(const char *buf, size_t len, const char *name, const ember_dataset_spec *spec,
                     ember_dataset *ds, ember_err *err) {
   int rc = 0;
   csv_reader r = {0};
@@ -311,8 +695,9 @@ static int csv_read(const char *buf, size_t len, const char *name, int x_dim, in
   locale_t c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
   locale_t prev = (locale_t)0;
   r.name = name;
-  r.x_dim = x_dim;
-  r.y_dim = y_dim < 0 ? 1 : y_dim;
+  r.x_dim = spec->x_dim;
+  r.y_dim = spec->y_dim;
+  r.y_cols = spec->y_cols;
   if (!c_locale) {
     rc = ember_fail(err, EMBER_ENOMEM, "%s: cannot create the C locale", name);
     goto fail;
@@ -349,7 +734,10 @@ static int csv_read(const char *buf, size_t len, const char *name, int x_dim, in
   ds->y_dim = r.y_dim;
   ds->x = r.x;
   ds->y = r.y_dim > 0 ? r.y : NULL;
+  ds->x_names = r.x_names;
+  ds->y_names = r.y_names;
   r.x = r.y = NULL;
+  r.x_names = r.y_names = NULL;
   /* Give back the unused tail of the doubling; keep the larger block if realloc fails. */
   float *t = realloc(ds->x, (size_t)ds->n * (size_t)ds->x_dim * sizeof(float));
   if (t) ds->x = t;
@@ -365,6 +753,9 @@ fail:
   free(r.x);
   free(r.y);
   free(r.tok);
+  free(r.colmap);
+  free(r.x_names);
+  free(r.y_names);
   return rc;
 }
 
@@ -375,6 +766,9 @@ typedef struct npy_array {
   const char *arr;    /* "x" or "y" */
   zip_file_t *zf;
   int f8;             /* '<f8' (else '<f4') */
+  int strings;        /* a name array: '<U' or '|S' accepted instead of floats */
+  char str_kind;      /* 'U' (UTF-32LE code points) or 'S' (bytes), 0 for floats */
+  uint64_t esize;     /* bytes per element */
   int fortran;
   int ndim;           /* 1 or 2 once validated */
   uint64_t shape[2];
@@ -450,9 +844,21 @@ static int npy_header(npy_array *a, const char *p, const char *end, ember_err *e
         return npy_fail(a, err, EMBER_ENOTSUP,
                         "structured dtypes are not supported (need '<f4' or '<f8')");
       if (!(p = py_string(p, end, &val, &vlen))) goto bad;
-      if (vlen == 3 && memcmp(val, "<f4", 3) == 0) a->f8 = 0;
-      else if (vlen == 3 && memcmp(val, "<f8", 3) == 0) a->f8 = 1;
-      else
+      a->esize = 0;
+      if (!a->strings && vlen == 3 && memcmp(val, "<f4", 3) == 0) a->f8 = 0, a->esize = 4;
+      else if (!a->strings && vlen == 3 && memcmp(val, "<f8", 3) == 0) a->f8 = 1, a->esize = 8;
+      else if (a->strings && vlen >= 3 && vlen <= 6 && ((val[0] == '<' && val[1] == 'U') || (val[0] == '|' && val[1] == 'S'))) {
+        uint64_t w = 0;
+        for (size_t i = 2; i < vlen && is_digit(val[i]); i++) w = w * 10 + (uint64_t)(val[i] - '0');
+        a->str_kind = val[1];
+        /* a name has at most EMBER_MAX_NAME bytes, so at most that many code points */
+        if (w >= 1 && w <= EMBER_MAX_NAME && is_digit(val[vlen - 1])) a->esize = val[1] == 'U' ? 4 * w : w;
+      }
+      if (!a->esize && a->strings)
+        return npy_fail(a, err, EMBER_ENOTSUP,
+                        "dtype '%.*s' is not supported (need strings of at most %d characters, '<U' "
+                        "or '|S')", (int)(vlen > 32 ? 32 : vlen), val, EMBER_MAX_NAME);
+      if (!a->esize)
         return npy_fail(a, err, EMBER_ENOTSUP,
                         "dtype '%.*s' is not supported (need float32 '<f4' or float64 '<f8')",
                         (int)(vlen > 32 ? 32 : vlen), val);
@@ -562,8 +968,8 @@ static int npy_open(zip_t *za, zip_int64_t idx, npy_array *a, ember_err *err) {
                   (unsigned long long)rows, (unsigned long long)cols, DS_MAX_ROWS, EMBER_MAX_COLS);
     goto fail;
   }
-  /* rows < 2^31 and cols <= 2^16, so rows * cols * 8 < 2^50: no overflow below. */
-  uint64_t need = rows * cols * (a->f8 ? 8u : 4u);
+  /* rows < 2^31, cols <= 2^16 and esize <= 256, so rows * cols * esize < 2^55: no overflow. */
+  uint64_t need = rows * cols * a->esize; /* esize <= 256 */
   if (need > DS_MAX_BYTES) {
     rc = npy_fail(a, err, EMBER_ENOTSUP, "holds %llu bytes of data; at most 4 GiB is supported",
                   (unsigned long long)need);
@@ -576,7 +982,7 @@ static int npy_open(zip_t *za, zip_int64_t idx, npy_array *a, ember_err *err) {
     rc = npy_fail(a, err, EMBER_EFORMAT,
                   "%s: shape (%llu, %llu) of %s needs %llu data bytes, the member holds %llu",
                   have < need ? "truncated" : "trailing bytes", (unsigned long long)rows,
-                  (unsigned long long)cols, a->f8 ? "float64" : "float32",
+                  (unsigned long long)cols, a->str_kind ? "strings" : a->f8 ? "float64" : "float32",
                   (unsigned long long)need, (unsigned long long)have);
     goto fail;
   }
@@ -728,10 +1134,93 @@ static int npz_unique(zip_t *za, const char *name, const char *arr, ember_err *e
   return 0;
 }
 
+/* The optional name array `arr` ("x_names") of an archive: *out NULL when it is absent, else
+ * `cols` names, each checked (ember_name_check). '<U' holds UTF-32 code points, written out as
+ * UTF-8; '|S' bytes; either ends at its first NUL. */
+static int npz_names(zip_t *za, const char *file, const char *arr, int cols, char ***out,
+                     ember_err *err) {
+  char member[16];
+  unsigned char *data = NULL;
+  char *text = NULL;
+  const char **names = NULL;
+  npy_array a = {0};
+  ember_err e;
+  *out = NULL;
+  snprintf(member, sizeof member, "%s.npy", arr);
+  int rc = npz_unique(za, file, arr, err);
+  zip_int64_t idx = rc == 0 ? zip_name_locate(za, member, 0) : -1;
+  if (idx < 0) return rc;
+  a.file = file;
+  a.arr = arr;
+  a.strings = 1;
+  if ((rc = npy_open(za, idx, &a, err)) < 0) goto fail;
+  if (a.ndim != 1 || a.shape[0] != (uint64_t)cols) {
+    rc = npy_fail(&a, err, EMBER_EFORMAT, "has shape (%llu%s%s), expected (%d,): one name per column of %c",
+                  (unsigned long long)a.shape[0], a.ndim == 1 ? "," : ", ",
+                  a.ndim == 1 ? "" : "...", cols, arr[0]);
+    goto fail;
+  }
+  const uint64_t w = a.str_kind == 'U' ? a.esize / 4 : a.esize, bytes = (uint64_t)cols * a.esize;
+  data = malloc(bytes + 1);
+  text = malloc((size_t)cols * (size_t)(4 * w + 1));
+  names = malloc((size_t)cols * sizeof *names);
+  if (!data || !text || !names) {
+    rc = npy_fail(&a, err, EMBER_ENOMEM, "out of memory");
+    goto fail;
+  }
+  int64_t got = npy_read(&a, data, bytes + 1, err); /* one more: trailing bytes */
+  if (got < 0) {
+    rc = err ? err->code : EMBER_EFORMAT;
+    goto fail;
+  }
+  if ((uint64_t)got != bytes) {
+    rc = npy_fail(&a, err, EMBER_EFORMAT, (uint64_t)got < bytes ? "truncated" : "trailing bytes after the data");
+    goto fail;
+  }
+  char *t = text;
+  for (int i = 0; i < cols; i++) {
+    const unsigned char *el = data + (size_t)i * a.esize;
+    char *start = t;
+    for (uint64_t k = 0; k < w; k++) {
+      uint32_t c = a.str_kind == 'U' ? le32(el + 4 * k) : el[k];
+      if (c == 0) break;
+      if (a.str_kind == 'S' || c < 0x80) {
+        *t++ = (char)c;
+      } else if (c < 0x800) {
+        *t++ = (char)(0xC0 | c >> 6), *t++ = (char)(0x80 | (c & 0x3F));
+      } else if (c < 0x10000 && !(c >= 0xD800 && c <= 0xDFFF)) {
+        *t++ = (char)(0xE0 | c >> 12), *t++ = (char)(0x80 | ((c >> 6) & 0x3F)), *t++ = (char)(0x80 | (c & 0x3F));
+      } else if (c >= 0x10000 && c <= 0x10FFFF) {
+        *t++ = (char)(0xF0 | c >> 18), *t++ = (char)(0x80 | ((c >> 12) & 0x3F));
+        *t++ = (char)(0x80 | ((c >> 6) & 0x3F)), *t++ = (char)(0x80 | (c & 0x3F));
+      } else {
+        rc = ember_fail(err, EMBER_EFORMAT, "%s: %s[%d] holds U+%X, which is not a character", file, arr, i,
+                        (unsigned)c);
+        goto fail;
+      }
+    }
+    *t++ = 0;
+    if (ember_name_check(start, strlen(start), &e) < 0) {
+      rc = ember_fail(err, EMBER_EFORMAT, "%s: %s[%d]: %s", file, arr, i, e.msg);
+      goto fail;
+    }
+    names[i] = start;
+  }
+  if (!(*out = ember_names_new(names, cols, arr[0])))
+    rc = ember_fail(err, EMBER_ENOMEM, "%s: out of memory for %s", file, arr);
+fail:
+  if (a.zf) zip_fclose(a.zf);
+  free(data);
+  free(text);
+  free(names);
+  return rc;
+}
+
 static int npz_read(const void *buf, size_t len, const char *name, int x_dim, int y_dim,
                     ember_dataset *ds, ember_err *err) {
   int rc = 0, xr = 0, xc = 0, yr = 0, yc = 0;
   float *x = NULL, *y = NULL;
+  char **xn = NULL, **yn = NULL;
   zip_t *za = NULL;
   zip_error_t ze;
   zip_error_init(&ze);
@@ -767,33 +1256,47 @@ static int npz_read(const void *buf, size_t len, const char *name, int x_dim, in
       rc = ember_fail(err, EMBER_EFORMAT, "%s: x has %d rows but y has %d", name, xr, yr);
       goto fail;
     }
+    ember_err e;
+    if ((rc = npz_names(za, name, "x_names", xc, &xn, err)) < 0 ||
+        (rc = npz_names(za, name, "y_names", yc, &yn, err)) < 0)
+      goto fail;
+    if ((rc = ember_names_check((const char *const *)xn, xc, (const char *const *)yn, yc, &e)) < 0) {
+      rc = ember_fail(err, e.code == EMBER_ENOMEM ? EMBER_ENOMEM : EMBER_EFORMAT, "%s: %s", name, e.msg);
+      goto fail;
+    }
   }
   ds->n = xr;
   ds->x_dim = xc;
   ds->y_dim = yc;
   ds->x = x;
   ds->y = y;
+  ds->x_names = xn;
+  ds->y_names = yn;
   x = y = NULL;
+  xn = yn = NULL;
 fail:
   if (za) zip_discard(za);
   zip_error_fini(&ze);
   free(x);
   free(y);
+  free(xn);
+  free(yn);
   return rc;
 }
 
 /* ---- entry points --------------------------------------------------------------------- */
 
-int ember_dataset_read_mem(const void *buf, size_t len, const char *name, int x_dim, int y_dim,
-                           ember_dataset *ds, ember_err *err) {
+int ember_dataset_load_mem(const void *buf, size_t len, const char *name,
+                           const ember_dataset_spec *spec, ember_dataset *ds, ember_err *err) {
   int rc = 0;
   const unsigned char *b = buf;
   if (!name) name = "<memory>";
-  if (!ds) {
+  if (!ds || !spec) {
     rc = ember_fail(err, EMBER_EINVAL, "%s: no dataset to fill", name);
     goto fail;
   }
   memset(ds, 0, sizeof *ds);
+  const int x_dim = spec->x_dim, y_dim = spec->y_dim, named = spec->y_cols && *spec->y_cols;
   if (!buf && len > 0) {
     rc = ember_fail(err, EMBER_EINVAL, "%s: NULL buffer of %zu bytes", name, len);
     goto fail;
@@ -808,19 +1311,35 @@ int ember_dataset_read_mem(const void *buf, size_t len, const char *name, int x_
                     EMBER_MAX_COLS, y_dim);
     goto fail;
   }
+  if (named && y_dim == 0) {
+    rc = ember_fail(err, EMBER_EINVAL, "%s: y columns are named, but this read is of inputs only", name);
+    goto fail;
+  }
   if ((uint64_t)len > DS_MAX_BYTES) {
     rc = ember_fail(err, EMBER_ENOTSUP, "%s: %zu bytes; files over 4 GiB are not supported",
                     name, len);
     goto fail;
   }
   if (len >= 4 && b[0] == 'P' && b[1] == 'K' &&
-      ((b[2] == 3 && b[3] == 4) || (b[2] == 5 && b[3] == 6)))
-    rc = npz_read(buf, len, name, x_dim, y_dim, ds, err);
-  else
-    rc = csv_read(buf, len, name, x_dim, y_dim, ds, err);
+      ((b[2] == 3 && b[3] == 4) || (b[2] == 5 && b[3] == 6))) {
+    if (named)
+      rc = ember_fail(err, EMBER_EINVAL,
+                      "%s: --y-cols names the columns of a CSV header; this is an .npz archive, "
+                      "whose y is its array 'y'", name);
+    else
+      rc = npz_read(buf, len, name, x_dim, y_dim, ds, err);
+  } else {
+    rc = csv_read(buf, len, name, spec, ds, err);
+  }
   if (rc < 0) ember_dataset_free(ds);
 fail:
   return rc;
+}
+
+int ember_dataset_read_mem(const void *buf, size_t len, const char *name, int x_dim, int y_dim,
+                           ember_dataset *ds, ember_err *err) {
+  ember_dataset_spec spec = {x_dim, y_dim, NULL};
+  return ember_dataset_load_mem(buf, len, name, &spec, ds, err);
 }
 
 /* Reads all of f (a file or a pipe) into *out, refusing more than DS_MAX_BYTES. */
@@ -866,7 +1385,7 @@ fail:
   return rc;
 }
 
-int ember_dataset_read(const char *path, int x_dim, int y_dim, ember_dataset *ds,
+int ember_dataset_load(const char *path, const ember_dataset_spec *spec, ember_dataset *ds,
                        ember_err *err) {
   int rc = 0, is_stdin = path && strcmp(path, "-") == 0;
   const char *name = is_stdin ? "<stdin>" : path;
@@ -885,9 +1404,15 @@ int ember_dataset_read(const char *path, int x_dim, int y_dim, ember_dataset *ds
     goto fail;
   }
   if ((rc = slurp(f, name, &buf, &len, err)) < 0) goto fail;
-  rc = ember_dataset_read_mem(buf, len, name, x_dim, y_dim, ds, err);
+  rc = ember_dataset_load_mem(buf, len, name, spec, ds, err);
 fail:
   if (f && !is_stdin) fclose(f);
   free(buf);
   return rc;
+}
+
+int ember_dataset_read(const char *path, int x_dim, int y_dim, ember_dataset *ds,
+                       ember_err *err) {
+  ember_dataset_spec spec = {x_dim, y_dim, NULL};
+  return ember_dataset_load(path, &spec, ds, err);
 }

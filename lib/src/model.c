@@ -9,7 +9,9 @@
 #include "ember/langevin.h"
 #include "ember/spectral.h"
 
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,6 +157,12 @@ int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, 
     ember_model_free(m);
     return ember_fail(err, EMBER_ENOMEM, "out of memory allocating model statistics");
   }
+  m->x_names = ember_names_new(NULL, x_dim, 'x');
+  m->y_names = ember_names_new(NULL, y_dim, 'y');
+  if (!m->x_names || !m->y_names) {
+    ember_model_free(m);
+    return ember_fail(err, EMBER_ENOMEM, "out of memory allocating column names");
+  }
   m->method = method;
   m->x_dim = x_dim;
   m->y_dim = y_dim;
@@ -185,7 +193,28 @@ void ember_model_free(ember_model *m) {
   free(m->ar);
   free(m->stats);
   free(m->sn_w);
+  free(m->x_names);
+  free(m->y_names);
   memset(m, 0, sizeof *m);
+}
+
+int ember_model_set_names(ember_model *m, const char *const *x_names, const char *const *y_names,
+                          ember_err *err) {
+  /* the names the model will have, checked together: a new x name may not repeat an old y */
+  const char *const *xs = x_names ? x_names : (const char *const *)m->x_names;
+  const char *const *ys = y_names ? y_names : (const char *const *)m->y_names;
+  int rc = ember_names_check(xs, m->x_dim, ys, m->y_dim, err);
+  if (rc < 0) return rc;
+  char **xn = x_names ? ember_names_new(x_names, m->x_dim, 'x') : NULL;
+  char **yn = y_names ? ember_names_new(y_names, m->y_dim, 'y') : NULL;
+  if ((x_names && !xn) || (y_names && !yn)) {
+    free(xn);
+    free(yn);
+    return ember_fail(err, EMBER_ENOMEM, "out of memory for the column names");
+  }
+  if (xn) free(m->x_names), m->x_names = xn;
+  if (yn) free(m->y_names), m->y_names = yn;
+  return 0;
 }
 
 int ember_model_sn_enable(ember_model *m, ember_err *err) {
@@ -250,6 +279,64 @@ int ember_model_check_x(const ember_model *m, const float *x, int n, ember_err *
                         r, c, (double)x[i], (double)fabsf(z), (double)EMBER_X_MAX_SIGMA);
   }
   return 0;
+}
+
+void ember_model_x_max_abs_z(const ember_model *m, const float *x, int n, float *z, int *col) {
+  const int d = m->x_dim;
+  for (int i = 0; i < n; i++) {
+    double worst = 0.0;
+    int at = 0;
+    for (int j = 0; j < d; j++) {
+      double v = fabs(((double)x[(size_t)i * d + j] - m->x_mean[j]) / m->x_std[j]);
+      if (v > worst) worst = v, at = j;
+    }
+    z[i] = worst < FLT_MAX ? (float)worst : FLT_MAX;
+    if (col) col[i] = at;
+  }
+}
+
+ember_signature ember_model_signature(const ember_model *m) {
+  ember_signature s = {.x_dim = m->x_dim,
+                       .y_dim = m->y_dim,
+                       .x_names = (const char *const *)m->x_names,
+                       .y_names = (const char *const *)m->y_names};
+  return s;
+}
+
+static int names_equal(const char *const *a, const char *const *b, int n) {
+  if (!a || !b) return a == b;
+  for (int i = 0; i < n; i++)
+    if (strcmp(a[i], b[i]) != 0) return 0;
+  return 1;
+}
+
+int ember_signature_equal(const ember_signature *a, const ember_signature *b) {
+  return a->x_dim == b->x_dim && a->y_dim == b->y_dim && names_equal(a->x_names, b->x_names, a->x_dim) &&
+         names_equal(a->y_names, b->y_names, a->y_dim);
+}
+
+/* "[a,b,c]" of n names appended at buf + *at, cut to fit len */
+static void names_text(const char *const *names, int n, char *buf, size_t len, size_t *at) {
+  for (int i = 0; i < n && names && *at + 1 < len; i++) {
+    int w = snprintf(buf + *at, len - *at, "%s%s", i ? "," : "[", names[i]);
+    *at += w > 0 ? (size_t)w : 0;
+  }
+  if (names && *at + 1 < len) *at += (size_t)snprintf(buf + *at, len - *at, "]");
+  if (*at >= len) *at = len - 1;
+}
+
+const char *ember_signature_text(const ember_signature *s, char *buf, size_t len) {
+  if (len == 0) return buf;
+  int w = snprintf(buf, len, "x_dim=%d y_dim=%d", s->x_dim, s->y_dim);
+  size_t at = w > 0 ? (size_t)w : 0;
+  if (at >= len) return buf;
+  if (s->x_names && at + 4 < len) at += (size_t)snprintf(buf + at, len - at, " x=");
+  if (at >= len) at = len - 1;
+  names_text(s->x_names, s->x_dim, buf, len, &at);
+  if (s->y_names && at + 4 < len) at += (size_t)snprintf(buf + at, len - at, " y=");
+  if (at >= len) at = len - 1;
+  names_text(s->y_names, s->y_dim, buf, len, &at);
+  return buf;
 }
 
 void ember_model_norm_x(const ember_model *m, const float *x, int n, float *xn) {

@@ -1,4 +1,8 @@
-/* train.c - InfoNCE training (Method A) and the MSE baseline.
+/* train.c - the library's training loop for every method: InfoNCE with uniform counter-examples
+ * (Method A, dfo), one net per y-prefix (Method B, ardfo), InfoNCE against Langevin chains with
+ * the gradient penalty (Method C, langevin) and the MSE baseline; the weight average, spectral
+ * normalisation and snapshots; the per-method defaults (ember_train_opts_for_method). emberd's
+ * Train RPC, which runs this on a job thread and publishes the model, is server/train.c.
  *
  * A step is cut into tasks of a few examples (about EMBER_TASK_ROWS candidate rows). A task
  * builds its candidates (the true y first, then uniform counter-examples), runs the network
@@ -82,7 +86,7 @@ void ember_train_opts_for_method(ember_train_opts *o, ember_method method) {
   case EMBER_METHOD_LANGEVIN:
     o->batch = 128;
     o->negatives = 8; /* moved by 25-step chains (the library's chain default) */
-    o->steps = 16000; /* success kept rising to here on the particle task (docs/particle.md) */
+    o->steps = 24000; /* success still rose from 12k to 16k steps on the particle task (docs/particle.md) */
     o->infer.samples = 64; /* chains, each 2 x chain steps long */
     break;
   case EMBER_METHOD_MSE:
@@ -136,6 +140,13 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
     return ember_fail(err, EMBER_EINVAL, "weight average decay (ema) must be in [0, 1) (0 = off), got %g", (double)o->ema);
   if (o->snapshot_every < 0)
     return ember_fail(err, EMBER_EINVAL, "snapshot interval must be >= 0, got %lld", (long long)o->snapshot_every);
+  if (!(o->val_split >= 0.0f && o->val_split < 1.0f))
+    return ember_fail(err, EMBER_EINVAL, "the validation share (val split) must be in [0, 1) (0 = none), got %g",
+                      (double)o->val_split);
+  if (o->val && o->val_split > 0.0f)
+    return ember_fail(err, EMBER_EINVAL, "give validation data or a validation share (val split), not both");
+  if (o->val_every < 0)
+    return ember_fail(err, EMBER_EINVAL, "validation interval must be >= 0, got %lld", (long long)o->val_every);
   if (!(o->bound_margin >= 0.0f && o->bound_margin <= 10.0f))
     return ember_fail(err, EMBER_EINVAL, "bound margin must be in [0, 10], got %g",
                       (double)o->bound_margin);
@@ -236,6 +247,9 @@ struct ember_trainer {
   /* the weights' moving average (o.ema > 0), of the vector Adam updates (raw with spectral
    * normalisation, else the model's parameters) */
   float *avg;
+  /* ember_trainer_val_loss's data while it runs */
+  const ember_dataset *vds;
+  int vrows;
 };
 
 static void thread_scratch(ember_trainer *t, int thread, float **xb, float **yb, float **e,
@@ -340,6 +354,8 @@ static uint64_t train_bytes(const ember_train_opts *o, int n, int x_dim, int y_d
   size_t np = ember_model_params(o->method, x_dim, y_dim, o->arch, o->width, o->depth);
   uint64_t b = ((uint64_t)np * (o->spectral_norm ? 2 : 1) + 2 * (uint64_t)x_dim + 4 * (uint64_t)y_dim) *
                sizeof(float);
+  if (o->val_split > 0.0f) /* the two parts of the split data (the trainers count all n rows) */
+    b += (uint64_t)n * ((uint64_t)x_dim + y_dim) * sizeof(float) + (uint64_t)n * (sizeof(int) + 1);
   if (o->method != EMBER_METHOD_ARDFO) {
     ember_net_shape s = ember_model_net_shape(o->method, x_dim, y_dim, o->arch, o->width, o->depth);
     return b + trainer_bytes(o, o->method, &s, n, x_dim, y_dim, threads);
@@ -674,6 +690,73 @@ static void step_task(void *ctx, int task, int thread) {
   }
 }
 
+/* A task of ember_trainer_val_loss: per_task validation rows, their candidates built as a
+ * step builds them (the true y first) but with every counter-example uniform, from the row's
+ * own stream; the loss sum goes to the thread's tloss. */
+static void val_task(void *ctx, int task, int thread) {
+  ember_trainer *t = ctx;
+  const ember_model *m = t->m;
+  const ember_dataset *v = t->vds;
+  const int dx = m->x_dim, dy = m->y_dim, c = t->cand;
+  const int i0 = task * t->per_task, ne = t->vrows - i0 < t->per_task ? t->vrows - i0 : t->per_task;
+  float *xb, *yb, *e, *de;
+  thread_scratch(t, thread, &xb, &yb, &e, &de);
+  ember_net_ws *ws = &t->ws[thread];
+  ember_model_norm_x(m, v->x + (size_t)i0 * dx, ne, xb);
+  for (int k = 0; k < ne; k++) {
+    float *yk = yb + (size_t)k * c * dy;
+    ember_model_norm_y(m, v->y + (size_t)(i0 + k) * dy, 1, yk);
+    if (c == 1) continue;
+    ember_rng rng;
+    ember_rng_seed(&rng, t->o.seed, EMBER_VAL_STREAM + (uint64_t)(i0 + k));
+    for (int j = 1; j < c; j++)
+      for (int a = 0; a < dy; a++)
+        yk[(size_t)j * dy + a] = m->y_lo[a] + (m->y_hi[a] - m->y_lo[a]) * ember_rng_uniform(&rng);
+  }
+  ember_net_fuse_x(&m->net, xb, ne, ws->hx);
+  if (m->method == EMBER_METHOD_MSE) {
+    ember_net_forward(&m->net, ws, ws->hx, NULL, ne, 1, e);
+    t->tloss[thread] += ember_mse(e, yb, ne, dy, 0.0f, NULL) / dy;
+  } else {
+    ember_net_forward(&m->net, ws, ws->hx, yb, ne, c, e);
+    t->tloss[thread] += ember_infonce(e, ne, c, t->o.temperature, 0.0f, NULL);
+  }
+}
+
+int ember_trainer_val_loss(ember_trainer *t, const ember_dataset *val, int rows, double *loss,
+                           double *chance, ember_err *err) {
+  if (t->nsub > 0) /* Method B: the net of whole y values */
+    return ember_trainer_val_loss(t->sub[t->nsub - 1], val, rows, loss, chance, err);
+  const ember_model *m = t->m;
+  *loss = *chance = NAN;
+  if (!val || val->x_dim != m->x_dim || val->y_dim != m->y_dim || !val->x || !val->y)
+    return ember_fail(err, EMBER_EINVAL, "validation data has x_dim %d and y_dim %d; the model has %d and %d",
+                      val ? val->x_dim : 0, val ? val->y_dim : 0, m->x_dim, m->y_dim);
+  if (rows < 1 || rows > val->n)
+    return ember_fail(err, EMBER_EINVAL, "validation rows must be 1..%d, got %d", val->n, rows);
+  t->vds = val;
+  t->vrows = rows;
+  memset(t->tloss, 0, (size_t)t->threads * sizeof(double));
+  ember_pool_run(t->pool, (rows + t->per_task - 1) / t->per_task, val_task, t);
+  t->vds = NULL;
+  double total = 0.0;
+  for (int k = 0; k < t->threads; k++) total += t->tloss[k];
+  *loss = total / rows;
+  if (m->method == EMBER_METHOD_MSE) { /* always answering the training data's mean: y_n = 0 */
+    double sq = 0.0;
+    for (size_t i = 0; i < (size_t)rows * m->y_dim; i++) {
+      double z = ((double)val->y[i] - m->y_mean[i % m->y_dim]) / m->y_std[i % m->y_dim];
+      sq += z * z;
+    }
+    *chance = sq / ((double)rows * m->y_dim);
+  } else {
+    *chance = log((double)t->cand);
+  }
+  if (!isfinite(*loss) || !isfinite(*chance))
+    return ember_fail(err, EMBER_ERANGE, "the validation loss is not finite (%g; chance level %g)", *loss, *chance);
+  return 0;
+}
+
 const float *ember_trainer_grad(ember_trainer *t, int64_t step, double *loss) {
   if (t->nsub > 0) { /* Method B: one gradient per prefix net, not one buffer */
     *loss = NAN;
@@ -824,18 +907,54 @@ static int check_data(const ember_dataset *ds, ember_err *err) {
   return 0;
 }
 
+/* Validation data of the run: opts.val (checked against ds), or ds split by opts.val_split into
+ * *train_part and *val_part (then ds and val point at them). */
+static int prepare_val(const ember_train_opts *o, const ember_dataset **ds, const ember_dataset **val,
+                       ember_dataset *train_part, ember_dataset *val_part, ember_err *err) {
+  *val = o->val;
+  if (o->val) {
+    if (o->val->x_dim != (*ds)->x_dim || o->val->y_dim != (*ds)->y_dim)
+      return ember_fail(err, EMBER_EINVAL, "validation data has %d x and %d y columns; the training data has %d and %d",
+                        o->val->x_dim, o->val->y_dim, (*ds)->x_dim, (*ds)->y_dim);
+    ember_err e;
+    if (check_data(o->val, &e) < 0) return ember_fail(err, e.code, "validation data: %s", e.msg);
+    return 0;
+  }
+  if (!(o->val_split > 0.0f)) return 0;
+  if ((*ds)->n < 2)
+    return ember_fail(err, EMBER_EINVAL, "holding out a share of the data for validation needs at least 2 rows, got %d",
+                      (*ds)->n);
+  int rc = ember_dataset_split(*ds, o->val_split, o->seed, train_part, val_part, err);
+  if (rc < 0) return rc;
+  *ds = train_part;
+  *val = val_part;
+  return 0;
+}
+
 int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *pool,
                 ember_model *out, ember_err *err) {
   ember_trainer *t = NULL;
+  ember_dataset train_part, val_part;
+  memset(&train_part, 0, sizeof train_part);
+  memset(&val_part, 0, sizeof val_part);
+  const ember_dataset *val = NULL;
   memset(out, 0, sizeof *out);
   uint64_t bytes = 0;
   int rc = ember_train_opts_check(o, err);
   if (rc == 0) rc = check_data(ds, err);
   if (rc == 0) rc = ember_train_memory(o, ds->n, ds->x_dim, ds->y_dim, ember_pool_threads(pool), NULL, &bytes, err);
   if (rc == 0 && bytes > EMBER_MAX_TRAIN_BYTES) rc = too_big(o, bytes, "", err);
+  if (rc == 0) rc = prepare_val(o, &ds, &val, &train_part, &val_part, err);
   if (rc == 0) rc = ember_model_init(out, o->method, ds->x_dim, ds->y_dim, o->arch, o->width, o->depth, err);
-  if (rc < 0) return rc;
+  if (rc < 0) {
+    ember_dataset_free(&train_part);
+    ember_dataset_free(&val_part);
+    return rc;
+  }
   ember_train_fit_stats(out, ds, o->bound_margin);
+  /* the data's column names, if it has them, are the model's signature */
+  rc = ember_model_set_names(out, (const char *const *)ds->x_names, (const char *const *)ds->y_names, err);
+  if (rc < 0) goto fail;
   ember_rng rng;
   ember_rng_seed(&rng, o->seed, EMBER_INIT_STREAM);
   ember_net_init_params(&out->net, &rng);
@@ -865,6 +984,9 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
   float window[EMBER_LOSS_WINDOW];
   double wsum = 0.0;
   double t0 = ember_now();
+  const int64_t val_every = o->val_every > 0 ? o->val_every : (o->steps / 20 > 0 ? o->steps / 20 : 1);
+  double val_loss = NAN, val_chance = NAN;
+  int val_rows = 0;
   for (int64_t s = 0; s < o->steps; s++) {
     float lr = ember_trainer_lr(t), loss;
     if (ember_trainer_step(t, &loss) < 0) {
@@ -889,8 +1011,20 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
         goto fail;
       }
     }
+    if (val && ((s + 1) % val_every == 0 || s + 1 == o->steps)) {
+      /* the model as it would be returned now (averaged weights with ema); every row at the end */
+      int rows = s + 1 == o->steps || val->n < EMBER_VAL_PROGRESS_ROWS ? val->n : EMBER_VAL_PROGRESS_ROWS;
+      ember_trainer_swap_average(t);
+      rc = ember_trainer_val_loss(t, val, rows, &val_loss, &val_chance, err);
+      ember_trainer_swap_average(t);
+      if (rc < 0) goto fail;
+      val_rows = rows;
+    }
     if (o->progress) {
       ember_train_progress p;
+      p.val_loss = val_loss;
+      p.val_chance = val_chance;
+      p.val_rows = val_rows;
       p.step = s + 1;
       p.steps = o->steps;
       p.loss = loss;
@@ -907,9 +1041,18 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
   }
   ember_trainer_swap_average(t); /* the model keeps the averaged weights */
   ember_trainer_destroy(t);
+  if (val) {
+    out->train_val_rows = val_rows;
+    out->train_val_loss = (float)val_loss;
+    out->train_val_chance = (float)val_chance;
+  }
+  ember_dataset_free(&train_part);
+  ember_dataset_free(&val_part);
   return 0;
 fail:
   ember_trainer_destroy(t);
   ember_model_free(out);
+  ember_dataset_free(&train_part);
+  ember_dataset_free(&val_part);
   return rc;
 }

@@ -1,14 +1,14 @@
 # A multi-valued function (the unit circle): sample --modes 2 returns both branches.
 . "$(dirname "$0")/common.inc"
 
-awk 'BEGIN { srand(5); print "x,y";
+awk 'BEGIN { srand(5); print "x,y:y";
   for (i = 0; i < 2000; i++) { x = 2 * rand() - 1; s = rand() < 0.5 ? -1 : 1; printf "%.6f,%.6f\n", x, s * sqrt(1 - x * x) } }' > "$T/circle.csv"
 awk 'BEGIN { print "x"; for (i = -7; i <= 7; i++) printf "%.2f\n", i / 10 }' > "$T/grid.csv"
 "$EMBER" train --data "$T/circle.csv" --out "$T/circle.safetensors" --steps 800 --batch 128 \
   --negatives 64 --width 64 --depth 2 --seed 1 --threads 2 --quiet
 "$EMBER" sample --model "$T/circle.safetensors" --input "$T/grid.csv" --modes 2 --samples 2048 \
   --polish 5 > "$T/modes.csv"
-[ "$(head -1 "$T/modes.csv")" = "row,rank,energy,weight,y0" ] || fail "sample header: $(head -1 "$T/modes.csv")"
+[ "$(head -1 "$T/modes.csv")" = "row,rank,energy,weight,y" ] || fail "sample header: $(head -1 "$T/modes.csv")"
 # every row: two modes, one on each branch, sorted by energy, with mass
 awk -F, 'NR == FNR { if (FNR > 1) xs[FNR - 2] = $1; next }
   FNR > 1 { r = $1; n[r]++; x = xs[r]; t = sqrt(1 - x * x);

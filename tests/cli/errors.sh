@@ -1,9 +1,9 @@
 # Bad input: a non-zero exit, a message saying what is wrong, nothing on stdout.
 . "$(dirname "$0")/common.inc"
 
-printf 'x,y\n0.1,1\n0.2,2\n0.3,3\n0.4,4\n' > "$T/ok.csv"
-printf 'x,y\n0.1,1\n0.2\n' > "$T/ragged.csv"
-printf 'x,y\n0.1,1\n0.2,nan\n' > "$T/nan.csv"
+printf 'x,y:y\n0.1,1\n0.2,2\n0.3,3\n0.4,4\n' > "$T/ok.csv"
+printf 'x,y:y\n0.1,1\n0.2\n' > "$T/ragged.csv"
+printf 'x,y:y\n0.1,1\n0.2,nan\n' > "$T/nan.csv"
 : > "$T/empty.csv"
 "$EMBER" train --data "$T/ok.csv" --out "$T/m.safetensors" --steps 2 --batch 4 --negatives 4 --width 4 --quiet
 
@@ -49,7 +49,7 @@ echo "ok - help"
 printf 'x\n0.2\n100\n' > "$T/far.csv"
 "$EMBER" predict --model "$T/m.safetensors" --input "$T/far.csv" --samples 64 > "$T/out" 2> "$T/err" || fail "far x: predict failed"
 [ "$(wc -l < "$T/out")" -eq 3 ] || fail "far x: $(cat "$T/out")"
-grep -q 'note: x\[1,0\] = 100 is .* standard deviations from the training data' "$T/err" || fail "far x note: $(cat "$T/err")"
+grep -q 'note: row 1 of x is .* standard deviations from the training data' "$T/err" || fail "far x note: $(cat "$T/err")"
 printf 'x\n0.25\n' > "$T/near.csv"
 "$EMBER" predict --model "$T/m.safetensors" --input "$T/near.csv" --samples 64 > "$T/out" 2> "$T/err"
 [ ! -s "$T/err" ] || fail "x inside the data got a note: $(cat "$T/err")"

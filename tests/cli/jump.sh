@@ -3,7 +3,7 @@
 . "$(dirname "$0")/common.inc"
 
 # y = 1 for x < 0.3, y = 4 for x >= 0.3, slopes of 0.5 on both sides, on x in [-1, 1]
-awk 'BEGIN { srand(11); print "x,y";
+awk 'BEGIN { srand(11); print "x,y:y";
   for (i = 0; i < 1500; i++) { x = 2 * rand() - 1; y = (x < 0.3 ? 1 : 4) + 0.5 * x; printf "%.6f,%.6f\n", x, y } }' > "$T/jump.csv"
 # a fine grid across the jump and a coarse one away from it
 awk 'BEGIN { print "x"; for (i = 0; i <= 100; i++) printf "%.4f\n", 0.2 + 0.2 * i / 100;
@@ -14,7 +14,7 @@ common="--data $T/jump.csv --steps 800 --batch 128 --width 64 --depth 2 --seed 3
 "$EMBER" train $common --method mse --out "$T/mse.safetensors"
 "$EMBER" predict --model "$T/ebm.safetensors" --input "$T/grid.csv" --samples 2048 --seed 1 > "$T/ebm.csv"
 "$EMBER" predict --model "$T/mse.safetensors" --input "$T/grid.csv" > "$T/mse.csv"
-[ "$(head -1 "$T/ebm.csv")" = "y0" ] || fail "predict header: $(head -1 "$T/ebm.csv")"
+[ "$(head -1 "$T/ebm.csv")" = "y" ] || fail "predict header: $(head -1 "$T/ebm.csv")"
 [ "$(wc -l < "$T/ebm.csv")" -eq 123 ] || fail "expected 122 predictions"
 
 # stranded: more than 0.5 away from both levels at that x; error: distance to the true y

@@ -2,7 +2,7 @@
 # branches of the circle; its checkpoint records the chain settings; training is reproducible.
 . "$(dirname "$0")/common.inc"
 
-awk 'BEGIN { srand(5); print "x,y";
+awk 'BEGIN { srand(5); print "x,y:y";
   for (i = 0; i < 2000; i++) { x = 2 * rand() - 1; s = rand() < 0.5 ? -1 : 1; printf "%.6f,%.6f\n", x, s * sqrt(1 - x * x) } }' > "$T/circle.csv"
 awk 'BEGIN { print "x"; for (i = -6; i <= 6; i++) printf "%.2f\n", i / 10 }' > "$T/grid.csv"
 args="--method langevin --steps 800 --batch 64 --negatives 16 --width 64 --chain-steps 20 --seed 1 --threads 2 --quiet"
@@ -26,7 +26,7 @@ cmp -s "$T/again.safetensors" "$T/again2.safetensors" || fail "same seed, differ
 echo "ok - langevin checkpoint records its chains; training reproducible"
 
 # a jump: values strictly inside the range, so the answers are not just the bounds
-awk 'BEGIN { srand(11); print "x,y";
+awk 'BEGIN { srand(11); print "x,y:y";
   for (i = 0; i < 1500; i++) { x = 2 * rand() - 1; y = (x < 0.3 ? 1 : 4) + 0.5 * x; printf "%.6f,%.6f\n", x, y } }' > "$T/jump.csv"
 awk 'BEGIN { print "x"; for (i = 0; i <= 40; i++) printf "%.4f\n", -0.8 + 1.6 * i / 40 }' > "$T/jgrid.csv"
 "$EMBER" train --data "$T/jump.csv" --out "$T/jump.safetensors" $args

@@ -5,7 +5,7 @@
 # kill the process at the first write past the limit if ember did not ignore it itself.
 . "$(dirname "$0")/common.inc"
 
-printf 'x,y\n0.1,1\n0.2,2\n0.3,3\n0.4,4\n' > "$T/ok.csv"
+printf 'x,y:y\n0.1,1\n0.2,2\n0.3,3\n0.4,4\n' > "$T/ok.csv"
 # a small model (about 3 KiB) to keep at the destination; a 64-wide one is about 35 KiB
 "$EMBER" train --data "$T/ok.csv" --out "$T/old.safetensors" --steps 2 --batch 4 --negatives 4 --width 4 --quiet
 cp "$T/old.safetensors" "$T/keep.safetensors"

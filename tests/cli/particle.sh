@@ -6,7 +6,7 @@
 "$EMBER" data particle --dims 2 --episodes 30 --seed 4 --out "$T/a.csv" 2> "$T/err"
 grep -q "30 episodes x 50 steps = 1500 rows (x: 8 columns, y: 2)" "$T/err" || fail "data: $(cat "$T/err")"
 grep -q "succeeded in 30 of them" "$T/err" || fail "oracle: $(cat "$T/err")"
-[ "$(head -1 "$T/a.csv")" = "x0,x1,x2,x3,x4,x5,x6,x7,y0,y1" ] || fail "header: $(head -1 "$T/a.csv")"
+[ "$(head -1 "$T/a.csv")" = "x0,x1,x2,x3,x4,x5,x6,x7,y:y0,y:y1" ] || fail "header: $(head -1 "$T/a.csv")"
 [ "$(wc -l < "$T/a.csv")" -eq 1501 ] || fail "rows: $(wc -l < "$T/a.csv")"
 # every episode starts at rest and the oracle first commands goal 1; the action is always one
 # of the two goals; values stay in [0, 1] except velocities
@@ -27,7 +27,7 @@ echo "ok - demonstrations: shape, oracle actions, determinism"
 # ---- observation history: x = the last H observations, oldest first, the first one repeated
 "$EMBER" data particle --dims 2 --episodes 3 --seed 4 --history 2 --out "$T/h.csv" 2> "$T/err"
 grep -q "(x: 16 columns, y: 2)" "$T/err" || fail "history data: $(cat "$T/err")"
-[ "$(head -1 "$T/h.csv")" = "x0,x1,x2,x3,x4,x5,x6,x7,x8,x9,x10,x11,x12,x13,x14,x15,y0,y1" ] || fail "history header: $(head -1 "$T/h.csv")"
+[ "$(head -1 "$T/h.csv")" = "x0,x1,x2,x3,x4,x5,x6,x7,x8,x9,x10,x11,x12,x13,x14,x15,y:y0,y:y1" ] || fail "history header: $(head -1 "$T/h.csv")"
 # the newest observation and the action are the H = 1 row; the older one is the previous
 # row's newest (the same row's at an episode's start)
 paste -d, "$T/h.csv" "$T/d.csv" | awk -F, 'NR > 1 { r = NR - 2; t = r % 50;

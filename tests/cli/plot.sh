@@ -9,7 +9,7 @@ PY=/usr/bin/python3
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 # y = 1 + 0.5x left of 0.3, 4 + 0.5x from 0.3 on, x in [-1, 1]
-awk 'BEGIN { srand(7); print "x,y";
+awk 'BEGIN { srand(7); print "x,y:y";
   for (i = 0; i < 800; i++) { x = 2 * rand() - 1; y = (x < 0.3 ? 1 : 4) + 0.5 * x; printf "%.6f,%.6f\n", x, y } }' > "$T/jump.csv"
 common="--data $T/jump.csv --batch 128 --width 32 --depth 2 --seed 3 --threads 2 --quiet"
 "$EMBER" train $common --steps 400 --negatives 64 --out "$T/ebm.safetensors"
@@ -110,7 +110,7 @@ echo "ok - the mse model: blank background, prediction curve and data, with a no
 # ---- refusals -----------------------------------------------------------------------------
 awk 'BEGIN { srand(2); print "a,b,c"; for (i = 0; i < 64; i++) printf "%.4f,%.4f,%.4f\n", rand(), rand(), rand() }' > "$T/three.csv"
 small="--steps 2 --batch 16 --negatives 4 --width 8 --threads 1 --quiet"
-"$EMBER" train --data "$T/three.csv" $small --out "$T/x2.safetensors"
+"$EMBER" train --data "$T/three.csv" --y-dim 1 $small --out "$T/x2.safetensors"
 "$EMBER" train --data "$T/three.csv" --y-dim 2 $small --out "$T/y2.safetensors"
 P="$EMBER plot --model $T/ebm.safetensors --threads 1"
 expect_exit 2 "2-input model refused" "has 2 inputs and 1 output; plot draws models with one input (x) and one output (y)" \

@@ -1,7 +1,7 @@
 # Same seed and threads -> identical model bytes and answers; stdin input equals file input.
 . "$(dirname "$0")/common.inc"
 
-awk 'BEGIN { srand(7); print "a,b,y";
+awk 'BEGIN { srand(7); print "a,b,y:y0";
   for (i = 0; i < 300; i++) { a = rand(); b = rand(); printf "%.5f,%.5f,%.5f\n", a, b, (a > b ? a : -b) } }' > "$T/d.csv"
 printf 'a,b\n0.1,0.2\n0.7,0.3\n0.5,0.5\n' > "$T/in.csv"
 args="--data $T/d.csv --steps 40 --batch 32 --negatives 16 --width 16 --seed 9 --threads 2 --quiet"

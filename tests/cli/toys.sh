@@ -9,7 +9,7 @@ val() { awk -v k="$1:" '$1 == k { print $2 }' "$2"; }
 
 "$EMBER" data toy jump --out "$T/jump.csv" --rows 1000 --seed 1
 "$EMBER" data toy circle --out "$T/circle.csv" --rows 1000 --seed 1
-[ "$(head -1 "$T/jump.csv")" = "x,y" ] || fail "data toy header: $(head -1 "$T/jump.csv")"
+[ "$(head -1 "$T/jump.csv")" = "x,y:y" ] || fail "data toy header: $(head -1 "$T/jump.csv")"
 [ "$(wc -l < "$T/jump.csv")" -eq 1001 ] || fail "data toy: $(wc -l < "$T/jump.csv") lines for 1000 rows"
 # every row on the jump's formula, x over [-1, 1]
 awk -F, 'NR > 1 { t = 0.5 * $1 + ($1 < 0.3 ? 1 : 4); d = $2 - t; if (d * d > 1e-10 || $1 < -1 || $1 > 1) bad++ }

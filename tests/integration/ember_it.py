@@ -124,25 +124,26 @@ def grid_value(rng, lo=-1.0, hi=1.0, steps=256):
 
 
 def jump_data(path, n=400, seed=1):
-    """x = (a, b), y = (1 if a > 0 else -1) + 0.5 b: x_dim 2, y_dim 1, a jump at a = 0."""
+    """x = (a, b), y = (1 if a > 0 else -1) + 0.5 b: x_dim 2, y_dim 1, a jump at a = 0. The
+    header marks y (`ember train` never guesses) and names it y0, as the default would."""
     import random
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
         a, b = grid_value(rng), grid_value(rng)
         rows.append((a, b, (1.0 if a > 0 else -1.0) + 0.5 * b))
-    return write_csv(path, ["a", "b", "y"], rows)
+    return write_csv(path, ["a", "b", "y:y0"], rows)
 
 
 def two_out_data(path, n=300, seed=2):
-    """x = a, y = (a, 1 - a^2): x_dim 1, y_dim 2 (train with --y-dim 2)."""
+    """x = a, y = (a, 1 - a^2): x_dim 1, y_dim 2 (marked in the header; --y-dim 2 agrees)."""
     import random
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
         a = grid_value(rng)
         rows.append((a, a, 1.0 - a * a))
-    return write_csv(path, ["a", "y0", "y1"], rows)
+    return write_csv(path, ["a", "y:y0", "y:y1"], rows)
 
 
 def f7(v):
@@ -150,9 +151,11 @@ def f7(v):
     return "%.7g" % v
 
 
-def format_predict(resp, y_dim, energy=True):
-    """A PredictResponse as `ember predict [--energy]` prints it."""
-    out = [",".join("y%d" % j for j in range(y_dim)) + (",energy" if energy else "")]
+def format_predict(resp, y_dim, energy=True, names=None):
+    """A PredictResponse as `ember predict [--energy]` prints it (y's columns headed by names,
+    the model's y_names, or y0.. as for a model without names)."""
+    names = names or ["y%d" % j for j in range(y_dim)]
+    out = [",".join(names) + (",energy" if energy else "")]
     rows = len(resp.y) // y_dim
     for i in range(rows):
         cells = [f7(resp.y[i * y_dim + j]) for j in range(y_dim)]
@@ -162,9 +165,10 @@ def format_predict(resp, y_dim, energy=True):
     return "\n".join(out) + "\n"
 
 
-def format_sample(resp, y_dim):
+def format_sample(resp, y_dim, names=None):
     """A SampleResponse as `ember sample` prints it."""
-    out = ["row,rank,energy,weight" + "".join(",y%d" % j for j in range(y_dim))]
+    names = names or ["y%d" % j for j in range(y_dim)]
+    out = ["row,rank,energy,weight" + "".join("," + n for n in names)]
     for i, row in enumerate(resp.rows):
         for r, m in enumerate(row.modes):
             out.append("%d,%d,%s,%s" % (i, r, f7(m.energy), "%.5g" % m.weight) +

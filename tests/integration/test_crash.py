@@ -56,7 +56,8 @@ class Crash(it.EmberTest):
             self.v1_bytes = f.read()
 
     def request(self, **kw):
-        args = dict(SETTINGS, model="m", x=self.x, y=self.y, x_dim=2, y_dim=1)
+        # the CSV's column names, so that version 2 has version 1's signature
+        args = dict(SETTINGS, model="m", x=self.x, y=self.y, x_dim=2, y_dim=1, x_names=["a", "b"], y_names=["y0"])
         args.update(kw)
         return it.pb.TrainRequest(**args)
 

@@ -276,8 +276,9 @@ class ServerLimits(it.EmberTest):
         # 200 rows x 2 floats of x is ~1.6 KB: refused on the way in
         code, _, details = call(srv.stub.Predict, predict(model="big", x=[0.5] * 400))
         self.assertEqual(code, grpc.StatusCode.RESOURCE_EXHAUSTED, details)
-        # 100 rows in (~800 bytes), 100 y + 100 energies out (~800 bytes + framing): fits
-        code, resp, details = call(srv.stub.Predict, predict(model="big", x=[0.5] * 200))
+        # 70 rows in (~560 bytes), 70 y, 70 energies and 70 x_max_abs_z out (~850 bytes with
+        # framing): fits
+        code, resp, details = call(srv.stub.Predict, predict(model="big", x=[0.5] * 140))
         self.assertEqual(code, grpc.StatusCode.OK, details)
         # Sample: 120 rows in (960 bytes), up to 120 x 8 modes out (several KB): too large
         req = sample(model="big", x=[0.25] * 240, modes=8, radius=0.01, min_mass=-1.0)

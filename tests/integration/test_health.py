@@ -1,5 +1,6 @@
-"""grpc.health.v1.Health and the shutdown sequence: Check, Watch, SIGTERM drain (NOT_SERVING,
-new calls UNAVAILABLE, work in flight still answered), a second signal, clean exit."""
+"""grpc.health.v1.Health and the shutdown sequence: Check, Watch, SIGTERM drain (NOT_SERVING, new
+calls still answered for --drain-ms, Train refused, work in flight answered), a second signal,
+clean exit."""
 import os
 import signal
 import sys
@@ -54,16 +55,23 @@ class Health(it.EmberTest):
         srv.signal(signal.SIGTERM)
         self.assertEqual(whole.next().status, self.S.NOT_SERVING)
         self.assertEqual(ember.next().status, self.S.NOT_SERVING)
-        # draining: still up, says NOT_SERVING, refuses new inference with UNAVAILABLE
+        # draining: still up, says NOT_SERVING, and still answers new calls (balancers and
+        # clients have not all seen NOT_SERVING yet), except Train
         self.assertTrue(srv.running())
         code, resp, details = self.check(srv, "")
         self.assertEqual(code, grpc.StatusCode.OK, details)
         self.assertEqual(resp.status, self.S.NOT_SERVING)
         code, _, details = self.predict(srv)
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        code, _, details = call(srv.stub.Sample, it.pb.SampleRequest(model="m", x=[0.25, 0.5]))
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        code, _, details = call(srv.stub.GetModel, it.pb.GetModelRequest(model="m"))
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        w = it.Watcher(srv.stub.Train(it.pb.TrainRequest(model="t", x=[0.5, 0.5], y=[1.0], x_dim=2, y_dim=1),
+                                      timeout=30))
+        code, details = w.wait_end()
         self.assertEqual(code, grpc.StatusCode.UNAVAILABLE, details)
         self.assertIn("shutting down", details)
-        code, _, details = call(srv.stub.Sample, it.pb.SampleRequest(model="m", x=[0.25, 0.5]))
-        self.assertEqual(code, grpc.StatusCode.UNAVAILABLE, details)
         late = it.Watcher(srv.health.Watch(it.hpb.HealthCheckRequest(service=""), timeout=60))
         self.assertEqual(late.next().status, self.S.NOT_SERVING)
         self.assertLess(time.monotonic() - t0, 3.0, "the checks above must run inside the 3 s drain "

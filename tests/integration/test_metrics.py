@@ -1,7 +1,8 @@
 """The metrics endpoint (--metrics-listen): every line parses as Prometheus text format (a strict
-parser below), histograms are consistent, counters move by exactly the calls made, other paths
-and methods are refused, garbage, huge and idle connections neither crash nor hang emberd, and a
-metrics port in use is refused at start-up."""
+parser below), histograms are consistent, counters move by exactly the calls made, the /livez
+and /readyz probes follow the server's state, other paths and methods are refused, garbage,
+huge and idle connections neither crash nor hang emberd, and a metrics port in use is refused
+at start-up."""
 import math
 import os
 import re
@@ -406,6 +407,32 @@ class Metrics(it.EmberTest):
         self.assertEqual(get(after, "ember_requests_total", method="Train", model="", code="INVALID_ARGUMENT"), 1)
         self.assertEqual(get(after, "ember_model_versions", model="t"), 1)
         srv.stop_clean(self)
+
+    def test_probes(self):
+        """/livez: 200 whenever the loop answers; /readyz: 200 only while a model is served and
+        the server is not draining, 503 with the reason otherwise."""
+        empty = os.path.join(self.tmp, "empty")
+        os.makedirs(empty)
+        srv = self.start("--models", empty, "--metrics-listen", "127.0.0.1:0", "--poll-ms", 100,
+                         "--drain-ms", 3000)
+        srv.metrics_port = int(re.search(r'msg="metrics listening".* port=(\d+)', srv.log()).group(1))
+        self.assertEqual(self.fetch(srv, "/livez")[:3:2], (200, "live\n"))
+        status, _, body = self.fetch(srv, "/readyz")
+        self.assertEqual((status, body), (503, "not ready: no model loaded (the repository is watched)\n"))
+        self.assertEqual(self.fetch(srv, "/readyz", method="HEAD")[0], 503)
+        # a model appears: ready
+        os.makedirs(os.path.join(empty, "m"))
+        self.publish(os.path.join(self.repo, "m", "1.safetensors"), os.path.join(empty, "m", "1.safetensors"))
+        it.wait_until("ready", lambda: self.fetch(srv, "/readyz")[0] == 200)
+        self.assertEqual(self.fetch(srv, "/readyz?verbose")[2], "ready\n")
+        # SIGTERM: not ready at once, still live and still answering calls while it drains
+        srv.signal()
+        it.wait_until("not ready", lambda: self.fetch(srv, "/readyz")[0] == 503, timeout=2)
+        self.assertEqual(self.fetch(srv, "/readyz")[2], "not ready: draining (the server is shutting down)\n")
+        self.assertEqual(self.fetch(srv, "/livez")[0], 200)
+        code, _, details = call(srv.stub.Predict, it.pb.PredictRequest(model="m", x=[0.25, 0.5]))
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        srv.assert_clean(self, srv.wait())
 
     def test_other_requests_are_refused_and_do_not_hang(self):
         srv = self.start_metrics()

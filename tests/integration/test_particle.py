@@ -113,7 +113,7 @@ class ParticleThroughEmberd(it.EmberTest):
         init = os.path.join(self.tmp, "init.csv")
         self.cli("data", "particle", "--dims", DIMS, "--episodes", EPISODES, "--seed", SEED, "--out", init)
         header, rows = read_rows(init)
-        self.assertEqual(header, ["x%d" % j for j in range(4 * DIMS)] + ["y%d" % j for j in range(DIMS)])
+        self.assertEqual(header, ["x%d" % j for j in range(4 * DIMS)] + ["y:y%d" % j for j in range(DIMS)])
         self.assertEqual(len(rows), EPISODES * 50)
         # the demonstrations are this client's oracle acting on this client's dynamics
         for e in range(EPISODES):

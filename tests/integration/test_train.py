@@ -67,7 +67,8 @@ class Train(it.EmberTest):
         args = dict(SETTINGS)
         args.update(kw)
         if "dataset" not in args and "x" not in args:
-            args.update(x=self.x, y=self.y, x_dim=self.x_dim, y_dim=1)
+            # the CSV header's names, which a model trained from the file keeps
+            args.update(x=self.x, y=self.y, x_dim=self.x_dim, y_dim=1, x_names=["a", "b"], y_names=["y0"])
         return it.pb.TrainRequest(**args)
 
     def run_train(self, stub, req, metadata=None, timeout=120 * it.SCALE):
@@ -130,6 +131,34 @@ class Train(it.EmberTest):
         self.assertEqual(self.wait_served(srv, "jump", 2).model_version, 2)
         self.assert_no_temp(os.path.join(self.repo, "jump"))
         self.assertIn("model trained and published", srv.log())
+        srv.stop_clean(self)
+
+    def test_validation_split(self):
+        """val_split holds rows out as local --val-split does (the same bytes), and the progress
+        carries the validation loss once it is measured."""
+        s = SETTINGS
+        local = self.train(os.path.join(self.tmp, "local-val.safetensors"), self.csv, "--val-split", 0.25,
+                           width=s["width"], steps=s["steps"], batch=s["batch"], negatives=s["negatives"],
+                           seed=s["seed"], samples=s["samples"])
+        srv = self.start("--models", self.repo)
+        msgs, code, details = self.run_train(srv.stub, self.request(model="v", val_split=0.25))
+        self.assertEqual(code, OK, details)
+        self.assert_progress(msgs, 150, 1)
+        self.assertEqual(subprocess.call(["cmp", local, os.path.join(self.repo, "v", "1.safetensors")]), 0,
+                         "remote and local checkpoints with --val-split differ")
+        for m in msgs:
+            measured = m.HasField("val_loss")
+            self.assertEqual(measured, m.step >= 7, "validation every 150 / 20 = 7 steps, step %d" % m.step)
+            if measured:
+                self.assertAlmostEqual(m.val_chance, 2.8332133, places=5)  # log(17 candidates)
+                self.assertGreater(m.val_loss, 0)
+                self.assertEqual(m.val_rows, 50)
+        info = self.cli("info", "--model", local)
+        self.assertRegex(info, r"(?m)^validation +loss %.4f on 50 held-out rows" % msgs[-1].val_loss)
+        w = it.Watcher(srv.stub.Train(self.request(model="v", val_split=1.5), timeout=60))
+        code, details = w.wait_end(60)
+        self.assertEqual(code, INVALID_ARGUMENT)
+        self.assertIn("the validation share (val split) must be in [0, 1) (0 = none), got 1.5", details)
         srv.stop_clean(self)
 
     def test_settings_and_progress_rate(self):
@@ -225,7 +254,7 @@ class Train(it.EmberTest):
         self.expect_train(srv, it.pb.TrainRequest(model="r"), INVALID_ARGUMENT, "no training data")
         # a symbolic link that stays inside is fine (and a dataset can be refused by the reader)
         with open(os.path.join(self.data_dir, "bad.csv"), "w") as f:
-            f.write("a,b,y\n1,2,3\n1,nan,3\n")
+            f.write("a,b,y:y\n1,2,3\n1,nan,3\n")
         self.expect_train(srv, E(dataset="bad.csv"), INVALID_ARGUMENT, "bad.csv:3", "NaN")
         msgs, code, details = self.run_train(srv.stub, E(dataset="inside.csv", steps=20))
         self.assertEqual(code, OK, details)
@@ -259,7 +288,7 @@ class Train(it.EmberTest):
         # a smaller budget: checked against inline data at once, and against a dataset's own
         # columns once the job has read it
         wide = os.path.join(self.data_dir, "wide.csv")
-        it.write_csv(wide, ["x%d" % i for i in range(6000)] + ["y"],
+        it.write_csv(wide, ["x%d" % i for i in range(6000)] + ["y:y"],
                      [[0.001 * ((i * 7 + r) % 13) for i in range(6001)] for r in range(20)])
         srv = self.start("--models", self.repo, "--data-dir", self.data_dir, "--max-train-mib", 16)
         self.expect_train(srv, self.request(model="w", width=1024), INVALID_ARGUMENT,
@@ -342,7 +371,7 @@ class Train(it.EmberTest):
         self.cli("--server", srv.target, "train", "--model", "cli", "--dataset", "jump.csv", "--quiet",
                  *flags)
         self.assertEqual(subprocess.call(["cmp", local, os.path.join(self.repo, "cli", "2.safetensors")]), 0)
-        # then query it, as the README says
+        # then query it, as docs/emberd.md says
         self.wait_served(srv, "cli", 2)
         q = it.write_csv(os.path.join(self.tmp, "q.csv"), ["a", "b"], [[0.5, 0.25], [-0.5, 0.25]])
         out = self.cli("--server", srv.target, "predict", "--model", "cli", "--input", q, "--samples", 64)

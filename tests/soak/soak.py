@@ -81,11 +81,16 @@ class Soak:
         self.a = a
         self.stop = threading.Event()
         self.lock = threading.Lock()
-        self.calls = []      # (end time, kind, code, latency s)
+        # calls by report window (end time, kind, code, latency s), and totals by kind and
+        # status: a row is computed from its own window, so the harness's cost stays flat over
+        # a long run
+        self.windows = {}
+        self.totals = {}
         self.samples = []    # (time, rss kB, fds, threads)
         self.events = []     # (time, what)
         self.errors = []     # exceptions in the harness itself
         self.t0 = None
+        self.rows = []       # the report rows of the windows that have ended
 
     # ---- set-up -------------------------------------------------------------------------------
 
@@ -130,8 +135,10 @@ class Soak:
     # ---- load ---------------------------------------------------------------------------------
 
     def record(self, kind, code, seconds):
+        now = time.monotonic()
         with self.lock:
-            self.calls.append((time.monotonic(), kind, code, seconds))
+            self.windows.setdefault(int((now - self.t0) // self.a.window), []).append((now, kind, code, seconds))
+            self.totals[(kind, code)] = self.totals.get((kind, code), 0) + 1
 
     def client(self, i, stubs):
         rng = random.Random(i)
@@ -246,14 +253,16 @@ class Soak:
     # ---- report -------------------------------------------------------------------------------
 
     def window_rows(self, upto):
+        """The rows of every window that has ended by `upto`; each is computed once."""
         W = self.a.window
-        rows = []
-        k = 0
+        rows = self.rows
+        k = len(rows)
         with self.lock:
-            calls, samples, events = list(self.calls), list(self.samples), list(self.events)
+            samples, events = list(self.samples), list(self.events)
         while self.t0 + (k + 1) * W <= upto + 1e-9:
             lo, hi = self.t0 + k * W, self.t0 + (k + 1) * W
-            cs = [c for c in calls if lo <= c[0] < hi]
+            with self.lock:
+                cs = self.windows.pop(k, [])
             ss = [s for s in samples if lo <= s[0] < hi]
             fails = {}
             unexplained = 0
@@ -341,9 +350,8 @@ class Soak:
             self.srv.signal(signal.SIGTERM)
             rc = self.srv.wait(120)
         by = {}
-        for _, kind, code, _ in self.calls:
-            by.setdefault(kind, {}).setdefault(code.name, 0)
-            by[kind][code.name] += 1
+        for (kind, code), n in self.totals.items():
+            by.setdefault(kind, {})[code.name] = n
         print("\ncalls by kind and status (expected besides OK):")
         unexplained = 0
         for kind in sorted(by):

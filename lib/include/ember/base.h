@@ -108,6 +108,25 @@ void ember_pool_run(ember_pool *pool, int ntasks, ember_task_fn fn, void *ctx);
 /* Makes OpenBLAS use one thread (ember parallelises above BLAS). Safe to call repeatedly. */
 void ember_blas_single_thread(void);
 
+/* The name of the sgemm kernel family OpenBLAS picked for this CPU ("SkylakeX", "Haswell",
+ * "Prescott", ...). Never NULL. */
+const char *ember_blas_core(void);
+
+/* The kernel family this CPU should get when OpenBLAS fell back to a generic one, or NULL when
+ * its choice stands. OpenBLAS picks its kernels once, when it is loaded, from the CPU model; a
+ * model newer than its tables (Debian's 0.3.21 on Sapphire/Emerald Rapids, for instance) gets
+ * the pre-AVX "Prescott" kernels, about 5 times slower than the CPU's own (docs/performance.md).
+ * Then this names "SkylakeX" on a CPU with AVX-512 (F, BW, DQ, VL) and "Haswell" on one with
+ * AVX2 and FMA. NULL as well when OPENBLAS_CORETYPE is set: the user's choice stands. */
+const char *ember_blas_better_core(void);
+
+/* For a program's main(), before anything else: when ember_blas_better_core() names a kernel
+ * family, sets OPENBLAS_CORETYPE to it and runs the program again (execv of /proc/self/exe
+ * with argv), so that OpenBLAS loads with it; returns only when nothing was to be done or the
+ * exec failed (then the program goes on with the generic kernels). The ember CLI and emberd
+ * call it; setting OPENBLAS_CORETYPE yourself (even to the generic core) turns it off. */
+void ember_blas_reexec_for_cpu(char **argv);
+
 /* fsyncs the directory that holds path ("." for a bare name), which makes a rename or link
  * into it durable: what every writer of a file that others may read while it is replaced does
  * after the rename. 0, or -1 with errno; a file system that cannot sync a directory (EINVAL)

@@ -9,7 +9,10 @@
  *   format=ember  format_version=1  method=dfo|ardfo|langevin|mse  x_dim  y_dim
  *   arch=resnet|mlp  width  depth
  *   x_mean x_std y_mean y_std y_lo y_hi   (JSON arrays of numbers, as text)
- *   infer.*   the default inference options        train.*   how it was trained
+ *   x_names y_names   the columns' names (JSON arrays of strings, as text; a checkpoint
+ *                     without them, from before they were kept, loads with x0.., y0..)
+ *   infer.*   the default inference options        train.*   how it was trained (train.val_*:
+ *                                                  the held-out loss, when it was validated)
  *   langevin.*  Langevin models' chains and penalty   spectral_norm=1  when it has it
  *
  * (every key, with the methods that have it, is one table in lib/src/checkpoint.c: meta_keys)
@@ -27,6 +30,7 @@
 #define EMBER_MODEL_H
 
 #include "ember/base.h"
+#include "ember/dataset.h"
 #include "ember/net.h"
 
 #ifdef __cplusplus
@@ -131,7 +135,16 @@ typedef struct ember_model {
   float train_lr, train_temperature, train_loss;
   float train_ema; /* the weights' moving-average decay (0: the last step's weights) */
   float train_prefix_share, train_prefix_noise; /* ardfo: the counter-examples' prefix settings */
+  /* Validation at the end of training (ember_train_opts.val / val_split): the loss on
+   * train_val_rows held-out rows (0: not validated) and its chance level (ember/train.h). */
+  int train_val_rows;
+  float train_val_loss, train_val_chance;
   float *stats; /* the one allocation behind the six vectors above */
+  /* The model's signature: its columns' names, (x_dim) and (y_dim), each one allocation
+   * (ember_names_new). ember_model_init names them x0.. and y0..; training takes the data's
+   * names (a CSV header, an .npz's x_names / y_names); `ember predict` heads its output with
+   * y_names. */
+  char **x_names, **y_names;
   /* Spectral normalisation (models trained with it; NULL otherwise). sn_w: the raw weight W
    * (out, in) of every layer it covers (ember_sn_layer), layer after layer; sn_uv: those
    * layers' power-iteration vectors u (out) then v (in). The net's weights are W / sigma with sigma = u^T W v, so inference never
@@ -168,6 +181,12 @@ int ember_model_init(ember_model *m, ember_method method, int x_dim, int y_dim, 
                      int width, int depth, ember_err *err);
 void ember_model_free(ember_model *m);
 
+/* Renames the model's columns: x_names (x_dim) and y_names (y_dim) are copied; either may be
+ * NULL, which keeps the current names. Names are checked with ember_names_check (valid, all
+ * distinct); on failure the model keeps its names. 0, EMBER_EINVAL or EMBER_ENOMEM. */
+int ember_model_set_names(ember_model *m, const char *const *x_names, const char *const *y_names,
+                          ember_err *err);
+
 int ember_model_save(const ember_model *m, const char *path, ember_err *err);
 int ember_model_load(const char *path, ember_model *m, ember_err *err);
 /* The same from memory; name is used in messages only. */
@@ -199,6 +218,28 @@ int ember_model_check_defaults(const ember_model *m, ember_err *err);
  * Names the first bad value. */
 #define EMBER_X_MAX_SIGMA 1e6f
 int ember_model_check_x(const ember_model *m, const float *x, int n, ember_err *err);
+
+/* How far each of n rows of x lies from the training data: z[i] = the largest |x - x_mean| /
+ * x_std over row i's columns, in standard deviations (the data's own rows mostly lie within 3;
+ * `ember predict` notes rows beyond 10, emberd answers it as x_max_abs_z). col, if not NULL,
+ * gets the column where each row's largest lies. x: (n, x_dim); z, col: (n). */
+void ember_model_x_max_abs_z(const ember_model *m, const float *x, int n, float *z, int *col);
+
+/* A model's signature: what a client that sends x and reads y relies on: the dimensions and
+ * the columns' names. Two versions of a model with equal signatures can replace each other
+ * under a client; emberd does not switch its default version to one whose signature differs
+ * unless the repository says the change is intended (docs/versions-and-eval.md). Compared field
+ * by field in ember_signature_equal and printed by ember_signature_text. The names point into
+ * the model's own arrays: a signature lives no longer than its model. */
+typedef struct ember_signature {
+  int x_dim, y_dim;
+  const char *const *x_names, *const *y_names; /* x_dim and y_dim names */
+} ember_signature;
+
+ember_signature ember_model_signature(const ember_model *m);
+int ember_signature_equal(const ember_signature *a, const ember_signature *b);
+/* "x_dim=2 y_dim=1 x=[px,py] y=[a]" into buf (cut to fit len); returns buf. */
+const char *ember_signature_text(const ember_signature *s, char *buf, size_t len);
 
 /* Normalisation helpers: n rows of x or y, raw <-> normalised. */
 void ember_model_norm_x(const ember_model *m, const float *x, int n, float *xn);

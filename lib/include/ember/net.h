@@ -88,9 +88,9 @@ int ember_net_layer_name(const ember_net *net, int layer, char *buf, size_t len)
 double ember_net_row_macs(const ember_net_shape *s);
 
 /* Activations kept between forward and backward, sized for up to max_rows candidate rows
- * (rounded up to a multiple of 16: rows are computed in padded blocks so that a row's result
- * does not depend on how many rows share the call) and max_queries queries. One workspace per
- * thread. */
+ * (padded to a multiple of 48, and to at least 2^20 / width^2 rows: rows are computed in
+ * zero-padded blocks so that a row's result does not depend on how many rows share the call;
+ * net.c, pad_rows) and max_queries queries. One workspace per thread. */
 typedef struct ember_net_ws {
   int max_rows, max_queries, width;
   int nact;       /* number of (max_rows, width) activation buffers */

@@ -1,5 +1,6 @@
-/* ember/train.h - training an energy model (Method A, InfoNCE; Method C, InfoNCE against
- * Langevin chains with a gradient penalty) or the explicit MSE baseline.
+/* ember/train.h - training an energy model (Method A, InfoNCE; Method B, one InfoNCE-trained
+ * net per y-prefix; Method C, InfoNCE against Langevin chains with a gradient penalty) or the
+ * explicit MSE baseline.
  *
  * Method A, as the method text and the paper's defaults say: x and y normalised per dimension
  * to zero mean / unit variance; sampling bounds = data min/max (normalised) widened by
@@ -10,8 +11,9 @@
  * same network family and optimiser. Method C normalises y min-max to [-1, 1] (its bounds),
  * runs each example's counter-examples through a Langevin chain from uniform starts (no
  * gradient through the chain), and adds the gradient penalty on the chains' final states, whose
- * parameter gradient goes through ember_net_tangent_backward. With spectral_norm every dense
- * weight is used as W / sigma(W) (ember/spectral.h) and the model keeps the normalised weights.
+ * parameter gradient goes through ember_net_tangent_backward. With spectral_norm every hidden
+ * dense weight (ember_sn_layer: not the input projection, not the energy output) is used as
+ * W / sigma(W) (ember/spectral.h) and the model keeps the normalised weights.
  *
  * A step's candidates are cut into tasks of a few examples each (every task does its own
  * forward, loss and backward while its activations are still in cache) and spread over the
@@ -43,6 +45,10 @@ typedef struct ember_train_progress {
   float loss_avg;      /* mean loss over the last (up to) 100 steps */
   float lr;            /* learning rate of the last step */
   double elapsed_s, steps_per_s, eta_s;
+  /* validation (opts.val or val_split): the latest evaluation's loss and its chance level
+   * (ember_trainer_val_loss), on val_rows rows; NaN and 0 before the first or without one */
+  double val_loss, val_chance;
+  int val_rows;
 } ember_train_progress;
 
 /* Called after every step; return non-zero to cancel training (ember_train then returns
@@ -71,8 +77,8 @@ typedef struct ember_train_opts {
    * bounds and not moved by chains, join the chains' in InfoNCE (not in the penalty). 0 = the
    * method text's chains only. */
   int uniform_negatives;
-  /* spectral normalisation of every dense layer (one power iteration per step); the model
-   * keeps the normalised weights. Off by default. */
+  /* spectral normalisation of the hidden dense layers (ember_sn_layer; one power iteration per
+   * step); the model keeps the normalised weights. Off by default; refused for ardfo. */
   int spectral_norm;
   /* Exponential moving average of the weights: after every step avg <- d avg + (1 - d) w with
    * d = min(ema, (1 + t) / (10 + t)) (t = steps taken), and the trained model gets the
@@ -89,6 +95,15 @@ typedef struct ember_train_opts {
   int keep_prefix;
   float keep_prefix_share;
   float prefix_noise;
+  /* Validation: the loss on rows the model does not train on, in progress reports and in the
+   * model (train_val_*). Either `val`, a dataset with ds's columns (the caller's, not copied),
+   * or val_split in (0, 1): that share of ds held out (ember_dataset_split with `seed`; the
+   * normalisation is fitted on the rest); not both. It is measured every val_every steps (0:
+   * steps / 20) on at most EMBER_VAL_PROGRESS_ROWS of the rows, and after the last step on all
+   * of them: that value goes into the model. */
+  const ember_dataset *val;
+  float val_split;
+  int64_t val_every;
   ember_progress_fn progress;
   void *progress_ctx;
   /* Every snapshot_every steps (0 = never), and not after the last, ember_train calls
@@ -152,6 +167,25 @@ const float *ember_trainer_grad(ember_trainer *t, int64_t step, double *loss);
 void ember_trainer_swap_average(ember_trainer *t);
 /* Learning rate the next step will use. */
 float ember_trainer_lr(const ember_trainer *t);
+/* The validation loss of the trainer's model as it is now (for an ardfo model: its whole-y
+ * net E(x, y)) on the first `rows` rows of val (raw units, the model's columns):
+ *   - energy models: InfoNCE at the training temperature with as many counter-examples per
+ *     row as a training example has (negatives, + uniform_negatives for langevin), all drawn
+ *     uniformly inside the sampling bounds from stream (seed, EMBER_VAL_STREAM + row), the same
+ *     at every call. *chance = log(candidates per row): the loss of a model whose energy says
+ *     nothing (every candidate alike). For dfo this is the training loss's own quantity; the
+ *     training loss of langevin (chain-moved counter-examples, gradient penalty) and ardfo
+ *     (every prefix net, prefix-kept counter-examples) is another, so compare their
+ *     validation loss with its chance level, not with the training loss.
+ *   - mse: the mean squared error per y value in normalised units (as its training loss), and
+ *     *chance that of always answering the training mean.
+ * The trainer's workspaces serve the evaluation: it allocates nothing. With a moving average
+ * (ema) it measures the weights being trained; ember_train swaps the average in first. */
+#define EMBER_VAL_STREAM (UINT64_C(6) << 60)
+#define EMBER_VAL_PROGRESS_ROWS 2048
+int ember_trainer_val_loss(ember_trainer *t, const ember_dataset *val, int rows, double *loss,
+                           double *chance, ember_err *err);
+
 /* FLOPs of one training step (dense layers, forward + backward). */
 double ember_train_step_flops(const ember_model *m, const ember_train_opts *o);
 
