@@ -342,14 +342,15 @@ class Cluster(it.EmberTest):
         while None in seen and time.monotonic() - t0 < 10 * it.SCALE:
             for i in range(3):
                 if seen[i] is None:
-                    info = self.replicas[i].stub.GetModel(it.pb.GetModelRequest(model="m"), timeout=5)
+                    info = self.replicas[i].stub.GetModel(it.pb.GetModelRequest(model="m"), timeout=5 * it.SCALE)
                     if info.version == 2:
                         seen[i] = time.monotonic() - t0
             time.sleep(0.02)
         print("  version 2 served by each replica after: %s s" %
               ", ".join("never" if s is None else "%.2f" % s for s in seen))
         self.assertNotIn(None, seen)
-        self.assertLess(max(seen), PUBLISH_WITHIN_S)
+        # a poll period (--poll-ms 500) and loading the file: slower in an instrumented build
+        self.assertLess(max(seen), PUBLISH_WITHIN_S * it.SCALE)
 
     def cli_cluster_target(self):
         """`ember --server` with several addresses balances over them and rides over a
