@@ -75,12 +75,7 @@ static void test_sample_limits(void **state) {
 
 /* x uniform in [-1, 1], y = +1 or -1 at random: two valid y at every x */
 static void two_valued(ember_dataset *ds, int n, uint64_t seed) {
-  memset(ds, 0, sizeof *ds); /* no names: x0.., y0.. */
-  ds->n = n;
-  ds->x_dim = 1;
-  ds->y_dim = 1;
-  ds->x = malloc(sizeof(float) * (size_t)n);
-  ds->y = malloc(sizeof(float) * (size_t)n);
+  tu_dataset_alloc(ds, n, 1, 1);
   ember_rng rng;
   ember_rng_seed(&rng, seed, 0);
   for (int i = 0; i < n; i++) {

@@ -17,14 +17,7 @@ size_t __sanitizer_get_current_allocated_bytes(void);
 
 /* n rows of x (2 columns) and y (1 column) on a line */
 static void make_data(ember_dataset *ds, int n) {
-  memset(ds, 0, sizeof *ds); /* no column names, and any field added later zero */
-  ds->n = n;
-  ds->x_dim = 2;
-  ds->y_dim = 1;
-  ds->x = malloc(sizeof(float) * (size_t)n * 2);
-  ds->y = malloc(sizeof(float) * (size_t)n);
-  assert_non_null(ds->x);
-  assert_non_null(ds->y);
+  tu_dataset_alloc(ds, n, 2, 1);
   for (int i = 0; i < n; i++) {
     ds->x[2 * i] = (float)i / (float)n;
     ds->x[2 * i + 1] = 1.0f - (float)i / (float)n;

@@ -14,12 +14,7 @@
 
 /* y = sin(3 x0) + x1 > 0 ? 1 : -1 ... a small 2-in 1-out dataset with a jump */
 static void make_data(ember_dataset *ds, int n, uint64_t seed) {
-  memset(ds, 0, sizeof *ds); /* no column names, and any field added later zero */
-  ds->n = n;
-  ds->x_dim = 2;
-  ds->y_dim = 1;
-  ds->x = malloc(sizeof(float) * (size_t)n * 2);
-  ds->y = malloc(sizeof(float) * (size_t)n);
+  tu_dataset_alloc(ds, n, 2, 1);
   ember_rng rng;
   ember_rng_seed(&rng, seed, 0);
   for (int i = 0; i < n; i++) {

@@ -13,12 +13,7 @@
 
 /* n rows: x = (i, -i), y = (1000 + i): every row recognisable by its values */
 static void numbered(ember_dataset *ds, int n) {
-  memset(ds, 0, sizeof *ds); /* no names: x0.., y0.. */
-  ds->n = n;
-  ds->x_dim = 2;
-  ds->y_dim = 1;
-  ds->x = malloc(sizeof(float) * (size_t)n * 2);
-  ds->y = malloc(sizeof(float) * (size_t)n);
+  tu_dataset_alloc(ds, n, 2, 1);
   for (int i = 0; i < n; i++) {
     ds->x[2 * i] = (float)i;
     ds->x[2 * i + 1] = (float)-i;
@@ -28,12 +23,7 @@ static void numbered(ember_dataset *ds, int n) {
 
 /* y = sin(2 x0) + 0.5 x1 with x uniform in [-1, 1]^2: learnable by a small net */
 static void smooth(ember_dataset *ds, int n, uint64_t seed) {
-  memset(ds, 0, sizeof *ds); /* no names: x0.., y0.. */
-  ds->n = n;
-  ds->x_dim = 2;
-  ds->y_dim = 1;
-  ds->x = malloc(sizeof(float) * (size_t)n * 2);
-  ds->y = malloc(sizeof(float) * (size_t)n);
+  tu_dataset_alloc(ds, n, 2, 1);
   ember_rng rng;
   ember_rng_seed(&rng, seed, 0);
   for (int i = 0; i < n; i++) {

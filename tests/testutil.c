@@ -50,6 +50,17 @@ void *tu_read_file(const char *path, size_t *len) {
   return buf;
 }
 
+void tu_dataset_alloc(ember_dataset *ds, int n, int x_dim, int y_dim) {
+  memset(ds, 0, sizeof *ds);
+  ds->n = n;
+  ds->x_dim = x_dim;
+  ds->y_dim = y_dim;
+  ds->x = malloc(sizeof(float) * (size_t)n * (size_t)x_dim);
+  ds->y = malloc(sizeof(float) * (size_t)n * (size_t)y_dim);
+  assert_non_null(ds->x);
+  assert_non_null(ds->y);
+}
+
 int tu_fd_stride(void) {
   const char *s = getenv("EMBER_TEST_FD_STRIDE");
   int k = s && *s ? atoi(s) : 1;

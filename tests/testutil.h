@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "ember/base.h"
+#include "ember/dataset.h"
 
 /* A fresh path "<tmpdir>/<name>" in a per-process scratch directory (EMBER_TEST_TMP, else
  * /tmp). The returned string lives until the next call with the same slot (0..7). */
@@ -24,6 +25,11 @@ double tu_max_rel_diff(const float *a, const float *b, size_t n);
  * instrumented, these checks took most of its unit tests' time, and a check of fewer values runs
  * the same code, threads included, for ThreadSanitizer to watch. */
 int tu_fd_stride(void);
+
+/* ds as a dataset of n rows with x_dim and y_dim columns: zeroed (no column names, so x0..,
+ * y0..; any field added later zero), x and y allocated (the test fails if they cannot be) for
+ * the caller to fill. Free with ember_dataset_free. */
+void tu_dataset_alloc(ember_dataset *ds, int n, int x_dim, int y_dim);
 
 /* DFO inference options with everything else (Langevin, refine) zero, i.e. off. */
 #define DFO_OPTS(n, it, sig, shr, temp) \
