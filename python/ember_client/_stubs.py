@@ -6,7 +6,7 @@ then they are generated from ../proto and ../deploy/grpc (relative to python/) i
 directory, once per content of ember.proto and the service config:
 $EMBER_CLIENT_CACHE, else $XDG_CACHE_HOME/ember_client, else ~/.cache/ember_client, in a
 subdirectory named by a hash of both files. Where that cannot be written, a fresh temporary
-directory is used (and generation happens on every import).
+directory is used and removed once loaded (generation happens on every import).
 """
 import hashlib
 import importlib.util
@@ -43,16 +43,16 @@ def _generate_into_cache(root):
     h.update(google.protobuf.__version__.encode())  # the generated code suits this runtime
     final = os.path.join(_cache_base(), "gen-" + h.hexdigest()[:20])
     if _complete(final):
-        return final
+        return final, False
     try:
         os.makedirs(_cache_base(), exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".gen-", dir=_cache_base())
     except OSError:
         tmp = None
-    if tmp is None:  # no writable cache: generate for this process only
+    if tmp is None:  # no writable cache: generate for this process only (removed once loaded)
         tmp = tempfile.mkdtemp(prefix="ember_client-gen-")
         _build.generate(root, tmp)
-        return tmp
+        return tmp, True
     try:
         _build.generate(root, tmp)
         os.rename(tmp, final)  # atomic; fails if another process got there first
@@ -61,36 +61,44 @@ def _generate_into_cache(root):
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return final, False
 
 
 def _load():
     gen = os.path.join(_HERE, "_gen")
     if _complete(gen):
         from ._gen import ember_pb2
-        return ember_pb2, os.path.join(gen, "service_config.json")
+        return ember_pb2, _read_config(os.path.join(gen, "service_config.json"))
     root = _build.find_root(os.path.dirname(_HERE))
     if root is None:
         raise ImportError(
             "ember_client: no generated stubs (%s) and no ember source tree around it to generate "
             "them from (proto/ember/v1/ember.proto): install the built package (docs/client-python.md) "
             "or import it from the ember source tree" % gen)
-    d = _generate_into_cache(root)
+    try:
+        d, temporary = _generate_into_cache(root)
+    except ImportError as e:
+        raise ImportError("ember_client: generating its stubs from %s needs grpc_tools (Debian: "
+                          "python3-grpc-tools): %s" % (os.path.join(root, _build.PROTO), e)) from e
     spec = importlib.util.spec_from_file_location("ember_client._cached_ember_pb2", os.path.join(d, "ember_pb2.py"))
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
-    return mod, os.path.join(d, "service_config.json")
+    config = _read_config(os.path.join(d, "service_config.json"))
+    if temporary:
+        shutil.rmtree(d, ignore_errors=True)
+    return mod, config
 
 
-pb, _SERVICE_CONFIG_PATH = _load()
-_service_config = None
+def _read_config(path):
+    """The service config as one line of JSON (the channel option's value)."""
+    with open(path) as f:
+        return json.dumps(json.load(f), separators=(",", ":"))
+
+
+pb, _service_config = _load()
 
 
 def service_config():
-    """deploy/grpc/service-config.json as one line of JSON (the channel option's value)."""
-    global _service_config
-    if _service_config is None:
-        with open(_SERVICE_CONFIG_PATH) as f:
-            _service_config = json.dumps(json.load(f), separators=(",", ":"))
+    """deploy/grpc/service-config.json, as _gen/ or the cache holds it, in one line of JSON."""
     return _service_config
