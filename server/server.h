@@ -30,6 +30,7 @@ typedef struct srv_config {
   const char *models_dir;   /* --models DIR, or NULL */
   const char *model_file;   /* --model FILE, or NULL */
   int workers;              /* inference threads */
+  int split_batches;        /* 1: a batch that runs alone spreads over every worker's core */
   int max_batch;            /* rows per executed batch */
   int max_delay_us;         /* how long a batch may wait to fill while a worker is idle */
   int max_queue;            /* requests waiting for a worker, server-wide */
@@ -231,6 +232,7 @@ typedef struct model_version {
   int refs;         /* the registry's own (while listed) + one per batch in flight */
   ember_infer **idle; /* inference contexts not in use, at most srv->cfg.workers */
   int nidle;
+  ember_infer *wide_idle; /* the context for batches spread over srv->wide_pool, when not in use */
   /* Why the version cannot be the default (its signature breaks the model's lineage:
    * policy.h), NULL when it can; since `refused_when` (unix time). Requests that name it
    * are still answered. */
@@ -468,6 +470,11 @@ typedef struct server {
   struct batch_job *free_jobs; /* finished jobs kept with their arrays for the next batches */
   uint64_t batch_allocs;       /* allocations made for batches (ember_batch_allocations_total) */
   int flush_at_prepare;
+  /* A batch that runs alone spreads over every worker's core (--split-batches): its rows and
+   * candidates go to this pool's threads (the worker itself is thread 0), and while it runs no
+   * other batch starts. NULL with one worker or --split-batches 0. */
+  ember_pool *wide_pool;
+  int wide_running;
   /* health watches */
   srv_call *watchers;
   /* training (train.c) */
