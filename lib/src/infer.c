@@ -60,7 +60,7 @@ struct ember_infer {
   const ember_net *pass_net;
   const float *pass_hx, *pass_y;
   float *pass_e, *pass_dy;
-  int pass_n, pass_nq, pass_chunk, pass_pieces;
+  int pass_n, pass_nq, pass_chunk, pass_pieces, pass_group;
 };
 
 int ember_infer_create(ember_infer **out, const ember_model *m, ember_pool *pool, ember_err *err) {
@@ -200,8 +200,12 @@ static int reserve_modes(ember_infer *inf, int slots, ember_err *err) {
 
 /* ---- the batched energy pass --------------------------------------------------------- */
 
+/* Rows a query takes in a network call: its candidates, padded to a multiple of
+ * EMBER_ROW_QUANTUM when several queries share the call (pass_task) */
+static int padded_rows(int n) { return (n + EMBER_ROW_QUANTUM - 1) / EMBER_ROW_QUANTUM * EMBER_ROW_QUANTUM; }
+
 /* Task layout: a query with more rows than a chunk is cut into `pieces` tasks; otherwise a
- * task takes `chunk / n` whole queries. */
+ * task takes `pass_group` whole queries. */
 static void pass_plan(ember_infer *inf, int nq, int n) {
   long total = (long)nq * n;
   long per_thread = (total + inf->threads - 1) / inf->threads;
@@ -212,13 +216,23 @@ static void pass_plan(ember_infer *inf, int nq, int n) {
   inf->pass_n = n;
   inf->pass_chunk = chunk;
   inf->pass_pieces = n >= chunk ? (n + chunk - 1) / chunk : 0;
+  if (inf->pass_pieces == 0) {
+    /* whole queries per task: as few tasks as a chunk allows, then, where every task keeps at
+     * least EMBER_MIN_CHUNK rows, a multiple of the thread count, so the threads finish
+     * together */
+    const int ps = padded_rows(n);
+    int most = chunk / ps;
+    if (most > EMBER_CHUNK_ROWS) most = EMBER_CHUNK_ROWS; /* hx rows a workspace holds */
+    int tasks = (nq + most - 1) / most;
+    int even = (tasks + inf->threads - 1) / inf->threads * inf->threads;
+    if (even <= nq && (long)nq * ps / even >= EMBER_MIN_CHUNK) tasks = even;
+    inf->pass_group = (nq + tasks - 1) / tasks;
+  }
 }
 
 static int pass_tasks(const ember_infer *inf) {
   if (inf->pass_pieces > 0) return inf->pass_nq * inf->pass_pieces;
-  int per = inf->pass_chunk / inf->pass_n;
-  if (per > EMBER_CHUNK_ROWS) per = EMBER_CHUNK_ROWS; /* hx rows a workspace holds */
-  return (inf->pass_nq + per - 1) / per;
+  return (inf->pass_nq + inf->pass_group - 1) / inf->pass_group;
 }
 
 static void pass_task(void *ctx, int task, int thread) {
@@ -236,8 +250,7 @@ static void pass_task(void *ctx, int task, int thread) {
     per = n - r0 < inf->pass_chunk ? n - r0 : inf->pass_chunk;
     row0 = (size_t)q * n + r0;
   } else {
-    int group = inf->pass_chunk / n;
-    if (group > EMBER_CHUNK_ROWS) group = EMBER_CHUNK_ROWS;
+    int group = inf->pass_group;
     q0 = task * group;
     nq = inf->pass_nq - q0 < group ? inf->pass_nq - q0 : group;
     per = n;
@@ -265,7 +278,7 @@ static void pass_task(void *ctx, int task, int thread) {
     return;
   }
   /* queries padded to ps rows each, as many per call as a workspace holds */
-  const int ps = (per + EMBER_ROW_QUANTUM - 1) / EMBER_ROW_QUANTUM * EMBER_ROW_QUANTUM;
+  const int ps = padded_rows(per);
   const int group = EMBER_CHUNK_ROWS / ps; /* >= 1: here per < EMBER_CHUNK_ROWS */
   const size_t stride = (size_t)EMBER_CHUNK_ROWS * (2 * (size_t)inf->m->y_dim + 1);
   float *py = inf->pad + (size_t)thread * stride;
