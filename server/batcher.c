@@ -20,7 +20,9 @@
  * RESOURCE_EXHAUSTED at once.
  *
  * Idle cores join the work (--split-batches, on by default): a batch cut while no other batch
- * runs and no other queue is ready would leave every other worker's core idle, so it runs
+ * runs and no other queue is ready, and large enough for the library to split its energy
+ * passes (rows x samples >= 2 EMBER_INFER_MIN_TASK_ROWS), would leave every other worker's
+ * core idle, so it runs
  * *wide*: its worker is thread 0 of s->wide_pool, whose other threads take their share of
  * every energy pass (the library splits candidates over a pool's threads; the answers do not
  * depend on the thread count). While it runs nothing else starts; what arrives meanwhile is
@@ -272,6 +274,7 @@ static void after_work_cb(uv_work_t *w, int status) {
   model_version *v = j->key.v;
   model_stats *st = &v->entry->stats;
   const int dy = v->model.y_dim, k = j->key.mo.k;
+  const uint64_t back_ns = srv_now_ns();
   s->running_batches--;
   if (j->wide) s->wide_running = 0;
   batch_job **pp = &s->running_jobs;
@@ -302,6 +305,10 @@ static void after_work_cb(uv_work_t *w, int status) {
       else
         rpc_ember_complete(c, NULL, NULL, j->my + at * k * dy, j->me + at * k, j->mw + at * k, j->count + at,
                            j->pop_y ? j->pop_y + at * n * dy : NULL, j->pop_e ? j->pop_e + at * n : NULL);
+      const uint64_t t[SRV_STAGES + 1] = {c->cq_ns, c->arrived_ns, c->queued_ns, j->start_ns, j->end_ns, back_ns,
+                                          srv_now_ns()};
+      for (int g = 0; g < SRV_STAGES; g++) s->stage_s[g] += (double)(t[g + 1] - t[g]) / 1e9;
+      s->staged_calls++;
     }
     at += (size_t)c->rows;
   }
@@ -435,6 +442,7 @@ static void cut(server *s, bqueue *q, int wide) {
   version_ref(v);
   j->wide = wide;
   s->wide_running = wide;
+  s->wide_batches += (uint64_t)wide;
   if (wide) {
     j->inf = v->wide_idle;
     v->wide_idle = NULL;
@@ -478,8 +486,11 @@ static void try_dispatch(server *s) {
       }
       return;
     }
-    /* alone: nothing runs, and this batch takes everything that is ready */
-    cut(s, ready, s->wide_pool && s->running_batches == 0 && nready == 1 && ready->rows <= s->cfg.max_batch);
+    /* alone: nothing runs, this batch takes everything that is ready, and its passes are
+     * large enough for the library to split (otherwise a wide batch would hold the other
+     * cores idle) */
+    cut(s, ready, s->wide_pool && s->running_batches == 0 && nready == 1 && ready->rows <= s->cfg.max_batch &&
+                      (long)ready->rows * ready->key.o.samples >= 2L * EMBER_INFER_MIN_TASK_ROWS);
   }
 }
 
@@ -501,6 +512,7 @@ void batcher_submit(server *s, srv_call *c) {
     q->next = s->batch_queues;
     s->batch_queues = q;
   }
+  c->queued_ns = srv_now_ns();
   srv_call_watch_close(c);
   c->state = CALL_QUEUED;
   c->next = NULL;

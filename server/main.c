@@ -60,7 +60,7 @@ static void cq_main(void *arg) {
       s->events = grown;
       s->capevents = cap;
     }
-    s->events[s->nevents++] = (cq_event){ev.tag, ev.success};
+    s->events[s->nevents++] = (cq_event){ev.tag, ev.success, srv_now_ns()};
     uv_mutex_unlock(&s->evmu);
     uv_async_send(&s->wake);
   }
@@ -100,7 +100,10 @@ static void on_wake(uv_async_t *a) {
     s->nevents -= n;
     uv_mutex_unlock(&s->evmu);
     if (n == 0) break;
-    for (int i = 0; i < n; i++) dispatch(s, batch[i].tag, batch[i].ok);
+    for (int i = 0; i < n; i++) {
+      s->event_cq_ns = batch[i].ns;
+      dispatch(s, batch[i].tag, batch[i].ok);
+    }
   }
 }
 

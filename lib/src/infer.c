@@ -20,7 +20,8 @@
 #include "ember/net.h"
 
 #define EMBER_CHUNK_ROWS 1056  /* rows per network task: ~1 MiB per activation at width 256 (a multiple of 48) */
-#define EMBER_MIN_CHUNK 144     /* a multiple of 48 */
+#define EMBER_MIN_CHUNK EMBER_INFER_MIN_TASK_ROWS /* a multiple of 48 */
+_Static_assert(EMBER_MIN_CHUNK % 48 == 0, "EMBER_INFER_MIN_TASK_ROWS must be a multiple of 48");
 /* OpenBLAS's Haswell/Zen sgemm kernels round a row's products differently by the row's
  * position in the call modulo 12 (its SkylakeX kernels do not). So that a candidate's energy
  * never depends on where its query sits in a batch, every query of a network call starts on a
