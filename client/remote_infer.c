@@ -221,9 +221,10 @@ static char *const *y_names(const session *s) {
 }
 
 /* Rows x (n, x_dim) through Predict in requests of `chunk` rows; row i draws from stream
- * row_offset + i. y (n, y_dim) and e (n) get the answers (e stays as it was for an explicit
- * model, whose answers carry no energy, unless need_energy), z (n; may be NULL) each row's
- * x_max_abs_z (*have_z cleared when the server sends none). 0, or 1 after saying what failed. */
+ * row_offset + i. y (n, y_dim) and e (n; may be NULL) get the answers (zeros in e for an
+ * explicit model, whose answers carry no energy, unless need_energy), z (n; may be NULL) each
+ * row's x_max_abs_z (*have_z cleared when the server sends none). 0, or 1 after saying what
+ * failed. */
 static int predict_rows(session *s, const char *model, Ember__V1__InferenceOptions *w, const float *x,
                         int n, uint64_t row_offset, int chunk, float *y, float *e, int need_energy,
                         float *z, int *have_z) {
