@@ -39,14 +39,22 @@ def free_port(_rng=random.Random(os.getpid() + 17)):
 
 
 class ClientC(it.EmberTest):
+    models = None  # (jump, two): trained once, for every test
+
     def setUp(self):
         super().setUp()
         self.assertTrue(CLIENT_IT, "EMBER_CLIENT_IT is not set (tests/CMakeLists.txt sets it)")
+        if ClientC.models is None:
+            data = it.jump_data(os.path.join(it.SCRATCH, "jump.csv"))
+            two = it.two_out_data(os.path.join(it.SCRATCH, "two.csv"))
+            ClientC.models = (self.train(os.path.join(it.SCRATCH, "jump.safetensors"), data, seed=3),
+                              self.train(os.path.join(it.SCRATCH, "two.safetensors"), two, "--y-dim", 2, seed=5))
         self.repo = os.path.join(self.tmp, "repo")
-        data = it.jump_data(os.path.join(self.tmp, "jump.csv"))
-        two = it.two_out_data(os.path.join(self.tmp, "two.csv"))
-        self.jump = self.train(os.path.join(self.repo, "jump", "2.safetensors"), data, seed=3)
-        self.two = self.train(os.path.join(self.repo, "two", "1.safetensors"), two, "--y-dim", 2, seed=5)
+        self.jump = os.path.join(self.repo, "jump", "2.safetensors")
+        self.two = os.path.join(self.repo, "two", "1.safetensors")
+        for src, dst in zip(ClientC.models, (self.jump, self.two)):
+            os.makedirs(os.path.dirname(dst))
+            self.publish(src, dst)
         rng = random.Random(3)
         self.q2 = it.write_csv(os.path.join(self.tmp, "q2.csv"), ["a", "b"],
                                [[it.grid_value(rng), it.grid_value(rng)] for _ in range(9)])
