@@ -120,7 +120,7 @@ static void call_release(bench_call *bc) {
 }
 
 /* Starts one unary call on bc; send is consumed. 0, or -1 with bc released. */
-static int call_start(bench_run *b, bench_call *bc, remote_method m, grpc_byte_buffer *send,
+static int call_start(bench_run *b, bench_call *bc, ember__method m, grpc_byte_buffer *send,
                       double deadline) {
   bc->send = send;
   bc->recv = NULL;
@@ -129,7 +129,7 @@ static int call_start(bench_run *b, bench_call *bc, remote_method m, grpc_byte_b
   bc->details = grpc_empty_slice();
   bc->status = GRPC_STATUS_UNKNOWN;
   bc->call = grpc_channel_create_registered_call(b->client->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                                 b->cq, remote_method_handle(b->client, m),
+                                                 b->cq, ember__client_method(b->client, m),
                                                  deadline_at(deadline), NULL);
   if (!bc->call) {
     call_release(bc);
@@ -139,7 +139,7 @@ static int call_start(bench_run *b, bench_call *bc, remote_method m, grpc_byte_b
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[0].data.send_initial_metadata.metadata =
-      remote_call_metadata(b->client, &ops[0].data.send_initial_metadata.count);
+      ember__client_metadata(b->client, &ops[0].data.send_initial_metadata.count);
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = bc->send;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -169,7 +169,7 @@ static void send_predict(bench_run *b, bench_call *bc, double origin) {
   bc->measured = origin >= b->t_measure && origin < b->t_end;
   if (bc->measured) b->measured_calls++;
   grpc_slice s = b->payloads[b->next_payload++ % NPAYLOADS];
-  if (call_start(b, bc, REMOTE_PREDICT, grpc_raw_byte_buffer_create(&s, 1),
+  if (call_start(b, bc, EMBER__PREDICT, grpc_raw_byte_buffer_create(&s, 1),
                  origin + b->deadline_ms / 1e3) < 0) {
     if (bc->measured) record_error(b, NCODES);
     if (b->open) b->free_streams[b->nfree++] = (int)(bc - b->streams);
@@ -241,7 +241,7 @@ static void finish_predict(bench_run *b, bench_call *bc, double now) {
 static void finish_stats(bench_run *b, bench_call *bc) {
   if (bc->status == GRPC_STATUS_OK && bc->recv) {
     Ember__V1__ModelInfo *info =
-        (Ember__V1__ModelInfo *)remote_unpack(bc->recv, &ember__v1__model_info__descriptor);
+        (Ember__V1__ModelInfo *)ember__unpack(bc->recv, &ember__v1__model_info__descriptor);
     read_counters(info, &b->before);
     if (info) ember__v1__model_info__free_unpacked(info, NULL);
   }
@@ -253,7 +253,7 @@ static void start_stats(bench_run *b) {
   req.model = (char *)b->model;
   req.version = b->version;
   b->stats.kind = CALL_STATS;
-  call_start(b, &b->stats, REMOTE_GET_MODEL, ember_wire_pack(&req.base), ember_now() + b->deadline_ms / 1e3);
+  call_start(b, &b->stats, EMBER__GET_MODEL, ember_wire_pack(&req.base), ember_now() + b->deadline_ms / 1e3);
 }
 
 /* The event loop of one configuration: warm-up, window, drain. */
@@ -533,7 +533,7 @@ int remote_cmd_bench_serve(const char *server, int argc, char **argv) {
   ember_pool *pool;
   if (cli_pool("bench serve", o.threads, &pool) < 0) return 2;
 
-  remote_client client;
+  remote_client *client = NULL;
   remote_status st;
   ember_model local;
   int have_local = 0;
@@ -541,7 +541,7 @@ int remote_cmd_bench_serve(const char *server, int argc, char **argv) {
   grpc_completion_queue *cq = NULL;
   remote_init();
   if (remote_open(&client, o.server, o.deadline_ms, &st) != GRPC_STATUS_OK ||
-      remote_get_model(&client, o.model, o.version, &info, &st) != GRPC_STATUS_OK) {
+      remote_get_model(client, o.model, o.version, &info, &st) != GRPC_STATUS_OK) {
     remote_report("bench serve", &st);
     rc = 1;
     goto done;
@@ -580,7 +580,7 @@ int remote_cmd_bench_serve(const char *server, int argc, char **argv) {
     for (int ni = 0; ni < o.samples.n; ni++)
       for (int ri = 0; ri < nrates; ri++) {
         int rate = o.rates.n > 0 ? o.rates.v[ri] : 0;
-        if (run_config(&client, cq, info, &o, o.streams.v[si], o.samples.v[ni], rate, peak, lib[ni])) rc = 1;
+        if (run_config(client, cq, info, &o, o.streams.v[si], o.samples.v[ni], rate, peak, lib[ni])) rc = 1;
       }
   free(lib);
 done:
@@ -592,7 +592,7 @@ done:
     grpc_completion_queue_destroy(cq);
   }
   if (info) ember__v1__model_info__free_unpacked(info, NULL);
-  remote_close(&client);
+  remote_close(client);
   remote_shutdown();
   ember_pool_destroy(pool);
   return rc;
