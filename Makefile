@@ -2,7 +2,10 @@
 #   make run    install dependencies if missing, build, train the demo model once, serve it
 #               with emberd on 127.0.0.1:50051
 #   make test   install dependencies if missing, build with ASan+UBSan, run the whole suite
-# Also: make build (release binaries in build/release), make bench, make clean, and
+# Also: make build (release binaries in build/release), make bench, make clean,
+#   make install  build, then install emberd, ember and libember_client (the C client library:
+#               lib/libember_client.so, include/ember/client.h, lib/pkgconfig/ember-client.pc)
+#               into PREFIX (default /usr/local), under DESTDIR when given; docs/client-c.md, and
 #   make tsan   build with ThreadSanitizer in build/tsan and run the unit and server
 #               integration tests there; fails on any report (tests/tsan.supp lists the
 #               suppressed third-party races)
@@ -19,9 +22,10 @@ FUZZ_SECONDS ?= 0
 FUZZ_TARGETS ?=
 FUZZ_SMOKE ?= ON
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+PREFIX     ?= /usr/local
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build test tsan run bench fuzz clean
+.PHONY: all deps build install test tsan run bench fuzz clean
 
 all: build
 
@@ -31,6 +35,9 @@ deps:
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DEMBER_TESTS=OFF >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
+
+install: build
+	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 test: deps
 	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMBER_SANITIZE=ON \

@@ -25,7 +25,10 @@
  * chains x (chain steps + 1, and the second chain's) x the row's multiply-adds, its default
  * chain), roofline its
  * share of the sgemm peak measured on this machine before the load, with --threads threads:
- * meaningful when the server runs here with that many threads.
+ * meaningful when the server runs here with that many threads. With --local FILE (the
+ * checkpoint the server serves) the library's own p50 for the same request shape is measured
+ * in this process before the load too, and each line adds it and server_overhead (server p50 /
+ * library p50): what the server adds, from one run.
  *
  * Shutdown order: stop sending; drain the queue until no call is in flight (each call is
  * unreferenced and its buffers freed as it completes); read the final counters; after the last
@@ -43,6 +46,7 @@
 #include "args.h"
 #include "cli.h"
 #include "ember/dataset.h"
+#include "ember/infer.h"
 #include "ember/model.h"
 #include "ember/net.h"
 #include "remote_client.h"
@@ -116,7 +120,7 @@ static void call_release(bench_call *bc) {
 }
 
 /* Starts one unary call on bc; send is consumed. 0, or -1 with bc released. */
-static int call_start(bench_run *b, bench_call *bc, remote_method m, grpc_byte_buffer *send,
+static int call_start(bench_run *b, bench_call *bc, ember__method m, grpc_byte_buffer *send,
                       double deadline) {
   bc->send = send;
   bc->recv = NULL;
@@ -125,7 +129,7 @@ static int call_start(bench_run *b, bench_call *bc, remote_method m, grpc_byte_b
   bc->details = grpc_empty_slice();
   bc->status = GRPC_STATUS_UNKNOWN;
   bc->call = grpc_channel_create_registered_call(b->client->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                                 b->cq, remote_method_handle(b->client, m),
+                                                 b->cq, ember__client_method(b->client, m),
                                                  deadline_at(deadline), NULL);
   if (!bc->call) {
     call_release(bc);
@@ -135,7 +139,7 @@ static int call_start(bench_run *b, bench_call *bc, remote_method m, grpc_byte_b
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[0].data.send_initial_metadata.metadata =
-      remote_call_metadata(b->client, &ops[0].data.send_initial_metadata.count);
+      ember__client_metadata(b->client, &ops[0].data.send_initial_metadata.count);
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = bc->send;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -165,7 +169,7 @@ static void send_predict(bench_run *b, bench_call *bc, double origin) {
   bc->measured = origin >= b->t_measure && origin < b->t_end;
   if (bc->measured) b->measured_calls++;
   grpc_slice s = b->payloads[b->next_payload++ % NPAYLOADS];
-  if (call_start(b, bc, REMOTE_PREDICT, grpc_raw_byte_buffer_create(&s, 1),
+  if (call_start(b, bc, EMBER__PREDICT, grpc_raw_byte_buffer_create(&s, 1),
                  origin + b->deadline_ms / 1e3) < 0) {
     if (bc->measured) record_error(b, NCODES);
     if (b->open) b->free_streams[b->nfree++] = (int)(bc - b->streams);
@@ -237,7 +241,7 @@ static void finish_predict(bench_run *b, bench_call *bc, double now) {
 static void finish_stats(bench_run *b, bench_call *bc) {
   if (bc->status == GRPC_STATUS_OK && bc->recv) {
     Ember__V1__ModelInfo *info =
-        (Ember__V1__ModelInfo *)remote_unpack(bc->recv, &ember__v1__model_info__descriptor);
+        (Ember__V1__ModelInfo *)ember__unpack(bc->recv, &ember__v1__model_info__descriptor);
     read_counters(info, &b->before);
     if (info) ember__v1__model_info__free_unpacked(info, NULL);
   }
@@ -249,7 +253,7 @@ static void start_stats(bench_run *b) {
   req.model = (char *)b->model;
   req.version = b->version;
   b->stats.kind = CALL_STATS;
-  call_start(b, &b->stats, REMOTE_GET_MODEL, ember_wire_pack(&req.base), ember_now() + b->deadline_ms / 1e3);
+  call_start(b, &b->stats, EMBER__GET_MODEL, ember_wire_pack(&req.base), ember_now() + b->deadline_ms / 1e3);
 }
 
 /* The event loop of one configuration: warm-up, window, drain. */
@@ -295,7 +299,7 @@ static void run_load(bench_run *b, double warmup, double duration) {
 /* ---- configuration and output -------------------------------------------------------------- */
 
 typedef struct serve_opts {
-  const char *server, *model;
+  const char *server, *model, *local;
   int64_t version;
   int_list streams, samples, rates;
   int iters, rows, threads, deadline_ms, poisson;
@@ -350,10 +354,46 @@ static void print_errors(const bench_run *b) {
 
 static double ratio(uint64_t num, uint64_t den) { return den ? (double)num / (double)den : NAN; }
 
+/* The library's own figure for the same model and request shape, measured in this process
+ * before the load (--local FILE, the checkpoint the server serves): one request's rows at a
+ * time, the model's inference defaults with the run's samples and iterations, as emberd runs
+ * them, on --threads threads. Returns p50 in ms, or NAN without --local. */
+static double library_p50(const ember_model *m, ember_pool *pool, const serve_opts *o, int samples) {
+  if (!m) return NAN;
+  ember_infer *inf = NULL;
+  ember_err err;
+  size_t nx = (size_t)o->rows * (size_t)m->x_dim;
+  float *x = malloc(nx * sizeof(float)), *y = malloc((size_t)o->rows * (size_t)m->y_dim * sizeof(float));
+  float *e = malloc((size_t)o->rows * sizeof(float));
+  enum { REPS = 100 };
+  double lat[REPS], p50 = NAN;
+  if (!x || !y || !e || ember_infer_create(&inf, m, pool, &err) < 0) goto done;
+  ember_rng rng;
+  ember_rng_seed(&rng, o->seed, 0);
+  ember_rng_normal_fill(&rng, x, nx);
+  ember_infer_opts io = m->infer;
+  io.samples = samples;
+  io.iters = o->iters;
+  for (int r = -10; r < REPS; r++) { /* 10 untimed calls first */
+    double t0 = ember_now();
+    if (ember_infer_predict(inf, x, o->rows, &io, o->seed + (uint64_t)(r + 10), 0, y, e, &err) < 0) goto done;
+    if (r >= 0) lat[r] = ember_now() - t0;
+  }
+  qsort(lat, REPS, sizeof *lat, cli_cmp_double);
+  p50 = cli_percentile(lat, REPS, 0.5) * 1e3;
+done:
+  if (isnan(p50) && x && y && e) fprintf(stderr, "ember bench serve: --local: %s\n", inf ? err.msg : "could not run the model");
+  ember_infer_destroy(inf);
+  free(x);
+  free(y);
+  free(e);
+  return p50;
+}
+
 /* One configuration: load, drain, counters, one line. 0, or 1 if no call succeeded. */
 static int run_config(remote_client *client, grpc_completion_queue *cq,
                       const Ember__V1__ModelInfo *info, const serve_opts *o, int nstreams,
-                      int samples, int rate, double peak) {
+                      int samples, int rate, double peak, double lib_p50) {
   bench_run b;
   memset(&b, 0, sizeof b);
   b.client = client;
@@ -421,8 +461,10 @@ static int run_config(remote_client *client, grpc_completion_queue *cq,
   if (b.open)
     printf(" expired_unsent=%llu max_in_flight=%d", (unsigned long long)b.expired_unsent, b.max_inflight);
   printf(" avg_batch_requests=%.2f avg_batch_rows=%.2f gflops=%.1f sgemm_peak_gflops=%.1f "
-         "roofline=%.0f%%\n",
+         "roofline=%.0f%%",
          abr, abw, gflops, peak, 100.0 * gflops / peak);
+  if (!isnan(lib_p50)) printf(" library_p50_ms=%.3f server_overhead=%.2fx", lib_p50, p50 / lib_p50);
+  printf("\n");
   fflush(stdout);
   rc = b.ok_in_window > 0 ? 0 : 1;
   if (rc) fprintf(stderr, "ember bench serve: no request succeeded in the window\n");
@@ -459,7 +501,9 @@ int remote_cmd_bench_serve(const char *server, int argc, char **argv) {
       {"warmup", OPT_FLOAT, &o.warmup, "S", "untimed seconds of load first", 0, 0},
       {"deadline-ms", OPT_INT, &o.deadline_ms, NULL, "deadline of each request, milliseconds", 0, 0},
       {"seed", OPT_U64, &o.seed, NULL, "random seed for inputs and requests", 0, 0},
-      {"threads", OPT_INT, &o.threads, NULL, "threads for the sgemm peak (default: online CPUs)", 0, 1},
+      {"threads", OPT_INT, &o.threads, NULL, "threads for the sgemm peak and --local (default: online CPUs)", 0, 1},
+      {"local", OPT_STR, &o.local, "FILE", "the checkpoint the server serves: measure the library's p50 for the "
+       "same requests in this process first, and print it beside the server's (server_overhead = server p50 / library p50)", 0, 0},
       REMOTE_SECURITY_SPECS(remote_security_opts()),
   };
   int nspecs = (int)(sizeof specs / sizeof *specs);
@@ -489,13 +533,15 @@ int remote_cmd_bench_serve(const char *server, int argc, char **argv) {
   ember_pool *pool;
   if (cli_pool("bench serve", o.threads, &pool) < 0) return 2;
 
-  remote_client client;
+  remote_client *client = NULL;
   remote_status st;
+  ember_model local;
+  int have_local = 0;
   Ember__V1__ModelInfo *info = NULL;
   grpc_completion_queue *cq = NULL;
   remote_init();
   if (remote_open(&client, o.server, o.deadline_ms, &st) != GRPC_STATUS_OK ||
-      remote_get_model(&client, o.model, o.version, &info, &st) != GRPC_STATUS_OK) {
+      remote_get_model(client, o.model, o.version, &info, &st) != GRPC_STATUS_OK) {
     remote_report("bench serve", &st);
     rc = 1;
     goto done;
@@ -505,18 +551,40 @@ int remote_cmd_bench_serve(const char *server, int argc, char **argv) {
     rc = 1;
     goto done;
   }
-  /* The yardstick, measured before any load (and after the server answered, so a wrong
+  /* The yardsticks, measured before any load (and after the server answered, so a wrong
    * address fails at once). */
+  if (o.local) {
+    if (ember_model_load(o.local, &local, &err) < 0) {
+      fprintf(stderr, "ember bench serve: --local: %s\n", err.msg);
+      rc = 2;
+      goto done;
+    }
+    have_local = 1;
+    if ((uint32_t)local.x_dim != info->x_dim || (uint32_t)local.y_dim != info->y_dim) {
+      fprintf(stderr, "ember bench serve: --local %s has x_dim %d, y_dim %d; the server's %s has %u, %u\n", o.local,
+              local.x_dim, local.y_dim, o.model, info->x_dim, info->y_dim);
+      rc = 2;
+      goto done;
+    }
+  }
   double peak = cli_sgemm_peak(pool, o.threads);
+  double *lib = calloc((size_t)o.samples.n, sizeof *lib);
+  if (!lib) {
+    rc = 1;
+    goto done;
+  }
+  for (int ni = 0; ni < o.samples.n; ni++) lib[ni] = library_p50(have_local ? &local : NULL, pool, &o, o.samples.v[ni]);
   cq = grpc_completion_queue_create_for_next(NULL);
   int nrates = o.rates.n > 0 ? o.rates.n : 1;
   for (int si = 0; si < o.streams.n; si++)
     for (int ni = 0; ni < o.samples.n; ni++)
       for (int ri = 0; ri < nrates; ri++) {
         int rate = o.rates.n > 0 ? o.rates.v[ri] : 0;
-        if (run_config(&client, cq, info, &o, o.streams.v[si], o.samples.v[ni], rate, peak)) rc = 1;
+        if (run_config(client, cq, info, &o, o.streams.v[si], o.samples.v[ni], rate, peak, lib[ni])) rc = 1;
       }
+  free(lib);
 done:
+  if (have_local) ember_model_free(&local);
   if (cq) {
     grpc_completion_queue_shutdown(cq);
     while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {
@@ -524,7 +592,7 @@ done:
     grpc_completion_queue_destroy(cq);
   }
   if (info) ember__v1__model_info__free_unpacked(info, NULL);
-  remote_close(&client);
+  remote_close(client);
   remote_shutdown();
   ember_pool_destroy(pool);
   return rc;

@@ -22,6 +22,11 @@
  * refused) and --polish-lr (no field; refused unless it is the default). --min-mass 0 ("keep
  * every mode") is sent as -1, the protocol's "keep all".
  *
+ * The calls themselves, and each Predict or Sample exchange (the request's rows, the answer's
+ * shape and version checked and copied out), are libember_client's (ember__client_predict,
+ * ember__client_sample in client/lib/client.c): what is here is the CLI's side, options from
+ * flags, chunking and printing.
+ *
  * Results are printed only when every request has succeeded: a failure prints one line on
  * stderr, nothing on stdout, and exits 1 (2 for usage errors).
  */
@@ -65,7 +70,7 @@ static void remote_opts_init(remote_opts *r) {
 typedef struct session {
   const char *verb;
   int grpc_up;
-  remote_client client;
+  remote_client *client;
   Ember__V1__ModelInfo *info;
   ember_dataset ds;
   ember_infer_opts opts;           /* the options the server will use (its defaults + given) */
@@ -76,9 +81,10 @@ static void session_close(session *s) {
   if (s->info) ember__v1__model_info__free_unpacked(s->info, NULL);
   ember_dataset_free(&s->ds);
   if (s->grpc_up) {
-    remote_close(&s->client);
+    remote_close(s->client);
     remote_shutdown();
   }
+  s->client = NULL;
   s->info = NULL;
   s->grpc_up = 0;
 }
@@ -105,7 +111,7 @@ static int session_connect(session *s, const char *server, const char *model, co
   remote_init();
   s->grpc_up = 1;
   if (remote_open(&s->client, server, r->deadline_ms, &st) != GRPC_STATUS_OK ||
-      remote_get_model(&s->client, model, r->version, &s->info, &st) != GRPC_STATUS_OK) {
+      remote_get_model(s->client, model, r->version, &s->info, &st) != GRPC_STATUS_OK) {
     remote_report(s->verb, &st);
     return 1;
   }
@@ -191,19 +197,6 @@ static int session_open(session *s, const char *server, infer_cli *c, const remo
   return 0;
 }
 
-/* The server must answer with the version asked for (when it said which). */
-static int check_version(session *s, int64_t answered) {
-  if (s->info->version == 0 || answered == 0 || answered == s->info->version) return 0;
-  fprintf(stderr, "ember %s: the server answered with version %lld of %s, not %lld\n", s->verb,
-          (long long)answered, s->info->name, (long long)s->info->version);
-  return 1;
-}
-
-static int malformed(session *s, const char *what, int off) {
-  fprintf(stderr, "ember %s: the server's answer for rows from %d is malformed: %s\n", s->verb, off, what);
-  return 1;
-}
-
 /* Rows per request: --chunk-rows, but no more than keeps a request near 2^21 candidate
  * evaluations (a Langevin chain step is a forward and a backward pass: two; an ardfo round
  * runs each of its y_dim prefix nets: y_dim), so requests finish well inside a deadline and a
@@ -227,54 +220,33 @@ static char *const *y_names(const session *s) {
   return s->info->n_y_names == s->info->y_dim ? s->info->y_names : NULL;
 }
 
-/* A response's x_max_abs_z for `rows` rows from row `off` into z (n): 0, 1 (malformed) or, for
- * a server that sends none, 0 with *have cleared (no note then). */
-static int take_z(session *s, const float *rz, size_t nz, int off, int rows, float *z, int *have) {
-  if (nz == 0) {
-    *have = 0;
-    return 0;
-  }
-  if (nz != (size_t)rows) return malformed(s, "wrong number of x_max_abs_z values", off);
-  if (z) memcpy(z + off, rz, (size_t)rows * sizeof *z);
-  return 0;
-}
-
 /* Rows x (n, x_dim) through Predict in requests of `chunk` rows; row i draws from stream
- * row_offset + i. y (n, y_dim) and e (n) get the answers (e stays as it was for an explicit
- * model, whose answers carry no energy, unless need_energy), z (n; may be NULL) each row's
- * x_max_abs_z (*have_z cleared when the server sends none). 0, or 1 after saying what failed. */
+ * row_offset + i. y (n, y_dim) and e (n; may be NULL) get the answers (zeros in e for an
+ * explicit model, whose answers carry no energy, unless need_energy), z (n; may be NULL) each
+ * row's x_max_abs_z (*have_z cleared when the server sends none). 0, or 1 after saying what
+ * failed. */
 static int predict_rows(session *s, const char *model, Ember__V1__InferenceOptions *w, const float *x,
                         int n, uint64_t row_offset, int chunk, float *y, float *e, int need_energy,
                         float *z, int *have_z) {
-  const int xd = (int)s->info->x_dim, d = (int)s->info->y_dim;
-  int rc = 0;
-  for (int off = 0; off < n && rc == 0; off += chunk) {
+  const int xd = (int)s->info->x_dim;
+  Ember__V1__PredictRequest req = EMBER__V1__PREDICT_REQUEST__INIT;
+  req.model = (char *)model;
+  req.version = s->info->version;
+  req.options = w;
+  for (int off = 0; off < n; off += chunk) {
     int rows = n - off < chunk ? n - off : chunk;
-    Ember__V1__PredictRequest req = EMBER__V1__PREDICT_REQUEST__INIT;
-    req.model = (char *)model;
-    req.version = s->info->version;
-    ember_wire_predict_x(&req, x + (size_t)off * xd, rows, xd);
-    req.options = w;
-    req.row_offset = row_offset + (uint64_t)off;
-    Ember__V1__PredictResponse *resp;
+    ember__predict_out out = {.y_dim = (int)s->info->y_dim, .y = y + (size_t)off * s->info->y_dim,
+                              .energy = e ? e + off : NULL, .z = z ? z + off : NULL,
+                              .need_energy = need_energy, .have_z = 1};
     remote_status st;
-    if (remote_predict(&s->client, &req, &resp, &st) != GRPC_STATUS_OK) {
+    if (ember__client_predict(s->client, &req, x + (size_t)off * xd, rows, xd, row_offset + (uint64_t)off, 0,
+                              &out, &st) != GRPC_STATUS_OK) {
       remote_report(s->verb, &st);
       return 1;
     }
-    if (resp->y_dim != 0 && resp->y_dim != (uint32_t)d) rc = malformed(s, "y_dim differs from GetModel's", off);
-    else if (resp->n_y != (size_t)rows * d) rc = malformed(s, "wrong number of y values", off);
-    else if (resp->n_energy != (size_t)rows && !(resp->n_energy == 0 && !need_energy))
-      rc = malformed(s, "wrong number of energies", off);
-    else if ((rc = take_z(s, resp->x_max_abs_z, resp->n_x_max_abs_z, off, rows, z, have_z)) == 0)
-      rc = check_version(s, resp->model_version);
-    if (rc == 0) {
-      memcpy(y + (size_t)off * d, resp->y, (size_t)rows * d * sizeof(float));
-      if (resp->n_energy && e) memcpy(e + off, resp->energy, (size_t)rows * sizeof(float));
-    }
-    ember__v1__predict_response__free_unpacked(resp, NULL);
+    if (!out.have_z) *have_z = 0;
   }
-  return rc;
+  return 0;
 }
 
 int remote_cmd_predict(const char *server, int argc, char **argv) {
@@ -381,45 +353,21 @@ int remote_cmd_sample(const char *server, int argc, char **argv) {
     rc = 1;
     goto done;
   }
+  proto.model = (char *)c.model;
+  proto.version = s.info->version;
+  proto.options = &w;
   for (int off = 0; off < n && rc == 0; off += r.chunk_rows) {
     int rows = n - off < r.chunk_rows ? n - off : r.chunk_rows;
-    Ember__V1__SampleRequest req = proto;
-    req.model = (char *)c.model;
-    req.version = s.info->version;
-    ember_wire_sample_x(&req, s.ds.x + (size_t)off * xd, rows, xd);
-    req.options = &w;
-    req.row_offset = (uint64_t)off;
-    Ember__V1__SampleResponse *resp;
+    size_t slot = (size_t)off * k;
+    ember__sample_out out = {.k = k, .y_dim = d, .y = my + slot * d, .energy = me + slot, .weight = mw + slot,
+                             .z = z + off, .count = count + off, .have_z = 1};
     remote_status st;
-    if (remote_sample(&s.client, &req, &resp, &st) != GRPC_STATUS_OK) {
+    if (ember__client_sample(s.client, &proto, s.ds.x + (size_t)off * xd, rows, xd, (uint64_t)off, 0, &out,
+                             &st) != GRPC_STATUS_OK) {
       remote_report("sample", &st);
       rc = 1;
-      break;
     }
-    if (resp->y_dim != 0 && resp->y_dim != (uint32_t)d) rc = malformed(&s, "y_dim differs from GetModel's", off);
-    else if (resp->n_rows != (size_t)rows) rc = malformed(&s, "wrong number of rows", off);
-    else if ((rc = take_z(&s, resp->x_max_abs_z, resp->n_x_max_abs_z, off, rows, z, &have_z)) == 0)
-      rc = check_version(&s, resp->model_version);
-    for (int i = 0; i < rows && rc == 0; i++) {
-      const Ember__V1__SampleRow *row = resp->rows[i];
-      if (row->n_modes > (size_t)k) {
-        rc = malformed(&s, "more modes than asked for", off);
-        break;
-      }
-      for (size_t m = 0; m < row->n_modes && rc == 0; m++) {
-        const Ember__V1__Mode *md = row->modes[m];
-        if (md->n_y != (size_t)d) {
-          rc = malformed(&s, "a mode with the wrong number of y values", off);
-          break;
-        }
-        size_t slot = (size_t)(off + i) * k + m;
-        memcpy(my + slot * d, md->y, (size_t)d * sizeof(float));
-        me[slot] = md->energy;
-        mw[slot] = md->weight;
-      }
-      count[off + i] = (int)row->n_modes;
-    }
-    ember__v1__sample_response__free_unpacked(resp, NULL);
+    if (!out.have_z) have_z = 0;
   }
   if (rc == 0) {
     if (have_z) cli_note_far_x("sample", z, n);
@@ -695,13 +643,13 @@ int remote_cmd_models(const char *server, int argc, char **argv) {
   if (rc != 0) return rc < 0 ? 2 : 0;
   rc = check_remote_opts("models", &r);
   if (rc) return rc;
-  remote_client client;
+  remote_client *client = NULL;
   remote_status st;
   Ember__V1__ListModelsResponse *list = NULL;
   char (*cells)[NCOLS][CELL] = NULL;
   remote_init();
   if (remote_open(&client, server, r.deadline_ms, &st) != GRPC_STATUS_OK ||
-      remote_list_models(&client, &list, &st) != GRPC_STATUS_OK) {
+      remote_list_models(client, &list, &st) != GRPC_STATUS_OK) {
     remote_report("models", &st);
     rc = 1;
     goto done;
@@ -734,7 +682,7 @@ int remote_cmd_models(const char *server, int argc, char **argv) {
 done:
   free(cells);
   if (list) ember__v1__list_models_response__free_unpacked(list, NULL);
-  remote_close(&client);
+  remote_close(client);
   remote_shutdown();
   return rc;
 }
@@ -756,14 +704,14 @@ int remote_cmd_health(const char *server, int argc, char **argv) {
                       (int)(sizeof specs / sizeof *specs), argc, argv);
   if (rc != 0) return rc < 0 ? 1 : 0;
   if (check_remote_opts("health", &r)) return 1;
-  remote_client client;
+  remote_client *client = NULL;
   remote_status st;
   Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
   req.service = (char *)service;
   ProtobufCMessage *resp = NULL;
   remote_init();
   if (remote_open(&client, server, r.deadline_ms, &st) != GRPC_STATUS_OK ||
-      remote_call(&client, REMOTE_HEALTH_CHECK, &req.base, &resp, &st) != GRPC_STATUS_OK) {
+      remote_call(client, EMBER__HEALTH_CHECK, &req.base, &resp, &st) != GRPC_STATUS_OK) {
     remote_report("health", &st);
     rc = 1;
   } else {
@@ -774,7 +722,7 @@ int remote_cmd_health(const char *server, int argc, char **argv) {
     if (cli_finish_stdout("health")) rc = 1;
   }
   if (resp) protobuf_c_message_free_unpacked(resp, NULL);
-  remote_close(&client);
+  remote_close(client);
   remote_shutdown();
   return rc;
 }

@@ -125,7 +125,7 @@ int remote_cmd_train(const char *server, int argc, char **argv) {
     ss.banner_shown = 1;
   }
   remote_init();
-  remote_client c;
+  remote_client *c = NULL;
   remote_status st;
   int exit_code = 1;
   if (remote_open(&c, server, remote_default_deadline_ms(), &st) != GRPC_STATUS_OK) {
@@ -136,7 +136,7 @@ int remote_cmd_train(const char *server, int argc, char **argv) {
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
-    grpc_status_code code = remote_stream(&c, REMOTE_TRAIN, &req.base, on_message, &ss, &interrupted, &st);
+    grpc_status_code code = (grpc_status_code)ember__client_stream(c, EMBER__TRAIN, &req.base, on_message, &ss, &interrupted, &st);
     sigaction(SIGINT, &old, NULL);
     if (ss.pp.tty && !t.quiet && !ss.done && ss.steps > 0) fputc('\n', stderr);
     if (code == GRPC_STATUS_OK && ss.done) {
@@ -154,7 +154,7 @@ int remote_cmd_train(const char *server, int argc, char **argv) {
     } else {
       remote_report("train", &st);
     }
-    remote_close(&c);
+    remote_close(c);
   }
   remote_shutdown();
   ember_dataset_free(&ds);

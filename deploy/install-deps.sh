@@ -4,7 +4,8 @@
 #   deploy/install-deps.sh              build + test dependencies
 #   deploy/install-deps.sh --build-only only what building emberd/ember needs (-DEMBER_TESTS=OFF);
 #                                       the Dockerfile's build stage uses it
-#   deploy/install-deps.sh --bench      also python3-torch for bench/torch_reference.py
+#   deploy/install-deps.sh --bench      also python3-torch for bench/torch_*.py (numpy is a test
+#                                       package) and h2load (nghttp2-client) for bench/serve.sh
 #   deploy/install-deps.sh --runtime    only the shared libraries emberd/ember need at run time
 set -eu
 
@@ -22,7 +23,7 @@ build="build-essential cmake pkg-config libopenblas-dev libzip-dev libjansson-de
 test="libcmocka-dev python3 python3-grpcio python3-grpc-tools openssl clang libclang-rt-dev
   nginx haproxy docker-compose yamllint python3-numpy python3-pip python3-setuptools python3-wheel"
 runtime="libopenblas0-pthread libzip4 libjansson4 libpng16-16 libgrpc29 libprotobuf-c1 libuv1"
-bench="python3-torch"
+bench="python3-torch nghttp2-client"
 
 # kubectl for the offline check of deploy/k8s: Debian's kubernetes-client, unless a kubectl
 # from elsewhere (Kubernetes' own packages) is already installed, which it would conflict with

@@ -19,6 +19,21 @@
  * answer does not depend on what else shared the batch. A full queue answers
  * RESOURCE_EXHAUSTED at once.
  *
+ * Idle cores join the work (--split-batches, on by default): a batch cut while no other batch
+ * runs and no other queue is ready, and large enough for the library to split its energy
+ * passes (rows x samples >= 2 EMBER_INFER_MIN_TASK_ROWS), would leave every other worker's
+ * core idle, so it runs
+ * *wide*: its worker is thread 0 of s->wide_pool, whose other threads take their share of
+ * every energy pass (the library splits candidates over a pool's threads; the answers do not
+ * depend on the thread count). While it runs nothing else starts; what arrives meanwhile is
+ * batched and starts when it ends, which is sooner than a one-core batch would have. Under
+ * load several queues are ready at once, or a batch is already running, and batches run one
+ * per worker, one core each, as before. So a lone robot gets the library's latency on every
+ * core, and a crowd gets the roofline.
+ *
+ * Order: the ready queue whose oldest request arrived first is cut first, and a queue is
+ * served in arrival order, so no request waits behind work that arrived after it.
+ *
  * Abandoned work does not hold a worker or a queue slot. A queued call watches its close
  * (calls.c): when its client cancels or its deadline passes, gRPC says so at once and the call
  * leaves its queue, answered CANCELLED or DEADLINE_EXCEEDED; a running batch none of whose
@@ -69,6 +84,7 @@ typedef struct batch_job {
   void *mem;
   size_t cap_mem;
   int allocs;          /* allocations the worker made for this batch (buffers, an ember_infer) */
+  int wide;            /* runs over s->wide_pool (every worker's core) */
   int rc;
   ember_err err;
   uint64_t start_ns, end_ns;
@@ -116,6 +132,11 @@ static void on_prepare(uv_prepare_t *h) {
 }
 
 void batcher_init(server *s) {
+  if (s->cfg.split_batches && s->cfg.workers > 1) {
+    ember_err err = {0};
+    if (ember_pool_create(&s->wide_pool, s->cfg.workers, &err) < 0)
+      srv_log(LOG_WARN, "batches will not spread over idle cores", "error=\"%s\"", err.msg);
+  }
   uv_timer_init(s->loop, &s->batch_timer);
   uv_timer_init(s->loop, &s->sweep_timer);
   uv_prepare_init(s->loop, &s->batch_prepare);
@@ -129,6 +150,8 @@ void batcher_close(server *s) {
   uv_close((uv_handle_t *)&s->batch_timer, timer_closed);
   uv_close((uv_handle_t *)&s->batch_prepare, timer_closed);
   uv_close((uv_handle_t *)&s->sweep_timer, timer_closed);
+  ember_pool_destroy(s->wide_pool);
+  s->wide_pool = NULL;
   while (s->free_jobs) {
     batch_job *j = s->free_jobs;
     s->free_jobs = j->next_running;
@@ -217,7 +240,7 @@ static void work_cb(uv_work_t *w) {
   j->rc = 0;
   if (!j->inf) {
     j->allocs++;
-    if ((j->rc = ember_infer_create(&j->inf, m, NULL, &j->err)) < 0) return;
+    if ((j->rc = ember_infer_create(&j->inf, m, j->wide ? j->s->wide_pool : NULL, &j->err)) < 0) return;
   }
   ember_infer_set_cancel(j->inf, &j->cancel);
   if (carve(j, m) < 0) {
@@ -251,7 +274,9 @@ static void after_work_cb(uv_work_t *w, int status) {
   model_version *v = j->key.v;
   model_stats *st = &v->entry->stats;
   const int dy = v->model.y_dim, k = j->key.mo.k;
+  const uint64_t back_ns = srv_now_ns();
   s->running_batches--;
+  if (j->wide) s->wide_running = 0;
   batch_job **pp = &s->running_jobs;
   while (*pp && *pp != j) pp = &(*pp)->next_running;
   if (*pp) *pp = j->next_running;
@@ -280,12 +305,17 @@ static void after_work_cb(uv_work_t *w, int status) {
       else
         rpc_ember_complete(c, NULL, NULL, j->my + at * k * dy, j->me + at * k, j->mw + at * k, j->count + at,
                            j->pop_y ? j->pop_y + at * n * dy : NULL, j->pop_e ? j->pop_e + at * n : NULL);
+      const uint64_t t[SRV_STAGES + 1] = {c->cq_ns, c->arrived_ns, c->queued_ns, j->start_ns, j->end_ns, back_ns,
+                                          srv_now_ns()};
+      for (int g = 0; g < SRV_STAGES; g++) s->stage_s[g] += (double)(t[g + 1] - t[g]) / 1e9;
+      s->staged_calls++;
     }
     at += (size_t)c->rows;
   }
   if (j->inf) {
     ember_infer_set_cancel(j->inf, NULL);
-    if (v->nidle < s->cfg.workers) v->idle[v->nidle++] = j->inf;
+    if (j->wide && !v->wide_idle) v->wide_idle = j->inf;
+    else if (!j->wide && v->nidle < s->cfg.workers) v->idle[v->nidle++] = j->inf;
     else ember_infer_destroy(j->inf);
     j->inf = NULL;
   }
@@ -367,8 +397,9 @@ static batch_job *take_job(server *s, int ncalls) {
   return j;
 }
 
-/* Takes up to max_batch rows of q (at least one request) and starts them on a worker. */
-static void cut(server *s, bqueue *q) {
+/* Takes up to max_batch rows of q (at least one request) and starts them on a worker; wide:
+ * over s->wide_pool. */
+static void cut(server *s, bqueue *q, int wide) {
   /* every request has a row, so a batch holds at most max_batch of them (or the one first) */
   batch_job *j = take_job(s, q->nreq < s->cfg.max_batch ? q->nreq : s->cfg.max_batch);
   if (!j) {
@@ -409,7 +440,15 @@ static void cut(server *s, bqueue *q) {
     return;
   }
   version_ref(v);
-  j->inf = v->nidle > 0 ? v->idle[--v->nidle] : NULL;
+  j->wide = wide;
+  s->wide_running = wide;
+  s->wide_batches += (uint64_t)wide;
+  if (wide) {
+    j->inf = v->wide_idle;
+    v->wide_idle = NULL;
+  } else {
+    j->inf = v->nidle > 0 ? v->idle[--v->nidle] : NULL;
+  }
   j->allocs = 0;
   /* the worker sees this store: uv_queue_work hands the job over under the threadpool's lock */
   atomic_store_explicit(&j->cancel, 0, memory_order_relaxed);
@@ -424,13 +463,15 @@ static void cut(server *s, bqueue *q) {
 static void on_batch_timer(uv_timer_t *t) { try_dispatch(t->data); }
 
 static void try_dispatch(server *s) {
-  while (s->running_batches < s->cfg.workers && s->batch_queues) {
+  while (!s->wide_running && s->running_batches < s->cfg.workers && s->batch_queues) {
     uint64_t now = srv_now_ns(), delay = (uint64_t)s->cfg.max_delay_us * 1000u;
     bqueue *ready = NULL;
+    int nready = 0;
     uint64_t wait = UINT64_MAX;
     for (bqueue *q = s->batch_queues; q; q = q->next) {
       uint64_t age = now - q->head->arrived_ns;
       if (q->rows >= s->cfg.max_batch || age >= delay || s->shutting_down || s->flush_at_prepare) {
+        nready++;
         if (!ready || q->head->arrived_ns < ready->head->arrived_ns) ready = q;
       } else if (delay - age < wait) {
         wait = delay - age;
@@ -445,7 +486,11 @@ static void try_dispatch(server *s) {
       }
       return;
     }
-    cut(s, ready);
+    /* alone: nothing runs, this batch takes everything that is ready, and its passes are
+     * large enough for the library to split (otherwise a wide batch would hold the other
+     * cores idle) */
+    cut(s, ready, s->wide_pool && s->running_batches == 0 && nready == 1 && ready->rows <= s->cfg.max_batch &&
+                      (long)ready->rows * ready->key.o.samples >= 2L * EMBER_INFER_MIN_TASK_ROWS);
   }
 }
 
@@ -467,6 +512,7 @@ void batcher_submit(server *s, srv_call *c) {
     q->next = s->batch_queues;
     s->batch_queues = q;
   }
+  c->queued_ns = srv_now_ns();
   srv_call_watch_close(c);
   c->state = CALL_QUEUED;
   c->next = NULL;

@@ -184,6 +184,7 @@ void srv_call_event(srv_call *c, int ok) {
       srv_call_free(c);
       return;
     }
+    c->cq_ns = s->event_cq_ns;
     if (!s->shutting_down) srv_call_request(s, c->rpc);
     c->arrived_ns = srv_now_ns();
     if (auth_check(c, auth_level_of(c->rpc)) < 0) break; /* answered UNAUTHENTICATED/PERMISSION_DENIED */

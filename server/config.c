@@ -53,6 +53,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
   memset(c, 0, sizeof *c);
   c->listen = "127.0.0.1:50051";
   c->workers = ncpu < 1 ? 1 : (int)ncpu;
+  c->split_batches = 1;
   c->max_batch = 64;
   c->max_delay_us = 200;
   c->max_queue = 1024;
@@ -75,6 +76,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
       {"models", "DIR", "model repository: DIR/<name>/<version>.safetensors", NULL, &c->models_dir, 0, 0},
       {"model", "FILE", "serve one checkpoint (name = file name without extension, version 1)", NULL, &c->model_file, 0, 0},
       {"workers", "N", "inference threads, one BLAS thread each (default: online CPUs)", &c->workers, NULL, 1, 256},
+      {"split-batches", "0|1", "1: a batch that runs while every other worker is idle spreads over all their cores; 0: one core per batch", &c->split_batches, NULL, 0, 1},
       {"max-batch", "ROWS", "most rows (queries) one optimiser run serves", &c->max_batch, NULL, 1, 65536},
       {"max-delay-us", "US", "how long a batch may wait for more requests while a worker is idle", &c->max_delay_us, NULL, 0, 10000000},
       {"max-queue", "N", "requests waiting for a worker; more get RESOURCE_EXHAUSTED", &c->max_queue, NULL, 1, 1 << 24},
@@ -100,7 +102,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
       {"train-nice", "N", "nice value of training threads, 0..19 (19: also SCHED_IDLE, training only gets CPU inference leaves idle)", &c->train_nice, NULL, 0, 19},
   };
   int n = (int)(sizeof flags / sizeof *flags);
-  struct option longopts[32];
+  struct option longopts[sizeof flags / sizeof *flags + 2];
   for (int i = 0; i < n; i++) longopts[i] = (struct option){flags[i].name, required_argument, NULL, i};
   longopts[n] = (struct option){"help", no_argument, NULL, 'h'};
   longopts[n + 1] = (struct option){NULL, 0, NULL, 0};

@@ -60,7 +60,7 @@ static void cq_main(void *arg) {
       s->events = grown;
       s->capevents = cap;
     }
-    s->events[s->nevents++] = (cq_event){ev.tag, ev.success};
+    s->events[s->nevents++] = (cq_event){ev.tag, ev.success, srv_now_ns()};
     uv_mutex_unlock(&s->evmu);
     uv_async_send(&s->wake);
   }
@@ -100,7 +100,10 @@ static void on_wake(uv_async_t *a) {
     s->nevents -= n;
     uv_mutex_unlock(&s->evmu);
     if (n == 0) break;
-    for (int i = 0; i < n; i++) dispatch(s, batch[i].tag, batch[i].ok);
+    for (int i = 0; i < n; i++) {
+      s->event_cq_ns = batch[i].ns;
+      dispatch(s, batch[i].tag, batch[i].ok);
+    }
   }
 }
 
@@ -339,8 +342,8 @@ int main(int argc, char **argv) {
   uv_timer_start(&s->trim_timer, on_trim, TRIM_MS, TRIM_MS);
   health_set_serving(s, 1);
   auth_log_startup(s);
-  srv_log(LOG_INFO, "serving", "listen=%s port=%d workers=%d max_batch=%d max_delay_us=%d max_queue=%d blas=%s",
-          s->cfg.listen, port, s->cfg.workers, s->cfg.max_batch, s->cfg.max_delay_us, s->cfg.max_queue,
+  srv_log(LOG_INFO, "serving", "listen=%s port=%d workers=%d split_batches=%d max_batch=%d max_delay_us=%d max_queue=%d blas=%s",
+          s->cfg.listen, port, s->cfg.workers, s->wide_pool != NULL, s->cfg.max_batch, s->cfg.max_delay_us, s->cfg.max_queue,
           ember_blas_core());
 
   uv_run(s->loop, UV_RUN_DEFAULT);

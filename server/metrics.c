@@ -228,6 +228,17 @@ static void render(server *s, text *t) {
          "Allocations made to run batches (jobs, their arrays, inference contexts); it stops "
          "rising once every worker has run the largest batch.");
   put(t, "ember_batch_allocations_total %llu\n", (unsigned long long)s->batch_allocs);
+  family(t, "ember_spread_batches_total", "counter",
+         "Batches that ran alone over every worker's core (--split-batches).");
+  put(t, "ember_spread_batches_total %llu\n", (unsigned long long)s->wide_batches);
+  family(t, "ember_request_stage_seconds_total", "counter",
+         "Time Predict and Sample calls answered by a batch spent in each stage, summed over "
+         "them (ember_staged_requests_total): divide to get the mean per call.");
+  static const char *const stages[SRV_STAGES] = {"cq_to_loop", "decode", "queue", "compute", "to_loop", "reply"};
+  for (int i = 0; i < SRV_STAGES; i++)
+    put(t, "ember_request_stage_seconds_total{stage=\"%s\"} %.9f\n", stages[i], s->stage_s[i]);
+  family(t, "ember_staged_requests_total", "counter", "Calls counted in ember_request_stage_seconds_total.");
+  put(t, "ember_staged_requests_total %llu\n", (unsigned long long)s->staged_calls);
   family(t, "ember_workers", "gauge", "Inference threads (--workers).");
   put(t, "ember_workers %d\n", s->cfg.workers);
   family(t, "ember_serving", "gauge", "1 while health reports SERVING, 0 once shutdown has begun.");

@@ -351,6 +351,7 @@ void version_ref(model_version *v) { v->refs++; }
 void version_unref(model_version *v) {
   if (--v->refs > 0) return;
   for (int i = 0; i < v->nidle; i++) ember_infer_destroy(v->idle[i]);
+  ember_infer_destroy(v->wide_idle);
   free(v->idle);
   ember_model_free(&v->model);
   free(v->path);

@@ -30,6 +30,7 @@ typedef struct srv_config {
   const char *models_dir;   /* --models DIR, or NULL */
   const char *model_file;   /* --model FILE, or NULL */
   int workers;              /* inference threads */
+  int split_batches;        /* 1: a batch that runs alone spreads over every worker's core */
   int max_batch;            /* rows per executed batch */
   int max_delay_us;         /* how long a batch may wait to fill while a worker is idle */
   int max_queue;            /* requests waiting for a worker, server-wide */
@@ -133,6 +134,8 @@ typedef struct srv_call {
   int close_armed, closed;   /* ... was started, and came back (then `cancelled` is final) */
   int ops_pending;           /* streaming calls: batches started and not completed */
   uint64_t arrived_ns;
+  uint64_t cq_ns;      /* when the completion-queue thread took its arrival (the stages below) */
+  uint64_t queued_ns;  /* when it joined a batch queue */
   /* a Predict or Sample request, once parsed */
   struct model_version *version;
   struct model_entry *entry;
@@ -231,6 +234,7 @@ typedef struct model_version {
   int refs;         /* the registry's own (while listed) + one per batch in flight */
   ember_infer **idle; /* inference contexts not in use, at most srv->cfg.workers */
   int nidle;
+  ember_infer *wide_idle; /* the context for batches spread over srv->wide_pool, when not in use */
   /* Why the version cannot be the default (its signature breaks the model's lineage:
    * policy.h), NULL when it can; since `refused_when` (unix time). Requests that name it
    * are still answered. */
@@ -422,9 +426,21 @@ typedef struct srv_faults {
 
 /* ---- the server --------------------------------------------------------------------------- */
 
+/* The stages of a batched call, in order (metrics.c names them) */
+typedef enum {
+  STAGE_CQ_TO_LOOP, /* the completion-queue thread hands the arrival to the loop */
+  STAGE_DECODE,     /* the loop re-arms the method, checks tokens, decodes and validates */
+  STAGE_QUEUE,      /* waiting in a batch queue, then the hop to a worker and the copy of x */
+  STAGE_COMPUTE,    /* the optimiser on the worker (the whole batch) */
+  STAGE_TO_LOOP,    /* the worker's end reaches the loop */
+  STAGE_REPLY,      /* the answer encoded and handed to gRPC (which writes it then and there) */
+  SRV_STAGES
+} srv_stage;
+
 typedef struct cq_event {
   void *tag;
   int ok;
+  uint64_t ns;
 } cq_event;
 
 typedef struct server {
@@ -468,6 +484,17 @@ typedef struct server {
   struct batch_job *free_jobs; /* finished jobs kept with their arrays for the next batches */
   uint64_t batch_allocs;       /* allocations made for batches (ember_batch_allocations_total) */
   int flush_at_prepare;
+  uint64_t event_cq_ns; /* the completion-queue thread's time of the event being dispatched */
+  /* Where a Predict or Sample answered by a batch spent its time (srv_stage), summed over such
+   * calls (ember_request_stage_seconds_total): the server's own overhead, stage by stage */
+  double stage_s[SRV_STAGES];
+  uint64_t staged_calls;
+  /* A batch that runs alone spreads over every worker's core (--split-batches): its rows and
+   * candidates go to this pool's threads (the worker itself is thread 0), and while it runs no
+   * other batch starts. NULL with one worker or --split-batches 0. */
+  ember_pool *wide_pool;
+  int wide_running;
+  uint64_t wide_batches; /* batches that ran spread (ember_spread_batches_total) */
   /* health watches */
   srv_call *watchers;
   /* training (train.c) */

@@ -6,25 +6,14 @@
  * exactly rows x x_dim values and names both sizes when they differ. A request without it (older
  * clients, hand-written ones) is read as before: rows = len(x) / x_dim, len(x) a multiple.
  *
+ * The client half (setting x and rows) is rows_send.c, which libember_client compiles without
+ * libember.
+ *
  * What it does not do: emberd's own limit on rows (--max-rows), or look at the values.
  */
 #include <stdint.h>
 
 #include "wire.h"
-
-void ember_wire_predict_x(Ember__V1__PredictRequest *req, const float *x, int rows, int x_dim) {
-  req->n_x = (size_t)rows * (size_t)x_dim;
-  req->x = (float *)x;
-  req->optional_rows_case = EMBER__V1__PREDICT_REQUEST__OPTIONAL_ROWS_ROWS;
-  req->rows = (uint32_t)rows;
-}
-
-void ember_wire_sample_x(Ember__V1__SampleRequest *req, const float *x, int rows, int x_dim) {
-  req->n_x = (size_t)rows * (size_t)x_dim;
-  req->x = (float *)x;
-  req->optional_rows_case = EMBER__V1__SAMPLE_REQUEST__OPTIONAL_ROWS_ROWS;
-  req->rows = (uint32_t)rows;
-}
 
 /* n values of x against x_dim d and, when has_rows, the rows the request says it holds. */
 static int rows_of(size_t n, int has_rows, uint32_t said, int d, int *rows, ember_err *err) {

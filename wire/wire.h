@@ -29,8 +29,8 @@
  * Also here, because both ends of a call need them: gRPC status codes' names, packing a
  * message into a byte buffer (grpc.c) and the keepalive policy.
  *
- * Also here: a Predict or Sample request's x and its row count (rows.c), the shape both ends
- * must agree on.
+ * Also here: a Predict or Sample request's x and its row count (rows_send.c, rows.c), the
+ * shape both ends must agree on.
  *
  * What it does not do: the request's other fields (model, version, the values of x, the
  * training data), server policy (emberd's limits), or anything with sockets.
@@ -146,7 +146,7 @@ void ember_wire_train_to_msg(const ember_train_opts *o, Ember__V1__TrainRequest 
 int ember_wire_train_from_msg(const Ember__V1__TrainRequest *r, ember_train_opts *o,
                               ember_err *err);
 
-/* ---- a request's x and its row count: PredictRequest, SampleRequest (rows.c) --------------- */
+/* ---- a request's x and its row count: PredictRequest, SampleRequest (rows_send.c, rows.c) ---- */
 
 /* Client: x (rows, x_dim), row-major, as the request's x, with `rows` set: a client always
  * says how many rows it means, so a server can tell a shape mistake from a batch of rows. */

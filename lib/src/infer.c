@@ -20,13 +20,17 @@
 #include "ember/net.h"
 
 #define EMBER_CHUNK_ROWS 1056  /* rows per network task: ~1 MiB per activation at width 256 (a multiple of 48) */
-#define EMBER_MIN_CHUNK 144     /* a multiple of 48 */
+#define EMBER_MIN_CHUNK EMBER_INFER_MIN_TASK_ROWS /* a multiple of 48 */
+_Static_assert(EMBER_MIN_CHUNK % 48 == 0, "EMBER_INFER_MIN_TASK_ROWS must be a multiple of 48");
 /* OpenBLAS's Haswell/Zen sgemm kernels round a row's products differently by the row's
  * position in the call modulo 12 (its SkylakeX kernels do not). So that a candidate's energy
  * never depends on where its query sits in a batch, every query of a network call starts on a
  * multiple of this many rows: pieces of a query start on multiples of 48, and a task whose
- * queries' row count is not a multiple of 12 runs them one call at a time. (ember_net pads
- * every call to a multiple of 48 rows, so no row falls in a ragged tail either.) */
+ * queries' row count is not a multiple of 12 lays them out padded to a multiple of 12 rows
+ * each in one call (the padding rows repeat the query's last candidate and their energies are
+ * dropped), rather than one small call per query, which at 64 samples ran the sgemm at about
+ * half its speed. (ember_net pads every call to a multiple of 48 rows, so no row falls in a
+ * ragged tail either.) test_infer checks both kernels. */
 #define EMBER_ROW_QUANTUM 12
 #define EMBER_GROUP_ROWS 65536 /* candidate rows per DFO group */
 #define EMBER_ARDFO_MODE_GROUPS 8 /* independent resampling groups of an ardfo population, for modes */
@@ -36,6 +40,7 @@ struct ember_infer {
   ember_pool *pool;
   int threads;
   ember_net_ws *ws; /* (threads) */
+  float *pad;       /* (threads, EMBER_CHUNK_ROWS * (2 y_dim + 1)): padded y, dE/dy and E */
   ember_dfo_ws dfo;
   ember_langevin_ws lws; /* langevin models' chains */
   float *pop_y, *pop_e;  /* the population of the last group: dfo's or the chains' */
@@ -56,7 +61,7 @@ struct ember_infer {
   const ember_net *pass_net;
   const float *pass_hx, *pass_y;
   float *pass_e, *pass_dy;
-  int pass_n, pass_nq, pass_chunk, pass_pieces;
+  int pass_n, pass_nq, pass_chunk, pass_pieces, pass_group;
 };
 
 int ember_infer_create(ember_infer **out, const ember_model *m, ember_pool *pool, ember_err *err) {
@@ -67,7 +72,10 @@ int ember_infer_create(ember_infer **out, const ember_model *m, ember_pool *pool
   inf->pool = pool;
   inf->threads = ember_pool_threads(pool);
   inf->ws = calloc((size_t)inf->threads, sizeof *inf->ws);
-  if (!inf->ws) {
+  inf->pad = malloc((size_t)inf->threads * EMBER_CHUNK_ROWS * (2 * (size_t)m->y_dim + 1) * sizeof(float));
+  if (!inf->ws || !inf->pad) {
+    free(inf->ws);
+    free(inf->pad);
     free(inf);
     return ember_fail(err, EMBER_ENOMEM, "out of memory creating an inference context");
   }
@@ -114,6 +122,7 @@ void ember_infer_destroy(ember_infer *inf) {
   if (!inf) return;
   for (int t = 0; t < inf->threads; t++) ember_net_ws_free(&inf->ws[t]);
   free(inf->ws);
+  free(inf->pad);
   ember_dfo_ws_free(&inf->dfo);
   ember_langevin_ws_free(&inf->lws);
   free_groups(inf);
@@ -192,8 +201,12 @@ static int reserve_modes(ember_infer *inf, int slots, ember_err *err) {
 
 /* ---- the batched energy pass --------------------------------------------------------- */
 
+/* Rows a query takes in a network call: its candidates, padded to a multiple of
+ * EMBER_ROW_QUANTUM when several queries share the call (pass_task) */
+static int padded_rows(int n) { return (n + EMBER_ROW_QUANTUM - 1) / EMBER_ROW_QUANTUM * EMBER_ROW_QUANTUM; }
+
 /* Task layout: a query with more rows than a chunk is cut into `pieces` tasks; otherwise a
- * task takes `chunk / n` whole queries. */
+ * task takes `pass_group` whole queries. */
 static void pass_plan(ember_infer *inf, int nq, int n) {
   long total = (long)nq * n;
   long per_thread = (total + inf->threads - 1) / inf->threads;
@@ -204,13 +217,23 @@ static void pass_plan(ember_infer *inf, int nq, int n) {
   inf->pass_n = n;
   inf->pass_chunk = chunk;
   inf->pass_pieces = n >= chunk ? (n + chunk - 1) / chunk : 0;
+  if (inf->pass_pieces == 0) {
+    /* whole queries per task: as few tasks as a chunk allows, then, where every task keeps at
+     * least EMBER_MIN_CHUNK rows, a multiple of the thread count, so the threads finish
+     * together */
+    const int ps = padded_rows(n);
+    int most = chunk / ps;
+    if (most > EMBER_CHUNK_ROWS) most = EMBER_CHUNK_ROWS; /* hx rows a workspace holds */
+    int tasks = (nq + most - 1) / most;
+    int even = (tasks + inf->threads - 1) / inf->threads * inf->threads;
+    if (even <= nq && (long)nq * ps / even >= EMBER_MIN_CHUNK) tasks = even;
+    inf->pass_group = (nq + tasks - 1) / tasks;
+  }
 }
 
 static int pass_tasks(const ember_infer *inf) {
   if (inf->pass_pieces > 0) return inf->pass_nq * inf->pass_pieces;
-  int per = inf->pass_chunk / inf->pass_n;
-  if (per > EMBER_CHUNK_ROWS) per = EMBER_CHUNK_ROWS; /* hx rows a workspace holds */
-  return (inf->pass_nq + per - 1) / per;
+  return (inf->pass_nq + inf->pass_group - 1) / inf->pass_group;
 }
 
 static void pass_task(void *ctx, int task, int thread) {
@@ -228,8 +251,7 @@ static void pass_task(void *ctx, int task, int thread) {
     per = n - r0 < inf->pass_chunk ? n - r0 : inf->pass_chunk;
     row0 = (size_t)q * n + r0;
   } else {
-    int group = inf->pass_chunk / n;
-    if (group > EMBER_CHUNK_ROWS) group = EMBER_CHUNK_ROWS;
+    int group = inf->pass_group;
     q0 = task * group;
     nq = inf->pass_nq - q0 < group ? inf->pass_nq - q0 : group;
     per = n;
@@ -245,13 +267,37 @@ static void pass_task(void *ctx, int task, int thread) {
   const float *hx = inf->pass_hx + (size_t)q0 * w;
   float ones[EMBER_CHUNK_ROWS];
   if (dy)
-    for (int r = 0; r < nq * per; r++) ones[r] = 1.0f;
-  const int calls = per % EMBER_ROW_QUANTUM != 0 ? nq : 1, cq = nq / calls;
-  for (int k = 0; k < calls; k++) {
-    size_t r0 = (size_t)k * cq * per;
-    const float *yk = y ? y + r0 * d : NULL;
-    ember_net_forward(net, ws, hx + (size_t)k * cq * w, yk, cq, per, e + r0 * net->shape.out);
-    if (dy) ember_net_backward(net, ws, NULL, yk, cq, per, ones, NULL, dy + r0 * d);
+    for (int r = 0; r < EMBER_CHUNK_ROWS; r++) ones[r] = 1.0f;
+  if (per % EMBER_ROW_QUANTUM == 0 || nq == 1 || !y || net->shape.out != 1) {
+    const int calls = per % EMBER_ROW_QUANTUM != 0 ? nq : 1, cq = nq / calls;
+    for (int k = 0; k < calls; k++) {
+      size_t r0 = (size_t)k * cq * per;
+      const float *yk = y ? y + r0 * d : NULL;
+      ember_net_forward(net, ws, hx + (size_t)k * cq * w, yk, cq, per, e + r0 * net->shape.out);
+      if (dy) ember_net_backward(net, ws, NULL, yk, cq, per, ones, NULL, dy + r0 * d);
+    }
+    return;
+  }
+  /* queries padded to ps rows each, as many per call as a workspace holds */
+  const int ps = padded_rows(per);
+  const int group = EMBER_CHUNK_ROWS / ps; /* >= 1: here per < EMBER_CHUNK_ROWS */
+  const size_t stride = (size_t)EMBER_CHUNK_ROWS * (2 * (size_t)inf->m->y_dim + 1);
+  float *py = inf->pad + (size_t)thread * stride;
+  float *pdy = py + (size_t)EMBER_CHUNK_ROWS * inf->m->y_dim, *pe = pdy + (size_t)EMBER_CHUNK_ROWS * inf->m->y_dim;
+  for (int k = 0; k < nq; k += group) {
+    const int g = nq - k < group ? nq - k : group;
+    for (int q = 0; q < g; q++) {
+      const float *src = y + (size_t)(k + q) * per * d;
+      float *dst = py + (size_t)q * ps * d;
+      memcpy(dst, src, (size_t)per * d * sizeof(float));
+      for (int r = per; r < ps; r++) memcpy(dst + (size_t)r * d, src + (size_t)(per - 1) * d, (size_t)d * sizeof(float));
+    }
+    ember_net_forward(net, ws, hx + (size_t)k * w, py, g, ps, pe);
+    if (dy) ember_net_backward(net, ws, NULL, py, g, ps, ones, NULL, pdy);
+    for (int q = 0; q < g; q++) {
+      memcpy(e + (size_t)(k + q) * per, pe + (size_t)q * ps, (size_t)per * sizeof(float));
+      if (dy) memcpy(dy + (size_t)(k + q) * per * d, pdy + (size_t)q * ps * d, (size_t)per * d * sizeof(float));
+    }
   }
 }
 

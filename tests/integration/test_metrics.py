@@ -288,6 +288,15 @@ class Metrics(it.EmberTest):
         self.assertEqual(d("ember_compute_seconds_count"), d("ember_batch_requests_count"))
         self.assertEqual(d("ember_batch_rows_count"), d("ember_batch_requests_count"))
         self.assertGreater(d("ember_compute_seconds_sum"), 0)
+        # the same three calls, stage by stage (each stage's time is non-negative; compute is not 0)
+        g = lambda name, **lab: get(after, name, **lab) - get(before, name, **lab)  # noqa: E731
+        self.assertEqual(types.get("ember_request_stage_seconds_total"), "counter")
+        self.assertEqual(g("ember_staged_requests_total"), 3)
+        stages = ("cq_to_loop", "decode", "queue", "compute", "to_loop", "reply")
+        self.assertEqual({dict(k[1])["stage"] for k in series(after, "ember_request_stage_seconds_total")}, set(stages))
+        for stage in stages:
+            self.assertGreaterEqual(g("ember_request_stage_seconds_total", stage=stage), 0, stage)
+        self.assertGreater(g("ember_request_stage_seconds_total", stage="compute"), 0)
         self.assertEqual(get(after, "ember_model_versions", model="m"), 1)
         self.assertEqual(get(after, "ember_model_latest_version", model="m"), 1)
         self.assertEqual(get(after, "ember_queued_requests"), 0)
@@ -338,6 +347,28 @@ class Metrics(it.EmberTest):
             self.assertEqual(call(fn, req)[0], grpc.StatusCode.OK)
         self.assertGreater(allocations(), warm)
         srv.stop_clean(self)
+
+    def test_lone_batches_spread_over_idle_cores(self):
+        """With two workers, a batch that runs alone and is large enough to split (rows x samples
+        >= 288) runs over both cores (ember_spread_batches_total); a small one, or any with
+        --split-batches 0, does not; and the answers are bit-identical either way."""
+        big = it.pb.InferenceOptions(samples=512, iterations=2, seed=7)
+        small = it.pb.InferenceOptions(samples=64, iterations=2, seed=7)
+        x = [0.3, -0.2, -0.6, 0.4]
+        answers = {}
+        for split in ("1", "0"):
+            srv = self.start_metrics("--workers", "2", "--split-batches", split)
+            spread = lambda: get(self.scrape(srv)[0], "ember_spread_batches_total")  # noqa: E731
+            self.assertEqual(spread(), 0)
+            code, big_resp, _ = call(srv.stub.Predict, it.pb.PredictRequest(model="m", x=x, options=big))
+            self.assertEqual(code, grpc.StatusCode.OK)
+            self.assertEqual(spread(), 1 if split == "1" else 0)
+            code, small_resp, _ = call(srv.stub.Predict, it.pb.PredictRequest(model="m", x=x, options=small))
+            self.assertEqual(code, grpc.StatusCode.OK)
+            self.assertEqual(spread(), 1 if split == "1" else 0)
+            answers[split] = (list(big_resp.y), list(big_resp.energy), list(small_resp.y))
+            srv.stop_clean(self)
+        self.assertEqual(answers["1"], answers["0"])
 
     def test_failures_are_counted_by_the_status_sent(self):
         """GetModel's ok and failures and the metrics' ember_requests_total count each call once,

@@ -35,6 +35,11 @@ extern "C" {
 
 typedef struct ember_infer ember_infer;
 
+/* A pool's threads share an energy pass only when every task keeps at least this many
+ * candidate rows (queries x samples or chains): a call on fewer than twice as many runs on one
+ * thread, pool or not, so a server gains nothing by giving it more. */
+#define EMBER_INFER_MIN_TASK_ROWS 144
+
 /* The model must outlive the ember_infer; pool may be NULL (single-threaded). */
 int ember_infer_create(ember_infer **out, const ember_model *m, ember_pool *pool, ember_err *err);
 void ember_infer_destroy(ember_infer *inf);

@@ -1,0 +1,218 @@
+#!/usr/bin/python3
+"""bench/serve.py - emberd against the library, and against an independent load tool, in one run.
+
+    make build && /usr/bin/python3 bench/serve.py [--out FILE.md] [--duration S] [--split 0|1]
+
+Everything on this machine, in this order, one measurement at a time:
+  1. a 256x2 ResNet energy model, x_dim 8, y_dim 2 (`ember train`, 5 steps on random data: the
+     weights do not change the cost), put in a model repository;
+  2. emberd on a free loopback port (--workers: online CPUs, every other flag its default,
+     unless --split 0 turns --split-batches off), with its metrics endpoint;
+  3. `ember bench serve --local MODEL` for 1 stream at 64 x 3 and 1024 x 3: the server's latency
+     and the library's own p50 for the same requests, measured in the same process just before
+     (server_overhead = server p50 / library p50), and the server's per-stage time per call
+     from /metrics (ember_request_stage_seconds_total) over the same window;
+  4. 64 streams, closed loop (`ember bench serve --streams 64`), both sizes;
+  5. the same loads from h2load (nghttp2-client; 4 connections x 16 streams, POSTs of a framed
+     PredictRequest built here), checked against emberd's own count of OK answers;
+  6. open loop at half of the closed-loop capacity measured in step 4 (`--rate`), both sizes.
+Prints a markdown table (and writes it to --out). Needs `deploy/install-deps.sh --bench` for
+h2load and python3-grpc-tools (the request body is encoded with stubs generated here).
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STAGES = ["cq_to_loop", "decode", "queue", "compute", "to_loop", "reply"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metrics(port):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'ember_request_stage_seconds_total\{stage="(\w+)"\} (\S+)', line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+        m = re.match(r"ember_staged_requests_total (\S+)", line)
+        if m:
+            out["calls"] = float(m.group(1))
+        m = re.match(r'ember_requests_total\{method="Predict",model="ibc",code="OK"\} (\S+)', line)
+        if m:
+            out["ok"] = float(m.group(1))
+    return out
+
+
+def bench_serve(ember, port, args, extra):
+    cmd = [ember, "bench", "serve", "--server", f"127.0.0.1:{port}", "--model", "ibc",
+           "--duration", str(args.duration), "--warmup", "1"] + extra
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        if line.startswith("serve "):
+            rows.append(dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv))
+    return rows
+
+
+def h2load_body(work, x_dim, samples, iters):
+    """A gRPC-framed PredictRequest (model ibc, one row) encoded with stubs generated here."""
+    gen = os.path.join(work, "stubs")
+    os.makedirs(gen, exist_ok=True)
+    from grpc_tools import protoc  # python3-grpc-tools
+    if protoc.main(["protoc", f"-I{ROOT}/proto", f"--python_out={gen}",
+                    f"{ROOT}/proto/ember/v1/ember.proto"]) != 0:
+        sys.exit("bench/serve.py: protoc failed on proto/ember/v1/ember.proto")
+    sys.path.insert(0, gen)
+    from ember.v1 import ember_pb2
+    req = ember_pb2.PredictRequest(model="ibc", rows=1, x=[0.1 * i for i in range(x_dim)])
+    req.options.samples = samples
+    req.options.iterations = iters
+    req.options.seed = 1
+    msg = req.SerializeToString()
+    path = os.path.join(work, f"body-{samples}.bin")
+    with open(path, "wb") as f:
+        f.write(b"\0" + len(msg).to_bytes(4, "big") + msg)
+    return path
+
+
+def h2load(port, body, n):
+    cmd = ["h2load", "-n", str(n), "-c", "4", "-m", "16", "-d", body,
+           "-H", "content-type: application/grpc", "-H", "te: trailers",
+           f"http://127.0.0.1:{port}/ember.v1.Ember/Predict"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", out)
+
+    def ms(v):
+        return float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1e3 if v.endswith("us") else float(v[:-1]) * 1e3
+    return {"req_s": rps, "done": int(done.group(1)), "succeeded": int(done.group(2)),
+            "min_ms": ms(lat.group(1)), "max_ms": ms(lat.group(2)), "mean_ms": ms(lat.group(3))}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ember", default=os.path.join(ROOT, "build/release/ember"))
+    ap.add_argument("--emberd", default=os.path.join(ROOT, "build/release/emberd"))
+    ap.add_argument("--duration", type=float, default=5.0, help="timed seconds per configuration")
+    ap.add_argument("--split", type=int, help="emberd --split-batches (default: emberd's own default)")
+    ap.add_argument("--out", help="also write the table here")
+    ap.add_argument("--note", default="", help="how busy the machine was, said under the table")
+    args = ap.parse_args()
+    for tool in (args.ember, args.emberd):
+        if not os.access(tool, os.X_OK):
+            sys.exit(f"bench/serve.py: {tool} not found; run make build first")
+    if not shutil.which("h2load"):
+        sys.exit("bench/serve.py: h2load not found; run deploy/install-deps.sh --bench")
+    work = tempfile.mkdtemp(prefix="ember-serve-bench-")
+    models = os.path.join(work, "models", "ibc")
+    os.makedirs(models)
+    data = os.path.join(work, "d.csv")
+    import random
+    rnd = random.Random(1)
+    with open(data, "w") as f:
+        f.write(",".join([f"x{i}" for i in range(8)] + ["y:a", "y:b"]) + "\n")
+        for _ in range(200):
+            f.write(",".join(f"{rnd.random():.4f}" for _ in range(10)) + "\n")
+    model = os.path.join(models, "1.safetensors")
+    subprocess.run([args.ember, "train", "--data", data, "--y-dim", "2", "--width", "256", "--steps", "5",
+                    "--batch", "64", "--quiet", "--out", model], check=True)
+    port, mport = free_port(), free_port()
+    log = open(os.path.join(work, "emberd.log"), "w")
+    srv = subprocess.Popen([args.emberd, "--models", os.path.join(work, "models"), "--listen", f"127.0.0.1:{port}",
+                            "--metrics-listen", f"127.0.0.1:{mport}", "--log-level", "warn"] +
+                           (["--split-batches", str(args.split)] if args.split is not None else []), stderr=log)
+    lines = []
+    try:
+        for _ in range(100):
+            try:
+                metrics(mport)
+                break
+            except OSError:
+                time.sleep(0.1)
+        blas = subprocess.run([args.ember, "--version"], capture_output=True, text=True).stdout.strip()
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+        split = f"--split-batches {args.split}" if args.split is not None else "its defaults"
+        lines.append(f"Machine: {cpu}, {os.cpu_count()} cores; {blas}; emberd ({args.emberd}) with {split}, "
+                     f"workers = cores. {args.note}".rstrip())
+        lines.append("")
+        lines.append("| load | samples x iters | tool | queries/s | p50 | p99 | library p50 | server / library | roofline | avg batch |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        stage_rows = []
+        capacity = {}
+        for samples in (64, 1024):
+            m0 = metrics(mport)
+            r = bench_serve(args.ember, port, args, ["--streams", "1", "--samples", str(samples), "--local", model])[0]
+            m1 = metrics(mport)
+            if "calls" in m1:  # an emberd older than its stage metrics has none
+                calls = m1["calls"] - m0["calls"]
+                stage_rows.append((samples, calls, [(m1[s] - m0[s]) / calls * 1e6 for s in STAGES],
+                                   float(r["p50_ms"]) * 1e3, float(r["library_p50_ms"]) * 1e3))
+            lines.append(f"| 1 stream | {samples} x 3 | ember bench serve | {float(r['queries_per_s']):,.0f} | "
+                         f"{r['p50_ms']} ms | {r['p99_ms']} ms | {r['library_p50_ms']} ms | {r['server_overhead']} | "
+                         f"{r['roofline']} | {float(r['avg_batch_rows']):.1f} |")
+        for samples in (64, 1024):
+            r = bench_serve(args.ember, port, args, ["--streams", "64", "--samples", str(samples)])[0]
+            capacity[samples] = float(r["queries_per_s"])
+            flop = float(r["gflops"]) / float(r["queries_per_s"]) * 1e9
+            peak = float(r["sgemm_peak_gflops"])
+            lines.append(f"| 64 streams, closed loop | {samples} x 3 | ember bench serve | {capacity[samples]:,.0f} | "
+                         f"{r['p50_ms']} ms | {r['p99_ms']} ms | | | {r['roofline']} | {float(r['avg_batch_rows']):.1f} |")
+            body = h2load_body(work, 8, samples, 3)
+            n = max(64, int(capacity[samples] * args.duration))
+            m0 = metrics(mport)
+            h = h2load(port, body, n)
+            m1 = metrics(mport)
+            ok = int(m1["ok"] - m0["ok"])
+            if ok != h["succeeded"] or h["succeeded"] != n:
+                sys.exit(f"bench/serve.py: h2load says {h['succeeded']} of {n} succeeded, emberd answered {ok} OK")
+            lines.append(f"| 4 connections x 16 streams | {samples} x 3 | h2load | {h['req_s']:,.0f} | "
+                         f"mean {h['mean_ms']:.3g} ms | max {h['max_ms']:.3g} ms | | | "
+                         f"{100 * h['req_s'] * flop / 1e9 / peak:.0f}% | |")
+        for samples in (64, 1024):
+            rate = max(1, int(capacity[samples] / 2))
+            r = bench_serve(args.ember, port, args, ["--rate", str(rate), "--samples", str(samples)])[0]
+            lines.append(f"| open loop, {rate}/s (half capacity) | {samples} x 3 | ember bench serve | "
+                         f"{float(r['queries_per_s']):,.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms | | | {r['roofline']} | "
+                         f"{float(r['avg_batch_rows']):.1f} |")
+        if not stage_rows:
+            raise StopIteration
+        lines.append("")
+        lines.append("Where one call's time goes, 1 stream (emberd's ember_request_stage_seconds_total over the "
+                     "window, per call, microseconds):")
+        lines.append("")
+        lines.append("| samples x iters | calls | " + " | ".join(STAGES) + " | server total | client p50 | library p50 |")
+        lines.append("|---|---|" + "---|" * (len(STAGES) + 3))
+        for samples, calls, st, p50, lib in stage_rows:
+            lines.append(f"| {samples} x 3 | {calls:.0f} | " + " | ".join(f"{v:.0f}" for v in st) +
+                         f" | {sum(st):.0f} | {p50:.0f} | {lib:.0f} |")
+    except StopIteration:
+        pass
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        srv.wait(timeout=30)
+        log.close()
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+/* test_infer.c - a query's answer does not depend on what shares its call or on threads.
+ *
+ * The server batches many robots' queries into one library call and spreads a batch over idle
+ * cores, so a query's energies, DFO answer and Langevin answer must be bit-identical whether it
+ * runs alone or among others, on one thread or two. The energy passes lay several queries
+ * into one network call, padded so that every query starts on a multiple of 12 rows when its
+ * candidate count is not one (infer.c: EMBER_ROW_QUANTUM); candidate counts below, at and above
+ * a multiple of 12 exercise both layouts. CTest runs this file twice: with OpenBLAS's own
+ * choice of kernels and with OPENBLAS_CORETYPE=Haswell, whose sgemm rounds by row position.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ember/infer.h"
+#include "ember/model.h"
+
+enum { XD = 3, YD = 2, Q = 9 };
+
+static void random_model(ember_model *m, ember_method method) {
+  ember_err err;
+  if (ember_model_init(m, method, XD, YD, EMBER_ARCH_RESNET, 32, 2, &err) < 0) fail_msg("init: %s", err.msg);
+  ember_rng rng;
+  ember_rng_seed(&rng, 5, 0);
+  ember_rng_normal_fill(&rng, m->net.params, m->net.nparams);
+  for (size_t i = 0; i < m->net.nparams; i++) m->net.params[i] *= 0.3f;
+  for (int j = 0; j < m->nar; j++) {
+    ember_rng_normal_fill(&rng, m->ar[j].params, m->ar[j].nparams);
+    for (size_t i = 0; i < m->ar[j].nparams; i++) m->ar[j].params[i] *= 0.3f;
+  }
+}
+
+static float *random_floats(size_t n, uint64_t seed) {
+  float *v = malloc(n * sizeof *v);
+  ember_rng rng;
+  ember_rng_seed(&rng, seed, 0);
+  ember_rng_normal_fill(&rng, v, n);
+  return v;
+}
+
+/* Energies of Q queries' candidates in one call equal each query's alone. */
+static void test_energies_independent_of_batch(void **state) {
+  (void)state;
+  ember_model m;
+  random_model(&m, EMBER_METHOD_DFO);
+  ember_infer *inf;
+  assert_int_equal(ember_infer_create(&inf, &m, NULL, NULL), 0);
+  const int counts[] = {13, 50, 64, 72, 100};
+  for (size_t c = 0; c < sizeof counts / sizeof *counts; c++) {
+    const int n = counts[c];
+    float *x = random_floats(Q * XD, 1), *y = random_floats((size_t)Q * n * YD, 2);
+    float *all = malloc((size_t)Q * n * sizeof *all), *one = malloc((size_t)n * sizeof *one);
+    assert_int_equal(ember_infer_energy(inf, x, Q, y, n, all, NULL), 0);
+    for (int q = 0; q < Q; q++) {
+      assert_int_equal(ember_infer_energy(inf, x + q * XD, 1, y + (size_t)q * n * YD, n, one, NULL), 0);
+      if (memcmp(one, all + (size_t)q * n, (size_t)n * sizeof *one))
+        fail_msg("%d candidates: query %d alone differs from the same query among %d", n, q, Q);
+    }
+    free(x);
+    free(y);
+    free(all);
+    free(one);
+  }
+  ember_infer_destroy(inf);
+  ember_model_free(&m);
+}
+
+/* Q queries answered together, on one thread or two, equal each answered alone with its row's
+ * stream: DFO (energies only), Langevin (energies and dE/dy) and ardfo (prefix nets). */
+static void answers(ember_method method, int samples) {
+  ember_model m;
+  random_model(&m, method);
+  ember_pool *pool;
+  assert_int_equal(ember_pool_create(&pool, 2, NULL), 0);
+  ember_infer *one, *two;
+  assert_int_equal(ember_infer_create(&one, &m, NULL, NULL), 0);
+  assert_int_equal(ember_infer_create(&two, &m, pool, NULL), 0);
+  ember_infer_opts o = m.infer;
+  o.samples = samples;
+  if (method == EMBER_METHOD_LANGEVIN) o.langevin.steps = 5;
+  float *x = random_floats(Q * XD, 3);
+  uint64_t seeds[Q], streams[Q];
+  for (int q = 0; q < Q; q++) {
+    seeds[q] = 11;
+    streams[q] = (uint64_t)q;
+  }
+  float y1[Q * YD], e1[Q], y2[Q * YD], e2[Q], ya[YD], ea;
+  ember_err err;
+  if (ember_infer_predict_rows(one, x, Q, &o, seeds, streams, y1, e1, &err) < 0) fail_msg("%s", err.msg);
+  if (ember_infer_predict_rows(two, x, Q, &o, seeds, streams, y2, e2, &err) < 0) fail_msg("%s", err.msg);
+  if (memcmp(y1, y2, sizeof y1) || memcmp(e1, e2, sizeof e1))
+    fail_msg("method %d, %d samples: two threads answer differently from one", (int)method, samples);
+  for (int q = 0; q < Q; q++) {
+    if (ember_infer_predict_rows(one, x + q * XD, 1, &o, seeds + q, streams + q, ya, &ea, &err) < 0)
+      fail_msg("%s", err.msg);
+    if (memcmp(ya, y1 + q * YD, sizeof ya) || memcmp(&ea, e1 + q, sizeof ea))
+      fail_msg("method %d, %d samples: query %d alone differs from the same query among %d", (int)method, samples, q, Q);
+  }
+  free(x);
+  ember_infer_destroy(one);
+  ember_infer_destroy(two);
+  ember_pool_destroy(pool);
+  ember_model_free(&m);
+}
+
+static void test_answers_independent_of_batch_and_threads(void **state) {
+  (void)state;
+  answers(EMBER_METHOD_DFO, 64);
+  answers(EMBER_METHOD_DFO, 96);
+  answers(EMBER_METHOD_DFO, 1100); /* one query is cut into pieces */
+  answers(EMBER_METHOD_LANGEVIN, 20);
+  answers(EMBER_METHOD_ARDFO, 50);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_energies_independent_of_batch),
+      cmocka_unit_test(test_answers_independent_of_batch_and_threads),
+  };
+  ember_blas_single_thread();
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
