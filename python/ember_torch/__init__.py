@@ -13,7 +13,7 @@ from .model import EmberModel, fit_stats, infer_defaults, load_ember, metadata_o
 from .nets import EnergyNet, SNLinear
 from .rng import Streams
 from .safetensors import FormatError
-from .train import Trainer, init_distributed, recipe, train, world
+from .training import Trainer, init_distributed, recipe, train, world
 
 __all__ = ["EmberModel", "EnergyNet", "FormatError", "SNLinear", "Streams", "Trainer",
            "dfo_batched", "fit_stats", "infer_defaults", "init_distributed", "load_ember",
