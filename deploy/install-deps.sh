@@ -4,7 +4,8 @@
 #   deploy/install-deps.sh              build + test dependencies
 #   deploy/install-deps.sh --build-only only what building emberd/ember needs (-DEMBER_TESTS=OFF);
 #                                       the Dockerfile's build stage uses it
-#   deploy/install-deps.sh --bench      also python3-torch/numpy for bench/torch_reference.py
+#   deploy/install-deps.sh --bench      the same (python3-torch and numpy, which the PyTorch
+#                                       benchmarks use, are test packages now)
 #   deploy/install-deps.sh --runtime    only the shared libraries emberd/ember need at run time
 set -eu
 
@@ -14,20 +15,20 @@ set -eu
 # sanitizers) for the fuzz targets, which make test smokes and make fuzz runs; nginx and
 # haproxy: the balancers test_cluster.py puts in front of three emberd replicas (run by the
 # test as the current user, never as services); docker-compose and yamllint: the offline
-# checks of deploy/compose/ and deploy/k8s/ (docs/cluster.md)
+# checks of deploy/compose/ and deploy/k8s/ (docs/cluster.md); python3-torch and numpy:
+# python/ember_torch, which test_torch.py checks against ember (docs/torch.md)
 build="build-essential cmake pkg-config libopenblas-dev libzip-dev libjansson-dev libpng-dev
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler libuv1-dev grpc-proto"
 test="libcmocka-dev python3 python3-grpcio python3-grpc-tools openssl clang libclang-rt-dev
-  nginx haproxy docker-compose yamllint"
+  nginx haproxy docker-compose yamllint python3-torch python3-numpy"
 runtime="libopenblas0-pthread libzip4 libjansson4 libpng16-16 libgrpc29 libprotobuf-c1 libuv1"
-bench="python3-torch python3-numpy"
 
 # kubectl for the offline check of deploy/k8s: Debian's kubernetes-client, unless a kubectl
 # from elsewhere (Kubernetes' own packages) is already installed, which it would conflict with
 command -v kubectl > /dev/null 2>&1 || test="$test kubernetes-client"
 want="$build $test"
 case "${1:-}" in
-  --bench) want="$build $test $bench" ;;
+  --bench) ;;
   --build-only) want="$build" ;;
   --runtime) want="$runtime" ;;
   "") ;;

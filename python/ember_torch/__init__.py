@@ -13,8 +13,8 @@ from .model import EmberModel, fit_stats, infer_defaults, load_ember, metadata_o
 from .nets import EnergyNet, SNLinear
 from .rng import Streams
 from .safetensors import FormatError
-from .training import Trainer, init_distributed, recipe, train, world
+from .training import Trainer, init_distributed, recipe, set_threads, train, world
 
 __all__ = ["EmberModel", "EnergyNet", "FormatError", "SNLinear", "Streams", "Trainer",
            "dfo_batched", "fit_stats", "infer_defaults", "init_distributed", "load_ember",
-           "metadata_of", "predict", "recipe", "save_ember", "train", "world"]
+           "metadata_of", "predict", "recipe", "save_ember", "set_threads", "train", "world"]

@@ -171,6 +171,22 @@ def step_loss(model, xn, yn, o, gen):
     return loss, loss
 
 
+def set_threads(n):
+    """torch's intra-op threads and, where torch calls OpenBLAS as a generic BLAS (Debian's
+    python3-torch), OpenBLAS's own pool, which torch.set_num_threads does not reach (it stays
+    at every core). Set OMP_WAIT_POLICY=passive before torch is imported as well: spinning idle
+    OpenMP threads starve OpenBLAS's (bench/torch_reference.py has the measurements)."""
+    import ctypes
+    torch.set_num_threads(n)
+    with open("/proc/self/maps") as f:
+        libs = {line.split()[-1] for line in f if "blas" in os.path.basename(line.rstrip())}
+    for lib in sorted(libs):
+        fn = getattr(ctypes.CDLL(lib), "openblas_set_num_threads", None)
+        if fn:
+            fn(n)
+            return
+
+
 def world():
     """(rank, world size): torch.distributed's when it is initialised, else (0, 1)."""
     if dist.is_available() and dist.is_initialized():
