@@ -12,7 +12,6 @@ predict(model, x, seed=0, row_offset=0, **options) -> (y (Q, y_dim) raw units, e
   steps, schedule, step_init, step_final, gamma, noise_scale, delta_max, again_steps,
   again_step. Sample-then-refine (infer.refine_steps) is not done here.
 """
-import math
 
 import numpy as np
 import torch
@@ -183,13 +182,15 @@ def predict(model, x, seed=0, row_offset=0, return_population=False, **options):
     return (y, eb) + ((pop, pe) if return_population else ())
 
 
-def dfo_batched(model, xn, samples, iters, sigma=0.33, shrink=0.5, temperature=1.0, generator=None):
-    """IBC's DFO on torch's RNG, all on the model's device (for GPU evaluation, e.g. closed-loop
-    episodes): the same algorithm as dfo() without ember's streams. xn (Q, x_dim) normalised.
-    Returns the best y (Q, y_dim), normalised. dfo and langevin-trained energy nets only."""
-    net = model.net()
-    lo, hi = model.y_lo, model.y_hi
-    q, d = xn.shape[0], model.y_dim
+def dfo_batched(net, xn, lo, hi, samples, iters, sigma=0.33, shrink=0.5, temperature=1.0,
+                generator=None):
+    """IBC's DFO on torch's RNG, all on xn's device (for fast closed-loop evaluation, on a GPU
+    too): the algorithm of dfo() without ember's streams. net: an EnergyNet (model.net()), xn
+    (Q, x_dim) normalised, lo and hi the bounds (model.y_lo, model.y_hi, or scalars). Returns the
+    best y (Q, in_y), normalised."""
+    q, d = xn.shape[0], net.in_y
+    lo = torch.as_tensor(lo, dtype=xn.dtype, device=xn.device).expand(d)
+    hi = torch.as_tensor(hi, dtype=xn.dtype, device=xn.device).expand(d)
     with torch.no_grad():
         hx = net.fuse_x(xn)
         y = lo + (hi - lo) * torch.rand(q, samples, d, generator=generator, device=xn.device)

@@ -27,7 +27,6 @@ batch, which is what DistributedDataParallel computes.
 """
 import math
 import os
-import time
 
 import numpy as np
 import torch
