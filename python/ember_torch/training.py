@@ -85,7 +85,7 @@ def dfo_loss(net, xn, yn, lo, hi, o, gen, keep=0):
     `keep` kept ones) for one batch: xn (B, x_dim), yn (B, d) normalised."""
     b, d = yn.shape
     neg = uniform((b, o["negatives"], d), lo, hi, gen)
-    kept = int(round(o["prefix_share"] * o["negatives"])) if keep > 0 else 0
+    kept = int(math.floor(o["prefix_share"] * o["negatives"] + 0.5)) if keep > 0 else 0  # lroundf
     if kept:
         noise = o["prefix_noise"] * torch.randn((b, kept, keep), generator=gen, device=yn.device)
         neg[:, :kept, :keep] = yn[:, None, :keep] + noise
