@@ -4,34 +4,30 @@
 Lets ember's success rates on the N-D particle task be compared with an independent PyTorch
 implementation distribution against distribution: the same training seeds (as labels: the random
 streams differ) and the same evaluation episodes (read from a file that `ember data particle`
-wrote). The network, DFO inference and the InfoNCE step are bench/torch_reference.py's, imported,
-not copied; that file also explains the thread settings (OpenBLAS's own pool, passive OpenMP
-waits), which --threads applies the same way.
+wrote). The model, fit_stats, the training step and DFO are python/ember_torch's (docs/torch.md),
+imported, not copied; bench/torch_reference.py explains the thread settings (OpenBLAS's own
+pool, passive OpenMP waits), which --threads applies the same way (ember_torch.set_threads).
 
-train   --data DEMOS.csv --y-dim N --out MODEL.pt --seed S
+train   --data DEMOS.csv --y-dim N --out MODEL.safetensors --seed S
         [--arch resnet --width 128 --depth 2 --batch 256 --negatives 64 --steps 8000 --lr 1e-3
          --lr-decay 0.99 --decay-steps 100 --temperature 1 --bound-margin 0.05 --ema 0 --threads 2]
   ember's Method A (lib/src/train.c, ember/train.h):
   - DEMOS.csv as `ember data particle` writes it (header x0..,y:y0..; the last N columns are y).
-  - x and y normalised per column to zero mean / unit variance (population std, computed in
-    double, kept as float32; a column with std <= 1e-6 (1 + |mean|) is left unscaled, std 1).
-  - Sampling bounds: the normalised y's per-column min/max, each side widened by bound-margin x
-    the range (a range under 1e-6 counts as 1).
-  - Network: torch_reference.EnergyNet (pre-activation ResNet MLP, late fusion, state_dict names
-    equal to ember's). Every weight and bias starts U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as
-    ember_net_init_params draws them; this is also PyTorch's default nn.Linear distribution,
-    which torch_reference.py relies on. Same distribution, different values (torch's RNG).
-  - Each step: `batch` rows drawn uniformly with replacement; each true y (index 0) with
-    `negatives` counter-examples uniform in the bounds; loss = cross-entropy of softmax(-E/T)
-    against index 0, mean over the batch (torch_reference.infonce_step); Adam(0.9, 0.999,
-    eps 1e-8) at lr x lr_decay^(t / decay_steps), t = steps taken (continuous decay, as ember).
-  - --ema D > 0: after every step avg <- d avg + (1 - d) w, d = min(D, (1 + t) / (10 + t)),
-    t = steps taken before that step, avg starting at the initial weights; the saved model is
-    the average (as ember's --ema).
+  - x and y normalised and the sampling bounds fitted as ember does (ember_torch.fit_stats:
+    per column zero mean / unit population std, the normalised y's min/max widened by
+    bound-margin x the range per side).
+  - Network: ember_torch's EmberModel (pre-activation ResNet MLP, late fusion, ember's tensor
+    names); weights and biases start U(-1/sqrt(fan_in), 1/sqrt(fan_in)), nn.Linear's default and
+    ember_net_init_params' distribution. Same distribution, different values (torch's RNG).
+  - Each step (ember_torch.Trainer): `batch` rows drawn uniformly with replacement; each true y
+    (index 0) with `negatives` counter-examples uniform in the bounds; loss = cross-entropy of
+    softmax(-E/T) against index 0, mean over the batch; Adam(0.9, 0.999, eps 1e-8) at lr x
+    lr_decay^(t / decay_steps), t = steps taken (continuous decay, as ember); --ema D > 0: the
+    weights' moving average, d = min(D, (1 + t) / (10 + t)), and the saved model is the average.
   - Progress on stderr every 10% of the steps (loss of the step, mean loss over the last 100
     steps, lr, steps/s); at the end, on stdout, the wall time, steps/s and final mean loss.
-  - MODEL.pt: torch.save of a dict with the state_dict, shapes, normalisation (x_mean, x_std,
-    y_mean, y_std), bounds (y_lo, y_hi) and the training settings.
+  - MODEL.safetensors: an ember checkpoint (ember_torch.save_ember), which `ember eval particle`
+    and emberd take as well.
 
 eval    --model MODEL --dims N --starts STARTS.csv [--episodes 100 --samples 1024 --iters 3
          --sigma 0.33 --shrink 0.5 --temperature 1 --seed 1000 --threads 2 --trace FILE --quiet]
@@ -47,13 +43,13 @@ eval    --policy oracle|random --dims N --starts STARTS.csv [...]
   `ember data particle --dims N --episodes E --seed 1000 --out STARTS.csv`: its first 4N x are
   the position, velocity (0), goal 1 and goal 2, so these are the episodes that
   `ember eval particle --seed 1000` plays.
-  All episodes advance in lock step, one batched torch_reference.dfo_infer call per control
+  All episodes advance in lock step, one batched ember_torch.dfo_batched call per control
   step (IBC's DFO: uniform start in the bounds, softmax(-E/T) resampling with replacement,
   N(0, sigma^2) noise in normalised y units shrunk by `shrink` per iteration, clipped to the
   bounds, final pick = highest probability), then y is denormalised. Inference draws from torch's
   RNG seeded with --seed.
-  MODEL: a MODEL.pt from `train`, or an ember checkpoint (.safetensors, method dfo), read here
-  without ember, so that the same weights can be evaluated by both evaluators.
+  MODEL: an ember checkpoint (method dfo) from `train` or from `ember train`, read with
+  ember_torch.load_ember, so that the same weights can be evaluated by both evaluators.
   --policy oracle: goal 1 until within 0.01 of it (checked before acting), then goal 2;
   --policy random: uniform actions in [0, 1]^N.
   Prints success with a 95% Wilson interval, the goal 1 / goal 2 hit rates, actions/s (inference
@@ -74,11 +70,6 @@ How it differs from ember (where it could matter):
     counter-examples and DFO samples; ember uses its own counter-based streams. A seed number
     names a run in both but gives different draws, so compare distributions over seeds, not
     seed by seed.
-  - Bounds by reparametrisation: torch_reference's infonce_step and dfo_infer draw in the box
-    [-1, 1]^N. This script runs them on the net seen through y = c + h u (c, h: the bounds'
-    centre and half-width per column), with the DFO noise sigma / h per column, which is the
-    same as drawing, adding noise and clipping in the per-column bounds in normalised y units.
-    Only rounding differs: a true y passes through (y - c) / h and back (about 1 ulp).
   - The episodes start from STARTS.csv's float32 values where ember starts from the double
     draws they round: positions and goals differ by < 6e-8, so the distances agree to about
     1e-7 (a success decided within that of 0.05 could flip; none did in the checks).
@@ -90,9 +81,9 @@ How it differs from ember (where it could matter):
 Examples (ember's build in build/release/):
   build/release/ember data particle --dims 2 --episodes 2000 --seed 0 --out /tmp/p2.csv
   build/release/ember data particle --dims 2 --episodes 100 --seed 1000 --out /tmp/p2-starts.csv
-  /usr/bin/python3 bench/torch_particle.py train --data /tmp/p2.csv --y-dim 2 --out /tmp/t2.pt \\
+  /usr/bin/python3 bench/torch_particle.py train --data /tmp/p2.csv --y-dim 2 --out /tmp/t2.safetensors \\
       --seed 1 --steps 8000 --threads 2
-  /usr/bin/python3 bench/torch_particle.py eval --model /tmp/t2.pt --dims 2 --episodes 100 \\
+  /usr/bin/python3 bench/torch_particle.py eval --model /tmp/t2.safetensors --dims 2 --episodes 100 \\
       --starts /tmp/p2-starts.csv --samples 1024
   /usr/bin/python3 bench/torch_particle.py eval --policy oracle --dims 2 --episodes 20 \\
       --starts /tmp/p2-starts.csv --trace /tmp/oracle-torch.csv
@@ -107,20 +98,19 @@ Examples (ember's build in build/release/):
       --starts /tmp/p2-starts.csv        # ember's weights, this script's inference and task
 """
 import argparse
-import json
 import math
 import os
-import struct
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch_reference as ref  # noqa: E402  (sets OMP_WAIT_POLICY before torch is imported)
-
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before torch: torch_reference.py says why
+sys.dont_write_bytecode = True  # keep the source tree clean of __pycache__
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+
+import ember_torch as et  # noqa: E402
 
 STEPS = 50          # control steps per episode
 SUBSTEPS = 10       # integration steps per control step
@@ -160,179 +150,60 @@ def load_demos(path, y_dim):
     return np.ascontiguousarray(a[:, :-y_dim]), np.ascontiguousarray(a[:, -y_dim:])
 
 
-def mean_std(v):
-    """Per column, as ember's mean_std: double sums, population std, float32 results; a constant
-    column keeps std 1."""
-    v64 = v.astype(np.float64)
-    mu = v64.mean(axis=0)
-    sd = np.sqrt(((v64 - mu) ** 2).mean(axis=0))
-    sd = np.where(sd > 1e-6 * (1.0 + np.abs(mu)), sd, 1.0)
-    return mu.astype(np.float32), sd.astype(np.float32)
-
-
-def fit_stats(x, y, margin):
-    """ember_train_fit_stats for Method A: normalisation of x and y, bounds in normalised y."""
-    xm, xs = mean_std(x)
-    ym, ys = mean_std(y)
-    yn = (y - ym) / ys  # float32, as ember_model_norm_y
-    lo, hi = yn.min(axis=0), yn.max(axis=0)
-    rng = hi - lo
-    rng = np.where(rng < np.float32(1e-6), np.float32(1.0), rng)
-    y_lo, y_hi = lo - np.float32(margin) * rng, hi + np.float32(margin) * rng
-    bad = ~(y_lo < y_hi)
-    y_lo = np.where(bad, lo - np.float32(0.5), y_lo)
-    y_hi = np.where(bad, hi + np.float32(0.5), y_hi)
-    return {"x_mean": xm, "x_std": xs, "y_mean": ym, "y_std": ys,
-            "y_lo": y_lo.astype(np.float32), "y_hi": y_hi.astype(np.float32)}
-
-
-class Boxed(nn.Module):
-    """The energy net seen through y = c + h u, u in torch_reference's box [-1, 1]^N, with c and
-    h the centre and half-width of the per-column bounds (normalised y units). Uniform draws,
-    clipping and noise sigma / h in u are uniform draws, clipping and noise sigma in y."""
-
-    def __init__(self, net, y_lo, y_hi):
-        super().__init__()
-        self.net, self.y_dim = net, net.y_dim
-        lo, hi = torch.as_tensor(y_lo), torch.as_tensor(y_hi)
-        self.register_buffer("c", (lo + hi) / 2)
-        self.register_buffer("h", (hi - lo) / 2)
-
-    def fuse_x(self, x):
-        return self.net.fuse_x(x)
-
-    def energy(self, hx, u):
-        return self.net.energy(hx, self.c + self.h * u)
-
-    def forward(self, x, u):
-        return self.energy(self.fuse_x(x), u)
-
-    def to_u(self, y):
-        return (y - self.c) / self.h
-
-    def to_y(self, u):
-        return self.c + self.h * u
-
-
-def init_like_ember(net):
-    """ember_net_init_params: every weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.Linear):
-                b = 1.0 / math.sqrt(m.in_features)
-                m.weight.uniform_(-b, b)
-                m.bias.uniform_(-b, b)
-
-
 # ---- training ------------------------------------------------------------------------------
 
 def train(args, log=sys.stdout):
     """Trains one model as ember's Method A; saves it to args.out. Returns a summary dict."""
     x, y = load_demos(args.data, args.y_dim)
     n, x_dim, y_dim = x.shape[0], x.shape[1], y.shape[1]
-    st = fit_stats(x, y, args.bound_margin)
-    ref.set_threads(args.threads)
+    et.set_threads(args.threads)
+    o = et.recipe("dfo", arch=args.arch, width=args.width, depth=args.depth, batch=args.batch,
+                  negatives=args.negatives, steps=args.steps, lr=args.lr, lr_decay=args.lr_decay,
+                  decay_steps=args.decay_steps, temperature=args.temperature,
+                  bound_margin=args.bound_margin, ema=args.ema)
     torch.manual_seed(args.seed)
-    net = ref.EnergyNet(x_dim, y_dim, args.width, args.depth, args.arch)
-    init_like_ember(net)
-    boxed = Boxed(net, st["y_lo"], st["y_hi"])
-    xn = torch.from_numpy((x - st["x_mean"]) / st["x_std"])
-    un = boxed.to_u(torch.from_numpy((y - st["y_mean"]) / st["y_std"]))
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
-    params = list(net.parameters())
-    avg = [p.detach().clone() for p in params] if args.ema > 0 else None
+    model = et.EmberModel("dfo", x_dim, y_dim, args.arch, args.width, args.depth)
+    model.set_stats(et.fit_stats(x, y, "dfo", args.bound_margin))
+    trainer = et.Trainer(model, x, y, o, seed=args.seed)
     print(f"torch_particle train: {n} rows (x {x_dim}, y {y_dim}) from {args.data}; {args.arch} "
           f"{args.width}x{args.depth}, {args.steps} steps, batch {args.batch}, {args.negatives} "
           f"negatives, lr {args.lr:g} x{args.lr_decay:g}/{args.decay_steps}, ema {args.ema:g}, "
           f"seed {args.seed}, {args.threads} thread(s)", file=sys.stderr, flush=True)
-    window, marks = [], {max(1, math.ceil(k * args.steps / 10)) for k in range(1, 11)}
+    marks = {max(1, math.ceil(k * args.steps / 10)) for k in range(1, 11)}
     t0 = time.perf_counter()
     for s in range(args.steps):
-        lr = float(np.float32(args.lr * args.lr_decay ** (s / args.decay_steps)))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        idx = torch.randint(n, (args.batch,))
-        loss = ref.infonce_step(boxed, opt, xn[idx], un[idx], args.negatives, args.temperature).item()
-        if not math.isfinite(loss):
-            die(f"training diverged at step {s} (loss is not finite); try a lower --lr")
-        if avg is not None:
-            d = min(args.ema, (1 + s) / (10 + s))
-            with torch.no_grad():
-                for a, p in zip(avg, params):
-                    a.lerp_(p, 1.0 - d)  # a + (1 - d) (w - a), as ember
-        window.append(loss)
-        if len(window) > 100:
-            window.pop(0)
+        lr = trainer.lr()
+        try:
+            loss = trainer.step()
+        except FloatingPointError as e:
+            die(str(e))
         if s + 1 in marks:
             el = time.perf_counter() - t0
-            print(f"step {s + 1}/{args.steps} loss {loss:.4f} avg {sum(window) / len(window):.4f} "
+            w = trainer.window
+            print(f"step {s + 1}/{args.steps} loss {loss:.4f} avg {sum(w) / len(w):.4f} "
                   f"lr {lr:.6g} {(s + 1) / el:.1f} steps/s", file=sys.stderr, flush=True)
     wall = time.perf_counter() - t0
-    if avg is not None:
-        with torch.no_grad():
-            for a, p in zip(avg, params):
-                p.copy_(a)
-    final = sum(window) / len(window)
-    meta = {"format": "torch_particle", "method": "dfo", "arch": args.arch, "x_dim": x_dim,
-            "y_dim": y_dim, "width": args.width, "depth": args.depth,
-            **{k: v.tolist() for k, v in st.items()},
-            "train": {"data": args.data, "rows": n, "seed": args.seed, "steps": args.steps,
-                      "batch": args.batch, "negatives": args.negatives, "lr": args.lr,
-                      "lr_decay": args.lr_decay, "decay_steps": args.decay_steps,
-                      "temperature": args.temperature, "bound_margin": args.bound_margin,
-                      "ema": args.ema, "threads": args.threads, "loss": final, "wall_s": wall}}
-    tmp = f"{args.out}.tmp{os.getpid()}"
-    torch.save({"meta": meta, "state_dict": net.state_dict()}, tmp)
-    os.replace(tmp, args.out)
+    final = sum(trainer.window) / len(trainer.window)
+    trainer.finish()
+    model.options["infer.samples"] = 1024
+    et.save_ember(model, args.out)
     print(f"torch_particle train: {args.steps} steps in {wall:.1f} s ({args.steps / wall:.2f} "
-          f"steps/s), final loss {final:.4f} (mean of the last {len(window)}); wrote {args.out}",
+          f"steps/s), final loss {final:.4f} (mean of the last {len(trainer.window)}); wrote {args.out}",
           file=log, flush=True)
     return {"train_s": wall, "steps_per_s": args.steps / wall, "loss": final}
 
 
 # ---- models --------------------------------------------------------------------------------
 
-def read_safetensors(path):
-    """(tensors {name: float32 ndarray}, metadata {str: str}) of an F32 safetensors file."""
-    with open(path, "rb") as f:
-        (hlen,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(hlen))
-        data = f.read()
-    meta = header.pop("__metadata__", {})
-    out = {}
-    for name, d in header.items():
-        if d["dtype"] != "F32":
-            die(f"{path}: {name} is {d['dtype']}, only F32 is read")
-        b, e = d["data_offsets"]
-        out[name] = np.frombuffer(data[b:e], dtype="<f4").reshape(d["shape"]).copy()
-    return out, meta
-
-
 def load_model(path):
-    """(EnergyNet, meta) from a MODEL.pt of `train` or an ember dfo checkpoint."""
-    if path.endswith(".safetensors"):
-        tensors, m = read_safetensors(path)
-        if m.get("format") != "ember":
-            die(f"{path}: not an ember checkpoint")
-        if m.get("method") != "dfo":
-            die(f"{path}: method {m.get('method')}: only dfo models are evaluated here")
-        meta = {"method": "dfo", "arch": m["arch"], "x_dim": int(m["x_dim"]),
-                "y_dim": int(m["y_dim"]), "width": int(m["width"]), "depth": int(m["depth"])}
-        for k in ("x_mean", "x_std", "y_mean", "y_std", "y_lo", "y_hi"):
-            meta[k] = json.loads(m[k])
-        sd = {k: torch.from_numpy(v) for k, v in tensors.items()}
-    else:
-        ck = torch.load(path)
-        if not isinstance(ck, dict) or ck.get("meta", {}).get("format") != "torch_particle":
-            die(f"{path}: not a model written by torch_particle.py train")
-        meta, sd = ck["meta"], ck["state_dict"]
-    net = ref.EnergyNet(meta["x_dim"], meta["y_dim"], meta["width"], meta["depth"], meta["arch"])
-    keys = net.state_dict().keys()
-    missing = [k for k in keys if k not in sd]
-    if missing:
-        die(f"{path}: missing tensors {missing}")
-    net.load_state_dict({k: sd[k] for k in keys})  # spectral norm's *_orig/_u/_v are not used
-    return net.eval(), meta
+    """An ember_torch EmberModel from an ember dfo checkpoint (torch_particle's or ember's)."""
+    try:
+        model = et.load_ember(path)
+    except (OSError, ValueError) as e:
+        die(str(e))
+    if model.method != "dfo":
+        die(f"{path}: method {model.method}: only dfo models are evaluated here")
+    return model
 
 
 # ---- the particle task ---------------------------------------------------------------------
@@ -406,29 +277,25 @@ def oracle(obs, t, state):
 
 def evaluate(args, out=sys.stdout):
     """Runs args.episodes episodes; prints the report and the CSV lines. Returns a result dict."""
-    ref.set_threads(args.threads)
+    et.set_threads(args.threads)
     torch.manual_seed(args.seed)
     dims = args.dims
     infer_s = [0.0]
     history = 1
     if args.model:
-        net, meta = load_model(args.model)
-        if meta["y_dim"] != dims or meta["x_dim"] % (4 * dims):
-            die(f"{args.model} takes {meta['x_dim']} x and gives {meta['y_dim']} y; the {dims}-D "
+        model = load_model(args.model)
+        if model.y_dim != dims or model.x_dim % (4 * dims):
+            die(f"{args.model} takes {model.x_dim} x and gives {model.y_dim} y; the {dims}-D "
                 f"particle task needs 4N H x and N y")
-        history = meta["x_dim"] // (4 * dims)
-        f32 = lambda k: torch.tensor(meta[k], dtype=torch.float32)
-        xm, xs, ym, ys = f32("x_mean"), f32("x_std"), f32("y_mean"), f32("y_std")
-        boxed = Boxed(net, f32("y_lo"), f32("y_hi")).eval()
-        sigma = torch.tensor(args.sigma, dtype=torch.float32)
+        history = model.x_dim // (4 * dims)
 
         def act(obs, t, state):
             t0 = time.perf_counter()
             with torch.inference_mode():
-                xn = (torch.from_numpy(obs) - xm) / xs
-                u = ref.dfo_infer(boxed, xn, args.samples, args.iters, args.temperature,
-                                  sigma=sigma / boxed.h, shrink=args.shrink, lo=-1.0, hi=1.0)
-                y = boxed.to_y(u) * ys + ym
+                yn = et.dfo_batched(model.net(), model.norm_x(torch.from_numpy(obs)), model.y_lo,
+                                    model.y_hi, args.samples, args.iters, args.sigma, args.shrink,
+                                    args.temperature)
+                y = model.denorm_y(yn)
             infer_s[0] += time.perf_counter() - t0
             return y.numpy()
         policy, method = args.model, "dfo"
@@ -485,7 +352,7 @@ def seeds(args):
     try:
         for s in args.seeds:
             args.seed = s
-            args.out = args.model = os.path.join(work, f"torch-particle-{args.dims}-s{s}.pt")
+            args.out = args.model = os.path.join(work, f"torch-particle-{args.dims}-s{s}.safetensors")
             tr = train(args, log=sys.stderr)
             ev_args = argparse.Namespace(**{**vars(args), "seed": args.eval_seed, "trace": None})
             with open(os.devnull, "w") as null:
@@ -551,7 +418,7 @@ def main(argv=None):
     s = sub.add_parser("eval", help="closed-loop episodes on the particle task")
     eval_flags(s)
     g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument("--model", help="MODEL.pt from train, or an ember dfo .safetensors")
+    g.add_argument("--model", help="an ember dfo checkpoint (from train or ember train)")
     g.add_argument("--policy", choices=["oracle", "random"])
     s.add_argument("--temperature", type=float, default=1.0, help="DFO softmax temperature")
     s.add_argument("--seed", type=int, default=1000, help="inference (torch RNG) seed")

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """PyTorch reference for ember: the same energy network, IBC DFO inference and InfoNCE training.
 
-ember's C implementation is compared against this script on the same CPU. The network matches
-ember/net.h exactly, state_dict names included ("proj.weight", "blocks.0.1.bias", "hidden.0.weight",
-"out.bias"), so checkpoints move between the two:
+ember's C implementation is compared against this script on the same CPU. The network, the
+training losses, DFO and the safetensors writer are python/ember_torch's (docs/torch.md), imported,
+not copied; the network matches ember/net.h exactly, state_dict names included ("proj.weight",
+"blocks.0.1.bias", "hidden.0.weight", "out.bias"), so checkpoints move between the two:
 
   resnet: proj = Linear(x_dim + y_dim, W) (columns x first, then y); depth/2 blocks, each
           h = h + blocks[b][1](relu(blocks[b][0](relu(h)))); out = Linear(W, 1), no final activation.
@@ -67,155 +68,57 @@ Examples:
   /usr/bin/python3 bench/torch_reference.py fixture tests/fixtures
 """
 import argparse
-import ctypes
 import itertools
 import json
 import os
-import struct
 import sys
 import time
 
 # Idle OpenMP threads sleep instead of spinning: Debian's torch runs OpenMP for elementwise ops
 # and a separate OpenBLAS thread pool for GEMMs, and spinning OpenMP threads starve OpenBLAS's.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+sys.dont_write_bytecode = True  # keep the source tree clean of __pycache__
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
+from ember_torch import safetensors  # noqa: E402
+from ember_torch import training  # noqa: E402
+from ember_torch.infer import dfo_batched  # noqa: E402
+from ember_torch.nets import EnergyNet  # noqa: E402,F401  (torch_particle.py imports it from here)
+from ember_torch.training import set_threads  # noqa: E402
 
-class EnergyNet(nn.Module):
-    """E(x, y): pre-activation ResNet MLP or plain MLP with a scalar output, late-fused input."""
-
-    def __init__(self, x_dim, y_dim, width, depth, arch="resnet"):
-        super().__init__()
-        if arch not in ("resnet", "mlp"):
-            raise ValueError(f"arch must be resnet or mlp, got {arch}")
-        if arch == "resnet" and (depth < 2 or depth % 2):
-            raise ValueError(f"resnet depth must be even and >= 2, got {depth}")
-        self.x_dim, self.y_dim, self.width, self.depth, self.arch = x_dim, y_dim, width, depth, arch
-        if arch == "resnet":
-            self.proj = nn.Linear(x_dim + y_dim, width)
-            self.blocks = nn.ModuleList(
-                nn.ModuleList([nn.Linear(width, width), nn.Linear(width, width)])
-                for _ in range(depth // 2))
-        else:
-            self.hidden = nn.ModuleList(
-                [nn.Linear(x_dim + y_dim, width)] +
-                [nn.Linear(width, width) for _ in range(depth - 1)])
-        self.out = nn.Linear(width, 1)
-
-    def first(self):
-        return self.proj if self.arch == "resnet" else self.hidden[0]
-
-    def fuse_x(self, x):
-        """x: (Q, x_dim) -> W_x x + b: (Q, width), computed once per query."""
-        layer = self.first()
-        return F.linear(x, layer.weight[:, :self.x_dim], layer.bias)
-
-    def energy(self, hx, y):
-        """hx: (Q, width) from fuse_x, y: (Q, S, y_dim) -> energies (Q, S)."""
-        wy = self.first().weight[:, self.x_dim:].t()  # (y_dim, width)
-        # hx + y @ W_y^T as one batched GEMM: several times faster than F.linear for tiny y_dim.
-        h = torch.baddbmm(hx.unsqueeze(1), y, wy.expand(y.shape[0], -1, -1))
-        if self.arch == "resnet":
-            inplace = not torch.is_grad_enabled()  # h is a fresh tensor: safe to update in place
-            for l0, l1 in self.blocks:
-                r = l1(torch.relu_(l0(torch.relu(h))))
-                h = h.add_(r) if inplace else h + r
-        else:
-            h = torch.relu_(h)
-            for layer in self.hidden[1:]:
-                h = torch.relu_(layer(h))
-        return self.out(h).squeeze(-1)
-
-    def forward(self, x, y):
-        return self.energy(self.fuse_x(x), y)
-
-    def row_macs(self):
-        hidden = self.depth if self.arch == "resnet" else self.depth - 1
-        return self.y_dim * self.width + hidden * self.width * self.width + self.width
+BOX = (torch.tensor(-1.0), torch.tensor(1.0))  # the benchmarks draw y in [-1, 1]^y_dim
 
 
-def dfo_infer(net, x, samples, iters, temperature=1.0, sigma=0.33, shrink=0.5, lo=-1.0, hi=1.0):
-    """IBC derivative-free optimisation. x: (Q, x_dim) -> best y: (Q, y_dim)."""
-    q = x.shape[0]
-    hx = net.fuse_x(x)
-    y = torch.empty(q, samples, net.y_dim).uniform_(lo, hi)
-    for i in range(iters):
-        probs = torch.softmax(-net.energy(hx, y) / temperature, dim=1)
-        if i < iters - 1:
-            idx = torch.multinomial(probs, samples, replacement=True)
-            y = torch.gather(y, 1, idx.unsqueeze(-1).expand(-1, -1, net.y_dim))
-            y = (y + sigma * torch.randn_like(y)).clamp_(lo, hi)
-            sigma *= shrink
-    best = probs.argmax(dim=1)
-    return y[torch.arange(q), best]
+def dfo_infer(net, x, samples, iters, temperature=1.0, sigma=0.33, shrink=0.5):
+    """IBC derivative-free optimisation in the box. x: (Q, x_dim) -> best y: (Q, y_dim)."""
+    return dfo_batched(net, x, BOX[0], BOX[1], samples, iters, sigma, shrink, temperature)
 
 
-def infonce_step(net, opt, x, y_pos, negatives, temperature=1.0, lo=-1.0, hi=1.0):
-    """One InfoNCE step. x: (B, x_dim), y_pos: (B, y_dim). Returns the loss."""
-    b = x.shape[0]
-    neg = torch.empty(b, negatives, net.y_dim).uniform_(lo, hi)
-    cands = torch.cat([y_pos.unsqueeze(1), neg], dim=1)  # positive at index 0
-    logits = -net(x, cands) / temperature
-    loss = F.cross_entropy(logits, torch.zeros(b, dtype=torch.long))
+def _opts(negatives, temperature, **kw):
+    return training.recipe("dfo", negatives=negatives, temperature=temperature, **kw)
+
+
+def _step(net, opt, loss):
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     return loss.detach()
 
 
-def langevin_step(net, opt, x, y_pos, negatives, chain_steps, temperature=1.0, lo=-1.0, hi=1.0,
-                  step_init=0.1, step_final=1e-5, noise_scale=1.0, delta_max=0.1,
-                  penalty_margin=1.0, penalty_weight=1.0):
-    """One Method C step (ember's langevin_task): Langevin chains move the negatives, then
-    InfoNCE plus the gradient penalty at the final negatives. Returns the loss."""
-    b = x.shape[0]
-    hx = net.fuse_x(x)
-    hx_chain = hx.detach()
-    y = torch.empty(b, negatives, net.y_dim).uniform_(lo, hi)
-    params = list(net.parameters())
-    for p in params:  # the chain needs dE/dy only: no graph through the weights
-        p.requires_grad_(False)
-    try:
-        for k in range(1, chain_steps + 1):
-            y.requires_grad_(True)
-            (g,) = torch.autograd.grad(net.energy(hx_chain, y).sum(), y)
-            g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
-            t = 1.0 - (k - 1) / chain_steps
-            lam = (step_init - step_final) * t * t + step_final
-            with torch.no_grad():
-                delta = (-0.5 * lam) * g + (noise_scale * lam) * torch.randn_like(g)
-                y = (y + delta.clamp_(-delta_max, delta_max)).clamp_(lo, hi)
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-    cands = torch.cat([y_pos.unsqueeze(1), y.detach()], dim=1).requires_grad_(True)
-    e = net.energy(hx, cands)  # positive at index 0
-    loss = F.cross_entropy(-e / temperature, torch.zeros(b, dtype=torch.long))
-    if penalty_weight > 0:
-        (g,) = torch.autograd.grad(e.sum(), cands, create_graph=True)
-        gn = g[:, 1:].abs().amax(dim=-1)  # ||dE/dy||_inf per final negative: (B, M)
-        loss = loss + penalty_weight * torch.relu(gn - penalty_margin).square().mean()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss.detach()
+def infonce_step(net, opt, x, y_pos, negatives, temperature=1.0):
+    """One InfoNCE step (ember_torch.training.dfo_loss). x: (B, x_dim), y_pos: (B, y_dim)."""
+    lo, hi = (b.expand(net.in_y) for b in BOX)
+    return _step(net, opt, training.dfo_loss(net, x, y_pos, lo, hi, _opts(negatives, temperature), None))
 
 
-def set_threads(n):
-    """torch's intra-op threads and, where torch calls OpenBLAS as a generic BLAS (Debian's
-    python3-torch), OpenBLAS's own pool, which torch.set_num_threads leaves at all cores."""
-    torch.set_num_threads(n)
-    with open("/proc/self/maps") as f:
-        libs = {line.split()[-1] for line in f if "blas" in os.path.basename(line.rstrip())}
-    for lib in sorted(libs):
-        fn = getattr(ctypes.CDLL(lib), "openblas_set_num_threads", None)
-        if fn:
-            fn(n)
-            return
+def langevin_step(net, opt, x, y_pos, negatives, chain_steps, temperature=1.0):
+    """One Method C step (ember_torch.training.langevin_loss, ember's defaults otherwise)."""
+    lo, hi = (b.expand(net.in_y) for b in BOX)
+    o = _opts(negatives, temperature, chain_steps=chain_steps)
+    return _step(net, opt, training.langevin_loss(net, x, y_pos, lo, hi, o, None))
 
 
 def configs(args, keys):
@@ -286,23 +189,6 @@ def bench_train(args):
             "gflops": f"{flops * sps / 1e9:.2f}", "loss": f"{loss.item():.4f}"}), flush=True)
 
 
-def write_safetensors(path, tensors, metadata):
-    """tensors: list of (name, float32 ndarray) in file order; metadata: {str: str}."""
-    header, offset = {}, 0
-    for name, a in tensors:
-        header[name] = {"dtype": "F32", "shape": list(a.shape),
-                        "data_offsets": [offset, offset + a.nbytes]}
-        offset += a.nbytes
-    header["__metadata__"] = metadata
-    js = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    js += b" " * (-len(js) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(js)))
-        f.write(js)
-        for _, a in tensors:
-            f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
-
-
 def export_fixture(args):
     x_dim, y_dim, width, depth, nq, nc = 3, 2, 8, 2, 4, 5
     os.makedirs(args.path, exist_ok=True)
@@ -323,7 +209,7 @@ def export_fixture(args):
             "train.steps": "0", "train.seed": "20240611", "train.batch": "512",
             "train.negatives": "256", "train.lr": "0.001", "train.temperature": "1",
             "train.loss": "0"}
-        write_safetensors(os.path.join(args.path, f"{arch}.safetensors"), tensors, meta)
+        safetensors.write(os.path.join(args.path, f"{arch}.safetensors"), tensors, meta)
 
         net64 = net.double()  # reference values in float64 from the float32 weights
         y64 = y.double().requires_grad_(True)

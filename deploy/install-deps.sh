@@ -4,8 +4,8 @@
 #   deploy/install-deps.sh              build + test dependencies
 #   deploy/install-deps.sh --build-only only what building emberd/ember needs (-DEMBER_TESTS=OFF);
 #                                       the Dockerfile's build stage uses it
-#   deploy/install-deps.sh --bench      also python3-torch for bench/torch_*.py (numpy is a test
-#                                       package) and h2load (nghttp2-client) for bench/serve.sh
+#   deploy/install-deps.sh --bench      also h2load (nghttp2-client) for bench/serve.py (python3-torch
+#                                       and numpy, which the PyTorch benchmarks use, are test packages)
 #   deploy/install-deps.sh --runtime    only the shared libraries emberd/ember need at run time
 set -eu
 
@@ -17,13 +17,15 @@ set -eu
 # test as the current user, never as services); docker-compose and yamllint: the offline
 # checks of deploy/compose/ and deploy/k8s/ (docs/cluster.md); numpy, pip, setuptools and wheel:
 # the Python package python/ember_client and the offline build of its wheel and sdist
-# (docs/client-python.md)
+# (docs/client-python.md); python3-torch: python/ember_torch, which test_torch.py checks
+# against ember (docs/torch.md)
 build="build-essential cmake pkg-config libopenblas-dev libzip-dev libjansson-dev libpng-dev
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler libuv1-dev grpc-proto"
 test="libcmocka-dev python3 python3-grpcio python3-grpc-tools openssl clang libclang-rt-dev
-  nginx haproxy docker-compose yamllint python3-numpy python3-pip python3-setuptools python3-wheel"
+  nginx haproxy docker-compose yamllint python3-numpy python3-pip python3-setuptools python3-wheel
+  python3-torch"
 runtime="libopenblas0-pthread libzip4 libjansson4 libpng16-16 libgrpc29 libprotobuf-c1 libuv1"
-bench="python3-torch nghttp2-client"
+bench="nghttp2-client"
 
 # kubectl for the offline check of deploy/k8s: Debian's kubernetes-client, unless a kubectl
 # from elsewhere (Kubernetes' own packages) is already installed, which it would conflict with
