@@ -74,13 +74,16 @@ static int resolve_options(srv_call *c, const model_version *v, const Ember__V1_
                            srv_status *st) {
   const ember_model *m = &v->model;
   const srv_config *cfg = &c->srv->cfg;
-  const int langevin = m->method == EMBER_METHOD_LANGEVIN;
   ember_infer_opts r = m->infer;
   ember_err err;
   if (ember_wire_infer_from_msg(o, v->entry->name, m->method, &r, &err) < 0) {
     srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     return -1;
   }
+  /* the optimiser by name, so that "default" and the model's own share batches */
+  const ember_method how = ember_optimizer_method(m->method, r.optimizer);
+  r.optimizer = ember_method_optimizer(how);
+  const int langevin = how == EMBER_METHOD_LANGEVIN;
   if (m->method != EMBER_METHOD_MSE && r.samples > cfg->max_samples) {
     srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
                    "options.samples is %u; this server allows at most %d samples per row (--max-samples)",
@@ -153,11 +156,12 @@ static int check_infer(srv_call *c, model_version *v, const Ember__V1__Inference
                                    : ember_infer_flops(&v->model, &c->opts)) / 1e9;
   if (gflop > c->srv->cfg.max_request_gflop) {
     const ember_infer_opts *o = &c->opts;
+    const ember_method how = ember_optimizer_method(v->model.method, o->optimizer);
     char what[160];
-    if (v->model.method == EMBER_METHOD_LANGEVIN)
+    if (how == EMBER_METHOD_LANGEVIN)
       snprintf(what, sizeof what, "%d rows x %d chains x %d chain steps%s", c->rows, o->samples,
                o->langevin.steps + o->again_steps, o->again_steps ? " (both chains)" : "");
-    else if (v->model.method == EMBER_METHOD_ARDFO)
+    else if (how == EMBER_METHOD_ARDFO)
       snprintf(what, sizeof what, "%d rows x %d samples x %d iterations x %d prefix nets", c->rows,
                o->samples, o->iters, v->model.nar + 1);
     else
@@ -171,7 +175,7 @@ static int check_infer(srv_call *c, model_version *v, const Ember__V1__Inference
                           "this request needs %.0f GFLOP (%s); this server takes at most %d per request "
                           "(--max-request-gflop): send fewer rows or samples%s%s",
                           gflop, what, c->srv->cfg.max_request_gflop,
-                          v->model.method == EMBER_METHOD_LANGEVIN ? ", or shorter chains" : "",
+                          how == EMBER_METHOD_LANGEVIN ? ", or shorter chains" : "",
                           sample && c->modes.polish_steps > 0 ? ", or fewer modes or polish steps" : "");
   }
   double bytes = 4.0 * c->rows * c->opts.samples * (v->model.y_dim + 1);
