@@ -464,7 +464,7 @@ void batcher_submit(server *s, srv_call *c) {
       srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory queueing the request");
       return;
     }
-    q->key = (batch_key){c->version, c->rpc, c->opts, c->modes, c->want_samples};
+    q->key = (batch_key){c->version, srv_compute_rpc(c->rpc), c->opts, c->modes, c->want_samples};
     q->next = s->batch_queues;
     s->batch_queues = q;
   }
