@@ -155,8 +155,8 @@ _Static_assert(sizeof(ember_infer_opts) == INFER_CLI_NFIELDS * 4,
 
 int infer_cli_refuse_langevin(const infer_cli_field *f, const char *verb, const char *model,
                               const char *method) {
-  fprintf(stderr, "ember %s: --%s applies to Langevin chains only (a Langevin model, or --optimizer "
-                  "langevin); %s is a model of method %s\n", verb, f->name, model, method);
+  fprintf(stderr, "ember %s: --%s applies to Langevin models only (or to --optimizer langevin on "
+                  "any energy model); %s is a model of method %s\n", verb, f->name, model, method);
   return 2;
 }
 

@@ -65,8 +65,8 @@ typedef struct infer_cli_field {
   int langevin;
 } infer_cli_field;
 extern const infer_cli_field infer_cli_fields[INFER_CLI_NFIELDS];
-/* "ember VERB: --NAME applies to Langevin chains only (a Langevin model or --optimizer
- * langevin); MODEL is a model of method METHOD"; returns 2, the usage exit status. */
+/* "ember VERB: --NAME applies to Langevin models only (or to --optimizer langevin on any
+ * energy model); MODEL is a model of method METHOD"; returns 2, the usage exit status. */
 int infer_cli_refuse_langevin(const infer_cli_field *f, const char *verb, const char *model,
                               const char *method);
 

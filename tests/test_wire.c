@@ -185,8 +185,8 @@ static void test_infer_refusals(void **state) {
   w.langevin = &l;
   l.optional_noise_scale_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_NOISE_SCALE_NOISE_SCALE;
   assert_err(ember_wire_infer_check(&w, "toy", EMBER_METHOD_ARDFO, &err), err,
-             "options.langevin applies to Langevin chains only (a Langevin model, or optimizer "
-             "OPTIMIZER_LANGEVIN); model 'toy' is of method ardfo");
+             "options.langevin applies to Langevin models only (or to optimizer "
+             "OPTIMIZER_LANGEVIN on any energy model); model 'toy' is of method ardfo");
   assert_int_equal(ember_wire_infer_check(&w, "toy", EMBER_METHOD_LANGEVIN, &err), 0);
   /* the chosen optimiser: chains on any energy model take the Langevin settings; ardfo needs
    * an ardfo model; an explicit model has no optimiser; unknown values are refused */
@@ -198,8 +198,8 @@ static void test_infer_refusals(void **state) {
              "has no energy to optimise (only optimizer default)");
   w.optimizer = EMBER__V1__INFERENCE_OPTIONS__OPTIMIZER__OPTIMIZER_DFO;
   assert_err(ember_wire_infer_check(&w, "toy", EMBER_METHOD_LANGEVIN, &err), err,
-             "options.langevin applies to Langevin chains only (a Langevin model, or optimizer "
-             "OPTIMIZER_LANGEVIN); model 'toy' is of method langevin");
+             "options.langevin applies to Langevin models only (or to optimizer "
+             "OPTIMIZER_LANGEVIN on any energy model); model 'toy' is of method langevin");
   w.langevin = NULL;
   assert_int_equal(ember_wire_infer_check(&w, "toy", EMBER_METHOD_LANGEVIN, &err), 0);
   w.optimizer = EMBER__V1__INFERENCE_OPTIONS__OPTIMIZER__OPTIMIZER_ARDFO;

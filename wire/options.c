@@ -141,8 +141,8 @@ int ember_wire_infer_check(const Ember__V1__InferenceOptions *w, const char *mod
   if (langevin_given(l) &&
       ember_optimizer_method(method, (ember_optimizer)w->optimizer) != EMBER_METHOD_LANGEVIN)
     return ember_fail(err, EMBER_EINVAL,
-                      "options.langevin applies to Langevin chains only (a Langevin model, or "
-                      "optimizer OPTIMIZER_LANGEVIN); model '%s' is of method %s",
+                      "options.langevin applies to Langevin models only (or to optimizer "
+                      "OPTIMIZER_LANGEVIN on any energy model); model '%s' is of method %s",
                       model, ember_method_name(method));
   if (!l) return 0;
   if (l->chain_steps > (uint32_t)EMBER_MAX_CHAIN_STEPS)

@@ -4,6 +4,7 @@ remote mode; the model's own optimiser named explicitly equals the default; opti
 not apply are INVALID_ARGUMENT, locally and remotely."""
 import os
 import random
+import subprocess
 import sys
 
 sys.dont_write_bytecode = True  # keep the source tree clean of __pycache__
@@ -17,18 +18,28 @@ O = None  # InferenceOptions, set in setUp (the stubs are generated at run time)
 
 
 class Optimizer(it.EmberTest):
+    @classmethod
+    def setUpClass(cls):
+        # one repository for every test: servers only read it
+        repo = os.path.join(it.SCRATCH, "repo")
+        data = it.jump_data(os.path.join(it.SCRATCH, "jump.csv"))
+        cls.jump = os.path.join(repo, "jump", "1.safetensors")
+        cls.flat = os.path.join(repo, "flat", "1.safetensors")
+        for out, seed, extra in ((cls.jump, 3, []), (cls.flat, 5, ["--method", "mse"])):
+            os.makedirs(os.path.dirname(out))
+            subprocess.run([it.EMBER, "train", "--data", data, "--out", out, "--width", "32", "--steps", "80",
+                            "--batch", "32", "--negatives", "16", "--seed", str(seed), "--samples", "256",
+                            "--threads", "1", "--quiet"] + extra, check=True, timeout=it.CLI_TIMEOUT)
+        cls.repo = repo
+
     def setUp(self):
         super().setUp()
         global O
         O = it.pb.InferenceOptions
-        repo = os.path.join(self.tmp, "repo")
-        data = it.jump_data(os.path.join(self.tmp, "jump.csv"))
-        self.jump = self.train(os.path.join(repo, "jump", "1.safetensors"), data, seed=3)
-        self.flat = self.train(os.path.join(repo, "flat", "1.safetensors"), data, "--method", "mse", seed=5)
         rng = random.Random(3)
         self.x = [[it.grid_value(rng), it.grid_value(rng)] for _ in range(5)]
         self.q = it.write_csv(os.path.join(self.tmp, "q.csv"), ["a", "b"], self.x)
-        self.srv = self.start("--models", repo, "--workers", 2)
+        self.srv = self.start("--models", self.repo, "--workers", 2)
 
     def predict(self, model, code=grpc.StatusCode.OK, **opts):
         req = it.pb.PredictRequest(model=model, x=[v for r in self.x for v in r], options=O(**opts))
@@ -71,7 +82,7 @@ class Optimizer(it.EmberTest):
         self.assertIn("no energy", self.predict("flat", grpc.StatusCode.INVALID_ARGUMENT,
                                                 optimizer=O.OPTIMIZER_DFO))
         self.assertIn("optimizer 9", self.predict("jump", grpc.StatusCode.INVALID_ARGUMENT, optimizer=9))
-        self.assertIn("Langevin chains only", self.predict(
+        self.assertIn("Langevin models only (or to optimizer OPTIMIZER_LANGEVIN", self.predict(
             "jump", grpc.StatusCode.INVALID_ARGUMENT, langevin=it.pb.LangevinOptions(chain_steps=8)))
         # the compute limit counts chain steps: 4096 chains x 1000 steps of this net is too much
         self.assertIn("chain steps", self.predict(
