@@ -113,10 +113,28 @@ void infer_cli_init(infer_cli *c) {
 }
 
 int infer_cli_schedule(infer_cli *c, const char *verb) {
+  if (c->optimizer && ember_optimizer_parse(c->optimizer, &c->o.optimizer) < 0) {
+    fprintf(stderr, "ember %s: --optimizer must be default, dfo, langevin or ardfo, got '%s'\n", verb,
+            c->optimizer);
+    return -1;
+  }
   if (!c->schedule) return 0;
   if (ember_schedule_parse(c->schedule, &c->o.langevin.schedule) == 0) return 0;
   fprintf(stderr, "ember %s: --schedule must be ibc or poly, got '%s'\n", verb, c->schedule);
   return -1;
+}
+
+int infer_cli_optimizer(const infer_cli *c, const opt_spec *specs, int nspecs, ember_method method,
+                        const char *verb, int *langevin) {
+  ember_optimizer opt = args_given(specs, nspecs, "optimizer") ? c->o.optimizer : EMBER_OPTIMIZER_DEFAULT;
+  ember_err err;
+  if (ember_optimizer_check(method, opt, &err) < 0) {
+    fprintf(stderr, "ember %s: --optimizer: %s is a model of method %s: %s\n", verb, c->model,
+            ember_method_name(method), err.msg);
+    return 2;
+  }
+  *langevin = ember_optimizer_method(method, opt) == EMBER_METHOD_LANGEVIN;
+  return 0;
 }
 
 const infer_cli_field infer_cli_fields[INFER_CLI_NFIELDS] = {
@@ -129,6 +147,7 @@ const infer_cli_field infer_cli_fields[INFER_CLI_NFIELDS] = {
     F("step-final", langevin.step_final, 1), F("gamma", langevin.gamma, 1),
     F("noise-scale", langevin.noise_scale, 1), F("delta-max", langevin.delta_max, 1),
     F("again-steps", again_steps, 1),   F("again-step", again_step, 1),
+    F("optimizer", optimizer, 0),
 #undef F
 };
 _Static_assert(sizeof(ember_infer_opts) == INFER_CLI_NFIELDS * 4,
@@ -136,15 +155,16 @@ _Static_assert(sizeof(ember_infer_opts) == INFER_CLI_NFIELDS * 4,
 
 int infer_cli_refuse_langevin(const infer_cli_field *f, const char *verb, const char *model,
                               const char *method) {
-  fprintf(stderr, "ember %s: --%s applies to Langevin models only; %s is a model of method %s\n", verb,
-          f->name, model, method);
+  fprintf(stderr, "ember %s: --%s applies to Langevin models only (or to --optimizer langevin on "
+                  "any energy model); %s is a model of method %s\n", verb, f->name, model, method);
   return 2;
 }
 
 int infer_cli_resolve(infer_cli *c, const opt_spec *specs, int nspecs, const ember_model *m,
                       const char *verb) {
   if (infer_cli_schedule(c, verb) < 0) return 2;
-  const int langevin = m->method == EMBER_METHOD_LANGEVIN;
+  int langevin, rc = infer_cli_optimizer(c, specs, nspecs, m->method, verb, &langevin);
+  if (rc) return rc;
   for (size_t i = 0; i < INFER_CLI_NFIELDS; i++) {
     const infer_cli_field *f = &infer_cli_fields[i];
     int given = args_given(specs, nspecs, f->name);

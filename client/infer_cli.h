@@ -16,6 +16,7 @@
 typedef struct infer_cli {
   const char *model, *input;
   const char *schedule; /* --schedule as given (NULL: the model's) */
+  const char *optimizer; /* --optimizer as given (NULL: the model's method's) */
   ember_infer_opts o;
   uint64_t seed;
   int threads;
@@ -31,6 +32,7 @@ typedef struct infer_cli {
   {"sigma", OPT_FLOAT, &(c).o.sigma, NULL, "initial noise, normalised units (default: the model's)", 0, 1}, \
   {"shrink", OPT_FLOAT, &(c).o.shrink, NULL, "noise factor per iteration (default: the model's)", 0, 1},   \
   {"temperature", OPT_FLOAT, &(c).o.temperature, NULL, "softmax temperature (default: the model's)", 0, 1}, \
+  {"optimizer", OPT_STR, &(c).optimizer, "NAME", "dfo, langevin (chains; --samples counts them), ardfo (ardfo models) or default (the model's method's; the default)", 0, 1}, \
   {"refine", OPT_INT, &(c).o.refine_steps, "N", "predict: gradient-descent steps on E from the 8 best candidates (sample-then-refine; default: the model's, 0)", 0, 1}, \
   {"refine-lr", OPT_FLOAT, &(c).o.refine_lr, NULL, "predict: initial refine step, normalised units (default: the model's, 0.05)", 0, 1}, \
   {"chain-steps", OPT_INT, &(c).o.langevin.steps, NULL, "langevin: inference chain length (default: the model's, twice training's)", 0, 1}, \
@@ -56,26 +58,31 @@ typedef struct infer_cli {
 /* The inference options of INFER_SPECS, in its order (the first refused option is the same in
  * both modes): the field of ember_infer_opts each sets, and whether it applies to Langevin
  * models only. One option per field of ember_infer_opts. */
-#define INFER_CLI_NFIELDS 16
+#define INFER_CLI_NFIELDS 17
 typedef struct infer_cli_field {
   const char *name; /* the option, without "--" */
   size_t off, size;
   int langevin;
 } infer_cli_field;
 extern const infer_cli_field infer_cli_fields[INFER_CLI_NFIELDS];
-/* "ember VERB: --NAME applies to Langevin models only; MODEL is a model of method METHOD";
- * returns 2, the usage exit status. */
+/* "ember VERB: --NAME applies to Langevin models only (or to --optimizer langevin on any
+ * energy model); MODEL is a model of method METHOD"; returns 2, the usage exit status. */
 int infer_cli_refuse_langevin(const infer_cli_field *f, const char *verb, const char *model,
                               const char *method);
 
 /* Zeroes c, sets the library's default inference options and --threads to online CPUs. */
 void infer_cli_init(infer_cli *c);
 
-/* --schedule's text -> c->o.langevin.schedule. 0, or -1 after saying what is wrong. */
+/* --schedule's text -> c->o.langevin.schedule, --optimizer's -> c->o.optimizer. 0, or -1 after
+ * saying what is wrong. */
 int infer_cli_schedule(infer_cli *c, const char *verb);
 
 /* Local mode: every inference option not given on the command line takes the model's default
  * (d); then the whole set is checked for the model. 0, or 2 after printing the problem. */
+/* --optimizer (if given) for a model of this method: 0 with *langevin set when the call runs
+ * Langevin chains, or 2 after printing why the optimizer does not apply. Both modes. */
+int infer_cli_optimizer(const infer_cli *c, const opt_spec *specs, int nspecs, ember_method method,
+                        const char *verb, int *langevin);
 int infer_cli_resolve(infer_cli *c, const opt_spec *specs, int nspecs, const ember_model *m,
                       const char *verb);
 

@@ -145,7 +145,15 @@ static void info_defaults(const Ember__V1__ModelInfo *info, ember_infer_opts *o)
 static int wire_options(session *s, const infer_cli *c, const opt_spec *specs, int nspecs,
                         Ember__V1__InferenceOptions *w) {
   const char *verb = s->verb, *method = s->info->method;
-  const int mse = strcmp(method, "mse") == 0, langevin = strcmp(method, "langevin") == 0;
+  const int mse = strcmp(method, "mse") == 0;
+  ember_method mth = EMBER_METHOD_DFO;
+  if (ember_method_parse(method, &mth) < 0 && args_given(specs, nspecs, "optimizer")) {
+    fprintf(stderr, "ember %s: --optimizer: the server describes %s with method '%s', unknown here\n",
+            verb, c->model, method);
+    return 1;
+  }
+  int langevin = strcmp(method, "langevin") == 0, rc = infer_cli_optimizer(c, specs, nspecs, mth, verb, &langevin);
+  if (rc) return rc;
   unsigned given = 0;
   ember_infer_opts *o = &s->opts;
   info_defaults(s->info, o);
@@ -204,8 +212,10 @@ static int session_open(session *s, const char *server, infer_cli *c, const remo
 static int work_chunk(const remote_opts *r, const session *s) {
   const ember_infer_opts *o = &s->opts;
   double evals;
+  ember_method mth = EMBER_METHOD_DFO;
+  ember_method_parse(s->info->method, &mth); /* (an unknown method estimates as dfo) */
   if (strcmp(s->info->method, "mse") == 0) evals = 1;
-  else if (strcmp(s->info->method, "langevin") == 0)
+  else if (ember_optimizer_method(mth, o->optimizer) == EMBER_METHOD_LANGEVIN)
     evals = 2.0 * o->samples * (o->langevin.steps + 1 + (o->again_steps ? o->again_steps + 1 : 0));
   else evals = (double)o->samples * o->iters * remote_model_nets(s->info);
   if (strcmp(s->info->method, "mse") != 0 && o->refine_steps > 0)

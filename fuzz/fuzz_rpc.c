@@ -29,7 +29,7 @@ static void check_accepted(const srv_call *c) {
   fuzz_check(c->x && c->rows >= 1 && c->rows <= cfg->max_rows, "1..max_rows rows", NULL);
   const ember_model *m = &v->model;
   ember_err err;
-  fuzz_check(ember_infer_opts_check(&c->opts, m->method == EMBER_METHOD_LANGEVIN, &err) == 0,
+  fuzz_check(ember_infer_opts_check(&c->opts, ember_optimizer_method(m->method, c->opts.optimizer) == EMBER_METHOD_LANGEVIN, &err) == 0,
              "accepted options pass the library's check", err.msg);
   fuzz_check(ember_model_check_x(m, c->x, c->rows, &err) == 0, "accepted x passes the model's check", err.msg);
   double flops = c->rpc == RPC_SAMPLE ? ember_infer_modes_flops(m, &c->opts, &c->modes) : ember_infer_flops(m, &c->opts);

@@ -283,6 +283,8 @@ auth_level auth_level_of(srv_rpc rpc) {
   switch (rpc) {
   case RPC_HEALTH_CHECK:
   case RPC_HEALTH_WATCH:
+  case RPC_KS_SERVER_LIVE:  /* the v2 protocol's probes, open as health is */
+  case RPC_KS_SERVER_READY:
     return AUTH_OPEN;
   case RPC_TRAIN:
     return AUTH_ADMIN;

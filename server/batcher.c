@@ -96,7 +96,7 @@ typedef struct batch_job {
  * field added to ember_infer_opts or ember_modes_opts must be compared here, or requests that
  * differ in it would share a batch and get each other's answers: these asserts stop the build
  * until it is. */
-_Static_assert(sizeof(ember_infer_opts) == 16 * 4 && sizeof(ember_langevin_opts) == 7 * 4,
+_Static_assert(sizeof(ember_infer_opts) == 17 * 4 && sizeof(ember_langevin_opts) == 7 * 4,
                "ember_infer_opts changed: compare its new fields in same_opts (batcher.c)");
 _Static_assert(sizeof(ember_modes_opts) == 5 * 4,
                "ember_modes_opts changed: compare its new fields in same_key (batcher.c)");
@@ -109,11 +109,12 @@ static int same_opts(const ember_infer_opts *a, const ember_infer_opts *b) {
          l->step_final == k->step_final && l->gamma == k->gamma &&
          l->noise_scale == k->noise_scale && l->delta_max == k->delta_max &&
          a->again_steps == b->again_steps && a->again_step == b->again_step &&
-         a->refine_steps == b->refine_steps && a->refine_lr == b->refine_lr;
+         a->refine_steps == b->refine_steps && a->refine_lr == b->refine_lr &&
+         a->optimizer == b->optimizer;
 }
 
 static int same_key(const bqueue *q, const srv_call *c) {
-  if (q->key.v != c->version || q->key.rpc != c->rpc) return 0;
+  if (q->key.v != c->version || q->key.rpc != srv_compute_rpc(c->rpc)) return 0;
   if (!same_opts(&q->key.o, &c->opts)) return 0;
   if (c->rpc != RPC_SAMPLE) return 1;
   const ember_modes_opts *m = &q->key.mo, *n = &c->modes;
@@ -508,7 +509,7 @@ void batcher_submit(server *s, srv_call *c) {
       srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory queueing the request");
       return;
     }
-    q->key = (batch_key){c->version, c->rpc, c->opts, c->modes, c->want_samples};
+    q->key = (batch_key){c->version, srv_compute_rpc(c->rpc), c->opts, c->modes, c->want_samples};
     q->next = s->batch_queues;
     s->batch_queues = q;
   }

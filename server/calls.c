@@ -72,6 +72,7 @@ void srv_call_free(srv_call *c) {
   grpc_slice_unref(c->status_details);
   if (c->version) version_unref(c->version);
   free(c->x);
+  free(c->v2_id);
   free(c);
   s->calls_alive--;
   server_maybe_finish(s);
@@ -205,6 +206,14 @@ void srv_call_event(srv_call *c, int ok) {
       break;
     case RPC_TRAIN:
       train_handle(c);
+      break;
+    case RPC_KS_SERVER_LIVE:
+    case RPC_KS_SERVER_READY:
+    case RPC_KS_MODEL_READY:
+    case RPC_KS_SERVER_METADATA:
+    case RPC_KS_MODEL_METADATA:
+    case RPC_KS_MODEL_INFER:
+      rpc_kserve_handle(c);
       break;
     default: {
       char *method = grpc_slice_to_c_string(c->details.method);

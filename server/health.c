@@ -1,7 +1,8 @@
 /* health.c - grpc.health.v1.Health: Check and Watch.
  *
- * Services: "" (the whole server) and "ember.v1.Ember" are SERVING from start-up until
- * SIGINT/SIGTERM, then NOT_SERVING; anything else is unknown (Check: NOT_FOUND, Watch:
+ * Services: "" (the whole server), "ember.v1.Ember" and "inference.GRPCInferenceService" (the
+ * Open Inference Protocol v2, rpc_kserve.c) are SERVING from start-up until SIGINT/SIGTERM, then
+ * NOT_SERVING; anything else is unknown (Check: NOT_FOUND, Watch:
  * SERVICE_UNKNOWN, as the health protocol says). A Watch stream gets the current status at
  * once and every change after; it ends when the client leaves or the server shuts down.
  *
@@ -26,7 +27,9 @@ typedef struct health_watch {
   int sent_status, metadata_sent, sending, closed, finishing;
 } health_watch;
 
-static int known_service(const char *svc) { return !*svc || strcmp(svc, "ember.v1.Ember") == 0; }
+static int known_service(const char *svc) {
+  return !*svc || strcmp(svc, "ember.v1.Ember") == 0 || strcmp(svc, "inference.GRPCInferenceService") == 0;
+}
 
 static int status_of(server *s, const char *svc) {
   if (!known_service(svc)) return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;

@@ -207,6 +207,12 @@ static const struct {
     {RPC_REFLECTION_V1, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", GRPC_SRM_PAYLOAD_NONE},
     {RPC_REFLECTION_V1ALPHA, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", GRPC_SRM_PAYLOAD_NONE},
     {RPC_TRAIN, "/ember.v1.Ember/Train", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
+    {RPC_KS_SERVER_LIVE, "/inference.GRPCInferenceService/ServerLive", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
+    {RPC_KS_SERVER_READY, "/inference.GRPCInferenceService/ServerReady", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
+    {RPC_KS_MODEL_READY, "/inference.GRPCInferenceService/ModelReady", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
+    {RPC_KS_SERVER_METADATA, "/inference.GRPCInferenceService/ServerMetadata", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
+    {RPC_KS_MODEL_METADATA, "/inference.GRPCInferenceService/ModelMetadata", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
+    {RPC_KS_MODEL_INFER, "/inference.GRPCInferenceService/ModelInfer", GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER},
 };
 
 /* Undoes start-up before the gRPC server runs: closes the loop's handles, frees the models. */
@@ -245,7 +251,7 @@ static void arm_faults(server *s) {
 
 /* calls kept armed per method, so a burst does not wait for re-arming */
 static int armed_per_method(srv_rpc rpc) {
-  return rpc == RPC_PREDICT || rpc == RPC_SAMPLE ? 32 : 2;
+  return srv_infer_rpc(rpc) ? 32 : 2;
 }
 
 int main(int argc, char **argv) {

@@ -68,7 +68,7 @@ void metrics_queued(model_stats *st, double queue_s) {
 
 void metrics_call_ended(srv_call *c, grpc_status_code code) {
   if ((unsigned)code >= EMBER_WIRE_NCODES) code = GRPC_STATUS_UNKNOWN;
-  if ((c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE) && c->entry)
+  if (srv_infer_rpc(c->rpc) && c->entry) /* ModelInfer counts as a Predict */
     c->entry->stats.ended[c->rpc == RPC_SAMPLE][code]++;
   else if ((unsigned)c->rpc < RPC_COUNT)
     c->srv->metrics.ended[c->rpc][code]++;
@@ -140,6 +140,12 @@ static const char *const method_names[RPC_COUNT] = {
     [RPC_REFLECTION_V1] = "ServerReflectionInfo",
     [RPC_REFLECTION_V1ALPHA] = "ServerReflectionInfo.v1alpha",
     [RPC_TRAIN] = "Train",
+    [RPC_KS_SERVER_LIVE] = "inference.ServerLive",
+    [RPC_KS_SERVER_READY] = "inference.ServerReady",
+    [RPC_KS_MODEL_READY] = "inference.ModelReady",
+    [RPC_KS_SERVER_METADATA] = "inference.ServerMetadata",
+    [RPC_KS_MODEL_METADATA] = "inference.ModelMetadata",
+    [RPC_KS_MODEL_INFER] = "inference.ModelInfer",
     [RPC_UNKNOWN] = "unknown",
 };
 

@@ -29,7 +29,7 @@ static void versions_text(const model_entry *e, char *buf, size_t len) {
 }
 
 /* Finds the model and version of a request; NULL with *st NOT_FOUND or INVALID_ARGUMENT. */
-static model_version *resolve(srv_call *c, const char *name, int64_t version, srv_status *st) {
+model_version *rpc_ember_resolve(srv_call *c, const char *name, int64_t version, srv_status *st) {
   server *s = c->srv;
   if (!srv_valid_model_name(name)) {
     srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
@@ -47,7 +47,7 @@ static model_version *resolve(srv_call *c, const char *name, int64_t version, sr
     return NULL;
   }
   c->entry = e;
-  if (c->rpc == RPC_PREDICT || c->rpc == RPC_SAMPLE) e->stats.requests++;
+  if (srv_infer_rpc(c->rpc)) e->stats.requests++;
   if (version < 0) {
     srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "version must be >= 0 (0 = latest), got %lld", (long long)version);
     return NULL;
@@ -74,13 +74,16 @@ static int resolve_options(srv_call *c, const model_version *v, const Ember__V1_
                            srv_status *st) {
   const ember_model *m = &v->model;
   const srv_config *cfg = &c->srv->cfg;
-  const int langevin = m->method == EMBER_METHOD_LANGEVIN;
   ember_infer_opts r = m->infer;
   ember_err err;
   if (ember_wire_infer_from_msg(o, v->entry->name, m->method, &r, &err) < 0) {
     srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     return -1;
   }
+  /* the optimiser by name, so that "default" and the model's own share batches */
+  const ember_method how = ember_optimizer_method(m->method, r.optimizer);
+  r.optimizer = ember_method_optimizer(how);
+  const int langevin = how == EMBER_METHOD_LANGEVIN;
   if (m->method != EMBER_METHOD_MSE && r.samples > cfg->max_samples) {
     srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
                    "options.samples is %u; this server allows at most %d samples per row (--max-samples)",
@@ -139,9 +142,9 @@ static void *unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *bytes
 /* Options and x (rows, or -1 with the shape refusal in *shape) of a Predict/Sample on version
  * v, checked against the limits: 0 with the call ready for the batcher (v referenced in
  * c->version), or -1 with *st. */
-static int check_infer(srv_call *c, model_version *v, const Ember__V1__InferenceOptions *options,
-                       const float *x, int rows, const ember_err *shape, uint64_t row_offset,
-                       srv_status *st) {
+int rpc_ember_check_infer(srv_call *c, model_version *v, const Ember__V1__InferenceOptions *options,
+                          const float *x, int rows, const ember_err *shape, uint64_t row_offset,
+                          srv_status *st) {
   if (resolve_options(c, v, options, st) < 0) return -1;
   if (rows < 0) return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", shape->msg);
   if (take_x(c, v, x, rows, st) < 0) return -1;
@@ -153,11 +156,12 @@ static int check_infer(srv_call *c, model_version *v, const Ember__V1__Inference
                                    : ember_infer_flops(&v->model, &c->opts)) / 1e9;
   if (gflop > c->srv->cfg.max_request_gflop) {
     const ember_infer_opts *o = &c->opts;
+    const ember_method how = ember_optimizer_method(v->model.method, o->optimizer);
     char what[160];
-    if (v->model.method == EMBER_METHOD_LANGEVIN)
+    if (how == EMBER_METHOD_LANGEVIN)
       snprintf(what, sizeof what, "%d rows x %d chains x %d chain steps%s", c->rows, o->samples,
                o->langevin.steps + o->again_steps, o->again_steps ? " (both chains)" : "");
-    else if (v->model.method == EMBER_METHOD_ARDFO)
+    else if (how == EMBER_METHOD_ARDFO)
       snprintf(what, sizeof what, "%d rows x %d samples x %d iterations x %d prefix nets", c->rows,
                o->samples, o->iters, v->model.nar + 1);
     else
@@ -171,7 +175,7 @@ static int check_infer(srv_call *c, model_version *v, const Ember__V1__Inference
                           "this request needs %.0f GFLOP (%s); this server takes at most %d per request "
                           "(--max-request-gflop): send fewer rows or samples%s%s",
                           gflop, what, c->srv->cfg.max_request_gflop,
-                          v->model.method == EMBER_METHOD_LANGEVIN ? ", or shorter chains" : "",
+                          how == EMBER_METHOD_LANGEVIN ? ", or shorter chains" : "",
                           sample && c->modes.polish_steps > 0 ? ", or fewer modes or polish steps" : "");
   }
   double bytes = 4.0 * c->rows * c->opts.samples * (v->model.y_dim + 1);
@@ -189,11 +193,11 @@ static int check_infer(srv_call *c, model_version *v, const Ember__V1__Inference
 static int decode_predict(srv_call *c, const uint8_t *bytes, long len, srv_status *st) {
   Ember__V1__PredictRequest *req = unpack(&ember__v1__predict_request__descriptor, bytes, len, st);
   if (!req) return -1;
-  model_version *v = resolve(c, req->model, req->version, st);
+  model_version *v = rpc_ember_resolve(c, req->model, req->version, st);
   int rc = -1, rows = -1;
   ember_err shape;
   if (v && ember_wire_predict_rows(req, v->model.x_dim, &rows, &shape) < 0) rows = -1;
-  if (v) rc = check_infer(c, v, req->options, req->x, rows, &shape, req->row_offset, st);
+  if (v) rc = rpc_ember_check_infer(c, v, req->options, req->x, rows, &shape, req->row_offset, st);
   protobuf_c_message_free_unpacked(&req->base, NULL);
   return rc;
 }
@@ -201,7 +205,7 @@ static int decode_predict(srv_call *c, const uint8_t *bytes, long len, srv_statu
 static int decode_sample(srv_call *c, const uint8_t *bytes, long len, srv_status *st) {
   Ember__V1__SampleRequest *req = unpack(&ember__v1__sample_request__descriptor, bytes, len, st);
   if (!req) return -1;
-  model_version *v = resolve(c, req->model, req->version, st);
+  model_version *v = rpc_ember_resolve(c, req->model, req->version, st);
   int rc = -1;
   if (v) {
     ember_modes_opts mo;
@@ -218,7 +222,7 @@ static int decode_sample(srv_call *c, const uint8_t *bytes, long len, srv_status
       if (ember_wire_sample_rows(req, v->model.x_dim, &rows, &shape) < 0) rows = -1;
       c->modes = mo;
       c->want_samples = req->return_samples;
-      rc = check_infer(c, v, req->options, req->x, rows, &shape, req->row_offset, st);
+      rc = rpc_ember_check_infer(c, v, req->options, req->x, rows, &shape, req->row_offset, st);
     }
   }
   protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -234,7 +238,7 @@ static int decode_get_model(srv_call *c, const uint8_t *bytes, long len, srv_sta
   model_version *v = e ? registry_version(e, req->version) : NULL;
   int rc = 0;
   if (!e || (req->version != 0 && !v)) {
-    resolve(c, req->model, req->version, st); /* fails, saying why */
+    rpc_ember_resolve(c, req->model, req->version, st); /* fails, saying why */
     rc = -1;
   } else {
     c->entry = e;
@@ -428,6 +432,10 @@ void rpc_ember_handle(srv_call *c) {
 void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float *my,
                         const float *me, const float *mw, const int *count, const float *pop_y,
                         const float *pop_e) {
+  if (c->rpc == RPC_KS_MODEL_INFER) {
+    rpc_kserve_complete(c, y, e);
+    return;
+  }
   const ember_model *m = &c->version->model;
   const int d = m->y_dim;
   /* each row's distance from the training data, as local `ember predict` measures it */

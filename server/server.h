@@ -88,9 +88,26 @@ typedef enum {
   RPC_REFLECTION_V1,
   RPC_REFLECTION_V1ALPHA,
   RPC_TRAIN,
+  /* inference.GRPCInferenceService, the Open Inference Protocol v2 (rpc_kserve.c) */
+  RPC_KS_SERVER_LIVE,
+  RPC_KS_SERVER_READY,
+  RPC_KS_MODEL_READY,
+  RPC_KS_SERVER_METADATA,
+  RPC_KS_MODEL_METADATA,
+  RPC_KS_MODEL_INFER,
   RPC_UNKNOWN, /* any other method: answered UNIMPLEMENTED */
   RPC_COUNT
 } srv_rpc;
+
+/* The computation a call queues for: ModelInfer is a Predict (it shares Predict's batches); a
+ * batch's key and its worker see only RPC_PREDICT or RPC_SAMPLE. */
+static inline srv_rpc srv_compute_rpc(srv_rpc rpc) {
+  return rpc == RPC_KS_MODEL_INFER ? RPC_PREDICT : rpc;
+}
+/* The calls that go through the batcher and count in their model's stats. */
+static inline int srv_infer_rpc(srv_rpc rpc) {
+  return rpc == RPC_PREDICT || rpc == RPC_SAMPLE || rpc == RPC_KS_MODEL_INFER;
+}
 
 typedef enum {
   CALL_WAITING,   /* requested from the server, no call yet */
@@ -145,6 +162,8 @@ typedef struct srv_call {
   ember_infer_opts opts;
   ember_modes_opts modes;
   int want_samples;      /* Sample with return_samples */
+  char *v2_id;           /* ModelInfer: the request's id, echoed (NULL: none) */
+  unsigned v2_out;       /* ModelInfer: the outputs asked for, and raw or typed (rpc_kserve.c) */
   struct srv_call *next; /* batch queue / list link */
   union {                /* per-kind state of streaming calls */
     struct health_watch *watch; /* Health.Watch */
@@ -309,7 +328,19 @@ void rpc_ember_handle(srv_call *c);                        /* rpc_ember.c */
 int rpc_ember_decode(srv_call *c, const uint8_t *bytes, long len, srv_status *st);
 void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float *my,
                         const float *me, const float *mw, const int *count, const float *pop_y,
-                        const float *pop_e); /* after compute */
+                        const float *pop_e); /* after compute (ModelInfer's too) */
+/* The model and version a request names (version 0: the default), or NULL with *st NOT_FOUND
+ * or INVALID_ARGUMENT; sets c->entry. */
+struct model_version *rpc_ember_resolve(srv_call *c, const char *name, int64_t version, srv_status *st);
+/* A Predict-like request's options and x (rows, or -1 with the shape refusal in *shape) on
+ * version v, merged with the model's defaults and checked against the limits: 0 with the call
+ * ready for batcher_submit (v referenced in c->version), or -1 with *st. */
+int rpc_ember_check_infer(srv_call *c, struct model_version *v,
+                          const Ember__V1__InferenceOptions *options, const float *x, int rows,
+                          const ember_err *shape, uint64_t row_offset, srv_status *st);
+void rpc_kserve_handle(srv_call *c);                       /* rpc_kserve.c */
+/* ModelInfer's answer from Predict's y (rows, y_dim) and energies (rows). */
+void rpc_kserve_complete(srv_call *c, const float *y, const float *e);
 void health_handle(srv_call *c);                           /* health.c */
 /* The service a Check or Watch (rpc) asks about, NUL-terminated into service[cap] (cut to fit);
  * -1 with *st: the bytes are not a HealthCheckRequest, or a Check names an unknown service. */

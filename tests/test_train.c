@@ -405,6 +405,14 @@ static void test_ardfo_model(void **state) {
       fail_msg("x %g: (%g, %g), want (%g, %g)", (double)xq[q], (double)y1[2 * q], (double)y1[2 * q + 1],
                (double)t0, (double)t1);
   }
+  /* DFO on the whole-y net E_ydim, without the prefix nets, finds the same answers */
+  ember_infer_opts io = m.infer;
+  io.optimizer = EMBER_OPTIMIZER_DFO;
+  io.temperature = 1.0f;
+  float yo[2 * Q];
+  assert_int_equal(ember_infer_predict(one, xq, Q, &io, 5, 0, yo, NULL, NULL), 0);
+  for (int q = 0; q < 2 * Q; q++)
+    if (fabsf(yo[q] - y1[q]) > 0.15f) fail_msg("value %d: dfo %g, ardfo %g", q, (double)yo[q], (double)y1[q]);
   double loss;
   ember_trainer *t;
   assert_int_equal(ember_trainer_create(&t, &m, &ds, &o, NULL, NULL), 0);
@@ -660,6 +668,107 @@ static void test_inference_independent_of_batching(void **state) {
   ember_dataset_free(&ds);
 }
 
+/* The chosen optimiser (ember_infer_opts.optimizer): a dfo-trained model of y = 0.8 x answers
+ * close to the truth with its own DFO and with Langevin chains on the same energy (each answer's
+ * reported energy is the model's energy there, and the two differ as optimisers do), the
+ * optimiser named explicitly equals the default, the cost estimate follows the optimiser, and
+ * optimisers that do not apply are refused naming why. */
+static void test_chosen_optimizer(void **state) {
+  (void)state;
+  enum { N = 400, Q = 5 };
+  ember_dataset ds;
+  tu_dataset_alloc(&ds, N, 1, 1);
+  ember_rng rng;
+  ember_rng_seed(&rng, 8, 0);
+  for (int i = 0; i < N; i++) {
+    ds.x[i] = 2.0f * ember_rng_uniform(&rng) - 1.0f;
+    ds.y[i] = 0.8f * ds.x[i];
+  }
+  ember_train_opts o;
+  ember_train_opts_default(&o);
+  o.width = 32;
+  o.batch = 64;
+  o.negatives = 64;
+  o.steps = 300;
+  o.lr = 3e-3f;
+  o.seed = 3;
+  o.infer.samples = 256;
+  ember_model m;
+  assert_int_equal(ember_train(&ds, &o, NULL, &m, NULL), 0);
+  ember_infer *inf;
+  assert_int_equal(ember_infer_create(&inf, &m, NULL, NULL), 0);
+  const float xq[Q] = {-0.8f, -0.4f, 0.0f, 0.4f, 0.8f};
+  float yd[Q], ed[Q], yl[Q], el[Q], y2[Q], e2[Q], echeck[Q];
+  ember_infer_opts io = m.infer;
+  assert_int_equal(io.optimizer, EMBER_OPTIMIZER_DEFAULT);
+  assert_int_equal(ember_infer_predict(inf, xq, Q, &io, 4, 0, yd, ed, NULL), 0);
+  io.optimizer = EMBER_OPTIMIZER_DFO; /* the model's own, by name */
+  assert_int_equal(ember_infer_predict(inf, xq, Q, &io, 4, 0, y2, e2, NULL), 0);
+  assert_memory_equal(yd, y2, sizeof yd);
+  io.optimizer = EMBER_OPTIMIZER_LANGEVIN; /* samples = 256 chains of the library's 50 steps */
+  assert_int_equal(ember_infer_predict(inf, xq, Q, &io, 4, 0, yl, el, NULL), 0);
+  assert_memory_not_equal(yd, yl, sizeof yd);
+  for (int q = 0; q < Q; q++) {
+    if (fabsf(yd[q] - 0.8f * xq[q]) > 0.15f || fabsf(yl[q] - 0.8f * xq[q]) > 0.15f)
+      fail_msg("x %g: dfo %g, langevin %g, want %g", (double)xq[q], (double)yd[q], (double)yl[q],
+               (double)(0.8f * xq[q]));
+  }
+  assert_int_equal(ember_infer_energy(inf, xq, Q, yl, 1, echeck, NULL), 0);
+  for (int q = 0; q < Q; q++) assert_float_equal(echeck[q], el[q], 1e-4 * (1 + fabsf(el[q])));
+  /* modes with chains: found, and the population is the chains' final states */
+  ember_modes_opts mo = EMBER_MODES_DEFAULTS;
+  mo.k = 2;
+  float my[2], me[2], mw[2];
+  int count;
+  assert_int_equal(ember_infer_modes(inf, xq + 4, 1, &io, &mo, 4, 0, my, me, mw, &count, NULL), 0);
+  assert_true(count >= 1);
+  assert_true(fabsf(my[0] - 0.8f * xq[4]) < 0.15f);
+  /* the cost follows the optimiser: forward and backward per chain step */
+  ember_infer_opts dio = io;
+  dio.optimizer = EMBER_OPTIMIZER_DEFAULT;
+  double row = 2.0 * ember_net_row_macs(&m.net.shape);
+  assert_float_equal(ember_infer_flops(&m, &dio), row * io.samples * io.iters, 1e-6 * row);
+  assert_float_equal(ember_infer_flops(&m, &io), 2.0 * row * io.samples * (io.langevin.steps + 1), 1e-6 * row);
+  /* refusals */
+  ember_err err;
+  io.optimizer = EMBER_OPTIMIZER_ARDFO;
+  assert_int_equal(ember_infer_predict(inf, xq, 1, &io, 4, 0, y2, e2, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "optimizer ardfo needs the y-prefix nets"));
+  io.optimizer = (ember_optimizer)7;
+  assert_int_equal(ember_infer_predict(inf, xq, 1, &io, 4, 0, y2, e2, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "optimizer must be"));
+  io.optimizer = EMBER_OPTIMIZER_LANGEVIN;
+  io.langevin.step_init = -1.0f; /* Langevin settings are checked once chains run */
+  assert_int_equal(ember_infer_predict(inf, xq, 1, &io, 4, 0, y2, e2, &err), EMBER_EINVAL);
+  io.optimizer = EMBER_OPTIMIZER_DFO; /* and not otherwise */
+  assert_int_equal(ember_infer_predict(inf, xq, 1, &io, 4, 0, y2, e2, NULL), 0);
+  ember_infer_destroy(inf);
+  ember_model_free(&m);
+  /* an explicit model has no energy: only the default */
+  o.method = EMBER_METHOD_MSE;
+  o.steps = 5;
+  assert_int_equal(ember_train(&ds, &o, NULL, &m, NULL), 0);
+  assert_int_equal(ember_infer_create(&inf, &m, NULL, NULL), 0);
+  io = m.infer;
+  assert_int_equal(ember_infer_predict(inf, xq, 1, &io, 4, 0, y2, e2, NULL), 0);
+  io.optimizer = EMBER_OPTIMIZER_LANGEVIN;
+  assert_int_equal(ember_infer_predict(inf, xq, 1, &io, 4, 0, y2, e2, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "no energy"));
+  ember_infer_destroy(inf);
+  /* a model's stored default is always its method's */
+  m.infer.optimizer = EMBER_OPTIMIZER_DFO;
+  assert_int_equal(ember_model_save(&m, tu_path(0, "opt.safetensors"), &err), EMBER_EINVAL);
+  ember_model_free(&m);
+  /* names */
+  ember_optimizer parsed;
+  for (int k = 0; k < EMBER_OPTIMIZER_COUNT; k++) {
+    assert_int_equal(ember_optimizer_parse(ember_optimizer_name((ember_optimizer)k), &parsed), 0);
+    assert_int_equal(parsed, k);
+  }
+  assert_int_equal(ember_optimizer_parse("sgd", &parsed), EMBER_EINVAL);
+  ember_dataset_free(&ds);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_infonce_training_gradient),
@@ -673,6 +782,7 @@ int main(void) {
       cmocka_unit_test(test_spectral_norm_training),
       cmocka_unit_test(test_langevin_model_state_and_options),
       cmocka_unit_test(test_ardfo_model),
+      cmocka_unit_test(test_chosen_optimizer),
   };
   ember_blas_single_thread();
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,6 +50,7 @@ static ember_infer_opts odd_infer(void) {
   o.langevin.delta_max = 0.0f;   /* no clip */
   o.again_steps = 7;
   o.again_step = 0.002f;
+  o.optimizer = EMBER_OPTIMIZER_LANGEVIN; /* applies to every energy model */
   return o;
 }
 
@@ -64,7 +65,8 @@ static void test_infer_round_trip(void **state) {
     ember_infer_opts back = base;
     Ember__V1__InferenceOptions w;
     Ember__V1__LangevinOptions lw;
-    const unsigned fields = ember_wire_infer_fields(method);
+    const unsigned fields =
+        ember_wire_infer_fields(method) | (method != EMBER_METHOD_MSE ? EMBER_WIRE_OPTIMIZER : 0u);
     ember_wire_infer_to_msg(&o, fields, &w, &lw);
     w.seed = 99;
     Ember__V1__InferenceOptions *got = (Ember__V1__InferenceOptions *)wire_trip(&w.base);
@@ -90,6 +92,7 @@ static void test_infer_fields(void **state) {
   assert_int_equal(ember_wire_infer_field_at(offsetof(ember_infer_opts, samples)), EMBER_WIRE_SAMPLES);
   assert_int_equal(ember_wire_infer_field_at(offsetof(ember_infer_opts, langevin.gamma)), EMBER_WIRE_GAMMA);
   assert_int_equal(ember_wire_infer_field_at(offsetof(ember_infer_opts, again_step)), EMBER_WIRE_AGAIN_STEP);
+  assert_int_equal(ember_wire_infer_field_at(offsetof(ember_infer_opts, optimizer)), EMBER_WIRE_OPTIMIZER);
   assert_int_equal(ember_wire_infer_field_at(1), 0);
   assert_int_equal(ember_wire_infer_fields(EMBER_METHOD_LANGEVIN), 0xffffu);
   assert_int_equal(ember_wire_infer_fields(EMBER_METHOD_DFO), 0xffffu & ~EMBER_WIRE_LANGEVIN_FIELDS);
@@ -182,8 +185,34 @@ static void test_infer_refusals(void **state) {
   w.langevin = &l;
   l.optional_noise_scale_case = EMBER__V1__LANGEVIN_OPTIONS__OPTIONAL_NOISE_SCALE_NOISE_SCALE;
   assert_err(ember_wire_infer_check(&w, "toy", EMBER_METHOD_ARDFO, &err), err,
-             "options.langevin applies to Langevin models only; model 'toy' is of method ardfo");
+             "options.langevin applies to Langevin models only (or to optimizer "
+             "OPTIMIZER_LANGEVIN on any energy model); model 'toy' is of method ardfo");
   assert_int_equal(ember_wire_infer_check(&w, "toy", EMBER_METHOD_LANGEVIN, &err), 0);
+  /* the chosen optimiser: chains on any energy model take the Langevin settings; ardfo needs
+   * an ardfo model; an explicit model has no optimiser; unknown values are refused */
+  w.optimizer = EMBER__V1__INFERENCE_OPTIONS__OPTIMIZER__OPTIMIZER_LANGEVIN;
+  assert_int_equal(ember_wire_infer_check(&w, "toy", EMBER_METHOD_ARDFO, &err), 0);
+  assert_int_equal(ember_wire_infer_check(&w, "toy", EMBER_METHOD_DFO, &err), 0);
+  assert_err(ember_wire_infer_check(&w, "flat", EMBER_METHOD_MSE, &err), err,
+             "options: model 'flat': optimizer langevin does not apply to an explicit (mse) model: it "
+             "has no energy to optimise (only optimizer default)");
+  w.optimizer = EMBER__V1__INFERENCE_OPTIONS__OPTIMIZER__OPTIMIZER_DFO;
+  assert_err(ember_wire_infer_check(&w, "toy", EMBER_METHOD_LANGEVIN, &err), err,
+             "options.langevin applies to Langevin models only (or to optimizer "
+             "OPTIMIZER_LANGEVIN on any energy model); model 'toy' is of method langevin");
+  w.langevin = NULL;
+  assert_int_equal(ember_wire_infer_check(&w, "toy", EMBER_METHOD_LANGEVIN, &err), 0);
+  w.optimizer = EMBER__V1__INFERENCE_OPTIONS__OPTIMIZER__OPTIMIZER_ARDFO;
+  assert_err(ember_wire_infer_check(&w, "toy", EMBER_METHOD_DFO, &err), err,
+             "options: model 'toy': optimizer ardfo needs the y-prefix nets of an ardfo model; this "
+             "model's method is dfo (optimizers dfo and langevin apply to it)");
+  assert_int_equal(ember_wire_infer_check(&w, "toy", EMBER_METHOD_ARDFO, &err), 0);
+  w.optimizer = (Ember__V1__InferenceOptions__Optimizer)9;
+  assert_err(ember_wire_infer_check(&w, "toy", EMBER_METHOD_ARDFO, &err), err,
+             "options: optimizer 9 is not an optimizer: expected OPTIMIZER_DEFAULT (0), "
+             "OPTIMIZER_DFO (1), OPTIMIZER_LANGEVIN (2) or OPTIMIZER_ARDFO (3)");
+  w.optimizer = EMBER__V1__INFERENCE_OPTIONS__OPTIMIZER__OPTIMIZER_DEFAULT;
+  w.langevin = &l;
   l.chain_steps = 100001;
   assert_err(ember_wire_infer_check(&w, "m", EMBER_METHOD_LANGEVIN, &err), err,
              "options: langevin.chain_steps must be 1..100000, got 100001");

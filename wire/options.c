@@ -21,9 +21,15 @@
 
 /* Drift guards: these structs are mirrored field by field below. A new field breaks the build
  * here until it has its place in both directions (or is known to stay local). */
-_Static_assert(sizeof(ember_infer_opts) == 16 * 4 && sizeof(ember_langevin_opts) == 7 * 4,
+_Static_assert(sizeof(ember_infer_opts) == 17 * 4 && sizeof(ember_langevin_opts) == 7 * 4,
                "ember_infer_opts changed: give the new field an EMBER_WIRE_* bit and map it both ways");
 _Static_assert(sizeof(ember_modes_opts) == 5 * 4, "ember_modes_opts changed: map it in options.c");
+_Static_assert((int)EMBER__V1__INFERENCE_OPTIONS__OPTIMIZER__OPTIMIZER_DEFAULT == EMBER_OPTIMIZER_DEFAULT &&
+               (int)EMBER__V1__INFERENCE_OPTIONS__OPTIMIZER__OPTIMIZER_DFO == EMBER_OPTIMIZER_DFO &&
+               (int)EMBER__V1__INFERENCE_OPTIONS__OPTIMIZER__OPTIMIZER_LANGEVIN == EMBER_OPTIMIZER_LANGEVIN &&
+               (int)EMBER__V1__INFERENCE_OPTIONS__OPTIMIZER__OPTIMIZER_ARDFO == EMBER_OPTIMIZER_ARDFO &&
+               EMBER_OPTIMIZER_COUNT == 4,
+               "InferenceOptions.Optimizer and ember_optimizer must number the optimisers alike");
 
 /* uint32 counts of the wire -> int, saturating at the library's limit. */
 static int count_of(uint32_t v, int limit) { return v > (uint32_t)limit ? limit : (int)v; }
@@ -44,6 +50,7 @@ unsigned ember_wire_infer_field_at(size_t off) {
       F(langevin.step_final, EMBER_WIRE_STEP_FINAL), F(langevin.gamma, EMBER_WIRE_GAMMA),
       F(langevin.noise_scale, EMBER_WIRE_NOISE_SCALE), F(langevin.delta_max, EMBER_WIRE_DELTA_MAX),
       F(again_steps, EMBER_WIRE_AGAIN_STEPS),  F(again_step, EMBER_WIRE_AGAIN_STEP),
+      F(optimizer, EMBER_WIRE_OPTIMIZER),
 #undef F
   };
   for (size_t i = 0; i < sizeof at / sizeof *at; i++)
@@ -77,6 +84,8 @@ void ember_wire_infer_to_msg(const ember_infer_opts *o, unsigned fields,
     w->refine_steps = (uint32_t)o->refine_steps;
   }
   if (fields & EMBER_WIRE_REFINE_LR) w->refine_lr = o->refine_lr;
+  /* the library's values are the protocol's (ember.proto's InferenceOptions.Optimizer) */
+  if (fields & EMBER_WIRE_OPTIMIZER) w->optimizer = (Ember__V1__InferenceOptions__Optimizer)o->optimizer;
   if (!(fields & EMBER_WIRE_LANGEVIN_FIELDS)) return;
   const ember_langevin_opts *l = &o->langevin;
   ember__v1__langevin_options__init(lw);
@@ -120,10 +129,20 @@ int ember_wire_infer_check(const Ember__V1__InferenceOptions *w, const char *mod
   if (w->optional_refine_steps_case && w->refine_steps > (uint32_t)EMBER_MAX_REFINE_STEPS)
     return ember_fail(err, EMBER_EINVAL, "options: refine_steps must be 0..%d, got %u",
                       EMBER_MAX_REFINE_STEPS, w->refine_steps);
-  const Ember__V1__LangevinOptions *l = w->langevin;
-  if (langevin_given(l) && method != EMBER_METHOD_LANGEVIN)
+  if ((unsigned)w->optimizer >= EMBER_OPTIMIZER_COUNT)
     return ember_fail(err, EMBER_EINVAL,
-                      "options.langevin applies to Langevin models only; model '%s' is of method %s",
+                      "options: optimizer %d is not an optimizer: expected OPTIMIZER_DEFAULT (0), "
+                      "OPTIMIZER_DFO (1), OPTIMIZER_LANGEVIN (2) or OPTIMIZER_ARDFO (3)",
+                      (int)w->optimizer);
+  ember_err why;
+  if (ember_optimizer_check(method, (ember_optimizer)w->optimizer, &why) < 0)
+    return ember_fail(err, EMBER_EINVAL, "options: model '%s': %s", model, why.msg);
+  const Ember__V1__LangevinOptions *l = w->langevin;
+  if (langevin_given(l) &&
+      ember_optimizer_method(method, (ember_optimizer)w->optimizer) != EMBER_METHOD_LANGEVIN)
+    return ember_fail(err, EMBER_EINVAL,
+                      "options.langevin applies to Langevin models only (or to optimizer "
+                      "OPTIMIZER_LANGEVIN on any energy model); model '%s' is of method %s",
                       model, ember_method_name(method));
   if (!l) return 0;
   if (l->chain_steps > (uint32_t)EMBER_MAX_CHAIN_STEPS)
@@ -153,6 +172,8 @@ void ember_wire_infer_merge(const Ember__V1__InferenceOptions *w, ember_infer_op
   if (w->temperature != 0.0f) o->temperature = w->temperature;
   if (w->optional_refine_steps_case) o->refine_steps = count_of(w->refine_steps, EMBER_MAX_REFINE_STEPS);
   if (w->refine_lr != 0.0f) o->refine_lr = w->refine_lr;
+  if ((unsigned)w->optimizer > 0 && (unsigned)w->optimizer < EMBER_OPTIMIZER_COUNT)
+    o->optimizer = (ember_optimizer)w->optimizer;
   const Ember__V1__LangevinOptions *l = w->langevin;
   if (!l) return;
   ember_langevin_opts *r = &o->langevin;

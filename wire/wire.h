@@ -68,7 +68,8 @@ enum {
   EMBER_WIRE_NOISE_SCALE = 1u << 12,
   EMBER_WIRE_DELTA_MAX = 1u << 13,
   EMBER_WIRE_AGAIN_STEPS = 1u << 14, /* langevin.again_steps: ember_infer_opts.again_steps */
-  EMBER_WIRE_AGAIN_STEP = 1u << 15
+  EMBER_WIRE_AGAIN_STEP = 1u << 15,
+  EMBER_WIRE_OPTIMIZER = 1u << 16   /* InferenceOptions.optimizer */
 };
 /* The fields that travel in InferenceOptions.langevin: Langevin models only. */
 #define EMBER_WIRE_LANGEVIN_FIELDS ((1u << 16) - EMBER_WIRE_CHAIN_STEPS)
@@ -93,8 +94,10 @@ void ember_wire_infer_to_msg(const ember_infer_opts *o, unsigned fields,
                              Ember__V1__InferenceOptions *w, Ember__V1__LangevinOptions *lw);
 
 /* Checks w as a request sent it (NULL: no options, valid): iterations, refine_steps,
- * langevin.chain_steps and langevin.again_steps within the library's limits, no Langevin field
- * set unless method is langevin (`model` names the model in that message), a known schedule.
+ * langevin.chain_steps and langevin.again_steps within the library's limits, an optimizer that
+ * applies to a model of this method (ember_optimizer_check), no Langevin field set unless the
+ * call runs Langevin chains (the model's method or the chosen optimizer; `model` names the
+ * model in that message), a known schedule.
  * 0, or EMBER_EINVAL with the message ("options: iterations must be 1..1000, got 5000"). */
 int ember_wire_infer_check(const Ember__V1__InferenceOptions *w, const char *model,
                            ember_method method, ember_err *err);

@@ -57,6 +57,7 @@ struct ember_infer {
   float *fscratch; /* (max_samples) */
   int cap_samples;
   const atomic_int *cancel; /* read by the pool's threads too (pass_task) */
+  ember_method how; /* whose optimiser the current call runs (ember_optimizer_method) */
   /* the pass in progress, read by the tasks */
   const ember_net *pass_net;
   const float *pass_hx, *pass_y;
@@ -69,6 +70,7 @@ int ember_infer_create(ember_infer **out, const ember_model *m, ember_pool *pool
   ember_infer *inf = calloc(1, sizeof *inf);
   if (!inf) return ember_fail(err, EMBER_ENOMEM, "out of memory creating an inference context");
   inf->m = m;
+  inf->how = m->method;
   inf->pool = pool;
   inf->threads = ember_pool_threads(pool);
   inf->ws = calloc((size_t)inf->threads, sizeof *inf->ws);
@@ -143,7 +145,7 @@ static int reserve(ember_infer *inf, int gq, int n, ember_err *err) {
     if (!inf->xn || !inf->hx || !inf->out || !inf->rngs) goto nomem;
     inf->cap_q = gq;
   }
-  if (n > 0 && m->method == EMBER_METHOD_LANGEVIN &&
+  if (n > 0 && inf->how == EMBER_METHOD_LANGEVIN &&
       (gq > inf->lws.max_queries || n > inf->lws.max_chains)) {
     int mq = gq > inf->lws.max_queries ? gq : inf->lws.max_queries;
     int mc = n > inf->lws.max_chains ? n : inf->lws.max_chains;
@@ -387,8 +389,10 @@ static int begin_call(ember_infer *inf, const float *x, int nq, const ember_infe
   if (!*o) *o = &m->infer;
   int rc = check_x(m, x, nq, err);
   if (rc < 0) return rc;
+  if ((rc = ember_optimizer_check(m->method, (*o)->optimizer, err)) < 0) return rc;
+  inf->how = ember_optimizer_method(m->method, (*o)->optimizer);
   if (m->method != EMBER_METHOD_MSE) {
-    rc = ember_infer_opts_check(*o, m->method == EMBER_METHOD_LANGEVIN, err);
+    rc = ember_infer_opts_check(*o, inf->how == EMBER_METHOD_LANGEVIN, err);
     if (rc < 0) return rc;
   }
   return 0;
@@ -411,7 +415,7 @@ static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const emb
     ember_rng_seed(&inf->rngs[q], rs->seeds ? rs->seeds[i] : rs->seed,
                    rs->streams ? rs->streams[i] : rs->stream0 + (uint64_t)i);
   }
-  if (m->method == EMBER_METHOD_LANGEVIN) { /* chains from uniform starts; samples = chains */
+  if (inf->how == EMBER_METHOD_LANGEVIN) { /* chains from uniform starts; samples = chains */
     inf->pop_y = inf->lws.y;
     inf->pop_e = inf->lws.e;
     ember_langevin_ctl first = {.cancel = inf->cancel}; /* checked before every chain step */
@@ -432,7 +436,7 @@ static int dfo_group(ember_infer *inf, const float *x, int q0, int gq, const emb
   inf->pop_e = inf->dfo.e;
   /* ardfo resamples whole candidates once per coordinate and ends on one branch: for modes,
    * independent groups keep the others alive */
-  const int ardfo = m->method == EMBER_METHOD_ARDFO;
+  const int ardfo = inf->how == EMBER_METHOD_ARDFO;
   ember_dfo_ctl ctl = {.keep_initial = for_modes,
                        .groups = for_modes && ardfo ? EMBER_ARDFO_MODE_GROUPS : 1,
                        .cancel = inf->cancel};
@@ -586,7 +590,7 @@ static int modes(ember_infer *inf, const float *x, int nq, const ember_infer_opt
     if (rc < 0) return rc;
     if (pop_y) ember_model_denorm_y(m, inf->pop_y, gq * n, pop_y + (size_t)q0 * n * d);
     if (pop_e) memcpy(pop_e + (size_t)q0 * n, inf->pop_e, (size_t)gq * n * sizeof(float));
-    const int dfo = m->method != EMBER_METHOD_LANGEVIN; /* chains keep no uniform population */
+    const int dfo = inf->how != EMBER_METHOD_LANGEVIN; /* chains keep no uniform population */
     for (int q = 0; q < gq; q++) {
       if ((rc = cancelled(inf, err)) < 0) return rc;
       int c = ember_modes_find(inf->pop_y + (size_t)q * n * d, inf->pop_e + (size_t)q * n, n,
@@ -714,11 +718,12 @@ static double descent_flops(double row, int points, int steps) {
 double ember_infer_flops(const ember_model *m, const ember_infer_opts *o) {
   double row = 2.0 * ember_net_row_macs(&m->net.shape);
   if (m->method == EMBER_METHOD_MSE) return row;
+  const ember_method how = ember_optimizer_method(m->method, o->optimizer);
   double flops;
-  if (m->method == EMBER_METHOD_LANGEVIN) /* forward + input backward per chain step, + final */
+  if (how == EMBER_METHOD_LANGEVIN) /* forward + input backward per chain step, + final */
     flops = 2.0 * row * (double)o->samples *
             (o->langevin.steps + 1 + (o->again_steps ? o->again_steps + 1 : 0));
-  else if (m->method == EMBER_METHOD_ARDFO) { /* iters passes of every prefix net */
+  else if (how == EMBER_METHOD_ARDFO) { /* iters passes of every prefix net */
     double all = row;
     for (int j = 0; j < m->nar; j++) all += 2.0 * ember_net_row_macs(&m->ar[j].shape);
     flops = all * (double)o->samples * o->iters;
@@ -735,8 +740,9 @@ double ember_infer_modes_flops(const ember_model *m, const ember_infer_opts *o,
   double flops = ember_infer_flops(m, &sample);
   if (m->method == EMBER_METHOD_MSE) return flops;
   const double row = 2.0 * ember_net_row_macs(&m->net.shape);
-  const int n = o->samples, n0 = m->method == EMBER_METHOD_LANGEVIN ? 0 : n;
-  if (m->method == EMBER_METHOD_ARDFO) flops += row * n; /* the uniform population's E_ydim */
+  const ember_method how = ember_optimizer_method(m->method, o->optimizer);
+  const int n = o->samples, n0 = how == EMBER_METHOD_LANGEVIN ? 0 : n;
+  if (how == EMBER_METHOD_ARDFO) flops += row * n; /* the uniform population's E_ydim */
   /* every one of the k slots is polished, found or padded (modes()) */
   return flops + ember_modes_find_flops(n, n0, m->y_dim) + descent_flops(row, mo->k, mo->polish_steps);
 }

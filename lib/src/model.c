@@ -18,6 +18,9 @@
 static const char *const method_names[] = {"dfo", "mse", "ardfo", "langevin"};
 static const char *const arch_names[] = {"mlp", "resnet"};
 static const char *const schedule_names[] = {"poly", "ibc"};
+static const char *const optimizer_names[] = {"default", "dfo", "langevin", "ardfo"};
+_Static_assert(sizeof optimizer_names / sizeof *optimizer_names == EMBER_OPTIMIZER_COUNT,
+               "a name for every ember_optimizer");
 
 #define COUNT(a) (sizeof(a) / sizeof *(a))
 
@@ -57,7 +60,55 @@ int ember_schedule_parse(const char *s, ember_schedule *out) {
   return i < 0 ? i : 0;
 }
 
+const char *ember_optimizer_name(ember_optimizer o) {
+  return (unsigned)o < COUNT(optimizer_names) ? optimizer_names[o] : "unknown";
+}
+
+int ember_optimizer_parse(const char *s, ember_optimizer *out) {
+  int i = lookup(optimizer_names, COUNT(optimizer_names), s);
+  if (i >= 0) *out = (ember_optimizer)i;
+  return i < 0 ? i : 0;
+}
+
+ember_optimizer ember_method_optimizer(ember_method method) {
+  switch (method) {
+  case EMBER_METHOD_DFO: return EMBER_OPTIMIZER_DFO;
+  case EMBER_METHOD_ARDFO: return EMBER_OPTIMIZER_ARDFO;
+  case EMBER_METHOD_LANGEVIN: return EMBER_OPTIMIZER_LANGEVIN;
+  default: return EMBER_OPTIMIZER_DEFAULT;
+  }
+}
+
+ember_method ember_optimizer_method(ember_method method, ember_optimizer opt) {
+  switch (opt) {
+  case EMBER_OPTIMIZER_DFO: return EMBER_METHOD_DFO;
+  case EMBER_OPTIMIZER_ARDFO: return EMBER_METHOD_ARDFO;
+  case EMBER_OPTIMIZER_LANGEVIN: return EMBER_METHOD_LANGEVIN;
+  default: return method;
+  }
+}
+
+int ember_optimizer_check(ember_method method, ember_optimizer opt, ember_err *err) {
+  if ((unsigned)opt >= EMBER_OPTIMIZER_COUNT)
+    return ember_fail(err, EMBER_EINVAL, "optimizer must be default, dfo, langevin or ardfo, got %d", (int)opt);
+  if (opt == EMBER_OPTIMIZER_DEFAULT) return 0;
+  if (method == EMBER_METHOD_MSE)
+    return ember_fail(err, EMBER_EINVAL,
+                      "optimizer %s does not apply to an explicit (mse) model: it has no energy to "
+                      "optimise (only optimizer default)",
+                      ember_optimizer_name(opt));
+  if (opt == EMBER_OPTIMIZER_ARDFO && method != EMBER_METHOD_ARDFO)
+    return ember_fail(err, EMBER_EINVAL,
+                      "optimizer ardfo needs the y-prefix nets of an ardfo model; this model's "
+                      "method is %s (optimizers dfo and langevin apply to it)",
+                      ember_method_name(method));
+  return 0;
+}
+
 int ember_infer_opts_check(const ember_infer_opts *o, int langevin, ember_err *err) {
+  if ((unsigned)o->optimizer >= EMBER_OPTIMIZER_COUNT)
+    return ember_fail(err, EMBER_EINVAL, "optimizer must be default, dfo, langevin or ardfo, got %d",
+                      (int)o->optimizer);
   if (o->samples < 1 || o->samples > EMBER_MAX_INFER_SAMPLES)
     return ember_fail(err, EMBER_EINVAL, "samples must be 1..%d, got %d", EMBER_MAX_INFER_SAMPLES,
                       o->samples);
@@ -242,6 +293,9 @@ int ember_model_sn_enable(ember_model *m, ember_err *err) {
 }
 
 int ember_model_check_defaults(const ember_model *m, ember_err *err) {
+  if (m->infer.optimizer != EMBER_OPTIMIZER_DEFAULT) /* checkpoints do not store one */
+    return ember_fail(err, EMBER_EINVAL, "a model's default optimizer is its method's (optimizer "
+                      "default), got %s", ember_optimizer_name(m->infer.optimizer));
   if (m->method == EMBER_METHOD_MSE) return 0; /* one forward pass, whatever the options say */
   const ember_infer_opts *o = &m->infer;
   if (o->samples > EMBER_MAX_SAMPLES)

@@ -36,6 +36,12 @@ expect_error "wrong x width" "expected 1 column" "$EMBER" predict --model "$T/m.
 expect_error "zero samples" "samples must be" "$EMBER" predict --model "$T/m.safetensors" --input "$T/ok.csv" --samples 0
 expect_error "bad shrink" "shrink" "$EMBER" predict --model "$T/m.safetensors" --input "$T/ok.csv" --shrink 2
 expect_error "zero modes" "modes must be" "$EMBER" sample --model "$T/m.safetensors" --input "$T/ok.csv" --modes 0
+expect_error "unknown optimizer" "--optimizer must be default, dfo, langevin or ardfo, got 'sgd'" "$EMBER" predict --model "$T/m.safetensors" --input "$T/ok.csv" --optimizer sgd
+expect_error "ardfo optimizer on a dfo model" "optimizer ardfo needs the y-prefix nets of an ardfo model" "$EMBER" predict --model "$T/m.safetensors" --input "$T/ok.csv" --optimizer ardfo
+expect_error "chain option without chains" "--chain-steps applies to Langevin models only (or to --optimizer langevin" "$EMBER" predict --model "$T/m.safetensors" --input "$T/ok.csv" --chain-steps 3
+printf 'x\n0.1\n0.2\n0.3\n0.4\n' > "$T/xonly.csv"
+"$EMBER" predict --model "$T/m.safetensors" --input "$T/xonly.csv" --optimizer langevin --samples 8 --chain-steps 3 > "$T/chains.csv" || fail "--optimizer langevin with chain options on a dfo model failed"
+[ "$(wc -l < "$T/chains.csv")" -eq 5 ] || fail "--optimizer langevin: expected a header and 4 rows"
 head -c 100 "$T/m.safetensors" > "$T/cut.safetensors"
 expect_error "truncated model" "cut.safetensors" "$EMBER" predict --model "$T/cut.safetensors" --input "$T/ok.csv"
 printf 'not a model' > "$T/junk.safetensors"

@@ -58,8 +58,9 @@ except ImportError as e:  # not Debian's python3 with python3-grpcio
 EMBERD = EMBER = SOURCE = None
 SCRATCH = None  # this run's scratch directory
 
-# generated modules, filled in by main(): ember.v1, grpc.health.v1, grpc.reflection.v1 and v1alpha
-pb = pbg = hpb = hpbg = rpb = rpbg = rapb = rapbg = None
+# generated modules, filled in by main(): ember.v1, grpc.health.v1, grpc.reflection.v1 and v1alpha,
+# and inference (the Open Inference Protocol v2, proto/inference/v2/grpc_service.proto)
+pb = pbg = hpb = hpbg = rpb = rpbg = rapb = rapbg = kpb = kpbg = None
 GRPC_PROTO = "/usr/share/grpc-proto/grpc"  # Debian's grpc-proto
 
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "LeakSanitizer", "runtime error", "WARNING: ThreadSanitizer")
@@ -76,8 +77,8 @@ CLI_TIMEOUT = 120.0 * SCALE    # one ember CLI run
 # ---- stubs ---------------------------------------------------------------------------------
 
 def _generate_stubs(dest):
-    """protoc the ember, health and reflection protos into dest and import them."""
-    global pb, pbg, hpb, hpbg, rpb, rpbg, rapb, rapbg
+    """protoc the ember, v2 inference, health and reflection protos into dest and import them."""
+    global pb, pbg, hpb, hpbg, rpb, rpbg, rapb, rapbg, kpb, kpbg
     proto_dir = os.path.join(SOURCE, "proto")
     # A generated package called grpc/ would shadow the grpcio module, so Debian's grpc-proto
     # files are generated from copies under other directory names (their proto packages stay
@@ -93,17 +94,19 @@ def _generate_stubs(dest):
     os.makedirs(out)
     cmd = [sys.executable, "-m", "grpc_tools.protoc", "-I" + proto_dir, "-I" + hp,
            "--python_out=" + out, "--grpc_python_out=" + out,
-           "ember/v1/ember.proto"] + [dst for _, dst in copies]
+           "ember/v1/ember.proto", "inference/v2/grpc_service.proto"] + [dst for _, dst in copies]
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
     if r.returncode != 0:
         raise RuntimeError("protoc failed: %s\n%s" % (" ".join(cmd), r.stdout.decode(errors="replace")))
     sys.path.insert(0, out)
     from ember.v1 import ember_pb2, ember_pb2_grpc  # noqa: E402
+    from inference.v2 import grpc_service_pb2, grpc_service_pb2_grpc  # noqa: E402
     from healthv1 import health_pb2, health_pb2_grpc  # noqa: E402
     from reflectionv1 import reflection_pb2, reflection_pb2_grpc  # noqa: E402
     from reflectionv1alpha import reflection_pb2 as ra_pb2, reflection_pb2_grpc as ra_pb2_grpc  # noqa: E402
     pb, pbg, hpb, hpbg = ember_pb2, ember_pb2_grpc, health_pb2, health_pb2_grpc
     rpb, rpbg, rapb, rapbg = reflection_pb2, reflection_pb2_grpc, ra_pb2, ra_pb2_grpc
+    kpb, kpbg = grpc_service_pb2, grpc_service_pb2_grpc
 
 
 # ---- data and formatting --------------------------------------------------------------------
@@ -438,7 +441,9 @@ class _Result(unittest.TextTestResult):
         super().startTest(test)
 
     def _line(self, word, test):
-        self.stream.write("%-4s %s (%.2fs)\n" % (word, test.id().split(".", 1)[-1], time.monotonic() - self._t0))
+        # a failing setUpClass is reported before any test started: no time of its own
+        t0 = getattr(self, "_t0", time.monotonic())
+        self.stream.write("%-4s %s (%.2fs)\n" % (word, test.id().split(".", 1)[-1], time.monotonic() - t0))
         self.stream.flush()
 
     def addSuccess(self, test):

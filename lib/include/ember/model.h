@@ -82,6 +82,23 @@ typedef struct ember_langevin_opts {
 #define EMBER_MAX_REFINE_STEPS 10000
 #define EMBER_MAX_CHAIN_STEPS 100000
 
+/* Which optimiser answers a call. IBC runs DFO or Langevin on the same energy, so a call may
+ * choose another optimiser than the one its model was trained with: DFO or Langevin chains on
+ * any energy model (dfo, ardfo: its whole-y net, langevin), autoregressive DFO on an ardfo
+ * model only (it needs the prefix nets). An explicit (mse) model has no energy: only DEFAULT.
+ * ember_optimizer_check says which apply; the value names: "default", "dfo", "langevin",
+ * "ardfo". */
+typedef enum {
+  EMBER_OPTIMIZER_DEFAULT = 0, /* the model's method's */
+  EMBER_OPTIMIZER_DFO = 1,
+  EMBER_OPTIMIZER_LANGEVIN = 2,
+  EMBER_OPTIMIZER_ARDFO = 3
+} ember_optimizer;
+#define EMBER_OPTIMIZER_COUNT 4
+
+const char *ember_optimizer_name(ember_optimizer o);
+int ember_optimizer_parse(const char *s, ember_optimizer *out);
+
 /* Inference options; a model stores defaults, every call may override them. */
 typedef struct ember_infer_opts {
   int samples;       /* DFO population per query (default 16384); Langevin models: chains */
@@ -100,17 +117,25 @@ typedef struct ember_infer_opts {
    * lowest-energy result is the answer. 0 steps = off (default). */
   int refine_steps;
   float refine_lr;   /* initial step, normalised y units (0.05) */
+  /* The optimiser (default: the model's method's). Every other field keeps its meaning: with
+   * Langevin, samples counts chains and the langevin fields apply; with DFO, iters, sigma and
+   * shrink. A model's stored defaults are for its own method (a dfo model's langevin fields
+   * are EMBER_INFER_DEFAULTS's), so a caller that switches usually sets samples too. Models
+   * store DEFAULT. */
+  ember_optimizer optimizer;
 } ember_infer_opts;
 
 #define EMBER_REFINE_TOP 8
 #define EMBER_INFER_DEFAULTS                                                                 \
   {.samples = 16384, .iters = 3, .sigma = 0.33f, .shrink = 0.5f, .temperature = 1.0f,        \
    .langevin = EMBER__LANGEVIN_OPTS(50), .again_steps = 0, .again_step = 1e-5f,              \
-   .refine_steps = 0, .refine_lr = 0.05f}
+   .refine_steps = 0, .refine_lr = 0.05f, .optimizer = EMBER_OPTIMIZER_DEFAULT}
 
 /* Checks an options struct; names the first bad field. Langevin fields are checked only when
- * `langevin` is set (the model is a Langevin model), refine_lr and again_step only when their
- * steps are on; so {samples, iters, sigma, shrink, temperature} with the rest zero is valid. */
+ * `langevin` is set (the call runs Langevin chains: ember_optimizer_method), refine_lr and
+ * again_step only when their steps are on; so {samples, iters, sigma, shrink, temperature} with
+ * the rest zero is valid. The optimizer must be a known value; whether it applies to a model
+ * is ember_optimizer_check's. */
 int ember_infer_opts_check(const ember_infer_opts *o, int langevin, ember_err *err);
 
 typedef struct ember_model {
@@ -212,6 +237,16 @@ int ember_model_sn_enable(ember_model *m, ember_err *err);
 #define EMBER_MAX_SAMPLES 65536
 #define EMBER_MAX_REQUEST_GFLOP 2000
 int ember_model_check_defaults(const ember_model *m, ember_err *err);
+
+/* Whether optimiser `opt` applies to a model of this method (ember_optimizer says which do):
+ * 0, or EMBER_EINVAL with the reason ("optimizer ardfo needs the y-prefix nets of an ardfo
+ * model; this model's method is dfo ..."). */
+int ember_optimizer_check(ember_method method, ember_optimizer opt, ember_err *err);
+/* The method whose optimiser `opt` runs on a model of this method: the model's own for
+ * DEFAULT, else the chosen one's (EMBER_OPTIMIZER_LANGEVIN -> EMBER_METHOD_LANGEVIN, ...). */
+ember_method ember_optimizer_method(ember_method method, ember_optimizer opt);
+/* The optimiser a method trains for (mse: DEFAULT, it has none). */
+ember_optimizer ember_method_optimizer(ember_method method);
 
 /* Checks n rows of x: every value finite and within EMBER_X_MAX_SIGMA standard deviations of
  * the training data's mean (farther, the network's arithmetic overflows into NaN energies).
