@@ -42,6 +42,9 @@ extern "C" {
 #define EMBER_MAX_KERNEL 15
 #define EMBER_MAX_EXTRA 4096
 
+/* The layers `ember train` builds for image data unless told otherwise. */
+#define EMBER_ENCODER_DEFAULT_CONV "16:5:2,32:3:1"
+
 typedef enum { EMBER_HEAD_SOFTARGMAX = 0, EMBER_HEAD_POOL = 1 } ember_head;
 
 const char *ember_head_name(ember_head h);
