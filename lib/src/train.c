@@ -11,6 +11,11 @@
  * candidates activation tensor (512 x 257 x 256 floats per layer at the paper's defaults).
  * Per-thread gradients are then summed in thread order and Adam updates the flat buffer.
  *
+ * Image models (ember/encoder.h): a task also gathers its examples' images, encodes them into
+ * the first columns of its x rows, and after the network's backward sends x's gradient
+ * (ember_net_backward_x) through the encoder into the thread's gradient, whose slice holds the
+ * network's parameters and then the encoder's; each has its own Adam with the same schedule.
+ *
  * Reproducibility: the batch of step t is drawn from stream (seed, EMBER_BATCH_STREAM + t)
  * and example i's counter-examples from stream (seed, t * batch + i); tasks go to threads by
  * a fixed rule, so a fixed seed and thread count give bit-identical parameters.
