@@ -17,6 +17,7 @@ int cmd_eval(const char *server, int argc, char **argv);
 int cmd_data_particle(int argc, char **argv);
 int cmd_eval_particle(const char *server, int argc, char **argv);
 int cmd_data_toy(int argc, char **argv);
+int cmd_data_coords(int argc, char **argv);
 int cmd_eval_toy(int argc, char **argv);
 int cmd_eval_data(int argc, char **argv);
 int cmd_plot(int argc, char **argv);

@@ -124,9 +124,15 @@ int cmd_eval_data(int argc, char **argv) {
     o.nsamples = ember_evaldata_default_samples(&m, o.samples);
   }
   ember_dataset ds;
-  if (ember_dataset_read(data, m.x_dim, m.y_dim, &ds, &err) < 0) {
+  if (ember_dataset_read(data, m.enc ? -1 : m.x_dim, m.y_dim, &ds, &err) < 0) {
     fprintf(stderr, "ember eval data: %s (the model %s takes %d x and answers %d y columns)\n", err.msg, model,
             m.x_dim, m.y_dim);
+    ember_model_free(&m);
+    return 1;
+  }
+  if (m.enc && ember_model_encode_dataset(&m, &ds, &err) < 0) { /* images -> the model's x rows */
+    fprintf(stderr, "ember eval data: %s: %s\n", data, err.msg);
+    ember_dataset_free(&ds);
     ember_model_free(&m);
     return 1;
   }

@@ -61,8 +61,15 @@ static int open_all(const char *verb, infer_cli *c, const opt_spec *specs, int n
     ember_model_free(m);
     return 2;
   }
-  if (ember_dataset_read(c->input, m->x_dim, 0, ds, &err) < 0) {
+  /* an image model reads images (and their extras) and encodes them into its x rows */
+  if (ember_dataset_read(c->input, m->enc ? -1 : m->x_dim, 0, ds, &err) < 0) {
     fprintf(stderr, "ember %s: %s\n", verb, err.msg);
+    ember_model_free(m);
+    return 1;
+  }
+  if (m->enc && ember_model_encode_dataset(m, ds, &err) < 0) {
+    fprintf(stderr, "ember %s: %s: %s\n", verb, c->input, err.msg);
+    ember_dataset_free(ds);
     ember_model_free(m);
     return 1;
   }
@@ -337,6 +344,13 @@ int cmd_info(int argc, char **argv) {
   else
     printf("%-18s %s %dx%d (%zu parameters%s)\n", "network", ember_arch_name(m.net.shape.arch),
            m.net.shape.width, m.net.shape.depth, params, m.sn_w ? ", spectrally normalised" : "");
+  if (m.enc) { /* an image model: x is the encoder's features, then the extras */
+    char conv[EMBER_MAX_CONV * 20];
+    ember_conv_spec_text(&m.enc->shape, conv, sizeof conv);
+    printf("%-18s %dx%dx%d images, conv %s, head %s: %d features + %d extra (%zu parameters)\n", "encoder",
+           m.enc->shape.h, m.enc->shape.w, m.enc->shape.c, conv, ember_head_name(m.enc->shape.head),
+           m.enc->nfeat, m.enc->shape.extra, m.enc->nparams);
+  }
   cli_print_names("x_names", m.x_names, m.x_dim);
   cli_print_names("y_names", m.y_names, m.y_dim);
   cli_print_vec("x_mean", m.x_mean, m.x_dim);

@@ -2,6 +2,7 @@
  *
  *   ember data particle ...     oracle demonstrations of the N-D particle task (cmd_particle.c)
  *   ember data toy NAME ...     one of the paper's 1-D toys (cmd_toy.c)
+ *   ember data coords ...       the visual coordinate-regression images (cmd_coords.c)
  *   ember eval particle ...     closed-loop episodes, locally or through emberd (cmd_particle.c)
  *   ember eval toy NAME ...     error, stranded predictions and mode coverage (cmd_toy.c)
  *   ember eval data ...         error and mode coverage on the user's own pairs (cmd_evaldata.c)
@@ -16,6 +17,8 @@ static int tasks_usage(FILE *f, const char *verb) {
           "usage: ember %s particle [options]      (ember %s particle --help)\n"
           "       ember %s toy NAME [options]      (ember %s toy --help lists the toys)\n",
           verb, verb, verb, verb);
+  if (strcmp(verb, "data") == 0)
+    fprintf(f, "       ember data coords [options]        (dot images for visual coordinate regression)\n");
   if (strcmp(verb, "eval") == 0)
     fprintf(f, "       ember eval data --model M --data FILE [options]   (your own (x, y) pairs: error and\n"
                "                                                    mode coverage by sample count)\n");
@@ -30,7 +33,8 @@ int cmd_data(int argc, char **argv) {
   if (want_help(argc, argv)) return tasks_usage(argc < 1 ? stderr : stdout, "data");
   if (strcmp(argv[0], "particle") == 0) return cmd_data_particle(argc - 1, argv + 1);
   if (strcmp(argv[0], "toy") == 0) return cmd_data_toy(argc - 1, argv + 1);
-  fprintf(stderr, "ember data: unknown task '%s' (particle or toy)\n", argv[0]);
+  if (strcmp(argv[0], "coords") == 0) return cmd_data_coords(argc - 1, argv + 1);
+  fprintf(stderr, "ember data: unknown task '%s' (particle, toy or coords)\n", argv[0]);
   return 2;
 }
 

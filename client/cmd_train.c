@@ -148,6 +148,8 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
   t->schedule = ember_schedule_name(o->langevin.schedule);
   t->y_dim = -1;
   t->threads = cli_default_threads();
+  t->conv = EMBER_ENCODER_DEFAULT_CONV;
+  t->head = ember_head_name(EMBER_HEAD_SOFTARGMAX);
   opt_spec all[] = {
       {"data", OPT_STR, &t->data, "FILE", remote ? "training pairs, read here and sent to the server: CSV (which columns are y: --y-cols, --y-dim or y: marks in its header; docs/signatures.md) or .npz with x and y" : "training pairs: CSV (which columns are y: --y-cols, --y-dim or y: marks in its header, e.g. px,py,y:ax,y:ay; docs/signatures.md) or .npz with x and y (and optional x_names, y_names)", 0, 0},
       {"out", OPT_STR, &t->out, "FILE", "where to write the model (.safetensors)", 0, 0},
@@ -189,6 +191,8 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
       {"val", OPT_STR, &t->val, "FILE", remote ? "not with --server: send --val-split instead (the server holds that share of the data out)" : "validation pairs with --data's columns: their loss is shown as training goes and stored in the model (ember info)", 0, 0},
       {"val-split", OPT_FLOAT, &o->val_split, "F", "hold out this share of --data's rows (chosen by --seed) for validation instead (0 = none)", 0, 0},
       {"quiet", OPT_FLAG, &t->quiet, NULL, "no progress output", 0, 0},
+      {"conv", OPT_STR, &t->conv, "C:K:S,...", "image data: the encoder's convolutions, channels:kernel:stride per layer (docs/images.md)", 0, 0},
+      {"head", OPT_STR, &t->head, "H", "image data: the encoder's head, softargmax (2 coordinates per channel) or pool (the mean of each channel)", 0, 0},
   };
   /* remote: no --out (the server publishes), and --threads is refused (the server's
    * --train-threads);
@@ -249,6 +253,20 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
     fprintf(stderr, "ember train: --snapshot-every must be >= 0, got %lld\n", (long long)t->snapshot_every);
     return -1;
   }
+  if (remote && (args_given(specs, nspecs, "conv") || args_given(specs, nspecs, "head"))) {
+    fprintf(stderr, "ember train: --conv and --head are local only: emberd does not train image models\n");
+    return -1;
+  }
+  ember_err perr;
+  memset(&t->enc, 0, sizeof t->enc);
+  if (ember_conv_spec_parse(t->conv, &t->enc, &perr) < 0) {
+    fprintf(stderr, "ember train: --conv: %s\n", perr.msg);
+    return -1;
+  }
+  if (ember_head_parse(t->head, &t->enc.head) < 0) {
+    fprintf(stderr, "ember train: --head must be softargmax or pool, got '%s'\n", t->head);
+    return -1;
+  }
   if (ember_arch_parse(t->arch, &o->arch) < 0) {
     fprintf(stderr, "ember train: --arch must be resnet or mlp, got '%s'\n", t->arch);
     return -1;
@@ -297,7 +315,24 @@ int cmd_train(int argc, char **argv) {
     ember_pool_destroy(pool);
     return 1;
   }
-  if (ds.x_dim < 1) {
+  if (!ds.img && (strcmp(t.conv, EMBER_ENCODER_DEFAULT_CONV) != 0 ||
+                  strcmp(t.head, ember_head_name(EMBER_HEAD_SOFTARGMAX)) != 0)) {
+    fprintf(stderr, "ember train: --conv and --head apply to image data (an .npz whose x is uint8 images); "
+                    "%s holds vectors\n", data);
+    ember_dataset_free(&ds);
+    ember_pool_destroy(pool);
+    return 2;
+  }
+  if (ds.img) {
+    o.encoder = &t.enc;
+    if (!quiet) {
+      char conv[200];
+      ember_conv_spec_text(&t.enc, conv, sizeof conv);
+      fprintf(stderr, "images %dx%dx%d%s: encoder conv %s, head %s\n", ds.img_h, ds.img_w, ds.img_c,
+              ds.x_dim ? " with extra observations" : "", conv, ember_head_name(t.enc.head));
+    }
+  }
+  if (ds.x_dim < 1 && !ds.img) {
     fprintf(stderr, "ember train: %s has no x columns left after %d y column(s)\n", data, ds.y_dim);
     ember_dataset_free(&ds);
     ember_pool_destroy(pool);

@@ -36,7 +36,7 @@ static void usage(FILE *f) {
           "  info      print a checkpoint's metadata (with --server: a served model's, and its counters)\n"
           "  models    list a server's models (needs --server)\n"
           "  health    ask a server's health service; exit 0 only if SERVING (needs --server)\n"
-          "  data      write a benchmark dataset: data particle (oracle demonstrations), data toy NAME\n"
+          "  data      write a benchmark dataset: data particle (oracle demonstrations), data toy NAME, data coords (images)\n"
           "  eval      score a model: eval particle (closed-loop episodes, local or --server), eval toy NAME\n"
           "  plot      draw a 1-input 1-output model's energy landscape as a PNG heat map, or learning\n"
           "            curves from a CSV (plot curves)\n"

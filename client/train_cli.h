@@ -17,6 +17,8 @@ typedef struct train_cli {
   int64_t snapshot_every;      /* --snapshot-every (local only) */
   const char *val;             /* --val FILE (local only; o.val_split is --val-split) */
   int val_rows;                /* rows of --val FILE once read, for the banner */
+  const char *conv, *head;     /* --conv, --head: the encoder for image data (local only) */
+  ember_encoder_shape enc;     /* what they say (the image size comes from the data) */
 } train_cli;
 
 /* Parses the flags of `ember train` into t. remote drops --out and refuses --threads; extra options

@@ -742,7 +742,8 @@ static void test_npz_dtype(void **state) {
     npz_write(path, m, 2);
     assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_ENOTSUP);
     assert_msg(err, "x.npy");
-    assert_msg(err, bad[i]);
+    /* uint8 x is images: a 1-D one is told the shapes images have (test_npz_images) */
+    assert_msg(err, strcmp(bad[i], "|u1") == 0 ? "uint8 x is images" : bad[i]);
   }
 }
 
@@ -922,6 +923,67 @@ static void test_npz_read_mem(void **state) {
   free(buf);
 }
 
+/* uint8 x is images: (n, H, W, C) or (n, H, W); x_extra is the extra observations */
+static member mem_u8(const char *name, int ndim, const long *shape, const uint8_t *v, size_t n, int fortran) {
+  member m = {name, NULL, 0, 0};
+  m.data = npy_make("|u1", fortran, ndim, shape, v, n, 1, &m.len);
+  return m;
+}
+
+static void test_npz_images(void **state) {
+  (void)state;
+  uint8_t img[2 * 3 * 2 * 3];
+  for (size_t i = 0; i < sizeof img; i++) img[i] = (uint8_t)(i * 7);
+  const float extra[] = {1, 2, 3, 4}, y[] = {0.5f, -0.5f};
+  const long s4[] = {2, 3, 2, 3}, s3[] = {2, 3, 6}, s2[] = {2, 18};
+  const char *path = tu_path(0, "img.npz");
+  member m[] = {mem_u8("x.npy", 4, s4, img, sizeof img, 0), mem_f32("x_extra.npy", 2, 2, 2, extra, 0),
+                mem_f32("y.npy", 1, 2, 1, y, 0)};
+  npz_write(path, m, 3);
+  ember_dataset ds;
+  ember_err err;
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), 0);
+  assert_int_equal(ds.n, 2);
+  assert_int_equal(ds.img_h, 3);
+  assert_int_equal(ds.img_w, 2);
+  assert_int_equal(ds.img_c, 3);
+  assert_memory_equal(ds.img, img, sizeof img);
+  assert_int_equal(ds.x_dim, 2);
+  assert_memory_equal(ds.x, extra, sizeof extra);
+  assert_memory_equal(ds.y, y, sizeof y);
+  ember_dataset_free(&ds);
+  /* a vector reader (x_dim given) is told what the file holds */
+  assert_int_equal(npz_read(path, 4, -1, &ds, &err), EMBER_EFORMAT);
+  assert_non_null(strstr(err.msg, "uint8 images of 3x2x3; expected 4 float columns"));
+
+  member g[] = {mem_u8("x.npy", 3, s3, img, sizeof img, 0), mem_f32("y.npy", 1, 2, 1, y, 0)};
+  npz_write(path, g, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), 0);
+  assert_int_equal(ds.img_c, 1);
+  assert_int_equal(ds.img_w, 6);
+  assert_int_equal(ds.x_dim, 0);
+  assert_null(ds.x);
+  ember_dataset_free(&ds);
+
+  member flat[] = {mem_u8("x.npy", 2, s2, img, sizeof img, 0), mem_f32("y.npy", 1, 2, 1, y, 0)};
+  npz_write(path, flat, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_ENOTSUP);
+  assert_non_null(strstr(err.msg, "uint8 x is images"));
+  member fo[] = {mem_u8("x.npy", 4, s4, img, sizeof img, 1), mem_f32("y.npy", 1, 2, 1, y, 0)};
+  npz_write(path, fo, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_ENOTSUP);
+  assert_non_null(strstr(err.msg, "C order"));
+  member rows[] = {mem_u8("x.npy", 4, s4, img, sizeof img, 0), mem_f32("x_extra.npy", 2, 1, 2, extra, 0),
+                   mem_f32("y.npy", 1, 2, 1, y, 0)};
+  npz_write(path, rows, 3);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_EFORMAT);
+  assert_non_null(strstr(err.msg, "x has 2 images but x_extra has 1 rows"));
+  /* uint8 is images only: y cannot be one */
+  member yu8[] = {mem_f32("x.npy", 2, 2, 2, extra, 0), mem_u8("y.npy", 4, s4, img, sizeof img, 0)};
+  npz_write(path, yu8, 2);
+  assert_int_equal(npz_read(path, -1, -1, &ds, &err), EMBER_ENOTSUP);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_csv_header),
@@ -951,6 +1013,7 @@ int main(void) {
       cmocka_unit_test(test_npz_corrupt_zip),
       cmocka_unit_test(test_npz_read_mem),
       cmocka_unit_test(test_npz_names),
+      cmocka_unit_test(test_npz_images),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -140,7 +140,7 @@ static void test_langevin_training_gradient(void **state) {
 static void test_statistics_and_bounds(void **state) {
   (void)state;
   float x[4] = {1, 2, 3, 4}, y[4 * 2] = {0, 7, 1, 7, 2, 7, 3, 7};
-  ember_dataset ds = {4, 1, 2, x, y, NULL, NULL};
+  ember_dataset ds = {.n = 4, .x_dim = 1, .y_dim = 2, .x = x, .y = y};
   ember_model m;
   assert_int_equal(ember_model_init(&m, EMBER_METHOD_DFO, 1, 2, EMBER_ARCH_RESNET, 4, 2, NULL), 0);
   ember_train_fit_stats(&m, &ds, 0.05f);
@@ -365,7 +365,7 @@ static void test_langevin_model_state_and_options(void **state) {
 static void test_ardfo_model(void **state) {
   (void)state;
   enum { N = 600, Q = 6 };
-  ember_dataset ds = {N, 1, 2, malloc(sizeof(float) * N), malloc(sizeof(float) * 2 * N), NULL, NULL};
+  ember_dataset ds = {.n = N, .x_dim = 1, .y_dim = 2, .x = malloc(sizeof(float) * N), .y = malloc(sizeof(float) * 2 * N)};
   ember_rng rng;
   ember_rng_seed(&rng, 4, 0);
   for (int i = 0; i < N; i++) {

@@ -74,6 +74,7 @@ _Static_assert(sizeof(float) == 4, "checkpoints store IEEE-754 binary32");
 typedef struct ckpt_tensor {
   char name[CKPT_NAME_MAX];
   int rows, cols; /* weight: (out, in); bias: (out, 0) */
+  int kh, kw;     /* a convolution's weight: (out, in, kh, kw); 0 otherwise */
   size_t numel;
   float *p;            /* into net->params */
   uint64_t begin, end; /* byte offsets in the data region (load: as found) */
@@ -118,6 +119,7 @@ static int tensor_table(const ember_model *m, ckpt_tensor **out, int *n, ember_e
   int nsn = 0, nt = 2 * net->nlayers;
   for (int i = 0; m->sn_w && i < net->nlayers; i++) nsn += ember_sn_layer(net, i);
   for (int j = 0; j < m->nar; j++) nt += 2 * m->ar[j].nlayers;
+  if (m->enc) nt += 2 * m->enc->nlayers;
   ckpt_tensor *t = calloc((size_t)nt + 3 * (size_t)nsn, sizeof *t);
   if (!t) return ember_fail(err, EMBER_ENOMEM, "out of memory listing tensors");
   int k = 0, rc = 0;
@@ -128,6 +130,20 @@ static int tensor_table(const ember_model *m, ckpt_tensor **out, int *n, ember_e
   }
   if (m->method == EMBER_METHOD_ARDFO) snprintf(pre, sizeof pre, "nets.%d.", m->nar);
   if (rc == 0) rc = add_net(net, pre, t, &k, err);
+  for (int i = 0; rc == 0 && m->enc && i < m->enc->nlayers; i++) { /* PyTorch's Conv2d: OIHW */
+    const ember_conv *l = &m->enc->layers[i];
+    char prefix[CKPT_NAME_MAX - 8];
+    ember_encoder_layer_name(m->enc, i, prefix, sizeof prefix);
+    ckpt_tensor *w = &t[k++], *b = &t[k++];
+    snprintf(w->name, sizeof w->name, "%s.weight", prefix);
+    snprintf(b->name, sizeof b->name, "%s.bias", prefix);
+    w->rows = l->out_c, w->cols = l->in_c, w->kh = w->kw = l->k;
+    w->numel = (size_t)l->out_c * l->in_c * l->k * l->k;
+    w->p = l->w;
+    b->rows = l->out_c;
+    b->numel = (size_t)l->out_c;
+    b->p = l->b;
+  }
   if (rc < 0) {
     free(t);
     return rc;
@@ -521,12 +537,22 @@ static char *header_json(const ember_model *m, ckpt_tensor *t, int nt) {
   if (!bad) bad |= json_object_set(root, "__metadata__", meta);
   for (const meta_key *k = meta_keys; k < meta_keys + NMETA_KEYS && !bad; k++)
     bad |= meta_write(meta, m, k);
+  if (m->enc && !bad) { /* the encoder's keys (docs/formats.md), read by load_encoder */
+    const ember_encoder_shape *es = &m->enc->shape;
+    char conv[EMBER_MAX_CONV * 20];
+    ember_conv_spec_text(es, conv, sizeof conv);
+    bad |= meta_set(meta, "encoder.image", "%dx%dx%d", es->h, es->w, es->c);
+    bad |= meta_set(meta, "encoder.conv", "%s", conv);
+    bad |= meta_set(meta, "encoder.head", "%s", ember_head_name(es->head));
+    bad |= meta_set(meta, "encoder.extra", "%d", es->extra);
+  }
   uint64_t off = 0;
   for (int k = 0; k < nt && !bad; k++) {
     t[k].begin = off;
     t[k].end = off += (uint64_t)t[k].numel * sizeof(float);
-    json_t *shape =
-        t[k].cols ? json_pack("[ii]", t[k].rows, t[k].cols) : json_pack("[i]", t[k].rows);
+    json_t *shape = t[k].kh     ? json_pack("[iiii]", t[k].rows, t[k].cols, t[k].kh, t[k].kw)
+                    : t[k].cols ? json_pack("[ii]", t[k].rows, t[k].cols)
+                                : json_pack("[i]", t[k].rows);
     json_t *e = json_pack("{s:s, s:o, s:[II]}", "dtype", "F32", "shape", shape, "data_offsets",
                           (json_int_t)t[k].begin, (json_int_t)t[k].end);
     bad |= !e || json_object_set_new(root, t[k].name, e);
@@ -973,6 +999,41 @@ static int meta_read(const json_t *meta, const meta_key *k, const char *name, si
   return ember_fail(err, EMBER_EFORMAT, "%s: metadata key \"%s\" has no reader", name, k->key);
 }
 
+/* An image model's encoder keys (all four, or none): its shape, checked, and the encoder
+ * allocated once its parameters are known to fit the data region. */
+static int load_encoder(const json_t *meta, const char *name, size_t data_len, ember_model *m,
+                        ember_err *err) {
+  static const char *const keys[] = {"encoder.image", "encoder.conv", "encoder.head", "encoder.extra"};
+  const char *v[4];
+  int have = 0;
+  for (int i = 0; i < 4; i++) {
+    const json_t *j = json_object_get(meta, keys[i]);
+    v[i] = j ? json_string_value(j) : NULL;
+    have += v[i] != NULL;
+  }
+  if (have == 0) return 0;
+  if (have < 4)
+    return ember_fail(err, EMBER_EFORMAT, "%s: an image model's metadata has all of encoder.image, "
+                      "encoder.conv, encoder.head and encoder.extra; this one has %d of them", name, have);
+  ember_encoder_shape es;
+  memset(&es, 0, sizeof es);
+  char tail;
+  ember_err e;
+  if (sscanf(v[0], "%dx%dx%d%c", &es.h, &es.w, &es.c, &tail) != 3)
+    return ember_fail(err, EMBER_EFORMAT, "%s: metadata encoder.image must be HxWxC, got \"%.40s\"", name, v[0]);
+  if (ember_conv_spec_parse(v[1], &es, &e) < 0 || ember_head_parse(v[2], &es.head) < 0 ||
+      sscanf(v[3], "%d%c", &es.extra, &tail) != 1 || ember_encoder_shape_check(&es, &e) < 0)
+    return ember_fail(err, EMBER_EFORMAT, "%s: the encoder metadata (conv \"%.40s\", head \"%.20s\", extra "
+                      "\"%.20s\") is not an encoder ember builds", name, v[1], v[2], v[3]);
+  size_t np = ember_encoder_shape_params(&es), have_floats = data_len / sizeof(float);
+  if (np > have_floats || np + m->net.nparams > have_floats)
+    return ember_fail(err, EMBER_EFORMAT, "%s: data region is %zu bytes, too small for the encoder's %zu "
+                      "parameters and the network's %zu", name, data_len, np, m->net.nparams);
+  if (ember_model_set_encoder(m, &es, &e) < 0)
+    return ember_fail(err, EMBER_EFORMAT, "%s: %s", name, e.msg);
+  return 0;
+}
+
 /* Reads __metadata__ and allocates the model it describes into m. data_len bounds the
  * network's size before anything is allocated. */
 static int load_metadata(const json_t *root, const char *name, size_t data_len, ember_model *m,
@@ -1030,6 +1091,7 @@ static int load_metadata(const json_t *root, const char *name, size_t data_len, 
   if (!(m->train_ema >= 0.0f && m->train_ema < 1.0f))
     return ember_fail(err, EMBER_EFORMAT, "%s: metadata train.ema must be in [0, 1), got %g", name,
                       (double)m->train_ema);
+  if ((rc = load_encoder(meta, name, data_len, m, err)) < 0) return rc;
   return check_model_values(m, name, EMBER_EFORMAT, err);
 }
 
@@ -1079,13 +1141,17 @@ static int tensor_entry(const char *key, const json_t *v, ckpt_tensor *t, uint64
     return ember_fail(err, EMBER_EFORMAT,
                       "%s: tensor \"%s\" shape must be an array of non-negative integers", name,
                       key);
-  size_t want_rank = t->cols ? 2 : 1;
+  size_t want_rank = t->kh ? 4 : t->cols ? 2 : 1;
   ok = rank == want_rank && json_integer_value(json_array_get(shape, 0)) == t->rows &&
-       (rank < 2 || json_integer_value(json_array_get(shape, 1)) == t->cols);
+       (rank < 2 || json_integer_value(json_array_get(shape, 1)) == t->cols) &&
+       (rank < 4 || (json_integer_value(json_array_get(shape, 2)) == t->kh &&
+                     json_integer_value(json_array_get(shape, 3)) == t->kw));
   if (!ok) {
     char found[96], want[48];
     shape_text(shape, found, sizeof found);
-    if (t->cols)
+    if (t->kh)
+      snprintf(want, sizeof want, "[%d, %d, %d, %d]", t->rows, t->cols, t->kh, t->kw);
+    else if (t->cols)
       snprintf(want, sizeof want, "[%d, %d]", t->rows, t->cols);
     else
       snprintf(want, sizeof want, "[%d]", t->rows);

@@ -26,6 +26,7 @@
  * arrays, or more than two dimensions. A dataset is held in memory whole.
  */
 #include "ember/dataset.h"
+#include "ember/encoder.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -49,6 +50,7 @@ void ember_dataset_free(ember_dataset *ds) {
   if (!ds) return;
   free(ds->x);
   free(ds->y);
+  free(ds->img);
   free(ds->x_names);
   free(ds->y_names);
   memset(ds, 0, sizeof *ds);
@@ -767,11 +769,14 @@ typedef struct npy_array {
   zip_file_t *zf;
   int f8;             /* '<f8' (else '<f4') */
   int strings;        /* a name array: '<U' or '|S' accepted instead of floats */
+  int image_ok;       /* x: uint8 '|u1' images of 3 or 4 dimensions accepted too */
+  int u8;             /* it is one: shape[0] images, shape[1] = H * W * C bytes each */
+  uint64_t img_h, img_w;
   char str_kind;      /* 'U' (UTF-32LE code points) or 'S' (bytes), 0 for floats */
   uint64_t esize;     /* bytes per element */
   int fortran;
   int ndim;           /* 1 or 2 once validated */
-  uint64_t shape[2];
+  uint64_t shape[4];
   uint64_t header_bytes; /* magic through the end of the header dict */
 } npy_array;
 
@@ -845,7 +850,8 @@ static int npy_header(npy_array *a, const char *p, const char *end, ember_err *e
                         "structured dtypes are not supported (need '<f4' or '<f8')");
       if (!(p = py_string(p, end, &val, &vlen))) goto bad;
       a->esize = 0;
-      if (!a->strings && vlen == 3 && memcmp(val, "<f4", 3) == 0) a->f8 = 0, a->esize = 4;
+      if (a->image_ok && vlen == 3 && (memcmp(val, "|u1", 3) == 0 || memcmp(val, "<u1", 3) == 0)) a->u8 = 1, a->esize = 1;
+      else if (!a->strings && vlen == 3 && memcmp(val, "<f4", 3) == 0) a->f8 = 0, a->esize = 4;
       else if (!a->strings && vlen == 3 && memcmp(val, "<f8", 3) == 0) a->f8 = 1, a->esize = 8;
       else if (a->strings && vlen >= 3 && vlen <= 6 && ((val[0] == '<' && val[1] == 'U') || (val[0] == '|' && val[1] == 'S'))) {
         uint64_t w = 0;
@@ -880,7 +886,7 @@ static int npy_header(npy_array *a, const char *p, const char *end, ember_err *e
           v = v * 10 + (uint64_t)(*p - '0');
         }
         if (p < end && *p == 'L') p++; /* written by Python 2 */
-        if (ndim < 2) a->shape[ndim] = v;
+        if (ndim < 4) a->shape[ndim] = v;
         if (ndim < 64) ndim++;
         p = skip_ws(p, end);
         if (p < end && *p == ',') p++;
@@ -902,6 +908,23 @@ static int npy_header(npy_array *a, const char *p, const char *end, ember_err *e
                     !have_descr ? "descr" : !have_order ? "fortran_order" : "shape");
   if (ndim == 0)
     return npy_fail(a, err, EMBER_EFORMAT, "is a scalar (shape ()); need 1 or 2 dimensions");
+  if (a->u8) { /* images: (n, H, W) or (n, H, W, C), flattened to (n, H * W * C) */
+    if (ndim != 3 && ndim != 4)
+      return npy_fail(a, err, EMBER_ENOTSUP,
+                      "is uint8 with %d dimensions; uint8 x is images: (n, H, W) or (n, H, W, C)", ndim);
+    if (ndim == 3) a->shape[3] = 1;
+    if (a->fortran)
+      return npy_fail(a, err, EMBER_ENOTSUP, "images must be in C order (numpy's default)");
+    for (int i = 1; i < 4; i++)
+      if (a->shape[i] < 1 || a->shape[i] > (uint64_t)EMBER_MAX_IMAGE_SIDE)
+        return npy_fail(a, err, EMBER_ENOTSUP, "image dimensions must be 1..%d, got %llu",
+                        EMBER_MAX_IMAGE_SIDE, (unsigned long long)a->shape[i]);
+    a->ndim = ndim;
+    a->img_h = a->shape[1];
+    a->img_w = a->shape[2];
+    a->shape[1] = a->shape[1] * a->shape[2] * a->shape[3];
+    return 0;
+  }
   if (ndim > 2)
     return npy_fail(a, err, EMBER_ENOTSUP, "has %d dimensions; need 1 or 2", ndim);
   a->ndim = ndim;
@@ -962,13 +985,14 @@ static int npy_open(zip_t *za, zip_int64_t idx, npy_array *a, ember_err *err) {
                   (unsigned long long)rows, (unsigned long long)cols);
     goto fail;
   }
-  if (rows > (uint64_t)DS_MAX_ROWS || cols > (uint64_t)EMBER_MAX_COLS) {
+  if (rows > (uint64_t)DS_MAX_ROWS || (cols > (uint64_t)EMBER_MAX_COLS && !a->u8)) {
     rc = npy_fail(a, err, EMBER_ENOTSUP,
                   "has shape (%llu, %llu); at most %d rows and %d columns are supported",
                   (unsigned long long)rows, (unsigned long long)cols, DS_MAX_ROWS, EMBER_MAX_COLS);
     goto fail;
   }
-  /* rows < 2^31, cols <= 2^16 and esize <= 256, so rows * cols * esize < 2^55: no overflow. */
+  /* rows < 2^31, cols <= 2^16 and esize <= 256 (images: cols <= 2^30, esize 1), so
+   * rows * cols * esize < 2^61: no overflow. */
   uint64_t need = rows * cols * a->esize; /* esize <= 256 */
   if (need > DS_MAX_BYTES) {
     rc = npy_fail(a, err, EMBER_ENOTSUP, "holds %llu bytes of data; at most 4 GiB is supported",
@@ -1079,16 +1103,58 @@ fail:
   return rc;
 }
 
-/* Reads one array; want_cols > 0 must match its width. On success *out is (rows, cols). */
+/* The bytes of an opened uint8 image array into out, then to the member's end (libzip checks
+ * the CRC there). */
+static int npy_load_u8(npy_array *a, uint8_t *out, ember_err *err) {
+  uint64_t need = a->shape[0] * a->shape[1];
+  int64_t got = npy_read(a, out, need, err);
+  if (got < 0) return err ? err->code : EMBER_EFORMAT;
+  if ((uint64_t)got < need)
+    return npy_fail(a, err, EMBER_EFORMAT, "truncated: data ends %llu bytes short",
+                    (unsigned long long)(need - (uint64_t)got));
+  unsigned char extra;
+  if ((got = npy_read(a, &extra, 1, err)) < 0) return err ? err->code : EMBER_EFORMAT;
+  if (got > 0) return npy_fail(a, err, EMBER_EFORMAT, "trailing bytes after the data");
+  return 0;
+}
+
+/* Reads one array; want_cols > 0 must match its width. On success *out is (rows, cols). With
+ * img (x only), a uint8 array of images is accepted too: then *img gets it, dims its (H, W, C),
+ * *out stays NULL and *cols is 0. */
 static int npz_array(zip_t *za, zip_int64_t idx, const char *file, const char *arr,
                      int want_cols, const char *dim_name, float **out, int *rows, int *cols,
-                     ember_err *err) {
+                     uint8_t **img, int dims[3], ember_err *err) {
   int rc = 0;
   float *data = NULL;
   npy_array a = {0};
   a.file = file;
   a.arr = arr;
+  a.image_ok = img != NULL;
   if ((rc = npy_open(za, idx, &a, err)) < 0) goto fail;
+  if (a.u8) {
+    if (want_cols > 0) {
+      rc = ember_fail(err, EMBER_EFORMAT,
+                      "%s: %s is uint8 images of %llux%llux%llu; expected %d float columns (%s)",
+                      file, arr, (unsigned long long)a.img_h, (unsigned long long)a.img_w,
+                      (unsigned long long)a.shape[3], want_cols, dim_name);
+      goto fail;
+    }
+    uint8_t *bytes = malloc(a.shape[0] * a.shape[1]);
+    if (!bytes) {
+      rc = ember_fail(err, EMBER_ENOMEM, "%s: out of memory for %llu images", file,
+                      (unsigned long long)a.shape[0]);
+      goto fail;
+    }
+    if ((rc = npy_load_u8(&a, bytes, err)) < 0) {
+      free(bytes);
+      goto fail;
+    }
+    *img = bytes;
+    dims[0] = (int)a.img_h, dims[1] = (int)a.img_w, dims[2] = (int)a.shape[3];
+    *rows = (int)a.shape[0];
+    *cols = 0;
+    goto fail;
+  }
   if (want_cols > 0 && a.shape[1] != (uint64_t)want_cols) {
     rc = ember_fail(err, EMBER_EFORMAT, "%s: %s has %llu column%s, expected %d (%s)", file, arr,
                     (unsigned long long)a.shape[1], a.shape[1] == 1 ? "" : "s", want_cols,
@@ -1221,6 +1287,8 @@ static int npz_read(const void *buf, size_t len, const char *name, int x_dim, in
   int rc = 0, xr = 0, xc = 0, yr = 0, yc = 0;
   float *x = NULL, *y = NULL;
   char **xn = NULL, **yn = NULL;
+  uint8_t *img = NULL;
+  int dims[3] = {0, 0, 0};
   zip_t *za = NULL;
   zip_error_t ze;
   zip_error_init(&ze);
@@ -1249,15 +1317,27 @@ static int npz_read(const void *buf, size_t len, const char *name, int x_dim, in
                     "%s: no array 'y' (y.npy) in the archive; training needs x and y", name);
     goto fail;
   }
-  if ((rc = npz_array(za, xi, name, "x", x_dim, "x_dim", &x, &xr, &xc, err)) < 0) goto fail;
+  if ((rc = npz_array(za, xi, name, "x", x_dim, "x_dim", &x, &xr, &xc, &img, dims, err)) < 0) goto fail;
+  if (img) { /* images: the extra observations, if any, are x */
+    if ((rc = npz_unique(za, name, "x_extra", err)) < 0) goto fail;
+    zip_int64_t ei = zip_name_locate(za, "x_extra.npy", 0);
+    int er = 0;
+    if (ei >= 0) {
+      if ((rc = npz_array(za, ei, name, "x_extra", -1, "", &x, &er, &xc, NULL, NULL, err)) < 0) goto fail;
+      if (er != xr) {
+        rc = ember_fail(err, EMBER_EFORMAT, "%s: x has %d images but x_extra has %d rows", name, xr, er);
+        goto fail;
+      }
+    }
+  }
   if (y_dim != 0) {
-    if ((rc = npz_array(za, yi, name, "y", y_dim, "y_dim", &y, &yr, &yc, err)) < 0) goto fail;
+    if ((rc = npz_array(za, yi, name, "y", y_dim, "y_dim", &y, &yr, &yc, NULL, NULL, err)) < 0) goto fail;
     if (yr != xr) {
       rc = ember_fail(err, EMBER_EFORMAT, "%s: x has %d rows but y has %d", name, xr, yr);
       goto fail;
     }
     ember_err e;
-    if ((rc = npz_names(za, name, "x_names", xc, &xn, err)) < 0 ||
+    if ((xc > 0 && (rc = npz_names(za, name, "x_names", xc, &xn, err)) < 0) ||
         (rc = npz_names(za, name, "y_names", yc, &yn, err)) < 0)
       goto fail;
     if ((rc = ember_names_check((const char *const *)xn, xc, (const char *const *)yn, yc, &e)) < 0) {
@@ -1272,6 +1352,9 @@ static int npz_read(const void *buf, size_t len, const char *name, int x_dim, in
   ds->y = y;
   ds->x_names = xn;
   ds->y_names = yn;
+  ds->img = img;
+  ds->img_h = dims[0], ds->img_w = dims[1], ds->img_c = dims[2];
+  img = NULL;
   x = y = NULL;
   xn = yn = NULL;
 fail:
@@ -1279,6 +1362,7 @@ fail:
   zip_error_fini(&ze);
   free(x);
   free(y);
+  free(img);
   free(xn);
   free(yn);
   return rc;

@@ -244,6 +244,8 @@ void ember_model_free(ember_model *m) {
   free(m->ar);
   free(m->stats);
   free(m->sn_w);
+  if (m->enc) ember_encoder_free(m->enc);
+  free(m->enc);
   free(m->x_names);
   free(m->y_names);
   memset(m, 0, sizeof *m);
@@ -347,6 +349,77 @@ void ember_model_x_max_abs_z(const ember_model *m, const float *x, int n, float 
     z[i] = worst < FLT_MAX ? (float)worst : FLT_MAX;
     if (col) col[i] = at;
   }
+}
+
+int ember_model_set_encoder(ember_model *m, const ember_encoder_shape *shape, ember_err *err) {
+  int rc = ember_encoder_shape_check(shape, err);
+  if (rc < 0) return rc;
+  const int F = ember_encoder_features(shape);
+  if (m->x_dim != F + shape->extra)
+    return ember_fail(err, EMBER_EINVAL,
+                      "an encoder with %d features and %d extra observations gives %d x values; the "
+                      "model has x_dim %d", F, shape->extra, F + shape->extra, m->x_dim);
+  ember_encoder *enc = calloc(1, sizeof *enc);
+  if (!enc) return ember_fail(err, EMBER_ENOMEM, "out of memory for an encoder");
+  if ((rc = ember_encoder_init(enc, shape, err)) < 0) {
+    free(enc);
+    return rc;
+  }
+  if (m->enc) ember_encoder_free(m->enc);
+  free(m->enc);
+  m->enc = enc;
+  for (int j = 0; j < F; j++) m->x_mean[j] = 0.0f, m->x_std[j] = 1.0f;
+  return 0;
+}
+
+void ember_model_encode(const ember_model *m, ember_encoder_ws *ws, const uint8_t *img,
+                        const float *extra, int n, float *x) {
+  const ember_encoder *enc = m->enc;
+  const int F = enc->nfeat, E = enc->shape.extra, d = m->x_dim, G = ws->max_images;
+  const size_t ib = ember_encoder_image_bytes(&enc->shape);
+  /* the features land in x's first columns; encode into the tail of each group's rows first */
+  for (int i0 = 0; i0 < n; i0 += G) {
+    int g = n - i0 < G ? n - i0 : G;
+    float *xg = x + (size_t)i0 * d;
+    ember_encoder_forward(enc, ws, img + (size_t)i0 * ib, g, xg);
+    /* (g, F) packed -> (g, d) rows, last row first so nothing is overwritten before it moves */
+    for (int i = g - 1; i >= 0; i--) {
+      memmove(xg + (size_t)i * d, xg + (size_t)i * F, sizeof(float) * F);
+      for (int j = 0; j < E; j++) xg[(size_t)i * d + F + j] = extra[(size_t)(i0 + i) * E + j];
+    }
+  }
+}
+
+int ember_model_encode_dataset(const ember_model *m, ember_dataset *ds, ember_err *err) {
+  if (!m->enc) return ember_fail(err, EMBER_EINVAL, "the model takes vectors of %d x values, not images", m->x_dim);
+  const ember_encoder_shape *s = &m->enc->shape;
+  if (!ds->img)
+    return ember_fail(err, EMBER_EINVAL, "the model takes %dx%dx%d images (x as uint8 (n, %d, %d, %d)); the data's x is %d float columns",
+                      s->h, s->w, s->c, s->h, s->w, s->c, ds->x_dim);
+  if (ds->img_h != s->h || ds->img_w != s->w || ds->img_c != s->c)
+    return ember_fail(err, EMBER_EINVAL, "the model takes %dx%dx%d images; the data's are %dx%dx%d", s->h, s->w,
+                      s->c, ds->img_h, ds->img_w, ds->img_c);
+  if (ds->x_dim != s->extra)
+    return ember_fail(err, EMBER_EINVAL, "the model takes %d extra observations (x_extra) per image; the data has %d",
+                      s->extra, ds->x_dim);
+  ember_encoder_ws ws;
+  int rc = ember_encoder_ws_init(&ws, s, ds->n < EMBER_ENCODE_BATCH ? ds->n : EMBER_ENCODE_BATCH, err);
+  if (rc < 0) return rc;
+  float *x = malloc((size_t)ds->n * m->x_dim * sizeof(float));
+  if (!x) {
+    ember_encoder_ws_free(&ws);
+    return ember_fail(err, EMBER_ENOMEM, "out of memory encoding %d images", ds->n);
+  }
+  ember_model_encode(m, &ws, ds->img, ds->x, ds->n, x);
+  ember_encoder_ws_free(&ws);
+  free(ds->x);
+  free(ds->img);
+  free(ds->x_names);
+  ds->x_names = NULL;
+  ds->img = NULL;
+  ds->x = x;
+  ds->x_dim = m->x_dim;
+  return 0;
 }
 
 ember_signature ember_model_signature(const ember_model *m) {

@@ -527,6 +527,13 @@ void ember_net_backward(const ember_net *net, ember_net_ws *ws, const float *x, 
   }
 }
 
+void ember_net_backward_x(const ember_net *net, const ember_net_ws *ws, int nq, int cols, float *dx) {
+  const ember_dense *l0 = &net->layers[0];
+  /* first_backward left sum over each query's rows of d(first layer) in dhx */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, cols, net->shape.width, 1.0f, ws->dhx,
+              net->shape.width, l0->w, l0->in, 0.0f, dx, cols);
+}
+
 /* ---- tangent (forward mode) and its reverse ------------------------------------------------
 
  * The tangent of the hidden state along a y-direction follows the forward pass with biases

@@ -11,6 +11,11 @@
  * candidates activation tensor (512 x 257 x 256 floats per layer at the paper's defaults).
  * Per-thread gradients are then summed in thread order and Adam updates the flat buffer.
  *
+ * Image models (ember/encoder.h): a task also gathers its examples' images, encodes them into
+ * the first columns of its x rows, and after the network's backward sends x's gradient
+ * (ember_net_backward_x) through the encoder into the thread's gradient, whose slice holds the
+ * network's parameters and then the encoder's; each has its own Adam with the same schedule.
+ *
  * Reproducibility: the batch of step t is drawn from stream (seed, EMBER_BATCH_STREAM + t)
  * and example i's counter-examples from stream (seed, t * batch + i); tasks go to threads by
  * a fixed rule, so a fixed seed and thread count give bit-identical parameters.
@@ -176,7 +181,13 @@ static void mean_std(const float *v, int n, int d, int j, float *mean, float *st
 }
 
 void ember_train_fit_stats(ember_model *m, const ember_dataset *ds, float bound_margin) {
-  for (int j = 0; j < m->x_dim; j++) mean_std(ds->x, ds->n, m->x_dim, j, &m->x_mean[j], &m->x_std[j]);
+  if (m->enc) { /* features as they are; the extras (ds->x) normalised */
+    const int F = m->enc->nfeat;
+    for (int j = 0; j < F; j++) m->x_mean[j] = 0.0f, m->x_std[j] = 1.0f;
+    for (int j = 0; j < ds->x_dim; j++) mean_std(ds->x, ds->n, ds->x_dim, j, &m->x_mean[F + j], &m->x_std[F + j]);
+  } else {
+    for (int j = 0; j < m->x_dim; j++) mean_std(ds->x, ds->n, m->x_dim, j, &m->x_mean[j], &m->x_std[j]);
+  }
   if (m->method == EMBER_METHOD_LANGEVIN) { /* min-max to [-1, 1], which are the bounds */
     for (int j = 0; j < m->y_dim; j++) {
       float lo = INFINITY, hi = -INFINITY;
@@ -219,7 +230,8 @@ struct ember_trainer {
   int threads;
   ember_adam opt;
   ember_net_ws *ws; /* (threads) */
-  float *tgrad;     /* (threads, nparams); thread 0's slice is the summed gradient */
+  float *tgrad;     /* (threads, gstride); thread 0's slice is the summed gradient */
+  size_t gstride;   /* the net's parameters, then the encoder's (image models) */
   double *tloss;    /* (threads) */
   float *scratch;   /* (threads, scratch_stride) */
   size_t scratch_stride;
@@ -247,6 +259,14 @@ struct ember_trainer {
   /* the weights' moving average (o.ema > 0), of the vector Adam updates (raw with spectral
    * normalisation, else the model's parameters) */
   float *avg;
+  /* image models: per thread, an encoder workspace for a task's images, the images gathered
+   * from the batch (per_task, image bytes) and the features' gradient (per_task, nfeat); the
+   * encoder's own Adam and weight average */
+  ember_encoder_ws *ews;
+  uint8_t *timg;
+  float *tdfeat;
+  ember_adam eopt;
+  float *eavg;
   /* ember_trainer_val_loss's data while it runs */
   const ember_dataset *vds;
   int vrows;
@@ -423,9 +443,24 @@ int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_datase
   task_size(o, m->method, t->threads, &t->cand, &t->per_task);
   size_t rows = (size_t)t->per_task * t->cand;
   size_t np = m->net.nparams;
+  const size_t nenc = m->enc ? m->enc->nparams : 0;
+  t->gstride = np + nenc;
+  if (m->enc && (!ds->img || ds->img_h != m->enc->shape.h || ds->img_w != m->enc->shape.w ||
+                 ds->img_c != m->enc->shape.c || ds->x_dim != m->enc->shape.extra)) {
+    free(t);
+    return ember_fail(err, EMBER_EINVAL,
+                      "the model's encoder takes %dx%dx%d images and %d extra observations; the data "
+                      "has %s%dx%dx%d and %d", m->enc->shape.h, m->enc->shape.w, m->enc->shape.c,
+                      m->enc->shape.extra, ds->img ? "" : "no images, ", ds->img_h, ds->img_w, ds->img_c,
+                      ds->x_dim);
+  }
+  if (!m->enc && ds->img) {
+    free(t);
+    return ember_fail(err, EMBER_EINVAL, "the data is images; the model has no encoder");
+  }
   t->scratch_stride = (size_t)t->per_task * m->x_dim + rows * m->y_dim + 2 * rows * m->net.shape.out;
   t->ws = calloc((size_t)t->threads, sizeof *t->ws);
-  t->tgrad = malloc((size_t)t->threads * np * sizeof(float));
+  t->tgrad = malloc((size_t)t->threads * t->gstride * sizeof(float));
   t->tloss = calloc((size_t)t->threads, sizeof *t->tloss);
   t->scratch = malloc((size_t)t->threads * t->scratch_stride * sizeof(float));
   t->xn = malloc((size_t)ds->n * m->x_dim * sizeof(float));
@@ -438,6 +473,29 @@ int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_datase
   for (int i = 0; i < t->threads; i++) {
     rc = ember_net_ws_init(&t->ws[i], &m->net.shape, (int)rows, t->per_task, err);
     if (rc < 0) goto fail;
+  }
+  if (m->enc) {
+    const size_t ib = ember_encoder_image_bytes(&m->enc->shape);
+    t->ews = calloc((size_t)t->threads, sizeof *t->ews);
+    t->timg = malloc((size_t)t->threads * t->per_task * ib);
+    t->tdfeat = malloc((size_t)t->threads * t->per_task * m->enc->nfeat * sizeof(float));
+    rc = EMBER_ENOMEM;
+    if (!t->ews || !t->timg || !t->tdfeat) {
+      ember_fail(err, EMBER_ENOMEM, "out of memory for the encoder's training buffers");
+      goto fail;
+    }
+    for (int i = 0; i < t->threads; i++)
+      if ((rc = ember_encoder_ws_init(&t->ews[i], &m->enc->shape, t->per_task, err)) < 0) goto fail;
+    if ((rc = ember_adam_init(&t->eopt, nenc, o->lr, err)) < 0) goto fail;
+    t->eopt.decay = o->lr_decay;
+    t->eopt.decay_steps = o->decay_steps;
+    if (o->ema > 0.0f) {
+      if (!(t->eavg = malloc(nenc * sizeof(float)))) {
+        rc = ember_fail(err, EMBER_ENOMEM, "out of memory for the encoder's moving average");
+        goto fail;
+      }
+      memcpy(t->eavg, m->enc->params, nenc * sizeof(float));
+    }
   }
   if (m->method == EMBER_METHOD_LANGEVIN) {
     t->lws = calloc((size_t)t->threads, sizeof *t->lws);
@@ -494,7 +552,16 @@ int ember_trainer_create(ember_trainer **out, ember_model *m, const ember_datase
   }
   t->opt.decay = o->lr_decay;
   t->opt.decay_steps = o->decay_steps;
-  ember_model_norm_x(m, ds->x, ds->n, t->xn);
+  if (m->enc) { /* the extras, normalised, after feature columns that each step fills */
+    const int F = m->enc->nfeat, E = m->enc->shape.extra;
+    for (size_t r = 0; r < (size_t)ds->n; r++) {
+      float *xr = t->xn + r * m->x_dim;
+      for (int j = 0; j < F; j++) xr[j] = 0.0f;
+      for (int j = 0; j < E; j++) xr[F + j] = (ds->x[r * E + j] - m->x_mean[F + j]) / m->x_std[F + j];
+    }
+  } else {
+    ember_model_norm_x(m, ds->x, ds->n, t->xn);
+  }
   ember_model_norm_y(m, ds->y, ds->n, t->yn);
   *out = t;
   return 0;
@@ -522,6 +589,13 @@ void ember_trainer_destroy(ember_trainer *t) {
   free(t->lws);
   free(t->pen);
   free(t->rngs);
+  if (t->ews)
+    for (int i = 0; i < t->threads; i++) ember_encoder_ws_free(&t->ews[i]);
+  free(t->ews);
+  free(t->timg);
+  free(t->tdfeat);
+  free(t->eavg);
+  if (t->eopt.m) ember_adam_free(&t->eopt);
   if (t->ws)
     for (int i = 0; i < t->threads; i++) ember_net_ws_free(&t->ws[i]);
   free(t->ws);
@@ -558,7 +632,7 @@ static double langevin_task(ember_trainer *t, int thread, int i0, int ne, float 
   const int dy = m->y_dim, c = t->cand, M = t->o.negatives, B = t->o.batch;
   ember_net_ws *ws = &t->ws[thread];
   ember_langevin_ws *lws = &t->lws[thread];
-  float *grad = t->tgrad + (size_t)thread * m->net.nparams;
+  float *grad = t->tgrad + (size_t)thread * t->gstride;
   ember_rng *rngs = t->rngs + (size_t)thread * t->per_task;
   /* (per_task * c) rows each: dir (dy), dt (1), dE/dy (dy) */
   float *dir = t->pen + (size_t)thread * t->per_task * c * (2 * dy + 1), *dt = dir + (size_t)t->per_task * c * dy;
@@ -651,7 +725,7 @@ static void step_task(void *ctx, int task, int thread) {
   float *xb, *yb, *e, *de;
   thread_scratch(t, thread, &xb, &yb, &e, &de);
   ember_net_ws *ws = &t->ws[thread];
-  float *grad = t->tgrad + (size_t)thread * m->net.nparams;
+  float *grad = t->tgrad + (size_t)thread * t->gstride;
 
   for (int k = 0; k < ne; k++) {
     int row = t->batch_idx[i0 + k];
@@ -673,6 +747,18 @@ static void step_task(void *ctx, int task, int thread) {
       }
     }
   }
+  const ember_encoder *enc = m->enc;
+  uint8_t *imgs = NULL;
+  float *dfeat = NULL;
+  if (enc) { /* the task's images, gathered, encoded into x's first columns */
+    const size_t ib = ember_encoder_image_bytes(&enc->shape);
+    const int F = enc->nfeat;
+    imgs = t->timg + (size_t)thread * t->per_task * ib;
+    dfeat = t->tdfeat + (size_t)thread * t->per_task * F;
+    for (int k = 0; k < ne; k++) memcpy(imgs + (size_t)k * ib, t->ds->img + (size_t)t->batch_idx[i0 + k] * ib, ib);
+    ember_encoder_forward(enc, &t->ews[thread], imgs, ne, dfeat);
+    for (int k = 0; k < ne; k++) memcpy(xb + (size_t)k * dx, dfeat + (size_t)k * F, sizeof(float) * F);
+  }
   ember_net_fuse_x(&m->net, xb, ne, ws->hx);
   if (m->method == EMBER_METHOD_LANGEVIN) {
     t->tloss[thread] += langevin_task(t, thread, i0, ne, xb, yb, e, de);
@@ -687,6 +773,10 @@ static void step_task(void *ctx, int task, int thread) {
       proposal_offsets(t, yb, ne, e);
     t->tloss[thread] += ember_infonce(e, ne, c, t->o.temperature, 1.0f / (float)B, de);
     ember_net_backward(&m->net, ws, xb, yb, ne, c, de, grad, NULL);
+  }
+  if (enc) { /* every branch ended with a backward into grad: x's gradient, into the encoder */
+    ember_net_backward_x(&m->net, ws, ne, enc->nfeat, dfeat);
+    ember_encoder_backward(enc, &t->ews[thread], imgs, ne, dfeat, grad + m->net.nparams);
   }
 }
 
@@ -729,6 +819,8 @@ int ember_trainer_val_loss(ember_trainer *t, const ember_dataset *val, int rows,
     return ember_trainer_val_loss(t->sub[t->nsub - 1], val, rows, loss, chance, err);
   const ember_model *m = t->m;
   *loss = *chance = NAN;
+  if (m->enc)
+    return ember_fail(err, EMBER_ENOTSUP, "validation of image models is not supported yet");
   if (!val || val->x_dim != m->x_dim || val->y_dim != m->y_dim || !val->x || !val->y)
     return ember_fail(err, EMBER_EINVAL, "validation data has x_dim %d and y_dim %d; the model has %d and %d",
                       val ? val->x_dim : 0, val ? val->y_dim : 0, m->x_dim, m->y_dim);
@@ -762,7 +854,7 @@ const float *ember_trainer_grad(ember_trainer *t, int64_t step, double *loss) {
     *loss = NAN;
     return NULL;
   }
-  const size_t np = t->m->net.nparams;
+  const size_t np = t->gstride;
   ember_rng rng;
   ember_rng_seed(&rng, t->o.seed, EMBER_BATCH_STREAM + (uint64_t)step);
   for (int i = 0; i < t->o.batch; i++) t->batch_idx[i] = (int)ember_rng_below(&rng, (uint32_t)t->ds->n);
@@ -836,6 +928,7 @@ int ember_trainer_step(ember_trainer *t, float *loss) {
   float *w = t->raw ? t->raw : t->m->net.params;
   if (t->raw) sn_backward(t);
   ember_adam_step(&t->opt, w, t->tgrad);
+  if (t->m->enc) ember_adam_step(&t->eopt, t->m->enc->params, t->tgrad + t->m->net.nparams);
   if (t->raw) sn_refresh(t, 0); /* the model always holds normalised weights */
   if (t->avg) {
     /* TensorFlow's ExponentialMovingAverage with num_updates: a short run is not dominated by
@@ -844,6 +937,8 @@ int ember_trainer_step(ember_trainer *t, float *loss) {
     if (d > t->o.ema) d = t->o.ema;
     const float a = 1.0f - d;
     for (size_t i = 0; i < t->m->net.nparams; i++) t->avg[i] += a * (w[i] - t->avg[i]);
+    for (size_t i = 0; t->eavg && i < t->m->enc->nparams; i++)
+      t->eavg[i] += a * (t->m->enc->params[i] - t->eavg[i]);
   }
   t->step++;
   if (loss) *loss = (float)l;
@@ -853,6 +948,11 @@ int ember_trainer_step(ember_trainer *t, float *loss) {
 void ember_trainer_swap_average(ember_trainer *t) {
   for (int j = 0; j < t->nsub; j++) ember_trainer_swap_average(t->sub[j]);
   if (!t->avg) return;
+  for (size_t i = 0; t->eavg && i < t->m->enc->nparams; i++) {
+    float v = t->m->enc->params[i];
+    t->m->enc->params[i] = t->eavg[i];
+    t->eavg[i] = v;
+  }
   float *w = t->raw ? t->raw : t->m->net.params;
   for (size_t i = 0; i < t->m->net.nparams; i++) {
     float v = w[i];
@@ -881,6 +981,8 @@ double ember_train_step_flops(const ember_model *m, const ember_train_opts *o) {
   double skip = s->arch == EMBER_ARCH_RESNET && s->out == 1 ? 2.0 * s->width * s->width * (1 + m->nar) : 0.0;
   double bwd_in = fwd - skip, bwd_full = 2.0 * (fwd - skip);
   double flops = (fwd + bwd_full) * rows;
+  /* an image model encodes each example once: forward, and backward for weights and inputs */
+  if (m->enc) flops += 3.0 * 2.0 * ember_encoder_macs(&m->enc->shape) * o->batch;
   /* Langevin: each chain step a forward and an input backward of the negatives; the final
    * states share InfoNCE's pass; the penalty adds an input backward, the tangent (a forward's
    * worth) and its reverse (a full backward's) over all candidates */
@@ -895,7 +997,9 @@ double ember_train_step_flops(const ember_model *m, const ember_train_opts *o) {
 
 static int check_data(const ember_dataset *ds, ember_err *err) {
   if (ds->n < 1) return ember_fail(err, EMBER_EINVAL, "the dataset has no rows");
-  if (ds->x_dim < 1 || ds->y_dim < 1 || !ds->x || !ds->y)
+  if (ds->img && (ds->x_dim < 0 || (ds->x_dim > 0 && !ds->x) || ds->y_dim < 1 || !ds->y))
+    return ember_fail(err, EMBER_EINVAL, "training needs y columns (y_dim %d)", ds->y_dim);
+  if (!ds->img && (ds->x_dim < 1 || ds->y_dim < 1 || !ds->x || !ds->y))
     return ember_fail(err, EMBER_EINVAL, "training needs x and y columns (x_dim %d, y_dim %d)",
                       ds->x_dim, ds->y_dim);
   for (size_t i = 0; i < (size_t)ds->n * ds->x_dim; i++)
@@ -940,25 +1044,48 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
   const ember_dataset *val = NULL;
   memset(out, 0, sizeof *out);
   uint64_t bytes = 0;
+  ember_encoder_shape es;
+  int x_dim = ds->x_dim;
   int rc = ember_train_opts_check(o, err);
   if (rc == 0) rc = check_data(ds, err);
-  if (rc == 0) rc = ember_train_memory(o, ds->n, ds->x_dim, ds->y_dim, ember_pool_threads(pool), NULL, &bytes, err);
+  if (rc == 0 && ds->img) { /* image data: the encoder's features and the extras are x */
+    if (o->encoder) {
+      es = *o->encoder;
+    } else {
+      memset(&es, 0, sizeof es);
+      ember_conv_spec_parse(EMBER_ENCODER_DEFAULT_CONV, &es, NULL);
+      es.head = EMBER_HEAD_SOFTARGMAX;
+    }
+    es.h = ds->img_h, es.w = ds->img_w, es.c = ds->img_c, es.extra = ds->x_dim;
+    if (o->method == EMBER_METHOD_ARDFO)
+      rc = ember_fail(err, EMBER_ENOTSUP, "image models are dfo, langevin or mse; ardfo is not supported");
+    else if (o->val || o->val_split > 0.0f)
+      rc = ember_fail(err, EMBER_ENOTSUP, "validation of image models is not supported yet");
+    else if ((rc = ember_encoder_shape_check(&es, err)) == 0)
+      x_dim = ember_encoder_features(&es) + es.extra;
+  }
+  if (rc == 0) rc = ember_train_memory(o, ds->n, x_dim, ds->y_dim, ember_pool_threads(pool), NULL, &bytes, err);
+  if (rc == 0 && ds->img) bytes += (uint64_t)ember_pool_threads(pool) * ember_encoder_ws_bytes(&es, 1024);
   if (rc == 0 && bytes > EMBER_MAX_TRAIN_BYTES) rc = too_big(o, bytes, "", err);
   if (rc == 0) rc = prepare_val(o, &ds, &val, &train_part, &val_part, err);
-  if (rc == 0) rc = ember_model_init(out, o->method, ds->x_dim, ds->y_dim, o->arch, o->width, o->depth, err);
+  if (rc == 0) rc = ember_model_init(out, o->method, x_dim, ds->y_dim, o->arch, o->width, o->depth, err);
+  if (rc == 0 && ds->img && (rc = ember_model_set_encoder(out, &es, err)) < 0) ember_model_free(out);
   if (rc < 0) {
     ember_dataset_free(&train_part);
     ember_dataset_free(&val_part);
     return rc;
   }
   ember_train_fit_stats(out, ds, o->bound_margin);
-  /* the data's column names, if it has them, are the model's signature */
-  rc = ember_model_set_names(out, (const char *const *)ds->x_names, (const char *const *)ds->y_names, err);
+  /* the data's column names, if it has them, are the model's signature (an image model's x
+   * keeps x0..: its features have no names in the data) */
+  rc = ember_model_set_names(out, out->enc ? NULL : (const char *const *)ds->x_names,
+                             (const char *const *)ds->y_names, err);
   if (rc < 0) goto fail;
   ember_rng rng;
   ember_rng_seed(&rng, o->seed, EMBER_INIT_STREAM);
   ember_net_init_params(&out->net, &rng);
   for (int j = 0; j < out->nar; j++) ember_net_init_params(&out->ar[j], &rng);
+  if (out->enc) ember_encoder_init_params(out->enc, &rng);
   out->infer = o->infer;
   out->train_seed = o->seed;
   out->train_batch = o->batch;

@@ -57,6 +57,12 @@ typedef struct ember_dataset {
   /* (x_dim) and (y_dim) column names, each one allocation (ember_names_new); NULL when the
    * file names none (inputs-only reads never fill them) */
   char **x_names, **y_names;
+  /* Image data (an .npz whose `x` is uint8 of shape (n, H, W, C) or (n, H, W)): the images,
+   * (n, img_h, img_w, img_c) row-major, and x holds the optional float array `x_extra`
+   * (n, k) of extra observations (x_dim = k, x NULL and x_dim 0 without it). NULL for vector
+   * data. docs/images.md. */
+  uint8_t *img;
+  int img_h, img_w, img_c;
 } ember_dataset;
 
 /* The most columns a dataset may have (x and y together). */

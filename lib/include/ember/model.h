@@ -31,6 +31,7 @@
 
 #include "ember/base.h"
 #include "ember/dataset.h"
+#include "ember/encoder.h"
 #include "ember/net.h"
 
 #ifdef __cplusplus
@@ -176,6 +177,10 @@ typedef struct ember_model {
    * looks at these; training updates W and u, v, and checkpoints keep them (PyTorch's names:
    * <layer>.weight_orig, .weight_u, .weight_v). One allocation: sn_uv points into sn_w's. */
   float *sn_w, *sn_uv;
+  /* Image models: the encoder (ember/encoder.h) whose features, then enc->shape.extra vector
+   * observations, are the model's x (x_dim = features + extra); NULL for vector models. The
+   * feature columns keep mean 0 and std 1 (they are not normalised); the extras are. */
+  ember_encoder *enc;
 } ember_model;
 
 /* The energy net of y-prefix length j (1..y_dim) of an ardfo model: ar[j-1], or net for
@@ -275,6 +280,23 @@ ember_signature ember_model_signature(const ember_model *m);
 int ember_signature_equal(const ember_signature *a, const ember_signature *b);
 /* "x_dim=2 y_dim=1 x=[px,py] y=[a]" into buf (cut to fit len); returns buf. */
 const char *ember_signature_text(const ember_signature *s, char *buf, size_t len);
+
+/* Gives the model an image encoder of this shape (parameters zeroed); x_dim must be its
+ * features + shape->extra. Feature columns get mean 0, std 1. 0, EMBER_EINVAL or EMBER_ENOMEM. */
+int ember_model_set_encoder(ember_model *m, const ember_encoder_shape *shape, ember_err *err);
+
+/* An image model's x rows from images: x (n, x_dim) = [features of img[i], extra[i]]. img:
+ * (n, h, w, c) uint8; extra: (n, enc->shape.extra), NULL when it is 0. Encodes in calls of at
+ * most ws->max_images images (a workspace of the model's encoder shape). */
+void ember_model_encode(const ember_model *m, ember_encoder_ws *ws, const uint8_t *img,
+                        const float *extra, int n, float *x);
+
+/* Turns an image dataset (ds->img, extras in ds->x) into the model's x rows in place: checks
+ * the images' shape and the extras' count against the encoder, encodes every image (a
+ * workspace of EMBER_ENCODE_BATCH images, allocated once), and leaves ds->x (n, x_dim), ds->img
+ * NULL. EMBER_EINVAL naming the mismatch, or EMBER_ENOMEM. */
+#define EMBER_ENCODE_BATCH 64
+int ember_model_encode_dataset(const ember_model *m, ember_dataset *ds, ember_err *err);
 
 /* Normalisation helpers: n rows of x or y, raw <-> normalised. */
 void ember_model_norm_x(const ember_model *m, const float *x, int n, float *xn);

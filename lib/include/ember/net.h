@@ -140,6 +140,11 @@ void ember_net_forward(const ember_net *net, ember_net_ws *ws, const float *hx, 
 void ember_net_backward(const ember_net *net, ember_net_ws *ws, const float *x, const float *y,
                         int nq, int per_query, const float *dout, float *grad, float *dy);
 
+/* The input gradient of the x part, after an ember_net_backward that had a gradient buffer:
+ * dx (nq, cols) = d(sum dout . out) / d x for each query's first `cols` x inputs (cols <= in_x;
+ * an image encoder's features, ember/encoder.h). Overwrites dx. */
+void ember_net_backward_x(const ember_net *net, const ember_net_ws *ws, int nq, int cols, float *dx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -106,6 +106,10 @@ typedef struct ember_train_opts {
   int64_t val_every;
   ember_progress_fn progress;
   void *progress_ctx;
+  /* Image data (ds->img): the encoder to build; its image size and extras come from the data.
+   * NULL: EMBER_ENCODER_DEFAULT_CONV with the soft-argmax head. Image models train dfo,
+   * langevin or mse, without validation (docs/images.md). */
+  const ember_encoder_shape *encoder;
   /* Every snapshot_every steps (0 = never), and not after the last, ember_train calls
    * snapshot with the model as it would return it at that point (averaged weights with ema):
    * e.g. to save it for a learning curve. Non-zero cancels training as progress does. */
