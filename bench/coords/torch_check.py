@@ -1,6 +1,6 @@
 """Cross-check an ember image model against PyTorch: rebuild its encoder from the checkpoint's
 encoder.conv.L tensors as nn.Conv2d layers (OIHW, no padding), the spatial soft-argmax or pooling
-head, and the energy network (bench/torch_reference.py's EnergyNet), then compare energies with
+head, and the energy network (python/ember_torch's EnergyNet), then compare energies with
 `ember predict --energy` on the same images.
 
     /usr/bin/python3 bench/coords/torch_check.py EMBER MODEL.safetensors IMAGES.npz
@@ -9,7 +9,6 @@ Prints the largest relative difference of the energies; exits 1 if it is above 1
 """
 import json
 import os
-import struct
 import subprocess
 import sys
 
@@ -17,21 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from torch_reference import EnergyNet  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from ember_torch import safetensors  # noqa: E402
+from ember_torch.nets import EnergyNet  # noqa: E402
 
 
 def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    meta = header.pop("__metadata__")
-    tensors = {}
-    for name, t in header.items():
-        b, e = t["data_offsets"]
-        tensors[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype="<f4").reshape(t["shape"]).copy())
-    return meta, tensors
+    arrays, meta = safetensors.read(path)
+    return meta, {name: torch.from_numpy(np.array(a, dtype=np.float32)) for name, a in arrays.items()}
 
 
 def encode(meta, tensors, img):
