@@ -31,9 +31,11 @@ What a test gets from EmberTest:
 """
 import argparse
 import os
+import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -110,6 +112,29 @@ def _generate_stubs(dest):
 
 
 # ---- data and formatting --------------------------------------------------------------------
+
+def free_port(_rng=random.Random(os.getpid()), _given=set()):
+    """A free port below the kernel's ephemeral range: the balancers' configs and a restarted
+    replica need ports fixed in advance, and a port the kernel hands out (bind to 0) can be
+    handed to another test's process before the replica binds it (seen in the suite: "address
+    already in use"). Ports below the range are never handed out that way. A port is never
+    given twice: one still free now may be one this test chose earlier and has not yet bound
+    (seen once: a replica's gRPC port equal to another's metrics port)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    for _ in range(1000):
+        port = _rng.randrange(max(1024, low - 12000), low)
+        if port in _given:
+            continue
+        _given.add(port)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below %d" % low)
+
 
 def write_csv(path, header, rows):
     with open(path, "w") as f:

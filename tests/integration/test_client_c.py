@@ -9,8 +9,6 @@ directory, cmake, the compiler and the sanitizer flags the install test needs)."
 import glob
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,22 +18,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ember_it as it  # noqa: E402
 
 CLIENT_IT = os.environ.get("EMBER_CLIENT_IT")
-
-
-def free_port(_rng=random.Random(os.getpid() + 17)):
-    """A free port below the kernel's ephemeral range (a restarted replica needs its port
-    fixed in advance; test_cluster.py says why not one the kernel hands out)."""
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-        low = int(f.read().split()[0])
-    for _ in range(1000):
-        port = _rng.randrange(max(1024, low - 12000), low)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port below %d" % low)
 
 
 class ClientC(it.EmberTest):
@@ -125,7 +107,7 @@ class ClientC(it.EmberTest):
     def test_replica_restart(self):
         """Two replicas behind a list target; each in turn stops (SIGTERM) and the first comes
         back on its port: the control loop on the other side loses no call."""
-        ports = [free_port(), free_port()]
+        ports = [it.free_port(), it.free_port()]
         args = [("--models", self.repo, "--listen", "127.0.0.1:%d" % p, "--workers", 1) for p in ports]
         reps = [self.start(*a) for a in args]
         stop = os.path.join(self.tmp, "stop")

@@ -14,7 +14,6 @@ ports, with the repository's own configuration files: the test substitutes addre
 timeouts, and fails if a substitution no longer finds its line."""
 import json
 import os
-import random
 
 # gRPC core logs every answer nginx sends as HTML (its 502 page) at ERROR level; the test counts
 # those calls itself. Read when grpc initialises, so set before ember_it imports it.
@@ -23,7 +22,6 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,29 +38,6 @@ import grpc  # noqa: E402
 OK = grpc.StatusCode.OK
 PROXY_TIMEOUT_S = 3  # every balancer timeout in the test configs: a Train call must outlive it
 PUBLISH_WITHIN_S = 2.0
-
-
-def free_port(_rng=random.Random(os.getpid()), _given=set()):
-    """A free port below the kernel's ephemeral range: the balancers' configs and a restarted
-    replica need ports fixed in advance, and a port the kernel hands out (bind to 0) can be
-    handed to another test's process before the replica binds it (seen in the suite: "address
-    already in use"). Ports below the range are never handed out that way. A port is never
-    given twice: one still free now may be one this test chose earlier and has not yet bound
-    (seen once: a replica's gRPC port equal to another's metrics port)."""
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-        low = int(f.read().split()[0])
-    for _ in range(1000):
-        port = _rng.randrange(max(1024, low - 12000), low)
-        if port in _given:
-            continue
-        _given.add(port)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port below %d" % low)
 
 
 def http_status(url, timeout=2):
@@ -153,8 +128,8 @@ class Cluster(it.EmberTest):
             Cluster.model = self.train(os.path.join(it.SCRATCH, "m.safetensors"), Cluster.data, width=16, seed=1)
         os.makedirs(os.path.join(self.repo, "m"))
         self.publish(self.model, os.path.join(self.repo, "m", "1.safetensors"))
-        self.ports = [free_port() for _ in range(3)]
-        self.mports = [free_port() for _ in range(3)]
+        self.ports = [it.free_port() for _ in range(3)]
+        self.mports = [it.free_port() for _ in range(3)]
         self.replicas = [None] * 3
         for i in range(3):
             self.start_replica(i)
@@ -234,7 +209,7 @@ class Cluster(it.EmberTest):
         what = "deploy/compose/nginx.conf"
         for i in range(3):
             conf = substitute(conf, r"server emberd-%d:50051" % (i + 1), "server 127.0.0.1:%d" % self.ports[i], what)
-        lb = free_port()
+        lb = it.free_port()
         conf = substitute(conf, r"listen 50051 http2;", "listen 127.0.0.1:%d http2;" % lb, what)
         conf = substitute(conf, r"grpc_(read|send)_timeout \d+s;", r"grpc_\1_timeout %ds;" % PROXY_TIMEOUT_S, what)
         conf = substitute(conf, r"^pid .*;$", "pid %s/nginx.pid;" % self.tmp, what)
@@ -260,9 +235,9 @@ class Cluster(it.EmberTest):
         for i in range(3):
             conf = substitute(conf, r"server emberd-%d emberd-%d:50051" % (i + 1, i + 1),
                               "server emberd-%d 127.0.0.1:%d port %d" % (i + 1, self.ports[i], self.mports[i]), what)
-        lb = free_port()
+        lb = it.free_port()
         conf = substitute(conf, r"bind :50051 proto h2", "bind 127.0.0.1:%d proto h2" % lb, what)
-        conf = substitute(conf, r"bind :8404", "bind 127.0.0.1:%d" % free_port(), what)
+        conf = substitute(conf, r"bind :8404", "bind 127.0.0.1:%d" % it.free_port(), what)
         conf = substitute(conf, r"timeout (client|server) \d+s", r"timeout \1 %ds" % PROXY_TIMEOUT_S, what)
         path = os.path.join(self.tmp, "haproxy.cfg")
         with open(path, "w") as f:
