@@ -9,12 +9,13 @@
 Pure Python on numpy and torch; nothing of ember needs to be built. docs/torch.md is the guide.
 """
 from .infer import dfo_batched, predict
+from .encoder import Encoder
 from .model import EmberModel, fit_stats, infer_defaults, load_ember, metadata_of, save_ember
 from .nets import EnergyNet, SNLinear
 from .rng import Streams
 from .safetensors import FormatError
 from .training import Trainer, init_distributed, recipe, set_threads, train, world
 
-__all__ = ["EmberModel", "EnergyNet", "FormatError", "SNLinear", "Streams", "Trainer",
+__all__ = ["EmberModel", "Encoder", "EnergyNet", "FormatError", "SNLinear", "Streams", "Trainer",
            "dfo_batched", "fit_stats", "infer_defaults", "init_distributed", "load_ember",
            "metadata_of", "predict", "recipe", "save_ember", "set_threads", "train", "world"]

@@ -159,12 +159,15 @@ def langevin(model, xn, rngs, o):
     return y[r, best], e[r, best], y, e
 
 
-def predict(model, x, seed=0, row_offset=0, return_population=False, **options):
+def predict(model, x, seed=0, row_offset=0, return_population=False, extra=None, **options):
     """emberd's Predict for a PyTorch model: (y (Q, y_dim), energy (Q,)) in raw y units, as
     float32 numpy. mse models: the regressor's output and energy 0. With return_population:
-    also the final population (Q, samples, y_dim, normalised units) and its energies."""
+    also the final population (Q, samples, y_dim, normalised units) and its energies. An image
+    model takes images x (Q, H, W, C) uint8 and its extras (Q, extra), as `ember predict` on an
+    image .npz."""
     model = getattr(model, "module", model)
-    x = np.asarray(x, dtype=np.float32).reshape(-1, model.x_dim)
+    with torch.no_grad():
+        x = model.raw_x(x if model.has_images else np.asarray(x, dtype=np.float32), extra).cpu().numpy()
     q = x.shape[0]
     if model.method == "mse":
         y = model.predict_mse(torch.from_numpy(x)).numpy()

@@ -9,6 +9,11 @@ ember's tensor names at the top level of its state_dict:
   ardfo          y_dim energy nets, nets.J sees x and y_0..y_J (J = y_dim-1: the whole y)
                                                       nets.0.proj.weight, ..., nets.1.out.bias
 
+An image model (image=(H, W, C); dfo, langevin or mse, as in ember) also holds its encoder
+(ember_torch.encoder.Encoder: encoder.conv.L.weight, encoder.conv.L.bias); its x is the
+encoder's features (not normalised: x_mean 0, x_std 1) then `extra` vector observations, and
+its raw input is (images, extras): model.raw_x(images, extras) encodes them.
+
 The normalisation and bounds are buffers outside the state_dict (so that state_dict() is the
 checkpoint's tensors: with spectral normalisation, minus each covered layer's `.weight`, which
 save_ember computes as weight_orig / sigma). Everything in it is float32, as in ember.
@@ -21,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from . import safetensors
+from .encoder import DEFAULT_CONV, Encoder
 from .nets import ARCHS, EnergyNet
 
 METHODS = ("dfo", "ardfo", "langevin", "mse")
@@ -55,10 +61,24 @@ class EmberModel(nn.Module):
     """An ember model: method, shapes, networks, normalisation, bounds, options."""
 
     def __init__(self, method, x_dim, y_dim, arch="resnet", width=128, depth=2,
-                 spectral_norm=False, x_names=None, y_names=None):
+                 spectral_norm=False, x_names=None, y_names=None, image=None, conv=DEFAULT_CONV,
+                 head="softargmax", extra=0):
         super().__init__()
         if method not in METHODS:
             raise ValueError("method must be one of %s, got %r" % (", ".join(METHODS), method))
+        encoder = None
+        if image is not None:
+            if method == "ardfo":
+                raise ValueError("image models are dfo, langevin or mse; ardfo is not supported (as in ember)")
+            encoder = Encoder(image, conv, head, extra)
+            want = encoder.features + encoder.extra
+            if x_dim is None:
+                x_dim = want
+            elif x_dim != want:
+                raise ValueError("an image model's x_dim is its encoder's %d features + %d extras = %d, "
+                                 "got %d" % (encoder.features, encoder.extra, want, x_dim))
+        elif x_dim is None:
+            raise ValueError("x_dim is needed (it is only implied for an image model)")
         if arch not in ARCHS:
             raise ValueError("arch must be resnet or mlp, got %r" % (arch,))
         ymax = MAX_ARDFO_Y_DIM if method == "ardfo" else MAX_Y_DIM
@@ -81,6 +101,7 @@ class EmberModel(nn.Module):
             for name, mod in net.named_children():  # ember's names at the top level
                 self.add_module(name, mod)
             object.__setattr__(self, "_net", net)
+        self.encoder = encoder
         nparams = sum(p.numel() for p in self.parameters())
         if nparams > MAX_PARAMS:
             raise ValueError("%d parameters, more than ember's EMBER_MAX_PARAMS (%d)" % (nparams, MAX_PARAMS))
@@ -98,6 +119,33 @@ class EmberModel(nn.Module):
         self.train_info = {}                   # its train.* keys (save_ember fills what is missing)
 
     # ---- networks ------------------------------------------------------------------------
+
+    @property
+    def has_images(self):
+        return self.encoder is not None
+
+    def raw_x(self, x, extra=None):
+        """The network's x in raw units, as a float32 tensor on the model's device: x itself
+        (Q, x_dim); for an image model, the encoder's features of images x (Q, H, W, C) uint8
+        (differentiable in the encoder's parameters when grad is enabled) followed by extra
+        (Q, extra)."""
+        dev = next(self.parameters()).device
+        if self.encoder is None:
+            if extra is not None:
+                raise ValueError("extra observations are for image models")
+            return torch.as_tensor(x, dtype=torch.float32).to(dev).reshape(-1, self.x_dim)
+        f = self.encoder(x)
+        k = self.encoder.extra
+        if k == 0:
+            if extra is not None and np.asarray(extra).size:
+                raise ValueError("the model takes no extra observations")
+            return f
+        if extra is None:
+            raise ValueError("the model takes %d extra observations per image (extra=)" % k)
+        e = torch.as_tensor(extra, dtype=torch.float32).to(dev).reshape(-1, k)
+        if e.shape[0] != f.shape[0]:
+            raise ValueError("%d images but %d rows of extras" % (f.shape[0], e.shape[0]))
+        return torch.cat([f, e], dim=1)
 
     def net(self, j=None):
         """The energy net of y-prefix length j (ardfo: 1..y_dim, default y_dim), or the one net."""
@@ -138,7 +186,7 @@ class EmberModel(nn.Module):
                 for k in ("x_mean", "x_std", "y_mean", "y_std", "y_lo", "y_hi")}
 
     def norm_x(self, x):
-        return (torch.as_tensor(x, dtype=torch.float32) - self.x_mean) / self.x_std
+        return (torch.as_tensor(x, dtype=torch.float32, device=self.x_mean.device) - self.x_mean) / self.x_std
 
     def norm_y(self, y):
         return (torch.as_tensor(y, dtype=torch.float32) - self.y_mean) / self.y_std
@@ -184,18 +232,22 @@ def _mean_std(v):
     return mu.astype(np.float32), sd.astype(np.float32)
 
 
-def fit_stats(x, y, method="dfo", bound_margin=0.05):
+def fit_stats(x, y, method="dfo", bound_margin=0.05, features=0):
     """ember_train_fit_stats (lib/src/train.c): x normalised per column to zero mean, unit
     variance; y the same, with sampling bounds = the normalised y's min/max widened by
     bound_margin x the range per side (a range under 1e-6 counts as 1); langevin: y min-max to
     [-1, 1], which are its bounds. x (n, x_dim), y (n, y_dim) array-likes, taken as float32.
+    An image model (features = its encoder's features > 0): x holds the extras only (n, extra)
+    or is None, and the features' columns, first, keep mean 0 and std 1.
     Returns {x_mean, x_std, y_mean, y_std, y_lo, y_hi} as float32 arrays."""
-    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
     y = np.ascontiguousarray(np.asarray(y, dtype=np.float32))
-    if x.ndim == 1:
-        x = x[:, None]
     if y.ndim == 1:
         y = y[:, None]
+    if x is None:
+        x = np.zeros((y.shape[0], 0), dtype=np.float32)
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if x.ndim == 1:
+        x = x[:, None] if x.size or not features else np.zeros((y.shape[0], 0), np.float32)
     if x.shape[0] < 1 or x.shape[0] != y.shape[0]:
         raise ValueError("x and y need the same number (>= 1) of rows, got %d and %d" % (x.shape[0], y.shape[0]))
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
@@ -203,6 +255,9 @@ def fit_stats(x, y, method="dfo", bound_margin=0.05):
     if method not in METHODS:
         raise ValueError("method must be one of %s, got %r" % (", ".join(METHODS), method))
     xm, xs = _mean_std(x)
+    if features:
+        xm = np.concatenate([np.zeros(features, np.float32), xm]).astype(np.float32)
+        xs = np.concatenate([np.ones(features, np.float32), xs]).astype(np.float32)
     f = np.float32
     if method == "langevin":
         lo, hi = y.min(axis=0), y.max(axis=0)
@@ -261,6 +316,10 @@ def tensors_of(model):
             for name, layer in net.layers():
                 out.append((pre + name + ".weight", layer.weight.detach().cpu().numpy()))
                 out.append((pre + name + ".bias", layer.bias.detach().cpu().numpy()))
+        if model.encoder is not None:  # PyTorch's Conv2d: OIHW
+            for i, conv in enumerate(model.encoder.conv):
+                out.append(("encoder.conv.%d.weight" % i, conv.weight.detach().cpu().numpy()))
+                out.append(("encoder.conv.%d.bias" % i, conv.bias.detach().cpu().numpy()))
         for name, layer in model.sn_layers():
             out.append((name + ".weight_orig", layer.weight_orig.detach().cpu().numpy()))
             out.append((name + ".weight_u", layer.weight_u.detach().cpu().numpy()))
@@ -308,6 +367,8 @@ def metadata_of(model, **train_info):
         meta[k] = _fmt(k, v)
     if m.spectral_norm:
         meta["spectral_norm"] = "1"
+    if m.encoder is not None:
+        meta.update(m.encoder.spec())
     return meta
 
 
@@ -349,6 +410,19 @@ def load_ember(path):
     for k in ("x_names", "y_names"):
         if k in meta:
             names[k] = json.loads(meta[k])
+    enc_keys = ("encoder.image", "encoder.conv", "encoder.head", "encoder.extra")
+    have = [k for k in enc_keys if k in meta]
+    if have and len(have) != len(enc_keys):
+        raise safetensors.FormatError("%s: an image model's metadata has all of %s; this one has %d of them"
+                                      % (path, ", ".join(enc_keys), len(have)))
+    if have:
+        try:
+            image = tuple(int(v) for v in meta["encoder.image"].split("x"))
+            names.update(image=image, conv=meta["encoder.conv"], head=meta["encoder.head"],
+                         extra=int(meta["encoder.extra"]))
+        except ValueError:
+            raise safetensors.FormatError("%s: the encoder metadata (image %r, conv %r, head %r, extra %r) is "
+                                          "not an encoder ember builds" % ((path,) + tuple(meta[k] for k in enc_keys))) from None
     try:
         m = EmberModel(method, _num(meta, "x_dim", path, int), _num(meta, "y_dim", path, int), arch,
                        _num(meta, "width", path, int), _num(meta, "depth", path, int), sn, **names)

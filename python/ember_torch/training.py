@@ -14,6 +14,10 @@ under torchrun, data-parallel.
             max(0, ||dE/dy||_inf - margin)^2 (double backward).
   mse       mean squared error of the regressor in normalised y units.
 
+Image models (dfo, langevin, mse): each step encodes its examples' images with the model's
+encoder and the loss's gradient flows back through it (one Adam covers the network and the
+encoder, as ember's two Adams with the same schedule do); the weight average covers both.
+
 Adam (0.9, 0.999, eps 1e-8) at lr x lr_decay^(t / decay_steps) (t = steps taken), optional
 spectral normalisation (one power iteration per step) and the weights' moving average (ema:
 avg <- d avg + (1 - d) w, d = min(ema, (1 + t) / (10 + t)); the trained model gets the average).
@@ -33,6 +37,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .encoder import DEFAULT_CONV
 from .model import EmberModel, fit_stats
 
 
@@ -44,7 +49,7 @@ def recipe(method, **overrides):
          "bound_margin": 0.05, "ema": 0.999, "spectral_norm": False, "uniform_negatives": 0,
          "chain_steps": 25, "schedule": "ibc", "step_init": 0.1, "step_final": 1e-5, "gamma": 0.55,
          "noise_scale": 1.0, "delta_max": 0.1, "penalty_margin": 1.0, "penalty_weight": 1.0,
-         "prefix_share": 0.5, "prefix_noise": 0.3}
+         "prefix_share": 0.5, "prefix_noise": 0.3, "conv": DEFAULT_CONV, "head": "softargmax"}
     o.update({"dfo": {"batch": 256, "negatives": 64, "steps": 8000},
               "ardfo": {"batch": 256, "negatives": 64, "steps": 4000},
               "langevin": {"batch": 128, "negatives": 8, "steps": 24000},
@@ -211,9 +216,10 @@ def init_distributed(backend=None):
 class Trainer:
     """One training run of model on (x, y) (raw units; the model's stats must be set, e.g.
     from fit_stats). step() takes one optimisation step and returns the whole batch's mean
-    loss (all processes'); finish() puts the averaged weights in and records train.* metadata."""
+    loss (all processes'); finish() puts the averaged weights in and records train.* metadata.
+    An image model's x is its images (n, H, W, C) uint8, with extra (n, extra) beside them."""
 
-    def __init__(self, model, x, y, opts, seed=0, device=None):
+    def __init__(self, model, x, y, opts, seed=0, device=None, extra=None):
         self.model, self.o, self.seed = model, dict(opts), int(seed)
         self.rank, self.world = world()
         if self.o["batch"] % self.world:
@@ -225,7 +231,21 @@ class Trainer:
             with torch.no_grad():
                 for t in list(model.parameters()) + list(model.buffers()):
                     dist.broadcast(t.data, 0)
-        self.xn = model.norm_x(torch.as_tensor(np.asarray(x, dtype=np.float32)).to(self.device)).detach()
+        if model.has_images:  # images stay uint8; each step encodes its batch
+            self.img = torch.as_tensor(np.asarray(x, dtype=np.uint8)).to(self.device)
+            if self.img.ndim == 3:
+                self.img = self.img.unsqueeze(-1)
+            k = model.encoder.extra
+            if k and extra is None:
+                raise ValueError("the model takes %d extra observations per image (extra=)" % k)
+            ex = np.zeros((self.img.shape[0], 0), np.float32) if not k else np.asarray(extra, dtype=np.float32).reshape(-1, k)
+            self.exn = ((torch.as_tensor(ex).to(self.device) - model.x_mean[model.encoder.features:])
+                        / model.x_std[model.encoder.features:])
+            self.xn = None
+        else:
+            if extra is not None:
+                raise ValueError("extra observations are for image models")
+            self.xn = model.norm_x(torch.as_tensor(np.asarray(x, dtype=np.float32)).to(self.device)).detach()
         self.yn = model.norm_y(torch.as_tensor(np.asarray(y, dtype=np.float32)).to(self.device)).detach()
         if self.yn.ndim == 1:
             self.yn = self.yn[:, None]
@@ -248,8 +268,12 @@ class Trainer:
             m.sn_power_iteration()
         for g in self.opt.param_groups:
             g["lr"] = self.lr()
-        idx = torch.randint(self.xn.shape[0], (self.local_batch,), generator=self.gen, device=self.device)
-        loss, report = step_loss(m, self.xn[idx], self.yn[idx], o, self.gen)
+        idx = torch.randint(self.yn.shape[0], (self.local_batch,), generator=self.gen, device=self.device)
+        if self.xn is None:  # image model: features (with their graph) then the extras
+            xn = torch.cat([m.encoder(self.img[idx]), self.exn[idx]], dim=1)
+        else:
+            xn = self.xn[idx]
+        loss, report = step_loss(m, xn, self.yn[idx], o, self.gen)
         self.opt.zero_grad(set_to_none=False)
         loss.backward()
         report = report.detach().reshape(1)
@@ -308,21 +332,37 @@ class Trainer:
         return self.model.eval()
 
 
-def train(x, y, seed=0, device=None, progress=None, x_names=None, y_names=None, **opts):
+def train(x, y, seed=0, device=None, progress=None, x_names=None, y_names=None, extra=None, **opts):
     """Trains a new model on raw x (n, x_dim), y (n, y_dim) with recipe(method, **opts) (method
     defaults to dfo): fit_stats, weights initialised from torch's RNG seeded with `seed`, then
     opts["steps"] steps. progress(step, loss, trainer) is called after every step. Under
-    torch.distributed every process must call it with the same data and options."""
+    torch.distributed every process must call it with the same data and options. x as uint8
+    images (n, H, W, C) or (n, H, W) makes an image model (conv=, head= as `ember train
+    --conv/--head`), with extra (n, k) vector observations beside the images, as ember does for
+    an image .npz."""
     o = recipe(opts.pop("method", "dfo"), **opts)
-    x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y, dtype=np.float32)
-    x = x[:, None] if x.ndim == 1 else x
     y = y[:, None] if y.ndim == 1 else y
+    images = isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim in (3, 4)
     torch.manual_seed(seed)
-    model = EmberModel(o["method"], x.shape[1], y.shape[1], o["arch"], o["width"], o["depth"],
-                       o["spectral_norm"], x_names=x_names, y_names=y_names)
-    model.set_stats(fit_stats(x, y, o["method"], o["bound_margin"]))
-    t = Trainer(model, x, y, o, seed=seed, device=device)
+    if images:
+        img = x if x.ndim == 4 else x[..., None]
+        k = 0 if extra is None else np.asarray(extra, dtype=np.float32).reshape(img.shape[0], -1).shape[1]
+        model = EmberModel(o["method"], None, y.shape[1], o["arch"], o["width"], o["depth"],
+                           o["spectral_norm"], y_names=y_names, image=img.shape[1:],
+                           conv=o["conv"], head=o["head"], extra=k)
+        ex = None if extra is None else np.asarray(extra, dtype=np.float32).reshape(img.shape[0], k)
+        model.set_stats(fit_stats(ex, y, o["method"], o["bound_margin"], features=model.encoder.features))
+        t = Trainer(model, img, y, o, seed=seed, device=device, extra=ex)
+    else:
+        if extra is not None:
+            raise ValueError("extra observations are for image data (x as uint8 images)")
+        x = np.asarray(x, dtype=np.float32)
+        x = x[:, None] if x.ndim == 1 else x
+        model = EmberModel(o["method"], x.shape[1], y.shape[1], o["arch"], o["width"], o["depth"],
+                           o["spectral_norm"], x_names=x_names, y_names=y_names)
+        model.set_stats(fit_stats(x, y, o["method"], o["bound_margin"]))
+        t = Trainer(model, x, y, o, seed=seed, device=device)
     for s in range(o["steps"]):
         loss = t.step()
         if progress:

@@ -8,8 +8,11 @@
 - ember -> PyTorch: checkpoints trained by `ember train` (every method, spectral
   normalisation, mlp) load with load_ember, with equal energies and dE/dy, equal `ember predict`
   answers, and fit_stats reproducing the normalisation and bounds ember fitted.
+- Image models (the encoder) both ways: `ember predict` on an image .npz equals
+  ember_torch.predict on its images (both heads, with and without extra observations).
 - ember_torch's own pieces: finite-difference checks of its gradients (energies, spectral
-  normalisation, the gradient penalty, ardfo's corrected loss) and safetensors refusals.
+  normalisation, the gradient penalty, ardfo's corrected loss, the encoder) and safetensors
+  refusals.
 """
 import os
 import random
@@ -203,6 +206,98 @@ class EmberToTorch(EmberTorch):
             np.testing.assert_allclose(got[:, 2], e, rtol=1e-5, atol=1e-6, err_msg=method)
 
 
+class Images(EmberTorch):
+    """Image models (ember_torch.Encoder): both directions, answers equal to `ember predict` on
+    the same images and seed, with and without extra observations, both heads."""
+
+    def coords(self, n_train=40, n_test=12):
+        train, test = (os.path.join(self.tmp, f) for f in ("train.npz", "test.npz"))
+        self.cli("data", "coords", "--size", 12, "--train", n_train, "--test", n_test,
+                 "--out-train", train, "--out-test", test)
+        return np.load(train), np.load(test)
+
+    def with_extras(self, name, d, seed):
+        ex = (np.random.default_rng(seed).normal(size=(len(d["y"]), 2)) * 3 + 1).astype(np.float32)
+        path = os.path.join(self.tmp, name)
+        np.savez(path, x=d["x"], x_extra=ex, y=d["y"])
+        return path, ex
+
+    def check_predict(self, model, path, data, img, extra, seed):
+        """`ember predict` on data (an .npz) equals ember_torch.predict on its images; energies
+        and dE/dy of the network (tests/energies.c) at PyTorch's features equal PyTorch's."""
+        energy = model.method != "mse"
+        out = self.cli("predict", "--model", path, "--input", data, "--seed", seed, *(["--energy"] if energy else []))
+        got = np.array([[float(v) for v in line.split(",")] for line in out.split()[1:]])
+        yt, e = et.predict(model, img, extra=extra, seed=seed)
+        what = "%s %s extra %d" % (model.method, model.encoder.head, model.encoder.extra)
+        np.testing.assert_allclose(got[:, :2], yt, rtol=1e-6, atol=1e-6, err_msg=what)  # %.7g printed
+        if energy:
+            np.testing.assert_allclose(got[:, 2], e, rtol=1e-5, atol=1e-6, err_msg=what)
+        with torch.no_grad():
+            xn = model.norm_x(model.raw_x(img, extra)).numpy()
+        yn = None if not energy else np.random.default_rng(seed).uniform(-1.5, 1.5, size=(len(xn), 2)).astype(np.float32)
+        err = self.assert_close(self.energies_ember(path, xn, yn), self.energies_torch(model, xn, yn), what)
+        print("     %s: predict equal, energies and dE/dy within %.1e (relative)" % (what, err))
+
+    def test_ember_image_models_load(self):
+        tr, te = self.coords()
+        train_x, ex_tr = self.with_extras("trx.npz", tr, 1)
+        test_x, ex_te = self.with_extras("tex.npz", te, 2)
+        runs = [("dfo", "softargmax", False), ("dfo", "pool", True), ("langevin", "softargmax", True),
+                ("mse", "pool", False)]
+        for k, (method, head, extras) in enumerate(runs):
+            path = os.path.join(self.tmp, "e%d.safetensors" % k)
+            data = train_x if extras else os.path.join(self.tmp, "train.npz")
+            more = ["--chain-steps", 3] if method == "langevin" else []
+            self.train(path, data, "--method", method, "--conv", "4:5:2,6:3:1", "--head", head, *more,
+                       width=16, steps=6, batch=8, negatives=8, samples=64)
+            model = et.load_ember(path)
+            self.assertEqual((model.encoder.image, model.encoder.head, model.encoder.extra),
+                             ((12, 12, 3), head, 2 if extras else 0))
+            if method == "langevin":
+                model.options["langevin.steps"] = 6
+            # fit_stats: ember's normalisation (features as they are, extras normalised), to the bit
+            fitted = et.fit_stats(ex_tr if extras else None, tr["y"], method, 0.05, features=model.encoder.features)
+            for key, v in model.stats().items():
+                np.testing.assert_array_equal(fitted[key], v, err_msg="%s %s" % (method, key))
+            self.check_predict(model, path, test_x if extras else os.path.join(self.tmp, "test.npz"),
+                               te["x"], ex_te if extras else None, seed=k + 3)
+
+    def test_torch_image_models_export(self):
+        tr, te = self.coords()
+        test_x, ex_te = self.with_extras("tex.npz", te, 2)
+        ex_tr = (np.random.default_rng(5).normal(size=(len(tr["y"]), 2)) * 3 + 1).astype(np.float32)
+        runs = [("dfo", "softargmax", False), ("dfo", "pool", True), ("langevin", "pool", False),
+                ("mse", "softargmax", True)]
+        for k, (method, head, extras) in enumerate(runs):
+            m = et.train(tr["x"], tr["y"], method=method, seed=k, conv="4:5:2,6:3:1", head=head, chain_steps=3,
+                         extra=ex_tr if extras else None, **SMALL)
+            m.options["infer.samples"] = 64
+            if method == "langevin":
+                m.options["langevin.steps"] = 6
+            path = os.path.join(self.tmp, "t%d.safetensors" % k)
+            et.save_ember(m, path)
+            info = self.cli("info", "--model", path)
+            self.assertIn("12x12x3", info)
+            self.check_predict(m, path, test_x if extras else os.path.join(self.tmp, "test.npz"),
+                               te["x"], ex_te if extras else None, seed=k + 7)
+            back = et.load_ember(path)
+            for (n1, a), (n2, b) in zip(sorted(m.state_dict().items()), sorted(back.state_dict().items())):
+                self.assertEqual(n1, n2)
+                self.assertTrue(torch.equal(a, b), n1)
+        # what ember refuses is refused when the model is built
+        with self.assertRaises(ValueError):
+            et.EmberModel("ardfo", None, 2, image=(12, 12, 3))
+        with self.assertRaises(ValueError) as cm:
+            et.EmberModel("dfo", None, 2, image=(12, 12, 3), conv="4:13:1")
+        self.assertIn("does not fit", str(cm.exception))
+        with self.assertRaises(ValueError):
+            et.EmberModel("dfo", None, 2, image=(12, 12, 3), conv="4:5")
+        with self.assertRaises(ValueError) as cm:
+            et.predict(m, te["x"][:, :8])
+        self.assertIn("(n, 12, 12, 3)", str(cm.exception))
+
+
 class Pieces(it.EmberTest):
     """Finite-difference checks (torch.autograd.gradcheck, float64) of what ember_torch
     differentiates, and the safetensors reader's refusals."""
@@ -242,6 +337,40 @@ class Pieces(it.EmberTest):
                 f = lambda v, name=name: call_with(wrap, {name: v}, ())
                 self.assertTrue(torch.autograd.gradcheck(f, (p.detach().clone().requires_grad_(True),), fast_mode=True),
                                 "%s %s" % (method, name))
+
+    def test_encoder_gradients(self):
+        """The encoder's features in every parameter and in float pixels, both heads."""
+        call_with = torch.nn.utils.stateless.functional_call
+        torch.manual_seed(1)
+        for head in ("softargmax", "pool"):
+            enc = et.Encoder((7, 6, 2), "3:3:2,2:2:1", head).double()
+            img = torch.rand(2, 7, 6, 2, dtype=torch.float64)
+            for name, p in enc.named_parameters():
+                f = lambda v, name=name: call_with(enc, {name: v}, (img,))
+                self.assertTrue(torch.autograd.gradcheck(f, (p.detach().clone().requires_grad_(True),)),
+                                "%s %s" % (head, name))
+
+    def test_constants_match_ember(self):
+        """ember_torch's copies of ember's limits and defaults (it must import without ember's
+        sources) equal the #defines in lib/include/ember."""
+        from ember_torch import encoder as etenc, model as etmodel
+        want = {"EMBER_MAX_X_DIM": etmodel.MAX_X_DIM, "EMBER_MAX_Y_DIM": etmodel.MAX_Y_DIM,
+                "EMBER_MAX_ARDFO_Y_DIM": etmodel.MAX_ARDFO_Y_DIM, "EMBER_MAX_WIDTH": etmodel.MAX_WIDTH,
+                "EMBER_MAX_DEPTH": etmodel.MAX_DEPTH, "EMBER_MAX_PARAMS": etmodel.MAX_PARAMS,
+                "EMBER_MAX_CONV": etenc.MAX_CONV, "EMBER_MAX_IMAGE_SIDE": etenc.MAX_IMAGE_SIDE,
+                "EMBER_MAX_IMAGE_CHANNELS": etenc.MAX_IMAGE_CHANNELS,
+                "EMBER_MAX_CONV_CHANNELS": etenc.MAX_CONV_CHANNELS, "EMBER_MAX_KERNEL": etenc.MAX_KERNEL,
+                "EMBER_MAX_EXTRA": etenc.MAX_EXTRA, "EMBER_ENCODER_DEFAULT_CONV": etenc.DEFAULT_CONV}
+        got = {}
+        inc = os.path.join(it.SOURCE, "lib", "include", "ember")
+        for name in ("net.h", "model.h", "encoder.h"):
+            with open(os.path.join(inc, name)) as f:
+                for line in f:
+                    parts = line.split(None, 2)
+                    if len(parts) == 3 and parts[0] == "#define" and parts[1] in want:
+                        v = parts[2].split("/*")[0].strip()
+                        got[parts[1]] = v.strip('"') if v.startswith('"') else eval(v.replace("(size_t)", ""))
+        self.assertEqual(got, want)
 
     def test_safetensors_refusals(self):
         path = os.path.join(self.tmp, "m.safetensors")
