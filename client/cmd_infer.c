@@ -1,7 +1,8 @@
 /* cmd_infer.c - `ember predict`, `ember sample` and `ember info`: run a checkpoint locally.
  *
  * Inputs hold x rows only (CSV with an optional header, or .npz with an `x` array; "-" reads
- * standard input). Results are CSV on stdout with a header:
+ * standard input); an image model takes an .npz of images or PNG files (png_read.h).
+ * Results are CSV on stdout with a header:
  *   predict: y0..y{K-1} [,energy]           one row per input row
  *   sample:  row,rank,energy,weight,y0..     up to --modes rows per input row, rank 0 lowest
  * Input row i uses random stream (seed, i): the same seed gives the same answers however the
@@ -20,6 +21,7 @@
 #include "ember/infer.h"
 #include "ember/model.h"
 #include "infer_cli.h"
+#include "png_read.h"
 
 /* A note (not an error) when some x lies far outside the training data: the model answers,
  * but nothing it learned is about such x. Far = more than this many standard deviations from
@@ -43,6 +45,34 @@ void cli_note_far_x(const char *verb, const float *z, int n) {
             verb, far, (double)FAR_X_SIGMA, worst, (double)z[worst]);
 }
 
+int cli_read_input(const char *verb, const char *input, const ember_model *m, ember_dataset *ds) {
+  ember_err err;
+  if (cli_is_png_input(input)) {
+    char why[EMBER_ERR_MAX + 200];
+    if (!m->enc) {
+      fprintf(stderr, "ember %s: %s: PNG input is for image models; this model takes rows of %d "
+              "numbers (CSV or .npz)\n", verb, input, m->x_dim);
+      return -1;
+    }
+    if (m->enc->shape.extra > 0) {
+      fprintf(stderr, "ember %s: %s: the model takes %d extra observations beside each image, which "
+              "PNG cannot carry: give an .npz with x (the images) and x_extra\n", verb, input,
+              m->enc->shape.extra);
+      return -1;
+    }
+    if (cli_png_read_images(input, m->enc->shape.c, ds, why, sizeof why) < 0) {
+      fprintf(stderr, "ember %s: %s\n", verb, why);
+      return -1;
+    }
+    return 0;
+  }
+  if (ember_dataset_read(input, m->enc ? -1 : m->x_dim, 0, ds, &err) < 0) {
+    fprintf(stderr, "ember %s: %s\n", verb, err.msg);
+    return -1;
+  }
+  return 0;
+}
+
 /* Loads model and inputs; options not given on the command line come from the model. */
 static int open_all(const char *verb, infer_cli *c, const opt_spec *specs, int nspecs,
                     ember_model *m, ember_dataset *ds, ember_pool **pool, ember_infer **inf) {
@@ -62,8 +92,7 @@ static int open_all(const char *verb, infer_cli *c, const opt_spec *specs, int n
     return 2;
   }
   /* an image model reads images (and their extras) and encodes them into its x rows */
-  if (ember_dataset_read(c->input, m->enc ? -1 : m->x_dim, 0, ds, &err) < 0) {
-    fprintf(stderr, "ember %s: %s\n", verb, err.msg);
+  if (cli_read_input(verb, c->input, m, ds) < 0) {
     ember_model_free(m);
     return 1;
   }

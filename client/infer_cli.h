@@ -26,7 +26,7 @@ typedef struct infer_cli {
  * locally, a name on the server), and so does what --threads means. */
 #define INFER_SPECS(c, model_meta, model_help, threads_help)                                    \
   {"model", OPT_STR, &(c).model, model_meta, model_help, 0, 0},                                   \
-  {"input", OPT_STR, &(c).input, "FILE|-", "x rows: CSV or .npz (array x); - reads stdin", 0, 0}, \
+  {"input", OPT_STR, &(c).input, "FILE|-", "x rows: CSV or .npz (array x; image models: uint8 images, docs/images.md) or PNG files a.png,b.png (image models); - reads stdin", 0, 0}, \
   {"samples", OPT_INT, &(c).o.samples, NULL, "candidates per row: DFO samples or Langevin chains (default: the model's)", 0, 1}, \
   {"iters", OPT_INT, &(c).o.iters, NULL, "DFO iterations (default: the model's)", 0, 1},         \
   {"sigma", OPT_FLOAT, &(c).o.sigma, NULL, "initial noise, normalised units (default: the model's)", 0, 1}, \
@@ -99,6 +99,9 @@ void cli_print_modes(const float *my, const float *me, const float *mw, const in
 void cli_note_far_x(const char *verb, const float *z, int n);
 /* 0 if everything printed reached stdout, else 1 after saying so (full disk, closed pipe). */
 int cli_finish_stdout(const char *verb);
+/* --input for model m as a dataset: CSV or .npz, or PNG file(s) (one image each, "a.png,b.png")
+ * for an image model without extras. 0, or -1 after saying why on stderr. */
+int cli_read_input(const char *verb, const char *input, const ember_model *m, ember_dataset *ds);
 /* "name               [v0, v1]" as `ember info` prints vectors, and lists of names. */
 void cli_print_vec(const char *name, const float *v, int n);
 void cli_print_names(const char *name, char *const *names, int n);
