@@ -16,6 +16,7 @@
 #include "args.h"
 #include "cli.h"
 #include "ember/dataset.h"
+#include "ember/encoder.h"
 #include "ember/infer.h"
 #include "ember/model.h"
 #include "ember/train.h"
@@ -69,6 +70,27 @@ static int usage_error(const char *what, const char *msg) {
   return 2;
 }
 
+/* --image HxWxC with --conv and --head as an encoder shape (extra 0) into *es; 1 when there
+ * is no --image (a vector model), 0 when there is, -1 after saying why. */
+static int bench_image(const char *bench, const char *image, const char *conv, const char *head,
+                       ember_encoder_shape *es) {
+  ember_err err;
+  memset(es, 0, sizeof *es);
+  if (!image) return 1;
+  char tail;
+  if (sscanf(image, "%dx%dx%d%c", &es->h, &es->w, &es->c, &tail) != 3) {
+    fprintf(stderr, "ember bench %s: --image must be HxWxC (e.g. 64x64x3), got \"%s\"\n", bench, image);
+    return -1;
+  }
+  if (ember_conv_spec_parse(conv, es, &err) < 0 || ember_head_parse(head, &es->head) < 0 ||
+      ember_encoder_shape_check(es, &err) < 0) {
+    fprintf(stderr, "ember bench %s: %s\n", bench,
+            ember_head_parse(head, &es->head) < 0 ? "--head must be softargmax or pool" : err.msg);
+    return -1;
+  }
+  return 0;
+}
+
 int cli_cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -87,8 +109,12 @@ static int bench_infer(int argc, char **argv) {
   uint64_t seed = 1;
   int_list widths = {1, {256}}, samples = {1, {1024}}, queries = {1, {1}};
   int_list threads = {1, {cli_default_threads()}};
+  const char *image = NULL, *conv = EMBER_ENCODER_DEFAULT_CONV, *head = "softargmax";
   opt_spec specs[] = {
       {"method", OPT_STR, &method, "M", "dfo, ardfo or langevin (samples = chains, default chain)", 0, 0},
+      {"image", OPT_STR, &image, "HxWxC", "an image model: each query is a random HxWxC image, encoded (timed on its own, encode_p50_ms) and then optimised; x is the encoder's features (--x-dim unused)", 0, 0},
+      {"conv", OPT_STR, &conv, "C:K:S,...", "with --image: the encoder's convolutions (as ember train --conv)", 0, 0},
+      {"head", OPT_STR, &head, "H", "with --image: softargmax or pool", 0, 0},
       {"x-dim", OPT_INT, &x_dim, NULL, "x dimensions", 0, 0},
       {"y-dim", OPT_INT, &y_dim, NULL, "y dimensions", 0, 0},
       {"arch", OPT_STR, &arch, "A", "resnet or mlp", 0, 0},
@@ -110,6 +136,11 @@ static int bench_infer(int argc, char **argv) {
   ember_method meth;
   if (ember_method_parse(method, &meth) < 0 || meth == EMBER_METHOD_MSE)
     return usage_error("infer", "--method must be dfo, ardfo or langevin");
+  ember_encoder_shape es;
+  int vec = bench_image("infer", image, conv, head, &es);
+  if (vec < 0) return 2;
+  if (!vec && meth == EMBER_METHOD_ARDFO) return usage_error("infer", "image models are dfo or langevin");
+  if (!vec) x_dim = ember_encoder_features(&es);
   if (reps < 1) return usage_error("infer", "--reps must be >= 1");
   if (warmup < 0) return usage_error("infer", "--warmup must be >= 0");
   for (int i = 0; i < queries.n; i++)
@@ -132,8 +163,11 @@ static int bench_infer(int argc, char **argv) {
           ember_infer *inf = NULL;
           int nq = queries.v[qi];
           float *x = NULL, *y = NULL;
-          double *times = NULL;
-          if (ember_model_init(&m, meth, x_dim, y_dim, a, widths.v[wi], depth, &err) < 0) {
+          double *times = NULL, *etimes = NULL;
+          uint8_t *img = NULL;
+          ember_encoder_ws ews = {0};
+          if (ember_model_init(&m, meth, x_dim, y_dim, a, widths.v[wi], depth, &err) < 0 ||
+              (!vec && ember_model_set_encoder(&m, &es, &err) < 0)) {
             fprintf(stderr, "ember bench infer: %s\n", err.msg);
             ember_pool_destroy(pool);
             return 2;
@@ -142,29 +176,43 @@ static int bench_infer(int argc, char **argv) {
           ember_rng_seed(&rng, seed, 0);
           ember_net_init_params(&m.net, &rng);
           for (int j = 0; j < m.nar; j++) ember_net_init_params(&m.ar[j], &rng);
+          if (m.enc) ember_encoder_init_params(m.enc, &rng);
           ember_infer_opts o = EMBER_INFER_DEFAULTS;
           o.samples = samples.v[si];
           o.iters = iters;
           x = malloc((size_t)(nq > 0 ? nq : 1) * x_dim * sizeof(float));
           y = malloc((size_t)(nq > 0 ? nq : 1) * y_dim * sizeof(float));
           times = malloc((size_t)reps * sizeof(double));
-          rc = !x || !y || !times ? ember_fail(&err, EMBER_ENOMEM, "out of memory") : 0;
+          etimes = calloc((size_t)reps, sizeof(double));
+          rc = !x || !y || !times || !etimes ? ember_fail(&err, EMBER_ENOMEM, "out of memory") : 0;
+          if (rc == 0 && m.enc) { /* random pixels, the encoder's workspace for nq images */
+            size_t ib = ember_encoder_image_bytes(&es) * (size_t)nq;
+            rc = (img = malloc(ib)) ? ember_encoder_ws_init(&ews, &es, nq, &err)
+                                    : ember_fail(&err, EMBER_ENOMEM, "out of memory for images");
+            for (size_t i = 0; rc == 0 && i < ib; i++) img[i] = (uint8_t)(ember_rng_u64(&rng) >> 56);
+          }
           if (rc == 0) rc = ember_infer_create(&inf, &m, pool, &err);
           for (int i = 0; rc == 0 && i < nq * x_dim; i++) x[i] = ember_rng_normal(&rng);
-          for (int r = 0; rc == 0 && r < warmup; r++) rc = ember_infer_predict(inf, x, nq, &o, seed, 0, y, NULL, &err);
-          for (int r = 0; rc == 0 && r < reps; r++) {
+          for (int r = 0; rc == 0 && r < warmup + reps; r++) { /* an image query: encode, then search */
             double t0 = ember_now();
+            if (m.enc) ember_model_encode(&m, &ews, img, NULL, nq, x);
+            double t1 = ember_now();
             rc = ember_infer_predict(inf, x, nq, &o, seed + (uint64_t)r, 0, y, NULL, &err);
-            times[r] = ember_now() - t0;
+            if (r >= warmup) times[r - warmup] = ember_now() - t0, etimes[r - warmup] = t1 - t0;
           }
           if (rc == 0) {
             qsort(times, (size_t)reps, sizeof *times, cli_cmp_double);
+            qsort(etimes, (size_t)reps, sizeof *etimes, cli_cmp_double);
             double p50 = cli_percentile(times, reps, 0.5);
             double flops = ember_infer_flops(&m, &o) * nq;
+            char enc[160] = "";
+            if (m.enc)
+              snprintf(enc, sizeof enc, "image=%dx%dx%d conv=%s head=%s encode_p50_ms=%.3f ", es.h, es.w, es.c,
+                       conv, head, cli_percentile(etimes, reps, 0.5) * 1e3);
             printf("infer method=%s arch=%s width=%d depth=%d x_dim=%d y_dim=%d samples=%d iters=%d queries=%d "
-                   "threads=%d p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f queries_per_s=%.1f gflops=%.1f "
+                   "threads=%d %sp50_ms=%.3f p90_ms=%.3f p99_ms=%.3f queries_per_s=%.1f gflops=%.1f "
                    "sgemm_peak_gflops=%.1f efficiency=%.0f%% blas=%s\n",
-                   method, arch, widths.v[wi], depth, x_dim, y_dim, o.samples, iters, nq, threads.v[ti],
+                   method, arch, widths.v[wi], depth, x_dim, y_dim, o.samples, iters, nq, threads.v[ti], enc,
                    p50 * 1e3, cli_percentile(times, reps, 0.9) * 1e3, cli_percentile(times, reps, 0.99) * 1e3,
                    nq / p50, flops / p50 / 1e9, peak, 100.0 * flops / p50 / 1e9 / peak, ember_blas_core());
             fflush(stdout);
@@ -173,9 +221,12 @@ static int bench_infer(int argc, char **argv) {
           }
           ember_infer_destroy(inf);
           ember_model_free(&m);
+          if (img) ember_encoder_ws_free(&ews);
+          free(img);
           free(x);
           free(y);
           free(times);
+          free(etimes);
           if (rc != 0) {
             ember_pool_destroy(pool);
             return 1;
@@ -194,8 +245,12 @@ static int bench_train(int argc, char **argv) {
   int x_dim = 8, y_dim = 2, steps = 10, warmup = 2, rows = 4096;
   const char *arch = "resnet", *method = "dfo";
   int_list threads = {1, {cli_default_threads()}};
+  const char *image = NULL, *conv = EMBER_ENCODER_DEFAULT_CONV, *head = "softargmax";
   opt_spec specs[] = {
       {"method", OPT_STR, &method, "M", "dfo, ardfo, langevin or mse", 0, 0},
+      {"image", OPT_STR, &image, "HxWxC", "an image model on random HxWxC images (--x-dim unused); images_per_s = batch x steps/s", 0, 0},
+      {"conv", OPT_STR, &conv, "C:K:S,...", "with --image: the encoder's convolutions (as ember train --conv)", 0, 0},
+      {"head", OPT_STR, &head, "H", "with --image: softargmax or pool", 0, 0},
       {"x-dim", OPT_INT, &x_dim, NULL, "x dimensions", 0, 0},
       {"y-dim", OPT_INT, &y_dim, NULL, "y dimensions", 0, 0},
       {"arch", OPT_STR, &arch, "A", "resnet or mlp", 0, 0},
@@ -219,14 +274,23 @@ static int bench_train(int argc, char **argv) {
   if (warmup < 0) return usage_error("train", "--warmup must be >= 0");
   if (rows < 1) return usage_error("train", "--rows must be >= 1");
   if (x_dim < 1 || y_dim < 1) return usage_error("train", "--x-dim and --y-dim must be >= 1");
+  ember_encoder_shape es;
+  int vec = bench_image("train", image, conv, head, &es);
+  if (vec < 0) return 2;
+  if (!vec && o.method == EMBER_METHOD_ARDFO) return usage_error("train", "image models are dfo, langevin or mse");
+  if (!vec) x_dim = 0; /* the dataset's x: the extras, none */
   if (ember_train_opts_check(&o, &err) < 0) {
     fprintf(stderr, "ember bench train: %s\n", err.msg);
     return 2;
   }
   ember_dataset ds = {.n = rows, .x_dim = x_dim, .y_dim = y_dim,
-                      .x = malloc((size_t)rows * x_dim * sizeof(float)),
+                      .x = x_dim ? malloc((size_t)rows * x_dim * sizeof(float)) : NULL,
                       .y = malloc((size_t)rows * y_dim * sizeof(float))};
-  if (!ds.x || !ds.y) {
+  if (!vec) {
+    ds.img_h = es.h, ds.img_w = es.w, ds.img_c = es.c;
+    ds.img = malloc(ember_encoder_image_bytes(&es) * (size_t)rows);
+  }
+  if ((x_dim && !ds.x) || !ds.y || (!vec && !ds.img)) {
     fprintf(stderr, "ember bench train: out of memory\n");
     ember_dataset_free(&ds);
     return 1;
@@ -235,6 +299,8 @@ static int bench_train(int argc, char **argv) {
   ember_rng_seed(&rng, o.seed, 0);
   for (size_t i = 0; i < (size_t)rows * x_dim; i++) ds.x[i] = ember_rng_normal(&rng);
   for (size_t i = 0; i < (size_t)rows * y_dim; i++) ds.y[i] = 2.0f * ember_rng_uniform(&rng) - 1.0f;
+  for (size_t i = 0; !vec && i < ember_encoder_image_bytes(&es) * (size_t)rows; i++)
+    ds.img[i] = (uint8_t)(ember_rng_u64(&rng) >> 56);
   rc = 0;
   for (int ti = 0; ti < threads.n && rc == 0; ti++) {
     ember_pool *pool;
@@ -245,11 +311,14 @@ static int bench_train(int argc, char **argv) {
     double peak = cli_sgemm_peak(pool, threads.v[ti]);
     ember_model m;
     ember_trainer *t = NULL;
-    rc = ember_model_init(&m, o.method, x_dim, y_dim, o.arch, o.width, o.depth, &err);
+    rc = ember_model_init(&m, o.method, vec ? x_dim : ember_encoder_features(&es), y_dim, o.arch, o.width,
+                          o.depth, &err);
+    if (rc == 0 && !vec) rc = ember_model_set_encoder(&m, &es, &err);
     if (rc == 0) {
       ember_train_fit_stats(&m, &ds, o.bound_margin);
       ember_net_init_params(&m.net, &rng);
       for (int j = 0; j < m.nar; j++) ember_net_init_params(&m.ar[j], &rng);
+      if (m.enc) ember_encoder_init_params(m.enc, &rng);
       rc = ember_trainer_create(&t, &m, &ds, &o, pool, &err);
     }
     float loss = 0.0f;
@@ -261,11 +330,15 @@ static int bench_train(int argc, char **argv) {
       double sps = steps / dt;
       double pairs = (double)o.batch * (o.method == EMBER_METHOD_MSE ? 1 : o.negatives + 1);
       double gflops = ember_train_step_flops(&m, &o) * sps / 1e9;
+      char enc[160] = "";
+      if (m.enc)
+        snprintf(enc, sizeof enc, "image=%dx%dx%d conv=%s head=%s images_per_s=%.0f ", es.h, es.w, es.c, conv,
+                 head, o.batch * sps);
       printf("train method=%s arch=%s width=%d depth=%d x_dim=%d y_dim=%d batch=%d negatives=%d "
-             "threads=%d step_ms=%.1f steps_per_s=%.3f pairs_per_s=%.0f gflops=%.1f "
+             "threads=%d %sstep_ms=%.1f steps_per_s=%.3f pairs_per_s=%.0f gflops=%.1f "
              "sgemm_peak_gflops=%.1f efficiency=%.0f%% loss=%.4f blas=%s\n",
-             method, arch, o.width, o.depth, x_dim, y_dim, o.batch,
-             o.method == EMBER_METHOD_MSE ? 0 : o.negatives, threads.v[ti], 1e3 / sps, sps,
+             method, arch, o.width, o.depth, m.x_dim, y_dim, o.batch,
+             o.method == EMBER_METHOD_MSE ? 0 : o.negatives, threads.v[ti], enc, 1e3 / sps, sps,
              pairs * sps, gflops, peak, 100.0 * gflops / peak, (double)loss, ember_blas_core());
       fflush(stdout);
     } else {
