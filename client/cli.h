@@ -26,6 +26,7 @@ int cmd_plot(int argc, char **argv);
 int cmd_pin(const char *server, const char *verb, int argc, char **argv);
 /* `ember plot curves` (plot_curves.c): learning curves from a CSV; argv after "curves". */
 int cmd_plot_curves(int argc, char **argv);
+int cmd_plot_images(int argc, char **argv);
 
 /* Online CPUs, the default --threads. */
 int cli_default_threads(void);

@@ -2,6 +2,7 @@
  *
  *   ember plot --model M --out FILE.png [--data FILE] [--scale prob|energy] [--modes K] ...
  *   ember plot curves --data CURVES.csv --out FILE.png ...   (learning curves: plot_curves.c)
+ *   ember plot images --model M --data IMAGES.npz --out FILE.png ...   (plot_images.c)
  *
  * The plot area is a grid of pixel columns (x) by pixel rows (y). Each column is one
  * ember_infer_energy query: its x once, every row's y as a candidate, a few columns per call,
@@ -313,6 +314,7 @@ static void default_ranges(const ember_model *m, const ember_dataset *ds, plot_a
 
 int cmd_plot(int argc, char **argv) {
   if (argc >= 1 && strcmp(argv[0], "curves") == 0) return cmd_plot_curves(argc - 1, argv + 1);
+  if (argc >= 1 && strcmp(argv[0], "images") == 0) return cmd_plot_images(argc - 1, argv + 1);
   plot_cli c = {0};
   c.size = "640x480";
   c.scale = "prob";
@@ -338,8 +340,10 @@ int cmd_plot(int argc, char **argv) {
   int rc = args_parse("plot",
                       "--model MODEL --out FILE.png [--data FILE] [options]\n"
                       "       ember plot curves --data CURVES.csv --out FILE.png [--x steps|wall_s] [--title TEXT] [--size WxH]\n"
+                      "       ember plot images --model MODEL [--model2 MODEL] --data IMAGES.npz --out FILE.png [options]\n"
                       "\nThe first form draws a model's energy landscape (options below); the second, learning\n"
-                      "curves from a CSV (its options: ember plot curves --help).",
+                      "curves from a CSV (its options: ember plot curves --help); the third, an image model's\n"
+                      "answers (image positions) on its images (ember plot images --help).",
                       specs, nspecs, argc, argv);
   if (rc != 0) return rc < 0 ? 2 : 0;
 

@@ -85,3 +85,33 @@ expect_error "PNG to a vector model" "PNG input is for image models" "$EMBER" pr
 "$PY" -c "import numpy as np; d = np.load('$T/train.npz'); np.savez('$T/trx.npz', x=d['x'], x_extra=np.ones((len(d['y']), 1), np.float32), y=d['y'])"
 "$EMBER" train --data "$T/trx.npz" --out "$T/extra.safetensors" --conv 4:3:1 --steps 2 --batch 4 --negatives 4 --width 4 --quiet
 expect_error "PNG to a model with extras" "1 extra observations beside each image" "$EMBER" predict --model "$T/extra.safetensors" --input "$T/t0.png"
+
+# ember plot images: the answers drawn on the images are predict's (a red plus centred on each
+# answer's pixel), the truth a green ring in every tile; a model trained long enough that its
+# answers spread over the image (checked), so that a mark in the wrong place is seen
+"$EMBER" train --data "$T/train.npz" --out "$T/good.safetensors" --conv 6:3:1 --steps 200 --batch 32 \
+  --negatives 32 --width 32 --lr 0.003 --samples 256 --seed 2 --quiet
+"$EMBER" predict --model "$T/good.safetensors" --input "$T/test.npz" --seed 4 > "$T/good.csv"
+"$EMBER" plot images --model "$T/good.safetensors" --data "$T/test.npz" --out "$T/pic.png" --count 6 --cols 3 \
+  --zoom 4 --seed 4 2> "$T/plot.err" || fail "plot images: $(cat "$T/plot.err")"
+PYTHONPATH="$(dirname "$0")" "$PY" - "$T" <<'PYEOF' || fail "plot images: the picture is not the answers"
+import math, sys
+from pngread import read_png
+t = sys.argv[1]
+w, h, rows = read_png(t + "/pic.png")
+gap, zoom, tile, top = 6, 4, 12 * 4, 6 + 12 + 6     # plot_images.c: IMG_GAP, --zoom, text line
+assert (w, h) == (gap + 3 * (tile + gap), top + 2 * (tile + gap)), (w, h)
+px = lambda x, y: tuple(rows[y][3 * x:3 * x + 3])
+answers = [[float(v) for v in line.split(",")[:2]] for line in open(t + "/good.csv").read().split()[1:]]
+assert max(a[0] for a in answers) - min(a[0] for a in answers) > 0.3, answers
+assert max(a[1] for a in answers) - min(a[1] for a in answers) > 0.3, answers
+for i, (u, v) in enumerate(answers):
+    tx, ty = gap + (i % 3) * (tile + gap), top + (i // 3) * (tile + gap)
+    cx = lambda f: math.floor(min(max((f + 1) / 2 * 11, 0), 11) * zoom + (zoom - 1) / 2 + 0.5)
+    assert px(tx + cx(u), ty + cx(v)) == (255, 60, 60), (i, u, v, px(tx + cx(u), ty + cx(v)))
+    green = sum(px(x, y) == (40, 230, 90) for y in range(ty, ty + tile) for x in range(tx, tx + tile))
+    assert green > 10, (i, green)
+PYEOF
+echo "ok - plot images marks predict's answers and the truth on each image"
+expect_error "plot images, vector model" "needs an image model" "$EMBER" plot images --model "$T/vec.safetensors" --data "$T/test.npz" --out "$T/x.png"
+expect_error "plot images, no images" "holds no images" "$EMBER" plot images --model "$T/m.safetensors" --data "$T/vec.csv" --out "$T/x.png"
