@@ -3,8 +3,12 @@
  *
  * Why it is built this way:
  * - A convolution is a matrix product once each output position's receptive field is laid out
- *   as a row (im2col): rows = positions, columns = in_c x k x k in OIHW order, so PyTorch's
- *   weight tensor is the (out_c, in_c*k*k) matrix as it is, with no transposition on load.
+ *   as a row (im2col): rows = positions, columns = k x k x in_c (kernel row, kernel column,
+ *   channel), the order of the NHWC input, so that each kernel row of a patch is one contiguous
+ *   run of k x in_c values, copied (or accumulated, in col2im) in one go. PyTorch's weight is
+ *   OIHW (in_c x k x k per output): each call permutes it into the workspace (out_c x patch
+ *   values per layer, negligible next to the product), and the weight gradient is computed in
+ *   the same order and permuted back.
  * - Several images share one product: a layer's positions are few (a 64x64 frame's second
  *   layer has under a thousand), so a group of whole images is laid out together and the
  *   product runs over about a thousand rows or more. Every group of a layer has the same
@@ -24,6 +28,7 @@
 #include "ember/encoder.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +221,9 @@ int ember_encoder_layer_name(const ember_encoder *enc, int layer, char *buf, siz
 
 /* ---- workspace ----------------------------------------------------------------------- */
 
+/* the grid coordinate of index i of n in [-1, 1] (0 for a single row or column) */
+static inline float grid(int i, int n) { return n > 1 ? -1.0f + 2.0f * (float)i / (float)(n - 1) : 0.0f; }
+
 static size_t out_size(const ember_conv *l) { return (size_t)l->out_h * l->out_w * l->out_c; }
 static int positions(const ember_conv *l) { return l->out_h * l->out_w; }
 static int patch(const ember_conv *l) { return l->in_c * l->k * l->k; }
@@ -233,14 +241,17 @@ static void group_size(const ember_conv *l, int max_images, int *g, int *rows) {
 
 /* the floats of each buffer, in the order ws_init carves them */
 static void ws_sizes(const ember_encoder_shape *s, int max_images, size_t *act, size_t *prob,
-                     size_t *cols, size_t *gout, size_t *d) {
+                     size_t *cols, size_t *gout, size_t *d, size_t *wp, size_t *gp) {
   ember_conv L[EMBER_MAX_CONV];
   geometry(s, L, NULL);
-  *act = *cols = *gout = *d = 0;
+  *act = *cols = *gout = *d = *wp = *gp = 0;
   for (int i = 0; i < s->nconv; i++) {
     int g, rows;
     group_size(&L[i], max_images, &g, &rows);
     *act += out_size(&L[i]) * max_images;
+    size_t ok = (size_t)L[i].out_c * patch(&L[i]);
+    *wp += ok;
+    if (ok > *gp) *gp = ok;
     if ((size_t)rows * patch(&L[i]) > *cols) *cols = (size_t)rows * patch(&L[i]);
     if ((size_t)rows * L[i].out_c > *gout) *gout = (size_t)rows * L[i].out_c;
     if (out_size(&L[i]) > *d) *d = out_size(&L[i]);
@@ -250,10 +261,19 @@ static void ws_sizes(const ember_encoder_shape *s, int max_images, size_t *act, 
   *prob = s->head == EMBER_HEAD_SOFTARGMAX ? out_size(last) * max_images : 0;
 }
 
+/* floats after gperm: the last layer's grid coordinates (out_w + out_h) and the head's
+ * per-channel scratch (2 floats and 3 doubles a channel, the doubles 8-byte aligned) */
+static size_t tail_floats(const ember_encoder_shape *s) {
+  ember_conv L[EMBER_MAX_CONV];
+  geometry(s, L, NULL);
+  const ember_conv *last = &L[s->nconv - 1];
+  return (size_t)last->out_w + last->out_h + 1 + 8 * (size_t)last->out_c;
+}
+
 size_t ember_encoder_ws_bytes(const ember_encoder_shape *s, int max_images) {
-  size_t act, prob, cols, gout, d;
-  ws_sizes(s, max_images, &act, &prob, &cols, &gout, &d);
-  return (act + prob + 2 * cols + gout + 2 * d) * sizeof(float);
+  size_t act, prob, cols, gout, d, wp, gp;
+  ws_sizes(s, max_images, &act, &prob, &cols, &gout, &d, &wp, &gp);
+  return (act + prob + 2 * cols + gout + 2 * d + wp + gp + tail_floats(s)) * sizeof(float);
 }
 
 int ember_encoder_ws_init(ember_encoder_ws *ws, const ember_encoder_shape *s, int max_images,
@@ -263,9 +283,9 @@ int ember_encoder_ws_init(ember_encoder_ws *ws, const ember_encoder_shape *s, in
   if (rc < 0) return rc;
   if (max_images < 1 || max_images > 1 << 20)
     return ember_fail(err, EMBER_EINVAL, "an encoder workspace holds 1..2^20 images, got %d", max_images);
-  size_t act, prob, cols, gout, d;
-  ws_sizes(s, max_images, &act, &prob, &cols, &gout, &d);
-  size_t total = act + prob + 2 * cols + gout + 2 * d;
+  size_t act, prob, cols, gout, d, wp, gp;
+  ws_sizes(s, max_images, &act, &prob, &cols, &gout, &d, &wp, &gp);
+  size_t total = act + prob + 2 * cols + gout + 2 * d + wp + gp + tail_floats(s);
   ws->mem = calloc(total, sizeof(float));
   if (!ws->mem)
     return ember_fail(err, EMBER_ENOMEM, "out of memory for an encoder workspace of %zu MiB",
@@ -284,7 +304,19 @@ int ember_encoder_ws_init(ember_encoder_ws *ws, const ember_encoder_shape *s, in
   ws->dcols = p, p += cols;
   ws->gout = p, p += gout;
   ws->d0 = p, p += d;
-  ws->d1 = p;
+  ws->d1 = p, p += d;
+  for (int i = 0; i < s->nconv; i++) {
+    ws->wperm[i] = p;
+    p += (size_t)L[i].out_c * patch(&L[i]);
+  }
+  ws->gperm = p, p += gp;
+  const ember_conv *last = &L[s->nconv - 1];
+  ws->grid_u = p, p += last->out_w;
+  ws->grid_v = p, p += last->out_h;
+  if ((uintptr_t)p % sizeof(double)) p++; /* the head's doubles (tail_floats has room) */
+  ws->head = p;
+  for (int x = 0; x < last->out_w; x++) ws->grid_u[x] = grid(x, last->out_w);
+  for (int y = 0; y < last->out_h; y++) ws->grid_v[y] = grid(y, last->out_h);
   ws->max_images = max_images;
   return 0;
 }
@@ -297,26 +329,26 @@ void ember_encoder_ws_free(ember_encoder_ws *ws) {
 
 /* ---- im2col ------------------------------------------------------------------------------ */
 
-/* Rows of g images' positions into cols (rows_total, K): layer 0 from the uint8 images, later
- * layers from the previous activations; rows past g images are zero. */
+/* Rows of g images' positions into cols (rows_total, K), columns in (ky, kx, c) order: layer
+ * 0 from the uint8 images, later layers from the previous activations; rows past g images are
+ * zero. Each kernel row of a patch is k x C contiguous input values. */
 static void im2col(const ember_conv *l, const uint8_t *img, const float *in, int g, int rows_total,
                    float *cols) {
-  const int K = patch(l), P = positions(l), k = l->k, C = l->in_c;
+  const int K = patch(l), P = positions(l), k = l->k, C = l->in_c, run = k * C;
   const size_t in_img = (size_t)l->in_h * l->in_w * C;
   const float scale = 1.0f / 255.0f;
   for (int i = 0; i < g; i++) {
     for (int oy = 0; oy < l->out_h; oy++)
       for (int ox = 0; ox < l->out_w; ox++) {
         float *row = cols + ((size_t)i * P + (size_t)oy * l->out_w + ox) * K;
-        for (int c = 0; c < C; c++)
-          for (int ky = 0; ky < k; ky++) {
-            size_t at = (size_t)i * in_img + ((size_t)(oy * l->s + ky) * l->in_w + (size_t)ox * l->s) * C + c;
-            float *dst = row + ((size_t)c * k + ky) * k;
-            if (img)
-              for (int kx = 0; kx < k; kx++) dst[kx] = (float)img[at + (size_t)kx * C] * scale;
-            else
-              for (int kx = 0; kx < k; kx++) dst[kx] = in[at + (size_t)kx * C];
-          }
+        for (int ky = 0; ky < k; ky++) {
+          size_t at = (size_t)i * in_img + ((size_t)(oy * l->s + ky) * l->in_w + (size_t)ox * l->s) * C;
+          float *dst = row + (size_t)ky * run;
+          if (img)
+            for (int j = 0; j < run; j++) dst[j] = (float)img[at + j] * scale;
+          else
+            memcpy(dst, in + at, (size_t)run * sizeof(float));
+        }
       }
   }
   size_t used = (size_t)g * P * K;
@@ -325,25 +357,42 @@ static void im2col(const ember_conv *l, const uint8_t *img, const float *in, int
 
 /* d_in (g images) += the columns' gradient laid back onto the positions it came from */
 static void col2im(const ember_conv *l, const float *dcols, int g, float *din) {
-  const int K = patch(l), P = positions(l), k = l->k, C = l->in_c;
+  const int K = patch(l), P = positions(l), k = l->k, C = l->in_c, run = k * C;
   const size_t in_img = (size_t)l->in_h * l->in_w * C;
   for (int i = 0; i < g; i++)
     for (int oy = 0; oy < l->out_h; oy++)
       for (int ox = 0; ox < l->out_w; ox++) {
         const float *row = dcols + ((size_t)i * P + (size_t)oy * l->out_w + ox) * K;
-        for (int c = 0; c < C; c++)
-          for (int ky = 0; ky < k; ky++) {
-            size_t at = (size_t)i * in_img + ((size_t)(oy * l->s + ky) * l->in_w + (size_t)ox * l->s) * C + c;
-            const float *src = row + ((size_t)c * k + ky) * k;
-            for (int kx = 0; kx < k; kx++) din[at + (size_t)kx * C] += src[kx];
-          }
+        for (int ky = 0; ky < k; ky++) {
+          float *dst = din + (size_t)i * in_img + ((size_t)(oy * l->s + ky) * l->in_w + (size_t)ox * l->s) * C;
+          const float *src = row + (size_t)ky * run;
+          for (int j = 0; j < run; j++) dst[j] += src[j];
+        }
       }
+}
+
+/* OIHW weight (out, c, ky, kx) -> the columns' order (out, ky, kx, c), and a gradient in that
+ * order added back into OIHW */
+static void permute_w(const ember_conv *l, const float *w, float *wp) {
+  const int K = patch(l), k = l->k, C = l->in_c;
+  for (int o = 0; o < l->out_c; o++)
+    for (int c = 0; c < C; c++)
+      for (int ky = 0; ky < k; ky++)
+        for (int kx = 0; kx < k; kx++)
+          wp[(size_t)o * K + ((size_t)ky * k + kx) * C + c] = w[(size_t)o * K + ((size_t)c * k + ky) * k + kx];
+}
+
+static void unpermute_add(const ember_conv *l, const float *gp, float *gw) {
+  const int K = patch(l), k = l->k, C = l->in_c;
+  for (int o = 0; o < l->out_c; o++)
+    for (int c = 0; c < C; c++)
+      for (int ky = 0; ky < k; ky++)
+        for (int kx = 0; kx < k; kx++)
+          gw[(size_t)o * K + ((size_t)c * k + ky) * k + kx] += gp[(size_t)o * K + ((size_t)ky * k + kx) * C + c];
 }
 
 /* ---- forward ----------------------------------------------------------------------------- */
 
-/* the grid coordinate of index i of n in [-1, 1] (0 for a single row or column) */
-static inline float grid(int i, int n) { return n > 1 ? -1.0f + 2.0f * (float)i / (float)(n - 1) : 0.0f; }
 
 void ember_encoder_forward(const ember_encoder *enc, ember_encoder_ws *ws, const uint8_t *img, int n,
                            float *feat) {
@@ -352,13 +401,14 @@ void ember_encoder_forward(const ember_encoder *enc, ember_encoder_ws *ws, const
     const ember_conv *l = &enc->layers[li];
     const int K = patch(l), P = positions(l), O = l->out_c, G = ws->group[li], R = ws->grows[li];
     const size_t osz = out_size(l), isz = (size_t)l->in_h * l->in_w * l->in_c;
+    permute_w(l, l->w, ws->wperm[li]);
     for (int i0 = 0; i0 < n; i0 += G) {
       int g = n - i0 < G ? n - i0 : G;
       if (li == 0)
         im2col(l, img + (size_t)i0 * img_bytes, NULL, g, R, ws->cols);
       else
         im2col(l, NULL, ws->act[li - 1] + (size_t)i0 * isz, g, R, ws->cols);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, O, K, 1.0f, ws->cols, K, l->w, K, 0.0f,
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, O, K, 1.0f, ws->cols, K, ws->wperm[li], K, 0.0f,
                   ws->gout, O);
       float *out = ws->act[li] + (size_t)i0 * osz;
       const size_t rows = (size_t)g * P;
@@ -382,29 +432,34 @@ void ember_encoder_forward(const ember_encoder *enc, ember_encoder_ws *ws, const
       for (int c = 0; c < C; c++) fi[c] /= (float)P;
       continue;
     }
+    /* per channel: softmax over the positions, then the expected grid coordinates; the
+     * channels run innermost (the maps are position-major), each channel's sums in position
+     * order */
     float *pi = ws->prob + (size_t)i * P * C;
-    for (int c = 0; c < C; c++) {
-      float mx = -INFINITY;
-      for (int p = 0; p < P; p++) mx = ai[(size_t)p * C + c] > mx ? ai[(size_t)p * C + c] : mx;
-      double sum = 0.0;
-      for (int p = 0; p < P; p++) {
-        float e = expf(ai[(size_t)p * C + c] - mx);
+    float *mx = ws->head, *inv = mx + C;
+    double *sum = (double *)(void *)(inv + C), *u = sum + C, *v = u + C;
+    for (int c = 0; c < C; c++) mx[c] = -INFINITY, sum[c] = u[c] = v[c] = 0.0;
+    for (int p = 0; p < P; p++)
+      for (int c = 0; c < C; c++) mx[c] = ai[(size_t)p * C + c] > mx[c] ? ai[(size_t)p * C + c] : mx[c];
+    for (int p = 0; p < P; p++)
+      for (int c = 0; c < C; c++) {
+        float e = expf(ai[(size_t)p * C + c] - mx[c]);
         pi[(size_t)p * C + c] = e;
-        sum += e;
+        sum[c] += e;
       }
-      const float inv = (float)(1.0 / sum);
-      double u = 0.0, v = 0.0;
-      for (int y = 0; y < OH; y++)
-        for (int x = 0; x < OW; x++) {
-          size_t at = ((size_t)y * OW + x) * C + c;
-          float pr = pi[at] * inv;
-          pi[at] = pr;
-          u += (double)pr * grid(x, OW);
-          v += (double)pr * grid(y, OH);
+    for (int c = 0; c < C; c++) inv[c] = (float)(1.0 / sum[c]);
+    for (int y = 0; y < OH; y++)
+      for (int x = 0; x < OW; x++) {
+        const double gx = ws->grid_u[x], gy = ws->grid_v[y];
+        float *row = pi + ((size_t)y * OW + x) * C;
+        for (int c = 0; c < C; c++) {
+          float pr = row[c] * inv[c];
+          row[c] = pr;
+          u[c] += (double)pr * gx;
+          v[c] += (double)pr * gy;
         }
-      fi[2 * c] = (float)u;
-      fi[2 * c + 1] = (float)v;
-    }
+      }
+    for (int c = 0; c < C; c++) fi[2 * c] = (float)u[c], fi[2 * c + 1] = (float)v[c];
   }
 }
 
@@ -427,21 +482,26 @@ void ember_encoder_backward(const ember_encoder *enc, ember_encoder_ws *ws, cons
       continue;
     }
     const float *pi = ws->prob + (size_t)i * P * C;
-    for (int c = 0; c < C; c++) {
-      double u = 0.0, v = 0.0;
-      for (int y = 0; y < OH; y++)
-        for (int x = 0; x < OW; x++) {
-          float pr = pi[((size_t)y * OW + x) * C + c];
-          u += (double)pr * grid(x, OW);
-          v += (double)pr * grid(y, OH);
+    float *uf = ws->head, *vf = uf + C;
+    double *u = (double *)(void *)(vf + C), *v = u + C;
+    for (int c = 0; c < C; c++) u[c] = v[c] = 0.0;
+    for (int y = 0; y < OH; y++)
+      for (int x = 0; x < OW; x++) {
+        const double gx = ws->grid_u[x], gy = ws->grid_v[y];
+        const float *row = pi + ((size_t)y * OW + x) * C;
+        for (int c = 0; c < C; c++) {
+          u[c] += (double)row[c] * gx;
+          v[c] += (double)row[c] * gy;
         }
-      const float du = df[2 * c], dv = df[2 * c + 1];
-      for (int y = 0; y < OH; y++)
-        for (int x = 0; x < OW; x++) {
-          size_t at = ((size_t)y * OW + x) * C + c;
-          di[at] = pi[at] * (du * (grid(x, OW) - (float)u) + dv * (grid(y, OH) - (float)v));
-        }
-    }
+      }
+    for (int c = 0; c < C; c++) uf[c] = (float)u[c], vf[c] = (float)v[c];
+    for (int y = 0; y < OH; y++)
+      for (int x = 0; x < OW; x++) {
+        const float gx = ws->grid_u[x], gy = ws->grid_v[y];
+        const size_t at = ((size_t)y * OW + x) * C;
+        for (int c = 0; c < C; c++)
+          di[at + c] = pi[at + c] * (df[2 * c] * (gx - uf[c]) + df[2 * c + 1] * (gy - vf[c]));
+      }
   }
   /* the layers, last to first */
   for (int li = L - 1; li >= 0; li--) {
@@ -455,6 +515,7 @@ void ember_encoder_backward(const ember_encoder *enc, ember_encoder_ws *ws, cons
     for (size_t r = 0; r < (size_t)n * Pl; r++)
       for (int o = 0; o < O; o++) gb[o] += da[r * O + o];
     if (li > 0) memset(dprev, 0, (size_t)n * isz * sizeof(float));
+    memset(ws->gperm, 0, (size_t)O * K * sizeof(float));
     for (int i0 = 0; i0 < n; i0 += G) {
       int g = n - i0 < G ? n - i0 : G;
       if (li == 0)
@@ -466,13 +527,14 @@ void ember_encoder_backward(const ember_encoder *enc, ember_encoder_ws *ws, cons
       memcpy(ws->gout, da + (size_t)i0 * osz, used * sizeof(float));
       memset(ws->gout + used, 0, ((size_t)R * O - used) * sizeof(float));
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, R, 1.0f, ws->gout, O, ws->cols, K, 1.0f,
-                  gw, K);
-      if (li > 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, K, O, 1.0f, ws->gout, O, l->w, K, 0.0f,
+                  ws->gperm, K);
+      if (li > 0) { /* wperm: the forward's, of the same weights */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, K, O, 1.0f, ws->gout, O, ws->wperm[li], K, 0.0f,
                     ws->dcols, K);
         col2im(l, ws->dcols, g, dprev + (size_t)i0 * isz);
       }
     }
+    unpermute_add(l, ws->gperm, gw);
     float *t = da;
     da = dprev;
     dprev = t;

@@ -114,6 +114,11 @@ typedef struct ember_encoder_ws {
   float *dcols;                   /* its gradient */
   float *gout;                    /* one group's output rows (grows, out_c) */
   float *d0, *d1;                 /* (max_images, largest activation) backward scratch */
+  float *wperm[EMBER_MAX_CONV];   /* each layer's weight in the columns' order (encoder.c),
+                                     set by forward, used by the backward after it */
+  float *gperm;                   /* one layer's weight gradient in that order */
+  float *grid_u, *grid_v;         /* the soft-argmax's coordinate of each column and row */
+  float *head;                    /* the head's per-channel scratch */
   float *mem;
 } ember_encoder_ws;
 
