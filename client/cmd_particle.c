@@ -234,6 +234,8 @@ int cmd_eval_particle(const char *server, int argc, char **argv) {
       {"seed", OPT_U64, &c.seed, "S", "episode e starts from random stream (S, e); inference uses seed S too", 0, 0},
       {"samples", OPT_INT, &c.o.samples, NULL, "candidates per action: DFO samples or Langevin chains (default: the model's)", 0, 1},
       {"iters", OPT_INT, &c.o.iters, NULL, "DFO iterations (default: the model's)", 0, 1},
+      {"sigma", OPT_FLOAT, &c.o.sigma, NULL, "DFO's initial noise, normalised y units (default: the model's)", 0, 1},
+      {"shrink", OPT_FLOAT, &c.o.shrink, NULL, "DFO's noise factor per iteration (default: the model's)", 0, 1},
       {"temperature", OPT_FLOAT, &c.o.temperature, NULL, "softmax temperature (default: the model's)", 0, 1},
       {"refine", OPT_INT, &c.o.refine_steps, "N", "gradient steps on E after sampling (default: the model's)", 0, 1},
       {"chain-steps", OPT_INT, &c.o.langevin.steps, NULL, "langevin: inference chain length (default: the model's)", 0, 1},
@@ -273,7 +275,7 @@ int cmd_eval_particle(const char *server, int argc, char **argv) {
       return 2;
     }
     snprintf(p.method, sizeof p.method, "%s", policy_name);
-    static const char *const model_only[] = {"samples", "iters", "temperature", "refine",
+    static const char *const model_only[] = {"samples", "iters", "sigma", "shrink", "temperature", "refine",
                                              "chain-steps", "version", "deadline-ms"};
     for (size_t k = 0; k < sizeof model_only / sizeof *model_only; k++)
       if (args_given(specs, nspecs, model_only[k])) {

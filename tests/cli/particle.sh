@@ -89,6 +89,12 @@ expect_error "unknown policy" "--policy must be oracle or random, got 'still'" \
   "$EMBER" eval particle --dims 2 --policy still
 expect_error "options without a model" "--samples needs --model" \
   "$EMBER" eval particle --dims 2 --policy oracle --samples 5
+expect_error "shrink without a model" "--shrink needs --model" \
+  "$EMBER" eval particle --dims 2 --policy oracle --shrink 0.7
+expect_error "shrink out of range" "shrink must be in (0, 1], got 1.5" \
+  "$EMBER" eval particle --dims 1 --model "$T/m.safetensors" --shrink 1.5
+expect_error "sigma out of range" "sigma must be a number in [0, 1000], got -1" \
+  "$EMBER" eval particle --dims 1 --model "$T/m.safetensors" --sigma -1
 expect_error "bad dims" "--dims must be 1..4096, got 0" "$EMBER" data particle --dims 0 --out "$T/x.csv"
 expect_error "no out" "--out FILE is required" "$EMBER" data particle --dims 2
 expect_error "unwritable" "cannot write" "$EMBER" data particle --dims 2 --out "$T/nodir/x.csv"
