@@ -122,5 +122,6 @@ void fuzz_call_init(srv_call *c, srv_rpc rpc) {
 void fuzz_call_free(srv_call *c) {
   if (c->version) version_unref(c->version);
   free(c->x);
+  free(c->img);
   memset(c, 0, sizeof *c);
 }
