@@ -10,8 +10,8 @@ network, 10 training steps), trained once for every test: what is checked is the
 its bits, not accuracy."""
 import os
 import struct
+import subprocess
 import sys
-import threading
 
 sys.dont_write_bytecode = True  # keep the source tree clean of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -201,6 +201,36 @@ class Images(it.EmberTest):
         self.assertIn("encoder            12x12x3 images, conv 4:5:2,6:3:1, head softargmax: 12 features + 2 extra\n",
                       out)
         self.assertNotIn("encoder", self.cli("--server", srv.target, "info", "--model", "jump"))
+        srv.stop_clean(self)
+
+    def test_c_client(self):
+        """libember_client's ember_client_predict_images and ember_client_sample_images (through
+        tests/client_it.c) answer what local predict and sample answer; its model struct has
+        the encoder."""
+        client_it = os.environ.get("EMBER_CLIENT_IT")
+        self.assertTrue(client_it, "EMBER_CLIENT_IT is not set (tests/CMakeLists.txt sets it)")
+        srv = self.start("--models", self.repo)
+        raw = os.path.join(self.tmp, "img.raw")
+        with open(raw, "wb") as f:
+            f.write(self.img.tobytes())
+        ex = it.write_csv(os.path.join(self.tmp, "extras.csv"), ["e0", "e1"], self.extras.tolist())
+        for model, data, extras in (("dots", self.test_npz, "-"), ("extra", self.test_x_npz, ex)):
+            r = subprocess.run([client_it, srv.target, "images", model, "11", raw, extras, "2"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                                  timeout=it.CLI_TIMEOUT)
+            for mark in it.SANITIZER_MARKS:
+                self.assertNotIn(mark, r.stderr)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("wrong_shape INVALID_ARGUMENT: image_shape is 12x36x1; the model takes 12x12x3 images",
+                          r.stderr)
+            local = self.local("predict", model, data, "--seed", 11, "--energy") + \
+                self.local("sample", model, data, "--seed", 12, "--modes", 2)
+            self.assertEqual(r.stdout, local, model)
+        r = subprocess.run([client_it, srv.target, "info", "extra"], stdout=subprocess.PIPE,
+                              universal_newlines=True, timeout=it.CLI_TIMEOUT)
+        info = dict(line.split("=", 1) for line in r.stdout.splitlines())
+        self.assertEqual((info["image"], info["image_extra"], info["image_features"], info["image_conv"],
+                          info["image_head"]), ("12x12x3", "2", "12", "4:5:2,6:3:1", "softargmax"))
         srv.stop_clean(self)
 
     def test_cli_remote_equals_local(self):
