@@ -233,6 +233,43 @@ class Images(it.EmberTest):
                           info["image_head"]), ("12x12x3", "2", "12", "4:5:2,6:3:1", "softargmax"))
         srv.stop_clean(self)
 
+    def test_python_client(self):
+        """python/ember_client: predict(images=uint8 array, x=extras) and sample(images=...)
+        answer what local predict and sample answer; info() has the encoder; a float array
+        as images is refused before sending."""
+        os.environ["EMBER_CLIENT_CACHE"] = os.path.join(it.SCRATCH, "client-cache")
+        sys.path.insert(0, os.path.join(it.SOURCE, "python"))
+        import ember_client
+        srv = self.start("--models", self.repo)
+        with ember_client.Client(srv.target) as c:
+            for model, data, x in (("dots", self.test_npz, None), ("extra", self.test_x_npz, self.extras)):
+                p = c.predict_full(x, model, images=self.img, seed=7)
+                got = it.pb.PredictResponse(y=p.y.ravel().tolist(), energy=p.energy.tolist())
+                self.assertEqual(it.format_predict(got, 2), self.local("predict", model, data, "--seed", 7, "--energy"))
+                # one image (H, W, C) with its extras (k,): that row's answer at its row_offset
+                one = c.predict_full(None if x is None else x[5], model, images=self.img[5], seed=7, row_offset=5)
+                self.assertEqual(bits(one.y), bits(p.y[5]))
+                modes = c.sample(x, model, images=self.img, seed=4, modes=2)
+                want = self.local("sample", model, data, "--seed", 4, "--modes", 2).splitlines()[1:]
+                lines = ["%d,%d,%s,%s,%s" % (i, r, it.f7(m.energy), "%.5g" % m.weight, ",".join(it.f7(v) for v in m.y))
+                         for i, row in enumerate(modes) for r, m in enumerate(row)]
+                self.assertEqual(lines, want, model)
+            info = c.info("extra")
+            self.assertEqual(info.encoder["shape"], {"height": SIDE, "width": SIDE, "channels": 3})
+            self.assertEqual((info.encoder["extra"], info.encoder["head"]), (2, "softargmax"))
+            self.assertIsNone(c.info("jump").encoder)
+            with self.assertRaises(ember_client.InvalidInput) as e:
+                c.predict(model="dots", images=self.img.astype(np.float32))
+            self.assertIn("images must be uint8", str(e.exception))
+            with self.assertRaises(ember_client.InvalidInput) as e:
+                c.predict(self.extras[:3], "extra", images=self.img)
+            self.assertIn("has 3 rows for 20 images", str(e.exception))
+            with self.assertRaises(ember_client.EmberError) as e:
+                c.predict(model="extra", images=self.img)
+            self.assertEqual(e.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertIn("2 extra observations each need 40", str(e.exception))
+        srv.stop_clean(self)
+
     def test_cli_remote_equals_local(self):
         """`ember --server ... predict|sample --input images.npz` sends the images as bytes (in
         one request, or split by --chunk-rows) and prints what local mode prints."""
