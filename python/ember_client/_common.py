@@ -229,8 +229,8 @@ def as_images(images, x):
     n, h, w, c = a.shape
     extras = []
     if x is not None and np.size(x) > 0:
-        e, e_one = as_rows(x)
-        if e.shape[0] != n or (one and not e_one):
+        e, _ = as_rows(x)
+        if e.shape[0] != n:
             raise InvalidInput("x (the extra observations) has %d rows for %d images" % (e.shape[0], n))
         extras = e.ravel().tolist()
     shape = pb.ImageShape(height=h, width=w, channels=c)
