@@ -6,6 +6,9 @@
  * GetModel are answered from the registry without touching a worker. The options are read
  * from and written to their messages by wire/ (the CLI's remote mode uses the same code); this
  * file adds the server's own limits (--max-samples, --max-request-gflop, --max-message).
+ * An image model's images are checked by shape and count only (every byte is a pixel), kept as
+ * the bytes they arrived as, and encoded on the worker (batcher.c); their extras are checked
+ * as x is.
  *
  * Decoding and validation (rpc_ember_decode) report a srv_status instead of answering, and
  * touch only the call's fields, the registry and the configuration: fuzz/fuzz_rpc.c feeds them
