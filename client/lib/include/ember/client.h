@@ -3,7 +3,7 @@
  * A robot's control loop, a lab tool or the `ember` CLI's remote mode opens one client to a
  * target and calls Predict, Sample, GetModel and ListModels through it. The header carries no
  * gRPC or protobuf type: a client is an opaque handle, inputs and outputs are flat float
- * arrays the caller owns, and every call reports a status (a gRPC status code and the
+ * arrays the caller owns (an image model's images flat uint8 arrays), and every call reports a status (a gRPC status code and the
  * server's message). docs/client-c.md has the whole story and a control-loop example.
  *
  *     ember_client *c;  ember_client_status st;
