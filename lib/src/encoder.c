@@ -32,6 +32,9 @@
 
 #define ENC_ROW_BLOCK 48
 #define ENC_GROUP_ROWS 1024
+/* at most this many images per group, so that a layer of few positions does not compute a
+ * thousand images' rows for a call of a few (a 1x1 output would otherwise group 1024 images) */
+#define ENC_GROUP_IMAGES 64
 
 static const char *const head_names[] = {"softargmax", "pool"};
 
@@ -228,6 +231,7 @@ static void group_size(const ember_conv *l, int max_images, int *g, int *rows) {
   (void)max_images;
   int P = positions(l);
   int n = (ENC_GROUP_ROWS + P - 1) / P;
+  if (n > ENC_GROUP_IMAGES) n = ENC_GROUP_IMAGES;
   if (n < 1) n = 1;
   long r = (long)n * P;
   *g = n;
