@@ -183,6 +183,42 @@ static int wire_options(session *s, const infer_cli *c, const opt_spec *specs, i
   return 0;
 }
 
+/* The images an image model takes (GetModel's encoder), NULL for a vector model. */
+static const Ember__V1__ImageShape *image_shape(const session *s) {
+  return s->info->encoder ? s->info->encoder->shape : NULL;
+}
+
+/* The input's images against the model's shape and extras, with local mode's words
+ * (ember_model_encode_dataset). 0, or 1 after printing the mismatch. */
+static int check_images(const session *s, const char *input) {
+  const Ember__V1__ImageShape *im = image_shape(s);
+  const ember_dataset *ds = &s->ds;
+  const unsigned extra = s->info->encoder->extra;
+  if (!ds->img)
+    fprintf(stderr, "ember %s: %s: the model takes %ux%ux%u images (x as uint8 (n, %u, %u, %u)); the data's x is "
+                    "%d float columns\n", s->verb, input, im->height, im->width, im->channels, im->height, im->width,
+            im->channels, ds->x_dim);
+  else if ((unsigned)ds->img_h != im->height || (unsigned)ds->img_w != im->width || (unsigned)ds->img_c != im->channels)
+    fprintf(stderr, "ember %s: %s: the model takes %ux%ux%u images; the data's are %dx%dx%d\n", s->verb, input,
+            im->height, im->width, im->channels, ds->img_h, ds->img_w, ds->img_c);
+  else if ((unsigned)ds->x_dim != extra)
+    fprintf(stderr, "ember %s: %s: the model takes %u extra observations (x_extra) per image; the data has %d\n",
+            s->verb, input, extra, ds->x_dim);
+  else
+    return 0;
+  return 1;
+}
+
+/* Rows first..first+rows-1 of the input's images and their extras. */
+static ember_client_images images_at(const session *s, int first) {
+  const Ember__V1__ImageShape *im = image_shape(s);
+  const int extra = (int)s->info->encoder->extra;
+  const size_t per = (size_t)im->height * im->width * im->channels;
+  ember_client_images r = {s->ds.img + (size_t)first * per, (int)im->height, (int)im->width, (int)im->channels,
+                           extra > 0 ? s->ds.x + (size_t)first * extra : NULL, extra};
+  return r;
+}
+
 /* Parses, checks, connects and reads the input: everything predict and sample share. */
 static int session_open(session *s, const char *server, infer_cli *c, const remote_opts *r,
                         const opt_spec *specs, int nspecs, Ember__V1__InferenceOptions *w) {
@@ -198,17 +234,22 @@ static int session_open(session *s, const char *server, infer_cli *c, const remo
   if (rc == 0) rc = wire_options(s, c, specs, nspecs, w);
   if (rc) return rc;
   ember_err err;
-  if (ember_dataset_read(c->input, (int)s->info->x_dim, 0, &s->ds, &err) < 0) {
+  const Ember__V1__ImageShape *im = image_shape(s);
+  /* an image model reads images (and their extras), as local mode does */
+  if (ember_dataset_read(c->input, im ? -1 : (int)s->info->x_dim, 0, &s->ds, &err) < 0) {
     fprintf(stderr, "ember %s: %s\n", s->verb, err.msg);
     return 1;
   }
+  if (im) return check_images(s, c->input);
   return 0;
 }
 
 /* Rows per request: --chunk-rows, but no more than keeps a request near 2^21 candidate
  * evaluations (a Langevin chain step is a forward and a backward pass: two; an ardfo round
  * runs each of its y_dim prefix nets: y_dim), so requests finish well inside a deadline and a
- * server's per-request limit. */
+ * server's per-request limit; for an image model also no more images than REMOTE_IMAGE_BYTES
+ * hold, a quarter of emberd's default message limit (--max-message, 16 MiB). */
+#define REMOTE_IMAGE_BYTES (4.0 * 1024 * 1024)
 static int work_chunk(const remote_opts *r, const session *s) {
   const ember_infer_opts *o = &s->opts;
   double evals;
@@ -222,6 +263,11 @@ static int work_chunk(const remote_opts *r, const session *s) {
     evals += 2.0 * (o->samples < EMBER_REFINE_TOP ? o->samples : EMBER_REFINE_TOP) * (o->refine_steps + 1);
   double fit = (double)(1 << 21) / evals;
   int rows = fit < 1.0 ? 1 : (fit > r->chunk_rows ? r->chunk_rows : (int)fit);
+  const Ember__V1__ImageShape *im = image_shape(s);
+  if (im) { /* and no more than REMOTE_IMAGE_BYTES of images */
+    double per = (double)im->height * im->width * im->channels, most = REMOTE_IMAGE_BYTES / (per > 1 ? per : 1);
+    if (rows > most) rows = (int)most;
+  }
   return rows < 1 ? 1 : rows;
 }
 
@@ -251,6 +297,28 @@ static int predict_rows(session *s, const char *model, Ember__V1__InferenceOptio
     remote_status st;
     if (ember__client_predict(s->client, &req, x + (size_t)off * xd, rows, xd, row_offset + (uint64_t)off, 0,
                               &out, &st) != GRPC_STATUS_OK) {
+      remote_report(s->verb, &st);
+      return 1;
+    }
+    if (!out.have_z) *have_z = 0;
+  }
+  return 0;
+}
+
+/* predict_rows for an image model: the input's n images (and extras) in requests of `chunk`. */
+static int predict_images(session *s, const char *model, Ember__V1__InferenceOptions *w, int n, int chunk,
+                          float *y, float *e, int need_energy, float *z, int *have_z) {
+  Ember__V1__PredictRequest req = EMBER__V1__PREDICT_REQUEST__INIT;
+  req.model = (char *)model;
+  req.version = s->info->version;
+  req.options = w;
+  for (int off = 0; off < n; off += chunk) {
+    int rows = n - off < chunk ? n - off : chunk;
+    ember__predict_out out = {.y_dim = (int)s->info->y_dim, .y = y + (size_t)off * s->info->y_dim,
+                              .energy = e + off, .z = z + off, .need_energy = need_energy, .have_z = 1};
+    const ember_client_images im = images_at(s, off);
+    remote_status st;
+    if (ember__client_predict_images(s->client, &req, &im, rows, (uint64_t)off, 0, &out, &st) != GRPC_STATUS_OK) {
       remote_report(s->verb, &st);
       return 1;
     }
@@ -293,7 +361,8 @@ int remote_cmd_predict(const char *server, int argc, char **argv) {
     goto done;
   }
   int have_z = 1;
-  rc = predict_rows(&s, c.model, &w, s.ds.x, n, 0, r.chunk_rows, y, e, with_energy, z, &have_z);
+  if (image_shape(&s)) rc = predict_images(&s, c.model, &w, n, r.chunk_rows, y, e, with_energy, z, &have_z);
+  else rc = predict_rows(&s, c.model, &w, s.ds.x, n, 0, r.chunk_rows, y, e, with_energy, z, &have_z);
   if (rc == 0) {
     if (have_z) cli_note_far_x("predict", z, n);
     cli_print_predict(y, e, n, d, with_energy, y_names(&s));
@@ -372,8 +441,10 @@ int remote_cmd_sample(const char *server, int argc, char **argv) {
     ember__sample_out out = {.k = k, .y_dim = d, .y = my + slot * d, .energy = me + slot, .weight = mw + slot,
                              .z = z + off, .count = count + off, .have_z = 1};
     remote_status st;
-    if (ember__client_sample(s.client, &proto, s.ds.x + (size_t)off * xd, rows, xd, (uint64_t)off, 0, &out,
-                             &st) != GRPC_STATUS_OK) {
+    const ember_client_images im = image_shape(&s) ? images_at(&s, off) : (ember_client_images){0};
+    if ((image_shape(&s) ? ember__client_sample_images(s.client, &proto, &im, rows, (uint64_t)off, 0, &out, &st)
+                         : ember__client_sample(s.client, &proto, s.ds.x + (size_t)off * xd, rows, xd, (uint64_t)off,
+                                                0, &out, &st)) != GRPC_STATUS_OK) {
       remote_report("sample", &st);
       rc = 1;
     }
@@ -542,6 +613,10 @@ static void print_info(const Ember__V1__ModelInfo *m) {
            m->width, m->depth, params, nets);
   else
     printf("%-18s %s %ux%u (%zu parameters)\n", "network", m->arch, m->width, m->depth, params);
+  const Ember__V1__ImageEncoder *enc = m->encoder;
+  if (enc && enc->shape) /* an image model: requests send these images; x is their features + extras */
+    printf("%-18s %ux%ux%u images, conv %s, head %s: %u features + %u extra\n", "encoder", enc->shape->height,
+           enc->shape->width, enc->shape->channels, enc->conv, enc->head, enc->features, enc->extra);
   cli_print_vec("y_lo", m->y_lo, (int)m->n_y_lo);
   cli_print_vec("y_hi", m->y_hi, (int)m->n_y_hi);
   const Ember__V1__InferenceOptions *o = m->defaults;

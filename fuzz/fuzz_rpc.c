@@ -26,12 +26,15 @@ static void check_accepted(const srv_call *c) {
   const model_version *v = c->version;
   fuzz_check(v && v->refs >= 2, "an accepted request holds its version", NULL);
   fuzz_check(c->entry == v->entry, "c->entry is the version's", NULL);
-  fuzz_check(c->x && c->rows >= 1 && c->rows <= cfg->max_rows, "1..max_rows rows", NULL);
   const ember_model *m = &v->model;
+  fuzz_check(!c->img == !m->enc, "images exactly for an image model", NULL);
+  fuzz_check((c->x || (c->img && m->enc->shape.extra == 0)) && c->rows >= 1 && c->rows <= cfg->max_rows,
+             "1..max_rows rows", NULL);
   ember_err err;
   fuzz_check(ember_infer_opts_check(&c->opts, ember_optimizer_method(m->method, c->opts.optimizer) == EMBER_METHOD_LANGEVIN, &err) == 0,
              "accepted options pass the library's check", err.msg);
-  fuzz_check(ember_model_check_x(m, c->x, c->rows, &err) == 0, "accepted x passes the model's check", err.msg);
+  if (!c->img)
+    fuzz_check(ember_model_check_x(m, c->x, c->rows, &err) == 0, "accepted x passes the model's check", err.msg);
   double flops = c->rpc == RPC_SAMPLE ? ember_infer_modes_flops(m, &c->opts, &c->modes) : ember_infer_flops(m, &c->opts);
   fuzz_check(c->rows * flops / 1e9 <= cfg->max_request_gflop, "within --max-request-gflop", NULL);
   fuzz_check(m->method == EMBER_METHOD_MSE || c->opts.samples <= cfg->max_samples, "within --max-samples", NULL);

@@ -89,6 +89,17 @@ static void add_version(model_entry *e, int64_t version, ember_method method, in
   e->policy_ok = 1;
 }
 
+/* An image model: 6x5x3 images, one 2-channel 3x3 convolution, soft-argmax (4 features), one
+ * extra observation: x_dim 5. */
+static void add_image_version(model_entry *e, int64_t version) {
+  add_version(e, version, EMBER_METHOD_DFO, 5, 2);
+  ember_encoder_shape s = {.h = 6, .w = 5, .c = 3, .nconv = 1, .conv = {{2, 3, 1}},
+                           .head = EMBER_HEAD_SOFTARGMAX, .extra = 1};
+  ember_err err;
+  fuzz_check(ember_model_set_encoder(&e->versions[e->nversions - 1]->model, &s, &err) == 0,
+             "cannot give the model an encoder", err.msg);
+}
+
 server *fuzz_server(void) {
   if (made) return &srv;
   static char arg0[] = "emberd", arg1[] = "--models", arg3[] = "--data-dir";
@@ -104,6 +115,7 @@ server *fuzz_server(void) {
   add_version(add_entry("ardfo"), 1, EMBER_METHOD_ARDFO, 3, 3);
   add_version(add_entry("langevin"), 2, EMBER_METHOD_LANGEVIN, 1, 1);
   add_version(add_entry("mse"), 1, EMBER_METHOD_MSE, 4, 2);
+  add_image_version(add_entry("image"), 1);
   e = add_entry("broken");
   e->errors = calloc(1, sizeof *e->errors);
   fuzz_check(e->errors != NULL, "out of memory", NULL);
@@ -122,5 +134,6 @@ void fuzz_call_init(srv_call *c, srv_rpc rpc) {
 void fuzz_call_free(srv_call *c) {
   if (c->version) version_unref(c->version);
   free(c->x);
+  free(c->img);
   memset(c, 0, sizeof *c);
 }

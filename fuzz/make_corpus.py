@@ -176,6 +176,15 @@ def rpcs(d, pb):
     put("sample-langevin", 1, pb.SampleRequest(model="langevin", x=[0.5, 0.25], min_mass=-1))
     put("sample-mse", 1, pb.SampleRequest(model="mse", x=[1, 2, 3, 4]))
     put("sample-rows", 1, pb.SampleRequest(model="dfo", x=[0.1, 0.2], rows=1, modes=2))
+    # the image model: 6x5x3 images, 1 extra (fuzz_server.c)
+    shape = pb.ImageShape(height=6, width=5, channels=3)
+    put("predict-image", 0, pb.PredictRequest(model="image", images=bytes(range(90)) * 2, image_shape=shape,
+                                              x=[0.5, -0.5], rows=2))
+    put("predict-image-no-shape", 0, pb.PredictRequest(model="image", images=bytes(90), x=[0.5]))
+    put("predict-image-floats", 0, pb.PredictRequest(model="image", x=[0.1, 0.2, 0.3, 0.4, 0.5]))
+    put("sample-image", 1, pb.SampleRequest(model="image", images=bytes(range(90)), image_shape=shape, x=[1.0],
+                                            modes=2))
+    put("getmodel-image", 2, pb.GetModelRequest(model="image"))
     put("getmodel-dfo-v3", 2, pb.GetModelRequest(model="dfo", version=3))
     put("getmodel-broken", 2, pb.GetModelRequest(model="broken"))
     put("getmodel-missing-version", 2, pb.GetModelRequest(model="ardfo", version=9))

@@ -83,7 +83,12 @@ typedef struct batch_job {
   int *count;
   void *mem;
   size_t cap_mem;
-  int allocs;          /* allocations the worker made for this batch (buffers, an ember_infer) */
+  int allocs;          /* allocations the worker made for this batch (buffers, an ember_infer,
+                        * an encoder workspace) */
+  /* Image models: the encoder's workspace, kept for later batches of the same encoder shape */
+  ember_encoder_ws ws;
+  ember_encoder_shape ws_shape;
+  int have_ws;
   int wide;            /* runs over s->wide_pool (every worker's core) */
   int rc;
   ember_err err;
@@ -158,6 +163,7 @@ void batcher_close(server *s) {
     s->free_jobs = j->next_running;
     free(j->calls);
     free(j->mem);
+    if (j->have_ws) ember_encoder_ws_free(&j->ws);
     free(j);
   }
 }
@@ -234,6 +240,33 @@ static int carve(batch_job *j, const ember_model *m) {
   return 0;
 }
 
+/* Whether a workspace made for shape a serves shape b (the image and the layers; extras do not
+ * enter the encoder). */
+static int same_encoder(const ember_encoder_shape *a, const ember_encoder_shape *b) {
+  if (a->h != b->h || a->w != b->w || a->c != b->c || a->nconv != b->nconv || a->head != b->head) return 0;
+  for (int i = 0; i < a->nconv; i++)
+    if (a->conv[i].channels != b->conv[i].channels || a->conv[i].kernel != b->conv[i].kernel ||
+        a->conv[i].stride != b->conv[i].stride)
+      return 0;
+  return 1;
+}
+
+/* The job's encoder workspace for m's encoder: kept from an earlier batch when the shape is the
+ * same, else made (EMBER_ENCODE_BATCH images per call, as local `ember predict`). 0, or the
+ * library's error code with j->err. */
+static int encoder_ws(batch_job *j, const ember_model *m) {
+  const ember_encoder_shape *s = &m->enc->shape;
+  if (j->have_ws && same_encoder(&j->ws_shape, s)) return 0;
+  if (j->have_ws) ember_encoder_ws_free(&j->ws);
+  j->have_ws = 0;
+  j->allocs++;
+  int rc = ember_encoder_ws_init(&j->ws, s, EMBER_ENCODE_BATCH, &j->err);
+  if (rc < 0) return rc;
+  j->ws_shape = *s;
+  j->have_ws = 1;
+  return 0;
+}
+
 static void work_cb(uv_work_t *w) {
   batch_job *j = w->data;
   const ember_model *m = &j->key.v->model;
@@ -248,10 +281,15 @@ static void work_cb(uv_work_t *w) {
     j->rc = ember_fail(&j->err, EMBER_ENOMEM, "out of memory for a batch of %d rows", j->rows);
     return;
   }
+  if (m->enc && (j->rc = encoder_ws(j, m)) < 0) return;
   size_t at = 0;
   for (int i = 0; i < j->ncalls; i++) {
     const srv_call *c = j->calls[i];
-    memcpy(j->x + at * dx, c->x, (size_t)c->rows * dx * sizeof(float));
+    /* images are encoded here, once per row, into the rows the optimiser reads: an image's
+     * features do not depend on the other images of the call (encoder.c), so batching does
+     * not change the answers */
+    if (c->img) ember_model_encode(m, &j->ws, c->img, c->x, c->rows, j->x + at * dx);
+    else memcpy(j->x + at * dx, c->x, (size_t)c->rows * dx * sizeof(float));
     for (int r = 0; r < c->rows; r++) {
       j->seeds[at + r] = c->seed;
       j->streams[at + r] = c->row_offset + (uint64_t)r;
@@ -275,6 +313,7 @@ static void after_work_cb(uv_work_t *w, int status) {
   model_version *v = j->key.v;
   model_stats *st = &v->entry->stats;
   const int dy = v->model.y_dim, k = j->key.mo.k;
+  const size_t dx = (size_t)v->model.x_dim;
   const uint64_t back_ns = srv_now_ns();
   s->running_batches--;
   if (j->wide) s->wide_running = 0;
@@ -302,9 +341,11 @@ static void after_work_cb(uv_work_t *w, int status) {
       metrics_queued(st, (double)(j->start_ns - c->arrived_ns) / 1e9);
       size_t n = (size_t)j->key.o.samples;
       if (j->key.rpc == RPC_PREDICT)
-        rpc_ember_complete(c, j->y + at * dy, j->e + at, NULL, NULL, NULL, NULL, NULL, NULL);
+        rpc_ember_complete(c, j->x + at * dx, j->y + at * dy, j->e + at, NULL, NULL, NULL, NULL, NULL,
+                           NULL);
       else
-        rpc_ember_complete(c, NULL, NULL, j->my + at * k * dy, j->me + at * k, j->mw + at * k, j->count + at,
+        rpc_ember_complete(c, j->x + at * dx, NULL, NULL, j->my + at * k * dy, j->me + at * k, j->mw + at * k,
+                           j->count + at,
                            j->pop_y ? j->pop_y + at * n * dy : NULL, j->pop_e ? j->pop_e + at * n : NULL);
       const uint64_t t[SRV_STAGES + 1] = {c->cq_ns, c->arrived_ns, c->queued_ns, j->start_ns, j->end_ns, back_ns,
                                           srv_now_ns()};

@@ -72,6 +72,7 @@ void srv_call_free(srv_call *c) {
   grpc_slice_unref(c->status_details);
   if (c->version) version_unref(c->version);
   free(c->x);
+  free(c->img);
   free(c->v2_id);
   free(c);
   s->calls_alive--;

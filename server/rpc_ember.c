@@ -6,6 +6,9 @@
  * GetModel are answered from the registry without touching a worker. The options are read
  * from and written to their messages by wire/ (the CLI's remote mode uses the same code); this
  * file adds the server's own limits (--max-samples, --max-request-gflop, --max-message).
+ * An image model's images are checked by shape and count only (every byte is a pixel), kept as
+ * the bytes they arrived as, and encoded on the worker (batcher.c); their extras are checked
+ * as x is.
  *
  * Decoding and validation (rpc_ember_decode) report a srv_status instead of answering, and
  * touch only the call's fields, the registry and the configuration: fuzz/fuzz_rpc.c feeds them
@@ -105,29 +108,58 @@ static int resolve_options(srv_call *c, const model_version *v, const Ember__V1_
   return 0;
 }
 
-/* Copies x's `rows` rows (their number checked by wire/ against the request's x and rows). */
-static int take_x(srv_call *c, const model_version *v, const float *x, int rows, srv_status *st) {
-  const int d = v->model.x_dim;
+/* An image request's extras, x (rows, E): finite and within EMBER_X_MAX_SIGMA of the training
+ * data, as ember_model_check_x checks a vector row (the encoder's features are computed later,
+ * on the worker, and need no check). */
+static int check_extras(const ember_model *m, const float *x, int rows, srv_status *st) {
+  const int F = m->enc->nfeat, E = m->enc->shape.extra;
+  for (size_t i = 0; i < (size_t)rows * E; i++) {
+    const size_t r = i / E, j = i % E;
+    if (!isfinite(x[i]))
+      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                            "x[%zu,%zu] (extra observation %zu of image %zu) is %s: every value must be finite",
+                            r, j, j, r, isnan(x[i]) ? "NaN" : "infinite");
+    const float z = (x[i] - m->x_mean[F + j]) / m->x_std[F + j];
+    if (!(fabsf(z) <= EMBER_X_MAX_SIGMA))
+      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                            "x[%zu,%zu] (extra observation %zu of image %zu) = %g is %.3g standard deviations "
+                            "from the training data's mean (at most %g): far outside anything the model can answer",
+                            r, j, j, r, (double)x[i], (double)fabsf(z), (double)EMBER_X_MAX_SIGMA);
+  }
+  return 0;
+}
+
+/* Copies x's `rows` rows (their number checked by wire/ against the request's x and rows), or
+ * for images their extras, and takes the images' bytes over. */
+static int take_x(srv_call *c, const model_version *v, const float *x, int rows, ProtobufCBinaryData *images,
+                  srv_status *st) {
+  const ember_model *m = &v->model;
+  const int d = images ? m->enc->shape.extra : m->x_dim;
   const srv_config *cfg = &c->srv->cfg;
   if (rows > cfg->max_rows) {
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                   "x has %d rows; this server takes at most %d rows per request (--max-rows)", rows, cfg->max_rows);
+    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s has %d rows; this server takes at most %d rows per request "
+                   "(--max-rows)", images ? "images" : "x", rows, cfg->max_rows);
     return -1;
   }
   ember_err err;
-  if (ember_model_check_x(&v->model, x, rows, &err) < 0) {
-    srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
+  if (images ? check_extras(m, x, rows, st) < 0 : ember_model_check_x(m, x, rows, &err) < 0) {
+    if (!images) srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", err.msg);
     return -1;
   }
   size_t n = (size_t)rows * (size_t)d;
   srv_faults *f = &c->srv->faults;
   int injected = f->request_alloc > 0 && ++f->requests_copied == f->request_alloc;
-  c->x = injected ? NULL : malloc(n * sizeof(float));
-  if (!c->x) {
+  c->x = injected || n == 0 ? NULL : malloc(n * sizeof(float));
+  if (injected || (n > 0 && !c->x)) {
     srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for %d rows", rows);
     return -1;
   }
-  memcpy(c->x, x, n * sizeof(float));
+  if (n) memcpy(c->x, x, n * sizeof(float));
+  if (images) { /* the unpacked request's own copy of the bytes: no float copy, no second copy */
+    c->img = images->data;
+    images->data = NULL;
+    images->len = 0;
+  }
   c->rows = rows;
   return 0;
 }
@@ -139,21 +171,33 @@ static void *unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *bytes
   return msg;
 }
 
+int rpc_ember_no_images(const model_version *v, srv_status *st) {
+  const ember_encoder_shape *es = v->model.enc ? &v->model.enc->shape : NULL;
+  if (!es) return 0;
+  return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                        "model '%s' takes %dx%dx%d images, which this call cannot carry: send them with "
+                        "ember.v1 Predict or Sample (images, image_shape)", v->entry->name, es->h, es->w, es->c);
+}
+
 /* Options and x (rows, or -1 with the shape refusal in *shape) of a Predict/Sample on version
  * v, checked against the limits: 0 with the call ready for the batcher (v referenced in
  * c->version), or -1 with *st. */
 int rpc_ember_check_infer(srv_call *c, model_version *v, const Ember__V1__InferenceOptions *options,
-                          const float *x, int rows, const ember_err *shape, uint64_t row_offset,
-                          srv_status *st) {
+                          const float *x, int rows, ProtobufCBinaryData *images, const ember_err *shape,
+                          uint64_t row_offset, srv_status *st) {
   if (resolve_options(c, v, options, st) < 0) return -1;
   if (rows < 0) return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", shape->msg);
-  if (take_x(c, v, x, rows, st) < 0) return -1;
+  const ember_encoder_shape *es = v->model.enc ? &v->model.enc->shape : NULL;
+  if (es && !images && rpc_ember_no_images(v, st) < 0) return -1;
+  if (take_x(c, v, x, rows, images, st) < 0) return -1;
   /* ember_infer_flops counts what these options run: DFO rounds (an ardfo round runs each
    * of its y_dim prefix nets), or chain steps (and the second chain), plus refine steps;
-   * ember_infer_modes_flops adds Sample's mode finding and polishing */
+   * ember_infer_modes_flops adds Sample's mode finding and polishing; an image is encoded
+   * once per row */
   const int sample = c->rpc == RPC_SAMPLE;
-  double gflop = c->rows * (sample ? ember_infer_modes_flops(&v->model, &c->opts, &c->modes)
-                                   : ember_infer_flops(&v->model, &c->opts)) / 1e9;
+  double gflop = c->rows * ((sample ? ember_infer_modes_flops(&v->model, &c->opts, &c->modes)
+                                    : ember_infer_flops(&v->model, &c->opts)) +
+                            (es ? 2.0 * ember_encoder_macs(es) : 0.0)) / 1e9;
   if (gflop > c->srv->cfg.max_request_gflop) {
     const ember_infer_opts *o = &c->opts;
     const ember_method how = ember_optimizer_method(v->model.method, o->optimizer);
@@ -171,6 +215,8 @@ int rpc_ember_check_infer(srv_call *c, model_version *v, const Ember__V1__Infere
     if (sample && c->modes.polish_steps > 0)
       snprintf(what + strlen(what), sizeof what - strlen(what), ", %d modes x %d polish steps",
                c->modes.k, c->modes.polish_steps);
+    if (es)
+      snprintf(what + strlen(what), sizeof what - strlen(what), ", %d images through the encoder", c->rows);
     return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
                           "this request needs %.0f GFLOP (%s); this server takes at most %d per request "
                           "(--max-request-gflop): send fewer rows or samples%s%s",
@@ -196,8 +242,10 @@ static int decode_predict(srv_call *c, const uint8_t *bytes, long len, srv_statu
   model_version *v = rpc_ember_resolve(c, req->model, req->version, st);
   int rc = -1, rows = -1;
   ember_err shape;
-  if (v && ember_wire_predict_rows(req, v->model.x_dim, &rows, &shape) < 0) rows = -1;
-  if (v) rc = rpc_ember_check_infer(c, v, req->options, req->x, rows, &shape, req->row_offset, st);
+  const ember_encoder_shape *es = v && v->model.enc ? &v->model.enc->shape : NULL;
+  if (v && ember_wire_predict_input(req, v->model.x_dim, es, &rows, &shape) < 0) rows = -1;
+  if (v) rc = rpc_ember_check_infer(c, v, req->options, req->x, rows, es ? &req->images : NULL, &shape,
+                                    req->row_offset, st);
   protobuf_c_message_free_unpacked(&req->base, NULL);
   return rc;
 }
@@ -219,10 +267,12 @@ static int decode_sample(srv_call *c, const uint8_t *bytes, long len, srv_status
     } else {
       int rows = -1;
       ember_err shape;
-      if (ember_wire_sample_rows(req, v->model.x_dim, &rows, &shape) < 0) rows = -1;
+      const ember_encoder_shape *es = v->model.enc ? &v->model.enc->shape : NULL;
+      if (ember_wire_sample_input(req, v->model.x_dim, es, &rows, &shape) < 0) rows = -1;
       c->modes = mo;
       c->want_samples = req->return_samples;
-      rc = rpc_ember_check_infer(c, v, req->options, req->x, rows, &shape, req->row_offset, st);
+      rc = rpc_ember_check_infer(c, v, req->options, req->x, rows, es ? &req->images : NULL, &shape,
+                                 req->row_offset, st);
     }
   }
   protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -271,6 +321,9 @@ typedef struct info_mem {
   Ember__V1__ModelInfo info;
   Ember__V1__InferenceOptions defaults;
   Ember__V1__LangevinOptions langevin;
+  Ember__V1__ImageEncoder encoder; /* image models */
+  Ember__V1__ImageShape image;
+  char conv[8 * 24];
   Ember__V1__ModelStats stats;
   Ember__V1__ModelStats__FailuresEntry fail[EMBER_WIRE_NCODES];
   Ember__V1__ModelStats__FailuresEntry *failp[EMBER_WIRE_NCODES];
@@ -332,6 +385,21 @@ static int fill_info(info_mem *im, const model_entry *e, const model_version *v)
     /* every field that applies to the model: a client merges them onto the library's defaults */
     ember_wire_infer_to_msg(&m->infer, ember_wire_infer_fields(m->method), &im->defaults, &im->langevin);
     info->defaults = &im->defaults;
+    if (m->enc) { /* what Predict and Sample must send */
+      const ember_encoder_shape *es = &m->enc->shape;
+      ember__v1__image_encoder__init(&im->encoder);
+      ember__v1__image_shape__init(&im->image);
+      im->image.height = (uint32_t)es->h;
+      im->image.width = (uint32_t)es->w;
+      im->image.channels = (uint32_t)es->c;
+      ember_conv_spec_text(es, im->conv, sizeof im->conv);
+      im->encoder.shape = &im->image;
+      im->encoder.extra = (uint32_t)es->extra;
+      im->encoder.conv = im->conv;
+      im->encoder.head = (char *)ember_head_name(es->head);
+      im->encoder.features = (uint32_t)m->enc->nfeat;
+      info->encoder = &im->encoder;
+    }
   }
   const model_stats *st = &e->stats;
   im->stats.requests = st->requests;
@@ -429,9 +497,9 @@ void rpc_ember_handle(srv_call *c) {
 
 /* ---- answers after compute ------------------------------------------------------------------ */
 
-void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float *my,
-                        const float *me, const float *mw, const int *count, const float *pop_y,
-                        const float *pop_e) {
+void rpc_ember_complete(srv_call *c, const float *x, const float *y, const float *e,
+                        const float *my, const float *me, const float *mw, const int *count,
+                        const float *pop_y, const float *pop_e) {
   if (c->rpc == RPC_KS_MODEL_INFER) {
     rpc_kserve_complete(c, y, e);
     return;
@@ -444,7 +512,7 @@ void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float
     srv_call_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory building the answer");
     return;
   }
-  ember_model_x_max_abs_z(m, c->x, c->rows, z, NULL);
+  ember_model_x_max_abs_z(m, x, c->rows, z, NULL);
   if (c->rpc == RPC_PREDICT) {
     Ember__V1__PredictResponse resp = EMBER__V1__PREDICT_RESPONSE__INIT;
     resp.n_y = (size_t)c->rows * (size_t)d;

@@ -15,7 +15,8 @@
  * ModelInfer's calls to.
  *
  * What it does not do: the protocol's optional extensions (model repository, configuration,
- * statistics, shared memory, ...), other datatypes than FP32, or more inputs than x.
+ * statistics, shared memory, ...), other datatypes than FP32, more inputs than x, or image
+ * models (refused: their images travel in ember.v1's Predict and Sample only).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -281,7 +282,7 @@ static int take_x(const Inference__ModelInferRequest *req, int x_dim, float **x,
 /* 0 with the call ready for the batcher, or -1 with *st. */
 static int decode_infer(srv_call *c, const Inference__ModelInferRequest *req, srv_status *st) {
   model_version *v = find(c, req->model_name, req->model_version, st);
-  if (!v) return -1;
+  if (!v || rpc_ember_no_images(v, st) < 0) return -1;
   Ember__V1__InferenceOptions w;
   unsigned out, raw = 0;
   float *x = NULL;
@@ -291,7 +292,7 @@ static int decode_infer(srv_call *c, const Inference__ModelInferRequest *req, sr
     free(x);
     return -1;
   }
-  int rc = rpc_ember_check_infer(c, v, &w, x, rows, NULL, 0, st);
+  int rc = rpc_ember_check_infer(c, v, &w, x, rows, NULL, NULL, 0, st);
   free(x);
   if (rc < 0) return -1;
   c->v2_out = out | raw;

@@ -156,7 +156,8 @@ typedef struct srv_call {
   /* a Predict or Sample request, once parsed */
   struct model_version *version;
   struct model_entry *entry;
-  float *x;
+  float *x;              /* rows x x_dim; an image request's: rows x extra (NULL when extra is 0) */
+  uint8_t *img;          /* an image request's rows images (h, w, c) uint8, NHWC; NULL otherwise */
   int rows;
   uint64_t seed, row_offset;
   ember_infer_opts opts;
@@ -322,22 +323,33 @@ void rpc_ember_handle(srv_call *c);                        /* rpc_ember.c */
 /* The request of a Predict, Sample, GetModel or ListModels call (c->rpc), decoded from `len`
  * bytes and checked against the registry and the limits; len < 0: the payload could not be
  * read. 0: Predict and Sample are ready for batcher_submit (c->version referenced, c->entry,
- * c->x, c->rows, c->opts, c->seed, c->row_offset; Sample: c->modes, c->want_samples), GetModel
- * has c->entry and c->version (referenced; NULL: the entry has no loaded version). -1: *st
- * says how to answer. Counts a Predict/Sample in its model's requests once the model is found. */
+ * c->x, c->img for images, c->rows, c->opts, c->seed, c->row_offset; Sample: c->modes,
+ * c->want_samples), GetModel has c->entry and c->version (referenced; NULL: the entry has no
+ * loaded version). -1: *st says how to answer. Counts a Predict/Sample in its model's requests
+ * once the model is found. */
 int rpc_ember_decode(srv_call *c, const uint8_t *bytes, long len, srv_status *st);
-void rpc_ember_complete(srv_call *c, const float *y, const float *e, const float *my,
-                        const float *me, const float *mw, const int *count, const float *pop_y,
-                        const float *pop_e); /* after compute (ModelInfer's too) */
+/* After compute (ModelInfer's too): x is the call's rows of the network's x as they were
+ * computed with (an image request's encoded features and extras), the rest its answers. */
+void rpc_ember_complete(srv_call *c, const float *x, const float *y, const float *e,
+                        const float *my, const float *me, const float *mw, const int *count,
+                        const float *pop_y, const float *pop_e);
 /* The model and version a request names (version 0: the default), or NULL with *st NOT_FOUND
  * or INVALID_ARGUMENT; sets c->entry. */
 struct model_version *rpc_ember_resolve(srv_call *c, const char *name, int64_t version, srv_status *st);
 /* A Predict-like request's options and x (rows, or -1 with the shape refusal in *shape) on
  * version v, merged with the model's defaults and checked against the limits: 0 with the call
- * ready for batcher_submit (v referenced in c->version), or -1 with *st. */
+ * ready for batcher_submit (v referenced in c->version), or -1 with *st. images: an image
+ * model's rows images (their shape already checked against the model's, wire.h's
+ * ember_wire_predict_input), with x their extras; on success the call takes the bytes over
+ * (c->img; images->data is left NULL, so the unpacked request does not free them). NULL: x is
+ * the rows' x_dim values, which an image model refuses. */
 int rpc_ember_check_infer(srv_call *c, struct model_version *v,
                           const Ember__V1__InferenceOptions *options, const float *x, int rows,
-                          const ember_err *shape, uint64_t row_offset, srv_status *st);
+                          ProtobufCBinaryData *images, const ember_err *shape, uint64_t row_offset,
+                          srv_status *st);
+/* -1 with *st INVALID_ARGUMENT when v is an image model, whose images only ember.v1's Predict
+ * and Sample carry (ModelInfer's inputs are floats); 0 for a vector model. */
+int rpc_ember_no_images(const struct model_version *v, srv_status *st);
 void rpc_kserve_handle(srv_call *c);                       /* rpc_kserve.c */
 /* ModelInfer's answer from Predict's y (rows, y_dim) and energies (rows). */
 void rpc_kserve_complete(srv_call *c, const float *y, const float *e);

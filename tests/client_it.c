@@ -3,6 +3,10 @@
  *
  *     client_it TARGET predict MODEL SEED X.csv     y and energy as `ember predict --energy` prints
  *     client_it TARGET sample MODEL SEED X.csv K    modes as `ember sample --modes K` prints
+ *     client_it TARGET images MODEL SEED IMG.raw EXTRAS.csv|- K
+ *                                                   an image model's predict (seed) and sample
+ *                                                   (seed + 1, K modes) as the CLI prints them;
+ *                                                   IMG.raw: n images of the model's shape
  *     client_it TARGET info MODEL                   key=value lines of GetModel
  *     client_it TARGET list                         one "name version" line per model
  *     client_it TARGET errors MODEL X_DIM           one "case CODE origin: details" line per error case
@@ -168,6 +172,110 @@ done:
   return rc;
 }
 
+/* n images of the model's shape from a raw file (n x h x w x c bytes), their extras from a CSV
+ * with a header ("-": none): the model's images predicted (as `ember predict --energy` prints),
+ * checked against the same rows in two calls (row_offset), then sampled (as `ember sample
+ * --modes K` prints). */
+static int cmd_images(ember_client *c, const char *model, uint64_t seed, const char *raw, const char *csv, int k) {
+  ember_client_model *m = NULL;
+  int n = 0, xd = 0, rc = 1;
+  uint8_t *img = NULL;
+  float *extra = NULL, *y = NULL, *e = NULL, *y2 = NULL, *e2 = NULL, *my = NULL, *me = NULL, *mw = NULL;
+  int *count = NULL;
+  if (dims(c, model, &m)) goto done;
+  const size_t per = (size_t)m->image_height * m->image_width * m->image_channels;
+  FILE *f = fopen(raw, "rb");
+  if (!f || per == 0) {
+    fprintf(stderr, "client_it images: cannot read %s, or %s is not an image model\n", raw, model);
+    if (f) fclose(f);
+    goto done;
+  }
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  n = (int)((size_t)len / per);
+  img = malloc((size_t)len + 1);
+  size_t got = img ? fread(img, 1, (size_t)len, f) : 0;
+  fclose(f);
+  if (got != (size_t)len) goto done;
+  if (strcmp(csv, "-") != 0) {
+    int en;
+    if (!(extra = read_csv(csv, &en, &xd)) || en != n) goto done;
+  }
+  ember_client_images im = {img, m->image_height, m->image_width, m->image_channels, extra, xd};
+  const int d = m->y_dim;
+  y = malloc((size_t)n * d * sizeof *y);
+  y2 = malloc((size_t)n * d * sizeof *y);
+  e = malloc((size_t)n * sizeof *e);
+  e2 = malloc((size_t)n * sizeof *e);
+  my = malloc((size_t)n * k * d * sizeof *my);
+  me = malloc((size_t)n * k * sizeof *me);
+  mw = malloc((size_t)n * k * sizeof *mw);
+  count = malloc((size_t)n * sizeof *count);
+  ember_client_infer_opts o = EMBER_CLIENT_INFER_OPTS_INIT;
+  o.seed = seed;
+  ember_client_status st;
+  if (ember_client_predict_images(c, model, &o, &im, n, y, d, e, &st) != 0) {
+    rc = fail_st("predict_images", &st);
+    goto done;
+  }
+  const int half = n / 2;
+  ember_client_images tail = im;
+  tail.pixels = img + (size_t)half * per;
+  tail.extra = extra ? extra + (size_t)half * xd : NULL;
+  if (ember_client_predict_images(c, model, &o, &im, half, y2, d, e2, &st) != 0) {
+    rc = fail_st("predict_images (first half)", &st);
+    goto done;
+  }
+  o.row_offset = (uint64_t)half;
+  if (ember_client_predict_images(c, model, &o, &tail, n - half, y2 + (size_t)half * d, d, e2 + half, &st) != 0) {
+    rc = fail_st("predict_images (second half)", &st);
+    goto done;
+  }
+  if (memcmp(y, y2, (size_t)n * d * sizeof *y) || memcmp(e, e2, (size_t)n * sizeof *e)) {
+    fprintf(stderr, "client_it images: two calls with row_offset answer differently from one\n");
+    goto done;
+  }
+  o.row_offset = 0;
+  o.seed = seed + 1;
+  if (ember_client_sample_images(c, model, &o, NULL, &im, n, k, my, d, me, mw, count, &st) != 0) {
+    rc = fail_st("sample_images", &st);
+    goto done;
+  }
+  print_header(m, "", ",energy");
+  for (int i = 0; i < n; i++) {
+    for (int j = 0; j < d; j++) printf("%s%.7g", j ? "," : "", (double)y[(size_t)i * d + j]);
+    printf(",%.7g\n", (double)e[i]);
+  }
+  print_header(m, "row,rank,energy,weight", "");
+  for (int i = 0; i < n; i++)
+    for (int r = 0; r < count[i]; r++) {
+      size_t slot = (size_t)i * k + r;
+      printf("%d,%d,%.7g,%.5g", i, r, (double)me[slot], (double)mw[slot]);
+      for (int j = 0; j < d; j++) printf(",%.7g", (double)my[slot * d + j]);
+      putchar('\n');
+    }
+  /* a shape other than the model's is the server's INVALID_ARGUMENT, naming the model's */
+  im.channels = 1;
+  im.width *= 3;
+  ember_client_predict_images(c, model, NULL, &im, 1, y, d, e, &st);
+  fprintf(stderr, "wrong_shape %s: %s\n", ember_client_code_name(st.code), st.details);
+  rc = st.code == EMBER_CLIENT_INVALID_ARGUMENT ? 0 : 1;
+done:
+  free(img);
+  free(extra);
+  free(y);
+  free(e);
+  free(y2);
+  free(e2);
+  free(my);
+  free(me);
+  free(mw);
+  free(count);
+  ember_client_model_free(m);
+  return rc;
+}
+
 static void print_model(const ember_client_model *m) {
   printf("name=%s\nversion=%lld\ndefault_version=%lld\nmethod=%s\narch=%s\nwidth=%d\ndepth=%d\n", m->name,
          (long long)m->version, (long long)m->default_version, m->method, m->arch, m->width, m->depth);
@@ -181,6 +289,9 @@ static void print_model(const ember_client_model *m) {
   printf("\ny_lo=");
   for (int j = 0; m->y_lo && j < m->y_dim; j++) printf("%s%.7g", j ? "," : "", (double)m->y_lo[j]);
   printf("\n");
+  if (m->image_height > 0)
+    printf("image=%dx%dx%d\nimage_extra=%d\nimage_features=%d\nimage_conv=%s\nimage_head=%s\n", m->image_height,
+           m->image_width, m->image_channels, m->image_extra, m->image_features, m->image_conv, m->image_head);
 }
 
 static int cmd_info(ember_client *c, const char *model) {
@@ -357,6 +468,8 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "predict") == 0 && argc == 6) rc = cmd_predict(c, argv[3], strtoull(argv[4], NULL, 10), argv[5]);
   else if (strcmp(cmd, "sample") == 0 && argc == 7)
     rc = cmd_sample(c, argv[3], strtoull(argv[4], NULL, 10), argv[5], atoi(argv[6]));
+  else if (strcmp(cmd, "images") == 0 && argc == 8)
+    rc = cmd_images(c, argv[3], strtoull(argv[4], NULL, 10), argv[5], argv[6], atoi(argv[7]));
   else if (strcmp(cmd, "info") == 0 && argc == 4) rc = cmd_info(c, argv[3]);
   else if (strcmp(cmd, "list") == 0 && argc == 3) rc = cmd_list(c);
   else if (strcmp(cmd, "errors") == 0 && argc == 5) rc = cmd_errors(c, argv[3], atoi(argv[4]));

@@ -189,7 +189,7 @@ static void test_forward_matches_reference(void **state) {
 }
 
 /* An image's features are the same bits whether it is encoded alone or among others, at any
- * position of the call (groups are padded to one size per layer). */
+ * position of the call, in a workspace of any size (groups are padded to one size per layer). */
 static void test_features_do_not_depend_on_the_batch(void **state) {
   (void)state;
   ember_encoder_shape s = {.h = 20, .w = 20, .c = 3, .nconv = 2, .conv = {{8, 4, 2}, {6, 3, 1}},
@@ -198,13 +198,17 @@ static void test_features_do_not_depend_on_the_batch(void **state) {
   setup(&f, &s, 37, 3);
   objective(&f);
   float one[12];
-  ember_encoder_ws ws1;
-  assert_int_equal(ember_encoder_ws_init(&ws1, &s, 37, NULL), 0);
-  for (int i = 0; i < f.n; i += 5) {
-    ember_encoder_forward(&f.enc, &ws1, f.img + (size_t)i * ember_encoder_image_bytes(&s), 1, one);
-    assert_memory_equal(one, f.feat + (size_t)i * f.enc.nfeat, sizeof(float) * f.enc.nfeat);
+  /* and whatever the workspace's size: one sized for a single image, for a few, for all */
+  const int sizes[] = {37, 1, 5};
+  for (int k = 0; k < 3; k++) {
+    ember_encoder_ws ws1;
+    assert_int_equal(ember_encoder_ws_init(&ws1, &s, sizes[k], NULL), 0);
+    for (int i = 0; i < f.n; i += 5) {
+      ember_encoder_forward(&f.enc, &ws1, f.img + (size_t)i * ember_encoder_image_bytes(&s), 1, one);
+      assert_memory_equal(one, f.feat + (size_t)i * f.enc.nfeat, sizeof(float) * f.enc.nfeat);
+    }
+    ember_encoder_ws_free(&ws1);
   }
-  ember_encoder_ws_free(&ws1);
   teardown(&f);
 }
 

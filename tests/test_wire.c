@@ -502,6 +502,97 @@ static void test_rows(void **state) {
   ember__v1__sample_request__free_unpacked(qb, NULL);
 }
 
+/* An image model's input: images with their shape, the model's, x holding the extras; each
+ * mismatch refused with a message naming what the model takes. */
+static void test_images(void **state) {
+  (void)state;
+  const ember_encoder_shape enc = {.h = 4, .w = 3, .c = 2, .nconv = 1, .conv = {{2, 1, 1}}, .extra = 2};
+  const int x_dim = 4 + 2; /* softargmax over 2 maps: 4 features, then the extras */
+  uint8_t img[3 * 24];
+  for (size_t i = 0; i < sizeof img; i++) img[i] = (uint8_t)(i * 7);
+  float extra[6] = {1, 2, 3, 4, 5, 6};
+  ember_err err;
+  int rows = -1;
+
+  Ember__V1__PredictRequest p = EMBER__V1__PREDICT_REQUEST__INIT;
+  Ember__V1__ImageShape shape;
+  ember_wire_predict_images(&p, &shape, img, 3, 4, 3, 2, extra, 2);
+  Ember__V1__PredictRequest *pb = (Ember__V1__PredictRequest *)wire_trip(&p.base);
+  /* through the wire as they were: the bytes, the shape, the extras, rows */
+  assert_int_equal(pb->images.len, sizeof img);
+  assert_memory_equal(pb->images.data, img, sizeof img);
+  assert_non_null(pb->image_shape);
+  assert_int_equal(pb->image_shape->height, 4);
+  assert_int_equal(pb->image_shape->width, 3);
+  assert_int_equal(pb->image_shape->channels, 2);
+  assert_int_equal(pb->n_x, 6);
+  assert_memory_equal(pb->x, extra, sizeof extra);
+  assert_int_equal(pb->rows, 3);
+  assert_int_equal(ember_wire_predict_input(pb, x_dim, &enc, &rows, &err), 0);
+  assert_int_equal(rows, 3);
+  /* a vector model refuses them */
+  assert_err(ember_wire_predict_input(pb, x_dim, NULL, &rows, &err), err,
+             "the model takes vectors, not images: send rows of its x_dim 6 values in x and leave images and "
+             "image_shape unset");
+  ember__v1__predict_request__free_unpacked(pb, NULL);
+
+  /* rows disagreeing with the bytes, bytes that are no whole number of images */
+  p.rows = 2;
+  assert_err(ember_wire_predict_input(&p, x_dim, &enc, &rows, &err), err,
+             "images has 72 bytes = 3 images of 4x3x2, request says rows 2");
+  p.images.len = 70;
+  assert_err(ember_wire_predict_input(&p, x_dim, &enc, &rows, &err), err,
+             "images has 70 bytes, not a whole number of 4x3x2 images (24 bytes each); request says rows 2 (48 bytes)");
+  p.optional_rows_case = EMBER__V1__PREDICT_REQUEST__OPTIONAL_ROWS__NOT_SET;
+  assert_err(ember_wire_predict_input(&p, x_dim, &enc, &rows, &err), err,
+             "images has 70 bytes, not a whole number of 4x3x2 images (24 bytes each)");
+  /* without rows: the count from the bytes; then x must hold that many rows of extras */
+  p.images.len = 48;
+  assert_err(ember_wire_predict_input(&p, x_dim, &enc, &rows, &err), err,
+             "x has 6 values; 2 images with the model's 2 extra observations each need 4");
+  p.n_x = 4;
+  rows = -1;
+  assert_int_equal(ember_wire_predict_input(&p, x_dim, &enc, &rows, &err), 0);
+  assert_int_equal(rows, 2);
+  /* another shape, or none */
+  shape.channels = 3;
+  assert_err(ember_wire_predict_input(&p, x_dim, &enc, &rows, &err), err,
+             "image_shape is 4x3x3; the model takes 4x3x2 images (height x width x channels)");
+  p.image_shape = NULL;
+  assert_err(ember_wire_predict_input(&p, x_dim, &enc, &rows, &err), err,
+             "image_shape is not set: the model takes 4x3x2 images (height x width x channels); say so in image_shape");
+  /* no images: x alone is refused, naming the shape; nothing at all too */
+  p.images.len = 0;
+  p.n_x = 12;
+  assert_err(ember_wire_predict_input(&p, x_dim, &enc, &rows, &err), err,
+             "the model takes 4x3x2 images (height x width x channels): send them as uint8 bytes in images with "
+             "image_shape, and 2 extra observations per image in x; x alone (12 values) is not an image");
+  p.n_x = 0;
+  assert_err(ember_wire_predict_input(&p, x_dim, &enc, &rows, &err), err,
+             "images is empty: expected one or more 4x3x2 images (uint8, row-major height x width x channels, 24 bytes "
+             "each)");
+
+  /* a model without extras wants x empty; Sample reads the same fields */
+  ember_encoder_shape bare = enc;
+  bare.extra = 0;
+  Ember__V1__SampleRequest q = EMBER__V1__SAMPLE_REQUEST__INIT;
+  ember_wire_sample_images(&q, &shape, img, 2, 4, 3, 2, NULL, 0);
+  Ember__V1__SampleRequest *qb = (Ember__V1__SampleRequest *)wire_trip(&q.base);
+  assert_int_equal(qb->n_x, 0);
+  assert_int_equal(ember_wire_sample_input(qb, 4, &bare, &rows, &err), 0);
+  assert_int_equal(rows, 2);
+  ember__v1__sample_request__free_unpacked(qb, NULL);
+  q.n_x = 2;
+  q.x = extra;
+  assert_err(ember_wire_sample_input(&q, 4, &bare, &rows, &err), err,
+             "x has 2 values; the model takes no extra observations, so x must be empty with images");
+  /* and a vector model's request is read as ember_wire_sample_rows reads it */
+  Ember__V1__SampleRequest v = EMBER__V1__SAMPLE_REQUEST__INIT;
+  ember_wire_sample_x(&v, extra, 3, 2);
+  assert_int_equal(ember_wire_sample_input(&v, 2, NULL, &rows, &err), 0);
+  assert_int_equal(rows, 3);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_infer_round_trip),  cmocka_unit_test(test_infer_fields),
@@ -509,6 +600,7 @@ int main(void) {
       cmocka_unit_test(test_modes),             cmocka_unit_test(test_train_round_trip),
       cmocka_unit_test(test_train_defaults),    cmocka_unit_test(test_train_refusals),
       cmocka_unit_test(test_status_names_and_pack), cmocka_unit_test(test_rows),
+      cmocka_unit_test(test_images),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,7 +30,7 @@
  * message into a byte buffer (grpc.c) and the keepalive policy.
  *
  * Also here: a Predict or Sample request's x and its row count (rows_send.c, rows.c), the
- * shape both ends must agree on.
+ * shape both ends must agree on, and an image model's images, their shape and extras.
  *
  * What it does not do: the request's other fields (model, version, the values of x, the
  * training data), server policy (emberd's limits), or anything with sockets.
@@ -164,6 +164,31 @@ int ember_wire_predict_rows(const Ember__V1__PredictRequest *req, int x_dim, int
                             ember_err *err);
 int ember_wire_sample_rows(const Ember__V1__SampleRequest *req, int x_dim, int *rows,
                            ember_err *err);
+
+/* ---- an image model's input: images, image_shape and extras (rows_send.c, rows.c) ---------- */
+
+/* Client: `rows` images of h x w x c uint8 (row-major NHWC, rows * h * w * c bytes) as the
+ * request's images, with image_shape (stored in *shape, which must outlive the request) and
+ * rows set, and their extra observations (rows, extra) as x (extra 0: x empty; extra_x may
+ * be NULL). Pointers are stored, nothing is copied. */
+void ember_wire_predict_images(Ember__V1__PredictRequest *req, Ember__V1__ImageShape *shape,
+                               const uint8_t *img, int rows, int h, int w, int c,
+                               const float *extra_x, int extra);
+void ember_wire_sample_images(Ember__V1__SampleRequest *req, Ember__V1__ImageShape *shape,
+                              const uint8_t *img, int rows, int h, int w, int c,
+                              const float *extra_x, int extra);
+
+/* Server: how many rows a request holds for a model with x_dim x values and encoder shape
+ * enc (NULL: a vector model). A vector model takes x as ember_wire_predict_rows reads it and
+ * refuses images; an image model takes images, image_shape equal to enc's h, w, c, exactly
+ * rows images when `rows` is set (else a positive whole number of images), and x holding
+ * rows x enc->extra values, and refuses x without images. The bytes are not looked at.
+ * 0 with *rows, or EMBER_EINVAL with the message emberd answers INVALID_ARGUMENT with, which
+ * names the shape expected ("image_shape is 12x12x1; the model takes 12x12x3 images"). */
+int ember_wire_predict_input(const Ember__V1__PredictRequest *req, int x_dim,
+                             const ember_encoder_shape *enc, int *rows, ember_err *err);
+int ember_wire_sample_input(const Ember__V1__SampleRequest *req, int x_dim,
+                            const ember_encoder_shape *enc, int *rows, ember_err *err);
 
 /* ---- gRPC glue (grpc.c) --------------------------------------------------------------------- */
 

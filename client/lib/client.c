@@ -1,5 +1,5 @@
-/* client.c - libember_client's calls: Predict and Sample rows in and out, GetModel and
- * ListModels as plain structs.
+/* client.c - libember_client's calls: Predict and Sample rows (or an image model's images) in
+ * and answers out, GetModel and ListModels as plain structs.
  *
  * A Predict or Sample exchange is written once, here (ember__client_predict and
  * ember__client_sample): the request's x and rows (wire/wire.h's ember_wire_predict_x), the
@@ -59,17 +59,26 @@ static int check_rows(ember_client_status *st, const float *x, int rows, int x_d
   return 0;
 }
 
-int ember__client_predict(ember_client *c, const Ember__V1__PredictRequest *tmpl, const float *x,
-                          int rows, int x_dim, uint64_t row_offset, int deadline_ms,
-                          ember__predict_out *out, ember_client_status *st) {
-  int rc = check_rows(st, x, rows, x_dim);
-  if (rc) return rc;
+static int check_images(ember_client_status *st, const ember_client_images *im, int rows) {
+  if (!im || !im->pixels || rows < 1 || im->height < 1 || im->width < 1 || im->channels < 1 || im->n_extra < 0 ||
+      (im->n_extra > 0 && !im->extra))
+    return ember__fail(st, GRPC_STATUS_INVALID_ARGUMENT, "images must hold one or more rows of height x width x "
+                       "channels >= 1 bytes, and extra n_extra >= 0 values per row (got %d rows of %dx%dx%d, "
+                       "n_extra %d%s)", rows, im ? im->height : 0, im ? im->width : 0, im ? im->channels : 0,
+                       im ? im->n_extra : 0, im && im->n_extra > 0 && !im->extra ? ", extra NULL" : "");
+  const uint64_t bytes = (uint64_t)rows * (uint64_t)im->height * (uint64_t)im->width * (uint64_t)im->channels;
+  if (bytes > (uint64_t)INT32_MAX || (uint64_t)rows * (uint64_t)im->n_extra > (uint64_t)INT32_MAX)
+    return ember__fail(st, GRPC_STATUS_INVALID_ARGUMENT, "%d images of %dx%dx%d are more than one request holds",
+                       rows, im->height, im->width, im->channels);
+  return 0;
+}
+
+/* One Predict of a request whose input is set: the answer checked and copied out. */
+static int predict_call(ember_client *c, const Ember__V1__PredictRequest *req, int rows, uint64_t row_offset,
+                        int deadline_ms, ember__predict_out *out, ember_client_status *st) {
   const int d = out->y_dim;
-  Ember__V1__PredictRequest req = *tmpl;
-  ember_wire_predict_x(&req, x, rows, x_dim);
-  req.row_offset = row_offset;
   ProtobufCMessage *r;
-  rc = ember__client_call(c, EMBER__PREDICT, &req.base, &r, deadline_ms, st);
+  int rc = ember__client_call(c, EMBER__PREDICT, &req->base, &r, deadline_ms, st);
   if (rc) return rc;
   Ember__V1__PredictResponse *resp = (Ember__V1__PredictResponse *)r;
   if (resp->y_dim != 0 && resp->y_dim != (uint32_t)d) {
@@ -80,7 +89,7 @@ int ember__client_predict(ember_client *c, const Ember__V1__PredictRequest *tmpl
   } else if (resp->n_energy != (size_t)rows && !(resp->n_energy == 0 && !out->need_energy)) {
     rc = malformed(st, row_offset, "wrong number of energies");
   } else if ((rc = take_z(st, row_offset, resp->x_max_abs_z, resp->n_x_max_abs_z, rows, out->z, &out->have_z)) == 0) {
-    rc = check_version(st, req.model, req.version, resp->model_version);
+    rc = check_version(st, req->model, req->version, resp->model_version);
   }
   if (rc == 0) {
     memcpy(out->y, resp->y, (size_t)rows * d * sizeof(float));
@@ -94,17 +103,36 @@ int ember__client_predict(ember_client *c, const Ember__V1__PredictRequest *tmpl
   return rc;
 }
 
-int ember__client_sample(ember_client *c, const Ember__V1__SampleRequest *tmpl, const float *x,
-                         int rows, int x_dim, uint64_t row_offset, int deadline_ms,
-                         ember__sample_out *out, ember_client_status *st) {
+int ember__client_predict(ember_client *c, const Ember__V1__PredictRequest *tmpl, const float *x,
+                          int rows, int x_dim, uint64_t row_offset, int deadline_ms,
+                          ember__predict_out *out, ember_client_status *st) {
   int rc = check_rows(st, x, rows, x_dim);
   if (rc) return rc;
-  const int d = out->y_dim, k = out->k;
-  Ember__V1__SampleRequest req = *tmpl;
-  ember_wire_sample_x(&req, x, rows, x_dim);
+  Ember__V1__PredictRequest req = *tmpl;
+  ember_wire_predict_x(&req, x, rows, x_dim);
   req.row_offset = row_offset;
+  return predict_call(c, &req, rows, row_offset, deadline_ms, out, st);
+}
+
+int ember__client_predict_images(ember_client *c, const Ember__V1__PredictRequest *tmpl,
+                                 const ember_client_images *im, int rows, uint64_t row_offset,
+                                 int deadline_ms, ember__predict_out *out, ember_client_status *st) {
+  int rc = check_images(st, im, rows);
+  if (rc) return rc;
+  Ember__V1__PredictRequest req = *tmpl;
+  Ember__V1__ImageShape shape;
+  ember_wire_predict_images(&req, &shape, im->pixels, rows, im->height, im->width, im->channels, im->extra,
+                            im->n_extra);
+  req.row_offset = row_offset;
+  return predict_call(c, &req, rows, row_offset, deadline_ms, out, st);
+}
+
+/* One Sample of a request whose input is set: the answer checked and copied out. */
+static int sample_call(ember_client *c, const Ember__V1__SampleRequest *req, int rows, uint64_t row_offset,
+                       int deadline_ms, ember__sample_out *out, ember_client_status *st) {
+  const int d = out->y_dim, k = out->k;
   ProtobufCMessage *r;
-  rc = ember__client_call(c, EMBER__SAMPLE, &req.base, &r, deadline_ms, st);
+  int rc = ember__client_call(c, EMBER__SAMPLE, &req->base, &r, deadline_ms, st);
   if (rc) return rc;
   Ember__V1__SampleResponse *resp = (Ember__V1__SampleResponse *)r;
   if (resp->y_dim != 0 && resp->y_dim != (uint32_t)d)
@@ -112,7 +140,7 @@ int ember__client_sample(ember_client *c, const Ember__V1__SampleRequest *tmpl, 
                      resp->y_dim, d);
   else if (resp->n_rows != (size_t)rows) rc = malformed(st, row_offset, "wrong number of rows");
   else if ((rc = take_z(st, row_offset, resp->x_max_abs_z, resp->n_x_max_abs_z, rows, out->z, &out->have_z)) == 0)
-    rc = check_version(st, req.model, req.version, resp->model_version);
+    rc = check_version(st, req->model, req->version, resp->model_version);
   for (int i = 0; i < rows && rc == 0; i++) {
     const Ember__V1__SampleRow *row = resp->rows[i];
     if (row->n_modes > (size_t)k) {
@@ -135,6 +163,30 @@ int ember__client_sample(ember_client *c, const Ember__V1__SampleRequest *tmpl, 
   if (rc == 0) out->version = resp->model_version;
   ember__v1__sample_response__free_unpacked(resp, NULL);
   return rc;
+}
+
+int ember__client_sample(ember_client *c, const Ember__V1__SampleRequest *tmpl, const float *x,
+                         int rows, int x_dim, uint64_t row_offset, int deadline_ms,
+                         ember__sample_out *out, ember_client_status *st) {
+  int rc = check_rows(st, x, rows, x_dim);
+  if (rc) return rc;
+  Ember__V1__SampleRequest req = *tmpl;
+  ember_wire_sample_x(&req, x, rows, x_dim);
+  req.row_offset = row_offset;
+  return sample_call(c, &req, rows, row_offset, deadline_ms, out, st);
+}
+
+int ember__client_sample_images(ember_client *c, const Ember__V1__SampleRequest *tmpl,
+                                const ember_client_images *im, int rows, uint64_t row_offset,
+                                int deadline_ms, ember__sample_out *out, ember_client_status *st) {
+  int rc = check_images(st, im, rows);
+  if (rc) return rc;
+  Ember__V1__SampleRequest req = *tmpl;
+  Ember__V1__ImageShape shape;
+  ember_wire_sample_images(&req, &shape, im->pixels, rows, im->height, im->width, im->channels, im->extra,
+                           im->n_extra);
+  req.row_offset = row_offset;
+  return sample_call(c, &req, rows, row_offset, deadline_ms, out, st);
 }
 
 /* ---- the public calls ------------------------------------------------------------------------ */
@@ -160,9 +212,10 @@ static int check_call(ember_client *c, const char *model, ember_client_status *s
   return 0;
 }
 
-int ember_client_predict(ember_client *c, const char *model, const ember_client_infer_opts *opts,
-                         const float *x, int rows, int x_dim, float *y, int y_dim, float *energy,
-                         ember_client_status *st) {
+/* Predict on x (rows, x_dim), or with im on rows images. */
+static int predict_public(ember_client *c, const char *model, const ember_client_infer_opts *opts, const float *x,
+                          int x_dim, const ember_client_images *im, int rows, float *y, int y_dim, float *energy,
+                          ember_client_status *st) {
   static const ember_client_infer_opts defaults = EMBER_CLIENT_INFER_OPTS_INIT;
   ember_client_status scratch;
   st = STATUS(st, scratch);
@@ -178,13 +231,33 @@ int ember_client_predict(ember_client *c, const char *model, const ember_client_
   req.version = opts->version;
   req.options = &w;
   ember__predict_out out = {.y_dim = y_dim, .y = y, .energy = energy, .have_z = 1};
+  if (im) return ember__client_predict_images(c, &req, im, rows, opts->row_offset, opts->deadline_ms, &out, st);
   return ember__client_predict(c, &req, x, rows, x_dim, opts->row_offset, opts->deadline_ms, &out, st);
 }
 
-int ember_client_sample(ember_client *c, const char *model, const ember_client_infer_opts *opts,
-                        const ember_client_modes_opts *mo, const float *x, int rows, int x_dim,
-                        int modes, float *mode_y, int y_dim, float *mode_energy, float *mode_weight,
-                        int *count, ember_client_status *st) {
+int ember_client_predict(ember_client *c, const char *model, const ember_client_infer_opts *opts,
+                         const float *x, int rows, int x_dim, float *y, int y_dim, float *energy,
+                         ember_client_status *st) {
+  return predict_public(c, model, opts, x, x_dim, NULL, rows, y, y_dim, energy, st);
+}
+
+int ember_client_predict_images(ember_client *c, const char *model, const ember_client_infer_opts *opts,
+                                const ember_client_images *images, int rows, float *y, int y_dim, float *energy,
+                                ember_client_status *st) {
+  ember_client_status scratch;
+  st = STATUS(st, scratch);
+  if (!images) {
+    memset(st, 0, sizeof *st);
+    return ember__fail(st, GRPC_STATUS_INVALID_ARGUMENT, "no images given");
+  }
+  return predict_public(c, model, opts, NULL, 0, images, rows, y, y_dim, energy, st);
+}
+
+/* Sample on x (rows, x_dim), or with im on rows images. */
+static int sample_public(ember_client *c, const char *model, const ember_client_infer_opts *opts,
+                         const ember_client_modes_opts *mo, const float *x, int x_dim, const ember_client_images *im,
+                         int rows, int modes, float *mode_y, int y_dim, float *mode_energy, float *mode_weight,
+                         int *count, ember_client_status *st) {
   static const ember_client_infer_opts defaults = EMBER_CLIENT_INFER_OPTS_INIT;
   static const ember_client_modes_opts mdefaults = EMBER_CLIENT_MODES_OPTS_INIT;
   ember_client_status scratch;
@@ -209,7 +282,30 @@ int ember_client_sample(ember_client *c, const char *model, const ember_client_i
   if (mo->polish_steps >= 0) req.polish_steps = (uint32_t)mo->polish_steps;
   ember__sample_out out = {.k = modes, .y_dim = y_dim, .y = mode_y, .energy = mode_energy,
                            .weight = mode_weight, .count = count, .have_z = 1};
+  if (im) return ember__client_sample_images(c, &req, im, rows, opts->row_offset, opts->deadline_ms, &out, st);
   return ember__client_sample(c, &req, x, rows, x_dim, opts->row_offset, opts->deadline_ms, &out, st);
+}
+
+int ember_client_sample(ember_client *c, const char *model, const ember_client_infer_opts *opts,
+                        const ember_client_modes_opts *mo, const float *x, int rows, int x_dim,
+                        int modes, float *mode_y, int y_dim, float *mode_energy, float *mode_weight,
+                        int *count, ember_client_status *st) {
+  return sample_public(c, model, opts, mo, x, x_dim, NULL, rows, modes, mode_y, y_dim, mode_energy, mode_weight,
+                       count, st);
+}
+
+int ember_client_sample_images(ember_client *c, const char *model, const ember_client_infer_opts *opts,
+                               const ember_client_modes_opts *mo, const ember_client_images *images, int rows,
+                               int modes, float *mode_y, int y_dim, float *mode_energy, float *mode_weight,
+                               int *count, ember_client_status *st) {
+  ember_client_status scratch;
+  st = STATUS(st, scratch);
+  if (!images) {
+    memset(st, 0, sizeof *st);
+    return ember__fail(st, GRPC_STATUS_INVALID_ARGUMENT, "no images given");
+  }
+  return sample_public(c, model, opts, mo, NULL, 0, images, rows, modes, mode_y, y_dim, mode_energy, mode_weight,
+                       count, st);
 }
 
 /* ---- models ----------------------------------------------------------------------------------- */
@@ -225,6 +321,8 @@ static void model_clear(ember_client_model *m) {
   free(m->y_names);
   free(m->y_lo);
   free(m->y_hi);
+  free(m->image_conv);
+  free(m->image_head);
   memset(m, 0, sizeof *m);
 }
 
@@ -273,6 +371,16 @@ static int model_from_msg(const Ember__V1__ModelInfo *in, ember_client_model *m,
   m->y_names = copy_names(in->y_names, in->n_y_names, in->y_dim, &ok);
   m->y_lo = copy_floats(in->y_lo, in->n_y_lo, in->y_dim, &ok);
   m->y_hi = copy_floats(in->y_hi, in->n_y_hi, in->y_dim, &ok);
+  const Ember__V1__ImageEncoder *enc = in->encoder;
+  if (enc && enc->shape) { /* an image model */
+    m->image_height = (int)enc->shape->height;
+    m->image_width = (int)enc->shape->width;
+    m->image_channels = (int)enc->shape->channels;
+    m->image_extra = (int)enc->extra;
+    m->image_features = (int)enc->features;
+    if (!(m->image_conv = strdup(enc->conv ? enc->conv : "")) || !(m->image_head = strdup(enc->head ? enc->head : "")))
+      ok = 0;
+  }
   if (ok) return 0;
   model_clear(m);
   return ember__fail(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the model's description");

@@ -111,6 +111,14 @@ int ember__client_sample(ember_client *c, const Ember__V1__SampleRequest *req, c
                          int rows, int x_dim, uint64_t row_offset, int deadline_ms,
                          ember__sample_out *out, ember_client_status *st);
 
+/* The same for an image model: `rows` images and their extras (im) instead of x. */
+int ember__client_predict_images(ember_client *c, const Ember__V1__PredictRequest *req,
+                                 const ember_client_images *im, int rows, uint64_t row_offset,
+                                 int deadline_ms, ember__predict_out *out, ember_client_status *st);
+int ember__client_sample_images(ember_client *c, const Ember__V1__SampleRequest *req,
+                                const ember_client_images *im, int rows, uint64_t row_offset,
+                                int deadline_ms, ember__sample_out *out, ember_client_status *st);
+
 /* For asynchronous users of the channel (`ember bench serve`): the method handles, the
  * metadata every call sends (for GRPC_OP_SEND_INITIAL_METADATA), decoding, deadlines. */
 void *ember__client_method(const ember_client *c, ember__method m);

@@ -13,7 +13,7 @@
  *   layer has under a thousand), so a group of whole images is laid out together and the
  *   product runs over about a thousand rows or more. Every group of a layer has the same
  *   number of rows (the group's images, padded with zero rows to a multiple of 48), whatever
- *   the call's image count: OpenBLAS computes a row with other instructions in a ragged tail
+ *   the call's image count or the workspace's size: OpenBLAS computes a row with other instructions in a ragged tail
  *   than in a full block (net.c, pad_rows), so without this an image's features could change
  *   in their last bit with the batch it came in, and server answers with the batching.
  * - The input is uint8 and is read straight into the first layer's im2col rows, scaled by
@@ -37,6 +37,9 @@
 
 #define ENC_ROW_BLOCK 48
 #define ENC_GROUP_ROWS 1024
+/* at most this many images per group, so that a layer of few positions does not compute a
+ * thousand images' rows for a call of a few (a 1x1 output would otherwise group 1024 images) */
+#define ENC_GROUP_IMAGES 64
 
 static const char *const head_names[] = {"softargmax", "pool"};
 
@@ -228,11 +231,15 @@ static size_t out_size(const ember_conv *l) { return (size_t)l->out_h * l->out_w
 static int positions(const ember_conv *l) { return l->out_h * l->out_w; }
 static int patch(const ember_conv *l) { return l->in_c * l->k * l->k; }
 
-/* images per group and the group's padded rows, for layer l and up to max_images images */
+/* images per group and the group's padded rows, for layer l: the same whatever the workspace's
+ * max_images (a workspace for fewer images than a group still computes whole padded groups), so
+ * that an image's features do not depend on the workspace either: a server's workspace and a
+ * local run's over a file of a few images give the same bits */
 static void group_size(const ember_conv *l, int max_images, int *g, int *rows) {
+  (void)max_images;
   int P = positions(l);
   int n = (ENC_GROUP_ROWS + P - 1) / P;
-  if (n > max_images) n = max_images;
+  if (n > ENC_GROUP_IMAGES) n = ENC_GROUP_IMAGES;
   if (n < 1) n = 1;
   long r = (long)n * P;
   *g = n;

@@ -69,6 +69,9 @@ class ModelInfo:
     load_errors: List[Dict[str, Any]]
     stats: Dict[str, Any]      # serving counters since emberd started
     proto: Any = field(repr=False, default=None)  # the ModelInfo message itself
+    # image models: the encoder, {"shape": {"height", "width", "channels"}, "extra", "conv",
+    # "head", "features"} (the images predict/sample take); None for a vector model
+    encoder: Optional[Dict[str, Any]] = None
 
 
 # ---- channel ----------------------------------------------------------------------------------
@@ -206,6 +209,45 @@ def as_rows(x):
     return f, one
 
 
+def as_images(images, x):
+    """An image model's input: the images as raw bytes (rows x H x W x C uint8, row-major), their
+    ImageShape, the extras x as a flat float32 list (rows x k; None or empty: k = 0), the rows,
+    and whether it was one image (H, W, C)."""
+    a = np.asarray(images)
+    if a.dtype != np.uint8:
+        raise InvalidInput("images must be uint8 (rows, height, width, channels) or (height, width, channels), "
+                           "got dtype %s" % a.dtype)
+    if a.ndim not in (3, 4):
+        raise InvalidInput("images must be (rows, height, width, channels) or (height, width, channels), got "
+                           "shape %s" % (a.shape,))
+    one = a.ndim == 3
+    a = a[None] if one else a
+    if 0 in a.shape:
+        raise InvalidInput("images is empty (shape %s)" % (a.shape,))
+    if a.shape[0] > _U32:
+        raise InvalidInput("images has %d rows, more than a request can say" % a.shape[0])
+    n, h, w, c = a.shape
+    extras = []
+    if x is not None and np.size(x) > 0:
+        e, _ = as_rows(x)
+        if e.shape[0] != n:
+            raise InvalidInput("x (the extra observations) has %d rows for %d images" % (e.shape[0], n))
+        extras = e.ravel().tolist()
+    shape = pb.ImageShape(height=h, width=w, channels=c)
+    return np.ascontiguousarray(a).tobytes(), shape, extras, n, one
+
+
+def _input(x, images):
+    """(x values, rows, one, images bytes or None, ImageShape or None) of a request's input."""
+    if images is not None:
+        data, shape, extras, n, one = as_images(images, x)
+        return extras, n, one, data, shape
+    if x is None:
+        raise InvalidInput("x is missing: give x (rows, x_dim), or images for an image model")
+    rows, one = as_rows(x)
+    return rows.ravel().tolist(), rows.shape[0], one, None, None
+
+
 def _uint(name, v, lo, hi=_U32):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise InvalidInput("%s must be an integer, got %r" % (name, v))
@@ -284,19 +326,26 @@ def inference_options(seed, samples, iterations, sigma, shrink, temperature, ref
     return o
 
 
-def predict_request(model, version, x, row_offset, options):
-    rows, one = as_rows(x)
-    req = pb.PredictRequest(model=model, version=version_arg(version), x=rows.ravel().tolist(),
-                            rows=rows.shape[0], row_offset=_uint("row_offset", row_offset, 0, _U64))
+def predict_request(model, version, x, row_offset, options, images=None):
+    values, n, one, data, shape = _input(x, images)
+    req = pb.PredictRequest(model=model, version=version_arg(version), x=values, rows=n,
+                            row_offset=_uint("row_offset", row_offset, 0, _U64))
+    if data is not None:
+        req.images = data
+        req.image_shape.CopyFrom(shape)
     req.options.CopyFrom(options)
-    return req, rows.shape[0], one
+    return req, n, one
 
 
-def sample_request(model, version, x, row_offset, options, modes, radius, min_mass, polish_steps, return_samples):
-    rows, one = as_rows(x)
-    req = pb.SampleRequest(model=model, version=version_arg(version), x=rows.ravel().tolist(),
-                           rows=rows.shape[0], row_offset=_uint("row_offset", row_offset, 0, _U64),
+def sample_request(model, version, x, row_offset, options, modes, radius, min_mass, polish_steps, return_samples,
+                   images=None):
+    values, n, one, data, shape = _input(x, images)
+    req = pb.SampleRequest(model=model, version=version_arg(version), x=values, rows=n,
+                           row_offset=_uint("row_offset", row_offset, 0, _U64),
                            return_samples=bool(return_samples))
+    if data is not None:
+        req.images = data
+        req.image_shape.CopyFrom(shape)
     req.options.CopyFrom(options)
     if modes is not None:
         req.modes = _uint("modes", modes, 1)
@@ -307,7 +356,7 @@ def sample_request(model, version, x, row_offset, options, modes, radius, min_ma
         req.min_mass = -1.0 if _real("min_mass", min_mass, nonzero=False) == 0 else float(min_mass)
     if polish_steps is not None:
         req.polish_steps = _uint("polish_steps", polish_steps, 0)
-    return req, rows.shape[0], one
+    return req, n, one
 
 
 # ---- answers ------------------------------------------------------------------------------------
@@ -396,7 +445,8 @@ def model_info(m):
         x_names=list(m.x_names), y_names=list(m.y_names), arch=m.arch, width=m.width, depth=m.depth,
         y_lo=np.asarray(m.y_lo, dtype=np.float32), y_hi=np.asarray(m.y_hi, dtype=np.float32),
         defaults=message_dict(m.defaults), load_errors=[message_dict(e) for e in m.load_errors],
-        stats=message_dict(m.stats), proto=m)
+        stats=message_dict(m.stats), proto=m,
+        encoder=message_dict(m.encoder) if m.HasField("encoder") else None)
 
 
 class Base:
@@ -414,16 +464,16 @@ class Base:
         return self.timeout if timeout is None else check_timeout(timeout)
 
     def _predict_req(self, x, model, version, seed, samples, iterations, sigma, shrink, temperature,
-                     refine_steps, refine_lr, langevin, row_offset):
+                     refine_steps, refine_lr, langevin, row_offset, images=None):
         opts = inference_options(seed, samples, iterations, sigma, shrink, temperature, refine_steps,
                                  refine_lr, langevin)
-        return predict_request(model_name(self.model, model), version, x, row_offset, opts)
+        return predict_request(model_name(self.model, model), version, x, row_offset, opts, images)
 
     def _sample_req(self, x, model, version, modes, radius, min_mass, polish_steps, return_samples, seed,
-                    samples, iterations, sigma, shrink, temperature, langevin, row_offset):
+                    samples, iterations, sigma, shrink, temperature, langevin, row_offset, images=None):
         opts = inference_options(seed, samples, iterations, sigma, shrink, temperature, None, None, langevin)
         return sample_request(model_name(self.model, model), version, x, row_offset, opts, modes, radius,
-                              min_mass, polish_steps, return_samples)
+                              min_mass, polish_steps, return_samples, images)
 
     def _info_req(self, model, version):
         return pb.GetModelRequest(model=model_name(self.model, model), version=version_arg(version))

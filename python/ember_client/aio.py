@@ -30,39 +30,40 @@ class AsyncClient(_common.Base):
         except grpc.RpcError as e:  # grpc.aio.AioRpcError is one
             raise _common.rpc_error(e) from None
 
-    async def predict(self, x, model=None, *, version=0, seed=0, samples=None, iterations=None, sigma=None,
-                      shrink=None, temperature=None, refine_steps=None, refine_lr=None, langevin=None,
-                      row_offset=0, timeout=None):
+    async def predict(self, x=None, model=None, *, images=None, version=0, seed=0, samples=None,
+                      iterations=None, sigma=None, shrink=None, temperature=None, refine_steps=None,
+                      refine_lr=None, langevin=None, row_offset=0, timeout=None):
         """As Client.predict."""
-        return (await self.predict_full(x, model, version=version, seed=seed, samples=samples,
+        return (await self.predict_full(x, model, images=images, version=version, seed=seed, samples=samples,
                                         iterations=iterations, sigma=sigma, shrink=shrink, temperature=temperature,
                                         refine_steps=refine_steps, refine_lr=refine_lr, langevin=langevin,
                                         row_offset=row_offset, timeout=timeout)).y
 
-    async def predict_full(self, x, model=None, *, version=0, seed=0, samples=None, iterations=None, sigma=None,
-                           shrink=None, temperature=None, refine_steps=None, refine_lr=None, langevin=None,
-                           row_offset=0, timeout=None):
+    async def predict_full(self, x=None, model=None, *, images=None, version=0, seed=0, samples=None,
+                           iterations=None, sigma=None, shrink=None, temperature=None, refine_steps=None,
+                           refine_lr=None, langevin=None, row_offset=0, timeout=None):
         """As Client.predict_full."""
         req, rows, one = self._predict_req(x, model, version, seed, samples, iterations, sigma, shrink,
-                                           temperature, refine_steps, refine_lr, langevin, row_offset)
+                                           temperature, refine_steps, refine_lr, langevin, row_offset, images)
         return _common.prediction(await self._call(self._predict, req, timeout), rows, one)
 
-    async def sample(self, x, model=None, *, modes=None, radius=None, min_mass=None, polish_steps=None,
-                     version=0, seed=0, samples=None, iterations=None, sigma=None, shrink=None, temperature=None,
-                     langevin=None, row_offset=0, timeout=None):
+    async def sample(self, x=None, model=None, *, images=None, modes=None, radius=None, min_mass=None,
+                     polish_steps=None, version=0, seed=0, samples=None, iterations=None, sigma=None, shrink=None,
+                     temperature=None, langevin=None, row_offset=0, timeout=None):
         """As Client.sample."""
-        return (await self.sample_full(x, model, modes=modes, radius=radius, min_mass=min_mass,
+        return (await self.sample_full(x, model, images=images, modes=modes, radius=radius, min_mass=min_mass,
                                        polish_steps=polish_steps, version=version, seed=seed, samples=samples,
                                        iterations=iterations, sigma=sigma, shrink=shrink, temperature=temperature,
                                        langevin=langevin, row_offset=row_offset, timeout=timeout)).modes
 
-    async def sample_full(self, x, model=None, *, modes=None, radius=None, min_mass=None, polish_steps=None,
-                          return_samples=False, version=0, seed=0, samples=None, iterations=None, sigma=None,
-                          shrink=None, temperature=None, langevin=None, row_offset=0, timeout=None):
+    async def sample_full(self, x=None, model=None, *, images=None, modes=None, radius=None, min_mass=None,
+                          polish_steps=None, return_samples=False, version=0, seed=0, samples=None,
+                          iterations=None, sigma=None, shrink=None, temperature=None, langevin=None, row_offset=0,
+                          timeout=None):
         """As Client.sample_full."""
         req, rows, one = self._sample_req(x, model, version, modes, radius, min_mass, polish_steps, return_samples,
                                           seed, samples, iterations, sigma, shrink, temperature, langevin,
-                                          row_offset)
+                                          row_offset, images)
         return _common.sampled(await self._call(self._sample, req, timeout), rows, one, return_samples)
 
     async def models(self, timeout=None):

@@ -57,50 +57,54 @@ class Client(_common.Base):
         except grpc.RpcError as e:
             raise _common.rpc_error(e) from None
 
-    def predict(self, x, model=None, *, version=0, seed=0, samples=None, iterations=None, sigma=None,
-                shrink=None, temperature=None, refine_steps=None, refine_lr=None, langevin=None,
+    def predict(self, x=None, model=None, *, images=None, version=0, seed=0, samples=None, iterations=None,
+                sigma=None, shrink=None, temperature=None, refine_steps=None, refine_lr=None, langevin=None,
                 row_offset=0, timeout=None):
         """The lowest-energy y for each row of x: a float32 array (rows, y_dim) for x
-        (rows, x_dim), or (y_dim,) for one row x (x_dim,). See predict_full for the energies."""
-        return self.predict_full(x, model, version=version, seed=seed, samples=samples, iterations=iterations,
-                                 sigma=sigma, shrink=shrink, temperature=temperature, refine_steps=refine_steps,
-                                 refine_lr=refine_lr, langevin=langevin, row_offset=row_offset,
-                                 timeout=timeout).y
+        (rows, x_dim), or (y_dim,) for one row x (x_dim,). See predict_full for the energies.
+        An image model takes images instead (see predict_full)."""
+        return self.predict_full(x, model, images=images, version=version, seed=seed, samples=samples,
+                                 iterations=iterations, sigma=sigma, shrink=shrink, temperature=temperature,
+                                 refine_steps=refine_steps, refine_lr=refine_lr, langevin=langevin,
+                                 row_offset=row_offset, timeout=timeout).y
 
-    def predict_full(self, x, model=None, *, version=0, seed=0, samples=None, iterations=None, sigma=None,
-                     shrink=None, temperature=None, refine_steps=None, refine_lr=None, langevin=None,
+    def predict_full(self, x=None, model=None, *, images=None, version=0, seed=0, samples=None, iterations=None,
+                     sigma=None, shrink=None, temperature=None, refine_steps=None, refine_lr=None, langevin=None,
                      row_offset=0, timeout=None):
         """Predict's whole answer as a Prediction(y, energy, version, x_max_abs_z).
 
+        images: an image model's input (ModelInfo.encoder), a uint8 array (rows, height,
+        width, channels), or (height, width, channels) for one row, sent as raw bytes; x is
+        then each image's extra observations (rows, extra), or None when the model has none.
         version: 0 = the model's default version. seed: the random seed (row i draws from
         stream (seed, row_offset + i), so the answer equals `ember predict --seed` on the same
         rows). samples, iterations, sigma, shrink, temperature, refine_steps, refine_lr: the
         InferenceOptions of proto/ember/v1/ember.proto; None takes the model's default.
         langevin: a dict of LangevinOptions fields (schedule "ibc" or "poly")."""
         req, rows, one = self._predict_req(x, model, version, seed, samples, iterations, sigma, shrink,
-                                           temperature, refine_steps, refine_lr, langevin, row_offset)
+                                           temperature, refine_steps, refine_lr, langevin, row_offset, images)
         return _common.prediction(self._call(self._predict, req, timeout), rows, one)
 
-    def sample(self, x, model=None, *, modes=None, radius=None, min_mass=None, polish_steps=None, version=0,
-               seed=0, samples=None, iterations=None, sigma=None, shrink=None, temperature=None, langevin=None,
-               row_offset=0, timeout=None):
+    def sample(self, x=None, model=None, *, images=None, modes=None, radius=None, min_mass=None,
+               polish_steps=None, version=0, seed=0, samples=None, iterations=None, sigma=None, shrink=None,
+               temperature=None, langevin=None, row_offset=0, timeout=None):
         """Up to `modes` distinct low-energy y per row of x, lowest energy first: a list (one
         per row) of lists of Mode(y, energy, weight); for one row x (x_dim,), that row's list.
         modes, radius, min_mass, polish_steps: as `ember sample` (None: its defaults;
-        min_mass=0 keeps every mode). Inference options as predict_full's."""
-        return self.sample_full(x, model, modes=modes, radius=radius, min_mass=min_mass, polish_steps=polish_steps,
-                                version=version, seed=seed, samples=samples, iterations=iterations, sigma=sigma,
-                                shrink=shrink, temperature=temperature, langevin=langevin, row_offset=row_offset,
-                                timeout=timeout).modes
+        min_mass=0 keeps every mode). images and inference options as predict_full's."""
+        return self.sample_full(x, model, images=images, modes=modes, radius=radius, min_mass=min_mass,
+                                polish_steps=polish_steps, version=version, seed=seed, samples=samples,
+                                iterations=iterations, sigma=sigma, shrink=shrink, temperature=temperature,
+                                langevin=langevin, row_offset=row_offset, timeout=timeout).modes
 
-    def sample_full(self, x, model=None, *, modes=None, radius=None, min_mass=None, polish_steps=None,
-                    return_samples=False, version=0, seed=0, samples=None, iterations=None, sigma=None,
-                    shrink=None, temperature=None, langevin=None, row_offset=0, timeout=None):
+    def sample_full(self, x=None, model=None, *, images=None, modes=None, radius=None, min_mass=None,
+                    polish_steps=None, return_samples=False, version=0, seed=0, samples=None, iterations=None,
+                    sigma=None, shrink=None, temperature=None, langevin=None, row_offset=0, timeout=None):
         """Sample's whole answer as a Sampled(modes, samples, sample_energy, version,
         x_max_abs_z); return_samples=True also returns each row's final optimiser population."""
         req, rows, one = self._sample_req(x, model, version, modes, radius, min_mass, polish_steps, return_samples,
                                           seed, samples, iterations, sigma, shrink, temperature, langevin,
-                                          row_offset)
+                                          row_offset, images)
         return _common.sampled(self._call(self._sample, req, timeout), rows, one, return_samples)
 
     def models(self, timeout=None):

@@ -3,7 +3,7 @@
  * A robot's control loop, a lab tool or the `ember` CLI's remote mode opens one client to a
  * target and calls Predict, Sample, GetModel and ListModels through it. The header carries no
  * gRPC or protobuf type: a client is an opaque handle, inputs and outputs are flat float
- * arrays the caller owns, and every call reports a status (a gRPC status code and the
+ * arrays the caller owns (an image model's images flat uint8 arrays), and every call reports a status (a gRPC status code and the
  * server's message). docs/client-c.md has the whole story and a control-loop example.
  *
  *     ember_client *c;  ember_client_status st;
@@ -168,6 +168,39 @@ EMBER_CLIENT_API int ember_client_sample(ember_client *c, const char *model,
                                          float *mode_energy, float *mode_weight, int *count,
                                          ember_client_status *st);
 
+/* ---- image models ----------------------------------------------------------------------------- */
+
+/* An image model's input (a model whose ember_client_model has image_height > 0): `rows`
+ * images, and after each the model's image_extra float observations. The pixels travel as
+ * they are, uint8 bytes (no float conversion); the shape must be the model's (the server
+ * answers INVALID_ARGUMENT naming the shape it takes). */
+typedef struct ember_client_images {
+  const uint8_t *pixels;       /* rows x height x width x channels bytes, row-major (NHWC:
+                                * a numpy uint8 array (rows, height, width, channels)) */
+  int height, width, channels;
+  const float *extra;          /* rows x n_extra values, row-major; NULL when n_extra is 0 */
+  int n_extra;
+} ember_client_images;
+
+/* ember_client_predict for an image model: rows rows, each an image and its extras. A request
+ * carries rows x height x width x channels bytes and must fit the server's message limit
+ * (emberd --max-message; docs/images.md has how many images of common sizes fit): split
+ * larger inputs over calls with row_offset. */
+EMBER_CLIENT_API int ember_client_predict_images(ember_client *c, const char *model,
+                                                 const ember_client_infer_opts *opts,
+                                                 const ember_client_images *images, int rows,
+                                                 float *y, int y_dim, float *energy,
+                                                 ember_client_status *st);
+
+/* ember_client_sample for an image model. */
+EMBER_CLIENT_API int ember_client_sample_images(ember_client *c, const char *model,
+                                                const ember_client_infer_opts *opts,
+                                                const ember_client_modes_opts *mo,
+                                                const ember_client_images *images, int rows,
+                                                int modes, float *mode_y, int y_dim,
+                                                float *mode_energy, float *mode_weight, int *count,
+                                                ember_client_status *st);
+
 /* ---- models ----------------------------------------------------------------------------------- */
 
 /* What GetModel and ListModels say about a model (one version of it). Strings and arrays are
@@ -185,6 +218,14 @@ typedef struct ember_client_model {
   float *y_lo, *y_hi;       /* y's sampling bounds (y_dim values each, or NULL) */
   uint32_t samples, iterations; /* the model's inference defaults */
   size_t n_load_errors;     /* versions that failed to load or are refused */
+  /* Image models: the images Predict and Sample take (ember_client_predict_images) and the
+   * encoder; all 0 and NULL for a vector model (x_dim floats per row). x_dim = image_features
+   * + image_extra. */
+  int image_height, image_width, image_channels;
+  int image_extra;          /* extra float observations per image */
+  int image_features;       /* the encoder's features per image */
+  char *image_conv;         /* "16:5:2,32:3:1" (channels:kernel:stride per layer) */
+  char *image_head;         /* "softargmax" or "pool" */
 } ember_client_model;
 
 /* GetModel: `version` of `model` (0 = its default). *out is the caller's to free. */
