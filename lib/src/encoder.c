@@ -10,12 +10,14 @@
  *   values per layer, negligible next to the product), and the weight gradient is computed in
  *   the same order and permuted back.
  * - Several images share one product: a layer's positions are few (a 64x64 frame's second
- *   layer has under a thousand), so a group of whole images is laid out together and the
- *   product runs over about a thousand rows or more. Every group of a layer has the same
- *   number of rows (the group's images, padded with zero rows to a multiple of 48), whatever
- *   the call's image count or the workspace's size: OpenBLAS computes a row with other instructions in a ragged tail
- *   than in a full block (net.c, pad_rows), so without this an image's features could change
- *   in their last bit with the batch it came in, and server answers with the batching.
+ *   layer has under a thousand), so a group of whole images is laid out together, as many as
+ *   fit in about a thousand rows (one image when a layer has more positions). Every group of a
+ *   layer has the same number of rows (the group's images, padded with zero rows to a multiple
+ *   of 48), whatever the call's image count or the workspace's size: OpenBLAS computes a row
+ *   with other instructions in a ragged tail than in a full block (net.c, pad_rows), so
+ *   without this an image's features could change in their last bit with the batch it came
+ *   in, and server answers with the batching. Rounding the group down, not up, keeps a lone
+ *   image (a robot's query) from paying for a padded second one.
  * - The input is uint8 and is read straight into the first layer's im2col rows, scaled by
  *   1/255: no float copy of the images. The first layer's input needs no gradient.
  * - The workspace is sized once for max_images (ember_encoder_ws_init); forward and backward
@@ -238,7 +240,7 @@ static int patch(const ember_conv *l) { return l->in_c * l->k * l->k; }
 static void group_size(const ember_conv *l, int max_images, int *g, int *rows) {
   (void)max_images;
   int P = positions(l);
-  int n = (ENC_GROUP_ROWS + P - 1) / P;
+  int n = ENC_GROUP_ROWS / P; /* whole images in ENC_GROUP_ROWS rows, at least one */
   if (n > ENC_GROUP_IMAGES) n = ENC_GROUP_IMAGES;
   if (n < 1) n = 1;
   long r = (long)n * P;
