@@ -45,32 +45,37 @@ void cli_note_far_x(const char *verb, const float *z, int n) {
             verb, far, (double)FAR_X_SIGMA, worst, (double)z[worst]);
 }
 
-int cli_read_input(const char *verb, const char *input, const ember_model *m, ember_dataset *ds) {
+int cli_read_input_shape(const char *verb, const char *input, int x_dim, int channels, int extra,
+                         ember_dataset *ds) {
   ember_err err;
   if (cli_is_png_input(input)) {
     char why[EMBER_ERR_MAX + 200];
-    if (!m->enc) {
+    if (!channels) {
       fprintf(stderr, "ember %s: %s: PNG input is for image models; this model takes rows of %d "
-              "numbers (CSV or .npz)\n", verb, input, m->x_dim);
+              "numbers (CSV or .npz)\n", verb, input, x_dim);
       return -1;
     }
-    if (m->enc->shape.extra > 0) {
+    if (extra > 0) {
       fprintf(stderr, "ember %s: %s: the model takes %d extra observations beside each image, which "
-              "PNG cannot carry: give an .npz with x (the images) and x_extra\n", verb, input,
-              m->enc->shape.extra);
+              "PNG cannot carry: give an .npz with x (the images) and x_extra\n", verb, input, extra);
       return -1;
     }
-    if (cli_png_read_images(input, m->enc->shape.c, ds, why, sizeof why) < 0) {
+    if (cli_png_read_images(input, channels, ds, why, sizeof why) < 0) {
       fprintf(stderr, "ember %s: %s\n", verb, why);
       return -1;
     }
     return 0;
   }
-  if (ember_dataset_read(input, m->enc ? -1 : m->x_dim, 0, ds, &err) < 0) {
+  if (ember_dataset_read(input, channels ? -1 : x_dim, 0, ds, &err) < 0) {
     fprintf(stderr, "ember %s: %s\n", verb, err.msg);
     return -1;
   }
   return 0;
+}
+
+int cli_read_input(const char *verb, const char *input, const ember_model *m, ember_dataset *ds) {
+  return cli_read_input_shape(verb, input, m->x_dim, m->enc ? m->enc->shape.c : 0,
+                              m->enc ? m->enc->shape.extra : 0, ds);
 }
 
 /* Loads model and inputs; options not given on the command line come from the model. */

@@ -102,6 +102,10 @@ int cli_finish_stdout(const char *verb);
 /* --input for model m as a dataset: CSV or .npz, or PNG file(s) (one image each, "a.png,b.png")
  * for an image model without extras. 0, or -1 after saying why on stderr. */
 int cli_read_input(const char *verb, const char *input, const ember_model *m, ember_dataset *ds);
+/* The same for a model known by its shape (remote mode: GetModel's): x_dim, and for an image
+ * model its channels (0: a vector model) and extras. */
+int cli_read_input_shape(const char *verb, const char *input, int x_dim, int channels, int extra,
+                         ember_dataset *ds);
 /* "name               [v0, v1]" as `ember info` prints vectors, and lists of names. */
 void cli_print_vec(const char *name, const float *v, int n);
 void cli_print_names(const char *name, char *const *names, int n);

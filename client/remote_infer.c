@@ -233,13 +233,11 @@ static int session_open(session *s, const char *server, infer_cli *c, const remo
   rc = session_connect(s, server, c->model, r);
   if (rc == 0) rc = wire_options(s, c, specs, nspecs, w);
   if (rc) return rc;
-  ember_err err;
   const Ember__V1__ImageShape *im = image_shape(s);
-  /* an image model reads images (and their extras), as local mode does */
-  if (ember_dataset_read(c->input, im ? -1 : (int)s->info->x_dim, 0, &s->ds, &err) < 0) {
-    fprintf(stderr, "ember %s: %s\n", s->verb, err.msg);
+  /* an image model reads images (and their extras), from an .npz or PNG files, as local mode does */
+  if (cli_read_input_shape(s->verb, c->input, (int)s->info->x_dim, im ? (int)im->channels : 0,
+                           im ? (int)s->info->encoder->extra : 0, &s->ds) < 0)
     return 1;
-  }
   if (im) return check_images(s, c->input);
   return 0;
 }

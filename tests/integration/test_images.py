@@ -3,7 +3,8 @@ uint8 bytes with their shape and the extras in x, and answer exactly what local 
 and `ember sample` answer on the same .npz with the same seed, in one request, split with
 row_offset, or batched with other requests; GetModel and ListModels describe the encoder; every
 malformed request is INVALID_ARGUMENT naming what the model takes, one over --max-message
-RESOURCE_EXHAUSTED; `ember --server ... predict|sample|info` on an image .npz equals local.
+RESOURCE_EXHAUSTED; `ember --server ... predict|sample|info` on an image .npz (or PNG files)
+equals local.
 
 The models are tiny (12x12x3 dots from `ember data coords`, two convolutions, a 16-wide
 network, 10 training steps), trained once for every test: what is checked is the plumbing and
@@ -292,7 +293,30 @@ class Images(it.EmberTest):
         csv = it.write_csv(os.path.join(self.tmp, "x.csv"), ["a", "b"], [[0.5, 0.5]])
         rc, err = self.cli_fails("--server", srv.target, "predict", "--model", "dots", "--input", csv)
         self.assertIn("the model takes 12x12x3 images (x as uint8 (n, 12, 12, 3))", err)
+        # PNG files (one image each) as local mode reads them: the first three test images
+        pngs = ",".join(write_png(os.path.join(self.tmp, "t%d.png" % i), self.img[i]) for i in range(3))
+        local = self.local("predict", "dots", self.test_npz, "--seed", 5, "--energy").splitlines()[:4]
+        self.assertEqual(self.cli("--server", srv.target, "predict", "--model", "dots", "--input", pngs, "--seed", 5,
+                                  "--energy").splitlines(), local)
+        rc, err = self.cli_fails("--server", srv.target, "predict", "--model", "extra", "--input", pngs)
+        self.assertIn("the model takes 2 extra observations beside each image, which PNG cannot carry", err)
+        rc, err = self.cli_fails("--server", srv.target, "predict", "--model", "jump", "--input", pngs)
+        self.assertIn("PNG input is for image models", err)
         srv.stop_clean(self)
+
+
+def write_png(path, img):
+    """An 8-bit RGB PNG of img (h, w, 3) uint8, written with zlib (filter 0 on every row)."""
+    import zlib
+    h, w, _ = img.shape
+    raw = b"".join(b"\0" + img[r].tobytes() for r in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
 
 
 if __name__ == "__main__":
