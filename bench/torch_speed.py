@@ -29,6 +29,8 @@ import torch  # noqa: E402
 
 import ember_torch as et  # noqa: E402
 
+torch.set_flush_denormal(True)  # on CPUs: denormals slow long trainings several-fold (docs/torch.md)
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -25,6 +25,8 @@ import torch  # noqa: E402
 
 import ember_torch as et  # noqa: E402
 
+torch.set_flush_denormal(True)  # on CPUs: denormals slow long trainings several-fold (docs/torch.md)
+
 
 def read_data(path, y_dim):
     with open(path) as f:
