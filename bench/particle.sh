@@ -178,6 +178,8 @@ pct() { awk -v s="$1" 'BEGIN { printf "%.0f", 100 * s }'; }
   echo "Success: the mean over the training seeds, the worst seed, and the pooled 95% Wilson"
   echo "interval over all of their episodes; the seeds' own rates follow."
   echo
+  echo "Image models (the coordinate-regression task, dfo against mse): [coords/RESULTS.md](coords/RESULTS.md)."
+  echo
   echo "| N | method | seeds | success: mean | worst seed | 95% interval (pooled) | per seed | paper | training steps | training time (mean) | steps/s | actions/s |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   tail -n +2 "$RES" | sort -t, -k1,1n -k2,2 -k3,3n | awk -F, '

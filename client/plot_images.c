@@ -81,6 +81,12 @@ static int answers(const img_cli *c, const char *path, const ember_dataset *imgs
   return rc;
 }
 
+/* the file name without its directories, for the legend */
+static const char *base_name(const char *path) {
+  const char *slash = strrchr(path, '/');
+  return slash ? slash + 1 : path;
+}
+
 /* Image position (u, v) -> pixel centre in the tile at (tx, ty). */
 static void to_pixel(const ember_dataset *d, int zoom, int tx, int ty, float u, float v, int *px, int *py) {
   double fu = (u + 1.0) / 2.0 * (d->img_w - 1), fv = (v + 1.0) / 2.0 * (d->img_h - 1);
@@ -172,8 +178,8 @@ int cmd_plot_images(int argc, char **argv) {
     plot_canvas cv = {rgb, w, h};
     plot_fill(&cv, 0, 0, w, h, COL_BG);
     char legend[600];
-    snprintf(legend, sizeof legend, "%sred +: %s%s%s", have_y ? "green o: truth   " : "", c.model,
-             c.model2 ? "   cyan x: " : "", c.model2 ? c.model2 : "");
+    snprintf(legend, sizeof legend, "%sred +: %s%s%s", have_y ? "green o: truth   " : "", base_name(c.model),
+             c.model2 ? "   cyan x: " : "", c.model2 ? base_name(c.model2) : "");
     char fit[600];
     plot_text_fit(legend, IMG_TEXT_SCALE, w - 2 * IMG_GAP, fit, sizeof fit);
     plot_text(&cv, IMG_GAP, IMG_GAP, IMG_TEXT_SCALE, fit, COL_INK);
