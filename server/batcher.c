@@ -38,7 +38,8 @@
  * (calls.c): when its client cancels or its deadline passes, gRPC says so at once and the call
  * leaves its queue, answered CANCELLED or DEADLINE_EXCEEDED; a running batch none of whose
  * calls is still wanted is stopped through the library's cancel flag, which every phase of
- * inference reads (within one network task). A sweep every 50 ms does the same for deadlines
+ * inference reads (within one network task), and which the worker reads before encoding each
+ * call's images. A sweep every 50 ms does the same for deadlines
  * by our own clock, in case a close notification could not be started. At the end of the
  * shutdown grace period every running batch stops the same way.
  *
@@ -288,6 +289,10 @@ static void work_cb(uv_work_t *w) {
     /* images are encoded here, once per row, into the rows the optimiser reads: an image's
      * features do not depend on the other images of the call (encoder.c), so batching does
      * not change the answers */
+    if (atomic_load_explicit(&j->cancel, memory_order_relaxed)) { /* nobody waits: skip the rest */
+      j->rc = ember_fail(&j->err, EMBER_ECANCELED, "cancelled before the optimiser ran");
+      return;
+    }
     if (c->img) ember_model_encode(m, &j->ws, c->img, c->x, c->rows, j->x + at * dx);
     else memcpy(j->x + at * dx, c->x, (size_t)c->rows * dx * sizeof(float));
     for (int r = 0; r < c->rows; r++) {
