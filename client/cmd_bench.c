@@ -82,10 +82,12 @@ static int bench_image(const char *bench, const char *image, const char *conv, c
     fprintf(stderr, "ember bench %s: --image must be HxWxC (e.g. 64x64x3), got \"%s\"\n", bench, image);
     return -1;
   }
-  if (ember_conv_spec_parse(conv, es, &err) < 0 || ember_head_parse(head, &es->head) < 0 ||
-      ember_encoder_shape_check(es, &err) < 0) {
-    fprintf(stderr, "ember bench %s: %s\n", bench,
-            ember_head_parse(head, &es->head) < 0 ? "--head must be softargmax or pool" : err.msg);
+  if (ember_head_parse(head, &es->head) < 0) {
+    fprintf(stderr, "ember bench %s: --head must be softargmax or pool\n", bench);
+    return -1;
+  }
+  if (ember_conv_spec_parse(conv, es, &err) < 0 || ember_encoder_shape_check(es, &err) < 0) {
+    fprintf(stderr, "ember bench %s: %s\n", bench, err.msg);
     return -1;
   }
   return 0;

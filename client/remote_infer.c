@@ -277,8 +277,8 @@ static char *const *y_names(const session *s) {
 /* Rows x (n, x_dim) through Predict in requests of `chunk` rows; row i draws from stream
  * row_offset + i. y (n, y_dim) and e (n; may be NULL) get the answers (zeros in e for an
  * explicit model, whose answers carry no energy, unless need_energy), z (n; may be NULL) each
- * row's x_max_abs_z (*have_z cleared when the server sends none). 0, or 1 after saying what
- * failed. */
+ * row's x_max_abs_z (*have_z cleared when the server sends none). x NULL: the session's input
+ * images and their extras (an image model). 0, or 1 after saying what failed. */
 static int predict_rows(session *s, const char *model, Ember__V1__InferenceOptions *w, const float *x,
                         int n, uint64_t row_offset, int chunk, float *y, float *e, int need_energy,
                         float *z, int *have_z) {
@@ -293,30 +293,11 @@ static int predict_rows(session *s, const char *model, Ember__V1__InferenceOptio
                               .energy = e ? e + off : NULL, .z = z ? z + off : NULL,
                               .need_energy = need_energy, .have_z = 1};
     remote_status st;
-    if (ember__client_predict(s->client, &req, x + (size_t)off * xd, rows, xd, row_offset + (uint64_t)off, 0,
-                              &out, &st) != GRPC_STATUS_OK) {
-      remote_report(s->verb, &st);
-      return 1;
-    }
-    if (!out.have_z) *have_z = 0;
-  }
-  return 0;
-}
-
-/* predict_rows for an image model: the input's n images (and extras) in requests of `chunk`. */
-static int predict_images(session *s, const char *model, Ember__V1__InferenceOptions *w, int n, int chunk,
-                          float *y, float *e, int need_energy, float *z, int *have_z) {
-  Ember__V1__PredictRequest req = EMBER__V1__PREDICT_REQUEST__INIT;
-  req.model = (char *)model;
-  req.version = s->info->version;
-  req.options = w;
-  for (int off = 0; off < n; off += chunk) {
-    int rows = n - off < chunk ? n - off : chunk;
-    ember__predict_out out = {.y_dim = (int)s->info->y_dim, .y = y + (size_t)off * s->info->y_dim,
-                              .energy = e + off, .z = z + off, .need_energy = need_energy, .have_z = 1};
-    const ember_client_images im = images_at(s, off);
-    remote_status st;
-    if (ember__client_predict_images(s->client, &req, &im, rows, (uint64_t)off, 0, &out, &st) != GRPC_STATUS_OK) {
+    const ember_client_images im = x ? (ember_client_images){0} : images_at(s, off);
+    if ((x ? ember__client_predict(s->client, &req, x + (size_t)off * xd, rows, xd, row_offset + (uint64_t)off, 0,
+                                   &out, &st)
+           : ember__client_predict_images(s->client, &req, &im, rows, row_offset + (uint64_t)off, 0, &out, &st))
+        != GRPC_STATUS_OK) {
       remote_report(s->verb, &st);
       return 1;
     }
@@ -359,8 +340,8 @@ int remote_cmd_predict(const char *server, int argc, char **argv) {
     goto done;
   }
   int have_z = 1;
-  if (image_shape(&s)) rc = predict_images(&s, c.model, &w, n, r.chunk_rows, y, e, with_energy, z, &have_z);
-  else rc = predict_rows(&s, c.model, &w, s.ds.x, n, 0, r.chunk_rows, y, e, with_energy, z, &have_z);
+  rc = predict_rows(&s, c.model, &w, image_shape(&s) ? NULL : s.ds.x, n, 0, r.chunk_rows, y, e, with_energy, z,
+                    &have_z);
   if (rc == 0) {
     if (have_z) cli_note_far_x("predict", z, n);
     cli_print_predict(y, e, n, d, with_energy, y_names(&s));

@@ -237,8 +237,7 @@ static int patch(const ember_conv *l) { return l->in_c * l->k * l->k; }
  * max_images (a workspace for fewer images than a group still computes whole padded groups), so
  * that an image's features do not depend on the workspace either: a server's workspace and a
  * local run's over a file of a few images give the same bits */
-static void group_size(const ember_conv *l, int max_images, int *g, int *rows) {
-  (void)max_images;
+static void group_size(const ember_conv *l, int *g, int *rows) {
   int P = positions(l);
   int n = ENC_GROUP_ROWS / P; /* whole images in ENC_GROUP_ROWS rows, at least one */
   if (n > ENC_GROUP_IMAGES) n = ENC_GROUP_IMAGES;
@@ -256,7 +255,7 @@ static void ws_sizes(const ember_encoder_shape *s, int max_images, size_t *act, 
   *act = *cols = *gout = *d = *wp = *gp = 0;
   for (int i = 0; i < s->nconv; i++) {
     int g, rows;
-    group_size(&L[i], max_images, &g, &rows);
+    group_size(&L[i], &g, &rows);
     *act += out_size(&L[i]) * max_images;
     size_t ok = (size_t)L[i].out_c * patch(&L[i]);
     *wp += ok;
@@ -305,7 +304,7 @@ int ember_encoder_ws_init(ember_encoder_ws *ws, const ember_encoder_shape *s, in
   for (int i = 0; i < s->nconv; i++) {
     ws->act[i] = p;
     p += out_size(&L[i]) * max_images;
-    group_size(&L[i], max_images, &ws->group[i], &ws->grows[i]);
+    group_size(&L[i], &ws->group[i], &ws->grows[i]);
   }
   ws->prob = prob ? p : NULL;
   p += prob;

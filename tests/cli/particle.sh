@@ -78,6 +78,16 @@ ok=$(sed -n 's/^success .*(\([0-9]*\) of 100).*/\1/p' "$T/report")
 # the same seed and threads give the same episodes and answers
 "$EMBER" eval particle --dims 1 --model "$T/m.safetensors" --episodes 100 --samples 256 --threads 2 > "$T/report2"
 [ "$(grep -v '^speed' "$T/report")" = "$(grep -v '^speed' "$T/report2")" ] || fail "evaluation not reproducible"
+# --sigma and --shrink reach DFO: the same episodes with another noise schedule end elsewhere
+"$EMBER" eval particle --dims 1 --model "$T/m.safetensors" --episodes 5 --samples 64 --threads 2 \
+  --trace "$T/trace-default" > /dev/null
+"$EMBER" eval particle --dims 1 --model "$T/m.safetensors" --episodes 5 --samples 64 --threads 2 \
+  --sigma 0.05 --shrink 1 --trace "$T/trace-noise" > /dev/null
+! cmp -s "$T/trace-default" "$T/trace-noise" || fail "--sigma/--shrink changed nothing"
+"$EMBER" eval particle --dims 1 --model "$T/m.safetensors" --episodes 5 --samples 64 --threads 2 \
+  --sigma 0.05 --shrink 1 --trace "$T/trace-noise2" > /dev/null
+cmp -s "$T/trace-noise" "$T/trace-noise2" || fail "--sigma/--shrink: not reproducible"
+echo "ok - --sigma and --shrink change the search, reproducibly"
 echo "ok - trained model $ok/100 vs random $random/100, reproducible"
 
 # ---- errors
