@@ -104,6 +104,48 @@ static void test_ardfo_recovers_high_dimensional_argmin(void **state) {
   ember_dfo_ws_free(&ws);
 }
 
+/* E_1 = 1e4 (y_0 - 0.3)^2, sharp enough that resampling keeps a handful of candidates;
+ * E_2 = 1e4 (y_1 + 0.5)^2 on y_1 alone. */
+static void sharp_prefix(void *ctx, int j, int nq, int n, const float *y, float *e) {
+  (void)ctx;
+  for (int r = 0; r < nq * n; r++) {
+    const float v = j == 1 ? y[(size_t)r * 2] - 0.3f : y[(size_t)r * 2 + 1] + 0.5f;
+    e[r] = 1e4f * v * v;
+  }
+}
+
+/* ardfo resamples prefixes: after E_1 picks y_0, every candidate still carries its own y_1,
+ * so E_2 searches all n values of y_1, not the few that the y_0 survivors happened to carry. */
+static void test_ardfo_keeps_later_coordinates(void **state) {
+  (void)state;
+  enum { N = 256, Q = 16 };
+  const float lo[2] = {-1, -1}, hi[2] = {1, 1};
+  ember_dfo_ws ws;
+  assert_int_equal(ember_dfo_ws_init(&ws, Q, N, 2, NULL), 0);
+  ember_rng rngs[Q];
+  for (int q = 0; q < Q; q++) ember_rng_seed(&rngs[q], 5, (uint64_t)q);
+  float best[Q * 2], start[Q * N], col[N];
+  ember_infer_opts o = DFO_OPTS(N, 1, 0.33f, 0.5f, 1.0f);
+  assert_int_equal(ember_ardfo_run(&ws, sharp_prefix, NULL, Q, lo, hi, &o, NULL, rngs, best, NULL, NULL), 0);
+  for (int q = 0; q < Q; q++) { /* the uniform start, redrawn from the same streams */
+    ember_rng r;
+    ember_rng_seed(&r, 5, (uint64_t)q);
+    for (int i = 0; i < N; i++) {
+      (void)ember_rng_uniform(&r);
+      start[q * N + i] = -1.0f + 2.0f * ember_rng_uniform(&r);
+    }
+  }
+  for (int q = 0; q < Q; q++) {
+    for (int i = 0; i < N; i++) col[i] = ws.y[((size_t)q * N + i) * 2 + 1];
+    for (int i = 0; i < N; i++) assert_float_equal(col[i], start[q * N + i], 0.0f); /* own y_1 */
+    float nearest = INFINITY;
+    for (int i = 0; i < N; i++) nearest = fminf(nearest, fabsf(col[i] + 0.5f));
+    assert_float_equal(best[2 * q + 1], -0.5f, nearest + 1e-6f); /* the best of all N */
+    assert_true(fabsf(best[2 * q + 1] + 0.5f) < 0.05f);
+  }
+  ember_dfo_ws_free(&ws);
+}
+
 static void test_recovers_argmin_of_quadratics(void **state) {
   (void)state;
   const float centres[6] = {0.3f, -0.5f, -0.8f, 0.9f, 0.0f, 0.05f};
@@ -463,6 +505,7 @@ int main(void) {
       cmocka_unit_test(test_polish_descends),
       cmocka_unit_test(test_polish_cancels),
       cmocka_unit_test(test_ardfo_recovers_high_dimensional_argmin),
+      cmocka_unit_test(test_ardfo_keeps_later_coordinates),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,9 +113,10 @@ static int start_population(ember_dfo_ws *ws, int nq, const float *lo, const flo
   return 0;
 }
 
-/* One resampling step for every query: draw n candidates of y with replacement by
- * softmax(-e / T) within each of `groups` groups, add N(0, sigma^2) noise to every coordinate
- * (coord < 0) or to coordinate coord only, clip, into ynext. */
+/* One resampling step for every query: draw n candidates of y (coord < 0) or of the prefix
+ * y_0..y_coord with replacement by softmax(-e / T) within each of `groups` groups, add
+ * N(0, sigma^2) noise to every coordinate (coord < 0) or to coordinate coord only, clip, into
+ * ynext. */
 static void resample_all(ember_dfo_ws *ws, int nq, int n, const float *y, float *ynext,
                          const float *lo, const float *hi, float temperature, float sigma,
                          int coord, int groups, ember_rng *rngs) {
@@ -134,7 +135,14 @@ static void resample_all(ember_dfo_ws *ws, int nq, int n, const float *y, float 
         total = weights_cdf(ws->e + (size_t)q * n + g0, g1 - g0, temperature, ws->cdf);
       }
       int src = g0 + cdf_search(ws->cdf, g1 - g0, ember_rng_uniform(&rngs[q]) * total);
-      memcpy(yn + (size_t)i * d, yq + (size_t)src * d, (size_t)d * sizeof(float));
+      /* ardfo (coord >= 0) resamples the prefix y_0..y_coord only: candidate i keeps its own
+       * later coordinates, which E_{coord+1} did not see. Copying whole candidates would give
+       * the next prefix net only as many distinct values of y_{coord+1} as there were
+       * survivors (docs/particle.md measures the difference). */
+      const int ncopy = coord < 0 ? d : coord + 1;
+      memcpy(yn + (size_t)i * d, yq + (size_t)src * d, (size_t)ncopy * sizeof(float));
+      if (ncopy < d)
+        memcpy(yn + (size_t)i * d + ncopy, yq + (size_t)i * d + ncopy, (size_t)(d - ncopy) * sizeof(float));
       for (int j = coord < 0 ? 0 : coord; j < (coord < 0 ? d : coord + 1); j++) {
         float v = yn[(size_t)i * d + j] + sigma * ws->noise[coord < 0 ? (size_t)i * d + j : (size_t)i];
         yn[(size_t)i * d + j] = v < lo[j] ? lo[j] : (v > hi[j] ? hi[j] : v);

@@ -82,11 +82,8 @@ void ember_train_opts_for_method(ember_train_opts *o, ember_method method) {
     o->batch = 256;
     o->negatives = 64; /* per prefix net */
     o->steps = 4000;   /* each step trains y_dim nets */
-    /* every prefix net is evaluated per iteration: y_dim x the passes of dfo; and whole
-     * candidates are resampled once per coordinate, which at temperature 1 leaves few distinct
-     * values of the later coordinates (docs/notes.md) */
+    /* every prefix net is evaluated per iteration: y_dim x the passes of dfo */
     o->infer.samples = 512;
-    o->infer.temperature = 10.0f;
     break;
   case EMBER_METHOD_LANGEVIN:
     o->batch = 128;

@@ -32,7 +32,8 @@ def _weights_cdf(e, temperature):
 
 
 def _resample(y, e, rngs, lo, hi, temperature, sigma, coord=None):
-    """One resampling step (dfo.c, resample_all with one group): per row, draw n candidates by
+    """One resampling step (dfo.c, resample_all with one group): per row, draw n candidates
+    (with `coord`: prefixes y[..coord], each candidate keeping its later coordinates) by
     softmax(-E/T) with replacement, add sigma x N(0, 1) to every coordinate (or to `coord`
     only), clip to the bounds. y (Q, n, d) float32 numpy."""
     q, n, d = y.shape
@@ -44,6 +45,8 @@ def _resample(y, e, rngs, lo, hi, temperature, sigma, coord=None):
     for r in range(q):
         src[r] = np.minimum(np.searchsorted(cdf[r], u[r], side="right"), n - 1)
     yn = np.take_along_axis(y, src[:, :, None], axis=1).copy()
+    if coord is not None:  # ardfo resamples the prefix only: each keeps its later coordinates
+        yn[:, :, coord + 1:] = y[:, :, coord + 1:]
     s = np.float32(sigma)
     if coord is None:
         yn = yn + s * noise.reshape(q, n, d)

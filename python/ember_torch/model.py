@@ -47,7 +47,7 @@ def infer_defaults(method):
     if method == "dfo":
         d["infer.samples"] = 1024
     elif method == "ardfo":
-        d.update({"infer.samples": 512, "infer.temperature": 10.0})
+        d["infer.samples"] = 512
     elif method == "langevin":
         d.update({"infer.samples": 64, "infer.again_steps": 0, "infer.again_step": 1e-5,
                   "langevin.steps": 50, "langevin.schedule": "ibc", "langevin.step_init": 0.1,
