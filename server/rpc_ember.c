@@ -171,14 +171,6 @@ static void *unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *bytes
   return msg;
 }
 
-int rpc_ember_no_images(const model_version *v, srv_status *st) {
-  const ember_encoder_shape *es = v->model.enc ? &v->model.enc->shape : NULL;
-  if (!es) return 0;
-  return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                        "model '%s' takes %dx%dx%d images, which this call cannot carry: send them with "
-                        "ember.v1 Predict or Sample (images, image_shape)", v->entry->name, es->h, es->w, es->c);
-}
-
 /* Options and x (rows, or -1 with the shape refusal in *shape) of a Predict/Sample on version
  * v, checked against the limits: 0 with the call ready for the batcher (v referenced in
  * c->version), or -1 with *st. */
@@ -188,7 +180,9 @@ int rpc_ember_check_infer(srv_call *c, model_version *v, const Ember__V1__Infere
   if (resolve_options(c, v, options, st) < 0) return -1;
   if (rows < 0) return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s", shape->msg);
   const ember_encoder_shape *es = v->model.enc ? &v->model.enc->shape : NULL;
-  if (es && !images && rpc_ember_no_images(v, st) < 0) return -1;
+  if (!es != !images) /* the decoders pass images exactly for image models */
+    return srv_status_set(st, GRPC_STATUS_INTERNAL, "images %s for a%s model", images ? "given" : "missing",
+                          es ? "n image" : " vector");
   if (take_x(c, v, x, rows, images, st) < 0) return -1;
   /* ember_infer_flops counts what these options run: DFO rounds (an ardfo round runs each
    * of its y_dim prefix nets), or chain steps (and the second chain), plus refine steps;

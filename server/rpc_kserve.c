@@ -3,8 +3,10 @@
  *
  * The protocol is proto/inference/v2/grpc_service.proto; what is served and how it maps onto
  * ember is docs/kserve.md. In short: a model is an ember model, a v2 version is an ember
- * version as a decimal string ("" = the default version), the one input is `x` (FP32,
- * [rows, x_dim]), the outputs are `y` (FP32, [rows, y_dim]) and `energy` (FP32, [rows]).
+ * version as a decimal string ("" = the default version), the input is `x` (FP32, [rows,
+ * x_dim]) or, for an image model, `images` (UINT8, [rows, H, W, C]) and its extra observations
+ * in `x` (FP32, [rows, extra]), the outputs are `y` (FP32, [rows, y_dim]) and `energy` (FP32,
+ * [rows]).
  *
  * ModelInfer is a Predict in other clothes: the request is turned into what a Predict would
  * carry (x, and an ember.v1 InferenceOptions built from the request's parameters) and goes
@@ -15,8 +17,7 @@
  * ModelInfer's calls to.
  *
  * What it does not do: the protocol's optional extensions (model repository, configuration,
- * statistics, shared memory, ...), other datatypes than FP32, more inputs than x, or image
- * models (refused: their images travel in ember.v1's Predict and Sample only).
+ * statistics, shared memory, ...), or other datatypes and inputs than the above.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -93,26 +94,34 @@ static void model_metadata(srv_call *c, const Inference__ModelMetadataRequest *r
     version_text(versions[i], e->versions[i]->version);
   }
   Inference__ModelMetadataResponse__TensorMetadata x = INFERENCE__MODEL_METADATA_RESPONSE__TENSOR_METADATA__INIT,
+                                                   im = INFERENCE__MODEL_METADATA_RESPONSE__TENSOR_METADATA__INIT,
                                                    y = INFERENCE__MODEL_METADATA_RESPONSE__TENSOR_METADATA__INIT,
                                                    en = INFERENCE__MODEL_METADATA_RESPONSE__TENSOR_METADATA__INIT;
-  int64_t xs[2] = {-1, m->x_dim}, ys[2] = {-1, m->y_dim}, es[1] = {-1};
+  /* an image model takes its images and, with extra observations, x = those (take_inputs) */
+  const ember_encoder_shape *enc = m->enc ? &m->enc->shape : NULL;
+  int64_t xs[2] = {-1, enc ? enc->extra : m->x_dim}, ys[2] = {-1, m->y_dim}, es[1] = {-1},
+          ims[4] = {-1, enc ? enc->h : 0, enc ? enc->w : 0, enc ? enc->c : 0};
   x.name = "x";
   x.datatype = y.datatype = en.datatype = "FP32";
   x.n_shape = 2;
   x.shape = xs;
+  im.name = "images";
+  im.datatype = "UINT8";
+  im.n_shape = 4;
+  im.shape = ims;
   y.name = "y";
   y.n_shape = 2;
   y.shape = ys;
   en.name = "energy";
   en.n_shape = 1;
   en.shape = es;
-  Inference__ModelMetadataResponse__TensorMetadata *in[1] = {&x}, *out[2] = {&y, &en};
+  Inference__ModelMetadataResponse__TensorMetadata *in[2] = {enc ? &im : &x, &x}, *out[2] = {&y, &en};
   Inference__ModelMetadataResponse r = INFERENCE__MODEL_METADATA_RESPONSE__INIT;
   r.name = (char *)e->name;
   r.n_versions = (size_t)e->nversions;
   r.versions = versions;
   r.platform = PLATFORM;
-  r.n_inputs = 1;
+  r.n_inputs = enc && enc->extra ? 2 : 1;
   r.inputs = in;
   r.n_outputs = 2;
   r.outputs = out;
@@ -215,47 +224,60 @@ static int take_outputs(const Inference__ModelInferRequest *req, unsigned *out, 
   return 0;
 }
 
-/* The input tensor x: one input, FP32, [rows, x_dim], raw or typed. *x gets a copy (caller
- * frees), *rows its rows; -1 with *st. */
-static int take_x(const Inference__ModelInferRequest *req, int x_dim, float **x, int *rows,
-                  unsigned *raw, srv_status *st) {
+/* "[a, b, ...]" of a tensor's shape (at most 5 dimensions shown) into buf */
+static const char *shape_text(char *buf, size_t size, const Inference__ModelInferRequest__InferInputTensor *in) {
+  snprintf(buf, size, "[");
+  for (size_t i = 0; i < in->n_shape && i < 5; i++)
+    snprintf(buf + strlen(buf), size - strlen(buf), "%s%" PRId64, i ? ", " : "", in->shape[i]);
+  snprintf(buf + strlen(buf), size - strlen(buf), "%s]", in->n_shape > 5 ? ", ..." : "");
+  return buf;
+}
+
+/* How the request carries its tensors: all in raw_input_contents (one entry per input, in
+ * order) or all typed; *raw = OUT_RAW or 0. */
+static int contents_kind(const Inference__ModelInferRequest *req, unsigned *raw, srv_status *st) {
+  *raw = req->n_raw_input_contents ? OUT_RAW : 0;
+  if (!*raw) return 0;
+  if (req->n_raw_input_contents != req->n_inputs)
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "raw_input_contents has %zu entries for %zu input%s",
+                          req->n_raw_input_contents, req->n_inputs, req->n_inputs == 1 ? "" : "s");
+  for (size_t k = 0; k < req->n_inputs; k++)
+    if (req->inputs[k]->contents)
+      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                            "input %s has both contents and raw_input_contents: send one of them",
+                            req->inputs[k]->name ? req->inputs[k]->name : "");
+  return 0;
+}
+
+/* Input k, FP32 of shape [rows, cols] (rows given by want_rows >= 1, or any >= 1 when it is
+ * 0), raw or typed, into *x (a copy, caller frees) and *rows; -1 with *st. */
+static int take_fp32(const Inference__ModelInferRequest *req, size_t k, int cols, int64_t want_rows,
+                     unsigned raw, float **x, int *rows, srv_status *st) {
+  const Inference__ModelInferRequest__InferInputTensor *in = req->inputs[k];
+  const char *type = in->datatype ? in->datatype : "";
+  char got[96];
   *x = NULL;
-  if (req->n_inputs != 1)
-    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                          "expected one input tensor (x), got %zu", req->n_inputs);
-  const Inference__ModelInferRequest__InferInputTensor *in = req->inputs[0];
-  const char *name = in->name ? in->name : "", *type = in->datatype ? in->datatype : "";
-  if (strcmp(name, "x") != 0)
-    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "unknown input '%.64s': the model's input is x", name);
   if (strcmp(type, "FP32") != 0)
     return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "input x must be of datatype FP32, got '%.32s'", type);
-  if (in->n_shape != 2 || in->shape[0] < 1 || in->shape[1] != x_dim) {
-    char got[96] = "[";
-    for (size_t i = 0; i < in->n_shape && i < 4; i++)
-      snprintf(got + strlen(got), sizeof got - strlen(got), "%s%" PRId64, i ? ", " : "", in->shape[i]);
-    snprintf(got + strlen(got), sizeof got - strlen(got), "%s]", in->n_shape > 4 ? ", ..." : "");
+  if (in->n_shape != 2 || in->shape[0] < 1 || in->shape[1] != cols || (want_rows && in->shape[0] != want_rows)) {
+    shape_text(got, sizeof got, in);
+    if (want_rows)
+      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                            "input x must have shape [%" PRId64 ", %d] (the extra observations of each image), got %s",
+                            want_rows, cols, got);
     return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                          "input x must have shape [rows, %d] with rows >= 1, got %s", x_dim, got);
+                          "input x must have shape [rows, %d] with rows >= 1, got %s", cols, got);
   }
-  if (in->shape[0] > (int64_t)INT32_MAX / x_dim)
+  if (in->shape[0] > (int64_t)INT32_MAX / cols)
     return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "input x has too many rows (%" PRId64 ")", in->shape[0]);
-  const size_t n = (size_t)in->shape[0] * (size_t)x_dim;
+  const size_t n = (size_t)in->shape[0] * (size_t)cols;
   const void *src;
-  size_t have;
-  if (req->n_raw_input_contents) {
-    if (in->contents)
+  if (raw) {
+    src = req->raw_input_contents[k].data;
+    if (req->raw_input_contents[k].len != n * sizeof(float))
       return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                            "input x has both contents and raw_input_contents: send one of them");
-    if (req->n_raw_input_contents != 1)
-      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                            "raw_input_contents has %zu entries for 1 input", req->n_raw_input_contents);
-    src = req->raw_input_contents[0].data;
-    have = req->raw_input_contents[0].len;
-    if (have != n * sizeof(float))
-      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                            "raw_input_contents of x has %zu bytes; shape [%" PRId64 ", %d] of FP32 needs %zu",
-                            have, in->shape[0], x_dim, n * sizeof(float));
-    *raw = OUT_RAW;
+                            "raw_input_contents of x has %zu bytes; shape %s of FP32 needs %zu",
+                            req->raw_input_contents[k].len, shape_text(got, sizeof got, in), n * sizeof(float));
   } else {
     const Inference__InferTensorContents *t = in->contents;
     if (!t || t->n_fp32_contents == 0)
@@ -266,11 +288,9 @@ static int take_x(const Inference__ModelInferRequest *req, int x_dim, float **x,
       return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
                             "input x is FP32: its contents go in fp32_contents only");
     if (t->n_fp32_contents != n)
-      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                            "contents of x has %zu values; shape [%" PRId64 ", %d] needs %zu",
-                            t->n_fp32_contents, in->shape[0], x_dim, n);
+      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "contents of x has %zu values; shape %s needs %zu",
+                            t->n_fp32_contents, shape_text(got, sizeof got, in), n);
     src = t->fp32_contents;
-    *raw = 0;
   }
   *x = malloc(n * sizeof(float));
   if (!*x) return srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for x");
@@ -279,21 +299,118 @@ static int take_x(const Inference__ModelInferRequest *req, int x_dim, float **x,
   return 0;
 }
 
+/* Input k, the images: UINT8 [rows, H, W, C] as the model's encoder takes them, raw (the
+ * bytes are taken over from the request, no copy) or typed (uint_contents, each 0..255, copied
+ * to bytes). *img gets them (the caller frees img->data if it is still set). */
+static int take_images(Inference__ModelInferRequest *req, size_t k, const ember_encoder_shape *es,
+                       unsigned raw, ProtobufCBinaryData *img, int *rows, srv_status *st) {
+  const Inference__ModelInferRequest__InferInputTensor *in = req->inputs[k];
+  const char *type = in->datatype ? in->datatype : "";
+  char got[96];
+  img->data = NULL;
+  img->len = 0;
+  if (strcmp(type, "UINT8") != 0)
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "input images must be of datatype UINT8, got '%.32s'", type);
+  if (in->n_shape != 4 || in->shape[0] < 1 || in->shape[1] != es->h || in->shape[2] != es->w || in->shape[3] != es->c)
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                          "input images must have shape [rows, %d, %d, %d] with rows >= 1 (the model's "
+                          "%dx%dx%d images, height x width x channels), got %s",
+                          es->h, es->w, es->c, es->h, es->w, es->c, shape_text(got, sizeof got, in));
+  const size_t per = (size_t)es->h * es->w * es->c;
+  if (in->shape[0] > (int64_t)(INT32_MAX / per))
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "input images has too many rows (%" PRId64 ")", in->shape[0]);
+  const size_t n = (size_t)in->shape[0] * per;
+  *rows = (int)in->shape[0];
+  if (raw) {
+    ProtobufCBinaryData *b = &req->raw_input_contents[k];
+    if (b->len != n)
+      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                            "raw_input_contents of images has %zu bytes; shape %s of UINT8 needs %zu",
+                            b->len, shape_text(got, sizeof got, in), n);
+    *img = *b; /* taken over: the request no longer frees them */
+    b->data = NULL;
+    b->len = 0;
+    return 0;
+  }
+  const Inference__InferTensorContents *t = in->contents;
+  if (!t || t->n_uint_contents == 0)
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                          "input images has no data: send contents.uint_contents or raw_input_contents");
+  if (t->n_bool_contents || t->n_int_contents || t->n_int64_contents || t->n_fp32_contents ||
+      t->n_uint64_contents || t->n_fp64_contents || t->n_bytes_contents)
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                          "input images is UINT8: its contents go in uint_contents only");
+  if (t->n_uint_contents != n)
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "contents of images has %zu values; shape %s needs %zu",
+                          t->n_uint_contents, shape_text(got, sizeof got, in), n);
+  uint8_t *bytes = malloc(n);
+  if (!bytes) return srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the images");
+  for (size_t i = 0; i < n; i++) {
+    if (t->uint_contents[i] > 255) {
+      free(bytes);
+      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
+                            "contents of images: value %zu is %" PRIu32 "; UINT8 values are 0..255", i,
+                            t->uint_contents[i]);
+    }
+    bytes[i] = (uint8_t)t->uint_contents[i];
+  }
+  img->data = bytes;
+  img->len = n;
+  return 0;
+}
+
+/* Which input carries `name`: its index, or -1. */
+static int input_index(const Inference__ModelInferRequest *req, const char *name) {
+  for (size_t k = 0; k < req->n_inputs; k++)
+    if (strcmp(req->inputs[k]->name ? req->inputs[k]->name : "", name) == 0) return (int)k;
+  return -1;
+}
+
+/* The inputs of a model: x (FP32 [rows, x_dim]) for a vector model; images (UINT8 [rows, H, W,
+ * C]) and, with extra observations, x (FP32 [rows, extra]) for an image model. Every input
+ * must be one of these and each is given once. */
+static int take_inputs(Inference__ModelInferRequest *req, const ember_model *m, unsigned *raw, float **x,
+                       int *rows, ProtobufCBinaryData *img, srv_status *st) {
+  const ember_encoder_shape *es = m->enc ? &m->enc->shape : NULL;
+  const int want = es ? 1 + (es->extra > 0) : 1;
+  char expect[128];
+  if (es)
+    snprintf(expect, sizeof expect, "images (UINT8 [rows, %d, %d, %d])%s", es->h, es->w, es->c,
+             es->extra ? " and x (FP32 [rows, extra])" : "");
+  else
+    snprintf(expect, sizeof expect, "x (FP32 [rows, %d])", m->x_dim);
+  for (size_t k = 0; k < req->n_inputs; k++) {
+    const char *name = req->inputs[k]->name ? req->inputs[k]->name : "";
+    const int known = (es && strcmp(name, "images") == 0) || (strcmp(name, "x") == 0 && (!es || es->extra));
+    if (!known || input_index(req, name) != (int)k)
+      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "%s input '%.64s': the model's input%s %s",
+                            known ? "repeated" : "unknown", name, want > 1 ? "s are" : " is", expect);
+  }
+  if (req->n_inputs != (size_t)want)
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "expected %d input tensor%s, %s; got %zu", want,
+                          want > 1 ? "s" : "", expect, req->n_inputs);
+  if (contents_kind(req, raw, st) < 0) return -1;
+  if (!es) return take_fp32(req, 0, m->x_dim, 0, *raw, x, rows, st);
+  if (take_images(req, (size_t)input_index(req, "images"), es, *raw, img, rows, st) < 0) return -1;
+  int xrows;
+  return es->extra ? take_fp32(req, (size_t)input_index(req, "x"), es->extra, *rows, *raw, x, &xrows, st) : 0;
+}
+
 /* 0 with the call ready for the batcher, or -1 with *st. */
-static int decode_infer(srv_call *c, const Inference__ModelInferRequest *req, srv_status *st) {
+static int decode_infer(srv_call *c, Inference__ModelInferRequest *req, srv_status *st) {
   model_version *v = find(c, req->model_name, req->model_version, st);
-  if (!v || rpc_ember_no_images(v, st) < 0) return -1;
+  if (!v) return -1;
   Ember__V1__InferenceOptions w;
   unsigned out, raw = 0;
   float *x = NULL;
   int rows = 0;
-  if (take_params(req, &w, st) < 0 || take_outputs(req, &out, st) < 0 ||
-      take_x(req, v->model.x_dim, &x, &rows, &raw, st) < 0) {
-    free(x);
-    return -1;
-  }
-  int rc = rpc_ember_check_infer(c, v, &w, x, rows, NULL, NULL, 0, st);
+  ProtobufCBinaryData img = {0, NULL};
+  int rc = take_params(req, &w, st) < 0 || take_outputs(req, &out, st) < 0 ||
+                   take_inputs(req, &v->model, &raw, &x, &rows, &img, st) < 0
+               ? -1
+               : rpc_ember_check_infer(c, v, &w, x, rows, v->model.enc ? &img : NULL, NULL, 0, st);
   free(x);
+  free(img.data); /* NULL once the call took the images over */
   if (rc < 0) return -1;
   c->v2_out = out | raw;
   if (req->id && *req->id && !(c->v2_id = strdup(req->id)))

@@ -341,15 +341,12 @@ struct model_version *rpc_ember_resolve(srv_call *c, const char *name, int64_t v
  * ready for batcher_submit (v referenced in c->version), or -1 with *st. images: an image
  * model's rows images (their shape already checked against the model's, wire.h's
  * ember_wire_predict_input), with x their extras; on success the call takes the bytes over
- * (c->img; images->data is left NULL, so the unpacked request does not free them). NULL: x is
- * the rows' x_dim values, which an image model refuses. */
+ * (c->img; images->data is left NULL, so the unpacked request does not free them). NULL (a
+ * vector model, and only then): x is the rows' x_dim values. */
 int rpc_ember_check_infer(srv_call *c, struct model_version *v,
                           const Ember__V1__InferenceOptions *options, const float *x, int rows,
                           ProtobufCBinaryData *images, const ember_err *shape, uint64_t row_offset,
                           srv_status *st);
-/* -1 with *st INVALID_ARGUMENT when v is an image model, whose images only ember.v1's Predict
- * and Sample carry (ModelInfer's inputs are floats); 0 for a vector model. */
-int rpc_ember_no_images(const struct model_version *v, srv_status *st);
 void rpc_kserve_handle(srv_call *c);                       /* rpc_kserve.c */
 /* ModelInfer's answer from Predict's y (rows, y_dim) and energies (rows). */
 void rpc_kserve_complete(srv_call *c, const float *y, const float *e);

@@ -167,14 +167,76 @@ class Images(it.EmberTest):
         ]
         for fn, req, *needles in cases:
             self.expect(fn, req, INVALID, *needles)
-        # ModelInfer carries floats only: an image model says where its images go
-        kstub = it.kpbg.GRPCInferenceServiceStub(srv.channel)
-        tensor = it.kpb.ModelInferRequest.InferInputTensor(
-            name="x", datatype="FP32", shape=[1, 12], contents=it.kpb.InferTensorContents(fp32_contents=[0.0] * 12))
-        self.expect(kstub.ModelInfer, it.kpb.ModelInferRequest(model_name="dots", inputs=[tensor]), INVALID,
-                    "takes 12x12x3 images", "Predict or Sample")
         # the server still answers
         self.assertEqual(len(P(self.predict_req(hi=16)).y), 32)
+        srv.stop_clean(self)
+
+    def infer_req(self, model="dots", lo=0, hi=20, seed=7, raw=True):
+        """A v2 ModelInferRequest for test images lo..hi-1 (UINT8 [rows, H, W, C]) and, for the
+        "extra" model, their extras (x, FP32 [rows, 2])."""
+        req = it.kpb.ModelInferRequest(model_name=model)
+        req.parameters["seed"].int64_param = seed
+        img = req.inputs.add(name="images", datatype="UINT8", shape=[hi - lo, SIDE, SIDE, 3])
+        tensors = [(img, self.img[lo:hi])]
+        if model == "extra":
+            tensors.append((req.inputs.add(name="x", datatype="FP32", shape=[hi - lo, 2]), self.extras[lo:hi]))
+        for t, a in tensors:
+            if raw:
+                req.raw_input_contents.append(a.tobytes())
+            elif a.dtype == np.uint8:
+                t.contents.uint_contents.extend(a.ravel().tolist())
+            else:
+                t.contents.fp32_contents.extend(a.ravel().tolist())
+        return req
+
+    def test_kserve_infer_equals_predict(self):
+        """ModelInfer on an image model (images UINT8, extras in x) answers Predict's bits, raw
+        and typed; ModelMetadata describes those inputs; malformed image tensors are refused."""
+        srv = self.start("--models", self.repo, "--max-rows", 16)
+        k = it.kpbg.GRPCInferenceServiceStub(srv.channel)
+        meta = {m: k.ModelMetadata(it.kpb.ModelMetadataRequest(name=m)) for m in ("dots", "extra")}
+        self.assertEqual([(t.name, t.datatype, list(t.shape)) for t in meta["dots"].inputs],
+                         [("images", "UINT8", [-1, SIDE, SIDE, 3])])
+        self.assertEqual([(t.name, t.datatype, list(t.shape)) for t in meta["extra"].inputs],
+                         [("images", "UINT8", [-1, SIDE, SIDE, 3]), ("x", "FP32", [-1, 2])])
+        for model in ("dots", "extra"):
+            want = srv.stub.Predict(self.predict_req(model, 0, 16))
+            for raw in (True, False):
+                got = k.ModelInfer(self.infer_req(model, 0, 16, raw=raw))
+                out = {t.name: i for i, t in enumerate(got.outputs)}
+                self.assertEqual([list(t.shape) for t in got.outputs], [[16, 2], [16]])
+                if raw:
+                    y, e = (got.raw_output_contents[out[n]] for n in ("y", "energy"))
+                else:
+                    y, e = (bits(got.outputs[out[n]].contents.fp32_contents) for n in ("y", "energy"))
+                self.assertEqual(y, bits(want.y), (model, raw))
+                self.assertEqual(e, bits(want.energy), (model, raw))
+        # refusals: every one names what the model takes
+        def req(model="dots", **change):
+            r = self.infer_req(model, 0, 2)
+            for key, v in change.items():
+                v(r)
+            return r
+        cases = [
+            (req(a=lambda r: setattr(r.inputs[0], "datatype", "FP32")), "images must be of datatype UINT8"),
+            (req(a=lambda r: r.inputs[0].shape.__setitem__(1, 13)), "shape [rows, 12, 12, 3]", "[2, 13, 12, 3]"),
+            (req(a=lambda r: r.raw_input_contents.__setitem__(0, b"\0" * 10)), "has 10 bytes", "needs 864"),
+            (req(a=lambda r: setattr(r.inputs[0], "name", "x")), "unknown input 'x'", "images (UINT8 [rows, 12, 12, 3])"),
+            (req("extra", a=lambda r: r.inputs.pop()), "expected 2 input tensors",
+             "images (UINT8 [rows, 12, 12, 3]) and x (FP32 [rows, extra])"),
+            (req("extra", a=lambda r: r.inputs[1].shape.__setitem__(0, 3)), "input x must have shape [2, 2]"),
+            (req("extra", a=lambda r: r.raw_input_contents.__setitem__(1, struct.pack("<4f", 0, 0, float("nan"), 0))),
+             "x[1,0] (extra observation 0 of image 1) is NaN"),
+            (req(a=lambda r: r.inputs[0].shape.__setitem__(0, 17)), "has 864 bytes", "needs 7344"),
+        ]
+        typed = self.infer_req("dots", 0, 2, raw=False)
+        typed.inputs[0].contents.uint_contents[5] = 256
+        cases.append((typed, "value 5 is 256", "0..255"))
+        big = self.infer_req("dots", 0, 17)
+        cases.append((big, "images has 17 rows", "--max-rows"))
+        for r, *needles in cases:
+            self.expect(k.ModelInfer, r, INVALID, *needles)
+        self.assertEqual(len(srv.stub.Predict(self.predict_req(hi=2)).y), 4)  # still answering
         srv.stop_clean(self)
 
     def test_message_limit(self):

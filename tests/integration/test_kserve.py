@@ -231,7 +231,12 @@ class KServe(it.EmberTest):
         self.expect(self.v2.ModelInfer, none, INVALID, "no data")
         two = infer_request("jump", self.x2)
         two.inputs.add(name="x", datatype="FP32", shape=[1, 2])
-        self.expect(self.v2.ModelInfer, two, INVALID, "one input tensor")
+        self.expect(self.v2.ModelInfer, two, INVALID, "repeated input 'x'", "x (FP32 [rows, 2])")
+        one_of_two = infer_request("jump", self.x2)
+        one_of_two.raw_input_contents.append(b"")
+        self.expect(self.v2.ModelInfer, one_of_two, INVALID, "raw_input_contents has 2 entries for 1 input")
+        self.expect(self.v2.ModelInfer, it.kpb.ModelInferRequest(model_name="jump"), INVALID,
+                    "expected 1 input tensor, x (FP32 [rows, 2]); got 0")
         # a method of the protocol's extensions that emberd does not serve
         unimpl = self.srv.channel.unary_unary("/inference.GRPCInferenceService/RepositoryIndex")
         code, _, _ = call(unimpl, b"")
