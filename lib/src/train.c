@@ -88,6 +88,11 @@ void ember_train_opts_for_method(ember_train_opts *o, ember_method method) {
   case EMBER_METHOD_LANGEVIN:
     o->batch = 128;
     o->negatives = 8; /* moved by 25-step chains (the library's chain default) */
+    /* chains that reach the data: IBC's D4RL step and change clip instead of its code's 0.1,
+     * without which the counter-examples stay about uniform and from N = 4 the energy never
+     * sharpens (docs/particle.md#langevin-method-c); inference chains take them too */
+    o->langevin.step_init = 0.5f;
+    o->langevin.delta_max = 0.5f;
     o->steps = 24000; /* success still rose from 12k to 16k steps on the particle task (docs/particle.md) */
     o->infer.samples = 64; /* chains, each 2 x chain steps long */
     break;

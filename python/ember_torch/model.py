@@ -50,9 +50,9 @@ def infer_defaults(method):
         d["infer.samples"] = 512
     elif method == "langevin":
         d.update({"infer.samples": 64, "infer.again_steps": 0, "infer.again_step": 1e-5,
-                  "langevin.steps": 50, "langevin.schedule": "ibc", "langevin.step_init": 0.1,
+                  "langevin.steps": 50, "langevin.schedule": "ibc", "langevin.step_init": 0.5,
                   "langevin.step_final": 1e-5, "langevin.gamma": 0.55,
-                  "langevin.noise_scale": 1.0, "langevin.delta_max": 0.1,
+                  "langevin.noise_scale": 1.0, "langevin.delta_max": 0.5,
                   "langevin.penalty_margin": 1.0, "langevin.penalty_weight": 1.0})
     return d
 

@@ -52,7 +52,7 @@ def recipe(method, **overrides):
          "prefix_share": 0.5, "prefix_noise": 0.3, "conv": DEFAULT_CONV, "head": "softargmax"}
     o.update({"dfo": {"batch": 256, "negatives": 64, "steps": 8000},
               "ardfo": {"batch": 256, "negatives": 64, "steps": 4000},
-              "langevin": {"batch": 128, "negatives": 8, "steps": 24000},
+              "langevin": {"batch": 128, "negatives": 8, "steps": 24000, "step_init": 0.5, "delta_max": 0.5},
               "mse": {"batch": 256, "steps": 8000}}[method])
     unknown = set(overrides) - set(o)
     if unknown:

@@ -68,7 +68,7 @@ class Langevin(it.EmberTest):
             ("--schedule", "poly", "--gamma", 0),
             ("--step-init", 0.05, "--step-final", 0.001),
             ("--noise-scale", 0),
-            ("--delta-max", 0),
+            ("--delta-max", 0.01),  # binding (the default clip, 0.5, rarely is)
             ("--again-steps", 5, "--again-step", 0.01),
             ("--refine", 3, "--refine-lr", 0.2),
         )
@@ -118,7 +118,7 @@ class Langevin(it.EmberTest):
             (predict("lang", langevin=L(chain_steps=200000)), "langevin.chain_steps", "1..100000", "200000"),
             (predict("lang", langevin=L(again_steps=4000000000)), "again_steps", "4000000000"),
             (predict("lang", langevin=L(step_init=-0.1)), "initial step", "-0.1"),
-            (predict("lang", langevin=L(step_final=0.5)), "final step", "0.5"),
+            (predict("lang", langevin=L(step_final=0.9)), "final step", "0.9"),
             (predict("lang", langevin=L(gamma=11)), "gamma", "11"),
             (predict("lang", langevin=L(noise_scale=-1)), "noise scale", "-1"),
             (predict("lang", langevin=L(delta_max=float("nan"))), "change clip"),
@@ -149,7 +149,7 @@ class Langevin(it.EmberTest):
             rcode, remote = self.cli_fails("--server", srv.target, "predict", "--model", "dfo", "--input", self.q, *args)
             self.assertEqual((rcode, remote), (code, local.replace(self.dfo, "dfo")))
             self.assertIn("Langevin models only", remote)
-        for args in (("--chain-steps", 0), ("--schedule", "sgld"), ("--step-final", 0.5), ("--refine", 2,
+        for args in (("--chain-steps", 0), ("--schedule", "sgld"), ("--step-final", 0.9), ("--refine", 2,
                                                                                               "--refine-lr", 0)):
             code, local = self.cli_fails("predict", "--model", self.lang, "--input", self.q, *args)
             rcode, remote = self.cli_fails("--server", srv.target, "predict", "--model", "lang", "--input", self.q, *args)
@@ -164,9 +164,9 @@ class Langevin(it.EmberTest):
         self.assertEqual(d.samples, CHAINS)
         self.assertEqual(l.chain_steps, 10)  # twice the training chains
         self.assertEqual(l.schedule, it.pb.LangevinOptions.SCHEDULE_IBC)
-        self.assertAlmostEqual(l.step_init, 0.1, places=6)
+        self.assertAlmostEqual(l.step_init, 0.5, places=6)  # the langevin recipe's (train.c)
         self.assertAlmostEqual(l.step_final, 1e-5, places=9)
-        for name, want in (("gamma", 0.55), ("noise_scale", 1.0), ("delta_max", 0.1), ("again_steps", 0)):
+        for name, want in (("gamma", 0.55), ("noise_scale", 1.0), ("delta_max", 0.5), ("again_steps", 0)):
             self.assertTrue(l.HasField(name), name)
             self.assertAlmostEqual(getattr(l, name), want, places=6)
         self.assertAlmostEqual(l.again_step, 1e-5, places=9)
@@ -182,7 +182,7 @@ class Langevin(it.EmberTest):
         self.assertFalse(dfo.HasField("langevin"))
         self.assertTrue(dfo.HasField("refine_steps"))
         text = self.remote(srv, "info", "--model", "lang_on")
-        self.assertIn("8 chains of 10 steps, ibc schedule, step 0.1 -> 1e-05, gamma 0.55, noise 1, change clip 0.1",
+        self.assertIn("8 chains of 10 steps, ibc schedule, step 0.5 -> 1e-05, gamma 0.55, noise 1, change clip 0.5",
                       text)
         self.assertIn("3 steps at step 0.01", text)
         self.assertIn("2 gradient steps from the best candidates, step 0.05", text)
@@ -195,7 +195,7 @@ class Langevin(it.EmberTest):
             O(samples=CHAINS, seed=1, langevin=L(chain_steps=3)),
             O(samples=CHAINS, seed=1, langevin=L(schedule=L.SCHEDULE_POLY)),
             O(samples=CHAINS, seed=1, langevin=L(noise_scale=0)),
-            O(samples=CHAINS, seed=1, langevin=L(delta_max=0)),
+            O(samples=CHAINS, seed=1, langevin=L(delta_max=0.01)),
             O(samples=CHAINS, seed=1, langevin=L(again_steps=4, again_step=0.01)),
             O(samples=CHAINS, seed=1, refine_steps=3),
             O(samples=CHAINS, seed=1, refine_steps=3, refine_lr=0.2),
