@@ -249,6 +249,35 @@ static int contents_kind(const Inference__ModelInferRequest *req, unsigned *raw,
   return 0;
 }
 
+/* Input k's data is n values of its datatype (uint8: UINT8 in uint_contents, else FP32 in
+ * fp32_contents): raw_input_contents[k] of n x size bytes, or typed contents with exactly n
+ * values in that one field. 0, or -1 with *st. */
+static int check_data(const Inference__ModelInferRequest *req, size_t k, const char *name, int uint8, size_t n,
+                      unsigned raw, srv_status *st) {
+  const Inference__ModelInferRequest__InferInputTensor *in = req->inputs[k];
+  const char *type = uint8 ? "UINT8" : "FP32", *field = uint8 ? "uint_contents" : "fp32_contents";
+  const size_t size = uint8 ? 1 : sizeof(float);
+  char got[96];
+  if (raw) {
+    if (req->raw_input_contents[k].len != n * size)
+      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "raw_input_contents of %s has %zu bytes; shape %s of %s needs %zu",
+                            name, req->raw_input_contents[k].len, shape_text(got, sizeof got, in), type, n * size);
+    return 0;
+  }
+  const Inference__InferTensorContents *t = in->contents;
+  const size_t have = !t ? 0 : uint8 ? t->n_uint_contents : t->n_fp32_contents;
+  if (have == 0)
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "input %s has no data: send contents.%s or raw_input_contents",
+                          name, field);
+  if (t->n_bool_contents + t->n_int_contents + t->n_int64_contents + t->n_uint_contents + t->n_uint64_contents +
+          t->n_fp32_contents + t->n_fp64_contents + t->n_bytes_contents != have)
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "input %s is %s: its contents go in %s only", name, type, field);
+  if (have != n)
+    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "contents of %s has %zu values; shape %s needs %zu", name,
+                          have, shape_text(got, sizeof got, in), n);
+  return 0;
+}
+
 /* Input k, FP32 of shape [rows, cols] (rows given by want_rows >= 1, or any >= 1 when it is
  * 0), raw or typed, into *x (a copy, caller frees) and *rows; -1 with *st. */
 static int take_fp32(const Inference__ModelInferRequest *req, size_t k, int cols, int64_t want_rows,
@@ -271,27 +300,8 @@ static int take_fp32(const Inference__ModelInferRequest *req, size_t k, int cols
   if (in->shape[0] > (int64_t)INT32_MAX / cols)
     return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "input x has too many rows (%" PRId64 ")", in->shape[0]);
   const size_t n = (size_t)in->shape[0] * (size_t)cols;
-  const void *src;
-  if (raw) {
-    src = req->raw_input_contents[k].data;
-    if (req->raw_input_contents[k].len != n * sizeof(float))
-      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                            "raw_input_contents of x has %zu bytes; shape %s of FP32 needs %zu",
-                            req->raw_input_contents[k].len, shape_text(got, sizeof got, in), n * sizeof(float));
-  } else {
-    const Inference__InferTensorContents *t = in->contents;
-    if (!t || t->n_fp32_contents == 0)
-      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                            "input x has no data: send contents.fp32_contents or raw_input_contents");
-    if (t->n_bool_contents || t->n_int_contents || t->n_int64_contents || t->n_uint_contents ||
-        t->n_uint64_contents || t->n_fp64_contents || t->n_bytes_contents)
-      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                            "input x is FP32: its contents go in fp32_contents only");
-    if (t->n_fp32_contents != n)
-      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "contents of x has %zu values; shape %s needs %zu",
-                            t->n_fp32_contents, shape_text(got, sizeof got, in), n);
-    src = t->fp32_contents;
-  }
+  if (check_data(req, k, "x", 0, n, raw, st) < 0) return -1;
+  const void *src = raw ? (const void *)req->raw_input_contents[k].data : in->contents->fp32_contents;
   *x = malloc(n * sizeof(float));
   if (!*x) return srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for x");
   memcpy(*x, src, n * sizeof(float));
@@ -321,28 +331,15 @@ static int take_images(Inference__ModelInferRequest *req, size_t k, const ember_
     return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "input images has too many rows (%" PRId64 ")", in->shape[0]);
   const size_t n = (size_t)in->shape[0] * per;
   *rows = (int)in->shape[0];
-  if (raw) {
+  if (check_data(req, k, "images", 1, n, raw, st) < 0) return -1;
+  if (raw) { /* taken over: the request no longer frees them */
     ProtobufCBinaryData *b = &req->raw_input_contents[k];
-    if (b->len != n)
-      return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                            "raw_input_contents of images has %zu bytes; shape %s of UINT8 needs %zu",
-                            b->len, shape_text(got, sizeof got, in), n);
-    *img = *b; /* taken over: the request no longer frees them */
+    *img = *b;
     b->data = NULL;
     b->len = 0;
     return 0;
   }
   const Inference__InferTensorContents *t = in->contents;
-  if (!t || t->n_uint_contents == 0)
-    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                          "input images has no data: send contents.uint_contents or raw_input_contents");
-  if (t->n_bool_contents || t->n_int_contents || t->n_int64_contents || t->n_fp32_contents ||
-      t->n_uint64_contents || t->n_fp64_contents || t->n_bytes_contents)
-    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT,
-                          "input images is UINT8: its contents go in uint_contents only");
-  if (t->n_uint_contents != n)
-    return srv_status_set(st, GRPC_STATUS_INVALID_ARGUMENT, "contents of images has %zu values; shape %s needs %zu",
-                          t->n_uint_contents, shape_text(got, sizeof got, in), n);
   uint8_t *bytes = malloc(n);
   if (!bytes) return srv_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the images");
   for (size_t i = 0; i < n; i++) {
@@ -405,10 +402,10 @@ static int decode_infer(srv_call *c, Inference__ModelInferRequest *req, srv_stat
   float *x = NULL;
   int rows = 0;
   ProtobufCBinaryData img = {0, NULL};
-  int rc = take_params(req, &w, st) < 0 || take_outputs(req, &out, st) < 0 ||
-                   take_inputs(req, &v->model, &raw, &x, &rows, &img, st) < 0
-               ? -1
-               : rpc_ember_check_infer(c, v, &w, x, rows, v->model.enc ? &img : NULL, NULL, 0, st);
+  int rc = -1;
+  if (take_params(req, &w, st) == 0 && take_outputs(req, &out, st) == 0 &&
+      take_inputs(req, &v->model, &raw, &x, &rows, &img, st) == 0)
+    rc = rpc_ember_check_infer(c, v, &w, x, rows, v->model.enc ? &img : NULL, NULL, 0, st);
   free(x);
   free(img.data); /* NULL once the call took the images over */
   if (rc < 0) return -1;
