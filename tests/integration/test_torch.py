@@ -372,6 +372,35 @@ class Pieces(it.EmberTest):
                         got[parts[1]] = v.strip('"') if v.startswith('"') else eval(v.replace("(size_t)", ""))
         self.assertEqual(got, want)
 
+    def test_recipes_match_ember(self):
+        """ember_torch's copies of ember's per-method recipes (ettrain.recipe) and stored inference
+        defaults (et.infer_defaults) equal the defaults `ember train --method M --help` states."""
+        import re
+        for method in ("dfo", "ardfo", "langevin", "mse"):
+            out = subprocess.run([it.EMBER, "train", "--method", method, "--help"], capture_output=True, text=True,
+                                 check=True, timeout=it.CLI_TIMEOUT).stdout
+            stated = {m.group(1).replace("-", "_"): m.group(2)
+                      for m in re.finditer(r"^ +--([a-z-]+) [A-Z]+ .*\(default ([^)]*)\)$", out, re.M)}
+            recipe, infer = ettrain.recipe(method), et.infer_defaults(method)
+            compared = 0
+            for key, v in stated.items():
+                if key in recipe and key != "method":
+                    want = recipe[key]
+                elif "infer." + key in infer:
+                    want = infer["infer." + key]
+                else:
+                    continue
+                compared += 1
+                if isinstance(want, str):
+                    self.assertEqual(v, want, (method, key))
+                else:
+                    self.assertAlmostEqual(float(v), float(want), places=6, msg=(method, key))
+            self.assertGreaterEqual(compared, 20, method)
+            if method == "langevin":  # inference chains: training's settings, twice as long
+                for key in ("step_init", "step_final", "gamma", "noise_scale", "delta_max"):
+                    self.assertAlmostEqual(infer["langevin." + key], recipe[key], places=6, msg=key)
+                self.assertEqual(infer["langevin.steps"], 2 * recipe["chain_steps"])
+
     def test_safetensors_refusals(self):
         path = os.path.join(self.tmp, "m.safetensors")
         st.write(path, [("a", np.ones((2, 3), np.float32)), ("b", np.zeros(4, np.float32))], {"k": "v"})
