@@ -191,7 +191,7 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
       {"val", OPT_STR, &t->val, "FILE", remote ? "not with --server: send --val-split instead (the server holds that share of the data out)" : "validation pairs with --data's columns: their loss is shown as training goes and stored in the model (ember info)", 0, 0},
       {"val-split", OPT_FLOAT, &o->val_split, "F", "hold out this share of --data's rows (chosen by --seed) for validation instead (0 = none)", 0, 0},
       {"quiet", OPT_FLAG, &t->quiet, NULL, "no progress output", 0, 0},
-      {"conv", OPT_STR, &t->conv, "C:K:S,...", "image data: the encoder's convolutions, channels:kernel:stride per layer (docs/images.md)", 0, 0},
+      {"conv", OPT_STR, &t->conv, "C:K:S[:P],...", "image data: the encoder's convolutions, channels:kernel:stride[:zero padding] per layer (docs/images.md)", 0, 0},
       {"head", OPT_STR, &t->head, "H", "image data: the encoder's head, softargmax (2 coordinates per channel) or pool (the mean of each channel)", 0, 0},
   };
   /* remote: no --out (the server publishes), and --threads is refused (the server's

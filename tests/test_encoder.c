@@ -23,8 +23,9 @@ typedef struct fixture {
   float *feat, *c;
 } fixture;
 
-static ember_encoder_shape small_shape(ember_head head) {
-  ember_encoder_shape s = {.h = 9, .w = 8, .c = 2, .nconv = 2, .conv = {{3, 3, 2}, {4, 2, 1}}, .head = head};
+/* pad: zero padding of 1 on both layers (PyTorch's Conv2d padding=1) */
+static ember_encoder_shape small_shape(ember_head head, int pad) {
+  ember_encoder_shape s = {.h = 9, .w = 8, .c = 2, .nconv = 2, .conv = {{3, 3, 2, pad}, {4, 2, 1, pad}}, .head = head};
   return s;
 }
 
@@ -91,10 +92,10 @@ static void check_grad(objective_fn fn, void *ctx, float *const *ptrs, const flo
 
 static double enc_objective(void *ctx) { return objective(ctx); }
 
-static void grad_test(ember_head head) {
+static void grad_test(ember_head head, int pad) {
   fixture f;
-  ember_encoder_shape s = small_shape(head);
-  setup(&f, &s, 3, 5 + (uint64_t)head);
+  ember_encoder_shape s = small_shape(head, pad);
+  setup(&f, &s, 3, 5 + (uint64_t)head + 2 * (uint64_t)pad);
   size_t np = f.enc.nparams;
   float *grad = calloc(np, sizeof(float));
   objective(&f);
@@ -116,15 +117,17 @@ static void grad_test(ember_head head) {
 
 static void test_softargmax_gradients(void **state) {
   (void)state;
-  grad_test(EMBER_HEAD_SOFTARGMAX);
+  grad_test(EMBER_HEAD_SOFTARGMAX, 0);
+  grad_test(EMBER_HEAD_SOFTARGMAX, 1);
 }
 
 static void test_pool_gradients(void **state) {
   (void)state;
-  grad_test(EMBER_HEAD_POOL);
+  grad_test(EMBER_HEAD_POOL, 0);
+  grad_test(EMBER_HEAD_POOL, 1);
 }
 
-/* naive NHWC convolution in double, layer by layer, then the head */
+/* naive NHWC convolution in double (zero outside the input), layer by layer, then the head */
 static void naive_features(const ember_encoder *enc, const uint8_t *img, double *feat) {
   const ember_encoder_shape *s = &enc->shape;
   double *in = malloc(sizeof(double) * (size_t)s->h * s->w * s->c), *out = NULL;
@@ -138,9 +141,12 @@ static void naive_features(const ember_encoder *enc, const uint8_t *img, double 
           double v = l->b[o];
           for (int c = 0; c < l->in_c; c++)
             for (int ky = 0; ky < l->k; ky++)
-              for (int kx = 0; kx < l->k; kx++)
+              for (int kx = 0; kx < l->k; kx++) {
+                int iy = oy * l->s + ky - l->p, ix = ox * l->s + kx - l->p;
+                if (iy < 0 || iy >= l->in_h || ix < 0 || ix >= l->in_w) continue;
                 v += (double)l->w[(((size_t)o * l->in_c + c) * l->k + ky) * l->k + kx] *
-                     in[((size_t)(oy * l->s + ky) * l->in_w + (ox * l->s + kx)) * l->in_c + c];
+                     in[((size_t)iy * l->in_w + ix) * l->in_c + c];
+              }
           if (l->relu && v < 0) v = 0;
           out[((size_t)oy * l->out_w + ox) * l->out_c + o] = v;
         }
@@ -173,26 +179,27 @@ static void naive_features(const ember_encoder *enc, const uint8_t *img, double 
 
 static void test_forward_matches_reference(void **state) {
   (void)state;
-  for (int head = 0; head < 2; head++) {
-    fixture f;
-    ember_encoder_shape s = small_shape((ember_head)head);
-    setup(&f, &s, 4, 21);
-    objective(&f);
-    double ref[16];
-    for (int i = 0; i < f.n; i++) {
-      naive_features(&f.enc, f.img + (size_t)i * ember_encoder_image_bytes(&s), ref);
-      for (int j = 0; j < f.enc.nfeat; j++)
-        assert_float_equal(f.feat[i * f.enc.nfeat + j], ref[j], 1e-4 * (1 + fabs(ref[j])));
+  for (int head = 0; head < 2; head++)
+    for (int pad = 0; pad < 2; pad++) {
+      fixture f;
+      ember_encoder_shape s = small_shape((ember_head)head, pad);
+      setup(&f, &s, 4, 21);
+      objective(&f);
+      double ref[16];
+      for (int i = 0; i < f.n; i++) {
+        naive_features(&f.enc, f.img + (size_t)i * ember_encoder_image_bytes(&s), ref);
+        for (int j = 0; j < f.enc.nfeat; j++)
+          assert_float_equal(f.feat[i * f.enc.nfeat + j], ref[j], 1e-4 * (1 + fabs(ref[j])));
+      }
+      teardown(&f);
     }
-    teardown(&f);
-  }
 }
 
 /* An image's features are the same bits whether it is encoded alone or among others, at any
  * position of the call, in a workspace of any size (groups are padded to one size per layer). */
 static void test_features_do_not_depend_on_the_batch(void **state) {
   (void)state;
-  ember_encoder_shape s = {.h = 20, .w = 20, .c = 3, .nconv = 2, .conv = {{8, 4, 2}, {6, 3, 1}},
+  ember_encoder_shape s = {.h = 20, .w = 20, .c = 3, .nconv = 2, .conv = {{8, 4, 2, 1}, {6, 3, 1}},
                            .head = EMBER_HEAD_SOFTARGMAX};
   fixture f;
   setup(&f, &s, 37, 3);
@@ -260,7 +267,7 @@ static double chain_objective(void *ctx) {
 static void test_gradient_through_encoder_and_net(void **state) {
   (void)state;
   chain ch;
-  ember_encoder_shape s = small_shape(EMBER_HEAD_SOFTARGMAX);
+  ember_encoder_shape s = small_shape(EMBER_HEAD_SOFTARGMAX, 1);
   setup(&ch.f, &s, 3, 9);
   ch.per = 4;
   ch.extra = 2;
@@ -324,6 +331,31 @@ static void test_spec_parse_and_checks(void **state) {
   assert_string_equal(text, "16:5:2,32:3:1");
   assert_int_equal(ember_encoder_shape_check(&s, &err), 0);
   assert_int_equal(ember_encoder_features(&s), 64);
+  assert_int_equal(s.conv[1].pad, 0);
+  /* zero padding: a fourth field, kept in the text only when not 0 */
+  assert_int_equal(ember_conv_spec_parse("16:5:2:2,32:3:1", &s, &err), 0);
+  assert_int_equal(s.conv[0].pad, 2);
+  assert_int_equal(s.conv[1].pad, 0);
+  ember_conv_spec_text(&s, text, sizeof text);
+  assert_string_equal(text, "16:5:2:2,32:3:1");
+  assert_int_equal(ember_encoder_shape_check(&s, &err), 0);
+  ember_encoder enc;
+  assert_int_equal(ember_encoder_init(&enc, &s, &err), 0);
+  assert_int_equal(enc.layers[0].out_h, 16); /* (32 + 4 - 5) / 2 + 1 */
+  assert_int_equal(enc.layers[1].out_w, 14);
+  ember_encoder_free(&enc);
+  assert_int_equal(ember_conv_spec_parse("16:5:2:5", &s, &err), 0);
+  assert_int_equal(ember_encoder_shape_check(&s, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "padding must be 0..kernel - 1 (4), got 5"));
+  assert_int_equal(ember_conv_spec_parse("16:5:2:", &s, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "channels:kernel:stride:pad"));
+  assert_int_equal(ember_conv_spec_parse("16:5:2:1:1", &s, &err), EMBER_EINVAL);
+  /* a kernel that fits only once padded */
+  ember_encoder_shape tiny = {.h = 3, .w = 3, .c = 1, .nconv = 1, .conv = {{2, 5, 1, 1}}};
+  assert_int_equal(ember_encoder_shape_check(&tiny, &err), 0);
+  tiny.conv[0].pad = 0;
+  assert_int_equal(ember_encoder_shape_check(&tiny, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "does not fit"));
   assert_int_equal(ember_conv_spec_parse("16:5", &s, &err), EMBER_EINVAL);
   assert_non_null(strstr(err.msg, "channels:kernel:stride"));
   assert_int_equal(ember_conv_spec_parse("16:5:2;3:3:1", &s, &err), EMBER_EINVAL);

@@ -24,8 +24,12 @@
  *   allocate nothing.
  * - ReLU's derivative at 0 is 0 (mask = activation > 0), as in net.c.
  *
- * What it does not do: padding, pooling between layers, dilation, batch normalisation, or
- * threads (callers give each thread its own workspace and images).
+ * - Zero padding (PyTorch's Conv2d padding=p) is written as zeros into the im2col rows of
+ *   positions whose receptive field leaves the input; the input itself is never copied into a
+ *   padded buffer.
+ *
+ * What it does not do: pooling between layers, dilation, batch normalisation, or threads
+ * (callers give each thread its own workspace and images).
  */
 #include "ember/encoder.h"
 
@@ -58,14 +62,22 @@ int ember_head_parse(const char *s, ember_head *out) {
   return EMBER_EINVAL;
 }
 
-/* a decimal integer 1..99999 at *p, moving *p past it */
-static int parse_small(const char **p, int *out) {
+/* a decimal integer 0..99999 at *p, moving *p past it */
+static int parse_count(const char **p, int *out) {
   const char *s = *p;
   long v = 0;
   int digits = 0;
   while (*s >= '0' && *s <= '9' && digits < 6) v = v * 10 + (*s++ - '0'), digits++;
-  if (digits == 0 || digits > 5 || v < 1) return -1;
+  if (digits == 0 || digits > 5) return -1;
   *out = (int)v;
+  *p = s;
+  return 0;
+}
+
+/* the same, 1..99999 */
+static int parse_small(const char **p, int *out) {
+  const char *s = *p;
+  if (parse_count(&s, out) < 0 || *out < 1) return -1;
   *p = s;
   return 0;
 }
@@ -78,11 +90,14 @@ int ember_conv_spec_parse(const char *s, ember_encoder_shape *shape, ember_err *
     if (n == EMBER_MAX_CONV)
       return ember_fail(err, EMBER_EINVAL, "\"%s\": at most %d convolution layers", s, EMBER_MAX_CONV);
     ember_conv_spec *c = &shape->conv[n];
+    c->pad = 0;
     if (parse_small(&p, &c->channels) < 0 || *p++ != ':' || parse_small(&p, &c->kernel) < 0 ||
-        *p++ != ':' || parse_small(&p, &c->stride) < 0)
+        *p++ != ':' || parse_small(&p, &c->stride) < 0 ||
+        (*p == ':' && (p++, parse_count(&p, &c->pad) < 0)))
       return ember_fail(err, EMBER_EINVAL,
                         "\"%s\": each convolution layer is channels:kernel:stride, three positive "
-                        "integers (e.g. 16:5:2,32:3:1)", s);
+                        "integers, or channels:kernel:stride:pad with zero padding pad >= 0 (e.g. "
+                        "16:5:2:2,32:3:1:1)", s);
     n++;
     if (*p == 0) break;
     if (*p++ != ',')
@@ -96,8 +111,11 @@ void ember_conv_spec_text(const ember_encoder_shape *shape, char *buf, size_t le
   size_t at = 0;
   if (len) buf[0] = 0;
   for (int i = 0; i < shape->nconv && at + 1 < len; i++) {
-    int w = snprintf(buf + at, len - at, "%s%d:%d:%d", i ? "," : "", shape->conv[i].channels,
-                     shape->conv[i].kernel, shape->conv[i].stride);
+    const ember_conv_spec *c = &shape->conv[i];
+    int w = c->pad ? snprintf(buf + at, len - at, "%s%d:%d:%d:%d", i ? "," : "", c->channels, c->kernel,
+                              c->stride, c->pad)
+                   : snprintf(buf + at, len - at, "%s%d:%d:%d", i ? "," : "", c->channels, c->kernel,
+                              c->stride);
     if (w < 0) break;
     at += (size_t)w;
   }
@@ -117,14 +135,17 @@ static int geometry(const ember_encoder_shape *s, ember_conv *L, ember_err *err)
     if (cs->stride < 1 || cs->stride > cs->kernel)
       return ember_fail(err, EMBER_EINVAL, "convolution %d: stride must be 1..kernel (%d), got %d", i,
                         cs->kernel, cs->stride);
-    if (cs->kernel > h || cs->kernel > w)
+    if (cs->pad < 0 || cs->pad >= cs->kernel)
+      return ember_fail(err, EMBER_EINVAL, "convolution %d: padding must be 0..kernel - 1 (%d), got %d", i,
+                        cs->kernel - 1, cs->pad);
+    if (cs->kernel > h + 2 * cs->pad || cs->kernel > w + 2 * cs->pad)
       return ember_fail(err, EMBER_EINVAL,
-                        "convolution %d: a %dx%d kernel does not fit its %dx%d input (the image is "
-                        "%dx%d; layers do not pad)", i, cs->kernel, cs->kernel, h, w, s->h, s->w);
-    int oh = (h - cs->kernel) / cs->stride + 1, ow = (w - cs->kernel) / cs->stride + 1;
+                        "convolution %d: a %dx%d kernel does not fit its %dx%d input padded by %d (the "
+                        "image is %dx%d)", i, cs->kernel, cs->kernel, h, w, cs->pad, s->h, s->w);
+    int oh = (h + 2 * cs->pad - cs->kernel) / cs->stride + 1, ow = (w + 2 * cs->pad - cs->kernel) / cs->stride + 1;
     if (L) {
       ember_conv *l = &L[i];
-      l->in_c = c, l->out_c = cs->channels, l->k = cs->kernel, l->s = cs->stride;
+      l->in_c = c, l->out_c = cs->channels, l->k = cs->kernel, l->s = cs->stride, l->p = cs->pad;
       l->in_h = h, l->in_w = w, l->out_h = oh, l->out_w = ow;
       l->relu = !(i == s->nconv - 1 && s->head == EMBER_HEAD_SOFTARGMAX);
     }
@@ -337,6 +358,14 @@ void ember_encoder_ws_free(ember_encoder_ws *ws) {
 
 /* ---- im2col ------------------------------------------------------------------------------ */
 
+/* The kernel columns [*x0, *x1) of output column ox that fall inside the input (all k
+ * without padding). */
+static inline void kernel_span(const ember_conv *l, int ox, int *x0, int *x1) {
+  int left = ox * l->s - l->p; /* input column of kernel column 0 */
+  *x0 = left < 0 ? -left : 0;
+  *x1 = left + l->k > l->in_w ? l->in_w - left : l->k;
+}
+
 /* Rows of g images' positions into cols (rows_total, K), columns in (ky, kx, c) order: layer
  * 0 from the uint8 images, later layers from the previous activations; rows past g images are
  * zero. Each kernel row of a patch is k x C contiguous input values. */
@@ -349,13 +378,24 @@ static void im2col(const ember_conv *l, const uint8_t *img, const float *in, int
     for (int oy = 0; oy < l->out_h; oy++)
       for (int ox = 0; ox < l->out_w; ox++) {
         float *row = cols + ((size_t)i * P + (size_t)oy * l->out_w + ox) * K;
+        int x0, x1; /* the kernel columns inside the image */
+        kernel_span(l, ox, &x0, &x1);
         for (int ky = 0; ky < k; ky++) {
-          size_t at = (size_t)i * in_img + ((size_t)(oy * l->s + ky) * l->in_w + (size_t)ox * l->s) * C;
           float *dst = row + (size_t)ky * run;
+          int iy = oy * l->s + ky - l->p;
+          if (iy < 0 || iy >= l->in_h || x0 >= x1) {
+            memset(dst, 0, (size_t)run * sizeof(float));
+            continue;
+          }
+          memset(dst, 0, (size_t)x0 * C * sizeof(float));
+          memset(dst + (size_t)x1 * C, 0, (size_t)(k - x1) * C * sizeof(float));
+          size_t at = (size_t)i * in_img + ((size_t)iy * l->in_w + (size_t)(ox * l->s + x0 - l->p)) * C;
+          int n = (x1 - x0) * C;
+          dst += (size_t)x0 * C;
           if (img)
-            for (int j = 0; j < run; j++) dst[j] = (float)img[at + j] * scale;
+            for (int j = 0; j < n; j++) dst[j] = (float)img[at + j] * scale;
           else
-            memcpy(dst, in + at, (size_t)run * sizeof(float));
+            memcpy(dst, in + at, (size_t)n * sizeof(float));
         }
       }
   }
@@ -363,7 +403,8 @@ static void im2col(const ember_conv *l, const uint8_t *img, const float *in, int
   memset(cols + used, 0, ((size_t)rows_total * K - used) * sizeof(float));
 }
 
-/* d_in (g images) += the columns' gradient laid back onto the positions it came from */
+/* d_in (g images) += the columns' gradient laid back onto the positions it came from (the
+ * padding's share is dropped) */
 static void col2im(const ember_conv *l, const float *dcols, int g, float *din) {
   const int K = patch(l), P = positions(l), k = l->k, C = l->in_c, run = k * C;
   const size_t in_img = (size_t)l->in_h * l->in_w * C;
@@ -371,10 +412,15 @@ static void col2im(const ember_conv *l, const float *dcols, int g, float *din) {
     for (int oy = 0; oy < l->out_h; oy++)
       for (int ox = 0; ox < l->out_w; ox++) {
         const float *row = dcols + ((size_t)i * P + (size_t)oy * l->out_w + ox) * K;
+        int x0, x1;
+        kernel_span(l, ox, &x0, &x1);
         for (int ky = 0; ky < k; ky++) {
-          float *dst = din + (size_t)i * in_img + ((size_t)(oy * l->s + ky) * l->in_w + (size_t)ox * l->s) * C;
-          const float *src = row + (size_t)ky * run;
-          for (int j = 0; j < run; j++) dst[j] += src[j];
+          int iy = oy * l->s + ky - l->p;
+          if (iy < 0 || iy >= l->in_h || x0 >= x1) continue;
+          float *dst = din + (size_t)i * in_img + ((size_t)iy * l->in_w + (size_t)(ox * l->s + x0 - l->p)) * C;
+          const float *src = row + (size_t)ky * run + (size_t)x0 * C;
+          int n = (x1 - x0) * C;
+          for (int j = 0; j < n; j++) dst[j] += src[j];
         }
       }
 }

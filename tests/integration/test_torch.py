@@ -249,11 +249,14 @@ class Images(EmberTorch):
             path = os.path.join(self.tmp, "e%d.safetensors" % k)
             data = train_x if extras else os.path.join(self.tmp, "train.npz")
             more = ["--chain-steps", 3] if method == "langevin" else []
-            self.train(path, data, "--method", method, "--conv", "4:5:2,6:3:1", "--head", head, *more,
+            # odd runs pad (PyTorch's Conv2d padding=), even runs do not
+            conv = "4:5:2:2,6:3:1:1" if k % 2 else "4:5:2,6:3:1"
+            self.train(path, data, "--method", method, "--conv", conv, "--head", head, *more,
                        width=16, steps=6, batch=8, negatives=8, samples=64)
             model = et.load_ember(path)
             self.assertEqual((model.encoder.image, model.encoder.head, model.encoder.extra),
                              ((12, 12, 3), head, 2 if extras else 0))
+            self.assertEqual(model.encoder.spec()["encoder.conv"], conv)
             if method == "langevin":
                 model.options["langevin.steps"] = 6
             # fit_stats: ember's normalisation (features as they are, extras normalised), to the bit
@@ -270,7 +273,8 @@ class Images(EmberTorch):
         runs = [("dfo", "softargmax", False), ("dfo", "pool", True), ("langevin", "pool", False),
                 ("mse", "softargmax", True)]
         for k, (method, head, extras) in enumerate(runs):
-            m = et.train(tr["x"], tr["y"], method=method, seed=k, conv="4:5:2,6:3:1", head=head, chain_steps=3,
+            m = et.train(tr["x"], tr["y"], method=method, seed=k, conv="4:5:2:2,6:3:1:1" if k % 2 else "4:5:2,6:3:1",
+                         head=head, chain_steps=3,
                          extra=ex_tr if extras else None, **SMALL)
             m.options["infer.samples"] = 64
             if method == "langevin":
@@ -293,6 +297,9 @@ class Images(EmberTorch):
         self.assertIn("does not fit", str(cm.exception))
         with self.assertRaises(ValueError):
             et.EmberModel("dfo", None, 2, image=(12, 12, 3), conv="4:5")
+        with self.assertRaises(ValueError) as cm:
+            et.EmberModel("dfo", None, 2, image=(12, 12, 3), conv="4:5:2:5")
+        self.assertIn("padding must be 0..kernel - 1 (4), got 5", str(cm.exception))
         with self.assertRaises(ValueError) as cm:
             et.predict(m, te["x"][:, :8])
         self.assertIn("(n, 12, 12, 3)", str(cm.exception))
@@ -342,8 +349,8 @@ class Pieces(it.EmberTest):
         """The encoder's features in every parameter and in float pixels, both heads."""
         call_with = torch.nn.utils.stateless.functional_call
         torch.manual_seed(1)
-        for head in ("softargmax", "pool"):
-            enc = et.Encoder((7, 6, 2), "3:3:2,2:2:1", head).double()
+        for head, conv in (("softargmax", "3:3:2,2:2:1"), ("pool", "3:3:2,2:2:1"), ("softargmax", "3:3:2:1,2:2:1:1")):
+            enc = et.Encoder((7, 6, 2), conv, head).double()
             img = torch.rand(2, 7, 6, 2, dtype=torch.float64)
             for name, p in enc.named_parameters():
                 f = lambda v, name=name: call_with(enc, {name: v}, (img,))

@@ -2,8 +2,9 @@
  * global-average-pooling head, batched over images on sgemm.
  *
  * An image is H x W x C uint8 (NHWC, as numpy stores camera frames), scaled to [0, 1] floats
- * on the way in. Layer l is PyTorch's Conv2d(in, channels, kernel, stride) with no padding
- * (output side (side - kernel) / stride + 1), weight (out, in, kernel, kernel) = OIHW; ReLU
+ * on the way in. Layer l is PyTorch's Conv2d(in, channels, kernel, stride, padding) with zero
+ * padding pad (output side (side + 2 pad - kernel) / stride + 1), weight (out, in, kernel,
+ * kernel) = OIHW; ReLU
  * follows every layer except, with the soft-argmax head, the last, whose maps are the softmax's
  * logits. The head turns the last layer's C maps into features:
  *   softargmax: per map, softmax over its positions, then the expected image coordinates
@@ -43,7 +44,7 @@ extern "C" {
 #define EMBER_MAX_EXTRA 4096
 
 /* The layers `ember train` builds for image data unless told otherwise. */
-#define EMBER_ENCODER_DEFAULT_CONV "16:5:2,32:3:1"
+#define EMBER_ENCODER_DEFAULT_CONV "16:5:2:2,32:3:1:1"
 
 typedef enum { EMBER_HEAD_SOFTARGMAX = 0, EMBER_HEAD_POOL = 1 } ember_head;
 
@@ -52,6 +53,7 @@ int ember_head_parse(const char *s, ember_head *out);
 
 typedef struct ember_conv_spec {
   int channels, kernel, stride;
+  int pad; /* zero padding on each side, 0..kernel - 1 */
 } ember_conv_spec;
 
 typedef struct ember_encoder_shape {
@@ -62,8 +64,9 @@ typedef struct ember_encoder_shape {
   int extra;    /* extra vector observations concatenated after the features (0..) */
 } ember_encoder_shape;
 
-/* "16:5:2,32:3:1" (channels:kernel:stride per layer) <-> the shape's layers. Parsing checks
- * the syntax only; ember_encoder_shape_check checks the sizes. */
+/* "16:5:2:2,32:3:1:1" (channels:kernel:stride[:pad] per layer; pad 0 when left out, and left
+ * out of the text when 0) <-> the shape's layers. Parsing checks the syntax only;
+ * ember_encoder_shape_check checks the sizes. */
 int ember_conv_spec_parse(const char *s, ember_encoder_shape *shape, ember_err *err);
 void ember_conv_spec_text(const ember_encoder_shape *shape, char *buf, size_t len);
 
@@ -77,7 +80,7 @@ double ember_encoder_macs(const ember_encoder_shape *s);
 size_t ember_encoder_image_bytes(const ember_encoder_shape *s);
 
 typedef struct ember_conv {
-  int in_c, out_c, k, s;
+  int in_c, out_c, k, s, p; /* p: zero padding per side */
   int in_h, in_w, out_h, out_w;
   int relu;  /* ReLU after this layer */
   float *w;  /* (out_c, in_c, k, k) */

@@ -224,7 +224,7 @@ typedef struct ember_client_model {
   int image_height, image_width, image_channels;
   int image_extra;          /* extra float observations per image */
   int image_features;       /* the encoder's features per image */
-  char *image_conv;         /* "16:5:2,32:3:1" (channels:kernel:stride per layer) */
+  char *image_conv;         /* "16:5:2:2,32:3:1:1" (channels:kernel:stride[:pad] per layer) */
   char *image_head;         /* "softargmax" or "pool" */
 } ember_client_model;
 
