@@ -25,7 +25,7 @@ for n in 10 30 100 1000; do
       t0=$(date +%s)
       # --bound-margin 0.7: the training targets span [-1, 0.2] per coordinate; 0.7 of that range
       # on each side puts the DFO sampling bounds at [-1.84, 1.04], over the whole image
-      "$EMBER" train --data "$OUT/train$n.npz" --out "$m" --method $method --conv 8:5:2,16:3:1 --head $head \
+      "$EMBER" train --data "$OUT/train$n.npz" --out "$m" --method $method --conv 8:5:2:2,16:3:1:1 --head $head \
         --steps "$STEPS" --batch 32 --negatives 64 --width 64 --lr 0.002 --ema 0 --samples 1024 \
         --bound-margin 0.7 --seed $seed --threads 2 --quiet
       t1=$(date +%s)
