@@ -115,7 +115,7 @@ static int bench_infer(int argc, char **argv) {
   opt_spec specs[] = {
       {"method", OPT_STR, &method, "M", "dfo, ardfo or langevin (samples = chains, default chain)", 0, 0},
       {"image", OPT_STR, &image, "HxWxC", "an image model: each query is a random HxWxC image, encoded (timed on its own, encode_p50_ms) and then optimised; x is the encoder's features (--x-dim unused)", 0, 0},
-      {"conv", OPT_STR, &conv, "C:K:S,...", "with --image: the encoder's convolutions (as ember train --conv)", 0, 0},
+      {"conv", OPT_STR, &conv, "C:K:S[:P],...", "with --image: the encoder's convolutions (as ember train --conv)", 0, 0},
       {"head", OPT_STR, &head, "H", "with --image: softargmax or pool", 0, 0},
       {"x-dim", OPT_INT, &x_dim, NULL, "x dimensions", 0, 0},
       {"y-dim", OPT_INT, &y_dim, NULL, "y dimensions", 0, 0},
@@ -251,7 +251,7 @@ static int bench_train(int argc, char **argv) {
   opt_spec specs[] = {
       {"method", OPT_STR, &method, "M", "dfo, ardfo, langevin or mse", 0, 0},
       {"image", OPT_STR, &image, "HxWxC", "an image model on random HxWxC images (--x-dim unused); images_per_s = batch x steps/s", 0, 0},
-      {"conv", OPT_STR, &conv, "C:K:S,...", "with --image: the encoder's convolutions (as ember train --conv)", 0, 0},
+      {"conv", OPT_STR, &conv, "C:K:S[:P],...", "with --image: the encoder's convolutions (as ember train --conv)", 0, 0},
       {"head", OPT_STR, &head, "H", "with --image: softargmax or pool", 0, 0},
       {"x-dim", OPT_INT, &x_dim, NULL, "x dimensions", 0, 0},
       {"y-dim", OPT_INT, &y_dim, NULL, "y dimensions", 0, 0},
