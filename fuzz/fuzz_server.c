@@ -93,7 +93,7 @@ static void add_version(model_entry *e, int64_t version, ember_method method, in
  * extra observation: x_dim 5. */
 static void add_image_version(model_entry *e, int64_t version) {
   add_version(e, version, EMBER_METHOD_DFO, 5, 2);
-  ember_encoder_shape s = {.h = 6, .w = 5, .c = 3, .nconv = 1, .conv = {{2, 3, 1}},
+  ember_encoder_shape s = {.h = 6, .w = 5, .c = 3, .nconv = 1, .conv = {{2, 3, 1, 0}},
                            .head = EMBER_HEAD_SOFTARGMAX, .extra = 1};
   ember_err err;
   fuzz_check(ember_model_set_encoder(&e->versions[e->nversions - 1]->model, &s, &err) == 0,

@@ -199,7 +199,7 @@ static void test_forward_matches_reference(void **state) {
  * position of the call, in a workspace of any size (groups are padded to one size per layer). */
 static void test_features_do_not_depend_on_the_batch(void **state) {
   (void)state;
-  ember_encoder_shape s = {.h = 20, .w = 20, .c = 3, .nconv = 2, .conv = {{8, 4, 2, 1}, {6, 3, 1}},
+  ember_encoder_shape s = {.h = 20, .w = 20, .c = 3, .nconv = 2, .conv = {{8, 4, 2, 1}, {6, 3, 1, 0}},
                            .head = EMBER_HEAD_SOFTARGMAX};
   fixture f;
   setup(&f, &s, 37, 3);
@@ -223,7 +223,7 @@ static void test_features_do_not_depend_on_the_batch(void **state) {
  * the red dot, in grid coordinates. */
 static void test_softargmax_finds_a_dot(void **state) {
   (void)state;
-  ember_encoder_shape s = {.h = 16, .w = 12, .c = 3, .nconv = 1, .conv = {{1, 1, 1}}, .head = EMBER_HEAD_SOFTARGMAX};
+  ember_encoder_shape s = {.h = 16, .w = 12, .c = 3, .nconv = 1, .conv = {{1, 1, 1, 0}}, .head = EMBER_HEAD_SOFTARGMAX};
   ember_encoder enc;
   ember_encoder_ws ws;
   assert_int_equal(ember_encoder_init(&enc, &s, NULL), 0);

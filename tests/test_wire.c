@@ -506,7 +506,7 @@ static void test_rows(void **state) {
  * mismatch refused with a message naming what the model takes. */
 static void test_images(void **state) {
   (void)state;
-  const ember_encoder_shape enc = {.h = 4, .w = 3, .c = 2, .nconv = 1, .conv = {{2, 1, 1}}, .extra = 2};
+  const ember_encoder_shape enc = {.h = 4, .w = 3, .c = 2, .nconv = 1, .conv = {{2, 1, 1, 0}}, .extra = 2};
   const int x_dim = 4 + 2; /* softargmax over 2 maps: 4 features, then the extras */
   uint8_t img[3 * 24];
   for (size_t i = 0; i < sizeof img; i++) img[i] = (uint8_t)(i * 7);

@@ -19,7 +19,7 @@
  * net's. Backward adds into gradients; the input image gets none.
  *
  *     ember_encoder_shape s = {.h = 64, .w = 64, .c = 3, .nconv = 2,
- *                              .conv = {{16, 5, 2}, {32, 3, 1}}, .head = EMBER_HEAD_SOFTARGMAX};
+ *                              .conv = {{16, 5, 2, 2}, {32, 3, 1, 1}}, .head = EMBER_HEAD_SOFTARGMAX};
  *     ember_encoder enc;  ember_encoder_ws ws;
  *     ember_encoder_init(&enc, &s, &err);  ember_encoder_init_params(&enc, &rng);
  *     ember_encoder_ws_init(&ws, &s, 8, &err);              // up to 8 images per call
