@@ -10,7 +10,7 @@ Prints one key=value line: method, sizes, threads, steps, steps_per_s, pairs_per
 candidates x steps/s, as ember's bench). Warm-up steps (--warmup, 3) are not timed.
 
 Image models (the counterpart of `ember bench train|infer --image HxWxC --conv --head`):
-  --image 64x64x3 [--conv 16:5:2,32:3:1 --head softargmax --batch 32 --negatives 64 --width 128]
+  --image 64x64x3 [--conv C:K:S[:P],... --head softargmax --batch 32 --negatives 64 --width 128]
       training on random images: steps_per_s and images_per_s (batch x steps/s)
   --image 64x64x3 --infer [--samples 1024 --iters 3 --width 256 --reps 50]
       one query at a time: encode a random image (encode_p50_ms), then DFO on torch's RNG

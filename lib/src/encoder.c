@@ -112,12 +112,13 @@ void ember_conv_spec_text(const ember_encoder_shape *shape, char *buf, size_t le
   if (len) buf[0] = 0;
   for (int i = 0; i < shape->nconv && at + 1 < len; i++) {
     const ember_conv_spec *c = &shape->conv[i];
-    int w = c->pad ? snprintf(buf + at, len - at, "%s%d:%d:%d:%d", i ? "," : "", c->channels, c->kernel,
-                              c->stride, c->pad)
-                   : snprintf(buf + at, len - at, "%s%d:%d:%d", i ? "," : "", c->channels, c->kernel,
-                              c->stride);
+    int w = snprintf(buf + at, len - at, "%s%d:%d:%d", i ? "," : "", c->channels, c->kernel, c->stride);
     if (w < 0) break;
     at += (size_t)w;
+    if (c->pad && at + 1 < len) {
+      if ((w = snprintf(buf + at, len - at, ":%d", c->pad)) < 0) break;
+      at += (size_t)w;
+    }
   }
 }
 
@@ -359,16 +360,18 @@ void ember_encoder_ws_free(ember_encoder_ws *ws) {
 /* ---- im2col ------------------------------------------------------------------------------ */
 
 /* The kernel columns [*x0, *x1) of output column ox that fall inside the input (all k
- * without padding). */
-static inline void kernel_span(const ember_conv *l, int ox, int *x0, int *x1) {
+ * without padding; never empty, as the padding is below k), and the input column of *x0. */
+static inline int kernel_span(const ember_conv *l, int ox, int *x0, int *x1) {
   int left = ox * l->s - l->p; /* input column of kernel column 0 */
   *x0 = left < 0 ? -left : 0;
   *x1 = left + l->k > l->in_w ? l->in_w - left : l->k;
+  return left + *x0;
 }
 
 /* Rows of g images' positions into cols (rows_total, K), columns in (ky, kx, c) order: layer
  * 0 from the uint8 images, later layers from the previous activations; rows past g images are
- * zero. Each kernel row of a patch is k x C contiguous input values. */
+ * zero. The part of each kernel row of a patch inside the input is contiguous input values;
+ * the padding's part is zeros. */
 static void im2col(const ember_conv *l, const uint8_t *img, const float *in, int g, int rows_total,
                    float *cols) {
   const int K = patch(l), P = positions(l), k = l->k, C = l->in_c, run = k * C;
@@ -378,18 +381,17 @@ static void im2col(const ember_conv *l, const uint8_t *img, const float *in, int
     for (int oy = 0; oy < l->out_h; oy++)
       for (int ox = 0; ox < l->out_w; ox++) {
         float *row = cols + ((size_t)i * P + (size_t)oy * l->out_w + ox) * K;
-        int x0, x1; /* the kernel columns inside the image */
-        kernel_span(l, ox, &x0, &x1);
+        int x0, x1, ix = kernel_span(l, ox, &x0, &x1);
         for (int ky = 0; ky < k; ky++) {
           float *dst = row + (size_t)ky * run;
           int iy = oy * l->s + ky - l->p;
-          if (iy < 0 || iy >= l->in_h || x0 >= x1) {
+          if (iy < 0 || iy >= l->in_h) {
             memset(dst, 0, (size_t)run * sizeof(float));
             continue;
           }
           memset(dst, 0, (size_t)x0 * C * sizeof(float));
           memset(dst + (size_t)x1 * C, 0, (size_t)(k - x1) * C * sizeof(float));
-          size_t at = (size_t)i * in_img + ((size_t)iy * l->in_w + (size_t)(ox * l->s + x0 - l->p)) * C;
+          size_t at = (size_t)i * in_img + ((size_t)iy * l->in_w + (size_t)ix) * C;
           int n = (x1 - x0) * C;
           dst += (size_t)x0 * C;
           if (img)
@@ -412,12 +414,11 @@ static void col2im(const ember_conv *l, const float *dcols, int g, float *din) {
     for (int oy = 0; oy < l->out_h; oy++)
       for (int ox = 0; ox < l->out_w; ox++) {
         const float *row = dcols + ((size_t)i * P + (size_t)oy * l->out_w + ox) * K;
-        int x0, x1;
-        kernel_span(l, ox, &x0, &x1);
+        int x0, x1, ix = kernel_span(l, ox, &x0, &x1);
         for (int ky = 0; ky < k; ky++) {
           int iy = oy * l->s + ky - l->p;
-          if (iy < 0 || iy >= l->in_h || x0 >= x1) continue;
-          float *dst = din + (size_t)i * in_img + ((size_t)iy * l->in_w + (size_t)(ox * l->s + x0 - l->p)) * C;
+          if (iy < 0 || iy >= l->in_h) continue;
+          float *dst = din + (size_t)i * in_img + ((size_t)iy * l->in_w + (size_t)ix) * C;
           const float *src = row + (size_t)ky * run + (size_t)x0 * C;
           int n = (x1 - x0) * C;
           for (int j = 0; j < n; j++) dst[j] += src[j];

@@ -43,7 +43,7 @@ def parse_conv(spec):
 
 
 def conv_text(layers):
-    return ",".join(("%d:%d:%d:%d" if l[3] else "%d:%d:%d") % tuple(l[:4 if l[3] else 3]) for l in layers)
+    return ",".join(":".join(str(v) for v in (l if l[3] else l[:3])) for l in layers)
 
 
 def geometry(image, layers):
