@@ -44,6 +44,7 @@ expect_error "image model, vectors" "takes 12x12x3 images" "$EMBER" predict --mo
 expect_error "image model, other size" "takes 12x12x3 images; the data's are 10x10x3" "$EMBER" predict --model "$T/dfo.safetensors" --input "$T/small.npz"
 expect_error "bad conv" "channels:kernel:stride" "$EMBER" train --data "$T/train.npz" --out "$T/x.safetensors" --conv 6:3
 expect_error "conv too big" "does not fit" "$EMBER" train --data "$T/train.npz" --out "$T/x.safetensors" --conv 6:9:1,6:9:1
+expect_error "padding too big" "convolution 0: padding must be 0..kernel - 1 (2), got 3" "$EMBER" train --data "$T/train.npz" --out "$T/x.safetensors" --conv 6:3:1:3
 expect_error "bad head" "--head must be softargmax or pool" "$EMBER" train --data "$T/train.npz" --out "$T/x.safetensors" --head max
 expect_error "conv on vectors" "--conv and --head apply to image data" "$EMBER" train --data "$T/vec.csv" --out "$T/x.safetensors" --conv 4:3:1
 expect_error "ardfo on images" "ardfo is not supported" "$EMBER" train --data "$T/train.npz" --out "$T/x.safetensors" --method ardfo --quiet
