@@ -150,6 +150,11 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
   t->threads = cli_default_threads();
   t->conv = EMBER_ENCODER_DEFAULT_CONV;
   t->head = ember_head_name(EMBER_HEAD_SOFTARGMAX);
+  static char margin_help[200];
+  snprintf(margin_help, sizeof margin_help,
+           "sampling bounds widen the data range by this fraction per side; DFO answers only inside "
+           "them (default %g; image data %g, for answers beyond the training targets; langevin: none)",
+           (double)EMBER_BOUND_MARGIN, (double)EMBER_IMAGE_BOUND_MARGIN);
   opt_spec all[] = {
       {"data", OPT_STR, &t->data, "FILE", remote ? "training pairs, read here and sent to the server: CSV (which columns are y: --y-cols, --y-dim or y: marks in its header; docs/signatures.md) or .npz with x and y" : "training pairs: CSV (which columns are y: --y-cols, --y-dim or y: marks in its header, e.g. px,py,y:ax,y:ay; docs/signatures.md) or .npz with x and y (and optional x_names, y_names)", 0, 0},
       {"out", OPT_STR, &t->out, "FILE", "where to write the model (.safetensors)", 0, 0},
@@ -166,7 +171,7 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
       {"lr-decay", OPT_FLOAT, &o->lr_decay, NULL, "learning-rate factor per --decay-steps", 0, 0},
       {"decay-steps", OPT_INT, &o->decay_steps, NULL, "steps per learning-rate decay", 0, 0},
       {"temperature", OPT_FLOAT, &o->temperature, NULL, "InfoNCE softmax temperature", 0, 0},
-      {"bound-margin", OPT_FLOAT, &o->bound_margin, NULL, "sampling bounds widen the data range by this fraction per side", 0, 0},
+      {"bound-margin", OPT_FLOAT, &o->bound_margin, NULL, margin_help, 0, 1},
       {"seed", OPT_U64, &o->seed, NULL, "random seed (same seed + threads = same model)", 0, 0},
       {"threads", OPT_INT, &t->threads, NULL, "worker threads (default: online CPUs)", 0, 1},
       {"samples", OPT_INT, &o->infer.samples, NULL, "default inference samples stored in the model (langevin: chains)", 0, 0},

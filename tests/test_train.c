@@ -154,7 +154,31 @@ static void test_statistics_and_bounds(void **state) {
   /* a constant column keeps std 1 and gets non-empty bounds */
   assert_float_equal(m.y_std[1], 1.0, 0);
   assert_true(m.y_lo[1] < 0.0f && m.y_hi[1] > 0.0f);
+  /* the default margin (EMBER_BOUND_MARGIN_AUTO): 5% for vector data ... */
+  ember_train_opts o;
+  ember_train_opts_default(&o);
+  assert_true(o.bound_margin == EMBER_BOUND_MARGIN_AUTO);
+  ember_train_fit_stats(&m, &ds, o.bound_margin);
+  assert_float_equal(m.y_lo[0], lo - 0.05 * range, 1e-5);
+  assert_float_equal(m.y_hi[0], -lo + 0.05 * range, 1e-5);
   ember_model_free(&m);
+  /* ... and 70% for an image model (its features are x; ds->x holds its extras, none here),
+   * so that DFO can answer beyond the training targets */
+  ember_encoder_shape es = {.h = 6, .w = 6, .c = 1, .nconv = 1, .conv = {{2, 3, 1, 0}}, .head = EMBER_HEAD_SOFTARGMAX};
+  ember_dataset img = {.n = 4, .x_dim = 0, .y_dim = 2, .y = y};
+  assert_int_equal(ember_model_init(&m, EMBER_METHOD_DFO, ember_encoder_features(&es), 2, EMBER_ARCH_RESNET, 4, 2, NULL), 0);
+  assert_int_equal(ember_model_set_encoder(&m, &es, NULL), 0);
+  ember_train_fit_stats(&m, &img, EMBER_BOUND_MARGIN_AUTO);
+  assert_float_equal(m.y_lo[0], lo - 0.7 * range, 1e-5);
+  assert_float_equal(m.y_hi[0], -lo + 0.7 * range, 1e-5);
+  ember_train_fit_stats(&m, &img, 0.05f); /* a margin given is a margin taken */
+  assert_float_equal(m.y_hi[0], -lo + 0.05 * range, 1e-5);
+  ember_model_free(&m);
+  /* the margin's range, -1 (the default) aside */
+  o.bound_margin = -0.5f;
+  ember_err err;
+  assert_int_equal(ember_train(&ds, &o, NULL, &m, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "bound margin must be in [0, 10]"));
 }
 
 static void test_training_is_reproducible(void **state) {

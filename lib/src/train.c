@@ -50,7 +50,7 @@ void ember_train_opts_default(ember_train_opts *o) {
   o->lr_decay = 0.99f;
   o->decay_steps = 100;
   o->temperature = 1.0f;
-  o->bound_margin = 0.05f;
+  o->bound_margin = EMBER_BOUND_MARGIN_AUTO;
   o->seed = 0;
   ember_infer_opts d = EMBER_INFER_DEFAULTS;
   o->infer = d;
@@ -154,8 +154,8 @@ int ember_train_opts_check(const ember_train_opts *o, ember_err *err) {
     return ember_fail(err, EMBER_EINVAL, "give validation data or a validation share (val split), not both");
   if (o->val_every < 0)
     return ember_fail(err, EMBER_EINVAL, "validation interval must be >= 0, got %lld", (long long)o->val_every);
-  if (!(o->bound_margin >= 0.0f && o->bound_margin <= 10.0f))
-    return ember_fail(err, EMBER_EINVAL, "bound margin must be in [0, 10], got %g",
+  if (!(o->bound_margin >= 0.0f && o->bound_margin <= 10.0f) && o->bound_margin != EMBER_BOUND_MARGIN_AUTO)
+    return ember_fail(err, EMBER_EINVAL, "bound margin must be in [0, 10] (or -1: the data's default), got %g",
                       (double)o->bound_margin);
   /* the smallest network of this width and depth: one x and one y input, one output */
   ember_net_shape s = {.arch = o->arch, .in_x = 1, .in_y = 1, .width = o->width, .depth = o->depth,
@@ -183,6 +183,7 @@ static void mean_std(const float *v, int n, int d, int j, float *mean, float *st
 }
 
 void ember_train_fit_stats(ember_model *m, const ember_dataset *ds, float bound_margin) {
+  if (bound_margin == EMBER_BOUND_MARGIN_AUTO) bound_margin = m->enc ? EMBER_IMAGE_BOUND_MARGIN : EMBER_BOUND_MARGIN;
   if (m->enc) { /* features as they are; the extras (ds->x) normalised */
     const int F = m->enc->nfeat;
     for (int j = 0; j < F; j++) m->x_mean[j] = 0.0f, m->x_std[j] = 1.0f;

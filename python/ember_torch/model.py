@@ -232,10 +232,16 @@ def _mean_std(v):
     return mu.astype(np.float32), sd.astype(np.float32)
 
 
-def fit_stats(x, y, method="dfo", bound_margin=0.05, features=0):
+# ember_train_fit_stats's margins for bound_margin=None (EMBER_BOUND_MARGIN and
+# EMBER_IMAGE_BOUND_MARGIN in lib/include/ember/train.h; test_torch checks they agree)
+BOUND_MARGIN, IMAGE_BOUND_MARGIN = 0.05, 0.7
+
+
+def fit_stats(x, y, method="dfo", bound_margin=None, features=0):
     """ember_train_fit_stats (lib/src/train.c): x normalised per column to zero mean, unit
     variance; y the same, with sampling bounds = the normalised y's min/max widened by
-    bound_margin x the range per side (a range under 1e-6 counts as 1); langevin: y min-max to
+    bound_margin x the range per side (None: BOUND_MARGIN, or IMAGE_BOUND_MARGIN for an image
+    model; a range under 1e-6 counts as 1); langevin: y min-max to
     [-1, 1], which are its bounds. x (n, x_dim), y (n, y_dim) array-likes, taken as float32.
     An image model (features = its encoder's features > 0): x holds the extras only (n, extra)
     or is None, and the features' columns, first, keep mean 0 and std 1.
@@ -272,6 +278,8 @@ def fit_stats(x, y, method="dfo", bound_margin=0.05, features=0):
     lo, hi = yn.min(axis=0), yn.max(axis=0)
     rng = hi - lo
     rng = np.where(rng < f(1e-6), f(1.0), rng).astype(f)
+    if bound_margin is None:
+        bound_margin = IMAGE_BOUND_MARGIN if features else BOUND_MARGIN
     m = f(bound_margin)
     y_lo, y_hi = (lo - m * rng).astype(f), (hi + m * rng).astype(f)
     bad = ~(y_lo < y_hi)

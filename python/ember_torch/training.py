@@ -46,7 +46,7 @@ def recipe(method, **overrides):
     `ember train`'s flags, underscores for dashes). Returns a dict."""
     o = {"method": method, "arch": "resnet", "width": 128, "depth": 2, "steps": 2000, "batch": 512,
          "negatives": 256, "lr": 1e-3, "lr_decay": 0.99, "decay_steps": 100, "temperature": 1.0,
-         "bound_margin": 0.05, "ema": 0.999, "spectral_norm": False, "uniform_negatives": 0,
+         "bound_margin": None, "ema": 0.999, "spectral_norm": False, "uniform_negatives": 0,
          "chain_steps": 25, "schedule": "ibc", "step_init": 0.1, "step_final": 1e-5, "gamma": 0.55,
          "noise_scale": 1.0, "delta_max": 0.1, "penalty_margin": 1.0, "penalty_weight": 1.0,
          "prefix_share": 0.5, "prefix_noise": 0.3, "conv": DEFAULT_CONV, "head": "softargmax"}

@@ -367,22 +367,27 @@ class Pieces(it.EmberTest):
                 "EMBER_MAX_CONV": etenc.MAX_CONV, "EMBER_MAX_IMAGE_SIDE": etenc.MAX_IMAGE_SIDE,
                 "EMBER_MAX_IMAGE_CHANNELS": etenc.MAX_IMAGE_CHANNELS,
                 "EMBER_MAX_CONV_CHANNELS": etenc.MAX_CONV_CHANNELS, "EMBER_MAX_KERNEL": etenc.MAX_KERNEL,
-                "EMBER_MAX_EXTRA": etenc.MAX_EXTRA, "EMBER_ENCODER_DEFAULT_CONV": etenc.DEFAULT_CONV}
+                "EMBER_MAX_EXTRA": etenc.MAX_EXTRA, "EMBER_ENCODER_DEFAULT_CONV": etenc.DEFAULT_CONV,
+                "EMBER_BOUND_MARGIN": etmodel.BOUND_MARGIN, "EMBER_IMAGE_BOUND_MARGIN": etmodel.IMAGE_BOUND_MARGIN}
         got = {}
         inc = os.path.join(it.SOURCE, "lib", "include", "ember")
-        for name in ("net.h", "model.h", "encoder.h"):
+        for name in ("net.h", "model.h", "encoder.h", "train.h"):
             with open(os.path.join(inc, name)) as f:
                 for line in f:
                     parts = line.split(None, 2)
                     if len(parts) == 3 and parts[0] == "#define" and parts[1] in want:
                         v = parts[2].split("/*")[0].strip()
-                        got[parts[1]] = v.strip('"') if v.startswith('"') else eval(v.replace("(size_t)", ""))
+                        if v.startswith('"'):
+                            got[parts[1]] = v.strip('"')
+                        else:  # C integer or float literal (0.05f)
+                            got[parts[1]] = eval(v.replace("(size_t)", "").rstrip("f"))
         self.assertEqual(got, want)
 
     def test_recipes_match_ember(self):
         """ember_torch's copies of ember's per-method recipes (ettrain.recipe) and stored inference
         defaults (et.infer_defaults) equal the defaults `ember train --method M --help` states."""
         import re
+        from ember_torch import model as etmodel
         for method in ("dfo", "ardfo", "langevin", "mse"):
             out = subprocess.run([it.EMBER, "train", "--method", method, "--help"], capture_output=True, text=True,
                                  check=True, timeout=it.CLI_TIMEOUT).stdout
@@ -391,6 +396,12 @@ class Pieces(it.EmberTest):
             recipe, infer = ettrain.recipe(method), et.infer_defaults(method)
             compared = 0
             for key, v in stated.items():
+                if key == "bound_margin":  # "(default V; image data W, ...)": fit_stats's None
+                    self.assertIsNone(recipe[key], method)
+                    self.assertTrue(v.startswith("%g; image data %g," % (etmodel.BOUND_MARGIN, etmodel.IMAGE_BOUND_MARGIN)),
+                                    (method, v))
+                    compared += 1
+                    continue
                 if key in recipe and key != "method":
                     want = recipe[key]
                 elif "infer." + key in infer:

@@ -4,7 +4,7 @@
  *
  * Method A, as the method text and the paper's defaults say: x and y normalised per dimension
  * to zero mean / unit variance; sampling bounds = data min/max (normalised) widened by
- * `bound_margin` (5%) of the range on each side; each step takes `batch` examples, pairs every
+ * `bound_margin` of the range on each side (EMBER_BOUND_MARGIN_AUTO: 5%, image data 70%); each step takes `batch` examples, pairs every
  * true y with `negatives` counter-examples drawn uniformly inside the bounds, and minimises
  * InfoNCE over softmax(-E / temperature) with Adam (0.9, 0.999), the learning rate decayed
  * x0.99 every 100 steps. The MSE baseline regresses normalised y from normalised x with the
@@ -55,6 +55,14 @@ typedef struct ember_train_progress {
  * EMBER_ECANCELED and no model). */
 typedef int (*ember_progress_fn)(void *ctx, const ember_train_progress *p);
 
+/* The sampling bounds' margin when bound_margin is EMBER_BOUND_MARGIN_AUTO: the method text's
+ * 5% for vector data; for image data 70%, because what images are for is answers beyond the
+ * training targets (the coordinate task's extrapolation, docs/images.md): DFO only searches
+ * inside the bounds. Langevin's bounds are its min-max normalisation's [-1, 1], no margin. */
+#define EMBER_BOUND_MARGIN_AUTO (-1.0f)
+#define EMBER_BOUND_MARGIN 0.05f
+#define EMBER_IMAGE_BOUND_MARGIN 0.7f
+
 typedef struct ember_train_opts {
   ember_method method;  /* dfo or mse */
   ember_arch arch;      /* resnet */
@@ -66,7 +74,7 @@ typedef struct ember_train_opts {
   float lr_decay;       /* 0.99 ... */
   int decay_steps;      /* ... every 100 steps */
   float temperature;    /* InfoNCE temperature, 1 */
-  float bound_margin;   /* 0.05 of the range on each side */
+  float bound_margin;   /* of the range on each side; EMBER_BOUND_MARGIN_AUTO (the default): below */
   uint64_t seed;        /* 0 */
   ember_infer_opts infer; /* inference defaults stored in the model */
   /* langevin only: the training chain on the counter-examples (the model keeps one twice as
@@ -151,7 +159,8 @@ int ember_train(const ember_dataset *ds, const ember_train_opts *o, ember_pool *
 
 /* ---- pieces, exposed for tests and benchmarks ---------------------------------------- */
 
-/* Sets the model's normalisation and bounds from the data. */
+/* Sets the model's normalisation and bounds from the data (bound_margin may be
+ * EMBER_BOUND_MARGIN_AUTO). */
 void ember_train_fit_stats(ember_model *m, const ember_dataset *ds, float bound_margin);
 
 /* A training session on a prepared model: one step at a time. */
