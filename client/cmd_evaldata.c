@@ -33,32 +33,33 @@ static void print_report(const char *model, const char *data, const ember_model 
   if (csv) {
     if (!no_header)
       printf("model,data,method,samples,rows,tol,modes,error_mean,error_median,error_max,within_tol,coverage,"
-             "modes_per_row\n");
+             "modes_per_row,sq_error_mean\n");
     for (int i = 0; i < ns; i++) {
       print_csv_field(model);
       putchar(',');
       print_csv_field(data);
-      printf(",%s,%d,%d,%g,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", ember_method_name(m->method), s[i].samples,
+      printf(",%s,%d,%d,%g,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n", ember_method_name(m->method), s[i].samples,
              s[i].rows, (double)o->tol, energy ? o->modes : 1, s[i].err_mean, s[i].err_median, s[i].err_max,
-             s[i].within, s[i].coverage, s[i].modes_mean);
+             s[i].within, s[i].coverage, s[i].modes_mean, s[i].sq_err_mean);
     }
     return;
   }
   printf("%-10s %s (%s, x_dim %d, y_dim %d)\n", "model:", model, ember_method_name(m->method), m->x_dim, m->y_dim);
   printf("%-10s %s (%d rows)\n", "data:", data, s[0].rows);
-  printf("%-10s %g (y units; error = distance from the prediction to the true y)\n", "tol:", (double)o->tol);
+  printf("%-10s %g (y units; error = distance from the prediction to the true y; sq_error_mean = the mean of its\n"
+         "%-10s square, the \"test MSE\")\n", "tol:", (double)o->tol, "");
   if (energy)
     printf("%-10s up to %d per row; coverage = rows whose true y is within tol of one of them\n", "modes:", o->modes);
   else
     printf("%-10s the prediction (explicit model: one answer per row, no samples)\n", "modes:");
-  printf("\n%8s  %10s  %12s  %10s  %10s  %8s  %13s\n", "samples", "error_mean", "error_median", "error_max",
-         "within_tol", "coverage", "modes_per_row");
+  printf("\n%8s  %10s  %12s  %10s  %10s  %8s  %13s  %13s\n", "samples", "error_mean", "error_median", "error_max",
+         "within_tol", "coverage", "modes_per_row", "sq_error_mean");
   for (int i = 0; i < ns; i++) {
     char samples[16];
     if (energy) snprintf(samples, sizeof samples, "%d", s[i].samples);
     else snprintf(samples, sizeof samples, "-");
-    printf("%8s  %10.4g  %12.4g  %10.4g  %10.4f  %8.4f  %13.2f\n", samples, s[i].err_mean, s[i].err_median,
-           s[i].err_max, s[i].within, s[i].coverage, s[i].modes_mean);
+    printf("%8s  %10.4g  %12.4g  %10.4g  %10.4f  %8.4f  %13.2f  %13.4g\n", samples, s[i].err_mean, s[i].err_median,
+           s[i].err_max, s[i].within, s[i].coverage, s[i].modes_mean, s[i].sq_err_mean);
   }
 }
 

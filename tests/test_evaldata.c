@@ -23,6 +23,7 @@ static void test_score_known_rows(void **state) {
   assert_true(fabs(s.err_mean - (0.05 + 0.5 + 0 + 5) / 4) < 1e-6);
   assert_true(fabs(s.err_median - (0.05 + 0.5) / 2) < 1e-6);
   assert_true(fabs(s.err_max - 5.0) < 1e-6);
+  assert_true(fabs(s.sq_err_mean - (0.05 * 0.05 + 0.25 + 0 + 25) / 4) < 1e-6);
   assert_true(fabs(s.within - 0.5) < 1e-12);
   assert_true(fabs(s.coverage - 0.5) < 1e-12); /* no modes: the prediction is the only one */
   assert_true(fabs(s.modes_mean - 1.0) < 1e-12);

@@ -49,12 +49,13 @@ int ember_evaldata_score_rows(const float *y, const float *pred, const float *mo
   memset(s, 0, sizeof *s);
   s->samples = samples;
   s->rows = n;
-  double sum = 0.0, modes = 0.0;
+  double sum = 0.0, sq = 0.0, modes = 0.0;
   int within = 0, covered = 0;
   for (int i = 0; i < n; i++) {
     const float *yi = y + (size_t)i * y_dim;
     e[i] = distance(pred + (size_t)i * y_dim, yi, y_dim);
     sum += e[i];
+    sq += e[i] * e[i];
     if (e[i] > s->err_max) s->err_max = e[i];
     within += e[i] <= tol;
     const float *my = mode_y ? mode_y + (size_t)i * k * y_dim : pred + (size_t)i * y_dim;
@@ -68,6 +69,7 @@ int ember_evaldata_score_rows(const float *y, const float *pred, const float *mo
   }
   qsort(e, (size_t)n, sizeof *e, cmp_double);
   s->err_mean = sum / n;
+  s->sq_err_mean = sq / n;
   s->err_median = n % 2 ? e[n / 2] : 0.5 * (e[n / 2 - 1] + e[n / 2]);
   s->within = (double)within / n;
   s->coverage = (double)covered / n;

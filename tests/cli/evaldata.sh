@@ -18,20 +18,20 @@ gen 9 12 > "$T/few.csv"
 [ ! -s "$T/err" ] || fail "eval data wrote to stderr: $(cat "$T/err")"
 grep -qF "data:      $T/test.csv (150 rows)" "$T/out" || fail "no data line: $(cat "$T/out")"
 grep -qF "tol:       0.2 (y units" "$T/out" || fail "no tol line: $(cat "$T/out")"
-grep -qE '^ +samples +error_mean +error_median +error_max +within_tol +coverage +modes_per_row$' "$T/out" || fail "table header: $(cat "$T/out")"
+grep -qE '^ +samples +error_mean +error_median +error_max +within_tol +coverage +modes_per_row +sq_error_mean$' "$T/out" || fail "table header: $(cat "$T/out")"
 awk '$1 == 256 || $1 == 1024 { n++; if (!($5 > 0.3 && $5 < 0.7 && $6 > 0.9)) bad = 1 } END { exit bad || n != 2 }' "$T/out" ||
   fail "two-valued data: within_tol should be about half, coverage above 0.9: $(cat "$T/out")"
 echo "ok - eval data table: about half the predictions within tolerance, both branches covered"
 
 "$EMBER" eval data --model "$T/m.safetensors" --data "$T/test.csv" --tol 0.2 --samples 256,1024 --threads 2 --csv > "$T/csv"
-[ "$(head -1 "$T/csv")" = "model,data,method,samples,rows,tol,modes,error_mean,error_median,error_max,within_tol,coverage,modes_per_row" ] ||
+[ "$(head -1 "$T/csv")" = "model,data,method,samples,rows,tol,modes,error_mean,error_median,error_max,within_tol,coverage,modes_per_row,sq_error_mean" ] ||
   fail "csv header: $(head -1 "$T/csv")"
 [ "$(wc -l < "$T/csv")" -eq 3 ] || fail "csv lines: $(cat "$T/csv")"
-awk -F, 'NR > 1 { if (NF != 13 || $3 != "dfo" || $5 != 150 || $6 != 0.2 || $7 != 2) bad = 1; s = s $4 " " }
+awk -F, 'NR > 1 { if (NF != 14 || $14 <= 0 || $3 != "dfo" || $5 != 150 || $6 != 0.2 || $7 != 2) bad = 1; s = s $4 " " }
   END { exit bad || s != "256 1024 " }' "$T/csv" || fail "csv rows: $(cat "$T/csv")"
 # the table and the CSV tell the same numbers (the seed fixes them)
-awk -F, 'NR == 3 { printf "%.4f %.4f\n", $11, $12 }' "$T/csv" > "$T/a"
-awk '$1 == 1024 { printf "%.4f %.4f\n", $5, $6 }' "$T/out" > "$T/b"
+awk -F, 'NR == 3 { printf "%.4f %.4f %.4g\n", $11, $12, $14 }' "$T/csv" > "$T/a"
+awk '$1 == 1024 { printf "%.4f %.4f %.4g\n", $5, $6, $8 }' "$T/out" > "$T/b"
 cmp -s "$T/a" "$T/b" || fail "csv and table differ: $(cat "$T/a") vs $(cat "$T/b")"
 "$EMBER" eval data --model "$T/m.safetensors" --data "$T/test.csv" --tol 0.2 --samples 256 --threads 2 --csv --no-header > "$T/nh"
 [ "$(wc -l < "$T/nh")" -eq 1 ] && [ "$(cut -d, -f4 "$T/nh")" = 256 ] || fail "--no-header: $(cat "$T/nh")"

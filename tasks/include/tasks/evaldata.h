@@ -55,6 +55,7 @@ typedef struct ember_evaldata_score {
   int samples;       /* inference samples (Langevin: chains); 0 for an explicit model */
   int rows;
   double err_mean, err_median, err_max; /* |prediction - y|, y units */
+  double sq_err_mean; /* |prediction - y|^2: the mean squared error ("test MSE") */
   double within;     /* share of rows whose prediction is within tol of y */
   double coverage;   /* share of rows whose y is within tol of one of their modes */
   double modes_mean; /* modes found per row */
