@@ -1,36 +1,40 @@
 #!/bin/sh
 # The coordinate-regression comparison of docs/images.md: implicit (dfo) against explicit (mse)
 # with the same encoder, soft-argmax against pooling, for 10, 30, 100 and 1000 training images;
-# the mean error on held-out images inside the training region and outside it.
+# the mean error and mean squared error on held-out images inside the training region and
+# outside it.
 #   sh bench/coords/run.sh PATH/TO/ember OUTDIR [STEPS]        (SEEDS="1 2 3": training seeds)
-# Writes OUTDIR/predictions.png (ember plot images) and OUTDIR/results.tsv: n, method, head, seed, error inside, error outside (mean distance
-# in target units, targets in [-1, 1]^2), training seconds. The images are the same for every
-# training seed (data seed n).
+# Writes OUTDIR/predictions.png (ember plot images) and OUTDIR/results.tsv: n, method, head,
+# seed, the mean distance and the mean squared distance inside, the same outside (target units,
+# targets in [-1, 1]^2), training seconds; then bench/coords/RESULTS.md and predictions.png. The
+# images are the same for every training seed (data seed n).
 set -eu
 EMBER=${1:?usage: run.sh EMBER OUTDIR [STEPS]}
 OUT=${2:?usage: run.sh EMBER OUTDIR [STEPS]}
 STEPS=${3:-600}
 mkdir -p "$OUT"
 SIZE=32
+SPLIT=0.2 # the training region: u, v <= SPLIT
 # held-out images: 200 inside the training region (another seed), 200 outside it
-"$EMBER" data coords --size $SIZE --train 200 --test 200 --seed 99 --out-train "$OUT/in.npz" --out-test "$OUT/out.npz"
+"$EMBER" data coords --size $SIZE --train 200 --test 200 --split $SPLIT --seed 99 --out-train "$OUT/in.npz" --out-test "$OUT/out.npz"
 SEEDS=${SEEDS:-1}
-printf 'n\tmethod\thead\tseed\terror_inside\terror_outside\ttrain_s\n' > "$OUT/results.tsv"
+printf 'n\tmethod\thead\tseed\terror_inside\tsq_error_inside\terror_outside\tsq_error_outside\ttrain_s\n' > "$OUT/results.tsv"
 for n in 10 30 100 1000; do
-  "$EMBER" data coords --size $SIZE --train $n --seed $n --out-train "$OUT/train$n.npz"
+  "$EMBER" data coords --size $SIZE --train $n --split $SPLIT --seed $n --out-train "$OUT/train$n.npz"
   for head in softargmax pool; do
     for method in dfo mse; do
      for seed in $SEEDS; do
       m="$OUT/$method-$head-$n-s$seed.safetensors"
       t0=$(date +%s)
-      # --bound-margin 0.7: the training targets span [-1, 0.2] per coordinate; 0.7 of that range
-      # on each side puts the DFO sampling bounds at [-1.84, 1.04], over the whole image
+      # the sampling bounds are image models' default (EMBER_IMAGE_BOUND_MARGIN, 0.7 of the
+      # training targets' range per side): [-1.84, 1.04] per coordinate, over the whole image
       "$EMBER" train --data "$OUT/train$n.npz" --out "$m" --method $method --conv 8:5:2:2,16:3:1:1 --head $head \
         --steps "$STEPS" --batch 32 --negatives 64 --width 64 --lr 0.002 --ema 0 --samples 1024 \
-        --bound-margin 0.7 --seed $seed --threads 2 --quiet
+        --seed $seed --threads 2 --quiet
       t1=$(date +%s)
-      ein=$("$EMBER" eval data --model "$m" --data "$OUT/in.npz" --samples 1024 --csv | tail -1 | cut -d, -f8)
-      eout=$("$EMBER" eval data --model "$m" --data "$OUT/out.npz" --samples 1024 --csv | tail -1 | cut -d, -f8)
+      # error_mean and sq_error_mean (the mean squared error, the paper's "test MSE")
+      ein=$("$EMBER" eval data --model "$m" --data "$OUT/in.npz" --samples 1024 --csv | tail -1 | cut -d, -f8,14 | tr , '\t')
+      eout=$("$EMBER" eval data --model "$m" --data "$OUT/out.npz" --samples 1024 --csv | tail -1 | cut -d, -f8,14 | tr , '\t')
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $n $method $head $seed "$ein" "$eout" $((t1 - t0)) >> "$OUT/results.tsv"
      done
     done
@@ -46,19 +50,25 @@ cat "$OUT/results.tsv"
 # the table of docs/images.md: mean (worst seed) per cell, and the picture, into bench/coords/
 RESULTS=${RESULTS:-$(dirname "$0")/RESULTS.md}
 cp "$OUT/predictions.png" "$(dirname "$RESULTS")/predictions.png"
-/usr/bin/python3 - "$OUT/results.tsv" "$RESULTS" "$STEPS" "$SEEDS" <<'PYEOF'
+/usr/bin/python3 - "$OUT/results.tsv" "$RESULTS" "$STEPS" "$SEEDS" "$OUT/out.npz" "$SPLIT" <<'PYEOF'
 import collections, csv, subprocess, sys
-tsv, out, steps, seeds = sys.argv[1:5]
+import numpy as np
+tsv, out, steps, seeds, test, split = sys.argv[1:7]
 g = collections.defaultdict(list)
+cols = ("error_inside", "error_outside", "sq_error_inside", "sq_error_outside")
 for r in csv.DictReader(open(tsv), delimiter="\t"):
-    g[(int(r["n"]), r["head"], r["method"])].append((float(r["error_inside"]), float(r["error_outside"])))
+    g[(int(r["n"]), r["head"], r["method"])].append(tuple(float(r[c]) for c in cols))
+# the baseline that knows only the training region: the nearest point of it
+y = np.load(test)["y"].astype(np.float64)
+d = np.linalg.norm(y - np.minimum(y, float(split)), axis=1)
+clamp, clamp_sq = d.mean(), (d * d).mean()
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 lines = ["# Coordinate regression results", "",
          "Generated by `sh bench/coords/run.sh` (commit %s, %s steps, training seeds %s); do not edit by" % (commit, steps, seeds),
          "hand. The task, the settings and what the numbers mean: docs/images.md (Result).", "",
          "Mean distance between prediction and target (targets in [-1, 1]^2) on 200 held-out images",
          "inside the training region and 200 outside it: the mean over the training seeds, the worst",
-         "seed in brackets. Clamping to the training region would score 0.45 outside.", "",
+         "seed in brackets. Clamping to the training region would score %.2f outside." % clamp, "",
          "| images | head | dfo inside | mse inside | dfo outside | mse outside |", "|---:|---|---:|---:|---:|---:|"]
 for head in ("softargmax", "pool"):
     for n in (10, 30, 100, 1000):
@@ -68,6 +78,15 @@ for head in ("softargmax", "pool"):
                 v = [x[k] for x in g[(n, head, m)]]
                 cells.append("%.3f (%.3f)" % (sum(v) / len(v), max(v)))
         lines.append("| %d | %s | %s |" % (n, head, " | ".join(cells)))
+lines += ["", "The paper's measure, the mean squared error (test MSE), outside the training region, and how",
+          "many times dfo's that is mse's (clamping would score %.3f):" % clamp_sq, "",
+          "| images | head | dfo | mse | mse / dfo |", "|---:|---|---:|---:|---:|"]
+for head in ("softargmax", "pool"):
+    for n in (10, 30, 100, 1000):
+        mean = {m: sum(x[3] for x in g[(n, head, m)]) / len(g[(n, head, m)]) for m in ("dfo", "mse")}
+        worst = {m: max(x[3] for x in g[(n, head, m)]) for m in ("dfo", "mse")}
+        lines.append("| %d | %s | %.4f (%.4f) | %.4f (%.4f) | %.1fx |" % (n, head, mean["dfo"], worst["dfo"], mean["mse"],
+                     worst["mse"], mean["mse"] / mean["dfo"]))
 lines += ["", "![dfo (red +) and mse (cyan x) answers on held-out images outside the training region, "
           "truth as green rings](predictions.png)", "",
           "predictions.png: `ember plot images`, both 1,000-image soft-argmax models (first seed) on 16",
