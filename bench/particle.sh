@@ -12,8 +12,10 @@
 # particle, seed 0, plus the recipe's data_flags), then for each method and training seed one
 # model (ember train --seed S) and 100 closed-loop evaluation episodes (ember eval particle,
 # seed 1000, never seen in training). Finished (N, method, seed) cells are kept in
-# $WORK/results.csv and skipped when the script runs again, so an interrupted run resumes;
-# delete that file (or $WORK) to start over. A changed recipe is run again (the cells record
+# bench/particle/results.csv (committed: the table's raw data, hours of compute) and skipped
+# when the script runs again, so an interrupted run resumes and a fresh clone adds to the
+# table instead of starting over; delete a cell's rows to run it again. Models and data go to
+# $WORK (build output). A changed recipe is run again (the cells record
 # their flags and training steps, so a method whose default steps changed is run again too).
 # The table is rewritten from results.csv at the end of every run. Rows that differ only in
 # data_flags (e.g. the same method with and without --history 2) are separate cells, shown as
@@ -46,11 +48,11 @@ die() { echo "bench/particle.sh: $*" >&2; exit 2; }
 head -1 "$RECIPES" | grep -q "^n	method	train_flags	eval_flags	data_flags$" ||
   die "$RECIPES: the header must be n, method, train_flags, eval_flags, data_flags (tab-separated)"
 mkdir -p "$WORK"
-RES=$WORK/results.csv
+RES=${RES:-bench/particle/results.csv}
 HEADER="dims,method,seed,steps,train_s,steps_per_s,success,successes,episodes,ci_lo,ci_hi,goal1,goal2,actions_per_s,recipe"
 [ -f "$RES" ] || echo "$HEADER" > "$RES"
 head -1 "$RES" | grep -qx "$HEADER" || die "$RES has another layout (an older version's); move it away"
-CRV=$WORK/curves.csv
+CRV=${CRV:-bench/particle/snapshots.csv} # every evaluated snapshot, with its recipe key
 CHEADER="dims,method,seed,steps,wall_s,success,successes,episodes,ci_lo,ci_hi,recipe"
 [ -f "$CRV" ] || echo "$CHEADER" > "$CRV"
 first_seed=$(echo $SEEDS | cut -d' ' -f1)
