@@ -260,7 +260,7 @@ class Images(EmberTorch):
             if method == "langevin":
                 model.options["langevin.steps"] = 6
             # fit_stats: ember's normalisation (features as they are, extras normalised), to the bit
-            fitted = et.fit_stats(ex_tr if extras else None, tr["y"], method, 0.05, features=model.encoder.features)
+            fitted = et.fit_stats(ex_tr if extras else None, tr["y"], method, None, features=model.encoder.features)
             for key, v in model.stats().items():
                 np.testing.assert_array_equal(fitted[key], v, err_msg="%s %s" % (method, key))
             self.check_predict(model, path, test_x if extras else os.path.join(self.tmp, "test.npz"),
