@@ -17,9 +17,11 @@
 # table instead of starting over; delete a cell's rows to run it again. Models and data go to
 # $WORK (build output). A changed recipe is run again (the cells record
 # their flags and training steps, so a method whose default steps changed is run again too).
-# The table is rewritten from results.csv at the end of every run. Rows that differ only in
-# data_flags (e.g. the same method with and without --history 2) are separate cells, shown as
-# "method [data flags]".
+# The table is rewritten from results.csv at the end of every run, from the rows of the recipes
+# as they stand (a changed recipe's old rows stay in the file but are not shown). LOAD_NOTE="..."
+# records how busy the machine was in the rows this run writes; the table marks them. Rows that
+# differ only in data_flags (e.g. the same method with and without --history 2) are separate
+# cells, shown as "method [data flags]".
 #
 # Learning curves: the first training seed of every cell also saves its model SNAPSHOTS times
 # during training (ember train --snapshot-every), and each snapshot is evaluated on the same
@@ -37,7 +39,8 @@ SEEDS=${SEEDS:-"1 2 3"}           # training seeds
 EPISODES=${EPISODES:-2000}        # demonstrations per N (the paper's 2,000)
 EVAL_EPISODES=${EVAL_EPISODES:-100}
 THREADS=${THREADS:-$(nproc 2>/dev/null || echo 2)}
-LOAD_NOTE=${LOAD_NOTE:-}          # how busy the machine was, if not idle (said in the table)
+LOAD_NOTE=${LOAD_NOTE:-}          # how busy the machine was while these cells trained, if not idle
+# (kept in each result row it describes, and said beside those rows in the table)
 SNAPSHOTS=${SNAPSHOTS:-4}         # evaluated snapshots per curve (0: no curves)
 CURVE_DIMS=${CURVE_DIMS:-"2 8 16"}
 CURVES_OUT=${CURVES_OUT:-bench/particle}
@@ -49,9 +52,11 @@ head -1 "$RECIPES" | grep -q "^n	method	train_flags	eval_flags	data_flags$" ||
   die "$RECIPES: the header must be n, method, train_flags, eval_flags, data_flags (tab-separated)"
 mkdir -p "$WORK"
 RES=${RES:-bench/particle/results.csv}
-HEADER="dims,method,seed,steps,train_s,steps_per_s,success,successes,episodes,ci_lo,ci_hi,goal1,goal2,actions_per_s,recipe"
+HEADER="dims,method,seed,steps,train_s,steps_per_s,success,successes,episodes,ci_lo,ci_hi,goal1,goal2,actions_per_s,note,recipe"
 [ -f "$RES" ] || echo "$HEADER" > "$RES"
 head -1 "$RES" | grep -qx "$HEADER" || die "$RES has another layout (an older version's); move it away"
+# the note goes into a CSV field: no commas or line breaks
+note=$(printf '%s' "$LOAD_NOTE" | tr ',\n' ';  ')
 CRV=${CRV:-bench/particle/snapshots.csv} # every evaluated snapshot, with its recipe key
 CHEADER="dims,method,seed,steps,wall_s,success,successes,episodes,ci_lo,ci_hi,recipe"
 [ -f "$CRV" ] || echo "$CHEADER" > "$CRV"
@@ -63,9 +68,17 @@ core=$("$EMBER" --version | sed -n 's/.*(OpenBLAS kernels: \([^)]*\)).*/\1/p')
 now() { date +%s.%N; }
 want() { [ -z "$2" ] || echo " $2 " | grep -q " $1 "; } # want VALUE "LIST": empty LIST = all
 # a cell's recipe key: its flags, so that a changed recipe is not taken as done
-# FILE without the rows of the cell (n, cell, s) being run, into FILE.tmp
-drop_cell() { awk -F, -v n="$n" -v c="$cell" -v s="$s" '!($1 == n && $2 == c && $3 == s)' "$1" > "$1.tmp"; }
+# FILE without the rows of the cell (n, cell, s) and recipe key k being run, into FILE.tmp (rows of
+# another recipe stay: the table leaves them out, and a recipe changed back finds them again)
+drop_cell() { awk -F, -v n="$n" -v c="$cell" -v s="$s" -v k="$k" '!($1 == n && $2 == c && $3 == s && $NF == k)' "$1" > "$1.tmp"; }
 key() { printf '%s|%s|%s' "$1" "$2" "$3" | cksum | cut -d' ' -f1; }
+# the training steps of train flags $1: --steps, else the method's default as ember train --help states it
+recipe_steps() {
+  st=$(echo " $1 " | sed -n 's/.* --steps \([0-9]*\) .*/\1/p')
+  # shellcheck disable=SC2086
+  [ -n "$st" ] || st=$("$EMBER" train $1 --help | sed -n 's/^ *--steps N .*(default \([0-9]*\)[;)].*/\1/p')
+  [ -n "$st" ] && echo "$st"
+}
 
 US=$(printf '\037') # tabs become a non-blank separator, so that empty fields stay fields
 tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
@@ -80,10 +93,7 @@ tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
     "$EMBER" data particle --dims "$n" --episodes "$EPISODES" --seed 0 $df --out "$data"
   fi
   k=$(key "$tf" "$ef" "$df blas=$core")
-  steps=$(echo " $tf " | sed -n 's/.* --steps \([0-9]*\) .*/\1/p')
-  # not in the flags: the method's default, as ember train --help states it
-  [ -n "$steps" ] || steps=$("$EMBER" train $tf --help | sed -n 's/^ *--steps N .*(default \([0-9]*\)).*/\1/p')
-  [ -n "$steps" ] || die "cannot tell the training steps of recipe N=$n $m"
+  steps=$(recipe_steps "$tf") || die "cannot tell the training steps of recipe N=$n $m"
   for s in $SEEDS; do
     # done: the same flags and the same training steps (a method's default may have changed)
     if awk -F, -v n="$n" -v c="$cell" -v s="$s" -v k="$k" -v st="$steps" '$1 == n && $2 == c && $3 == s && $4 == st && $NF == k { f = 1 }
@@ -107,9 +117,9 @@ tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
       --threads "$THREADS" --csv --quiet $ef | tail -1)
     echo "particle N=$n $cell seed $s: $line" >&2
     drop_cell "$RES"
-    echo "$line" | awk -F, -v n="$n" -v m="$cell" -v s="$s" -v steps="$steps" -v t0="$t0" -v t1="$t1" -v k="$k" \
-      '{ printf "%s,%s,%s,%s,%.1f,%.2f,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", n, m, s, steps, t1 - t0,
-         (steps + 0) / (t1 - t0), $7, $8, $2, $9, $10, $11, $12, $13, k }' >> "$RES.tmp"
+    echo "$line" | ROW_NOTE=$note awk -F, -v n="$n" -v m="$cell" -v s="$s" -v steps="$steps" -v t0="$t0" -v t1="$t1" -v k="$k" \
+      '{ note = ENVIRON["ROW_NOTE"]; printf "%s,%s,%s,%s,%.1f,%.2f,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", n, m, s, steps, t1 - t0,
+         (steps + 0) / (t1 - t0), $7, $8, $2, $9, $10, $11, $12, $13, note, k }' >> "$RES.tmp"
     mv "$RES.tmp" "$RES"
     # the learning curve: every snapshot (its file's time is its wall time), then the final model
     if [ -n "$snap" ]; then
@@ -132,11 +142,27 @@ tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
   done
 done
 
+# ---- the rows of the recipes as they stand --------------------------------------------------
+# Only they count (same flags, steps and kernels): rows and snapshots of an earlier recipe stay
+# in the CSVs but are neither averaged with the new ones nor shown.
+tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
+  [ -n "$n" ] || continue
+  st=$(recipe_steps "$tf") || die "cannot tell the training steps of recipe N=$n $m"
+  echo "$n,$m${df:+ [$df]},$st,$(key "$tf" "$ef" "$df blas=$core")"
+done > "$WORK/recipe-keys.csv" || exit 2
+awk -F, 'FNR == NR { want[$0] = 1; next }
+  FNR > 1 && (($1 "," $2 "," $4 "," $NF) in want)' "$WORK/recipe-keys.csv" "$RES" > "$WORK/current.csv"
+stale=$(($(tail -n +2 "$RES" | wc -l) - $(wc -l < "$WORK/current.csv")))
+# snapshots of the current rows' models (the same N, cell, seed and key)
+awk -F, 'FNR == NR { want[$1 "," $2 "," $3 "," $NF] = 1; next }
+  FNR > 1 && (($1 "," $2 "," $3 "," $NF) in want)' "$WORK/current.csv" "$CRV" > "$WORK/current-snapshots.csv"
+
 # ---- learning curves: a CSV for ember plot curves and one chart per N --------------------------
-if [ "$SNAPSHOTS" -gt 0 ] && [ "$(wc -l < "$CRV")" -gt 1 ]; then
+[ -s "$WORK/current-snapshots.csv" ] || rm -f "$CURVES_OUT/curves.csv" # no stale curves
+if [ "$SNAPSHOTS" -gt 0 ] && [ -s "$WORK/current-snapshots.csv" ]; then
   mkdir -p "$CURVES_OUT"
   echo "series,dims,method,steps,wall_s,success,ci_lo,ci_hi" > "$CURVES_OUT/curves.csv"
-  tail -n +2 "$CRV" | sort -t, -k1,1n -k2,2 -k4,4n | awk -F, '{ printf "N=%s %s,%s,%s,%s,%s,%s,%s,%s\n", $1, $2, $1, $2, $4, $5, $6, $9, $10 }' \
+  sort -t, -k1,1n -k2,2 -k4,4n "$WORK/current-snapshots.csv" | awk -F, '{ printf "N=%s %s,%s,%s,%s,%s,%s,%s,%s\n", $1, $2, $1, $2, $4, $5, $6, $9, $10 }' \
     >> "$CURVES_OUT/curves.csv"
   for n in $CURVE_DIMS; do
     grep -q "^N=$n " "$CURVES_OUT/curves.csv" || continue
@@ -184,7 +210,7 @@ pct() { awk -v s="$1" 'BEGIN { printf "%.0f", 100 * s }'; }
   echo
   echo "| N | method | seeds | success: mean | worst seed | 95% interval (pooled) | per seed | paper | training steps | training time (mean) | steps/s | actions/s |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
-  tail -n +2 "$RES" | sort -t, -k1,1n -k2,2 -k3,3n | awk -F, '
+  sort -t, -k1,1n -k2,2 -k3,3n "$WORK/current.csv" | awk -F, '
     function wilson(k, n,   z, p, den, mid, half) {
       z = 1.959963984540054; p = k / n; den = 1 + z * z / n; mid = (p + z * z / (2 * n)) / den
       half = z * sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
@@ -193,24 +219,32 @@ pct() { awk -v s="$1" 'BEGIN { printf "%.0f", 100 * s }'; }
     function flush() {
       if (cell == "") return
       wilson(k, e)
-      printf "%s|%d|%.1f|%.0f|%.0f-%.0f|%s|%s|%.0f|%.1f|%.0f\n", cell, ns, 100 * sum / ns, 100 * worst,
-        100 * lo, 100 * hi, seeds, steps, tsum / ns, spsum / ns, apsum / ns
+      printf "%s|%d|%.1f|%.0f|%.0f-%.0f|%s|%s|%.0f%s|%.1f|%.0f\n", cell, ns, 100 * sum / ns, 100 * worst,
+        100 * lo, 100 * hi, seeds, steps, tsum / ns, (noted ? " s (*)" : " s"), spsum / ns, apsum / ns
     }
     { c = $1 "|" $2
-      if (c != cell) { flush(); cell = c; ns = 0; sum = 0; worst = 2; k = 0; e = 0; seeds = ""; tsum = 0; spsum = 0; apsum = 0 }
+      if (c != cell) { flush(); cell = c; ns = 0; sum = 0; worst = 2; k = 0; e = 0; seeds = ""; tsum = 0; spsum = 0; apsum = 0; noted = 0 }
       ns++; sum += $7; if ($7 < worst) worst = $7; k += $8; e += $9; steps = $4
-      seeds = seeds (seeds == "" ? "" : " ") sprintf("%.0f", 100 * $7); tsum += $5; spsum += $6; apsum += $14 }
+      seeds = seeds (seeds == "" ? "" : " ") sprintf("%.0f", 100 * $7); tsum += $5; spsum += $6; apsum += $14
+      if ($15 != "") noted = 1 }
     END { flush() }' | while IFS='|' read -r n m ns mean worst ci seeds steps t sps aps; do
-    echo "| $n | $m | $ns | $mean% | $worst% | $ci% | $seeds | $(paper "$m" "$n") | $steps | $t s | $sps | $aps |"
+    echo "| $n | $m | $ns | $mean% | $worst% | $ci% | $seeds | $(paper "$m" "$n") | $steps | $t | $sps | $aps |"
   done
   echo
   missing=$(tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
     [ -n "$n" ] || continue
     cell=$m${df:+ [$df]}
-    awk -F, -v n="$n" -v c="$cell" '$1 == n && $2 == c { f = 1 } END { exit !f }' "$RES" || printf '%s' "N = $n $cell; "
+    awk -F, -v n="$n" -v c="$cell" '$1 == n && $2 == c { f = 1 } END { exit !f }' "$WORK/current.csv" ||
+      printf '%s' "N = $n $cell; "
   done)
   if [ -n "$missing" ]; then
     echo "Recipes in the file with no result yet (not run): ${missing%; }."
+    echo
+  fi
+  if [ "$stale" -gt 0 ]; then
+    [ "$stale" -eq 1 ] && rows="1 row" || rows="$stale rows"
+    echo "Not shown: $rows of $RES from earlier recipes (their flags, steps or OpenBLAS"
+    echo "kernels differ from the recipes file's, or their recipe is gone from it)."
     echo
   fi
   echo "Paper: implicit policies (autoregressive DFO, Langevin) keep >= 95% success up to N = 16,"
@@ -228,7 +262,22 @@ pct() { awk -v s="$1" 'BEGIN { printf "%.0f", 100 * s }'; }
   echo
   echo "Every run adds \`--data DATA --y-dim N --out MODEL --seed S --threads $THREADS\` to training and"
   echo "\`--dims N --model MODEL --episodes $EVAL_EPISODES --seed 1000 --threads $THREADS\` to evaluation."
-  echo "Training time and steps/s are wall-clock on this machine (${LOAD_NOTE:-with nothing else running});"
+  # the rows' notes (how busy the machine was), one line per cell and note
+  notes=$(sort -t, -k1,1n -k2,2 -k3,3n "$WORK/current.csv" | awk -F, '$15 != "" {
+      c = "N = " $1 " " $2 SUBSEP $15
+      if (!(c in seeds)) order[++k] = c
+      seeds[c] = seeds[c] (seeds[c] == "" ? "" : ", ") $3; count[c]++ }
+    END { for (i = 1; i <= k; i++) { split(order[i], p, SUBSEP)
+            printf "- (*) %s, training seed%s %s: %s\n", p[1], (count[order[i]] > 1 ? "s" : ""), seeds[order[i]], p[2] } }')
+  if [ -n "$notes" ]; then
+    echo "Training time and steps/s are wall-clock on this machine, with nothing else running except where"
+    echo "marked (*):"
+    echo
+    echo "$notes"
+    echo
+  else
+    echo "Training time and steps/s are wall-clock on this machine, with nothing else running;"
+  fi
   echo "actions/s is closed-loop inference over all episodes at once (one batched call per"
   echo "control step)."
   echo
