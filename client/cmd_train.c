@@ -6,6 +6,7 @@
  * an existing file at --out is either the old model or the new one, never half of each.
  */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -131,6 +132,35 @@ static int on_progress(void *ctx, const ember_train_progress *p) {
   return 0;
 }
 
+/* An option's field in another ember_train_opts than the one it parses into (o) */
+static size_t field_size(const opt_spec *s) {
+  switch (s->type) {
+  case OPT_INT: case OPT_FLAG: return sizeof(int);
+  case OPT_I64: return sizeof(int64_t);
+  case OPT_U64: return sizeof(uint64_t);
+  case OPT_FLOAT: return sizeof(float);
+  default: return 0;
+  }
+}
+static void *field_of(ember_train_opts *other, const ember_train_opts *o, const opt_spec *s) {
+  return (char *)other + ((const char *)s->dst - (const char *)o);
+}
+static void field_text(const opt_spec *s, const void *p, char *buf, size_t len) {
+  switch (s->type) {
+  case OPT_I64: snprintf(buf, len, "%lld", (long long)*(const int64_t *)p); break;
+  case OPT_U64: snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+  case OPT_FLOAT: snprintf(buf, len, "%g", (double)*(const float *)p); break;
+  default: snprintf(buf, len, "%d", *(const int *)p); break;
+  }
+}
+/* whether option s sets a field of o (a numeric one) whose value in img differs */
+static int recipe_field(const ember_train_opts *o, ember_train_opts *img, const opt_spec *s) {
+  uintptr_t p = (uintptr_t)s->dst, base = (uintptr_t)o; /* other options point elsewhere */
+  size_t n = field_size(s);
+  if (n == 0 || p < base || p + n > base + sizeof *o) return 0;
+  return memcmp(field_of(img, o, s), s->dst, n) != 0;
+}
+
 int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra, int nextra, int argc,
                     char **argv) {
   ember_train_opts *o = &t->o;
@@ -199,6 +229,21 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
       {"conv", OPT_STR, &t->conv, "C:K:S[:P],...", "image data: the encoder's convolutions, channels:kernel:stride[:zero padding] per layer (docs/images.md)", 0, 0},
       {"head", OPT_STR, &t->head, "H", "image data: the encoder's head, softargmax (2 coordinates per channel) or pool (the mean of each channel)", 0, 0},
   };
+  /* The options whose default differs for image data say both defaults in their help. */
+  ember_train_opts img = *o;
+  ember_train_opts_for_images(&img);
+  static char img_help[8][400];
+  int nimg = 0;
+  for (size_t i = 0; !remote && i < sizeof all / sizeof *all; i++) { /* emberd trains no images */
+    opt_spec *s = &all[i];
+    char v[32], d[32];
+    if (!recipe_field(o, &img, s) || nimg == 8) continue;
+    field_text(s, s->dst, d, sizeof d);
+    field_text(s, field_of(&img, o, s), v, sizeof v);
+    snprintf(img_help[nimg], sizeof img_help[nimg], "%s (default %s; image data %s)", s->help, d, v);
+    s->help = img_help[nimg++];
+    s->hide_default = 1;
+  }
   /* remote: no --out (the server publishes), and --threads is refused (the server's
    * --train-threads);
    * the caller's extra options (--model, --dataset, access control) go after --data */
@@ -280,8 +325,13 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
     fprintf(stderr, "ember train: --y-dim must be >= 1, got %d\n", t->y_dim);
     return -1;
   }
+  /* image data: the image recipe for each option not given */
+  t->o_img = *o;
+  for (int i = 0; i < nspecs; i++)
+    if (!specs[i].min_set && recipe_field(o, &img, &specs[i]))
+      memcpy(field_of(&t->o_img, o, &specs[i]), field_of(&img, o, &specs[i]), field_size(&specs[i]));
   ember_err err;
-  if (ember_train_opts_check(o, &err) < 0) {
+  if (ember_train_opts_check(o, &err) < 0 || ember_train_opts_check(&t->o_img, &err) < 0) {
     fprintf(stderr, "ember train: %s\n", err.msg);
     return -1;
   }
@@ -329,6 +379,8 @@ int cmd_train(int argc, char **argv) {
     return 2;
   }
   if (ds.img) {
+    t.o = t.o_img; /* image data's recipe for what was not given (ember_train_opts_for_images) */
+    o = t.o;
     o.encoder = &t.enc;
     if (!quiet) {
       char conv[200];

@@ -9,6 +9,8 @@
 
 typedef struct train_cli {
   ember_train_opts o;          /* every flag, with `ember train`'s method-dependent defaults */
+  ember_train_opts o_img;      /* the same for image data: its recipe (ember_train_opts_for_images)
+                                  for every option not given */
   const char *data, *out;      /* --data, --out (local only) */
   const char *y_cols;          /* --y-cols NAME,NAME: a CSV header's y columns, or NULL */
   const char *method, *arch, *schedule;

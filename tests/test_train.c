@@ -181,6 +181,39 @@ static void test_statistics_and_bounds(void **state) {
   assert_non_null(strstr(err.msg, "bound margin must be in [0, 10]"));
 }
 
+/* Image data's recipe changes dfo's and mse's network and schedule, and nothing of the others */
+static void test_image_recipe(void **state) {
+  (void)state;
+  const ember_method changed[] = {EMBER_METHOD_DFO, EMBER_METHOD_MSE};
+  for (int i = 0; i < 2; i++) {
+    ember_train_opts o, v;
+    ember_train_opts_for_method(&v, changed[i]);
+    o = v;
+    ember_train_opts_for_images(&o);
+    assert_int_equal(o.width, 64);
+    assert_int_equal(o.steps, 600);
+    assert_int_equal(o.batch, 32);
+    assert_float_equal(o.lr, 0.002, 1e-9);
+    assert_float_equal(o.ema, 0.0, 0);
+    /* the rest is the method's: counter-examples, depth, inference defaults */
+    assert_int_equal(o.negatives, v.negatives);
+    assert_int_equal(o.depth, v.depth);
+    assert_int_equal(o.infer.samples, v.infer.samples);
+    assert_int_equal(o.method, changed[i]);
+  }
+  const ember_method kept[] = {EMBER_METHOD_LANGEVIN, EMBER_METHOD_ARDFO};
+  for (int i = 0; i < 2; i++) {
+    ember_train_opts o, v;
+    ember_train_opts_for_method(&v, kept[i]);
+    o = v;
+    ember_train_opts_for_images(&o);
+    assert_int_equal(o.width, v.width);
+    assert_int_equal(o.steps, v.steps);
+    assert_int_equal(o.batch, v.batch);
+    assert_true(o.lr == v.lr && o.ema == v.ema);
+  }
+}
+
 static void test_training_is_reproducible(void **state) {
   (void)state;
   ember_dataset ds;
@@ -799,6 +832,7 @@ int main(void) {
       cmocka_unit_test(test_mse_training_gradient),
       cmocka_unit_test(test_langevin_training_gradient),
       cmocka_unit_test(test_statistics_and_bounds),
+      cmocka_unit_test(test_image_recipe),
       cmocka_unit_test(test_training_is_reproducible),
       cmocka_unit_test(test_weight_average),
       cmocka_unit_test(test_cancel_and_bad_data),

@@ -11,7 +11,11 @@
 set -eu
 EMBER=${1:?usage: run.sh EMBER OUTDIR [STEPS]}
 OUT=${2:?usage: run.sh EMBER OUTDIR [STEPS]}
-STEPS=${3:-600}
+# training: every default of image data (ember_train_opts_for_images: batch 32, a 64x2 ResNet, lr
+# 0.002, no weight average, 600 steps unless STEPS says otherwise; dfo's 64 counter-examples and
+# 1,024 inference samples; the encoder EMBER_ENCODER_DEFAULT_CONV, 8:5:2:2,16:3:1:1), each head
+STEPS=${3:-$("$EMBER" train --help | sed -n 's/^ *--steps N .*image data \([0-9]*\)).*/\1/p')}
+[ -n "$STEPS" ] || { echo "run.sh: cannot tell image data's default steps from $EMBER train --help" >&2; exit 2; }
 mkdir -p "$OUT"
 SIZE=32
 SPLIT=0.2 # the training region: u, v <= SPLIT
@@ -28,9 +32,8 @@ for n in 10 30 100 1000; do
       t0=$(date +%s)
       # the sampling bounds are image models' default (EMBER_IMAGE_BOUND_MARGIN, 0.7 of the
       # training targets' range per side): [-1.84, 1.04] per coordinate, over the whole image
-      "$EMBER" train --data "$OUT/train$n.npz" --out "$m" --method $method --conv 8:5:2:2,16:3:1:1 --head $head \
-        --steps "$STEPS" --batch 32 --negatives 64 --width 64 --lr 0.002 --ema 0 --samples 1024 \
-        --seed $seed --threads 2 --quiet
+      "$EMBER" train --data "$OUT/train$n.npz" --out "$m" --method $method --head $head \
+        --steps "$STEPS" --seed $seed --threads 2 --quiet
       t1=$(date +%s)
       # error_mean and sq_error_mean (the mean squared error, the paper's "test MSE")
       ein=$("$EMBER" eval data --model "$m" --data "$OUT/in.npz" --samples 1024 --csv | tail -1 | cut -d, -f8,14 | tr , '\t')

@@ -103,6 +103,15 @@ void ember_train_opts_for_method(ember_train_opts *o, ember_method method) {
   }
 }
 
+void ember_train_opts_for_images(ember_train_opts *o) {
+  if (o->method != EMBER_METHOD_DFO && o->method != EMBER_METHOD_MSE) return;
+  o->width = 64;
+  o->steps = 600;
+  o->batch = 32;
+  o->lr = 0.002f;
+  o->ema = 0.0f;
+}
+
 static uint64_t train_bytes(const ember_train_opts *o, int n, int x_dim, int y_dim, int threads);
 static int too_big(const ember_train_opts *o, uint64_t bytes, const char *what, ember_err *err);
 

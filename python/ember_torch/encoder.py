@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 HEADS = ("softargmax", "pool")
-DEFAULT_CONV = "16:5:2:2,32:3:1:1"  # EMBER_ENCODER_DEFAULT_CONV (lib/include/ember/encoder.h)
+DEFAULT_CONV = "8:5:2:2,16:3:1:1"  # EMBER_ENCODER_DEFAULT_CONV (lib/include/ember/encoder.h)
 
 # ember's bounds (ember_encoder_shape_check)
 MAX_CONV, MAX_IMAGE_SIDE, MAX_IMAGE_CHANNELS = 8, 1024, 16

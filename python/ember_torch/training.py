@@ -41,9 +41,14 @@ from .encoder import DEFAULT_CONV
 from .model import EmberModel, fit_stats
 
 
-def recipe(method, **overrides):
-    """ember_train_opts_for_method's recipe for `method`, with overrides (same names as
-    `ember train`'s flags, underscores for dashes). Returns a dict."""
+# ember_train_opts_for_images: image data's recipe for dfo and mse, over the method's
+IMAGE_RECIPE = {"width": 64, "steps": 600, "batch": 32, "lr": 0.002, "ema": 0.0}
+
+
+def recipe(method, images=False, **overrides):
+    """ember_train_opts_for_method's recipe for `method` (with images: and
+    ember_train_opts_for_images's for image data), with overrides (same names as `ember train`'s
+    flags, underscores for dashes). Returns a dict."""
     o = {"method": method, "arch": "resnet", "width": 128, "depth": 2, "steps": 2000, "batch": 512,
          "negatives": 256, "lr": 1e-3, "lr_decay": 0.99, "decay_steps": 100, "temperature": 1.0,
          "bound_margin": None, "ema": 0.999, "spectral_norm": False, "uniform_negatives": 0,
@@ -54,6 +59,8 @@ def recipe(method, **overrides):
               "ardfo": {"batch": 256, "negatives": 64, "steps": 4000},
               "langevin": {"batch": 128, "negatives": 8, "steps": 24000, "step_init": 0.5, "delta_max": 0.5},
               "mse": {"batch": 256, "steps": 8000}}[method])
+    if images and method in ("dfo", "mse"):
+        o.update(IMAGE_RECIPE)
     unknown = set(overrides) - set(o)
     if unknown:
         raise ValueError("unknown training options %s" % sorted(unknown))
@@ -339,11 +346,11 @@ def train(x, y, seed=0, device=None, progress=None, x_names=None, y_names=None, 
     torch.distributed every process must call it with the same data and options. x as uint8
     images (n, H, W, C) or (n, H, W) makes an image model (conv=, head= as `ember train
     --conv/--head`), with extra (n, k) vector observations beside the images, as ember does for
-    an image .npz."""
-    o = recipe(opts.pop("method", "dfo"), **opts)
+    an image .npz; image data take image data's recipe where opts do not say otherwise."""
+    images = isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim in (3, 4)
+    o = recipe(opts.pop("method", "dfo"), images=images, **opts)
     y = np.asarray(y, dtype=np.float32)
     y = y[:, None] if y.ndim == 1 else y
-    images = isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim in (3, 4)
     torch.manual_seed(seed)
     if images:
         img = x if x.ndim == 4 else x[..., None]

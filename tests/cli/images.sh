@@ -15,6 +15,25 @@ cmp -s "$T/dfo.safetensors" "$T/dfo2.safetensors" || fail "train: the same seed 
 "$EMBER" train --data "$T/train.npz" --out "$T/mse.safetensors" $SMALL --method mse
 "$EMBER" train --data "$T/train.npz" --out "$T/pool.safetensors" $SMALL --head pool --steps 20
 echo "ok - trained dfo and mse (softargmax head), and dfo with the pool head, on images"
+# image data's recipe (ember_train_opts_for_images) for every option not given, the method's
+# otherwise; the help says both defaults
+"$EMBER" train --data "$T/train.npz" --out "$T/recipe.safetensors" --conv 6:3:1 --steps 3 --quiet
+"$EMBER" info --model "$T/recipe.safetensors" > "$T/info"
+grep -q "resnet 64x2" "$T/info" || fail "image recipe: $(grep network "$T/info")"
+grep -q "3 steps, batch 32, negatives 64, lr 0.002," "$T/info" || fail "image recipe: $(grep '^training' "$T/info")"
+"$EMBER" train --data "$T/train.npz" --out "$T/recipe.safetensors" --conv 6:3:1 --steps 3 --width 16 --batch 8 --quiet
+"$EMBER" info --model "$T/recipe.safetensors" > "$T/info"
+grep -q "resnet 16x2" "$T/info" && grep -q "3 steps, batch 8, negatives 64, lr 0.002," "$T/info" ||
+  fail "flags given: $(grep 'network\|^training' "$T/info")"
+"$EMBER" train --data "$T/train.npz" --out "$T/recipe.safetensors" --method langevin --conv 6:3:1 --steps 3 --quiet
+"$EMBER" info --model "$T/recipe.safetensors" > "$T/info"
+grep -q "resnet 128x2" "$T/info" && grep -q "3 steps, batch 128, negatives 8, lr 0.001," "$T/info" ||
+  fail "langevin keeps its recipe: $(grep 'network\|^training' "$T/info")"
+"$EMBER" train --help > "$T/help"
+grep -q -- "--steps N .*(default 8000; image data 600)" "$T/help" && grep -q -- "--width N .*(default 128; image data 64)" "$T/help" &&
+  grep -q -- "--ema X .*(default 0.999; image data 0)" "$T/help" || fail "help: $(grep -e '--steps\|--width\|--ema' "$T/help")"
+"$EMBER" train --method langevin --help | grep -q -- "--steps N .*(default 24000)$" || fail "langevin help: $("$EMBER" train --method langevin --help | grep -e --steps)"
+echo "ok - image data train with their recipe where no flag is given; the help says so"
 
 "$EMBER" info --model "$T/dfo.safetensors" > "$T/info"
 grep -q "^encoder .*12x12x3 images, conv 6:3:1, head softargmax: 12 features + 0 extra" "$T/info" ||

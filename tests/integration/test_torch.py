@@ -394,8 +394,16 @@ class Pieces(it.EmberTest):
             stated = {m.group(1).replace("-", "_"): m.group(2)
                       for m in re.finditer(r"^ +--([a-z-]+) [A-Z]+ .*\(default ([^)]*)\)$", out, re.M)}
             recipe, infer = ettrain.recipe(method), et.infer_defaults(method)
+            images = ettrain.recipe(method, images=True)
             compared = 0
             for key, v in stated.items():
+                if "; image data " in v and key != "bound_margin":  # "(default V; image data W)"
+                    v, w = v.split("; image data ")
+                    self.assertAlmostEqual(float(w), float(images[key]), places=6, msg=(method, key))
+                    self.assertNotEqual(images[key], recipe[key], (method, key))
+                    compared += 1
+                elif key in images and key != "method":  # the same for image data
+                    self.assertEqual(images[key], recipe[key], (method, key))
                 if key == "bound_margin":  # "(default V; image data W, ...)": fit_stats's None
                     self.assertIsNone(recipe[key], method)
                     self.assertTrue(v.startswith("%g; image data %g," % (etmodel.BOUND_MARGIN, etmodel.IMAGE_BOUND_MARGIN)),
