@@ -16,12 +16,32 @@ static const char *type_metavar(opt_type t) {
   }
 }
 
+size_t args_value_size(opt_type t) {
+  switch (t) {
+  case OPT_INT: case OPT_FLAG: return sizeof(int);
+  case OPT_I64: return sizeof(int64_t);
+  case OPT_U64: return sizeof(uint64_t);
+  case OPT_FLOAT: return sizeof(float);
+  default: return 0;
+  }
+}
+
+void args_value_text(opt_type t, const void *p, char *buf, size_t len) {
+  switch (t) {
+  case OPT_I64: snprintf(buf, len, "%lld", (long long)*(const int64_t *)p); break;
+  case OPT_U64: snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)p); break;
+  case OPT_FLOAT: snprintf(buf, len, "%g", (double)*(const float *)p); break;
+  default: snprintf(buf, len, "%d", *(const int *)p); break;
+  }
+}
+
 static void print_default(FILE *f, const opt_spec *s) {
+  char v[32];
   switch (s->type) {
-  case OPT_INT: fprintf(f, " (default %d)", *(int *)s->dst); break;
-  case OPT_I64: fprintf(f, " (default %lld)", (long long)*(int64_t *)s->dst); break;
-  case OPT_U64: fprintf(f, " (default %llu)", (unsigned long long)*(uint64_t *)s->dst); break;
-  case OPT_FLOAT: fprintf(f, " (default %g)", (double)*(float *)s->dst); break;
+  case OPT_INT: case OPT_I64: case OPT_U64: case OPT_FLOAT:
+    args_value_text(s->type, s->dst, v, sizeof v);
+    fprintf(f, " (default %s)", v);
+    break;
   case OPT_STR:
     if (*(const char **)s->dst) fprintf(f, " (default %s)", *(const char **)s->dst);
     break;

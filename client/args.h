@@ -36,6 +36,11 @@ typedef struct opt_spec {
 int args_parse(const char *verb, const char *usage, opt_spec *specs, int nspecs, int argc,
                char **argv);
 void args_help(FILE *f, const char *verb, const char *usage, const opt_spec *specs, int nspecs);
+/* The size of a numeric option's value (OPT_INT, OPT_I64, OPT_U64, OPT_FLOAT, OPT_FLAG); 0 for
+ * the others. */
+size_t args_value_size(opt_type t);
+/* A numeric value of type t at p, as the help prints defaults. */
+void args_value_text(opt_type t, const void *p, char *buf, size_t len);
 /* Whether option `name` was given on the command line. */
 int args_given(const opt_spec *specs, int nspecs, const char *name);
 

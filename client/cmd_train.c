@@ -133,30 +133,13 @@ static int on_progress(void *ctx, const ember_train_progress *p) {
 }
 
 /* An option's field in another ember_train_opts than the one it parses into (o) */
-static size_t field_size(const opt_spec *s) {
-  switch (s->type) {
-  case OPT_INT: case OPT_FLAG: return sizeof(int);
-  case OPT_I64: return sizeof(int64_t);
-  case OPT_U64: return sizeof(uint64_t);
-  case OPT_FLOAT: return sizeof(float);
-  default: return 0;
-  }
-}
 static void *field_of(ember_train_opts *other, const ember_train_opts *o, const opt_spec *s) {
   return (char *)other + ((const char *)s->dst - (const char *)o);
-}
-static void field_text(const opt_spec *s, const void *p, char *buf, size_t len) {
-  switch (s->type) {
-  case OPT_I64: snprintf(buf, len, "%lld", (long long)*(const int64_t *)p); break;
-  case OPT_U64: snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)p); break;
-  case OPT_FLOAT: snprintf(buf, len, "%g", (double)*(const float *)p); break;
-  default: snprintf(buf, len, "%d", *(const int *)p); break;
-  }
 }
 /* whether option s sets a field of o (a numeric one) whose value in img differs */
 static int recipe_field(const ember_train_opts *o, ember_train_opts *img, const opt_spec *s) {
   uintptr_t p = (uintptr_t)s->dst, base = (uintptr_t)o; /* other options point elsewhere */
-  size_t n = field_size(s);
+  size_t n = args_value_size(s->type);
   if (n == 0 || p < base || p + n > base + sizeof *o) return 0;
   return memcmp(field_of(img, o, s), s->dst, n) != 0;
 }
@@ -232,14 +215,14 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
   /* The options whose default differs for image data say both defaults in their help. */
   ember_train_opts img = *o;
   ember_train_opts_for_images(&img);
-  static char img_help[8][400];
+  static char img_help[sizeof all / sizeof *all][400];
   int nimg = 0;
   for (size_t i = 0; !remote && i < sizeof all / sizeof *all; i++) { /* emberd trains no images */
     opt_spec *s = &all[i];
     char v[32], d[32];
-    if (!recipe_field(o, &img, s) || nimg == 8) continue;
-    field_text(s, s->dst, d, sizeof d);
-    field_text(s, field_of(&img, o, s), v, sizeof v);
+    if (!recipe_field(o, &img, s)) continue;
+    args_value_text(s->type, s->dst, d, sizeof d);
+    args_value_text(s->type, field_of(&img, o, s), v, sizeof v);
     snprintf(img_help[nimg], sizeof img_help[nimg], "%s (default %s; image data %s)", s->help, d, v);
     s->help = img_help[nimg++];
     s->hide_default = 1;
@@ -329,7 +312,7 @@ int train_cli_parse(train_cli *t, const char *usage, int remote, opt_spec *extra
   t->o_img = *o;
   for (int i = 0; i < nspecs; i++)
     if (!specs[i].min_set && recipe_field(o, &img, &specs[i]))
-      memcpy(field_of(&t->o_img, o, &specs[i]), field_of(&img, o, &specs[i]), field_size(&specs[i]));
+      memcpy(field_of(&t->o_img, o, &specs[i]), field_of(&img, o, &specs[i]), args_value_size(specs[i].type));
   ember_err err;
   if (ember_train_opts_check(o, &err) < 0 || ember_train_opts_check(&t->o_img, &err) < 0) {
     fprintf(stderr, "ember train: %s\n", err.msg);

@@ -7,12 +7,12 @@
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 run() { # the script with every file in $T
-  EMBER="$EMBER" RECIPES="$T/recipes.tsv" RES="$T/results.csv" CRV="$T/snapshots.csv" WORK="$T/work" \
+  EMBER="$EMBER" RECIPES="$T/recipes.tsv" RES="$T/results.csv" CRV="$T/snapshots.csv" WORK="$T/scratch" \
     OUT="$T/RESULTS.md" CURVES_OUT="$T/curves" DIMS=99 THREADS=2 sh "$SRC/bench/particle.sh" "$@"
 }
-mkdir -p "$T/work"
+mkdir -p "$T/scratch"
 core=$("$EMBER" --version | sed -n 's/.*(OpenBLAS kernels: \([^)]*\)).*/\1/p')
-echo 100.0 > "$T/work/peak-$core.txt" # no sgemm benchmark in a test
+echo 100.0 > "$T/scratch/peak-$core.txt" # no sgemm benchmark in a test
 printf 'n\tmethod\ttrain_flags\teval_flags\tdata_flags\n' > "$T/recipes.tsv"
 printf '2\tdfo\t--method dfo --steps 300\t\t--history 2\n' >> "$T/recipes.tsv"
 printf '2\tmse\t--method mse\t\t\n' >> "$T/recipes.tsv" # steps: the method's default
@@ -23,9 +23,9 @@ run 2> "$T/err" || fail "first run: $(cat "$T/err")"
 grep -q "no result yet (not run): N = 2 dfo \[--history 2\]; N = 2 mse\." "$T/RESULTS.md" ||
   fail "recipes without results: $(grep 'no result' "$T/RESULTS.md")"
 # the keys of the recipes as they stand (n, cell, steps, key), as the script wrote them
-kd=$(awk -F, '$2 == "dfo [--history 2]" { print $4 }' "$T/work/recipe-keys.csv")
-km=$(awk -F, '$2 == "mse" && $3 == 8000 { print $4 }' "$T/work/recipe-keys.csv") # mse's default steps
-[ -n "$kd" ] && [ -n "$km" ] || fail "recipe keys: $(cat "$T/work/recipe-keys.csv")"
+kd=$(awk -F, '$2 == "dfo [--history 2]" { print $4 }' "$T/scratch/recipe-keys.csv")
+km=$(awk -F, '$2 == "mse" && $3 == 8000 { print $4 }' "$T/scratch/recipe-keys.csv") # mse's default steps
+[ -n "$kd" ] && [ -n "$km" ] || fail "recipe keys: $(cat "$T/scratch/recipe-keys.csv")"
 cat >> "$T/results.csv" <<EOF2
 2,dfo [--history 2],1,300,10.0,30.00,0.9000,90,100,0.8,0.95,,,500,,$kd
 2,dfo [--history 2],2,300,30.0,10.00,0.6000,60,100,0.5,0.7,,,500,shared with a build,$kd
