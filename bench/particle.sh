@@ -19,7 +19,9 @@
 # their flags and training steps, so a method whose default steps changed is run again too).
 # The table is rewritten from results.csv at the end of every run, from the rows of the recipes
 # as they stand (a changed recipe's old rows stay in the file but are not shown). LOAD_NOTE="..."
-# records how busy the machine was in the rows this run writes; the table marks them. Rows that
+# records how busy the machine was in the rows this run writes; the table marks them. Each row
+# records its machine (CPU, SIMD level, cores, sgemm peak): a table of rows from several machines
+# lists them and tags every cell's training time with its machine. Rows that
 # differ only in data_flags (e.g. the same method with and without --history 2) are separate
 # cells, shown as "method [data flags]".
 #
@@ -52,7 +54,7 @@ head -1 "$RECIPES" | grep -q "^n	method	train_flags	eval_flags	data_flags$" ||
   die "$RECIPES: the header must be n, method, train_flags, eval_flags, data_flags (tab-separated)"
 mkdir -p "$WORK"
 RES=${RES:-bench/particle/results.csv}
-HEADER="dims,method,seed,steps,train_s,steps_per_s,success,successes,episodes,ci_lo,ci_hi,goal1,goal2,actions_per_s,note,recipe"
+HEADER="dims,method,seed,steps,train_s,steps_per_s,success,successes,episodes,ci_lo,ci_hi,goal1,goal2,actions_per_s,machine,note,recipe"
 [ -f "$RES" ] || echo "$HEADER" > "$RES"
 head -1 "$RES" | grep -qx "$HEADER" || die "$RES has another layout (an older version's); move it away"
 # the note goes into a CSV field: no commas or line breaks
@@ -65,6 +67,16 @@ first_seed=$(echo $SEEDS | cut -d' ' -f1)
 # every cell's key, and a run with other kernels does not count as done
 core=$("$EMBER" --version | sed -n 's/.*(OpenBLAS kernels: \([^)]*\)).*/\1/p')
 [ -n "$core" ] || die "$EMBER --version does not name its OpenBLAS kernels (an older ember?)"
+# this machine, as each row written here records it (times are only comparable on one machine):
+# CPU, SIMD level, cores and the sgemm peak (measured once per $WORK, with the machine otherwise idle)
+cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
+simd=$(grep -q avx512f /proc/cpuinfo && echo AVX-512 || (grep -q avx2 /proc/cpuinfo && echo "AVX2, no AVX-512" || echo "no AVX2"))
+if [ ! -s "$WORK/peak-$core.txt" ]; then
+  "$EMBER" bench infer --reps 20 --threads "$THREADS" 2>/dev/null |
+    sed -n 's/.*sgemm_peak_gflops=\([0-9.]*\).*/\1/p' | tail -1 > "$WORK/peak-$core.txt"
+fi
+peak=$(cat "$WORK/peak-$core.txt")
+machine=$(printf '%s (%s); %s cores; sgemm peak %s GFLOP/s on %s threads (ember bench infer)' "${cpu:-unknown CPU}" "$simd" "$(nproc)" "${peak:-?}" "$THREADS" | tr ',\n' '; ')
 now() { date +%s.%N; }
 want() { [ -z "$2" ] || echo " $2 " | grep -q " $1 "; } # want VALUE "LIST": empty LIST = all
 # a cell's recipe key: its flags, so that a changed recipe is not taken as done
@@ -117,9 +129,9 @@ tail -n +2 "$RECIPES" | tr '\t' "$US" | while IFS=$US read -r n m tf ef df; do
       --threads "$THREADS" --csv --quiet $ef | tail -1)
     echo "particle N=$n $cell seed $s: $line" >&2
     drop_cell "$RES"
-    echo "$line" | ROW_NOTE=$note awk -F, -v n="$n" -v m="$cell" -v s="$s" -v steps="$steps" -v t0="$t0" -v t1="$t1" -v k="$k" \
-      '{ note = ENVIRON["ROW_NOTE"]; printf "%s,%s,%s,%s,%.1f,%.2f,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", n, m, s, steps, t1 - t0,
-         (steps + 0) / (t1 - t0), $7, $8, $2, $9, $10, $11, $12, $13, note, k }' >> "$RES.tmp"
+    echo "$line" | ROW_NOTE=$note ROW_MACHINE=$machine awk -F, -v n="$n" -v m="$cell" -v s="$s" -v steps="$steps" -v t0="$t0" -v t1="$t1" -v k="$k" \
+      '{ note = ENVIRON["ROW_NOTE"]; printf "%s,%s,%s,%s,%.1f,%.2f,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", n, m, s, steps, t1 - t0,
+         (steps + 0) / (t1 - t0), $7, $8, $2, $9, $10, $11, $12, $13, ENVIRON["ROW_MACHINE"], note, k }' >> "$RES.tmp"
     mv "$RES.tmp" "$RES"
     # the learning curve: every snapshot (its file's time is its wall time), then the final model
     if [ -n "$snap" ]; then
@@ -175,13 +187,6 @@ if [ "$SNAPSHOTS" -gt 0 ] && [ -s "$WORK/current-snapshots.csv" ]; then
 fi
 
 # ---- the table ---------------------------------------------------------------------------
-cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
-simd=$(grep -q avx512f /proc/cpuinfo && echo AVX-512 || (grep -q avx2 /proc/cpuinfo && echo "AVX2, no AVX-512" || echo "no AVX2"))
-if [ ! -s "$WORK/peak-$core.txt" ]; then # the sgemm peak, measured once with the machine otherwise idle
-  "$EMBER" bench infer --reps 20 --threads "$THREADS" 2>/dev/null |
-    sed -n 's/.*sgemm_peak_gflops=\([0-9.]*\).*/\1/p' | tail -1 > "$WORK/peak-$core.txt"
-fi
-peak=$(cat "$WORK/peak-$core.txt")
 blas=$(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo unknown)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 paper() { # the paper's result (success >= 95% or not) for method $1 (a cell's first word) at N = $2
@@ -197,8 +202,20 @@ pct() { awk -v s="$1" 'BEGIN { printf "%.0f", 100 * s }'; }
   echo
   echo "Generated by \`sh bench/particle.sh\` (commit $rev, $(date -u +%Y-%m-%d)) from"
   echo "bench/particle/recipes.tsv; do not edit by hand."
-  echo "Machine: $cpu ($simd), $(nproc) cores, OpenBLAS $blas with its $core kernels; sgemm peak ${peak:-?} GFLOP/s on"
-  echo "$THREADS threads (\`ember bench infer\`), the thread count of every training and evaluation."
+  # the machines of the rows shown (results.csv's machine column), tagged A, B, ... when several
+  sort -t, -k1,1n -k2,2 -k3,3n "$WORK/current.csv" | awk -F, '!($15 in seen) { seen[$15] = 1; print $15 }' > "$WORK/machines.txt"
+  nmach=$(wc -l < "$WORK/machines.txt")
+  [ "$nmach" -gt 0 ] || echo "$machine" > "$WORK/machines.txt" # no rows yet: this one
+  if [ "$nmach" -le 1 ]; then
+    echo "Machine: $(cat "$WORK/machines.txt")."
+    echo "OpenBLAS $blas with its $core kernels; $THREADS threads for every training and evaluation."
+  else
+    echo "Machines (each row's own, results.csv's machine column; a cell's training time and steps/s"
+    echo "are from the machine tagged beside them): OpenBLAS $blas with its $core kernels on each, and"
+    echo "$THREADS threads for every training and evaluation."
+    echo
+    awk '{ printf "- [%c] %s\n", 64 + NR, $0 }' "$WORK/machines.txt"
+  fi
   echo
   echo "The N-D particle task of the IBC paper (\`ember data particle\` / \`ember eval particle\`; the"
   echo "exact rules are in docs/particle.md). $EPISODES oracle demonstrations per N (seed 0),"
@@ -219,15 +236,18 @@ pct() { awk -v s="$1" 'BEGIN { printf "%.0f", 100 * s }'; }
     function flush() {
       if (cell == "") return
       wilson(k, e)
-      printf "%s|%d|%.1f|%.0f|%.0f-%.0f|%s|%s|%.0f%s|%.1f|%.0f\n", cell, ns, 100 * sum / ns, 100 * worst,
-        100 * lo, 100 * hi, seeds, steps, tsum / ns, (noted ? " s (*)" : " s"), spsum / ns, apsum / ns
+      printf "%s|%d|%.1f|%.0f|%.0f-%.0f|%s|%s|%.0f%s%s|%.1f|%.0f\n", cell, ns, 100 * sum / ns, 100 * worst,
+        100 * lo, 100 * hi, seeds, steps, tsum / ns, (noted ? " s (*)" : " s"), (nmach > 1 ? " [" tags "]" : ""),
+        spsum / ns, apsum / ns
     }
+    FNR == NR { tag[$0] = sprintf("%c", 64 + FNR); nmach = FNR; next }
     { c = $1 "|" $2
-      if (c != cell) { flush(); cell = c; ns = 0; sum = 0; worst = 2; k = 0; e = 0; seeds = ""; tsum = 0; spsum = 0; apsum = 0; noted = 0 }
+      if (c != cell) { flush(); cell = c; ns = 0; sum = 0; worst = 2; k = 0; e = 0; seeds = ""; tsum = 0; spsum = 0; apsum = 0; noted = 0; tags = "" }
       ns++; sum += $7; if ($7 < worst) worst = $7; k += $8; e += $9; steps = $4
       seeds = seeds (seeds == "" ? "" : " ") sprintf("%.0f", 100 * $7); tsum += $5; spsum += $6; apsum += $14
-      if ($15 != "") noted = 1 }
-    END { flush() }' | while IFS='|' read -r n m ns mean worst ci seeds steps t sps aps; do
+      if (index(tags, tag[$15]) == 0) tags = tags (tags == "" ? "" : ", ") tag[$15]
+      if ($16 != "") noted = 1 }
+    END { flush() }' "$WORK/machines.txt" - | while IFS='|' read -r n m ns mean worst ci seeds steps t sps aps; do
     echo "| $n | $m | $ns | $mean% | $worst% | $ci% | $seeds | $(paper "$m" "$n") | $steps | $t | $sps | $aps |"
   done
   echo
@@ -263,20 +283,20 @@ pct() { awk -v s="$1" 'BEGIN { printf "%.0f", 100 * s }'; }
   echo "Every run adds \`--data DATA --y-dim N --out MODEL --seed S --threads $THREADS\` to training and"
   echo "\`--dims N --model MODEL --episodes $EVAL_EPISODES --seed 1000 --threads $THREADS\` to evaluation."
   # the rows' notes (how busy the machine was), one line per cell and note
-  notes=$(sort -t, -k1,1n -k2,2 -k3,3n "$WORK/current.csv" | awk -F, '$15 != "" {
-      c = "N = " $1 " " $2 SUBSEP $15
+  notes=$(sort -t, -k1,1n -k2,2 -k3,3n "$WORK/current.csv" | awk -F, '$16 != "" {
+      c = "N = " $1 " " $2 SUBSEP $16
       if (!(c in seeds)) order[++k] = c
       seeds[c] = seeds[c] (seeds[c] == "" ? "" : ", ") $3; count[c]++ }
     END { for (i = 1; i <= k; i++) { split(order[i], p, SUBSEP)
             printf "- (*) %s, training seed%s %s: %s\n", p[1], (count[order[i]] > 1 ? "s" : ""), seeds[order[i]], p[2] } }')
   if [ -n "$notes" ]; then
-    echo "Training time and steps/s are wall-clock on this machine, with nothing else running except where"
+    echo "Training time and steps/s are wall-clock on the row's machine, with nothing else running except where"
     echo "marked (*):"
     echo
     echo "$notes"
     echo
   else
-    echo "Training time and steps/s are wall-clock on this machine, with nothing else running;"
+    echo "Training time and steps/s are wall-clock on the row's machine, with nothing else running;"
   fi
   echo "actions/s is closed-loop inference over all episodes at once (one batched call per"
   echo "control step)."
