@@ -23,6 +23,20 @@
 
 #include <cblas.h>
 
+/* The elementwise passes (first layer's y part, biases, ReLU and its masks, residual adds, column
+ * sums, the output dot products) are a third of a training step next to sgemm, and the default
+ * build targets plain x86-64 (SSE2). EMBER_SIMD compiles each of them also for AVX2 and AVX-512,
+ * and the loader picks the widest the CPU has (GCC's target_clones, an ifunc). The answers stay
+ * bit for bit those of the SSE2 code: every element is computed by the same operations in the
+ * same order (no reassociation without -ffast-math, and ISO C mode keeps a * b + c from being
+ * contracted into an FMA), whatever the vector width. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && \
+    !defined(EMBER_NO_SIMD_CLONES)
+#define EMBER_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define EMBER_SIMD
+#endif
+
 int ember_net_shape_check(const ember_net_shape *s, ember_err *err) {
   if (s->arch != EMBER_ARCH_MLP && s->arch != EMBER_ARCH_RESNET)
     return ember_fail(err, EMBER_EINVAL, "unknown architecture %d", (int)s->arch);
@@ -239,7 +253,7 @@ void ember_net_fuse_x(const ember_net *net, const float *x, int nq, float *hx) {
 /* h (rows, w) = hx[q(row)] + y . W_y^T, rows [rows, pad) zero. The y part is an explicit loop
  * over a transposed copy of W_y (in_y is small), so each row's sum is formed the same way
  * whatever the number of rows. */
-static void first_layer(const ember_net *net, ember_net_ws *ws, const float *hx, const float *y,
+EMBER_SIMD static void first_layer(const ember_net *net, ember_net_ws *ws, const float *hx, const float *y,
                         int nq, int per, float *h) {
   const ember_dense *l0 = &net->layers[0];
   const int w = net->shape.width, in_y = net->shape.in_y, in_x = net->shape.in_x;
@@ -260,7 +274,7 @@ static void first_layer(const ember_net *net, ember_net_ws *ws, const float *hx,
 }
 
 /* a = relu(a + b) over (rows, w) */
-static void bias_relu(float *restrict a, const float *restrict b, size_t rows, int w) {
+EMBER_SIMD static void bias_relu(float *restrict a, const float *restrict b, size_t rows, int w) {
   for (size_t r = 0; r < rows; r++) {
     float *row = a + r * w;
     for (int j = 0; j < w; j++) {
@@ -271,7 +285,7 @@ static void bias_relu(float *restrict a, const float *restrict b, size_t rows, i
 }
 
 /* h += b (if b), a = relu(h) */
-static void bias_relu_copy(float *restrict h, const float *restrict b, float *restrict a,
+EMBER_SIMD static void bias_relu_copy(float *restrict h, const float *restrict b, float *restrict a,
                            size_t rows, int w) {
   for (size_t r = 0; r < rows; r++) {
     float *hr = h + r * w, *ar = a + r * w;
@@ -281,7 +295,7 @@ static void bias_relu_copy(float *restrict h, const float *restrict b, float *re
   }
 }
 
-static void add_bias(float *restrict a, const float *restrict b, size_t rows, int w) {
+EMBER_SIMD static void add_bias(float *restrict a, const float *restrict b, size_t rows, int w) {
   for (size_t r = 0; r < rows; r++)
     for (int j = 0; j < w; j++) a[r * w + j] += b[j];
 }
@@ -301,7 +315,7 @@ static float dot16(const float *restrict a, const float *restrict b, int n) {
 
 /* out (rows, n_out) = a (rows, w) . W^T + b, one dot product per output: cheap next to the
  * hidden layers, and the same for a row whatever the number of rows */
-static void output_layer(const ember_dense *l, const float *a, int rows, float *out) {
+EMBER_SIMD static void output_layer(const ember_dense *l, const float *a, int rows, float *out) {
   for (int r = 0; r < rows; r++) {
     const float *restrict ar = a + (size_t)r * l->in;
     for (int o = 0; o < l->out; o++)
@@ -349,14 +363,14 @@ void ember_net_forward(const ember_net *net, ember_net_ws *ws, const float *hx, 
 
 /* ---- backward -------------------------------------------------------------------------- */
 
-static void colsum_add(const float *restrict d, size_t rows, int w, float *restrict g) {
+EMBER_SIMD static void colsum_add(const float *restrict d, size_t rows, int w, float *restrict g) {
   for (size_t r = 0; r < rows; r++)
     for (int j = 0; j < w; j++) g[j] += d[r * w + j];
 }
 
 /* Branch-free selects: ReLU masks are ~50% random, so a conditional store mispredicts half the
  * time and does not vectorise; the select form does both (same values bit for bit). */
-static void relu_mask(float *restrict d, const float *restrict a, size_t n) {
+EMBER_SIMD static void relu_mask(float *restrict d, const float *restrict a, size_t n) {
   for (size_t k = 0; k < n; k++) d[k] = a[k] > 0.0f ? d[k] : 0.0f;
 }
 
@@ -375,7 +389,7 @@ static inline float sel_pos(float a, float x, float z) {
 
 /* d += (a > 0) * s. Where a <= 0 it adds -0.0f, which leaves every d (-0.0 included) unchanged,
  * as a conditional add would. */
-static void relu_mask_add(float *restrict d, const float *restrict a, const float *restrict s, size_t n) {
+EMBER_SIMD static void relu_mask_add(float *restrict d, const float *restrict a, const float *restrict s, size_t n) {
   for (size_t k = 0; k < n; k++) d[k] += sel_pos(a[k], s[k], -0.0f);
 }
 
@@ -384,7 +398,7 @@ static float *grad_of(const ember_net *net, float *grad, const float *p) {
 }
 
 /* dh (rows, w) = dout (rows, n_out) . W; grads of W_out and b_out from input a. */
-static void output_backward(const ember_net *net, const ember_dense *l, const float *a, int rows,
+EMBER_SIMD static void output_backward(const ember_net *net, const ember_dense *l, const float *a, int rows,
                             const float *dout, float *grad, float *dh) {
   int w = l->in;
   if (l->out == 1) {
@@ -422,7 +436,7 @@ static void hidden_backward(const ember_net *net, const ember_dense *l, const fl
  * is c[r] * v with v = w_out . W1 (computed once), and its weight gradient w_out (x) sum_r c[r] s[r]
  * over its inputs s (a2 in the backward pass, s2 in the tangent's; db1 = w_out sum c only when
  * bias). Leaves dz (pad, w) = mask(a2) * (c (x) v), zero on the padding rows. */
-static void rank1_block_top(const ember_net *net, ember_net_ws *ws, const ember_dense *l1,
+EMBER_SIMD static void rank1_block_top(const ember_net *net, ember_net_ws *ws, const ember_dense *l1,
                             const float *wout, const float *c, const float *s, const float *a2,
                             int rows, int pad, float *grad, int bias, float *dz) {
   const int w = l1->in;
@@ -459,7 +473,7 @@ static void rank1_block_top(const ember_net *net, ember_net_ws *ws, const ember_
   memset(dz + (size_t)rows * w, 0, (size_t)(pad - rows) * w * sizeof(float));
 }
 
-static void first_backward(const ember_net *net, ember_net_ws *ws, const float *x, const float *y,
+EMBER_SIMD static void first_backward(const ember_net *net, ember_net_ws *ws, const float *x, const float *y,
                            int nq, int per, const float *dh, float *grad, float *dy) {
   const ember_dense *l0 = &net->layers[0];
   int w = net->shape.width, in_x = net->shape.in_x, in_y = net->shape.in_y, in = l0->in;
@@ -544,7 +558,7 @@ void ember_net_backward_x(const ember_net *net, const ember_net_ws *ws, int nq, 
 
 static float *tan_buf(ember_net_ws *ws, int i) { return ws->tan + (size_t)i * ws->max_rows * ws->width; }
 
-static void mask_mul(float *restrict dst, const float *restrict src, const float *restrict act, size_t n) {
+EMBER_SIMD static void mask_mul(float *restrict dst, const float *restrict src, const float *restrict act, size_t n) {
   for (size_t k = 0; k < n; k++) dst[k] = act[k] > 0.0f ? src[k] : 0.0f;
 }
 
