@@ -64,7 +64,8 @@ CHEADER="dims,method,seed,steps,wall_s,success,successes,episodes,ci_lo,ci_hi,re
 [ -f "$CRV" ] || echo "$CHEADER" > "$CRV"
 first_seed=$(echo $SEEDS | cut -d' ' -f1)
 # OpenBLAS's kernel family (ember --version): results depend on it (rounding), so it is part of
-# every cell's key, and a run with other kernels does not count as done
+# every cell's key, and a run with other kernels does not count as done (on another CPU that can
+# run the rows' kernels, OPENBLAS_CORETYPE=SkylakeX, say, reproduces them: docs/particle.md)
 core=$("$EMBER" --version | sed -n 's/.*(OpenBLAS kernels: \([^)]*\)).*/\1/p')
 [ -n "$core" ] || die "$EMBER --version does not name its OpenBLAS kernels (an older ember?)"
 # this machine, as each row written here records it (times are only comparable on one machine):
