@@ -20,8 +20,8 @@
 # The table is rewritten from results.csv at the end of every run, from the rows of the recipes
 # as they stand (a changed recipe's old rows stay in the file but are not shown). LOAD_NOTE="..."
 # records how busy the machine was in the rows this run writes; the table marks them. Each row
-# records its machine (CPU, SIMD level, cores, sgemm peak): a table of rows from several machines
-# lists them and tags every cell's training time with its machine. Rows that
+# records its machine (CPU, SIMD level, cores, OpenBLAS version, threads): a table of rows from
+# several machines lists them and tags every cell's training time with its machines. Rows that
 # differ only in data_flags (e.g. the same method with and without --history 2) are separate
 # cells, shown as "method [data flags]".
 #
@@ -68,16 +68,20 @@ first_seed=$(echo $SEEDS | cut -d' ' -f1)
 # run the rows' kernels, OPENBLAS_CORETYPE=SkylakeX, say, reproduces them: docs/particle.md)
 core=$("$EMBER" --version | sed -n 's/.*(OpenBLAS kernels: \([^)]*\)).*/\1/p')
 [ -n "$core" ] || die "$EMBER --version does not name its OpenBLAS kernels (an older ember?)"
-# this machine, as each row written here records it (times are only comparable on one machine):
-# CPU, SIMD level, cores and the sgemm peak (measured once per $WORK, with the machine otherwise idle)
+# this machine and run, as each row written here records it (times are only comparable on one
+# machine): CPU, SIMD level, cores, OpenBLAS version and threads; no measured value, so that one
+# machine is always the same string
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 simd=$(grep -q avx512f /proc/cpuinfo && echo AVX-512 || (grep -q avx2 /proc/cpuinfo && echo "AVX2, no AVX-512" || echo "no AVX2"))
-if [ ! -s "$WORK/peak-$core.txt" ]; then
+blas=$(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo unknown)
+machine=$(printf '%s (%s); %s cores; OpenBLAS %s; %s threads' "${cpu:-unknown CPU}" "$simd" "$(nproc)" "$blas" "$THREADS" | tr ',\n' '; ')
+# its sgemm peak, for the table's header when its rows are shown (measured once per $WORK and
+# thread count, with the machine otherwise idle)
+if [ ! -s "$WORK/peak-$core-t$THREADS.txt" ]; then
   "$EMBER" bench infer --reps 20 --threads "$THREADS" 2>/dev/null |
-    sed -n 's/.*sgemm_peak_gflops=\([0-9.]*\).*/\1/p' | tail -1 > "$WORK/peak-$core.txt"
+    sed -n 's/.*sgemm_peak_gflops=\([0-9.]*\).*/\1/p' | tail -1 > "$WORK/peak-$core-t$THREADS.txt"
 fi
-peak=$(cat "$WORK/peak-$core.txt")
-machine=$(printf '%s (%s); %s cores; sgemm peak %s GFLOP/s on %s threads (ember bench infer)' "${cpu:-unknown CPU}" "$simd" "$(nproc)" "${peak:-?}" "$THREADS" | tr ',\n' '; ')
+peak=$(cat "$WORK/peak-$core-t$THREADS.txt")
 now() { date +%s.%N; }
 want() { [ -z "$2" ] || echo " $2 " | grep -q " $1 "; } # want VALUE "LIST": empty LIST = all
 # a cell's recipe key: its flags, so that a changed recipe is not taken as done
@@ -188,7 +192,6 @@ if [ "$SNAPSHOTS" -gt 0 ] && [ -s "$WORK/current-snapshots.csv" ]; then
 fi
 
 # ---- the table ---------------------------------------------------------------------------
-blas=$(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo unknown)
 rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 paper() { # the paper's result (success >= 95% or not) for method $1 (a cell's first word) at N = $2
   case ${1%% *} in
@@ -206,16 +209,23 @@ pct() { awk -v s="$1" 'BEGIN { printf "%.0f", 100 * s }'; }
   # the machines of the rows shown (results.csv's machine column), tagged A, B, ... when several
   sort -t, -k1,1n -k2,2 -k3,3n "$WORK/current.csv" | awk -F, '!($15 in seen) { seen[$15] = 1; print $15 }' > "$WORK/machines.txt"
   nmach=$(wc -l < "$WORK/machines.txt")
-  [ "$nmach" -gt 0 ] || echo "$machine" > "$WORK/machines.txt" # no rows yet: this one
+  # (no rows yet: this machine; machines.txt is then empty only when current.csv is, so the
+  # table's awk below never reads a row as a machine)
+  [ "$nmach" -gt 0 ] || echo "$machine" > "$WORK/machines.txt"
+  # the thread count, where every machine shown used the same
+  th=$(sed -n 's/.*; \([0-9]*\) threads$/\1/p' "$WORK/machines.txt" | sort -u)
+  [ "$(echo "$th" | wc -l)" -eq 1 ] && [ -n "$th" ] || th=T
   if [ "$nmach" -le 1 ]; then
-    echo "Machine: $(cat "$WORK/machines.txt")."
-    echo "OpenBLAS $blas with its $core kernels; $THREADS threads for every training and evaluation."
+    echo "Machine: $(cat "$WORK/machines.txt"); OpenBLAS's $core kernels."
   else
-    echo "Machines (each row's own, results.csv's machine column; a cell's training time and steps/s"
-    echo "are from the machine tagged beside them): OpenBLAS $blas with its $core kernels on each, and"
-    echo "$THREADS threads for every training and evaluation."
+    echo "Machines (results.csv's machine column), OpenBLAS's $core kernels on each; a cell's training"
+    echo "time and steps/s are the means of its rows, on the machines tagged beside its time:"
     echo
     awk '{ printf "- [%c] %s\n", 64 + NR, $0 }' "$WORK/machines.txt"
+  fi
+  if grep -qxF "$machine" "$WORK/machines.txt" && [ -n "$peak" ]; then
+    echo
+    echo "sgemm peak of the machine that wrote this table (\`ember bench infer\`, $THREADS threads): $peak GFLOP/s."
   fi
   echo
   echo "The N-D particle task of the IBC paper (\`ember data particle\` / \`ember eval particle\`; the"
@@ -281,8 +291,9 @@ pct() { awk -v s="$1" 'BEGIN { printf "%.0f", 100 * s }'; }
     echo "| $n | $m | \`$tf\` | \`${ef:-(the model's defaults)}\` | \`--dims $n --episodes $EPISODES${df:+ $df}\` |"
   done
   echo
-  echo "Every run adds \`--data DATA --y-dim N --out MODEL --seed S --threads $THREADS\` to training and"
-  echo "\`--dims N --model MODEL --episodes $EVAL_EPISODES --seed 1000 --threads $THREADS\` to evaluation."
+  echo "Every run adds \`--data DATA --y-dim N --out MODEL --seed S --threads $th\` to training and"
+  echo "\`--dims N --model MODEL --episodes $EVAL_EPISODES --seed 1000 --threads $th\` to evaluation"
+  [ "$th" = T ] && echo "(T: the threads of the row's machine line)." || echo "(the threads of the machine line)."
   # the rows' notes (how busy the machine was), one line per cell and note
   notes=$(sort -t, -k1,1n -k2,2 -k3,3n "$WORK/current.csv" | awk -F, '$16 != "" {
       c = "N = " $1 " " $2 SUBSEP $16

@@ -18,12 +18,12 @@ set -eu
 # checks of deploy/compose/ and deploy/k8s/ (docs/cluster.md); numpy, pip, setuptools and wheel:
 # the Python package python/ember_client and the offline build of its wheel and sdist
 # (docs/client-python.md); python3-torch: python/ember_torch, which test_torch.py checks
-# against ember (docs/torch.md)
+# against ember (docs/torch.md); valgrind: test_net_simd_valgrind (tests/CMakeLists.txt)
 build="build-essential cmake pkg-config libopenblas-dev libzip-dev libjansson-dev libpng-dev
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler libuv1-dev grpc-proto"
 test="libcmocka-dev python3 python3-grpcio python3-grpc-tools openssl clang libclang-rt-dev
   nginx haproxy docker-compose yamllint python3-numpy python3-pip python3-setuptools python3-wheel
-  python3-torch"
+  python3-torch valgrind"
 runtime="libopenblas0-pthread libzip4 libjansson4 libpng16-16 libgrpc29 libprotobuf-c1 libuv1"
 bench="nghttp2-client"
 

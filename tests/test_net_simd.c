@@ -139,6 +139,11 @@ static void test_mlp_same_bits(void **state) {
 }
 
 int main(void) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  __builtin_cpu_init();
+  print_message("the CPU (as this process sees it) has AVX-512F: %s, AVX2: %s\n",
+                __builtin_cpu_supports("avx512f") ? "yes" : "no", __builtin_cpu_supports("avx2") ? "yes" : "no");
+#endif
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_resnet_same_bits),
       cmocka_unit_test(test_mlp_same_bits),

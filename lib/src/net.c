@@ -24,12 +24,12 @@
 #include <cblas.h>
 
 /* The elementwise passes (first layer's y part, biases, ReLU and its masks, residual adds, column
- * sums, the output dot products) are a third of a training step next to sgemm, and the default
- * build targets plain x86-64 (SSE2). EMBER_SIMD compiles each of them also for AVX2 and AVX-512,
- * and the loader picks the widest the CPU has (GCC's target_clones, an ifunc). The answers stay
- * bit for bit those of the SSE2 code: every element is computed by the same operations in the
- * same order (no reassociation without -ffast-math, and ISO C mode keeps a * b + c from being
- * contracted into an FMA), whatever the vector width. */
+ * sums, the output dot products) are much of what a training step does besides sgemm, and the
+ * default build targets plain x86-64 (SSE2). EMBER_SIMD compiles each of them also for AVX2 and
+ * AVX-512, and the loader picks the widest the CPU has (GCC's target_clones, an ifunc). The
+ * answers stay bit for bit those of the SSE2 code: every element is computed by the same
+ * operations in the same order (no reassociation without -ffast-math, and -ffp-contract=off,
+ * CMakeLists.txt, keeps a * b + c from being fused into an FMA), whatever the vector width. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && \
     !defined(EMBER_NO_SIMD_CLONES)
 #define EMBER_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -302,7 +302,10 @@ EMBER_SIMD static void add_bias(float *restrict a, const float *restrict b, size
 
 /* Dot product in 16 fixed lanes: vectorisable without reassociating at the compiler's whim,
  * and the same summation order for every row. */
-static float dot16(const float *restrict a, const float *restrict b, int n) {
+#if defined(__GNUC__)
+__attribute__((always_inline)) /* into each clone of its callers, at -O2 too */
+#endif
+static inline float dot16(const float *restrict a, const float *restrict b, int n) {
   float lane[16] = {0};
   int j = 0;
   for (; j + 16 <= n; j += 16)

@@ -13,7 +13,7 @@ run() { # the script with every file in $T
 }
 mkdir -p "$T/scratch"
 core=$("$EMBER" --version | sed -n 's/.*(OpenBLAS kernels: \([^)]*\)).*/\1/p')
-echo 100.0 > "$T/scratch/peak-$core.txt" # no sgemm benchmark in a test
+echo 100.0 > "$T/scratch/peak-$core-t2.txt" # no sgemm benchmark in a test
 printf 'n\tmethod\ttrain_flags\teval_flags\tdata_flags\n' > "$T/recipes.tsv"
 printf '2\tdfo\t--method dfo --steps 300\t\t--history 2\n' >> "$T/recipes.tsv"
 printf '2\tmse\t--method mse\t\t\n' >> "$T/recipes.tsv" # steps: the method's default
@@ -28,12 +28,12 @@ kd=$(awk -F, '$2 == "dfo [--history 2]" { print $4 }' "$T/scratch/recipe-keys.cs
 km=$(awk -F, '$2 == "mse" && $3 == 8000 { print $4 }' "$T/scratch/recipe-keys.csv") # mse's default steps
 [ -n "$kd" ] && [ -n "$km" ] || fail "recipe keys: $(cat "$T/scratch/recipe-keys.csv")"
 cat >> "$T/results.csv" <<EOF2
-2,dfo [--history 2],1,300,10.0,30.00,0.9000,90,100,0.8,0.95,,,500,Box A (AVX2); 2 cores,,$kd
-2,dfo [--history 2],2,300,30.0,10.00,0.6000,60,100,0.5,0.7,,,500,Box A (AVX2); 2 cores,shared with a build,$kd
-2,dfo [--history 2],3,300,20.0,15.00,0.7500,75,100,0.65,0.83,,,500,Box B (AVX-512); 2 cores,,$kd
+2,dfo [--history 2],1,300,10.0,30.00,0.9000,90,100,0.8,0.95,,,500,Box A (AVX2); 2 cores; OpenBLAS 1; 2 threads,,$kd
+2,dfo [--history 2],2,300,30.0,10.00,0.6000,60,100,0.5,0.7,,,500,Box A (AVX2); 2 cores; OpenBLAS 1; 2 threads,shared with a build,$kd
+2,dfo [--history 2],3,300,20.0,15.00,0.7500,75,100,0.65,0.83,,,500,Box B (AVX-512); 4 cores; OpenBLAS 1; 2 threads,,$kd
 2,dfo [--history 2],3,300,20.0,15.00,0.0000,0,100,0,0.04,,,500,Box C,,12345
 2,dfo [--history 2],4,500,20.0,25.00,0.0100,1,100,0,0.05,,,500,Box C,,$kd
-2,mse,1,8000,8.0,1000.00,0.9500,95,100,0.89,0.98,,,9000,Box A (AVX2); 2 cores,,$km
+2,mse,1,8000,8.0,1000.00,0.9500,95,100,0.89,0.98,,,9000,Box A (AVX2); 2 cores; OpenBLAS 1; 2 threads,,$km
 EOF2
 cat >> "$T/snapshots.csv" <<EOF2
 2,dfo [--history 2],1,150,5.0,0.5000,50,100,0.4,0.6,$kd
@@ -49,8 +49,9 @@ grep -qF "| 300 | 20 s (*) [A, B] |" "$T/RESULTS.md" || fail "marked time: $(gre
 grep -qF "| 8000 | 8 s [A] |" "$T/RESULTS.md" || fail "mse's machine: $(grep '^| 2 | mse' "$T/RESULTS.md")"
 # the machines of the rows shown, in table order (Box C's rows are not shown)
 [ "$(grep -c '^- \[[A-Z]\] ' "$T/RESULTS.md")" -eq 2 ] &&
-  grep -qxF -- "- [A] Box A (AVX2); 2 cores" "$T/RESULTS.md" && grep -qxF -- "- [B] Box B (AVX-512); 2 cores" "$T/RESULTS.md" ||
+  grep -qxF -- "- [A] Box A (AVX2); 2 cores; OpenBLAS 1; 2 threads" "$T/RESULTS.md" && grep -qxF -- "- [B] Box B (AVX-512); 4 cores; OpenBLAS 1; 2 threads" "$T/RESULTS.md" ||
   fail "machines: $(grep '^- \[' "$T/RESULTS.md")"
+grep -qF -- "--seed S --threads 2\` to training" "$T/RESULTS.md" || fail "threads: $(grep 'Every run adds' "$T/RESULTS.md")"
 grep -qF -- "- (*) N = 2 dfo [--history 2], training seed 2: shared with a build" "$T/RESULTS.md" ||
   fail "note: $(grep -F '(*)' "$T/RESULTS.md")"
 grep -qF "Not shown: 2 rows of $T/results.csv from earlier recipes" "$T/RESULTS.md" || fail "stale rows: $(grep 'Not shown' "$T/RESULTS.md")"
