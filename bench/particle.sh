@@ -75,13 +75,6 @@ cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 simd=$(grep -q avx512f /proc/cpuinfo && echo AVX-512 || (grep -q avx2 /proc/cpuinfo && echo "AVX2, no AVX-512" || echo "no AVX2"))
 blas=$(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo unknown)
 machine=$(printf '%s (%s); %s cores; OpenBLAS %s; %s threads' "${cpu:-unknown CPU}" "$simd" "$(nproc)" "$blas" "$THREADS" | tr ',\n' '; ')
-# its sgemm peak, for the table's header when its rows are shown (measured once per $WORK and
-# thread count, with the machine otherwise idle)
-if [ ! -s "$WORK/peak-$core-t$THREADS.txt" ]; then
-  "$EMBER" bench infer --reps 20 --threads "$THREADS" 2>/dev/null |
-    sed -n 's/.*sgemm_peak_gflops=\([0-9.]*\).*/\1/p' | tail -1 > "$WORK/peak-$core-t$THREADS.txt"
-fi
-peak=$(cat "$WORK/peak-$core-t$THREADS.txt")
 now() { date +%s.%N; }
 want() { [ -z "$2" ] || echo " $2 " | grep -q " $1 "; } # want VALUE "LIST": empty LIST = all
 # a cell's recipe key: its flags, so that a changed recipe is not taken as done
@@ -223,9 +216,15 @@ pct() { awk -v s="$1" 'BEGIN { printf "%.0f", 100 * s }'; }
     echo
     awk '{ printf "- [%c] %s\n", 64 + NR, $0 }' "$WORK/machines.txt"
   fi
-  if grep -qxF "$machine" "$WORK/machines.txt" && [ -n "$peak" ]; then
+  if grep -qxF "$machine" "$WORK/machines.txt"; then
+    # this machine's rows are shown: its sgemm peak (measured once per $WORK and thread count,
+    # after the training, with the machine otherwise idle)
+    if [ ! -s "$WORK/peak-$core-t$THREADS.txt" ]; then
+      "$EMBER" bench infer --reps 20 --threads "$THREADS" 2>/dev/null |
+        sed -n 's/.*sgemm_peak_gflops=\([0-9.]*\).*/\1/p' | tail -1 > "$WORK/peak-$core-t$THREADS.txt"
+    fi
     echo
-    echo "sgemm peak of the machine that wrote this table (\`ember bench infer\`, $THREADS threads): $peak GFLOP/s."
+    echo "sgemm peak of the machine that wrote this table (\`ember bench infer\`, $THREADS threads): $(cat "$WORK/peak-$core-t$THREADS.txt") GFLOP/s."
   fi
   echo
   echo "The N-D particle task of the IBC paper (\`ember data particle\` / \`ember eval particle\`; the"

@@ -21,6 +21,9 @@ H="dims,method,seed,steps,train_s,steps_per_s,success,successes,episodes,ci_lo,c
 echo "$H" > "$T/results.csv"
 echo "dims,method,seed,steps,wall_s,success,successes,episodes,ci_lo,ci_hi,recipe" > "$T/snapshots.csv"
 run 2> "$T/err" || fail "first run: $(cat "$T/err")"
+# no rows yet: the table names this machine, with its sgemm peak (the seeded 100.0)
+grep -qF 'sgemm peak of the machine that wrote this table (`ember bench infer`, 2 threads): 100.0 GFLOP/s.' "$T/RESULTS.md" ||
+  fail "this machine's peak: $(grep 'sgemm peak' "$T/RESULTS.md")"
 grep -q "no result yet (not run): N = 2 dfo \[--history 2\]; N = 2 mse\." "$T/RESULTS.md" ||
   fail "recipes without results: $(grep 'no result' "$T/RESULTS.md")"
 # the keys of the recipes as they stand (n, cell, steps, key), as the script wrote them
@@ -52,6 +55,7 @@ grep -qF "| 8000 | 8 s [A] |" "$T/RESULTS.md" || fail "mse's machine: $(grep '^|
   grep -qxF -- "- [A] Box A (AVX2); 2 cores; OpenBLAS 1; 2 threads" "$T/RESULTS.md" && grep -qxF -- "- [B] Box B (AVX-512); 4 cores; OpenBLAS 1; 2 threads" "$T/RESULTS.md" ||
   fail "machines: $(grep '^- \[' "$T/RESULTS.md")"
 grep -qF -- "--seed S --threads 2\` to training" "$T/RESULTS.md" || fail "threads: $(grep 'Every run adds' "$T/RESULTS.md")"
+! grep -q "sgemm peak" "$T/RESULTS.md" || fail "a peak for rows of other machines: $(grep 'sgemm peak' "$T/RESULTS.md")"
 grep -qF -- "- (*) N = 2 dfo [--history 2], training seed 2: shared with a build" "$T/RESULTS.md" ||
   fail "note: $(grep -F '(*)' "$T/RESULTS.md")"
 grep -qF "Not shown: 2 rows of $T/results.csv from earlier recipes" "$T/RESULTS.md" || fail "stale rows: $(grep 'Not shown' "$T/RESULTS.md")"
