@@ -1,9 +1,9 @@
 # bench/particle.sh's table, from fixture results (no training: DIMS names no recipe's N): the
 # rows of the recipes as they stand are averaged, rows of an earlier recipe are left out and
 # counted, a row's load note marks its cell and is listed, rows from two machines list both and
-# tag each cell's time with its machines, a recipe without results is named,
-# the snapshots of the current recipes become the learning curves, and an older results layout
-# is refused.
+# tag each cell's time with its machines (and their thread counts, when they differ), a recipe
+# without results is named, the snapshots of the current recipes become the learning curves,
+# and an older results layout is refused.
 . "$(dirname "$0")/common.inc"
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -67,6 +67,13 @@ echo "ok - the table counts the current recipes' rows, marks and lists notes and
 grep -q '^N=2 dfo \[--history 2\],2,dfo \[--history 2\],150,5.0,0.5000' "$T/curves/curves.csv" || fail "curves: $(cat "$T/curves/curves.csv")"
 [ -s "$T/curves/curves-2.png" ] || fail "no curves-2.png"
 echo "ok - learning curves from the current recipe's snapshots"
+# machines that ran with different thread counts: the table cannot state one, and says so
+sed -i 's/Box B (AVX-512); 4 cores; OpenBLAS 1; 2 threads/Box B (AVX-512); 4 cores; OpenBLAS 1; 4 threads/' "$T/results.csv"
+run 2> "$T/err" || fail "run with two thread counts: $(cat "$T/err")"
+grep -qF -- "--seed S --threads T\` to training" "$T/RESULTS.md" &&
+  grep -qxF "(T: the threads of the row's machine line)." "$T/RESULTS.md" ||
+  fail "threads T: $(grep -A2 'Every run adds' "$T/RESULTS.md")"
+echo "ok - rows of several thread counts: the threads are the machine line's"
 # a results file of the layout before the machine column is refused, not misread
 sed -i 's/actions_per_s,machine,note,recipe/actions_per_s,note,recipe/' "$T/results.csv"
 expect_exit 2 "an older results layout is refused" "has another layout" run
