@@ -3,16 +3,19 @@
  * The server batches many robots' queries into one library call and spreads a batch over idle
  * cores, so a query's energies, DFO answer and Langevin answer must be bit-identical whether it
  * runs alone or among others, on one thread or two. The energy passes lay several queries
- * into one network call, padded so that every query starts on a multiple of 12 rows when its
- * candidate count is not one (infer.c: EMBER_ROW_QUANTUM); candidate counts below, at and above
- * a multiple of 12 exercise both layouts. CTest runs this file twice: with OpenBLAS's own
- * choice of kernels and with OPENBLAS_CORETYPE=Haswell, whose sgemm rounds by row position.
+ * into one network call, padded so that every query starts on a multiple of the kernels' row
+ * quantum (ember_blas_row_quantum: 12 for the Haswell/Zen kernels, 1 for the SkylakeX
+ * family's); candidate counts below, at and above a multiple of 12 exercise both layouts.
+ * CTest runs this file twice: with the kernels ember picks for the CPU (on an AVX-512 CPU the
+ * SkylakeX family, unpadded) and with OPENBLAS_CORETYPE=Haswell, whose sgemm rounds by row
+ * position.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cmocka.h>
 
@@ -116,8 +119,25 @@ static void test_answers_independent_of_batch_and_threads(void **state) {
   answers(EMBER_METHOD_ARDFO, 50);
 }
 
+/* Which kernel families need queries aligned to 12 rows: all but the SkylakeX family. */
+static void test_row_quantum(void **state) {
+  (void)state;
+  assert_int_equal(ember_blas_row_quantum_of("SkylakeX"), 1);
+  assert_int_equal(ember_blas_row_quantum_of("COOPERLAKE"), 1);
+  assert_int_equal(ember_blas_row_quantum_of("SapphireRapids"), 1);
+  assert_int_equal(ember_blas_row_quantum_of("Haswell"), 12);
+  assert_int_equal(ember_blas_row_quantum_of("Zen"), 12);
+  assert_int_equal(ember_blas_row_quantum_of("Prescott"), 12);
+  assert_int_equal(ember_blas_row_quantum_of("unknown"), 12);
+  assert_int_equal(ember_blas_row_quantum_of(NULL), 12);
+  const char *env = getenv("OPENBLAS_CORETYPE");
+  if (env && strcasecmp(env, "Haswell") == 0) assert_int_equal(ember_blas_row_quantum(), 12);
+  assert_int_equal(ember_blas_row_quantum(), ember_blas_row_quantum_of(ember_blas_core()));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_row_quantum),
       cmocka_unit_test(test_energies_independent_of_batch),
       cmocka_unit_test(test_answers_independent_of_batch_and_threads),
   };

@@ -259,6 +259,15 @@ const char *ember_blas_core(void) {
   return c ? c : "unknown";
 }
 
+int ember_blas_row_quantum_of(const char *core) {
+  static const char *const exact[] = {"skylakex", "cooperlake", "sapphirerapids"};
+  for (size_t i = 0; core && i < sizeof exact / sizeof *exact; i++)
+    if (strcasecmp(core, exact[i]) == 0) return 1;
+  return 12;
+}
+
+int ember_blas_row_quantum(void) { return ember_blas_row_quantum_of(ember_blas_core()); }
+
 const char *ember_blas_better_core(void) {
   const char *env = getenv("OPENBLAS_CORETYPE");
   if (env && *env) return NULL;

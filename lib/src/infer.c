@@ -25,13 +25,14 @@ _Static_assert(EMBER_MIN_CHUNK % 48 == 0, "EMBER_INFER_MIN_TASK_ROWS must be a m
 /* OpenBLAS's Haswell/Zen sgemm kernels round a row's products differently by the row's
  * position in the call modulo 12 (its SkylakeX kernels do not). So that a candidate's energy
  * never depends on where its query sits in a batch, every query of a network call starts on a
- * multiple of this many rows: pieces of a query start on multiples of 48, and a task whose
- * queries' row count is not a multiple of 12 lays them out padded to a multiple of 12 rows
- * each in one call (the padding rows repeat the query's last candidate and their energies are
- * dropped), rather than one small call per query, which at 64 samples ran the sgemm at about
- * half its speed. (ember_net pads every call to a multiple of 48 rows, so no row falls in a
- * ragged tail either.) test_infer checks both kernels. */
-#define EMBER_ROW_QUANTUM 12
+ * multiple of the loaded kernels' quantum (ember_blas_row_quantum: 12 or 1): pieces of a query
+ * start on multiples of 48, and a task whose queries' row count is not a multiple of the
+ * quantum lays them out padded to a multiple of it each in one call (the padding rows repeat
+ * the query's last candidate and their energies are dropped), rather than one small call per
+ * query, which at 64 samples ran the sgemm at about half its speed. With the SkylakeX family's
+ * kernels nothing is padded (64 samples padded to 72 rows cost 11% of a batched call).
+ * (ember_net pads every call to a multiple of 48 rows, so no row falls in a ragged tail
+ * either.) test_infer checks the CPU's own kernels and the Haswell ones. */
 #define EMBER_GROUP_ROWS 65536 /* candidate rows per DFO group */
 #define EMBER_ARDFO_MODE_GROUPS 8 /* independent resampling groups of an ardfo population, for modes */
 
@@ -39,6 +40,7 @@ struct ember_infer {
   const ember_model *m;
   ember_pool *pool;
   int threads;
+  int quantum;      /* ember_blas_row_quantum() */
   ember_net_ws *ws; /* (threads) */
   float *pad;       /* (threads, EMBER_CHUNK_ROWS * (2 y_dim + 1)): padded y, dE/dy and E */
   ember_dfo_ws dfo;
@@ -73,6 +75,7 @@ int ember_infer_create(ember_infer **out, const ember_model *m, ember_pool *pool
   inf->how = m->method;
   inf->pool = pool;
   inf->threads = ember_pool_threads(pool);
+  inf->quantum = ember_blas_row_quantum();
   inf->ws = calloc((size_t)inf->threads, sizeof *inf->ws);
   inf->pad = malloc((size_t)inf->threads * EMBER_CHUNK_ROWS * (2 * (size_t)m->y_dim + 1) * sizeof(float));
   if (!inf->ws || !inf->pad) {
@@ -203,9 +206,9 @@ static int reserve_modes(ember_infer *inf, int slots, ember_err *err) {
 
 /* ---- the batched energy pass --------------------------------------------------------- */
 
-/* Rows a query takes in a network call: its candidates, padded to a multiple of
- * EMBER_ROW_QUANTUM when several queries share the call (pass_task) */
-static int padded_rows(int n) { return (n + EMBER_ROW_QUANTUM - 1) / EMBER_ROW_QUANTUM * EMBER_ROW_QUANTUM; }
+/* Rows a query takes in a network call: its candidates, padded to a multiple of the kernels'
+ * quantum when several queries share the call (pass_task) */
+static int padded_rows(const ember_infer *inf, int n) { return (n + inf->quantum - 1) / inf->quantum * inf->quantum; }
 
 /* Task layout: a query with more rows than a chunk is cut into `pieces` tasks; otherwise a
  * task takes `pass_group` whole queries. */
@@ -223,7 +226,7 @@ static void pass_plan(ember_infer *inf, int nq, int n) {
     /* whole queries per task: as few tasks as a chunk allows, then, where every task keeps at
      * least EMBER_MIN_CHUNK rows, a multiple of the thread count, so the threads finish
      * together */
-    const int ps = padded_rows(n);
+    const int ps = padded_rows(inf, n);
     int most = chunk / ps;
     if (most > EMBER_CHUNK_ROWS) most = EMBER_CHUNK_ROWS; /* hx rows a workspace holds */
     int tasks = (nq + most - 1) / most;
@@ -270,8 +273,8 @@ static void pass_task(void *ctx, int task, int thread) {
   float ones[EMBER_CHUNK_ROWS];
   if (dy)
     for (int r = 0; r < EMBER_CHUNK_ROWS; r++) ones[r] = 1.0f;
-  if (per % EMBER_ROW_QUANTUM == 0 || nq == 1 || !y || net->shape.out != 1) {
-    const int calls = per % EMBER_ROW_QUANTUM != 0 ? nq : 1, cq = nq / calls;
+  if (per % inf->quantum == 0 || nq == 1 || !y || net->shape.out != 1) {
+    const int calls = per % inf->quantum != 0 ? nq : 1, cq = nq / calls;
     for (int k = 0; k < calls; k++) {
       size_t r0 = (size_t)k * cq * per;
       const float *yk = y ? y + r0 * d : NULL;
@@ -281,7 +284,7 @@ static void pass_task(void *ctx, int task, int thread) {
     return;
   }
   /* queries padded to ps rows each, as many per call as a workspace holds */
-  const int ps = padded_rows(per);
+  const int ps = padded_rows(inf, per);
   const int group = EMBER_CHUNK_ROWS / ps; /* >= 1: here per < EMBER_CHUNK_ROWS */
   const size_t stride = (size_t)EMBER_CHUNK_ROWS * (2 * (size_t)inf->m->y_dim + 1);
   float *py = inf->pad + (size_t)thread * stride;

@@ -112,6 +112,15 @@ void ember_blas_single_thread(void);
  * "Prescott", ...). Never NULL. */
 const char *ember_blas_core(void);
 
+/* The row alignment inference needs when several queries share one sgemm call, so that a
+ * candidate's energy does not depend on what shares its call: OpenBLAS's Haswell and Zen
+ * sgemm kernels (and every family not named below) round a row's products differently by the
+ * row's position modulo 12, so queries start on multiples of 12 rows there (12); the SkylakeX
+ * family's (SkylakeX, Cooperlake, SapphireRapids) does not (1: no padding rows). For core, a
+ * name as ember_blas_core() gives it; ember_blas_row_quantum() is that of the loaded kernels. */
+int ember_blas_row_quantum_of(const char *core);
+int ember_blas_row_quantum(void);
+
 /* The kernel family this CPU should get when OpenBLAS fell back to a generic one, or NULL when
  * its choice stands. OpenBLAS picks its kernels once, when it is loaded, from the CPU model; a
  * model newer than its tables (Debian's 0.3.21 on Sapphire/Emerald Rapids, for instance) gets
