@@ -122,14 +122,13 @@ static void test_answers_independent_of_batch_and_threads(void **state) {
 /* Which kernel families need queries aligned to 12 rows: all but the SkylakeX family. */
 static void test_row_quantum(void **state) {
   (void)state;
-  assert_int_equal(ember_blas_row_quantum_of("SkylakeX"), 1);
-  assert_int_equal(ember_blas_row_quantum_of("COOPERLAKE"), 1);
-  assert_int_equal(ember_blas_row_quantum_of("SapphireRapids"), 1);
-  assert_int_equal(ember_blas_row_quantum_of("Haswell"), 12);
-  assert_int_equal(ember_blas_row_quantum_of("Zen"), 12);
-  assert_int_equal(ember_blas_row_quantum_of("Prescott"), 12);
-  assert_int_equal(ember_blas_row_quantum_of("unknown"), 12);
-  assert_int_equal(ember_blas_row_quantum_of(NULL), 12);
+  static const struct { const char *core; int quantum; } cases[] = {
+      {"SkylakeX", 1}, {"COOPERLAKE", 1}, {"SapphireRapids", 1}, {"Haswell", 12},
+      {"Zen", 12},     {"Prescott", 12},  {"unknown", 12},       {NULL, 12}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+    if (ember_blas_row_quantum_of(cases[i].core) != cases[i].quantum)
+      fail_msg("%s: quantum %d, expected %d", cases[i].core ? cases[i].core : "NULL",
+               ember_blas_row_quantum_of(cases[i].core), cases[i].quantum);
   const char *env = getenv("OPENBLAS_CORETYPE");
   if (env && strcasecmp(env, "Haswell") == 0) assert_int_equal(ember_blas_row_quantum(), 12);
   assert_int_equal(ember_blas_row_quantum(), ember_blas_row_quantum_of(ember_blas_core()));
