@@ -5,7 +5,9 @@
  * runs alone or among others, on one thread or two. The energy passes lay several queries
  * into one network call, padded so that every query starts on a multiple of the kernels' row
  * quantum (ember_blas_row_quantum: 12 for the Haswell/Zen kernels, 1 for the SkylakeX
- * family's); candidate counts below, at and above a multiple of 12 exercise both layouts.
+ * family's); candidate counts below, at and above a multiple of 12 exercise both layouts. The
+ * network pads each call to a multiple of its row block (ember_blas_row_block: 48, or 16 under
+ * the SkylakeX family), checked at the served width for every candidate count up to 100.
  * CTest runs this file twice: with the kernels ember picks for the CPU (on an AVX-512 CPU the
  * SkylakeX family, unpadded) and with OPENBLAS_CORETYPE=Haswell, whose sgemm rounds by row
  * position.
@@ -119,24 +121,66 @@ static void test_answers_independent_of_batch_and_threads(void **state) {
   answers(EMBER_METHOD_ARDFO, 50);
 }
 
-/* Which kernel families need queries aligned to 12 rows: all but the SkylakeX family. */
-static void test_row_quantum(void **state) {
+/* Which kernel families need queries aligned to 12 rows, and which row block the network
+ * pads its calls to: all but the SkylakeX family round like Haswell's. */
+static void test_row_quantum_and_block(void **state) {
   (void)state;
-  static const struct { const char *core; int quantum; } cases[] = {
-      {"SkylakeX", 1}, {"COOPERLAKE", 1}, {"SapphireRapids", 1}, {"Haswell", 12},
-      {"Zen", 12},     {"Prescott", 12},  {"unknown", 12},       {NULL, 12}};
-  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+  static const struct { const char *core; int quantum, block; } cases[] = {
+      {"SkylakeX", 1, 16}, {"COOPERLAKE", 1, 16}, {"SapphireRapids", 1, 16}, {"Haswell", 12, 48},
+      {"Zen", 12, 48},     {"Prescott", 12, 48},  {"unknown", 12, 48},       {NULL, 12, 48}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const char *name = cases[i].core ? cases[i].core : "NULL";
     if (ember_blas_row_quantum_of(cases[i].core) != cases[i].quantum)
-      fail_msg("%s: quantum %d, expected %d", cases[i].core ? cases[i].core : "NULL",
-               ember_blas_row_quantum_of(cases[i].core), cases[i].quantum);
+      fail_msg("%s: quantum %d, expected %d", name, ember_blas_row_quantum_of(cases[i].core), cases[i].quantum);
+    if (ember_blas_row_block_of(cases[i].core) != cases[i].block)
+      fail_msg("%s: row block %d, expected %d", name, ember_blas_row_block_of(cases[i].core), cases[i].block);
+  }
   const char *env = getenv("OPENBLAS_CORETYPE");
-  if (env && strcasecmp(env, "Haswell") == 0) assert_int_equal(ember_blas_row_quantum(), 12);
+  if (env && strcasecmp(env, "Haswell") == 0) {
+    assert_int_equal(ember_blas_row_quantum(), 12);
+    assert_int_equal(ember_blas_row_block(), 48);
+  }
   assert_int_equal(ember_blas_row_quantum(), ember_blas_row_quantum_of(ember_blas_core()));
+  assert_int_equal(ember_blas_row_block(), ember_blas_row_block_of(ember_blas_core()));
+}
+
+/* At the served width (256, where the network's smallest call is 16 rows) a candidate's energy
+ * is the same whatever number of candidates its call has: every count from 1 to 100 alone
+ * against the same candidates at the start of a 300-candidate call and, where the kernels
+ * allow a query to start there, further in. Checks the network's row block for the loaded
+ * kernels (a block that leaves a ragged tail changes last bits). */
+static void test_energies_independent_of_count(void **state) {
+  (void)state;
+  ember_model m;
+  ember_err err;
+  if (ember_model_init(&m, EMBER_METHOD_DFO, XD, YD, EMBER_ARCH_RESNET, 256, 2, &err) < 0) fail_msg("init: %s", err.msg);
+  ember_rng rng;
+  ember_rng_seed(&rng, 9, 0);
+  ember_net_init_params(&m.net, &rng);
+  ember_infer *inf;
+  assert_int_equal(ember_infer_create(&inf, &m, NULL, NULL), 0);
+  enum { N = 300 };
+  float *x = random_floats(XD, 4), *y = random_floats((size_t)N * YD, 5);
+  float all[N], one[N];
+  assert_int_equal(ember_infer_energy(inf, x, 1, y, N, all, NULL), 0);
+  const int step = ember_blas_row_quantum() == 1 ? 7 : 12; /* where a query may start */
+  for (int off = 0; off < N - 100; off += step)
+    for (int n = 1; n <= 100; n++) {
+      assert_int_equal(ember_infer_energy(inf, x, 1, y + (size_t)off * YD, n, one, NULL), 0);
+      if (memcmp(one, all + off, (size_t)n * sizeof *one))
+        fail_msg("candidates %d..%d alone differ from the same candidates among %d (kernels %s, row block %d)",
+                 off, off + n - 1, N, ember_blas_core(), ember_blas_row_block());
+    }
+  free(x);
+  free(y);
+  ember_infer_destroy(inf);
+  ember_model_free(&m);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_row_quantum),
+      cmocka_unit_test(test_row_quantum_and_block),
+      cmocka_unit_test(test_energies_independent_of_count),
       cmocka_unit_test(test_energies_independent_of_batch),
       cmocka_unit_test(test_answers_independent_of_batch_and_threads),
   };

@@ -22,6 +22,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,14 +260,32 @@ const char *ember_blas_core(void) {
   return c ? c : "unknown";
 }
 
-int ember_blas_row_quantum_of(const char *core) {
-  static const char *const exact[] = {"skylakex", "cooperlake", "sapphirerapids"};
-  for (size_t i = 0; core && i < sizeof exact / sizeof *exact; i++)
-    if (strcasecmp(core, exact[i]) == 0) return 1;
-  return 12;
+/* How each kernel family's sgemm rounds (measured by test_infer and test_net, which run under
+ * the CPU's own kernels and under OPENBLAS_CORETYPE=Haswell): the SkylakeX family's results for
+ * a row depend neither on its position nor on the call's row count (from 16 rows); every other
+ * family is taken to round like Haswell's, by position modulo 12 and in ragged tails. */
+static int skylakex_family(const char *core) {
+  static const char *const fam[] = {"skylakex", "cooperlake", "sapphirerapids"};
+  for (size_t i = 0; core && i < sizeof fam / sizeof *fam; i++)
+    if (strcasecmp(core, fam[i]) == 0) return 1;
+  return 0;
 }
 
+int ember_blas_row_quantum_of(const char *core) { return skylakex_family(core) ? 1 : 12; }
+
 int ember_blas_row_quantum(void) { return ember_blas_row_quantum_of(ember_blas_core()); }
+
+int ember_blas_row_block_of(const char *core) { return skylakex_family(core) ? 16 : 48; }
+
+int ember_blas_row_block(void) {
+  static atomic_int block; /* the loaded kernels never change: looked up once */
+  int b = atomic_load_explicit(&block, memory_order_relaxed);
+  if (b == 0) {
+    b = ember_blas_row_block_of(ember_blas_core());
+    atomic_store_explicit(&block, b, memory_order_relaxed);
+  }
+  return b;
+}
 
 const char *ember_blas_better_core(void) {
   const char *env = getenv("OPENBLAS_CORETYPE");

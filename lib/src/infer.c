@@ -31,8 +31,8 @@ _Static_assert(EMBER_MIN_CHUNK % 48 == 0, "EMBER_INFER_MIN_TASK_ROWS must be a m
  * the query's last candidate and their energies are dropped), rather than one small call per
  * query, which at 64 samples ran the sgemm at about half its speed. With the SkylakeX family's
  * kernels nothing is padded (64 samples padded to 72 rows cost 11% of a batched call).
- * (ember_net pads every call to a multiple of 48 rows, so no row falls in a ragged tail
- * either.) test_infer checks the CPU's own kernels and the Haswell ones. */
+ * (ember_net pads every call to a multiple of ember_blas_row_block() rows, so no row falls in
+ * a ragged tail either.) test_infer checks the CPU's own kernels and the Haswell ones. */
 #define EMBER_GROUP_ROWS 65536 /* candidate rows per DFO group */
 #define EMBER_ARDFO_MODE_GROUPS 8 /* independent resampling groups of an ardfo population, for modes */
 

@@ -160,20 +160,20 @@ int ember_net_layer_name(const ember_net *net, int layer, char *buf, size_t len)
 
 /* ---- workspace ----------------------------------------------------------------------- */
 
-#define EMBER_ROW_BLOCK 48
-
-/* Rows are computed in zero-padded blocks of 48, and never fewer than 2^20 / width^2 of them:
- * OpenBLAS treats a ragged tail of rows with other instructions than full blocks (its
- * SkylakeX kernels work in blocks of 16 rows, its Haswell/Zen kernels in blocks of 12; 48 is a
- * multiple of both), and small products (below about a million multiply-adds) with another
- * kernel altogether, so without padding a candidate's energy could change in its last bit
- * with the number of rows it was computed with, and answers would depend on how requests were
- * batched. The padding costs at most ~2 MFLOP per layer per call (and under 5% of a
- * 1024-sample query); padding rows are zeros and their results are dropped. */
+/* Rows are computed in zero-padded blocks of ember_blas_row_block() rows (48, or 16 under the
+ * SkylakeX family's kernels), and never fewer than 2^20 / width^2 of them: OpenBLAS treats a
+ * ragged tail of rows with other instructions than full blocks (its Haswell/Zen kernels work in
+ * blocks of 12 rows; its SkylakeX kernels round a row the same way whatever the row count), and
+ * small products (below about a million multiply-adds) with another kernel altogether, so
+ * without padding a candidate's energy could change in its last bit with the number of rows
+ * it was computed with, and answers would depend on how requests were batched. The padding
+ * costs at most ~2 MFLOP per layer per call (and under 5% of a 1024-sample query; none for a
+ * 64-sample one under the SkylakeX kernels); padding rows are zeros and their results are
+ * dropped. */
 static int pad_rows(int rows, int width) {
   long min = ((1L << 20) + (long)width * width - 1) / ((long)width * width);
-  long r = rows > min ? rows : min;
-  return (int)((r + EMBER_ROW_BLOCK - 1) / EMBER_ROW_BLOCK * EMBER_ROW_BLOCK);
+  long r = rows > min ? rows : min, block = ember_blas_row_block();
+  return (int)((r + block - 1) / block * block);
 }
 #define EMBER_PAD_ROWS(r) pad_rows((r), net->shape.width)
 

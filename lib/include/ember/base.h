@@ -121,6 +121,15 @@ const char *ember_blas_core(void);
 int ember_blas_row_quantum_of(const char *core);
 int ember_blas_row_quantum(void);
 
+/* The row block ember_net pads every sgemm call to (with zero rows), so that a row's result
+ * does not depend on how many rows share the call: OpenBLAS computes a ragged tail of rows
+ * with other instructions than full blocks under the Haswell/Zen kernels (blocks of 12) and
+ * every family not named here (48, a multiple of 12 and 16); the SkylakeX family's results do
+ * not depend on the row count (16: no padding at multiples of 16). The network also never
+ * runs fewer than 2^20 / width^2 rows, below which OpenBLAS switches kernels. */
+int ember_blas_row_block_of(const char *core);
+int ember_blas_row_block(void);
+
 /* The kernel family this CPU should get when OpenBLAS fell back to a generic one, or NULL when
  * its choice stands. OpenBLAS picks its kernels once, when it is loaded, from the CPU model; a
  * model newer than its tables (Debian's 0.3.21 on Sapphire/Emerald Rapids, for instance) gets
