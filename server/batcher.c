@@ -21,7 +21,7 @@
  *
  * Idle cores join the work (--split-batches, on by default): a batch cut while no other batch
  * runs and no other queue is ready, and large enough for the library to split its energy
- * passes (rows x samples >= 2 EMBER_INFER_MIN_TASK_ROWS), would leave every other worker's
+ * passes (rows x samples >= 2 ember_infer_min_task_rows()), would leave every other worker's
  * core idle, so it runs
  * *wide*: its worker is thread 0 of s->wide_pool, whose other threads take their share of
  * every energy pass (the library splits candidates over a pool's threads; the answers do not
@@ -537,7 +537,7 @@ static void try_dispatch(server *s) {
      * large enough for the library to split (otherwise a wide batch would hold the other
      * cores idle) */
     cut(s, ready, s->wide_pool && s->running_batches == 0 && nready == 1 && ready->rows <= s->cfg.max_batch &&
-                      (long)ready->rows * ready->key.o.samples >= 2L * EMBER_INFER_MIN_TASK_ROWS);
+                      (long)ready->rows * ready->key.o.samples >= 2L * ember_infer_min_task_rows());
   }
 }
 

@@ -104,6 +104,11 @@ static void answers(ember_method method, int samples) {
       fail_msg("%s", err.msg);
     if (memcmp(ya, y1 + q * YD, sizeof ya) || memcmp(&ea, e1 + q, sizeof ea))
       fail_msg("method %d, %d samples: query %d alone differs from the same query among %d", (int)method, samples, q, Q);
+    /* alone on two threads: its candidates cut into pieces where it has enough of them */
+    if (ember_infer_predict_rows(two, x + q * XD, 1, &o, seeds + q, streams + q, ya, &ea, &err) < 0)
+      fail_msg("%s", err.msg);
+    if (memcmp(ya, y1 + q * YD, sizeof ya) || memcmp(&ea, e1 + q, sizeof ea))
+      fail_msg("method %d, %d samples: query %d alone on two threads differs from one thread", (int)method, samples, q);
   }
   free(x);
   ember_infer_destroy(one);
@@ -118,6 +123,7 @@ static void test_answers_independent_of_batch_and_threads(void **state) {
   answers(EMBER_METHOD_DFO, 96);
   answers(EMBER_METHOD_DFO, 1100); /* one query is cut into pieces */
   answers(EMBER_METHOD_LANGEVIN, 20);
+  answers(EMBER_METHOD_LANGEVIN, 300); /* a lone query's chains cut into pieces */
   answers(EMBER_METHOD_ARDFO, 50);
 }
 
@@ -147,8 +153,9 @@ static void test_row_quantum_and_block(void **state) {
 /* At the served width (256, where the network's smallest call is 16 rows) a candidate's energy
  * is the same whatever number of candidates its call has: every count from 1 to 100 alone
  * against the same candidates at the start of a 300-candidate call and, where the kernels
- * allow a query to start there, further in. Checks the network's row block for the loaded
- * kernels (a block that leaves a ragged tail changes last bits). */
+ * allow a query to start there, further in; and the same on two threads, which cut a query of
+ * more than ember_infer_min_task_rows() candidates into pieces. Checks the network's row
+ * block and where pieces may start for the loaded kernels (a ragged tail changes last bits). */
 static void test_energies_independent_of_count(void **state) {
   (void)state;
   ember_model m;
@@ -157,8 +164,11 @@ static void test_energies_independent_of_count(void **state) {
   ember_rng rng;
   ember_rng_seed(&rng, 9, 0);
   ember_net_init_params(&m.net, &rng);
-  ember_infer *inf;
+  ember_infer *inf, *two;
+  ember_pool *pool;
+  assert_int_equal(ember_pool_create(&pool, 2, NULL), 0);
   assert_int_equal(ember_infer_create(&inf, &m, NULL, NULL), 0);
+  assert_int_equal(ember_infer_create(&two, &m, pool, NULL), 0);
   enum { N = 300 };
   float *x = random_floats(XD, 4), *y = random_floats((size_t)N * YD, 5);
   float all[N], one[N];
@@ -170,9 +180,24 @@ static void test_energies_independent_of_count(void **state) {
       if (memcmp(one, all + off, (size_t)n * sizeof *one))
         fail_msg("candidates %d..%d alone differ from the same candidates among %d (kernels %s, row block %d)",
                  off, off + n - 1, N, ember_blas_core(), ember_blas_row_block());
+      /* on two threads, which cut the query into pieces where it has enough candidates */
+      assert_int_equal(ember_infer_energy(two, x, 1, y + (size_t)off * YD, n, one, NULL), 0);
+      if (memcmp(one, all + off, (size_t)n * sizeof *one))
+        fail_msg("candidates %d..%d alone on two threads differ from the same candidates among %d on one (kernels %s)",
+                 off, off + n - 1, N, ember_blas_core());
     }
+  /* counts that the Haswell kernels' larger tasks (ember_infer_min_task_rows) cut too */
+  const int large[] = {145, 200, 288, 300};
+  for (size_t i = 0; i < sizeof large / sizeof *large; i++) {
+    assert_int_equal(ember_infer_energy(two, x, 1, y, large[i], one, NULL), 0);
+    if (memcmp(one, all, (size_t)large[i] * sizeof *one))
+      fail_msg("%d candidates on two threads differ from the same candidates among %d on one (kernels %s)",
+               large[i], N, ember_blas_core());
+  }
   free(x);
   free(y);
+  ember_infer_destroy(two);
+  ember_pool_destroy(pool);
   ember_infer_destroy(inf);
   ember_model_free(&m);
 }

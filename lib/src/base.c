@@ -132,19 +132,58 @@ uint32_t ember_rng_below(ember_rng *rng, uint32_t n) {
 
 /* ---- thread pool ------------------------------------------------------------------- */
 
+/* A job's hand-over: the caller publishes the job under the mutex and bumps `generation`; a
+ * helper that finished a job within the last EMBER_POOL_SPIN_NS polls `generation` instead of
+ * sleeping, and the caller polls `running` for as long before it sleeps on `done`. Inference runs
+ * several energy passes back to back (a DFO query's iterations, a chain's steps) with a few
+ * microseconds between them, and a sleeping thread takes tens of microseconds to wake, as
+ * long as a 64-candidate pass's share; a thread with nothing to do sleeps after the spin. */
+#define EMBER_POOL_SPIN_NS 50000
 struct ember_pool {
   int threads;
   pthread_t *tids;
   pthread_mutex_t mu;
   pthread_cond_t start;
   pthread_cond_t done;
-  uint64_t generation; /* bumped for every job */
-  int running;         /* helper threads still working on the current job */
+  atomic_uint_fast64_t generation; /* bumped for every job */
+  atomic_int running;              /* helper threads still working on the current job */
   int quit;
   int ntasks;
   ember_task_fn fn;
   void *ctx;
 };
+
+static uint64_t pool_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void pool_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Polls until *v != unchanged (generation) or == 0 (running) for at most EMBER_POOL_SPIN_NS;
+ * 1 when it saw the change. */
+static int pool_spin_gen(atomic_uint_fast64_t *v, uint64_t unchanged) {
+  uint64_t until = pool_now_ns() + EMBER_POOL_SPIN_NS;
+  for (int i = 0;; i++) {
+    if (atomic_load_explicit(v, memory_order_acquire) != unchanged) return 1;
+    pool_cpu_relax();
+    if ((i & 63) == 63 && pool_now_ns() > until) return 0;
+  }
+}
+
+static int pool_spin_done(atomic_int *v) {
+  uint64_t until = pool_now_ns() + EMBER_POOL_SPIN_NS;
+  for (int i = 0;; i++) {
+    if (atomic_load_explicit(v, memory_order_acquire) == 0) return 1;
+    pool_cpu_relax();
+    if ((i & 63) == 63 && pool_now_ns() > until) return 0;
+  }
+}
 
 struct pool_arg {
   ember_pool *pool;
@@ -161,18 +200,21 @@ static void *pool_main(void *arg) {
   ember_pool *p = a.pool;
   uint64_t seen = 0;
   ember_blas_single_thread();
-  pthread_mutex_lock(&p->mu);
   for (;;) {
-    while (!p->quit && p->generation == seen) pthread_cond_wait(&p->start, &p->mu);
+    pool_spin_gen(&p->generation, seen); /* a next job that follows at once skips the sleep */
+    pthread_mutex_lock(&p->mu);
+    while (!p->quit && atomic_load_explicit(&p->generation, memory_order_relaxed) == seen)
+      pthread_cond_wait(&p->start, &p->mu);
     if (p->quit) break;
-    seen = p->generation;
+    seen = atomic_load_explicit(&p->generation, memory_order_relaxed);
     int ntasks = p->ntasks;
     ember_task_fn fn = p->fn;
     void *ctx = p->ctx;
     pthread_mutex_unlock(&p->mu);
     pool_do_share(p, a.thread, ntasks, fn, ctx);
     pthread_mutex_lock(&p->mu);
-    if (--p->running == 0) pthread_cond_signal(&p->done);
+    if (atomic_fetch_sub_explicit(&p->running, 1, memory_order_acq_rel) == 1) pthread_cond_signal(&p->done);
+    pthread_mutex_unlock(&p->mu);
   }
   pthread_mutex_unlock(&p->mu);
   return NULL;
@@ -243,13 +285,14 @@ void ember_pool_run(ember_pool *p, int ntasks, ember_task_fn fn, void *ctx) {
   p->ntasks = ntasks;
   p->fn = fn;
   p->ctx = ctx;
-  p->running = p->threads - 1;
-  p->generation++;
+  atomic_store_explicit(&p->running, p->threads - 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
   pthread_cond_broadcast(&p->start);
   pthread_mutex_unlock(&p->mu);
   pool_do_share(p, 0, ntasks, fn, ctx);
+  if (pool_spin_done(&p->running)) return;
   pthread_mutex_lock(&p->mu);
-  while (p->running > 0) pthread_cond_wait(&p->done, &p->mu);
+  while (atomic_load_explicit(&p->running, memory_order_acquire) > 0) pthread_cond_wait(&p->done, &p->mu);
   pthread_mutex_unlock(&p->mu);
 }
 

@@ -20,13 +20,12 @@
 #include "ember/net.h"
 
 #define EMBER_CHUNK_ROWS 1056  /* rows per network task: ~1 MiB per activation at width 256 (a multiple of 48) */
-#define EMBER_MIN_CHUNK EMBER_INFER_MIN_TASK_ROWS /* a multiple of 48 */
-_Static_assert(EMBER_MIN_CHUNK % 48 == 0, "EMBER_INFER_MIN_TASK_ROWS must be a multiple of 48");
 /* OpenBLAS's Haswell/Zen sgemm kernels round a row's products differently by the row's
  * position in the call modulo 12 (its SkylakeX kernels do not). So that a candidate's energy
  * never depends on where its query sits in a batch, every query of a network call starts on a
  * multiple of the loaded kernels' quantum (ember_blas_row_quantum: 12 or 1): pieces of a query
- * start on multiples of 48, and a task whose queries' row count is not a multiple of the
+ * start on multiples of the network's row block (ember_blas_row_block: 48, or 16 under the
+ * SkylakeX family), and a task whose queries' row count is not a multiple of the
  * quantum lays them out padded to a multiple of it each in one call (the padding rows repeat
  * the query's last candidate and their energies are dropped), rather than one small call per
  * query, which at 64 samples ran the sgemm at about half its speed. With the SkylakeX family's
@@ -41,6 +40,8 @@ struct ember_infer {
   ember_pool *pool;
   int threads;
   int quantum;      /* ember_blas_row_quantum() */
+  int align;        /* pieces of a query start on multiples of this (ember_blas_row_block()) */
+  int min_chunk;    /* ember_infer_min_task_rows() */
   ember_net_ws *ws; /* (threads) */
   float *pad;       /* (threads, EMBER_CHUNK_ROWS * (2 y_dim + 1)): padded y, dE/dy and E */
   ember_dfo_ws dfo;
@@ -76,6 +77,8 @@ int ember_infer_create(ember_infer **out, const ember_model *m, ember_pool *pool
   inf->pool = pool;
   inf->threads = ember_pool_threads(pool);
   inf->quantum = ember_blas_row_quantum();
+  inf->align = ember_blas_row_block();
+  inf->min_chunk = ember_infer_min_task_rows();
   inf->ws = calloc((size_t)inf->threads, sizeof *inf->ws);
   inf->pad = malloc((size_t)inf->threads * EMBER_CHUNK_ROWS * (2 * (size_t)m->y_dim + 1) * sizeof(float));
   if (!inf->ws || !inf->pad) {
@@ -206,8 +209,11 @@ static int reserve_modes(ember_infer *inf, int slots, ember_err *err) {
 
 /* ---- the batched energy pass --------------------------------------------------------- */
 
+int ember_infer_min_task_rows(void) { return ember_blas_row_quantum() == 1 ? 32 : 144; }
+
 /* Rows a query takes in a network call: its candidates, padded to a multiple of the kernels'
  * quantum when several queries share the call (pass_task) */
+
 static int padded_rows(const ember_infer *inf, int n) { return (n + inf->quantum - 1) / inf->quantum * inf->quantum; }
 
 /* Task layout: a query with more rows than a chunk is cut into `pieces` tasks; otherwise a
@@ -216,22 +222,22 @@ static void pass_plan(ember_infer *inf, int nq, int n) {
   long total = (long)nq * n;
   long per_thread = (total + inf->threads - 1) / inf->threads;
   int chunk = per_thread > EMBER_CHUNK_ROWS ? EMBER_CHUNK_ROWS
-              : per_thread < EMBER_MIN_CHUNK ? EMBER_MIN_CHUNK : (int)per_thread;
-  chunk = (chunk + 47) / 48 * 48; /* pieces start on multiples of 48 rows */
+              : per_thread < inf->min_chunk ? inf->min_chunk : (int)per_thread;
+  chunk = (chunk + inf->align - 1) / inf->align * inf->align; /* where pieces start */
   inf->pass_nq = nq;
   inf->pass_n = n;
   inf->pass_chunk = chunk;
   inf->pass_pieces = n >= chunk ? (n + chunk - 1) / chunk : 0;
   if (inf->pass_pieces == 0) {
     /* whole queries per task: as few tasks as a chunk allows, then, where every task keeps at
-     * least EMBER_MIN_CHUNK rows, a multiple of the thread count, so the threads finish
+     * least inf->min_chunk rows, a multiple of the thread count, so the threads finish
      * together */
     const int ps = padded_rows(inf, n);
     int most = chunk / ps;
     if (most > EMBER_CHUNK_ROWS) most = EMBER_CHUNK_ROWS; /* hx rows a workspace holds */
     int tasks = (nq + most - 1) / most;
     int even = (tasks + inf->threads - 1) / inf->threads * inf->threads;
-    if (even <= nq && (long)nq * ps / even >= EMBER_MIN_CHUNK) tasks = even;
+    if (even <= nq && (long)nq * ps / even >= inf->min_chunk) tasks = even;
     inf->pass_group = (nq + tasks - 1) / tasks;
   }
 }

@@ -350,10 +350,11 @@ class Metrics(it.EmberTest):
 
     def test_lone_batches_spread_over_idle_cores(self):
         """With two workers, a batch that runs alone and is large enough to split (rows x samples
-        >= 288) runs over both cores (ember_spread_batches_total); a small one, or any with
+        >= 2 ember_infer_min_task_rows(): 64 under the SkylakeX family's kernels, 288 under the
+        others) runs over both cores (ember_spread_batches_total); a small one, or any with
         --split-batches 0, does not; and the answers are bit-identical either way."""
         big = it.pb.InferenceOptions(samples=512, iterations=2, seed=7)
-        small = it.pb.InferenceOptions(samples=64, iterations=2, seed=7)
+        small = it.pb.InferenceOptions(samples=16, iterations=2, seed=7)
         x = [0.3, -0.2, -0.6, 0.4]
         answers = {}
         for split in ("1", "0"):

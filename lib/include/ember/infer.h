@@ -35,10 +35,13 @@ extern "C" {
 
 typedef struct ember_infer ember_infer;
 
-/* A pool's threads share an energy pass only when every task keeps at least this many
- * candidate rows (queries x samples or chains): a call on fewer than twice as many runs on one
- * thread, pool or not, so a server gains nothing by giving it more. */
-#define EMBER_INFER_MIN_TASK_ROWS 144
+/* The fewest candidate rows (queries x samples or chains) a pool's task is planned with: an
+ * energy pass of at most this many rows runs on one thread, pool or not, and a larger one is
+ * cut into tasks of at least this many (a query's last piece may be smaller), so a server gains
+ * nothing by giving a call of fewer than twice as many more threads. 144 (a multiple of 48)
+ * under kernels that round by row position; 32 under the SkylakeX family's, whose pieces may
+ * start on any multiple of 16 rows. */
+int ember_infer_min_task_rows(void);
 
 /* The model must outlive the ember_infer; pool may be NULL (single-threaded). */
 int ember_infer_create(ember_infer **out, const ember_model *m, ember_pool *pool, ember_err *err);
