@@ -29,9 +29,12 @@
  * AVX-512, and the loader picks the widest the CPU has (GCC's target_clones, an ifunc). The
  * answers stay bit for bit those of the SSE2 code: every element is computed by the same
  * operations in the same order (no reassociation without -ffast-math, and -ffp-contract=off,
- * CMakeLists.txt, keeps a * b + c from being fused into an FMA), whatever the vector width. */
+ * CMakeLists.txt, keeps a * b + c from being fused into an FMA), whatever the vector width.
+ * Not under ThreadSanitizer: the loader runs an ifunc's resolver while it relocates the program,
+ * before TSan's runtime is set up, and the instrumented resolver crashed every `make tsan` binary
+ * at start-up. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && \
-    !defined(EMBER_NO_SIMD_CLONES)
+    !defined(EMBER_NO_SIMD_CLONES) && !defined(__SANITIZE_THREAD__)
 #define EMBER_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define EMBER_SIMD
