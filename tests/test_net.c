@@ -344,8 +344,9 @@ static void test_tangent_and_double_derivative(void **state) {
 
 /* A row's energy and dE/dy are bit-identical whatever rows share the call, as long as it
  * keeps its position modulo 12 (OpenBLAS treats ragged row tails differently, which is why the
- * network pads to 48 rows, and its Haswell/Zen kernels round by position modulo 12, which is
- * why inference starts every query on a multiple of 12: test_dfo checks that level): the
+ * network pads to its row block, ember_blas_row_block, and its Haswell/Zen kernels round by
+ * position modulo 12, which is why inference starts every query on a multiple of 12: test_dfo
+ * and test_infer check that level): the
  * server's answers must not depend on how requests were batched. */
 static void test_rows_independent_of_batching(void **state) {
   (void)state;

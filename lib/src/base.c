@@ -165,21 +165,14 @@ static inline void pool_cpu_relax(void) {
 #endif
 }
 
-/* Polls until *v != unchanged (generation) or == 0 (running) for at most EMBER_POOL_SPIN_NS;
- * 1 when it saw the change. */
-static int pool_spin_gen(atomic_uint_fast64_t *v, uint64_t unchanged) {
-  uint64_t until = pool_now_ns() + EMBER_POOL_SPIN_NS;
+/* Polls until the helpers see a job after `seen` (want_job) or until the job's helpers are
+ * done (!want_job), for at most EMBER_POOL_SPIN_NS; 1 when that happened. */
+static int pool_poll(ember_pool *p, int want_job, uint64_t seen) {
+  const uint64_t until = pool_now_ns() + EMBER_POOL_SPIN_NS;
   for (int i = 0;; i++) {
-    if (atomic_load_explicit(v, memory_order_acquire) != unchanged) return 1;
-    pool_cpu_relax();
-    if ((i & 63) == 63 && pool_now_ns() > until) return 0;
-  }
-}
-
-static int pool_spin_done(atomic_int *v) {
-  uint64_t until = pool_now_ns() + EMBER_POOL_SPIN_NS;
-  for (int i = 0;; i++) {
-    if (atomic_load_explicit(v, memory_order_acquire) == 0) return 1;
+    if (want_job ? atomic_load_explicit(&p->generation, memory_order_acquire) != seen
+                 : atomic_load_explicit(&p->running, memory_order_acquire) == 0)
+      return 1;
     pool_cpu_relax();
     if ((i & 63) == 63 && pool_now_ns() > until) return 0;
   }
@@ -201,7 +194,7 @@ static void *pool_main(void *arg) {
   uint64_t seen = 0;
   ember_blas_single_thread();
   for (;;) {
-    pool_spin_gen(&p->generation, seen); /* a next job that follows at once skips the sleep */
+    pool_poll(p, 1, seen); /* a next job that follows at once skips the sleep */
     pthread_mutex_lock(&p->mu);
     while (!p->quit && atomic_load_explicit(&p->generation, memory_order_relaxed) == seen)
       pthread_cond_wait(&p->start, &p->mu);
@@ -290,7 +283,7 @@ void ember_pool_run(ember_pool *p, int ntasks, ember_task_fn fn, void *ctx) {
   pthread_cond_broadcast(&p->start);
   pthread_mutex_unlock(&p->mu);
   pool_do_share(p, 0, ntasks, fn, ctx);
-  if (pool_spin_done(&p->running)) return;
+  if (pool_poll(p, 0, 0)) return;
   pthread_mutex_lock(&p->mu);
   while (atomic_load_explicit(&p->running, memory_order_acquire) > 0) pthread_cond_wait(&p->done, &p->mu);
   pthread_mutex_unlock(&p->mu);

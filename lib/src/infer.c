@@ -20,6 +20,8 @@
 #include "ember/net.h"
 
 #define EMBER_CHUNK_ROWS 1056  /* rows per network task: ~1 MiB per activation at width 256 (a multiple of 48) */
+/* a chunk is rounded up to the row block (16 or 48), so the largest stays within a workspace */
+_Static_assert(EMBER_CHUNK_ROWS % 48 == 0, "EMBER_CHUNK_ROWS must be a multiple of every row block");
 /* OpenBLAS's Haswell/Zen sgemm kernels round a row's products differently by the row's
  * position in the call modulo 12 (its SkylakeX kernels do not). So that a candidate's energy
  * never depends on where its query sits in a batch, every query of a network call starts on a
@@ -213,7 +215,6 @@ int ember_infer_min_task_rows(void) { return ember_blas_row_quantum() == 1 ? 32 
 
 /* Rows a query takes in a network call: its candidates, padded to a multiple of the kernels'
  * quantum when several queries share the call (pass_task) */
-
 static int padded_rows(const ember_infer *inf, int n) { return (n + inf->quantum - 1) / inf->quantum * inf->quantum; }
 
 /* Task layout: a query with more rows than a chunk is cut into `pieces` tasks; otherwise a
