@@ -141,8 +141,12 @@ static void on_prepare(uv_prepare_t *h) {
 void batcher_init(server *s) {
   if (s->cfg.split_batches && s->cfg.workers > 1) {
     ember_err err = {0};
-    if (ember_pool_create(&s->wide_pool, s->cfg.workers, &err) < 0)
+    if (ember_pool_create(&s->wide_pool, s->cfg.workers, &err) < 0 ||
+        ember_pool_set_wait_us(s->wide_pool, s->cfg.pool_wait_us, &err) < 0) {
       srv_log(LOG_WARN, "batches will not spread over idle cores", "error=\"%s\"", err.msg);
+      ember_pool_destroy(s->wide_pool);
+      s->wide_pool = NULL;
+    }
   }
   uv_timer_init(s->loop, &s->batch_timer);
   uv_timer_init(s->loop, &s->sweep_timer);

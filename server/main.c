@@ -348,8 +348,8 @@ int main(int argc, char **argv) {
   uv_timer_start(&s->trim_timer, on_trim, TRIM_MS, TRIM_MS);
   health_set_serving(s, 1);
   auth_log_startup(s);
-  srv_log(LOG_INFO, "serving", "listen=%s port=%d workers=%d split_batches=%d max_batch=%d max_delay_us=%d max_queue=%d blas=%s",
-          s->cfg.listen, port, s->cfg.workers, s->wide_pool != NULL, s->cfg.max_batch, s->cfg.max_delay_us, s->cfg.max_queue,
+  srv_log(LOG_INFO, "serving", "listen=%s port=%d workers=%d split_batches=%d pool_wait_us=%d max_batch=%d max_delay_us=%d max_queue=%d blas=%s",
+          s->cfg.listen, port, s->cfg.workers, s->wide_pool != NULL, s->cfg.pool_wait_us, s->cfg.max_batch, s->cfg.max_delay_us, s->cfg.max_queue,
           ember_blas_core());
 
   uv_run(s->loop, UV_RUN_DEFAULT);

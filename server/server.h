@@ -31,6 +31,7 @@ typedef struct srv_config {
   const char *model_file;   /* --model FILE, or NULL */
   int workers;              /* inference threads */
   int split_batches;        /* 1: a batch that runs alone spreads over every worker's core */
+  int pool_wait_us;         /* ember_pool_set_wait_us of that batch's pool */
   int max_batch;            /* rows per executed batch */
   int max_delay_us;         /* how long a batch may wait to fill while a worker is idle */
   int max_queue;            /* requests waiting for a worker, server-wide */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -202,10 +203,60 @@ static void test_energies_independent_of_count(void **state) {
   ember_model_free(&m);
 }
 
+/* The pool's wait (how long its threads poll for the next job before they sleep) changes when
+ * a pass starts, never what it computes: lone 64-candidate queries on two threads, back to back
+ * and with pauses longer than the wait (so helpers sleep and are woken), give one thread's
+ * energies with the wait off, short, the default and the longest (whose polling helpers must
+ * still see the pool end). Out-of-range waits are refused. */
+static void test_pool_wait(void **state) {
+  (void)state;
+  ember_err err;
+  ember_pool *pool;
+  assert_int_equal(ember_pool_create(&pool, 2, NULL), 0);
+  assert_int_equal(ember_pool_set_wait_us(pool, -1, &err), EMBER_EINVAL);
+  assert_non_null(strstr(err.msg, "0..1000000 microseconds, got -1"));
+  assert_int_equal(ember_pool_set_wait_us(pool, EMBER_POOL_WAIT_US_MAX + 1L, &err), EMBER_EINVAL);
+  assert_int_equal(ember_pool_set_wait_us(NULL, 5, &err), 0);
+  ember_pool_destroy(pool);
+
+  ember_model m;
+  if (ember_model_init(&m, EMBER_METHOD_DFO, XD, YD, EMBER_ARCH_RESNET, 256, 2, &err) < 0) fail_msg("init: %s", err.msg);
+  ember_rng rng;
+  ember_rng_seed(&rng, 9, 0);
+  ember_net_init_params(&m.net, &rng);
+  ember_infer *inf;
+  assert_int_equal(ember_infer_create(&inf, &m, NULL, NULL), 0);
+  enum { N = 64, CALLS = 6 };
+  float *x = random_floats(XD, 4), *y = random_floats((size_t)N * YD, 5);
+  float want[N], got[N];
+  assert_int_equal(ember_infer_energy(inf, x, 1, y, N, want, NULL), 0);
+  const long waits[] = {0, 20, EMBER_POOL_WAIT_US, EMBER_POOL_WAIT_US_MAX};
+  for (size_t w = 0; w < sizeof waits / sizeof *waits; w++) {
+    ember_infer *two;
+    assert_int_equal(ember_pool_create(&pool, 2, NULL), 0);
+    assert_int_equal(ember_pool_set_wait_us(pool, waits[w], &err), 0);
+    assert_int_equal(ember_infer_create(&two, &m, pool, NULL), 0);
+    for (int c = 0; c < CALLS; c++) {
+      const struct timespec pause = {0, 2000000}; /* longer than the wait: the helper sleeps */
+      if (c % 2 && waits[w] < 1000) nanosleep(&pause, NULL);
+      memset(got, 0, sizeof got);
+      assert_int_equal(ember_infer_energy(two, x, 1, y, N, got, NULL), 0);
+      if (memcmp(got, want, sizeof want)) fail_msg("wait %ld us, call %d: two threads differ from one", waits[w], c);
+    }
+    ember_infer_destroy(two);
+    ember_pool_destroy(pool); /* with helpers still polling */
+  }
+  free(x);
+  free(y);
+  ember_infer_destroy(inf);
+  ember_model_free(&m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_row_quantum_and_block),
       cmocka_unit_test(test_energies_independent_of_count),
+      cmocka_unit_test(test_pool_wait),
       cmocka_unit_test(test_energies_independent_of_batch),
       cmocka_unit_test(test_answers_independent_of_batch_and_threads),
   };

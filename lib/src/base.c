@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -133,11 +134,15 @@ uint32_t ember_rng_below(ember_rng *rng, uint32_t n) {
 /* ---- thread pool ------------------------------------------------------------------- */
 
 /* A job's hand-over: the caller publishes the job under the mutex and bumps `generation`; a
- * helper that finished a job within the last EMBER_POOL_SPIN_NS polls `generation` instead of
- * sleeping, and the caller polls `running` for as long before it sleeps on `done`. Inference runs
- * several energy passes back to back (a DFO query's iterations, a chain's steps) with a few
- * microseconds between them, and a sleeping thread takes tens of microseconds to wake, as
- * long as a 64-candidate pass's share; a thread with nothing to do sleeps after the spin. */
+ * helper that finished a job less than the pool's wait ago (ember_pool_set_wait_us) polls
+ * `generation` instead of sleeping, and the caller polls `running` as long before it sleeps on
+ * `done`. Inference runs several energy passes back to back (a DFO query's iterations, a
+ * chain's steps) a few microseconds apart, and a server's queries come a few hundred
+ * microseconds apart; a thread asleep on a condition variable takes tens of microseconds to
+ * wake, and on a virtual machine whose core has gone idle, about a millisecond
+ * (docs/performance.md). The first EMBER_POOL_SPIN_NS of the wait spin; the rest yield the core
+ * between looks (sched_yield), so a waiting thread keeps its core awake without holding it
+ * from any other thread that wants it. A thread with nothing to do sleeps after the wait. */
 #define EMBER_POOL_SPIN_NS 50000
 struct ember_pool {
   int threads;
@@ -147,7 +152,8 @@ struct ember_pool {
   pthread_cond_t done;
   atomic_uint_fast64_t generation; /* bumped for every job */
   atomic_int running;              /* helper threads still working on the current job */
-  int quit;
+  atomic_int quit;                 /* set under mu; read by polling threads without it */
+  atomic_long wait_ns;             /* ember_pool_set_wait_us */
   int ntasks;
   ember_task_fn fn;
   void *ctx;
@@ -165,16 +171,24 @@ static inline void pool_cpu_relax(void) {
 #endif
 }
 
-/* Polls until the helpers see a job after `seen` (want_job) or until the job's helpers are
- * done (!want_job), for at most EMBER_POOL_SPIN_NS; 1 when that happened. */
+/* Polls until the helpers see a job after `seen` or the pool quits (want_job), or until the
+ * job's helpers are done (!want_job), for at most the pool's wait; 1 when that happened. */
 static int pool_poll(ember_pool *p, int want_job, uint64_t seen) {
-  const uint64_t until = pool_now_ns() + EMBER_POOL_SPIN_NS;
+  const uint64_t wait = (uint64_t)atomic_load_explicit(&p->wait_ns, memory_order_relaxed);
+  const uint64_t spin = wait < EMBER_POOL_SPIN_NS ? wait : EMBER_POOL_SPIN_NS;
+  const uint64_t start = pool_now_ns();
+  uint64_t waited = 0;
   for (int i = 0;; i++) {
-    if (want_job ? atomic_load_explicit(&p->generation, memory_order_acquire) != seen
+    if (want_job ? atomic_load_explicit(&p->generation, memory_order_acquire) != seen ||
+                       atomic_load_explicit(&p->quit, memory_order_relaxed)
                  : atomic_load_explicit(&p->running, memory_order_acquire) == 0)
       return 1;
-    pool_cpu_relax();
-    if ((i & 63) == 63 && pool_now_ns() > until) return 0;
+    if (waited < spin) pool_cpu_relax();
+    else sched_yield();
+    if (waited >= spin || (i & 63) == 63) {
+      waited = pool_now_ns() - start;
+      if (waited >= wait) return 0;
+    }
   }
 }
 
@@ -196,9 +210,10 @@ static void *pool_main(void *arg) {
   for (;;) {
     pool_poll(p, 1, seen); /* a next job that follows at once skips the sleep */
     pthread_mutex_lock(&p->mu);
-    while (!p->quit && atomic_load_explicit(&p->generation, memory_order_relaxed) == seen)
+    while (!atomic_load_explicit(&p->quit, memory_order_relaxed) &&
+           atomic_load_explicit(&p->generation, memory_order_relaxed) == seen)
       pthread_cond_wait(&p->start, &p->mu);
-    if (p->quit) break;
+    if (atomic_load_explicit(&p->quit, memory_order_relaxed)) break;
     seen = atomic_load_explicit(&p->generation, memory_order_relaxed);
     int ntasks = p->ntasks;
     ember_task_fn fn = p->fn;
@@ -221,6 +236,7 @@ int ember_pool_create(ember_pool **out, int threads, ember_err *err) {
   ember_pool *p = calloc(1, sizeof *p);
   if (!p) return ember_fail(err, EMBER_ENOMEM, "out of memory creating a thread pool");
   p->threads = threads;
+  atomic_init(&p->wait_ns, (long)EMBER_POOL_WAIT_US * 1000);
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->start, NULL);
   pthread_cond_init(&p->done, NULL);
@@ -256,7 +272,7 @@ fail:
 void ember_pool_destroy(ember_pool *p) {
   if (!p) return;
   pthread_mutex_lock(&p->mu);
-  p->quit = 1;
+  atomic_store_explicit(&p->quit, 1, memory_order_relaxed);
   pthread_cond_broadcast(&p->start);
   pthread_mutex_unlock(&p->mu);
   for (int i = 1; i < p->threads; i++) pthread_join(p->tids[i], NULL);
@@ -268,6 +284,13 @@ void ember_pool_destroy(ember_pool *p) {
 }
 
 int ember_pool_threads(const ember_pool *p) { return p ? p->threads : 1; }
+
+int ember_pool_set_wait_us(ember_pool *p, long us, ember_err *err) {
+  if (us < 0 || us > EMBER_POOL_WAIT_US_MAX)
+    return ember_fail(err, EMBER_EINVAL, "a pool's wait must be 0..%d microseconds, got %ld", EMBER_POOL_WAIT_US_MAX, us);
+  if (p) atomic_store_explicit(&p->wait_ns, us * 1000, memory_order_relaxed);
+  return 0;
+}
 
 void ember_pool_run(ember_pool *p, int ntasks, ember_task_fn fn, void *ctx) {
   if (!p || p->threads == 1 || ntasks <= 1) {

@@ -352,13 +352,14 @@ class Metrics(it.EmberTest):
         """With two workers, a batch that runs alone and is large enough to split (rows x samples
         >= 2 ember_infer_min_task_rows(): 64 under the SkylakeX family's kernels, 288 under the
         others) runs over both cores (ember_spread_batches_total); a small one, or any with
-        --split-batches 0, does not; and the answers are bit-identical either way."""
+        --split-batches 0, does not; and the answers are bit-identical either way, and with
+        helpers that sleep after every pass (--pool-wait-us 0)."""
         big = it.pb.InferenceOptions(samples=512, iterations=2, seed=7)
         small = it.pb.InferenceOptions(samples=16, iterations=2, seed=7)
         x = [0.3, -0.2, -0.6, 0.4]
         answers = {}
-        for split in ("1", "0"):
-            srv = self.start_metrics("--workers", "2", "--split-batches", split)
+        for split, wait in (("1", "2000"), ("0", "2000"), ("1", "0")):
+            srv = self.start_metrics("--workers", "2", "--split-batches", split, "--pool-wait-us", wait)
             spread = lambda: get(self.scrape(srv)[0], "ember_spread_batches_total")  # noqa: E731
             self.assertEqual(spread(), 0)
             code, big_resp, _ = call(srv.stub.Predict, it.pb.PredictRequest(model="m", x=x, options=big))
@@ -367,9 +368,10 @@ class Metrics(it.EmberTest):
             code, small_resp, _ = call(srv.stub.Predict, it.pb.PredictRequest(model="m", x=x, options=small))
             self.assertEqual(code, grpc.StatusCode.OK)
             self.assertEqual(spread(), 1 if split == "1" else 0)
-            answers[split] = (list(big_resp.y), list(big_resp.energy), list(small_resp.y))
+            answers[split, wait] = (list(big_resp.y), list(big_resp.energy), list(small_resp.y))
             srv.stop_clean(self)
-        self.assertEqual(answers["1"], answers["0"])
+        self.assertEqual(answers["1", "2000"], answers["0", "2000"])
+        self.assertEqual(answers["1", "2000"], answers["1", "0"])
 
     def test_failures_are_counted_by_the_status_sent(self):
         """GetModel's ok and failures and the metrics' ember_requests_total count each call once,
