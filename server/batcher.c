@@ -25,7 +25,8 @@
  * core idle, so it runs
  * *wide*: its worker is thread 0 of s->wide_pool, whose other threads take their share of
  * every energy pass (the library splits candidates over a pool's threads; the answers do not
- * depend on the thread count). While it runs nothing else starts; what arrives meanwhile is
+ * depend on the thread count; they stay awake for --pool-wait-us after each pass, base.c). While
+ * it runs nothing else starts; what arrives meanwhile is
  * batched and starts when it ends, which is sooner than a one-core batch would have. Under
  * load several queues are ready at once, or a batch is already running, and batches run one
  * per worker, one core each, as before. So a lone robot gets the library's latency on every

@@ -183,12 +183,10 @@ static int pool_poll(ember_pool *p, int want_job, uint64_t seen) {
                        atomic_load_explicit(&p->quit, memory_order_relaxed)
                  : atomic_load_explicit(&p->running, memory_order_acquire) == 0)
       return 1;
+    if (waited >= wait) return 0;
     if (waited < spin) pool_cpu_relax();
     else sched_yield();
-    if (waited >= spin || (i & 63) == 63) {
-      waited = pool_now_ns() - start;
-      if (waited >= wait) return 0;
-    }
+    if (waited >= spin || (i & 63) == 63) waited = pool_now_ns() - start;
   }
 }
 
