@@ -186,7 +186,10 @@ def main():
         for samples in (64, 1024):
             rate = max(1, int(capacity[samples] / 2))
             r = bench_serve(args.ember, port, args, ["--rate", str(rate), "--samples", str(samples)])[0]
-            lines.append(f"| open loop, {rate}/s (half capacity) | {samples} x 3 | ember bench serve | "
+            # how late the generator's own sends were (latency counts from the schedule)
+            lag = (f"; sends late by {float(r['send_lag_mean_ms']):.2f} ms mean, "
+                   f"{float(r['send_lag_max_ms']):.1f} max" if "send_lag_mean_ms" in r else "")
+            lines.append(f"| open loop, {rate}/s (half capacity{lag}) | {samples} x 3 | ember bench serve | "
                          f"{float(r['queries_per_s']):,.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms | | | {r['roofline']} | "
                          f"{float(r['avg_batch_rows']):.1f} |")
         if not stage_rows:

@@ -1,9 +1,10 @@
 /* remote_bench.c - `ember bench serve`: load on an emberd server, one key=value line per
  * configuration.
  *
- * A load generator on the gRPC core asynchronous API: one completion queue, one thread, every
- * tag a pointer to a bench_call whose first field says what it is (a Predict of the load, or
- * the GetModel that reads the server's counters when the timed window opens). Two shapes:
+ * A load generator on the gRPC core asynchronous API: one completion queue, whose thread takes
+ * every completion, every tag a pointer to a bench_call whose first field says what it is (a
+ * Predict of the load, or the GetModel that reads the server's counters when the timed window
+ * opens). Two shapes:
  *
  *   closed loop (default): --streams N calls in flight; each stream sends its next Predict as
  *     soon as the previous one returns. Latency runs from the send.
@@ -12,7 +13,11 @@
  *     flight, later arrivals wait for a free stream. Latency runs from the *scheduled* arrival,
  *     so a server (or client) that falls behind shows it instead of hiding it (no coordinated
  *     omission). Each call's deadline also runs from its arrival: an arrival still waiting when
- *     its deadline has passed is counted as DEADLINE_EXCEEDED without being sent.
+ *     its deadline has passed is counted as DEADLINE_EXCEEDED without being sent. Arrivals are
+ *     sent by a thread of their own that sleeps to each one's time (clock_nanosleep, 1 us timer
+ *     slack): the completion queue's own deadline has millisecond granularity, and sends timed
+ *     by it were measured 0.4-0.7 ms late on average, which counted as server latency.
+ *     send_lag_* says how late the sends were against their schedule.
  *
  * Each configuration runs --warmup seconds, then the timed window of --duration seconds, then
  * stops sending and drains every call still in flight (each has a deadline, so this ends).
@@ -35,10 +40,14 @@
  * configuration shut the queue down, drain it to GRPC_QUEUE_SHUTDOWN and destroy it; then
  * close the synchronous client (channel) and shut gRPC down.
  */
+#include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
 
 #include <grpc/byte_buffer.h>
 #include <grpc/support/time.h>
@@ -97,6 +106,13 @@ typedef struct bench_run {
   size_t nlat, cap;
   uint64_t ok_in_window, measured_calls;
   uint64_t expired_unsent; /* open loop: arrivals whose deadline passed before a stream was free */
+  /* open loop: the sender thread (open_sender) and the completion-queue thread share every
+   * field above under mu; `freed` wakes the sender when a stream comes back */
+  pthread_mutex_t mu;
+  pthread_cond_t freed;
+  int sender_done;
+  double lag_sum, lag_max; /* how late measured sends were against their arrival */
+  uint64_t lag_n;
   uint64_t errors[NCODES + 1]; /* last: failures to start a call */
 } bench_run;
 
@@ -167,7 +183,13 @@ static void record_error(bench_run *b, int code) {
 static void send_predict(bench_run *b, bench_call *bc, double origin) {
   bc->origin = origin;
   bc->measured = origin >= b->t_measure && origin < b->t_end;
-  if (bc->measured) b->measured_calls++;
+  if (bc->measured) {
+    b->measured_calls++;
+    double lag = ember_now() - origin;
+    b->lag_sum += lag;
+    b->lag_n++;
+    if (lag > b->lag_max) b->lag_max = lag;
+  }
   grpc_slice s = b->payloads[b->next_payload++ % NPAYLOADS];
   if (call_start(b, bc, EMBER__PREDICT, grpc_raw_byte_buffer_create(&s, 1),
                  origin + b->deadline_ms / 1e3) < 0) {
@@ -183,23 +205,49 @@ static double next_gap(bench_run *b) {
   return -log(ember_rng_uniform_pos(&b->rng)) / b->rate;
 }
 
-/* Open loop: sends every arrival that is due while a stream is free. */
-static void open_arrivals(bench_run *b, double now) {
-  while (b->next_arrival <= now && b->next_arrival < b->t_end) {
-    double origin = b->next_arrival;
-    if (origin + b->deadline_ms / 1e3 <= now) {
+static struct timespec timespec_at(double t) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)t;
+  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+  if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+  return ts;
+}
+
+/* Open loop: the sender thread. Sleeps to each arrival's time and sends it on a free stream;
+ * an arrival that finds none waits (under `freed`) until one returns or its deadline passes. */
+static void *open_sender(void *arg) {
+  bench_run *b = arg;
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); /* wake within a microsecond, not 50 */
+  pthread_mutex_lock(&b->mu);
+  while (b->next_arrival < b->t_end) {
+    double origin = b->next_arrival, now = ember_now();
+    if (origin > now) {
+      pthread_mutex_unlock(&b->mu);
+      struct timespec at = timespec_at(origin);
+      while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR) {}
+      pthread_mutex_lock(&b->mu);
+      continue;
+    }
+    double expires = origin + b->deadline_ms / 1e3;
+    if (expires <= now) {
       /* waited past its deadline for a stream: it would have failed anyway */
       if (origin >= b->t_measure) {
         b->measured_calls++;
         b->expired_unsent++;
         record_error(b, GRPC_STATUS_DEADLINE_EXCEEDED);
       }
+    } else if (b->nfree == 0) {
+      struct timespec until = timespec_at(expires);
+      pthread_cond_timedwait(&b->freed, &b->mu, &until);
+      continue;
     } else {
-      if (b->nfree == 0) return;
       send_predict(b, &b->streams[b->free_streams[--b->nfree]], origin);
     }
     b->next_arrival += next_gap(b);
   }
+  b->sender_done = 1;
+  pthread_mutex_unlock(&b->mu);
+  return NULL;
 }
 
 static int push_latency(bench_run *b, double t) {
@@ -235,6 +283,7 @@ static void finish_predict(bench_run *b, bench_call *bc, double now) {
     if (now < b->t_end) send_predict(b, bc, now);
   } else {
     b->free_streams[b->nfree++] = (int)(bc - b->streams);
+    pthread_cond_signal(&b->freed);
   }
 }
 
@@ -256,44 +305,63 @@ static void start_stats(bench_run *b) {
   call_start(b, &b->stats, EMBER__GET_MODEL, ember_wire_pack(&req.base), ember_now() + b->deadline_ms / 1e3);
 }
 
-/* The event loop of one configuration: warm-up, window, drain. */
-static void run_load(bench_run *b, double warmup, double duration) {
+/* The event loop of one configuration: warm-up, window, drain. Open loop: the sender thread
+ * sends, this thread takes completions; both under b->mu. 0, or -1 when the sender thread
+ * could not start. */
+static int run_load(bench_run *b, double warmup, double duration) {
   b->t_begin = ember_now();
   b->t_measure = b->t_begin + warmup;
   b->t_end = b->t_measure + duration;
   b->next_arrival = b->t_begin;
   int stats_issued = 0;
-  if (!b->open)
+  pthread_t sender;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&b->freed, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&b->mu, NULL);
+  if (!b->open) {
+    b->sender_done = 1;
     for (int i = 0; i < b->nstreams; i++) send_predict(b, &b->streams[i], ember_now());
+  } else if (pthread_create(&sender, NULL, open_sender, b) != 0) {
+    pthread_cond_destroy(&b->freed);
+    pthread_mutex_destroy(&b->mu);
+    return -1;
+  }
+  pthread_mutex_lock(&b->mu);
   for (;;) {
     double now = ember_now();
     if (!stats_issued && now >= b->t_measure) {
       start_stats(b);
       stats_issued = 1;
     }
-    if (b->open) open_arrivals(b, now);
-    int sending = b->open ? b->next_arrival < b->t_end : now < b->t_end;
+    int sending = b->open ? !b->sender_done : now < b->t_end;
     if (!sending && stats_issued && b->inflight == 0 && !b->stats.busy) break;
-    /* Wake for the next arrival (when it can be sent), the window's start, or a completion. */
-    double wake = now + 0.1;
+    /* Wake for the window's start or a completion; after the last send, often enough to see
+     * the end at once. */
+    double wake = now + (sending ? 0.1 : 0.005);
     if (!stats_issued && b->t_measure < wake) wake = b->t_measure;
-    if (b->open && b->nfree > 0 && b->next_arrival < b->t_end && b->next_arrival < wake)
-      wake = b->next_arrival;
+    pthread_mutex_unlock(&b->mu);
     grpc_event ev = grpc_completion_queue_next(b->cq, deadline_at(wake), NULL);
-    switch (ev.type) {
-    case GRPC_OP_COMPLETE: {
+    double at = ember_now();
+    pthread_mutex_lock(&b->mu);
+    if (ev.type == GRPC_OP_COMPLETE) {
       bench_call *bc = ev.tag;
       if (!ev.success) bc->status = GRPC_STATUS_UNKNOWN; /* the batch failed in our own stack */
       switch (bc->kind) {
-      case CALL_PREDICT: finish_predict(b, bc, ember_now()); break;
+      case CALL_PREDICT: finish_predict(b, bc, at); break;
       case CALL_STATS: finish_stats(b, bc); break;
       }
-      break;
-    }
-    case GRPC_QUEUE_TIMEOUT: break;     /* time to send or to open the window */
-    case GRPC_QUEUE_SHUTDOWN: return;   /* not before the caller shuts it down */
-    }
+    } else if (ev.type == GRPC_QUEUE_SHUTDOWN) {
+      break; /* not before the caller shuts it down */
+    } /* GRPC_QUEUE_TIMEOUT: time to open the window or look for the end */
   }
+  pthread_mutex_unlock(&b->mu);
+  if (b->open) pthread_join(sender, NULL);
+  pthread_cond_destroy(&b->freed);
+  pthread_mutex_destroy(&b->mu);
+  return 0;
 }
 
 /* ---- configuration and output -------------------------------------------------------------- */
@@ -418,7 +486,10 @@ static int run_config(remote_client *client, grpc_completion_queue *cq,
     b.streams[i].kind = CALL_PREDICT;
     b.free_streams[b.nfree++] = nstreams - 1 - i;
   }
-  run_load(&b, o->warmup, o->duration);
+  if (run_load(&b, o->warmup, o->duration) < 0) {
+    fprintf(stderr, "ember bench serve: could not start the open loop's sender thread\n");
+    goto done;
+  }
 
   Ember__V1__ModelInfo *after = NULL;
   remote_status st;
@@ -459,7 +530,9 @@ static int run_config(remote_client *client, grpc_completion_queue *cq,
          p90, p99);
   print_errors(&b);
   if (b.open)
-    printf(" expired_unsent=%llu max_in_flight=%d", (unsigned long long)b.expired_unsent, b.max_inflight);
+    printf(" expired_unsent=%llu max_in_flight=%d send_lag_mean_ms=%.3f send_lag_max_ms=%.3f",
+           (unsigned long long)b.expired_unsent, b.max_inflight, b.lag_n ? b.lag_sum / (double)b.lag_n * 1e3 : 0.0,
+           b.lag_max * 1e3);
   printf(" avg_batch_requests=%.2f avg_batch_rows=%.2f gflops=%.1f sgemm_peak_gflops=%.1f "
          "roofline=%.0f%%",
          abr, abw, gflops, peak, 100.0 * gflops / peak);

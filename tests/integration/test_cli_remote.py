@@ -77,6 +77,27 @@ class CliRemote(it.EmberTest):
         self.assertTrue(lines[2].startswith("two "), models)
         self.srv.stop_clean(self)
 
+    def test_bench_serve_open_loop(self):
+        """`ember bench serve --rate`: every scheduled arrival of the window is sent and answered
+        (a fixed rate gives exactly rate x duration arrivals), the server counts every arrival
+        of warm-up and window, and each line says how late the sends were."""
+        out = self.remote("bench", "serve", "--model", "jump", "--rate", "200,50", "--duration", "1",
+                          "--warmup", "0.5", "--samples", 16, "--iters", 1, "--threads", 1)
+        lines = [dict(kv.split("=", 1) for kv in l.split()[1:]) for l in out.splitlines() if l.startswith("serve ")]
+        self.assertEqual([l["rate"] for l in lines], ["200", "50"], out)
+        for l in lines:
+            rate = int(l["rate"])
+            self.assertEqual(l["mode"], "open")
+            self.assertIn(int(l["requests"]), (rate - 1, rate, rate + 1), out)
+            self.assertEqual((l["errors"], l["expired_unsent"]), ("0", "0"), out)
+            lag, lag_max = float(l["send_lag_mean_ms"]), float(l["send_lag_max_ms"])
+            self.assertGreaterEqual(lag, 0.0)
+            self.assertGreaterEqual(lag_max, lag)
+        info = self.remote("info", "--model", "jump")
+        served = int(next(l for l in info.splitlines() if l.startswith("requests")).split()[1])
+        self.assertLessEqual(abs(served - (300 + 75)), 4, info)  # 1.5 s at 200/s and at 50/s
+        self.srv.stop_clean(self)
+
     def test_errors(self):
         self.assertIn("NOT_FOUND", self.remote_fails("predict", "--model", "nope", "--input", self.q2))
         self.assertIn("NOT_FOUND", self.remote_fails("predict", "--model", "jump", "--version", 9, "--input", self.q2))
