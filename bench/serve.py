@@ -13,7 +13,8 @@ Everything on this machine, in this order, one measurement at a time:
      (server_overhead = server p50 / library p50), and the server's per-stage time per call
      from /metrics (ember_request_stage_seconds_total) over the same window;
   4. 64 streams, closed loop (`ember bench serve --streams 64`), both sizes;
-  5. the same loads from h2load (nghttp2-client; 4 connections x 16 streams, POSTs of a framed
+  5. the same loads from h2load (nghttp2-client; 1 connection x 1 stream after step 3's rows,
+     its p50 and p99 from its per-request log, and 4 connections x 16 streams; POSTs of a framed
      PredictRequest built here), checked against emberd's own count of OK answers;
   6. open loop at half of the closed-loop capacity measured in step 4 (`--rate`), both sizes.
 Prints a markdown table (and writes it to --out). Needs `deploy/install-deps.sh --bench` for
@@ -89,10 +90,12 @@ def h2load_body(work, x_dim, samples, iters):
     return path
 
 
-def h2load(port, body, n):
-    cmd = ["h2load", "-n", str(n), "-c", "4", "-m", "16", "-d", body,
+def h2load(port, body, n, conns=4, streams=16, log=None):
+    """h2load's figures; with log (a path), also p50 and p99 from its per-request log, the first
+    1% of requests left out as warm-up."""
+    cmd = ["h2load", "-n", str(n), "-c", str(conns), "-m", str(streams), "-d", body,
            "-H", "content-type: application/grpc", "-H", "te: trailers",
-           f"http://127.0.0.1:{port}/ember.v1.Ember/Predict"]
+           f"http://127.0.0.1:{port}/ember.v1.Ember/Predict"] + ([f"--log-file={log}"] if log else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
@@ -100,8 +103,15 @@ def h2load(port, body, n):
 
     def ms(v):
         return float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1e3 if v.endswith("us") else float(v[:-1]) * 1e3
-    return {"req_s": rps, "done": int(done.group(1)), "succeeded": int(done.group(2)),
-            "min_ms": ms(lat.group(1)), "max_ms": ms(lat.group(2)), "mean_ms": ms(lat.group(3))}
+    r = {"req_s": rps, "done": int(done.group(1)), "succeeded": int(done.group(2)),
+         "min_ms": ms(lat.group(1)), "max_ms": ms(lat.group(2)), "mean_ms": ms(lat.group(3))}
+    if log:  # start (us since the epoch), HTTP status, microseconds to the end of the response;
+        # h2load appends to an existing file, so each run needs a path of its own
+        with open(log) as f:
+            rows = sorted((int(l.split()[0]), int(l.split()[2])) for l in f if l.strip())
+        t = sorted(us / 1e3 for _, us in rows[len(rows) // 100:])
+        r["p50_ms"], r["p99_ms"] = t[len(t) // 2], t[min(len(t) - 1, len(t) * 99 // 100)]
+    return r
 
 
 def main():
@@ -165,6 +175,16 @@ def main():
             lines.append(f"| 1 stream | {samples} x 3 | ember bench serve | {float(r['queries_per_s']):,.0f} | "
                          f"{r['p50_ms']} ms | {r['p99_ms']} ms | {r['library_p50_ms']} ms | {r['server_overhead']} | "
                          f"{r['roofline']} | {float(r['avg_batch_rows']):.1f} |")
+            # the same load from an independent client, against the same library figure
+            n = max(100, int(float(r["queries_per_s"]) * args.duration))
+            m0 = metrics(mport)
+            h = h2load(port, h2load_body(work, 8, samples, 3), n, 1, 1, os.path.join(work, f"h2load-{samples}.log"))
+            ok = int(metrics(mport)["ok"] - m0["ok"])
+            if ok != h["succeeded"] or h["succeeded"] != n:
+                sys.exit(f"bench/serve.py: h2load says {h['succeeded']} of {n} succeeded, emberd answered {ok} OK")
+            lib = float(r["library_p50_ms"])
+            lines.append(f"| 1 stream | {samples} x 3 | h2load | {h['req_s']:,.0f} | {h['p50_ms']:.3f} ms | "
+                         f"{h['p99_ms']:.3f} ms | {lib:.3f} ms | {h['p50_ms'] / lib:.2f}x | | |")
         for samples in (64, 1024):
             r = bench_serve(args.ember, port, args, ["--streams", "64", "--samples", str(samples)])[0]
             capacity[samples] = float(r["queries_per_s"])

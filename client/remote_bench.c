@@ -14,10 +14,11 @@
  *     so a server (or client) that falls behind shows it instead of hiding it (no coordinated
  *     omission). Each call's deadline also runs from its arrival: an arrival still waiting when
  *     its deadline has passed is counted as DEADLINE_EXCEEDED without being sent. Arrivals are
- *     sent by a thread of their own that sleeps to each one's time (clock_nanosleep, 1 us timer
+ *     sent by a thread of their own that sleeps to each one's time (clock_nanosleep, 1 ns timer
  *     slack): the completion queue's own deadline has millisecond granularity, and sends timed
  *     by it were measured 0.4-0.7 ms late on average, which counted as server latency.
- *     send_lag_* says how late the sends were against their schedule.
+ *     send_lag_* says how late the sends were against their schedule (a timer that woke late, a
+ *     sender that waited for the CPU, or an arrival that waited for a free stream).
  *
  * Each configuration runs --warmup seconds, then the timed window of --duration seconds, then
  * stops sending and drains every call still in flight (each has a deadline, so this ends).
@@ -106,8 +107,9 @@ typedef struct bench_run {
   size_t nlat, cap;
   uint64_t ok_in_window, measured_calls;
   uint64_t expired_unsent; /* open loop: arrivals whose deadline passed before a stream was free */
-  /* open loop: the sender thread (open_sender) and the completion-queue thread share every
-   * field above under mu; `freed` wakes the sender when a stream comes back */
+  /* open loop: the sender thread (open_sender) and the completion-queue thread share the run's
+   * mutable fields (streams, counters, errors, latencies, the next arrival, sender_done, the
+   * lag sums) under mu; `freed` wakes the sender when a stream comes back */
   pthread_mutex_t mu;
   pthread_cond_t freed;
   int sender_done;
@@ -217,7 +219,7 @@ static struct timespec timespec_at(double t) {
  * an arrival that finds none waits (under `freed`) until one returns or its deadline passes. */
 static void *open_sender(void *arg) {
   bench_run *b = arg;
-  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); /* wake within a microsecond, not 50 */
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); /* 1 ns: wake on time, not up to 50 us late */
   pthread_mutex_lock(&b->mu);
   while (b->next_arrival < b->t_end) {
     double origin = b->next_arrival, now = ember_now();
@@ -314,7 +316,7 @@ static int run_load(bench_run *b, double warmup, double duration) {
   b->t_end = b->t_measure + duration;
   b->next_arrival = b->t_begin;
   int stats_issued = 0;
-  pthread_t sender;
+  pthread_t sender = 0;
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -338,8 +340,8 @@ static int run_load(bench_run *b, double warmup, double duration) {
     }
     int sending = b->open ? !b->sender_done : now < b->t_end;
     if (!sending && stats_issued && b->inflight == 0 && !b->stats.busy) break;
-    /* Wake for the window's start or a completion; after the last send, often enough to see
-     * the end at once. */
+    /* Wake for the window's start or a completion; once the sender is done, every 5 ms, since
+     * nothing wakes this thread when it ends with no call in flight. */
     double wake = now + (sending ? 0.1 : 0.005);
     if (!stats_issued && b->t_measure < wake) wake = b->t_measure;
     pthread_mutex_unlock(&b->mu);

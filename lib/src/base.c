@@ -140,9 +140,9 @@ uint32_t ember_rng_below(ember_rng *rng, uint32_t n) {
  * chain's steps) a few microseconds apart, and a server's queries come a few hundred
  * microseconds apart; a thread asleep on a condition variable takes tens of microseconds to
  * wake, and on a virtual machine whose core has gone idle, about a millisecond
- * (docs/performance.md). The first EMBER_POOL_SPIN_NS of the wait spin; the rest yield the core
- * between looks (sched_yield), so a waiting thread keeps its core awake without holding it
- * from any other thread that wants it. A thread with nothing to do sleeps after the wait. */
+ * (docs/performance.md). The first EMBER_POOL_SPIN_NS of the wait spin; after that a waiting
+ * thread calls sched_yield between looks, so it keeps its core awake while another thread that
+ * wants the core gets it. A thread with nothing to do sleeps after the wait. */
 #define EMBER_POOL_SPIN_NS 50000
 struct ember_pool {
   int threads;
