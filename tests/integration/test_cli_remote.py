@@ -96,6 +96,14 @@ class CliRemote(it.EmberTest):
         info = self.remote("info", "--model", "jump")
         served = int(next(l for l in info.splitlines() if l.startswith("requests")).split()[1])
         self.assertLessEqual(abs(served - (300 + 75)), 4, info)  # 1.5 s at 200/s and at 50/s
+        # one stream for arrivals 0.5 ms apart: an arrival that finds it busy waits (or expires after 1 s), and
+        # every one of the window is still accounted for, answered, failed or expired unsent
+        out = self.remote("bench", "serve", "--model", "jump", "--rate", "2000", "--streams", 1, "--duration",
+                          "0.5", "--warmup", "0", "--deadline-ms", 1000, "--samples", 16, "--iters", 1, "--threads", 1)
+        l = dict(kv.split("=", 1) for kv in out.split("\n")[0].split()[1:])
+        self.assertEqual((l["mode"], l["max_in_flight"]), ("open", "1"), out)
+        self.assertIn(int(l["requests"]), (999, 1000, 1001), out)
+        self.assertGreaterEqual(int(l["errors"]), int(l["expired_unsent"]), out)
         self.srv.stop_clean(self)
 
     def test_errors(self):
