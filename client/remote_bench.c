@@ -185,8 +185,8 @@ static void record_error(bench_run *b, int code) {
 static void send_predict(bench_run *b, bench_call *bc, double origin) {
   bc->origin = origin;
   bc->measured = origin >= b->t_measure && origin < b->t_end;
-  if (bc->measured) {
-    b->measured_calls++;
+  if (bc->measured) b->measured_calls++;
+  if (bc->measured && b->open) {
     double lag = ember_now() - origin;
     b->lag_sum += lag;
     b->lag_n++;

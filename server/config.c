@@ -8,6 +8,9 @@
 
 #include "server.h"
 
+#define EMBER_STR_(x) #x
+#define EMBER_STR(x) EMBER_STR_(x)
+
 typedef struct flag {
   const char *name, *metavar, *help;
   int *ival;          /* integer flags */
@@ -78,7 +81,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv) {
       {"model", "FILE", "serve one checkpoint (name = file name without extension, version 1)", NULL, &c->model_file, 0, 0},
       {"workers", "N", "inference threads, one BLAS thread each (default: online CPUs)", &c->workers, NULL, 1, 256},
       {"split-batches", "0|1", "1: a batch that runs while every other worker is idle spreads over all their cores; 0: one core per batch", &c->split_batches, NULL, 0, 1},
-      {"pool-wait-us", "US", "how long a spread batch's helper threads keep polling for the next pass or batch before they sleep (the first 50 us spinning, then yielding their core between looks); 0: sleep at once", &c->pool_wait_us, NULL, 0, EMBER_POOL_WAIT_US_MAX},
+      {"pool-wait-us", "US", "how long a spread batch's helper threads keep polling for the next pass or batch before they sleep (the first " EMBER_STR(EMBER_POOL_SPIN_US) " us spinning, then yielding their core between looks); 0: sleep at once", &c->pool_wait_us, NULL, 0, EMBER_POOL_WAIT_US_MAX},
       {"max-batch", "ROWS", "most rows (queries) one optimiser run serves", &c->max_batch, NULL, 1, 65536},
       {"max-delay-us", "US", "how long a batch may wait for more requests while a worker is idle", &c->max_delay_us, NULL, 0, 10000000},
       {"max-queue", "N", "requests waiting for a worker; more get RESOURCE_EXHAUSTED", &c->max_queue, NULL, 1, 1 << 24},

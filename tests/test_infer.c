@@ -146,6 +146,7 @@ static void test_row_quantum_and_block(void **state) {
   if (env && strcasecmp(env, "Haswell") == 0) {
     assert_int_equal(ember_blas_row_quantum(), 12);
     assert_int_equal(ember_blas_row_block(), 48);
+    assert_int_equal(ember_infer_min_task_rows(), 144);
   }
   assert_int_equal(ember_blas_row_quantum(), ember_blas_row_quantum_of(ember_blas_core()));
   assert_int_equal(ember_blas_row_block(), ember_blas_row_block_of(ember_blas_core()));

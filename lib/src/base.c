@@ -140,10 +140,10 @@ uint32_t ember_rng_below(ember_rng *rng, uint32_t n) {
  * chain's steps) a few microseconds apart, and a server's queries come a few hundred
  * microseconds apart; a thread asleep on a condition variable takes tens of microseconds to
  * wake, and on a virtual machine whose core has gone idle, about a millisecond
- * (docs/performance.md). The first EMBER_POOL_SPIN_NS of the wait spin; after that a waiting
+ * (docs/performance.md). The first EMBER_POOL_SPIN_US of the wait spin; after that a waiting
  * thread calls sched_yield between looks, so it keeps its core awake while another thread that
  * wants the core gets it. A thread with nothing to do sleeps after the wait. */
-#define EMBER_POOL_SPIN_NS 50000
+#define EMBER_POOL_SPIN_NS (EMBER_POOL_SPIN_US * 1000ull)
 struct ember_pool {
   int threads;
   pthread_t *tids;

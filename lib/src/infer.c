@@ -211,7 +211,7 @@ static int reserve_modes(ember_infer *inf, int slots, ember_err *err) {
 
 /* ---- the batched energy pass --------------------------------------------------------- */
 
-int ember_infer_min_task_rows(void) { return ember_blas_row_quantum() == 1 ? 32 : 144; }
+int ember_infer_min_task_rows(void) { return ember_blas_row_block() == 16 ? 32 : 144; }
 
 /* Rows a query takes in a network call: its candidates, padded to a multiple of the kernels'
  * quantum when several queries share the call (pass_task) */

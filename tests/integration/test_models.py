@@ -192,7 +192,8 @@ class Startup(it.EmberTest):
         r = self.run_emberd("--help")
         self.assertEqual(r.returncode, 0)
         for flag in ("--models", "--model", "--listen", "--workers", "--max-batch", "--max-delay-us", "--max-queue",
-                     "--max-rows", "--max-samples", "--max-message", "--poll-ms", "--drain-ms", "--grace-ms"):
+                     "--max-rows", "--max-samples", "--max-message", "--poll-ms", "--drain-ms", "--grace-ms",
+                     "--split-batches", "--pool-wait-us"):
             self.assertIn(flag, r.stdout)
 
     def test_bad_command_lines(self):
@@ -202,6 +203,8 @@ class Startup(it.EmberTest):
             (("--models", self.tmp, "--workers", 0), "--workers"),
             (("--models", self.tmp, "--workers", "two"), "--workers"),
             (("--models", self.tmp, "--max-message", 10), "--max-message"),
+            (("--models", self.tmp, "--pool-wait-us", -1), "--pool-wait-us expects an integer in [0, 1000000]"),
+            (("--models", self.tmp, "--pool-wait-us", 1000001), "--pool-wait-us"),
             (("--models", self.tmp, "--log-level", "loud"), "--log-level"),
             (("--models", self.tmp, "--frobnicate"), "--frobnicate"),
             (("--models", self.tmp, "extra"), "extra"),

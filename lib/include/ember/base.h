@@ -104,13 +104,15 @@ int ember_pool_create(ember_pool **out, int threads, ember_err *err);
 void ember_pool_destroy(ember_pool *pool);
 int ember_pool_threads(const ember_pool *pool);
 /* How long a thread of the pool stays awake after a job, polling for the next one, before it
- * sleeps; the caller polls as long for the helpers' end. The first 50 us spin; after that a
- * waiting thread calls sched_yield between looks, so another thread that wants its core gets
- * it (the waiting thread still counts as running load). A pass that follows within the wait starts at once; one that follows a sleep waits for
- * the thread to wake (tens of microseconds, and on a virtual machine whose core has gone idle
- * about a millisecond: docs/performance.md). 0 sleeps at once. EMBER_EINVAL outside
- * 0..EMBER_POOL_WAIT_US_MAX; a NULL pool (one thread) has nothing to wait for. */
+ * sleeps; the caller polls as long for the helpers' end. The first EMBER_POOL_SPIN_US spin;
+ * after that a waiting thread calls sched_yield between looks, so another thread that wants
+ * its core gets it (the waiting thread still counts as running load). A pass that follows
+ * within the wait starts at once; one that follows a sleep waits for the thread to wake (tens
+ * of microseconds, and on a virtual machine whose core has gone idle about a millisecond:
+ * docs/performance.md). 0 sleeps at once. EMBER_EINVAL outside 0..EMBER_POOL_WAIT_US_MAX; a
+ * NULL pool (one thread) has nothing to wait for. */
 #define EMBER_POOL_WAIT_US 2000
+#define EMBER_POOL_SPIN_US 50
 #define EMBER_POOL_WAIT_US_MAX 1000000
 int ember_pool_set_wait_us(ember_pool *pool, long us, ember_err *err);
 void ember_pool_run(ember_pool *pool, int ntasks, ember_task_fn fn, void *ctx);
