@@ -13,6 +13,7 @@
  * position.
  */
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -253,8 +254,94 @@ static void test_pool_wait(void **state) {
   ember_model_free(&m);
 }
 
+/* ember_pool_run_any runs every task exactly once on some thread of the pool, job after job,
+ * between fixed-split jobs (ember_pool_run: task t on thread t % threads), whether helpers
+ * poll or sleep between jobs. */
+struct pool_count {
+  atomic_int ran[64];
+  atomic_int bad_thread;
+  int threads;
+  int fixed;
+};
+
+static void count_task(void *ctx, int task, int thread) {
+  struct pool_count *c = ctx;
+  if (thread < 0 || thread >= c->threads || (c->fixed && thread != task % c->threads))
+    atomic_store(&c->bad_thread, 1);
+  atomic_fetch_add(&c->ran[task], 1);
+}
+
+static void test_pool_run_any_counts(void **state) {
+  (void)state;
+  const long waits[] = {0, EMBER_POOL_WAIT_US};
+  for (size_t w = 0; w < sizeof waits / sizeof *waits; w++) {
+    ember_pool *pool;
+    assert_int_equal(ember_pool_create(&pool, 3, NULL), 0);
+    assert_int_equal(ember_pool_set_wait_us(pool, waits[w], NULL), 0);
+    struct pool_count c = {.threads = 3};
+    const int sizes[] = {1, 2, 3, 7, 64};
+    for (int job = 0; job < 300; job++) {
+      const int n = sizes[job % 5];
+      c.fixed = job % 3 == 2;
+      for (int t = 0; t < 64; t++) atomic_store(&c.ran[t], 0);
+      if (c.fixed) ember_pool_run(pool, n, count_task, &c);
+      else ember_pool_run_any(pool, n, count_task, &c);
+      for (int t = 0; t < 64; t++)
+        if (atomic_load(&c.ran[t]) != (t < n)) fail_msg("wait %ld, job %d (%d tasks): task %d ran %d times", waits[w], job, n, t, atomic_load(&c.ran[t]));
+      assert_int_equal(atomic_load(&c.bad_thread), 0);
+    }
+    ember_pool_destroy(pool);
+  }
+  struct pool_count c = {.threads = 1}; /* no pool: the caller, as thread 0 */
+  ember_pool_run_any(NULL, 5, count_task, &c);
+  for (int t = 0; t < 5; t++) assert_int_equal(atomic_load(&c.ran[t]), 1);
+  assert_int_equal(atomic_load(&c.bad_thread), 0);
+}
+
+/* A helper that is held up in its task does not hold up the tasks it has not started: the
+ * caller runs them. Here the first task a helper takes waits until every other task is done
+ * (which under a fixed split, where the rest of the helper's share waits for it, never
+ * happens: the wait gives up after 10 s and the test fails). */
+struct pool_stall {
+  atomic_int done, stalled, by_caller, gave_up;
+  int ntasks;
+};
+
+static void stall_task(void *ctx, int task, int thread) {
+  (void)task;
+  struct pool_stall *s = ctx;
+  if (thread != 0 && atomic_exchange(&s->stalled, 1) == 0) {
+    const double give_up = ember_now() + 10.0;
+    while (atomic_load(&s->done) < s->ntasks - 1)
+      if (ember_now() > give_up) {
+        atomic_store(&s->gave_up, 1);
+        break;
+      }
+  }
+  if (thread == 0) atomic_fetch_add(&s->by_caller, 1);
+  atomic_fetch_add(&s->done, 1);
+}
+
+static void test_pool_run_any_takes_over(void **state) {
+  (void)state;
+  ember_pool *pool;
+  assert_int_equal(ember_pool_create(&pool, 2, NULL), 0);
+  for (int job = 0; job < 20; job++) {
+    struct pool_stall s = {.ntasks = 16};
+    ember_pool_run_any(pool, s.ntasks, stall_task, &s);
+    assert_int_equal(atomic_load(&s.done), s.ntasks);
+    assert_int_equal(atomic_load(&s.gave_up), 0);
+    /* the caller ran all but the one task the helper held (or all of them, when the helper
+     * came too late to take any) */
+    if (atomic_load(&s.by_caller) < s.ntasks - 1) fail_msg("job %d: the caller ran %d of %d tasks", job, atomic_load(&s.by_caller), s.ntasks);
+  }
+  ember_pool_destroy(pool);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_pool_run_any_counts),
+      cmocka_unit_test(test_pool_run_any_takes_over),
       cmocka_unit_test(test_row_quantum_and_block),
       cmocka_unit_test(test_energies_independent_of_count),
       cmocka_unit_test(test_pool_wait),

@@ -142,7 +142,10 @@ uint32_t ember_rng_below(ember_rng *rng, uint32_t n) {
  * wake, and on a virtual machine whose core has gone idle, about a millisecond
  * (docs/performance.md). The first EMBER_POOL_SPIN_US of the wait spin; after that a waiting
  * thread calls sched_yield between looks, so it keeps its core awake while another thread that
- * wants the core gets it. A thread with nothing to do sleeps after the wait. */
+ * wants the core gets it. A thread with nothing to do sleeps after the wait.
+ * ember_pool_run_any's jobs are not split in advance: every thread, the caller first, claims
+ * the next task from `claim`, and the caller waits for `finished` to reach the task count, so
+ * a helper that wakes late finds nothing left and no one waits for it. */
 #define EMBER_POOL_SPIN_NS (EMBER_POOL_SPIN_US * 1000ull)
 struct ember_pool {
   int threads;
@@ -157,6 +160,9 @@ struct ember_pool {
   int ntasks;
   ember_task_fn fn;
   void *ctx;
+  int any;                         /* the job's tasks go to whichever thread claims them */
+  atomic_uint_fast64_t claim;      /* any: (generation's low 32 bits << 32) | next task */
+  atomic_int finished;             /* any: tasks done */
 };
 
 static uint64_t pool_now_ns(void) {
@@ -171,18 +177,29 @@ static inline void pool_cpu_relax(void) {
 #endif
 }
 
-/* Polls until the helpers see a job after `seen` or the pool quits (want_job), or until the
- * job's helpers are done (!want_job), for at most the pool's wait; 1 when that happened. */
-static int pool_poll(ember_pool *p, int want_job, uint64_t seen) {
+/* What pool_poll waits for: a job after generation `arg` (or the pool's end), a job's helpers
+ * to finish (ember_pool_run), or `arg` tasks to finish (ember_pool_run_any). */
+enum pool_event { POOL_NEXT_JOB, POOL_HELPERS_DONE, POOL_TASKS_DONE };
+
+static int pool_happened(ember_pool *p, enum pool_event ev, uint64_t arg) {
+  switch (ev) {
+  case POOL_NEXT_JOB:
+    return atomic_load_explicit(&p->generation, memory_order_acquire) != arg ||
+           atomic_load_explicit(&p->quit, memory_order_relaxed);
+  case POOL_HELPERS_DONE: return atomic_load_explicit(&p->running, memory_order_acquire) == 0;
+  case POOL_TASKS_DONE: return (uint64_t)atomic_load_explicit(&p->finished, memory_order_acquire) >= arg;
+  }
+  return 1;
+}
+
+/* Polls for `ev` for at most the pool's wait; 1 when it happened. */
+static int pool_poll(ember_pool *p, enum pool_event ev, uint64_t arg) {
   const uint64_t wait = (uint64_t)atomic_load_explicit(&p->wait_ns, memory_order_relaxed);
   const uint64_t spin = wait < EMBER_POOL_SPIN_NS ? wait : EMBER_POOL_SPIN_NS;
   const uint64_t start = pool_now_ns();
   uint64_t waited = 0;
   for (int i = 0;; i++) {
-    if (want_job ? atomic_load_explicit(&p->generation, memory_order_acquire) != seen ||
-                       atomic_load_explicit(&p->quit, memory_order_relaxed)
-                 : atomic_load_explicit(&p->running, memory_order_acquire) == 0)
-      return 1;
+    if (pool_happened(p, ev, arg)) return 1;
     if (waited >= wait) return 0;
     if (waited < spin) pool_cpu_relax();
     else sched_yield();
@@ -199,6 +216,31 @@ static void pool_do_share(ember_pool *p, int thread, int ntasks, ember_task_fn f
   for (int t = thread; t < ntasks; t += p->threads) fn(ctx, t, thread);
 }
 
+/* The next unclaimed task of the job tagged `tag`, or -1 when all are claimed or that job is
+ * over (the tag and the task index change in one compare-and-swap, so a helper that wakes
+ * after its job ended never takes a task of the next one). */
+static int pool_claim(ember_pool *p, uint32_t tag, int ntasks) {
+  uint64_t c = atomic_load_explicit(&p->claim, memory_order_acquire);
+  for (;;) {
+    if ((uint32_t)(c >> 32) != tag || (int)(uint32_t)c >= ntasks) return -1;
+    if (atomic_compare_exchange_weak_explicit(&p->claim, &c, c + 1, memory_order_acq_rel, memory_order_acquire))
+      return (int)(uint32_t)c;
+  }
+}
+
+/* ember_pool_run_any's share of one thread: claims tasks until none is left; a helper tells a
+ * caller that may be asleep when it finished the job's last task. */
+static void pool_do_any(ember_pool *p, int thread, uint32_t tag, int ntasks, ember_task_fn fn, void *ctx) {
+  for (int t; (t = pool_claim(p, tag, ntasks)) >= 0;) {
+    fn(ctx, t, thread);
+    if (atomic_fetch_add_explicit(&p->finished, 1, memory_order_acq_rel) + 1 == ntasks && thread != 0) {
+      pthread_mutex_lock(&p->mu);
+      pthread_cond_signal(&p->done);
+      pthread_mutex_unlock(&p->mu);
+    }
+  }
+}
+
 static void *pool_main(void *arg) {
   struct pool_arg a = *(struct pool_arg *)arg;
   free(arg);
@@ -206,17 +248,21 @@ static void *pool_main(void *arg) {
   uint64_t seen = 0;
   ember_blas_single_thread();
   for (;;) {
-    pool_poll(p, 1, seen); /* a next job that follows at once skips the sleep */
+    pool_poll(p, POOL_NEXT_JOB, seen); /* a next job that follows at once skips the sleep */
     pthread_mutex_lock(&p->mu);
     while (!atomic_load_explicit(&p->quit, memory_order_relaxed) &&
            atomic_load_explicit(&p->generation, memory_order_relaxed) == seen)
       pthread_cond_wait(&p->start, &p->mu);
     if (atomic_load_explicit(&p->quit, memory_order_relaxed)) break;
     seen = atomic_load_explicit(&p->generation, memory_order_relaxed);
-    int ntasks = p->ntasks;
+    int ntasks = p->ntasks, any = p->any;
     ember_task_fn fn = p->fn;
     void *ctx = p->ctx;
     pthread_mutex_unlock(&p->mu);
+    if (any) { /* the caller waits for the tasks, not for this thread */
+      pool_do_any(p, a.thread, (uint32_t)seen, ntasks, fn, ctx);
+      continue;
+    }
     pool_do_share(p, a.thread, ntasks, fn, ctx);
     pthread_mutex_lock(&p->mu);
     if (atomic_fetch_sub_explicit(&p->running, 1, memory_order_acq_rel) == 1) pthread_cond_signal(&p->done);
@@ -290,23 +336,49 @@ int ember_pool_set_wait_us(ember_pool *p, long us, ember_err *err) {
   return 0;
 }
 
+/* Publishes a job to the helpers; returns its generation. */
+static uint64_t pool_start(ember_pool *p, int any, int ntasks, ember_task_fn fn, void *ctx) {
+  pthread_mutex_lock(&p->mu);
+  p->ntasks = ntasks;
+  p->fn = fn;
+  p->ctx = ctx;
+  p->any = any;
+  const uint64_t gen = atomic_load_explicit(&p->generation, memory_order_relaxed) + 1;
+  if (any) {
+    atomic_store_explicit(&p->finished, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->claim, (uint64_t)(uint32_t)gen << 32, memory_order_relaxed);
+  } else {
+    atomic_store_explicit(&p->running, p->threads - 1, memory_order_relaxed);
+  }
+  atomic_store_explicit(&p->generation, gen, memory_order_release);
+  pthread_cond_broadcast(&p->start);
+  pthread_mutex_unlock(&p->mu);
+  return gen;
+}
+
 void ember_pool_run(ember_pool *p, int ntasks, ember_task_fn fn, void *ctx) {
   if (!p || p->threads == 1 || ntasks <= 1) {
     for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
     return;
   }
-  pthread_mutex_lock(&p->mu);
-  p->ntasks = ntasks;
-  p->fn = fn;
-  p->ctx = ctx;
-  atomic_store_explicit(&p->running, p->threads - 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
-  pthread_cond_broadcast(&p->start);
-  pthread_mutex_unlock(&p->mu);
+  pool_start(p, 0, ntasks, fn, ctx);
   pool_do_share(p, 0, ntasks, fn, ctx);
-  if (pool_poll(p, 0, 0)) return;
+  if (pool_poll(p, POOL_HELPERS_DONE, 0)) return;
   pthread_mutex_lock(&p->mu);
   while (atomic_load_explicit(&p->running, memory_order_acquire) > 0) pthread_cond_wait(&p->done, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+}
+
+void ember_pool_run_any(ember_pool *p, int ntasks, ember_task_fn fn, void *ctx) {
+  if (!p || p->threads == 1 || ntasks <= 1) {
+    for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
+    return;
+  }
+  const uint64_t gen = pool_start(p, 1, ntasks, fn, ctx);
+  pool_do_any(p, 0, (uint32_t)gen, ntasks, fn, ctx);
+  if (pool_poll(p, POOL_TASKS_DONE, (uint64_t)ntasks)) return;
+  pthread_mutex_lock(&p->mu);
+  while (atomic_load_explicit(&p->finished, memory_order_acquire) < ntasks) pthread_cond_wait(&p->done, &p->mu);
   pthread_mutex_unlock(&p->mu);
 }
 

@@ -4,7 +4,8 @@
  * ember_dfo_run whose energy callback evaluates every candidate of the group at once. The
  * callback splits the rows into tasks of at most EMBER_CHUNK_ROWS (never straddling queries
  * in the middle of a task's hx slice) and hands them to the pool, one network workspace per
- * thread. x is normalised and its first-layer projection computed once per query (late
+ * thread; a task's rows come out the same whichever thread runs it, so the pool gives each task
+ * to the first free thread (ember_pool_run_any). x is normalised and its first-layer projection computed once per query (late
  * fusion) before the optimiser starts.
  *
  * Workspaces grow on demand at the start of a call (never inside the optimiser), so the
@@ -320,7 +321,7 @@ static void run_pass(ember_infer *inf, int nq, int n, const float *y, float *e, 
   inf->pass_y = y;
   inf->pass_e = e;
   inf->pass_dy = dy;
-  ember_pool_run(inf->pool, pass_tasks(inf), pass_task, inf);
+  ember_pool_run_any(inf->pool, pass_tasks(inf), pass_task, inf);
 }
 
 static void energy_cb(void *ctx, int nq, int n, const float *y, float *e) {
@@ -349,7 +350,7 @@ static void prefix_energy_cb(void *ctx, int j, int nq, int n, const float *y, fl
   inf->pass_y = inf->prefix;
   inf->pass_e = e;
   inf->pass_dy = NULL;
-  ember_pool_run(inf->pool, pass_tasks(inf), pass_task, inf);
+  ember_pool_run_any(inf->pool, pass_tasks(inf), pass_task, inf);
 }
 
 /* ---- calls ------------------------------------------------------------------------------ */

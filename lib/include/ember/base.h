@@ -116,6 +116,11 @@ int ember_pool_threads(const ember_pool *pool);
 #define EMBER_POOL_WAIT_US_MAX 1000000
 int ember_pool_set_wait_us(ember_pool *pool, long us, ember_err *err);
 void ember_pool_run(ember_pool *pool, int ntasks, ember_task_fn fn, void *ctx);
+/* Like ember_pool_run, but a task goes to whichever thread claims it first, the caller
+ * included: when a helper is slow to wake or has lost its core, the caller runs the tasks it
+ * has not started instead of waiting for it, and it waits only for tasks a helper began. Use it
+ * only where fn's results do not depend on `thread` (a thread's workspace as scratch only). */
+void ember_pool_run_any(ember_pool *pool, int ntasks, ember_task_fn fn, void *ctx);
 
 /* Makes OpenBLAS use one thread (ember parallelises above BLAS). Safe to call repeatedly. */
 void ember_blas_single_thread(void);
