@@ -375,6 +375,51 @@ static void test_rows_independent_of_batching(void **state) {
   teardown(&f);
 }
 
+/* ember's hidden-layer kernel over packed weights gives OpenBLAS's bits: every row count,
+ * both architectures, several depths and widths. It is used exactly where that was measured
+ * (the SkylakeX kernel family on an AVX-512 CPU, widths that are multiples of 16 up to
+ * EMBER_PACKED_MAX_WIDTH); elsewhere nothing is packed and the pass is OpenBLAS's. */
+static void test_packed_forward_same_bits(void **state) {
+  (void)state;
+  int usable = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  usable = __builtin_cpu_supports("avx512f") && ember_blas_row_quantum() == 1;
+#endif
+  const struct {
+    ember_arch arch;
+    int width, depth;
+  } shapes[] = {{EMBER_ARCH_RESNET, 256, 2}, {EMBER_ARCH_RESNET, 64, 4}, {EMBER_ARCH_MLP, 128, 3},
+                {EMBER_ARCH_RESNET, 16, 2}, {EMBER_ARCH_MLP, 48, 2},   {EMBER_ARCH_RESNET, 40, 2},
+                {EMBER_ARCH_MLP, 512, 2}};
+  const int counts[] = {1, 5, 16, 33, 64, 200};
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+    fixture f;
+    setup(&f, shapes[i].arch, 6, 2, shapes[i].width, shapes[i].depth, 1, 1, 200, 40 + i);
+    ember_net_packed pk;
+    ember_err err;
+    assert_int_equal(ember_net_pack(&f.net, &pk, &err), 0);
+    const int want = usable && shapes[i].width % 16 == 0 && shapes[i].width <= EMBER_PACKED_MAX_WIDTH;
+    assert_int_equal(pk.nhidden, want ? f.net.nlayers - 2 : 0);
+    float *e1 = malloc(200 * sizeof(float)), *e2 = malloc(200 * sizeof(float));
+    ember_net_fuse_x(&f.net, f.x, 1, f.hx);
+    for (size_t c = 0; c < sizeof counts / sizeof *counts; c++) {
+      const int n = counts[c];
+      ember_net_forward(&f.net, &f.ws, f.hx, f.y, 1, n, e1);
+      memset(e2, 0xff, 200 * sizeof(float));
+      ember_net_forward_packed(&f.net, &pk, &f.ws, f.hx, f.y, 1, n, e2);
+      if (memcmp(e1, e2, (size_t)n * sizeof(float)))
+        fail_msg("width %d depth %d arch %d, %d rows: the packed kernel's energies differ from OpenBLAS's",
+                 shapes[i].width, shapes[i].depth, (int)shapes[i].arch, n);
+    }
+    ember_net_packed_free(&pk);
+    assert_int_equal(pk.nhidden, 0);
+    free(e1);
+    free(e2);
+    teardown(&f);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_forward_matches_reference_and_fuses_x),
@@ -383,6 +428,7 @@ int main(void) {
       cmocka_unit_test(test_regressor_gradients),
       cmocka_unit_test(test_layer_names_and_sizes),
       cmocka_unit_test(test_rows_independent_of_batching),
+      cmocka_unit_test(test_packed_forward_same_bits),
       cmocka_unit_test(test_tangent_and_double_derivative),
       cmocka_unit_test(test_gradient_penalty_parameter_gradient),
   };

@@ -27,6 +27,9 @@
 #define ember_net_ws_free ref_net_ws_free
 #define ember_net_fuse_x ref_net_fuse_x
 #define ember_net_forward ref_net_forward
+#define ember_net_forward_packed ref_net_forward_packed
+#define ember_net_pack ref_net_pack
+#define ember_net_packed_free ref_net_packed_free
 #define ember_net_backward ref_net_backward
 #define ember_net_backward_x ref_net_backward_x
 #define ember_net_tangent ref_net_tangent

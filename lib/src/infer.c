@@ -64,8 +64,10 @@ struct ember_infer {
   int cap_samples;
   const atomic_int *cancel; /* read by the pool's threads too (pass_task) */
   ember_method how; /* whose optimiser the current call runs (ember_optimizer_method) */
+  ember_net_packed *packed; /* (1 + nar): net's and ar[0..nar)'s hidden layers, for the kernel */
   /* the pass in progress, read by the tasks */
   const ember_net *pass_net;
+  const ember_net_packed *pass_packed;
   const float *pass_hx, *pass_y;
   float *pass_e, *pass_dy;
   int pass_n, pass_nq, pass_chunk, pass_pieces, pass_group;
@@ -92,6 +94,17 @@ int ember_infer_create(ember_infer **out, const ember_model *m, ember_pool *pool
   }
   for (int t = 0; t < inf->threads; t++) {
     int rc = ember_net_ws_init(&inf->ws[t], &m->net.shape, EMBER_CHUNK_ROWS, EMBER_CHUNK_ROWS, err);
+    if (rc < 0) {
+      ember_infer_destroy(inf);
+      return rc;
+    }
+  }
+  if (!(inf->packed = calloc(1 + (size_t)m->nar, sizeof *inf->packed))) {
+    ember_infer_destroy(inf);
+    return ember_fail(err, EMBER_ENOMEM, "out of memory creating an inference context");
+  }
+  for (int j = 0; j <= m->nar; j++) {
+    int rc = ember_net_pack(j == 0 ? &m->net : &m->ar[j - 1], &inf->packed[j], err);
     if (rc < 0) {
       ember_infer_destroy(inf);
       return rc;
@@ -133,6 +146,8 @@ void ember_infer_destroy(ember_infer *inf) {
   if (!inf) return;
   for (int t = 0; t < inf->threads; t++) ember_net_ws_free(&inf->ws[t]);
   free(inf->ws);
+  for (int j = 0; inf->packed && j <= inf->m->nar; j++) ember_net_packed_free(&inf->packed[j]);
+  free(inf->packed);
   free(inf->pad);
   ember_dfo_ws_free(&inf->dfo);
   ember_langevin_ws_free(&inf->lws);
@@ -286,7 +301,7 @@ static void pass_task(void *ctx, int task, int thread) {
     for (int k = 0; k < calls; k++) {
       size_t r0 = (size_t)k * cq * per;
       const float *yk = y ? y + r0 * d : NULL;
-      ember_net_forward(net, ws, hx + (size_t)k * cq * w, yk, cq, per, e + r0 * net->shape.out);
+      ember_net_forward_packed(net, inf->pass_packed, ws, hx + (size_t)k * cq * w, yk, cq, per, e + r0 * net->shape.out);
       if (dy) ember_net_backward(net, ws, NULL, yk, cq, per, ones, NULL, dy + r0 * d);
     }
     return;
@@ -305,7 +320,7 @@ static void pass_task(void *ctx, int task, int thread) {
       memcpy(dst, src, (size_t)per * d * sizeof(float));
       for (int r = per; r < ps; r++) memcpy(dst + (size_t)r * d, src + (size_t)(per - 1) * d, (size_t)d * sizeof(float));
     }
-    ember_net_forward(net, ws, hx + (size_t)k * w, py, g, ps, pe);
+    ember_net_forward_packed(net, inf->pass_packed, ws, hx + (size_t)k * w, py, g, ps, pe);
     if (dy) ember_net_backward(net, ws, NULL, py, g, ps, ones, NULL, pdy);
     for (int q = 0; q < g; q++) {
       memcpy(e + (size_t)(k + q) * per, pe + (size_t)q * ps, (size_t)per * sizeof(float));
@@ -317,6 +332,7 @@ static void pass_task(void *ctx, int task, int thread) {
 static void run_pass(ember_infer *inf, int nq, int n, const float *y, float *e, float *dy) {
   pass_plan(inf, nq, n);
   inf->pass_net = &inf->m->net;
+  inf->pass_packed = &inf->packed[0];
   inf->pass_hx = inf->hx;
   inf->pass_y = y;
   inf->pass_e = e;
@@ -346,6 +362,7 @@ static void prefix_energy_cb(void *ctx, int j, int nq, int n, const float *y, fl
     memcpy(inf->prefix + r * j, y + r * m->y_dim, (size_t)j * sizeof(float));
   pass_plan(inf, nq, n);
   inf->pass_net = &m->ar[j - 1];
+  inf->pass_packed = &inf->packed[j];
   inf->pass_hx = inf->hx + (size_t)j * inf->group_q * m->net.shape.width;
   inf->pass_y = inf->prefix;
   inf->pass_e = e;

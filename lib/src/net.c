@@ -10,6 +10,11 @@
  *   activation, and the buffers are sized up front in ember_net_ws: nothing allocates here.
  * - ReLU's derivative at exactly 0 is taken as 0 (mask = activation > 0).
  *
+ * - Inference's hidden layers may skip OpenBLAS: for a small call most of sgemm's time is
+ *   OpenBLAS packing the layer's weights again, so where ember's own kernel gives OpenBLAS's
+ *   bits (packed_gemm), an inference context packs the weights once (ember_net_pack) and
+ *   ember_net_forward_packed multiplies by them directly. Training keeps OpenBLAS throughout.
+ *
  * What it does not do: choose chunk sizes or threads (callers split rows across workspaces),
  * or know about losses. OpenBLAS is expected to run single-threaded (ember_blas_single_thread).
  */
@@ -329,8 +334,114 @@ EMBER_SIMD static void output_layer(const ember_dense *l, const float *a, int ro
   }
 }
 
-void ember_net_forward(const ember_net *net, ember_net_ws *ws, const float *hx, const float *y,
-                       int nq, int per_query, float *out) {
+/* ---- ember's hidden-layer kernel --------------------------------------------------------- */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define EMBER_PACKED_KERNEL 1
+
+/* c (rows, n) = a (rows, k) . W^T, or c += that, W (n, k) packed in panels of 16 outputs:
+ * wp[(p * k + i) * 16 + j] = W[p * 16 + j][i]. Each output is one chain of fused multiply-adds
+ * over i in order, from zero, added to c (or stored) at the end: how OpenBLAS's SkylakeX sgemm
+ * forms it while k fits one of its blocks, so the bits are the same (test_net checks). Blocks of
+ * 8 rows by 32 outputs: 16 accumulators, two weight vectors and a broadcast in registers; the
+ * row block's inputs stay in L1 while the weights stream from L2. */
+#define PK_ROWS 8
+__attribute__((target("avx512f"))) static void packed_gemm(int rows, int n, int k, const float *a,
+                                                           const float *wp, float *c, int accumulate) {
+  for (int r0 = 0; r0 < rows; r0 += PK_ROWS) {
+    const int rr = rows - r0 < PK_ROWS ? rows - r0 : PK_ROWS;
+    const float *ar = a + (size_t)r0 * k;
+    for (int p = 0; p < n / 16; p += 2) {
+      const int two = p + 1 < n / 16;
+      const float *b0 = wp + (size_t)p * k * 16, *b1 = two ? b0 + (size_t)k * 16 : b0;
+      __m512 acc0[PK_ROWS], acc1[PK_ROWS];
+      for (int r = 0; r < PK_ROWS; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+      if (rr == PK_ROWS) {
+        for (int i = 0; i < k; i++) {
+          const __m512 w0 = _mm512_loadu_ps(b0 + (size_t)i * 16), w1 = _mm512_loadu_ps(b1 + (size_t)i * 16);
+#pragma GCC unroll 8
+          for (int r = 0; r < PK_ROWS; r++) {
+            const __m512 x = _mm512_set1_ps(ar[(size_t)r * k + i]);
+            acc0[r] = _mm512_fmadd_ps(x, w0, acc0[r]);
+            acc1[r] = _mm512_fmadd_ps(x, w1, acc1[r]);
+          }
+        }
+      } else {
+        for (int i = 0; i < k; i++) {
+          const __m512 w0 = _mm512_loadu_ps(b0 + (size_t)i * 16), w1 = _mm512_loadu_ps(b1 + (size_t)i * 16);
+          for (int r = 0; r < rr; r++) {
+            const __m512 x = _mm512_set1_ps(ar[(size_t)r * k + i]);
+            acc0[r] = _mm512_fmadd_ps(x, w0, acc0[r]);
+            acc1[r] = _mm512_fmadd_ps(x, w1, acc1[r]);
+          }
+        }
+      }
+      for (int r = 0; r < rr; r++) {
+        float *cr = c + (size_t)(r0 + r) * n + (size_t)p * 16;
+        if (accumulate) {
+          _mm512_storeu_ps(cr, _mm512_add_ps(_mm512_loadu_ps(cr), acc0[r]));
+          if (two) _mm512_storeu_ps(cr + 16, _mm512_add_ps(_mm512_loadu_ps(cr + 16), acc1[r]));
+        } else {
+          _mm512_storeu_ps(cr, acc0[r]);
+          if (two) _mm512_storeu_ps(cr + 16, acc1[r]);
+        }
+      }
+    }
+  }
+}
+
+static int packed_kernel_usable(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && ember_blas_row_quantum() == 1;
+}
+#else
+#define EMBER_PACKED_KERNEL 0
+static int packed_kernel_usable(void) { return 0; }
+#endif
+
+int ember_net_pack(const ember_net *net, ember_net_packed *pk, ember_err *err) {
+  memset(pk, 0, sizeof *pk);
+  const int w = net->shape.width, nhidden = net->nlayers - 2;
+  if (nhidden < 1 || w % 16 != 0 || w > EMBER_PACKED_MAX_WIDTH || !packed_kernel_usable()) return 0;
+  const size_t per = (size_t)w * w;
+  if (!(pk->w = malloc((size_t)nhidden * per * sizeof(float))))
+    return ember_fail(err, EMBER_ENOMEM, "out of memory packing a network's hidden layers");
+  for (int l = 0; l < nhidden; l++) {
+    const float *W = net->layers[1 + l].w;
+    float *dst = pk->w + (size_t)l * per;
+    for (int p = 0; p < w / 16; p++)
+      for (int i = 0; i < w; i++)
+        for (int j = 0; j < 16; j++) dst[((size_t)p * w + i) * 16 + j] = W[(size_t)(p * 16 + j) * w + i];
+  }
+  pk->nhidden = nhidden;
+  return 0;
+}
+
+void ember_net_packed_free(ember_net_packed *pk) {
+  if (!pk) return;
+  free(pk->w);
+  memset(pk, 0, sizeof *pk);
+}
+
+/* c (rows, width) = a . W_i^T for hidden layer i (1-based), or c += that */
+static void hidden_gemm(const ember_net *net, const ember_net_packed *pk, int i, int rows,
+                        const float *a, float *c, int accumulate) {
+  const int w = net->shape.width;
+#if EMBER_PACKED_KERNEL
+  if (pk && pk->nhidden) {
+    packed_gemm(rows, w, w, a, pk->w + (size_t)(i - 1) * w * w, c, accumulate);
+    return;
+  }
+#else
+  (void)pk;
+#endif
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, w, w, 1.0f, a, w, net->layers[i].w, w,
+              accumulate ? 1.0f : 0.0f, c, w);
+}
+
+void ember_net_forward_packed(const ember_net *net, const ember_net_packed *pk, ember_net_ws *ws,
+                              const float *hx, const float *y, int nq, int per_query, float *out) {
   int w = net->shape.width, rows = nq * per_query, pad = EMBER_PAD_ROWS(rows);
   const ember_dense *L = net->layers;
   if (net->shape.arch == EMBER_ARCH_RESNET) {
@@ -338,15 +449,13 @@ void ember_net_forward(const ember_net *net, ember_net_ws *ws, const float *hx, 
     float *h = act_buf(ws, 0);
     first_layer(net, ws, hx, y, nq, per_query, h);
     for (int b = 0; b < nb; b++) {
-      const ember_dense *l0 = &L[1 + 2 * b], *l1 = &L[2 + 2 * b];
+      const ember_dense *l0 = &L[1 + 2 * b];
       float *a1 = act_buf(ws, 1 + 2 * b), *a2 = act_buf(ws, 2 + 2 * b);
       /* the previous block's second bias is added here, fused with this block's ReLU */
       bias_relu_copy(h, b > 0 ? L[2 * b].b : NULL, a1, (size_t)pad, w);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pad, w, w, 1.0f, a1, w, l0->w, w,
-                  0.0f, a2, w);
+      hidden_gemm(net, pk, 1 + 2 * b, pad, a1, a2, 0);
       bias_relu(a2, l0->b, (size_t)pad, w);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pad, w, w, 1.0f, a2, w, l1->w, w,
-                  1.0f, h, w);
+      hidden_gemm(net, pk, 2 + 2 * b, pad, a2, h, 1);
     }
     add_bias(h, L[2 * nb].b, (size_t)pad, w);
     output_layer(&L[net->nlayers - 1], h, rows, out);
@@ -358,13 +467,17 @@ void ember_net_forward(const ember_net *net, ember_net_ws *ws, const float *hx, 
     for (size_t k = 0; k < (size_t)pad * w; k++) a[k] = a[k] > 0.0f ? a[k] : 0.0f;
     for (int i = 1; i < depth; i++) {
       float *next = act_buf(ws, i);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, pad, w, w, 1.0f, a, w, L[i].w, w,
-                  0.0f, next, w);
+      hidden_gemm(net, pk, i, pad, a, next, 0);
       bias_relu(next, L[i].b, (size_t)pad, w);
       a = next;
     }
     output_layer(&L[net->nlayers - 1], a, rows, out);
   }
+}
+
+void ember_net_forward(const ember_net *net, ember_net_ws *ws, const float *hx, const float *y,
+                       int nq, int per_query, float *out) {
+  ember_net_forward_packed(net, NULL, ws, hx, y, nq, per_query, out);
 }
 
 /* ---- backward -------------------------------------------------------------------------- */

@@ -43,7 +43,10 @@ typedef struct ember_infer ember_infer;
  * start on any multiple of 16 rows. */
 int ember_infer_min_task_rows(void);
 
-/* The model must outlive the ember_infer; pool may be NULL (single-threaded). */
+/* The model must outlive the ember_infer, and its weights must not change while the context
+ * exists: where ember's own hidden-layer kernel runs (ember_net_pack), the context keeps a copy
+ * of the hidden layers' weights in that kernel's layout, so after training or editing a model,
+ * create a new context. pool may be NULL (single-threaded). */
 int ember_infer_create(ember_infer **out, const ember_model *m, ember_pool *pool, ember_err *err);
 void ember_infer_destroy(ember_infer *inf);
 

@@ -134,6 +134,29 @@ void ember_net_fuse_x(const ember_net *net, const float *x, int nq, float *hx);
 void ember_net_forward(const ember_net *net, ember_net_ws *ws, const float *hx, const float *y,
                        int nq, int per_query, float *out);
 
+/* A network's hidden-layer weights copied into the layout of ember's own inference kernel
+ * (net.c), which multiplies by a hidden layer without OpenBLAS packing the layer's weights
+ * again on every call (a quarter to a half of a small call's time). ember_net_pack fills it
+ * only where the kernel's sums are OpenBLAS's bit for bit: OpenBLAS's SkylakeX kernel family
+ * (ember_blas_row_quantum() == 1) on a CPU with AVX-512, a width that is a multiple of 16 and
+ * at most EMBER_PACKED_MAX_WIDTH (OpenBLAS sums longer rows in blocks); elsewhere it packs
+ * nothing (nhidden 0) and the forward pass calls OpenBLAS. It is a copy: after the weights
+ * change, free it and pack again. */
+#define EMBER_PACKED_MAX_WIDTH 256
+typedef struct ember_net_packed {
+  int nhidden; /* hidden layers packed (all of them), or 0 */
+  float *w;    /* (nhidden, width / 16, width, 16): 16 outputs' weights side by side per input */
+} ember_net_packed;
+
+/* Fills pk (zeroed first) from net's weights as they are now; EMBER_ENOMEM. */
+int ember_net_pack(const ember_net *net, ember_net_packed *pk, ember_err *err);
+void ember_net_packed_free(ember_net_packed *pk);
+
+/* ember_net_forward with pk's copy of the hidden layers (pk NULL or empty: OpenBLAS); the
+ * same results bit for bit. */
+void ember_net_forward_packed(const ember_net *net, const ember_net_packed *pk, ember_net_ws *ws,
+                              const float *hx, const float *y, int nq, int per_query, float *out);
+
 /* Backward of the last forward on ws (same hx/y/nq/per_query). dout: (rows, out).
  * grad: (nparams) accumulated into, or NULL. dy: (rows, in_y) overwritten, or NULL.
  * x: (nq, in_x) is needed for the x part of the first layer's weight gradient. */
