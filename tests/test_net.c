@@ -402,16 +402,22 @@ static void test_packed_forward_same_bits(void **state) {
     const int want = usable && shapes[i].width % 16 == 0 && shapes[i].width <= EMBER_PACKED_MAX_WIDTH;
     assert_int_equal(pk.nhidden, want ? f.net.nlayers - 2 : 0);
     float *e1 = malloc(200 * sizeof(float)), *e2 = malloc(200 * sizeof(float));
+    /* every activation, not only the energies (a ReLU or the output layer could hide a
+     * difference) */
+    const size_t nact = (size_t)f.ws.nact * f.ws.max_rows * f.ws.width;
+    float *act = malloc(nact * sizeof(float));
     ember_net_fuse_x(&f.net, f.x, 1, f.hx);
     for (size_t c = 0; c < sizeof counts / sizeof *counts; c++) {
       const int n = counts[c];
       ember_net_forward(&f.net, &f.ws, f.hx, f.y, 1, n, e1);
+      memcpy(act, f.ws.act, nact * sizeof(float));
       memset(e2, 0xff, 200 * sizeof(float));
       ember_net_forward_packed(&f.net, &pk, &f.ws, f.hx, f.y, 1, n, e2);
-      if (memcmp(e1, e2, (size_t)n * sizeof(float)))
-        fail_msg("width %d depth %d arch %d, %d rows: the packed kernel's energies differ from OpenBLAS's",
+      if (memcmp(e1, e2, (size_t)n * sizeof(float)) || memcmp(act, f.ws.act, nact * sizeof(float)))
+        fail_msg("width %d depth %d arch %d, %d rows: the packed kernel's activations differ from OpenBLAS's",
                  shapes[i].width, shapes[i].depth, (int)shapes[i].arch, n);
     }
+    free(act);
     ember_net_packed_free(&pk);
     assert_int_equal(pk.nhidden, 0);
     free(e1);

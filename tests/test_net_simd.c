@@ -56,6 +56,9 @@ void ember_net_free(ember_net *net);
 #undef ember_net_ws_free
 #undef ember_net_fuse_x
 #undef ember_net_forward
+#undef ember_net_forward_packed
+#undef ember_net_pack
+#undef ember_net_packed_free
 #undef ember_net_backward
 #undef ember_net_backward_x
 #undef ember_net_tangent

@@ -400,6 +400,46 @@ static int packed_kernel_usable(void) {
 static int packed_kernel_usable(void) { return 0; }
 #endif
 
+void ember_net_packed_free(ember_net_packed *pk) {
+  if (!pk) return;
+  free(pk->w);
+  memset(pk, 0, sizeof *pk);
+}
+
+/* Whether packed_gemm over wp (the first hidden layer, packed) gives OpenBLAS's bits for one
+ * padded call of this width, storing and accumulating: the width rules above come from the
+ * OpenBLAS that was measured, and the one loaded at run time may sum another way. */
+static int packed_matches_blas(const ember_net *net, const float *wp, ember_err *err) {
+#if EMBER_PACKED_KERNEL
+  const int w = net->shape.width, rows = EMBER_PAD_ROWS(1);
+  const size_t n = (size_t)rows * w;
+  float *a = malloc(4 * n * sizeof(float));
+  if (!a) return ember_fail(err, EMBER_ENOMEM, "out of memory packing a network's hidden layers");
+  float *c1 = a + n, *c2 = c1 + n, *init = c2 + n;
+  uint32_t s = 12345;
+  for (size_t i = 0; i < n; i++) {
+    s = s * 1664525u + 1013904223u;
+    a[i] = (float)(s >> 8) * 0x1p-24f * 2.0f - 0.5f; /* ReLU-like: a quarter of them zero */
+    if (a[i] < 0.0f) a[i] = 0.0f;
+    init[i] = (float)((s >> 4) & 0xffff) * 0x1p-12f - 8.0f;
+  }
+  int same = 1;
+  for (int accumulate = 0; accumulate < 2 && same; accumulate++) {
+    memcpy(c1, init, n * sizeof(float));
+    memcpy(c2, init, n * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, w, w, 1.0f, a, w, net->layers[1].w, w,
+                accumulate ? 1.0f : 0.0f, c1, w);
+    packed_gemm(rows, w, w, a, wp, c2, accumulate);
+    same = memcmp(c1, c2, n * sizeof(float)) == 0;
+  }
+  free(a);
+  return same;
+#else
+  (void)net, (void)wp, (void)err;
+  return 0;
+#endif
+}
+
 int ember_net_pack(const ember_net *net, ember_net_packed *pk, ember_err *err) {
   memset(pk, 0, sizeof *pk);
   const int w = net->shape.width, nhidden = net->nlayers - 2;
@@ -414,14 +454,13 @@ int ember_net_pack(const ember_net *net, ember_net_packed *pk, ember_err *err) {
       for (int i = 0; i < w; i++)
         for (int j = 0; j < 16; j++) dst[((size_t)p * w + i) * 16 + j] = W[(size_t)(p * 16 + j) * w + i];
   }
+  const int same = packed_matches_blas(net, pk->w, err);
+  if (same <= 0) { /* not OpenBLAS's bits here (or no memory to check): OpenBLAS it is */
+    ember_net_packed_free(pk);
+    return same;
+  }
   pk->nhidden = nhidden;
   return 0;
-}
-
-void ember_net_packed_free(ember_net_packed *pk) {
-  if (!pk) return;
-  free(pk->w);
-  memset(pk, 0, sizeof *pk);
 }
 
 /* c (rows, width) = a . W_i^T for hidden layer i (1-based), or c += that */

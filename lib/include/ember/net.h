@@ -139,9 +139,10 @@ void ember_net_forward(const ember_net *net, ember_net_ws *ws, const float *hx, 
  * again on every call (a quarter to a half of a small call's time). ember_net_pack fills it
  * only where the kernel's sums are OpenBLAS's bit for bit: OpenBLAS's SkylakeX kernel family
  * (ember_blas_row_quantum() == 1) on a CPU with AVX-512, a width that is a multiple of 16 and
- * at most EMBER_PACKED_MAX_WIDTH (OpenBLAS sums longer rows in blocks); elsewhere it packs
- * nothing (nhidden 0) and the forward pass calls OpenBLAS. It is a copy: after the weights
- * change, free it and pack again. */
+ * at most EMBER_PACKED_MAX_WIDTH (OpenBLAS sums longer rows in blocks), and only if one
+ * padded call of the first hidden layer, tried when packing, gives the loaded OpenBLAS's bits;
+ * elsewhere it packs nothing (nhidden 0) and the forward pass calls OpenBLAS. It is a copy:
+ * after the weights change, free it and pack again. */
 #define EMBER_PACKED_MAX_WIDTH 256
 typedef struct ember_net_packed {
   int nhidden; /* hidden layers packed (all of them), or 0 */
