@@ -16,7 +16,9 @@ Everything on this machine, in this order, one measurement at a time:
   5. the same loads from h2load (nghttp2-client; 1 connection x 1 stream after step 3's rows,
      its p50 and p99 from its per-request log, and 4 connections x 16 streams; POSTs of a framed
      PredictRequest built here), checked against emberd's own count of OK answers;
-  6. open loop at half of the closed-loop capacity measured in step 4 (`--rate`), both sizes.
+  6. open loop at half of the closed-loop capacity measured in step 4 (`--rate`), both sizes,
+     with the bucket bound emberd's own p99 lies under (ember_request_seconds, from its gRPC
+     thread's arrival to the answer handed back): what the server did, without the client's share.
 Prints a markdown table (and writes it to --out). Needs `deploy/install-deps.sh --bench` for
 h2load and python3-grpc-tools (the request body is encoded with stubs generated here).
 """
@@ -55,7 +57,21 @@ def metrics(port):
         m = re.match(r'ember_requests_total\{method="Predict",model="ibc",code="OK"\} (\S+)', line)
         if m:
             out["ok"] = float(m.group(1))
+        m = re.match(r'ember_request_seconds_bucket\{model="ibc",le="([^"]+)"\} (\S+)', line)
+        if m:
+            out.setdefault("request_le", []).append((float(m.group(1)), float(m.group(2))))
     return out
+
+
+def server_p99_ms(m0, m1):
+    """The bucket bound emberd's own p99 lies under (ember_request_seconds between two scrapes),
+    or None for an emberd without that histogram."""
+    if "request_le" not in m1:
+        return None
+    before = dict(m0.get("request_le", []))
+    cum = [(le, n - before.get(le, 0.0)) for le, n in m1["request_le"]]
+    total = cum[-1][1]
+    return next((le * 1e3 for le, n in cum if total and n >= 0.99 * total), None)
 
 
 def bench_serve(ember, port, args, extra):
@@ -205,10 +221,16 @@ def main():
                          f"{100 * h['req_s'] * flop / 1e9 / peak:.0f}% | |")
         for samples in (64, 1024):
             rate = max(1, int(capacity[samples] / 2))
+            m0 = metrics(mport)
             r = bench_serve(args.ember, port, args, ["--rate", str(rate), "--samples", str(samples)])[0]
-            # how late the generator's own sends were (latency counts from the schedule)
+            sp99 = server_p99_ms(m0, metrics(mport))
+            # how late the generator's own sends were (latency counts from the schedule), and what
+            # emberd itself saw (arrival at its gRPC thread to the answer handed back; warm-up included)
             lag = (f"; sends late by {float(r['send_lag_mean_ms']):.2f} ms mean, "
                    f"{float(r['send_lag_max_ms']):.1f} max" if "send_lag_mean_ms" in r else "")
+            if sp99 is not None:
+                lag += (f"; emberd's own p99 <= {sp99:g} ms" if sp99 != float("inf")
+                        else "; emberd's own p99 above 10 s")
             lines.append(f"| open loop, {rate}/s (half capacity{lag}) | {samples} x 3 | ember bench serve | "
                          f"{float(r['queries_per_s']):,.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms | | | {r['roofline']} | "
                          f"{float(r['avg_batch_rows']):.1f} |")

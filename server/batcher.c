@@ -361,6 +361,7 @@ static void after_work_cb(uv_work_t *w, int status) {
                                           srv_now_ns()};
       for (int g = 0; g < SRV_STAGES; g++) s->stage_s[g] += (double)(t[g + 1] - t[g]) / 1e9;
       s->staged_calls++;
+      metrics_answered(st, (double)(t[SRV_STAGES] - t[0]) / 1e9);
     }
     at += (size_t)c->rows;
   }

@@ -43,8 +43,13 @@ static const double queue_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.
                                       0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 static const double compute_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                         0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+/* finer below 10 ms, where a lone small query's answer and its tail lie */
+static const double request_bounds[] = {0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003,
+                                        0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                        2.5, 5, 10};
 #define NB(a) ((int)(sizeof(a) / sizeof *(a)))
 _Static_assert(NB(queue_bounds) < METRICS_BUCKETS && NB(compute_bounds) < METRICS_BUCKETS &&
+                   NB(request_bounds) < METRICS_BUCKETS &&
                    NB(batch_rows_bounds) < METRICS_BUCKETS && NB(batch_requests_bounds) < METRICS_BUCKETS,
                "a histogram has more bounds than METRICS_BUCKETS allows");
 
@@ -64,6 +69,10 @@ void metrics_batch(model_stats *st, int requests, int rows, double compute_s) {
 
 void metrics_queued(model_stats *st, double queue_s) {
   observe(&st->queue_s, queue_bounds, NB(queue_bounds), queue_s);
+}
+
+void metrics_answered(model_stats *st, double request_s) {
+  observe(&st->request_s, request_bounds, NB(request_bounds), request_s);
 }
 
 void metrics_call_ended(srv_call *c, grpc_status_code code) {
@@ -196,6 +205,10 @@ static void render(server *s, text *t) {
        offsetof(model_stats, queue_s), queue_bounds, NB(queue_bounds)},
       {"ember_compute_seconds", "Compute time of an executed batch on its worker.", offsetof(model_stats, compute_s),
        compute_bounds, NB(compute_bounds)},
+      {"ember_request_seconds",
+       "Time a Predict or Sample answered OK by a batch spent in emberd: from gRPC's completion-queue thread taking "
+       "its arrival to the answer handed back to gRPC (the sum of its ember_request_stage_seconds_total stages).",
+       offsetof(model_stats, request_s), request_bounds, NB(request_bounds)},
   };
   for (size_t i = 0; i < sizeof hs / sizeof *hs; i++) {
     family(t, hs[i].name, "histogram", hs[i].help);

@@ -244,6 +244,7 @@ typedef struct model_stats {
   /* for the metrics endpoint (metrics.c), updated on the loop */
   uint64_t load_failures;     /* files of this model that failed to load, counted per attempt */
   metrics_hist batch_requests, batch_rows, queue_s, compute_s; /* per executed batch / call */
+  metrics_hist request_s; /* per call answered by a batch: gRPC's arrival to the answer handed back */
 } model_stats;
 
 typedef struct model_version {
@@ -441,6 +442,7 @@ void metrics_call_ended(srv_call *c, grpc_status_code code);
 void metrics_batch(model_stats *st, int requests, int rows, double compute_s);
 /* Records how long a call of that batch waited between arrival and compute. */
 void metrics_queued(model_stats *st, double queue_s);
+void metrics_answered(model_stats *st, double request_s);
 int batcher_running_requests(struct server *s); /* calls in batches on workers (batcher.c) */
 
 /* ---- test hooks ------------------------------------------------------------------------------ */

@@ -245,7 +245,8 @@ class Metrics(it.EmberTest):
         before, types = self.scrape(srv)
         for fam, t in (("ember_requests_total", "counter"), ("ember_batch_requests", "histogram"),
                        ("ember_batch_rows", "histogram"), ("ember_queue_seconds", "histogram"),
-                       ("ember_compute_seconds", "histogram"), ("ember_model_versions", "gauge"),
+                       ("ember_compute_seconds", "histogram"), ("ember_request_seconds", "histogram"),
+                       ("ember_model_versions", "gauge"),
                        ("ember_model_load_failures_total", "counter"), ("ember_queued_requests", "gauge"),
                        ("ember_running_requests", "gauge"), ("ember_train_jobs_running", "gauge"),
                        ("ember_train_jobs_total", "counter"), ("ember_batch_allocations_total", "counter")):
@@ -297,6 +298,13 @@ class Metrics(it.EmberTest):
         for stage in stages:
             self.assertGreaterEqual(g("ember_request_stage_seconds_total", stage=stage), 0, stage)
         self.assertGreater(g("ember_request_stage_seconds_total", stage="compute"), 0)
+        # and each call's whole time in emberd, in a histogram: the same three calls, whose times
+        # add up to the stages' (both are taken from the same clock readings)
+        self.assertEqual(d("ember_request_seconds_count"), 3)
+        self.assertAlmostEqual(d("ember_request_seconds_sum"),
+                               sum(g("ember_request_stage_seconds_total", stage=st) for st in stages), places=5)
+        self.assertEqual(get(after, "ember_request_seconds_bucket", model="m", le="+Inf") -
+                         get(before, "ember_request_seconds_bucket", model="m", le="+Inf"), 3)
         self.assertEqual(get(after, "ember_model_versions", model="m"), 1)
         self.assertEqual(get(after, "ember_model_latest_version", model="m"), 1)
         self.assertEqual(get(after, "ember_queued_requests"), 0)
