@@ -21,6 +21,7 @@
 #include "ember/net.h"
 
 #define EMBER_CHUNK_ROWS 1056  /* rows per network task: ~1 MiB per activation at width 256 (a multiple of 48) */
+#define EMBER_TASKS_PER_THREAD 4 /* tasks a pass is cut into per thread under ember's own kernel */
 /* a chunk is rounded up to the row block (16 or 48), so the largest stays within a workspace */
 _Static_assert(EMBER_CHUNK_ROWS % 48 == 0, "EMBER_CHUNK_ROWS must be a multiple of every row block");
 /* OpenBLAS's Haswell/Zen sgemm kernels round a row's products differently by the row's
@@ -237,7 +238,12 @@ static int padded_rows(const ember_infer *inf, int n) { return (n + inf->quantum
  * task takes `pass_group` whole queries. */
 static void pass_plan(ember_infer *inf, int nq, int n) {
   long total = (long)nq * n;
-  long per_thread = (total + inf->threads - 1) / inf->threads;
+  /* Under ember's own kernel a task's rows cost the same however few they are (no weights to
+   * pack), so each thread's share is cut in EMBER_TASKS_PER_THREAD and the first free thread
+   * takes the next piece (ember_pool_run_any): a thread that loses its core for a while holds
+   * up one small task, not half the pass. Under OpenBLAS each task packs the weights again. */
+  const int per = inf->pass_packed && inf->pass_packed->nhidden ? EMBER_TASKS_PER_THREAD : 1;
+  long per_thread = (total + (long)inf->threads * per - 1) / ((long)inf->threads * per);
   int chunk = per_thread > EMBER_CHUNK_ROWS ? EMBER_CHUNK_ROWS
               : per_thread < inf->min_chunk ? inf->min_chunk : (int)per_thread;
   chunk = (chunk + inf->align - 1) / inf->align * inf->align; /* where pieces start */
@@ -330,9 +336,9 @@ static void pass_task(void *ctx, int task, int thread) {
 }
 
 static void run_pass(ember_infer *inf, int nq, int n, const float *y, float *e, float *dy) {
-  pass_plan(inf, nq, n);
   inf->pass_net = &inf->m->net;
   inf->pass_packed = &inf->packed[0];
+  pass_plan(inf, nq, n);
   inf->pass_hx = inf->hx;
   inf->pass_y = y;
   inf->pass_e = e;
@@ -360,9 +366,9 @@ static void prefix_energy_cb(void *ctx, int j, int nq, int n, const float *y, fl
   const size_t rows = (size_t)nq * n;
   for (size_t r = 0; r < rows; r++)
     memcpy(inf->prefix + r * j, y + r * m->y_dim, (size_t)j * sizeof(float));
-  pass_plan(inf, nq, n);
   inf->pass_net = &m->ar[j - 1];
   inf->pass_packed = &inf->packed[j];
+  pass_plan(inf, nq, n);
   inf->pass_hx = inf->hx + (size_t)j * inf->group_q * m->net.shape.width;
   inf->pass_y = inf->prefix;
   inf->pass_e = e;
