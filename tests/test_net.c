@@ -378,7 +378,8 @@ static void test_rows_independent_of_batching(void **state) {
 /* ember's hidden-layer kernel over packed weights gives OpenBLAS's bits: every row count,
  * both architectures, several depths and widths. It is used exactly where that was measured
  * (the SkylakeX kernel family on an AVX-512 CPU, widths that are multiples of 16 up to
- * EMBER_PACKED_MAX_WIDTH); elsewhere nothing is packed and the pass is OpenBLAS's. */
+ * EMBER_PACKED_MAX_WIDTH); elsewhere nothing is packed and the pass is OpenBLAS's. CTest also
+ * runs this file under OPENBLAS_CORETYPE=Haswell (test_net_haswell), where nothing may be. */
 static void test_packed_forward_same_bits(void **state) {
   (void)state;
   int usable = 0;
