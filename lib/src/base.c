@@ -356,31 +356,28 @@ static uint64_t pool_start(ember_pool *p, int any, int ntasks, ember_task_fn fn,
   return gen;
 }
 
-void ember_pool_run(ember_pool *p, int ntasks, ember_task_fn fn, void *ctx) {
+/* Runs a job: on the calling thread alone where there is nothing to share, else published to
+ * the helpers, the caller's share run, and the caller waiting for the helpers (fixed split) or
+ * for the tasks (any). */
+static void pool_run(ember_pool *p, int any, int ntasks, ember_task_fn fn, void *ctx) {
   if (!p || p->threads == 1 || ntasks <= 1) {
     for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
     return;
   }
-  pool_start(p, 0, ntasks, fn, ctx);
-  pool_do_share(p, 0, ntasks, fn, ctx);
-  if (pool_poll(p, POOL_HELPERS_DONE, 0)) return;
+  const uint64_t gen = pool_start(p, any, ntasks, fn, ctx);
+  if (any) pool_do_any(p, 0, (uint32_t)gen, ntasks, fn, ctx);
+  else pool_do_share(p, 0, ntasks, fn, ctx);
+  const enum pool_event ev = any ? POOL_TASKS_DONE : POOL_HELPERS_DONE;
+  const uint64_t arg = any ? (uint64_t)ntasks : 0;
+  if (pool_poll(p, ev, arg)) return;
   pthread_mutex_lock(&p->mu);
-  while (atomic_load_explicit(&p->running, memory_order_acquire) > 0) pthread_cond_wait(&p->done, &p->mu);
+  while (!pool_happened(p, ev, arg)) pthread_cond_wait(&p->done, &p->mu);
   pthread_mutex_unlock(&p->mu);
 }
 
-void ember_pool_run_any(ember_pool *p, int ntasks, ember_task_fn fn, void *ctx) {
-  if (!p || p->threads == 1 || ntasks <= 1) {
-    for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
-    return;
-  }
-  const uint64_t gen = pool_start(p, 1, ntasks, fn, ctx);
-  pool_do_any(p, 0, (uint32_t)gen, ntasks, fn, ctx);
-  if (pool_poll(p, POOL_TASKS_DONE, (uint64_t)ntasks)) return;
-  pthread_mutex_lock(&p->mu);
-  while (atomic_load_explicit(&p->finished, memory_order_acquire) < ntasks) pthread_cond_wait(&p->done, &p->mu);
-  pthread_mutex_unlock(&p->mu);
-}
+void ember_pool_run(ember_pool *p, int ntasks, ember_task_fn fn, void *ctx) { pool_run(p, 0, ntasks, fn, ctx); }
+
+void ember_pool_run_any(ember_pool *p, int ntasks, ember_task_fn fn, void *ctx) { pool_run(p, 1, ntasks, fn, ctx); }
 
 void ember_blas_single_thread(void) { openblas_set_num_threads(1); }
 

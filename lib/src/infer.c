@@ -4,9 +4,9 @@
  * ember_dfo_run whose energy callback evaluates every candidate of the group at once. The
  * callback splits the rows into tasks of at most EMBER_CHUNK_ROWS (never straddling queries
  * in the middle of a task's hx slice) and hands them to the pool, one network workspace per
- * thread; a task's rows come out the same whichever thread runs it, so the pool gives each task
- * to the first free thread (ember_pool_run_any). x is normalised and its first-layer projection computed once per query (late
- * fusion) before the optimiser starts.
+ * thread; a task's rows come out the same whichever thread runs it, so the pool gives each
+ * task to the first free thread (ember_pool_run_any). x is normalised and its first-layer
+ * projection computed once per query (late fusion) before the optimiser starts.
  *
  * Workspaces grow on demand at the start of a call (never inside the optimiser), so the
  * first call with a new size allocates and later ones do not.
@@ -242,10 +242,10 @@ static void pass_plan(ember_infer *inf, int nq, int n) {
    * pack), so each thread's share is cut in EMBER_TASKS_PER_THREAD and the first free thread
    * takes the next piece (ember_pool_run_any): a thread that loses its core for a while holds
    * up one small task, not half the pass. Under OpenBLAS each task packs the weights again. */
-  const int per = inf->pass_packed && inf->pass_packed->nhidden ? EMBER_TASKS_PER_THREAD : 1;
-  long per_thread = (total + (long)inf->threads * per - 1) / ((long)inf->threads * per);
-  int chunk = per_thread > EMBER_CHUNK_ROWS ? EMBER_CHUNK_ROWS
-              : per_thread < inf->min_chunk ? inf->min_chunk : (int)per_thread;
+  const long tasks_wanted = (long)inf->threads * (inf->pass_packed->nhidden ? EMBER_TASKS_PER_THREAD : 1);
+  const long per_task = (total + tasks_wanted - 1) / tasks_wanted;
+  int chunk = per_task > EMBER_CHUNK_ROWS ? EMBER_CHUNK_ROWS
+              : per_task < inf->min_chunk ? inf->min_chunk : (int)per_task;
   chunk = (chunk + inf->align - 1) / inf->align * inf->align; /* where pieces start */
   inf->pass_nq = nq;
   inf->pass_n = n;

@@ -347,6 +347,22 @@ EMBER_SIMD static void output_layer(const ember_dense *l, const float *a, int ro
  * 8 rows by 32 outputs: 16 accumulators, two weight vectors and a broadcast in registers; the
  * row block's inputs stay in L1 while the weights stream from L2. */
 #define PK_ROWS 8
+/* acc{0,1}[r] = sum over i of a[r][i] * (the two panels' weights for input i), for `rows`
+ * (<= PK_ROWS) rows; inlined with rows == PK_ROWS, where the accumulators stay in registers */
+__attribute__((target("avx512f"), always_inline)) static inline void
+packed_block(int rows, int k, const float *ar, const float *b0, const float *b1, __m512 *acc0, __m512 *acc1) {
+  for (int r = 0; r < PK_ROWS; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  for (int i = 0; i < k; i++) {
+    const __m512 w0 = _mm512_loadu_ps(b0 + (size_t)i * 16), w1 = _mm512_loadu_ps(b1 + (size_t)i * 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; r++) {
+      const __m512 x = _mm512_set1_ps(ar[(size_t)r * k + i]);
+      acc0[r] = _mm512_fmadd_ps(x, w0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(x, w1, acc1[r]);
+    }
+  }
+}
+
 __attribute__((target("avx512f"))) static void packed_gemm(int rows, int n, int k, const float *a,
                                                            const float *wp, float *c, int accumulate) {
   for (int r0 = 0; r0 < rows; r0 += PK_ROWS) {
@@ -356,27 +372,9 @@ __attribute__((target("avx512f"))) static void packed_gemm(int rows, int n, int 
       const int two = p + 1 < n / 16;
       const float *b0 = wp + (size_t)p * k * 16, *b1 = two ? b0 + (size_t)k * 16 : b0;
       __m512 acc0[PK_ROWS], acc1[PK_ROWS];
-      for (int r = 0; r < PK_ROWS; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
-      if (rr == PK_ROWS) {
-        for (int i = 0; i < k; i++) {
-          const __m512 w0 = _mm512_loadu_ps(b0 + (size_t)i * 16), w1 = _mm512_loadu_ps(b1 + (size_t)i * 16);
-#pragma GCC unroll 8
-          for (int r = 0; r < PK_ROWS; r++) {
-            const __m512 x = _mm512_set1_ps(ar[(size_t)r * k + i]);
-            acc0[r] = _mm512_fmadd_ps(x, w0, acc0[r]);
-            acc1[r] = _mm512_fmadd_ps(x, w1, acc1[r]);
-          }
-        }
-      } else {
-        for (int i = 0; i < k; i++) {
-          const __m512 w0 = _mm512_loadu_ps(b0 + (size_t)i * 16), w1 = _mm512_loadu_ps(b1 + (size_t)i * 16);
-          for (int r = 0; r < rr; r++) {
-            const __m512 x = _mm512_set1_ps(ar[(size_t)r * k + i]);
-            acc0[r] = _mm512_fmadd_ps(x, w0, acc0[r]);
-            acc1[r] = _mm512_fmadd_ps(x, w1, acc1[r]);
-          }
-        }
-      }
+      if (rr == PK_ROWS) packed_block(PK_ROWS, k, ar, b0, b1, acc0, acc1);
+      else packed_block(rr, k, ar, b0, b1, acc0, acc1); /* a ragged last block (rows are padded
+                                                            to 16, so only for other callers) */
       for (int r = 0; r < rr; r++) {
         float *cr = c + (size_t)(r0 + r) * n + (size_t)p * 16;
         if (accumulate) {
