@@ -52,6 +52,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "server.h"
 
@@ -275,6 +276,8 @@ static int encoder_ws(batch_job *j, const ember_model *m) {
 
 static void work_cb(uv_work_t *w) {
   batch_job *j = w->data;
+  static _Thread_local int named;
+  if (!named) named = prctl(PR_SET_NAME, "emberd-work", 0, 0, 0) == 0; /* a libuv worker */
   const ember_model *m = &j->key.v->model;
   const int dx = m->x_dim;
   j->rc = 0;

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/prctl.h>
 
 #include <grpc/grpc_security.h>
 
@@ -45,6 +46,7 @@ uint64_t srv_now_ns(void) {
 
 static void cq_main(void *arg) {
   server *s = arg;
+  prctl(PR_SET_NAME, "emberd-cq", 0, 0, 0); /* thread names: emberd.md */
   for (;;) {
     grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;

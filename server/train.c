@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -288,6 +289,7 @@ void train_init(server *s) {
 
 static void *job_main(void *arg) {
   train_job *j = arg;
+  prctl(PR_SET_NAME, "emberd-train", 0, 0, 0); /* its pool's threads are ember-pool */
   /* Linux: nice is per thread, and threads created from here (the pool) inherit it */
   if (j->s->cfg.train_nice > 0) (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), j->s->cfg.train_nice);
   /* at 19, also SCHED_IDLE: below every nice level, so a job only runs on CPU that inference

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -246,6 +247,7 @@ static void *pool_main(void *arg) {
   free(arg);
   ember_pool *p = a.pool;
   uint64_t seen = 0;
+  prctl(PR_SET_NAME, "ember-pool", 0, 0, 0); /* what top -H, perf and gdb call it */
   ember_blas_single_thread();
   for (;;) {
     pool_poll(p, POOL_NEXT_JOB, seen); /* a next job that follows at once skips the sleep */

@@ -361,7 +361,8 @@ class Metrics(it.EmberTest):
         >= 2 ember_infer_min_task_rows(): 64 under the SkylakeX family's kernels, 288 under the
         others) runs over both cores (ember_spread_batches_total); a small one, or any with
         --split-batches 0, does not; and the answers are bit-identical either way, and with
-        helpers that sleep after every pass (--pool-wait-us 0)."""
+        helpers that sleep after every pass (--pool-wait-us 0). The threads carry the names
+        emberd.md lists, the spread pool's helper only where batches spread."""
         big = it.pb.InferenceOptions(samples=512, iterations=2, seed=7)
         small = it.pb.InferenceOptions(samples=16, iterations=2, seed=7)
         x = [0.3, -0.2, -0.6, 0.4]
@@ -374,6 +375,12 @@ class Metrics(it.EmberTest):
             code, big_resp, _ = call(srv.stub.Predict, it.pb.PredictRequest(model="m", x=x, options=big))
             self.assertEqual(code, grpc.StatusCode.OK)
             self.assertEqual(spread(), 1 if split == "1" else 0)
+            names = set()
+            for tid in os.listdir("/proc/%d/task" % srv.proc.pid):
+                with open("/proc/%d/task/%s/comm" % (srv.proc.pid, tid)) as f:
+                    names.add(f.read().strip())
+            self.assertLessEqual({"emberd", "emberd-cq", "emberd-work"}, names)
+            self.assertEqual("ember-pool" in names, split == "1")
             code, small_resp, _ = call(srv.stub.Predict, it.pb.PredictRequest(model="m", x=x, options=small))
             self.assertEqual(code, grpc.StatusCode.OK)
             self.assertEqual(spread(), 1 if split == "1" else 0)
