@@ -38,6 +38,10 @@ double cli_sgemm_peak(ember_pool *pool, int threads);
 /* qsort comparator for doubles, and the q-quantile (0..1) of n sorted values (nearest rank). */
 int cli_cmp_double(const void *a, const void *b);
 double cli_percentile(const double *sorted, int n, double q);
+/* Open loop: sleeps until `at` (ember_now's clock), the time a call is due, from which its
+ * latency counts (so a call that starts late because the one before ran long counts its wait
+ * too); returns at once when that has passed. */
+void cli_sleep_until(double at);
 
 #ifdef EMBER_REMOTE
 /* Remote mode (remote_*.c, built only with the server): `ember --server HOST:PORT VERB`.

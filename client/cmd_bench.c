@@ -7,9 +7,12 @@
  * is judged against what this machine can do right now, not against a datasheet.
  * List-valued options (--threads 1,2 --samples 64,1024) run every combination.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
 
 #include <cblas.h>
 
@@ -103,10 +106,20 @@ double cli_percentile(const double *sorted, int n, double q) {
   return sorted[i < 0 ? 0 : (i >= n ? n - 1 : i)];
 }
 
+void cli_sleep_until(double at) {
+  static int slack_set;
+  if (!slack_set) slack_set = prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL) == 0; /* wake on time, not 50 us late */
+  struct timespec ts;
+  ts.tv_sec = (time_t)at;
+  ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
+  if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
+}
+
 /* ---- bench infer ------------------------------------------------------------------------ */
 
 static int bench_infer(int argc, char **argv) {
-  int x_dim = 8, y_dim = 2, depth = 2, iters = 3, reps = 200, warmup = 20;
+  int x_dim = 8, y_dim = 2, depth = 2, iters = 3, reps = 200, warmup = 20, rate = 0;
   const char *arch = "resnet", *method = "dfo";
   uint64_t seed = 1;
   int_list widths = {1, {256}}, samples = {1, {1024}}, queries = {1, {1}};
@@ -128,6 +141,7 @@ static int bench_infer(int argc, char **argv) {
       {"threads", OPT_LIST, &threads, NULL, "threads (default: online CPUs)", 0, 1},
       {"reps", OPT_INT, &reps, NULL, "timed calls per configuration", 0, 0},
       {"warmup", OPT_INT, &warmup, NULL, "untimed calls first", 0, 0},
+      {"rate", OPT_INT, &rate, "R", "open loop: the timed calls start at R per second, each one's latency from when it was due (default: back to back)", 0, 0},
       {"seed", OPT_U64, &seed, NULL, "random seed for weights and inputs", 0, 0},
   };
   int nspecs = (int)(sizeof specs / sizeof *specs);
@@ -145,6 +159,7 @@ static int bench_infer(int argc, char **argv) {
   if (!vec) x_dim = ember_encoder_features(&es);
   if (reps < 1) return usage_error("infer", "--reps must be >= 1");
   if (warmup < 0) return usage_error("infer", "--warmup must be >= 0");
+  if (rate < 0) return usage_error("infer", "--rate must be >= 1 call per second (or 0: back to back)");
   for (int i = 0; i < queries.n; i++)
     if (queries.v[i] < 1) return usage_error("infer", "--queries must be >= 1");
   ember_err err;
@@ -195,12 +210,16 @@ static int bench_infer(int argc, char **argv) {
           }
           if (rc == 0) rc = ember_infer_create(&inf, &m, pool, &err);
           for (int i = 0; rc == 0 && i < nq * x_dim; i++) x[i] = ember_rng_normal(&rng);
+          double start = 0.0, end = 0.0;
           for (int r = 0; rc == 0 && r < warmup + reps; r++) { /* an image query: encode, then search */
+            if (r == warmup) start = ember_now();
             double t0 = ember_now();
+            if (rate > 0 && r >= warmup) cli_sleep_until(t0 = start + (r - warmup) / (double)rate);
             if (m.enc) ember_model_encode(&m, &ews, img, NULL, nq, x);
             double t1 = ember_now();
             rc = ember_infer_predict(inf, x, nq, &o, seed + (uint64_t)r, 0, y, NULL, &err);
-            if (r >= warmup) times[r - warmup] = ember_now() - t0, etimes[r - warmup] = t1 - t0;
+            end = ember_now();
+            if (r >= warmup) times[r - warmup] = end - t0, etimes[r - warmup] = t1 - t0;
           }
           if (rc == 0) {
             qsort(times, (size_t)reps, sizeof *times, cli_cmp_double);
@@ -211,12 +230,16 @@ static int bench_infer(int argc, char **argv) {
             if (m.enc)
               snprintf(enc, sizeof enc, "image=%dx%dx%d conv=%s head=%s encode_p50_ms=%.3f ", es.h, es.w, es.c,
                        conv, head, cli_percentile(etimes, reps, 0.5) * 1e3);
+            char open[48] = "";
+            if (rate > 0) snprintf(open, sizeof open, "rate=%d ", rate);
+            /* queries_per_s: back to back, what one call's p50 allows; open loop, what was served */
+            double qps = rate > 0 ? (double)nq * reps / (end - start) : nq / p50;
             printf("infer method=%s arch=%s width=%d depth=%d x_dim=%d y_dim=%d samples=%d iters=%d queries=%d "
-                   "threads=%d %sp50_ms=%.3f p90_ms=%.3f p99_ms=%.3f queries_per_s=%.1f gflops=%.1f "
+                   "threads=%d %s%sp50_ms=%.3f p90_ms=%.3f p99_ms=%.3f queries_per_s=%.1f gflops=%.1f "
                    "sgemm_peak_gflops=%.1f efficiency=%.0f%% blas=%s\n",
-                   method, arch, widths.v[wi], depth, x_dim, y_dim, o.samples, iters, nq, threads.v[ti], enc,
+                   method, arch, widths.v[wi], depth, x_dim, y_dim, o.samples, iters, nq, threads.v[ti], open, enc,
                    p50 * 1e3, cli_percentile(times, reps, 0.9) * 1e3, cli_percentile(times, reps, 0.99) * 1e3,
-                   nq / p50, flops / p50 / 1e9, peak, 100.0 * flops / p50 / 1e9 / peak, ember_blas_core());
+                   qps, flops / p50 / 1e9, peak, 100.0 * flops / p50 / 1e9 / peak, ember_blas_core());
             fflush(stdout);
           } else {
             fprintf(stderr, "ember bench infer: %s\n", err.msg);

@@ -34,7 +34,10 @@
  * meaningful when the server runs here with that many threads. With --local FILE (the
  * checkpoint the server serves) the library's own p50 for the same request shape is measured
  * in this process before the load too, and each line adds it and server_overhead (server p50 /
- * library p50): what the server adds, from one run.
+ * library p50): what the server adds, from one run. An open-loop line adds the library alone
+ * at the same rate, measured just before its load (library_open_p50_ms, library_open_p99_ms:
+ * what this machine's scheduling does to a query's tail without gRPC, emberd or a second
+ * process).
  *
  * Shutdown order: stop sending; drain the queue until no call is in flight (each call is
  * unreferenced and its buffers freed as it completes); read the final counters; after the last
@@ -424,46 +427,65 @@ static void print_errors(const bench_run *b) {
 
 static double ratio(uint64_t num, uint64_t den) { return den ? (double)num / (double)den : NAN; }
 
-/* The library's own figure for the same model and request shape, measured in this process
+/* The library's own figures for the same model and request shape, measured in this process
  * before the load (--local FILE, the checkpoint the server serves): one request's rows at a
  * time, the model's inference defaults with the run's samples and iterations, as emberd runs
- * them, on --threads threads. Returns p50 in ms, or NAN without --local. */
-static double library_p50(const ember_model *m, ember_pool *pool, const serve_opts *o, int samples) {
-  if (!m) return NAN;
+ * them, on --threads threads. rate 0: 100 calls back to back; otherwise --duration seconds of
+ * calls due at `rate` per second (fixed intervals, or Poisson with --poisson), each one's
+ * latency from when it was due: the open loop without gRPC, emberd or a second process. *p50
+ * and *p99 in ms; 0, or -1 (and both NAN) without --local or when the model fails. */
+static int library_figures(const ember_model *m, ember_pool *pool, const serve_opts *o, int samples, int rate,
+                           double *p50, double *p99) {
+  *p50 = *p99 = NAN;
+  if (!m) return -1;
   ember_infer *inf = NULL;
   ember_err err;
   size_t nx = (size_t)o->rows * (size_t)m->x_dim;
+  long n = rate > 0 ? (long)(rate * (double)o->duration) : 100;
+  if (n < 100) n = 100;
   float *x = malloc(nx * sizeof(float)), *y = malloc((size_t)o->rows * (size_t)m->y_dim * sizeof(float));
   float *e = malloc((size_t)o->rows * sizeof(float));
-  enum { REPS = 100 };
-  double lat[REPS], p50 = NAN;
-  if (!x || !y || !e || ember_infer_create(&inf, m, pool, &err) < 0) goto done;
+  double *lat = malloc((size_t)n * sizeof *lat);
+  int rc = -1;
+  if (!x || !y || !e || !lat || ember_infer_create(&inf, m, pool, &err) < 0) goto done;
   ember_rng rng;
   ember_rng_seed(&rng, o->seed, 0);
   ember_rng_normal_fill(&rng, x, nx);
   ember_infer_opts io = m->infer;
   io.samples = samples;
   io.iters = o->iters;
-  for (int r = -10; r < REPS; r++) { /* 10 untimed calls first */
+  ember_rng arrivals;
+  ember_rng_seed(&arrivals, o->seed, 1);
+  double due = 0.0;
+  for (long r = -10; r < n; r++) { /* 10 untimed calls first */
     double t0 = ember_now();
+    if (rate > 0 && r >= 0) {
+      due = r == 0 ? t0 : due + (o->poisson ? -log(ember_rng_uniform_pos(&arrivals)) : 1.0) / rate;
+      cli_sleep_until(t0 = due);
+    }
     if (ember_infer_predict(inf, x, o->rows, &io, o->seed + (uint64_t)(r + 10), 0, y, e, &err) < 0) goto done;
     if (r >= 0) lat[r] = ember_now() - t0;
   }
-  qsort(lat, REPS, sizeof *lat, cli_cmp_double);
-  p50 = cli_percentile(lat, REPS, 0.5) * 1e3;
+  qsort(lat, (size_t)n, sizeof *lat, cli_cmp_double);
+  *p50 = cli_percentile(lat, (int)n, 0.5) * 1e3;
+  *p99 = cli_percentile(lat, (int)n, 0.99) * 1e3;
+  rc = 0;
 done:
-  if (isnan(p50) && x && y && e) fprintf(stderr, "ember bench serve: --local: %s\n", inf ? err.msg : "could not run the model");
+  if (rc < 0 && x && y && e && lat)
+    fprintf(stderr, "ember bench serve: --local: %s\n", inf ? err.msg : "could not run the model");
   ember_infer_destroy(inf);
   free(x);
   free(y);
   free(e);
-  return p50;
+  free(lat);
+  return rc;
 }
 
 /* One configuration: load, drain, counters, one line. 0, or 1 if no call succeeded. */
 static int run_config(remote_client *client, grpc_completion_queue *cq,
                       const Ember__V1__ModelInfo *info, const serve_opts *o, int nstreams,
-                      int samples, int rate, double peak, double lib_p50) {
+                      int samples, int rate, double peak, double lib_p50, const ember_model *local,
+                      ember_pool *pool) {
   bench_run b;
   memset(&b, 0, sizeof b);
   b.client = client;
@@ -488,6 +510,10 @@ static int run_config(remote_client *client, grpc_completion_queue *cq,
     b.streams[i].kind = CALL_PREDICT;
     b.free_streams[b.nfree++] = nstreams - 1 - i;
   }
+  /* the library alone at the same rate, just before: what this machine's scheduling does to a
+   * query's tail without the server */
+  double lib_open_p50 = NAN, lib_open_p99 = NAN;
+  if (b.open && local) library_figures(local, pool, o, samples, rate, &lib_open_p50, &lib_open_p99);
   if (run_load(&b, o->warmup, o->duration) < 0) {
     fprintf(stderr, "ember bench serve: could not start the open loop's sender thread\n");
     goto done;
@@ -539,6 +565,7 @@ static int run_config(remote_client *client, grpc_completion_queue *cq,
          "roofline=%.0f%%",
          abr, abw, gflops, peak, 100.0 * gflops / peak);
   if (!isnan(lib_p50)) printf(" library_p50_ms=%.3f server_overhead=%.2fx", lib_p50, p50 / lib_p50);
+  if (!isnan(lib_open_p99)) printf(" library_open_p50_ms=%.3f library_open_p99_ms=%.3f", lib_open_p50, lib_open_p99);
   printf("\n");
   fflush(stdout);
   rc = b.ok_in_window > 0 ? 0 : 1;
@@ -648,14 +675,19 @@ int remote_cmd_bench_serve(const char *server, int argc, char **argv) {
     rc = 1;
     goto done;
   }
-  for (int ni = 0; ni < o.samples.n; ni++) lib[ni] = library_p50(have_local ? &local : NULL, pool, &o, o.samples.v[ni]);
+  for (int ni = 0; ni < o.samples.n; ni++) {
+    double p99;
+    library_figures(have_local ? &local : NULL, pool, &o, o.samples.v[ni], 0, &lib[ni], &p99);
+  }
   cq = grpc_completion_queue_create_for_next(NULL);
   int nrates = o.rates.n > 0 ? o.rates.n : 1;
   for (int si = 0; si < o.streams.n; si++)
     for (int ni = 0; ni < o.samples.n; ni++)
       for (int ri = 0; ri < nrates; ri++) {
         int rate = o.rates.n > 0 ? o.rates.v[ri] : 0;
-        if (run_config(client, cq, info, &o, o.streams.v[si], o.samples.v[ni], rate, peak, lib[ni])) rc = 1;
+        if (run_config(client, cq, info, &o, o.streams.v[si], o.samples.v[ni], rate, peak, lib[ni],
+                       have_local ? &local : NULL, pool))
+          rc = 1;
       }
   free(lib);
 done:

@@ -15,7 +15,13 @@ positive queries_per_s "bench infer"
 [ "$(field image)" = 12x12x3 ] && [ "$(field x_dim)" = 4 ] || fail "bench infer --image: $(cat "$T/out")"
 positive encode_p50_ms "bench infer --image"
 positive p50_ms "bench infer --image"
-echo "ok - bench infer, vectors and images"
+# open loop: 20 calls due 5 ms apart take at least 95 ms, however fast each one is
+"$EMBER" bench infer --width 16 --samples 64 --reps 20 --warmup 1 --threads 1 --rate 200 > "$T/out"
+[ "$(field rate)" = 200 ] || fail "bench infer --rate: no rate=200 in: $(cat "$T/out")"
+awk -v q="$(field queries_per_s)" 'BEGIN { exit !(q > 0 && q <= 20 / 0.095) }' ||
+  fail "bench infer --rate 200: 20 calls were not paced: $(cat "$T/out")"
+positive p99_ms "bench infer --rate"
+echo "ok - bench infer, vectors and images, back to back and in an open loop"
 
 "$EMBER" bench train --width 16 --batch 8 --negatives 4 --rows 32 --steps 2 --warmup 0 --threads 1 > "$T/out"
 positive steps_per_s "bench train"
@@ -28,3 +34,4 @@ expect_error "bad --image" "--image must be HxWxC" "$EMBER" bench infer --image 
 expect_error "kernel too big" "does not fit" "$EMBER" bench train --image 4x4x3 --conv 4:5:1 --steps 1
 expect_error "bad head" "--head must be softargmax or pool" "$EMBER" bench infer --image 12x12x3 --head max --reps 1
 expect_error "ardfo images" "image models are dfo" "$EMBER" bench infer --image 12x12x3 --method ardfo --reps 1
+expect_error "negative rate" "--rate must be" "$EMBER" bench infer --rate -5 --reps 1

@@ -80,9 +80,10 @@ class CliRemote(it.EmberTest):
     def test_bench_serve_open_loop(self):
         """`ember bench serve --rate`: every scheduled arrival of the window is sent and answered
         (a fixed rate gives exactly rate x duration arrivals), the server counts every arrival
-        of warm-up and window, and each line says how late the sends were."""
+        of warm-up and window, and each line says how late the sends were and, with --local, the
+        library's own p50 back to back and its p50 and p99 in an open loop at the same rate."""
         out = self.remote("bench", "serve", "--model", "jump", "--rate", "200,50", "--duration", "1",
-                          "--warmup", "0.5", "--samples", 16, "--iters", 1, "--threads", 1)
+                          "--warmup", "0.5", "--samples", 16, "--iters", 1, "--threads", 1, "--local", self.jump)
         lines = [dict(kv.split("=", 1) for kv in l.split()[1:]) for l in out.splitlines() if l.startswith("serve ")]
         self.assertEqual([l["rate"] for l in lines], ["200", "50"], out)
         for l in lines:
@@ -93,6 +94,10 @@ class CliRemote(it.EmberTest):
             lag, lag_max = float(l["send_lag_mean_ms"]), float(l["send_lag_max_ms"])
             self.assertGreaterEqual(lag, 0.0)
             self.assertGreaterEqual(lag_max, lag)
+            lib, open50, open99 = (float(l[k]) for k in ("library_p50_ms", "library_open_p50_ms", "library_open_p99_ms"))
+            self.assertGreater(lib, 0.0, out)
+            self.assertGreater(open50, 0.0, out)
+            self.assertGreaterEqual(open99, open50, out)
         info = self.remote("info", "--model", "jump")
         served = int(next(l for l in info.splitlines() if l.startswith("requests")).split()[1])
         self.assertLessEqual(abs(served - (300 + 75)), 4, info)  # 1.5 s at 200/s and at 50/s
