@@ -18,7 +18,10 @@ Everything on this machine, in this order, one measurement at a time:
      PredictRequest built here), checked against emberd's own count of OK answers;
   6. open loop at half of the closed-loop capacity measured in step 4 (`--rate`), both sizes,
      with the bucket bound emberd's own p99 lies under (ember_request_seconds, from its gRPC
-     thread's arrival to the answer handed back): what the server did, without the client's share.
+     thread's arrival to the answer handed back): what the server did, without the client's share;
+     and the library alone at the same rate, measured by `--local` just before each (its p50
+     and p99 in an open loop of its own, in the load generator's process, emberd idle): the
+     tail this machine gives a query with no server at all.
 Prints a markdown table (and writes it to --out). Needs `deploy/install-deps.sh --bench` for
 h2load and python3-grpc-tools (the request body is encoded with stubs generated here).
 """
@@ -222,7 +225,7 @@ def main():
         for samples in (64, 1024):
             rate = max(1, int(capacity[samples] / 2))
             m0 = metrics(mport)
-            r = bench_serve(args.ember, port, args, ["--rate", str(rate), "--samples", str(samples)])[0]
+            r = bench_serve(args.ember, port, args, ["--rate", str(rate), "--samples", str(samples), "--local", model])[0]
             sp99 = server_p99_ms(m0, metrics(mport))
             # how late the generator's own sends were (latency counts from the schedule), and what
             # emberd itself saw (arrival at its gRPC thread to the answer handed back; warm-up included)
@@ -231,6 +234,9 @@ def main():
             if sp99 is not None:
                 lag += (f"; emberd's own p99 <= {sp99:g} ms" if sp99 != float("inf")
                         else "; emberd's own p99 above 10 s")
+            if "library_open_p99_ms" in r:  # the library alone at the same rate, just before
+                lag += (f"; the library alone at this rate: p50 {r['library_open_p50_ms']} ms, "
+                        f"p99 {r['library_open_p99_ms']} ms")
             lines.append(f"| open loop, {rate}/s (half capacity{lag}) | {samples} x 3 | ember bench serve | "
                          f"{float(r['queries_per_s']):,.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms | | | {r['roofline']} | "
                          f"{float(r['avg_batch_rows']):.1f} |")
