@@ -2,6 +2,8 @@
 #ifndef EMBER_CLI_H
 #define EMBER_CLI_H
 
+#include <time.h>
+
 #include "ember/base.h"
 
 int cmd_train(int argc, char **argv);
@@ -38,6 +40,8 @@ double cli_sgemm_peak(ember_pool *pool, int threads);
 /* qsort comparator for doubles, and the q-quantile (0..1) of n sorted values (nearest rank). */
 int cli_cmp_double(const void *a, const void *b);
 double cli_percentile(const double *sorted, int n, double q);
+/* t seconds on ember_now's clock (CLOCK_MONOTONIC) as a timespec, for absolute waits. */
+struct timespec cli_timespec_at(double t);
 /* Open loop: sleeps until `at` (ember_now's clock), the time a call is due, from which its
  * latency counts (so a call that starts late because the one before ran long counts its wait
  * too); returns at once when that has passed. */

@@ -106,13 +106,18 @@ double cli_percentile(const double *sorted, int n, double q) {
   return sorted[i < 0 ? 0 : (i >= n ? n - 1 : i)];
 }
 
-void cli_sleep_until(double at) {
-  static int slack_set;
-  if (!slack_set) slack_set = prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL) == 0; /* wake on time, not 50 us late */
+struct timespec cli_timespec_at(double t) {
   struct timespec ts;
-  ts.tv_sec = (time_t)at;
-  ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
+  ts.tv_sec = (time_t)t;
+  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
   if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
+  return ts;
+}
+
+void cli_sleep_until(double at) {
+  static _Thread_local int slack_set; /* the timer slack is the calling thread's */
+  if (!slack_set) slack_set = prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL) == 0; /* wake on time, not 50 us late */
+  const struct timespec ts = cli_timespec_at(at);
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
 }
 

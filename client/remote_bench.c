@@ -50,7 +50,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 
 #include <grpc/byte_buffer.h>
@@ -210,26 +209,16 @@ static double next_gap(bench_run *b) {
   return -log(ember_rng_uniform_pos(&b->rng)) / b->rate;
 }
 
-static struct timespec timespec_at(double t) {
-  struct timespec ts;
-  ts.tv_sec = (time_t)t;
-  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-  if (ts.tv_nsec >= 1000000000L) ts.tv_nsec = 999999999L;
-  return ts;
-}
-
 /* Open loop: the sender thread. Sleeps to each arrival's time and sends it on a free stream;
  * an arrival that finds none waits (under `freed`) until one returns or its deadline passes. */
 static void *open_sender(void *arg) {
   bench_run *b = arg;
-  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); /* 1 ns: wake on time, not up to 50 us late */
   pthread_mutex_lock(&b->mu);
   while (b->next_arrival < b->t_end) {
     double origin = b->next_arrival, now = ember_now();
     if (origin > now) {
       pthread_mutex_unlock(&b->mu);
-      struct timespec at = timespec_at(origin);
-      while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR) {}
+      cli_sleep_until(origin);
       pthread_mutex_lock(&b->mu);
       continue;
     }
@@ -242,7 +231,7 @@ static void *open_sender(void *arg) {
         record_error(b, GRPC_STATUS_DEADLINE_EXCEEDED);
       }
     } else if (b->nfree == 0) {
-      struct timespec until = timespec_at(expires);
+      struct timespec until = cli_timespec_at(expires);
       pthread_cond_timedwait(&b->freed, &b->mu, &until);
       continue;
     } else {
