@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 
 #include <grpc/grpc_security.h>
@@ -62,9 +64,18 @@ static void cq_main(void *arg) {
       s->events = grown;
       s->capevents = cap;
     }
+    const int was_empty = s->nevents == 0;
     s->events[s->nevents++] = (cq_event){ev.tag, ev.success, srv_now_ns()};
     uv_mutex_unlock(&s->evmu);
-    uv_async_send(&s->wake);
+    /* Only the first event of a batch wakes the loop, which reads the eventfd before it takes
+     * the array. A plain eventfd rather than uv_async_send: libuv 1.44's loop spins and then
+     * calls sched_yield while a sender is between its write and its flag, and that sender (this
+     * thread, preempted by the very loop it woke) then holds the loop up for as long as the
+     * scheduler keeps it off its core (docs/performance.md, the open-loop tail). */
+    if (was_empty) {
+      const uint64_t one = 1;
+      while (write(s->wake_fd, &one, sizeof one) < 0 && errno == EINTR) {}
+    }
   }
 }
 
@@ -90,8 +101,8 @@ static void dispatch(server *s, void *tag, int ok) {
   }
 }
 
-static void on_wake(uv_async_t *a) {
-  server *s = a->data;
+/* Hands every queued cq event to its handler, on the loop. */
+static void drain_events(server *s) {
   for (;;) {
     uv_mutex_lock(&s->evmu);
     int n = s->nevents;
@@ -107,6 +118,21 @@ static void on_wake(uv_async_t *a) {
       dispatch(s, batch[i].tag, batch[i].ok);
     }
   }
+}
+
+static void on_wake(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
+  server *s = h->data;
+  uint64_t count;
+  while (read(s->wake_fd, &count, sizeof count) < 0 && errno == EINTR) {} /* EAGAIN: nothing to clear */
+  drain_events(s);
+}
+
+static void close_wake(server *s, uv_close_cb cb) {
+  uv_close((uv_handle_t *)&s->wake, cb);
+  close(s->wake_fd);
+  s->wake_fd = -1;
 }
 
 /* ---- shutdown ----------------------------------------------------------------------------- */
@@ -160,9 +186,9 @@ void server_maybe_finish(server *s) {
   s->grpc = NULL;
   grpc_completion_queue_shutdown(s->cq);
   uv_thread_join(&s->cq_thread);
-  on_wake(&s->wake); /* nothing should be left; drain anyway */
+  drain_events(s); /* nothing should be left; drain anyway */
   uv_timer_stop(&s->grace_timer);
-  uv_close((uv_handle_t *)&s->wake, close_cb);
+  close_wake(s, close_cb);
   uv_close((uv_handle_t *)&s->sigint, close_cb);
   uv_close((uv_handle_t *)&s->sigterm, close_cb);
   uv_close((uv_handle_t *)&s->drain_timer, close_cb);
@@ -220,7 +246,7 @@ static const struct {
 /* Undoes start-up before the gRPC server runs: closes the loop's handles, frees the models. */
 static int startup_failed(server *s) {
   batcher_close(s);
-  uv_close((uv_handle_t *)&s->wake, NULL);
+  close_wake(s, NULL);
   uv_close((uv_handle_t *)&s->drain_timer, NULL);
   uv_close((uv_handle_t *)&s->grace_timer, NULL);
   metrics_close(s);
@@ -280,8 +306,13 @@ int main(int argc, char **argv) {
   s->loop = uv_default_loop();
   s->shutdown_tag = TAG_SHUTDOWN;
   uv_mutex_init(&s->evmu);
-  uv_async_init(s->loop, &s->wake, on_wake);
+  s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s->wake_fd < 0 || uv_poll_init(s->loop, &s->wake, s->wake_fd) < 0) {
+    srv_log(LOG_ERROR, "could not create the loop's wake-up eventfd", "error=\"%s\"", strerror(errno));
+    return 1;
+  }
   s->wake.data = s;
+  uv_poll_start(&s->wake, UV_READABLE, on_wake);
   uv_timer_init(s->loop, &s->drain_timer);
   uv_timer_init(s->loop, &s->grace_timer);
   s->drain_timer.data = s->grace_timer.data = s;

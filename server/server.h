@@ -494,7 +494,8 @@ typedef struct server {
   void *methods[RPC_COUNT]; /* registered method handles */
   /* cq thread -> loop */
   uv_thread_t cq_thread;
-  uv_async_t wake;
+  uv_poll_t wake; /* the loop's side of wake_fd */
+  int wake_fd;    /* an eventfd the cq thread writes when it queues into an empty array */
   uv_mutex_t evmu;
   cq_event *events;
   int nevents, capevents;
