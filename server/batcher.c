@@ -13,9 +13,9 @@
  * about to sleep, the waiting queues are cut. Requests that arrive together share a batch and
  * an idle server adds no delay at all.
  *
- * A batch runs on libuv's threadpool (at most --workers at a time, so the pool never holds a
- * backlog: the backlog stays here, where it can still be batched and where deadlines are
- * checked). Each row keeps its request's seed and random stream (row_offset + i), so an
+ * A batch runs on one of --workers worker threads (worker_main; at most --workers at a time,
+ * so no job waits for a worker: the backlog stays here, where it can still be batched and
+ * where deadlines are checked). Each row keeps its request's seed and random stream (row_offset + i), so an
  * answer does not depend on what else shared the batch. A full queue answers
  * RESOURCE_EXHAUSTED at once.
  *
@@ -50,9 +50,12 @@
  * run the largest batch no malloc is left on the batch path. ember_batch_allocations_total
  * (metrics.c) counts the allocations that remain, so a test can see them stop.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include "server.h"
 
@@ -74,7 +77,7 @@ typedef struct bqueue {
 
 /* One batch on a worker; reused for later batches (s->free_jobs), with its arrays. */
 typedef struct batch_job {
-  uv_work_t work;
+  struct batch_job *next_work; /* s->work_head's list, then s->done_head's */
   server *s;
   batch_key key;
   srv_call **calls; /* (cap_calls) */
@@ -140,7 +143,81 @@ static void on_prepare(uv_prepare_t *h) {
   s->flush_at_prepare = 0;
 }
 
-void batcher_init(server *s) {
+static void work_cb(batch_job *j);
+static void after_work_cb(batch_job *j);
+
+/* A worker: takes cut jobs in order, computes them, and hands them back to the loop. Only the
+ * job that makes the done list non-empty writes the eventfd; the loop reads it before it
+ * takes the list. (Not uv_queue_work: libuv 1.44's loop spins and then calls sched_yield
+ * while the thread that completed work is between its eventfd write and its flag, and a worker
+ * preempted there by the loop it woke held the loop up: docs/performance.md.) */
+static void worker_main(void *arg) {
+  server *s = arg;
+  prctl(PR_SET_NAME, "emberd-work", 0, 0, 0); /* thread names: emberd.md */
+  uv_mutex_lock(&s->work_mu);
+  for (;;) {
+    while (!s->work_head && !s->workers_quit) uv_cond_wait(&s->work_cv, &s->work_mu);
+    if (!s->work_head) break; /* quit, and nothing left */
+    batch_job *j = s->work_head;
+    s->work_head = j->next_work;
+    if (!s->work_head) s->work_tail = NULL;
+    uv_mutex_unlock(&s->work_mu);
+    work_cb(j);
+    uv_mutex_lock(&s->work_mu);
+    const int was_empty = s->done_head == NULL;
+    j->next_work = s->done_head; /* the loop answers them all at once; order does not matter */
+    s->done_head = j;
+    if (was_empty) { /* outside the lock, which the loop it wakes takes at once */
+      uv_mutex_unlock(&s->work_mu);
+      const uint64_t one = 1;
+      while (write(s->done_fd, &one, sizeof one) < 0 && errno == EINTR) {}
+      uv_mutex_lock(&s->work_mu);
+    }
+  }
+  uv_mutex_unlock(&s->work_mu);
+}
+
+static void on_done(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
+  server *s = h->data;
+  uint64_t count;
+  while (read(s->done_fd, &count, sizeof count) < 0 && errno == EINTR) {} /* EAGAIN: nothing to clear */
+  uv_mutex_lock(&s->work_mu);
+  batch_job *j = s->done_head;
+  s->done_head = NULL;
+  uv_mutex_unlock(&s->work_mu);
+  while (j) {
+    batch_job *next = j->next_work;
+    after_work_cb(j);
+    j = next;
+  }
+}
+
+int batcher_init(server *s) {
+  uv_timer_init(s->loop, &s->batch_timer);
+  uv_timer_init(s->loop, &s->sweep_timer);
+  uv_prepare_init(s->loop, &s->batch_prepare);
+  s->batch_timer.data = s->batch_prepare.data = s->sweep_timer.data = s;
+  uv_mutex_init(&s->work_mu);
+  uv_cond_init(&s->work_cv);
+  s->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  s->workers = calloc((size_t)s->cfg.workers, sizeof *s->workers);
+  if (s->done_fd < 0 || !s->workers || uv_poll_init(s->loop, &s->done_poll, s->done_fd) < 0) {
+    srv_log(LOG_ERROR, "could not set up the inference workers", "error=\"%s\"", strerror(errno));
+    if (s->done_fd >= 0) close(s->done_fd);
+    s->done_fd = -1;
+    free(s->workers);
+    s->workers = NULL;
+    return -1;
+  }
+  s->done_poll.data = s;
+  uv_poll_start(&s->done_poll, UV_READABLE, on_done);
+  for (; s->nworkers < s->cfg.workers; s->nworkers++)
+    if (uv_thread_create(&s->workers[s->nworkers], worker_main, s) != 0) {
+      srv_log(LOG_ERROR, "could not start an inference worker", "started=%d of %d", s->nworkers, s->cfg.workers);
+      return -1; /* batcher_close stops the ones that started */
+    }
   if (s->cfg.split_batches && s->cfg.workers > 1) {
     ember_err err = {0};
     if (ember_pool_create(&s->wide_pool, s->cfg.workers, &err) < 0 ||
@@ -150,16 +227,28 @@ void batcher_init(server *s) {
       s->wide_pool = NULL;
     }
   }
-  uv_timer_init(s->loop, &s->batch_timer);
-  uv_timer_init(s->loop, &s->sweep_timer);
-  uv_prepare_init(s->loop, &s->batch_prepare);
-  s->batch_timer.data = s->batch_prepare.data = s->sweep_timer.data = s;
+  return 0;
 }
 
 static void timer_closed(uv_handle_t *h) { (void)h; }
 
 /* Called once nothing runs: every job is on the free list. */
 void batcher_close(server *s) {
+  uv_mutex_lock(&s->work_mu);
+  s->workers_quit = 1;
+  uv_cond_broadcast(&s->work_cv);
+  uv_mutex_unlock(&s->work_mu);
+  for (int i = 0; i < s->nworkers; i++) uv_thread_join(&s->workers[i]);
+  uv_mutex_destroy(&s->work_mu);
+  uv_cond_destroy(&s->work_cv);
+  free(s->workers);
+  s->workers = NULL;
+  s->nworkers = 0;
+  if (s->done_fd >= 0) {
+    uv_close((uv_handle_t *)&s->done_poll, timer_closed);
+    close(s->done_fd);
+    s->done_fd = -1;
+  }
   uv_close((uv_handle_t *)&s->batch_timer, timer_closed);
   uv_close((uv_handle_t *)&s->batch_prepare, timer_closed);
   uv_close((uv_handle_t *)&s->sweep_timer, timer_closed);
@@ -274,10 +363,7 @@ static int encoder_ws(batch_job *j, const ember_model *m) {
   return 0;
 }
 
-static void work_cb(uv_work_t *w) {
-  batch_job *j = w->data;
-  static _Thread_local int named;
-  if (!named) named = prctl(PR_SET_NAME, "emberd-work", 0, 0, 0) == 0; /* a libuv worker */
+static void work_cb(batch_job *j) {
   const ember_model *m = &j->key.v->model;
   const int dx = m->x_dim;
   j->rc = 0;
@@ -320,8 +406,7 @@ static void work_cb(uv_work_t *w) {
 
 /* ---- back on the loop ------------------------------------------------------------------- */
 
-static void after_work_cb(uv_work_t *w, int status) {
-  batch_job *j = w->data;
+static void after_work_cb(batch_job *j) {
   server *s = j->s;
   model_version *v = j->key.v;
   model_stats *st = &v->entry->stats;
@@ -333,7 +418,7 @@ static void after_work_cb(uv_work_t *w, int status) {
   batch_job **pp = &s->running_jobs;
   while (*pp && *pp != j) pp = &(*pp)->next_running;
   if (*pp) *pp = j->next_running;
-  if (status == 0 && j->rc == 0) {
+  if (j->rc == 0) {
     st->batches++;
     st->batched_requests += (uint64_t)j->ncalls;
     st->batched_rows += (uint64_t)j->rows;
@@ -347,8 +432,8 @@ static void after_work_cb(uv_work_t *w, int status) {
       fail_gone(c, "during compute");
     } else if (j->rc == EMBER_ECANCELED) {
       srv_call_fail(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
-    } else if (status != 0 || j->rc != 0) {
-      srv_call_fail(c, GRPC_STATUS_INTERNAL, "inference failed: %s", status ? "cancelled" : j->err.msg);
+    } else if (j->rc != 0) {
+      srv_call_fail(c, GRPC_STATUS_INTERNAL, "inference failed: %s", j->err.msg);
     } else {
       st->queue_ms_sum += (double)(j->start_ns - c->arrived_ns) / 1e6;
       metrics_queued(st, (double)(j->start_ns - c->arrived_ns) / 1e9);
@@ -506,13 +591,18 @@ static void cut(server *s, bqueue *q, int wide) {
     j->inf = v->nidle > 0 ? v->idle[--v->nidle] : NULL;
   }
   j->allocs = 0;
-  /* the worker sees this store: uv_queue_work hands the job over under the threadpool's lock */
+  /* the worker sees this store: the job is handed over under work_mu */
   atomic_store_explicit(&j->cancel, 0, memory_order_relaxed);
-  j->work.data = j;
   j->next_running = s->running_jobs;
   s->running_jobs = j;
   s->running_batches++;
-  uv_queue_work(s->loop, &j->work, work_cb, after_work_cb);
+  j->next_work = NULL;
+  uv_mutex_lock(&s->work_mu);
+  if (s->work_tail) s->work_tail->next_work = j;
+  else s->work_head = j;
+  s->work_tail = j;
+  uv_cond_signal(&s->work_cv);
+  uv_mutex_unlock(&s->work_mu);
   if (!uv_is_active((uv_handle_t *)&s->sweep_timer)) uv_timer_start(&s->sweep_timer, on_sweep, 50, 50);
 }
 

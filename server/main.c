@@ -298,7 +298,7 @@ int main(int argc, char **argv) {
    * than the signal killing the server */
   signal(SIGXFSZ, SIG_IGN);
   char threads[16];
-  snprintf(threads, sizeof threads, "%d", s->cfg.workers + 1); /* + 1 for model loading */
+  snprintf(threads, sizeof threads, "%d", 1); /* libuv's threadpool only loads models, one scan at a time */
   setenv("UV_THREADPOOL_SIZE", threads, 1);
   ember_blas_single_thread();
 
@@ -319,7 +319,7 @@ int main(int argc, char **argv) {
 
   /* The first repository scan runs before the server exists, so a bad --models/--model ends
    * start-up without a gRPC server to tear down. */
-  batcher_init(s);
+  if (batcher_init(s) < 0) return startup_failed(s);
   train_init(s); /* before the first scan: a killed emberd's publication files go first */
   if (registry_start(s) < 0) return startup_failed(s);
   if (metrics_start(s) < 0) { /* before gRPC: a taken port ends start-up */

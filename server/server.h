@@ -2,8 +2,9 @@
  *
  * Threads: one thread blocks in grpc_completion_queue_next and forwards every event to the
  * libuv loop (main.c: cq_main). The loop thread owns everything below (calls, queues, the model registry,
- * counters) and needs no locks; inference and model loading run on libuv's threadpool
- * (batcher.c, registry.c) and hand their results back to the loop in after_work callbacks.
+ * counters) and needs no locks; inference runs on the batcher's worker threads (batcher.c)
+ * and model loading on libuv's threadpool (registry.c), and both hand their results back to
+ * the loop.
  *
  * Every completion-queue tag is a pointer to a struct whose first field is a srv_tag_kind.
  */
@@ -316,7 +317,7 @@ void batcher_cancel_running(struct server *s);
  * wanted. The deadline sweep runs it every 50 ms. */
 void batcher_drop_gone(struct server *s);
 int batcher_idle(struct server *s); /* nothing queued or running */
-void batcher_init(struct server *s);
+int batcher_init(struct server *s); /* 0, or -1 when its threads could not start (logged) */
 void batcher_close(struct server *s);
 
 /* ---- RPC handlers ------------------------------------------------------------------------ */
@@ -526,6 +527,17 @@ typedef struct server {
   uv_timer_t sweep_timer;     /* deadline sweep over queued calls and running batches */
   struct batch_job *running_jobs;
   struct batch_job *free_jobs; /* finished jobs kept with their arrays for the next batches */
+  /* The inference workers (--workers threads, batcher.c): jobs go to them through work_mu,
+   * and come back through a list the loop takes when done_fd (an eventfd) wakes it. */
+  uv_thread_t *workers;
+  int nworkers;
+  uv_mutex_t work_mu;
+  uv_cond_t work_cv;
+  struct batch_job *work_head, *work_tail; /* cut, waiting for a worker (under work_mu) */
+  struct batch_job *done_head;             /* computed, waiting for the loop (under work_mu) */
+  int workers_quit;                        /* under work_mu */
+  int done_fd;
+  uv_poll_t done_poll;
   uint64_t batch_allocs;       /* allocations made for batches (ember_batch_allocations_total) */
   int flush_at_prepare;
   uint64_t event_cq_ns; /* the completion-queue thread's time of the event being dispatched */
