@@ -169,8 +169,7 @@ static void worker_main(void *arg) {
     s->done_head = j;
     if (was_empty) { /* outside the lock, which the loop it wakes takes at once */
       uv_mutex_unlock(&s->work_mu);
-      const uint64_t one = 1;
-      while (write(s->done_fd, &one, sizeof one) < 0 && errno == EINTR) {}
+      srv_wake_post(s->done_fd);
       uv_mutex_lock(&s->work_mu);
     }
   }
@@ -181,8 +180,7 @@ static void on_done(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
   server *s = h->data;
-  uint64_t count;
-  while (read(s->done_fd, &count, sizeof count) < 0 && errno == EINTR) {} /* EAGAIN: nothing to clear */
+  srv_wake_clear(s->done_fd);
   uv_mutex_lock(&s->work_mu);
   batch_job *j = s->done_head;
   s->done_head = NULL;

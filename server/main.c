@@ -71,11 +71,9 @@ static void cq_main(void *arg) {
      * the array. A plain eventfd rather than uv_async_send: libuv 1.44's loop spins and then
      * calls sched_yield while a sender is between its write and its flag, and that sender (this
      * thread, preempted by the very loop it woke) then holds the loop up for as long as the
-     * scheduler keeps it off its core (docs/performance.md, the open-loop tail). */
-    if (was_empty) {
-      const uint64_t one = 1;
-      while (write(s->wake_fd, &one, sizeof one) < 0 && errno == EINTR) {}
-    }
+     * scheduler keeps it off its core (docs/notes.md, Serving; measured in docs/performance.md,
+     * "The loop's own yields"). */
+    if (was_empty) srv_wake_post(s->wake_fd);
   }
 }
 
@@ -120,12 +118,21 @@ static void drain_events(server *s) {
   }
 }
 
+void srv_wake_post(int fd) {
+  const uint64_t one = 1;
+  while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {}
+}
+
+void srv_wake_clear(int fd) {
+  uint64_t count;
+  while (read(fd, &count, sizeof count) < 0 && errno == EINTR) {} /* EAGAIN: nothing to clear */
+}
+
 static void on_wake(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
   server *s = h->data;
-  uint64_t count;
-  while (read(s->wake_fd, &count, sizeof count) < 0 && errno == EINTR) {} /* EAGAIN: nothing to clear */
+  srv_wake_clear(s->wake_fd);
   drain_events(s);
 }
 
