@@ -146,6 +146,18 @@ static void on_prepare(uv_prepare_t *h) {
 static void work_cb(batch_job *j);
 static void after_work_cb(batch_job *j);
 
+/* (here rather than in main.c, whose cq thread uses them too, so that the fuzz harnesses,
+ * which link the server without main.c, have them) */
+void srv_wake_post(int fd) {
+  const uint64_t one = 1;
+  while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {}
+}
+
+void srv_wake_clear(int fd) {
+  uint64_t count;
+  while (read(fd, &count, sizeof count) < 0 && errno == EINTR) {} /* EAGAIN: nothing to clear */
+}
+
 /* A worker: takes cut jobs in order, computes them, and hands them back to the loop. Only the
  * job that makes the done list non-empty writes the eventfd; the loop reads it before it
  * takes the list. (Not uv_queue_work: libuv 1.44's loop spins and then calls sched_yield

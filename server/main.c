@@ -118,16 +118,6 @@ static void drain_events(server *s) {
   }
 }
 
-void srv_wake_post(int fd) {
-  const uint64_t one = 1;
-  while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {}
-}
-
-void srv_wake_clear(int fd) {
-  uint64_t count;
-  while (read(fd, &count, sizeof count) < 0 && errno == EINTR) {} /* EAGAIN: nothing to clear */
-}
-
 static void on_wake(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;

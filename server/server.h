@@ -320,7 +320,7 @@ int batcher_idle(struct server *s); /* nothing queued or running */
 int batcher_init(struct server *s); /* 0, or -1 when its threads could not start (logged) */
 /* Another thread wakes the loop through an eventfd the loop polls (main.c says why not
  * uv_async_send): srv_wake_post from that thread, srv_wake_clear on the loop before it takes
- * the work. */
+ * the work (batcher.c). */
 void srv_wake_post(int fd);
 void srv_wake_clear(int fd);
 void batcher_close(struct server *s);
