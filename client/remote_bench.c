@@ -204,10 +204,12 @@ static void send_predict(bench_run *b, bench_call *bc, double origin) {
   if (++b->inflight > b->max_inflight) b->max_inflight = b->inflight;
 }
 
-static double next_gap(bench_run *b) {
-  if (!b->poisson) return 1.0 / b->rate;
-  return -log(ember_rng_uniform_pos(&b->rng)) / b->rate;
+/* Seconds to the next open-loop arrival: fixed intervals, or Poisson's exponential gaps. */
+static double arrival_gap(ember_rng *rng, int poisson, double rate) {
+  return (poisson ? -log(ember_rng_uniform_pos(rng)) : 1.0) / rate;
 }
+
+static double next_gap(bench_run *b) { return arrival_gap(&b->rng, b->poisson, b->rate); }
 
 /* Open loop: the sender thread. Sleeps to each arrival's time and sends it on a free stream;
  * an arrival that finds none waits (under `freed`) until one returns or its deadline passes. */
@@ -449,7 +451,7 @@ static int library_figures(const ember_model *m, ember_pool *pool, const serve_o
   for (long r = -10; r < n; r++) { /* 10 untimed calls first */
     double t0 = ember_now();
     if (rate > 0 && r >= 0) {
-      due = r == 0 ? t0 : due + (o->poisson ? -log(ember_rng_uniform_pos(&arrivals)) : 1.0) / rate;
+      due = r == 0 ? t0 : due + arrival_gap(&arrivals, o->poisson, rate);
       cli_sleep_until(t0 = due);
     }
     if (ember_infer_predict(inf, x, o->rows, &io, o->seed + (uint64_t)(r + 10), 0, y, e, &err) < 0) goto done;

@@ -15,8 +15,8 @@
  *
  * A batch runs on one of --workers worker threads (worker_main; at most --workers at a time,
  * so no job waits for a worker: the backlog stays here, where it can still be batched and
- * where deadlines are checked). Each row keeps its request's seed and random stream (row_offset + i), so an
- * answer does not depend on what else shared the batch. A full queue answers
+ * where deadlines are checked). Each row keeps its request's seed and random stream
+ * (row_offset + i), so an answer does not depend on what else shared the batch. A full queue answers
  * RESOURCE_EXHAUSTED at once.
  *
  * Idle cores join the work (--split-batches, on by default): a batch cut while no other batch
@@ -50,12 +50,9 @@
  * run the largest batch no malloc is left on the batch path. ember_batch_allocations_total
  * (metrics.c) counts the allocations that remain, so a test can see them stop.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/prctl.h>
-#include <unistd.h>
 
 #include "server.h"
 
@@ -77,7 +74,8 @@ typedef struct bqueue {
 
 /* One batch on a worker; reused for later batches (s->free_jobs), with its arrays. */
 typedef struct batch_job {
-  struct batch_job *next_work; /* s->work_head's list, then s->done_head's */
+  srv_tag_kind kind;           /* TAG_BATCH_DONE, its event back on the loop: must stay first */
+  struct batch_job *next_work; /* s->work_head's list */
   server *s;
   batch_key key;
   srv_call **calls; /* (cap_calls) */
@@ -146,23 +144,11 @@ static void on_prepare(uv_prepare_t *h) {
 static void work_cb(batch_job *j);
 static void after_work_cb(batch_job *j);
 
-/* (here rather than in main.c, whose cq thread uses them too, so that the fuzz harnesses,
- * which link the server without main.c, have them) */
-void srv_wake_post(int fd) {
-  const uint64_t one = 1;
-  while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {}
-}
-
-void srv_wake_clear(int fd) {
-  uint64_t count;
-  while (read(fd, &count, sizeof count) < 0 && errno == EINTR) {} /* EAGAIN: nothing to clear */
-}
-
-/* A worker: takes cut jobs in order, computes them, and hands them back to the loop. Only the
- * job that makes the done list non-empty writes the eventfd; the loop reads it before it
- * takes the list. (Not uv_queue_work: libuv 1.44's loop spins and then calls sched_yield
- * while the thread that completed work is between its eventfd write and its flag, and a worker
- * preempted there by the loop it woke held the loop up: docs/performance.md.) */
+/* A worker: takes cut jobs in order, computes them, and posts each back to the loop's inbox
+ * (srv_loop_post), whose events the loop handles in order. (Not uv_queue_work: libuv 1.44's
+ * loop spins and then calls sched_yield while the thread that completed work is between its
+ * eventfd write and its flag, and a worker preempted there by the loop it woke held the loop
+ * up: docs/performance.md.) */
 static void worker_main(void *arg) {
   server *s = arg;
   prctl(PR_SET_NAME, "emberd-work", 0, 0, 0); /* thread names: emberd.md */
@@ -175,34 +161,13 @@ static void worker_main(void *arg) {
     if (!s->work_head) s->work_tail = NULL;
     uv_mutex_unlock(&s->work_mu);
     work_cb(j);
+    srv_loop_post(s, j, 1);
     uv_mutex_lock(&s->work_mu);
-    const int was_empty = s->done_head == NULL;
-    j->next_work = s->done_head; /* the loop answers them all at once; order does not matter */
-    s->done_head = j;
-    if (was_empty) { /* outside the lock, which the loop it wakes takes at once */
-      uv_mutex_unlock(&s->work_mu);
-      srv_wake_post(s->done_fd);
-      uv_mutex_lock(&s->work_mu);
-    }
   }
   uv_mutex_unlock(&s->work_mu);
 }
 
-static void on_done(uv_poll_t *h, int status, int events) {
-  (void)status;
-  (void)events;
-  server *s = h->data;
-  srv_wake_clear(s->done_fd);
-  uv_mutex_lock(&s->work_mu);
-  batch_job *j = s->done_head;
-  s->done_head = NULL;
-  uv_mutex_unlock(&s->work_mu);
-  while (j) {
-    batch_job *next = j->next_work;
-    after_work_cb(j);
-    j = next;
-  }
-}
+void batcher_done(void *tag) { after_work_cb(tag); }
 
 int batcher_init(server *s) {
   uv_timer_init(s->loop, &s->batch_timer);
@@ -211,18 +176,10 @@ int batcher_init(server *s) {
   s->batch_timer.data = s->batch_prepare.data = s->sweep_timer.data = s;
   uv_mutex_init(&s->work_mu);
   uv_cond_init(&s->work_cv);
-  s->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  s->workers = calloc((size_t)s->cfg.workers, sizeof *s->workers);
-  if (s->done_fd < 0 || !s->workers || uv_poll_init(s->loop, &s->done_poll, s->done_fd) < 0) {
-    srv_log(LOG_ERROR, "could not set up the inference workers", "error=\"%s\"", strerror(errno));
-    if (s->done_fd >= 0) close(s->done_fd);
-    s->done_fd = -1;
-    free(s->workers);
-    s->workers = NULL;
+  if (!(s->workers = calloc((size_t)s->cfg.workers, sizeof *s->workers))) {
+    srv_log(LOG_ERROR, "out of memory setting up the inference workers", "%s", "");
     return -1;
   }
-  s->done_poll.data = s;
-  uv_poll_start(&s->done_poll, UV_READABLE, on_done);
   for (; s->nworkers < s->cfg.workers; s->nworkers++)
     if (uv_thread_create(&s->workers[s->nworkers], worker_main, s) != 0) {
       srv_log(LOG_ERROR, "could not start an inference worker", "started=%d of %d", s->nworkers, s->cfg.workers);
@@ -254,11 +211,6 @@ void batcher_close(server *s) {
   free(s->workers);
   s->workers = NULL;
   s->nworkers = 0;
-  if (s->done_fd >= 0) {
-    uv_close((uv_handle_t *)&s->done_poll, timer_closed);
-    close(s->done_fd);
-    s->done_fd = -1;
-  }
   uv_close((uv_handle_t *)&s->batch_timer, timer_closed);
   uv_close((uv_handle_t *)&s->batch_prepare, timer_closed);
   uv_close((uv_handle_t *)&s->sweep_timer, timer_closed);
@@ -606,6 +558,7 @@ static void cut(server *s, bqueue *q, int wide) {
   j->next_running = s->running_jobs;
   s->running_jobs = j;
   s->running_batches++;
+  j->kind = TAG_BATCH_DONE;
   j->next_work = NULL;
   uv_mutex_lock(&s->work_mu);
   if (s->work_tail) s->work_tail->next_work = j;

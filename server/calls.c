@@ -13,10 +13,12 @@
  * computing answers nobody reads. Such a call has two tags out, and is freed when both are back
  * (CALL_CLOSING: the reply is back, the close notification not yet).
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/support/alloc.h>
@@ -60,6 +62,33 @@ void srv_call_request(server *s, srv_rpc rpc) {
     return;
   }
   s->calls_alive++;
+}
+
+/* The loop's inbox (server.h). Only the event that finds the array empty writes the eventfd;
+ * the loop reads it before it takes the array (main.c). A plain eventfd rather than
+ * uv_async_send: libuv 1.44's loop spins and then calls sched_yield while a sender is between
+ * its write and its flag, and that sender (often preempted by the very loop it woke) then held
+ * the loop up for as long as the scheduler kept it off its core (docs/notes.md, Serving;
+ * measured in docs/performance.md, "The loop's own yields"). */
+void srv_loop_post(server *s, void *tag, int ok) {
+  uv_mutex_lock(&s->evmu);
+  if (s->nevents == s->capevents) {
+    int cap = s->capevents ? 2 * s->capevents : 256;
+    cq_event *grown = realloc(s->events, (size_t)cap * sizeof *grown);
+    if (!grown) { /* cannot queue: the event would be lost, which must not happen */
+      srv_log(LOG_ERROR, "out of memory queueing an event for the loop", "%s", "");
+      abort();
+    }
+    s->events = grown;
+    s->capevents = cap;
+  }
+  const int was_empty = s->nevents == 0;
+  s->events[s->nevents++] = (cq_event){tag, ok, srv_now_ns()};
+  uv_mutex_unlock(&s->evmu);
+  if (was_empty) { /* outside the lock, which the loop it wakes takes at once */
+    const uint64_t one = 1;
+    while (write(s->wake_fd, &one, sizeof one) < 0 && errno == EINTR) {}
+  }
 }
 
 void srv_call_free(srv_call *c) {

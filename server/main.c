@@ -53,27 +53,7 @@ static void cq_main(void *arg) {
     grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
     if (ev.type != GRPC_OP_COMPLETE) continue;
-    uv_mutex_lock(&s->evmu);
-    if (s->nevents == s->capevents) {
-      int cap = s->capevents ? 2 * s->capevents : 256;
-      cq_event *grown = realloc(s->events, (size_t)cap * sizeof *grown);
-      if (!grown) { /* cannot queue: the event would be lost, which must not happen */
-        srv_log(LOG_ERROR, "out of memory in the completion-queue thread", "%s", "");
-        abort();
-      }
-      s->events = grown;
-      s->capevents = cap;
-    }
-    const int was_empty = s->nevents == 0;
-    s->events[s->nevents++] = (cq_event){ev.tag, ev.success, srv_now_ns()};
-    uv_mutex_unlock(&s->evmu);
-    /* Only the first event of a batch wakes the loop, which reads the eventfd before it takes
-     * the array. A plain eventfd rather than uv_async_send: libuv 1.44's loop spins and then
-     * calls sched_yield while a sender is between its write and its flag, and that sender (this
-     * thread, preempted by the very loop it woke) then holds the loop up for as long as the
-     * scheduler keeps it off its core (docs/notes.md, Serving; measured in docs/performance.md,
-     * "The loop's own yields"). */
-    if (was_empty) srv_wake_post(s->wake_fd);
+    srv_loop_post(s, ev.tag, ev.success);
   }
 }
 
@@ -90,6 +70,9 @@ static void dispatch(server *s, void *tag, int ok) {
     break;
   case TAG_CALL_CLOSED:
     srv_call_closed(tag, ok);
+    break;
+  case TAG_BATCH_DONE:
+    batcher_done(tag);
     break;
   case TAG_SHUTDOWN:
     s->shutdown_done = 1;
@@ -122,7 +105,8 @@ static void on_wake(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
   server *s = h->data;
-  srv_wake_clear(s->wake_fd);
+  uint64_t count;
+  while (read(s->wake_fd, &count, sizeof count) < 0 && errno == EINTR) {} /* EAGAIN: nothing to clear */
   drain_events(s);
 }
 
@@ -294,9 +278,7 @@ int main(int argc, char **argv) {
   /* past the file size limit a checkpoint write fails (EFBIG, reported like a full disk) rather
    * than the signal killing the server */
   signal(SIGXFSZ, SIG_IGN);
-  char threads[16];
-  snprintf(threads, sizeof threads, "%d", 1); /* libuv's threadpool only loads models, one scan at a time */
-  setenv("UV_THREADPOOL_SIZE", threads, 1);
+  setenv("UV_THREADPOOL_SIZE", "1", 1); /* libuv's threadpool only loads models, one scan at a time */
   ember_blas_single_thread();
 
   grpc_init();

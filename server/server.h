@@ -77,7 +77,8 @@ typedef enum {
   TAG_SHUTDOWN = 2, /* grpc_server_shutdown_and_notify finished */
   TAG_WATCH_CLOSED = 3, /* a health watch's RECV_CLOSE_ON_SERVER completed (health.c) */
   TAG_TRAIN_CLOSED = 4, /* a Train call's RECV_CLOSE_ON_SERVER completed (train.c) */
-  TAG_CALL_CLOSED = 5   /* a queued Predict/Sample's RECV_CLOSE_ON_SERVER completed (calls.c) */
+  TAG_CALL_CLOSED = 5,  /* a queued Predict/Sample's RECV_CLOSE_ON_SERVER completed (calls.c) */
+  TAG_BATCH_DONE = 6    /* a worker finished a batch (batcher.c; posted by srv_loop_post) */
 } srv_tag_kind;
 
 typedef enum {
@@ -318,12 +319,12 @@ void batcher_cancel_running(struct server *s);
 void batcher_drop_gone(struct server *s);
 int batcher_idle(struct server *s); /* nothing queued or running */
 int batcher_init(struct server *s); /* 0, or -1 when its threads could not start (logged) */
-/* Another thread wakes the loop through an eventfd the loop polls (main.c says why not
- * uv_async_send): srv_wake_post from that thread, srv_wake_clear on the loop before it takes
- * the work (batcher.c). */
-void srv_wake_post(int fd);
-void srv_wake_clear(int fd);
 void batcher_close(struct server *s);
+/* A TAG_BATCH_DONE event: the worker's batch is back on the loop (main.c's dispatch). */
+void batcher_done(void *tag);
+/* From any thread: queues (tag, ok) for the loop's dispatch and wakes the loop through
+ * wake_fd when the queue was empty (calls.c; main.c says why not uv_async_send). */
+void srv_loop_post(struct server *s, void *tag, int ok);
 
 /* ---- RPC handlers ------------------------------------------------------------------------ */
 
@@ -498,10 +499,11 @@ typedef struct server {
   grpc_server *grpc;
   grpc_completion_queue *cq;
   void *methods[RPC_COUNT]; /* registered method handles */
-  /* cq thread -> loop */
+  /* the loop's inbox: gRPC's completion-queue thread and the inference workers post (tag, ok)
+   * events (srv_loop_post), the loop takes them in order */
   uv_thread_t cq_thread;
   uv_poll_t wake; /* the loop's side of wake_fd */
-  int wake_fd;    /* an eventfd the cq thread writes when it queues into an empty array */
+  int wake_fd;    /* an eventfd written when an event goes into an empty array */
   uv_mutex_t evmu;
   cq_event *events;
   int nevents, capevents;
@@ -533,16 +535,13 @@ typedef struct server {
   struct batch_job *running_jobs;
   struct batch_job *free_jobs; /* finished jobs kept with their arrays for the next batches */
   /* The inference workers (--workers threads, batcher.c): jobs go to them through work_mu,
-   * and come back through a list the loop takes when done_fd (an eventfd) wakes it. */
+   * and come back through the loop's inbox (srv_loop_post). */
   uv_thread_t *workers;
   int nworkers;
   uv_mutex_t work_mu;
   uv_cond_t work_cv;
   struct batch_job *work_head, *work_tail; /* cut, waiting for a worker (under work_mu) */
-  struct batch_job *done_head;             /* computed, waiting for the loop (under work_mu) */
   int workers_quit;                        /* under work_mu */
-  int done_fd;
-  uv_poll_t done_poll;
   uint64_t batch_allocs;       /* allocations made for batches (ember_batch_allocations_total) */
   int flush_at_prepare;
   uint64_t event_cq_ns; /* the completion-queue thread's time of the event being dispatched */
