@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench/serve.py - emberd against the library, and against an independent load tool, in one run.
 
-    make build && /usr/bin/python3 bench/serve.py [--out FILE.md] [--duration S] [--split 0|1]
+    make build && /usr/bin/python3 bench/serve.py [--runs N] [--out FILE.md] [--duration S] [--split 0|1]
 
 Everything on this machine, in this order, one measurement at a time:
   1. a 256x2 ResNet energy model, x_dim 8, y_dim 2 (`ember train`, 5 steps on random data: the
@@ -14,15 +14,17 @@ Everything on this machine, in this order, one measurement at a time:
      from /metrics (ember_request_stage_seconds_total) over the same window;
   4. 64 streams, closed loop (`ember bench serve --streams 64`), both sizes;
   5. the same loads from h2load (nghttp2-client; 1 connection x 1 stream after step 3's rows,
-     its p50 and p99 from its per-request log, and 4 connections x 16 streams; POSTs of a framed
-     PredictRequest built here), checked against emberd's own count of OK answers;
+     and 4 connections x 16 streams after step 4's; POSTs of a framed PredictRequest built here;
+     p50 and p99 from its per-request log), checked against emberd's own count of OK answers;
   6. open loop at half of the closed-loop capacity measured in step 4 (`--rate`), both sizes,
      with the bucket bound emberd's own p99 lies under (ember_request_seconds, from its gRPC
      thread's arrival to the answer handed back): what the server did, without the client's share;
      and the library alone at the same rate, measured by `--local` just before each (its p50
      and p99 in an open loop of its own, in the load generator's process, emberd idle): the
      tail this machine gives a query with no server at all.
-Prints a markdown table (and writes it to --out). Needs `deploy/install-deps.sh --bench` for
+Steps 3-6 are one run; --runs N measures N runs one after another against the same emberd.
+Prints a markdown table per run, then the serving targets (TARGETS below) with each run's
+value and how many runs met each (and writes it all to --out). Needs `deploy/install-deps.sh --bench` for
 h2load and python3-grpc-tools (the request body is encoded with stubs generated here).
 """
 import argparse
@@ -133,15 +135,142 @@ def h2load(port, body, n, conns=4, streams=16, log=None):
     return r
 
 
+# The serving targets, each a ratio or figure of one run's own measurements: (key, what, bound,
+# "<=" or ">="). docs/performance.md reports them; `--runs N` counts the runs that meet each.
+TARGETS = [
+    ("p50_64", "1 stream, 64 x 3: p50 (ms)", 0.5, "<="),
+    ("ratio_1024", "1 stream, 1024 x 3: p50 / the library's p50", 1.1, "<="),
+    ("roof_64", "4 x 16 streams, 64 x 3: roofline (%)", 75, ">="),
+    ("roof_1024", "4 x 16 streams, 1024 x 3: roofline (%)", 85, ">="),
+    ("tail_1024", "64 streams closed loop, 1024 x 3: p99 / p50", 2.0, "<="),
+    ("open_64", "open loop at half capacity, 64 x 3: p99 / unloaded p50", 3.0, "<="),
+    ("open_1024", "open loop at half capacity, 1024 x 3: p99 / unloaded p50", 3.0, "<="),
+]
+
+
+def met(key, value):
+    """Whether value meets the target named key."""
+    _, _, bound, op = next(t for t in TARGETS if t[0] == key)
+    return value <= bound if op == "<=" else value >= bound
+
+
+def targets_table(runs):
+    """Markdown rows: each target, per tool, every run's value and how many runs met it. runs is a
+    list of {key: {tool: value}}."""
+    lines = ["| target | tool | bound | " + " | ".join(f"run {k + 1}" for k in range(len(runs))) + " | met |",
+             "|---|---|---|" + "---|" * (len(runs) + 1)]
+    for key, what, bound, op in TARGETS:
+        tools = sorted({tool for run in runs for tool in run.get(key, {})})
+        for tool in tools:
+            vals = [run.get(key, {}).get(tool) for run in runs]
+            cells = ["" if v is None else f"{v:.3g}" + ("" if met(key, v) else " (no)") for v in vals]
+            n = sum(1 for v in vals if v is not None and met(key, v))
+            lines.append(f"| {what} | {tool} | {op} {bound:g} | " + " | ".join(cells) +
+                         f" | {n} of {sum(1 for v in vals if v is not None)} |")
+    return lines
+
+
+def measure(args, work, port, mport, model, bodies, run):
+    """One run of every load (run: its number, for file names): the table's lines and
+    {target key: {tool: value}}."""
+    lines = []
+    got = {}
+    lines.append("| load | samples x iters | tool | queries/s | p50 | p99 | library p50 | server / library | roofline | avg batch |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    stage_rows = []
+    capacity = {}
+    unloaded = {}
+    for samples in (64, 1024):
+        m0 = metrics(mport)
+        r = bench_serve(args.ember, port, args, ["--streams", "1", "--samples", str(samples), "--local", model])[0]
+        m1 = metrics(mport)
+        if "calls" in m1:  # an emberd older than its stage metrics has none
+            calls = m1["calls"] - m0["calls"]
+            stage_rows.append((samples, calls, [(m1[s] - m0[s]) / calls * 1e6 for s in STAGES],
+                               float(r["p50_ms"]) * 1e3, float(r["library_p50_ms"]) * 1e3))
+        lines.append(f"| 1 stream | {samples} x 3 | ember bench serve | {float(r['queries_per_s']):,.0f} | "
+                     f"{r['p50_ms']} ms | {r['p99_ms']} ms | {r['library_p50_ms']} ms | {r['server_overhead']} | "
+                     f"{r['roofline']} | {float(r['avg_batch_rows']):.1f} |")
+        unloaded[samples] = float(r["p50_ms"])
+        lib = float(r["library_p50_ms"])
+        # the same load from an independent client, against the same library figure
+        n = max(100, int(float(r["queries_per_s"]) * args.duration))
+        m0 = metrics(mport)
+        h = h2load(port, bodies[samples], n, 1, 1, os.path.join(work, f"h2load-{samples}-1-{run}.log"))
+        ok = int(metrics(mport)["ok"] - m0["ok"])
+        if ok != h["succeeded"] or h["succeeded"] != n:
+            sys.exit(f"bench/serve.py: h2load says {h['succeeded']} of {n} succeeded, emberd answered {ok} OK")
+        lines.append(f"| 1 stream | {samples} x 3 | h2load | {h['req_s']:,.0f} | {h['p50_ms']:.3f} ms | "
+                     f"{h['p99_ms']:.3f} ms | {lib:.3f} ms | {h['p50_ms'] / lib:.2f}x | | |")
+        if samples == 64:
+            got["p50_64"] = {"ember bench serve": unloaded[64], "h2load": h["p50_ms"]}
+        else:
+            got["ratio_1024"] = {"ember bench serve": unloaded[1024] / lib, "h2load": h["p50_ms"] / lib}
+    for samples in (64, 1024):
+        r = bench_serve(args.ember, port, args, ["--streams", "64", "--samples", str(samples)])[0]
+        capacity[samples] = float(r["queries_per_s"])
+        flop = float(r["gflops"]) / float(r["queries_per_s"]) * 1e9
+        peak = float(r["sgemm_peak_gflops"])
+        lines.append(f"| 64 streams, closed loop | {samples} x 3 | ember bench serve | {capacity[samples]:,.0f} | "
+                     f"{r['p50_ms']} ms | {r['p99_ms']} ms | | | {r['roofline']} | {float(r['avg_batch_rows']):.1f} |")
+        n = max(64, int(capacity[samples] * args.duration))
+        m0 = metrics(mport)
+        h = h2load(port, bodies[samples], n, log=os.path.join(work, f"h2load-{samples}-64-{run}.log"))
+        m1 = metrics(mport)
+        ok = int(m1["ok"] - m0["ok"])
+        if ok != h["succeeded"] or h["succeeded"] != n:
+            sys.exit(f"bench/serve.py: h2load says {h['succeeded']} of {n} succeeded, emberd answered {ok} OK")
+        roof = 100 * h["req_s"] * flop / 1e9 / peak
+        lines.append(f"| 4 connections x 16 streams | {samples} x 3 | h2load | {h['req_s']:,.0f} | "
+                     f"{h['p50_ms']:.3f} ms | {h['p99_ms']:.3f} ms | | | {roof:.0f}% | |")
+        got[f"roof_{samples}"] = {"h2load": roof}
+        if samples == 1024:
+            got["tail_1024"] = {"ember bench serve": float(r["p99_ms"]) / float(r["p50_ms"]),
+                                "h2load": h["p99_ms"] / h["p50_ms"]}
+    for samples in (64, 1024):
+        rate = max(1, int(capacity[samples] / 2))
+        m0 = metrics(mport)
+        r = bench_serve(args.ember, port, args, ["--rate", str(rate), "--samples", str(samples), "--local", model])[0]
+        sp99 = server_p99_ms(m0, metrics(mport))
+        # how late the generator's own sends were (latency counts from the schedule), and what
+        # emberd itself saw (arrival at its gRPC thread to the answer handed back; warm-up included)
+        lag = (f"; sends late by {float(r['send_lag_mean_ms']):.2f} ms mean, "
+               f"{float(r['send_lag_max_ms']):.1f} max" if "send_lag_mean_ms" in r else "")
+        if sp99 is not None:
+            lag += (f"; emberd's own p99 <= {sp99:g} ms" if sp99 != float("inf")
+                    else "; emberd's own p99 above 10 s")
+        if "library_open_p99_ms" in r:  # the library alone at the same rate, just before
+            lag += (f"; the library alone at this rate: p50 {r['library_open_p50_ms']} ms, "
+                    f"p99 {r['library_open_p99_ms']} ms")
+        lines.append(f"| open loop, {rate}/s (half capacity{lag}) | {samples} x 3 | ember bench serve | "
+                     f"{float(r['queries_per_s']):,.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms | | | {r['roofline']} | "
+                     f"{float(r['avg_batch_rows']):.1f} |")
+        got[f"open_{samples}"] = {"ember bench serve": float(r["p99_ms"]) / unloaded[samples]}
+    if stage_rows:
+        lines.append("")
+        lines.append("Where one call's time goes, 1 stream (emberd's ember_request_stage_seconds_total over the "
+                     "window, per call, microseconds):")
+        lines.append("")
+        lines.append("| samples x iters | calls | " + " | ".join(STAGES) + " | server total | client p50 | library p50 |")
+        lines.append("|---|---|" + "---|" * (len(STAGES) + 3))
+        for samples, calls, st, p50, lib in stage_rows:
+            lines.append(f"| {samples} x 3 | {calls:.0f} | " + " | ".join(f"{v:.0f}" for v in st) +
+                         f" | {sum(st):.0f} | {p50:.0f} | {lib:.0f} |")
+    return lines, got
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ember", default=os.path.join(ROOT, "build/release/ember"))
     ap.add_argument("--emberd", default=os.path.join(ROOT, "build/release/emberd"))
     ap.add_argument("--duration", type=float, default=5.0, help="timed seconds per configuration")
+    ap.add_argument("--runs", type=int, default=1, help="measure everything this many times, one run after another")
     ap.add_argument("--split", type=int, help="emberd --split-batches (default: emberd's own default)")
-    ap.add_argument("--out", help="also write the table here")
+    ap.add_argument("--out", help="also write the tables here")
     ap.add_argument("--note", default="", help="how busy the machine was, said under the table")
     args = ap.parse_args()
+    if args.runs < 1:
+        sys.exit("bench/serve.py: --runs must be >= 1")
     for tool in (args.ember, args.emberd):
         if not os.access(tool, os.X_OK):
             sys.exit(f"bench/serve.py: {tool} not found; run make build first")
@@ -166,6 +295,7 @@ def main():
                             "--metrics-listen", f"127.0.0.1:{mport}", "--log-level", "warn"] +
                            (["--split-batches", str(args.split)] if args.split is not None else []), stderr=log)
     lines = []
+    runs = []
     try:
         for _ in range(100):
             try:
@@ -178,81 +308,20 @@ def main():
         split = f"--split-batches {args.split}" if args.split is not None else "its defaults"
         lines.append(f"Machine: {cpu}, {os.cpu_count()} cores; {blas}; emberd ({args.emberd}) with {split}, "
                      f"workers = cores. {args.note}".rstrip())
-        lines.append("")
-        lines.append("| load | samples x iters | tool | queries/s | p50 | p99 | library p50 | server / library | roofline | avg batch |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|")
-        stage_rows = []
-        capacity = {}
         bodies = {samples: h2load_body(work, 8, samples, 3) for samples in (64, 1024)}
-        for samples in (64, 1024):
-            m0 = metrics(mport)
-            r = bench_serve(args.ember, port, args, ["--streams", "1", "--samples", str(samples), "--local", model])[0]
-            m1 = metrics(mport)
-            if "calls" in m1:  # an emberd older than its stage metrics has none
-                calls = m1["calls"] - m0["calls"]
-                stage_rows.append((samples, calls, [(m1[s] - m0[s]) / calls * 1e6 for s in STAGES],
-                                   float(r["p50_ms"]) * 1e3, float(r["library_p50_ms"]) * 1e3))
-            lines.append(f"| 1 stream | {samples} x 3 | ember bench serve | {float(r['queries_per_s']):,.0f} | "
-                         f"{r['p50_ms']} ms | {r['p99_ms']} ms | {r['library_p50_ms']} ms | {r['server_overhead']} | "
-                         f"{r['roofline']} | {float(r['avg_batch_rows']):.1f} |")
-            # the same load from an independent client, against the same library figure
-            n = max(100, int(float(r["queries_per_s"]) * args.duration))
-            m0 = metrics(mport)
-            h = h2load(port, bodies[samples], n, 1, 1, os.path.join(work, f"h2load-{samples}.log"))
-            ok = int(metrics(mport)["ok"] - m0["ok"])
-            if ok != h["succeeded"] or h["succeeded"] != n:
-                sys.exit(f"bench/serve.py: h2load says {h['succeeded']} of {n} succeeded, emberd answered {ok} OK")
-            lib = float(r["library_p50_ms"])
-            lines.append(f"| 1 stream | {samples} x 3 | h2load | {h['req_s']:,.0f} | {h['p50_ms']:.3f} ms | "
-                         f"{h['p99_ms']:.3f} ms | {lib:.3f} ms | {h['p50_ms'] / lib:.2f}x | | |")
-        for samples in (64, 1024):
-            r = bench_serve(args.ember, port, args, ["--streams", "64", "--samples", str(samples)])[0]
-            capacity[samples] = float(r["queries_per_s"])
-            flop = float(r["gflops"]) / float(r["queries_per_s"]) * 1e9
-            peak = float(r["sgemm_peak_gflops"])
-            lines.append(f"| 64 streams, closed loop | {samples} x 3 | ember bench serve | {capacity[samples]:,.0f} | "
-                         f"{r['p50_ms']} ms | {r['p99_ms']} ms | | | {r['roofline']} | {float(r['avg_batch_rows']):.1f} |")
-            n = max(64, int(capacity[samples] * args.duration))
-            m0 = metrics(mport)
-            h = h2load(port, bodies[samples], n)
-            m1 = metrics(mport)
-            ok = int(m1["ok"] - m0["ok"])
-            if ok != h["succeeded"] or h["succeeded"] != n:
-                sys.exit(f"bench/serve.py: h2load says {h['succeeded']} of {n} succeeded, emberd answered {ok} OK")
-            lines.append(f"| 4 connections x 16 streams | {samples} x 3 | h2load | {h['req_s']:,.0f} | "
-                         f"mean {h['mean_ms']:.3g} ms | max {h['max_ms']:.3g} ms | | | "
-                         f"{100 * h['req_s'] * flop / 1e9 / peak:.0f}% | |")
-        for samples in (64, 1024):
-            rate = max(1, int(capacity[samples] / 2))
-            m0 = metrics(mport)
-            r = bench_serve(args.ember, port, args, ["--rate", str(rate), "--samples", str(samples), "--local", model])[0]
-            sp99 = server_p99_ms(m0, metrics(mport))
-            # how late the generator's own sends were (latency counts from the schedule), and what
-            # emberd itself saw (arrival at its gRPC thread to the answer handed back; warm-up included)
-            lag = (f"; sends late by {float(r['send_lag_mean_ms']):.2f} ms mean, "
-                   f"{float(r['send_lag_max_ms']):.1f} max" if "send_lag_mean_ms" in r else "")
-            if sp99 is not None:
-                lag += (f"; emberd's own p99 <= {sp99:g} ms" if sp99 != float("inf")
-                        else "; emberd's own p99 above 10 s")
-            if "library_open_p99_ms" in r:  # the library alone at the same rate, just before
-                lag += (f"; the library alone at this rate: p50 {r['library_open_p50_ms']} ms, "
-                        f"p99 {r['library_open_p99_ms']} ms")
-            lines.append(f"| open loop, {rate}/s (half capacity{lag}) | {samples} x 3 | ember bench serve | "
-                         f"{float(r['queries_per_s']):,.0f} | {r['p50_ms']} ms | {r['p99_ms']} ms | | | {r['roofline']} | "
-                         f"{float(r['avg_batch_rows']):.1f} |")
-        if not stage_rows:
-            raise StopIteration
+        for k in range(args.runs):
+            lines.append("")
+            if args.runs > 1:
+                lines.append(f"Run {k + 1} of {args.runs}:")
+                lines.append("")
+            table, got = measure(args, work, port, mport, model, bodies, k)
+            lines += table
+            runs.append(got)
+            print(f"bench/serve.py: run {k + 1} of {args.runs} done", file=sys.stderr, flush=True)
         lines.append("")
-        lines.append("Where one call's time goes, 1 stream (emberd's ember_request_stage_seconds_total over the "
-                     "window, per call, microseconds):")
+        lines.append("Targets (each run's own figures; \"(no)\": not met):")
         lines.append("")
-        lines.append("| samples x iters | calls | " + " | ".join(STAGES) + " | server total | client p50 | library p50 |")
-        lines.append("|---|---|" + "---|" * (len(STAGES) + 3))
-        for samples, calls, st, p50, lib in stage_rows:
-            lines.append(f"| {samples} x 3 | {calls:.0f} | " + " | ".join(f"{v:.0f}" for v in st) +
-                         f" | {sum(st):.0f} | {p50:.0f} | {lib:.0f} |")
-    except StopIteration:
-        pass
+        lines += targets_table(runs)
     finally:
         srv.send_signal(signal.SIGTERM)
         srv.wait(timeout=30)
