@@ -163,7 +163,9 @@ def targets_table(runs):
         tools = sorted({tool for run in runs for tool in run.get(key, {})})
         for tool in tools:
             vals = [run.get(key, {}).get(tool) for run in runs]
-            cells = ["" if v is None else f"{v:.3g}" + ("" if met(key, v) else " (no)") for v in vals]
+            # enough digits that a value just past its bound does not print as the bound
+            cells = ["" if v is None else (f"{v:.1f}" if v >= 10 else f"{v:.3f}") + ("" if met(key, v) else " (no)")
+                     for v in vals]
             n = sum(1 for v in vals if v is not None and met(key, v))
             lines.append(f"| {what} | {tool} | {op} {bound:g} | " + " | ".join(cells) +
                          f" | {n} of {sum(1 for v in vals if v is not None)} |")
