@@ -12,6 +12,9 @@
  * SkylakeX family, unpadded) and with OPENBLAS_CORETYPE=Haswell, whose sgemm rounds by row
  * position.
  */
+#define _GNU_SOURCE /* sched_getcpu, CPU_SET, pthread_setaffinity_np: the pool's spread */
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -348,8 +351,84 @@ static void test_pool_run_any_takes_over(void **state) {
   ember_pool_destroy(pool);
 }
 
+/* The pool keeps its helpers off the calling thread's CPU, so that a helper polling there does
+ * not share that core with the caller for a whole job while another core idles: with the
+ * caller pinned to one allowed CPU and then to another, a helper's task never runs on the
+ * caller's CPU and the helper's own affinity is the allowed set less that CPU. A pool with more
+ * threads than allowed CPUs is left to the kernel (its helpers keep the whole set). On a
+ * machine that allows this process one CPU there is nothing to spread: the pool runs every
+ * task, and that is all that is checked. */
+struct pool_where {
+  atomic_int cpu;        /* where thread 1's task ran */
+  atomic_int allowed_n;  /* CPUs in thread 1's affinity */
+  atomic_int has_caller; /* whether thread 1's affinity has the caller's CPU */
+  int caller_cpu;
+  atomic_int ran;
+};
+
+static void where_task(void *ctx, int task, int thread) {
+  struct pool_where *w = ctx;
+  (void)task;
+  if (thread == 1) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    sched_getaffinity(0, sizeof set, &set);
+    atomic_store(&w->cpu, sched_getcpu());
+    atomic_store(&w->allowed_n, CPU_COUNT(&set));
+    atomic_store(&w->has_caller, CPU_ISSET(w->caller_cpu, &set) != 0);
+  }
+  atomic_fetch_add(&w->ran, 1);
+}
+
+static void test_pool_spread(void **state) {
+  (void)state;
+  cpu_set_t allowed, one;
+  assert_int_equal(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  const int n = CPU_COUNT(&allowed);
+  int cpus[2] = {-1, -1};
+  for (int c = 0, k = 0; c < CPU_SETSIZE && k < 2; c++)
+    if (CPU_ISSET(c, &allowed)) cpus[k++] = c;
+  ember_pool *pool;
+  if (n < 2) {
+    assert_int_equal(ember_pool_create(&pool, 2, NULL), 0);
+    struct pool_where w = {.caller_cpu = cpus[0]};
+    ember_pool_run(pool, 2, where_task, &w);
+    assert_int_equal(atomic_load(&w.ran), 2);
+    ember_pool_destroy(pool);
+    return;
+  }
+  assert_int_equal(ember_pool_create(&pool, 2, NULL), 0);
+  for (int round = 0; round < 4; round++) {
+    const int caller = cpus[round % 2];
+    CPU_ZERO(&one);
+    CPU_SET(caller, &one);
+    assert_int_equal(pthread_setaffinity_np(pthread_self(), sizeof one, &one), 0);
+    for (int job = 0; job < 20; job++) {
+      struct pool_where w = {.caller_cpu = caller};
+      atomic_store(&w.cpu, -1);
+      if (job % 2) ember_pool_run(pool, 2, where_task, &w); /* fixed split: task 1 on the helper */
+      else ember_pool_run_any(pool, 64, where_task, &w);    /* the helper may take none */
+      assert_int_equal(atomic_load(&w.ran), job % 2 ? 2 : 64);
+      if (atomic_load(&w.cpu) < 0) continue;
+      if (atomic_load(&w.cpu) == caller) fail_msg("round %d, job %d: the helper ran on the caller's CPU %d", round, job, caller);
+      assert_int_equal(atomic_load(&w.has_caller), 0);
+      assert_int_equal(atomic_load(&w.allowed_n), n - 1);
+    }
+  }
+  ember_pool_destroy(pool);
+  assert_int_equal(pthread_setaffinity_np(pthread_self(), sizeof allowed, &allowed), 0);
+  /* oversubscribed: the helpers keep every allowed CPU */
+  assert_int_equal(ember_pool_create(&pool, n + 1, NULL), 0);
+  struct pool_where w = {.caller_cpu = cpus[0]};
+  ember_pool_run(pool, n + 1, where_task, &w);
+  assert_int_equal(atomic_load(&w.ran), n + 1);
+  assert_int_equal(atomic_load(&w.allowed_n), n);
+  ember_pool_destroy(pool);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_pool_spread),
       cmocka_unit_test(test_pool_run_any_counts),
       cmocka_unit_test(test_pool_run_any_takes_over),
       cmocka_unit_test(test_row_quantum_and_block),

@@ -7,13 +7,13 @@
  * The pool is deliberately small: a fixed set of threads, one job at a time, tasks handed out
  * by a fixed rule (task t runs on thread t % threads) so that per-thread partial results are
  * combined in the same order on every run. The calling thread takes part as thread 0, so a
- * pool of 1 costs nothing. It is not a general scheduler; emberd has its own worker pool and
- * gives each worker a NULL (inline) pool.
+ * pool of 1 costs nothing. It is not a general scheduler; emberd has its own worker threads,
+ * which run a batch inline, or over a pool of their own when idle cores can join it.
  *
  * ember_fsync_dir_of is here, not in checkpoint.c, because emberd and the CLI make files
  * durable the same way (a rename or link, then the directory's fsync).
  */
-#define _XOPEN_SOURCE 700 /* realpath */
+#define _GNU_SOURCE /* realpath; sched_getcpu, CPU_SET, pthread_setaffinity_np (the pool's spread) */
 #include "ember/base.h"
 
 #include <errno.h>
@@ -164,6 +164,11 @@ struct ember_pool {
   int any;                         /* the job's tasks go to whichever thread claims them */
   atomic_uint_fast64_t claim;      /* any: (generation's low 32 bits << 32) | next task */
   atomic_int finished;             /* any: tasks done */
+#ifdef __linux__
+  cpu_set_t allowed; /* the CPUs the helpers may run on: the creator's, when the pool was made */
+  int spread;        /* the helpers fit beside the caller: no more threads than allowed CPUs */
+  int kept_off;      /* the CPU the helpers are kept off (pool_spread), or -1 */
+#endif
 };
 
 static uint64_t pool_now_ns(void) {
@@ -283,6 +288,12 @@ int ember_pool_create(ember_pool **out, int threads, ember_err *err) {
   if (!p) return ember_fail(err, EMBER_ENOMEM, "out of memory creating a thread pool");
   p->threads = threads;
   atomic_init(&p->wait_ns, (long)EMBER_POOL_WAIT_US * 1000);
+#ifdef __linux__
+  /* helpers inherit this mask; pool_spread keeps them within it */
+  p->spread = threads > 1 && sched_getaffinity(0, sizeof p->allowed, &p->allowed) == 0 &&
+              threads <= CPU_COUNT(&p->allowed);
+  p->kept_off = -1;
+#endif
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->start, NULL);
   pthread_cond_init(&p->done, NULL);
@@ -338,8 +349,33 @@ int ember_pool_set_wait_us(ember_pool *p, long us, ember_err *err) {
   return 0;
 }
 
+/* Keeps the helpers off the calling thread's CPU. A helper that polls on the CPU where the
+ * caller then wakes shares that core with it for the whole job: each runs half the time, the
+ * other core idles, and the kernel does not move either (both ran a moment ago, so both count as
+ * cache-hot) until its periodic balance, milliseconds later; on the EPYC VM a lone 1024 x 3
+ * query then took twice its time, for runs at a stretch (docs/performance.md). So when the
+ * caller's CPU changes, the helpers' affinity becomes the CPUs they were allowed minus that one;
+ * the kernel moves them at once. Only where they fit beside the caller (p->spread: no more
+ * threads than allowed CPUs); an oversubscribed pool keeps the kernel's placement. Answers do not change: tasks
+ * do not depend on the CPU they run on. */
+static void pool_spread(ember_pool *p) {
+#ifdef __linux__
+  if (!p->spread) return;
+  const int cpu = sched_getcpu();
+  const int off = cpu >= 0 && cpu < CPU_SETSIZE && CPU_ISSET(cpu, &p->allowed) ? cpu : -1;
+  if (off == p->kept_off) return;
+  cpu_set_t set = p->allowed;
+  if (off >= 0) CPU_CLR(off, &set);
+  for (int i = 1; i < p->threads; i++) pthread_setaffinity_np(p->tids[i], sizeof set, &set);
+  p->kept_off = off; /* a helper the call failed for (none should) is left where it was */
+#else
+  (void)p;
+#endif
+}
+
 /* Publishes a job to the helpers; returns its generation. */
 static uint64_t pool_start(ember_pool *p, int any, int ntasks, ember_task_fn fn, void *ctx) {
+  pool_spread(p);
   pthread_mutex_lock(&p->mu);
   p->ntasks = ntasks;
   p->fn = fn;

@@ -93,7 +93,12 @@ uint32_t ember_rng_below(ember_rng *rng, uint32_t n);
  * all are done. thread is in [0, ember_pool_threads(pool)) and identifies a per-thread
  * workspace. A NULL pool runs everything on the calling thread as thread 0. Tasks are handed
  * out in a fixed, deterministic split (task t goes to thread t % threads), so results that
- * depend on which thread computed what are still reproducible for a fixed thread count. */
+ * depend on which thread computed what are still reproducible for a fixed thread count.
+ * On Linux, a pool with no more threads than the CPUs its creator may use keeps its helper
+ * threads off the CPU of the thread that starts each job (their affinity: the creator's CPUs
+ * less that one, changed when the caller's CPU changes), so that a helper never shares the
+ * caller's core while another core idles; a pool with more threads leaves placement to the
+ * kernel. */
 typedef struct ember_pool ember_pool;
 typedef void (*ember_task_fn)(void *ctx, int task, int thread);
 
