@@ -356,8 +356,8 @@ int ember_pool_set_wait_us(ember_pool *p, long us, ember_err *err) {
  * query then took twice its time, for runs at a stretch (docs/performance.md). So when the
  * caller's CPU changes, the helpers' affinity becomes the CPUs they were allowed minus that one;
  * the kernel moves them at once. Only where they fit beside the caller (p->spread: no more
- * threads than allowed CPUs); an oversubscribed pool keeps the kernel's placement. Answers do not change: tasks
- * do not depend on the CPU they run on. */
+ * threads than allowed CPUs); an oversubscribed pool keeps the kernel's placement. Answers do
+ * not change: tasks do not depend on the CPU they run on. */
 static void pool_spread(ember_pool *p) {
 #ifdef __linux__
   if (!p->spread) return;
