@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""bench/serve.py's target bookkeeping: which values meet a target, and the count per tool over
-runs. The measurement itself needs h2load and a quiet machine; this checks only the arithmetic
-that turns its figures into "met in k of N"."""
+"""bench/serve.py's bookkeeping: which values meet a target, the count per tool over runs, the
+peak its rooflines are taken against, and a bad --runs. The measurement itself needs h2load and
+a quiet machine; this checks only what turns its figures into "met in k of N"."""
 import importlib.util
 import os
 import sys
@@ -54,6 +54,22 @@ check(r_bench.endswith("| 1 of 2 |") and r_h2.endswith("| 1 of 2 |"),
       f"a run without the figure is not counted: {r_bench} / {r_h2}")
 check(r_bench.rstrip(" |").split(" | ")[-2] == "", "the run without the figure has an empty cell")
 check(not any(what["roof_64"] in r for r in rows), "a target no run measured has no row")
+
+# rooflines are taken against the highest sgemm peak read so far, never a lower later reading
+peak = serve.Peak("unused", readings=0)
+peak.see({"sgemm_peak_gflops": "100.0"})
+peak.see({"sgemm_peak_gflops": "50.0"})  # a reading taken while the host held a vCPU
+peak.see({})                               # a line without a reading
+check(peak.best == 100.0, f"the highest reading is kept: {peak.best}")
+shape = {"gflops": "10.0", "queries_per_s": "100.0"}  # 0.1 GFLOP per query
+roof = peak.roofline(500.0, shape)
+check(abs(roof - 50.0) < 1e-9, f"500 queries/s of 0.1 GFLOP against 100 GFLOP/s is 50%: {roof}")
+
+# bad input: a run count below 1 is refused before anything is measured
+import subprocess
+r = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "serve.py"), "--runs", "0"],
+                   capture_output=True, text=True, timeout=60)
+check(r.returncode != 0 and "--runs must be >= 1" in r.stderr, f"--runs 0 is refused: rc {r.returncode}, {r.stderr!r}")
 
 print("ok - bench/serve.py targets" if not failures else f"{failures} failure(s)")
 sys.exit(1 if failures else 0)
