@@ -386,6 +386,11 @@ static int bench_train(int argc, char **argv) {
 #define BENCH_USAGE "usage: ember bench infer|train|serve [options]   (ember bench infer --help)\n"
 
 int cmd_bench(int argc, char **argv) {
+  const char *best = ember_blas_env_narrower();
+  if (best)
+    fprintf(stderr, "ember bench: OPENBLAS_CORETYPE=%s in the environment loads OpenBLAS's %s kernels; this CPU takes "
+                    "the %s family's, faster: unset OPENBLAS_CORETYPE for full speed\n",
+            getenv("OPENBLAS_CORETYPE"), ember_blas_core(), best);
   if (argc >= 1 && strcmp(argv[0], "infer") == 0) return bench_infer(argc - 1, argv + 1);
   if (argc >= 1 && strcmp(argv[0], "train") == 0) return bench_train(argc - 1, argv + 1);
   if (argc >= 1 && strcmp(argv[0], "serve") == 0) {

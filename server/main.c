@@ -360,6 +360,10 @@ int main(int argc, char **argv) {
   uv_timer_start(&s->trim_timer, on_trim, TRIM_MS, TRIM_MS);
   health_set_serving(s, 1);
   auth_log_startup(s);
+  const char *best = ember_blas_env_narrower();
+  if (best)
+    srv_log(LOG_WARN, "OPENBLAS_CORETYPE in the environment loads narrower kernels than this CPU's: unset it for full speed",
+            "OPENBLAS_CORETYPE=%s blas=%s cpu_kernels=%s", getenv("OPENBLAS_CORETYPE"), ember_blas_core(), best);
   srv_log(LOG_INFO, "serving", "listen=%s port=%d workers=%d split_batches=%d pool_wait_us=%d max_batch=%d max_delay_us=%d max_queue=%d blas=%s",
           s->cfg.listen, port, s->cfg.workers, s->wide_pool != NULL, s->cfg.pool_wait_us, s->cfg.max_batch, s->cfg.max_delay_us, s->cfg.max_queue,
           ember_blas_core());

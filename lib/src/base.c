@@ -451,14 +451,9 @@ int ember_blas_row_block(void) {
   return b;
 }
 
-const char *ember_blas_better_core(void) {
-  const char *env = getenv("OPENBLAS_CORETYPE");
-  if (env && *env) return NULL;
-  /* the families with AVX2 kernels or better in OpenBLAS's tables: their choice stands */
-  static const char *const modern[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
-  const char *core = ember_blas_core();
-  for (size_t i = 0; i < sizeof modern / sizeof *modern; i++)
-    if (strcasecmp(core, modern[i]) == 0) return NULL;
+/* The widest kernel family this CPU takes: "SkylakeX" with AVX-512 (F, BW, DQ, VL), "Haswell"
+ * with AVX2 and FMA, else NULL. */
+static const char *cpu_best_core(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
   /* __builtin_cpu_supports also asks the OS (XGETBV) whether it saves the wide registers */
   __builtin_cpu_init();
@@ -468,6 +463,30 @@ const char *ember_blas_better_core(void) {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
 #endif
   return NULL;
+}
+
+/* Whether core is a family with AVX2 kernels or better in OpenBLAS's tables */
+static int modern_core(const char *core) {
+  static const char *const modern[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
+  for (size_t i = 0; i < sizeof modern / sizeof *modern; i++)
+    if (strcasecmp(core, modern[i]) == 0) return 1;
+  return 0;
+}
+
+const char *ember_blas_better_core(void) {
+  const char *env = getenv("OPENBLAS_CORETYPE");
+  if (env && *env) return NULL;
+  if (modern_core(ember_blas_core())) return NULL; /* OpenBLAS's own choice stands */
+  return cpu_best_core();
+}
+
+const char *ember_blas_env_narrower(void) {
+  const char *env = getenv("OPENBLAS_CORETYPE");
+  if (!env || !*env) return NULL;
+  const char *core = ember_blas_core(), *best = cpu_best_core();
+  if (!best) return NULL;
+  if (strcmp(best, "SkylakeX") == 0) return skylakex_family(core) ? NULL : best;
+  return modern_core(core) ? NULL : best;
 }
 
 /* The file argv[0] names (found on PATH when it has no slash), resolved, in out (PATH_MAX). */

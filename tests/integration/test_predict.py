@@ -99,6 +99,27 @@ class PredictMatchesCli(it.EmberTest):
         self.assertEqual(list(a.y) + list(b.y), list(whole2.y))
         self.srv.stop_clean(self)
 
+    def test_narrower_kernels_warned(self):
+        """An OPENBLAS_CORETYPE narrower than the CPU's widest kernels stands, with a warning
+        in emberd's log; none without the variable (the suite runs with it unset)."""
+        flags = set(next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split(":", 1)[1].split())
+        avx512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags
+        core = "Haswell" if avx512 else "Prescott"
+        expect = avx512 or {"avx2", "fma"} <= flags  # a pre-AVX2 CPU has nothing narrower to run
+        warning = "OPENBLAS_CORETYPE in the environment loads narrower kernels than this CPU's"
+        self.assertNotIn(warning, self.srv.log())
+        srv = self.start("--models", os.path.join(self.tmp, "repo"), "--workers", 1,
+                         env={"OPENBLAS_CORETYPE": core})
+        log = srv.log()
+        self.assertIn("blas=%s" % core, log, "the variable stands")
+        self.assertEqual(warning in log, expect, log)
+        if expect:
+            self.assertIn("OPENBLAS_CORETYPE=%s blas=%s cpu_kernels=%s" % (core, core, "SkylakeX" if avx512 else "Haswell"), log)
+        code, resp, details = call(srv.stub.Predict, it.pb.PredictRequest(model="jump", x=self.x2[0]))
+        self.assertEqual(code, grpc.StatusCode.OK, details)
+        srv.stop_clean(self)
+        self.srv.stop_clean(self)
+
     def test_sample_returns_the_population(self):
         """return_samples: each row's final population (options.samples candidates, in y units,
         inside the model's bounds) and energies; its best candidate is Predict's answer for the

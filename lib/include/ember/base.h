@@ -167,6 +167,14 @@ const char *ember_blas_better_core(void);
  * call it; setting OPENBLAS_CORETYPE yourself (even to the generic core) turns it off. */
 void ember_blas_reexec_for_cpu(char **argv);
 
+/* When OPENBLAS_CORETYPE, set in the environment, loaded a narrower kernel family than this
+ * CPU's widest (anything but the SkylakeX family on a CPU with AVX-512 F, BW, DQ and VL; a
+ * pre-AVX2 family on one with AVX2 and FMA), that widest family ("SkylakeX" or "Haswell");
+ * else NULL. The variable stands (ember_blas_better_core), but emberd and `ember bench` warn
+ * with this: on the Zen 5 VM of docs/performance.md, OPENBLAS_CORETYPE=Haswell halved the sgemm
+ * peak and made a 64-sample query 5 times slower. */
+const char *ember_blas_env_narrower(void);
+
 /* fsyncs the directory that holds path ("." for a bare name), which makes a rename or link
  * into it durable: what every writer of a file that others may read while it is replaced does
  * after the rename. 0, or -1 with errno; a file system that cannot sync a directory (EINVAL)
