@@ -332,7 +332,11 @@ def main():
             except OSError:
                 time.sleep(0.1)
         blas = subprocess.run([args.ember, "--version"], capture_output=True, text=True).stdout.strip()
-        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+        info = dict(l.split(":", 1) for l in open("/proc/cpuinfo").read().split("\n\n")[0].splitlines() if ":" in l)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        cpu = f"{info.get('model name', '?')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
+        if os.environ.get("OPENBLAS_CORETYPE"):  # it stands (ember_blas_better_core): say so
+            blas += f", as OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} in the environment asks"
         split = f"--split-batches {args.split}" if args.split is not None else "its defaults"
         lines.append(f"Machine: {cpu}, {os.cpu_count()} cores; {blas}; emberd ({args.emberd}) with {split}, "
                      f"workers = cores. {args.note}".rstrip())
