@@ -171,8 +171,7 @@ void ember_blas_reexec_for_cpu(char **argv);
  * CPU's widest (anything but the SkylakeX family on a CPU with AVX-512 F, BW, DQ and VL; a
  * pre-AVX2 family on one with AVX2 and FMA), that widest family ("SkylakeX" or "Haswell");
  * else NULL. The variable stands (ember_blas_better_core), but emberd and `ember bench` warn
- * with this: on the Zen 5 VM of docs/performance.md, OPENBLAS_CORETYPE=Haswell halved the sgemm
- * peak and made a 64-sample query 6 times slower on two threads. */
+ * with this (what such a variable cost is measured in docs/performance.md). */
 const char *ember_blas_env_narrower(void);
 
 /* fsyncs the directory that holds path ("." for a bare name), which makes a rename or link
